@@ -1,0 +1,229 @@
+/**
+ * The command-line interface. Exit codes: 0 ok, 1 runtime failure, 2 usage
+ * or configuration error.
+ *
+ * @module
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { Command, CommanderError, Option } from "commander";
+import { loadConfig } from "../config/load.ts";
+import type { Config } from "../config/types.ts";
+import { ConfigError, errorMessage } from "../errors.ts";
+import { addSecret, configureLog, logger, redact } from "../log.ts";
+import { Daemon } from "../pipeline/daemon.ts";
+import { dataDirFor } from "../pipeline/paths.ts";
+import { Store } from "../store/store.ts";
+import { VERSION } from "../version.ts";
+import { formatStatus, statusReport } from "./status.ts";
+import "../transports/mod.ts";
+import "../processors/mod.ts";
+
+const encoder = new TextEncoder();
+
+/** Writes to standard output. */
+export function out(text: string): void {
+  Deno.stdout.writeSync(encoder.encode(text.endsWith("\n") ? text : text + "\n"));
+}
+
+/** Writes to standard error. */
+export function err(text: string): void {
+  Deno.stderr.writeSync(encoder.encode(redact(text.endsWith("\n") ? text : text + "\n")));
+}
+
+/** An exit with a code, thrown from commands. */
+class Exit extends Error {
+  readonly code: number;
+  constructor(code: number) {
+    super(`exit ${code}`);
+    this.code = code;
+  }
+}
+
+function load(file: string): Config {
+  const config = loadConfig(file);
+  for (const s of config.secrets) addSecret(s);
+  configureLog({ level: config.settings.logLevel, format: config.settings.logFormat });
+  return config;
+}
+
+function openStore(config: Config, dataDir: string | undefined, readOnly: boolean): Store {
+  const dir = dataDirFor(config, dataDir);
+  try {
+    return new Store(dir, { readOnly });
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      err(e.message);
+      throw new Exit(1);
+    }
+    throw e;
+  }
+}
+
+function program(): Command {
+  const p = new Command();
+  p.name("fileconveyor")
+    .description("Watch folders, process files, and sync them to CDNs and servers.")
+    .version(VERSION, "-V, --version")
+    .showHelpAfterError()
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => out(s),
+      writeErr: (s) => err(s),
+    });
+
+  p.command("sync")
+    .description("Scan and sync every source, then keep watching for changes")
+    .requiredOption("-c, --config <file>", "configuration file (config.xml)")
+    .option("--once", "sync until the queue is empty, then exit (1 if any file failed)")
+    .option("-n, --dry-run", "show what would be synced or deleted; change nothing")
+    .option("-d, --data-dir <dir>", "data directory (database, working files)")
+    .option("--approve-deletes", "apply deletions held by the delete guard")
+    .addOption(new Option("--log-format <format>", "log line format").choices(["text", "json"]))
+    .action(async (opts) => {
+      const config = load(opts.config);
+      if (opts.logFormat) configureLog({ format: opts.logFormat });
+      const daemon = await Daemon.open(config, {
+        once: !!opts.once,
+        dryRun: !!opts.dryRun,
+        dataDir: opts.dataDir,
+        approveDeletes: !!opts.approveDeletes,
+      });
+      const stop = () => daemon.stop();
+      const signals: Deno.Signal[] = Deno.build.os === "windows"
+        ? ["SIGINT"]
+        : ["SIGINT", "SIGTERM"];
+      for (const s of signals) Deno.addSignalListener(s, stop);
+      try {
+        const summary = await daemon.run();
+        logger("daemon").info(
+          `Done: ${summary.synced} synced, ${summary.deleted} deleted, ${summary.failed} failed, ${summary.skipped} unchanged`,
+        );
+        if (opts.once && summary.failed > 0) throw new Exit(1);
+      } finally {
+        for (const s of signals) Deno.removeSignalListener(s, stop);
+      }
+    });
+
+  p.command("validate")
+    .description("Check a configuration file; never connects, never writes")
+    .requiredOption("-c, --config <file>", "configuration file")
+    .action((opts) => {
+      const c = load(opts.config);
+      out(
+        `Configuration "${c.file}" is valid: ${c.sources.length} source(s), ${c.servers.length} server(s), ${c.rules.length} rule(s).`,
+      );
+      for (const s of c.sources) out(`  source ${s.name}: ${s.scanPath}`);
+      for (const s of c.servers) out(`  server ${s.name}: ${s.transporter}`);
+      for (const r of c.rules) {
+        out(
+          `  rule "${r.label}" for ${r.source}: ${
+            r.processors.map((x) => x.name).join(" → ") || "no processors"
+          } → ${r.destinations.map((d) => `${d.server}${d.path ? "/" + d.path : ""}`).join(", ")}`,
+        );
+      }
+    });
+
+  p.command("status")
+    .description("Show the queue, failures and what is synced where (works while the daemon runs)")
+    .requiredOption("-c, --config <file>", "configuration file")
+    .option("-d, --data-dir <dir>", "data directory")
+    .option("--json", "machine-readable output")
+    .action((opts) => {
+      const config = load(opts.config);
+      const store = openStore(config, opts.dataDir, true);
+      try {
+        const report = statusReport(config, store);
+        out(opts.json ? JSON.stringify(report, null, 2) : formatStatus(report));
+      } finally {
+        store.close();
+      }
+    });
+
+  p.command("retry")
+    .description("Re-queue failed files now")
+    .requiredOption("-c, --config <file>", "configuration file")
+    .option("-d, --data-dir <dir>", "data directory")
+    .option("--server <name>", "only files for this server")
+    .action((opts) => {
+      const config = load(opts.config);
+      const store = openStore(config, opts.dataDir, false);
+      try {
+        const n = store.retryFailed(Date.now(), opts.server);
+        out(`Re-queued ${n} file(s).`);
+      } finally {
+        store.close();
+      }
+    });
+
+  p.command("approve-deletes")
+    .description("Let the next scan apply deletions held by the delete guard")
+    .requiredOption("-c, --config <file>", "configuration file")
+    .option("-d, --data-dir <dir>", "data directory")
+    .option("--source <name>", "only this source")
+    .action((opts) => {
+      const config = load(opts.config);
+      const store = openStore(config, opts.dataDir, false);
+      try {
+        const n = store.approveDeletes(opts.source);
+        out(n > 0 ? `Approved held deletions for ${n} source(s).` : "No deletions are held.");
+      } finally {
+        store.close();
+      }
+    });
+
+  p.command("url")
+    .description("Print the public URL(s) of a synced file")
+    .argument("<path>", "source file path")
+    .requiredOption("-c, --config <file>", "configuration file")
+    .option("-d, --data-dir <dir>", "data directory")
+    .option("--server <name>", "only this server")
+    .option("--json", "machine-readable output")
+    .action((file: string, opts) => {
+      const config = load(opts.config);
+      const store = openStore(config, opts.dataDir, true);
+      try {
+        let abs = path.resolve(file);
+        try {
+          abs = fs.realpathSync(abs);
+        } catch {
+          // A deleted file can still be looked up by its path.
+        }
+        const rows = store.syncedFor(abs).filter((r) => !opts.server || r.server === opts.server);
+        if (opts.json) {
+          out(JSON.stringify(rows.map((r) => ({ server: r.server, url: r.url })), null, 2));
+        } else for (const r of rows) out(opts.server ? r.url : `${r.server}\t${r.url}`);
+        if (rows.length === 0) {
+          err(`"${abs}" is not synced${opts.server ? ` to server "${opts.server}"` : ""}`);
+          throw new Exit(1);
+        }
+      } finally {
+        store.close();
+      }
+    });
+  return p;
+}
+
+/** Runs the CLI with `args`; returns the exit code. */
+export async function main(args: string[]): Promise<number> {
+  const p = program();
+  try {
+    await p.parseAsync(args, { from: "user" });
+    return 0;
+  } catch (e) {
+    if (e instanceof Exit) return e.code;
+    if (e instanceof CommanderError) {
+      if (
+        e.code === "commander.helpDisplayed" || e.code === "commander.version" || e.exitCode === 0
+      ) return 0;
+      return 2;
+    }
+    if (e instanceof ConfigError) {
+      err(e.message);
+      return 2;
+    }
+    err(`fileconveyor: ${errorMessage(e)}`);
+    if (Deno.env.get("FILECONVEYOR_DEBUG")) err(String((e as Error)?.stack ?? ""));
+    return 1;
+  }
+}

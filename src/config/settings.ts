@@ -1,0 +1,219 @@
+/**
+ * The `<settings>` element: daemon-wide options, each a child element.
+ * The original's `settings.py` constant names are accepted as aliases.
+ *
+ * @module
+ */
+import type { OptionSpec, OptionValues } from "../options.ts";
+import type { Settings } from "./types.ts";
+
+/** Every setting of `<settings>`, with defaults. Drives validation and the README table. */
+export const SETTINGS_SPEC: readonly OptionSpec[] = [
+  {
+    name: "dataDir",
+    type: "path",
+    help:
+      "Directory for the database and working files (default: `fileconveyor-data` next to the config file)",
+  },
+  {
+    name: "workingDir",
+    type: "path",
+    help: "Directory for processor output (default: `<dataDir>/work`)",
+  },
+  { name: "pidFile", type: "path", help: "Write the daemon's PID here (the original's PID_FILE)" },
+  { name: "logFile", type: "path", help: "Also write the log to this file, rotated" },
+  {
+    name: "logMaxBytes",
+    type: "integer",
+    min: 1024,
+    default: "5242880",
+    help: "Rotate the log file at this size",
+  },
+  { name: "logBackups", type: "integer", min: 0, default: "5", help: "Rotated log files to keep" },
+  {
+    name: "logLevel",
+    type: "enum",
+    values: ["debug", "info", "warn", "error"],
+    default: "info",
+    help: "Lowest level logged",
+  },
+  {
+    name: "logFormat",
+    type: "enum",
+    values: ["text", "json"],
+    default: "text",
+    help: "Log line format",
+  },
+  {
+    name: "maxFilesInPipeline",
+    type: "integer",
+    min: 1,
+    default: "1000",
+    help: "Files being processed or transferred at once",
+  },
+  {
+    name: "maxSimultaneousProcessorChains",
+    type: "integer",
+    min: 1,
+    default: "2",
+    help: "Processor chains running at once",
+  },
+  {
+    name: "maxSimultaneousTransporters",
+    type: "integer",
+    min: 1,
+    default: "32",
+    help: "Transfers running at once, all servers together",
+  },
+  {
+    name: "defaultMaxConnections",
+    type: "integer",
+    min: 1,
+    default: "8",
+    help: "Connections per server when the server sets no maxConnections",
+  },
+  {
+    name: "retryInitialDelay",
+    type: "number",
+    min: 0,
+    default: "2",
+    help: "Seconds before the first retry of a failed file (doubles each time, with jitter)",
+  },
+  {
+    name: "retryMaxDelay",
+    type: "number",
+    min: 0,
+    default: "300",
+    help: "Longest delay between retries, seconds",
+  },
+  {
+    name: "retryFailAfter",
+    type: "integer",
+    min: 1,
+    default: "5",
+    help:
+      "Attempts after which a file is reported as failed (it is still retried at the longest delay)",
+  },
+  {
+    name: "rescanInterval",
+    type: "number",
+    min: 0,
+    default: "3600",
+    help: "Seconds between full reconciliation scans (0: never)",
+  },
+  {
+    name: "watchMode",
+    type: "enum",
+    values: ["auto", "poll"],
+    default: "auto",
+    help: "auto: inotify/FSEvents with polling fallback; poll: polling only (network file systems)",
+  },
+  {
+    name: "pollInterval",
+    type: "number",
+    min: 0.1,
+    default: "10",
+    help: "Seconds between scans in polling mode",
+  },
+  {
+    name: "settleDelay",
+    type: "integer",
+    min: 0,
+    default: "150",
+    help:
+      "Milliseconds of quiet before a changed file is synced when no close-after-write was seen",
+  },
+  {
+    name: "maxDelay",
+    type: "integer",
+    min: 0,
+    default: "5000",
+    help: "Milliseconds after which a file that keeps changing is synced anyway",
+  },
+  {
+    name: "deleteDelay",
+    type: "integer",
+    min: 0,
+    default: "0",
+    help: "Milliseconds to hold remote deletions (deletes are always sent after pending uploads)",
+  },
+  {
+    name: "deleteGuardShare",
+    type: "number",
+    min: 0,
+    max: 1,
+    default: "0.5",
+    help:
+      "A scan that would delete more than this share of a source's files deletes nothing until confirmed",
+  },
+  {
+    name: "deleteGuardMinFiles",
+    type: "integer",
+    min: 0,
+    default: "10",
+    help: "The delete guard applies only when a scan would delete at least this many files",
+  },
+  {
+    name: "timeout",
+    type: "number",
+    min: 1,
+    default: "60",
+    help: "Timeout of one network call, seconds",
+  },
+  {
+    name: "http",
+    type: "string",
+    help: "HOST:PORT for /metrics, /healthz and the status page (off by default)",
+  },
+  {
+    name: "healthFailAfter",
+    type: "number",
+    min: 1,
+    default: "300",
+    help: "Seconds a server may keep failing before /healthz reports unhealthy",
+  },
+];
+
+/** The original `settings.py` names and what they map to. */
+export const ORIGINAL_SETTING_NAMES: Record<string, string> = {
+  PID_FILE: "pidFile",
+  LOG_FILE: "logFile",
+  WORKING_DIR: "workingDir",
+  MAX_FILES_IN_PIPELINE: "maxFilesInPipeline",
+  MAX_SIMULTANEOUS_PROCESSORCHAINS: "maxSimultaneousProcessorChains",
+  MAX_SIMULTANEOUS_TRANSPORTERS: "maxSimultaneousTransporters",
+  RETRY_INTERVAL: "retryMaxDelay",
+  CONSOLE_LOGGER_LEVEL: "logLevel",
+};
+
+/** Builds {@linkcode Settings} from validated option values. */
+export function toSettings(v: OptionValues): Settings {
+  const n = (k: string) => Number(v[k]);
+  const s: Settings = {
+    logMaxBytes: n("logMaxBytes"),
+    logBackups: n("logBackups"),
+    logLevel: v.logLevel as Settings["logLevel"],
+    logFormat: v.logFormat as Settings["logFormat"],
+    maxFilesInPipeline: n("maxFilesInPipeline"),
+    maxSimultaneousProcessorChains: n("maxSimultaneousProcessorChains"),
+    maxSimultaneousTransporters: n("maxSimultaneousTransporters"),
+    defaultMaxConnections: n("defaultMaxConnections"),
+    retryInitialDelay: n("retryInitialDelay"),
+    retryMaxDelay: n("retryMaxDelay"),
+    retryFailAfter: n("retryFailAfter"),
+    rescanInterval: n("rescanInterval"),
+    watchMode: v.watchMode as Settings["watchMode"],
+    pollInterval: n("pollInterval"),
+    settleDelay: n("settleDelay"),
+    maxDelay: n("maxDelay"),
+    deleteDelay: n("deleteDelay"),
+    deleteGuardShare: n("deleteGuardShare"),
+    deleteGuardMinFiles: n("deleteGuardMinFiles"),
+    timeout: n("timeout"),
+    healthFailAfter: n("healthFailAfter"),
+  };
+  for (const k of ["dataDir", "workingDir", "pidFile", "logFile", "http"] as const) {
+    if (v[k]) s[k] = v[k];
+  }
+  return s;
+}

@@ -1,0 +1,100 @@
+/**
+ * A strict XML reader that keeps line numbers for every element and
+ * attribute, so configuration errors can name the line.
+ *
+ * @module
+ */
+import { SaxesParser } from "saxes";
+
+/** One XML element with its position in the file. */
+export interface XmlElement {
+  name: string;
+  /** Attributes in document order, with the line of their element. */
+  attrs: Map<string, string>;
+  children: XmlElement[];
+  /** Concatenated text content (direct children only), untrimmed. */
+  text: string;
+  /** 1-based line of the start tag. */
+  line: number;
+  parent?: XmlElement;
+}
+
+/** A well-formedness error with its position. */
+export class XmlSyntaxError extends Error {
+  readonly line: number;
+  readonly column: number;
+
+  constructor(message: string, line: number, column: number) {
+    super(message);
+    this.name = "XmlSyntaxError";
+    this.line = line;
+    this.column = column;
+  }
+}
+
+/** Parses an XML document and returns its root element. Throws {@linkcode XmlSyntaxError}. */
+export function parseXml(text: string): XmlElement {
+  const parser = new SaxesParser({ position: true });
+  const stack: XmlElement[] = [];
+  let root: XmlElement | undefined;
+  let error: XmlSyntaxError | undefined;
+  parser.on("error", (e) => {
+    if (!error) {
+      const m = /^(?:[^:]*:)?(\d+):(\d+): (.*)$/s.exec(e.message);
+      error = m
+        ? new XmlSyntaxError(m[3]!, Number(m[1]), Number(m[2]))
+        : new XmlSyntaxError(e.message, parser.line, parser.column);
+    }
+  });
+  parser.on("opentag", (tag) => {
+    const el: XmlElement = {
+      name: tag.name,
+      attrs: new Map(),
+      children: [],
+      text: "",
+      line: parser.line,
+      parent: stack.at(-1),
+    };
+    for (const [k, v] of Object.entries(tag.attributes)) {
+      el.attrs.set(k, typeof v === "string" ? v : v.value);
+    }
+    if (stack.length === 0) root = el;
+    else stack.at(-1)!.children.push(el);
+    stack.push(el);
+  });
+  parser.on("closetag", () => {
+    stack.pop();
+  });
+  parser.on("text", (t) => {
+    const top = stack.at(-1);
+    if (top) top.text += t;
+  });
+  parser.on("cdata", (t) => {
+    const top = stack.at(-1);
+    if (top) top.text += t;
+  });
+  try {
+    parser.write(text).close();
+  } catch (e) {
+    if (!error) {
+      error = new XmlSyntaxError(
+        e instanceof Error ? e.message : String(e),
+        parser.line,
+        parser.column,
+      );
+    }
+  }
+  if (error) throw error;
+  if (!root) throw new XmlSyntaxError("The document has no root element", 1, 1);
+  return root;
+}
+
+/** Returns a readable path of an element, e.g. `config/servers/server[@name="cdn"]`. */
+export function elementPath(el: XmlElement): string {
+  const parts: string[] = [];
+  for (let e: XmlElement | undefined = el; e; e = e.parent) {
+    const name = e.attrs.get("name") ?? (e.name === "rule" ? e.attrs.get("label") : undefined);
+    parts.unshift(name !== undefined && e.parent ? `${e.name}[${JSON.stringify(name)}]` : e.name);
+  }
+  return parts.join("/");
+}

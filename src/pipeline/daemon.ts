@@ -1,0 +1,1111 @@
+/**
+ * The daemon: discover → filter → process → transport → record, with one
+ * AbortSignal through everything. Work lives in SQLite between stages, so a
+ * crash at any moment loses nothing: the next start resumes the queue and
+ * rescans the sources.
+ *
+ * @module
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import type { Config, Destination, Rule, Server, Source } from "../config/types.ts";
+import { ClassifiedError, classify, errorMessage, RequeueError } from "../errors.ts";
+import { matchingRules } from "../filter/filter.ts";
+import { addSecret, type Logger, logger } from "../log.ts";
+import { chainIsPerServer, runChain, setupProcessors } from "../process/chain.ts";
+import { CREATED, DELETED, eventName, type FileEvent, MODIFIED } from "../store/events.ts";
+import { type Change, type Job, NEVER, Store, type SyncedRow } from "../store/store.ts";
+import { safeRemotePath } from "../transport/paths.ts";
+import { getTransportDef, isFlusher, isMover, type Transport } from "../transport/transport.ts";
+import { Aggregator } from "../watch/aggregator.ts";
+import { type Batch, type FsChange, Scanner } from "../watch/scanner.ts";
+import { SourceWatcher, type WatchMode } from "../watch/watcher.ts";
+import { md5File, signature } from "./hash.ts";
+import { dataDirFor, workDirFor } from "./paths.ts";
+import { Semaphore } from "./semaphore.ts";
+
+/** Options for {@linkcode Daemon}. */
+export interface DaemonOptions {
+  /** Sync until the queue is empty, then stop. */
+  once?: boolean;
+  /** Report what would be done; change nothing. */
+  dryRun?: boolean;
+  /** Overrides the data directory. */
+  dataDir?: string;
+  /** Approve deletes held by the delete guard at start. */
+  approveDeletes?: boolean;
+  /** Milliseconds to let running transfers finish at shutdown. */
+  shutdownGrace?: number;
+}
+
+/** Summary of a run. */
+export interface RunSummary {
+  synced: number;
+  deleted: number;
+  failed: number;
+  skipped: number;
+}
+
+interface Target {
+  server: Server;
+  dest: Destination;
+}
+
+/** A live server: its transport and limits. */
+interface ServerState {
+  server: Server;
+  transport?: Promise<Transport>;
+  slots: Semaphore;
+  blockedUntil: number;
+  backoff: number;
+  running: number;
+  log: Logger;
+}
+
+/** Is another instance using this data directory? Holds the lock for the process lifetime. */
+async function lockDataDir(dataDir: string): Promise<Deno.FsFile> {
+  fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const file = await Deno.open(path.join(dataDir, "lock"), {
+    create: true,
+    write: true,
+    mode: 0o600,
+  });
+  if (!(await file.tryLock(true))) {
+    file.close();
+    let pid = "";
+    try {
+      pid = fs.readFileSync(path.join(dataDir, "daemon.pid"), "utf8").trim();
+    } catch {
+      // No pid recorded.
+    }
+    throw new ClassifiedError(
+      `Another fileconveyor${
+        pid ? ` (pid ${pid})` : ""
+      } is already running with data directory "${dataDir}"`,
+      "fatal",
+    );
+  }
+  return file;
+}
+
+/** The running daemon. */
+export class Daemon {
+  readonly config: Config;
+  readonly dataDir: string;
+  readonly workDir: string;
+  readonly store: Store;
+  readonly #o: DaemonOptions;
+  readonly #log = logger("daemon");
+  readonly #servers = new Map<string, ServerState>();
+  readonly #globalSlots: Semaphore;
+  readonly #chainSlots: Semaphore;
+  readonly #abort = new AbortController();
+  readonly #running = new Set<Promise<void>>();
+  readonly #watchers: SourceWatcher[] = [];
+  readonly #aggregators = new Map<string, Aggregator>();
+  readonly #scanner: Scanner;
+  readonly #summary: RunSummary = { synced: 0, deleted: 0, failed: 0, skipped: 0 };
+  readonly #watchModes = new Map<string, WatchMode>();
+  readonly #lock: Deno.FsFile;
+  #wake: number | undefined;
+  #wakeAt = Infinity;
+  #pumping = false;
+  #pumpAgain = false;
+  #stopping = false;
+  #idle: { resolve: () => void; promise: Promise<void> } | undefined;
+  #timers: number[] = [];
+  #scanQueue: Promise<void> = Promise.resolve();
+  #initialScanDone = false;
+
+  private constructor(config: Config, options: DaemonOptions, lock: Deno.FsFile, dataDir: string) {
+    this.config = config;
+    this.#o = options;
+    this.#lock = lock;
+    this.dataDir = dataDir;
+    this.workDir = workDirFor(config, dataDir);
+    this.store = new Store(this.dataDir);
+    const s = config.settings;
+    this.#globalSlots = new Semaphore(
+      Math.min(s.maxSimultaneousTransporters, s.maxFilesInPipeline),
+    );
+    this.#chainSlots = new Semaphore(s.maxSimultaneousProcessorChains);
+    for (const secret of config.secrets) addSecret(secret);
+    for (const server of config.servers) {
+      const max = server.maxConnections > 0 ? server.maxConnections : s.defaultMaxConnections;
+      this.#servers.set(server.name, {
+        server,
+        slots: new Semaphore(max),
+        blockedUntil: 0,
+        backoff: 0,
+        running: 0,
+        log: logger(`${server.transporter}:${server.name}`),
+      });
+    }
+    this.#scanner = new Scanner({
+      store: this.store,
+      ignoredDirs: config.ignoredDirs,
+      exclude: [this.dataDir, this.workDir],
+      log: logger("scan"),
+      guardShare: s.deleteGuardShare,
+      guardMinFiles: s.deleteGuardMinFiles,
+      sink: (batch) => this.#commit(batch),
+    });
+  }
+
+  /**
+   * Opens the data directory (refusing a second instance) and prepares the
+   * daemon. Call {@linkcode Daemon.run} next.
+   */
+  static async open(config: Config, options: DaemonOptions = {}): Promise<Daemon> {
+    const dataDir = dataDirFor(config, options.dataDir);
+    const lock = await lockDataDir(dataDir);
+    try {
+      return new Daemon(config, options, lock, dataDir);
+    } catch (e) {
+      lock.close();
+      throw e;
+    }
+  }
+
+  /** Aborted when the daemon stops. */
+  get signal(): AbortSignal {
+    return this.#abort.signal;
+  }
+
+  /** Watch modes per source. */
+  get watchModes(): ReadonlyMap<string, WatchMode> {
+    return this.#watchModes;
+  }
+
+  /** Files in flight right now. */
+  get inFlight(): number {
+    return this.#running.size;
+  }
+
+  /** Counts of this run. */
+  get summary(): Readonly<RunSummary> {
+    return this.#summary;
+  }
+
+  /**
+   * Runs: starts the watchers, scans every source, and syncs. With `once`,
+   * resolves when the queue is empty; otherwise when {@linkcode stop} is called.
+   */
+  async run(): Promise<RunSummary> {
+    const problems = await setupProcessors(this.config.rules.flatMap((r) => r.processors));
+    if (problems.length > 0) {
+      throw new ClassifiedError(problems.join("\n"), "fatal");
+    }
+    fs.writeFileSync(path.join(this.dataDir, "daemon.pid"), String(Deno.pid), { mode: 0o600 });
+    if (this.config.settings.pidFile) {
+      fs.mkdirSync(path.dirname(this.config.settings.pidFile), { recursive: true });
+      fs.writeFileSync(this.config.settings.pidFile, String(Deno.pid) + "\n", { mode: 0o600 });
+    }
+    fs.rmSync(this.workDir, { recursive: true, force: true });
+    fs.mkdirSync(this.workDir, { recursive: true, mode: 0o700 });
+    this.store.resetRunning();
+    if (this.#o.approveDeletes) this.store.approveDeletes();
+    this.#heartbeat();
+    this.#timers.push(setInterval(() => this.#heartbeat(), 2000) as unknown as number);
+
+    if (!this.#o.once && !this.#o.dryRun) this.#startWatchers();
+    const t0 = performance.now();
+    if (!this.#o.dryRun) this.#reevaluate();
+    for (const source of this.config.sources) {
+      await this.#enqueueScan(source);
+    }
+    this.#initialScanDone = true;
+    this.#log.info(`Initial scan done in ${Math.round(performance.now() - t0)} ms`, {
+      queued: this.store.activeCount(),
+    });
+    if (this.#o.dryRun) {
+      this.#reportDryRun();
+      await this.#shutdown();
+      return this.#summary;
+    }
+    this.#cleanOrphans();
+    if (!this.#o.once) {
+      const rescan = this.config.settings.rescanInterval;
+      if (rescan > 0) {
+        const jitter = () => rescan * 1000 * (0.75 + Math.random() * 0.5);
+        const tick = () => {
+          if (this.#stopping) return;
+          for (const s of this.config.sources) void this.#enqueueScan(s);
+          this.#timers.push(setTimeout(tick, jitter()) as unknown as number);
+        };
+        this.#timers.push(setTimeout(tick, jitter()) as unknown as number);
+      }
+      this.#timers.push(setInterval(() => {
+        void this.#sourceDeletions();
+        // Other processes (retry, approve-deletes) change the queue and the guard.
+        this.#pump();
+        for (const g of this.store.guards()) {
+          const source = this.config.sources.find((x) => x.name === g.source);
+          if (g.approved && source) void this.#enqueueScan(source);
+        }
+      }, 1000) as unknown as number);
+      this.#timers.push(setInterval(() => {
+        for (const w of this.#watchers) w.checkRoot();
+        this.store.pruneTransfers(Date.now());
+      }, 10_000) as unknown as number);
+    }
+    this.#pump();
+    if (this.#o.once) {
+      await this.#untilIdle();
+      await this.#flushTransports();
+      await this.#sourceDeletions(true);
+      await this.#shutdown();
+    } else {
+      await new Promise<void>((resolve) =>
+        this.#abort.signal.addEventListener("abort", () => resolve())
+      );
+      await this.#shutdown();
+    }
+    return this.#summary;
+  }
+
+  /** Stops watching, lets running transfers finish (bounded), and closes everything. */
+  stop(): void {
+    if (this.#stopping) return;
+    this.#log.info("Stopping");
+    this.#stopping = true;
+    this.#abort.abort();
+  }
+
+  async #shutdown() {
+    this.#stopping = true;
+    for (const t of this.#timers) clearTimeout(t);
+    if (this.#wake !== undefined) clearTimeout(this.#wake);
+    await Promise.all(this.#watchers.map((w) => w.stop()));
+    for (const a of this.#aggregators.values()) a.close();
+    const grace = this.#o.shutdownGrace ?? 10_000;
+    if (this.#running.size > 0) {
+      this.#log.info(`Waiting up to ${grace} ms for ${this.#running.size} running transfers`);
+      await Promise.race([
+        Promise.allSettled([...this.#running]),
+        new Promise((r) => setTimeout(r, grace)),
+      ]);
+    }
+    await this.#flushTransports().catch(() => {});
+    for (const s of this.#servers.values()) {
+      if (s.transport) await (await s.transport.catch(() => undefined))?.close().catch(() => {});
+    }
+    this.store.resetRunning();
+    this.store.setRuntime("daemon", { pid: null, stoppedAt: Date.now() });
+    this.store.close();
+    try {
+      fs.rmSync(path.join(this.dataDir, "daemon.pid"), { force: true });
+      if (this.config.settings.pidFile) fs.rmSync(this.config.settings.pidFile, { force: true });
+      fs.rmSync(this.workDir, { recursive: true, force: true });
+    } catch {
+      // Best effort.
+    }
+    this.#lock.close();
+  }
+
+  #heartbeat() {
+    try {
+      this.store.setRuntime("daemon", {
+        pid: Deno.pid,
+        heartbeat: Date.now(),
+        inFlight: this.#running.size,
+        initialScanDone: this.#initialScanDone,
+        watchers: Object.fromEntries(this.#watchModes),
+        servers: Object.fromEntries(
+          [...this.#servers].map((
+            [n, s],
+          ) => [n, { running: s.running, blockedUntil: s.blockedUntil || null }]),
+        ),
+      });
+    } catch (e) {
+      this.#log.warn(`Cannot write status: ${errorMessage(e)}`);
+    }
+  }
+
+  // ---- discovery ----
+
+  #startWatchers() {
+    for (const source of this.config.sources) {
+      const agg = new Aggregator({
+        settleDelay: this.config.settings.settleDelay,
+        maxDelay: this.config.settings.maxDelay,
+        flush: (paths, full) => {
+          if (full) void this.#enqueueScan(source);
+          else void this.#scanPaths(source, paths);
+        },
+      });
+      this.#aggregators.set(source.name, agg);
+      const mode = this.config.settings.watchMode === "poll" || source.watch === "poll"
+        ? "poll"
+        : "auto";
+      const w = new SourceWatcher({
+        source,
+        aggregator: agg,
+        log: logger(`watch:${source.name}`),
+        mode,
+        pollInterval: this.config.settings.pollInterval,
+        exclude: [this.dataDir, this.workDir],
+        fullScan: () => this.#enqueueScan(source),
+        onMode: (m, reason) => {
+          this.#watchModes.set(source.name, m);
+          this.#log.info(`Source "${source.name}" watch mode: ${m}${reason ? ` (${reason})` : ""}`);
+        },
+      });
+      w.start();
+      this.#watchModes.set(source.name, w.mode);
+      this.#watchers.push(w);
+    }
+  }
+
+  /** Scans run one at a time (they share the store's transaction). */
+  #serial(fn: () => Promise<void>): Promise<void> {
+    const next = this.#scanQueue.then(fn, fn);
+    this.#scanQueue = next.catch((e) => this.#log.error(`Scan failed: ${errorMessage(e)}`));
+    return this.#scanQueue;
+  }
+
+  readonly #scanPending = new Map<string, Promise<void>>();
+
+  #enqueueScan(source: Source): Promise<void> {
+    // A scan waiting to start covers any scan asked for meanwhile.
+    const waiting = this.#scanPending.get(source.name);
+    if (waiting) return waiting;
+    const p = this.#serial(async () => {
+      this.#scanPending.delete(source.name);
+      if (this.#stopping && !this.#o.once && !this.#o.dryRun) return;
+      const r = await this.#scanner.scanSource(source);
+      this.#log.info(
+        `Scanned source "${source.name}": ${r.files} files in ${r.dirs} directories, ${r.changes} changes (${
+          Math.round(r.ms)
+        } ms)`,
+      );
+      this.#pump();
+    });
+    this.#scanPending.set(source.name, p);
+    return p;
+  }
+
+  #scanPaths(source: Source, paths: { path: string; written: boolean }[]): Promise<void> {
+    return this.#serial(async () => {
+      if (this.#stopping) return;
+      for (const p of paths) await this.#scanner.scanPath(source, p.path, p.written);
+      this.#pump();
+    });
+  }
+
+  /** Targets (server + destination) of the rules matching a file. */
+  #targets(
+    source: Source,
+    c: { path: string; rel: string; size?: number },
+  ): { rule: Rule; target: Target }[] {
+    const out: { rule: Rule; target: Target }[] = [];
+    const seen = new Set<string>();
+    for (const rule of matchingRules(this.config.rules, source, c)) {
+      for (const dest of rule.destinations) {
+        const key = dest.server + "\0" + dest.path;
+        if (seen.has(key)) continue;
+        seen.add(key);
+        const server = this.#servers.get(dest.server)?.server;
+        if (server) out.push({ rule, target: { server, dest } });
+      }
+    }
+    return out;
+  }
+
+  /** Stores scan results and queues the work they imply, atomically. */
+  #commit(batch: Batch) {
+    if (this.#o.dryRun) {
+      this.#dryChanges.push(...batch.changes);
+      return;
+    }
+    const now = Date.now();
+    const changes: Change[] = [];
+    for (const c of batch.changes) changes.push(...this.#changesFor(c));
+    this.store.tx(() => {
+      for (const r of batch.removes) this.store.deleteUnder(r);
+      for (const p of batch.puts) this.store.putFile(p);
+      for (const c of batch.changes) {
+        if (c.event === DELETED) this.store.unscheduleSourceDeletion(c.path);
+      }
+      this.store.enqueue(changes, now, 0, this.config.settings.deleteDelay);
+    });
+  }
+
+  #changesFor(c: FsChange): Change[] {
+    const out: Change[] = [];
+    const targets = this.#targets(c.source, c);
+    const keys = new Set<string>();
+    for (const { target } of targets) {
+      keys.add(target.server.name + "\0" + target.dest.path);
+      out.push({
+        input_file: c.path,
+        source: c.source.name,
+        server: target.server.name,
+        dest: target.dest.path,
+        event: c.event,
+        force: c.verify ? 1 : 0,
+      });
+    }
+    if (c.event === DELETED) {
+      // Delete wherever it was synced, even if the rules changed since.
+      for (const row of this.store.syncedFor(c.path)) {
+        if (keys.has(row.server + "\0" + row.dest) || !this.#servers.has(row.server)) continue;
+        out.push({
+          input_file: c.path,
+          source: c.source.name,
+          server: row.server,
+          dest: row.dest,
+          event: DELETED,
+        });
+      }
+    }
+    return out;
+  }
+
+  readonly #dryChanges: FsChange[] = [];
+
+  #reportDryRun() {
+    const log = logger("dry-run");
+    let n = 0;
+    for (const c of this.#dryChanges) {
+      for (const ch of this.#changesFor(c)) {
+        n++;
+        log.info(
+          `would ${ch.event === DELETED ? "delete" : "upload"} "${c.rel}" ${
+            ch.event === DELETED ? "from" : "to"
+          } server "${ch.server}"${ch.dest ? ` under "${ch.dest}"` : ""} (${eventName(ch.event)})`,
+        );
+      }
+    }
+    const queued = this.store.activeCount();
+    log.info(`${n} changes found; ${queued} queued from earlier runs; nothing was changed`);
+    this.#summary.skipped = n;
+  }
+
+  // ---- scheduling ----
+
+  /** Starts every job that may run now; arms a timer for the next one. */
+  #pump() {
+    if (this.#o.dryRun || this.#abort.signal.aborted) return;
+    if (this.#pumping) {
+      this.#pumpAgain = true;
+      return;
+    }
+    this.#pumping = true;
+    try {
+      do {
+        this.#pumpAgain = false;
+        const now = Date.now();
+        for (const s of this.#servers.values()) {
+          if (s.blockedUntil > now) continue;
+          const free = Math.min(s.slots.free, this.#globalSlots.free);
+          if (free <= 0) continue;
+          const jobs = this.store.pick(s.server.name, free, now);
+          for (const job of jobs) {
+            s.slots.tryAcquire();
+            this.#globalSlots.tryAcquire();
+            s.running++;
+            const p = this.#runJob(s, job).finally(() => {
+              s.running--;
+              s.slots.release();
+              this.#globalSlots.release();
+              this.#running.delete(p);
+              this.#pump();
+            });
+            this.#running.add(p);
+          }
+        }
+      } while (this.#pumpAgain);
+      this.#armWake();
+      this.#checkIdle();
+    } finally {
+      this.#pumping = false;
+    }
+  }
+
+  #armWake() {
+    const now = Date.now();
+    let next = this.store.nextReadyAt() ?? Infinity;
+    for (const s of this.#servers.values()) {
+      if (s.blockedUntil > now) next = Math.max(next, Math.min(next, s.blockedUntil));
+    }
+    if (next === Infinity || next >= NEVER) return;
+    const at = Math.max(next, now + 5);
+    if (this.#wake !== undefined && this.#wakeAt <= at) return;
+    if (this.#wake !== undefined) clearTimeout(this.#wake);
+    this.#wakeAt = at;
+    this.#wake = setTimeout(() => {
+      this.#wake = undefined;
+      this.#wakeAt = Infinity;
+      this.#pump();
+    }, at - now) as unknown as number;
+  }
+
+  #checkIdle() {
+    if (!this.#idle || this.#running.size > 0) return;
+    if (this.store.activeCount() > 0) return;
+    this.#idle.resolve();
+  }
+
+  #untilIdle(): Promise<void> {
+    let resolve!: () => void;
+    const promise = new Promise<void>((r) => (resolve = r));
+    this.#idle = { resolve, promise };
+    this.#pump();
+    this.#checkIdle();
+    return promise;
+  }
+
+  /** Resolves when the queue is empty and nothing runs (for tests and `--once`). */
+  waitIdle(): Promise<void> {
+    return this.#untilIdle();
+  }
+
+  async #flushTransports() {
+    for (const s of this.#servers.values()) {
+      if (!s.transport) continue;
+      const t = await s.transport.catch(() => undefined);
+      if (t && isFlusher(t)) {
+        try {
+          await t.flush({ signal: AbortSignal.timeout(this.config.settings.timeout * 1000) });
+        } catch (e) {
+          s.log.error(`Cannot flush pending work: ${errorMessage(e)}`);
+        }
+      }
+    }
+  }
+
+  #transport(s: ServerState): Promise<Transport> {
+    if (!s.transport) {
+      const def = getTransportDef(s.server.transporter)!;
+      s.transport = def.create(s.server.settings, {
+        serverName: s.server.name,
+        log: s.log,
+        maxConnections: s.slots.free + s.running,
+        timeoutMs: this.config.settings.timeout * 1000,
+        sourceRoots: this.config.sources.map((x) => x.scanPath),
+        stateDir: path.join(this.dataDir, "servers", s.server.name.replace(/[^\w.-]/g, "_")),
+      });
+      s.transport.catch(() => {
+        s.transport = undefined;
+      });
+    }
+    return s.transport;
+  }
+
+  // ---- jobs ----
+
+  async #runJob(s: ServerState, job: Job): Promise<void> {
+    const started = Date.now();
+    const source = this.config.sources.find((x) => x.name === job.source);
+    try {
+      if (!source) {
+        // The source left the config: leave its files alone.
+        this.store.complete(job);
+        return;
+      }
+      const transport = await this.#transport(s);
+      const result = await this.#sync(s, transport, source, job);
+      this.store.tx(() => {
+        this.store.complete(job);
+        if (result.bytes >= 0) {
+          this.store.serverOk(s.server.name, result.bytes, Date.now());
+          this.store.addTransfer({
+            server: s.server.name,
+            input_file: job.input_file,
+            remote_path: result.remotePath,
+            event: job.event,
+            bytes: result.bytes,
+            ms: Date.now() - started,
+            lag_ms: Date.now() - job.discovered_at,
+          }, Date.now());
+        }
+      });
+      if (s.backoff > 0) {
+        s.backoff = 0;
+        s.log.info("Server is reachable again");
+      }
+      if (result.kind === "deleted") this.#summary.deleted++;
+      else if (result.kind === "synced") this.#summary.synced++;
+      else this.#summary.skipped++;
+      if (result.kind === "synced") this.#afterSync(job, source);
+    } catch (err) {
+      this.#handleFailure(s, job, err);
+    }
+  }
+
+  #handleFailure(s: ServerState, job: Job, err: unknown) {
+    const now = Date.now();
+    const st = this.config.settings;
+    if (err instanceof RequeueError) {
+      const tooMany = job.requeues >= 50;
+      if (tooMany) {
+        this.store.fail(
+          job,
+          "retry",
+          `Gave up waiting: ${err.message}`,
+          now + st.retryMaxDelay * 1000,
+          1,
+        );
+        this.#summary.failed++;
+      } else {
+        this.store.requeue(
+          job,
+          now + (this.#o.once ? Math.min(err.delayMs, 500) : err.delayMs),
+          err.message,
+        );
+        s.log.debug(`"${job.input_file}" waits: ${err.message}`);
+      }
+      return;
+    }
+    if (this.#abort.signal.aborted) {
+      this.store.requeue(job, now, undefined, false);
+      return;
+    }
+    const kind = classify(err);
+    const message = errorMessage(err);
+    if (kind === "server" && !this.#o.once) {
+      s.backoff = s.backoff === 0
+        ? st.retryInitialDelay * 1000
+        : Math.min(s.backoff * 2, st.retryMaxDelay * 1000);
+      const delay = jittered(s.backoff);
+      s.blockedUntil = now + delay;
+      s.log.error(`${message}; pausing server for ${Math.round(delay / 1000)} s`);
+      this.store.serverFailed(s.server.name, message, s.blockedUntil, now);
+      this.store.tx(() => {
+        this.store.requeue(job, s.blockedUntil, message, false);
+        this.store.q("UPDATE queue SET last_error = ?, error_kind = 'server' WHERE id = ?").run(
+          message,
+          job.id,
+        );
+      });
+      return;
+    }
+    const attempts = job.attempts + 1;
+    const delay = kind === "fatal" ? NEVER - now : jittered(Math.min(
+      st.retryInitialDelay * 1000 * 2 ** (attempts - 1),
+      st.retryMaxDelay * 1000,
+    ));
+    this.store.fail(job, kind, message, now + delay, st.retryFailAfter);
+    if (kind === "server") this.store.serverFailed(s.server.name, message, null, now);
+    const failedNow = kind === "fatal" || attempts >= st.retryFailAfter;
+    if (failedNow) this.#summary.failed++;
+    s.log[failedNow ? "error" : "warn"](
+      `${message}${
+        failedNow ? " (marked as failed)" : `; retry ${attempts} in ${Math.round(delay / 1000)} s`
+      }`,
+    );
+  }
+
+  /** Processes and transfers one job; returns what happened. */
+  async #sync(
+    s: ServerState,
+    transport: Transport,
+    source: Source,
+    job: Job,
+  ): Promise<{ kind: "synced" | "deleted" | "skipped"; bytes: number; remotePath: string }> {
+    const signal = this.#abort.signal;
+    const server = s.server;
+    const rel = path.relative(source.scanPath, job.input_file).split(path.sep).join("/");
+    const synced = this.store.getSynced(job.input_file, server.name, job.dest);
+    let st: fs.Stats | undefined;
+    if (job.event !== DELETED) st = statFile(job.input_file, source);
+    if (!st) {
+      return await this.#delete(transport, server, job, synced);
+    }
+    const relDir = rel.includes("/") ? rel.slice(0, rel.lastIndexOf("/")) : "";
+    const rule = this.#targets(source, { path: job.input_file, rel, size: st.size })
+      .find((t) => t.target.server.name === server.name && t.target.dest.path === job.dest)?.rule;
+    if (!rule) {
+      // No rule sends this file here any more; leave what was synced alone.
+      return { kind: "skipped", bytes: -1, remotePath: "" };
+    }
+    const perServer = chainIsPerServer(rule.processors, path.basename(job.input_file));
+    const chainSig = this.#chainSignature(rule, server, job.dest);
+    const fp = { size: st.size, mtime_ms: st.mtimeMs, ctime_ms: st.ctimeMs, ino: st.ino };
+    if (
+      synced && job.force < 2 && synced.chain === chainSig && synced.size === fp.size &&
+      synced.mtime_ms === fp.mtime_ms && synced.ctime_ms === fp.ctime_ms && synced.ino === fp.ino
+    ) {
+      // A watcher saw a write but the stat is unchanged: compare content when we can.
+      if (job.force === 0) return { kind: "skipped", bytes: -1, remotePath: synced.remote_path };
+      if (
+        rule.processors.length === 0 && synced.md5 &&
+        (await md5File(job.input_file, signal)) === synced.md5
+      ) {
+        return { kind: "skipped", bytes: -1, remotePath: synced.remote_path };
+      }
+    }
+
+    // A pending delete of a file with this inode on this destination: a rename. Move it server-side.
+    if (!synced && rule.processors.length === 0 && isMover(transport)) {
+      const from = this.store.findMoveSource(server.name, job.dest, fp.ino, fp.size);
+      if (from && from.mtime_ms === fp.mtime_ms && !fs.existsSync(from.input_file)) {
+        const remotePath = safeRemotePath([job.dest, rel].filter(Boolean).join("/"));
+        try {
+          await transport.move(from.remote_path, remotePath, { signal });
+          const url = transport.url(remotePath);
+          this.store.tx(() => {
+            this.store.deleteSynced(from.input_file, server.name, from.dest);
+            this.store.dropQueued(from.input_file, server.name, from.dest);
+            this.store.putSynced({
+              ...from,
+              input_file: job.input_file,
+              transported_file_basename: path.posix.basename(remotePath),
+              url,
+              remote_path: remotePath,
+              ...fp,
+              synced_at: Date.now(),
+            });
+          });
+          s.log.info(`moved "${from.remote_path}" to "${remotePath}"`);
+          return { kind: "synced", bytes: 0, remotePath };
+        } catch (e) {
+          s.log.debug(`Server-side move failed, uploading instead: ${errorMessage(e)}`);
+        }
+      }
+    }
+
+    const jobDir = path.join(this.workDir, `${job.id}-${crypto.randomUUID().slice(0, 8)}`);
+    try {
+      let out = {
+        path: job.input_file,
+        name: path.basename(job.input_file),
+        unprocessed: true,
+      } as {
+        path: string;
+        name: string;
+        unprocessed: boolean;
+        contentEncoding?: string;
+        extras: { name: string; path: string; contentEncoding?: string; contentType?: string }[];
+        references?: string[];
+      };
+      out.extras = [];
+      if (rule.processors.length > 0) {
+        await this.#chainSlots.acquire();
+        try {
+          fs.mkdirSync(jobDir, { recursive: true, mode: 0o700 });
+          out = await runChain({
+            originalPath: job.input_file,
+            relDir,
+            name: path.basename(job.input_file),
+            source: {
+              name: source.name,
+              scanPath: source.scanPath,
+              ...(source.documentRoot ? { documentRoot: source.documentRoot } : {}),
+              ...(source.basePath ? { basePath: source.basePath } : {}),
+            },
+            ...(perServer ? { server: server.name } : {}),
+            processors: rule.processors,
+            workDir: jobDir,
+            signal,
+            lookupUrl: (input) => this.store.urlFor(input, perServer ? server.name : undefined),
+          });
+        } catch (e) {
+          if (e instanceof RequeueError || e instanceof ClassifiedError) throw e;
+          throw new ClassifiedError(
+            `Cannot process "${rel}" for server "${server.name}": ${errorMessage(e)}`,
+            "fatal",
+            { cause: e },
+          );
+        } finally {
+          this.#chainSlots.release();
+        }
+      }
+      const remotePath = safeRemotePath([job.dest, relDir, out.name].filter(Boolean).join("/"));
+      const upload = statFile(out.path, source) ?? fs.statSync(out.path);
+      const md5 = await md5File(out.path, signal);
+      const now = Date.now();
+      this.store.addIntent(server.name, remotePath, now);
+      const result = await transport.put(out.path, remotePath, {
+        signal,
+        size: upload.size,
+        md5,
+        unprocessed: out.unprocessed,
+        ...(out.contentEncoding ? { contentEncoding: out.contentEncoding } : {}),
+      });
+      const extras: string[] = [];
+      for (const x of out.extras) {
+        const xp = safeRemotePath([job.dest, relDir, x.name].filter(Boolean).join("/"));
+        this.store.addIntent(server.name, xp, Date.now());
+        const xs = fs.statSync(x.path);
+        await transport.put(x.path, xp, {
+          signal,
+          size: xs.size,
+          unprocessed: false,
+          ...(x.contentEncoding ? { contentEncoding: x.contentEncoding } : {}),
+          ...(x.contentType ? { contentType: x.contentType } : {}),
+        });
+        extras.push(xp);
+      }
+      // The file changed while it was read: sync again rather than record stale content.
+      const after = statFile(job.input_file, source);
+      if (!after || after.size !== fp.size || after.mtimeMs !== fp.mtime_ms) {
+        throw new RequeueError(`"${rel}" changed during the transfer`, 50);
+      }
+      const url = transport.url(remotePath);
+      const row: SyncedRow = {
+        input_file: job.input_file,
+        transported_file_basename: out.name,
+        url,
+        server: server.name,
+        dest: job.dest,
+        remote_path: remotePath,
+        ...fp,
+        md5: result.md5 ?? md5,
+        etag: result.etag ?? null,
+        chain: chainSig,
+        extras: extras.length > 0 ? JSON.stringify(extras) : null,
+        synced_at: Date.now(),
+      };
+      const stale = [
+        ...(synced && synced.remote_path !== remotePath ? [synced.remote_path] : []),
+        ...parseExtras(synced?.extras).filter((x) => !extras.includes(x) && x !== remotePath),
+      ];
+      let dependents: { dependent: string; dest: string }[] = [];
+      this.store.tx(() => {
+        this.store.putSynced(row);
+        this.store.dropIntent(server.name, remotePath);
+        for (const x of extras) this.store.dropIntent(server.name, x);
+        for (const old of stale) this.store.addIntent(server.name, old, 0);
+        if (out.references) {
+          this.store.setDeps(job.input_file, server.name, job.dest, out.references);
+        }
+        if (!synced || synced.url !== url) {
+          dependents = this.store.dependents(job.input_file, server.name);
+        }
+        if (dependents.length > 0) {
+          this.store.enqueue(
+            dependents.map((d) => ({
+              input_file: d.dependent,
+              source: this.#sourceOf(d.dependent)?.name ?? job.source,
+              server: server.name,
+              dest: d.dest,
+              event: MODIFIED,
+              force: 2,
+            })),
+            Date.now(),
+          );
+        }
+      });
+      // Replaced versions (a new unique name): delete them after the new one is recorded.
+      for (const old of stale) {
+        if (this.store.remotePathInUse(server.name, old)) {
+          this.store.dropIntent(server.name, old);
+          continue;
+        }
+        try {
+          await transport.delete(old, { signal });
+          this.store.dropIntent(server.name, old);
+        } catch (e) {
+          s.log.warn(`Cannot delete replaced "${old}" yet (will retry): ${errorMessage(e)}`);
+        }
+      }
+      s.log.info(
+        `${job.event === CREATED ? "uploaded" : "updated"} ${remotePath} (${
+          formatBytes(upload.size)
+        }, ${Date.now() - now} ms)`,
+      );
+      return { kind: "synced", bytes: upload.size, remotePath };
+    } finally {
+      fs.rmSync(jobDir, { recursive: true, force: true });
+    }
+  }
+
+  async #delete(
+    transport: Transport,
+    server: Server,
+    job: Job,
+    synced: SyncedRow | undefined,
+  ): Promise<{ kind: "deleted" | "skipped"; bytes: number; remotePath: string }> {
+    const log = this.#servers.get(server.name)!.log;
+    if (!synced) return { kind: "skipped", bytes: -1, remotePath: "" };
+    const paths = [synced.remote_path, ...parseExtras(synced.extras)];
+    for (const p of paths) {
+      if (this.store.remotePathInUse(server.name, p) && p !== synced.remote_path) continue;
+      await transport.delete(p, { signal: this.#abort.signal });
+    }
+    this.store.tx(() => {
+      this.store.deleteSynced(job.input_file, server.name, job.dest);
+      this.store.setDeps(job.input_file, server.name, job.dest, []);
+    });
+    log.info(`deleted ${synced.remote_path}`);
+    return { kind: "deleted", bytes: 0, remotePath: synced.remote_path };
+  }
+
+  /** What decides a file's remote form: processors, destination and the server's (non-secret) settings. */
+  #chainSignature(rule: Rule, server: Server, dest: string): string {
+    const def = getTransportDef(server.transporter);
+    const secret = new Set(def?.options.filter((o) => o.secret).map((o) => o.name));
+    const settings = Object.entries(server.settings).filter(([k]) => !secret.has(k)).sort();
+    return signature([
+      rule.processors.map((p) => [p.def.name, p.options]),
+      dest,
+      server.transporter,
+      settings,
+    ]);
+  }
+
+  /**
+   * After a configuration change: queues every known file whose targets
+   * changed (new rules or destinations, other processors or settings).
+   */
+  #reevaluate() {
+    const sig = signature([
+      this.config.rules.map((
+        r,
+      ) => [
+        r.source,
+        r.filter?.pattern?.source,
+        { ...r.filter, pattern: undefined },
+        r.processors.map((p) => [p.name, p.options]),
+        r.destinations,
+      ]),
+      this.config.servers.map((
+        s,
+      ) => [s.name, s.transporter, this.#chainSignature(this.config.rules[0]!, s, "")]),
+      this.config.ignoredDirs,
+    ]);
+    const old = this.store.getRuntime<string>("configSignature");
+    if (old === sig) return;
+    if (old !== undefined) {
+      this.#log.info("The configuration changed; re-evaluating every known file");
+    }
+    const now = Date.now();
+    for (const source of this.config.sources) {
+      const rows = this.store.q("SELECT path, size FROM files WHERE source = ? AND is_dir = 0").all(
+        source.name,
+      ) as {
+        path: string;
+        size: number;
+      }[];
+      const changes: Change[] = [];
+      for (const f of rows) {
+        const rel = path.relative(source.scanPath, f.path).split(path.sep).join("/");
+        for (const { rule, target } of this.#targets(source, { path: f.path, rel, size: f.size })) {
+          const synced = this.store.getSynced(f.path, target.server.name, target.dest.path);
+          if (
+            synced && synced.chain === this.#chainSignature(rule, target.server, target.dest.path)
+          ) continue;
+          changes.push({
+            input_file: f.path,
+            source: source.name,
+            server: target.server.name,
+            dest: target.dest.path,
+            event: synced ? MODIFIED : CREATED,
+          });
+        }
+      }
+      for (let i = 0; i < changes.length; i += 1000) {
+        this.store.tx(() => this.store.enqueue(changes.slice(i, i + 1000), now));
+      }
+    }
+    this.store.setRuntime("configSignature", sig);
+  }
+
+  #sourceOf(p: string): Source | undefined {
+    return this.config.sources.find((s) => p.startsWith(s.scanPath + path.sep));
+  }
+
+  /** Schedules the source file's deletion when its rule asks for it and every destination has it. */
+  #afterSync(job: Job, source: Source) {
+    const rel = path.relative(source.scanPath, job.input_file).split(path.sep).join("/");
+    const rules = matchingRules(this.config.rules, source, { path: job.input_file, rel }).filter((
+      r,
+    ) =>
+      r.deletionDelay !== undefined &&
+      r.destinations.some((d) => d.server === job.server && d.path === job.dest)
+    );
+    if (rules.length === 0) return;
+    const pending = this.store.q(
+      "SELECT COUNT(*) AS n FROM queue WHERE input_file = ? AND event != 4",
+    ).get(job.input_file) as { n: number };
+    if (pending.n > 0) return;
+    const delay = Math.min(...rules.map((r) => r.deletionDelay!));
+    this.store.scheduleSourceDeletion(job.input_file, Date.now() + delay * 1000);
+    if (delay === 0) void this.#sourceDeletions();
+  }
+
+  async #sourceDeletions(all = false) {
+    const now = all ? NEVER : Date.now();
+    for (const p of this.store.dueSourceDeletions(now)) {
+      // Forget the file first: a crash before the unlink re-syncs it, never deletes it remotely.
+      this.store.tx(() => {
+        this.store.deleteFile(p);
+        this.store.unscheduleSourceDeletion(p);
+      });
+      try {
+        await Deno.remove(p);
+        this.#log.info(`Deleted source file "${p}" after sync (fileDeletionDelayAfterSync)`);
+      } catch (e) {
+        if (!(e instanceof Deno.errors.NotFound)) {
+          this.#log.warn(`Cannot delete source file "${p}": ${errorMessage(e)}`);
+        }
+      }
+    }
+  }
+
+  /** Deletes remote leftovers of interrupted uploads and replaced versions. */
+  #cleanOrphans() {
+    const cutoff = Date.now();
+    for (const s of this.#servers.values()) {
+      this.store.settleIntents(s.server.name);
+      const orphans = this.store.orphanIntents(s.server.name, cutoff);
+      if (orphans.length === 0) continue;
+      void (async () => {
+        try {
+          const t = await this.#transport(s);
+          for (const p of orphans) {
+            if (this.store.remotePathInUse(s.server.name, p)) {
+              this.store.dropIntent(s.server.name, p);
+              continue;
+            }
+            await t.delete(p, { signal: this.#abort.signal });
+            this.store.dropIntent(s.server.name, p);
+            s.log.info(`removed leftover "${p}"`);
+          }
+        } catch (e) {
+          s.log.warn(`Cannot remove leftovers yet: ${errorMessage(e)}`);
+        }
+      })();
+    }
+  }
+}
+
+function parseExtras(json: string | null | undefined): string[] {
+  if (!json) return [];
+  try {
+    return JSON.parse(json) as string[];
+  } catch {
+    return [];
+  }
+}
+
+/** Stats a source file; symlinks are followed only within the source. */
+function statFile(p: string, source: Source): fs.Stats | undefined {
+  try {
+    const l = fs.lstatSync(p);
+    if (l.isFile()) return l;
+    if (!l.isSymbolicLink()) return undefined;
+    const real = fs.realpathSync(p);
+    if (!real.startsWith(source.scanPath + path.sep)) return undefined;
+    const t = fs.statSync(p);
+    return t.isFile() ? t : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function jittered(ms: number): number {
+  return Math.round(ms * (0.8 + Math.random() * 0.4));
+}
+
+/** Formats a byte count for logs. */
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  if (n < 1024 ** 3) return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+  return `${(n / 1024 ** 3).toFixed(2)} GiB`;
+}
+
+export type { FileEvent };

@@ -1,0 +1,617 @@
+/**
+ * Typed access to the database: source state, the persistent work queue,
+ * the synced-files record and the daemon's runtime state. Every method is
+ * synchronous (node:sqlite); batches run in one transaction.
+ *
+ * @module
+ */
+import type { DatabaseSync, SQLInputValue, StatementSync } from "node:sqlite";
+import { DELETED, type FileEvent, mergeEvents } from "./events.ts";
+import { openDatabase, type OpenOptions } from "./db.ts";
+
+/** Stored state of one source file or directory. */
+export interface FileRow {
+  path: string;
+  dir: string;
+  source: string;
+  is_dir: number;
+  size: number;
+  mtime_ms: number;
+  ctime_ms: number;
+  ino: number;
+}
+
+/** One queued unit of work: a file for one destination. */
+export interface Job {
+  id: number;
+  input_file: string;
+  source: string;
+  server: string;
+  dest: string;
+  event: FileEvent;
+  gen: number;
+  state: "queued" | "failed";
+  attempts: number;
+  requeues: number;
+  /** 0: skip when unchanged; 1: compare content hashes; 2: always process. */
+  force: number;
+  last_error: string | null;
+  error_kind: string | null;
+  discovered_at: number;
+  ready_at: number;
+}
+
+/** A change to put into the queue. */
+export interface Change {
+  input_file: string;
+  source: string;
+  server: string;
+  dest: string;
+  event: FileEvent;
+  force?: number;
+}
+
+/** What is synced for one file at one destination. */
+export interface SyncedRow {
+  input_file: string;
+  transported_file_basename: string;
+  url: string;
+  server: string;
+  dest: string;
+  remote_path: string;
+  size: number | null;
+  mtime_ms: number | null;
+  ctime_ms: number | null;
+  ino: number | null;
+  md5: string | null;
+  etag: string | null;
+  chain: string | null;
+  /** JSON array of extra remote paths (precompressed variants). */
+  extras: string | null;
+  synced_at: number;
+}
+
+/** Health of one server. */
+export interface ServerRow {
+  server: string;
+  failing_since: number | null;
+  last_error: string | null;
+  blocked_until: number | null;
+  last_ok: number | null;
+  synced_bytes: number;
+  synced_count: number;
+  retries: number;
+}
+
+/** Upper bound for a "never" timestamp in the queue. */
+export const NEVER = 8_640_000_000_000_000;
+
+/** The database of one data directory. */
+export class Store {
+  readonly db: DatabaseSync;
+  readonly #stmts = new Map<string, StatementSync>();
+
+  constructor(dataDir: string, options: OpenOptions = {}) {
+    this.db = openDatabase(dataDir, options);
+  }
+
+  /** Prepares (once) and returns a statement. */
+  q(sql: string): StatementSync {
+    let s = this.#stmts.get(sql);
+    if (!s) {
+      s = this.db.prepare(sql);
+      this.#stmts.set(sql, s);
+    }
+    return s;
+  }
+
+  /** Runs `fn` in one IMMEDIATE transaction. */
+  tx<T>(fn: () => T): T {
+    this.db.exec("BEGIN IMMEDIATE");
+    try {
+      const out = fn();
+      this.db.exec("COMMIT");
+      return out;
+    } catch (e) {
+      try {
+        this.db.exec("ROLLBACK");
+      } catch {
+        // The transaction may already be gone (e.g. disk full).
+      }
+      throw e;
+    }
+  }
+
+  close(): void {
+    this.#stmts.clear();
+    try {
+      this.db.close();
+    } catch {
+      // Already closed.
+    }
+  }
+
+  // ---- source state ----
+
+  getFile(path: string): FileRow | undefined {
+    return this.q("SELECT * FROM files WHERE path = ?").get(path) as FileRow | undefined;
+  }
+
+  children(dir: string): FileRow[] {
+    return this.q("SELECT * FROM files WHERE dir = ?").all(dir) as unknown as FileRow[];
+  }
+
+  putFile(row: FileRow): void {
+    this.q(
+      `INSERT INTO files(path, dir, source, is_dir, size, mtime_ms, ctime_ms, ino)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT(path) DO UPDATE SET dir=excluded.dir, source=excluded.source, is_dir=excluded.is_dir,
+         size=excluded.size, mtime_ms=excluded.mtime_ms, ctime_ms=excluded.ctime_ms, ino=excluded.ino`,
+    ).run(row.path, row.dir, row.source, row.is_dir, row.size, row.mtime_ms, row.ctime_ms, row.ino);
+  }
+
+  /** Files (not directories) stored at `path` or below it. */
+  filesUnder(path: string): FileRow[] {
+    return this.q(
+      "SELECT * FROM files WHERE (path = ? OR (path > ? AND path < ?)) AND is_dir = 0",
+    ).all(path, path + "/", path + "0") as unknown as FileRow[];
+  }
+
+  /** Removes `path` and everything stored below it. */
+  deleteUnder(path: string): void {
+    this.q("DELETE FROM files WHERE path = ? OR (path > ? AND path < ?)").run(
+      path,
+      path + "/",
+      path + "0",
+    );
+  }
+
+  deleteFile(path: string): void {
+    this.q("DELETE FROM files WHERE path = ?").run(path);
+  }
+
+  countFiles(source: string): number {
+    return (this.q("SELECT COUNT(*) AS n FROM files WHERE source = ? AND is_dir = 0").get(
+      source,
+    ) as { n: number }).n;
+  }
+
+  // ---- queue ----
+
+  /**
+   * Adds changes to the queue, merging with queued work per the combination
+   * table. `delayMs` delays the work (deletes are held longer). Call inside
+   * a transaction for batches.
+   */
+  enqueue(changes: readonly Change[], now: number, delayMs = 0, deleteDelayMs = 0): void {
+    const get = this.q(
+      "SELECT id, event, running, state FROM queue WHERE input_file = ? AND server = ? AND dest = ?",
+    );
+    for (const c of changes) {
+      const ready = now + (c.event === DELETED ? deleteDelayMs : delayMs);
+      const old = get.get(c.input_file, c.server, c.dest) as
+        | { id: number; event: FileEvent; running: number; state: string }
+        | undefined;
+      if (!old) {
+        this.q(
+          `INSERT INTO queue(input_file, source, server, dest, event, ready_at, force, discovered_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+        ).run(c.input_file, c.source, c.server, c.dest, c.event, ready, c.force ?? 0, now);
+        continue;
+      }
+      let next = mergeEvents(old.event, c.event);
+      if (next === null) {
+        // Cancel only work that never started and left nothing remote.
+        if (old.running === 0 && !this.getSynced(c.input_file, c.server, c.dest)) {
+          this.q("DELETE FROM queue WHERE id = ?").run(old.id);
+          continue;
+        }
+        next = DELETED;
+      }
+      this.q(
+        `UPDATE queue SET event = ?, gen = gen + 1, state = 'queued', attempts = 0, requeues = 0,
+           ready_at = ?, force = MAX(force, ?), last_error = NULL, error_kind = NULL WHERE id = ?`,
+      ).run(next, ready, c.force ?? 0, old.id);
+    }
+  }
+
+  /** Marks every job as not running (after a crash or restart). */
+  resetRunning(): void {
+    this.q("UPDATE queue SET running = 0 WHERE running = 1").run();
+  }
+
+  /** Takes up to `limit` ready jobs of `server`, uploads before deletes, and marks them running. */
+  pick(server: string, limit: number, now: number): Job[] {
+    const jobs = this.q(
+      `SELECT * FROM queue WHERE server = ? AND state = 'queued' AND running = 0 AND ready_at <= ?
+       ORDER BY (event = 4), ready_at, id LIMIT ?`,
+    ).all(server, now, limit) as unknown as Job[];
+    const mark = this.q("UPDATE queue SET running = 1 WHERE id = ?");
+    for (const j of jobs) mark.run(j.id);
+    return jobs;
+  }
+
+  /** Finishes a job; when a newer event arrived meanwhile, the job runs again instead. */
+  complete(job: Job): void {
+    const r = this.q("DELETE FROM queue WHERE id = ? AND gen = ?").run(job.id, job.gen);
+    if (r.changes === 0) this.q("UPDATE queue SET running = 0 WHERE id = ?").run(job.id);
+  }
+
+  /** Puts a job back without counting a failure (processor asked to wait, server backoff). */
+  requeue(job: Job, readyAt: number, message?: string, countRequeue = true): void {
+    this.q(
+      `UPDATE queue SET running = 0, ready_at = CASE WHEN gen = ? THEN ? ELSE ready_at END,
+         requeues = requeues + ?, last_error = COALESCE(?, last_error) WHERE id = ?`,
+    ).run(job.gen, readyAt, countRequeue ? 1 : 0, message ?? null, job.id);
+  }
+
+  /**
+   * Records a failed attempt. A newer event supersedes the failure. The job
+   * becomes `failed` at `failAfter` attempts or at once when `kind` is fatal;
+   * failed jobs still retry at `readyAt` unless it is {@linkcode NEVER}.
+   */
+  fail(job: Job, kind: string, message: string, readyAt: number, failAfter: number): void {
+    this.q(
+      `UPDATE queue SET running = 0,
+         attempts = CASE WHEN gen = ? THEN attempts + 1 ELSE attempts END,
+         state = CASE WHEN gen = ? AND (attempts + 1 >= ? OR ? = 'fatal') THEN 'failed' ELSE state END,
+         ready_at = CASE WHEN gen = ? THEN ? ELSE ready_at END,
+         last_error = ?, error_kind = ? WHERE id = ?`,
+    ).run(job.gen, job.gen, failAfter, kind, job.gen, readyAt, message, kind, job.id);
+  }
+
+  /** Re-queues failed jobs now (all, or those of one server); returns how many. */
+  retryFailed(now: number, server?: string): number {
+    const sql = `UPDATE queue SET state = 'queued', attempts = 0, requeues = 0, ready_at = ?
+       WHERE (state = 'failed' OR ready_at > ?)${server ? " AND server = ?" : ""}`;
+    const args: SQLInputValue[] = [now, now];
+    if (server) args.push(server);
+    return Number(this.q(sql).run(...args).changes);
+  }
+
+  /** Earliest time a queued job becomes ready, or undefined when none is queued. */
+  nextReadyAt(servers?: readonly string[]): number | undefined {
+    const r = this.q("SELECT MIN(ready_at) AS t FROM queue WHERE state = 'queued' AND running = 0")
+      .get() as {
+        t: number | null;
+      };
+    void servers;
+    return r.t ?? undefined;
+  }
+
+  /** Queue counts for status. */
+  queueCounts(): { queued: number; running: number; failed: number; waiting: number } {
+    const now = Date.now();
+    const r = this.q(
+      `SELECT
+         SUM(state = 'queued' AND running = 0) AS queued,
+         SUM(running = 1) AS running,
+         SUM(state = 'failed') AS failed,
+         SUM(state = 'queued' AND running = 0 AND ready_at > ?) AS waiting
+       FROM queue`,
+    ).get(now) as Record<string, number | null>;
+    return {
+      queued: r.queued ?? 0,
+      running: r.running ?? 0,
+      failed: r.failed ?? 0,
+      waiting: r.waiting ?? 0,
+    };
+  }
+
+  /** Number of queued (not failed) jobs, running or not. */
+  activeCount(): number {
+    return (this.q("SELECT COUNT(*) AS n FROM queue WHERE state = 'queued'").get() as { n: number })
+      .n;
+  }
+
+  failedJobs(limit = 1000): Job[] {
+    return this.q("SELECT * FROM queue WHERE state = 'failed' ORDER BY id LIMIT ?").all(
+      limit,
+    ) as unknown as Job[];
+  }
+
+  /** Jobs with an error that are still being retried. */
+  retryingJobs(limit = 1000): Job[] {
+    return this.q(
+      "SELECT * FROM queue WHERE state = 'queued' AND last_error IS NOT NULL ORDER BY id LIMIT ?",
+    ).all(limit) as unknown as Job[];
+  }
+
+  /** A pending delete of another file on the same destination whose synced copy has inode `ino` and size `size`. */
+  findMoveSource(server: string, dest: string, ino: number, size: number): SyncedRow | undefined {
+    return this.q(
+      `SELECT s.* FROM synced_files s JOIN queue q
+         ON q.input_file = s.input_file AND q.server = s.server AND q.dest = s.dest
+       WHERE s.server = ? AND s.dest = ? AND s.ino = ? AND s.size = ? AND q.event = 4 AND q.running = 0
+       LIMIT 1`,
+    ).get(server, dest, ino, size) as SyncedRow | undefined;
+  }
+
+  /** Removes the queued delete of `inputFile` at a destination (after a server-side move). */
+  dropQueued(inputFile: string, server: string, dest: string): void {
+    this.q("DELETE FROM queue WHERE input_file = ? AND server = ? AND dest = ? AND running = 0")
+      .run(
+        inputFile,
+        server,
+        dest,
+      );
+  }
+
+  // ---- synced files ----
+
+  getSynced(inputFile: string, server: string, dest: string): SyncedRow | undefined {
+    return this.q("SELECT * FROM synced_files WHERE input_file = ? AND server = ? AND dest = ?")
+      .get(
+        inputFile,
+        server,
+        dest,
+      ) as SyncedRow | undefined;
+  }
+
+  syncedFor(inputFile: string): SyncedRow[] {
+    return this.q("SELECT * FROM synced_files WHERE input_file = ? ORDER BY server, dest").all(
+      inputFile,
+    ) as unknown as SyncedRow[];
+  }
+
+  /** URL of a synced file on `server` (first destination), or on any server. */
+  urlFor(inputFile: string, server?: string): string | undefined {
+    const r = server
+      ? this.q(
+        "SELECT url FROM synced_files WHERE input_file = ? AND server = ? ORDER BY dest LIMIT 1",
+      ).get(
+        inputFile,
+        server,
+      )
+      : this.q("SELECT url FROM synced_files WHERE input_file = ? ORDER BY server, dest LIMIT 1")
+        .get(inputFile);
+    return (r as { url: string } | undefined)?.url;
+  }
+
+  putSynced(row: SyncedRow): void {
+    this.q(
+      `INSERT INTO synced_files(input_file, transported_file_basename, url, server, dest, remote_path, size,
+         mtime_ms, ctime_ms, ino, md5, etag, chain, extras, synced_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT(input_file, server, dest) DO UPDATE SET
+         transported_file_basename = excluded.transported_file_basename, url = excluded.url,
+         remote_path = excluded.remote_path, size = excluded.size, mtime_ms = excluded.mtime_ms,
+         ctime_ms = excluded.ctime_ms, ino = excluded.ino, md5 = excluded.md5, etag = excluded.etag,
+         chain = excluded.chain, extras = excluded.extras, synced_at = excluded.synced_at`,
+    ).run(
+      row.input_file,
+      row.transported_file_basename,
+      row.url,
+      row.server,
+      row.dest,
+      row.remote_path,
+      row.size,
+      row.mtime_ms,
+      row.ctime_ms,
+      row.ino,
+      row.md5,
+      row.etag,
+      row.chain,
+      row.extras,
+      row.synced_at,
+    );
+  }
+
+  deleteSynced(inputFile: string, server: string, dest: string): void {
+    this.q("DELETE FROM synced_files WHERE input_file = ? AND server = ? AND dest = ?").run(
+      inputFile,
+      server,
+      dest,
+    );
+  }
+
+  /** Whether any synced row on `server` points at `remotePath`. */
+  remotePathInUse(server: string, remotePath: string): boolean {
+    return this.q("SELECT 1 FROM synced_files WHERE server = ? AND remote_path = ? LIMIT 1").get(
+      server,
+      remotePath,
+    ) !== undefined;
+  }
+
+  syncedCounts(): { server: string; n: number; last: number | null }[] {
+    return this.q(
+      "SELECT server, COUNT(*) AS n, MAX(synced_at) AS last FROM synced_files GROUP BY server ORDER BY server",
+    ).all() as unknown as { server: string; n: number; last: number | null }[];
+  }
+
+  // ---- intents ----
+
+  addIntent(server: string, remotePath: string, now: number): void {
+    this.q("INSERT OR IGNORE INTO intents(server, remote_path, created_at) VALUES (?, ?, ?)").run(
+      server,
+      remotePath,
+      now,
+    );
+  }
+
+  dropIntent(server: string, remotePath: string): void {
+    this.q("DELETE FROM intents WHERE server = ? AND remote_path = ?").run(server, remotePath);
+  }
+
+  /** Intents on `server` that no synced row uses: remote garbage to delete. */
+  orphanIntents(server: string, olderThan: number): string[] {
+    return (this.q(
+      `SELECT remote_path FROM intents i WHERE server = ? AND created_at < ? AND NOT EXISTS
+         (SELECT 1 FROM synced_files s WHERE s.server = i.server AND s.remote_path = i.remote_path)
+         AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.server = i.server AND q.running = 1)`,
+    ).all(server, olderThan) as { remote_path: string }[]).map((r) => r.remote_path);
+  }
+
+  /** Intents on `server` used by synced rows (the upload finished): just forget them. */
+  settleIntents(server: string): void {
+    this.q(
+      `DELETE FROM intents WHERE server = ? AND EXISTS
+         (SELECT 1 FROM synced_files s WHERE s.server = intents.server AND s.remote_path = intents.remote_path)`,
+    ).run(server);
+  }
+
+  // ---- dependencies (stylesheets embedding other files' URLs) ----
+
+  setDeps(dependent: string, server: string, dest: string, refs: readonly string[]): void {
+    this.q("DELETE FROM deps WHERE dependent = ? AND server = ? AND dest = ?").run(
+      dependent,
+      server,
+      dest,
+    );
+    const ins = this.q(
+      "INSERT OR IGNORE INTO deps(dependent, server, dest, ref) VALUES (?, ?, ?, ?)",
+    );
+    for (const r of refs) ins.run(dependent, server, dest, r);
+  }
+
+  dependents(ref: string, server: string): { dependent: string; dest: string }[] {
+    return this.q("SELECT dependent, dest FROM deps WHERE ref = ? AND server = ?").all(
+      ref,
+      server,
+    ) as unknown as {
+      dependent: string;
+      dest: string;
+    }[];
+  }
+
+  // ---- source deletions after sync ----
+
+  scheduleSourceDeletion(path: string, at: number): void {
+    this.q("INSERT OR REPLACE INTO source_deletions(path, delete_at) VALUES (?, ?)").run(path, at);
+  }
+
+  unscheduleSourceDeletion(path: string): void {
+    this.q("DELETE FROM source_deletions WHERE path = ?").run(path);
+  }
+
+  dueSourceDeletions(now: number, limit = 100): string[] {
+    return (this.q("SELECT path FROM source_deletions WHERE delete_at <= ? LIMIT ?").all(
+      now,
+      limit,
+    ) as {
+      path: string;
+    }[]).map((r) => r.path);
+  }
+
+  // ---- delete guard ----
+
+  guardFor(
+    source: string,
+  ): { pending: number; known: number; since: number; approved: number } | undefined {
+    return this.q("SELECT pending, known, since, approved FROM guard WHERE source = ?").get(
+      source,
+    ) as
+      | { pending: number; known: number; since: number; approved: number }
+      | undefined;
+  }
+
+  holdDeletes(source: string, pending: number, known: number, now: number): void {
+    this.q(
+      `INSERT INTO guard(source, pending, known, since) VALUES (?, ?, ?, ?)
+       ON CONFLICT(source) DO UPDATE SET pending = excluded.pending, known = excluded.known`,
+    ).run(source, pending, known, now);
+  }
+
+  approveDeletes(source?: string): number {
+    return Number(
+      (source
+        ? this.q("UPDATE guard SET approved = 1 WHERE source = ?").run(source)
+        : this.q("UPDATE guard SET approved = 1").run()).changes,
+    );
+  }
+
+  clearGuard(source: string): void {
+    this.q("DELETE FROM guard WHERE source = ?").run(source);
+  }
+
+  guards(): { source: string; pending: number; known: number; since: number; approved: number }[] {
+    return this.q("SELECT * FROM guard ORDER BY source").all() as unknown as {
+      source: string;
+      pending: number;
+      known: number;
+      since: number;
+      approved: number;
+    }[];
+  }
+
+  // ---- servers, transfers, runtime ----
+
+  serverOk(server: string, bytes: number, now: number): void {
+    this.q(
+      `INSERT INTO servers(server, last_ok, synced_bytes, synced_count) VALUES (?, ?, ?, 1)
+       ON CONFLICT(server) DO UPDATE SET last_ok = excluded.last_ok, failing_since = NULL, blocked_until = NULL,
+         synced_bytes = synced_bytes + excluded.synced_bytes, synced_count = synced_count + 1`,
+    ).run(server, now, bytes);
+  }
+
+  serverFailed(server: string, message: string, blockedUntil: number | null, now: number): void {
+    this.q(
+      `INSERT INTO servers(server, failing_since, last_error, blocked_until, retries) VALUES (?, ?, ?, ?, 1)
+       ON CONFLICT(server) DO UPDATE SET failing_since = COALESCE(failing_since, excluded.failing_since),
+         last_error = excluded.last_error, blocked_until = excluded.blocked_until, retries = retries + 1`,
+    ).run(server, now, message, blockedUntil);
+  }
+
+  serverRows(): ServerRow[] {
+    return this.q("SELECT * FROM servers ORDER BY server").all() as unknown as ServerRow[];
+  }
+
+  addTransfer(
+    t: {
+      server: string;
+      input_file: string;
+      remote_path: string;
+      event: number;
+      bytes: number;
+      ms: number;
+      lag_ms: number;
+    },
+    now: number,
+  ): void {
+    this.q(
+      "INSERT INTO transfers(at, server, input_file, remote_path, event, bytes, ms, lag_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    ).run(now, t.server, t.input_file, t.remote_path, t.event, t.bytes, t.ms, t.lag_ms);
+  }
+
+  /** Keeps the transfer log bounded (last hour, at most `max` rows). */
+  pruneTransfers(now: number, max = 20_000): void {
+    this.q("DELETE FROM transfers WHERE at < ?").run(now - 3_600_000);
+    this.q("DELETE FROM transfers WHERE id <= (SELECT MAX(id) FROM transfers) - ?").run(max);
+  }
+
+  recentTransfers(limit = 50): {
+    at: number;
+    server: string;
+    input_file: string;
+    remote_path: string;
+    event: number;
+    bytes: number;
+    ms: number;
+    lag_ms: number;
+  }[] {
+    return this.q("SELECT * FROM transfers ORDER BY id DESC LIMIT ?").all(limit) as unknown as {
+      at: number;
+      server: string;
+      input_file: string;
+      remote_path: string;
+      event: number;
+      bytes: number;
+      ms: number;
+      lag_ms: number;
+    }[];
+  }
+
+  setRuntime(key: string, value: unknown): void {
+    this.q("INSERT OR REPLACE INTO runtime(key, value) VALUES (?, ?)").run(
+      key,
+      JSON.stringify(value),
+    );
+  }
+
+  getRuntime<T>(key: string): T | undefined {
+    const r = this.q("SELECT value FROM runtime WHERE key = ?").get(key) as
+      | { value: string }
+      | undefined;
+    return r ? JSON.parse(r.value) as T : undefined;
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * Helpers every transport uses for remote paths and URLs.
+ *
+ * @module
+ */
+import { ClassifiedError } from "../errors.ts";
+
+/**
+ * Normalizes a relative remote path and refuses anything that could leave
+ * the destination root (`..`, absolute paths, NUL bytes).
+ *
+ * @throws {ClassifiedError} (fatal) for an unsafe path.
+ */
+export function safeRemotePath(p: string): string {
+  if (p.includes("\0")) {
+    throw new ClassifiedError(`Unsafe remote path ${JSON.stringify(p)}`, "fatal");
+  }
+  const parts = p.replace(/\\/g, "/").split("/").filter((s) => s !== "" && s !== ".");
+  if (parts.length === 0 || parts.some((s) => s === "..")) {
+    throw new ClassifiedError(`Unsafe remote path ${JSON.stringify(p)}`, "fatal");
+  }
+  return parts.join("/");
+}
+
+/** Joins path parts with `/`, dropping empty parts and duplicate slashes. */
+export function joinRemote(...parts: string[]): string {
+  return parts.flatMap((p) => p.split("/")).filter((s) => s !== "").join("/");
+}
+
+/** Percent-encodes each segment of a `/`-separated path. */
+export function encodePath(p: string): string {
+  return p.split("/").map((s) =>
+    encodeURIComponent(s).replace(
+      /[!'()*]/g,
+      (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase(),
+    )
+  ).join("/");
+}
+
+/**
+ * Joins a base URL and a remote path: the base gets a trailing `/` when it
+ * has none, and every path segment is percent-encoded.
+ *
+ * @example
+ * ```ts
+ * import { joinUrl } from "./paths.ts";
+ * joinUrl("https://cdn.example.com/static", "css/a b.css"); // "https://cdn.example.com/static/css/a%20b.css"
+ * ```
+ */
+export function joinUrl(base: string, remotePath: string): string {
+  const b = base.endsWith("/") ? base : base + "/";
+  return b + encodePath(remotePath);
+}
+
+/** A temp name next to `remotePath` that the scanner and verify recognise as ours. */
+export function tempName(remotePath: string): string {
+  const slash = remotePath.lastIndexOf("/");
+  const dir = slash >= 0 ? remotePath.slice(0, slash + 1) : "";
+  const base = slash >= 0 ? remotePath.slice(slash + 1) : remotePath;
+  const rand = crypto.getRandomValues(new Uint32Array(2)).join("");
+  // Keep temp names short enough for 255-byte file name limits.
+  const stem = base.length > 180 ? base.slice(0, 180) : base;
+  return `${dir}.fctmp-${rand}-${stem}`;
+}
+
+/** Whether a basename is one of our temp names. */
+export function isTempName(name: string): boolean {
+  return name.startsWith(".fctmp-");
+}

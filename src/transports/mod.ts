@@ -1,0 +1,6 @@
+/**
+ * Registers every built-in transport.
+ *
+ * @module
+ */
+import "./symlink_or_copy.ts";

@@ -1,0 +1,192 @@
+/**
+ * `symlink_or_copy`: a local folder. Unprocessed files (still inside a
+ * source tree) become symlinks to the original; processed files are copied.
+ * Every write is atomic: a temp name in the same directory, then rename.
+ * Made for origin-pull CDNs and local processing.
+ *
+ * @module
+ */
+import * as fs from "node:fs/promises";
+import * as path from "node:path";
+import { ClassifiedError, classify, errorMessage } from "../errors.ts";
+import { isTempName, joinUrl, safeRemotePath, tempName } from "../transport/paths.ts";
+import {
+  type CallOptions,
+  type Lister,
+  type Mover,
+  type PutOptions,
+  type PutResult,
+  registerTransport,
+  type RemoteStat,
+  type Stater,
+  type Transport,
+  type TransportContext,
+} from "../transport/transport.ts";
+import { isTrue, type OptionValues } from "../options.ts";
+
+class SymlinkOrCopy implements Transport, Stater, Lister, Mover {
+  readonly #root: string;
+  readonly #url: string;
+  readonly #within: readonly string[];
+  readonly #server: string;
+  readonly #alwaysCopy: boolean;
+
+  constructor(settings: OptionValues, ctx: TransportContext) {
+    this.#root = path.resolve(settings.location!);
+    this.#url = settings.url!;
+    const extra = (settings.symlinkWithin ?? "").split(":").filter(Boolean);
+    this.#within = [...ctx.sourceRoots, ...extra];
+    this.#server = ctx.serverName;
+    this.#alwaysCopy = isTrue(settings.copy);
+  }
+
+  #abs(remotePath: string): string {
+    const p = path.join(this.#root, safeRemotePath(remotePath));
+    if (!p.startsWith(this.#root + path.sep)) {
+      throw new ClassifiedError(`Unsafe remote path ${JSON.stringify(remotePath)}`, "fatal");
+    }
+    return p;
+  }
+
+  #fail(action: string, remotePath: string, err: unknown): never {
+    if (err instanceof ClassifiedError) throw err;
+    const code = (err as { code?: string }).code;
+    const kind = code === "ENOSPC" || code === "EROFS" || code === "EDQUOT"
+      ? "server"
+      : classify(err);
+    throw new ClassifiedError(
+      `Cannot ${action} "${remotePath}" on server "${this.#server}": ${errorMessage(err)}`,
+      kind,
+      { cause: err },
+    );
+  }
+
+  #linkable(localPath: string): boolean {
+    if (this.#alwaysCopy) return false;
+    return this.#within.some((r) => localPath.startsWith(r.endsWith(path.sep) ? r : r + path.sep));
+  }
+
+  async put(localPath: string, remotePath: string, options: PutOptions): Promise<PutResult> {
+    const dst = this.#abs(remotePath);
+    const tmp = path.join(path.dirname(dst), tempName(path.basename(dst)));
+    try {
+      await fs.mkdir(path.dirname(dst), { recursive: true });
+      if (options.unprocessed && this.#linkable(localPath)) {
+        await fs.symlink(localPath, tmp);
+      } else {
+        await fs.copyFile(localPath, tmp);
+        const st = await fs.stat(tmp);
+        if (st.size !== options.size) {
+          throw new ClassifiedError(
+            `Cannot upload "${remotePath}" to server "${this.#server}": copied ${st.size} bytes, expected ${options.size}`,
+            "retry",
+          );
+        }
+      }
+      options.signal.throwIfAborted();
+      await fs.rename(tmp, dst);
+      return { size: options.size };
+    } catch (err) {
+      await fs.rm(tmp, { force: true }).catch(() => {});
+      this.#fail("upload", remotePath, err);
+    }
+  }
+
+  async delete(remotePath: string, _options: CallOptions): Promise<void> {
+    const dst = this.#abs(remotePath);
+    try {
+      await fs.rm(dst, { force: true });
+    } catch (err) {
+      this.#fail("delete", remotePath, err);
+    }
+    // Remove now-empty parents up to the root; stop at the first non-empty one.
+    let dir = path.dirname(dst);
+    while (dir.startsWith(this.#root + path.sep)) {
+      try {
+        await fs.rmdir(dir);
+      } catch {
+        break;
+      }
+      dir = path.dirname(dir);
+    }
+  }
+
+  async move(from: string, to: string, _options: CallOptions): Promise<void> {
+    const src = this.#abs(from);
+    const dst = this.#abs(to);
+    try {
+      await fs.mkdir(path.dirname(dst), { recursive: true });
+      await fs.rename(src, dst);
+    } catch (err) {
+      this.#fail("move", from, err);
+    }
+  }
+
+  async stat(remotePath: string, _options: CallOptions): Promise<RemoteStat | null> {
+    try {
+      const st = await fs.stat(this.#abs(remotePath));
+      return { size: st.size, mtimeMs: st.mtimeMs };
+    } catch (err) {
+      if ((err as { code?: string }).code === "ENOENT") return null;
+      this.#fail("stat", remotePath, err);
+    }
+  }
+
+  async *list(prefix: string, _options: CallOptions): AsyncIterable<{ path: string } & RemoteStat> {
+    const base = prefix ? this.#abs(prefix) : this.#root;
+    const stack = [base];
+    while (stack.length > 0) {
+      const dir = stack.pop()!;
+      let entries;
+      try {
+        entries = await fs.readdir(dir, { withFileTypes: true });
+      } catch {
+        continue;
+      }
+      for (const e of entries) {
+        const p = path.join(dir, e.name);
+        if (e.isDirectory()) stack.push(p);
+        else {
+          const st = await fs.stat(p).catch(() => undefined);
+          const rel = path.relative(this.#root, p).split(path.sep).join("/");
+          if (isTempName(e.name)) continue;
+          yield { path: rel, size: st?.size ?? -1, ...(st ? { mtimeMs: st.mtimeMs } : {}) };
+        }
+      }
+    }
+  }
+
+  url(remotePath: string): string {
+    return joinUrl(this.#url, remotePath);
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+registerTransport({
+  name: "symlink_or_copy",
+  aliases: ["none", "local"],
+  summary:
+    "A local folder: symlinks to unprocessed files, copies of processed ones (origin-pull CDNs)",
+  options: [
+    {
+      name: "location",
+      required: true,
+      type: "path",
+      help: "Destination folder (created if missing)",
+    },
+    { name: "url", required: true, type: "string", help: "Public base URL of that folder" },
+    {
+      name: "symlinkWithin",
+      type: "string",
+      help:
+        "Extra colon-separated folders whose files may be symlinked (every scanPath is included automatically)",
+    },
+    { name: "copy", type: "boolean", default: "false", help: "Always copy, never symlink" },
+  ],
+  create(settings, ctx) {
+    return Promise.resolve(new SymlinkOrCopy(settings, ctx));
+  },
+});

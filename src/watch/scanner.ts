@@ -1,0 +1,433 @@
+/**
+ * Compares source trees with the stored state and reports what changed.
+ * Events from the watcher are only hints: every one of them ends here, so a
+ * lost event is found by the next scan of its directory.
+ *
+ * Change detection uses size, mtime, ctime (millisecond precision, the best
+ * Deno exposes) and inode; files whose stat looks unchanged after a watcher
+ * event are compared by content hash later in the pipeline.
+ *
+ * @module
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import type { Source } from "../config/types.ts";
+import type { Logger } from "../log.ts";
+import { CREATED, DELETED, type FileEvent, MODIFIED } from "../store/events.ts";
+import type { FileRow, Store } from "../store/store.ts";
+import { isTempName } from "../transport/paths.ts";
+
+/** One change found in a source tree. */
+export interface FsChange {
+  source: Source;
+  /** Absolute path. */
+  path: string;
+  /** Path relative to the source's scanPath, `/`-separated. */
+  rel: string;
+  event: FileEvent;
+  /** Size for created/modified files. */
+  size?: number;
+  /** The stat looked unchanged but a watcher saw a write: compare content. */
+  verify?: boolean;
+}
+
+/** Receives changes in batches; must store `puts`/`removes` and queue `changes` in one transaction. */
+export type ChangeSink = (batch: Batch) => void;
+
+/** One atomic unit of scan results. */
+export interface Batch {
+  puts: FileRow[];
+  /** Paths to forget, with everything below them. */
+  removes: string[];
+  changes: FsChange[];
+}
+
+/** Options for {@linkcode Scanner}. */
+export interface ScannerOptions {
+  store: Store;
+  /** Directory names skipped everywhere. */
+  ignoredDirs: readonly string[];
+  /** Absolute paths never scanned (the data directory, the working directory). */
+  exclude: readonly string[];
+  log: Logger;
+  /** Delete guard: most share of a source's files one scan may delete. */
+  guardShare: number;
+  /** Delete guard: applies from this many deletions. */
+  guardMinFiles: number;
+  sink: ChangeSink;
+}
+
+/** Result of a full source scan. */
+export interface ScanResult {
+  files: number;
+  dirs: number;
+  changes: number;
+  /** Deletes held back by the delete guard. */
+  held: number;
+  /** The source's root is missing: nothing was deleted. */
+  vanished: boolean;
+  ms: number;
+}
+
+const BATCH = 500;
+
+interface Walk {
+  source: Source;
+  batch: Batch;
+  /** Collected deletes when the guard must see them all before applying. */
+  deferred?: { removes: string[]; changes: FsChange[] };
+  files: number;
+  dirs: number;
+  changes: number;
+  sinceYield: number;
+}
+
+/** Scans sources (whole or in part) against the store. */
+export class Scanner {
+  readonly #o: ScannerOptions;
+  readonly #warned = new Set<string>();
+
+  constructor(options: ScannerOptions) {
+    this.#o = options;
+  }
+
+  #ignoredRel(rel: string): boolean {
+    const parts = rel.split("/");
+    const base = parts.at(-1) ?? "";
+    if (isTempName(base)) return true;
+    return parts.slice(0, -1).some((p) => this.#o.ignoredDirs.includes(p));
+  }
+
+  #excluded(p: string): boolean {
+    return this.#o.exclude.some((e) => p === e || p.startsWith(e + path.sep));
+  }
+
+  #flush(w: Walk, force = false) {
+    const b = w.batch;
+    const size = b.puts.length + b.removes.length + b.changes.length;
+    if (size === 0 || (!force && size < BATCH)) return;
+    this.#o.sink(b);
+    w.changes += b.changes.length;
+    w.batch = { puts: [], removes: [], changes: [] };
+  }
+
+  async #yield(w: Walk) {
+    if (++w.sinceYield >= 2000) {
+      w.sinceYield = 0;
+      this.#flush(w, true);
+      await new Promise((r) => setTimeout(r, 0));
+    }
+  }
+
+  #warnOnce(key: string, message: string) {
+    if (this.#warned.has(key)) return;
+    this.#warned.add(key);
+    this.#o.log.warn(message);
+  }
+
+  /** Stats an entry, following a symlink only when its target stays inside the source. */
+  #stat(source: Source, p: string): fs.Stats | undefined {
+    let st: fs.Stats;
+    try {
+      st = fs.lstatSync(p);
+    } catch {
+      return undefined;
+    }
+    if (!st.isSymbolicLink()) return st;
+    let real: string;
+    try {
+      real = fs.realpathSync(p);
+    } catch {
+      this.#warnOnce(`dangling:${p}`, `Skipping "${p}": broken symlink or symlink loop`);
+      return undefined;
+    }
+    if (real !== source.scanPath && !real.startsWith(source.scanPath + path.sep)) {
+      this.#warnOnce(
+        `outside:${p}`,
+        `Skipping symlink "${p}": it points outside source "${source.name}" (to "${real}")`,
+      );
+      return undefined;
+    }
+    try {
+      const target = fs.statSync(p);
+      // Linked directories are not descended (no loops, no double syncs).
+      return target.isFile() ? target : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  #row(source: Source, p: string, st: fs.Stats, isDir: boolean): FileRow {
+    return {
+      path: p,
+      dir: path.dirname(p),
+      source: source.name,
+      is_dir: isDir ? 1 : 0,
+      size: isDir ? 0 : st.size,
+      mtime_ms: isDir ? 0 : st.mtimeMs,
+      ctime_ms: isDir ? 0 : st.ctimeMs,
+      ino: isDir ? 0 : st.ino,
+    };
+  }
+
+  #rel(source: Source, p: string): string {
+    return path.relative(source.scanPath, p).split(path.sep).join("/");
+  }
+
+  #deleted(w: Walk, row: FileRow) {
+    const target = w.deferred ?? w.batch;
+    const files = row.is_dir ? this.#o.store.filesUnder(row.path) : [row];
+    for (const f of files) {
+      target.changes.push({
+        source: w.source,
+        path: f.path,
+        rel: this.#rel(w.source, f.path),
+        event: DELETED,
+      });
+    }
+    target.removes.push(row.path);
+  }
+
+  /** Compares one directory's listing with the store and descends. */
+  async #walk(w: Walk, root: string) {
+    const stack = [root];
+    while (stack.length > 0) {
+      const dir = stack.pop()!;
+      w.dirs++;
+      let entries: fs.Dirent[];
+      try {
+        entries = fs.readdirSync(dir, { withFileTypes: true });
+      } catch (e) {
+        // Unreadable: keep what we know below it rather than delete it remotely.
+        this.#warnOnce(
+          `unreadable:${dir}`,
+          `Cannot read directory "${dir}": ${
+            (e as Error).message
+          }; its files are kept as they were`,
+        );
+        continue;
+      }
+      const stored = new Map(this.#o.store.children(dir).map((r) => [path.basename(r.path), r]));
+      for (const e of entries) {
+        const p = path.join(dir, e.name);
+        const old = stored.get(e.name);
+        stored.delete(e.name);
+        const rel = this.#rel(w.source, p);
+        if (this.#excluded(p) || isTempName(e.name)) continue;
+        if (e.isDirectory()) {
+          if (this.#o.ignoredDirs.includes(e.name)) continue;
+          if (!old || !old.is_dir) {
+            if (old) this.#deleted(w, old);
+            const st = fs.lstatSync(p, { throwIfNoEntry: false });
+            if (st) w.batch.puts.push(this.#row(w.source, p, st, true));
+          }
+          stack.push(p);
+          continue;
+        }
+        if (this.#ignoredRel(rel)) continue;
+        let st: fs.Stats | undefined;
+        if (e.isFile()) st = fs.lstatSync(p, { throwIfNoEntry: false });
+        else if (e.isSymbolicLink()) st = this.#stat(w.source, p);
+        else {
+          this.#warnOnce(`special:${p}`, `Skipping "${p}": not a regular file`);
+        }
+        if (!st || !st.isFile()) {
+          if (old) this.#deleted(w, old);
+          continue;
+        }
+        w.files++;
+        const row = this.#row(w.source, p, st, false);
+        if (!old || old.is_dir) {
+          if (old) this.#deleted(w, old);
+          w.batch.puts.push(row);
+          w.batch.changes.push({ source: w.source, path: p, rel, event: CREATED, size: st.size });
+        } else if (
+          old.size !== row.size || old.mtime_ms !== row.mtime_ms || old.ctime_ms !== row.ctime_ms ||
+          old.ino !== row.ino
+        ) {
+          w.batch.puts.push(row);
+          w.batch.changes.push({ source: w.source, path: p, rel, event: MODIFIED, size: st.size });
+        }
+        this.#flush(w);
+        await this.#yield(w);
+      }
+      for (const gone of stored.values()) this.#deleted(w, gone);
+      this.#flush(w);
+      await this.#yield(w);
+    }
+  }
+
+  /**
+   * Scans a whole source. Deletions wait until the end: when they exceed the
+   * delete guard, none is applied and the source is marked as held.
+   */
+  async scanSource(source: Source, opts: { approved?: boolean } = {}): Promise<ScanResult> {
+    const t0 = performance.now();
+    const result: ScanResult = { files: 0, dirs: 0, changes: 0, held: 0, vanished: false, ms: 0 };
+    if (!isDir(source.scanPath)) {
+      result.vanished = true;
+      this.#o.log.error(
+        `Source "${source.name}" is missing ("${source.scanPath}"): nothing is deleted until it is back`,
+      );
+      return result;
+    }
+    const known = this.#o.store.countFiles(source.name);
+    const w: Walk = {
+      source,
+      batch: { puts: [], removes: [], changes: [] },
+      deferred: { removes: [], changes: [] },
+      files: 0,
+      dirs: 0,
+      changes: 0,
+      sinceYield: 0,
+    };
+    await this.#walk(w, source.scanPath);
+    this.#flush(w, true);
+    const deletes = w.deferred!.changes.length;
+    const guard = this.#o.store.guardFor(source.name);
+    const approved = opts.approved || guard?.approved === 1;
+    // Re-check the root: a mount that vanished during the walk looks like mass deletion.
+    if (deletes > 0 && !isDir(source.scanPath)) {
+      result.vanished = true;
+      this.#o.log.error(`Source "${source.name}" vanished during the scan: nothing is deleted`);
+    } else if (
+      deletes > 0 && !approved && deletes >= this.#o.guardMinFiles &&
+      deletes > this.#o.guardShare * known
+    ) {
+      result.held = deletes;
+      this.#o.store.holdDeletes(source.name, deletes, known, Date.now());
+      this.#o.log.error(
+        `Delete guard: a scan of source "${source.name}" would delete ${deletes} of ${known} files (more than ${
+          Math.round(this.#o.guardShare * 100)
+        } %); nothing was deleted. If this is intended, run "fileconveyor approve-deletes --source ${source.name}"`,
+      );
+    } else {
+      if (w.deferred!.removes.length > 0 || deletes > 0) {
+        for (
+          let i = 0;
+          i < w.deferred!.changes.length || i < w.deferred!.removes.length;
+          i += BATCH
+        ) {
+          this.#o.sink({
+            puts: [],
+            removes: w.deferred!.removes.slice(i, i + BATCH),
+            changes: w.deferred!.changes.slice(i, i + BATCH),
+          });
+        }
+        w.changes += deletes;
+      }
+      if (guard) this.#o.store.clearGuard(source.name);
+    }
+    result.files = w.files;
+    result.dirs = w.dirs;
+    result.changes = w.changes;
+    result.ms = performance.now() - t0;
+    return result;
+  }
+
+  /**
+   * Reconciles one path reported by a watcher: a file, a directory (scanned
+   * recursively) or a path that is gone (it and everything below it are
+   * deleted). `written` marks a path a watcher saw written to.
+   */
+  async scanPath(source: Source, p: string, written = false): Promise<number> {
+    if (p === source.scanPath) return (await this.scanSource(source)).changes;
+    if (!p.startsWith(source.scanPath + path.sep) || this.#excluded(p)) return 0;
+    const rel = this.#rel(source, p);
+    const relDirs = rel.split("/");
+    if (relDirs.slice(0, -1).some((d) => this.#o.ignoredDirs.includes(d))) return 0;
+    if (isTempName(relDirs.at(-1)!)) return 0;
+    const w: Walk = {
+      source,
+      batch: { puts: [], removes: [], changes: [] },
+      files: 0,
+      dirs: 0,
+      changes: 0,
+      sinceYield: 0,
+    };
+    if (!isDir(source.scanPath)) return 0;
+    const lst = fs.lstatSync(p, { throwIfNoEntry: false });
+    const old = this.#o.store.getFile(p);
+    if (!lst) {
+      // Gone; when its parent is gone too, the parent's scan reports it.
+      if (old) this.#deleted(w, old);
+      else {
+        const under = this.#o.store.filesUnder(p);
+        if (under.length > 0) {
+          for (const f of under) {
+            w.batch.changes.push({
+              source,
+              path: f.path,
+              rel: this.#rel(source, f.path),
+              event: DELETED,
+            });
+          }
+          w.batch.removes.push(p);
+        }
+      }
+    } else if (lst.isDirectory()) {
+      if (this.#o.ignoredDirs.includes(path.basename(p))) return 0;
+      this.#ensureParents(w, p);
+      if (!old || !old.is_dir) {
+        if (old) this.#deleted(w, old);
+        w.batch.puts.push(this.#row(source, p, lst, true));
+      }
+      await this.#walk(w, p);
+    } else {
+      const st = lst.isFile() ? lst : lst.isSymbolicLink() ? this.#stat(source, p) : undefined;
+      if (!st) {
+        if (old) this.#deleted(w, old);
+      } else {
+        this.#ensureParents(w, p);
+        const row = this.#row(source, p, st, false);
+        if (!old || old.is_dir) {
+          if (old) this.#deleted(w, old);
+          w.batch.puts.push(row);
+          w.batch.changes.push({ source, path: p, rel, event: CREATED, size: st.size });
+        } else if (
+          old.size !== row.size || old.mtime_ms !== row.mtime_ms || old.ctime_ms !== row.ctime_ms ||
+          old.ino !== row.ino
+        ) {
+          w.batch.puts.push(row);
+          w.batch.changes.push({ source, path: p, rel, event: MODIFIED, size: st.size });
+        } else if (written) {
+          w.batch.changes.push({
+            source,
+            path: p,
+            rel,
+            event: MODIFIED,
+            size: st.size,
+            verify: true,
+          });
+        }
+      }
+    }
+    this.#flush(w, true);
+    return w.changes;
+  }
+
+  /** Records missing parent directories so their later removal is noticed. */
+  #ensureParents(w: Walk, p: string) {
+    const missing: string[] = [];
+    for (
+      let d = path.dirname(p);
+      d !== w.source.scanPath && d.startsWith(w.source.scanPath);
+      d = path.dirname(d)
+    ) {
+      if (this.#o.store.getFile(d)) break;
+      missing.push(d);
+    }
+    for (const d of missing) {
+      const st = fs.lstatSync(d, { throwIfNoEntry: false });
+      if (st?.isDirectory()) w.batch.puts.push(this.#row(w.source, d, st, true));
+    }
+  }
+}
+
+function isDir(p: string): boolean {
+  try {
+    return fs.statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,259 @@
+/**
+ * Watches one source with `Deno.watchFs` (inotify, FSEvents, …) and falls
+ * back to polling when the native watcher cannot be used. Events are hints
+ * fed to an {@linkcode Aggregator}; the scanner decides what changed.
+ *
+ * Known losses of `Deno.watchFs` are designed around: a `rescan` flag asks
+ * for a full scan; a dead watcher restarts with backoff and rescans; a watch
+ * limit switches the source to polling with a loud warning; a removed root
+ * is waited for and rescanned when it is back.
+ *
+ * @module
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import type { Source } from "../config/types.ts";
+import type { Logger } from "../log.ts";
+import { isTempName } from "../transport/paths.ts";
+import type { Aggregator, EventKind } from "./aggregator.ts";
+
+/** How a source is watched right now. */
+export type WatchMode = "native" | "polling" | "starting" | "restarting" | "missing" | "stopped";
+
+/** Options for {@linkcode SourceWatcher}. */
+export interface WatcherOptions {
+  source: Source;
+  aggregator: Aggregator;
+  log: Logger;
+  /** `auto` tries the native watcher first; `poll` never does. */
+  mode: "auto" | "poll";
+  /** Seconds between polls. */
+  pollInterval: number;
+  /** Paths whose events are ignored (data and working directories). */
+  exclude: readonly string[];
+  /** Runs a full scan of the source (polling, restarts, a returning root). */
+  fullScan(): Promise<void>;
+  /** Reports mode changes (status, metrics). */
+  onMode?(mode: WatchMode, reason?: string): void;
+}
+
+const KINDS: Record<string, EventKind> = {
+  create: "create",
+  modify: "modify",
+  access: "close",
+  remove: "remove",
+  rename: "rename",
+};
+
+/** The watcher of one source. */
+export class SourceWatcher {
+  readonly #o: WatcherOptions;
+  #fsw: Deno.FsWatcher | undefined;
+  #stopped = false;
+  #mode: WatchMode = "starting";
+  #pollTimer: number | undefined;
+  #rootIno = 0;
+  #backoff = 1000;
+  #loop: Promise<void> | undefined;
+
+  constructor(options: WatcherOptions) {
+    this.#o = options;
+  }
+
+  /** Current mode. */
+  get mode(): WatchMode {
+    return this.#mode;
+  }
+
+  #setMode(mode: WatchMode, reason?: string) {
+    if (this.#mode === mode) return;
+    this.#mode = mode;
+    this.#o.onMode?.(mode, reason);
+  }
+
+  /**
+   * Starts watching. Resolves once the watch is in place (before the initial
+   * scan runs, so no change between the two is missed).
+   */
+  start(): void {
+    if (this.#o.mode === "poll") {
+      this.#startPolling("polling mode configured");
+      return;
+    }
+    this.#startNative();
+  }
+
+  #startNative() {
+    if (this.#stopped) return;
+    const root = this.#o.source.scanPath;
+    try {
+      this.#rootIno = fs.statSync(root).ino;
+    } catch {
+      this.#waitForRoot();
+      return;
+    }
+    try {
+      this.#fsw = Deno.watchFs(root, { recursive: true });
+    } catch (e) {
+      const msg = (e as Error).message;
+      if (/watch limit|ENOSPC|No space left/i.test(msg)) {
+        this.#o.log.error(
+          `Cannot watch source "${this.#o.source.name}": the OS file watch limit is reached (${msg}). ` +
+            `Falling back to polling every ${this.#o.pollInterval} s. Raise fs.inotify.max_user_watches ` +
+            `(sysctl -w fs.inotify.max_user_watches=524288) to get instant change detection back.`,
+        );
+        this.#startPolling("watch limit reached");
+        return;
+      }
+      this.#o.log.error(`Cannot watch source "${this.#o.source.name}": ${msg}; polling instead`);
+      this.#startPolling(msg);
+      return;
+    }
+    this.#setMode("native");
+    this.#backoff = 1000;
+    const fsw = this.#fsw;
+    this.#loop = this.#drain(fsw);
+  }
+
+  async #drain(fsw: Deno.FsWatcher) {
+    const agg = this.#o.aggregator;
+    const root = this.#o.source.scanPath;
+    try {
+      for await (const ev of fsw) {
+        if (ev.flag === "rescan") {
+          this.#o.log.warn(`Watcher of source "${this.#o.source.name}" lost events; rescanning`);
+          agg.rescan();
+          continue;
+        }
+        const kind = KINDS[ev.kind] ?? "other";
+        for (const p of ev.paths) {
+          if (p === root && kind === "remove") {
+            // The root itself went away: the watch is dead now.
+            this.#o.log.error(`Source "${this.#o.source.name}" root "${root}" was removed`);
+            fsw.close();
+            break;
+          }
+          if (this.#ignored(p)) continue;
+          agg.add(p, kind);
+        }
+      }
+      if (this.#stopped) return;
+      // The iterator ended without stop(): the root vanished or the watch died.
+      this.#restart("the watcher stopped");
+    } catch (e) {
+      if (this.#stopped) return;
+      const msg = (e as Error).message;
+      if (/watch limit|ENOSPC|No space left/i.test(msg)) {
+        this.#o.log.error(
+          `The watcher of source "${this.#o.source.name}" hit the OS file watch limit (${msg}); ` +
+            `polling every ${this.#o.pollInterval} s instead. Raise fs.inotify.max_user_watches.`,
+        );
+        this.#startPolling("watch limit reached");
+        this.#o.fullScan().catch(() => {});
+        return;
+      }
+      this.#restart(msg);
+    }
+  }
+
+  #ignored(p: string): boolean {
+    if (isTempName(path.basename(p))) return true;
+    return this.#o.exclude.some((e) => p === e || p.startsWith(e + path.sep));
+  }
+
+  #restart(reason: string) {
+    if (this.#stopped) return;
+    this.#fsw = undefined;
+    let rootOk = false;
+    try {
+      rootOk = fs.statSync(this.#o.source.scanPath).isDirectory();
+    } catch {
+      rootOk = false;
+    }
+    if (!rootOk) {
+      this.#waitForRoot();
+      return;
+    }
+    this.#setMode("restarting", reason);
+    const delay = this.#backoff;
+    this.#backoff = Math.min(this.#backoff * 2, 60_000);
+    this.#o.log.warn(
+      `Watcher of source "${this.#o.source.name}" stopped (${reason}); restarting in ${delay} ms`,
+    );
+    this.#pollTimer = setTimeout(() => {
+      this.#startNative();
+      this.#o.fullScan().catch(() => {});
+    }, delay) as unknown as number;
+  }
+
+  #waitForRoot() {
+    this.#setMode("missing", "source directory missing");
+    this.#o.log.error(
+      `Source "${this.#o.source.name}" ("${this.#o.source.scanPath}") is missing; nothing is deleted; waiting for it to come back`,
+    );
+    const check = () => {
+      if (this.#stopped) return;
+      try {
+        if (fs.statSync(this.#o.source.scanPath).isDirectory()) {
+          this.#o.log.info(`Source "${this.#o.source.name}" is back; rescanning`);
+          if (this.#o.mode === "poll") this.#startPolling("polling mode configured");
+          else this.#startNative();
+          this.#o.fullScan().catch(() => {});
+          return;
+        }
+      } catch {
+        // Still missing.
+      }
+      this.#pollTimer = setTimeout(check, 2000) as unknown as number;
+    };
+    this.#pollTimer = setTimeout(check, 2000) as unknown as number;
+  }
+
+  #startPolling(reason: string) {
+    this.#setMode("polling", reason);
+    const tick = async () => {
+      if (this.#stopped) return;
+      try {
+        await this.#o.fullScan();
+      } catch (e) {
+        this.#o.log.error(
+          `Polling scan of source "${this.#o.source.name}" failed: ${(e as Error).message}`,
+        );
+      }
+      if (!this.#stopped) {
+        this.#pollTimer = setTimeout(tick, this.#o.pollInterval * 1000) as unknown as number;
+      }
+    };
+    this.#pollTimer = setTimeout(tick, this.#o.pollInterval * 1000) as unknown as number;
+  }
+
+  /** Checks that the root is still the directory being watched (called periodically). */
+  checkRoot(): void {
+    if (this.#mode !== "native") return;
+    try {
+      const st = fs.statSync(this.#o.source.scanPath);
+      if (st.ino === this.#rootIno) return;
+      this.#o.log.warn(`Source "${this.#o.source.name}" root was replaced; re-watching`);
+    } catch {
+      // Gone: restart handles the wait.
+    }
+    try {
+      this.#fsw?.close();
+    } catch {
+      // Already closed.
+    }
+  }
+
+  /** Stops watching. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#setMode("stopped");
+    if (this.#pollTimer !== undefined) clearTimeout(this.#pollTimer);
+    try {
+      this.#fsw?.close();
+    } catch {
+      // Already closed.
+    }
+    await this.#loop?.catch(() => {});
+  }
+}

@@ -1,0 +1,141 @@
+/**
+ * One conformance suite for every transport (rclone's habit). Each transport
+ * test file calls {@linkcode conformance} with a real server and an
+ * independent way to read back what arrived.
+ *
+ * @module
+ */
+import * as fs from "node:fs/promises";
+import * as os from "node:os";
+import * as path from "node:path";
+import { ClassifiedError } from "../../src/errors.ts";
+import { isLister, isMover, isStater, type Transport } from "../../src/transport/transport.ts";
+import { assert, assertEquals, assertRejects } from "../_assert.ts";
+
+/** What a transport test provides. */
+export interface ConformanceTarget {
+  /** Creates a fresh transport whose root is empty (or a unique prefix). */
+  transport(): Promise<Transport>;
+  /** Reads a remote file by an independent route; null when missing. */
+  readBack(remotePath: string): Promise<Uint8Array | null>;
+  /** The URL prefix the transport should produce for remote paths, if predictable. */
+  urlPrefix?: string;
+  /** Size of the large-file case (default 6 MiB: above S3's 5 MiB multipart part). */
+  largeSize?: number;
+}
+
+function bytes(text: string): Uint8Array {
+  return new TextEncoder().encode(text);
+}
+
+async function writeTemp(dir: string, name: string, data: Uint8Array): Promise<string> {
+  const p = path.join(dir, name);
+  await fs.writeFile(p, data);
+  return p;
+}
+
+/** Registers the conformance steps on a test context. */
+export async function conformance(t: Deno.TestContext, target: ConformanceTarget): Promise<void> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), "fc-conf-"));
+  const transport = await target.transport();
+  const signal = new AbortController().signal;
+  const put = async (remote: string, data: Uint8Array) => {
+    const local = await writeTemp(dir, crypto.randomUUID(), data);
+    return await transport.put(local, remote, { signal, size: data.length, unprocessed: false });
+  };
+  try {
+    await t.step("put stores the bytes and reports the size", async () => {
+      const r = await put("a.txt", bytes("hello"));
+      assertEquals(r.size, 5);
+      assertEquals(await target.readBack("a.txt"), bytes("hello"));
+    });
+    await t.step("put overwrites an existing file", async () => {
+      await put("a.txt", bytes("second version"));
+      assertEquals(await target.readBack("a.txt"), bytes("second version"));
+    });
+    await t.step("put is idempotent", async () => {
+      await put("a.txt", bytes("second version"));
+      await put("a.txt", bytes("second version"));
+      assertEquals(await target.readBack("a.txt"), bytes("second version"));
+    });
+    await t.step("put creates nested directories", async () => {
+      await put("x/y/z/deep.css", bytes("body{}"));
+      assertEquals(await target.readBack("x/y/z/deep.css"), bytes("body{}"));
+    });
+    await t.step("put handles odd names", async () => {
+      for (
+        const name of ["with space.txt", "ünïcødé-日本.txt", "h#sh?q%p+&;.txt", "-leading.txt"]
+      ) {
+        await put(`odd/${name}`, bytes(name));
+        assertEquals(await target.readBack(`odd/${name}`), bytes(name), name);
+      }
+    });
+    await t.step("url percent-encodes every segment", () => {
+      const u = transport.url("odd/h#sh?q%p+&;.txt");
+      assert(u.endsWith("odd/h%23sh%3Fq%25p%2B%26%3B.txt"), u);
+      if (target.urlPrefix) assert(u.startsWith(target.urlPrefix), u);
+    });
+    await t.step("delete removes the file; deleting a missing file succeeds", async () => {
+      await transport.delete("x/y/z/deep.css", { signal });
+      assertEquals(await target.readBack("x/y/z/deep.css"), null);
+      await transport.delete("x/y/z/deep.css", { signal });
+      await transport.delete("never/existed.txt", { signal });
+    });
+    await t.step("unsafe paths are refused", async () => {
+      await assertRejects(() => put("../escape.txt", bytes("no")), ClassifiedError);
+      await assertRejects(() => put("a/../../escape.txt", bytes("no")), ClassifiedError);
+    });
+    await t.step("parallel puts all arrive", async () => {
+      await Promise.all(
+        Array.from({ length: 12 }, (_, i) => put(`par/f${i}.txt`, bytes(`file ${i}`))),
+      );
+      for (let i = 0; i < 12; i++) {
+        assertEquals(await target.readBack(`par/f${i}.txt`), bytes(`file ${i}`));
+      }
+    });
+    await t.step("a large file arrives intact", async () => {
+      const size = target.largeSize ?? 6 * 1024 * 1024 + 123;
+      const data = new Uint8Array(size);
+      for (let i = 0; i < size; i += 65536) crypto.getRandomValues(data.subarray(i, i + 65536));
+      const r = await put("big/large.bin", data);
+      assertEquals(r.size, size);
+      const back = await target.readBack("big/large.bin");
+      assert(back !== null, "large file missing");
+      assertEquals(back.length, size);
+      assert(back.every((b, i) => b === data[i]), "large file differs");
+    });
+    if (isStater(transport)) {
+      await t.step("stat reports size, null when missing", async () => {
+        const st = await transport.stat("a.txt", { signal });
+        assertEquals(st?.size, 14);
+        assertEquals(await transport.stat("nope.txt", { signal }), null);
+      });
+    }
+    if (isMover(transport)) {
+      await t.step("move renames on the server", async () => {
+        await put("mv/from.txt", bytes("moving"));
+        await put("mv/to.txt", bytes("old"));
+        await transport.move("mv/from.txt", "mv/sub/to.txt", { signal });
+        assertEquals(await target.readBack("mv/from.txt"), null);
+        assertEquals(await target.readBack("mv/sub/to.txt"), bytes("moving"));
+      });
+    }
+    if (isLister(transport)) {
+      await t.step("list shows stored files and no temp files", async () => {
+        const seen: string[] = [];
+        for await (const e of transport.list("par", { signal })) seen.push(e.path);
+        assertEquals(seen.sort(), Array.from({ length: 12 }, (_, i) => `par/f${i}.txt`).sort());
+        const all: string[] = [];
+        for await (const e of transport.list("", { signal })) all.push(e.path);
+        assert(
+          !all.some((p) => p.split("/").at(-1)!.startsWith(".fctmp-")),
+          "temp file left behind",
+        );
+      });
+    }
+  } finally {
+    await transport.close();
+    await transport.close();
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+}
