@@ -10,10 +10,19 @@ export function assert(cond: unknown, message = "Assertion failed"): asserts con
   if (!cond) throw new AssertionError({ message });
 }
 
-/** Asserts deep equality (Uint8Arrays compared by content). */
+/** Rebuilds null-prototype objects (node:sqlite rows) as plain objects. */
+function plain(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(plain);
+  if (v && typeof v === "object" && Object.getPrototypeOf(v) === null) {
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plain(x)]));
+  }
+  return v;
+}
+
+/** Asserts deep equality (Uint8Arrays compared by content; row objects as plain objects). */
 export function assertEquals<T>(actual: T, expected: T, message?: string): void {
   try {
-    deepStrictEqual(actual, expected);
+    deepStrictEqual(plain(actual), plain(expected));
   } catch (e) {
     throw new AssertionError({
       message: `${message ? message + ": " : ""}${(e as Error).message}`,

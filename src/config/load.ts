@@ -217,10 +217,10 @@ class Validator {
     };
   }
 
-  dirList(el: XmlElement, value: string, what: string, forbidden: RegExp): string[] {
+  dirList(el: XmlElement, value: string, what: string, forbidden: RegExp, attr?: string): string[] {
     const items = value.split(":").map((s) => s.trim()).filter((s) => s !== "");
     for (const item of items) {
-      if (forbidden.test(item)) this.problem(el, `Invalid ${what} "${item}": forbidden character`);
+      if (forbidden.test(item)) this.problem(el, `Invalid ${what} "${item}": forbidden character`, attr);
     }
     return items;
   }
@@ -234,6 +234,7 @@ class Validator {
       el.attrs.get("ignoredDirs") ?? "",
       "ignored directory",
       FORBIDDEN_DIR_CHARS,
+      "ignoredDirs",
     );
     const sources: Source[] = [];
     const names = new Set<string>();

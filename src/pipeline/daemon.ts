@@ -15,7 +15,7 @@ import { addSecret, type Logger, logger } from "../log.ts";
 import { chainIsPerServer, runChain, setupProcessors } from "../process/chain.ts";
 import { CREATED, DELETED, eventName, type FileEvent, MODIFIED } from "../store/events.ts";
 import { type Change, type Job, NEVER, Store, type SyncedRow } from "../store/store.ts";
-import { safeRemotePath } from "../transport/paths.ts";
+import { safeRemotePath, tempName } from "../transport/paths.ts";
 import { getTransportDef, isFlusher, isMover, type Transport } from "../transport/transport.ts";
 import { Aggregator } from "../watch/aggregator.ts";
 import { type Batch, type FsChange, Scanner } from "../watch/scanner.ts";
@@ -37,6 +37,41 @@ export interface DaemonOptions {
   /** Milliseconds to let running transfers finish at shutdown. */
   shutdownGrace?: number;
 }
+
+/**
+ * What the daemon reports to observers (progress display, metrics). Listeners
+ * run synchronously and must be cheap; an exception in one is logged and
+ * ignored.
+ */
+export type DaemonEvent =
+  /** A full scan of a source starts; `initial` for the scans at start-up. */
+  | { type: "scan-start"; source: string; initial: boolean }
+  /** A scan found created or modified files (one batch). */
+  | { type: "scan-found"; source: string; files: number; bytes: number }
+  | { type: "scan-done"; source: string; files: number; changes: number; ms: number }
+  /** Every source was scanned once; `queued` jobs wait. */
+  | { type: "initial-scan-done"; queued: number; ms: number }
+  /** A job finished: `lagMs` runs from the change's discovery to now. */
+  | {
+    type: "job-done";
+    server: string;
+    file: string;
+    result: "synced" | "deleted" | "skipped";
+    bytes: number;
+    ms: number;
+    lagMs: number;
+  }
+  /** An attempt failed; `failed` when the file is now shown as failed. */
+  | {
+    type: "job-failed";
+    server: string;
+    file: string;
+    kind: string;
+    message: string;
+    failed: boolean;
+  }
+  /** {@linkcode Daemon.reload} applied a new configuration. */
+  | { type: "reloaded"; config: Config };
 
 /** Summary of a run. */
 export interface RunSummary {
@@ -60,6 +95,8 @@ interface ServerState {
   backoff: number;
   running: number;
   log: Logger;
+  /** Garbage collection of leftovers: done before the queue of the server runs. */
+  gc: "todo" | "running" | "done";
 }
 
 /** Is another instance using this data directory? Holds the lock for the process lifetime. */
@@ -90,7 +127,7 @@ async function lockDataDir(dataDir: string): Promise<Deno.FsFile> {
 
 /** The running daemon. */
 export class Daemon {
-  readonly config: Config;
+  #config: Config;
   readonly dataDir: string;
   readonly workDir: string;
   readonly store: Store;
@@ -101,9 +138,10 @@ export class Daemon {
   readonly #chainSlots: Semaphore;
   readonly #abort = new AbortController();
   readonly #running = new Set<Promise<void>>();
-  readonly #watchers: SourceWatcher[] = [];
+  readonly #watchers = new Map<string, SourceWatcher>();
   readonly #aggregators = new Map<string, Aggregator>();
-  readonly #scanner: Scanner;
+  #scanner: Scanner;
+  readonly #listeners = new Set<(event: DaemonEvent) => void>();
   readonly #summary: RunSummary = { synced: 0, deleted: 0, failed: 0, skipped: 0 };
   readonly #watchModes = new Map<string, WatchMode>();
   readonly #lock: Deno.FsFile;
@@ -118,7 +156,7 @@ export class Daemon {
   #initialScanDone = false;
 
   private constructor(config: Config, options: DaemonOptions, lock: Deno.FsFile, dataDir: string) {
-    this.config = config;
+    this.#config = config;
     this.#o = options;
     this.#lock = lock;
     this.dataDir = dataDir;
@@ -130,26 +168,186 @@ export class Daemon {
     );
     this.#chainSlots = new Semaphore(s.maxSimultaneousProcessorChains);
     for (const secret of config.secrets) addSecret(secret);
-    for (const server of config.servers) {
-      const max = server.maxConnections > 0 ? server.maxConnections : s.defaultMaxConnections;
-      this.#servers.set(server.name, {
-        server,
-        slots: new Semaphore(max),
-        blockedUntil: 0,
-        backoff: 0,
-        running: 0,
-        log: logger(`${server.transporter}:${server.name}`),
-      });
-    }
-    this.#scanner = new Scanner({
+    for (const server of config.servers) this.#servers.set(server.name, this.#serverState(server));
+    this.#scanner = this.#makeScanner();
+  }
+
+  #serverState(server: Server): ServerState {
+    const s = this.config.settings;
+    const max = server.maxConnections > 0 ? server.maxConnections : s.defaultMaxConnections;
+    return {
+      server,
+      slots: new Semaphore(max),
+      blockedUntil: 0,
+      backoff: 0,
+      running: 0,
+      log: logger(`${server.transporter}:${server.name}`),
+      gc: "todo",
+    };
+  }
+
+  #makeScanner(): Scanner {
+    const s = this.config.settings;
+    return new Scanner({
       store: this.store,
-      ignoredDirs: config.ignoredDirs,
+      ignoredDirs: this.config.ignoredDirs,
       exclude: [this.dataDir, this.workDir],
       log: logger("scan"),
       guardShare: s.deleteGuardShare,
       guardMinFiles: s.deleteGuardMinFiles,
       sink: (batch) => this.#commit(batch),
     });
+  }
+
+  /** The configuration in effect (replaced by {@linkcode Daemon.reload}). */
+  get config(): Config {
+    return this.#config;
+  }
+
+  /** Whether every source was scanned once since the start. */
+  get initialScanDone(): boolean {
+    return this.#initialScanDone;
+  }
+
+  /**
+   * Subscribes to {@linkcode DaemonEvent}s; returns an unsubscribe function.
+   *
+   * @example
+   * ```ts ignore
+   * const off = daemon.on((e) => {
+   *   if (e.type === "job-done") console.log(e.server, e.lagMs);
+   * });
+   * off();
+   * ```
+   */
+  on(listener: (event: DaemonEvent) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  #emit(event: DaemonEvent) {
+    for (const l of this.#listeners) {
+      try {
+        l(event);
+      } catch (e) {
+        this.#log.warn(`A ${event.type} listener failed: ${errorMessage(e)}`);
+      }
+    }
+  }
+
+  /**
+   * Applies a new configuration while running (SIGHUP). New or changed
+   * servers and sources take effect, files whose targets changed are queued
+   * (files no longer matched are left alone where they were synced), and
+   * new sources are scanned. On an error the old configuration stays.
+   *
+   * @throws {ClassifiedError} when the new configuration cannot be applied
+   * live (another data directory, a processor that cannot run).
+   */
+  reload(next: Config): Promise<void> {
+    const p = this.#reloads.then(() => this.#reload(next));
+    this.#reloads = p.catch(() => {});
+    return p;
+  }
+
+  #reloads: Promise<void> = Promise.resolve();
+
+  async #reload(next: Config): Promise<void> {
+    const old = this.config;
+    if (
+      dataDirFor(next, this.#o.dataDir) !== this.dataDir ||
+      workDirFor(next, this.dataDir) !== this.workDir
+    ) {
+      throw new ClassifiedError(
+        "dataDir and workingDir cannot change while running; restart instead",
+        "fatal",
+      );
+    }
+    const problems = await setupProcessors(next.rules.flatMap((r) => r.processors));
+    if (problems.length > 0) throw new ClassifiedError(problems.join("; "), "fatal");
+    if (this.#stopping) return;
+    for (const secret of next.secrets) addSecret(secret);
+    const restartNeeded = ([
+      "maxFilesInPipeline",
+      "maxSimultaneousProcessorChains",
+      "maxSimultaneousTransporters",
+      "rescanInterval",
+    ] as const)
+      .filter((k) => old.settings[k] !== next.settings[k]);
+    if (restartNeeded.length > 0) {
+      this.#log.warn(`Changed settings take effect after a restart: ${restartNeeded.join(", ")}`);
+    }
+    this.#config = next;
+    // Line numbers move with every edit of the file; they change nothing.
+    const json = (v: unknown) => JSON.stringify(v, (k, x) => k === "line" ? undefined : x);
+    const same = (a: unknown, b: unknown) => json(a) === json(b);
+    const sourcesChanged = !same(
+      old.sources.map((x) => [x.name, x.scanPath]),
+      next.sources.map((x) => [x.name, x.scanPath]),
+    );
+    // Servers: new ones start, changed ones get a new state (running jobs finish on the old one).
+    const retired: ServerState[] = [];
+    for (const [name, st] of this.#servers) {
+      const server = next.servers.find((x) => x.name === name);
+      if (
+        server && same(server, st.server) && !sourcesChanged &&
+        old.settings.defaultMaxConnections === next.settings.defaultMaxConnections
+      ) continue;
+      this.#servers.delete(name);
+      retired.push(st);
+    }
+    for (const server of next.servers) {
+      if (!this.#servers.has(server.name)) {
+        this.#servers.set(server.name, this.#serverState(server));
+      }
+    }
+    if (retired.length > 0) {
+      void Promise.allSettled([...this.#running]).then(async () => {
+        for (const st of retired) {
+          if (st.transport) {
+            await (await st.transport.catch(() => undefined))?.close().catch(() => {});
+          }
+        }
+      });
+    }
+    this.#scanner = this.#makeScanner();
+    // Sources: watchers for new or changed sources, none for removed ones.
+    const watchChanged = (["watchMode", "pollInterval", "settleDelay", "maxDelay"] as const).some((
+      k,
+    ) => old.settings[k] !== next.settings[k]);
+    const fresh: Source[] = [];
+    for (const source of next.sources) {
+      const before = old.sources.find((x) => x.name === source.name);
+      if (!before || !same(before, source)) fresh.push(source);
+    }
+    if (!this.#o.once && !this.#o.dryRun) {
+      for (const [name, w] of [...this.#watchers]) {
+        const source = next.sources.find((x) => x.name === name);
+        if (source && !watchChanged && !fresh.includes(source)) continue;
+        this.#watchers.delete(name);
+        this.#aggregators.get(name)?.close();
+        this.#aggregators.delete(name);
+        this.#watchModes.delete(name);
+        await w.stop();
+      }
+      for (const source of next.sources) {
+        if (!this.#watchers.has(source.name)) this.#startWatcher(source);
+      }
+    }
+    if (next.settings.pidFile !== old.settings.pidFile) {
+      if (old.settings.pidFile) fs.rmSync(old.settings.pidFile, { force: true });
+      if (next.settings.pidFile) {
+        fs.mkdirSync(path.dirname(next.settings.pidFile), { recursive: true });
+        fs.writeFileSync(next.settings.pidFile, String(Deno.pid) + "\n", { mode: 0o600 });
+      }
+    }
+    this.#reevaluate();
+    for (const source of fresh) void this.#enqueueScan(source);
+    this.#log.info(
+      `Configuration reloaded from "${next.file}": ${next.sources.length} source(s), ${next.servers.length} server(s), ${next.rules.length} rule(s)`,
+    );
+    this.#emit({ type: "reloaded", config: next });
+    this.#pump();
   }
 
   /**
@@ -215,15 +413,14 @@ export class Daemon {
       await this.#enqueueScan(source);
     }
     this.#initialScanDone = true;
-    this.#log.info(`Initial scan done in ${Math.round(performance.now() - t0)} ms`, {
-      queued: this.store.activeCount(),
-    });
+    const queued = this.store.activeCount();
+    this.#log.info(`Initial scan done in ${Math.round(performance.now() - t0)} ms`, { queued });
+    this.#emit({ type: "initial-scan-done", queued, ms: performance.now() - t0 });
     if (this.#o.dryRun) {
       this.#reportDryRun();
       await this.#shutdown();
       return this.#summary;
     }
-    this.#cleanOrphans();
     if (!this.#o.once) {
       const rescan = this.config.settings.rescanInterval;
       if (rescan > 0) {
@@ -245,7 +442,7 @@ export class Daemon {
         }
       }, 1000) as unknown as number);
       this.#timers.push(setInterval(() => {
-        for (const w of this.#watchers) w.checkRoot();
+        for (const w of this.#watchers.values()) w.checkRoot();
         this.store.pruneTransfers(Date.now());
       }, 10_000) as unknown as number);
     }
@@ -276,7 +473,7 @@ export class Daemon {
     this.#stopping = true;
     for (const t of this.#timers) clearTimeout(t);
     if (this.#wake !== undefined) clearTimeout(this.#wake);
-    await Promise.all(this.#watchers.map((w) => w.stop()));
+    await Promise.all([...this.#watchers.values()].map((w) => w.stop()));
     for (const a of this.#aggregators.values()) a.close();
     const grace = this.#o.shutdownGrace ?? 10_000;
     if (this.#running.size > 0) {
@@ -325,36 +522,40 @@ export class Daemon {
   // ---- discovery ----
 
   #startWatchers() {
-    for (const source of this.config.sources) {
-      const agg = new Aggregator({
-        settleDelay: this.config.settings.settleDelay,
-        maxDelay: this.config.settings.maxDelay,
-        flush: (paths, full) => {
-          if (full) void this.#enqueueScan(source);
-          else void this.#scanPaths(source, paths);
-        },
-      });
-      this.#aggregators.set(source.name, agg);
-      const mode = this.config.settings.watchMode === "poll" || source.watch === "poll"
-        ? "poll"
-        : "auto";
-      const w = new SourceWatcher({
-        source,
-        aggregator: agg,
-        log: logger(`watch:${source.name}`),
-        mode,
-        pollInterval: this.config.settings.pollInterval,
-        exclude: [this.dataDir, this.workDir],
-        fullScan: () => this.#enqueueScan(source),
-        onMode: (m, reason) => {
-          this.#watchModes.set(source.name, m);
-          this.#log.info(`Source "${source.name}" watch mode: ${m}${reason ? ` (${reason})` : ""}`);
-        },
-      });
-      w.start();
-      this.#watchModes.set(source.name, w.mode);
-      this.#watchers.push(w);
-    }
+    for (const source of this.config.sources) this.#startWatcher(source);
+  }
+
+  #startWatcher(source: Source) {
+    const agg = new Aggregator({
+      settleDelay: this.config.settings.settleDelay,
+      maxDelay: this.config.settings.maxDelay,
+      flush: (paths, full) => {
+        if (full) void this.#enqueueScan(source);
+        else void this.#scanPaths(source, paths);
+      },
+    });
+    this.#aggregators.set(source.name, agg);
+    const mode = this.config.settings.watchMode === "poll" || source.watch === "poll"
+      ? "poll"
+      : "auto";
+    const w: SourceWatcher = new SourceWatcher({
+      source,
+      aggregator: agg,
+      log: logger(`watch:${source.name}`),
+      mode,
+      pollInterval: this.config.settings.pollInterval,
+      exclude: [this.dataDir, this.workDir],
+      fullScan: () => this.#enqueueScan(source),
+      onMode: (m, reason) => {
+        // A watcher replaced by reload() reports nothing any more.
+        if (this.#watchers.get(source.name) !== w) return;
+        this.#watchModes.set(source.name, m);
+        this.#log.info(`Source "${source.name}" watch mode: ${m}${reason ? ` (${reason})` : ""}`);
+      },
+    });
+    this.#watchers.set(source.name, w);
+    w.start();
+    this.#watchModes.set(source.name, w.mode);
   }
 
   /** Scans run one at a time (they share the store's transaction). */
@@ -373,7 +574,15 @@ export class Daemon {
     const p = this.#serial(async () => {
       this.#scanPending.delete(source.name);
       if (this.#stopping && !this.#o.once && !this.#o.dryRun) return;
+      this.#emit({ type: "scan-start", source: source.name, initial: !this.#initialScanDone });
       const r = await this.#scanner.scanSource(source);
+      this.#emit({
+        type: "scan-done",
+        source: source.name,
+        files: r.files,
+        changes: r.changes,
+        ms: r.ms,
+      });
       this.#log.info(
         `Scanned source "${source.name}": ${r.files} files in ${r.dirs} directories, ${r.changes} changes (${
           Math.round(r.ms)
@@ -429,6 +638,17 @@ export class Daemon {
       }
       this.store.enqueue(changes, now, 0, this.config.settings.deleteDelay);
     });
+    if (this.#listeners.size > 0 && batch.changes.length > 0) {
+      let files = 0;
+      let bytes = 0;
+      for (const c of batch.changes) {
+        if (c.event === DELETED) continue;
+        files++;
+        bytes += c.size ?? 0;
+      }
+      const source = batch.changes[0]!.source.name;
+      if (files > 0) this.#emit({ type: "scan-found", source, files, bytes });
+    }
   }
 
   #changesFor(c: FsChange): Change[] {
@@ -498,6 +718,10 @@ export class Daemon {
         const now = Date.now();
         for (const s of this.#servers.values()) {
           if (s.blockedUntil > now) continue;
+          if (s.gc !== "done") {
+            this.#startGc(s);
+            continue;
+          }
           const free = Math.min(s.slots.free, this.#globalSlots.free);
           if (free <= 0) continue;
           const jobs = this.store.pick(s.server.name, free, now);
@@ -521,6 +745,41 @@ export class Daemon {
     } finally {
       this.#pumping = false;
     }
+  }
+
+  /**
+   * After a job: remote paths this file was written to that are not its
+   * recorded copy any more (an upload overtaken by a delete, a rename by a
+   * processor) are deleted, with any temp file.
+   */
+  async #dropStaleIntents(s: ServerState, t: Transport, job: Job) {
+    const intents = this.store.intentsFor(job.input_file, s.server.name, job.dest);
+    if (intents.length === 0) return;
+    const signal = this.#abort.signal;
+    for (const p of intents) {
+      if (!this.store.remotePathInUse(s.server.name, p)) await t.delete(p, { signal });
+      await t.delete(tempName(p), { signal });
+      this.store.dropIntent(s.server.name, p);
+    }
+  }
+
+  #startGc(s: ServerState) {
+    if (s.gc !== "todo") return;
+    s.gc = "running";
+    const p = this.#collectGarbage(s).then(
+      () => {
+        s.gc = "done";
+      },
+      (e) => {
+        // Leftovers are retried at the next start; they never block syncing.
+        s.log.warn(`Cannot remove leftovers yet: ${errorMessage(e)}`);
+        s.gc = "done";
+      },
+    ).finally(() => {
+      this.#running.delete(p);
+      this.#pump();
+    });
+    this.#running.add(p);
   }
 
   #armWake() {
@@ -606,6 +865,7 @@ export class Daemon {
       }
       const transport = await this.#transport(s);
       const result = await this.#sync(s, transport, source, job);
+      await this.#dropStaleIntents(s, transport, job);
       this.store.tx(() => {
         this.store.complete(job);
         if (result.bytes >= 0) {
@@ -628,6 +888,15 @@ export class Daemon {
       if (result.kind === "deleted") this.#summary.deleted++;
       else if (result.kind === "synced") this.#summary.synced++;
       else this.#summary.skipped++;
+      this.#emit({
+        type: "job-done",
+        server: s.server.name,
+        file: job.input_file,
+        result: result.kind,
+        bytes: Math.max(result.bytes, 0),
+        ms: Date.now() - started,
+        lagMs: Date.now() - job.discovered_at,
+      });
       if (result.kind === "synced") this.#afterSync(job, source);
     } catch (err) {
       this.#handleFailure(s, job, err);
@@ -648,6 +917,14 @@ export class Daemon {
           1,
         );
         this.#summary.failed++;
+        this.#emit({
+          type: "job-failed",
+          server: s.server.name,
+          file: job.input_file,
+          kind: "retry",
+          message: err.message,
+          failed: true,
+        });
       } else {
         this.store.requeue(
           job,
@@ -672,6 +949,14 @@ export class Daemon {
       s.blockedUntil = now + delay;
       s.log.error(`${message}; pausing server for ${Math.round(delay / 1000)} s`);
       this.store.serverFailed(s.server.name, message, s.blockedUntil, now);
+      this.#emit({
+        type: "job-failed",
+        server: s.server.name,
+        file: job.input_file,
+        kind,
+        message,
+        failed: false,
+      });
       this.store.tx(() => {
         this.store.requeue(job, s.blockedUntil, message, false);
         this.store.q("UPDATE queue SET last_error = ?, error_kind = 'server' WHERE id = ?").run(
@@ -690,6 +975,14 @@ export class Daemon {
     if (kind === "server") this.store.serverFailed(s.server.name, message, null, now);
     const failedNow = kind === "fatal" || attempts >= st.retryFailAfter;
     if (failedNow) this.#summary.failed++;
+    this.#emit({
+      type: "job-failed",
+      server: s.server.name,
+      file: job.input_file,
+      kind,
+      message,
+      failed: failedNow,
+    });
     s.log[failedNow ? "error" : "warn"](
       `${message}${
         failedNow ? " (marked as failed)" : `; retry ${attempts} in ${Math.round(delay / 1000)} s`
@@ -816,7 +1109,7 @@ export class Daemon {
       const upload = statFile(out.path, source) ?? fs.statSync(out.path);
       const md5 = await md5File(out.path, signal);
       const now = Date.now();
-      this.store.addIntent(server.name, remotePath, now);
+      this.store.addIntent(server.name, remotePath, now, job.input_file, job.dest);
       const result = await transport.put(out.path, remotePath, {
         signal,
         size: upload.size,
@@ -827,7 +1120,7 @@ export class Daemon {
       const extras: string[] = [];
       for (const x of out.extras) {
         const xp = safeRemotePath([job.dest, relDir, x.name].filter(Boolean).join("/"));
-        this.store.addIntent(server.name, xp, Date.now());
+        this.store.addIntent(server.name, xp, Date.now(), job.input_file, job.dest);
         const xs = fs.statSync(x.path);
         await transport.put(x.path, xp, {
           signal,
@@ -867,7 +1160,9 @@ export class Daemon {
         this.store.putSynced(row);
         this.store.dropIntent(server.name, remotePath);
         for (const x of extras) this.store.dropIntent(server.name, x);
-        for (const old of stale) this.store.addIntent(server.name, old, 0);
+        for (const old of stale) {
+          this.store.addIntent(server.name, old, 0, job.input_file, job.dest);
+        }
         if (out.references) {
           this.store.setDeps(job.input_file, server.name, job.dest, out.references);
         }
@@ -1045,29 +1340,24 @@ export class Daemon {
     }
   }
 
-  /** Deletes remote leftovers of interrupted uploads and replaced versions. */
-  #cleanOrphans() {
-    const cutoff = Date.now();
-    for (const s of this.#servers.values()) {
-      this.store.settleIntents(s.server.name);
-      const orphans = this.store.orphanIntents(s.server.name, cutoff);
-      if (orphans.length === 0) continue;
-      void (async () => {
-        try {
-          const t = await this.#transport(s);
-          for (const p of orphans) {
-            if (this.store.remotePathInUse(s.server.name, p)) {
-              this.store.dropIntent(s.server.name, p);
-              continue;
-            }
-            await t.delete(p, { signal: this.#abort.signal });
-            this.store.dropIntent(s.server.name, p);
-            s.log.info(`removed leftover "${p}"`);
-          }
-        } catch (e) {
-          s.log.warn(`Cannot remove leftovers yet: ${errorMessage(e)}`);
-        }
-      })();
+  /**
+   * Deletes remote leftovers of interrupted uploads (temp files) and of
+   * replaced versions, before the server's queue runs.
+   */
+  async #collectGarbage(s: ServerState): Promise<void> {
+    const intents = this.store.intents(s.server.name);
+    if (intents.length === 0) return;
+    const t = await this.#transport(s);
+    const signal = this.#abort.signal;
+    for (const p of intents) {
+      if (!this.store.remotePathInUse(s.server.name, p)) {
+        await t.delete(p, { signal });
+        s.log.info(`removed leftover "${p}"`);
+      }
+      const dir = p.includes("/") ? p.slice(0, p.lastIndexOf("/") + 1) : "";
+      const tmp = tempName(p);
+      if (tmp.startsWith(dir)) await t.delete(tmp, { signal });
+      this.store.dropIntent(s.server.name, p);
     }
   }
 }

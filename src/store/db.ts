@@ -69,8 +69,9 @@ const MIGRATIONS: string[] = [
   CREATE INDEX synced_ino ON synced_files(server, ino);
   CREATE INDEX synced_remote ON synced_files(server, remote_path);
   -- Remote paths written but not yet recorded, or replaced and still to delete.
-  CREATE TABLE intents(server TEXT NOT NULL, remote_path TEXT NOT NULL, created_at INTEGER NOT NULL,
-    PRIMARY KEY(server, remote_path)) WITHOUT ROWID;
+  CREATE TABLE intents(server TEXT NOT NULL, remote_path TEXT NOT NULL, input_file TEXT NOT NULL DEFAULT '',
+    dest TEXT NOT NULL DEFAULT '', created_at INTEGER NOT NULL, PRIMARY KEY(server, remote_path)) WITHOUT ROWID;
+  CREATE INDEX intents_input ON intents(input_file, server, dest);
   -- Stylesheets (dependent) that embed the URL of another file (ref) on a server.
   CREATE TABLE deps(dependent TEXT NOT NULL, server TEXT NOT NULL, dest TEXT NOT NULL, ref TEXT NOT NULL,
     PRIMARY KEY(ref, server, dest, dependent)) WITHOUT ROWID;

@@ -421,33 +421,35 @@ export class Store {
 
   // ---- intents ----
 
-  addIntent(server: string, remotePath: string, now: number): void {
-    this.q("INSERT OR IGNORE INTO intents(server, remote_path, created_at) VALUES (?, ?, ?)").run(
+  addIntent(server: string, remotePath: string, now: number, inputFile = "", dest = ""): void {
+    this.q(
+      `INSERT INTO intents(server, remote_path, input_file, dest, created_at) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT(server, remote_path) DO UPDATE SET input_file = excluded.input_file, dest = excluded.dest`,
+    ).run(server, remotePath, inputFile, dest, now);
+  }
+
+  /** Intents of one file at one destination. */
+  intentsFor(inputFile: string, server: string, dest: string): string[] {
+    return (this.q(
+      "SELECT remote_path FROM intents WHERE input_file = ? AND server = ? AND dest = ?",
+    ).all(
+      inputFile,
       server,
-      remotePath,
-      now,
-    );
+      dest,
+    ) as { remote_path: string }[]).map((r) => r.remote_path);
   }
 
   dropIntent(server: string, remotePath: string): void {
     this.q("DELETE FROM intents WHERE server = ? AND remote_path = ?").run(server, remotePath);
   }
 
-  /** Intents on `server` that no synced row uses: remote garbage to delete. */
-  orphanIntents(server: string, olderThan: number): string[] {
-    return (this.q(
-      `SELECT remote_path FROM intents i WHERE server = ? AND created_at < ? AND NOT EXISTS
-         (SELECT 1 FROM synced_files s WHERE s.server = i.server AND s.remote_path = i.remote_path)
-         AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.server = i.server AND q.running = 1)`,
-    ).all(server, olderThan) as { remote_path: string }[]).map((r) => r.remote_path);
-  }
-
-  /** Intents on `server` used by synced rows (the upload finished): just forget them. */
-  settleIntents(server: string): void {
-    this.q(
-      `DELETE FROM intents WHERE server = ? AND EXISTS
-         (SELECT 1 FROM synced_files s WHERE s.server = intents.server AND s.remote_path = intents.remote_path)`,
-    ).run(server);
+  /** Every intent of `server`: remote paths whose upload or deletion may not have finished. */
+  intents(server: string): string[] {
+    return (this.q("SELECT remote_path FROM intents WHERE server = ?").all(server) as {
+      remote_path: string;
+    }[]).map(
+      (r) => r.remote_path,
+    );
   }
 
   // ---- dependencies (stylesheets embedding other files' URLs) ----

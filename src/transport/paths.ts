@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { createHash } from "node:crypto";
 import { ClassifiedError } from "../errors.ts";
 
 /**
@@ -52,15 +53,19 @@ export function joinUrl(base: string, remotePath: string): string {
   return b + encodePath(remotePath);
 }
 
-/** A temp name next to `remotePath` that the scanner and verify recognise as ours. */
+/**
+ * The temp name used while `remotePath` is written, in the same directory.
+ * It is derived from the path, so a retried upload reuses (and replaces) the
+ * leftover of an interrupted one, and cleanup can find it.
+ */
 export function tempName(remotePath: string): string {
   const slash = remotePath.lastIndexOf("/");
   const dir = slash >= 0 ? remotePath.slice(0, slash + 1) : "";
   const base = slash >= 0 ? remotePath.slice(slash + 1) : remotePath;
-  const rand = crypto.getRandomValues(new Uint32Array(2)).join("");
+  const hash = createHash("sha1").update(remotePath).digest("hex").slice(0, 10);
   // Keep temp names short enough for 255-byte file name limits.
-  const stem = base.length > 180 ? base.slice(0, 180) : base;
-  return `${dir}.fctmp-${rand}-${stem}`;
+  const stem = new TextEncoder().encode(base).length > 200 ? "long" : base;
+  return `${dir}.fctmp-${hash}-${stem}`;
 }
 
 /** Whether a basename is one of our temp names. */

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine too: installs and starts the real
+# test servers (OpenSSH, ProFTPD, Swift with S3 API; Debian packages, as root),
+# runs every test, and stops the servers again.
+#
+#   deno task test            # everything
+#   deno task test tests/e2e  # a subset (paths are passed to deno test)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DENO="$(command -v deno || true)"
+if [ -z "$DENO" ]; then
+  npm install -g --silent deno@2.9.6 >/dev/null
+  DENO="$(command -v deno)"
+fi
+
+export FC_SERVERS_DIR="${FC_SERVERS_DIR:-/tmp/fileconveyor-servers}"
+bash scripts/servers/all.sh start >/dev/null
+trap 'bash scripts/servers/all.sh stop >/dev/null 2>&1 || true' EXIT
+
+if [ "$#" -eq 0 ]; then set -- tests/; fi
+"$DENO" test -A --parallel "$@"
