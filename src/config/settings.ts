@@ -134,8 +134,9 @@ export const SETTINGS_SPEC: readonly OptionSpec[] = [
     name: "deleteDelay",
     type: "integer",
     min: 0,
-    default: "0",
-    help: "Milliseconds to hold remote deletions (deletes are always sent after pending uploads)",
+    default: "1000",
+    help:
+      "Milliseconds to hold remote deletions, so a rename becomes a server-side move (deletes always go after pending uploads)",
   },
   {
     name: "deleteGuardShare",

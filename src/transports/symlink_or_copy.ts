@@ -55,7 +55,9 @@ class SymlinkOrCopy implements Transport, Stater, Lister, Mover {
       ? "server"
       : classify(err);
     throw new ClassifiedError(
-      `Cannot ${action} "${remotePath}" on server "${this.#server}": ${errorMessage(err)}`,
+      `Cannot ${action} "${remotePath}" ${action === "upload" ? "to" : "on"} server "${this.#server}": ${
+        errorMessage(err)
+      }`,
       kind,
       { cause: err },
     );

@@ -346,3 +346,49 @@ Deno.test("validate never writes; usage errors exit 2", async () => {
     ws.cleanup();
   }
 });
+
+Deno.test("a file that keeps failing is reported, fails alone, exits 1 with --once, and retry re-queues it", async () => {
+  const ws = workspace();
+  try {
+    write(path.join(ws.src, "good/a.txt"), "a");
+    write(path.join(ws.src, "bad/b.txt"), "b");
+    // A regular file where the destination needs a directory: uploads below it fail.
+    write(path.join(ws.dst, "bad"), "in the way");
+    localConfig(ws, { settings: { retryInitialDelay: "0.05", retryMaxDelay: "0.1", retryFailAfter: "3" } });
+    const r = await cli(["sync", "--config", ws.config, "--once"]);
+    assertEquals(r.code, 1, r.stderr);
+    assertEquals(fs.readFileSync(path.join(ws.dst, "good/a.txt"), "utf8"), "a");
+    const status = JSON.parse((await cli(["status", "--config", ws.config, "--json"])).stdout);
+    assertEquals(status.queue.failed, 1);
+    assertEquals(status.failures[0].file, path.join(ws.src, "bad/b.txt"));
+    assertIncludes(status.failures[0].error, 'Cannot upload "bad/b.txt" to server "local"');
+    const text = (await cli(["status", "--config", ws.config])).stdout;
+    assertIncludes(text, "[failed]");
+    fs.rmSync(path.join(ws.dst, "bad"));
+    assertIncludes((await cli(["retry", "--config", ws.config])).stdout, "Re-queued 1 file(s)");
+    const again = await cli(["sync", "--config", ws.config, "--once"]);
+    assertEquals(again.code, 0, again.stderr);
+    assertEquals(fs.readFileSync(path.join(ws.dst, "bad/b.txt"), "utf8"), "b");
+  } finally {
+    ws.cleanup();
+  }
+});
+
+Deno.test("a rename inside the tree is a server-side move, not a re-upload", async () => {
+  const ws = workspace();
+  let d: ReturnType<typeof spawn> | undefined;
+  try {
+    write(path.join(ws.src, "a/big.bin"), "x".repeat(100_000));
+    localConfig(ws, { settings: { rescanInterval: "0" } });
+    d = spawn(["sync", "--config", ws.config]);
+    await d.waitFor("Initial scan done");
+    await eventually(same(ws), 10_000, "initial sync");
+    fs.mkdirSync(path.join(ws.src, "b"));
+    fs.renameSync(path.join(ws.src, "a/big.bin"), path.join(ws.src, "b/moved.bin"));
+    await eventually(same(ws), 10_000, "rename");
+    await d.waitFor('moved "a/big.bin" to "b/moved.bin"');
+  } finally {
+    await d?.stop();
+    ws.cleanup();
+  }
+});
