@@ -14,6 +14,19 @@ if [ -z "$DENO" ]; then
   DENO="$(command -v deno)"
 fi
 
+# External tools the processors use where no embedded engine exists (jpegtran,
+# gifsicle) and that the tests use to decode images (djpeg).
+# Chromium drives the status page test.
+need=()
+command -v jpegtran >/dev/null || need+=(libjpeg-turbo-progs)
+command -v gifsicle >/dev/null || need+=(gifsicle)
+command -v chromium >/dev/null || need+=(chromium)
+if [ "${#need[@]}" -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
 export FC_SERVERS_DIR="${FC_SERVERS_DIR:-/tmp/fileconveyor-servers}"
 bash scripts/servers/all.sh start >/dev/null
 trap 'bash scripts/servers/all.sh stop >/dev/null 2>&1 || true' EXIT

@@ -172,7 +172,13 @@ export function sleep(ms: number): Promise<void> {
 export function tree(root: string, opts: { skipTemp?: boolean } = {}): Map<string, string> {
   const out = new Map<string, string>();
   const walk = (dir: string) => {
-    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return; // Removed while we looked (the daemon deletes empty directories).
+    }
+    for (const e of entries) {
       const p = path.join(dir, e.name);
       if (e.isDirectory()) walk(p);
       else {

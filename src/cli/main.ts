@@ -16,6 +16,8 @@ import { dataDirFor } from "../pipeline/paths.ts";
 import { Store } from "../store/store.ts";
 import { VERSION } from "../version.ts";
 import { formatStatus, statusReport } from "./status.ts";
+import { startOps } from "../ops/mod.ts";
+import { formatVerify, verify } from "./verify.ts";
 import "../transports/mod.ts";
 import "../processors/mod.ts";
 
@@ -80,6 +82,11 @@ function program(): Command {
     .option("-d, --data-dir <dir>", "data directory (database, working files)")
     .option("--approve-deletes", "apply deletions held by the delete guard")
     .addOption(new Option("--log-format <format>", "log line format").choices(["text", "json"]))
+    .option(
+      "--http <host:port>",
+      "serve the status page, /metrics and /healthz here (overrides the http setting)",
+    )
+    .option("--no-progress", "no live progress display of the initial sync on a terminal")
     .action(async (opts) => {
       const config = load(opts.config);
       if (opts.logFormat) configureLog({ format: opts.logFormat });
@@ -89,11 +96,21 @@ function program(): Command {
         dataDir: opts.dataDir,
         approveDeletes: !!opts.approveDeletes,
       });
+      const ops = startOps(daemon, {
+        configFile: opts.config,
+        watching: !opts.once && !opts.dryRun,
+        progress: opts.progress !== false && !opts.dryRun,
+        ...(opts.http ? { http: opts.http } : {}),
+        ...(opts.logFormat ? { logFormat: opts.logFormat } : {}),
+      });
       const stop = () => daemon.stop();
+      const reload = () => void ops.reload();
       const signals: Deno.Signal[] = Deno.build.os === "windows"
         ? ["SIGINT"]
         : ["SIGINT", "SIGTERM"];
       for (const s of signals) Deno.addSignalListener(s, stop);
+      // SIGHUP: reload the configuration and reopen the log file.
+      if (Deno.build.os !== "windows") Deno.addSignalListener("SIGHUP", reload);
       try {
         const summary = await daemon.run();
         logger("daemon").info(
@@ -102,6 +119,8 @@ function program(): Command {
         if (opts.once && summary.failed > 0) throw new Exit(1);
       } finally {
         for (const s of signals) Deno.removeSignalListener(s, stop);
+        if (Deno.build.os !== "windows") Deno.removeSignalListener("SIGHUP", reload);
+        await ops.close();
       }
     });
 
@@ -201,7 +220,50 @@ function program(): Command {
         store.close();
       }
     });
+  p.command("verify")
+    .description(
+      "Compare the synced-files record with each destination and the sources (works while the daemon runs)",
+    )
+    .requiredOption("-c, --config <file>", "configuration file")
+    .option("-d, --data-dir <dir>", "data directory")
+    .option("--json", "machine-readable output")
+    .option("--repair", "queue missing and stale files; delete orphaned remote files")
+    .option("--http-head", "also check every public URL with an HTTP HEAD request")
+    .option("--http-timeout <seconds>", "timeout of one HEAD request", "10")
+    .option("--http-concurrency <n>", "HEAD requests at once", "8")
+    .option("--server <name>", "only this server")
+    .action(async (opts) => {
+      const headTimeoutMs = positive(opts.httpTimeout, "--http-timeout") * 1000;
+      const headConcurrency = Math.ceil(positive(opts.httpConcurrency, "--http-concurrency"));
+      const config = load(opts.config);
+      const dir = dataDirFor(config, opts.dataDir);
+      if (!fs.existsSync(path.join(dir, "fileconveyor.db"))) {
+        err(`No database in "${dir}": the daemon has not run with this data directory yet`);
+        throw new Exit(1);
+      }
+      const report = await verify(config, {
+        dataDir: dir,
+        repair: !!opts.repair,
+        httpHead: !!opts.httpHead,
+        headTimeoutMs,
+        headConcurrency,
+        ...(opts.server ? { server: opts.server } : {}),
+      });
+      out(opts.json ? redact(JSON.stringify(report, null, 2)) : formatVerify(report));
+      if (!report.ok) throw new Exit(1);
+    });
+
   return p;
+}
+
+/** Parses a positive number option; a bad value is a usage error (exit 2). */
+function positive(value: string, name: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) {
+    err(`${name} must be a positive number, not "${value}"`);
+    throw new Exit(2);
+  }
+  return n;
 }
 
 /** Runs the CLI with `args`; returns the exit code. */

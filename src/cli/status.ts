@@ -28,6 +28,8 @@ export interface StatusReport {
     failingSince: number | null;
     lastError: string | null;
     syncedBytes: number;
+    /** Change-to-synced lag of the transfers of the last hour. */
+    lag: LagStats;
   }[];
   failures: {
     file: string;
@@ -39,6 +41,25 @@ export interface StatusReport {
   }[];
   guards: { source: string; pending: number; known: number; since: number; approved: boolean }[];
   lastSync: number | null;
+}
+
+/** Lag figures of recent transfers, milliseconds. */
+export interface LagStats {
+  transfers: number;
+  p50Ms: number | null;
+  maxMs: number | null;
+}
+
+/** Median and maximum lag of a server's transfers since `since` (the table keeps one hour). */
+export function lagStats(store: Store, server: string, since: number): LagStats {
+  const r = store.q(
+    "SELECT COUNT(*) AS n, MAX(lag_ms) AS max FROM transfers WHERE server = ? AND at >= ?",
+  ).get(server, since) as { n: number; max: number | null };
+  if (r.n === 0) return { transfers: 0, p50Ms: null, maxMs: null };
+  const mid = store.q(
+    "SELECT lag_ms FROM transfers WHERE server = ? AND at >= ? ORDER BY lag_ms LIMIT 1 OFFSET ?",
+  ).get(server, since, Math.floor((r.n - 1) / 2)) as { lag_ms: number };
+  return { transfers: r.n, p50Ms: mid.lag_ms, maxMs: r.max };
 }
 
 function alive(pid: number): boolean {
@@ -98,11 +119,19 @@ export function statusReport(config: Config, store: Store): StatusReport {
       failingSince: health.get(s.name)?.failing_since ?? null,
       lastError: health.get(s.name)?.failing_since ? health.get(s.name)?.last_error ?? null : null,
       syncedBytes: health.get(s.name)?.synced_bytes ?? 0,
+      lag: lagStats(store, s.name, Date.now() - 3_600_000),
     })),
     failures,
     guards: store.guards().map((g) => ({ ...g, approved: g.approved === 1 })),
     lastSync,
   };
+}
+
+function ms(v: number | null): string {
+  if (v === null) return "-";
+  if (v < 1000) return `${Math.round(v)}ms`;
+  if (v < 60_000) return `${(v / 1000).toFixed(1)}s`;
+  return `${Math.round(v / 60_000)}m`;
 }
 
 function ago(t: number | null): string {
@@ -131,7 +160,16 @@ export function formatStatus(r: StatusReport): string {
   );
   lines.push(`Last sync: ${ago(r.lastSync)}`);
   lines.push("");
-  const rows = [["SERVER", "TRANSPORT", "SYNCED", "QUEUED", "FAILED", "LAST SYNC", "LAST ERROR"]];
+  const rows = [[
+    "SERVER",
+    "TRANSPORT",
+    "SYNCED",
+    "QUEUED",
+    "FAILED",
+    "LAG p50/max",
+    "LAST SYNC",
+    "LAST ERROR",
+  ]];
   for (const s of r.servers) {
     rows.push([
       s.name,
@@ -139,6 +177,7 @@ export function formatStatus(r: StatusReport): string {
       String(s.synced),
       String(s.queued),
       String(s.failed),
+      s.lag.transfers ? `${ms(s.lag.p50Ms)}/${ms(s.lag.maxMs)}` : "-",
       ago(s.lastSync),
       s.lastError ? `failing since ${ago(s.failingSince)}: ${s.lastError}` : "",
     ]);

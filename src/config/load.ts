@@ -220,7 +220,9 @@ class Validator {
   dirList(el: XmlElement, value: string, what: string, forbidden: RegExp, attr?: string): string[] {
     const items = value.split(":").map((s) => s.trim()).filter((s) => s !== "");
     for (const item of items) {
-      if (forbidden.test(item)) this.problem(el, `Invalid ${what} "${item}": forbidden character`, attr);
+      if (forbidden.test(item)) {
+        this.problem(el, `Invalid ${what} "${item}": forbidden character`, attr);
+      }
     }
     return items;
   }
@@ -529,7 +531,9 @@ class Validator {
         this.problem(p, 'Missing attribute "name"', "name");
         continue;
       }
-      const def = getProcessorDef(name);
+      // Any name with a module attribute is a custom processor loaded from that module.
+      const def = getProcessorDef(name) ??
+        (p.attrs.has("module") ? getProcessorDef("custom") : undefined);
       if (!def) {
         const original = ORIGINAL_PROCESSORS.includes(name);
         const hint = closest(name, ORIGINAL_PROCESSORS);

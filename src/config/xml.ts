@@ -84,9 +84,30 @@ export function parseXml(text: string): XmlElement {
       );
     }
   }
-  if (error) throw error;
+  if (error) throw bareAmpersand(text, error.line) ?? error;
   if (!root) throw new XmlSyntaxError("The document has no root element", 1, 1);
   return root;
+}
+
+/**
+ * saxes reads an unescaped `&` (a URL's query string, the most common
+ * mistake in config files) as the start of an entity and reports the error
+ * only at the end of the document. Finds such an `&` on or before `line`.
+ */
+function bareAmpersand(text: string, line: number): XmlSyntaxError | undefined {
+  // Comments, CDATA and processing instructions may contain "&": blank them, keeping newlines.
+  const blanked = text.replace(
+    /<!--[\s\S]*?(?:-->|$)|<!\[CDATA\[[\s\S]*?(?:\]\]>|$)|<\?[\s\S]*?(?:\?>|$)/g,
+    (m) => m.replace(/[^\n]/g, " "),
+  );
+  const re = /&(?![A-Za-z_:][\w.:-]*;|#[0-9]+;|#x[0-9A-Fa-f]+;)/g;
+  const m = re.exec(blanked);
+  if (!m) return undefined;
+  const before = blanked.slice(0, m.index);
+  const at = before.split("\n").length;
+  if (at > line) return undefined;
+  const column = m.index - before.lastIndexOf("\n");
+  return new XmlSyntaxError('unescaped "&" (write "&amp;" in XML)', at, column);
 }
 
 /** Returns a readable path of an element, e.g. `config/servers/server[@name="cdn"]`. */

@@ -7,6 +7,7 @@
  * @module
  */
 import * as fs from "node:fs";
+import { setImmediate } from "node:timers";
 import * as path from "node:path";
 import type { Config, Destination, Rule, Server, Source } from "../config/types.ts";
 import { ClassifiedError, classify, errorMessage, RequeueError } from "../errors.ts";
@@ -399,9 +400,10 @@ export class Daemon {
       fs.mkdirSync(path.dirname(this.config.settings.pidFile), { recursive: true });
       fs.writeFileSync(this.config.settings.pidFile, String(Deno.pid) + "\n", { mode: 0o600 });
     }
-    fs.rmSync(this.workDir, { recursive: true, force: true });
+    emptyDir(this.workDir);
     fs.mkdirSync(this.workDir, { recursive: true, mode: 0o700 });
     this.store.resetRunning();
+    for (const source of this.config.sources) this.#rootPresent(source);
     if (this.#o.approveDeletes) this.store.approveDeletes();
     this.#heartbeat();
     this.#timers.push(setInterval(() => this.#heartbeat(), 2000) as unknown as number);
@@ -433,7 +435,7 @@ export class Daemon {
         this.#timers.push(setTimeout(tick, jitter()) as unknown as number);
       }
       this.#timers.push(setInterval(() => {
-        void this.#sourceDeletions();
+        this.#sourceDeletions().catch((e) => this.#storeTrouble(e));
         // Other processes (retry, approve-deletes) change the queue and the guard.
         this.#pump();
         for (const g of this.store.guards()) {
@@ -443,14 +445,25 @@ export class Daemon {
       }, 1000) as unknown as number);
       this.#timers.push(setInterval(() => {
         for (const w of this.#watchers.values()) w.checkRoot();
-        this.store.pruneTransfers(Date.now());
+        try {
+          this.store.pruneTransfers(Date.now());
+        } catch (e) {
+          this.#storeTrouble(e);
+        }
       }, 10_000) as unknown as number);
     }
     this.#pump();
     if (this.#o.once) {
-      await this.#untilIdle();
-      await this.#flushTransports();
-      await this.#sourceDeletions(true);
+      // stop() (SIGINT, SIGTERM) ends a --once run too, with work left in the queue.
+      const aborted = new Promise<void>((resolve) => {
+        if (this.#abort.signal.aborted) resolve();
+        this.#abort.signal.addEventListener("abort", () => resolve());
+      });
+      await Promise.race([this.#untilIdle(), aborted]);
+      if (!this.#abort.signal.aborted) {
+        await this.#flushTransports();
+        await this.#sourceDeletions(true);
+      }
       await this.#shutdown();
     } else {
       await new Promise<void>((resolve) =>
@@ -472,6 +485,7 @@ export class Daemon {
   async #shutdown() {
     this.#stopping = true;
     for (const t of this.#timers) clearTimeout(t);
+    if (this.#storeRetry !== undefined) clearTimeout(this.#storeRetry);
     if (this.#wake !== undefined) clearTimeout(this.#wake);
     await Promise.all([...this.#watchers.values()].map((w) => w.stop()));
     for (const a of this.#aggregators.values()) a.close();
@@ -487,13 +501,14 @@ export class Daemon {
     for (const s of this.#servers.values()) {
       if (s.transport) await (await s.transport.catch(() => undefined))?.close().catch(() => {});
     }
+    this.#flushBatch();
     this.store.resetRunning();
     this.store.setRuntime("daemon", { pid: null, stoppedAt: Date.now() });
     this.store.close();
     try {
       fs.rmSync(path.join(this.dataDir, "daemon.pid"), { force: true });
       if (this.config.settings.pidFile) fs.rmSync(this.config.settings.pidFile, { force: true });
-      fs.rmSync(this.workDir, { recursive: true, force: true });
+      emptyDir(this.workDir);
     } catch {
       // Best effort.
     }
@@ -515,7 +530,8 @@ export class Daemon {
         ),
       });
     } catch (e) {
-      this.#log.warn(`Cannot write status: ${errorMessage(e)}`);
+      if ((e as { code?: string })?.code === "ERR_SQLITE_ERROR") this.#storeTrouble(e);
+      else this.#log.warn(`Cannot write status: ${errorMessage(e)}`);
     }
   }
 
@@ -551,6 +567,7 @@ export class Daemon {
         if (this.#watchers.get(source.name) !== w) return;
         this.#watchModes.set(source.name, m);
         this.#log.info(`Source "${source.name}" watch mode: ${m}${reason ? ` (${reason})` : ""}`);
+        this.#heartbeat(); // `status` shows the new mode at once.
       },
     });
     this.#watchers.set(source.name, w);
@@ -561,7 +578,11 @@ export class Daemon {
   /** Scans run one at a time (they share the store's transaction). */
   #serial(fn: () => Promise<void>): Promise<void> {
     const next = this.#scanQueue.then(fn, fn);
-    this.#scanQueue = next.catch((e) => this.#log.error(`Scan failed: ${errorMessage(e)}`));
+    this.#scanQueue = next.catch((e) => {
+      // A database that cannot be written (disk full) is reported once, not per scan.
+      if ((e as { code?: string })?.code === "ERR_SQLITE_ERROR") this.#storeTrouble(e);
+      else this.#log.error(`Scan failed: ${errorMessage(e)}`);
+    });
     return this.#scanQueue;
   }
 
@@ -713,6 +734,11 @@ export class Daemon {
     }
     this.#pumping = true;
     try {
+      // Jobs whose outcome could not be recorded (disk full) go back to the queue first.
+      while (this.#unsettled.length > 0) {
+        this.store.requeue(this.#unsettled[0]!, Date.now() + 2000, undefined, false);
+        this.#unsettled.shift();
+      }
       do {
         this.#pumpAgain = false;
         const now = Date.now();
@@ -734,7 +760,7 @@ export class Daemon {
               s.slots.release();
               this.#globalSlots.release();
               this.#running.delete(p);
-              this.#pump();
+              this.#schedulePump();
             });
             this.#running.add(p);
           }
@@ -742,8 +768,45 @@ export class Daemon {
       } while (this.#pumpAgain);
       this.#armWake();
       this.#checkIdle();
+      if (this.#storeTroubleAt > 0) {
+        this.#storeTroubleAt = 0;
+        this.#log.info(`The database in "${this.dataDir}" can be written again; rescanning`);
+        // Scans that failed meanwhile lost their watcher events.
+        for (const source of this.config.sources) void this.#enqueueScan(source);
+      }
+    } catch (e) {
+      this.#storeTrouble(e);
     } finally {
       this.#pumping = false;
+    }
+  }
+
+  /** Jobs that ended while the database could not record it. */
+  readonly #unsettled: Job[] = [];
+  #storeTroubleAt = 0;
+  #storeTroubleLogged = 0;
+  #storeRetry: number | undefined;
+
+  /**
+   * The database cannot be written (disk full, I/O error): says so, naming
+   * the data directory (at most every 30 s), and retries; the daemon stays up.
+   */
+  #storeTrouble(e: unknown) {
+    const now = Date.now();
+    this.#storeTroubleAt ||= now;
+    if (now - this.#storeTroubleLogged > 30_000) {
+      this.#storeTroubleLogged = now;
+      this.#log.error(
+        `Cannot write the database in "${this.dataDir}": ${
+          errorMessage(e)
+        }; waiting until it can be written again (free some space there)`,
+      );
+    }
+    if (this.#storeRetry === undefined && !this.#stopping) {
+      this.#storeRetry = setTimeout(() => {
+        this.#storeRetry = undefined;
+        this.#pump();
+      }, 2000) as unknown as number;
     }
   }
 
@@ -782,6 +845,18 @@ export class Daemon {
     this.#running.add(p);
   }
 
+  #pumpScheduled = false;
+
+  /** Coalesces the pumps of many finishing jobs into one (one pick per tick, not per job). */
+  #schedulePump() {
+    if (this.#pumpScheduled) return;
+    this.#pumpScheduled = true;
+    setImmediate(() => {
+      this.#pumpScheduled = false;
+      this.#pump();
+    });
+  }
+
   #armWake() {
     const now = Date.now();
     let next = this.store.nextReadyAt() ?? Infinity;
@@ -802,7 +877,7 @@ export class Daemon {
 
   #checkIdle() {
     if (!this.#idle || this.#running.size > 0) return;
-    if (this.store.activeCount() > 0) return;
+    if (this.store.hasActive()) return;
     this.#idle.resolve();
   }
 
@@ -852,6 +927,57 @@ export class Daemon {
     return s.transport;
   }
 
+  // ---- record stage: many small writes share one transaction ----
+
+  readonly #pendingBatch: {
+    fn: () => unknown;
+    resolve: (v: unknown) => void;
+    reject: (e: unknown) => void;
+  }[] = [];
+  #batchScheduled = false;
+
+  /**
+   * Runs `fn` in a transaction shared with the other writes of this tick
+   * (each in its own savepoint, so one failure stays alone). Resolves once
+   * committed. A crash before the commit loses only the record of work that
+   * is then redone, never the work queue.
+   */
+  #batch<T>(fn: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.#pendingBatch.push({ fn, resolve: resolve as (v: unknown) => void, reject });
+      if (!this.#batchScheduled) {
+        this.#batchScheduled = true;
+        setImmediate(() => this.#flushBatch());
+      }
+    });
+  }
+
+  #flushBatch() {
+    this.#batchScheduled = false;
+    const items = this.#pendingBatch.splice(0);
+    if (items.length === 0) return;
+    const outcomes: { ok: boolean; value: unknown }[] = [];
+    try {
+      this.store.tx(() => {
+        for (const it of items) {
+          try {
+            outcomes.push({ ok: true, value: this.store.tx(it.fn) });
+          } catch (e) {
+            outcomes.push({ ok: false, value: e });
+          }
+        }
+      });
+    } catch (e) {
+      for (const it of items) it.reject(e);
+      return;
+    }
+    items.forEach((it, i) => {
+      const o = outcomes[i]!;
+      if (o.ok) it.resolve(o.value);
+      else it.reject(o.value);
+    });
+  }
+
   // ---- jobs ----
 
   async #runJob(s: ServerState, job: Job): Promise<void> {
@@ -866,7 +992,7 @@ export class Daemon {
       const transport = await this.#transport(s);
       const result = await this.#sync(s, transport, source, job);
       await this.#dropStaleIntents(s, transport, job);
-      this.store.tx(() => {
+      await this.#batch(() => {
         this.store.complete(job);
         if (result.bytes >= 0) {
           this.store.serverOk(s.server.name, result.bytes, Date.now());
@@ -899,7 +1025,15 @@ export class Daemon {
       });
       if (result.kind === "synced") this.#afterSync(job, source);
     } catch (err) {
-      this.#handleFailure(s, job, err);
+      try {
+        // The database itself failed: not the file's fault; the job goes back once it can.
+        if ((err as { code?: string })?.code === "ERR_SQLITE_ERROR") throw err;
+        this.#handleFailure(s, job, err);
+      } catch (e) {
+        // The outcome cannot be recorded (disk full): the job goes back once it can.
+        this.#unsettled.push(job);
+        this.#storeTrouble(e);
+      }
     }
   }
 
@@ -990,6 +1124,24 @@ export class Daemon {
     );
   }
 
+  /** Device of each source root when first seen: another one means its mount went away. */
+  readonly #rootDevs = new Map<string, number>();
+
+  /** Whether a source's root is there, on the file system it was on at start. */
+  #rootPresent(source: Source): boolean {
+    let dev: number;
+    try {
+      const st = fs.statSync(source.scanPath);
+      if (!st.isDirectory()) return false;
+      dev = st.dev;
+    } catch {
+      return false;
+    }
+    const first = this.#rootDevs.get(source.scanPath);
+    if (first === undefined) this.#rootDevs.set(source.scanPath, dev);
+    return first === undefined || first === dev;
+  }
+
   /** Processes and transfers one job; returns what happened. */
   async #sync(
     s: ServerState,
@@ -1004,6 +1156,13 @@ export class Daemon {
     let st: fs.Stats | undefined;
     if (job.event !== DELETED) st = statFile(job.input_file, source);
     if (!st) {
+      // A deleted or unmounted source root looks like every file deleted: hold, never delete.
+      if (!this.#rootPresent(source)) {
+        throw new RequeueError(
+          `Source "${source.name}" is missing ("${source.scanPath}"): nothing is deleted until it is back`,
+          5000,
+        );
+      }
       return await this.#delete(transport, server, job, synced);
     }
     const relDir = rel.includes("/") ? rel.slice(0, rel.lastIndexOf("/")) : "";
@@ -1095,7 +1254,22 @@ export class Daemon {
             lookupUrl: (input) => this.store.urlFor(input, perServer ? server.name : undefined),
           });
         } catch (e) {
-          if (e instanceof RequeueError || e instanceof ClassifiedError) throw e;
+          if (e instanceof RequeueError) throw e;
+          // A full working directory is not the file's fault: retry, do not mark it fatal.
+          const free = freeBytes(this.workDir);
+          if (
+            free !== undefined &&
+            (free < Math.max(st.size, 1024 * 1024) || /No space left|ENOSPC/.test(errorMessage(e)))
+          ) {
+            throw new ClassifiedError(
+              `Cannot process "${rel}": the working directory "${this.workDir}" is full (${
+                formatBytes(free)
+              } free): ${errorMessage(e)}`,
+              "retry",
+              { cause: e },
+            );
+          }
+          if (e instanceof ClassifiedError) throw e;
           throw new ClassifiedError(
             `Cannot process "${rel}" for server "${server.name}": ${errorMessage(e)}`,
             "fatal",
@@ -1107,9 +1281,14 @@ export class Daemon {
       }
       const remotePath = safeRemotePath([job.dest, relDir, out.name].filter(Boolean).join("/"));
       const upload = statFile(out.path, source) ?? fs.statSync(out.path);
-      const md5 = await md5File(out.path, signal);
+      const md5 = await md5File(out.path, signal, upload.size);
       const now = Date.now();
-      this.store.addIntent(server.name, remotePath, now, job.input_file, job.dest);
+      // Recorded in the same tick's transaction; the upload need not wait for it.
+      this.#batch(() =>
+        this.store.addIntent(server.name, remotePath, now, job.input_file, job.dest)
+      ).catch(
+        () => {},
+      );
       const result = await transport.put(out.path, remotePath, {
         signal,
         size: upload.size,
@@ -1120,7 +1299,9 @@ export class Daemon {
       const extras: string[] = [];
       for (const x of out.extras) {
         const xp = safeRemotePath([job.dest, relDir, x.name].filter(Boolean).join("/"));
-        this.store.addIntent(server.name, xp, Date.now(), job.input_file, job.dest);
+        await this.#batch(() =>
+          this.store.addIntent(server.name, xp, Date.now(), job.input_file, job.dest)
+        );
         const xs = fs.statSync(x.path);
         await transport.put(x.path, xp, {
           signal,
@@ -1156,7 +1337,7 @@ export class Daemon {
         ...parseExtras(synced?.extras).filter((x) => !extras.includes(x) && x !== remotePath),
       ];
       let dependents: { dependent: string; dest: string }[] = [];
-      this.store.tx(() => {
+      await this.#batch(() => {
         this.store.putSynced(row);
         this.store.dropIntent(server.name, remotePath);
         for (const x of extras) this.store.dropIntent(server.name, x);
@@ -1203,7 +1384,7 @@ export class Daemon {
       );
       return { kind: "synced", bytes: upload.size, remotePath };
     } finally {
-      fs.rmSync(jobDir, { recursive: true, force: true });
+      if (rule.processors.length > 0) fs.rmSync(jobDir, { recursive: true, force: true });
     }
   }
 
@@ -1318,7 +1499,7 @@ export class Daemon {
     if (pending.n > 0) return;
     const delay = Math.min(...rules.map((r) => r.deletionDelay!));
     this.store.scheduleSourceDeletion(job.input_file, Date.now() + delay * 1000);
-    if (delay === 0) void this.#sourceDeletions();
+    if (delay === 0) this.#sourceDeletions().catch((e) => this.#storeTrouble(e));
   }
 
   async #sourceDeletions(all = false) {
@@ -1359,6 +1540,30 @@ export class Daemon {
       if (tmp.startsWith(dir)) await t.delete(tmp, { signal });
       this.store.dropIntent(s.server.name, p);
     }
+  }
+}
+
+/**
+ * Empties the working directory, keeping the directory itself: it may be a
+ * mount point (a tmpfs for processing), which cannot be removed.
+ */
+function emptyDir(dir: string): void {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const n of names) fs.rmSync(path.join(dir, n), { recursive: true, force: true });
+}
+
+/** Bytes available to us on the file system of `dir`, when the OS says. */
+function freeBytes(dir: string): number | undefined {
+  try {
+    const s = fs.statfsSync(dir);
+    return Number(s.bavail) * Number(s.bsize);
+  } catch {
+    return undefined;
   }
 }
 

@@ -2,13 +2,33 @@
  * Runs a rule's processor chain for one file, in declared order, inside a
  * private working directory. The source file is never written.
  *
+ * Contract:
+ * - processors run in the order of the rule; one whose extensions do not
+ *   include the file's *current* name is skipped (a GIF renamed to `.png`
+ *   is seen as a PNG by the processors after it);
+ * - only the basename may change; each processor gets its own empty
+ *   sub-directory of the run's `workDir` for outputs;
+ * - `references` of every processor are collected (deduplicated);
+ * - extra outputs (e.g. `a.css.gz`) follow a later rename of the main file
+ *   (`a.css` → `a_123.css` renames `a.css.gz` to `a_123.css.gz`);
+ * - errors propagate: {@linkcode RequeueError} and {@linkcode ClassifiedError}
+ *   unchanged, any other error wrapped in an `Error` naming the processor
+ *   and the file (the original error is its `cause`).
+ *
+ * A processor definition may expose `resolve(options)` returning the
+ * definition that actually runs (custom module processors do, once their
+ * `setup` has loaded the module); its `extensions` and `differentPerServer`
+ * are then the ones used here.
+ *
  * @module
  */
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { logger } from "../log.ts";
 import type { ProcessorRef } from "../config/types.ts";
-import { type ExtraOutput, handles, type SourceInfo } from "./processor.ts";
+import { ClassifiedError, RequeueError } from "../errors.ts";
+import type { OptionValues } from "../options.ts";
+import { type ExtraOutput, handles, type ProcessorDef, type SourceInfo } from "./processor.ts";
 
 /** One chain run. */
 export interface ChainInput {
@@ -38,11 +58,24 @@ export interface ChainOutput {
   unprocessed: boolean;
   contentEncoding?: string;
   extras: ExtraOutput[];
+  /** Absolute source paths the output depends on (see `ProcessResult.references`). */
+  references: string[];
+}
+
+/** The definition that runs for `ref` (see the module documentation on `resolve`). */
+function effectiveDef(ref: ProcessorRef): ProcessorDef {
+  const resolver = ref.def as ProcessorDef & {
+    resolve?(options: OptionValues): ProcessorDef | undefined;
+  };
+  return resolver.resolve?.(ref.options) ?? ref.def;
 }
 
 /** Whether any processor of the chain makes output differ per server for a file named `name`. */
 export function chainIsPerServer(processors: readonly ProcessorRef[], name: string): boolean {
-  return processors.some((p) => p.def.differentPerServer && handles(p.def, name));
+  return processors.some((p) => {
+    const def = effectiveDef(p);
+    return def.differentPerServer === true && handles(def, name);
+  });
 }
 
 const setupDone = new Map<string, Promise<void>>();
@@ -65,10 +98,16 @@ export async function setupProcessors(refs: readonly ProcessorRef[]): Promise<st
       await p;
     } catch (e) {
       setupDone.delete(key);
-      problems.push(`Processor "${ref.name}" cannot run: ${(e as Error).message}`);
+      const problem = `Processor "${ref.name}" cannot run: ${(e as Error).message}`;
+      if (!problems.includes(problem)) problems.push(problem);
     }
   }
   return problems;
+}
+
+function validName(name: string): boolean {
+  return name !== "" && name !== "." && name !== ".." && !name.includes("/") &&
+    !name.includes("\0");
 }
 
 /** Runs the chain. Processor errors propagate (RequeueError included). */
@@ -76,42 +115,79 @@ export async function runChain(input: ChainInput): Promise<ChainOutput> {
   let current = input.originalPath;
   let name = input.name;
   let contentEncoding: string | undefined;
-  const extras: ExtraOutput[] = [];
+  let extras: ExtraOutput[] = [];
+  const references = new Set<string>();
   await setupProcessors(input.processors).then((problems) => {
     if (problems.length > 0) throw new Error(problems.join("; "));
   });
   for (const [i, ref] of input.processors.entries()) {
     input.signal.throwIfAborted();
-    if (!handles(ref.def, name)) continue;
+    const def = effectiveDef(ref);
+    if (!handles(def, name)) continue;
     const workDir = path.join(input.workDir, String(i));
     await fs.mkdir(workDir, { recursive: true });
-    const result = await ref.def.process(
-      { path: current, name, originalPath: input.originalPath, relDir: input.relDir },
-      {
-        workDir,
-        source: input.source,
-        ...(input.server !== undefined ? { server: input.server } : {}),
-        options: ref.options,
-        signal: input.signal,
-        log: logger(`processor:${ref.def.name}`),
-        lookupUrl: input.lookupUrl,
-      },
-    );
+    const log = logger(`processor:${ref.def.name}`);
+    const t0 = performance.now();
+    let result;
+    try {
+      result = await def.process(
+        { path: current, name, originalPath: input.originalPath, relDir: input.relDir },
+        {
+          workDir,
+          source: input.source,
+          ...(input.server !== undefined ? { server: input.server } : {}),
+          options: ref.options,
+          signal: input.signal,
+          log,
+          lookupUrl: input.lookupUrl,
+        },
+      );
+    } catch (e) {
+      if (e instanceof RequeueError || e instanceof ClassifiedError || input.signal.aborted) {
+        throw e;
+      }
+      const where = input.relDir ? `${input.relDir}/${name}` : name;
+      throw new Error(
+        `Processor "${ref.name}" failed on "${where}": ${(e as Error)?.message ?? e}`,
+        {
+          cause: e,
+        },
+      );
+    }
+    if (log.debugEnabled) {
+      log.debug(
+        `"${name}": ${result ? "processed" : "unchanged"} in ${
+          (performance.now() - t0).toFixed(1)
+        } ms`,
+      );
+    }
     if (!result) continue;
-    if (result.name !== undefined) {
-      if (
-        result.name.includes("/") || result.name === "" || result.name === "." ||
-        result.name === ".."
-      ) {
+    for (const r of result.references ?? []) references.add(r);
+    if (result.name !== undefined && result.name !== name) {
+      if (!validName(result.name)) {
         throw new Error(
           `Processor "${ref.name}" returned an invalid name ${JSON.stringify(result.name)}`,
         );
       }
+      const old = name;
       name = result.name;
+      // Variants named after the main file follow its new name.
+      extras = extras.map((x) =>
+        x.name.startsWith(old) ? { ...x, name: name + x.name.slice(old.length) } : x
+      );
     }
     if (result.path !== undefined) current = result.path;
     if (result.contentEncoding !== undefined) contentEncoding = result.contentEncoding;
-    if (result.extras) extras.push(...result.extras);
+    if (result.extras) {
+      for (const x of result.extras) {
+        if (!validName(x.name)) {
+          throw new Error(
+            `Processor "${ref.name}" returned an invalid extra name ${JSON.stringify(x.name)}`,
+          );
+        }
+      }
+      extras.push(...result.extras);
+    }
   }
   return {
     path: current,
@@ -119,5 +195,6 @@ export async function runChain(input: ChainInput): Promise<ChainOutput> {
     unprocessed: current === input.originalPath,
     ...(contentEncoding ? { contentEncoding } : {}),
     extras,
+    references: [...references],
   };
 }

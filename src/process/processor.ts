@@ -43,6 +43,12 @@ export interface ProcessResult {
   contentEncoding?: string;
   /** Extra files to publish next to the main one. */
   extras?: ExtraOutput[];
+  /**
+   * Absolute source paths this output depends on (e.g. the images and fonts
+   * a stylesheet refers to): when one of them is synced or its URL changes,
+   * the file is processed again.
+   */
+  references?: string[];
 }
 
 /** The source a file belongs to. */

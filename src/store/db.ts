@@ -40,12 +40,15 @@ const MIGRATIONS: string[] = [
     attempts INTEGER NOT NULL DEFAULT 0,
     requeues INTEGER NOT NULL DEFAULT 0,
     force INTEGER NOT NULL DEFAULT 0,
+    -- 0 for uploads, 1 for deletes: deletes go last.
+    prio INTEGER NOT NULL DEFAULT 0,
     last_error TEXT,
     error_kind TEXT,
     discovered_at INTEGER NOT NULL,
     UNIQUE(input_file, server, dest)
   );
-  CREATE INDEX queue_pick ON queue(server, state, running, ready_at);
+  CREATE INDEX queue_pick ON queue(server, state, running, prio, ready_at);
+  CREATE INDEX queue_ready ON queue(state, running, ready_at);
   -- What is synced where. The first four columns are the original's table,
   -- read by the Drupal CDN module's "File Conveyor mode".
   CREATE TABLE synced_files(

@@ -90,6 +90,7 @@ export const NEVER = 8_640_000_000_000_000;
 export class Store {
   readonly db: DatabaseSync;
   readonly #stmts = new Map<string, StatementSync>();
+  #depth = 0;
 
   constructor(dataDir: string, options: OpenOptions = {}) {
     this.db = openDatabase(dataDir, options);
@@ -107,7 +108,29 @@ export class Store {
 
   /** Runs `fn` in one IMMEDIATE transaction. */
   tx<T>(fn: () => T): T {
+    // Nested calls become savepoints, so callers compose freely.
+    if (this.#depth > 0) {
+      const name = `sp${this.#depth}`;
+      this.#depth++;
+      this.db.exec(`SAVEPOINT ${name}`);
+      try {
+        const out = fn();
+        this.db.exec(`RELEASE ${name}`);
+        return out;
+      } catch (e) {
+        try {
+          this.db.exec(`ROLLBACK TO ${name}`);
+          this.db.exec(`RELEASE ${name}`);
+        } catch {
+          // The outer transaction is gone (e.g. disk full); it reports the error.
+        }
+        throw e;
+      } finally {
+        this.#depth--;
+      }
+    }
     this.db.exec("BEGIN IMMEDIATE");
+    this.#depth++;
     try {
       const out = fn();
       this.db.exec("COMMIT");
@@ -119,6 +142,8 @@ export class Store {
         // The transaction may already be gone (e.g. disk full).
       }
       throw e;
+    } finally {
+      this.#depth--;
     }
   }
 
@@ -194,9 +219,19 @@ export class Store {
         | undefined;
       if (!old) {
         this.q(
-          `INSERT INTO queue(input_file, source, server, dest, event, ready_at, force, discovered_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-        ).run(c.input_file, c.source, c.server, c.dest, c.event, ready, c.force ?? 0, now);
+          `INSERT INTO queue(input_file, source, server, dest, event, prio, ready_at, force, discovered_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        ).run(
+          c.input_file,
+          c.source,
+          c.server,
+          c.dest,
+          c.event,
+          c.event === DELETED ? 1 : 0,
+          ready,
+          c.force ?? 0,
+          now,
+        );
         continue;
       }
       let next = mergeEvents(old.event, c.event);
@@ -209,9 +244,9 @@ export class Store {
         next = DELETED;
       }
       this.q(
-        `UPDATE queue SET event = ?, gen = gen + 1, state = 'queued', attempts = 0, requeues = 0,
+        `UPDATE queue SET event = ?, prio = ?, gen = gen + 1, state = 'queued', attempts = 0, requeues = 0,
            ready_at = ?, force = MAX(force, ?), last_error = NULL, error_kind = NULL WHERE id = ?`,
-      ).run(next, ready, c.force ?? 0, old.id);
+      ).run(next, next === DELETED ? 1 : 0, ready, c.force ?? 0, old.id);
     }
   }
 
@@ -222,13 +257,16 @@ export class Store {
 
   /** Takes up to `limit` ready jobs of `server`, uploads before deletes, and marks them running. */
   pick(server: string, limit: number, now: number): Job[] {
-    const jobs = this.q(
-      `SELECT * FROM queue WHERE server = ? AND state = 'queued' AND running = 0 AND ready_at <= ?
-       ORDER BY (event = 4), ready_at, id LIMIT ?`,
-    ).all(server, now, limit) as unknown as Job[];
-    const mark = this.q("UPDATE queue SET running = 1 WHERE id = ?");
-    for (const j of jobs) mark.run(j.id);
-    return jobs;
+    // One transaction: when a write fails (disk full) no job is left marked but not started.
+    return this.tx(() => {
+      const jobs = this.q(
+        `SELECT * FROM queue INDEXED BY queue_pick WHERE server = ? AND state = 'queued' AND running = 0 AND ready_at <= ?
+         ORDER BY prio, ready_at LIMIT ?`,
+      ).all(server, now, limit) as unknown as Job[];
+      const mark = this.q("UPDATE queue SET running = 1 WHERE id = ?");
+      for (const j of jobs) mark.run(j.id);
+      return jobs;
+    });
   }
 
   /** Finishes a job; when a newer event arrived meanwhile, the job runs again instead. */
@@ -296,6 +334,11 @@ export class Store {
       failed: r.failed ?? 0,
       waiting: r.waiting ?? 0,
     };
+  }
+
+  /** Whether any job is queued (not failed), running or not. */
+  hasActive(): boolean {
+    return this.q("SELECT 1 FROM queue WHERE state = 'queued' LIMIT 1").get() !== undefined;
   }
 
   /** Number of queued (not failed) jobs, running or not. */

@@ -4,3 +4,5 @@
  * @module
  */
 import "./symlink_or_copy.ts";
+import "./sftp.ts";
+import "./ftp.ts";

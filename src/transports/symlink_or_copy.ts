@@ -30,6 +30,8 @@ class SymlinkOrCopy implements Transport, Stater, Lister, Mover {
   readonly #within: readonly string[];
   readonly #server: string;
   readonly #alwaysCopy: boolean;
+  /** Directories known to exist (cleared when a delete removes directories). */
+  readonly #dirs = new Set<string>();
 
   constructor(settings: OptionValues, ctx: TransportContext) {
     this.#root = path.resolve(settings.location!);
@@ -55,9 +57,9 @@ class SymlinkOrCopy implements Transport, Stater, Lister, Mover {
       ? "server"
       : classify(err);
     throw new ClassifiedError(
-      `Cannot ${action} "${remotePath}" ${action === "upload" ? "to" : "on"} server "${this.#server}": ${
-        errorMessage(err)
-      }`,
+      `Cannot ${action} "${remotePath}" ${
+        action === "upload" ? "to" : "on"
+      } server "${this.#server}": ${errorMessage(err)}`,
       kind,
       { cause: err },
     );
@@ -72,7 +74,11 @@ class SymlinkOrCopy implements Transport, Stater, Lister, Mover {
     const dst = this.#abs(remotePath);
     const tmp = path.join(path.dirname(dst), tempName(path.basename(dst)));
     try {
-      await fs.mkdir(path.dirname(dst), { recursive: true });
+      const dir = path.dirname(dst);
+      if (!this.#dirs.has(dir)) {
+        await fs.mkdir(dir, { recursive: true });
+        this.#dirs.add(dir);
+      }
       if (options.unprocessed && this.#linkable(localPath)) {
         await fs.symlink(localPath, tmp);
       } else {
@@ -106,6 +112,7 @@ class SymlinkOrCopy implements Transport, Stater, Lister, Mover {
     while (dir.startsWith(this.#root + path.sep)) {
       try {
         await fs.rmdir(dir);
+        this.#dirs.clear();
       } catch {
         break;
       }

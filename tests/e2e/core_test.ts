@@ -354,7 +354,9 @@ Deno.test("a file that keeps failing is reported, fails alone, exits 1 with --on
     write(path.join(ws.src, "bad/b.txt"), "b");
     // A regular file where the destination needs a directory: uploads below it fail.
     write(path.join(ws.dst, "bad"), "in the way");
-    localConfig(ws, { settings: { retryInitialDelay: "0.05", retryMaxDelay: "0.1", retryFailAfter: "3" } });
+    localConfig(ws, {
+      settings: { retryInitialDelay: "0.05", retryMaxDelay: "0.1", retryFailAfter: "3" },
+    });
     const r = await cli(["sync", "--config", ws.config, "--once"]);
     assertEquals(r.code, 1, r.stderr);
     assertEquals(fs.readFileSync(path.join(ws.dst, "good/a.txt"), "utf8"), "a");

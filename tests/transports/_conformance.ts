@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { createHash } from "node:crypto";
 import * as fs from "node:fs/promises";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -22,6 +23,17 @@ export interface ConformanceTarget {
   urlPrefix?: string;
   /** Size of the large-file case (default 6 MiB: above S3's 5 MiB multipart part). */
   largeSize?: number;
+  /**
+   * Reads the stored Content-Type and Content-Encoding by an independent route
+   * (object stores that keep them); enables the content-type step.
+   */
+  readHeaders?(
+    remotePath: string,
+  ): Promise<{ contentType: string | null; contentEncoding: string | null }>;
+}
+
+function md5(data: Uint8Array): string {
+  return createHash("md5").update(data).digest("hex");
 }
 
 function bytes(text: string): Uint8Array {
@@ -47,6 +59,8 @@ export async function conformance(t: Deno.TestContext, target: ConformanceTarget
     await t.step("put stores the bytes and reports the size", async () => {
       const r = await put("a.txt", bytes("hello"));
       assertEquals(r.size, 5);
+      // A transport that reports an MD5 must report the right one.
+      if (r.md5 !== undefined) assertEquals(r.md5, md5(bytes("hello")));
       assertEquals(await target.readBack("a.txt"), bytes("hello"));
     });
     await t.step("put overwrites an existing file", async () => {
@@ -56,6 +70,20 @@ export async function conformance(t: Deno.TestContext, target: ConformanceTarget
     await t.step("put is idempotent", async () => {
       await put("a.txt", bytes("second version"));
       await put("a.txt", bytes("second version"));
+      assertEquals(await target.readBack("a.txt"), bytes("second version"));
+    });
+    await t.step("a failed put keeps the old content", async () => {
+      // Contract: atomic. A missing local file and an aborted signal both reject
+      // with a ClassifiedError and leave what was stored before untouched.
+      const missing = path.join(dir, "does-not-exist");
+      await assertRejects(
+        () => transport.put(missing, "a.txt", { signal, size: 3, unprocessed: false }),
+        ClassifiedError,
+      );
+      const local = await writeTemp(dir, crypto.randomUUID(), bytes("new"));
+      await assertRejects(() =>
+        transport.put(local, "a.txt", { signal: AbortSignal.abort(), size: 3, unprocessed: false })
+      );
       assertEquals(await target.readBack("a.txt"), bytes("second version"));
     });
     await t.step("put creates nested directories", async () => {
@@ -70,6 +98,58 @@ export async function conformance(t: Deno.TestContext, target: ConformanceTarget
         assertEquals(await target.readBack(`odd/${name}`), bytes(name), name);
       }
     });
+    if (target.readHeaders) {
+      const readHeaders = target.readHeaders;
+      await t.step(
+        "put sets Content-Type from the name and keeps a given type and encoding",
+        async () => {
+          await put("ct/style.css", bytes("a{}"));
+          const css = await readHeaders("ct/style.css");
+          assert(css.contentType?.startsWith("text/css"), `Content-Type ${css.contentType}`);
+          assertEquals(css.contentEncoding, null);
+          await put("ct/unknown.zz-unknown", bytes("?"));
+          assertEquals(
+            (await readHeaders("ct/unknown.zz-unknown")).contentType,
+            "application/octet-stream",
+          );
+          // A precompressed variant: the original's type, and how it is encoded.
+          const data = new Uint8Array([
+            0x1f,
+            0x8b,
+            8,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            3,
+            3,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+          ]);
+          const local = await writeTemp(dir, crypto.randomUUID(), data);
+          await transport.put(local, "ct/style.css.gz", {
+            signal,
+            size: data.length,
+            unprocessed: false,
+            contentType: "text/css",
+            contentEncoding: "gzip",
+          });
+          assertEquals(await readHeaders("ct/style.css.gz"), {
+            contentType: "text/css",
+            contentEncoding: "gzip",
+          });
+        },
+      );
+    }
     await t.step("url percent-encodes every segment", () => {
       const u = transport.url("odd/h#sh?q%p+&;.txt");
       assert(u.endsWith("odd/h%23sh%3Fq%25p%2B%26%3B.txt"), u);
@@ -108,6 +188,7 @@ export async function conformance(t: Deno.TestContext, target: ConformanceTarget
       await t.step("stat reports size, null when missing", async () => {
         const st = await transport.stat("a.txt", { signal });
         assertEquals(st?.size, 14);
+        if (st?.md5 !== undefined) assertEquals(st.md5, md5(bytes("second version")));
         assertEquals(await transport.stat("nope.txt", { signal }), null);
       });
     }

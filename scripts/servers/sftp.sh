@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# SFTP test server: a private OpenSSH sshd on 127.0.0.1 (Debian package openssh-server).
+#
+#   bash scripts/servers/sftp.sh start          start (idempotent), print info.json
+#   bash scripts/servers/sftp.sh stop [--clean]  stop; --clean also deletes the state dir
+#                                                (keys, home directory with uploaded files)
+#   bash scripts/servers/sftp.sh status         exit 0 when running and healthy
+#
+# State: ${FC_SERVERS_DIR:-/tmp/fileconveyor-servers}/sftp — sshd_config, host key, client
+# keys (kept across restarts), known_hosts, logs (sshd.log), info.json. The port is new on
+# every start; known_hosts and info.json are rewritten to match.
+#
+# Login: the system user "fctest" ("fct<hash of the dir>" when FC_SERVERS_DIR is set to
+# another dir; created if missing, home <state>/home, password random, regenerated on every
+# start and set with chpasswd; `stop --clean` deletes the user), by password or with either client key
+# (ed25519 in OpenSSH format, RSA in PEM format). sshd runs with UsePAM no, StrictModes no
+# (the state dir may sit under world-writable /tmp), `Subsystem sftp internal-sftp`, and
+# generous MaxStartups/MaxSessions for parallel tests. No chroot: ChrootDirectory needs a
+# root-owned path no other user can write to, which /tmp is not; "root" in info.json is the
+# user's home, where SFTP sessions start.
+#
+# info.json: {"host","port","username","password","root","keyPath","rsaKeyPath",
+#             "hostKeyFingerprint","knownHostsPath"}
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=common.sh
+source "$HERE/common.sh"
+fc_setup_state sftp
+
+# One system user per state dir, so that servers of two FC_SERVERS_DIRs do not move each
+# other's home directory: "fctest" for the default dir, "fct<hash>" for any other.
+if [[ "$FC_BASE_DIR" == /tmp/fileconveyor-servers ]]; then
+  SFTP_USER="${FC_SFTP_USER:-fctest}"
+else
+  SFTP_USER="${FC_SFTP_USER:-fct$(printf '%s' "$FC_BASE_DIR" | md5sum | cut -c1-9)}"
+fi
+USER_COMMENT="fileconveyor test user"
+SSHD_LOG="$FC_STATE/sshd.log"
+
+function fc_status() {
+  fc_pid_of sshd >/dev/null || return 1
+  local port
+  port="$(sed -n 's/^Port //p' "$FC_STATE/sshd_config" 2>/dev/null)"
+  [[ -n "$port" ]] || return 1
+  banner_is_ssh "$port"
+}
+
+function fc_stop_processes() {
+  fc_kill sshd
+}
+
+function fc_clean() {
+  # The user goes too, but only one these scripts created.
+  if [[ "$(getent passwd "$SFTP_USER" | cut -d: -f5)" == "$USER_COMMENT" ]]; then
+    userdel "$SFTP_USER" 2>/dev/null || true
+  fi
+  rm -rf "$FC_STATE"
+}
+
+# ensure_user HOME PASSWORD — creates/adjusts the test user and sets its password.
+function ensure_user() {
+  local home="$1" password="$2"
+  if ! id "$SFTP_USER" >/dev/null 2>&1; then
+    useradd --no-create-home --home-dir "$home" --shell /bin/bash \
+      --comment "$USER_COMMENT" "$SFTP_USER" ||
+      id "$SFTP_USER" >/dev/null 2>&1 || fc_die "useradd $SFTP_USER failed"
+  fi
+  if [[ "$(getent passwd "$SFTP_USER" | cut -d: -f6)" != "$home" ]]; then
+    usermod --home "$home" "$SFTP_USER"
+  fi
+  mkdir -p "$home"
+  chown "$SFTP_USER:" "$home"
+  chmod 755 "$home"
+  if ! runuser -u "$SFTP_USER" -- test -w "$home"; then
+    fc_die "User $SFTP_USER cannot reach $home: every parent directory must be" \
+      "searchable by others (chmod o+x), e.g. not a 0700 mktemp dir"
+  fi
+  printf '%s:%s\n' "$SFTP_USER" "$password" | chpasswd
+  # A locked or expired account cannot log in even with the right password.
+  usermod --unlock "$SFTP_USER" >/dev/null 2>&1 || true
+  chage --expiredate -1 --maxdays -1 "$SFTP_USER" >/dev/null 2>&1 || true
+}
+
+# banner_is_ssh PORT — true when 127.0.0.1:PORT greets with an SSH-2.0 banner.
+function banner_is_ssh() {
+  [[ "$(fc_banner "$1")" == SSH-2.0-* ]]
+}
+
+function fc_start() {
+  fc_ensure_packages openssh-server openssh-client passwd
+  [[ "$(id -u)" == 0 ]] || fc_die "Must run as root (creates user $SFTP_USER, runs sshd)"
+
+  local keys="$FC_STATE/keys" home="$FC_STATE/home"
+  mkdir -p "$keys" "$FC_STATE/authorized_keys"
+  chmod 700 "$keys"
+  # sshd refuses to start without its privilege-separation directory.
+  mkdir -p /run/sshd
+  chmod 755 /run/sshd
+
+  [[ -f "$keys/host_ed25519" ]] ||
+    ssh-keygen -q -t ed25519 -N '' -C "fileconveyor-test-host" -f "$keys/host_ed25519"
+  [[ -f "$keys/id_ed25519" ]] ||
+    ssh-keygen -q -t ed25519 -N '' -C "$SFTP_USER-ed25519" -f "$keys/id_ed25519"
+  [[ -f "$keys/id_rsa" ]] ||
+    ssh-keygen -q -t rsa -b 2048 -m PEM -N '' -C "$SFTP_USER-rsa" -f "$keys/id_rsa"
+  chmod 600 "$keys"/host_ed25519 "$keys"/id_ed25519 "$keys"/id_rsa
+  cat "$keys/id_ed25519.pub" "$keys/id_rsa.pub" >"$FC_STATE/authorized_keys/$SFTP_USER"
+  chmod 644 "$FC_STATE/authorized_keys/$SFTP_USER"
+
+  local password
+  password="$(fc_random_hex 12)"
+  ensure_user "$home" "$password"
+
+  local attempt port
+  for attempt in 1 2 3; do
+    port="$(fc_pick_ports 1)"
+    cat >"$FC_STATE/sshd_config" <<EOF
+# Generated by scripts/servers/sftp.sh — private test sshd, not the system one.
+ListenAddress 127.0.0.1
+Port $port
+HostKey $keys/host_ed25519
+PidFile none
+UsePAM no
+PasswordAuthentication yes
+PubkeyAuthentication yes
+KbdInteractiveAuthentication no
+PermitRootLogin no
+AllowUsers $SFTP_USER
+AuthorizedKeysFile $FC_STATE/authorized_keys/%u
+StrictModes no
+UseDNS no
+PrintMotd no
+MaxAuthTries 20
+MaxSessions 100
+MaxStartups 200
+LoginGraceTime 30
+LogLevel VERBOSE
+Subsystem sftp internal-sftp
+EOF
+    /usr/sbin/sshd -t -f "$FC_STATE/sshd_config" 2>>"$SSHD_LOG" ||
+      { fc_show_logs "$SSHD_LOG"; fc_die "sshd rejected $FC_STATE/sshd_config"; }
+    : >"$SSHD_LOG"
+    fc_spawn sshd "$SSHD_LOG" /usr/sbin/sshd -D -e -f "$FC_STATE/sshd_config"
+    if fc_wait_until 15 "SSH banner on 127.0.0.1:$port" banner_is_ssh "$port"; then
+      break
+    fi
+    fc_kill sshd
+    if grep -q "Address already in use" "$SSHD_LOG" && [[ $attempt -lt 3 ]]; then
+      fc_log "Port $port was taken, retrying with another"
+      continue
+    fi
+    fc_show_logs "$SSHD_LOG"
+    fc_die "sshd did not become ready on 127.0.0.1:$port"
+  done
+
+  # A real login (key + known_hosts) proves auth and the sftp subsystem, not just the socket.
+  local fp
+  printf '[127.0.0.1]:%s %s\n' "$port" "$(cut -d' ' -f1,2 "$keys/host_ed25519.pub")" \
+    >"$FC_STATE/known_hosts"
+  if ! echo pwd | sftp -F /dev/null -q -b - -P "$port" -i "$keys/id_ed25519" \
+    -o BatchMode=yes -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes \
+    -o UserKnownHostsFile="$FC_STATE/known_hosts" -o GlobalKnownHostsFile=/dev/null \
+    "$SFTP_USER@127.0.0.1" >"$FC_STATE/login-check.log" 2>&1; then
+    fc_show_logs "$FC_STATE/login-check.log" "$SSHD_LOG"
+    fc_kill sshd
+    fc_die "sshd is up but an SFTP login as $SFTP_USER with $keys/id_ed25519 failed"
+  fi
+  fp="$(ssh-keygen -l -E sha256 -f "$keys/host_ed25519.pub" | awk '{print $2}')"
+
+  cat >"$FC_STATE/info.json.tmp" <<EOF
+{
+  "host": "127.0.0.1",
+  "port": $port,
+  "username": $(fc_json_str "$SFTP_USER"),
+  "password": $(fc_json_str "$password"),
+  "root": $(fc_json_str "$home"),
+  "keyPath": $(fc_json_str "$keys/id_ed25519"),
+  "rsaKeyPath": $(fc_json_str "$keys/id_rsa"),
+  "hostKeyFingerprint": $(fc_json_str "$fp"),
+  "knownHostsPath": $(fc_json_str "$FC_STATE/known_hosts")
+}
+EOF
+  mv "$FC_STATE/info.json.tmp" "$FC_STATE/info.json"
+}
+
+fc_main "$@"

@@ -1,0 +1,196 @@
+/**
+ * `/api/status` (what the status page shows) and `/api/retry`. Built on the
+ * `status` command's report, plus what only the running daemon knows: watch
+ * modes, per-minute throughput and lag of the last hour, recent transfers,
+ * and failed files with the id the retry button sends back. Every error
+ * text passes through secret redaction.
+ *
+ * @module
+ */
+import { type StatusReport, statusReport } from "../cli/status.ts";
+import { redact } from "../log.ts";
+import type { Daemon } from "../pipeline/daemon.ts";
+import { eventName, type FileEvent } from "../store/events.ts";
+import { VERSION } from "../version.ts";
+import { type Health, healthOf } from "./health.ts";
+
+/** Per-minute figures of one server. */
+export interface ChartPoint {
+  /** Start of the minute (Unix ms). */
+  t: number;
+  files: number;
+  bytes: number;
+  lagAvgMs: number;
+  lagMaxMs: number;
+}
+
+/** The JSON of `/api/status`. */
+export interface LiveStatus {
+  version: string;
+  now: number;
+  startedAt: number;
+  initialScanDone: boolean;
+  health: Health;
+  sources: { name: string; path: string; watch: string; files: number }[];
+  queue: StatusReport["queue"];
+  servers: (StatusReport["servers"][number] & { inFlight: number; waiting: number })[];
+  failures: {
+    id: number;
+    file: string;
+    server: string;
+    dest: string;
+    event: string;
+    attempts: number;
+    kind: string | null;
+    error: string | null;
+    state: "failed" | "retrying";
+    nextAttempt: number | null;
+  }[];
+  guards: StatusReport["guards"];
+  chart: {
+    from: number;
+    to: number;
+    bucketMs: number;
+    series: { server: string; points: ChartPoint[] }[];
+  };
+  transfers: {
+    at: number;
+    server: string;
+    file: string;
+    remotePath: string;
+    event: string;
+    bytes: number;
+    ms: number;
+    lagMs: number;
+  }[];
+}
+
+const HOUR = 3_600_000;
+const MINUTE = 60_000;
+const NEVER_AFTER = 8_000_000_000_000_000;
+
+/** Builds the live status of a running daemon. */
+export function liveStatus(
+  daemon: Daemon,
+  options: { watching: boolean; startedAt: number },
+): LiveStatus {
+  const store = daemon.store;
+  const config = daemon.config;
+  const now = Date.now();
+  const report = statusReport(config, store);
+  const perServer = new Map(
+    (store.q(
+      `SELECT server, SUM(running = 1) AS running,
+         SUM(state = 'queued' AND running = 0 AND ready_at > ?) AS waiting
+       FROM queue GROUP BY server`,
+    ).all(now) as { server: string; running: number; waiting: number }[]).map((r) => [r.server, r]),
+  );
+  const failures = (store.q(
+    `SELECT id, input_file, server, dest, event, attempts, error_kind, last_error, state, ready_at
+     FROM queue WHERE state = 'failed' OR (last_error IS NOT NULL AND running = 0)
+     ORDER BY state = 'failed' DESC, id LIMIT 200`,
+  ).all() as {
+    id: number;
+    input_file: string;
+    server: string;
+    dest: string;
+    event: FileEvent;
+    attempts: number;
+    error_kind: string | null;
+    last_error: string | null;
+    state: string;
+    ready_at: number;
+  }[]).map((j) => ({
+    id: j.id,
+    file: j.input_file,
+    server: j.server,
+    dest: j.dest,
+    event: eventName(j.event),
+    attempts: j.attempts,
+    kind: j.error_kind,
+    error: j.last_error === null ? null : redact(j.last_error),
+    state: j.state === "failed" ? "failed" as const : "retrying" as const,
+    nextAttempt: j.ready_at >= NEVER_AFTER ? null : j.ready_at,
+  }));
+
+  const from = Math.floor((now - HOUR) / MINUTE) * MINUTE;
+  const rows = store.q(
+    `SELECT server, (at / ${MINUTE}) * ${MINUTE} AS t, COUNT(*) AS files, SUM(bytes) AS bytes,
+       AVG(lag_ms) AS lagAvg, MAX(lag_ms) AS lagMax
+     FROM transfers WHERE at >= ? GROUP BY server, t ORDER BY t`,
+  ).all(from) as {
+    server: string;
+    t: number;
+    files: number;
+    bytes: number;
+    lagAvg: number;
+    lagMax: number;
+  }[];
+  const series = config.servers.map((s) => ({
+    server: s.name,
+    points: rows.filter((r) => r.server === s.name).map((r) => ({
+      t: r.t,
+      files: r.files,
+      bytes: r.bytes,
+      lagAvgMs: Math.round(r.lagAvg),
+      lagMaxMs: r.lagMax,
+    })),
+  }));
+  const transfers = store.recentTransfers(50).map((t) => ({
+    at: t.at,
+    server: t.server,
+    file: t.input_file,
+    remotePath: t.remote_path,
+    event: eventName(t.event as FileEvent),
+    bytes: t.bytes,
+    ms: t.ms,
+    lagMs: t.lag_ms,
+  }));
+  return {
+    version: VERSION,
+    now,
+    startedAt: options.startedAt,
+    initialScanDone: daemon.initialScanDone,
+    health: healthOf(daemon, options.watching, now),
+    sources: config.sources.map((s) => ({
+      name: s.name,
+      path: s.scanPath,
+      watch: daemon.watchModes.get(s.name) ?? (options.watching ? "missing" : "not watching"),
+      files: store.countFiles(s.name),
+    })),
+    queue: { ...report.queue, inFlight: daemon.inFlight },
+    servers: report.servers.map((s) => ({
+      ...s,
+      lastError: s.lastError === null ? null : redact(s.lastError),
+      inFlight: perServer.get(s.name)?.running ?? 0,
+      waiting: perServer.get(s.name)?.waiting ?? 0,
+    })),
+    failures,
+    guards: report.guards,
+    chart: { from, to: now, bucketMs: MINUTE, series },
+    transfers,
+  };
+}
+
+/** What `/api/retry` accepts: one queued job by id, or every failed file (of one server). */
+export interface RetryRequest {
+  id?: number;
+  server?: string;
+}
+
+/**
+ * Re-queues failed (or waiting) files now; returns how many. The daemon
+ * picks them up within a second.
+ */
+export function retry(daemon: Daemon, req: RetryRequest): number {
+  const now = Date.now();
+  if (req.id !== undefined) {
+    return Number(
+      daemon.store.q(
+        `UPDATE queue SET state = 'queued', attempts = 0, requeues = 0, ready_at = ?
+         WHERE id = ? AND running = 0 AND (state = 'failed' OR ready_at > ?)`,
+      ).run(now, req.id, now).changes,
+    );
+  }
+  return daemon.store.retryFailed(now, req.server);
+}

@@ -1,0 +1,239 @@
+/**
+ * Helpers shared by the HTTP transports (s3, cf, cloudfiles): MD5 of local
+ * files, size settings, per-call timeouts, content types.
+ *
+ * @module
+ */
+import { Buffer } from "node:buffer";
+import { createHash } from "node:crypto";
+import * as fs from "node:fs/promises";
+import mime from "mime-types";
+import { ClassifiedError } from "../errors.ts";
+import type { PutOptions } from "../transport/transport.ts";
+
+/** Files up to this size are read into memory and sent as bytes (no second read). */
+export const SMALL_FILE = 1024 * 1024;
+
+/** One mebibyte. */
+export const MiB = 1024 * 1024;
+
+/** MD5 (hex) of bytes. */
+export function md5Hex(data: Uint8Array): string {
+  return createHash("md5").update(data).digest("hex");
+}
+
+/** Hex digest to base64 (the form of `Content-MD5`). */
+export function hexToBase64(hex: string): string {
+  return Buffer.from(hex, "hex").toString("base64");
+}
+
+/** Whether `s` looks like a hex MD5 digest. */
+export function isMd5(s: string | undefined): s is string {
+  return s !== undefined && /^[0-9a-f]{32}$/i.test(s);
+}
+
+/** Removes the quotes HTTP puts around an ETag (and a weak `W/` prefix). */
+export function unquoteEtag(etag: string | undefined | null): string | undefined {
+  if (!etag) return undefined;
+  return etag.replace(/^W\//, "").replace(/^"|"$/g, "");
+}
+
+/**
+ * MD5 (hex) of `length` bytes of a local file starting at `start`, read in
+ * 1 MiB chunks so memory stays bounded.
+ */
+export async function md5File(
+  localPath: string,
+  options: { signal: AbortSignal; start?: number; length?: number },
+): Promise<{ md5: string; size: number }> {
+  const fh = await fs.open(localPath, "r");
+  try {
+    const hash = createHash("md5");
+    const buf = Buffer.allocUnsafe(MiB);
+    let pos = options.start ?? 0;
+    let left = options.length ?? Infinity;
+    let size = 0;
+    while (left > 0) {
+      options.signal.throwIfAborted();
+      const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, left), pos);
+      if (bytesRead === 0) break;
+      hash.update(buf.subarray(0, bytesRead));
+      pos += bytesRead;
+      left -= bytesRead;
+      size += bytesRead;
+    }
+    return { md5: hash.digest("hex"), size };
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Reads a whole (small) local file and checks that it still has the size the
+ * pipeline stat'ed; a different size means the file changed meanwhile.
+ *
+ * @throws {ClassifiedError} (retry) when the size differs.
+ */
+export async function readExactly(
+  localPath: string,
+  size: number,
+  describe: () => string,
+): Promise<Uint8Array<ArrayBuffer>> {
+  const data = new Uint8Array(await fs.readFile(localPath));
+  if (data.length !== size) {
+    throw new ClassifiedError(
+      `${describe()}: the local file changed while uploading (${data.length} bytes, expected ${size})`,
+      "retry",
+    );
+  }
+  return data;
+}
+
+/**
+ * Parses a byte size: a whole number of bytes or a number with a unit
+ * (`k`, `M`, `G`, `T`, optionally followed by `i`/`iB`/`B`; all powers of
+ * 1024). Returns undefined when the text is not a size.
+ *
+ * @example
+ * ```ts
+ * import { parseSize } from "./_common.ts";
+ * parseSize("64M"); // 67108864
+ * parseSize("5 MiB"); // 5242880
+ * ```
+ */
+export function parseSize(text: string): number | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$/i.exec(text);
+  if (!m) return undefined;
+  const mult = {
+    "": 1,
+    k: 1024,
+    m: MiB,
+    g: 1024 * MiB,
+    t: 1024 * 1024 * MiB,
+  }[m[2]!.toLowerCase()]!;
+  const n = Math.round(Number(m[1]) * mult);
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
+/** Checks a size setting; returns a problem or undefined. */
+export function checkSize(
+  name: string,
+  value: string | undefined,
+  min: number,
+  max = Infinity,
+): string | undefined {
+  if (value === undefined || value.trim() === "") return undefined;
+  const n = parseSize(value);
+  if (n === undefined) {
+    return `Setting "${name}" must be a size such as "64M" or "67108864", not "${value}"`;
+  }
+  if (n < min) return `Setting "${name}" must be at least ${formatSize(min)}, not "${value}"`;
+  if (n > max) return `Setting "${name}" must be at most ${formatSize(max)}, not "${value}"`;
+  return undefined;
+}
+
+/** A byte count for messages: `5 MiB`, `1.5 GiB`, `123 bytes`. */
+export function formatSize(n: number): string {
+  const units = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return u === 0 ? `${n} bytes` : `${Number.isInteger(v) ? v : v.toFixed(1)} ${units[u]}`;
+}
+
+/** The caller's signal combined with a timeout for one network call. */
+export function callSignal(signal: AbortSignal, timeoutMs: number): AbortSignal {
+  return AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]);
+}
+
+/**
+ * Content-Type for an upload: the pipeline's value, else guessed from the
+ * remote name (text types get `; charset=utf-8`), else
+ * `application/octet-stream`.
+ */
+export function contentTypeFor(
+  remotePath: string,
+  options: Pick<PutOptions, "contentType">,
+): string {
+  if (options.contentType) return options.contentType;
+  const base = remotePath.slice(remotePath.lastIndexOf("/") + 1);
+  return mime.contentType(base) || "application/octet-stream";
+}
+
+/** The last segment of a `/`-separated path. */
+export function basename(p: string): string {
+  return p.slice(p.lastIndexOf("/") + 1);
+}
+
+/** Runs `fn` over `items` with at most `limit` calls in flight; stops at the first error. */
+export async function mapLimit<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T, index: number) => Promise<R>,
+): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  let failed = false;
+  async function worker(): Promise<void> {
+    while (!failed && next < items.length) {
+      const i = next++;
+      try {
+        results[i] = await fn(items[i]!, i);
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
+    }
+  }
+  const workers = Array.from(
+    { length: Math.max(1, Math.min(limit, items.length)) },
+    () => worker(),
+  );
+  const settled = await Promise.allSettled(workers);
+  const bad = settled.find((s): s is PromiseRejectedResult => s.status === "rejected");
+  if (bad) throw bad.reason;
+  return results;
+}
+
+/** A counting semaphore: at most `size` holders at once, waiters served in order. */
+export class Semaphore {
+  #free: number;
+  readonly #waiters: (() => void)[] = [];
+
+  /** @param size How many may hold it at once (at least 1). */
+  constructor(size: number) {
+    this.#free = Math.max(1, size);
+  }
+
+  /** Waits for a slot; rejects when `signal` aborts first. */
+  acquire(signal: AbortSignal): Promise<void> {
+    signal.throwIfAborted();
+    if (this.#free > 0) {
+      this.#free--;
+      return Promise.resolve();
+    }
+    return new Promise((resolve, reject) => {
+      const grant = () => {
+        signal.removeEventListener("abort", onAbort);
+        resolve();
+      };
+      const onAbort = () => {
+        const i = this.#waiters.indexOf(grant);
+        if (i >= 0) this.#waiters.splice(i, 1);
+        reject(signal.reason);
+      };
+      this.#waiters.push(grant);
+      signal.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
+  /** Gives a slot back (to the next waiter, if any). */
+  release(): void {
+    const next = this.#waiters.shift();
+    if (next) next();
+    else this.#free++;
+  }
+}

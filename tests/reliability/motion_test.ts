@@ -1,0 +1,176 @@
+/**
+ * Files in motion: rewritten while they upload, deleted or rewritten while a
+ * processor runs, and a file of more than 1 GiB that must stream with
+ * bounded memory.
+ *
+ * @module
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { createHash } from "node:crypto";
+import { assert, assertEquals } from "../_assert.ts";
+import { cli, sleep, type Workspace, workspace, write } from "../_harness.ts";
+import { diffR, figure, memory, randomBytes, sh, start, tempFiles, until } from "./_util.ts";
+
+function config(ws: Workspace, ruleBody = "", settings = "") {
+  fs.writeFileSync(
+    ws.config,
+    `<config>
+  <sources><source name="site" scanPath="${ws.src}" /></sources>
+  <servers>
+    <server name="local" transporter="symlink_or_copy">
+      <location>${ws.dst}</location>
+      <url>http://cdn.test/</url>
+      <copy>true</copy>
+    </server>
+  </servers>
+  <rules><rule for="site" label="all">${ruleBody}<destinations><destination server="local" /></destinations></rule></rules>
+  <settings>
+    <dataDir>${ws.data}</dataDir>
+    <settleDelay>20</settleDelay>
+    <retryInitialDelay>0.2</retryInitialDelay>
+    ${settings}
+  </settings>
+</config>
+`,
+  );
+}
+
+function md5(p: string): string {
+  const h = createHash("md5");
+  const fd = fs.openSync(p, "r");
+  const buf = new Uint8Array(1 << 20);
+  try {
+    for (let n; (n = fs.readSync(fd, buf)) > 0;) h.update(buf.subarray(0, n));
+  } finally {
+    fs.closeSync(fd);
+  }
+  return h.digest("hex");
+}
+
+async function failures(ws: Workspace) {
+  const r = await cli(["status", "--config", ws.config, "--json"]);
+  return (JSON.parse(r.stdout) as { failures: { file: string; error: string }[] }).failures;
+}
+
+Deno.test("motion: a file rewritten while it uploads ends up with its final content", async () => {
+  const ws = workspace("fc-motion-");
+  const big = path.join(ws.src, "big.bin");
+  fs.writeFileSync(big, randomBytes(8 * 1024 * 1024));
+  for (let i = 1; i < 16; i++) fs.appendFileSync(big, randomBytes(8 * 1024 * 1024));
+  config(ws);
+  const d = start(["sync", "--config", ws.config]);
+  try {
+    // Rewrite it the moment its upload (a temp file at the destination) is under way.
+    await until(() => tempFiles(ws.dst).length > 0, 30_000, "the upload to start", 2);
+    const final = randomBytes(3 * 1024 * 1024 + 17);
+    fs.writeFileSync(big, final);
+    await until(
+      () =>
+        fs.existsSync(path.join(ws.dst, "big.bin")) &&
+        md5(path.join(ws.dst, "big.bin")) === md5(big),
+      60_000,
+      "the final content at the destination",
+      200,
+    );
+    assert(
+      /changed during the transfer|uploaded big\.bin|updated big\.bin/.test(d.log()),
+      d.log().slice(-2000),
+    );
+    await sleep(500);
+    assertEquals(tempFiles(ws.dst), []);
+    assertEquals(await failures(ws), []);
+  } finally {
+    await d.stop();
+    ws.cleanup();
+  }
+});
+
+Deno.test("motion: a file deleted or rewritten while a processor runs", async () => {
+  const ws = workspace("fc-motion-proc-");
+  // A slow processor: 1.5 s, then the content.
+  const chain =
+    `<processorChain><processor name="command" shell="true" command="sleep 1.5; cat {in}" /></processorChain>`;
+  config(ws, chain);
+  write(path.join(ws.src, "doomed.txt"), "delete me while processing\n");
+  write(path.join(ws.src, "changing.txt"), "version 1\n");
+  write(path.join(ws.src, "steady.txt"), "steady\n");
+  const d = start(["sync", "--config", ws.config]);
+  try {
+    await d.waitFor("Initial scan done");
+    await sleep(500);
+    fs.rmSync(path.join(ws.src, "doomed.txt"));
+    write(path.join(ws.src, "changing.txt"), "version 2, longer\n");
+    await until(
+      async () => (await diffR(ws.src, ws.dst)) === "",
+      30_000,
+      "source and destination equal",
+      200,
+    );
+    assertEquals(fs.readFileSync(path.join(ws.dst, "changing.txt"), "utf8"), "version 2, longer\n");
+    assert(!fs.existsSync(path.join(ws.dst, "doomed.txt")), "the deleted file was published");
+    // Nothing stays failed: the delete superseded the failed processing.
+    await until(async () => (await failures(ws)).length === 0, 10_000, "no failures left");
+    // And the daemon goes on.
+    write(path.join(ws.src, "later.txt"), "later\n");
+    await until(() => fs.existsSync(path.join(ws.dst, "later.txt")), 15_000, "a later file");
+  } finally {
+    await d.stop();
+    ws.cleanup();
+  }
+});
+
+/** A workspace in RAM (/dev/shm), so gigabytes copy in seconds. */
+function shmWorkspace(prefix: string): Workspace {
+  const root = fs.mkdtempSync(path.join("/dev/shm", prefix));
+  const ws = {
+    root,
+    src: path.join(root, "src"),
+    dst: path.join(root, "dst"),
+    data: path.join(root, "data"),
+    config: path.join(root, "config.xml"),
+    cleanup: () => fs.rmSync(root, { recursive: true, force: true }),
+  };
+  fs.mkdirSync(ws.src);
+  fs.mkdirSync(ws.dst);
+  return ws;
+}
+
+Deno.test("motion: a 1.2 GiB file streams with bounded memory", async () => {
+  const ws = shmWorkspace("fc-motion-big-");
+  const big = path.join(ws.src, "huge.bin");
+  const size = 1200 * 1024 * 1024;
+  // Sparse, with real data at both ends and in the middle.
+  const fd = fs.openSync(big, "w");
+  fs.writeSync(fd, randomBytes(1 << 20), 0, 1 << 20, 0);
+  fs.writeSync(fd, randomBytes(1 << 20), 0, 1 << 20, 600 * 1024 * 1024);
+  fs.writeSync(fd, randomBytes(1 << 20), 0, 1 << 20, size - (1 << 20));
+  fs.closeSync(fd);
+  assertEquals(fs.statSync(big).size, size);
+  config(ws);
+  const d = start(["sync", "--config", ws.config]);
+  try {
+    let peak = 0;
+    const t0 = Date.now();
+    await until(
+      () => {
+        const m = memory(d.pid);
+        if (m) peak = Math.max(peak, m.peak);
+        return /uploaded huge\.bin/.test(d.log());
+      },
+      180_000,
+      "the upload",
+      100,
+    );
+    const ms = Date.now() - t0;
+    const m = memory(d.pid);
+    if (m) peak = Math.max(peak, m.peak);
+    assertEquals(fs.statSync(path.join(ws.dst, "huge.bin")).size, size);
+    await sh("cmp", [big, path.join(ws.dst, "huge.bin")]);
+    figure("motion.1.2GiB.local", { peakRssMiB: Math.round(peak / 1024), ms });
+    assert(peak < 400 * 1024, `peak RSS ${Math.round(peak / 1024)} MiB while streaming 1.2 GiB`);
+  } finally {
+    await d.stop();
+    ws.cleanup();
+  }
+});
