@@ -462,7 +462,8 @@ export class Daemon {
       await Promise.race([this.#untilIdle(), aborted]);
       if (!this.#abort.signal.aborted) {
         await this.#flushTransports();
-        await this.#sourceDeletions(true);
+        // Only what is due: later deletions stay scheduled for the next run.
+        await this.#sourceDeletions();
       }
       await this.#shutdown();
     } else {
@@ -1076,13 +1077,16 @@ export class Daemon {
     const kind = classify(err);
     const message = errorMessage(err);
     if (kind === "server" && !this.#o.once) {
-      s.backoff = s.backoff === 0
-        ? st.retryInitialDelay * 1000
-        : Math.min(s.backoff * 2, st.retryMaxDelay * 1000);
-      const delay = jittered(s.backoff);
-      s.blockedUntil = now + delay;
-      s.log.error(`${message}; pausing server for ${Math.round(delay / 1000)} s`);
-      this.store.serverFailed(s.server.name, message, s.blockedUntil, now);
+      // Transfers running in parallel fail together: back off once for all of them.
+      if (s.blockedUntil <= now) {
+        s.backoff = s.backoff === 0
+          ? st.retryInitialDelay * 1000
+          : Math.min(s.backoff * 2, st.retryMaxDelay * 1000);
+        const delay = jittered(s.backoff);
+        s.blockedUntil = now + delay;
+        s.log.error(`${message}; pausing server for ${Math.round(delay / 1000)} s`);
+        this.store.serverFailed(s.server.name, message, s.blockedUntil, now);
+      }
       this.#emit({
         type: "job-failed",
         server: s.server.name,
@@ -1502,9 +1506,8 @@ export class Daemon {
     if (delay === 0) this.#sourceDeletions().catch((e) => this.#storeTrouble(e));
   }
 
-  async #sourceDeletions(all = false) {
-    const now = all ? NEVER : Date.now();
-    for (const p of this.store.dueSourceDeletions(now)) {
+  async #sourceDeletions() {
+    for (const p of this.store.dueSourceDeletions(Date.now())) {
       // Forget the file first: a crash before the unlink re-syncs it, never deletes it remotely.
       this.store.tx(() => {
         this.store.deleteFile(p);

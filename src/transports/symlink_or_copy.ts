@@ -123,6 +123,13 @@ class SymlinkOrCopy implements Transport, Stater, Lister, Mover {
   async move(from: string, to: string, _options: CallOptions): Promise<void> {
     const src = this.#abs(from);
     const dst = this.#abs(to);
+    // A symlink points at the old source path: the caller must link the new one instead.
+    if ((await fs.lstat(src).catch(() => undefined))?.isSymbolicLink()) {
+      throw new ClassifiedError(
+        `Cannot move symlink "${from}" on server "${this.#server}": link the new path instead`,
+        "retry",
+      );
+    }
     try {
       await fs.mkdir(path.dirname(dst), { recursive: true });
       await fs.rename(src, dst);

@@ -394,3 +394,22 @@ Deno.test("a rename inside the tree is a server-side move, not a re-upload", asy
     ws.cleanup();
   }
 });
+
+Deno.test("renaming a symlinked (unprocessed) file re-links it instead of moving a stale link", async () => {
+  const ws = workspace();
+  let d: ReturnType<typeof spawn> | undefined;
+  try {
+    write(path.join(ws.src, "a.txt"), "linked");
+    localConfig(ws, { copy: false, settings: { rescanInterval: "0" } });
+    d = spawn(["sync", "--config", ws.config]);
+    await d.waitFor("Initial scan done");
+    await eventually(() => fs.existsSync(path.join(ws.dst, "a.txt")) ? "" : "missing", 10_000, "sync");
+    assert(fs.lstatSync(path.join(ws.dst, "a.txt")).isSymbolicLink());
+    fs.renameSync(path.join(ws.src, "a.txt"), path.join(ws.src, "b.txt"));
+    await eventually(same(ws), 10_000, "rename");
+    assertEquals(fs.readlinkSync(path.join(ws.dst, "b.txt")), path.join(ws.src, "b.txt"));
+  } finally {
+    await d?.stop();
+    ws.cleanup();
+  }
+});
