@@ -338,7 +338,7 @@ export class Daemon {
     if (next.settings.pidFile !== old.settings.pidFile) {
       if (old.settings.pidFile) fs.rmSync(old.settings.pidFile, { force: true });
       if (next.settings.pidFile) {
-        fs.mkdirSync(path.dirname(next.settings.pidFile), { recursive: true });
+        fs.mkdirSync(path.dirname(next.settings.pidFile), { recursive: true, mode: 0o755 });
         fs.writeFileSync(next.settings.pidFile, String(Deno.pid) + "\n", { mode: 0o600 });
       }
     }
@@ -397,7 +397,8 @@ export class Daemon {
     }
     fs.writeFileSync(path.join(this.dataDir, "daemon.pid"), String(Deno.pid), { mode: 0o600 });
     if (this.config.settings.pidFile) {
-      fs.mkdirSync(path.dirname(this.config.settings.pidFile), { recursive: true });
+      // Never world-writable (whatever the umask): a replaced pid file makes scripts kill the wrong process.
+      fs.mkdirSync(path.dirname(this.config.settings.pidFile), { recursive: true, mode: 0o755 });
       fs.writeFileSync(this.config.settings.pidFile, String(Deno.pid) + "\n", { mode: 0o600 });
     }
     emptyDir(this.workDir);

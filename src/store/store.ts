@@ -236,8 +236,12 @@ export class Store {
       }
       let next = mergeEvents(old.event, c.event);
       if (next === null) {
-        // Cancel only work that never started and left nothing remote.
-        if (old.running === 0 && !this.getSynced(c.input_file, c.server, c.dest)) {
+        // Cancel only work that never started and left nothing remote (no record, and no
+        // intent: an upload that finished but was not recorded left a remote file).
+        if (
+          old.running === 0 && !this.getSynced(c.input_file, c.server, c.dest) &&
+          this.intentsFor(c.input_file, c.server, c.dest).length === 0
+        ) {
           this.q("DELETE FROM queue WHERE id = ?").run(old.id);
           continue;
         }

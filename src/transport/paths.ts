@@ -10,14 +10,18 @@ import { ClassifiedError } from "../errors.ts";
  * Normalizes a relative remote path and refuses anything that could leave
  * the destination root (`..`, absolute paths, NUL bytes).
  *
+ * A backslash is an ordinary character of a POSIX file name (`a\b.txt` is
+ * not `a/b.txt`, which may be another file), so it is kept; but it separates
+ * paths on Windows servers, so `..` between backslashes is refused too.
+ *
  * @throws {ClassifiedError} (fatal) for an unsafe path.
  */
 export function safeRemotePath(p: string): string {
   if (p.includes("\0")) {
     throw new ClassifiedError(`Unsafe remote path ${JSON.stringify(p)}`, "fatal");
   }
-  const parts = p.replace(/\\/g, "/").split("/").filter((s) => s !== "" && s !== ".");
-  if (parts.length === 0 || parts.some((s) => s === "..")) {
+  const parts = p.split("/").filter((s) => s !== "" && s !== ".");
+  if (parts.length === 0 || parts.some((s) => s === ".." || s.split("\\").includes(".."))) {
     throw new ClassifiedError(`Unsafe remote path ${JSON.stringify(p)}`, "fatal");
   }
   return parts.join("/");

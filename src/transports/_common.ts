@@ -150,16 +150,25 @@ export function callSignal(signal: AbortSignal, timeoutMs: number): AbortSignal 
 }
 
 /**
- * Content-Type for an upload: the pipeline's value, else guessed from the
- * remote name (text types get `; charset=utf-8`), else
- * `application/octet-stream`.
+ * Content-Type for an upload: the pipeline's value; else guessed from the
+ * remote name (text types get `; charset=utf-8`), ignoring a `.gz`/`.br`/
+ * `.zst` suffix when a Content-Encoding is given (a precompressed variant
+ * has the original's type); else `application/octet-stream`.
+ *
+ * @example
+ * ```ts
+ * import { contentTypeFor } from "./_common.ts";
+ * contentTypeFor("css/a.css", {}); // "text/css; charset=utf-8"
+ * contentTypeFor("css/a.css.gz", { contentEncoding: "gzip" }); // "text/css; charset=utf-8"
+ * ```
  */
 export function contentTypeFor(
   remotePath: string,
-  options: Pick<PutOptions, "contentType">,
+  options: Pick<PutOptions, "contentType" | "contentEncoding">,
 ): string {
   if (options.contentType) return options.contentType;
-  const base = remotePath.slice(remotePath.lastIndexOf("/") + 1);
+  let base = remotePath.slice(remotePath.lastIndexOf("/") + 1);
+  if (options.contentEncoding) base = base.replace(/\.(gz|br|zst)$/i, "");
   return mime.contentType(base) || "application/octet-stream";
 }
 

@@ -101,13 +101,11 @@ export const S3_OPTIONS: readonly OptionSpec[] = [
   { name: "bucket_name", required: true, help: "Bucket to upload to" },
   {
     name: "bucket_prefix",
-    default: "",
     help:
       "Prepended to bucket_name to form the bucket's name (the original's meaning; use path for a key prefix)",
   },
   {
     name: "path",
-    default: "",
     help: "Key prefix inside the bucket, e.g. static (no leading slash)",
   },
   { name: "region", default: "us-east-1", help: "Region of the bucket, e.g. eu-west-1" },
@@ -505,8 +503,10 @@ export class S3Transport implements Transport, Stater, Lister, Mover {
     const config: S3ClientConfig = {
       region: s.region,
       forcePathStyle: s.forcePathStyle,
-      // The pipeline retries with backoff in one place; streamed bodies cannot be replayed anyway.
-      maxAttempts: 1,
+      // Low-level retries (rclone's term): a reset keep-alive connection or a 503 is tried
+      // again at once, within the call's timeout. Streamed bodies are never replayed by the
+      // SDK; everything else is retried by the pipeline with backoff.
+      maxAttempts: 3,
       requestChecksumCalculation: s.checksum === "when_required"
         ? "WHEN_REQUIRED"
         : "WHEN_SUPPORTED",

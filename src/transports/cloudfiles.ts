@@ -100,7 +100,7 @@ const OPTIONS: readonly OptionSpec[] = [
     help:
       "Which catalog URL to use: public, or internal (Rackspace ServiceNet, free bandwidth inside a data centre)",
   },
-  { name: "path", default: "", help: "Object name prefix inside the container, e.g. static" },
+  { name: "path", help: "Object name prefix inside the container, e.g. static" },
   {
     name: "url",
     type: "url",
@@ -356,8 +356,7 @@ class CloudFiles implements Transport, Stater, Lister, Mover {
   #cdnResolving?: Promise<void>;
   #closed = false;
   readonly #closing = new AbortController();
-  /** Logins so far (for logs and tests). */
-  logins = 0;
+  #logins = 0;
 
   constructor(settings: OptionValues, ctx: TransportContext) {
     this.#s = parse(settings);
@@ -366,6 +365,11 @@ class CloudFiles implements Transport, Stater, Lister, Mover {
     for (const secret of [this.#s.auth.apiKey, this.#s.auth.password]) {
       if (secret) addSecret(secret);
     }
+  }
+
+  /** Logins so far (a new one after expiry or a refused token). */
+  get logins(): number {
+    return this.#logins;
   }
 
   get #http(): Deno.HttpClient {
@@ -380,28 +384,35 @@ class CloudFiles implements Transport, Stater, Lister, Mover {
     return joinRemote(this.#s.prefix, rel);
   }
 
-  /** The current session; logs in (once for all concurrent callers) when there is none, it expired or `stale` was refused. */
+  /**
+   * The current session; logs in (once for all concurrent callers) when
+   * there is none, it expires within a minute, or `stale` was refused.
+   */
   async #sessionFor(stale?: SwiftSession): Promise<SwiftSession> {
     const cur = this.#session;
     if (cur && cur !== stale && !(cur.expiresAt && Date.now() > cur.expiresAt - 60_000)) return cur;
-    this.#login ??= (async () => {
-      try {
-        const s = await swiftLogin({
-          ...this.#s.auth,
-          server: this.#ctx.serverName,
-          timeoutMs: this.#ctx.timeoutMs,
-          client: this.#http,
-        }, this.#closing.signal);
-        this.logins++;
-        addSecret(s.token);
-        this.#session = s;
-        this.#ctx.log.debug(`Logged in`, { storageUrl: s.storageUrl, cdn: s.cdnUrl ?? "none" });
-        return s;
-      } finally {
-        this.#login = undefined;
-      }
-    })();
+    if (!this.#login) {
+      const login = this.#logIn();
+      this.#login = login;
+      login.finally(() => {
+        if (this.#login === login) this.#login = undefined;
+      }).catch(() => {});
+    }
     return await this.#login;
+  }
+
+  async #logIn(): Promise<SwiftSession> {
+    const s = await swiftLogin({
+      ...this.#s.auth,
+      server: this.#ctx.serverName,
+      timeoutMs: this.#ctx.timeoutMs,
+      client: this.#http,
+    }, this.#closing.signal);
+    this.#logins++;
+    addSecret(s.token);
+    this.#session = s;
+    this.#ctx.log.debug("Logged in", { storageUrl: s.storageUrl, cdn: s.cdnUrl ?? "none" });
+    return s;
   }
 
   #fail(

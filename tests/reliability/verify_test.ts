@@ -11,7 +11,8 @@ import * as path from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { assert, assertEquals, assertIncludes } from "../_assert.ts";
 import { cli, sleep, type Workspace, workspace, write } from "../_harness.ts";
-import { diffR, run, sh, start, tempFiles, until } from "./_util.ts";
+import { diffR, run, start, tempFiles, until } from "./_util.ts";
+import { privateCa } from "./_tls.ts";
 
 function config(ws: Workspace, opts: { url?: string; destPath?: string; settings?: string } = {}) {
   fs.writeFileSync(
@@ -244,58 +245,6 @@ Deno.test("verify: works while the daemon runs, and the daemon picks up --repair
     ws.cleanup();
   }
 });
-
-/** A private CA and a certificate it signed for 127.0.0.1 / localhost. */
-async function privateCa(dir: string): Promise<{ cert: string; key: string; caFile: string }> {
-  const f = (n: string) => path.join(dir, n);
-  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-  await sh("openssl", [
-    "req",
-    "-x509",
-    ...ec,
-    "-days",
-    "2",
-    "-subj",
-    "/CN=fileconveyor test CA",
-    "-keyout",
-    f("ca.key"),
-    "-out",
-    f("ca.pem"),
-  ]);
-  await sh("openssl", [
-    "req",
-    ...ec,
-    "-subj",
-    "/CN=localhost",
-    "-keyout",
-    f("key.pem"),
-    "-out",
-    f("req.csr"),
-  ]);
-  fs.writeFileSync(f("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
-  await sh("openssl", [
-    "x509",
-    "-req",
-    "-in",
-    f("req.csr"),
-    "-CA",
-    f("ca.pem"),
-    "-CAkey",
-    f("ca.key"),
-    "-CAcreateserial",
-    "-days",
-    "2",
-    "-extfile",
-    f("ext.cnf"),
-    "-out",
-    f("cert.pem"),
-  ]);
-  return {
-    cert: fs.readFileSync(f("cert.pem"), "utf8"),
-    key: fs.readFileSync(f("key.pem"), "utf8"),
-    caFile: f("ca.pem"),
-  };
-}
 
 Deno.test("verify --http-head: https with a verified certificate, query strings kept, timeouts, bounded concurrency", async () => {
   const ws = workspace("fc-verify-head-");

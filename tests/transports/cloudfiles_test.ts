@@ -96,7 +96,10 @@ function fakeIdentity(info: SwiftInfo) {
     issued.add(t);
     return t;
   };
-  const expires = () => new Date(Date.now() + 3600_000).toISOString();
+  let ttlSeconds = 3600;
+  /** Forces this page size on container listings (to exercise pagination). */
+  let listLimit: number | undefined;
+  const expires = () => new Date(Date.now() + ttlSeconds * 1000).toISOString();
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
     const url = new URL(req.url);
     if (req.method === "POST" && url.pathname === "/v2.0/tokens") {
@@ -224,6 +227,9 @@ function fakeIdentity(info: SwiftInfo) {
     const headers = new Headers(req.headers);
     headers.set("X-Auth-Token", realToken);
     headers.delete("host");
+    if (listLimit && url.searchParams.has("limit")) {
+      url.searchParams.set("limit", String(listLimit));
+    }
     const up = await fetch(`${info.storageUrl}${rest}${url.search}`, {
       method: req.method,
       headers,
@@ -238,6 +244,12 @@ function fakeIdentity(info: SwiftInfo) {
     logins,
     regionsUsed,
     cdnEnabled,
+    setTtl(seconds: number) {
+      ttlSeconds = seconds;
+    },
+    setListLimit(n: number | undefined) {
+      listLimit = n;
+    },
     /** Most proxied storage calls in flight at once since the last call. */
     takeMaxInflight() {
       const m = maxInflight;
@@ -561,6 +573,8 @@ Deno.test("cloudfiles auth v2 password login, unknown region and refused key are
   const refused = await make({ ...base, api_key: "nope-" + API_KEY });
   try {
     const f = await tempFile(dir, "pw");
+    // Tokens that expire in 61 s: renewed before they expire (a minute ahead), without a 401.
+    id.setTtl(61);
     await pw.put(f, "p.txt", { signal, size: 2, unprocessed: true });
     assertEquals(id.logins[0], {
       auth: {
@@ -568,6 +582,22 @@ Deno.test("cloudfiles auth v2 password login, unknown region and refused key are
         tenantName: "123456",
       },
     });
+    await pw.put(f, "p2.txt", { signal, size: 2, unprocessed: true });
+    assertEquals(id.logins.length, 1);
+    await new Promise((r) => setTimeout(r, 1100));
+    await pw.put(f, "p3.txt", { signal, size: 2, unprocessed: true });
+    assertEquals(id.logins.length, 2);
+    id.setTtl(3600);
+    // Listings are followed page by page (the proxy forces two names a page).
+    for (let i = 0; i < 5; i++) {
+      await pw.put(f, `pages/${i}.txt`, { signal, size: 2, unprocessed: true });
+    }
+    id.setListLimit(2);
+    assert(isLister(pw));
+    const names: string[] = [];
+    for await (const e of pw.list("pages", { signal })) names.push(e.path);
+    id.setListLimit(undefined);
+    assertEquals(names, [0, 1, 2, 3, 4].map((i) => `pages/${i}.txt`));
     const e1 = await assertRejects(
       () => nowhere.put(f, "p.txt", { signal, size: 2, unprocessed: true }),
       ClassifiedError,

@@ -175,6 +175,13 @@ Deno.test("s3 sets Content-Type from the name and honours contentType, contentEn
       contentEncoding: "gzip",
     });
     await t2.put(css, "css/b.css", { signal, size: 12, unprocessed: true });
+    // An encoding without a type: the type of the name without its .br suffix.
+    await t.put(css, "js/app.js.br", {
+      signal,
+      size: 12,
+      unprocessed: false,
+      contentEncoding: "br",
+    });
     const head = async (name: string) => {
       const res = await swiftFetch(info, token, "HEAD", bucket, name);
       await res.body?.cancel();
@@ -187,6 +194,9 @@ Deno.test("s3 sets Content-Type from the name and honours contentType, contentEn
     const gz = await head("css/a.css.gz");
     assertEquals(gz.get("content-type"), "text/css");
     assertEquals(gz.get("content-encoding"), "gzip");
+    const br = await head("js/app.js.br");
+    assertEquals(br.get("content-type"), "text/javascript; charset=utf-8");
+    assertEquals(br.get("content-encoding"), "br");
     const a = await head("css/a.css");
     assertEquals(a.get("cache-control"), "max-age=315360000");
     assertEquals(a.get("expires"), "Tue, 20 Jan 2037 03:00:00 GMT");

@@ -1,0 +1,218 @@
+/**
+ * `deno task bench [--full] [--only 1,2,…] [--concurrency N] [--out DIR]`:
+ * installs the tools fileconveyor is compared with, starts private test
+ * servers, runs every scenario and writes `docs/BENCHMARKS.md` and
+ * `docs/BENCHMARKS.json`. Quick mode (the default) takes a few minutes;
+ * `--full` uses the sizes the goals name.
+ *
+ * Scenarios: 1 initial sync (with 7, the S3 ceiling, and 6, resources),
+ * 2 latency, 3 burst, 4 restart (with idle memory), 5 sustained load,
+ * p processors.
+ *
+ * Nothing is left running: every process is ended by pid, the servers are
+ * stopped and their state removed, also on SIGINT/SIGTERM.
+ *
+ * @module
+ */
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { startServer } from "../../tests/_servers.ts";
+import { type Context, SIZES } from "./_context.ts";
+import { endAll, liveProcesses, loadAverage, machineInfo, rmTree, say } from "./_util.ts";
+import { initialSync } from "./initial.ts";
+import { burst, latency } from "./latency.ts";
+import { benchProcessors } from "./processors.ts";
+import { markdown, type Results } from "./report.ts";
+import { restart } from "./restart.ts";
+import { sustained } from "./sustained.ts";
+
+const ROOT = path.resolve(import.meta.dirname!, "..", "..");
+const SERVERS_DIR = "/tmp/fileconveyor-bench-servers";
+const PACKAGES = ["rclone", "rsync", "lsyncd", "openssh-client", "time"];
+
+/** Notes on what limits fileconveyor, from profiling (kept with the results). */
+const NOTES: string[] = [];
+
+interface Args {
+  mode: "quick" | "full";
+  only: Set<string>;
+  concurrency: number;
+  out: string;
+  keep: boolean;
+}
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = {
+    mode: "quick",
+    only: new Set(["1", "2", "3", "4", "5", "p"]),
+    concurrency: 8,
+    out: path.join(ROOT, "docs"),
+    keep: false,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const x = argv[i]!;
+    const value = () => {
+      const v = x.includes("=") ? x.slice(x.indexOf("=") + 1) : argv[++i];
+      if (v === undefined) throw new Error(`${x} needs a value`);
+      return v;
+    };
+    if (x === "--full") a.mode = "full";
+    else if (x === "--quick") a.mode = "quick";
+    else if (x.startsWith("--only")) a.only = new Set(value().split(",").map((s) => s.trim()));
+    else if (x.startsWith("--concurrency")) a.concurrency = Number(value());
+    else if (x.startsWith("--out")) a.out = path.resolve(value());
+    else if (x === "--keep-servers") a.keep = true;
+    else {throw new Error(
+        `Unknown argument "${x}" (try --full, --only 1,2,3,4,5,p, --concurrency N, --out DIR)`,
+      );}
+  }
+  if (!(a.concurrency >= 1)) throw new Error("--concurrency must be a positive number");
+  return a;
+}
+
+async function sh(cmd: string, env: Record<string, string> = {}): Promise<void> {
+  const out = await new Deno.Command("bash", {
+    args: ["-c", cmd],
+    env,
+    stdin: "null",
+    stdout: "inherit",
+    stderr: "inherit",
+  }).output();
+  if (out.code !== 0) throw new Error(`"${cmd}" exited with ${out.code}`);
+}
+
+async function installTools(): Promise<void> {
+  // The server scripts' installer: one apt-get for what is missing, no services started.
+  await sh(
+    `source ${JSON.stringify(path.join(ROOT, "scripts/servers/common.sh"))} && fc_ensure_packages ${
+      PACKAGES.join(" ")
+    }`,
+  );
+}
+
+async function stopServers(keep: boolean): Promise<void> {
+  for (const name of ["sftp", "swift"]) {
+    try {
+      await sh(
+        `bash ${JSON.stringify(path.join(ROOT, "scripts/servers", name + ".sh"))} stop${
+          keep ? "" : " --clean"
+        }`,
+        { FC_SERVERS_DIR: SERVERS_DIR },
+      );
+    } catch (e) {
+      say(`cannot stop the ${name} server: ${(e as Error).message}`);
+    }
+  }
+}
+
+async function main(): Promise<number> {
+  const args = parseArgs(Deno.args);
+  const t0 = performance.now();
+  const sizes = SIZES[args.mode];
+  const shm = fs.existsSync("/dev/shm") ? "/dev/shm" : os.tmpdir();
+  const work = fs.mkdtempSync(path.join(shm, "fc-bench-"));
+  const data = fs.mkdtempSync(path.join(os.tmpdir(), "fc-bench-data-"));
+  let cleaned = false;
+  const cleanup = async () => {
+    if (cleaned) return;
+    cleaned = true;
+    endAll();
+    await stopServers(args.keep);
+    rmTree(work);
+    rmTree(data);
+  };
+  const onSignal = () => {
+    say("interrupted: stopping everything");
+    void cleanup().finally(() => Deno.exit(130));
+  };
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
+  const results: Results = {
+    date: new Date().toISOString(),
+    mode: args.mode,
+    command: `deno task bench${args.mode === "full" ? " --full" : ""}${
+      args.only.size < 6 ? ` --only ${[...args.only].join(",")}` : ""
+    }${args.concurrency !== 8 ? ` --concurrency ${args.concurrency}` : ""}`,
+    concurrency: args.concurrency,
+    sizes,
+    machine: {},
+    load: { start: loadAverage(), end: NaN },
+    storage: {
+      trees: `${shm} (tmpfs)`.replace("(tmpfs)", shm === "/dev/shm" ? "(tmpfs)" : ""),
+      databases: `${os.tmpdir()} (${shm === "/dev/shm" ? "the machine's disk" : "same"})`,
+      sftp: `OpenSSH sshd + internal-sftp on 127.0.0.1, files in ${SERVERS_DIR}/sftp/home (disk)`,
+      s3:
+        "OpenStack Swift 2.30 all-in-one with s3api on 127.0.0.1 (one proxy process, objects on /dev/shm)",
+    },
+    durationS: 0,
+    errors: [],
+    commands: {},
+    notes: NOTES,
+  };
+  try {
+    say(
+      `mode ${args.mode}; scenarios ${[...args.only].join(",")}; concurrency ${args.concurrency}`,
+    );
+    say(`trees in ${work}, databases in ${data}`);
+    await installTools();
+    results.machine = await machineInfo();
+    Deno.env.set("FC_SERVERS_DIR", SERVERS_DIR);
+    say("starting the SFTP and S3 servers");
+    const [sftp, swift] = await Promise.all([startServer("sftp"), startServer("swift")]);
+    const ctx: Context = {
+      mode: args.mode,
+      sizes,
+      concurrency: args.concurrency,
+      work,
+      data,
+      sftp,
+      swift,
+      commands: new Map(),
+    };
+    const step = async <T>(id: string, fn: () => Promise<T>): Promise<T | undefined> => {
+      if (!args.only.has(id)) return undefined;
+      try {
+        return await fn();
+      } catch (e) {
+        say(`scenario ${id} failed: ${(e as Error).stack ?? e}`);
+        results.errors.push({ scenario: id, message: (e as Error).message.split("\n")[0]! });
+        return undefined;
+      } finally {
+        for (const pid of liveProcesses()) say(`warning: process ${pid} still running after ${id}`);
+      }
+    };
+    results.initial = await step("1", () => initialSync(ctx));
+    results.latency = await step("2", () => latency(ctx));
+    results.burst = await step("3", () => burst(ctx));
+    results.restart = await step("4", () => restart(ctx));
+    results.sustained = await step("5", () => sustained(ctx));
+    results.processors = await step("p", () => {
+      say(`processors: ${sizes.processorCopies} copies of the fixture site`);
+      return benchProcessors(sizes.processorCopies);
+    });
+    results.commands = Object.fromEntries(ctx.commands);
+  } finally {
+    results.load.end = loadAverage();
+    results.durationS = (performance.now() - t0) / 1000;
+    await cleanup();
+  }
+  fs.mkdirSync(args.out, { recursive: true });
+  const strip = (
+    k: string,
+    v: unknown,
+  ) => (typeof v === "number" && !Number.isFinite(v) ? null : k === "paths" ? undefined : v);
+  fs.writeFileSync(
+    path.join(args.out, "BENCHMARKS.json"),
+    JSON.stringify(results, strip, 2) + "\n",
+  );
+  fs.writeFileSync(path.join(args.out, "BENCHMARKS.md"), markdown(results));
+  say(
+    `wrote ${path.join(args.out, "BENCHMARKS.md")} and BENCHMARKS.json in ${
+      results.durationS.toFixed(0)
+    } s`,
+  );
+  return results.errors.length > 0 ? 1 : 0;
+}
+
+if (import.meta.main) Deno.exit(await main());

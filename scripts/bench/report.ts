@@ -1,0 +1,450 @@
+/**
+ * Renders the results as `docs/BENCHMARKS.md` (tables, goals, machine,
+ * commands) and `docs/BENCHMARKS.json` (every figure, every run).
+ *
+ * @module
+ */
+import type { ProcessorBench } from "./processors.ts";
+import type { InitialRow } from "./initial.ts";
+import type { BurstRow, LatencyRow } from "./latency.ts";
+import type { RestartResult } from "./restart.ts";
+import type { SustainedRow } from "./sustained.ts";
+import type { Sizes } from "./_context.ts";
+
+/** Everything one benchmark run produced. */
+export interface Results {
+  date: string;
+  mode: "quick" | "full";
+  command: string;
+  concurrency: number;
+  sizes: Sizes;
+  machine: Record<string, string>;
+  load: { start: number; end: number };
+  storage: { trees: string; databases: string; sftp: string; s3: string };
+  durationS: number;
+  initial?: InitialRow[];
+  latency?: LatencyRow[];
+  burst?: BurstRow[];
+  restart?: RestartResult;
+  sustained?: SustainedRow[];
+  processors?: ProcessorBench[];
+  errors: { scenario: string; message: string }[];
+  commands: Record<string, string>;
+  /** Notes written by whoever ran and analysed it (profiles, limits). */
+  notes: string[];
+}
+
+/** One goal and whether it was met. */
+export interface Goal {
+  goal: string;
+  measured: string;
+  met: boolean | null;
+}
+
+function s(ms: number | null | undefined, digits = 2): string {
+  return ms === null || ms === undefined || !Number.isFinite(ms)
+    ? "–"
+    : (ms / 1000).toFixed(digits);
+}
+
+function n(x: number | null | undefined, digits = 1): string {
+  return x === null || x === undefined || !Number.isFinite(x) ? "–" : x.toFixed(digits);
+}
+
+function int(x: number): string {
+  return Number.isFinite(x) ? Math.round(x).toLocaleString("en-US") : "–";
+}
+
+function table(head: string[], rows: string[][]): string {
+  return [
+    `| ${head.join(" | ")} |`,
+    `|${head.map(() => "---").join("|")}|`,
+    ...rows.map((r) => `| ${r.join(" | ")} |`),
+  ].join("\n");
+}
+
+const DEST_NAME = { local: "local folder", sftp: "SFTP", s3: "S3 (Swift s3api)" } as const;
+
+function fcRow(rows: InitialRow[], dest: InitialRow["dest"]): InitialRow | undefined {
+  return rows.find((r) => r.dest === dest && r.tool === "fileconveyor");
+}
+
+/** Evaluates the goals against the results. */
+export function goals(r: Results): Goal[] {
+  const out: Goal[] = [];
+  const quick = r.mode === "quick";
+  if (r.initial) {
+    for (const dest of ["local", "sftp", "s3"] as const) {
+      const fc = fcRow(r.initial, dest);
+      const rc = r.initial.find((x) => x.dest === dest && x.tool === "rclone copy");
+      if (!fc || !rc) continue;
+      out.push({
+        goal: `Initial sync at least as fast as rclone (equal concurrency), ${DEST_NAME[dest]}`,
+        measured: `${s(fc.medianMs)} s vs ${s(rc.medianMs)} s (${
+          n(rc.medianMs / fc.medianMs, 2)
+        }× rclone's speed)`,
+        met: fc.medianMs <= rc.medianMs,
+      });
+    }
+    const fc = fcRow(r.initial, "s3");
+    const ceil = r.initial.find((x) => x.dest === "s3" && x.tool.startsWith("raw S3"));
+    if (fc && ceil) {
+      const share = fc.filesPerS / ceil.filesPerS;
+      out.push({
+        goal: "Initial sync to S3 ≥ 80 % of the raw PUT ceiling",
+        measured: `${n(fc.filesPerS, 0)} of ${n(ceil.filesPerS, 0)} files/s (${
+          n(share * 100, 0)
+        } %)`,
+        met: share >= 0.8,
+      });
+    }
+  }
+  if (r.latency) {
+    for (const l of r.latency.filter((x) => x.tool === "fileconveyor")) {
+      const limit = l.dest === "local" ? 20 : 50;
+      out.push({
+        goal: `Latency to ${DEST_NAME[l.dest]}: p50 ≤ ${limit} ms, p99 ≤ 250 ms`,
+        measured: `p50 ${n(l.p50)} ms, p99 ${n(l.p99)} ms${
+          l.missing ? `, ${l.missing} missing` : ""
+        }`,
+        met: l.p50 <= limit && l.p99 <= 250 && l.missing === 0,
+      });
+    }
+  }
+  if (r.restart) {
+    const w = r.restart.rows[0]!;
+    out.push({
+      goal: "Restart over 100,000 unchanged files ≤ 2 s (watching and idle, 0 uploads)",
+      measured: `${s(w.medianMs)} s over ${int(r.restart.files)} files${
+        quick ? " (quick mode: fewer files)" : ""
+      }, uploads ${Math.max(...w.runs.map((x) => x.uploads))}`,
+      met: quick ? null : w.medianMs <= 2000 && w.runs.every((x) => x.uploads === 0),
+    });
+    out.push({
+      goal: "RSS ≤ 200 MB while watching 100,000 files (idle)",
+      measured: `${n(r.restart.idleRssMiB.after2s, 0)} MiB over ${int(r.restart.files)} files${
+        quick ? " (quick mode: fewer files)" : ""
+      }`,
+      met: quick ? null : r.restart.idleRssMiB.after2s * 1.048576 <= 200,
+    });
+  }
+  if (r.sustained) {
+    for (const x of r.sustained.filter((x) => x.rate >= 1000)) {
+      const growing = x.backlog.at(-1)! > Math.max(50, 2 * x.backlog[1]!);
+      out.push({
+        goal: `1,000 files/s sustained with no growing backlog (${DEST_NAME[x.dest]})`,
+        measured: `arrived ${n(x.arrivedPerS, 0)}/s; backlog ${x.backlog.join(" → ")}; p99 ${
+          x.p99Censored ? "≥ " : ""
+        }${n(x.p99, 0)} ms`,
+        met: !growing && x.arrivedPerS >= 0.95 * x.writtenPerS,
+      });
+    }
+  }
+  return out;
+}
+
+function initialSection(rows: InitialRow[], concurrency: number): string {
+  const parts: string[] = [];
+  for (const dest of ["local", "sftp", "s3"] as const) {
+    const rs = rows.filter((r) => r.dest === dest);
+    if (rs.length === 0) continue;
+    const fc = fcRow(rows, dest);
+    parts.push(
+      `### ${DEST_NAME[dest]}: ${int(rs[0]!.files)} files, ${
+        n(rs[0]!.bytes / 1e6)
+      } MB, concurrency ${concurrency}\n`,
+    );
+    parts.push(table(
+      [
+        "tool",
+        "median s",
+        "files/s",
+        "fileconveyor's time ÷ this time",
+        "peak RSS MiB",
+        "CPU s",
+        "runs (s)",
+      ],
+      rs.map((r) => [
+        r.tool,
+        s(r.medianMs),
+        n(r.filesPerS, 0),
+        fc ? n(fc.medianMs / r.medianMs, 2) : "–",
+        n(r.medianRssMiB, 0),
+        n(r.medianCpuS, 2),
+        r.runs.map((x) => `${s(x.ms)}${x.ok ? "" : " ✗"}`).join(", "),
+      ]),
+    ));
+    parts.push("");
+  }
+  return parts.join("\n");
+}
+
+/** Renders BENCHMARKS.md. */
+export function markdown(r: Results): string {
+  const g = goals(r);
+  const out: string[] = [];
+  out.push(`# Benchmarks
+
+Generated by \`${r.command}\` on ${r.date.slice(0, 10)} (${r.mode} mode, ${
+    Math.round(r.durationS / 60)
+  } min). Every figure below comes from this one run: medians of several runs per tool, and ratios
+between tools measured in the same run, in alternating order so that background load does not favour
+one tool. ${
+    r.mode === "quick"
+      ? "**Quick mode: smaller sizes than the goals name;** run `deno task bench --full` for the full sizes."
+      : ""
+  }
+
+## Goals
+
+${
+    table(
+      ["goal", "measured", "met"],
+      g.map((x) => [x.goal, x.measured, x.met === null ? "n/a (quick)" : x.met ? "yes" : "**no**"]),
+    )
+  }
+`);
+  if (r.notes.length > 0) {
+    out.push(`### What limits it\n\n${r.notes.map((x) => `- ${x}`).join("\n")}\n`);
+  }
+  out.push(`## Machine
+
+${
+    table(["", ""], [
+      ...Object.entries(r.machine).map(([k, v]) => [k, v]),
+      ["load average (1 min) at start / end", `${n(r.load.start, 2)} / ${n(r.load.end, 2)}`],
+      ["source and local destination trees", r.storage.trees],
+      ["fileconveyor databases", r.storage.databases],
+      ["SFTP server", r.storage.sftp],
+      ["S3 server", r.storage.s3],
+    ])
+  }
+
+Other work on the machine (a shared build machine: load averages above 2 mean other processes
+competed for the 2 cores) makes every absolute figure noisy; compare ratios within this run.
+`);
+  if (r.initial) {
+    out.push(`## 1. Initial sync of many small files (1–8 KiB)
+
+\`fileconveyor sync --once\` from an empty database and destination vs \`rclone copy\` with the same
+concurrency (\`--transfers N --checkers N\`, fileconveyor \`maxConnections="N"\`) and \`rsync -a\`. Times
+include process start-up. A run counts only when every file arrived (counted on the destination
+afterwards; S3 with \`rclone size\`). The local destination gets copies (\`<copy>true</copy>\`), like
+rclone and rsync make; the symlink row is the local transporter's default.
+
+${initialSection(r.initial, r.concurrency)}`);
+    const fc = fcRow(r.initial, "s3");
+    const ceil = r.initial.find((x) => x.dest === "s3" && x.tool.startsWith("raw S3"));
+    if (fc && ceil) {
+      out.push(`## 7. The S3 ceiling
+
+A minimal client (\`scripts/bench/ceiling.ts\`: fetch with SigV4 from \`@smithy/signature-v4\`,
+unsigned payload, no retries, no verification, no records) PUTs the same files to the same server
+with the same concurrency: **${n(ceil.filesPerS, 0)} files/s**. fileconveyor reaches
+**${n(fc.filesPerS, 0)} files/s = ${n(fc.filesPerS / ceil.filesPerS * 100, 0)} %** of that, with
+Content-MD5 on every PUT, the ETag checked, and every upload recorded in its database.
+`);
+    }
+  }
+  if (r.latency) {
+    out.push(`## 2. Latency from close-after-write to arrival
+
+${r.sizes.latencyWrites} single 4 KiB writes at ${r.sizes.latencyRate}/s into 10 directories, ${r.sizes.latencyRuns} run(s)
+per target (percentiles over all samples); each tool already running and warmed up (one file per
+directory synced first). lsyncd runs \`default.rsync\` with \`delay = 0\` and with its default delay
+(15 s; one run).
+
+${
+      table(
+        ["target", "p50 ms", "p95 ms", "p99 ms", "max ms", "samples", "missing", "measured how"],
+        r.latency.map((l) => [
+          l.label,
+          n(l.p50),
+          n(l.p95),
+          n(l.p99),
+          n(l.max),
+          String(l.samples),
+          String(l.missing),
+          l.method + (l.logged
+            ? ` (fileconveyor's log says p50 ${n(l.logged.p50)}, p99 ${n(l.logged.p99)})`
+            : ""),
+        ]),
+      )
+    }
+
+Measurement: "observed" arrivals are seen by the benchmark itself watching the destination folder
+(for SFTP: the server's folder on this machine) with inotify, backed by polling every 2 ms; a file
+has arrived when its final name has the full size. S3 storage is opaque to us (Swift's object
+files), and polling with HEAD requests would load the server under test, so S3 arrivals are the
+timestamps of fileconveyor's \`uploaded <path>\` log lines, written after the server answered the PUT
+and the record was committed (millisecond resolution: a slight over-estimate). Where both methods
+apply, the log figures are shown beside the observed ones as a check.
+`);
+  }
+  if (r.burst) {
+    out.push(`## 3. Burst: ${r.sizes.burstFiles} files written at once
+
+${
+      table(
+        ["target", "first write → all arrived (ms)", "last close → all arrived (ms)", "runs"],
+        r.burst.map((b) => [
+          b.label,
+          n(b.allMs, 0),
+          n(b.afterLastMs, 0),
+          b.runs.map((x) => `${n(x.allMs, 0)}${x.missing ? ` (${x.missing} missing)` : ""}`).join(
+            ", ",
+          ),
+        ]),
+      )
+    }
+
+Measured as in scenario 2.
+`);
+  }
+  if (r.restart) {
+    const x = r.restart;
+    out.push(`## 4. Restart over ${int(x.files)} unchanged files (${int(x.dirs)} directories)
+
+The state was built by one full sync first (${
+      Object.entries(x.setup).map(([k, v]) => `${k} ${s(v, 1)} s`).join(", ")
+    }). Then, ${x.rows[0]!.runs.length} times each:
+
+${
+      table(
+        ["tool", "measures", "median s", "peak RSS MiB", "CPU s", "uploads", "runs (s)"],
+        x.rows.map((w) => [
+          w.tool,
+          w.what,
+          s(w.medianMs),
+          n(w.medianRssMiB, 0),
+          n(w.medianCpuS, 2),
+          String(Math.max(...w.runs.map((y) => y.uploads))),
+          w.runs.map((y) => s(y.ms)).join(", "),
+        ]),
+      )
+    }
+
+fileconveyor's own "Initial scan done" figure (scan and compare with the database, without process
+start-up): median ${int(x.scanMs)} ms. Watch mode is timed from spawning the process until that log
+line (the inotify watches are in place before the scan starts). Peak RSS and CPU of the watch-mode
+run are read from \`/proc\` at that moment; the others come from GNU time.
+`);
+  }
+  if (r.sustained) {
+    out.push(`## 5. Sustained load
+
+New 2 KiB files at a steady rate (100 directories) for ${r.sizes.sustainedSeconds} s, then up to ${r.sizes.sustainedDrainSeconds} s for the backlog
+to drain. Arrivals from fileconveyor's log (as for S3 in scenario 2). Backlog = files written but not
+arrived yet, at 25 / 50 / 75 / 100 % of the writing time.
+
+${
+      table(
+        [
+          "destination",
+          "rate asked",
+          "written/s",
+          "arrived/s (2nd half)",
+          "backlog",
+          "left when we stopped",
+          "drain s",
+          "p50 ms",
+          "p99 ms",
+          "RSS MiB",
+        ],
+        r.sustained.map((x) => [
+          DEST_NAME[x.dest],
+          String(x.rate),
+          n(x.writtenPerS, 0),
+          n(x.arrivedPerS, 0),
+          x.backlog.join(" → "),
+          String(x.leftAtStop),
+          x.drainMs === null ? "not drained" : s(x.drainMs, 1),
+          n(x.p50, 0),
+          `${x.p99Censored ? "≥ " : ""}${n(x.p99, 0)}`,
+          n(x.rssMiB, 0),
+        ]),
+      )
+    }
+`);
+  }
+  if (r.initial || r.restart) {
+    const rows: string[][] = [];
+    for (const i of r.initial ?? []) {
+      rows.push([`1 ${DEST_NAME[i.dest]}`, i.tool, n(i.medianRssMiB, 0), n(i.medianCpuS, 2)]);
+    }
+    for (const w of r.restart?.rows ?? []) {
+      rows.push([`4 restart`, w.tool, n(w.medianRssMiB, 0), n(w.medianCpuS, 2)]);
+    }
+    if (r.restart) {
+      rows.push([
+        `watching ${int(r.restart.files)} files, idle`,
+        "fileconveyor sync (watch mode)",
+        `${n(r.restart.idleRssMiB.after2s, 0)} (after 10 s: ${
+          n(r.restart.idleRssMiB.after10s, 0)
+        })`,
+        "–",
+      ]);
+    }
+    out.push(`## 6. Resource use
+
+Peak resident memory and CPU seconds (user + system, including child processes such as ssh), medians.
+
+${table(["scenario", "tool", "peak RSS MiB", "CPU s"], rows)}
+`);
+  }
+  if (r.processors) {
+    out.push(`## Processors
+
+\`benchProcessors(${r.sizes.processorCopies})\` from \`scripts/bench/processors.ts\`: each processor alone over ${r.sizes.processorCopies} copies of the
+fixture site \`tests/testdata/site/shop\` (engines loaded before timing; the first rows are their
+one-off start-up costs).
+
+${
+      table(
+        ["processor", "files", "KiB in", "ms", "ms/file", "MiB/s"],
+        r.processors.map((p) => [
+          p.name,
+          String(p.files),
+          n(p.bytes / 1024, 0),
+          n(p.ms, 1),
+          p.files > 0 ? n(p.ms / p.files, 2) : "–",
+          p.files > 0 && p.ms > 0 ? n(p.bytes / 1024 / 1024 / (p.ms / 1000), 1) : "–",
+        ]),
+      )
+    }
+`);
+  }
+  if (r.errors.length > 0) {
+    out.push(
+      `## Errors in this run\n\n${
+        r.errors.map((e) => `- scenario ${e.scenario}: ${e.message}`).join("\n")
+      }\n`,
+    );
+  }
+  out.push(`## How to run
+
+\`\`\`sh
+deno task bench           # quick mode (a few minutes): smaller sizes
+deno task bench --full    # the sizes named in the goals
+deno task bench --only 1,4 --concurrency 16   # some scenarios; another concurrency
+\`\`\`
+
+It installs what it compares against from Debian (\`rclone rsync lsyncd openssh-client time\`, plus
+the servers' packages), starts a private SSH server and a private Swift (S3) server on 127.0.0.1
+(\`FC_SERVERS_DIR=/tmp/fileconveyor-bench-servers\`, so the test suite's servers are not touched),
+runs every scenario, writes this file and \`docs/BENCHMARKS.json\` (every run's figures), and stops the
+servers and every process it started, also when interrupted. Profiles: \`deno run -A --cpu-prof
+--cpu-prof-dir=DIR scripts/bench/_fileconveyor.ts sync --config … --once\`, then
+\`deno run -A scripts/bench/profile.ts DIR\` prints self and inclusive time per function.
+
+### The exact commands
+
+${
+    table(
+      ["what", "command"],
+      Object.entries(r.commands).sort().map(([k, v]) => [k, `\`${v.replaceAll("|", "\\|")}\``]),
+    )
+  }
+`);
+  return out.join("\n");
+}
