@@ -59,10 +59,10 @@ export const SIZES: Record<"quick" | "full", Sizes> = {
   full: {
     initialFiles: { local: 10_000, sftp: 10_000, s3: 10_000 },
     initialDirs: 100,
-    initialRuns: { local: 5, sftp: 3, s3: 2 },
+    initialRuns: { local: 5, sftp: 2, s3: 2 },
     latencyWrites: 200,
     latencyRate: 20,
-    latencyRuns: 2,
+    latencyRuns: 1,
     burstFiles: 1000,
     burstRuns: 3,
     restartFiles: 100_000,
@@ -70,7 +70,7 @@ export const SIZES: Record<"quick" | "full", Sizes> = {
     restartRuns: 3,
     sustainedRates: [500, 1000],
     sustainedSeconds: 30,
-    sustainedDrainSeconds: 45,
+    sustainedDrainSeconds: 30,
     processorCopies: 20,
   },
 };

@@ -10,8 +10,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { SftpInfo, SwiftInfo } from "../../tests/_servers.ts";
 
-/** Absolute path of the CLI entry the benchmark runs (mod.ts plus the S3 transport). */
-export const FC_ENTRY = path.resolve(import.meta.dirname!, "_fileconveyor.ts");
+/** Absolute path of the CLI entry the benchmark runs. */
+export const FC_ENTRY = path.resolve(import.meta.dirname!, "..", "..", "mod.ts");
 
 /** A destination of one run. */
 export type Dest =
@@ -127,9 +127,7 @@ export function fcCommand(config: string, once: boolean): ToolCommand {
     cmd,
     env: {},
     unsetEnv: [],
-    shown: `deno run -A scripts/bench/_fileconveyor.ts sync --config ${config}${
-      once ? " --once" : ""
-    }`,
+    shown: `deno run -A mod.ts sync --config ${config}${once ? " --once" : ""}`,
   };
 }
 

@@ -377,7 +377,10 @@ export function procUsage(
     const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     const tick = 100; // USER_HZ on Linux
-    const cpuS = (Number(fields[11]) + Number(fields[12])) / tick;
+    // utime + stime, plus cutime + cstime of waited-for children (lsyncd's rsync runs).
+    const cpuS =
+      (Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) /
+      tick;
     return { rssMiB: kb("VmRSS") / 1024, hwmMiB: kb("VmHWM") / 1024, cpuS };
   } catch {
     return undefined;

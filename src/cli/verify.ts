@@ -38,7 +38,6 @@ import { errorMessage } from "../errors.ts";
 import { matchingRules } from "../filter/filter.ts";
 import { logger, redact } from "../log.ts";
 import { dataDirFor, workDirFor } from "../pipeline/paths.ts";
-import { Semaphore } from "../pipeline/semaphore.ts";
 import { type Change, type Job, Store, type SyncedRow } from "../store/store.ts";
 import { DELETED, MODIFIED } from "../store/events.ts";
 import { isTempName, joinRemote } from "../transport/paths.ts";
@@ -213,17 +212,13 @@ function walkSource(
   return out;
 }
 
-/** Runs `fn` over `items` with at most `limit` calls at once. */
+/** Runs `fn` over `items` with at most `limit` calls at once (workers, no promise per item). */
 async function pool<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>) {
-  const sem = new Semaphore(Math.max(1, limit));
-  await Promise.all(items.map(async (item) => {
-    await sem.acquire();
-    try {
-      await fn(item);
-    } finally {
-      sem.release();
-    }
-  }));
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
 }
 
 /**
@@ -356,6 +351,13 @@ async function run(
     store.db.exec("COMMIT");
   }
   const queued = new Map(queue.map((j) => [key(j.input_file, j.server, j.dest), j]));
+  const known = new Set(config.servers.map((s) => s.name));
+  const strays = [...new Set(rows.map((r) => r.server).filter((n) => !known.has(n)))];
+  if (strays.length > 0) {
+    report.warnings.push(
+      `Records for servers no longer in the configuration were not checked: ${strays.join(", ")}`,
+    );
+  }
 
   const changes: Change[] = [];
   const now = Date.now();
@@ -457,10 +459,6 @@ async function verifyServer(config: Config, server: Server, c: Ctx): Promise<Ser
   const pendingFor = (file: string, dest: string) => {
     const j = c.queued.get(key(file, server.name, dest));
     return j && j.state === "queued" ? j : undefined;
-  };
-  const failedFor = (file: string, dest: string) => {
-    const j = c.queued.get(key(file, server.name, dest));
-    return j && j.state === "failed" ? j : undefined;
   };
 
   let transport: Transport | undefined;

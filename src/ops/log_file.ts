@@ -58,7 +58,7 @@ export class RotatingFile {
   }
 
   #open() {
-    fs.mkdirSync(path.dirname(this.path), { recursive: true });
+    fs.mkdirSync(path.dirname(this.path), { recursive: true, mode: 0o700 });
     this.#fd = fs.openSync(this.path, "a", 0o600);
     const st = fs.fstatSync(this.#fd);
     this.#size = st.size;

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import { setImmediate } from "node:timers";
 import * as path from "node:path";
@@ -85,6 +86,33 @@ export interface RunSummary {
 interface Target {
   server: Server;
   dest: Destination;
+}
+
+/** What syncing one job did. */
+interface SyncResult {
+  kind: "synced" | "deleted" | "skipped";
+  bytes: number;
+  remotePath: string;
+  /** Records the upload: the caller runs it in the transaction that completes the job. */
+  record?: () => void;
+  /** Remote paths whose intents `record` drops. */
+  dropped?: string[];
+  /** Runs once recorded (the log line). */
+  done?: () => void;
+}
+
+/** A write waiting for the tick's record transaction. */
+interface BatchItem {
+  fn: () => unknown;
+  resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
+}
+
+/** Jobs picked in a record transaction, to start once it is committed. */
+interface Picked {
+  jobs: [ServerState, Job][];
+  /** Servers that had fewer ready jobs than free slots. */
+  drained: Set<ServerState>;
 }
 
 /** A live server: its transport and limits. */
@@ -727,25 +755,35 @@ export class Daemon {
 
   // ---- scheduling ----
 
-  /** Starts every job that may run now; arms a timer for the next one. */
-  #pump() {
-    if (this.#o.dryRun || this.#abort.signal.aborted) return;
+  /**
+   * Starts every job that may run now; arms a timer for the next one.
+   * `picked`: jobs already picked (and their slots taken) by {@linkcode #pickInto}
+   * in the record transaction; servers that had no more ready jobs are not asked again.
+   */
+  #pump(picked?: Picked) {
+    if (this.#o.dryRun || this.#abort.signal.aborted) {
+      if (picked) this.#unpick(picked);
+      return;
+    }
     if (this.#pumping) {
+      if (picked) this.#unpick(picked);
       this.#pumpAgain = true;
       return;
     }
     this.#pumping = true;
     try {
+      for (const [s, job] of picked?.jobs ?? []) this.#startJob(s, job);
       // Jobs whose outcome could not be recorded (disk full) go back to the queue first.
       while (this.#unsettled.length > 0) {
         this.store.requeue(this.#unsettled[0]!, Date.now() + 2000, undefined, false);
         this.#unsettled.shift();
       }
+      let skip = picked?.drained;
       do {
         this.#pumpAgain = false;
         const now = Date.now();
         for (const s of this.#servers.values()) {
-          if (s.blockedUntil > now) continue;
+          if (s.blockedUntil > now || skip?.has(s)) continue;
           if (s.gc !== "done") {
             this.#startGc(s);
             continue;
@@ -754,19 +792,11 @@ export class Daemon {
           if (free <= 0) continue;
           const jobs = this.store.pick(s.server.name, free, now);
           for (const job of jobs) {
-            s.slots.tryAcquire();
-            this.#globalSlots.tryAcquire();
-            s.running++;
-            const p = this.#runJob(s, job).finally(() => {
-              s.running--;
-              s.slots.release();
-              this.#globalSlots.release();
-              this.#running.delete(p);
-              this.#schedulePump();
-            });
-            this.#running.add(p);
+            this.#takeSlots(s);
+            this.#startJob(s, job);
           }
         }
+        skip = undefined;
       } while (this.#pumpAgain);
       this.#armWake();
       this.#checkIdle();
@@ -847,16 +877,64 @@ export class Daemon {
     this.#running.add(p);
   }
 
+  #takeSlots(s: ServerState) {
+    s.slots.tryAcquire();
+    this.#globalSlots.tryAcquire();
+    s.running++;
+  }
+
+  #startJob(s: ServerState, job: Job) {
+    const p = this.#runJob(s, job).finally(() => {
+      s.running--;
+      s.slots.release();
+      this.#globalSlots.release();
+      this.#running.delete(p);
+      this.#schedulePump();
+    });
+    this.#running.add(p);
+  }
+
+  /**
+   * Picks ready jobs for every server with free slots and takes their slots,
+   * without starting them: called inside the record transaction, so the pick
+   * shares its commit; the jobs start once it is committed.
+   */
+  #pickInto(picked: Picked) {
+    const now = Date.now();
+    for (const s of this.#servers.values()) {
+      if (s.blockedUntil > now || s.gc !== "done") continue;
+      const free = Math.min(s.slots.free, this.#globalSlots.free);
+      if (free <= 0) continue;
+      const jobs = this.store.pick(s.server.name, free, now);
+      for (const job of jobs) {
+        this.#takeSlots(s);
+        picked.jobs.push([s, job]);
+      }
+      if (jobs.length < free) picked.drained.add(s);
+    }
+  }
+
+  /** Gives back the slots of picked jobs that will not start (their pick was rolled back). */
+  #unpick(picked: Picked) {
+    for (const [s] of picked.jobs) {
+      s.running--;
+      s.slots.release();
+      this.#globalSlots.release();
+    }
+    picked.jobs = [];
+    picked.drained.clear();
+  }
+
   #pumpScheduled = false;
 
-  /** Coalesces the pumps of many finishing jobs into one (one pick per tick, not per job). */
+  /**
+   * Coalesces the pumps of many finishing jobs into one (one pick per tick,
+   * not per job), run with the tick's record transaction.
+   */
   #schedulePump() {
     if (this.#pumpScheduled) return;
     this.#pumpScheduled = true;
-    setImmediate(() => {
-      this.#pumpScheduled = false;
-      this.#pump();
-    });
+    this.#scheduleFlush();
   }
 
   #armWake() {
@@ -931,11 +1009,7 @@ export class Daemon {
 
   // ---- record stage: many small writes share one transaction ----
 
-  readonly #pendingBatch: {
-    fn: () => unknown;
-    resolve: (v: unknown) => void;
-    reject: (e: unknown) => void;
-  }[] = [];
+  readonly #pendingBatch: BatchItem[] = [];
   #batchScheduled = false;
 
   /**
@@ -947,31 +1021,82 @@ export class Daemon {
   #batch<T>(fn: () => T): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.#pendingBatch.push({ fn, resolve: resolve as (v: unknown) => void, reject });
-      if (!this.#batchScheduled) {
-        this.#batchScheduled = true;
-        setImmediate(() => this.#flushBatch());
-      }
+      this.#scheduleFlush();
     });
+  }
+
+  #scheduleFlush() {
+    if (!this.#batchScheduled) {
+      this.#batchScheduled = true;
+      setImmediate(() => this.#flushBatch());
+    }
   }
 
   #flushBatch() {
     this.#batchScheduled = false;
+    const pump = this.#pumpScheduled;
+    this.#pumpScheduled = false;
     const items = this.#pendingBatch.splice(0);
-    if (items.length === 0) return;
-    const outcomes: { ok: boolean; value: unknown }[] = [];
+    if (items.length === 0) {
+      if (pump) this.#pump();
+      return;
+    }
+    // The pump's pick joins this transaction (one commit, not two) unless a pump is running.
+    const picked: Picked | undefined = pump && !this.#pumping && !this.#o.dryRun &&
+        !this.#abort.signal.aborted
+      ? { jobs: [], drained: new Set() }
+      : undefined;
+    try {
+      this.#flushItems(items, picked);
+    } finally {
+      if (pump) this.#pump(picked);
+    }
+  }
+
+  #flushItems(items: BatchItem[], picked: Picked | undefined) {
+    let outcomes: { ok: boolean; value: unknown }[] = [];
+    // Fast path: no savepoint per item (two statements each). When an item throws, the whole
+    // transaction is rolled back and redone with one savepoint per item, so the failure stays
+    // alone; the items only write to the database, so running them again is harmless.
+    let itemFailed = false;
     try {
       this.store.tx(() => {
         for (const it of items) {
+          itemFailed = true;
+          outcomes.push({ ok: true, value: it.fn() });
+          itemFailed = false;
+        }
+        if (picked) {
           try {
-            outcomes.push({ ok: true, value: this.store.tx(it.fn) });
-          } catch (e) {
-            outcomes.push({ ok: false, value: e });
+            // A savepoint: a failing pick undoes every pick, never the records.
+            this.store.tx(() => this.#pickInto(picked));
+          } catch {
+            // The pump picks on its own (and reports a database problem).
+            this.#unpick(picked);
           }
         }
       });
     } catch (e) {
-      for (const it of items) it.reject(e);
-      return;
+      if (picked) this.#unpick(picked);
+      if (!itemFailed) {
+        for (const it of items) it.reject(e);
+        return;
+      }
+      outcomes = [];
+      try {
+        this.store.tx(() => {
+          for (const it of items) {
+            try {
+              outcomes.push({ ok: true, value: this.store.tx(it.fn) });
+            } catch (e) {
+              outcomes.push({ ok: false, value: e });
+            }
+          }
+        });
+      } catch (e) {
+        for (const it of items) it.reject(e);
+        return;
+      }
     }
     items.forEach((it, i) => {
       const o = outcomes[i]!;
@@ -993,8 +1118,7 @@ export class Daemon {
       }
       const transport = await this.#transport(s);
       const result = await this.#sync(s, transport, source, job);
-      await this.#dropStaleIntents(s, transport, job);
-      await this.#batch(() => {
+      const finish = () => {
         this.store.complete(job);
         if (result.bytes >= 0) {
           this.store.serverOk(s.server.name, result.bytes, Date.now());
@@ -1008,7 +1132,25 @@ export class Daemon {
             lag_ms: Date.now() - job.discovered_at,
           }, Date.now());
         }
-      });
+      };
+      const record = result.record;
+      const ours = new Set(result.dropped);
+      if (
+        record &&
+        this.store.intentsFor(job.input_file, s.server.name, job.dest).every((p) => ours.has(p))
+      ) {
+        // One transaction records the upload and completes the job.
+        await this.#batch(() => {
+          record();
+          finish();
+        });
+      } else {
+        // Leftovers of earlier attempts go first: recorded, cleaned up, then completed.
+        if (record) await this.#batch(record);
+        await this.#dropStaleIntents(s, transport, job);
+        await this.#batch(finish);
+      }
+      result.done?.();
       if (s.backoff > 0) {
         s.backoff = 0;
         s.log.info("Server is reachable again");
@@ -1129,7 +1271,7 @@ export class Daemon {
     );
   }
 
-  /** Device of each source root when first seen: another one means its mount went away. */
+  /** Device of each source root when last seen present: another one means its mount went away. */
   readonly #rootDevs = new Map<string, number>();
 
   /** Whether a source's root is there, on the file system it was on at start. */
@@ -1143,8 +1285,21 @@ export class Daemon {
       return false;
     }
     const first = this.#rootDevs.get(source.scanPath);
-    if (first === undefined) this.#rootDevs.set(source.scanPath, dev);
-    return first === undefined || first === dev;
+    if (first === undefined || first === dev) {
+      this.#rootDevs.set(source.scanPath, dev);
+      return true;
+    }
+    // Another file system: fine when one was mounted there since (a mount point now),
+    // not when the mount went away (back to the parent's file system).
+    let parentDev: number | undefined;
+    try {
+      parentDev = fs.statSync(path.dirname(source.scanPath)).dev;
+    } catch {
+      // Unknown: treat as gone.
+    }
+    if (parentDev === undefined || parentDev === dev) return false;
+    this.#rootDevs.set(source.scanPath, dev);
+    return true;
   }
 
   /** Processes and transfers one job; returns what happened. */
@@ -1153,12 +1308,12 @@ export class Daemon {
     transport: Transport,
     source: Source,
     job: Job,
-  ): Promise<{ kind: "synced" | "deleted" | "skipped"; bytes: number; remotePath: string }> {
+  ): Promise<SyncResult> {
     const signal = this.#abort.signal;
     const server = s.server;
     const rel = path.relative(source.scanPath, job.input_file).split(path.sep).join("/");
     const synced = this.store.getSynced(job.input_file, server.name, job.dest);
-    let st: fs.Stats | undefined;
+    let st: FileStat | undefined;
     if (job.event !== DELETED) st = statFile(job.input_file, source);
     if (!st) {
       // A deleted or unmounted source root looks like every file deleted: hold, never delete.
@@ -1285,8 +1440,10 @@ export class Daemon {
         }
       }
       const remotePath = safeRemotePath([job.dest, relDir, out.name].filter(Boolean).join("/"));
-      const upload = statFile(out.path, source) ?? fs.statSync(out.path);
-      const md5 = await md5File(out.path, signal, upload.size);
+      // An unprocessed file is the source file, stat'ed above.
+      const upload = out.unprocessed && out.path === job.input_file
+        ? st
+        : statFile(out.path, source) ?? fs.statSync(out.path);
       const now = Date.now();
       // Recorded in the same tick's transaction; the upload need not wait for it.
       this.#batch(() =>
@@ -1294,13 +1451,16 @@ export class Daemon {
       ).catch(
         () => {},
       );
+      // No MD5 up front: transports that hash what they send (S3, Cloud Files, a local copy)
+      // return it; for the others the file is hashed after the upload, before the check below
+      // that it did not change meanwhile.
       const result = await transport.put(out.path, remotePath, {
         signal,
         size: upload.size,
-        md5,
         unprocessed: out.unprocessed,
         ...(out.contentEncoding ? { contentEncoding: out.contentEncoding } : {}),
       });
+      const md5 = result.md5 ?? await md5Of(out.path, signal, upload.size);
       const extras: string[] = [];
       for (const x of out.extras) {
         const xp = safeRemotePath([job.dest, relDir, x.name].filter(Boolean).join("/"));
@@ -1331,7 +1491,7 @@ export class Daemon {
         dest: job.dest,
         remote_path: remotePath,
         ...fp,
-        md5: result.md5 ?? md5,
+        md5,
         etag: result.etag ?? null,
         chain: chainSig,
         extras: extras.length > 0 ? JSON.stringify(extras) : null,
@@ -1342,7 +1502,7 @@ export class Daemon {
         ...parseExtras(synced?.extras).filter((x) => !extras.includes(x) && x !== remotePath),
       ];
       let dependents: { dependent: string; dest: string }[] = [];
-      await this.#batch(() => {
+      const record = () => {
         this.store.putSynced(row);
         this.store.dropIntent(server.name, remotePath);
         for (const x of extras) this.store.dropIntent(server.name, x);
@@ -1368,7 +1528,25 @@ export class Daemon {
             Date.now(),
           );
         }
-      });
+      };
+      const done = () =>
+        s.log.info(
+          `${job.event === CREATED ? "uploaded" : "updated"} ${remotePath} (${
+            formatBytes(upload.size)
+          }, ${Date.now() - now} ms)`,
+        );
+      if (stale.length === 0) {
+        // The common case: the caller records this with the job's completion, in one commit.
+        return {
+          kind: "synced",
+          bytes: upload.size,
+          remotePath,
+          record,
+          dropped: [remotePath, ...extras],
+          done,
+        };
+      }
+      await this.#batch(record);
       // Replaced versions (a new unique name): delete them after the new one is recorded.
       for (const old of stale) {
         if (this.store.remotePathInUse(server.name, old)) {
@@ -1382,11 +1560,7 @@ export class Daemon {
           s.log.warn(`Cannot delete replaced "${old}" yet (will retry): ${errorMessage(e)}`);
         }
       }
-      s.log.info(
-        `${job.event === CREATED ? "uploaded" : "updated"} ${remotePath} (${
-          formatBytes(upload.size)
-        }, ${Date.now() - now} ms)`,
-      );
+      done();
       return { kind: "synced", bytes: upload.size, remotePath };
     } finally {
       if (rule.processors.length > 0) fs.rmSync(jobDir, { recursive: true, force: true });
@@ -1416,6 +1590,19 @@ export class Daemon {
 
   /** What decides a file's remote form: processors, destination and the server's (non-secret) settings. */
   #chainSignature(rule: Rule, server: Server, dest: string): string {
+    // Computed per job: cached per configuration object (a reload brings new objects).
+    let byServer = this.#sigCache.get(rule);
+    if (!byServer) this.#sigCache.set(rule, byServer = new WeakMap());
+    let byDest = byServer.get(server);
+    if (!byDest) byServer.set(server, byDest = new Map());
+    let sig = byDest.get(dest);
+    if (sig === undefined) byDest.set(dest, sig = this.#computeChainSignature(rule, server, dest));
+    return sig;
+  }
+
+  readonly #sigCache = new WeakMap<Rule, WeakMap<Server, Map<string, string>>>();
+
+  #computeChainSignature(rule: Rule, server: Server, dest: string): string {
     const def = getTransportDef(server.transporter);
     const secret = new Set(def?.options.filter((o) => o.secret).map((o) => o.name));
     const settings = Object.entries(server.settings).filter(([k]) => !secret.has(k)).sort();
@@ -1490,6 +1677,7 @@ export class Daemon {
 
   /** Schedules the source file's deletion when its rule asks for it and every destination has it. */
   #afterSync(job: Job, source: Source) {
+    if (!this.config.rules.some((r) => r.deletionDelay !== undefined)) return;
     const rel = path.relative(source.scanPath, job.input_file).split(path.sep).join("/");
     const rules = matchingRules(this.config.rules, source, { path: job.input_file, rel }).filter((
       r,
@@ -1580,20 +1768,49 @@ function parseExtras(json: string | null | undefined): string[] {
   }
 }
 
-/** Stats a source file; symlinks are followed only within the source. */
-function statFile(p: string, source: Source): fs.Stats | undefined {
+/** The stat fields the pipeline compares: the values node:fs gives and the scanner stores. */
+interface FileStat {
+  size: number;
+  mtimeMs: number;
+  ctimeMs: number;
+  ino: number;
+}
+
+function fileStat(i: Deno.FileInfo): FileStat {
+  return {
+    size: i.size,
+    mtimeMs: i.mtime?.getTime() ?? 0,
+    ctimeMs: i.ctime?.getTime() ?? 0,
+    ino: i.ino ?? 0,
+  };
+}
+
+/**
+ * Stats a source file; symlinks are followed only within the source. Deno's
+ * own stat: several times cheaper than node:fs's Stats objects, same values.
+ */
+function statFile(p: string, source: Source): FileStat | undefined {
   try {
-    const l = fs.lstatSync(p);
-    if (l.isFile()) return l;
-    if (!l.isSymbolicLink()) return undefined;
+    const l = Deno.lstatSync(p);
+    if (l.isFile) return fileStat(l);
+    if (!l.isSymlink) return undefined;
     const real = fs.realpathSync(p);
     if (!real.startsWith(source.scanPath + path.sep)) return undefined;
-    const t = fs.statSync(p);
-    return t.isFile() ? t : undefined;
+    const t = Deno.statSync(p);
+    return t.isFile ? fileStat(t) : undefined;
   } catch {
     return undefined;
   }
 }
+
+/** MD5 (hex) of a file: small files read at once, synchronously (a thread hop costs more). */
+async function md5Of(p: string, signal: AbortSignal, size: number): Promise<string> {
+  if (size <= SMALL_FILE) return createHash("md5").update(fs.readFileSync(p)).digest("hex");
+  return await md5File(p, signal, size);
+}
+
+/** Files up to this size are read synchronously. */
+const SMALL_FILE = 256 * 1024;
 
 function jittered(ms: number): number {
   return Math.round(ms * (0.8 + Math.random() * 0.4));

@@ -105,13 +105,17 @@ export async function runTool(
       signal,
       ...(options.cwd ? { cwd: options.cwd } : {}),
     }).spawn();
-    if (options.stdin) {
-      const w = child.stdin.getWriter();
-      // A tool that exits without reading its input closes the pipe: not our error.
-      await w.write(options.stdin).catch(() => {});
-      await w.close().catch(() => {});
-    }
-    const out = await child.output();
+    // Feed stdin while reading stdout: a tool that writes more than a pipe
+    // buffer before it has read all its input would otherwise deadlock.
+    const feeding = options.stdin
+      ? (async () => {
+        const w = child.stdin.getWriter();
+        // A tool that exits without reading its input closes the pipe: not our error.
+        await w.write(options.stdin).catch(() => {});
+        await w.close().catch(() => {});
+      })()
+      : Promise.resolve();
+    const [out] = await Promise.all([child.output(), feeding]);
     return {
       code: out.code,
       stdout: out.stdout,

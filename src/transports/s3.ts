@@ -8,14 +8,16 @@
  * @module
  */
 import { registerTransport } from "../transport/transport.ts";
-import { S3_OPTIONS, S3Transport, validateS3 } from "./_s3_common.ts";
+// The client (and with it the AWS SDK) is loaded on the first create() only.
+import { S3_OPTIONS, validateS3 } from "./_s3_options.ts";
 
 registerTransport({
   name: "s3",
   summary: "Amazon S3 or an S3-compatible service; verified uploads, multipart for large files",
   options: S3_OPTIONS,
   validate: validateS3,
-  create(settings, ctx) {
-    return Promise.resolve(new S3Transport(settings, ctx));
+  async create(settings, ctx) {
+    const { S3Transport } = await import("./_s3_common.ts");
+    return new S3Transport(settings, ctx);
   },
 });

@@ -11,6 +11,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { setImmediate } from "node:timers";
 import type { Source } from "../config/types.ts";
 import type { Logger } from "../log.ts";
 import { CREATED, DELETED, type FileEvent, MODIFIED } from "../store/events.ts";
@@ -111,12 +112,15 @@ export class Scanner {
     w.batch = { puts: [], removes: [], changes: [] };
   }
 
+  /** Every 2,000 entries: commits and lets other work run. Call as `if (due(w)) await …`. */
+  #yieldDue(w: Walk): boolean {
+    return ++w.sinceYield >= 2000;
+  }
+
   async #yield(w: Walk) {
-    if (++w.sinceYield >= 2000) {
-      w.sinceYield = 0;
-      this.#flush(w, true);
-      await new Promise((r) => setTimeout(r, 0));
-    }
+    w.sinceYield = 0;
+    this.#flush(w, true);
+    await new Promise((r) => setImmediate(r));
   }
 
   #warnOnce(key: string, message: string) {
@@ -157,7 +161,7 @@ export class Scanner {
     }
   }
 
-  #row(source: Source, p: string, st: fs.Stats, isDir: boolean): FileRow {
+  #row(source: Source, p: string, st: StatLike, isDir: boolean): FileRow {
     return {
       path: p,
       dir: path.dirname(p),
@@ -171,7 +175,12 @@ export class Scanner {
   }
 
   #rel(source: Source, p: string): string {
-    return path.relative(source.scanPath, p).split(path.sep).join("/");
+    const root = source.scanPath;
+    // The common case without path.relative (100,000 calls in a scan).
+    if (path.sep === "/" && p.startsWith(root) && p[root.length] === "/") {
+      return p.slice(root.length + 1);
+    }
+    return path.relative(root, p).split(path.sep).join("/");
   }
 
   #deleted(w: Walk, row: FileRow) {
@@ -194,9 +203,10 @@ export class Scanner {
     while (stack.length > 0) {
       const dir = stack.pop()!;
       w.dirs++;
-      let entries: fs.Dirent[];
+      let entries: Deno.DirEntry[];
       try {
-        entries = fs.readdirSync(dir, { withFileTypes: true });
+        // Deno's own listing: no node:fs Dirent objects, no sorting.
+        entries = [...Deno.readDirSync(dir)];
       } catch (e) {
         // Unreadable: keep what we know below it rather than delete it remotely.
         this.#warnOnce(
@@ -207,14 +217,20 @@ export class Scanner {
         );
         continue;
       }
-      const stored = new Map(this.#o.store.children(dir).map((r) => [path.basename(r.path), r]));
+      const prefix = dir.endsWith(path.sep) ? dir : dir + path.sep;
+      const stored = new Map(
+        this.#o.store.children(dir).map((r) => [
+          r.path.startsWith(prefix) ? r.path.slice(prefix.length) : path.basename(r.path),
+          r,
+        ]),
+      );
       for (const e of entries) {
-        const p = path.join(dir, e.name);
+        const p = prefix + e.name;
         const old = stored.get(e.name);
         stored.delete(e.name);
         const rel = this.#rel(w.source, p);
         if (this.#excluded(p) || isTempName(e.name)) continue;
-        if (e.isDirectory()) {
+        if (e.isDirectory) {
           if (this.#o.ignoredDirs.includes(e.name)) continue;
           if (!old || !old.is_dir) {
             if (old) this.#deleted(w, old);
@@ -225,9 +241,9 @@ export class Scanner {
           continue;
         }
         if (this.#ignoredRel(rel)) continue;
-        let st: fs.Stats | undefined;
-        if (e.isFile()) st = fs.lstatSync(p, { throwIfNoEntry: false });
-        else if (e.isSymbolicLink()) st = this.#stat(w.source, p);
+        let st: StatLike | undefined;
+        if (e.isFile) st = lstatFast(p);
+        else if (e.isSymlink) st = this.#stat(w.source, p);
         else {
           this.#warnOnce(`special:${p}`, `Skipping "${p}": not a regular file`);
         }
@@ -249,11 +265,11 @@ export class Scanner {
           w.batch.changes.push({ source: w.source, path: p, rel, event: MODIFIED, size: st.size });
         }
         this.#flush(w);
-        await this.#yield(w);
+        if (this.#yieldDue(w)) await this.#yield(w);
       }
       for (const gone of stored.values()) this.#deleted(w, gone);
       this.#flush(w);
-      await this.#yield(w);
+      if (this.#yieldDue(w)) await this.#yield(w);
     }
   }
 
@@ -422,6 +438,38 @@ export class Scanner {
       if (st?.isDirectory()) w.batch.puts.push(this.#row(w.source, d, st, true));
     }
   }
+}
+
+/** The stat fields a scan compares, as node:fs's Stats has them. */
+interface StatLike {
+  size: number;
+  mtimeMs: number;
+  ctimeMs: number;
+  ino: number;
+  isFile(): boolean;
+}
+
+/**
+ * `lstat` with Deno's own API: the same values as node:fs's `lstatSync`, at a
+ * fraction of the cost (which matters at 100,000 files). Undefined when the
+ * entry is gone; other errors are thrown, like `lstatSync`.
+ */
+function lstatFast(p: string): StatLike | undefined {
+  let i: Deno.FileInfo;
+  try {
+    i = Deno.lstatSync(p);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw e;
+  }
+  const file = i.isFile;
+  return {
+    size: i.size,
+    mtimeMs: i.mtime?.getTime() ?? 0,
+    ctimeMs: i.ctime?.getTime() ?? 0,
+    ino: i.ino ?? 0,
+    isFile: () => file,
+  };
 }
 
 function isDir(p: string): boolean {

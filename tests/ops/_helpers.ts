@@ -36,14 +36,33 @@ export interface PtyResult {
 }
 
 /**
+ * Variables of the test runner's own environment that change what the CLI
+ * shows on a terminal (colors, log level and format): never passed on, so
+ * that only the test decides (`NO_COLOR=1 deno task test` must not turn the
+ * colored run plain).
+ */
+const TERMINAL_VARS = [
+  "NO_COLOR",
+  "FORCE_COLOR",
+  "FILECONVEYOR_LOG",
+  "FILECONVEYOR_LOG_FORMAT",
+  "FILECONVEYOR_DEBUG",
+];
+
+/**
  * Runs the CLI under a pseudo-terminal with `script` (util-linux), so
- * standard error is a terminal, as when an operator starts it by hand.
+ * standard error is a terminal, as when an operator starts it by hand. The
+ * child gets the runner's environment without {@linkcode TERMINAL_VARS},
+ * `TERM=xterm-256color`, and `env`.
  */
 export async function pty(args: string[], env: Record<string, string> = {}): Promise<PtyResult> {
   const cmd = [Deno.execPath(), "run", "-A", ENTRY, ...args].map(shellQuote).join(" ");
+  const inherited = Deno.env.toObject();
+  for (const name of TERMINAL_VARS) delete inherited[name];
   const out = await new Deno.Command("script", {
     args: ["-qec", cmd, "/dev/null"],
-    env: { TERM: "xterm-256color", ...env },
+    clearEnv: true,
+    env: { ...inherited, TERM: "xterm-256color", ...env },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

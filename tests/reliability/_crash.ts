@@ -153,8 +153,14 @@ export async function crashScenario(ws: Workspace, target: CrashTarget, plan: Cr
   const args = ["sync", "--config", ws.config];
   const killOnce = async (phase: string) => {
     const d = start(args, { env: { FILECONVEYOR_LOG: "info" } });
-    const afterMs = rand(plan.killAfter[0], plan.killAfter[1]);
-    await sleep(afterMs);
+    const t0 = Date.now();
+    // Every other kill counts from the first transfer, not the start: on a busy machine
+    // start-up alone can outlast the random delay, and the kills must hit transfers too.
+    if (kills.length % 2 === 1) {
+      await d.waitFor(/uploaded|updated|deleted|moved/, 4000).catch(() => {});
+      await sleep(rand(0, 600));
+    } else await sleep(rand(plan.killAfter[0], plan.killAfter[1]));
+    const afterMs = Date.now() - t0;
     const sawUpload = /uploaded|updated/.test(d.log());
     await d.kill();
     kills.push({ phase, afterMs, sawUpload });

@@ -40,7 +40,13 @@ async function rclone(
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const out = await new Deno.Command("rclone", {
     args: ["--config", "/dev/null", ...args],
-    env,
+    // A clean environment: AWS_CA_BUNDLE and friends from the machine break rclone's S3 client.
+    clearEnv: true,
+    env: {
+      PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+      HOME: Deno.env.get("HOME") ?? "/",
+      ...env,
+    },
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -69,7 +75,21 @@ export async function rcloneList(
     if (/directory not found|not found|doesn't exist/i.test(r.stderr)) return [];
     throw new Error(`rclone lsjson failed (${r.code}): ${r.stderr.slice(-1500)}`);
   }
-  return JSON.parse(r.stdout);
+  const list = JSON.parse(r.stdout) as { Path: string; Size: number; Name: string }[];
+  return list.map((f) => ({ ...f, Path: unrclone(f.Path), Name: unrclone(f.Name) }));
+}
+
+/**
+ * Undoes rclone's display encoding of names: control characters are shown
+ * as their Unicode pictures (U+2400…U+241F), and a literal picture is
+ * quoted with U+201B.
+ */
+function unrclone(name: string): string {
+  return name.replace(
+    /\u201B(.)|([\u2400-\u241F])/gu,
+    (_m, quoted: string | undefined, pic: string | undefined) =>
+      quoted ?? String.fromCharCode(pic!.charCodeAt(0) - 0x2400),
+  );
 }
 
 /**
@@ -90,6 +110,60 @@ export async function rcloneCompare(remote: Remote, src: string, sub = ""): Prom
   return `rclone check (${r.code}):\n${
     r.stderr.split("\n").filter((l) => /ERROR|NOTICE|differ|not in/.test(l)).slice(0, 30).join("\n")
   }`;
+}
+
+/** Writes `content` to a remote file with rclone (another client changing the destination). */
+export async function rcloneRcat(remote: Remote, file: string, content: string): Promise<void> {
+  const child = new Deno.Command("rclone", {
+    args: ["--config", "/dev/null", "rcat", `${remote.rcloneRoot}/${file}`],
+    clearEnv: true,
+    env: {
+      PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+      HOME: Deno.env.get("HOME") ?? "/",
+      ...remote.rcloneEnv,
+    },
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const w = child.stdin.getWriter();
+  await w.write(new TextEncoder().encode(content));
+  await w.close();
+  const out = await child.output();
+  if (out.code !== 0) {
+    throw new Error(`rclone rcat failed: ${new TextDecoder().decode(out.stderr)}`);
+  }
+}
+
+/** `length` bytes of a remote file from `offset`, read by rclone. */
+export async function rcloneCat(
+  remote: Remote,
+  file: string,
+  offset: number,
+  length: number,
+): Promise<Uint8Array> {
+  const out = await new Deno.Command("rclone", {
+    args: [
+      "--config",
+      "/dev/null",
+      "cat",
+      "--offset",
+      String(offset),
+      "--count",
+      String(length),
+      `${remote.rcloneRoot}/${file}`,
+    ],
+    clearEnv: true,
+    env: {
+      PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+      HOME: Deno.env.get("HOME") ?? "/",
+      ...remote.rcloneEnv,
+    },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (out.code !== 0) throw new Error(`rclone cat failed: ${new TextDecoder().decode(out.stderr)}`);
+  return out.stdout;
 }
 
 /** The SFTP test server, with a fresh directory below the login directory. */

@@ -364,12 +364,18 @@ export function randomBytes(n: number): Uint8Array {
   return b;
 }
 
-/** Logs a measured figure so it is easy to find in the test output. */
+/**
+ * Logs a measured figure so it is easy to find in the test output; also
+ * appends it to `$FC_FIGURES_DIR/fc-figures.log` when that is set.
+ */
 export function figure(name: string, value: unknown): void {
   const line = `FIGURE ${name}: ${typeof value === "string" ? value : JSON.stringify(value)}\n`;
   Deno.stderr.writeSync(new TextEncoder().encode(line));
+  const dir = Deno.env.get("FC_FIGURES_DIR");
+  if (!dir) return;
   try {
-    fs.appendFileSync(path.join(Deno.env.get("FC_FIGURES_DIR") ?? "/tmp", "fc-figures.log"), line);
+    fs.mkdirSync(dir, { recursive: true });
+    fs.appendFileSync(path.join(dir, "fc-figures.log"), line);
   } catch {
     // Best effort.
   }

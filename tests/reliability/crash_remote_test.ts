@@ -24,7 +24,7 @@ async function scenario(remote: Remote) {
       liveKills: mode(3, 10),
       files: mode(150, 600),
       bigSize: 3 * 1024 * 1024,
-      killAfter: [300, 2500],
+      killAfter: [400, 3500],
     });
   } finally {
     await remote.cleanup();

@@ -13,6 +13,7 @@ import { assert, assertEquals, assertIncludes } from "../_assert.ts";
 import { cli, sleep, type Workspace, workspace, write } from "../_harness.ts";
 import { diffR, run, start, tempFiles, until } from "./_util.ts";
 import { privateCa } from "./_tls.ts";
+import { rcloneCompare, rcloneRcat, s3Remote } from "./_remote.ts";
 
 function config(ws: Workspace, opts: { url?: string; destPath?: string; settings?: string } = {}) {
   fs.writeFileSync(
@@ -334,6 +335,38 @@ Deno.test("verify --http-head: usage errors exit 2", async () => {
     assertEquals(r.code, 2);
     assertIncludes(r.stderr, "--http-timeout must be a positive number");
   } finally {
+    ws.cleanup();
+  }
+});
+
+Deno.test("verify on S3: a same-size change behind our back is caught by the checksum and repaired", async () => {
+  const remote = await s3Remote();
+  const ws = workspace("fc-verify-s3-");
+  try {
+    populate(ws.src, 12);
+    fs.writeFileSync(
+      ws.config,
+      `<config>
+  <sources><source name="site" scanPath="${ws.src}" /></sources>
+  <servers>${remote.serverXml("cdn")}</servers>
+  <rules><rule for="site" label="all"><destinations><destination server="cdn" path="static" /></destinations></rule></rules>
+  <settings><dataDir>${ws.data}</dataDir></settings>
+</config>
+`,
+    );
+    assertEquals((await cli(["sync", "--once", "--config", ws.config])).code, 0);
+    assertEquals((await verifyJson(ws)).code, 0);
+    // Same size, other bytes (only a checksum can tell), written by another client; plus an orphan.
+    await rcloneRcat(remote, "static/d1/f1.txt", "file X\n");
+    await rcloneRcat(remote, "static/stray.txt", "stray\n");
+    const r = await verifyJson(ws, ["--repair"]);
+    const kinds = r.report.servers[0]!.problems.map((p) => `${p.kind} ${p.remotePath}`).sort();
+    assertEquals(kinds, ["mismatch static/d1/f1.txt", "orphaned static/stray.txt"]);
+    assertEquals((await cli(["sync", "--once", "--config", ws.config])).code, 0);
+    assertEquals((await verifyJson(ws)).code, 0);
+    assertEquals(await rcloneCompare(remote, ws.src, "static"), "");
+  } finally {
+    await remote.cleanup();
     ws.cleanup();
   }
 });

@@ -239,3 +239,25 @@ Deno.test("watcher: a source directory deleted under the daemon deletes nothing 
     ws.cleanup();
   }
 });
+
+Deno.test("watcher: a source mounted after the daemon started syncs, and its deletions are not held", async () => {
+  const ws = workspace("fc-latemount-");
+  let mounted = false;
+  config(ws, { rescanInterval: "1", deleteGuardMinFiles: "100" });
+  // Started on the empty mount point (boot order: the daemon before the file system).
+  const d = start(["sync", "--config", ws.config]);
+  try {
+    await d.waitFor("Initial scan done");
+    await mountTmpfs(ws.src, "8m");
+    mounted = true;
+    dirs(ws.src, 3, 4);
+    await synced(ws, 20_000, "the mounted files");
+    fs.rmSync(path.join(ws.src, "x1/f2.txt"));
+    await until(() => !fs.existsSync(path.join(ws.dst, "x1/f2.txt")), 15_000, "the deletion");
+    assertEquals(await diffR(ws.src, ws.dst), "");
+  } finally {
+    await d.stop();
+    if (mounted) await unmount(ws.src).catch(() => {});
+    ws.cleanup();
+  }
+});

@@ -285,6 +285,115 @@ Deno.test("s3 reports a missing bucket as a server error unless create_bucket is
   }
 });
 
+/**
+ * A proxy to Swift that answers the first PutObject itself, after reading its body, with the
+ * start of a 404 NoSuchBucket reply and then hangs up: what a client sees when the server
+ * refuses a streamed upload at once and the connection is cut before the reply's body
+ * arrives. Everything else is passed through.
+ */
+function cutFirstPut(targetPort: number): { port: number; cut(): number; close(): void } {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns = new Set<Deno.Conn>();
+  let cut = 0;
+  const dec = new TextDecoder();
+  const serve = async (c: Deno.Conn) => {
+    let head = new Uint8Array(0);
+    const buf = new Uint8Array(65536);
+    let end = -1;
+    while (end < 0) {
+      const n = await c.read(buf);
+      if (n === null) return;
+      const joined = new Uint8Array(head.length + n);
+      joined.set(head);
+      joined.set(buf.subarray(0, n), head.length);
+      head = joined;
+      end = dec.decode(head).indexOf("\r\n\r\n");
+    }
+    const text = dec.decode(head.subarray(0, end));
+    if (cut === 0 && /^PUT \/[^/ ]+\/[^ ]+x-id=PutObject /.test(text)) {
+      cut++;
+      const length = Number(/\r\ncontent-length: *(\d+)/i.exec(text)?.[1] ?? "0");
+      let body = head.length - (end + 4);
+      while (body < length) {
+        const n = await c.read(buf);
+        if (n === null) break;
+        body += n;
+      }
+      const xml = '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchBucket</Code>';
+      await c.write(
+        new TextEncoder().encode(
+          "HTTP/1.1 404 Not Found\r\nContent-Type: application/xml\r\n" +
+            `Content-Length: ${xml.length + 200}\r\n\r\n${xml.slice(0, 20)}`,
+        ),
+      );
+      c.close();
+      conns.delete(c);
+      return;
+    }
+    const up = await Deno.connect({ hostname: "127.0.0.1", port: targetPort });
+    conns.add(up);
+    await up.write(head);
+    await Promise.all([
+      c.readable.pipeTo(up.writable).catch(() => {}),
+      up.readable.pipeTo(c.writable).catch(() => {}),
+    ]);
+  };
+  (async () => {
+    try {
+      for await (const c of listener) {
+        conns.add(c);
+        serve(c).catch(() => {});
+      }
+    } catch { /* closed */ }
+  })();
+  return {
+    port: (listener.addr as Deno.NetAddr).port,
+    cut: () => cut,
+    close() {
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch { /* already closed */ }
+      }
+      listener.close();
+    },
+  };
+}
+
+Deno.test("s3 creates a missing bucket even when the refusal of a streamed upload arrives cut off", async () => {
+  // Swift refuses a PUT to a missing bucket before reading the body and hangs up; on a loaded
+  // machine the client then sometimes reads the 404 without the body that says NoSuchBucket.
+  const info = await startServer("swift");
+  const bucket = uniqueName("fc-s3cut");
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), "fc-s3-"));
+  const token = await swiftToken(info);
+  const proxy = cutFirstPut(Number(new URL(info.s3Endpoint).port));
+  const t = await make(
+    settings(info, bucket, { endpoint: `http://127.0.0.1:${proxy.port}` }),
+    // One connection at a time, and none kept: the proxy decides per connection.
+    testContext("s3", { maxConnections: 1 }),
+  );
+  try {
+    const data = randomBytes(2 * MiB);
+    const local = await tempFile(dir, data);
+    const md5 = await md5Of(data);
+    const r = await t.put(local, "first.bin", {
+      signal,
+      size: data.length,
+      unprocessed: true,
+      md5,
+    });
+    assertEquals(proxy.cut(), 1, "the first upload got the cut-off refusal");
+    assertEquals(r.md5, md5);
+    assertEquals(await md5Of((await swiftRead(info, token, bucket, "first.bin"))!), md5);
+  } finally {
+    await t.close();
+    proxy.close();
+    await purge(info, bucket);
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+});
+
 Deno.test("s3 sends Content-MD5: bytes that do not match are refused by the server (retry)", async () => {
   const info = await startServer("swift");
   const bucket = uniqueName("fc-s3md5");
