@@ -144,3 +144,38 @@ export async function putAll(
   await Promise.all(Array.from({ length: concurrency }, worker));
   return { files: files.length, bytes, ms: performance.now() - t0, failed };
 }
+
+function walk(root: string, dir = root, out: { path: string; key: string }[] = []) {
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = `${dir}/${e.name}`;
+    if (e.isDirectory()) walk(root, p, out);
+    else if (e.isFile()) out.push({ path: p, key: p.slice(root.length + 1) });
+  }
+  return out;
+}
+
+if (import.meta.main) {
+  // deno run -A scripts/bench/ceiling.ts ROOT BUCKET CONCURRENCY
+  // (S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION from the environment)
+  const [root, bucket, concurrency] = Deno.args;
+  if (!root || !bucket) throw new Error("usage: ceiling.ts ROOT BUCKET [CONCURRENCY]");
+  const env = (k: string) => {
+    const v = Deno.env.get(k);
+    if (!v) throw new Error(`${k} is not set`);
+    return v;
+  };
+  const r = await putAll(
+    {
+      endpoint: env("S3_ENDPOINT"),
+      accessKeyId: env("AWS_ACCESS_KEY_ID"),
+      secretAccessKey: env("AWS_SECRET_ACCESS_KEY"),
+      region: Deno.env.get("AWS_REGION") ?? "us-east-1",
+      bucket,
+    },
+    walk(root.replace(/\/+$/, "")),
+    Number(concurrency ?? "8"),
+  );
+  // deno-lint-ignore no-console
+  console.log(JSON.stringify(r));
+  Deno.exit(r.failed > 0 ? 1 : 0);
+}

@@ -9,7 +9,8 @@ import * as path from "node:path";
 import { type Context, fresh, sftpDir } from "./_context.ts";
 import { type Dest, fcCommand, fcConfig, rcloneCommand, rsyncCommand } from "./_tools.ts";
 import { countFiles, makeTree, median, rmTree, say, timed, type TreeInfo } from "./_util.ts";
-import { putAll } from "./ceiling.ts";
+
+const CEILING = path.resolve(import.meta.dirname!, "ceiling.ts");
 
 /** One run of one tool. */
 export interface RunResult {
@@ -194,29 +195,29 @@ export async function initialSync(ctx: Context): Promise<InitialRow[]> {
         run: () => once("rs", `1 ${kind}: rsync`, (dest) => rsyncCommand(src, dest)!),
       });
     } else {
-      const list = tree.paths.map((p) => ({ path: path.join(src, p), key: p }));
       variants.push({
         tool: "raw S3 PUT client (ceiling)",
-        run: async () => {
-          const bucket = fresh("s1-ceil");
-          const r = await putAll(
-            {
-              endpoint: ctx.swift.s3Endpoint,
-              accessKeyId: ctx.swift.accessKeyId,
-              secretAccessKey: ctx.swift.secretAccessKey,
-              region: ctx.swift.region,
-              bucket,
-            },
-            list,
-            n,
-          );
-          return { ms: r.ms, arrived: r.files - r.failed, ok: r.failed === 0 };
-        },
+        run: () =>
+          once("ceil", "1 s3: raw S3 PUT client (ceiling)", (dest) => {
+            const info = ctx.swift;
+            const bucket = dest.kind === "s3" ? dest.bucket : "";
+            const cmd = [Deno.execPath(), "run", "-A", CEILING, src, bucket, String(n)];
+            const env = {
+              S3_ENDPOINT: info.s3Endpoint,
+              AWS_ACCESS_KEY_ID: info.accessKeyId,
+              AWS_SECRET_ACCESS_KEY: info.secretAccessKey,
+              AWS_REGION: info.region,
+            };
+            return {
+              cmd,
+              env,
+              unsetEnv: [],
+              shown:
+                `S3_ENDPOINT=${info.s3Endpoint} AWS_ACCESS_KEY_ID=… AWS_SECRET_ACCESS_KEY=*** ` +
+                `deno run -A scripts/bench/ceiling.ts ${src} ${bucket} ${n}`,
+            };
+          }),
       });
-      ctx.commands.set(
-        "1 s3: raw S3 PUT client (ceiling)",
-        `deno run -A scripts/bench/ceiling.ts (in-process: putAll(files, concurrency ${n}))`,
-      );
     }
 
     const results = new Map<string, RunResult[]>(variants.map((v) => [v.tool, []]));

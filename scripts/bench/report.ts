@@ -245,8 +245,11 @@ ${initialSection(r.initial, r.concurrency)}`);
       out.push(`## 7. The S3 ceiling
 
 A minimal client (\`scripts/bench/ceiling.ts\`: fetch with SigV4 from \`@smithy/signature-v4\`,
-unsigned payload, no retries, no verification, no records) PUTs the same files to the same server
-with the same concurrency: **${n(ceil.filesPerS, 0)} files/s**. fileconveyor reaches
+unsigned payload, no retries, no verification, no records; its own process, timed like the tools)
+PUTs the same files to the same server with the same concurrency: **${
+        n(ceil.filesPerS, 0)
+      } files/s**
+(${n(ceil.medianCpuS, 1)} CPU s against fileconveyor's ${n(fc.medianCpuS, 1)}). fileconveyor reaches
 **${n(fc.filesPerS, 0)} files/s = ${n(fc.filesPerS / ceil.filesPerS * 100, 0)} %** of that, with
 Content-MD5 on every PUT, the ETag checked, and every upload recorded in its database.
 `);

@@ -1445,12 +1445,9 @@ export class Daemon {
         ? st
         : statFile(out.path, source) ?? fs.statSync(out.path);
       const now = Date.now();
-      // Recorded in the same tick's transaction; the upload need not wait for it.
-      this.#batch(() =>
-        this.store.addIntent(server.name, remotePath, now, job.input_file, job.dest)
-      ).catch(
-        () => {},
-      );
+      // Committed before the upload starts (one small autocommit), so a crash during the
+      // upload always leaves a trace that lets the leftover be found and deleted.
+      this.store.addIntent(server.name, remotePath, now, job.input_file, job.dest);
       // No MD5 up front: transports that hash what they send (S3, Cloud Files, a local copy)
       // return it; for the others the file is hashed after the upload, before the check below
       // that it did not change meanwhile.

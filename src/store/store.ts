@@ -364,12 +364,17 @@ export class Store {
     ).all(limit) as unknown as Job[];
   }
 
-  /** A pending delete of another file on the same destination whose synced copy has inode `ino` and size `size`. */
+  /**
+   * A synced file on the same destination with inode `ino` and size `size`
+   * that no running job touches: the old name of a renamed file when its
+   * source path is gone (the caller checks), whether or not its delete has
+   * been queued yet.
+   */
   findMoveSource(server: string, dest: string, ino: number, size: number): SyncedRow | undefined {
     return this.q(
-      `SELECT s.* FROM synced_files s JOIN queue q
+      `SELECT s.* FROM synced_files s LEFT JOIN queue q
          ON q.input_file = s.input_file AND q.server = s.server AND q.dest = s.dest
-       WHERE s.server = ? AND s.dest = ? AND s.ino = ? AND s.size = ? AND q.event = 4 AND q.running = 0
+       WHERE s.server = ? AND s.dest = ? AND s.ino = ? AND s.size = ? AND COALESCE(q.running, 0) = 0
        LIMIT 1`,
     ).get(server, dest, ino, size) as SyncedRow | undefined;
   }

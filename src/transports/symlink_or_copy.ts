@@ -60,7 +60,7 @@ class SymlinkOrCopy implements Transport, Stater, Lister, Mover {
     throw new ClassifiedError(
       `Cannot ${action} "${remotePath}" ${
         action === "upload" ? "to" : "on"
-      } server "${this.#server}": ${errorMessage(err)}`,
+      } server "${this.#server}": ${withCode(errorMessage(err), code)}`,
       kind,
       { cause: err },
     );
@@ -255,3 +255,8 @@ registerTransport({
     return Promise.resolve(new SymlinkOrCopy(settings, ctx));
   },
 });
+
+/** Adds the error code (EISDIR, ENOSPC, …) when the message does not name it. */
+function withCode(message: string, code: string | undefined): string {
+  return code && !message.includes(code) ? `${code}: ${message}` : message;
+}

@@ -403,7 +403,11 @@ Deno.test("renaming a symlinked (unprocessed) file re-links it instead of moving
     localConfig(ws, { copy: false, settings: { rescanInterval: "0" } });
     d = spawn(["sync", "--config", ws.config]);
     await d.waitFor("Initial scan done");
-    await eventually(() => fs.existsSync(path.join(ws.dst, "a.txt")) ? "" : "missing", 10_000, "sync");
+    await eventually(
+      () => fs.existsSync(path.join(ws.dst, "a.txt")) ? "" : "missing",
+      10_000,
+      "sync",
+    );
     assert(fs.lstatSync(path.join(ws.dst, "a.txt")).isSymbolicLink());
     fs.renameSync(path.join(ws.src, "a.txt"), path.join(ws.src, "b.txt"));
     await eventually(same(ws), 10_000, "rename");
