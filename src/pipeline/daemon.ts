@@ -1445,9 +1445,11 @@ export class Daemon {
         ? st
         : statFile(out.path, source) ?? fs.statSync(out.path);
       const now = Date.now();
-      // Committed before the upload starts (one small autocommit), so a crash during the
-      // upload always leaves a trace that lets the leftover be found and deleted.
-      this.store.addIntent(server.name, remotePath, now, job.input_file, job.dest);
+      // Committed (with the other writes of this tick) before the upload starts, so a crash
+      // during the upload always leaves a trace that lets the leftover be found and deleted.
+      await this.#batch(() =>
+        this.store.addIntent(server.name, remotePath, now, job.input_file, job.dest)
+      );
       // No MD5 up front: transports that hash what they send (S3, Cloud Files, a local copy)
       // return it; for the others the file is hashed after the upload, before the check below
       // that it did not change meanwhile.

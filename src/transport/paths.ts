@@ -66,7 +66,9 @@ export function tempName(remotePath: string): string {
   const slash = remotePath.lastIndexOf("/");
   const dir = slash >= 0 ? remotePath.slice(0, slash + 1) : "";
   const base = slash >= 0 ? remotePath.slice(slash + 1) : remotePath;
-  const hash = createHash("sha1").update(remotePath).digest("hex").slice(0, 10);
+  // Hash of the name only: the same within a directory whether or not a
+  // transport's root is prefixed, so cleanup finds what an upload left.
+  const hash = createHash("sha1").update(base).digest("hex").slice(0, 10);
   // Keep temp names short enough for 255-byte file name limits.
   const stem = new TextEncoder().encode(base).length > 200 ? "long" : base;
   return `${dir}.fctmp-${hash}-${stem}`;
