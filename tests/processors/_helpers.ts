@@ -109,7 +109,14 @@ export function pngToRgba(bytes: Uint8Array): Rgba {
   for (let i = 0; i < width * height; i++) {
     let r: number, g: number, b: number, a = 255;
     if (img.palette) {
-      const idx = src[i]!;
+      // Indices below 8 bits are packed, most significant bits first, rows padded to a byte.
+      let idx = src[i]!;
+      if (depth < 8) {
+        const x = i % width, y = Math.floor(i / width);
+        const bit = x * depth;
+        const byte = src[y * Math.ceil(width * depth / 8) + (bit >> 3)]!;
+        idx = (byte >> (8 - depth - (bit & 7))) & ((1 << depth) - 1);
+      }
       const entry = img.palette[idx]!;
       [r, g, b] = entry as [number, number, number];
       a = entry.length > 3 ? entry[3]! : 255;
