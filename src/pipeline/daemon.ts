@@ -648,7 +648,7 @@ export class Daemon {
   #scanPaths(source: Source, paths: { path: string; written: boolean }[]): Promise<void> {
     return this.#serial(async () => {
       if (this.#stopping) return;
-      for (const p of paths) await this.#scanner.scanPath(source, p.path, p.written);
+      await this.#scanner.scanPaths(source, paths);
       this.#pump();
     });
   }

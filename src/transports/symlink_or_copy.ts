@@ -86,21 +86,14 @@ class SymlinkOrCopy implements Transport, Stater, Lister, Mover {
       // which costs more than the work itself (a few microseconds on a local disk).
       const small = options.size <= SMALL_FILE;
       if (options.unprocessed && this.#linkable(localPath)) {
-        if (small) Deno.symlinkSync(localPath, tmp);
+        if (small) replacing(tmp, () => Deno.symlinkSync(localPath, tmp));
         else await fs.symlink(localPath, tmp);
         copied = options.size;
       } else if (small) {
         // Read once: the copy and its MD5 (which the pipeline then need not compute).
-        const { data, mode } = readSmall(localPath);
+        const { data, mode } = readSmall(localPath, options.size);
         // createNew: never write through a leftover temp symlink (to a source file).
-        const write = () => Deno.writeFileSync(tmp, data, { mode, createNew: true });
-        try {
-          write();
-        } catch (e) {
-          if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
-          Deno.removeSync(tmp);
-          write();
-        }
+        replacing(tmp, () => Deno.writeFileSync(tmp, data, { mode, createNew: true }));
         md5 = createHash("md5").update(data).digest("hex");
         copied = data.byteLength;
       } else {
@@ -204,22 +197,32 @@ class SymlinkOrCopy implements Transport, Stater, Lister, Mover {
   }
 }
 
+/** Runs `create` (which fails when `p` exists); a leftover at `p` is removed first. */
+function replacing(p: string, create: () => void): void {
+  try {
+    create();
+  } catch (e) {
+    if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+    Deno.removeSync(p);
+    create();
+  }
+}
+
 /** Files up to this size are copied with synchronous calls. */
 const SMALL_FILE = 256 * 1024;
 
-/** Reads a whole (small) file and its permission bits. */
-function readSmall(p: string): { data: Uint8Array; mode: number } {
+/**
+ * Reads a whole (small) file and its permission bits. Reads at most
+ * `expected` + 1 bytes: a file that grew is a size mismatch, found without
+ * reading on (bounded even while something keeps appending).
+ */
+function readSmall(p: string, expected: number): { data: Uint8Array; mode: number } {
   const f = Deno.openSync(p);
   try {
     const info = f.statSync();
-    let data = new Uint8Array(info.size + 1);
+    const data = new Uint8Array(expected + 1);
     let n = 0;
-    for (;;) {
-      if (n === data.length) {
-        const bigger = new Uint8Array(data.length * 2);
-        bigger.set(data);
-        data = bigger;
-      }
+    while (n < data.length) {
       const r = f.readSync(data.subarray(n));
       if (r === null) break;
       n += r;

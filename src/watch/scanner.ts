@@ -81,6 +81,8 @@ interface Walk {
   dirs: number;
   changes: number;
   sinceYield: number;
+  /** Directories known to be stored (or put in this batch): {@linkcode Scanner.scanPaths}. */
+  knownDirs?: Set<string>;
 }
 
 /** Scans sources (whole or in part) against the store. */
@@ -342,17 +344,85 @@ export class Scanner {
   }
 
   /**
+   * Reconciles many paths reported by a watcher, in order, like
+   * {@linkcode Scanner.scanPath} for each. Regular files share transactions
+   * (one per 500 changes, not one per file: a flood of new files stays
+   * cheap); a directory or a vanished path first commits what came before,
+   * then is scanned on its own.
+   */
+  async scanPaths(
+    source: Source,
+    paths: readonly { path: string; written: boolean }[],
+  ): Promise<number> {
+    const w: Walk = {
+      source,
+      batch: { puts: [], removes: [], changes: [] },
+      files: 0,
+      dirs: 0,
+      changes: 0,
+      sinceYield: 0,
+      knownDirs: new Set(),
+    };
+    let changes = 0;
+    let rootOk: boolean | undefined;
+    for (const { path: p, written } of paths) {
+      if (p !== source.scanPath && this.#inScope(source, p)) {
+        rootOk ??= isDir(source.scanPath);
+        if (!rootOk) return changes;
+        const info = lstatInfo(p);
+        if (info?.isFile) {
+          this.#fileChange(w, p, statLike(info), this.#o.store.getFile(p), written);
+          this.#flush(w);
+          continue;
+        }
+      }
+      // What the batch knows may change below: commit it, forget the directories seen.
+      this.#flush(w, true);
+      w.knownDirs?.clear();
+      changes += await this.scanPath(source, p, written);
+    }
+    this.#flush(w, true);
+    return changes + w.changes;
+  }
+
+  /** Whether a watcher path is one to reconcile (inside, not excluded, ignored or temporary). */
+  #inScope(source: Source, p: string): boolean {
+    if (!p.startsWith(source.scanPath + path.sep) || this.#excluded(p)) return false;
+    const relDirs = this.#rel(source, p).split("/");
+    if (relDirs.slice(0, -1).some((d) => this.#o.ignoredDirs.includes(d))) return false;
+    return !isTempName(relDirs.at(-1)!);
+  }
+
+  /** Compares one existing regular file (or linked file) with its stored row. */
+  #fileChange(w: Walk, p: string, st: StatLike, old: FileRow | undefined, written: boolean) {
+    const source = w.source;
+    const rel = this.#rel(source, p);
+    this.#ensureParents(w, p);
+    const row = this.#row(source, p, st, false);
+    if (!old || old.is_dir) {
+      if (old) this.#deleted(w, old);
+      w.batch.puts.push(row);
+      w.batch.changes.push({ source, path: p, rel, event: CREATED, size: st.size });
+    } else if (
+      old.size !== row.size || old.mtime_ms !== row.mtime_ms || old.ctime_ms !== row.ctime_ms ||
+      old.ino !== row.ino
+    ) {
+      w.batch.puts.push(row);
+      w.batch.changes.push({ source, path: p, rel, event: MODIFIED, size: st.size });
+    } else if (written) {
+      w.batch.changes.push({ source, path: p, rel, event: MODIFIED, size: st.size, verify: true });
+    }
+  }
+
+  /**
    * Reconciles one path reported by a watcher: a file, a directory (scanned
    * recursively) or a path that is gone (it and everything below it are
    * deleted). `written` marks a path a watcher saw written to.
    */
   async scanPath(source: Source, p: string, written = false): Promise<number> {
     if (p === source.scanPath) return (await this.scanSource(source)).changes;
-    if (!p.startsWith(source.scanPath + path.sep) || this.#excluded(p)) return 0;
+    if (!this.#inScope(source, p)) return 0;
     const rel = this.#rel(source, p);
-    const relDirs = rel.split("/");
-    if (relDirs.slice(0, -1).some((d) => this.#o.ignoredDirs.includes(d))) return 0;
-    if (isTempName(relDirs.at(-1)!)) return 0;
     const w: Walk = {
       source,
       batch: { puts: [], removes: [], changes: [] },
@@ -393,30 +463,7 @@ export class Scanner {
       const st = lst.isFile() ? lst : lst.isSymbolicLink() ? this.#stat(source, p) : undefined;
       if (!st) {
         if (old) this.#deleted(w, old);
-      } else {
-        this.#ensureParents(w, p);
-        const row = this.#row(source, p, st, false);
-        if (!old || old.is_dir) {
-          if (old) this.#deleted(w, old);
-          w.batch.puts.push(row);
-          w.batch.changes.push({ source, path: p, rel, event: CREATED, size: st.size });
-        } else if (
-          old.size !== row.size || old.mtime_ms !== row.mtime_ms || old.ctime_ms !== row.ctime_ms ||
-          old.ino !== row.ino
-        ) {
-          w.batch.puts.push(row);
-          w.batch.changes.push({ source, path: p, rel, event: MODIFIED, size: st.size });
-        } else if (written) {
-          w.batch.changes.push({
-            source,
-            path: p,
-            rel,
-            event: MODIFIED,
-            size: st.size,
-            verify: true,
-          });
-        }
-      }
+      } else this.#fileChange(w, p, st, old, written);
     }
     this.#flush(w, true);
     return w.changes;
@@ -424,20 +471,45 @@ export class Scanner {
 
   /** Records missing parent directories so their later removal is noticed. */
   #ensureParents(w: Walk, p: string) {
+    const root = w.source.scanPath;
     const missing: string[] = [];
-    for (
-      let d = path.dirname(p);
-      d !== w.source.scanPath && d.startsWith(w.source.scanPath);
-      d = path.dirname(d)
-    ) {
-      if (this.#o.store.getFile(d)) break;
+    for (let d = path.dirname(p); d !== root && d.startsWith(root); d = path.dirname(d)) {
+      if (w.knownDirs?.has(d)) break;
+      if (this.#o.store.getFile(d)) {
+        w.knownDirs?.add(d);
+        break;
+      }
       missing.push(d);
     }
     for (const d of missing) {
       const st = fs.lstatSync(d, { throwIfNoEntry: false });
-      if (st?.isDirectory()) w.batch.puts.push(this.#row(w.source, d, st, true));
+      if (st?.isDirectory()) {
+        w.batch.puts.push(this.#row(w.source, d, st, true));
+        w.knownDirs?.add(d);
+      }
     }
   }
+}
+
+/** `lstat` with Deno's API; undefined when the entry is gone (other errors are thrown). */
+function lstatInfo(p: string): Deno.FileInfo | undefined {
+  try {
+    return Deno.lstatSync(p);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw e;
+  }
+}
+
+function statLike(i: Deno.FileInfo): StatLike {
+  const file = i.isFile;
+  return {
+    size: i.size,
+    mtimeMs: i.mtime?.getTime() ?? 0,
+    ctimeMs: i.ctime?.getTime() ?? 0,
+    ino: i.ino ?? 0,
+    isFile: () => file,
+  };
 }
 
 /** The stat fields a scan compares, as node:fs's Stats has them. */
@@ -455,21 +527,8 @@ interface StatLike {
  * entry is gone; other errors are thrown, like `lstatSync`.
  */
 function lstatFast(p: string): StatLike | undefined {
-  let i: Deno.FileInfo;
-  try {
-    i = Deno.lstatSync(p);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return undefined;
-    throw e;
-  }
-  const file = i.isFile;
-  return {
-    size: i.size,
-    mtimeMs: i.mtime?.getTime() ?? 0,
-    ctimeMs: i.ctime?.getTime() ?? 0,
-    ino: i.ino ?? 0,
-    isFile: () => file,
-  };
+  const i = lstatInfo(p);
+  return i ? statLike(i) : undefined;
 }
 
 function isDir(p: string): boolean {
