@@ -422,7 +422,6 @@ export class Scanner {
   async scanPath(source: Source, p: string, written = false): Promise<number> {
     if (p === source.scanPath) return (await this.scanSource(source)).changes;
     if (!this.#inScope(source, p)) return 0;
-    const rel = this.#rel(source, p);
     const w: Walk = {
       source,
       batch: { puts: [], removes: [], changes: [] },
