@@ -412,14 +412,14 @@ one-off start-up costs).
 
 ${
       table(
-        ["processor", "files", "KiB in", "ms", "ms/file", "MiB/s"],
+        ["processor", "files", "KiB in", "ms", "ms/file", "KiB/s"],
         r.processors.map((p) => [
           p.name,
           String(p.files),
           n(p.bytes / 1024, 0),
           n(p.ms, 1),
           p.files > 0 ? n(p.ms / p.files, 2) : "–",
-          p.files > 0 && p.ms > 0 ? n(p.bytes / 1024 / 1024 / (p.ms / 1000), 1) : "–",
+          p.files > 0 && p.ms > 0 ? n(p.bytes / 1024 / (p.ms / 1000), 0) : "–",
         ]),
       )
     }
