@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { ClassifiedError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { OptionSpec, OptionValues } from "../options.ts";
 
@@ -151,6 +152,20 @@ export interface TransportDef {
   validate?(settings: OptionValues): string[];
   /** Creates the transport. Must not connect yet: connect on first use. */
   create(settings: OptionValues, ctx: TransportContext): Promise<Transport>;
+}
+
+/**
+ * Refuses settings a transport's `validate` found problems with (for callers
+ * that create a transport without loading a config first).
+ *
+ * @throws {ClassifiedError} (fatal) naming the server and every problem.
+ */
+export function assertValidSettings(problems: readonly string[], serverName: string): void {
+  if (problems.length === 0) return;
+  throw new ClassifiedError(
+    `Invalid settings for server "${serverName}": ${problems.join("; ")}`,
+    "fatal",
+  );
 }
 
 const registry = new Map<string, TransportDef>();

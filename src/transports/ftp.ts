@@ -22,9 +22,9 @@
 // that registering the transport (every start of the CLI) does not load
 // basic-ftp: the transport itself is in _ftp_impl.ts, imported on first
 // create().
-import { ClassifiedError } from "../errors.ts";
+import type { ClassifiedError } from "../errors.ts";
 import { isTrue, type OptionSpec, type OptionValues } from "../options.ts";
-import { registerTransport } from "../transport/transport.ts";
+import { assertValidSettings, registerTransport } from "../transport/transport.ts";
 
 /**
  * Normalizes a SHA-256 certificate fingerprint (hex, with or without
@@ -149,13 +149,7 @@ registerTransport({
   options: OPTIONS,
   validate,
   async create(settings, ctx) {
-    const problems = validate(settings);
-    if (problems.length > 0) {
-      throw new ClassifiedError(
-        `Invalid settings for server "${ctx.serverName}": ${problems.join("; ")}`,
-        "fatal",
-      );
-    }
+    assertValidSettings(validate(settings), ctx.serverName);
     const { createFtp } = await import("./_ftp_impl.ts");
     return createFtp(settings, ctx);
   },

@@ -21,9 +21,9 @@
 // ssh2: the transport itself is in _sftp_impl.ts, imported on first create().
 import { Buffer } from "node:buffer";
 import { createHash, createHmac } from "node:crypto";
-import { ClassifiedError } from "../errors.ts";
+import type { ClassifiedError } from "../errors.ts";
 import { isTrue, type OptionSpec, type OptionValues } from "../options.ts";
-import { registerTransport } from "../transport/transport.ts";
+import { assertValidSettings, registerTransport } from "../transport/transport.ts";
 
 // ---------------------------------------------------------------------------
 // Host keys
@@ -249,13 +249,7 @@ registerTransport({
   options: OPTIONS,
   validate,
   async create(settings, ctx) {
-    const problems = validate(settings);
-    if (problems.length > 0) {
-      throw new ClassifiedError(
-        `Invalid settings for server "${ctx.serverName}": ${problems.join("; ")}`,
-        "fatal",
-      );
-    }
+    assertValidSettings(validate(settings), ctx.serverName);
     const { createSftp } = await import("./_sftp_impl.ts");
     return createSftp(settings, ctx);
   },
