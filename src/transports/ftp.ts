@@ -22,7 +22,6 @@
 // that registering the transport (every start of the CLI) does not load
 // basic-ftp: the transport itself is in _ftp_impl.ts, imported on first
 // create().
-import type { ClassifiedError } from "../errors.ts";
 import { isTrue, type OptionSpec, type OptionValues } from "../options.ts";
 import { assertValidSettings, registerTransport } from "../transport/transport.ts";
 

@@ -21,7 +21,6 @@
 // ssh2: the transport itself is in _sftp_impl.ts, imported on first create().
 import { Buffer } from "node:buffer";
 import { createHash, createHmac } from "node:crypto";
-import type { ClassifiedError } from "../errors.ts";
 import { isTrue, type OptionSpec, type OptionValues } from "../options.ts";
 import { assertValidSettings, registerTransport } from "../transport/transport.ts";
 
