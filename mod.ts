@@ -25,8 +25,12 @@ export {
   registerTransport,
   type Transport,
   type TransportDef,
-} from "./src/transport/transport.ts";
-export { getProcessorDef, type ProcessorDef, registerProcessor } from "./src/process/processor.ts";
+} from "./src/transports/transport.ts";
+export {
+  getProcessorDef,
+  type ProcessorDef,
+  registerProcessor,
+} from "./src/processors/processor.ts";
 export { VERSION } from "./src/version.ts";
 export { main } from "./src/cli/main.ts";
 

@@ -11,8 +11,8 @@ import "../src/transports/mod.ts";
 import "../src/processors/mod.ts";
 import { SETTINGS_SPEC } from "../src/config/settings.ts";
 import type { OptionSpec } from "../src/options.ts";
-import { processorDefs } from "../src/process/processor.ts";
-import { transportDefs } from "../src/transport/transport.ts";
+import { processorDefs } from "../src/processors/processor.ts";
+import { transportDefs } from "../src/transports/transport.ts";
 
 function cell(s: string): string {
   return s.replace(/\|/g, "\\|").replace(/\n/g, " ");

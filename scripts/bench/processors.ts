@@ -17,8 +17,8 @@ import * as os from "node:os";
 import * as path from "node:path";
 import type { ProcessorRef } from "../../src/config/types.ts";
 import { checkOptions } from "../../src/options.ts";
-import { runChain, setupProcessors } from "../../src/process/chain.ts";
-import { getProcessorDef, handles } from "../../src/process/processor.ts";
+import { runChain, setupProcessors } from "../../src/processors/chain.ts";
+import { getProcessorDef, handles } from "../../src/processors/processor.ts";
 import { esbuildInitMs, loadEsbuild } from "../../src/processors/minify.ts";
 import { loadOxipng } from "../../src/processors/image_optimizer.ts";
 

@@ -40,14 +40,14 @@ import { logger, redact } from "../log.ts";
 import { dataDirFor, workDirFor } from "../pipeline/paths.ts";
 import { type Change, type Job, Store, type SyncedRow } from "../store/store.ts";
 import { DELETED, MODIFIED } from "../store/events.ts";
-import { isTempName, joinRemote } from "../transport/paths.ts";
+import { isTempName, joinRemote } from "../transports/paths.ts";
 import {
   getTransportDef,
   isLister,
   isStater,
   type RemoteStat,
   type Transport,
-} from "../transport/transport.ts";
+} from "../transports/transport.ts";
 
 /** Kinds of problems `verify` reports. */
 export type ProblemKind =

@@ -5,7 +5,7 @@
  * @module
  */
 import type { OptionValues } from "../options.ts";
-import type { ProcessorDef } from "../process/processor.ts";
+import type { ProcessorDef } from "../processors/processor.ts";
 
 /** A watched source tree. */
 export interface Source {

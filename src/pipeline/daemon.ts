@@ -14,17 +14,17 @@ import type { Config, Destination, Rule, Server, Source } from "../config/types.
 import { ClassifiedError, classify, errorMessage, RequeueError } from "../errors.ts";
 import { matchingRules } from "../filter/filter.ts";
 import { addSecret, type Logger, logger } from "../log.ts";
-import { chainIsPerServer, runChain, setupProcessors } from "../process/chain.ts";
+import { chainIsPerServer, runChain, setupProcessors } from "../processors/chain.ts";
 import { CREATED, DELETED, eventName, type FileEvent, MODIFIED } from "../store/events.ts";
 import { type Change, type Job, NEVER, Store, type SyncedRow } from "../store/store.ts";
-import { safeRemotePath, tempName } from "../transport/paths.ts";
-import { getTransportDef, isFlusher, isMover, type Transport } from "../transport/transport.ts";
+import { safeRemotePath, tempName } from "../transports/paths.ts";
+import { getTransportDef, isFlusher, isMover, type Transport } from "../transports/transport.ts";
 import { Aggregator } from "../watch/aggregator.ts";
 import { type Batch, type FsChange, Scanner } from "../watch/scanner.ts";
 import { SourceWatcher, type WatchMode } from "../watch/watcher.ts";
-import { md5File, signature } from "./hash.ts";
+import { md5File, signature } from "../util/hash.ts";
 import { dataDirFor, workDirFor } from "./paths.ts";
-import { Semaphore } from "./semaphore.ts";
+import { Semaphore } from "../util/semaphore.ts";
 
 /** Options for {@linkcode Daemon}. */
 export interface DaemonOptions {

@@ -7,7 +7,7 @@
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { ClassifiedError } from "../errors.ts";
-import type { ProcessContext, ProcessFile } from "../process/processor.ts";
+import type { ProcessContext, ProcessFile } from "./processor.ts";
 
 /**
  * Splits a basename into stem and extension like Python's `os.path.splitext`

@@ -38,12 +38,7 @@ import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import type { OptionSpec } from "../options.ts";
 import { isTrue } from "../options.ts";
-import type {
-  ProcessContext,
-  ProcessFile,
-  ProcessorDef,
-  ProcessResult,
-} from "../process/processor.ts";
+import type { ProcessContext, ProcessFile, ProcessorDef, ProcessResult } from "./processor.ts";
 import {
   extensionIn,
   fatal,

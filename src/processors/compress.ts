@@ -32,7 +32,7 @@ import type {
   ProcessFile,
   ProcessorDef,
   ProcessResult,
-} from "../process/processor.ts";
+} from "./processor.ts";
 import { extensionIn, label, parseExtensions, readInput, writeOutput } from "./_util.ts";
 
 const gzip = promisify(zlib.gzip);

@@ -12,8 +12,8 @@ import type {
   ProcessorDef,
   ProcessResult,
   SetupContext,
-} from "../process/processor.ts";
-import { handles } from "../process/processor.ts";
+} from "./processor.ts";
+import { handles } from "./processor.ts";
 import { parseExtensions } from "./_util.ts";
 
 /**
@@ -50,7 +50,7 @@ import { parseExtensions } from "./_util.ts";
  * ```
  *
  * The `file` and `ctx` arguments are those of built-in processors
- * (`src/process/processor.ts`): `file.path` (current content), `file.name`
+ * (`src/processors/processor.ts`): `file.path` (current content), `file.name`
  * (current basename), `file.originalPath` (the source: never write to it),
  * `file.relDir`; `ctx.workDir`, `ctx.source`, `ctx.server`, `ctx.options`,
  * `ctx.signal`, `ctx.log`, `ctx.lookupUrl(absPath)`. The result may set

@@ -11,7 +11,7 @@
  *
  * @module
  */
-import type { ProcessorDef } from "../process/processor.ts";
+import type { ProcessorDef } from "./processor.ts";
 
 function spaces(name: string, replacement: string, summary: string): ProcessorDef {
   return {

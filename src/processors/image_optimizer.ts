@@ -42,12 +42,7 @@
 import { GifReader } from "omggif";
 import type { OptionSpec, OptionValues } from "../options.ts";
 import type { Logger } from "../log.ts";
-import type {
-  ProcessContext,
-  ProcessFile,
-  ProcessorDef,
-  ProcessResult,
-} from "../process/processor.ts";
+import type { ProcessContext, ProcessFile, ProcessorDef, ProcessResult } from "./processor.ts";
 import { findTool, label, readInput, runTool, splitName, tail, writeOutput } from "./_util.ts";
 import {
   isApng,

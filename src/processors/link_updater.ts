@@ -43,12 +43,7 @@ import { Buffer } from "node:buffer";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { RequeueError } from "../errors.ts";
-import type {
-  ProcessContext,
-  ProcessFile,
-  ProcessorDef,
-  SourceInfo,
-} from "../process/processor.ts";
+import type { ProcessContext, ProcessFile, ProcessorDef, SourceInfo } from "./processor.ts";
 import { label, readInput, writeOutput } from "./_util.ts";
 import { type CssUrl, rewriteCssUrls, scanCssUrls } from "./_css_urls.ts";
 

@@ -39,7 +39,7 @@
 import type * as Esbuild from "esbuild-wasm/esm/browser.js";
 import type { OptionSpec, OptionValues } from "../options.ts";
 import { isTrue } from "../options.ts";
-import type { ProcessContext, ProcessFile, ProcessorDef } from "../process/processor.ts";
+import type { ProcessContext, ProcessFile, ProcessorDef } from "./processor.ts";
 import { extOf, fatal, label, readInput, writeOutput } from "./_util.ts";
 import { loadWasm } from "./_wasm.ts";
 

@@ -17,7 +17,7 @@
  *
  * @module
  */
-import { registerProcessor } from "../process/processor.ts";
+import { registerProcessor } from "./processor.ts";
 import { spacesToDashes, spacesToUnderscores } from "./filename.ts";
 import { contentHash, md5, mtime } from "./unique_filename.ts";
 import { closureCompiler, minifyAll, minifyCss, minifyJs, yuiCompressor } from "./minify.ts";

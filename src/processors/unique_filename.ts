@@ -21,7 +21,7 @@
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import * as fs from "node:fs/promises";
-import type { ProcessFile, ProcessorDef } from "../process/processor.ts";
+import type { ProcessFile, ProcessorDef } from "./processor.ts";
 import { splitName } from "./_util.ts";
 
 function withSuffix(name: string, suffix: string): string {

@@ -7,7 +7,7 @@
  */
 import { ClassifiedError } from "../errors.ts";
 import { isTrue, type OptionValues } from "../options.ts";
-import { encodePath, safeRemotePath } from "../transport/paths.ts";
+import { encodePath, safeRemotePath } from "./paths.ts";
 import type {
   CallOptions,
   Flusher,
@@ -19,7 +19,7 @@ import type {
   Stater,
   Transport,
   TransportContext,
-} from "../transport/transport.ts";
+} from "./transport.ts";
 import { Invalidator } from "./_invalidation.ts";
 import { S3Transport } from "./_s3_common.ts";
 

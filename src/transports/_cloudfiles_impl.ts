@@ -9,7 +9,7 @@ import * as fsp from "node:fs/promises";
 import { ClassifiedError, classify, type ErrorKind, errorMessage } from "../errors.ts";
 import { addSecret, redact } from "../log.ts";
 import { isTrue, type OptionValues } from "../options.ts";
-import { encodePath, isTempName, joinRemote, joinUrl, safeRemotePath } from "../transport/paths.ts";
+import { encodePath, isTempName, joinRemote, joinUrl, safeRemotePath } from "./paths.ts";
 import type {
   CallOptions,
   Lister,
@@ -20,7 +20,7 @@ import type {
   Stater,
   Transport,
   TransportContext,
-} from "../transport/transport.ts";
+} from "./transport.ts";
 import {
   basename,
   callSignal,

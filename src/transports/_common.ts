@@ -9,7 +9,7 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs/promises";
 import mime from "mime-types";
 import { ClassifiedError } from "../errors.ts";
-import type { PutOptions } from "../transport/transport.ts";
+import type { PutOptions } from "./transport.ts";
 
 /** Files up to this size are read into memory and sent as bytes (no second read). */
 export const SMALL_FILE = 1024 * 1024;

@@ -23,8 +23,8 @@ import type { ConnectionOptions, TLSSocket } from "node:tls";
 import { ClassifiedError, classify, type ErrorKind, errorMessage } from "../errors.ts";
 import { addSecret, type Logger } from "../log.ts";
 import { isTrue, type OptionValues } from "../options.ts";
-import { Pool } from "../transport/pool.ts";
-import { isTempName, joinUrl, safeRemotePath, tempName } from "../transport/paths.ts";
+import { Pool } from "./pool.ts";
+import { isTempName, joinUrl, safeRemotePath, tempName } from "./paths.ts";
 import type {
   CallOptions,
   Lister,
@@ -35,7 +35,7 @@ import type {
   Stater,
   Transport,
   TransportContext,
-} from "../transport/transport.ts";
+} from "./transport.ts";
 import { isSessionReuseRefusal, normalizeCertFingerprint, SESSION_REUSE_HELP } from "./ftp.ts";
 
 /** Bytes per read of the local file during an upload. */

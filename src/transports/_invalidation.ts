@@ -14,8 +14,8 @@ import * as https from "node:https";
 import * as http from "node:http";
 import { ClassifiedError, classify, type ErrorKind, errorMessage } from "../errors.ts";
 import { redact } from "../log.ts";
-import type { TransportContext } from "../transport/transport.ts";
-import { encodePath } from "../transport/paths.ts";
+import type { TransportContext } from "./transport.ts";
+import { encodePath } from "./paths.ts";
 import { callSignal } from "./_common.ts";
 import { sdkLogger } from "./_s3_common.ts";
 

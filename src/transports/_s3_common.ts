@@ -31,7 +31,7 @@ import {
 import { ClassifiedError, classify, type ErrorKind, errorMessage } from "../errors.ts";
 import { addSecret, type Logger, redact } from "../log.ts";
 import { isTrue, type OptionValues } from "../options.ts";
-import { encodePath, isTempName, joinRemote, joinUrl, safeRemotePath } from "../transport/paths.ts";
+import { encodePath, isTempName, joinRemote, joinUrl, safeRemotePath } from "./paths.ts";
 import type {
   CallOptions,
   Lister,
@@ -42,7 +42,7 @@ import type {
   Stater,
   Transport,
   TransportContext,
-} from "../transport/transport.ts";
+} from "./transport.ts";
 import {
   basename,
   callSignal,

@@ -16,8 +16,8 @@ import { ClassifiedError, classify, type ErrorKind, errorMessage } from "../erro
 import { addSecret } from "../log.ts";
 import type { Logger } from "../log.ts";
 import { isTrue, type OptionValues } from "../options.ts";
-import { Pool } from "../transport/pool.ts";
-import { isTempName, joinUrl, safeRemotePath, tempName } from "../transport/paths.ts";
+import { Pool } from "./pool.ts";
+import { isTempName, joinUrl, safeRemotePath, tempName } from "./paths.ts";
 import type {
   CallOptions,
   Lister,
@@ -28,7 +28,7 @@ import type {
   Stater,
   Transport,
   TransportContext,
-} from "../transport/transport.ts";
+} from "./transport.ts";
 import {
   checkKnownHosts,
   keyType,

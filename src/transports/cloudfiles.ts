@@ -13,7 +13,7 @@
 // transport (every start of the CLI) stays cheap: the transport itself is in
 // _cloudfiles_impl.ts, imported on first create().
 import type { OptionSpec, OptionValues } from "../options.ts";
-import { registerTransport } from "../transport/transport.ts";
+import { registerTransport } from "./transport.ts";
 import { checkSize, MiB } from "./_common.ts";
 import { RACKSPACE_AUTH_V1, RACKSPACE_AUTH_V2 } from "./_swift_auth.ts";
 

@@ -23,7 +23,7 @@
 // basic-ftp: the transport itself is in _ftp_impl.ts, imported on first
 // create().
 import { isTrue, type OptionSpec, type OptionValues } from "../options.ts";
-import { assertValidSettings, registerTransport } from "../transport/transport.ts";
+import { assertValidSettings, registerTransport } from "./transport.ts";
 
 /**
  * Normalizes a SHA-256 certificate fingerprint (hex, with or without

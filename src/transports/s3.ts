@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { registerTransport } from "../transport/transport.ts";
+import { registerTransport } from "./transport.ts";
 // The client (and with it the AWS SDK) is loaded on the first create() only.
 import { S3_OPTIONS, validateS3 } from "./_s3_options.ts";
 

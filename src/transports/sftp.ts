@@ -22,7 +22,7 @@
 import { Buffer } from "node:buffer";
 import { createHash, createHmac } from "node:crypto";
 import { isTrue, type OptionSpec, type OptionValues } from "../options.ts";
-import { assertValidSettings, registerTransport } from "../transport/transport.ts";
+import { assertValidSettings, registerTransport } from "./transport.ts";
 
 // ---------------------------------------------------------------------------
 // Host keys

@@ -10,7 +10,7 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { ClassifiedError, classify, errorMessage } from "../errors.ts";
-import { isTempName, joinUrl, safeRemotePath, tempName } from "../transport/paths.ts";
+import { isTempName, joinUrl, safeRemotePath, tempName } from "./paths.ts";
 import {
   type CallOptions,
   type Lister,
@@ -22,7 +22,7 @@ import {
   type Stater,
   type Transport,
   type TransportContext,
-} from "../transport/transport.ts";
+} from "./transport.ts";
 import { isTrue, type OptionValues } from "../options.ts";
 
 class SymlinkOrCopy implements Transport, Stater, Lister, Mover {

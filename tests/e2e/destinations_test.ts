@@ -10,7 +10,7 @@ import { startServer } from "../_servers.ts";
 import { cli, workspace, write } from "../_harness.ts";
 import { rcloneCompare, type Remote, s3Remote, sftpRemote } from "../reliability/_remote.ts";
 import { assert, assertEquals } from "../_assert.ts";
-import { encodePath } from "../../src/transport/paths.ts";
+import { encodePath } from "../../src/transports/paths.ts";
 
 async function obscure(secret: string): Promise<string> {
   const out = await new Deno.Command("rclone", { args: ["obscure", secret], stdout: "piped" })

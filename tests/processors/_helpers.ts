@@ -15,8 +15,8 @@ import * as os from "node:os";
 import * as path from "node:path";
 import type { ProcessorRef } from "../../src/config/types.ts";
 import { checkOptions } from "../../src/options.ts";
-import { type ChainOutput, runChain } from "../../src/process/chain.ts";
-import { getProcessorDef, type SourceInfo } from "../../src/process/processor.ts";
+import { type ChainOutput, runChain } from "../../src/processors/chain.ts";
+import { getProcessorDef, type SourceInfo } from "../../src/processors/processor.ts";
 
 /** The fixture document root. */
 export const SITE = fs.realpathSync(path.resolve(import.meta.dirname!, "..", "testdata", "site"));

@@ -2,7 +2,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { assert, assertEquals, assertIncludes, assertRejects } from "../_assert.ts";
 import { ClassifiedError } from "../../src/errors.ts";
-import { setupProcessors } from "../../src/process/chain.ts";
+import { setupProcessors } from "../../src/processors/chain.ts";
 import { renameWith, splitCommand } from "../../src/processors/command.ts";
 import { ref, run, SHOP } from "./_helpers.ts";
 

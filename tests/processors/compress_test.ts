@@ -2,7 +2,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import * as zlib from "node:zlib";
 import { assert, assertEquals, assertIncludes } from "../_assert.ts";
-import { setupProcessors } from "../../src/process/chain.ts";
+import { setupProcessors } from "../../src/processors/chain.ts";
 import { ref, run, SHOP, tempDir } from "./_helpers.ts";
 
 const README = path.join(SHOP, "data", "readme.txt");

@@ -1,7 +1,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { assert, assertEquals, assertIncludes } from "../_assert.ts";
-import { chainIsPerServer, setupProcessors } from "../../src/process/chain.ts";
+import { chainIsPerServer, setupProcessors } from "../../src/processors/chain.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import "../../src/transports/symlink_or_copy.ts";
 import { ref, run, SHOP, tempDir } from "./_helpers.ts";

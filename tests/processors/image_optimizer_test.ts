@@ -1,7 +1,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { assert, assertEquals, assertIncludes } from "../_assert.ts";
-import { setupProcessors } from "../../src/process/chain.ts";
+import { setupProcessors } from "../../src/processors/chain.ts";
 import { pngChunks, pngMetadataChunks, sniffImage } from "../../src/processors/_image_formats.ts";
 import {
   djpeg,

@@ -3,7 +3,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { assert, assertEquals, assertIncludes, assertRejects } from "../_assert.ts";
 import { RequeueError } from "../../src/errors.ts";
-import { chainIsPerServer } from "../../src/process/chain.ts";
+import { chainIsPerServer } from "../../src/processors/chain.ts";
 import {
   formatCssUrl,
   rewriteCssUrls,

@@ -7,7 +7,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { getTransportDef } from "../../src/transport/transport.ts";
+import { getTransportDef } from "../../src/transports/transport.ts";
 import "../../src/transports/mod.ts";
 import { type SftpInfo, startServer, type SwiftInfo } from "../_servers.ts";
 

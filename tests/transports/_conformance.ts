@@ -10,7 +10,7 @@ import * as fs from "node:fs/promises";
 import * as os from "node:os";
 import * as path from "node:path";
 import { ClassifiedError } from "../../src/errors.ts";
-import { isLister, isMover, isStater, type Transport } from "../../src/transport/transport.ts";
+import { isLister, isMover, isStater, type Transport } from "../../src/transports/transport.ts";
 import { assert, assertEquals, assertRejects } from "../_assert.ts";
 
 /** What a transport test provides. */

@@ -9,8 +9,8 @@ import * as fs from "node:fs/promises";
 import * as os from "node:os";
 import * as path from "node:path";
 import { logger } from "../../src/log.ts";
-import { encodePath } from "../../src/transport/paths.ts";
-import type { TransportContext } from "../../src/transport/transport.ts";
+import { encodePath } from "../../src/transports/paths.ts";
+import type { TransportContext } from "../../src/transports/transport.ts";
 import type { SwiftInfo } from "../_servers.ts";
 
 /** A transport context for tests. */

@@ -11,7 +11,7 @@ import {
   isFlusher,
   type Transport,
   type TransportContext,
-} from "../../src/transport/transport.ts";
+} from "../../src/transports/transport.ts";
 import { assert, assertEquals, assertIncludes, assertRejects } from "../_assert.ts";
 import { startServer, type SwiftInfo } from "../_servers.ts";
 import { type FakeCloudFront, startFakeCloudFront } from "./_cloudfront_server.ts";

@@ -19,7 +19,7 @@ import {
   isLister,
   isStater,
   type Transport,
-} from "../../src/transport/transport.ts";
+} from "../../src/transports/transport.ts";
 import { type FtpInfo, startServer } from "../_servers.ts";
 import { assert, assertEquals, assertIncludes, assertRejects } from "../_assert.ts";
 import { conformance } from "./_conformance.ts";

@@ -9,7 +9,7 @@ import {
   isStater,
   type Transport,
   type TransportContext,
-} from "../../src/transport/transport.ts";
+} from "../../src/transports/transport.ts";
 import { assert, assertEquals, assertIncludes, assertRejects } from "../_assert.ts";
 import { startServer, type SwiftInfo } from "../_servers.ts";
 import { conformance } from "./_conformance.ts";

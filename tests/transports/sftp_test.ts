@@ -23,7 +23,7 @@ import {
   isLister,
   isStater,
   type Transport,
-} from "../../src/transport/transport.ts";
+} from "../../src/transports/transport.ts";
 import { type SftpInfo, startServer } from "../_servers.ts";
 import { assert, assertEquals, assertIncludes, assertRejects } from "../_assert.ts";
 import { conformance } from "./_conformance.ts";

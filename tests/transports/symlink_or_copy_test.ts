@@ -2,7 +2,7 @@ import * as fs from "node:fs/promises";
 import * as os from "node:os";
 import * as path from "node:path";
 import "../../src/transports/symlink_or_copy.ts";
-import { getTransportDef } from "../../src/transport/transport.ts";
+import { getTransportDef } from "../../src/transports/transport.ts";
 import { logger } from "../../src/log.ts";
 import { conformance } from "./_conformance.ts";
 import { assert, assertEquals } from "../_assert.ts";

@@ -4,9 +4,9 @@ import * as path from "node:path";
 import { assert, assertEquals, assertIncludes, assertRejects } from "../_assert.ts";
 import type { ProcessorRef } from "../../src/config/types.ts";
 import { ClassifiedError, RequeueError } from "../../src/errors.ts";
-import { chainIsPerServer, runChain, setupProcessors } from "../../src/process/chain.ts";
-import type { ProcessorDef } from "../../src/process/processor.ts";
-import { cdnLookup, ref, run, SHOP, tempDir } from "../processors/_helpers.ts";
+import { chainIsPerServer, runChain, setupProcessors } from "../../src/processors/chain.ts";
+import type { ProcessorDef } from "../../src/processors/processor.ts";
+import { cdnLookup, ref, run, SHOP, tempDir } from "./_helpers.ts";
 
 function fake(def: Partial<ProcessorDef> & Pick<ProcessorDef, "process">): ProcessorRef {
   const full: ProcessorDef = { name: "test.fake", summary: "test", ...def };

@@ -1,4 +1,4 @@
-import { Pool, type PoolOptions } from "../../src/transport/pool.ts";
+import { Pool, type PoolOptions } from "../../src/transports/pool.ts";
 import { assert, assertEquals, assertRejects } from "../_assert.ts";
 
 interface Fake {
