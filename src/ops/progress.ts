@@ -7,7 +7,7 @@
  * @module
  */
 import type { Daemon, DaemonEvent } from "../pipeline/daemon.ts";
-import { formatBytes } from "../pipeline/daemon.ts";
+import { formatBytes } from "../util/format.ts";
 import type { Terminal } from "./terminal.ts";
 
 /** One source's initial scan. */
@@ -71,9 +71,9 @@ export function eta(p: ServerProgress): number | undefined {
 export function formatPair(done: number, total: number): string {
   const t = formatBytes(total);
   const unit = t.slice(t.indexOf(" ") + 1);
-  const scale = { B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3 }[unit] ?? 1;
+  const scale = { B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3, TiB: 1024 ** 4 }[unit] ?? 1;
   const d = done / scale;
-  return `${unit === "B" ? d : d.toFixed(unit === "GiB" ? 2 : 1)}/${t}`;
+  return `${unit === "B" ? d : d.toFixed(unit === "GiB" || unit === "TiB" ? 2 : 1)}/${t}`;
 }
 
 function bar(share: number, width = 12): string {

@@ -3,7 +3,6 @@
  *
  * @module
  */
-import { createHash } from "node:crypto";
 import { ClassifiedError } from "../errors.ts";
 
 /**
@@ -57,24 +56,5 @@ export function joinUrl(base: string, remotePath: string): string {
   return b + encodePath(remotePath);
 }
 
-/**
- * The temp name used while `remotePath` is written, in the same directory.
- * It is derived from the path, so a retried upload reuses (and replaces) the
- * leftover of an interrupted one, and cleanup can find it.
- */
-export function tempName(remotePath: string): string {
-  const slash = remotePath.lastIndexOf("/");
-  const dir = slash >= 0 ? remotePath.slice(0, slash + 1) : "";
-  const base = slash >= 0 ? remotePath.slice(slash + 1) : remotePath;
-  // Hash of the name only: the same within a directory whether or not a
-  // transport's root is prefixed, so cleanup finds what an upload left.
-  const hash = createHash("sha1").update(base).digest("hex").slice(0, 10);
-  // Keep temp names short enough for 255-byte file name limits.
-  const stem = new TextEncoder().encode(base).length > 200 ? "long" : base;
-  return `${dir}.fctmp-${hash}-${stem}`;
-}
-
-/** Whether a basename is one of our temp names. */
-export function isTempName(name: string): boolean {
-  return name.startsWith(".fctmp-");
-}
+/** Temp names of uploads: one helper for every stage (see `util/temp_name.ts`). */
+export { isTempName, tempName } from "../util/temp_name.ts";

@@ -16,7 +16,7 @@ import type { Source } from "../config/types.ts";
 import type { Logger } from "../log.ts";
 import { CREATED, DELETED, type FileEvent, MODIFIED } from "../store/events.ts";
 import type { FileRow, Store } from "../store/store.ts";
-import { isTempName } from "../transports/paths.ts";
+import { isTempName } from "../util/temp_name.ts";
 
 /** One change found in a source tree. */
 export interface FsChange {

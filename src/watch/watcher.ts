@@ -14,7 +14,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { Source } from "../config/types.ts";
 import type { Logger } from "../log.ts";
-import { isTempName } from "../transports/paths.ts";
+import { isTempName } from "../util/temp_name.ts";
 import type { Aggregator, EventKind } from "./aggregator.ts";
 
 /** How a source is watched right now. */
