@@ -11,10 +11,9 @@
  * @module
  */
 import * as fs from "node:fs";
-import * as path from "node:path";
 import type { Source } from "../config/types.ts";
 import type { Logger } from "../log.ts";
-import { isTempName } from "../util/temp_name.ts";
+import { IgnoreMatcher } from "../filter/ignore.ts";
 import type { Aggregator, EventKind } from "./aggregator.ts";
 
 /** How a source is watched right now. */
@@ -31,6 +30,8 @@ export interface WatcherOptions {
   pollInterval: number;
   /** Paths whose events are ignored (data and working directories). */
   exclude: readonly string[];
+  /** Directory names whose contents are ignored at any depth. */
+  ignoredDirs?: readonly string[];
   /** Runs a full scan of the source (polling, restarts, a returning root). */
   fullScan(): Promise<void>;
   /** Reports mode changes (status, metrics). */
@@ -48,6 +49,7 @@ const KINDS: Record<string, EventKind> = {
 /** The watcher of one source. */
 export class SourceWatcher {
   readonly #o: WatcherOptions;
+  readonly #ignore: IgnoreMatcher;
   #fsw: Deno.FsWatcher | undefined;
   #stopped = false;
   #mode: WatchMode = "starting";
@@ -58,6 +60,10 @@ export class SourceWatcher {
 
   constructor(options: WatcherOptions) {
     this.#o = options;
+    this.#ignore = new IgnoreMatcher({
+      exclude: options.exclude,
+      ...(options.ignoredDirs ? { dirs: options.ignoredDirs } : {}),
+    });
   }
 
   /** Current mode. */
@@ -157,8 +163,7 @@ export class SourceWatcher {
   }
 
   #ignored(p: string): boolean {
-    if (isTempName(path.basename(p))) return true;
-    return this.#o.exclude.some((e) => p === e || p.startsWith(e + path.sep));
+    return this.#ignore.isIgnoredPath(this.#o.source.scanPath, p);
   }
 
   #restart(reason: string) {
