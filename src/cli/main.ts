@@ -18,7 +18,8 @@ import { statusReport } from "../ops/status_report.ts";
 import { VERSION } from "../version.ts";
 import { formatStatus } from "./status.ts";
 import { startOps } from "../ops/mod.ts";
-import { formatVerify, verify } from "./verify.ts";
+import { formatVerify } from "./verify.ts";
+import { verify } from "../verify/verify.ts";
 import "../transports/mod.ts";
 import "../processors/mod.ts";
 

@@ -58,3 +58,22 @@ export function joinUrl(base: string, remotePath: string): string {
 
 /** Temp names of uploads: one helper for every stage (see `util/temp_name.ts`). */
 export { isTempName, tempName } from "../util/temp_name.ts";
+
+/**
+ * The remote path of a file: the destination path, then the file's path
+ * relative to its source (or its directory and processed name), joined with
+ * `/` and checked by {@linkcode safeRemotePath}. Every stage that names a
+ * remote file (the pipeline, verify) uses this one rule.
+ *
+ * @throws {ClassifiedError} (fatal) for an unsafe path.
+ *
+ * @example
+ * ```ts
+ * import { remotePathFor } from "./paths.ts";
+ * remotePathFor("static", "css/a.css"); // "static/css/a.css"
+ * remotePathFor("", "css", "a.1234.css"); // "css/a.1234.css"
+ * ```
+ */
+export function remotePathFor(dest: string, ...parts: string[]): string {
+  return safeRemotePath([dest, ...parts].filter(Boolean).join("/"));
+}
