@@ -37,11 +37,26 @@ import type {
   TransportContext,
 } from "./transport.ts";
 import { isSessionReuseRefusal, normalizeCertFingerprint, SESSION_REUSE_HELP } from "./ftp.ts";
+import {
+  connectImplicit,
+  openSslContext,
+  passiveResumingTransfer,
+  type SslContext,
+  type SslSocket,
+  upgradeExplicit,
+} from "./ftp/_tls_resume.ts";
 
 /** Bytes per read of the local file during an upload. */
 const CHUNK = 64 * 1024;
 
 type TlsMode = "none" | "explicit" | "implicit";
+
+/**
+ * Which TLS a server's connections use: Deno's own, or the system's OpenSSL
+ * for servers that require data connections to resume the control
+ * connection's TLS session (which Deno's TLS cannot do).
+ */
+type TlsEngine = "deno" | "openssl";
 
 interface Settings {
   host: string;
@@ -65,6 +80,8 @@ interface Conn {
   mlst: boolean;
   /** The server answers SIZE. */
   size: boolean;
+  /** The TLS the connection was opened with. */
+  engine: TlsEngine;
 }
 
 /** Parses the facts of one MLST/MLSD line (`type=file;size=5;modify=…; name`). */
@@ -219,6 +236,11 @@ class Ftp implements Transport, Stater, Lister, Mover {
   readonly #pool: Pool<Conn>;
   #nextId = 1;
   #ca?: Buffer;
+  /** Switched to "openssl" once the server refused a data connection that did not resume. */
+  #engine: TlsEngine = "deno";
+  #ssl?: SslContext;
+  /** Why OpenSSL cannot be used, once a server that needs it was met. */
+  #sslUnavailable?: string;
 
   constructor(s: Settings, ctx: TransportContext) {
     this.#s = s;
@@ -229,7 +251,8 @@ class Ftp implements Transport, Stater, Lister, Mover {
       max: Math.max(1, ctx.maxConnections),
       create: (signal) => this.#connect(signal),
       destroy: (c) => c.client.close(),
-      isAlive: (c) => !c.client.closed,
+      // Connections opened before a switch to OpenSSL cannot transfer: retire them.
+      isAlive: (c) => !c.client.closed && c.engine === this.#engine,
       idleTimeoutMs: 60_000,
     });
     if (s.tls !== "none" && s.insecure) {
@@ -293,7 +316,8 @@ class Ftp implements Transport, Stater, Lister, Mover {
       isSessionReuseRefusal(err.code, err.message)
     ) {
       throw new ClassifiedError(
-        `Cannot ${action} "${rel}" ${prep} server "${this.#server}": ${SESSION_REUSE_HELP} ` +
+        `Cannot ${action} "${rel}" ${prep} server "${this.#server}": ${SESSION_REUSE_HELP}` +
+          (this.#sslUnavailable !== undefined ? ` (OpenSSL: ${this.#sslUnavailable}) ` : " ") +
           `(server replied: ${this.#describe(err)})`,
         "server",
         { cause: err },
@@ -394,11 +418,17 @@ class Ftp implements Transport, Stater, Lister, Mover {
       client.close();
     }, this.#timeoutMs * 2);
     try {
-      if (s.tls === "implicit") await client.connectImplicitTLS(s.host, s.port, tlsOpts);
-      else await client.connect(s.host, s.port);
+      const engine = this.#engine;
+      const ssl = engine === "openssl" ? this.#ssl : undefined;
+      let control: SslSocket | undefined;
+      if (s.tls === "implicit") {
+        if (ssl) control = await connectImplicit(client, ssl, s.host, s.port);
+        else await client.connectImplicitTLS(s.host, s.port, tlsOpts);
+      } else await client.connect(s.host, s.port);
       if (s.tls === "explicit") {
         stage = "TLS";
-        await client.useTLS(tlsOpts);
+        if (ssl) control = await upgradeExplicit(client, ssl, s.host);
+        else await client.useTLS(tlsOpts);
       }
       // Commands are small request/response exchanges: do not let Nagle hold them back.
       client.ftp.socket.setNoDelay(true);
@@ -418,16 +448,18 @@ class Ftp implements Transport, Stater, Lister, Mover {
         await client.sendIgnoringError("PBSZ 0");
         await client.send("PROT P");
       }
+      if (control && ssl) client.prepareTransfer = passiveResumingTransfer(control, ssl, s.host);
       const conn: Conn = {
         id: this.#nextId++,
         client,
         dirs: new Set(),
         mlst,
         size: features.has("SIZE"),
+        engine,
       };
       this.#log.debug(`Connected to ${s.host}:${s.port} as connection #${conn.id}`, {
         ms: Math.round(performance.now() - started),
-        tls: s.tls,
+        tls: s.tls === "none" ? "none" : `${s.tls} (${engine})`,
         mlst,
       });
       return conn;
@@ -573,7 +605,53 @@ class Ftp implements Transport, Stater, Lister, Mover {
     });
   }
 
-  #use<R>(signal: AbortSignal, fn: (conn: Conn) => Promise<R>): Promise<R> {
+  async #use<R>(signal: AbortSignal, fn: (conn: Conn) => Promise<R>): Promise<R> {
+    let engine: TlsEngine | undefined;
+    try {
+      return await this.#useOnce(signal, (conn) => {
+        engine = conn.engine;
+        return fn(conn);
+      });
+    } catch (err) {
+      // Once per server: a refusal to transfer without session reuse
+      // switches its connections to OpenSSL, and the operation runs again.
+      if (engine !== "deno" || !this.#needsResumption(err) || !this.#useOpenSsl()) throw err;
+      return await this.#useOnce(signal, fn);
+    }
+  }
+
+  /** Whether `err` is a server's refusal of a data connection that did not resume the TLS session. */
+  #needsResumption(err: unknown): boolean {
+    return this.#s.tls !== "none" && err instanceof FTPError &&
+      isSessionReuseRefusal(err.code, err.message);
+  }
+
+  /** Switches this server to OpenSSL (idempotent); false when OpenSSL cannot be used. */
+  #useOpenSsl(): boolean {
+    if (this.#engine === "openssl") return true;
+    if (this.#sslUnavailable !== undefined) return false;
+    const ctx = openSslContext({
+      ...(this.#s.caPath !== undefined ? { caFile: this.#s.caPath } : {}),
+      verify: !(this.#s.insecure || this.#s.fingerprint !== undefined),
+    });
+    if (typeof ctx === "string") {
+      this.#sslUnavailable = ctx;
+      this.#log.warn(
+        `Server "${this.#server}" requires FTPS data connections to resume the control ` +
+          `connection's TLS session, which needs the system's OpenSSL library, but ${ctx}`,
+      );
+      return false;
+    }
+    this.#ssl = ctx;
+    this.#engine = "openssl";
+    this.#log.info(
+      `Server "${this.#server}" requires FTPS data connections to resume the control ` +
+        `connection's TLS session: its connections now use the system's OpenSSL (${ctx.lib.name})`,
+    );
+    return true;
+  }
+
+  #useOnce<R>(signal: AbortSignal, fn: (conn: Conn) => Promise<R>): Promise<R> {
     return this.#pool.use(async (conn) => {
       // basic-ftp cannot cancel a command: closing the connection is the only way.
       const onAbort = () => conn.client.close();
@@ -864,8 +942,10 @@ class Ftp implements Transport, Stater, Lister, Mover {
     return joinUrl(this.#s.url, safeRemotePath(remotePath));
   }
 
-  close(): Promise<void> {
-    return this.#pool.close();
+  async close(): Promise<void> {
+    await this.#pool.close();
+    this.#ssl?.free();
+    this.#ssl = undefined;
   }
 }
 
