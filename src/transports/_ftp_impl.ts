@@ -233,6 +233,7 @@ class Ftp implements Transport, Stater, Lister, Mover {
   readonly #server: string;
   readonly #log: Logger;
   readonly #timeoutMs: number;
+  readonly #stateDir: string;
   readonly #pool: Pool<Conn>;
   #nextId = 1;
   #ca?: Buffer;
@@ -241,12 +242,15 @@ class Ftp implements Transport, Stater, Lister, Mover {
   #ssl?: SslContext;
   /** Why OpenSSL cannot be used, once a server that needs it was met. */
   #sslUnavailable?: string;
+  /** Reads, once, whether an earlier run found that this server requires session reuse. */
+  #recalled?: Promise<void>;
 
   constructor(s: Settings, ctx: TransportContext) {
     this.#s = s;
     this.#server = ctx.serverName;
     this.#log = ctx.log;
     this.#timeoutMs = ctx.timeoutMs;
+    this.#stateDir = ctx.stateDir;
     this.#pool = new Pool<Conn>({
       max: Math.max(1, ctx.maxConnections),
       create: (signal) => this.#connect(signal),
@@ -409,6 +413,7 @@ class Ftp implements Transport, Stater, Lister, Mover {
       client.ftp.log = (m: string) => this.#log.debug(m);
     }
     const tlsOpts = s.tls === "none" ? undefined : await this.#tlsOptions();
+    if (tlsOpts) await (this.#recalled ??= this.#recallEngine());
     const onAbort = () => client.close();
     signal.addEventListener("abort", onAbort, { once: true });
     let stage = "connect";
@@ -627,27 +632,51 @@ class Ftp implements Transport, Stater, Lister, Mover {
   }
 
   /** Switches this server to OpenSSL (idempotent); false when OpenSSL cannot be used. */
-  #useOpenSsl(): boolean {
+  /** File in the server's state directory naming the host:port that requires session reuse. */
+  get #reuseMark(): string {
+    return path.join(this.#stateDir, "ftps-session-reuse");
+  }
+
+  async #recallEngine(): Promise<void> {
+    const text = await fs.readFile(this.#reuseMark, "utf8").catch(() => "");
+    if (text.trim() === `${this.#s.host}:${this.#s.port}`) this.#useOpenSsl(true);
+  }
+
+  /**
+   * Switches this server to OpenSSL (idempotent); false when OpenSSL cannot
+   * be used. A switch after a refusal is remembered in the state directory,
+   * so that later runs start with OpenSSL instead of a refused transfer.
+   */
+  #useOpenSsl(remembered = false): boolean {
     if (this.#engine === "openssl") return true;
     if (this.#sslUnavailable !== undefined) return false;
     const ctx = openSslContext({
       ...(this.#s.caPath !== undefined ? { caFile: this.#s.caPath } : {}),
       verify: !(this.#s.insecure || this.#s.fingerprint !== undefined),
     });
+    const needs = `Server "${this.#server}" requires FTPS data connections to resume the control ` +
+      "connection's TLS session";
     if (typeof ctx === "string") {
       this.#sslUnavailable = ctx;
-      this.#log.warn(
-        `Server "${this.#server}" requires FTPS data connections to resume the control ` +
-          `connection's TLS session, which needs the system's OpenSSL library, but ${ctx}`,
-      );
+      this.#log.warn(`${needs}, which needs the system's OpenSSL library, but ${ctx}`);
       return false;
     }
     this.#ssl = ctx;
     this.#engine = "openssl";
-    this.#log.info(
-      `Server "${this.#server}" requires FTPS data connections to resume the control ` +
-        `connection's TLS session: its connections now use the system's OpenSSL (${ctx.lib.name})`,
-    );
+    if (remembered) {
+      this.#log.debug(`${needs} (found in an earlier run): using the system's OpenSSL`, {
+        library: ctx.lib.name,
+      });
+      return true;
+    }
+    this.#log.info(`${needs}: its connections now use the system's OpenSSL (${ctx.lib.name})`);
+    fs.mkdir(this.#stateDir, { recursive: true, mode: 0o700 })
+      .then(() => fs.writeFile(this.#reuseMark, `${this.#s.host}:${this.#s.port}\n`))
+      .catch((err) =>
+        this.#log.debug(`Cannot remember that "${this.#server}" requires session reuse`, {
+          error: errorMessage(err),
+        })
+      );
     return true;
   }
 

@@ -13,12 +13,15 @@ import * as fs from "node:fs/promises";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
+import { Readable } from "node:stream";
 import { ClassifiedError } from "../../src/errors.ts";
 import "../../src/transports/ftp.ts";
 import { logger, onLog } from "../../src/log.ts";
 import { checkOptions } from "../../src/options.ts";
 import {
+  connectImplicit,
   openSslContext,
+  passiveResumingTransfer,
   SslSocket,
   upgradeExplicit,
 } from "../../src/transports/ftp/_tls_resume.ts";
@@ -51,6 +54,8 @@ interface Target {
   log: string;
   /** Text of that log line. */
   reusedLine: RegExp;
+  /** Text of the log line for a data connection refused for not resuming. */
+  refusedLine: RegExp;
 }
 
 async function proftpd(): Promise<Target> {
@@ -61,6 +66,7 @@ async function proftpd(): Promise<Target> {
     port: i.reusePort,
     log: path.join(path.dirname(i.caPath), "tls.log"),
     reusedLine: /client reused TLS session for data connection/,
+    refusedLine: /client did not reuse TLS session/,
   };
 }
 
@@ -71,6 +77,7 @@ async function vsftpd(): Promise<Target> {
     ...i,
     log: path.join(path.dirname(i.caPath), "vsftpd.log"),
     reusedLine: /SSL cipher: [^"]*, reused/,
+    refusedLine: /session reuse required/,
   };
 }
 
@@ -212,6 +219,23 @@ for (const server of [proftpd, vsftpd]) {
       );
       assertEquals(switched.length, 1, infos.join("\n"));
       assertIncludes(switched[0]!, "OpenSSL");
+      assert(target.refusedLine.test(log), "the first transfer was not refused: no switch tested");
+
+      // The next run (same state directory) starts with OpenSSL: nothing is refused.
+      await t.close();
+      infos.length = 0;
+      const before2 = await logLength(target.log);
+      const again = await make(e);
+      try {
+        await put(again, e, "again.txt", small);
+        assertEquals(await curl(e, "again.txt"), small);
+      } finally {
+        await again.close();
+      }
+      const log2 = await logSince(target.log, before2);
+      assert(!target.refusedLine.test(log2), `a transfer was refused again:\n${log2}`);
+      assert(target.reusedLine.test(log2), `no resumed data connection in ${target.log}`);
+      assertEquals(infos.filter((m) => m.includes("now use")), []);
     } finally {
       stop();
       await t.close();
@@ -338,6 +362,33 @@ Deno.test("ftps explains the server setting when OpenSSL cannot be used (no --al
     assertIncludes(stderr, "needs the system's OpenSSL library");
   } finally {
     await e.cleanup();
+  }
+});
+
+Deno.test("ftps over OpenSSL speaks implicit FTPS, with resumed data connections", async () => {
+  const info = await startServer("ftp");
+  assert(info.implicitPort !== null, "the test server offers no implicit FTPS port");
+  const dir = `fc-ftps-imp-${crypto.randomUUID().slice(0, 8)}`;
+  const ctx = openSslContext({ caFile: info.caPath, verify: true });
+  if (typeof ctx === "string") throw new Error(ctx);
+  const client = new Client(10_000);
+  const before = await logLength(path.join(path.dirname(info.caPath), "tls.log"));
+  try {
+    const control = await connectImplicit(client, ctx, info.host, info.implicitPort);
+    await client.login(info.username, info.password);
+    await client.send("PBSZ 0");
+    await client.send("PROT P");
+    client.prepareTransfer = passiveResumingTransfer(control, ctx, info.host);
+    await client.ensureDir(dir);
+    await client.uploadFrom(Readable.from([Buffer.from("implicit")]), "a.txt");
+    assertEquals((await client.list()).map((f) => f.name), ["a.txt"]);
+    assertEquals(await fs.readFile(path.join(info.root, dir, "a.txt"), "utf8"), "implicit");
+    const log = await logSince(path.join(path.dirname(info.caPath), "tls.log"), before);
+    assert(/data connection accepted, using cipher [^\n]*resumed session/.test(log), log);
+  } finally {
+    client.close();
+    ctx.free();
+    await fs.rm(path.join(info.root, dir), { recursive: true, force: true });
   }
 });
 
