@@ -321,7 +321,11 @@ class Ftp implements Transport, Stater, Lister, Mover {
     ) {
       throw new ClassifiedError(
         `Cannot ${action} "${rel}" ${prep} server "${this.#server}": ${SESSION_REUSE_HELP}` +
-          (this.#sslUnavailable !== undefined ? ` (OpenSSL: ${this.#sslUnavailable}) ` : " ") +
+          (this.#sslUnavailable !== undefined
+            ? ` (OpenSSL: ${this.#sslUnavailable}) `
+            : this.#engine === "openssl"
+            ? " (the data connection resumed the session through OpenSSL and was still refused) "
+            : " ") +
           `(server replied: ${this.#describe(err)})`,
         "server",
         { cause: err },

@@ -93,7 +93,11 @@ const SSL_SESS_CACHE_CLIENT = 1;
 const TLS1_2_VERSION = 0x0303;
 const BIO_C_SET_BUF_MEM_EOF_RETURN = 130;
 
-/** Library file names tried in order (OpenSSL 3, then 1.1). */
+/**
+ * Library file names tried in order (OpenSSL 3, then 1.1). Linux and macOS
+ * (Homebrew) only: the signatures above use 64-bit `long`, which Windows
+ * does not have.
+ */
 const CANDIDATES: readonly (readonly [string, string])[] = Deno.build.os === "darwin"
   ? [
     [
@@ -106,7 +110,7 @@ const CANDIDATES: readonly (readonly [string, string])[] = Deno.build.os === "da
     ],
   ]
   : Deno.build.os === "windows"
-  ? [["libssl-3-x64.dll", "libcrypto-3-x64.dll"]]
+  ? []
   : [["libssl.so.3", "libcrypto.so.3"], ["libssl.so.1.1", "libcrypto.so.1.1"]];
 
 /** The loaded library, shared by every context. */
@@ -127,6 +131,9 @@ export function loadOpenSsl(): OpenSsl | string {
   if (loaded !== undefined) return loaded;
   if (typeof Deno?.dlopen !== "function") {
     return loaded = "this runtime has no foreign function interface (Deno.dlopen)";
+  }
+  if (CANDIDATES.length === 0) {
+    return loaded = `loading OpenSSL is not supported on ${Deno.build.os}`;
   }
   const reasons: string[] = [];
   for (const [sslName, cryptoName] of CANDIDATES) {
