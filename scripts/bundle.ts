@@ -57,7 +57,7 @@ export const BUNDLE_PATH: string = path.join(ROOT, "dist", "fileconveyor.js");
  *   configured absolute path, so it cannot be narrowed to fixed names.
  * - ffi: only to load the system's OpenSSL (libssl) for FTPS servers that
  *   require data connections to resume the control connection's TLS
- *   session, which Deno's TLS cannot do (`src/transports/ftp/_openssl.ts`).
+ *   session, which Deno's TLS cannot do (`src/transports/ftp/_libssl.ts`).
  *   No native add-on is loaded (ssh2 falls back to pure JS).
  * - not granted: import (no remote code is ever loaded: everything is in
  *   the bundle).

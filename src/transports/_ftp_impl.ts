@@ -39,10 +39,10 @@ import type {
 import { isSessionReuseRefusal, normalizeCertFingerprint, SESSION_REUSE_HELP } from "./ftp.ts";
 import {
   connectImplicit,
-  openSslContext,
+  EngineChoice,
   passiveResumingTransfer,
-  type SslContext,
   type SslSocket,
+  type TlsEngine,
   upgradeExplicit,
 } from "./ftp/_tls_resume.ts";
 
@@ -50,13 +50,6 @@ import {
 const CHUNK = 64 * 1024;
 
 type TlsMode = "none" | "explicit" | "implicit";
-
-/**
- * Which TLS a server's connections use: Deno's own, or the system's OpenSSL
- * for servers that require data connections to resume the control
- * connection's TLS session (which Deno's TLS cannot do).
- */
-type TlsEngine = "deno" | "openssl";
 
 interface Settings {
   host: string;
@@ -233,30 +226,32 @@ class Ftp implements Transport, Stater, Lister, Mover {
   readonly #server: string;
   readonly #log: Logger;
   readonly #timeoutMs: number;
-  readonly #stateDir: string;
   readonly #pool: Pool<Conn>;
   #nextId = 1;
   #ca?: Buffer;
-  /** Switched to "openssl" once the server refused a data connection that did not resume. */
-  #engine: TlsEngine = "deno";
-  #ssl?: SslContext;
-  /** Why OpenSSL cannot be used, once a server that needs it was met. */
-  #sslUnavailable?: string;
-  /** Reads, once, whether an earlier run found that this server requires session reuse. */
-  #recalled?: Promise<void>;
+  readonly #tls: EngineChoice;
 
   constructor(s: Settings, ctx: TransportContext) {
     this.#s = s;
     this.#server = ctx.serverName;
     this.#log = ctx.log;
     this.#timeoutMs = ctx.timeoutMs;
-    this.#stateDir = ctx.stateDir;
+    // Deno's TLS, or OpenSSL for servers that require TLS session reuse.
+    this.#tls = new EngineChoice({
+      server: ctx.serverName,
+      host: s.host,
+      port: s.port,
+      ...(s.caPath !== undefined ? { caFile: s.caPath } : {}),
+      verify: !(s.insecure || s.fingerprint !== undefined),
+      stateDir: ctx.stateDir,
+      log: ctx.log,
+    });
     this.#pool = new Pool<Conn>({
       max: Math.max(1, ctx.maxConnections),
       create: (signal) => this.#connect(signal),
       destroy: (c) => c.client.close(),
       // Connections opened before a switch to OpenSSL cannot transfer: retire them.
-      isAlive: (c) => !c.client.closed && c.engine === this.#engine,
+      isAlive: (c) => !c.client.closed && c.engine === this.#tls.engine,
       idleTimeoutMs: 60_000,
     });
     if (s.tls !== "none" && s.insecure) {
@@ -321,9 +316,9 @@ class Ftp implements Transport, Stater, Lister, Mover {
     ) {
       throw new ClassifiedError(
         `Cannot ${action} "${rel}" ${prep} server "${this.#server}": ${SESSION_REUSE_HELP}` +
-          (this.#sslUnavailable !== undefined
-            ? ` (OpenSSL: ${this.#sslUnavailable}) `
-            : this.#engine === "openssl"
+          (this.#tls.unavailable !== undefined
+            ? ` (OpenSSL: ${this.#tls.unavailable}) `
+            : this.#tls.engine === "openssl"
             ? " (the data connection resumed the session through OpenSSL and was still refused) "
             : " ") +
           `(server replied: ${this.#describe(err)})`,
@@ -417,7 +412,7 @@ class Ftp implements Transport, Stater, Lister, Mover {
       client.ftp.log = (m: string) => this.#log.debug(m);
     }
     const tlsOpts = s.tls === "none" ? undefined : await this.#tlsOptions();
-    if (tlsOpts) await (this.#recalled ??= this.#recallEngine());
+    if (tlsOpts) await this.#tls.recall();
     const onAbort = () => client.close();
     signal.addEventListener("abort", onAbort, { once: true });
     let stage = "connect";
@@ -427,8 +422,8 @@ class Ftp implements Transport, Stater, Lister, Mover {
       client.close();
     }, this.#timeoutMs * 2);
     try {
-      const engine = this.#engine;
-      const ssl = engine === "openssl" ? this.#ssl : undefined;
+      const engine = this.#tls.engine;
+      const ssl = engine === "openssl" ? this.#tls.context : undefined;
       let control: SslSocket | undefined;
       if (s.tls === "implicit") {
         if (ssl) control = await connectImplicit(client, ssl, s.host, s.port);
@@ -624,7 +619,7 @@ class Ftp implements Transport, Stater, Lister, Mover {
     } catch (err) {
       // Once per server: a refusal to transfer without session reuse
       // switches its connections to OpenSSL, and the operation runs again.
-      if (engine !== "deno" || !this.#needsResumption(err) || !this.#useOpenSsl()) throw err;
+      if (engine !== "deno" || !this.#needsResumption(err) || !this.#tls.useOpenSsl()) throw err;
       return await this.#useOnce(signal, fn);
     }
   }
@@ -633,55 +628,6 @@ class Ftp implements Transport, Stater, Lister, Mover {
   #needsResumption(err: unknown): boolean {
     return this.#s.tls !== "none" && err instanceof FTPError &&
       isSessionReuseRefusal(err.code, err.message);
-  }
-
-  /** Switches this server to OpenSSL (idempotent); false when OpenSSL cannot be used. */
-  /** File in the server's state directory naming the host:port that requires session reuse. */
-  get #reuseMark(): string {
-    return path.join(this.#stateDir, "ftps-session-reuse");
-  }
-
-  async #recallEngine(): Promise<void> {
-    const text = await fs.readFile(this.#reuseMark, "utf8").catch(() => "");
-    if (text.trim() === `${this.#s.host}:${this.#s.port}`) this.#useOpenSsl(true);
-  }
-
-  /**
-   * Switches this server to OpenSSL (idempotent); false when OpenSSL cannot
-   * be used. A switch after a refusal is remembered in the state directory,
-   * so that later runs start with OpenSSL instead of a refused transfer.
-   */
-  #useOpenSsl(remembered = false): boolean {
-    if (this.#engine === "openssl") return true;
-    if (this.#sslUnavailable !== undefined) return false;
-    const ctx = openSslContext({
-      ...(this.#s.caPath !== undefined ? { caFile: this.#s.caPath } : {}),
-      verify: !(this.#s.insecure || this.#s.fingerprint !== undefined),
-    });
-    const needs = `Server "${this.#server}" requires FTPS data connections to resume the control ` +
-      "connection's TLS session";
-    if (typeof ctx === "string") {
-      this.#sslUnavailable = ctx;
-      this.#log.warn(`${needs}, which needs the system's OpenSSL library, but ${ctx}`);
-      return false;
-    }
-    this.#ssl = ctx;
-    this.#engine = "openssl";
-    if (remembered) {
-      this.#log.debug(`${needs} (found in an earlier run): using the system's OpenSSL`, {
-        library: ctx.lib.name,
-      });
-      return true;
-    }
-    this.#log.info(`${needs}: its connections now use the system's OpenSSL (${ctx.lib.name})`);
-    fs.mkdir(this.#stateDir, { recursive: true, mode: 0o700 })
-      .then(() => fs.writeFile(this.#reuseMark, `${this.#s.host}:${this.#s.port}\n`))
-      .catch((err) =>
-        this.#log.debug(`Cannot remember that "${this.#server}" requires session reuse`, {
-          error: errorMessage(err),
-        })
-      );
-    return true;
   }
 
   #useOnce<R>(signal: AbortSignal, fn: (conn: Conn) => Promise<R>): Promise<R> {
@@ -977,8 +923,7 @@ class Ftp implements Transport, Stater, Lister, Mover {
 
   async close(): Promise<void> {
     await this.#pool.close();
-    this.#ssl?.free();
-    this.#ssl = undefined;
+    await this.#tls.close();
   }
 }
 

@@ -14,7 +14,7 @@
  * - Deno's TLS cannot resume a TLS session, and servers that require the
  *   data connection to resume the control connection's session refuse every
  *   transfer. That reply is recognised, and the server's connections switch
- *   to the system's OpenSSL (`ftp/_openssl.ts`), whose data connections
+ *   to the system's OpenSSL (`ftp/_ssl_socket.ts`), whose data connections
  *   resume the session; where OpenSSL cannot be loaded, the error names the
  *   server setting to change.
  *

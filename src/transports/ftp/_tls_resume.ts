@@ -11,9 +11,12 @@
  * @module
  */
 import { type Client, type FTPContext, FTPError, type FTPResponse } from "basic-ftp";
+import * as fs from "node:fs/promises";
 import { Socket } from "node:net";
-import { SslContext, type SslContextOptions, SslSocket } from "./_openssl.ts";
-import { loadOpenSsl } from "./_openssl.ts";
+import * as path from "node:path";
+import type { Logger } from "../../log.ts";
+import { loadOpenSsl, SslContext, type SslContextOptions } from "./_libssl.ts";
+import { SslSocket } from "./_ssl_socket.ts";
 
 export { SslContext, SslSocket };
 
@@ -183,4 +186,120 @@ export function passiveResumingTransfer(
     ftp.dataSocket = data as unknown as Socket;
     return res;
   };
+}
+
+/** Where a server's connections get their TLS. */
+export type TlsEngine = "deno" | "openssl";
+
+/** What {@linkcode EngineChoice} needs to know about a server. */
+export interface EngineChoiceOptions {
+  /** Server name, for log lines. */
+  server: string;
+  host: string;
+  port: number;
+  /** The `ca` setting, if any. */
+  caFile?: string;
+  /** Verify chain and host name (false with a pinned fingerprint or insecure_skip_verify). */
+  verify: boolean;
+  /** The server's private state directory, where the choice is remembered across runs. */
+  stateDir: string;
+  log: Logger;
+}
+
+/**
+ * Which TLS one server's connections use. Deno's own TLS, until the server
+ * refuses a data connection for not resuming the control connection's
+ * session; then the system's OpenSSL, for the rest of the run and (through
+ * a file in the server's state directory) for later runs.
+ */
+export class EngineChoice {
+  readonly #o: EngineChoiceOptions;
+  #engine: TlsEngine = "deno";
+  #context?: SslContext;
+  #unavailable?: string;
+  #recalled?: Promise<void>;
+  #remembering?: Promise<void>;
+
+  constructor(o: EngineChoiceOptions) {
+    this.#o = o;
+  }
+
+  /** The engine new connections use. */
+  get engine(): TlsEngine {
+    return this.#engine;
+  }
+
+  /** The OpenSSL context, once switched. */
+  get context(): SslContext | undefined {
+    return this.#context;
+  }
+
+  /** Why OpenSSL could not be used, once a switch was attempted and failed. */
+  get unavailable(): string | undefined {
+    return this.#unavailable;
+  }
+
+  get #mark(): string {
+    return path.join(this.#o.stateDir, "ftps-session-reuse");
+  }
+
+  get #key(): string {
+    return `${this.#o.host}:${this.#o.port}`;
+  }
+
+  /** Reads (once) whether an earlier run switched this server. */
+  recall(): Promise<void> {
+    this.#recalled ??= fs.readFile(this.#mark, "utf8").then(
+      (text) => {
+        if (text.trim() === this.#key) this.useOpenSsl(true);
+      },
+      () => {},
+    );
+    return this.#recalled;
+  }
+
+  /**
+   * Switches to OpenSSL (idempotent); false when OpenSSL cannot be used.
+   * `remembered`: the switch comes from an earlier run's note, not from a
+   * refusal just now.
+   */
+  useOpenSsl(remembered = false): boolean {
+    if (this.#engine === "openssl") return true;
+    if (this.#unavailable !== undefined) return false;
+    const o = this.#o;
+    const ctx = openSslContext({
+      ...(o.caFile !== undefined ? { caFile: o.caFile } : {}),
+      verify: o.verify,
+    });
+    const needs = `Server "${o.server}" requires FTPS data connections to resume the control ` +
+      "connection's TLS session";
+    if (typeof ctx === "string") {
+      this.#unavailable = ctx;
+      o.log.warn(`${needs}, which needs the system's OpenSSL library, but ${ctx}`);
+      return false;
+    }
+    this.#context = ctx;
+    this.#engine = "openssl";
+    if (remembered) {
+      o.log.debug(`${needs} (found in an earlier run): using the system's OpenSSL`, {
+        library: ctx.lib.name,
+      });
+      return true;
+    }
+    o.log.info(`${needs}: its connections now use the system's OpenSSL (${ctx.lib.name})`);
+    this.#remembering = fs.mkdir(o.stateDir, { recursive: true, mode: 0o700 })
+      .then(() => fs.writeFile(this.#mark, this.#key + "\n"))
+      .catch((err) =>
+        o.log.debug(`Cannot remember that server "${o.server}" requires session reuse`, {
+          error: (err as Error).message,
+        })
+      );
+    return true;
+  }
+
+  /** Waits for the note to be written and releases the OpenSSL context. */
+  async close(): Promise<void> {
+    await this.#remembering;
+    this.#context?.free();
+  }
 }
