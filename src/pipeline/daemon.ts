@@ -1219,7 +1219,7 @@ export class Daemon {
     }
     const kind = classify(err);
     const message = errorMessage(err);
-    if (kind === "server" && !this.#o.once) {
+    if ((kind === "server" || kind === "auth") && !this.#o.once) {
       // Transfers running in parallel fail together: back off once for all of them.
       if (s.blockedUntil <= now) {
         s.backoff = s.backoff === 0
@@ -1240,8 +1240,9 @@ export class Daemon {
       });
       this.store.tx(() => {
         this.store.requeue(job, s.blockedUntil, message, false);
-        this.store.q("UPDATE queue SET last_error = ?, error_kind = 'server' WHERE id = ?").run(
+        this.store.q("UPDATE queue SET last_error = ?, error_kind = ? WHERE id = ?").run(
           message,
+          kind,
           job.id,
         );
       });
@@ -1252,9 +1253,13 @@ export class Daemon {
       st.retryInitialDelay * 1000 * 2 ** (attempts - 1),
       st.retryMaxDelay * 1000,
     ));
-    this.store.fail(job, kind, message, now + delay, st.retryFailAfter);
-    if (kind === "server") this.store.serverFailed(s.server.name, message, null, now);
-    const failedNow = kind === "fatal" || attempts >= st.retryFailAfter;
+    // A refused login (auth) fails the file at once: retrying it would only log in again.
+    const failAfter = kind === "auth" ? 1 : st.retryFailAfter;
+    this.store.fail(job, kind, message, now + delay, failAfter);
+    if (kind === "server" || kind === "auth") {
+      this.store.serverFailed(s.server.name, message, null, now);
+    }
+    const failedNow = kind === "fatal" || attempts >= failAfter;
     if (failedNow) this.#summary.failed++;
     this.#emit({
       type: "job-failed",

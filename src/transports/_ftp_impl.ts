@@ -87,13 +87,32 @@ function parseMlsxTime(text: string | undefined): number | undefined {
   return Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]!, ms);
 }
 
-/** A connection could not be opened; `reason` is the text after the server name. */
+/**
+ * A connection could not be opened; `reason` is the text after the server
+ * name. `kind` is "auth" when only a configuration change can fix it.
+ */
 class ConnectFailure extends ClassifiedError {
   readonly reason: string;
-  constructor(server: string, reason: string, options?: ErrorOptions) {
-    super(`Cannot connect to server "${server}": ${reason}`, "server", options);
+  constructor(
+    server: string,
+    reason: string,
+    options?: ErrorOptions,
+    kind: "server" | "auth" = "server",
+  ) {
+    super(`Cannot connect to server "${server}": ${reason}`, kind, options);
     this.reason = reason;
   }
+}
+
+/**
+ * A reply that refuses one more session because of a limit (pure-ftpd
+ * `421 5 users (the maximum) are already logged in`, vsftpd `421 There are
+ * too many connected users`, ProFTPD MaxClients), not because of the login.
+ */
+function isTooManyReply(err: unknown): boolean {
+  return err instanceof FTPError && (err.code === 421 || err.code === 530) &&
+    /too many|maximum|max(imum)? (number of )?(clients|users|connections)|already (logged|connected)|limit/i
+      .test(err.message);
 }
 
 function isPermission(err: unknown): boolean {
@@ -231,6 +250,9 @@ class Ftp implements Transport, Stater, Lister, Mover {
       destroy: (c) => c.client.close(),
       isAlive: (c) => !c.client.closed,
       idleTimeoutMs: 60_000,
+      holdsFailure: (err) => err instanceof ClassifiedError && err.kind === "auth",
+      isTooMany: (err) => err instanceof ConnectFailure && isTooManyReply(err.cause),
+      onShrink: (size, err) => this.#tooMany(size, ctx.maxConnections, err),
     });
     if (s.tls !== "none" && s.insecure) {
       this.#log.warn(
@@ -244,6 +266,20 @@ class Ftp implements Transport, Stater, Lister, Mover {
         `Server "${this.#server}" uses plain FTP: the password and files travel unencrypted`,
       );
     }
+  }
+
+  #shrinkLogged = false;
+
+  /** Says once per run that the server refused more connections, and what to change. */
+  #tooMany(size: number, configured: number, err: unknown): void {
+    const reply = err instanceof ConnectFailure ? this.#describe(err.cause) : errorMessage(err);
+    const text = `Server "${this.#server}" (${this.#s.host}:${this.#s.port}) refused more than ` +
+      `${size} connection${size === 1 ? "" : "s"} at once ("${reply}"); using ${size} instead ` +
+      `of ${configured} for this run. Set maxConnections="${size}" (or lower) on this server ` +
+      "to avoid the refused logins";
+    if (this.#shrinkLogged) this.#log.debug(text);
+    else this.#log.warn(text);
+    this.#shrinkLogged = true;
   }
 
   // -- errors ---------------------------------------------------------------
@@ -327,6 +363,7 @@ class Ftp implements Transport, Stater, Lister, Mover {
             this.#server,
             `cannot read ca "${s.caPath}": ${errorMessage(err)}`,
             { cause: err },
+            "auth",
           );
         }
       }
@@ -349,6 +386,8 @@ class Ftp implements Transport, Stater, Lister, Mover {
         }) does ` +
           `not match tls_fingerprint "${pinned}": the certificate changed, or someone is ` +
           "intercepting the connection",
+        undefined,
+        "auth",
       );
     }
   }
@@ -449,7 +488,23 @@ class Ftp implements Transport, Stater, Lister, Mover {
     tlsOpts: ConnectionOptions | undefined,
   ): Promise<ClassifiedError> {
     const msg = this.#scrub(this.#describe(err));
-    if (stage === "login" || (err instanceof FTPError && err.code === 530)) {
+    if (isTooManyReply(err)) {
+      return new ConnectFailure(
+        this.#server,
+        `${this.#s.host}:${this.#s.port} refuses more connections: ${msg}`,
+        { cause: err },
+      );
+    }
+    if (err instanceof FTPError && (stage === "login" || err.code === 530)) {
+      // A refused login does not get better by trying again: pause the server.
+      return new ConnectFailure(
+        this.#server,
+        `cannot log in as ${where}: ${msg} (check username and password)`,
+        { cause: err },
+        err.code === 530 ? "auth" : "server",
+      );
+    }
+    if (stage === "login") {
       return new ConnectFailure(this.#server, `cannot log in as ${where}: ${msg}`, { cause: err });
     }
     const certProblem = tlsOpts &&
@@ -466,6 +521,7 @@ class Ftp implements Transport, Stater, Lister, Mover {
           "certificate (or its CA) in PEM format" +
           (fp ? `, or set tls_fingerprint to "${fp}"` : ", or pin it with tls_fingerprint"),
         { cause: err },
+        "auth",
       );
     }
     if (err instanceof FTPError && stage === "TLS") {

@@ -93,11 +93,21 @@ interface Conn {
   posixRename: boolean;
 }
 
-/** A connection could not be opened; `reason` is the text after the server name. */
+/**
+ * A connection could not be opened; `reason` is the text after the server
+ * name. `kind` is "auth" when only a configuration change can fix it.
+ */
 class ConnectFailure extends ClassifiedError {
   readonly reason: string;
-  constructor(server: string, reason: string, options?: ErrorOptions) {
-    super(`Cannot connect to server "${server}": ${reason}`, "server", options);
+  /** The server refused one more session (channel open failure, closed before login). */
+  tooMany = false;
+  constructor(
+    server: string,
+    reason: string,
+    options?: ErrorOptions,
+    kind: "server" | "auth" = "server",
+  ) {
+    super(`Cannot connect to server "${server}": ${reason}`, kind, options);
     this.reason = reason;
   }
 }
@@ -170,6 +180,9 @@ class Sftp implements Transport, Stater, Lister, Mover {
       destroy: (c) => this.#disconnect(c),
       isAlive: (c) => c.alive,
       idleTimeoutMs: 60_000,
+      holdsFailure: (err) => err instanceof ClassifiedError && err.kind === "auth",
+      isTooMany: (err) => err instanceof ConnectFailure && err.tooMany,
+      onShrink: (size, err) => this.#tooMany(size, ctx.maxConnections, err),
     });
     if (s.insecure) {
       this.#log.warn(
@@ -178,6 +191,20 @@ class Sftp implements Transport, Stater, Lister, Mover {
           "Set host_key_fingerprint or use known_hosts instead",
       );
     }
+  }
+
+  #shrinkLogged = false;
+
+  /** Says once per run that the server refused more connections, and what to change. */
+  #tooMany(size: number, configured: number, err: unknown): void {
+    const reason = err instanceof ConnectFailure ? err.reason : errorMessage(err);
+    const text = `Server "${this.#server}" (${this.#s.host}:${this.#s.port}) refused more than ` +
+      `${size} connection${size === 1 ? "" : "s"} at once (${reason}); using ${size} instead ` +
+      `of ${configured} for this run. Set maxConnections="${size}" (or lower) on this server, ` +
+      "or raise the server's limit (sshd MaxSessions/MaxStartups, per-user login limits)";
+    if (this.#shrinkLogged) this.#log.debug(text);
+    else this.#log.warn(text);
+    this.#shrinkLogged = true;
   }
 
   // -- errors ---------------------------------------------------------------
@@ -263,6 +290,7 @@ class Sftp implements Transport, Stater, Lister, Mover {
           this.#server,
           `cannot read private key "${s.key}": ${errorMessage(err)}`,
           { cause: err },
+          "auth",
         );
       }
       const parsed = ssh2.utils.parseKey(data, s.passphrase);
@@ -273,6 +301,8 @@ class Sftp implements Transport, Stater, Lister, Mover {
             `cannot use private key "${s.key}": ${parsed.message}` +
               (/passphrase/i.test(parsed.message) ? " (set passphrase)" : ""),
           ),
+          undefined,
+          "auth",
         );
       }
       cfg.privateKey = data;
@@ -287,6 +317,8 @@ class Sftp implements Transport, Stater, Lister, Mover {
       throw new ConnectFailure(
         this.#server,
         "no authentication method (set password or key, or run an ssh-agent with SSH_AUTH_SOCK set)",
+        undefined,
+        "auth",
       );
     }
 
@@ -302,6 +334,7 @@ class Sftp implements Transport, Stater, Lister, Mover {
             this.#server,
             `cannot read known_hosts "${s.knownHosts}": ${errorMessage(err)}`,
             { cause: err },
+            "auth",
           );
         }
       }
@@ -353,18 +386,37 @@ class Sftp implements Transport, Stater, Lister, Mover {
     const sock = new net.Socket();
     sock.setNoDelay(true); // without it every SFTP round trip waits ~40 ms (Nagle + delayed ACK)
     const client = new ssh2.Client();
+    let stage: "connect" | "sftp" = "connect";
     const fail = (err: unknown): ClassifiedError => {
       if (err instanceof ClassifiedError) return err;
       const level = (err as { level?: string }).level;
       if (refusal !== undefined) {
-        return new ConnectFailure(this.#server, `${s.host}:${s.port}: ${refusal}`, { cause: err });
+        return new ConnectFailure(
+          this.#server,
+          `${s.host}:${s.port}: ${refusal}`,
+          { cause: err },
+          "auth",
+        );
       }
       if (level === "client-authentication") {
         return new ConnectFailure(
           this.#server,
           `cannot log in as ${where}: authentication failed (tried ${methods.join(", ")})`,
           { cause: err },
+          "auth",
         );
+      }
+      if (stage === "sftp") {
+        // Logged in but no SFTP channel: the way servers refuse one more
+        // session (MaxSessions, per-user login limits). With other
+        // connections open, the pool keeps their number as its size.
+        const f = new ConnectFailure(
+          this.#server,
+          this.#scrub(`${where} refused one more session: ${errorMessage(err)}`),
+          { cause: err },
+        );
+        f.tooMany = true;
+        return f;
       }
       if (level === "client-timeout" || (err as { code?: string }).code === "ETIMEDOUT") {
         return new ConnectFailure(
@@ -405,6 +457,7 @@ class Sftp implements Transport, Stater, Lister, Mover {
       client.on("error", (err) => done(err));
       client.on("close", () => done(new ConnectionError("connection closed during login")));
       client.on("ready", () => {
+        stage = "sftp";
         client.sftp((err, sftp) => {
           if (err) return done(err);
           const c: Conn = {
