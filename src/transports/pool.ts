@@ -129,6 +129,9 @@ export class Pool<T> {
   /** A remembered failure ({@linkcode PoolOptions.holdsFailure}) and until when it holds. */
   #held: { err: unknown; until: number } | undefined;
   #holdMs = 0;
+  /** The refusal that limited the size ({@linkcode PoolOptions.isTooMany}), and the size told. */
+  #limit: unknown;
+  #reported = 0;
   readonly #idle: Idle<T>[] = [];
   readonly #waiters: Waiter<T>[] = [];
   readonly #busy = new Set<T>();
@@ -289,17 +292,15 @@ export class Pool<T> {
       this.#total--;
       this.#dialing--;
       if (!this.#closed && !signal?.aborted) {
-        // Connections open now (not the ones still dialing).
-        const others = this.#total - this.#dialing;
         if (this.#opts.holdsFailure?.(err)) {
           this.#hold(err);
-        } else if (others > 0 && this.#opts.isTooMany?.(err)) {
-          // The server allows only the connections already open: keep that
-          // size, and give the caller the next one that comes back.
-          if (others < this.#max) {
-            this.#max = others;
-            this.#opts.onShrink?.(others, err);
-          }
+        } else if (this.#total > 0 && this.#opts.isTooMany?.(err)) {
+          // The server allows only the connections already open (and those
+          // of the dials still under way that succeed): keep that size, and
+          // give the caller the next connection that comes back.
+          this.#limit = err;
+          this.#max = Math.max(1, Math.min(this.#max, this.#total - this.#dialing));
+          this.#reportLimit();
           return this.#wait(signal);
         } else {
           this.#proven = false;
@@ -312,6 +313,11 @@ export class Pool<T> {
     this.#proven = true;
     this.#holdMs = 0;
     this.#held = undefined;
+    if (this.#limit !== undefined) {
+      // Opened after a refusal: the server allows this many after all.
+      this.#max = Math.min(this.#opts.max, Math.max(this.#max, this.#total - this.#dialing));
+      this.#reportLimit();
+    }
     if (this.#closed) {
       this.#total--;
       await this.#destroy(conn);
@@ -326,6 +332,13 @@ export class Pool<T> {
     // The first connection opened: the others may dial now.
     this.#serveWaiters();
     return lease;
+  }
+
+  /** Tells the size the server allowed, once the dials under way have settled. */
+  #reportLimit(): void {
+    if (this.#dialing > 0 || this.#max === this.#reported) return;
+    this.#reported = this.#max;
+    this.#opts.onShrink?.(this.#max, this.#limit);
   }
 
   /** Remembers a failure that no new dial can fix before the configuration changes. */
