@@ -15,7 +15,9 @@
  * - the query and fragment are split off to find the file and appended
  *   again afterwards (`font.eot?#iefix` → `https://cdn/…/font.eot?#iefix`;
  *   if the destination URL has a query of its own, the two are joined with
- *   `&`); `%XX` escapes are decoded;
+ *   `&`); CSS escapes (`\f1 `, `\"`) and then `%XX` escapes are decoded,
+ *   whatever wrote them (a minifier before this processor escapes
+ *   non-ASCII names);
  * - relative URLs resolve against the stylesheet's original location;
  * - root-relative URLs (`/…`) need the source's `documentRoot`. With
  *   `basePath` (default `/`): if `documentRoot + basePath` exists, every
@@ -45,7 +47,7 @@ import * as path from "node:path";
 import { RequeueError } from "../errors.ts";
 import type { ProcessContext, ProcessFile, ProcessorDef, SourceInfo } from "./processor.ts";
 import { label, readInput, writeOutput } from "./_util.ts";
-import { type CssUrl, rewriteCssUrls, scanCssUrls } from "./_css_urls.ts";
+import { type CssUrl, rewriteCssUrls, scanCssUrls, unescapeCss } from "./_css_urls.ts";
 
 /** How a CSS URL maps to a source file. */
 export type CssUrlTarget =
@@ -143,7 +145,10 @@ async function updateUrls(file: ProcessFile, ctx: ProcessContext) {
   const replacements = new Map<CssUrl, string>();
   const unsynced: string[] = [];
   for (const u of urls) {
-    const value = Buffer.from(u.value, "latin1").toString("utf8");
+    // The sheet is read as Latin-1 (every byte kept); a URL's own bytes are
+    // UTF-8, and its escapes name code points (`\f1 ` is "ñ", as minifiers
+    // write non-ASCII names): decode the bytes first, then the escapes.
+    const value = unescapeCss(Buffer.from(css.slice(u.start, u.end), "latin1").toString("utf8"));
     const target = resolveCssUrl(value, file.originalPath, ctx.source);
     if (target.kind === "skip") continue;
     const real = realFile(target.path);
