@@ -1417,6 +1417,13 @@ export class Daemon {
             workDir: jobDir,
             signal,
             lookupUrl: (input) => this.store.urlFor(input, perServer ? server.name : undefined),
+            willSync: (input) =>
+              willSync(
+                source,
+                input,
+                perServer ? server.name : undefined,
+                (c) => this.#targets(source, c),
+              ),
           });
         } catch (e) {
           if (e instanceof RequeueError) throw e;
@@ -1805,6 +1812,22 @@ function statFile(p: string, source: Source): FileStat | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Whether a source file can get a URL on `server` (any server when
+ * undefined): a rule of the source sends it there. Files outside the
+ * source's scanPath may belong to another source: assumed yes.
+ */
+function willSync(
+  source: Source,
+  file: string,
+  server: string | undefined,
+  targets: (c: { path: string; rel: string }) => { target: Target }[],
+): boolean {
+  const rel = path.relative(source.scanPath, file).split(path.sep).join("/");
+  if (rel.startsWith("../") || path.isAbsolute(rel)) return true;
+  return targets({ path: file, rel }).some((t) => !server || t.target.server.name === server);
 }
 
 /** MD5 (hex) of a file: small files read at once, synchronously (a thread hop costs more). */

@@ -27,7 +27,9 @@
  * - symbolic links are resolved (`realpath`), as the original did.
  *
  * Then, for a URL whose file exists: `ctx.lookupUrl(file)` gives its URL
- * on this server. When a referenced file is not synced yet, the stylesheet
+ * on this server. A referenced file that no rule sends to this server
+ * (`ctx.willSync`) keeps its URL, with one warning per stylesheet naming
+ * such files. When a referenced file is not synced yet, the stylesheet
  * is re-queued ({@linkcode RequeueError}); after `maxWait` seconds of
  * waiting (default 60, below the pipeline's 50 re-queues) it is published with those URLs unchanged and a
  * warning, so one file that will never be synced (outside every rule)
@@ -130,9 +132,37 @@ function realFile(p: string): string | undefined {
 /** First time each stylesheet (per server) had to wait for references. */
 const waitingSince = new Map<string, number>();
 
-/** Forgets the waiting times (tests). */
+/** Per stylesheet (and server): the referenced files last reported as matching no rule. */
+const warnedNoRule = new Map<string, string>();
+
+/** Forgets the waiting times and warnings given (tests). */
 export function resetWaiting(): void {
   waitingSince.clear();
+  warnedNoRule.clear();
+}
+
+/**
+ * Says once per stylesheet (until the list changes) which referenced files
+ * match no rule for this server: their URLs stay unchanged, and waiting for
+ * them would be pointless. Usually an extension missing from a rule (fonts,
+ * source maps).
+ */
+function warnNoRule(key: string, files: string[], file: ProcessFile, ctx: ProcessContext): void {
+  const list = [...new Set(files)].sort();
+  const text = list.join("\0");
+  if (list.length === 0 || warnedNoRule.get(key) === text) {
+    if (list.length === 0) warnedNoRule.delete(key);
+    return;
+  }
+  warnedNoRule.set(key, text);
+  const rel = (p: string) => path.relative(ctx.source.scanPath, p).split(path.sep).join("/");
+  const names = list.slice(0, 10).map((p) => JSON.stringify(rel(p))).join(", ") +
+    (list.length > 10 ? ` and ${list.length - 10} more` : "");
+  ctx.log.warn(
+    `${label(file)}: ${list.length} referenced file(s) match no rule${
+      ctx.server ? ` for server "${ctx.server}"` : ""
+    }, so their URLs are left unchanged: ${names}. Add their extensions to a rule to sync them`,
+  );
 }
 
 async function updateUrls(file: ProcessFile, ctx: ProcessContext) {
@@ -144,6 +174,8 @@ async function updateUrls(file: ProcessFile, ctx: ProcessContext) {
   const references = new Set<string>();
   const replacements = new Map<CssUrl, string>();
   const unsynced: string[] = [];
+  /** Referenced files that no rule sends to this server: they never get a URL. */
+  const noRule: string[] = [];
   for (const u of urls) {
     // The sheet is read as Latin-1 (every byte kept); a URL's own bytes are
     // UTF-8, and its escapes name code points (`\f1 ` is "ñ", as minifiers
@@ -162,7 +194,8 @@ async function updateUrls(file: ProcessFile, ctx: ProcessContext) {
     references.add(real);
     const synced = ctx.lookupUrl(real);
     if (synced === undefined) {
-      unsynced.push(real);
+      if (ctx.willSync?.(real) === false) noRule.push(real);
+      else unsynced.push(real);
       continue;
     }
     replacements.set(
@@ -171,6 +204,7 @@ async function updateUrls(file: ProcessFile, ctx: ProcessContext) {
     );
   }
   const key = `${file.originalPath}\0${ctx.server ?? ""}`;
+  warnNoRule(key, noRule, file, ctx);
   if (unsynced.length > 0) {
     const maxWaitMs = Number(ctx.options.maxWait ?? "600") * 1000;
     const now = Date.now();
