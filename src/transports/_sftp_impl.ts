@@ -127,6 +127,26 @@ function statusCode(err: unknown): number | undefined {
   return typeof c === "number" ? c : undefined;
 }
 
+/**
+ * Adds to an SFTP status error (the server says only "permission denied")
+ * the request and remote path that failed, once: the innermost step is the
+ * one that names the real cause.
+ */
+function at<R>(p: Promise<R>, step: (code: number) => string): Promise<R> {
+  return p.catch((err) => {
+    throw annotate(err, step);
+  });
+}
+
+/** See {@linkcode at}; returns `err`. */
+function annotate(err: unknown, step: (code: number) => string): unknown {
+  const code = statusCode(err);
+  if (code !== undefined && (err as { step?: string }).step === undefined) {
+    Object.assign(err as object, { step: step(code) });
+  }
+  return err;
+}
+
 /** Request-level SFTP errors leave the connection usable; anything else does not. */
 function isBroken(err: unknown): boolean {
   if (err instanceof ClassifiedError) return err.cause !== undefined && isBroken(err.cause);
@@ -220,7 +240,10 @@ class Sftp implements Transport, Stater, Lister, Mover {
     if (code !== undefined) {
       const text = STATUS_TEXT[code] ?? `status ${code}`;
       const msg = errorMessage(err);
-      return msg && msg.toLowerCase() !== text ? `${text} (${msg})` : text;
+      const detail = [(err as { step?: string }).step];
+      if (msg && msg.toLowerCase() !== text) detail.push(msg);
+      const d = detail.filter((x) => x).join("; ");
+      return d ? `${text} (${d})` : text;
     }
     return errorMessage(err);
   }
@@ -585,7 +608,13 @@ class Sftp implements Transport, Stater, Lister, Mover {
     }
     await this.#ensureDir(conn, path.posix.dirname(dir));
     try {
-      await this.#req(conn, (cb) => conn.sftp.mkdir(dir, cb));
+      await at(
+        this.#req(conn, (cb) => conn.sftp.mkdir(dir, cb)),
+        (code) =>
+          code === PERMISSION_DENIED
+            ? `cannot create directory "${dir}": "${path.posix.dirname(dir)}" is not writable`
+            : `cannot create directory "${dir}"`,
+      );
     } catch (err) {
       // Another connection may have created it meanwhile.
       const st = await this.#req<ssh2.Stats>(conn, (cb) => conn.sftp.stat(dir, cb)).catch(() =>
@@ -630,7 +659,13 @@ class Sftp implements Transport, Stater, Lister, Mover {
     signal: AbortSignal,
   ): Promise<number> {
     {
-      const handle = await this.#req<Buffer>(conn, (cb) => conn.sftp.open(remote, "w", cb));
+      const handle = await at(
+        this.#req<Buffer>(conn, (cb) => conn.sftp.open(remote, "w", cb)),
+        (code) =>
+          code === PERMISSION_DENIED
+            ? `cannot create "${remote}": "${path.posix.dirname(remote)}" is not writable`
+            : `cannot create "${remote}"`,
+      );
       let closed = false;
       try {
         let pos = 0;
@@ -728,7 +763,7 @@ class Sftp implements Transport, Stater, Lister, Mover {
             );
           }
           options.signal.throwIfAborted();
-          await this.#rename(conn, tmp, full);
+          await at(this.#rename(conn, tmp, full), () => `cannot rename "${tmp}" to "${full}"`);
           return sent;
         } catch (err) {
           if (conn.alive) await this.#req(conn, (cb) => conn.sftp.unlink(tmp, cb)).catch(() => {});
@@ -751,10 +786,19 @@ class Sftp implements Transport, Stater, Lister, Mover {
     const rel = safeRemotePath(remotePath);
     try {
       await this.#use(options.signal, async (conn) => {
+        const full = this.#full(rel);
         try {
-          await this.#req(conn, (cb) => conn.sftp.unlink(this.#full(rel), cb));
+          await this.#req(conn, (cb) => conn.sftp.unlink(full, cb));
         } catch (err) {
-          if (statusCode(err) !== NO_SUCH_FILE) throw err;
+          if (statusCode(err) !== NO_SUCH_FILE) {
+            throw annotate(
+              err,
+              (code) =>
+                code === PERMISSION_DENIED
+                  ? `cannot delete "${full}": "${path.posix.dirname(full)}" is not writable`
+                  : `cannot delete "${full}"`,
+            );
+          }
         }
       });
     } catch (err) {
@@ -769,7 +813,8 @@ class Sftp implements Transport, Stater, Lister, Mover {
       await this.#use(options.signal, async (conn) => {
         const dst = this.#full(b);
         await this.#ensureDir(conn, path.posix.dirname(dst));
-        await this.#rename(conn, this.#full(a), dst);
+        const src = this.#full(a);
+        await at(this.#rename(conn, src, dst), () => `cannot rename "${src}" to "${dst}"`);
       });
     } catch (err) {
       this.#fail("move", `to "${b}" on`, a, err);

@@ -398,8 +398,20 @@ Deno.test("sftp classifies a permission problem with one path as fatal", async (
     assertEquals((err as ClassifiedError).kind, "fatal");
     assertIncludes(
       err.message,
-      `Cannot upload "locked/a.css" to server "${SERVER}": permission denied`,
+      `Cannot upload "locked/a.css" to server "${SERVER}": permission denied (cannot create "`,
     );
+    assert(/\/locked" is not writable/.test(err.message), err.message);
+    // A directory that cannot be created, and a file that cannot be deleted, say so too.
+    const sub = await assertRejects(() => putText(t, e, "locked/sub/b.css", "x"), ClassifiedError);
+    assert(
+      /permission denied \(cannot create directory "[^"]*\/locked\/sub": "[^"]*\/locked" is not writable/
+        .test(sub.message),
+      sub.message,
+    );
+    await fs.writeFile(path.join(e.local, "locked", "old.css"), "x");
+    const del = await assertRejects(() => t.delete("locked/old.css", { signal }), ClassifiedError);
+    assertIncludes(del.message, `Cannot delete "locked/old.css" from server "${SERVER}"`);
+    assert(/cannot delete "[^"]*\/locked\/old\.css"/.test(del.message), del.message);
     // The connection is still usable afterwards.
     await putText(t, e, "ok2.txt", "still fine");
     assertEquals(new TextDecoder().decode((await readLocal(e, "ok2.txt"))!), "still fine");
