@@ -745,6 +745,30 @@ class Ftp implements Transport, Stater, Lister, Mover {
     conn.dirs.add(dir);
   }
 
+  /**
+   * After fileconveyor deleted or moved away the file at `rel`: removes the
+   * directories that this left empty, innermost first, never the root.
+   * RMD refuses a directory that holds anything, so a directory with other
+   * files is left alone: only directories whose last file fileconveyor itself
+   * removed go. Errors stop the walk.
+   */
+  async #pruneParents(conn: Conn, rel: string): Promise<void> {
+    for (
+      let d = path.posix.dirname(rel);
+      d !== "." && d !== "/" && d !== "";
+      d = path.posix.dirname(d)
+    ) {
+      try {
+        await conn.client.send("RMD " + await conn.client.protectWhitespace(this.#full(d)));
+      } catch (err) {
+        if (err instanceof FTPError) return; // not empty, or not allowed
+        throw err;
+      }
+      // Other connections still cache it; their uploads re-create it when refused.
+      conn.dirs.clear();
+    }
+  }
+
   async #rename(conn: Conn, from: string, to: string): Promise<void> {
     try {
       await conn.client.rename(from, to);
@@ -844,7 +868,9 @@ class Ftp implements Transport, Stater, Lister, Mover {
           if (!(err instanceof FTPError && err.code === 550)) throw err;
           // 550 means "no such file" or "not allowed": only the first is success.
           if (await this.#statPath(conn, full) !== null) throw err;
+          return;
         }
+        await this.#pruneParents(conn, rel);
       });
     } catch (err) {
       this.#fail("delete", "from", rel, err);
@@ -861,6 +887,7 @@ class Ftp implements Transport, Stater, Lister, Mover {
         const dst = this.#full(b);
         await this.#ensureDir(conn, path.posix.dirname(dst));
         await this.#rename(conn, this.#full(a), dst);
+        await this.#pruneParents(conn, a);
       });
     } catch (err) {
       this.#fail("move", `to "${b}" on`, a, err);

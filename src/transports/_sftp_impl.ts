@@ -625,6 +625,29 @@ class Sftp implements Transport, Stater, Lister, Mover {
     conn.dirs.add(dir);
   }
 
+  /**
+   * After fileconveyor deleted or moved away the file at `rel`: removes the
+   * directories that this left empty, innermost first, never the root.
+   * RMDIR refuses a directory that holds anything, so a directory with other
+   * files (or one a user emptied otherwise) is left alone: only directories
+   * whose last file fileconveyor itself removed go. Errors stop the walk.
+   */
+  async #pruneParents(conn: Conn, rel: string): Promise<void> {
+    for (
+      let d = path.posix.dirname(rel);
+      d !== "." && d !== "/" && d !== "";
+      d = path.posix.dirname(d)
+    ) {
+      try {
+        await this.#req(conn, (cb) => conn.sftp.rmdir(this.#full(d), cb));
+      } catch {
+        return;
+      }
+      // Other connections still cache it; their uploads re-create it on "no such file".
+      conn.dirs.clear();
+    }
+  }
+
   /** Renames `from` over `to` atomically where the server can. */
   async #rename(conn: Conn, from: string, to: string): Promise<void> {
     if (conn.posixRename) {
@@ -789,6 +812,7 @@ class Sftp implements Transport, Stater, Lister, Mover {
         const full = this.#full(rel);
         try {
           await this.#req(conn, (cb) => conn.sftp.unlink(full, cb));
+          await this.#pruneParents(conn, rel);
         } catch (err) {
           if (statusCode(err) !== NO_SUCH_FILE) {
             throw annotate(
@@ -815,6 +839,7 @@ class Sftp implements Transport, Stater, Lister, Mover {
         await this.#ensureDir(conn, path.posix.dirname(dst));
         const src = this.#full(a);
         await at(this.#rename(conn, src, dst), () => `cannot rename "${src}" to "${dst}"`);
+        await this.#pruneParents(conn, a);
       });
     } catch (err) {
       this.#fail("move", `to "${b}" on`, a, err);
