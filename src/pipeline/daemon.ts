@@ -1269,6 +1269,15 @@ export class Daemon {
       message,
       failed: failedNow,
     });
+    if (kind === "auth") {
+      // One refused login explains every file of the server: say it once a minute.
+      const quiet = now - (authLoggedAt.get(s) ?? 0) < 60_000;
+      if (!quiet) authLoggedAt.set(s, now);
+      s.log[quiet ? "debug" : "error"](
+        `${message} (auth error: every file for this server fails until the configuration is fixed)`,
+      );
+      return;
+    }
     s.log[failedNow ? "error" : "warn"](
       `${message}${
         failedNow ? " (marked as failed)" : `; retry ${attempts} in ${Math.round(delay / 1000)} s`
@@ -1813,6 +1822,9 @@ function statFile(p: string, source: Source): FileStat | undefined {
     return undefined;
   }
 }
+
+/** When each server last logged an auth failure of a file (--once logs one, not one per file). */
+const authLoggedAt = new WeakMap<ServerState, number>();
 
 /**
  * Whether a source file can get a URL on `server` (any server when

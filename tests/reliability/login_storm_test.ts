@@ -91,6 +91,10 @@ for (const srv of servers) {
       assert(proxy.accepted >= 1 && proxy.accepted <= 3, `${proxy.accepted} logins`);
       const log = r.stdout + r.stderr;
       assert(/cannot log in as/.test(log) && /server "remote"/.test(log), log);
+      // One error line for the server, not one per file.
+      const errors = log.split("\n").filter((l) => /ERROR .*cannot log in as/.test(l));
+      assertEquals(errors.length, 1, log);
+      assert(/auth error/.test(errors[0]!), errors[0]);
       assert(!log.includes("not-the-password"), "the password was printed");
       const st = await cli(["status", "--config", ws.config, "--json"]);
       const s = JSON.parse(st.stdout) as { servers: { name: string; lastError: string | null }[] };
