@@ -343,11 +343,14 @@ export class Pool<T> {
 
   /** Remembers a failure that no new dial can fix before the configuration changes. */
   #hold(err: unknown): void {
-    const first = this.#opts.holdMs ?? 10_000;
-    this.#holdMs = this.#holdMs === 0
-      ? first
-      : Math.min(this.#holdMs * 2, this.#opts.maxHoldMs ?? 300_000);
-    this.#held = { err, until: Date.now() + this.#holdMs };
+    // Dials that were already under way fail together: one backoff step for all of them.
+    if (this.heldFailure === undefined) {
+      const first = this.#opts.holdMs ?? 10_000;
+      this.#holdMs = this.#holdMs === 0
+        ? first
+        : Math.min(this.#holdMs * 2, this.#opts.maxHoldMs ?? 300_000);
+      this.#held = { err, until: Date.now() + this.#holdMs };
+    }
     this.#proven = false;
     // Everyone waiting would dial into the same refusal.
     for (const w of this.#waiters.splice(0)) {

@@ -309,3 +309,39 @@ Deno.test("Pool shrinks to the connections a server allows and tells once", asyn
   assertEquals(shrinks, [2]);
   await pool.close();
 });
+
+Deno.test("Pool counts refusals of dials under way at once as one backoff step", async () => {
+  class AuthError extends Error {}
+  let refuse = false;
+  let dials = 0;
+  const conns: { alive: boolean }[] = [];
+  const pool = new Pool<{ alive: boolean }>({
+    max: 3,
+    create: async () => {
+      dials++;
+      await tick(5);
+      if (refuse) throw new AuthError("password changed");
+      const c = { alive: true };
+      conns.push(c);
+      return c;
+    },
+    destroy: (c) => {
+      c.alive = false;
+    },
+    isAlive: (c) => c.alive,
+    holdsFailure: (err) => err instanceof AuthError,
+    holdMs: 100,
+  });
+  // Three connections open, then the server drops them and changes the password.
+  await Promise.all([1, 2, 3].map(() => pool.use(() => tick(10))));
+  for (const c of conns) c.alive = false;
+  refuse = true;
+  const failed = await Promise.allSettled([1, 2, 3].map(() => pool.use(() => tick(1))));
+  assert(failed.every((r) => r.status === "rejected" && r.reason instanceof AuthError));
+  const before = dials;
+  // One backoff of 100 ms, not three doublings (400 ms).
+  await tick(150);
+  await assertRejects(() => pool.acquire(), AuthError);
+  assertEquals(dials, before + 1);
+  await pool.close();
+});
