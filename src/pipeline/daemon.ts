@@ -1219,7 +1219,7 @@ export class Daemon {
     }
     const kind = classify(err);
     const message = errorMessage(err);
-    if (kind === "server" && !this.#o.once) {
+    if ((kind === "server" || kind === "auth") && !this.#o.once) {
       // Transfers running in parallel fail together: back off once for all of them.
       if (s.blockedUntil <= now) {
         s.backoff = s.backoff === 0
@@ -1240,8 +1240,9 @@ export class Daemon {
       });
       this.store.tx(() => {
         this.store.requeue(job, s.blockedUntil, message, false);
-        this.store.q("UPDATE queue SET last_error = ?, error_kind = 'server' WHERE id = ?").run(
+        this.store.q("UPDATE queue SET last_error = ?, error_kind = ? WHERE id = ?").run(
           message,
+          kind,
           job.id,
         );
       });
@@ -1252,9 +1253,13 @@ export class Daemon {
       st.retryInitialDelay * 1000 * 2 ** (attempts - 1),
       st.retryMaxDelay * 1000,
     ));
-    this.store.fail(job, kind, message, now + delay, st.retryFailAfter);
-    if (kind === "server") this.store.serverFailed(s.server.name, message, null, now);
-    const failedNow = kind === "fatal" || attempts >= st.retryFailAfter;
+    // A refused login (auth) fails the file at once: retrying it would only log in again.
+    const failAfter = kind === "auth" ? 1 : st.retryFailAfter;
+    this.store.fail(job, kind, message, now + delay, failAfter);
+    if (kind === "server" || kind === "auth") {
+      this.store.serverFailed(s.server.name, message, null, now);
+    }
+    const failedNow = kind === "fatal" || attempts >= failAfter;
     if (failedNow) this.#summary.failed++;
     this.#emit({
       type: "job-failed",
@@ -1264,6 +1269,15 @@ export class Daemon {
       message,
       failed: failedNow,
     });
+    if (kind === "auth") {
+      // One refused login explains every file of the server: say it once a minute.
+      const quiet = now - (authLoggedAt.get(s) ?? 0) < 60_000;
+      if (!quiet) authLoggedAt.set(s, now);
+      s.log[quiet ? "debug" : "error"](
+        `${message} (auth error: every file for this server fails until the configuration is fixed)`,
+      );
+      return;
+    }
     s.log[failedNow ? "error" : "warn"](
       `${message}${
         failedNow ? " (marked as failed)" : `; retry ${attempts} in ${Math.round(delay / 1000)} s`
@@ -1412,6 +1426,13 @@ export class Daemon {
             workDir: jobDir,
             signal,
             lookupUrl: (input) => this.store.urlFor(input, perServer ? server.name : undefined),
+            willSync: (input) =>
+              willSync(
+                source,
+                input,
+                perServer ? server.name : undefined,
+                (c) => this.#targets(source, c),
+              ),
           });
         } catch (e) {
           if (e instanceof RequeueError) throw e;
@@ -1800,6 +1821,25 @@ function statFile(p: string, source: Source): FileStat | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** When each server last logged an auth failure of a file (--once logs one, not one per file). */
+const authLoggedAt = new WeakMap<ServerState, number>();
+
+/**
+ * Whether a source file can get a URL on `server` (any server when
+ * undefined): a rule of the source sends it there. Files outside the
+ * source's scanPath may belong to another source: assumed yes.
+ */
+function willSync(
+  source: Source,
+  file: string,
+  server: string | undefined,
+  targets: (c: { path: string; rel: string }) => { target: Target }[],
+): boolean {
+  const rel = path.relative(source.scanPath, file).split(path.sep).join("/");
+  if (rel.startsWith("../") || path.isAbsolute(rel)) return true;
+  return targets({ path: file, rel }).some((t) => !server || t.target.server.name === server);
 }
 
 /** MD5 (hex) of a file: small files read at once, synchronously (a thread hop costs more). */

@@ -46,6 +46,8 @@ export interface ChainInput {
   workDir: string;
   signal: AbortSignal;
   lookupUrl(inputFile: string): string | undefined;
+  /** See {@linkcode ProcessContext.willSync}. */
+  willSync?(inputFile: string): boolean;
 }
 
 /** What a chain produced. */
@@ -140,6 +142,7 @@ export async function runChain(input: ChainInput): Promise<ChainOutput> {
           signal: input.signal,
           log,
           lookupUrl: input.lookupUrl,
+          ...(input.willSync ? { willSync: input.willSync } : {}),
         },
       );
     } catch (e) {

@@ -78,6 +78,12 @@ export interface ProcessContext {
    * chain is not per server), or undefined when it is not synced there yet.
    */
   lookupUrl(inputFile: string): string | undefined;
+  /**
+   * Whether a rule sends that source file to `server` (to any server when
+   * the chain is not per server). False means it will never get a URL, so
+   * waiting for it is pointless. Absent: unknown (assume it will).
+   */
+  willSync?(inputFile: string): boolean;
 }
 
 /** Context for {@linkcode ProcessorDef.setup}. */
