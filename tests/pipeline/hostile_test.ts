@@ -1,0 +1,196 @@
+/**
+ * Decisions on hostile trees, end to end on a local destination: type
+ * changes (file ↔ directory), a reused inode with other content, a write
+ * that leaves the stat unchanged, and failed files after their fault is
+ * fixed.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { MODIFIED } from "../../src/store/events.ts";
+import { Store } from "../../src/store/store.ts";
+import {
+  cli,
+  diffTrees,
+  eventually,
+  localConfig,
+  spawn,
+  tree,
+  workspace,
+  write,
+} from "../_harness.ts";
+import { assert, assertEquals } from "../_assert.ts";
+import { NO_DAC, run } from "../reliability/_util.ts";
+
+function same(ws: { src: string; dst: string }) {
+  return () => diffTrees(tree(ws.src), tree(ws.dst));
+}
+
+/** Replaces the file `x` by a directory `x/` holding files. */
+function fileToDir(src: string) {
+  fs.rmSync(path.join(src, "x"));
+  write(path.join(src, "x/a.txt"), "a below x");
+  write(path.join(src, "x/deep/b.txt"), "b below x");
+}
+
+/** Replaces the directory `x/` by a file `x`. */
+function dirToFile(src: string) {
+  fs.rmSync(path.join(src, "x"), { recursive: true });
+  write(path.join(src, "x"), "x is a file again");
+}
+
+Deno.test("a file replaced by a directory and back converges with --once, each run a restart", async () => {
+  const ws = workspace();
+  try {
+    write(path.join(ws.src, "x"), "x is a file");
+    write(path.join(ws.src, "keep.txt"), "keep");
+    localConfig(ws, { settings: { retryInitialDelay: "0.05", retryFailAfter: "2" } });
+    const first = await cli(["sync", "--config", ws.config, "--once"]);
+    assertEquals(first.code, 0, first.stderr);
+    assertEquals(same(ws)(), "");
+    fileToDir(ws.src);
+    const second = await cli(["sync", "--config", ws.config, "--once"]);
+    assertEquals(second.code, 0, second.stderr);
+    assertEquals(same(ws)(), "", "file → directory");
+    assert(fs.statSync(path.join(ws.dst, "x")).isDirectory());
+    dirToFile(ws.src);
+    const third = await cli(["sync", "--config", ws.config, "--once"]);
+    assertEquals(third.code, 0, third.stderr);
+    assertEquals(same(ws)(), "", "directory → file");
+    assertEquals(fs.readFileSync(path.join(ws.dst, "x"), "utf8"), "x is a file again");
+    const status = JSON.parse((await cli(["status", "--config", ws.config, "--json"])).stdout);
+    assertEquals(status.queue.failed, 0);
+  } finally {
+    ws.cleanup();
+  }
+});
+
+Deno.test("a file replaced by a directory and back converges in watch mode, without a batch lost", async () => {
+  const ws = workspace();
+  let d: ReturnType<typeof spawn> | undefined;
+  try {
+    write(path.join(ws.src, "x"), "x is a file");
+    localConfig(ws, {
+      settings: { rescanInterval: "0", retryInitialDelay: "0.05", retryMaxDelay: "0.2" },
+    });
+    d = spawn(["sync", "--config", ws.config]);
+    await d.waitFor("Initial scan done");
+    await eventually(same(ws), 10_000, "initial sync");
+    fileToDir(ws.src);
+    await eventually(same(ws), 15_000, "file → directory");
+    dirToFile(ws.src);
+    // Files created with the swap land in the same watcher batch as the swap.
+    write(path.join(ws.src, "after.txt"), "after the swap");
+    await eventually(same(ws), 15_000, "directory → file");
+    assertEquals(fs.readFileSync(path.join(ws.dst, "x"), "utf8"), "x is a file again");
+    assert(!d.log().includes("marked as failed"), d.log());
+  } finally {
+    await d?.stop();
+    ws.cleanup();
+  }
+});
+
+Deno.test("a renamed file rewritten with its old size and mtime is uploaded, not moved (inode reuse)", async () => {
+  const ws = workspace();
+  try {
+    const old = path.join(ws.src, "old.txt");
+    const renamed = path.join(ws.src, "new.txt");
+    write(old, "old content!");
+    localConfig(ws);
+    assertEquals((await cli(["sync", "--config", ws.config, "--once"])).code, 0);
+    const st = fs.statSync(old);
+    // Same inode (a rename), same size, same mtime; other content.
+    fs.renameSync(old, renamed);
+    fs.writeFileSync(renamed, "NEW CONTENT!");
+    fs.utimesSync(renamed, st.atime, st.mtime);
+    assertEquals(fs.statSync(renamed).ino, st.ino);
+    const r = await cli(["sync", "--config", ws.config, "--once"]);
+    assertEquals(r.code, 0, r.stderr);
+    assert(!r.stderr.includes("moved"), r.stderr);
+    assertEquals(fs.readFileSync(path.join(ws.dst, "new.txt"), "utf8"), "NEW CONTENT!");
+    assertEquals(same(ws)(), "");
+  } finally {
+    ws.cleanup();
+  }
+});
+
+/** Makes the store hold `file`'s current stat and queues a content comparison for it. */
+function verifyJob(data: string, file: string) {
+  // What the scanner leaves when the clock is too coarse to show a write: the stored stat
+  // equals the new one, and the watcher (or the racy check) asks for a content comparison.
+  const now = fs.statSync(file);
+  const store = new Store(data);
+  try {
+    const row = store.getFile(file)!;
+    store.putFile({ ...row, ctime_ms: now.ctimeMs, mtime_ms: now.mtimeMs, ino: now.ino });
+    const synced = store.syncedFor(file)[0]!;
+    store.putSynced({ ...synced, ctime_ms: now.ctimeMs, mtime_ms: now.mtimeMs, ino: now.ino });
+    store.enqueue([{
+      input_file: file,
+      source: "site",
+      server: "local",
+      dest: "",
+      event: MODIFIED,
+      force: 1,
+    }], Date.now());
+  } finally {
+    store.close();
+  }
+}
+
+Deno.test("a written file whose stat looks unchanged is compared by content also when processors run", async () => {
+  const ws = workspace();
+  try {
+    const file = path.join(ws.src, "a b.txt");
+    write(file, "first");
+    localConfig(ws, {
+      ruleBody:
+        `<processorChain><processor name="filename.SpacesToUnderscores" /></processorChain>`,
+    });
+    assertEquals((await cli(["sync", "--config", ws.config, "--once"])).code, 0);
+    assertEquals(fs.readFileSync(path.join(ws.dst, "a_b.txt"), "utf8"), "first");
+    // Same content: the comparison proves it unchanged; nothing is uploaded.
+    verifyJob(ws.data, file);
+    let r = await cli(["sync", "--config", ws.config, "--once"]);
+    assertEquals(r.code, 0, r.stderr);
+    assert(r.stderr.includes("Done: 0 synced, 0 deleted, 0 failed, 1 unchanged"), r.stderr);
+    // Other content under the same stat: uploaded.
+    const st = fs.statSync(file);
+    fs.writeFileSync(file, "again");
+    fs.utimesSync(file, st.atime, st.mtime);
+    verifyJob(ws.data, file);
+    r = await cli(["sync", "--config", ws.config, "--once"]);
+    assertEquals(r.code, 0, r.stderr);
+    assertEquals(fs.readFileSync(path.join(ws.dst, "a_b.txt"), "utf8"), "again");
+  } finally {
+    ws.cleanup();
+  }
+});
+
+Deno.test("files that failed on an unwritable destination are retried by the next start, without retry", async () => {
+  const ws = workspace();
+  try {
+    write(path.join(ws.src, "sub/a.txt"), "a");
+    write(path.join(ws.src, "sub/b.txt"), "b");
+    write(path.join(ws.src, "top.txt"), "top");
+    fs.mkdirSync(path.join(ws.dst, "sub"));
+    fs.chmodSync(path.join(ws.dst, "sub"), 0o555);
+    localConfig(ws, { settings: { retryInitialDelay: "0.05", retryFailAfter: "2" } });
+    // Without CAP_DAC_OVERRIDE, root obeys the directory's mode like anyone else.
+    const r = await run(["sync", "--config", ws.config, "--once"], { prefix: NO_DAC });
+    assertEquals(r.code, 1, r.stderr);
+    let status = JSON.parse((await cli(["status", "--config", ws.config, "--json"])).stdout);
+    assertEquals(status.queue.failed, 2);
+    assertEquals(fs.readFileSync(path.join(ws.dst, "top.txt"), "utf8"), "top");
+    // The fault is fixed; nobody runs `retry`.
+    fs.chmodSync(path.join(ws.dst, "sub"), 0o755);
+    const again = await run(["sync", "--config", ws.config, "--once"], { prefix: NO_DAC });
+    assertEquals(again.code, 0, again.stderr);
+    assert(again.stderr.includes("Retrying 2 file(s) that failed before"), again.stderr);
+    assertEquals(same(ws)(), "");
+    status = JSON.parse((await cli(["status", "--config", ws.config, "--json"])).stdout);
+    assertEquals(status.queue.failed, 0);
+  } finally {
+    fs.chmodSync(path.join(ws.dst, "sub"), 0o755);
+    ws.cleanup();
+  }
+});
