@@ -19,7 +19,7 @@ import {
   write,
 } from "../_harness.ts";
 import { assert, assertEquals } from "../_assert.ts";
-import { NO_DAC, run } from "../reliability/_util.ts";
+import { NO_DAC, run, start } from "../reliability/_util.ts";
 
 function same(ws: { src: string; dst: string }) {
   return () => diffTrees(tree(ws.src), tree(ws.dst));
@@ -190,6 +190,29 @@ Deno.test("files that failed on an unwritable destination are retried by the nex
     status = JSON.parse((await cli(["status", "--config", ws.config, "--json"])).stdout);
     assertEquals(status.queue.failed, 0);
   } finally {
+    fs.chmodSync(path.join(ws.dst, "sub"), 0o755);
+    ws.cleanup();
+  }
+});
+
+Deno.test("files that failed are retried when the configuration is reloaded", async () => {
+  const ws = workspace();
+  let d: ReturnType<typeof start> | undefined;
+  try {
+    write(path.join(ws.src, "sub/a.txt"), "a");
+    fs.mkdirSync(path.join(ws.dst, "sub"));
+    fs.chmodSync(path.join(ws.dst, "sub"), 0o555);
+    localConfig(ws, {
+      settings: { rescanInterval: "0", retryInitialDelay: "0.05", retryFailAfter: "2" },
+    });
+    d = start(["sync", "--config", ws.config], { prefix: NO_DAC });
+    await d.waitFor("marked as failed");
+    fs.chmodSync(path.join(ws.dst, "sub"), 0o755);
+    d.child.kill("SIGHUP");
+    await d.waitFor("Retrying 1 file(s) that failed before: the configuration was reloaded");
+    await eventually(same(ws), 10_000, "after the reload");
+  } finally {
+    await d?.stop();
     fs.chmodSync(path.join(ws.dst, "sub"), 0o755);
     ws.cleanup();
   }
