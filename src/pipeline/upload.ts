@@ -15,7 +15,12 @@ import { ClassifiedError, errorMessage, RequeueError } from "../errors.ts";
 import { chainIsPerServer, runChain } from "../processors/chain.ts";
 import { CREATED, MODIFIED } from "../store/events.ts";
 import type { Job, SyncedRow } from "../store/store.ts";
-import type { PutOptions, PutResult, Transport } from "../transports/transport.ts";
+import {
+  isDirRemover,
+  type PutOptions,
+  type PutResult,
+  type Transport,
+} from "../transports/transport.ts";
 import { md5File } from "../util/hash.ts";
 import { Semaphore } from "../util/semaphore.ts";
 import type { PipelineContext } from "./context.ts";
@@ -330,6 +335,22 @@ export class Uploader {
       for (const p of [row.remote_path, ...parseExtras(row.extras)]) await t.delete(p, { signal });
       store.recordDeleted(row.input_file, row.server, row.dest);
       s.log.info(`deleted ${row.remote_path} (replaced by an entry of another type)`);
+    }
+    // Directories the removed files leave empty, deepest first, where the destination keeps them.
+    if (isDirRemover(t)) {
+      const dirs = new Set<string>();
+      for (const c of decision.remove) {
+        if (c.relation !== "descendant") continue;
+        for (const d of remoteAncestors(c.remotePath)) {
+          if (d === remotePath || d.startsWith(remotePath + "/")) dirs.add(d);
+        }
+      }
+      const deepest = [...dirs].sort((a, b) => b.split("/").length - a.split("/").length);
+      for (const d of deepest) {
+        await t.removeDir(d, { signal }).catch((e) =>
+          s.log.debug(`Cannot remove directory "${d}": ${errorMessage(e)}`)
+        );
+      }
     }
     return true;
   }

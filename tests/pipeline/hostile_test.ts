@@ -20,6 +20,7 @@ import {
 } from "../_harness.ts";
 import { assert, assertEquals } from "../_assert.ts";
 import { NO_DAC, run, start } from "../reliability/_util.ts";
+import { sftpRemote } from "../reliability/_remote.ts";
 
 function same(ws: { src: string; dst: string }) {
   return () => diffTrees(tree(ws.src), tree(ws.dst));
@@ -214,6 +215,45 @@ Deno.test("files that failed are retried when the configuration is reloaded", as
   } finally {
     await d?.stop();
     fs.chmodSync(path.join(ws.dst, "sub"), 0o755);
+    ws.cleanup();
+  }
+});
+
+Deno.test("a file replaced by a directory and back converges on an SFTP destination", async () => {
+  const ws = workspace();
+  const remote = await sftpRemote();
+  try {
+    fs.writeFileSync(
+      ws.config,
+      `<?xml version="1.0"?>
+<config>
+  <sources><source name="site" scanPath="${ws.src}" /></sources>
+  <servers>${remote.serverXml("sftp")}</servers>
+  <rules>
+    <rule for="site" label="all"><destinations><destination server="sftp" /></destinations></rule>
+  </rules>
+  <settings><dataDir>${ws.data}</dataDir><retryInitialDelay>0.05</retryInitialDelay>
+    <retryFailAfter>2</retryFailAfter></settings>
+</config>`,
+    );
+    const dst = path.join(remote.info.root, remote.dir);
+    const synced = () => diffTrees(tree(ws.src), tree(dst));
+    write(path.join(ws.src, "x"), "x is a file");
+    write(path.join(ws.src, "keep.txt"), "keep");
+    let r = await cli(["sync", "--config", ws.config, "--once"]);
+    assertEquals(r.code, 0, r.stderr);
+    assertEquals(synced(), "");
+    fileToDir(ws.src);
+    r = await cli(["sync", "--config", ws.config, "--once"]);
+    assertEquals(r.code, 0, r.stderr);
+    assertEquals(synced(), "", "file → directory");
+    dirToFile(ws.src);
+    r = await cli(["sync", "--config", ws.config, "--once"]);
+    assertEquals(r.code, 0, r.stderr);
+    assertEquals(synced(), "", "directory → file");
+    assertEquals(fs.readFileSync(path.join(dst, "x"), "utf8"), "x is a file again");
+  } finally {
+    await remote.cleanup();
     ws.cleanup();
   }
 });
