@@ -237,7 +237,7 @@ export class Daemon {
 
   /** Files that failed are tried again now: a start or a reload may have fixed their cause. */
   #retryFailed(why: string) {
-    const n = this.store.retryFailed(Date.now());
+    const n = this.store.retryAfterFix(Date.now());
     if (n > 0) this.#log.info(`Retrying ${n} file(s) that failed before: ${why}`);
   }
 

@@ -125,7 +125,7 @@ export class Worker {
 
   /** A server that was failing works again: what failed because of it is retried now. */
   #serverBack(s: ServerState) {
-    const n = this.#ctx.store.retryFailed(Date.now(), s.server.name);
+    const n = this.#ctx.store.retryAfterFix(Date.now(), s.server.name);
     s.log.info(
       `Server is reachable again${n > 0 ? `; retrying ${n} file(s) that failed meanwhile` : ""}`,
     );

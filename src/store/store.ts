@@ -112,6 +112,7 @@ export interface PipelineStore {
   deferForServer(job: Job, readyAt: number, message: string): void;
   fail(job: Job, kind: string, message: string, readyAt: number, failAfter: number): void;
   retryFailed(now: number, server?: string): number;
+  retryAfterFix(now: number, server?: string): number;
   nextReadyAt(): number | undefined;
   hasActive(): boolean;
   activeCount(): number;
@@ -411,6 +412,22 @@ export class Store implements PipelineStore {
     return this.q(
       `SELECT 1 FROM queue WHERE input_file = ? AND event != ${DELETED} LIMIT 1`,
     ).get(inputFile) !== undefined;
+  }
+
+  /**
+   * Re-queues, now, the jobs that failed or wait for a retry after an error
+   * (all, or those of one server): after a fix (a start, a reload, a server
+   * that works again). Work delayed on purpose (held deletes) keeps its time.
+   * Returns how many.
+   */
+  retryAfterFix(now: number, server?: string): number {
+    const sql = `UPDATE queue SET state = 'queued', attempts = 0, requeues = 0, ready_at = ?
+       WHERE (state = 'failed' OR (last_error IS NOT NULL AND running = 0 AND ready_at > ?))${
+      server ? " AND server = ?" : ""
+    }`;
+    const args: SQLInputValue[] = [now, now];
+    if (server) args.push(server);
+    return Number(this.q(sql).run(...args).changes);
   }
 
   /** Re-queues failed jobs now (all, or those of one server); returns how many. */

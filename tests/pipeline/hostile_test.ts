@@ -84,6 +84,7 @@ Deno.test("a file replaced by a directory and back converges in watch mode, with
     await eventually(same(ws), 15_000, "directory → file");
     assertEquals(fs.readFileSync(path.join(ws.dst, "x"), "utf8"), "x is a file again");
     assert(!d.log().includes("marked as failed"), d.log());
+    assert(!d.log().includes("Scan failed"), d.log());
   } finally {
     await d?.stop();
     ws.cleanup();

@@ -1,6 +1,10 @@
 /** The retry policy: per-file backoff and the server pause. */
 import { nextAttempt, Pacer } from "../../src/pipeline/retry.ts";
-import { NEVER } from "../../src/store/store.ts";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { CREATED, DELETED, type FileEvent } from "../../src/store/events.ts";
+import { NEVER, Store } from "../../src/store/store.ts";
 import { assert, assertEquals } from "../_assert.ts";
 
 const S = { initialMs: 1000, maxMs: 8000, failAfter: 4 };
@@ -36,4 +40,42 @@ Deno.test("Pacer pauses a server once for parallel failures, doubles, and report
   assertEquals(p.succeed(), true, "the first success after failures is a recovery");
   assertEquals(p.succeed(), false);
   assertEquals(p.fail(1000), 100, "the pause starts over after a recovery");
+});
+
+Deno.test("Store.retryAfterFix() re-queues failed and erroring jobs, not deletes delayed on purpose", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "fc-retry-"));
+  const store = new Store(dir);
+  try {
+    const change = (file: string, event: FileEvent, server = "cdn") => ({
+      input_file: file,
+      source: "s",
+      server,
+      dest: "",
+      event,
+    });
+    store.enqueue([
+      change("/s/a", CREATED),
+      change("/s/b", CREATED),
+      change("/s/c", CREATED, "other"),
+    ], 0);
+    store.enqueue([change("/s/gone", DELETED)], 0, 0, 60_000);
+    const [a, b] = store.pick("cdn", 2, 0);
+    const [c] = store.pick("other", 1, 0);
+    store.fail(a!, "fatal", "access denied", NEVER, 5);
+    store.fail(b!, "retry", "timeout", 50_000, 5);
+    store.fail(c!, "fatal", "access denied", NEVER, 5);
+    // One server: only its jobs.
+    assertEquals(store.retryAfterFix(1000, "cdn"), 2);
+    const ready = store.pick("cdn", 10, 1000).map((j) => j.input_file).sort();
+    assertEquals(ready, ["/s/a", "/s/b"]);
+    assertEquals(store.failedJobs().map((j) => j.input_file), ["/s/c"]);
+    // Everything: the failed job of the other server, not the delayed delete.
+    assertEquals(store.retryAfterFix(1000), 1);
+    assertEquals(store.nextReadyAt(), 1000);
+    assertEquals(store.pick("other", 10, 1000).length, 1);
+    assertEquals(store.pick("cdn", 10, 59_000).length, 0, "the delete keeps its delay");
+  } finally {
+    store.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
