@@ -272,6 +272,10 @@ export class Worker {
           p.delayMs,
         );
       case "skip":
+        if (synced && input.contentMd5 !== undefined) {
+          // Compared and unchanged: the record is confirmed now, so it is no longer racy.
+          store.confirmSynced(job.input_file, server.name, job.dest, Date.now(), input.contentMd5);
+        }
         return { kind: "skipped", bytes: -1, remotePath: synced?.remote_path ?? "" };
       case "delete":
         return await this.#delete(s, transport, job, synced!);

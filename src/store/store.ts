@@ -126,6 +126,17 @@ export interface PipelineStore {
   putSynced(row: SyncedRow): void;
   /** Records a server-side move of `from` to `row`, dropping `from`'s record and queued work. */
   recordMove(from: SyncedRow, row: SyncedRow): void;
+  /**
+   * Notes that a file's content was compared and found unchanged at `at`:
+   * the record is no longer racy, and its source MD5 is known.
+   */
+  confirmSynced(
+    inputFile: string,
+    server: string,
+    dest: string,
+    at: number,
+    sourceMd5: string,
+  ): void;
   /** Forgets what was synced of a file at a destination (after its remote delete). */
   recordDeleted(inputFile: string, server: string, dest: string): void;
   remotePathInUse(server: string, remotePath: string): boolean;
@@ -584,6 +595,19 @@ export class Store implements PipelineStore {
       this.dropQueued(from.input_file, from.server, from.dest);
       this.putSynced(row);
     });
+  }
+
+  confirmSynced(
+    inputFile: string,
+    server: string,
+    dest: string,
+    at: number,
+    sourceMd5: string,
+  ): void {
+    this.q(
+      `UPDATE synced_files SET synced_at = ?, source_md5 = ?
+       WHERE input_file = ? AND server = ? AND dest = ?`,
+    ).run(at, sourceMd5, inputFile, server, dest);
   }
 
   recordDeleted(inputFile: string, server: string, dest: string): void {

@@ -152,9 +152,20 @@ Deno.test("a written file whose stat looks unchanged is compared by content also
     assertEquals(fs.readFileSync(path.join(ws.dst, "a_b.txt"), "utf8"), "first");
     // Same content: the comparison proves it unchanged; nothing is uploaded.
     verifyJob(ws.data, file);
+    const syncedAt = () => {
+      const store = new Store(ws.data);
+      try {
+        return store.syncedFor(file)[0]!.synced_at;
+      } finally {
+        store.close();
+      }
+    };
+    const before = syncedAt();
     let r = await cli(["sync", "--config", ws.config, "--once"]);
     assertEquals(r.code, 0, r.stderr);
     assert(r.stderr.includes("Done: 0 synced, 0 deleted, 0 failed, 1 unchanged"), r.stderr);
+    // The comparison confirms the record: it is not racy any more.
+    assert(syncedAt() > before, "the record's time was not refreshed");
     // Other content under the same stat: uploaded.
     const st = fs.statSync(file);
     fs.writeFileSync(file, "again");
