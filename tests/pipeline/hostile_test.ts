@@ -269,3 +269,40 @@ Deno.test("a file replaced by a directory and back converges on an SFTP destinat
     ws.cleanup();
   }
 });
+
+Deno.test("files that failed with a wrong SFTP password are retried by a start with the right one", async () => {
+  const ws = workspace();
+  const remote = await sftpRemote();
+  try {
+    const writeConfig = (password: string) =>
+      fs.writeFileSync(
+        ws.config,
+        `<?xml version="1.0"?>
+<config>
+  <sources><source name="site" scanPath="${ws.src}" /></sources>
+  <servers>${remote.serverXml("sftp").replace(remote.info.password, password)}</servers>
+  <rules>
+    <rule for="site" label="all"><destinations><destination server="sftp" /></destinations></rule>
+  </rules>
+  <settings><dataDir>${ws.data}</dataDir><retryInitialDelay>0.05</retryInitialDelay>
+    <retryFailAfter>2</retryFailAfter></settings>
+</config>`,
+      );
+    write(path.join(ws.src, "a.txt"), "a");
+    write(path.join(ws.src, "d/b.txt"), "b");
+    writeConfig("not-the-password");
+    const r = await cli(["sync", "--config", ws.config, "--once"]);
+    assertEquals(r.code, 1, r.stderr);
+    const status = JSON.parse((await cli(["status", "--config", ws.config, "--json"])).stdout);
+    assertEquals(status.queue.failed, 2);
+    // The fix: the right password (a secret: it changes no file's remote form).
+    writeConfig(remote.info.password);
+    const again = await cli(["sync", "--config", ws.config, "--once"]);
+    assertEquals(again.code, 0, again.stderr);
+    const dst = path.join(remote.info.root, remote.dir);
+    assertEquals(diffTrees(tree(ws.src), tree(dst)), "");
+  } finally {
+    await remote.cleanup();
+    ws.cleanup();
+  }
+});
