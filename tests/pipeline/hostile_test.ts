@@ -21,6 +21,7 @@ import {
 import { assert, assertEquals } from "../_assert.ts";
 import { NO_DAC, run, start } from "../reliability/_util.ts";
 import { sftpRemote } from "../reliability/_remote.ts";
+import { startServer } from "../_servers.ts";
 
 function same(ws: { src: string; dst: string }) {
   return () => diffTrees(tree(ws.src), tree(ws.dst));
@@ -231,24 +232,23 @@ Deno.test("files that failed are retried when the configuration is reloaded", as
   }
 });
 
-Deno.test("a file replaced by a directory and back converges on an SFTP destination", async () => {
+/** The file ↔ directory swap with `--once` against a network destination whose root is local. */
+async function swapOnRemote(serverXml: string, dst: string) {
   const ws = workspace();
-  const remote = await sftpRemote();
   try {
     fs.writeFileSync(
       ws.config,
       `<?xml version="1.0"?>
 <config>
   <sources><source name="site" scanPath="${ws.src}" /></sources>
-  <servers>${remote.serverXml("sftp")}</servers>
+  <servers>${serverXml}</servers>
   <rules>
-    <rule for="site" label="all"><destinations><destination server="sftp" /></destinations></rule>
+    <rule for="site" label="all"><destinations><destination server="remote" /></destinations></rule>
   </rules>
   <settings><dataDir>${ws.data}</dataDir><retryInitialDelay>0.05</retryInitialDelay>
     <retryFailAfter>2</retryFailAfter></settings>
 </config>`,
     );
-    const dst = path.join(remote.info.root, remote.dir);
     const synced = () => diffTrees(tree(ws.src), tree(dst));
     write(path.join(ws.src, "x"), "x is a file");
     write(path.join(ws.src, "keep.txt"), "keep");
@@ -265,8 +265,33 @@ Deno.test("a file replaced by a directory and back converges on an SFTP destinat
     assertEquals(synced(), "", "directory → file");
     assertEquals(fs.readFileSync(path.join(dst, "x"), "utf8"), "x is a file again");
   } finally {
-    await remote.cleanup();
     ws.cleanup();
+  }
+}
+
+Deno.test("a file replaced by a directory and back converges on an SFTP destination", async () => {
+  const remote = await sftpRemote();
+  try {
+    await swapOnRemote(remote.serverXml("remote"), path.join(remote.info.root, remote.dir));
+  } finally {
+    await remote.cleanup();
+  }
+});
+
+Deno.test("a file replaced by a directory and back converges on an FTP destination", async () => {
+  const info = await startServer("ftp");
+  const dir = `fc-swap-${crypto.randomUUID().slice(0, 8)}`;
+  try {
+    await swapOnRemote(
+      `<server name="remote" transporter="ftp">
+        <host>127.0.0.1</host><port>${info.port}</port>
+        <username>${info.username}</username><password>${info.password}</password>
+        <path>${dir}</path><url>https://ftp.cdn.test/${dir}/</url>
+      </server>`,
+      path.join(info.root, dir),
+    );
+  } finally {
+    fs.rmSync(path.join(info.root, dir), { recursive: true, force: true });
   }
 });
 
