@@ -109,8 +109,8 @@ export type Plan =
   | { action: "delete"; reason: string }
   /** Hash the source file and plan again with `contentMd5`. */
   | { action: "hash-check"; reason: string }
-  /** Try again later: `delayMs` from now. */
-  | { action: "wait"; reason: string; delayMs: number };
+  /** Try again later: `delayMs` from now, because of `cause`. */
+  | { action: "wait"; cause: "root-missing" | "held"; reason: string; delayMs: number };
 
 /** How long a job waits for a missing source root or held deletions. */
 export const WAIT_MS = 5000;
@@ -143,11 +143,21 @@ export function plan(input: PlanInput): Plan {
   if (!present) {
     // A deleted or unmounted source root looks like every file deleted: hold, never delete.
     if (!input.rootPresent) {
-      return { action: "wait", reason: "the source root is missing", delayMs: WAIT_MS };
+      return {
+        action: "wait",
+        cause: "root-missing",
+        reason: "the source root is missing",
+        delayMs: WAIT_MS,
+      };
     }
     if (!stored) return { action: "skip", reason: "gone and never synced here" };
     if (input.held) {
-      return { action: "wait", reason: "the delete guard holds deletions", delayMs: WAIT_MS };
+      return {
+        action: "wait",
+        cause: "held",
+        reason: "the delete guard holds deletions",
+        delayMs: WAIT_MS,
+      };
     }
     return {
       action: "delete",

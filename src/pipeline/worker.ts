@@ -6,6 +6,8 @@
  *
  * @module
  */
+import * as fs from "node:fs";
+import * as path from "node:path";
 import { ClassifiedError, classify, errorMessage, RequeueError } from "../errors.ts";
 import { DELETED } from "../store/events.ts";
 import type { Job, SyncedRow } from "../store/store.ts";
@@ -19,8 +21,6 @@ import { relPath, remotePathFor, type Router } from "./routing.ts";
 import type { Servers, ServerState } from "./servers.ts";
 import { isStoreError, type Sources } from "./sources.ts";
 import { md5Of, parseExtras, type SyncResult, Uploader } from "./upload.ts";
-import * as fs from "node:fs";
-import * as path from "node:path";
 
 /** A record younger than this after the file's mtime may hide a same-tick rewrite. */
 export const RACY_MS = 2000;
@@ -266,7 +266,7 @@ export class Worker {
     switch (p.action) {
       case "wait":
         throw new RequeueError(
-          p.reason === "the source root is missing"
+          p.cause === "root-missing"
             ? `Source "${source.name}" is missing ("${source.scanPath}"): nothing is deleted until it is back`
             : p.reason,
           p.delayMs,

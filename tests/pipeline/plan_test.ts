@@ -185,7 +185,10 @@ Deno.test("plan() follows the decision table for every combination of its inputs
       throw new Error(`${JSON.stringify(c)}: got ${p.action} (${p.reason}), want ${want}`);
     }
     if (p.action === "move") assertEquals(p.from, MOVES[c.move]);
-    if (p.action === "wait") assertEquals(p.delayMs, WAIT_MS);
+    if (p.action === "wait") {
+      assertEquals(p.delayMs, WAIT_MS);
+      assertEquals(p.cause, c.root ? "held" : "root-missing");
+    }
     seen.set(p.action, (seen.get(p.action) ?? 0) + 1);
     n++;
   }
@@ -223,10 +226,12 @@ Deno.test("plan() deletes the recorded file when its path became a directory, sy
 Deno.test("plan() never deletes while the source root is missing or the guard holds deletions", () => {
   assertEquals(plan({ ...base, event: DELETED, rootPresent: false }), {
     action: "wait",
+    cause: "root-missing",
     reason: "the source root is missing",
     delayMs: WAIT_MS,
   });
-  assertEquals(plan({ ...base, event: DELETED, held: true }).action, "wait");
+  const held = plan({ ...base, event: DELETED, held: true });
+  assert(held.action === "wait" && held.cause === "held");
   assertEquals(plan({ ...base, event: DELETED }).action, "delete");
 });
 
