@@ -346,6 +346,7 @@ export class Daemon {
   async #shutdown() {
     this.#stopping = true;
     for (const t of this.#timers) clearTimeout(t);
+    this.#scheduler.stopTimers();
     await this.#sources.stop();
     const grace = this.#o.shutdownGrace ?? 10_000;
     const running = this.#scheduler.running;
@@ -358,7 +359,7 @@ export class Daemon {
     }
     await this.#servers.flush().catch(() => {});
     await this.#servers.close();
-    this.#scheduler.stop();
+    this.#scheduler.flush();
     this.store.resetRunning();
     this.store.setRuntime("daemon", { pid: null, stoppedAt: Date.now() });
     this.store.close();

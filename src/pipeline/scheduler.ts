@@ -266,10 +266,14 @@ export class Scheduler {
     return promise;
   }
 
-  /** Stops the timers; flushes the writes still waiting. */
-  stop(): void {
+  /** Stops the timers (at shutdown, before running work drains). */
+  stopTimers(): void {
     if (this.#troubleRetry !== undefined) clearTimeout(this.#troubleRetry);
     if (this.#wake !== undefined) clearTimeout(this.#wake);
+  }
+
+  /** Commits the writes still waiting (at shutdown, after running work drained). */
+  flush(): void {
     this.#flushBatch();
   }
 
