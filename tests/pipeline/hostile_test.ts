@@ -331,3 +331,30 @@ Deno.test("files that failed with a wrong SFTP password are retried by a start w
     ws.cleanup();
   }
 });
+
+Deno.test("a rename onto an existing name and a swap of two names converge in watch mode", async () => {
+  const ws = workspace();
+  let d: ReturnType<typeof spawn> | undefined;
+  try {
+    write(path.join(ws.src, "a.txt"), "content of a");
+    write(path.join(ws.src, "b.txt"), "content of b, longer");
+    write(path.join(ws.src, "c.txt"), "content of c");
+    write(path.join(ws.src, "e.txt"), "content of e");
+    localConfig(ws, { settings: { rescanInterval: "0" } });
+    d = spawn(["sync", "--config", ws.config]);
+    await d.waitFor("Initial scan done");
+    await eventually(same(ws), 10_000, "initial sync");
+    // Onto an existing name: b.txt now holds a's content, a.txt is gone.
+    fs.renameSync(path.join(ws.src, "a.txt"), path.join(ws.src, "b.txt"));
+    // A swap through a temporary name.
+    fs.renameSync(path.join(ws.src, "c.txt"), path.join(ws.src, "tmp.txt"));
+    fs.renameSync(path.join(ws.src, "e.txt"), path.join(ws.src, "c.txt"));
+    fs.renameSync(path.join(ws.src, "tmp.txt"), path.join(ws.src, "e.txt"));
+    await eventually(same(ws), 15_000, "renames");
+    assertEquals(fs.readFileSync(path.join(ws.dst, "b.txt"), "utf8"), "content of a");
+    assertEquals(fs.readFileSync(path.join(ws.dst, "c.txt"), "utf8"), "content of e");
+  } finally {
+    await d?.stop();
+    ws.cleanup();
+  }
+});
