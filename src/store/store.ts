@@ -451,11 +451,12 @@ export class Store implements PipelineStore {
   }
 
   /** Earliest time a queued job becomes ready, or undefined when none is queued. */
-  nextReadyAt(): number | undefined {
+  nextReadyAt(servers?: readonly string[]): number | undefined {
     const r = this.q("SELECT MIN(ready_at) AS t FROM queue WHERE state = 'queued' AND running = 0")
       .get() as {
         t: number | null;
       };
+    void servers;
     return r.t ?? undefined;
   }
 
