@@ -96,6 +96,9 @@ const MIGRATIONS: string[] = [
   -- Live state written by the running daemon (pid, heartbeat, watchers).
   CREATE TABLE runtime(key TEXT PRIMARY KEY, value TEXT NOT NULL);
   `,
+  // MD5 of the source file when it was recorded: with processors, the uploaded content's MD5
+  // cannot tell whether the source changed under an unchanged stat.
+  `ALTER TABLE synced_files ADD COLUMN source_md5 TEXT;`,
 ];
 
 /** The schema version this build writes. */

@@ -27,6 +27,7 @@ import { Pool } from "./pool.ts";
 import { isTempName, joinUrl, safeRemotePath, tempName } from "./paths.ts";
 import type {
   CallOptions,
+  DirRemover,
   Lister,
   Mover,
   PutOptions,
@@ -240,7 +241,7 @@ function hardenContext(ftp: FTPContext): void {
   };
 }
 
-class Ftp implements Transport, Stater, Lister, Mover {
+class Ftp implements Transport, Stater, Lister, Mover, DirRemover {
   readonly #s: Settings;
   readonly #server: string;
   readonly #log: Logger;
@@ -928,6 +929,25 @@ class Ftp implements Transport, Stater, Lister, Mover {
           return;
         }
         await this.#pruneParents(conn, rel);
+      });
+    } catch (err) {
+      this.#fail("delete", "from", rel, err);
+    }
+  }
+
+  async removeDir(remotePath: string, options: CallOptions): Promise<void> {
+    const rel = safeRemotePath(remotePath);
+    this.#checkName("delete", "from", rel);
+    const full = this.#full(rel);
+    try {
+      await this.#use(options.signal, async (conn) => {
+        try {
+          await conn.client.send("RMD " + await conn.client.protectWhitespace(full));
+        } catch (err) {
+          if (!(err instanceof FTPError && err.code === 550)) throw err;
+          // 550 means "no such directory", "not empty" or "not allowed": only the first is success.
+          if (await this.#statPath(conn, full) !== null) throw err;
+        }
       });
     } catch (err) {
       this.#fail("delete", "from", rel, err);

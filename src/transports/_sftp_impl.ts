@@ -20,6 +20,7 @@ import { Pool } from "./pool.ts";
 import { isTempName, joinUrl, safeRemotePath, tempName } from "./paths.ts";
 import type {
   CallOptions,
+  DirRemover,
   Lister,
   Mover,
   PutOptions,
@@ -179,7 +180,7 @@ interface Settings {
   insecure: boolean;
 }
 
-class Sftp implements Transport, Stater, Lister, Mover {
+class Sftp implements Transport, Stater, Lister, Mover, DirRemover {
   readonly #s: Settings;
   readonly #server: string;
   readonly #log: Logger;
@@ -823,6 +824,21 @@ class Sftp implements Transport, Stater, Lister, Mover {
                   : `cannot delete "${full}"`,
             );
           }
+        }
+      });
+    } catch (err) {
+      this.#fail("delete", "from", rel, err);
+    }
+  }
+
+  async removeDir(remotePath: string, options: CallOptions): Promise<void> {
+    const rel = safeRemotePath(remotePath);
+    try {
+      await this.#use(options.signal, async (conn) => {
+        try {
+          await this.#req(conn, (cb) => conn.sftp.rmdir(this.#full(rel), cb));
+        } catch (err) {
+          if (statusCode(err) !== NO_SUCH_FILE) throw err;
         }
       });
     } catch (err) {
