@@ -24,6 +24,7 @@ import { type Batch, type FsChange, Scanner } from "../watch/scanner.ts";
 import { SourceWatcher, type WatchMode } from "../watch/watcher.ts";
 import { md5File, signature } from "../util/hash.ts";
 import { dataDirFor, workDirFor } from "./paths.ts";
+import { dataDirMode, WebAccess } from "./web_access.ts";
 import { Semaphore } from "../util/semaphore.ts";
 
 /** Options for {@linkcode Daemon}. */
@@ -160,6 +161,7 @@ export class Daemon {
   readonly dataDir: string;
   readonly workDir: string;
   readonly store: Store;
+  readonly #web: WebAccess;
   readonly #o: DaemonOptions;
   readonly #log = logger("daemon");
   readonly #servers = new Map<string, ServerState>();
@@ -190,7 +192,8 @@ export class Daemon {
     this.#lock = lock;
     this.dataDir = dataDir;
     this.workDir = workDirFor(config, dataDir);
-    this.store = new Store(this.dataDir);
+    this.store = new Store(this.dataDir, { dirMode: dataDirMode(config, dataDir) });
+    this.#web = new WebAccess(() => this.#config, dataDir, this.store, logger("webdb"));
     const s = config.settings;
     this.#globalSlots = new Semaphore(
       Math.min(s.maxSimultaneousTransporters, s.maxFilesInPipeline),
@@ -432,6 +435,7 @@ export class Daemon {
     emptyDir(this.workDir);
     fs.mkdirSync(this.workDir, { recursive: true, mode: 0o700 });
     this.store.resetRunning();
+    this.#web.refresh(true);
     for (const source of this.config.sources) this.#rootPresent(source);
     if (this.#o.approveDeletes) this.store.approveDeletes();
     this.#heartbeat();
@@ -465,6 +469,7 @@ export class Daemon {
       }
       this.#timers.push(setInterval(() => {
         this.#sourceDeletions().catch((e) => this.#storeTrouble(e));
+        this.#web.refresh();
         // Other processes (retry, approve-deletes) change the queue and the guard.
         this.#pump();
         for (const g of this.store.guards()) {
@@ -533,6 +538,7 @@ export class Daemon {
     }
     this.#flushBatch();
     this.store.resetRunning();
+    this.#web.refresh(true);
     this.store.setRuntime("daemon", { pid: null, stoppedAt: Date.now() });
     this.store.close();
     try {

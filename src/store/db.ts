@@ -105,6 +105,11 @@ export const SCHEMA_VERSION = MIGRATIONS.length;
 export interface OpenOptions {
   /** Open read-only (status, url): never creates or migrates. */
   readOnly?: boolean;
+  /**
+   * Mode of the data directory (default 0700). 0750 when web application
+   * databases readable by a group live in it; the database stays 0600.
+   */
+  dirMode?: number;
 }
 
 /**
@@ -123,8 +128,9 @@ export function openDatabase(dataDir: string, options: OpenOptions = {}): Databa
     db.exec("PRAGMA busy_timeout = 5000");
     return db;
   }
+  const dirMode = options.dirMode ?? 0o700;
   fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  fs.chmodSync(dataDir, 0o700);
+  fs.chmodSync(dataDir, dirMode);
   const fresh = !fs.existsSync(file);
   if (fresh) fs.closeSync(fs.openSync(file, "a", 0o600));
   const db = new DatabaseSync(file);

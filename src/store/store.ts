@@ -91,6 +91,8 @@ export class Store {
   readonly db: DatabaseSync;
   readonly #stmts = new Map<string, StatementSync>();
   #depth = 0;
+  /** Grows with every change to `synced_files`, so copies of it know when to refresh. */
+  syncedVersion = 0;
 
   constructor(dataDir: string, options: OpenOptions = {}) {
     this.db = openDatabase(dataDir, options);
@@ -421,6 +423,7 @@ export class Store {
   }
 
   putSynced(row: SyncedRow): void {
+    this.syncedVersion++;
     this.q(
       `INSERT INTO synced_files(input_file, transported_file_basename, url, server, dest, remote_path, size,
          mtime_ms, ctime_ms, ino, md5, etag, chain, extras, synced_at)
@@ -450,6 +453,7 @@ export class Store {
   }
 
   deleteSynced(inputFile: string, server: string, dest: string): void {
+    this.syncedVersion++;
     this.q("DELETE FROM synced_files WHERE input_file = ? AND server = ? AND dest = ?").run(
       inputFile,
       server,

@@ -1,0 +1,198 @@
+/**
+ * The databases web applications read: `synced_files.db` (which URL serves
+ * which file, the table the Drupal / Backdrop CDN module queries) and
+ * `persistent_data.db` (the queue, for the module's status report), in the
+ * original File Conveyor's layout.
+ *
+ * Contract:
+ * - both are plain SQLite files in rollback-journal format that a reader
+ *   with read access only (no write access to the file or its directory)
+ *   opens at any time: while the daemon runs, after it stopped, after it
+ *   was killed. Each is written whole under a temporary name in the same
+ *   directory and renamed over the old one, so a reader sees one complete
+ *   snapshot or the next, never a partial write, and holds no lock the
+ *   daemon waits for;
+ * - the content is a snapshot of the daemon's own database (the source of
+ *   truth): rebuilt at start, after changes (at most about once a second,
+ *   less often when a rebuild is slow), and at stop. A crash loses nothing:
+ *   the next start rebuilds;
+ * - each synced row appears once per key web applications ask for (see
+ *   `keys`): the real absolute path first;
+ * - with a group, both files are 0640 and their directories 0750, owned by
+ *   that group; without one, 0600 (directories are left as they are, or
+ *   created 0700).
+ *
+ * @module
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { DatabaseSync } from "node:sqlite";
+import type { Store } from "./store.ts";
+
+/** Where and how the web databases are written. */
+export interface WebDbOptions {
+  syncedFilesDb: string;
+  persistentDataDb: string;
+  /** Group id given read access; undefined: owner only. */
+  gid?: number;
+  /** Every key a synced file is published under; the real path first. */
+  keys(inputFile: string): string[];
+}
+
+const SYNCED_SCHEMA = `
+  CREATE TABLE synced_files(
+    input_file TEXT NOT NULL,
+    transported_file_basename TEXT NOT NULL,
+    url TEXT NOT NULL,
+    server TEXT NOT NULL,
+    dest TEXT NOT NULL DEFAULT '',
+    -- The real path when input_file is another key for the same file.
+    real_file TEXT NOT NULL,
+    synced_at INTEGER
+  );
+  CREATE UNIQUE INDEX file_unique_per_server ON synced_files(input_file, server, dest);
+`;
+
+const PERSISTENT_SCHEMA = `
+  CREATE TABLE pipeline_queue(id INTEGER PRIMARY KEY, input_file TEXT NOT NULL, server TEXT NOT NULL,
+    event INTEGER NOT NULL);
+  CREATE TABLE pipeline_list(id INTEGER PRIMARY KEY, input_file TEXT NOT NULL, server TEXT NOT NULL,
+    event INTEGER NOT NULL);
+  CREATE TABLE failed_files_list(id INTEGER PRIMARY KEY, input_file TEXT NOT NULL, server TEXT NOT NULL,
+    event INTEGER NOT NULL, error TEXT);
+`;
+
+/** Sets a directory's access for the web databases. */
+export function prepareWebDbDir(dir: string, gid: number | undefined): void {
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  if (gid === undefined) return;
+  fs.chownSync(dir, -1, gid);
+  fs.chmodSync(dir, (fs.statSync(dir).mode & 0o7777 & ~0o027) | 0o750);
+}
+
+/** Writes the two web databases from a {@linkcode Store}. */
+export class WebDb {
+  readonly #store: Store;
+  readonly #o: WebDbOptions;
+  #syncedSeen = -1;
+  #queueSeen = "";
+  #nextAt = 0;
+
+  constructor(store: Store, options: WebDbOptions) {
+    this.#store = store;
+    this.#o = options;
+    prepareWebDbDir(path.dirname(options.syncedFilesDb), options.gid);
+    prepareWebDbDir(path.dirname(options.persistentDataDb), options.gid);
+  }
+
+  /**
+   * Rewrites what changed since the last write. Unless `force`, waits
+   * between rewrites twenty times as long as the last one took.
+   */
+  refresh(force = false): void {
+    const now = performance.now();
+    if (!force && now < this.#nextAt) return;
+    const t0 = now;
+    const version = this.#store.syncedVersion;
+    if (force || version !== this.#syncedSeen) {
+      this.#writeSynced();
+      this.#syncedSeen = version;
+    }
+    const counts = JSON.stringify(this.#store.queueCounts());
+    if (force || counts !== this.#queueSeen) {
+      this.#writePersistent();
+      this.#queueSeen = counts;
+    }
+    const t1 = performance.now();
+    this.#nextAt = t1 + 20 * (t1 - t0);
+  }
+
+  #writeSynced(): void {
+    this.#replace(this.#o.syncedFilesDb, SYNCED_SCHEMA, (db) => {
+      const ins = db.prepare(
+        `INSERT OR IGNORE INTO synced_files(input_file, transported_file_basename, url, server, dest,
+           real_file, synced_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      );
+      const rows = this.#store.q(
+        `SELECT input_file, transported_file_basename, url, server, dest, synced_at FROM synced_files
+         ORDER BY input_file, server, dest`,
+      ).iterate() as Iterable<{
+        input_file: string;
+        transported_file_basename: string;
+        url: string;
+        server: string;
+        dest: string;
+        synced_at: number;
+      }>;
+      for (const r of rows) {
+        for (const key of this.#o.keys(r.input_file)) {
+          ins.run(
+            key,
+            r.transported_file_basename,
+            r.url,
+            r.server,
+            r.dest,
+            r.input_file,
+            r.synced_at,
+          );
+        }
+      }
+    });
+  }
+
+  #writePersistent(): void {
+    this.#replace(this.#o.persistentDataDb, PERSISTENT_SCHEMA, (db) => {
+      const copy = (table: string, where: string) => {
+        const ins = db.prepare(
+          `INSERT INTO ${table}(input_file, server, event${
+            table === "failed_files_list" ? ", error" : ""
+          }) VALUES (?, ?, ?${table === "failed_files_list" ? ", ?" : ""})`,
+        );
+        const rows = this.#store.q(
+          `SELECT input_file, server, event, last_error FROM queue WHERE ${where} ORDER BY id`,
+        ).iterate() as Iterable<
+          { input_file: string; server: string; event: number; last_error: string | null }
+        >;
+        for (const r of rows) {
+          if (table === "failed_files_list") ins.run(r.input_file, r.server, r.event, r.last_error);
+          else ins.run(r.input_file, r.server, r.event);
+        }
+      };
+      copy("pipeline_queue", "state = 'queued' AND running = 0");
+      copy("pipeline_list", "running = 1");
+      copy("failed_files_list", "state = 'failed' AND running = 0");
+    });
+  }
+
+  /** Builds `file` under a temporary name, makes it durable, and renames it into place. */
+  #replace(file: string, schema: string, fill: (db: DatabaseSync) => void): void {
+    const tmp = `${file}.${Deno.pid}.tmp`;
+    fs.rmSync(tmp, { force: true });
+    try {
+      const db = new DatabaseSync(tmp);
+      try {
+        // Built once and never changed in place: no journal needed while building.
+        db.exec("PRAGMA journal_mode = OFF");
+        db.exec("PRAGMA synchronous = OFF");
+        db.exec("BEGIN");
+        db.exec(schema);
+        fill(db);
+        db.exec("COMMIT");
+      } finally {
+        db.close();
+      }
+      const fd = fs.openSync(tmp, "r+");
+      try {
+        fs.fsyncSync(fd);
+        if (this.#o.gid !== undefined) fs.fchownSync(fd, -1, this.#o.gid);
+        fs.fchmodSync(fd, this.#o.gid === undefined ? 0o600 : 0o640);
+      } finally {
+        fs.closeSync(fd);
+      }
+      fs.renameSync(tmp, file);
+    } catch (e) {
+      fs.rmSync(tmp, { force: true });
+      throw e;
+    }
+  }
+}
