@@ -40,6 +40,7 @@ import { logger, redact } from "../log.ts";
 import { dataDirFor, workDirFor } from "../pipeline/paths.ts";
 import { type Change, type Job, Store, type SyncedRow } from "../store/store.ts";
 import { DELETED, MODIFIED } from "../store/events.ts";
+import { allRetired } from "../store/retired.ts";
 import { isTempName, joinRemote } from "../transports/paths.ts";
 import {
   getTransportDef,
@@ -347,6 +348,8 @@ async function run(
       .all() as unknown as SyncedRow[];
     queue = store.q("SELECT * FROM queue").all() as unknown as Job[];
     intents = store.q("SELECT server, remote_path FROM intents").all() as unknown as typeof intents;
+    // Replaced versions kept for their grace period are expected on the server too.
+    intents.push(...allRetired(store));
   } finally {
     store.db.exec("COMMIT");
   }

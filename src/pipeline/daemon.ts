@@ -25,6 +25,8 @@ import { SourceWatcher, type WatchMode } from "../watch/watcher.ts";
 import { md5File, signature } from "../util/hash.ts";
 import { dataDirFor, workDirFor } from "./paths.ts";
 import { dataDirMode, WebAccess } from "./web_access.ts";
+import { RetiredJanitor } from "./retired_janitor.ts";
+import { retire } from "../store/retired.ts";
 import { Semaphore } from "../util/semaphore.ts";
 
 /** Options for {@linkcode Daemon}. */
@@ -162,6 +164,7 @@ export class Daemon {
   readonly workDir: string;
   readonly store: Store;
   readonly #web: WebAccess;
+  readonly #janitor: RetiredJanitor;
   readonly #o: DaemonOptions;
   readonly #log = logger("daemon");
   readonly #servers = new Map<string, ServerState>();
@@ -194,6 +197,15 @@ export class Daemon {
     this.workDir = workDirFor(config, dataDir);
     this.store = new Store(this.dataDir, { dirMode: dataDirMode(config, dataDir) });
     this.#web = new WebAccess(() => this.#config, dataDir, this.store, logger("webdb"));
+    this.#janitor = new RetiredJanitor({
+      store: this.store,
+      transport: (name) => {
+        const s = this.#servers.get(name);
+        return s && s.blockedUntil <= Date.now() ? this.#transport(s) : undefined;
+      },
+      log: logger("janitor"),
+      signal: this.#abort.signal,
+    });
     const s = config.settings;
     this.#globalSlots = new Semaphore(
       Math.min(s.maxSimultaneousTransporters, s.maxFilesInPipeline),
@@ -470,6 +482,7 @@ export class Daemon {
       this.#timers.push(setInterval(() => {
         this.#sourceDeletions().catch((e) => this.#storeTrouble(e));
         this.#web.refresh();
+        void this.#janitor.run();
         // Other processes (retry, approve-deletes) change the queue and the guard.
         this.#pump();
         for (const g of this.store.guards()) {
@@ -1507,13 +1520,13 @@ export class Daemon {
         ...parseExtras(synced?.extras).filter((x) => !extras.includes(x) && x !== remotePath),
       ];
       let dependents: { dependent: string; dest: string }[] = [];
+      const keep = this.config.settings.keepReplaced * 1000;
       const record = () => {
         this.store.putSynced(row);
         this.store.dropIntent(server.name, remotePath);
         for (const x of extras) this.store.dropIntent(server.name, x);
-        for (const old of stale) {
-          this.store.addIntent(server.name, old, 0, job.input_file, job.dest);
-        }
+        // Replaced versions stay for keepReplaced seconds: cached pages still refer to them.
+        retire(this.store, server.name, stale, Date.now() + keep, job.input_file);
         if (out.references) {
           this.store.setDeps(job.input_file, server.name, job.dest, out.references);
         }
@@ -1540,33 +1553,15 @@ export class Daemon {
             formatBytes(upload.size)
           }, ${Date.now() - now} ms)`,
         );
-      if (stale.length === 0) {
-        // The common case: the caller records this with the job's completion, in one commit.
-        return {
-          kind: "synced",
-          bytes: upload.size,
-          remotePath,
-          record,
-          dropped: [remotePath, ...extras],
-          done,
-        };
-      }
-      await this.#batch(record);
-      // Replaced versions (a new unique name): delete them after the new one is recorded.
-      for (const old of stale) {
-        if (this.store.remotePathInUse(server.name, old)) {
-          this.store.dropIntent(server.name, old);
-          continue;
-        }
-        try {
-          await transport.delete(old, { signal });
-          this.store.dropIntent(server.name, old);
-        } catch (e) {
-          s.log.warn(`Cannot delete replaced "${old}" yet (will retry): ${errorMessage(e)}`);
-        }
-      }
-      done();
-      return { kind: "synced", bytes: upload.size, remotePath };
+      // The caller records this with the job's completion, in one commit.
+      return {
+        kind: "synced",
+        bytes: upload.size,
+        remotePath,
+        record,
+        dropped: [remotePath, ...extras],
+        done,
+      };
     } finally {
       if (rule.processors.length > 0) fs.rmSync(jobDir, { recursive: true, force: true });
     }
@@ -1581,11 +1576,16 @@ export class Daemon {
     const log = this.#servers.get(server.name)!.log;
     if (!synced) return { kind: "skipped", bytes: -1, remotePath: "" };
     const paths = [synced.remote_path, ...parseExtras(synced.extras)];
-    for (const p of paths) {
+    // A unique name (not the source's) may still be referenced by cached pages: keep it a while.
+    const keep = synced.transported_file_basename !== path.basename(job.input_file)
+      ? this.config.settings.keepReplaced * 1000
+      : 0;
+    for (const p of keep > 0 ? [] : paths) {
       if (this.store.remotePathInUse(server.name, p) && p !== synced.remote_path) continue;
       await transport.delete(p, { signal: this.#abort.signal });
     }
     this.store.tx(() => {
+      if (keep > 0) retire(this.store, server.name, paths, Date.now() + keep, job.input_file);
       this.store.deleteSynced(job.input_file, server.name, job.dest);
       this.store.setDeps(job.input_file, server.name, job.dest, []);
     });

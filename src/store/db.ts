@@ -96,6 +96,12 @@ const MIGRATIONS: string[] = [
   -- Live state written by the running daemon (pid, heartbeat, watchers).
   CREATE TABLE runtime(key TEXT PRIMARY KEY, value TEXT NOT NULL);
   `,
+  `
+  -- Replaced or deleted remote files kept for a grace period (keepReplaced), deleted when due.
+  CREATE TABLE retired(server TEXT NOT NULL, remote_path TEXT NOT NULL, input_file TEXT NOT NULL,
+    due_at INTEGER NOT NULL, PRIMARY KEY(server, remote_path)) WITHOUT ROWID;
+  CREATE INDEX retired_due ON retired(due_at);
+  `,
 ];
 
 /** The schema version this build writes. */

@@ -482,6 +482,8 @@ export class Store {
       `INSERT INTO intents(server, remote_path, input_file, dest, created_at) VALUES (?, ?, ?, ?, ?)
        ON CONFLICT(server, remote_path) DO UPDATE SET input_file = excluded.input_file, dest = excluded.dest`,
     ).run(server, remotePath, inputFile, dest, now);
+    // Written again: no longer a retired version waiting for deletion.
+    this.q("DELETE FROM retired WHERE server = ? AND remote_path = ?").run(server, remotePath);
   }
 
   /** Intents of one file at one destination. */
