@@ -316,6 +316,9 @@ export class Daemon {
       "maxSimultaneousProcessorChains",
       "maxSimultaneousTransporters",
       "rescanInterval",
+      "syncedFilesDb",
+      "persistentDataDb",
+      "syncedFilesDbGroup",
     ] as const)
       .filter((k) => old.settings[k] !== next.settings[k]);
     if (restartNeeded.length > 0) {
