@@ -196,7 +196,13 @@ export class Daemon {
     this.dataDir = dataDir;
     this.workDir = workDirFor(config, dataDir);
     this.store = new Store(this.dataDir, { dirMode: dataDirMode(config, dataDir) });
-    this.#web = new WebAccess(() => this.#config, dataDir, this.store, logger("webdb"));
+    this.#web = new WebAccess(
+      () => this.#config,
+      dataDir,
+      this.store,
+      logger("webdb"),
+      !options.dryRun,
+    );
     this.#janitor = new RetiredJanitor({
       store: this.store,
       transport: (name) => {
@@ -514,6 +520,7 @@ export class Daemon {
         await this.#flushTransports();
         // Only what is due: later deletions stay scheduled for the next run.
         await this.#sourceDeletions();
+        await this.#janitor.run();
       }
       await this.#shutdown();
     } else {

@@ -41,8 +41,12 @@ export class WebAccess {
   readonly #log: Logger;
   #failing = false;
 
-  constructor(config: () => Config, dataDir: string, store: Store, log: Logger) {
+  readonly #enabled: boolean;
+
+  /** With `enabled` false (a dry run), nothing is ever written. */
+  constructor(config: () => Config, dataDir: string, store: Store, log: Logger, enabled = true) {
     this.#log = log;
+    this.#enabled = enabled;
     this.#db = new WebDb(store, {
       ...webDbPaths(config(), dataDir),
       keys: (f) => webKeys(config(), f),
@@ -51,6 +55,7 @@ export class WebAccess {
 
   /** Brings both files up to date (see {@linkcode WebDb.refresh}); logs failures once. */
   refresh(force = false): void {
+    if (!this.#enabled) return;
     try {
       this.#db.refresh(force);
       if (this.#failing) this.#log.info("The web application databases are written again");

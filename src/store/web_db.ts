@@ -77,12 +77,26 @@ export class WebDb {
   #syncedSeen = -1;
   #queueSeen = "";
   #nextAt = 0;
+  #prepared = false;
 
   constructor(store: Store, options: WebDbOptions) {
     this.#store = store;
     this.#o = options;
-    prepareWebDbDir(path.dirname(options.syncedFilesDb), options.gid);
-    prepareWebDbDir(path.dirname(options.persistentDataDb), options.gid);
+  }
+
+  /** Creates the directories with their access, and removes temporary files a crash left. */
+  #prepare(): void {
+    for (const file of [this.#o.syncedFilesDb, this.#o.persistentDataDb]) {
+      const dir = path.dirname(file);
+      prepareWebDbDir(dir, this.#o.gid);
+      const prefix = path.basename(file) + ".";
+      for (const n of fs.readdirSync(dir)) {
+        if (n.startsWith(prefix) && /^\d+\.tmp$/.test(n.slice(prefix.length))) {
+          fs.rmSync(path.join(dir, n), { force: true });
+        }
+      }
+    }
+    this.#prepared = true;
   }
 
   /**
@@ -93,6 +107,7 @@ export class WebDb {
     const now = performance.now();
     if (!force && now < this.#nextAt) return;
     const t0 = now;
+    if (!this.#prepared) this.#prepare();
     const version = this.#store.syncedVersion;
     if (force || version !== this.#syncedSeen) {
       this.#writeSynced();

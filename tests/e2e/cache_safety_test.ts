@@ -10,7 +10,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { assert, assertEquals } from "../_assert.ts";
-import { cli, workspace, write } from "../_harness.ts";
+import { cli, localConfig, workspace, write } from "../_harness.ts";
 import { start, until } from "../reliability/_util.ts";
 
 const GRACE_S = 10;
@@ -172,3 +172,28 @@ for (const unique of ["Mtime", "MD5", "ContentHash"]) {
     }
   });
 }
+
+Deno.test("keepReplaced 0: sync --once deletes replaced versions at the end of the run; --dry-run writes no web database", async () => {
+  const ws = workspace("fc-cache-once-");
+  try {
+    write(path.join(ws.src, "a.txt"), "one");
+    localConfig(ws, {
+      settings: { keepReplaced: "0" },
+      ruleBody: `<processorChain><processor name="unique_filename.MD5" /></processorChain>`,
+    });
+    const dry = await cli(["sync", "--once", "--dry-run", "--config", ws.config]);
+    assertEquals(dry.code, 0, dry.stderr);
+    assert(!fs.existsSync(path.join(ws.data, "synced_files.db")), "a dry run wrote the web DB");
+    assertEquals((await cli(["sync", "--once", "--config", ws.config])).code, 0);
+    const first = names(ws.dst, /^a_.*\.txt$/);
+    assertEquals(first.length, 1);
+    write(path.join(ws.src, "a.txt"), "two");
+    assertEquals((await cli(["sync", "--once", "--config", ws.config])).code, 0);
+    const second = names(ws.dst, /^a_.*\.txt$/);
+    assertEquals(second.length, 1);
+    assert(second[0] !== first[0], "a new name");
+    assertEquals(fs.readFileSync(path.join(ws.dst, second[0]!), "utf8"), "two");
+  } finally {
+    ws.cleanup();
+  }
+});

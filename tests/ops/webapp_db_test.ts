@@ -217,10 +217,14 @@ Deno.test("the Drupal CDN module's lookups answer as www-data: running, stopped,
       await d.kill();
       access();
       await check("after kill -9");
+      // A rebuild interrupted by the kill leaves a temporary file: the next start removes it.
+      const leftover = path.join(ws.data, "synced_files.db.99999.tmp");
+      fs.writeFileSync(leftover, "partial");
 
       d = start(["sync", "--config", ws.config]);
       await d.waitFor("Initial scan done");
       await check("after a restart following kill -9");
+      assert(!fs.existsSync(leftover), "temporary file left behind");
       assertEquals(await d.stop(), 0);
       access();
     } finally {
