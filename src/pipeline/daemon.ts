@@ -561,7 +561,7 @@ export class Daemon {
     }
     this.#flushBatch();
     this.store.resetRunning();
-    this.#web.refresh(true);
+    this.#web.close();
     this.store.setRuntime("daemon", { pid: null, stoppedAt: Date.now() });
     this.store.close();
     try {

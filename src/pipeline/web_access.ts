@@ -53,6 +53,16 @@ export class WebAccess {
     });
   }
 
+  /** Publishes the final state (at stop). */
+  close(): void {
+    if (!this.#enabled) return;
+    try {
+      this.#db.close();
+    } catch (e) {
+      this.#log.warn(`Cannot write the web application databases: ${(e as Error).message}`);
+    }
+  }
+
   /** Brings both files up to date (see {@linkcode WebDb.refresh}); logs failures once. */
   refresh(force = false): void {
     if (!this.#enabled) return;

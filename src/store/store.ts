@@ -91,8 +91,12 @@ export class Store {
   readonly db: DatabaseSync;
   readonly #stmts = new Map<string, StatementSync>();
   #depth = 0;
-  /** Grows with every change to `synced_files`, so copies of it know when to refresh. */
-  syncedVersion = 0;
+  /**
+   * Input files whose `synced_files` rows changed (or were written in a
+   * transaction that may have rolled back) since a copy of them last took
+   * this set; copies re-read those rows.
+   */
+  syncedChanged: Set<string> = new Set();
 
   constructor(dataDir: string, options: OpenOptions = {}) {
     this.db = openDatabase(dataDir, options);
@@ -423,7 +427,7 @@ export class Store {
   }
 
   putSynced(row: SyncedRow): void {
-    this.syncedVersion++;
+    this.syncedChanged.add(row.input_file);
     this.q(
       `INSERT INTO synced_files(input_file, transported_file_basename, url, server, dest, remote_path, size,
          mtime_ms, ctime_ms, ino, md5, etag, chain, extras, synced_at)
@@ -453,7 +457,7 @@ export class Store {
   }
 
   deleteSynced(inputFile: string, server: string, dest: string): void {
-    this.syncedVersion++;
+    this.syncedChanged.add(inputFile);
     this.q("DELETE FROM synced_files WHERE input_file = ? AND server = ? AND dest = ?").run(
       inputFile,
       server,

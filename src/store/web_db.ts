@@ -13,9 +13,13 @@
  *   snapshot or the next, never a partial write, and holds no lock the
  *   daemon waits for;
  * - the content is a snapshot of the daemon's own database (the source of
- *   truth): rebuilt at start, after changes (at most about once a second,
- *   less often when a rebuild is slow), and at stop. A crash loses nothing:
- *   the next start rebuilds;
+ *   truth). `synced_files.db` is kept in a private staging copy
+ *   (`synced_files.db.stage`, rebuilt at start) that takes only the files
+ *   that changed; publishing copies it and renames the copy into place.
+ *   `persistent_data.db` is rebuilt whole when the queue changed. Each is
+ *   published at most about once a second, less often when that is slow
+ *   (at most 1/20 of the time), and at stop. A crash loses nothing: the
+ *   next start rebuilds;
  * - each synced row appears once per key web applications ask for (see
  *   `keys`): the real absolute path first;
  * - with a group, both files are 0640 and their directories 0750, owned by
@@ -51,6 +55,7 @@ const SYNCED_SCHEMA = `
     synced_at INTEGER
   );
   CREATE UNIQUE INDEX file_unique_per_server ON synced_files(input_file, server, dest);
+  CREATE INDEX synced_files_real ON synced_files(real_file);
 `;
 
 const PERSISTENT_SCHEMA = `
@@ -74,9 +79,10 @@ export function prepareWebDbDir(dir: string, gid: number | undefined): void {
 export class WebDb {
   readonly #store: Store;
   readonly #o: WebDbOptions;
-  #syncedSeen = -1;
+  #stage: DatabaseSync | undefined;
   #queueSeen = "";
-  #nextAt = 0;
+  #syncedNextAt = 0;
+  #queueNextAt = 0;
   #prepared = false;
 
   constructor(store: Store, options: WebDbOptions) {
@@ -100,102 +106,169 @@ export class WebDb {
   }
 
   /**
-   * Rewrites what changed since the last write. Unless `force`, waits
-   * between rewrites twenty times as long as the last one took.
+   * Publishes what changed since the last call. Unless `force`, each file
+   * waits twenty times as long as its last update took before the next.
    */
   refresh(force = false): void {
-    const now = performance.now();
-    if (!force && now < this.#nextAt) return;
-    const t0 = now;
     if (!this.#prepared) this.#prepare();
-    const version = this.#store.syncedVersion;
-    if (force || version !== this.#syncedSeen) {
-      this.#writeSynced();
-      this.#syncedSeen = version;
+    let t0 = performance.now();
+    const pending = this.#store.syncedChanged.size > 0 || !this.#stage;
+    if (force || (t0 >= this.#syncedNextAt && pending)) {
+      this.#updateSynced(force);
+      const t1 = performance.now();
+      this.#syncedNextAt = t1 + 20 * (t1 - t0);
+      t0 = t1;
     }
-    const counts = JSON.stringify(this.#store.queueCounts());
-    if (force || counts !== this.#queueSeen) {
-      this.#writePersistent();
-      this.#queueSeen = counts;
+    if (force || t0 >= this.#queueNextAt) {
+      const counts = JSON.stringify(this.#store.queueCounts());
+      if (force || counts !== this.#queueSeen) {
+        this.#writePersistent();
+        this.#queueSeen = counts;
+        const t1 = performance.now();
+        this.#queueNextAt = t1 + 20 * (t1 - t0);
+      }
     }
-    const t1 = performance.now();
-    this.#nextAt = t1 + 20 * (t1 - t0);
   }
 
-  #writeSynced(): void {
-    this.#replace(this.#o.syncedFilesDb, SYNCED_SCHEMA, (db) => {
-      const ins = db.prepare(
-        `INSERT OR IGNORE INTO synced_files(input_file, transported_file_basename, url, server, dest,
-           real_file, synced_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-      );
-      const rows = this.#store.q(
-        `SELECT input_file, transported_file_basename, url, server, dest, synced_at FROM synced_files
-         ORDER BY input_file, server, dest`,
-      ).iterate() as Iterable<{
-        input_file: string;
-        transported_file_basename: string;
-        url: string;
-        server: string;
-        dest: string;
-        synced_at: number;
-      }>;
-      for (const r of rows) {
-        for (const key of this.#o.keys(r.input_file)) {
-          ins.run(
-            key,
-            r.transported_file_basename,
-            r.url,
-            r.server,
-            r.dest,
-            r.input_file,
-            r.synced_at,
-          );
+  get #stageFile(): string {
+    return this.#o.syncedFilesDb + ".stage";
+  }
+
+  /** Publishes the final state and removes the staging copy (the published files stay). */
+  close(): void {
+    try {
+      this.refresh(true);
+    } finally {
+      this.#closeStage();
+      fs.rmSync(this.#stageFile, { force: true });
+    }
+  }
+
+  /** Drops the staging copy: the next update rebuilds it from the daemon's database. */
+  #closeStage(): void {
+    try {
+      this.#stage?.close();
+    } catch {
+      // Already closed.
+    }
+    this.#stage = undefined;
+  }
+
+  /** Brings the staging copy up to date (whole when new), then publishes it. */
+  #updateSynced(force: boolean): void {
+    let stage = this.#stage;
+    const changed = this.#store.syncedChanged;
+    this.#store.syncedChanged = new Set();
+    try {
+      if (!stage) {
+        fs.rmSync(this.#stageFile, { force: true });
+        fs.closeSync(fs.openSync(this.#stageFile, "w", 0o600));
+        stage = new DatabaseSync(this.#stageFile);
+        // Rebuilt at every start, never read by others: no journal, no syncs.
+        stage.exec("PRAGMA journal_mode = OFF");
+        stage.exec("PRAGMA synchronous = OFF");
+        stage.exec("BEGIN");
+        stage.exec(SYNCED_SCHEMA);
+        this.#insertRows(
+          stage,
+          this.#store.q(
+            `SELECT input_file, transported_file_basename, url, server, dest, synced_at
+             FROM synced_files ORDER BY input_file, server, dest`,
+          ).iterate() as Iterable<SyncedWebRow>,
+        );
+        stage.exec("COMMIT");
+        this.#stage = stage;
+      } else if (changed.size > 0) {
+        const drop = stage.prepare("DELETE FROM synced_files WHERE real_file = ?");
+        const get = this.#store.q(
+          `SELECT input_file, transported_file_basename, url, server, dest, synced_at
+           FROM synced_files WHERE input_file = ? ORDER BY server, dest`,
+        );
+        stage.exec("BEGIN");
+        try {
+          for (const f of changed) {
+            drop.run(f);
+            this.#insertRows(stage, get.all(f) as unknown as SyncedWebRow[]);
+          }
+          stage.exec("COMMIT");
+        } catch (e) {
+          stage.exec("ROLLBACK");
+          throw e;
         }
+      } else if (!force) {
+        return;
       }
-    });
+    } catch (e) {
+      // Start over from the daemon's database next time.
+      for (const f of changed) this.#store.syncedChanged.add(f);
+      if (stage && stage !== this.#stage) stage.close();
+      this.#closeStage();
+      throw e;
+    }
+    this.#publish(this.#o.syncedFilesDb, (tmp) => fs.copyFileSync(this.#stageFile, tmp));
+  }
+
+  #insertRows(db: DatabaseSync, rows: Iterable<SyncedWebRow>): void {
+    const ins = db.prepare(
+      `INSERT OR IGNORE INTO synced_files(input_file, transported_file_basename, url, server, dest,
+         real_file, synced_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+    );
+    for (const r of rows) {
+      for (const key of this.#o.keys(r.input_file)) {
+        ins.run(
+          key,
+          r.transported_file_basename,
+          r.url,
+          r.server,
+          r.dest,
+          r.input_file,
+          r.synced_at,
+        );
+      }
+    }
   }
 
   #writePersistent(): void {
-    this.#replace(this.#o.persistentDataDb, PERSISTENT_SCHEMA, (db) => {
-      const copy = (table: string, where: string) => {
-        const ins = db.prepare(
-          `INSERT INTO ${table}(input_file, server, event${
-            table === "failed_files_list" ? ", error" : ""
-          }) VALUES (?, ?, ?${table === "failed_files_list" ? ", ?" : ""})`,
-        );
-        const rows = this.#store.q(
-          `SELECT input_file, server, event, last_error FROM queue WHERE ${where} ORDER BY id`,
-        ).iterate() as Iterable<
-          { input_file: string; server: string; event: number; last_error: string | null }
-        >;
-        for (const r of rows) {
-          if (table === "failed_files_list") ins.run(r.input_file, r.server, r.event, r.last_error);
-          else ins.run(r.input_file, r.server, r.event);
-        }
-      };
-      copy("pipeline_queue", "state = 'queued' AND running = 0");
-      copy("pipeline_list", "running = 1");
-      copy("failed_files_list", "state = 'failed' AND running = 0");
-    });
-  }
-
-  /** Builds `file` under a temporary name, makes it durable, and renames it into place. */
-  #replace(file: string, schema: string, fill: (db: DatabaseSync) => void): void {
-    const tmp = `${file}.${Deno.pid}.tmp`;
-    fs.rmSync(tmp, { force: true });
-    try {
+    this.#publish(this.#o.persistentDataDb, (tmp) => {
       const db = new DatabaseSync(tmp);
       try {
         // Built once and never changed in place: no journal needed while building.
         db.exec("PRAGMA journal_mode = OFF");
         db.exec("PRAGMA synchronous = OFF");
         db.exec("BEGIN");
-        db.exec(schema);
-        fill(db);
+        db.exec(PERSISTENT_SCHEMA);
+        const copy = (table: string, where: string) => {
+          const failed = table === "failed_files_list";
+          const ins = db.prepare(
+            `INSERT INTO ${table}(input_file, server, event${failed ? ", error" : ""})
+             VALUES (?, ?, ?${failed ? ", ?" : ""})`,
+          );
+          const rows = this.#store.q(
+            `SELECT input_file, server, event, last_error FROM queue WHERE ${where} ORDER BY id`,
+          ).iterate() as Iterable<
+            { input_file: string; server: string; event: number; last_error: string | null }
+          >;
+          for (const r of rows) {
+            if (failed) ins.run(r.input_file, r.server, r.event, r.last_error);
+            else ins.run(r.input_file, r.server, r.event);
+          }
+        };
+        copy("pipeline_queue", "state = 'queued' AND running = 0");
+        copy("pipeline_list", "running = 1");
+        copy("failed_files_list", "state = 'failed' AND running = 0");
         db.exec("COMMIT");
       } finally {
         db.close();
       }
+    });
+  }
+
+  /** Writes `file` under a temporary name with `write`, makes it durable, and renames it into place. */
+  #publish(file: string, write: (tmp: string) => void): void {
+    const tmp = `${file}.${Deno.pid}.tmp`;
+    fs.rmSync(tmp, { force: true });
+    try {
+      write(tmp);
       const fd = fs.openSync(tmp, "r+");
       try {
         fs.fsyncSync(fd);
@@ -210,4 +283,13 @@ export class WebDb {
       throw e;
     }
   }
+}
+
+interface SyncedWebRow {
+  input_file: string;
+  transported_file_basename: string;
+  url: string;
+  server: string;
+  dest: string;
+  synced_at: number;
 }
