@@ -39,14 +39,16 @@ export function dataDirMode(config: Config, dataDir: string): number {
 export class WebAccess {
   readonly #db: WebDb;
   readonly #log: Logger;
-  #failing = false;
-
   readonly #enabled: boolean;
+  readonly #config: () => Config;
+  #keysOf: Config | undefined;
+  #failing = false;
 
   /** With `enabled` false (a dry run), nothing is ever written. */
   constructor(config: () => Config, dataDir: string, store: Store, log: Logger, enabled = true) {
     this.#log = log;
     this.#enabled = enabled;
+    this.#config = config;
     this.#db = new WebDb(store, {
       ...webDbPaths(config(), dataDir),
       keys: (f) => webKeys(config(), f),
@@ -67,6 +69,10 @@ export class WebAccess {
   refresh(force = false): void {
     if (!this.#enabled) return;
     try {
+      // A reloaded configuration may change the keys (sources, document roots): all rows again.
+      const config = this.#config();
+      if (this.#keysOf !== undefined && this.#keysOf !== config) this.#db.rebuild();
+      this.#keysOf = config;
       this.#db.refresh(force);
       if (this.#failing) this.#log.info("The web application databases are written again");
       this.#failing = false;

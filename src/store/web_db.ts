@@ -144,6 +144,12 @@ export class WebDb {
     }
   }
 
+  /** Rebuilds everything at the next refresh (the keys changed: a new configuration). */
+  rebuild(): void {
+    this.#closeStage();
+    this.#syncedNextAt = 0;
+  }
+
   /** Drops the staging copy: the next update rebuilds it from the daemon's database. */
   #closeStage(): void {
     try {

@@ -11,6 +11,10 @@ import "../../src/processors/mod.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { ConfigError } from "../../src/errors.ts";
 import { drupalEncodePath, rawUrlEncode, webKeys } from "../../src/pipeline/web_keys.ts";
+import { WebAccess } from "../../src/pipeline/web_access.ts";
+import { Store } from "../../src/store/store.ts";
+import { logger } from "../../src/log.ts";
+import { DatabaseSync } from "node:sqlite";
 import { assert, assertEquals, assertThrows } from "../_assert.ts";
 
 const NAMES = ["my logo.png", "café Ünïcode.jpg", "(odd)!'*~.gif", "x+y=z&a;b,c@d$e#f%g.txt"];
@@ -86,6 +90,59 @@ Deno.test("parseConfig() places the web databases; SYNCED_FILES_DB and PERSISTEN
     assert(e.message.includes("must name different files"), e.message);
     assert(/keepReplaced/.test(e.message), e.message);
   } finally {
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+});
+
+Deno.test("WebAccess publishes the keys of a reloaded configuration for every record", () => {
+  const { root, xml } = site();
+  const data = path.join(root, "data");
+  const store = new Store(data);
+  try {
+    const viaLink = parseConfig(xml, path.join(root, "config.xml"));
+    const direct = parseConfig(
+      xml.replace('scanPath="drupal/sites/default/files"', 'scanPath="files"'),
+      path.join(root, "config.xml"),
+    );
+    let current = direct;
+    const web = new WebAccess(() => current, data, store, logger("test"));
+    const real = path.join(root, "files", "a b.png");
+    store.putSynced({
+      input_file: real,
+      transported_file_basename: "a b.png",
+      url: "http://cdn/a%20b.png",
+      server: "local",
+      dest: "",
+      remote_path: "a b.png",
+      size: 1,
+      mtime_ms: 1,
+      ctime_ms: 1,
+      ino: 1,
+      md5: null,
+      etag: null,
+      chain: null,
+      extras: null,
+      synced_at: 1,
+    });
+    const keys = () => {
+      const db = new DatabaseSync(path.join(data, "synced_files.db"), { readOnly: true });
+      try {
+        return (db.prepare("SELECT input_file FROM synced_files ORDER BY 1").all() as {
+          input_file: string;
+        }[]).map((r) => r.input_file);
+      } finally {
+        db.close();
+      }
+    };
+    web.refresh(true);
+    const link = path.join(root, "drupal/sites/default/files/a b.png");
+    assert(!keys().includes(link), keys().join("\n"));
+    current = viaLink;
+    web.refresh();
+    assert(keys().includes(link), keys().join("\n"));
+    web.close();
+  } finally {
+    store.close();
     fs.rmSync(root, { recursive: true, force: true });
   }
 });
