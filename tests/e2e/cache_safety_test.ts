@@ -197,3 +197,57 @@ Deno.test("keepReplaced 0: sync --once deletes replaced versions at the end of t
     ws.cleanup();
   }
 });
+
+Deno.test("a deleted source file with a unique name stays on the server for the grace period", async () => {
+  const ws = workspace("fc-cache-del-");
+  try {
+    write(path.join(ws.src, "a.txt"), "one");
+    write(path.join(ws.src, "plain.txt"), "no unique name");
+    localConfig(ws, { settings: { keepReplaced: "3" } });
+    // Only a.txt gets a unique name.
+    const xml = fs.readFileSync(ws.config, "utf8").replace(
+      '<rule for="site" label="all" >',
+      `<rule for="site" label="unique"><filter><pattern>.*/a\\.txt</pattern></filter>
+        <processorChain><processor name="unique_filename.MD5" /></processorChain>
+        <destinations><destination server="local" /></destinations></rule>
+      <rule for="site" label="all"><filter><pattern>.*/plain\\.txt</pattern></filter>`,
+    );
+    fs.writeFileSync(ws.config, xml);
+    const d = start(["sync", "--config", ws.config]);
+    try {
+      await until(
+        () =>
+          names(ws.dst, /^a_.*\.txt$/).length === 1 &&
+          fs.existsSync(path.join(ws.dst, "plain.txt")),
+        20_000,
+        "the first sync",
+      );
+      const [unique] = names(ws.dst, /^a_.*\.txt$/);
+      fs.rmSync(path.join(ws.src, "a.txt"));
+      fs.rmSync(path.join(ws.src, "plain.txt"));
+      const t0 = Date.now();
+      // The plain name goes at once; the unique one stays until the grace period ends.
+      await until(
+        () => !fs.existsSync(path.join(ws.dst, "plain.txt")),
+        20_000,
+        "plain.txt deleted",
+      );
+      if (Date.now() - t0 < 2500) {
+        assert(fs.existsSync(path.join(ws.dst, unique!)), "deleted early");
+      }
+      const u = await cli(["url", path.join(ws.src, "a.txt"), "--config", ws.config]);
+      assertEquals(u.code, 1, "a deleted file has no URL");
+      await until(
+        () => !fs.existsSync(path.join(ws.dst, unique!)),
+        20_000,
+        "the unique name deleted",
+      );
+      assert(Date.now() - t0 >= 2900, "deleted before the grace period ended");
+      assertEquals(await d.stop(), 0);
+    } finally {
+      await d.kill();
+    }
+  } finally {
+    ws.cleanup();
+  }
+});
