@@ -64,7 +64,7 @@ const PERSISTENT_SCHEMA = `
   CREATE TABLE pipeline_list(id INTEGER PRIMARY KEY, input_file TEXT NOT NULL, server TEXT NOT NULL,
     event INTEGER NOT NULL);
   CREATE TABLE failed_files_list(id INTEGER PRIMARY KEY, input_file TEXT NOT NULL, server TEXT NOT NULL,
-    event INTEGER NOT NULL, error TEXT);
+    event INTEGER NOT NULL);
 `;
 
 /** Sets a directory's access for the web databases. */
@@ -243,21 +243,15 @@ export class WebDb {
         db.exec("PRAGMA synchronous = OFF");
         db.exec("BEGIN");
         db.exec(PERSISTENT_SCHEMA);
+        // No error messages: they may name servers and accounts, and web readers need counts.
         const copy = (table: string, where: string) => {
-          const failed = table === "failed_files_list";
           const ins = db.prepare(
-            `INSERT INTO ${table}(input_file, server, event${failed ? ", error" : ""})
-             VALUES (?, ?, ?${failed ? ", ?" : ""})`,
+            `INSERT INTO ${table}(input_file, server, event) VALUES (?, ?, ?)`,
           );
           const rows = this.#store.q(
-            `SELECT input_file, server, event, last_error FROM queue WHERE ${where} ORDER BY id`,
-          ).iterate() as Iterable<
-            { input_file: string; server: string; event: number; last_error: string | null }
-          >;
-          for (const r of rows) {
-            if (failed) ins.run(r.input_file, r.server, r.event, r.last_error);
-            else ins.run(r.input_file, r.server, r.event);
-          }
+            `SELECT input_file, server, event FROM queue WHERE ${where} ORDER BY id`,
+          ).iterate() as Iterable<{ input_file: string; server: string; event: number }>;
+          for (const r of rows) ins.run(r.input_file, r.server, r.event);
         };
         copy("pipeline_queue", "state = 'queued' AND running = 0");
         copy("pipeline_list", "running = 1");
