@@ -23,7 +23,7 @@ command -v jpegtran >/dev/null || need+=(libjpeg-turbo-progs)
 command -v gifsicle >/dev/null || need+=(gifsicle)
 command -v chromium >/dev/null || need+=(chromium)
 command -v php >/dev/null || need+=(php-cli)
-{ command -v php >/dev/null && php -m | grep -qi '^pdo_sqlite$'; } || need+=(php-sqlite3)
+php -r 'exit(extension_loaded("pdo_sqlite") ? 0 : 1);' 2>/dev/null || need+=(php-sqlite3)
 if [ "${#need[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >/dev/null
