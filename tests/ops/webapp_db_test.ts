@@ -186,15 +186,17 @@ Deno.test("the Drupal CDN module's lookups answer as www-data: running, stopped,
       );
       access();
       // While the daemon writes: new files and changes, lookups keep answering.
+      const before = fs.statSync(db).ino;
       const busy = (async () => {
-        for (let i = 0; i < 40; i++) {
+        for (let i = 0; i < 80; i++) {
           write(path.join(filesReal, `burst/f ${i}.txt`), `x${i}`);
           write(path.join(root, "misc/drupal.js"), `var d = ${i};`);
           await new Promise((r) => setTimeout(r, 25));
         }
       })();
-      await check("while the daemon writes", 30);
+      await check("while the daemon writes", 60);
       await busy;
+      assert(fs.statSync(db).ino !== before, "the web DB was not replaced while PHP read it");
       assertEquals(await d.stop(), 0);
       access();
       await check("after SIGTERM");
