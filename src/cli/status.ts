@@ -8,6 +8,7 @@ import * as fs from "node:fs";
 import type { Config } from "../config/types.ts";
 import type { Store } from "../store/store.ts";
 import { eventName } from "../store/events.ts";
+import { allRetired } from "../store/retired.ts";
 
 /** The status report. */
 export interface StatusReport {
@@ -40,6 +41,8 @@ export interface StatusReport {
     state: string;
   }[];
   guards: { source: string; pending: number; known: number; since: number; approved: boolean }[];
+  /** Replaced versions kept on the servers for their grace period (`keepReplaced`). */
+  replaced: { kept: number; nextDeletionAt: number | null };
   lastSync: number | null;
 }
 
@@ -84,6 +87,8 @@ export function statusReport(config: Config, store: Store): StatusReport {
       "SELECT server, SUM(state = 'queued') AS queued, SUM(state = 'failed') AS failed FROM queue GROUP BY server",
     ).all() as { server: string; queued: number; failed: number }[]).map((r) => [r.server, r]),
   );
+  // Earliest due first.
+  const retired = allRetired(store).sort((a, b) => a.due_at - b.due_at);
   const failures = [...store.failedJobs(200), ...store.retryingJobs(200)].map((j) => ({
     file: j.input_file,
     server: j.server,
@@ -123,6 +128,7 @@ export function statusReport(config: Config, store: Store): StatusReport {
     })),
     failures,
     guards: store.guards().map((g) => ({ ...g, approved: g.approved === 1 })),
+    replaced: { kept: retired.length, nextDeletionAt: retired[0]?.due_at ?? null },
     lastSync,
   };
 }
@@ -159,6 +165,10 @@ export function formatStatus(r: StatusReport): string {
     `Queue: ${r.queue.queued} queued (${r.queue.waiting} waiting to retry), ${r.queue.inFlight} in flight, ${r.queue.failed} failed`,
   );
   lines.push(`Last sync: ${ago(r.lastSync)}`);
+  if (r.replaced.kept > 0) {
+    const due = Math.max(0, Math.round(((r.replaced.nextDeletionAt ?? 0) - Date.now()) / 1000));
+    lines.push(`Replaced versions kept: ${r.replaced.kept} (next deletion in ${due}s)`);
+  }
   lines.push("");
   const rows = [[
     "SERVER",

@@ -148,6 +148,10 @@ for (const unique of ["Mtime", "MD5", "ContentHash"]) {
         if (Date.now() - retiredAt < (GRACE_S - 2) * 1000) {
           assertEquals(css(), [css1!, css2].sort(), "old stylesheet kept after the restart");
           assertEquals(img(), [img1!, img2].sort(), "old image kept after the restart");
+          const st = JSON.parse((await cli(["status", "--json", "--config", ws.config])).stdout);
+          assertEquals(st.replaced.kept, 2);
+          const text = (await cli(["status", "--config", ws.config])).stdout;
+          assert(/Replaced versions kept: 2 \(next deletion in \d+s\)/.test(text), text);
           // verify expects them there: not orphans.
           const v = await cli(["verify", "--config", ws.config]);
           assert(!/[1-9]\d* orphaned/.test(v.stdout + v.stderr), v.stdout + v.stderr);
