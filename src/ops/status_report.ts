@@ -9,6 +9,7 @@ import * as fs from "node:fs";
 import type { Config } from "../config/types.ts";
 import { eventName } from "../store/events.ts";
 import { type LagStats, ReadModel } from "../store/read_model.ts";
+import { allRetired } from "../store/retired.ts";
 import type { Store } from "../store/store.ts";
 
 export type { LagStats };
@@ -44,6 +45,8 @@ export interface StatusReport {
     state: string;
   }[];
   guards: { source: string; pending: number; known: number; since: number; approved: boolean }[];
+  /** Replaced versions kept on the servers for their grace period (`keepReplaced`). */
+  replaced: { kept: number; nextDeletionAt: number | null };
   lastSync: number | null;
 }
 
@@ -66,6 +69,8 @@ export function statusReport(config: Config, store: Store): StatusReport {
   const synced = new Map(store.syncedCounts().map((r) => [r.server, r]));
   const health = new Map(store.serverRows().map((r) => [r.server, r]));
   const perServer = new Map(read.queueByServer(Date.now()).map((r) => [r.server, r]));
+  // Earliest due first.
+  const retired = allRetired(store).sort((a, b) => a.due_at - b.due_at);
   const failures = [...store.failedJobs(200), ...store.retryingJobs(200)].map((j) => ({
     file: j.input_file,
     server: j.server,
@@ -105,6 +110,7 @@ export function statusReport(config: Config, store: Store): StatusReport {
     })),
     failures,
     guards: store.guards().map((g) => ({ ...g, approved: g.approved === 1 })),
+    replaced: { kept: retired.length, nextDeletionAt: retired[0]?.due_at ?? null },
     lastSync,
   };
 }

@@ -10,6 +10,8 @@
  *
  * @module
  */
+import { RetiredJanitor } from "./retired_janitor.ts";
+import { dataDirMode, WebAccess } from "./web_access.ts";
 import * as fs from "node:fs";
 import type { Config } from "../config/types.ts";
 import { ClassifiedError, errorMessage } from "../errors.ts";
@@ -53,6 +55,10 @@ export class Daemon {
   readonly #sources: Sources;
   readonly #scheduler: Scheduler;
   readonly #janitor: Janitor;
+  /** The web-application databases (synced_files.db, persistent_data.db). */
+  readonly #web: WebAccess;
+  /** Deletes replaced versions once their grace period (keepReplaced) is over. */
+  readonly #retired: RetiredJanitor;
   #stopping = false;
   #timers: number[] = [];
   #reloads: Promise<void> = Promise.resolve();
@@ -63,7 +69,14 @@ export class Daemon {
     this.#lock = lock;
     this.dataDir = dataDir;
     this.workDir = workDirFor(config, dataDir);
-    this.store = new Store(this.dataDir);
+    this.store = new Store(this.dataDir, { dirMode: dataDirMode(config, dataDir) });
+    this.#web = new WebAccess(
+      () => this.#config,
+      dataDir,
+      this.store,
+      logger("webdb"),
+      !options.dryRun,
+    );
     for (const secret of config.secrets) addSecret(secret);
     // deno-lint-ignore no-this-alias
     const self = this;
@@ -88,6 +101,15 @@ export class Daemon {
     this.#router = new Router(ctx, (name) => this.#servers.get(name)?.server);
     const trouble = (e: unknown) => this.#scheduler.storeTrouble(e);
     this.#janitor = new Janitor(ctx, this.#servers, trouble);
+    this.#retired = new RetiredJanitor({
+      store: this.store,
+      transport: (name) => {
+        const s = this.#servers.get(name);
+        return s && !s.pacer.blocked(Date.now()) ? this.#servers.transport(s) : undefined;
+      },
+      log: logger("janitor"),
+      signal: this.#abort.signal,
+    });
     this.#sources = new Sources(ctx, this.store, this.#router, {
       pump: () => this.#scheduler.pump(),
       storeTrouble: trouble,
@@ -254,6 +276,7 @@ export class Daemon {
     emptyDir(this.workDir);
     fs.mkdirSync(this.workDir, { recursive: true, mode: 0o700 });
     this.store.resetRunning();
+    this.#web.refresh(true);
     for (const source of this.config.sources) this.#sources.rootPresent(source);
     if (o.approveDeletes) this.store.approveDeletes();
     this.#heartbeat();
@@ -285,6 +308,7 @@ export class Daemon {
         await this.#servers.flush();
         // Only what is due: later deletions stay scheduled for the next run.
         await this.#janitor.sourceDeletions();
+        await this.#retired.run();
       }
     } else {
       await this.#aborted();
@@ -318,6 +342,8 @@ export class Daemon {
     }
     this.#every(1000, () => {
       this.#janitor.sourceDeletions().catch((e) => this.#scheduler.storeTrouble(e));
+      this.#web.refresh();
+      void this.#retired.run();
       // Other processes (retry, approve-deletes) change the queue and the guard.
       this.#scheduler.pump();
       for (const g of this.store.guards()) {
@@ -361,6 +387,7 @@ export class Daemon {
     await this.#servers.close();
     this.#scheduler.flush();
     this.store.resetRunning();
+    this.#web.close();
     this.store.setRuntime("daemon", { pid: null, stoppedAt: Date.now() });
     this.store.close();
     removePidFiles(this.dataDir, this.config.settings.pidFile);

@@ -49,6 +49,9 @@ export function diffConfig(
     "maxSimultaneousProcessorChains",
     "maxSimultaneousTransporters",
     "rescanInterval",
+    "syncedFilesDb",
+    "persistentDataDb",
+    "syncedFilesDbGroup",
   ] as const).filter((k) => old.settings[k] !== next.settings[k]);
   const sourcesChanged = !same(
     old.sources.map((x) => [x.name, x.scanPath]),

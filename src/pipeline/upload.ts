@@ -154,11 +154,13 @@ export class Uploader {
         ...(synced && synced.remote_path !== remotePath ? [synced.remote_path] : []),
         ...parseExtras(synced?.extras).filter((x) => !extras.includes(x) && x !== remotePath),
       ];
+      const keep = this.#ctx.config.settings.keepReplaced * 1000;
       const record = () => {
         store.putSynced(row);
         store.dropIntent(server.name, remotePath);
         for (const x of extras) store.dropIntent(server.name, x);
-        for (const old of stale) store.addIntent(server.name, old, 0, job.input_file, job.dest);
+        // Replaced versions stay for keepReplaced seconds: cached pages still refer to them.
+        store.retire(server.name, stale, Date.now() + keep, job.input_file);
         if (out.references) store.setDeps(job.input_file, server.name, job.dest, out.references);
         const dependents = !synced || synced.url !== url
           ? store.dependents(job.input_file, server.name)
@@ -183,33 +185,15 @@ export class Uploader {
             formatBytes(upload.size)
           }, ${Date.now() - now} ms)`,
         );
-      if (stale.length === 0) {
-        // The common case: the caller records this with the job's completion, in one commit.
-        return {
-          kind: "synced",
-          bytes: upload.size,
-          remotePath,
-          record,
-          dropped: [remotePath, ...extras],
-          done,
-        };
-      }
-      await this.#batch(record);
-      // Replaced versions (a new unique name): delete them after the new one is recorded.
-      for (const old of stale) {
-        if (store.remotePathInUse(server.name, old)) {
-          store.dropIntent(server.name, old);
-          continue;
-        }
-        try {
-          await transport.delete(old, { signal });
-          store.dropIntent(server.name, old);
-        } catch (e) {
-          s.log.warn(`Cannot delete replaced "${old}" yet (will retry): ${errorMessage(e)}`);
-        }
-      }
-      done();
-      return { kind: "synced", bytes: upload.size, remotePath };
+      // The caller records this with the job's completion, in one commit.
+      return {
+        kind: "synced",
+        bytes: upload.size,
+        remotePath,
+        record,
+        dropped: [remotePath, ...extras],
+        done,
+      };
     } finally {
       if (processed) fs.rmSync(jobDir, { recursive: true, force: true });
     }

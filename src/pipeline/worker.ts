@@ -320,11 +320,18 @@ export class Worker {
   ): Promise<SyncResult> {
     const store = this.#ctx.store;
     const paths = [synced.remote_path, ...parseExtras(synced.extras)];
-    for (const p of paths) {
+    // A unique name (not the source's) may still be referenced by cached pages: keep it a while.
+    const keep = synced.transported_file_basename !== path.basename(job.input_file)
+      ? this.#ctx.config.settings.keepReplaced * 1000
+      : 0;
+    for (const p of keep > 0 ? [] : paths) {
       if (store.remotePathInUse(s.server.name, p) && p !== synced.remote_path) continue;
       await transport.delete(p, { signal: this.#ctx.signal });
     }
-    store.recordDeleted(job.input_file, s.server.name, job.dest);
+    store.tx(() => {
+      if (keep > 0) store.retire(s.server.name, paths, Date.now() + keep, job.input_file);
+      store.recordDeleted(job.input_file, s.server.name, job.dest);
+    });
     s.log.info(`deleted ${synced.remote_path}`);
     return { kind: "deleted", bytes: 0, remotePath: synced.remote_path };
   }

@@ -133,7 +133,13 @@ export async function runChain(input: ChainInput): Promise<ChainOutput> {
     let result;
     try {
       result = await def.process(
-        { path: current, name, originalPath: input.originalPath, relDir: input.relDir },
+        {
+          path: current,
+          name,
+          originalPath: input.originalPath,
+          relDir: input.relDir,
+          references: [...references],
+        },
         {
           workDir,
           source: input.source,

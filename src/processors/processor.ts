@@ -19,6 +19,11 @@ export interface ProcessFile {
   originalPath: string;
   /** Directory of the file relative to the source's scanPath (`""` at the top, `/`-separated). */
   relDir: string;
+  /**
+   * Source files whose URLs earlier processors of the chain embedded in the
+   * content (see `ProcessResult.references`); empty when none did.
+   */
+  references?: readonly string[];
 }
 
 /** A file published next to the main output, e.g. `a.css.gz`. */

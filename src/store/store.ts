@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { retire } from "./retired.ts";
 import type { DatabaseSync, SQLInputValue, StatementSync } from "node:sqlite";
 import { DELETED, type FileEvent, mergeEvents } from "./events.ts";
 import { openDatabase, type OpenOptions } from "./db.ts";
@@ -139,6 +140,12 @@ export interface PipelineStore {
   ): void;
   /** Forgets what was synced of a file at a destination (after its remote delete). */
   recordDeleted(inputFile: string, server: string, dest: string): void;
+  /**
+   * Schedules the deletion of replaced or deleted remote files at `dueAt`
+   * (the keepReplaced grace); call inside the transaction that records
+   * what replaced them.
+   */
+  retire(server: string, remotePaths: readonly string[], dueAt: number, inputFile: string): void;
   remotePathInUse(server: string, remotePath: string): boolean;
   /** Synced files of `server` recorded at any of `remotePaths`. */
   syncedAtPaths(server: string, remotePaths: readonly string[]): SyncedRow[];
@@ -196,6 +203,12 @@ export class Store implements PipelineStore {
   readonly db: DatabaseSync;
   readonly #stmts = new Map<string, StatementSync>();
   #depth = 0;
+  /**
+   * Input files whose `synced_files` rows changed (or were written in a
+   * transaction that may have rolled back) since a copy of them last took
+   * this set; copies re-read those rows.
+   */
+  syncedChanged: Set<string> = new Set();
 
   constructor(dataDir: string, options: OpenOptions = {}) {
     this.db = openDatabase(dataDir, options);
@@ -576,6 +589,7 @@ export class Store implements PipelineStore {
   }
 
   putSynced(row: SyncedRow): void {
+    this.syncedChanged.add(row.input_file);
     this.q(
       `INSERT INTO synced_files(input_file, transported_file_basename, url, server, dest, remote_path, size,
          mtime_ms, ctime_ms, ino, md5, etag, chain, extras, synced_at, source_md5)
@@ -627,6 +641,10 @@ export class Store implements PipelineStore {
     ).run(at, sourceMd5, inputFile, server, dest);
   }
 
+  retire(server: string, remotePaths: readonly string[], dueAt: number, inputFile: string): void {
+    retire(this, server, remotePaths, dueAt, inputFile);
+  }
+
   recordDeleted(inputFile: string, server: string, dest: string): void {
     this.tx(() => {
       this.deleteSynced(inputFile, server, dest);
@@ -646,6 +664,7 @@ export class Store implements PipelineStore {
   }
 
   deleteSynced(inputFile: string, server: string, dest: string): void {
+    this.syncedChanged.add(inputFile);
     this.q("DELETE FROM synced_files WHERE input_file = ? AND server = ? AND dest = ?").run(
       inputFile,
       server,
@@ -674,6 +693,8 @@ export class Store implements PipelineStore {
       `INSERT INTO intents(server, remote_path, input_file, dest, created_at) VALUES (?, ?, ?, ?, ?)
        ON CONFLICT(server, remote_path) DO UPDATE SET input_file = excluded.input_file, dest = excluded.dest`,
     ).run(server, remotePath, inputFile, dest, now);
+    // Written again: no longer a retired version waiting for deletion.
+    this.q("DELETE FROM retired WHERE server = ? AND remote_path = ?").run(server, remotePath);
   }
 
   /** Intents of one file at one destination. */
