@@ -30,6 +30,7 @@ import * as path from "node:path";
 import { type Driver, DRIVER_CLASSES, generate, seedOf } from "./_gen.ts";
 import { describe, type Op, OP_CLASSES, type OpClass } from "./_model.ts";
 import { runSequence, shrink } from "./_run.ts";
+import { MINIMAL } from "./_minimal.ts";
 
 /**
  * Operation classes that fail today, per driver, with what goes wrong. The
@@ -169,5 +170,24 @@ for (const driver of ["once", "watch", "cli"] as const) {
     sanitizeOps: false,
     sanitizeResources: false,
     fn: () => runDriver(driver),
+  });
+}
+
+for (const m of MINIMAL) {
+  const broken = KNOWN_BROKEN[m.cls]?.drivers.includes(m.driver) ?? false;
+  const name = `model: minimal ${m.cls} sequence through the ${m.driver} driver: ${m.what}`;
+  Deno.test({
+    name,
+    // Known broken: reported as ignored (not hidden); FC_MODEL_BROKEN=1 runs it.
+    ignore: broken && env("FC_MODEL_BROKEN") !== "1",
+    sanitizeOps: false,
+    sanitizeResources: false,
+    fn: async () => {
+      const report = await runSequence(m.ops, {
+        driver: m.driver,
+        replay: `FC_MODEL_BROKEN=1 deno test -A tests/model/engine_test.ts --filter "${name}"`,
+      });
+      if (report !== "") throw new Error(report);
+    },
   });
 }
