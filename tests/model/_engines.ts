@@ -9,7 +9,6 @@
  */
 import { Daemon, loadConfig, main } from "../../mod.ts";
 import { configureLog } from "../../src/log.ts";
-import { sleep } from "../_harness.ts";
 import { NO_DAC, type Proc, run, start } from "../reliability/_util.ts";
 
 /** A failure as `status --json` lists it. */
@@ -77,6 +76,19 @@ async function statusOnce(config: string): Promise<Failure[]> {
   return (JSON.parse(text) as { failures: Failure[] }).failures;
 }
 
+/** Resolves with the promise's value, or with `undefined` after `ms` (the timer is cleared either way). */
+async function within<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), ms))),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 const lines: string[] = [];
 let captured = false;
 
@@ -122,8 +134,7 @@ export class InProcessEngine implements Engine {
       this.#error = e;
       scanned();
     });
-    const late = sleep(30_000).then(() => "late");
-    if (await Promise.race([initial, late]) === "late") {
+    if (await within(initial.then(() => true), 30_000) === undefined) {
       throw new Error("the daemon did not finish its initial scan within 30 s (hung?)");
     }
     if (this.#error) throw this.#error;
@@ -134,9 +145,9 @@ export class InProcessEngine implements Engine {
     if (!d) return "";
     this.#daemon = undefined;
     d.stop();
-    const t = sleep(20_000).then(() => "timeout");
-    const r = await Promise.race([this.#run, t]);
-    if (r === "timeout") return "Daemon.stop() did not end run() within 20 s";
+    if (await within(this.#run!.then(() => true), 20_000) === undefined) {
+      return "Daemon.stop() did not end run() within 20 s";
+    }
     return this.#error ? `run() failed: ${this.#error}` : "";
   }
 
@@ -146,8 +157,7 @@ export class InProcessEngine implements Engine {
 
   async once(): Promise<{ failed: boolean; problem: string }> {
     const d = await Daemon.open(loadConfig(this.#config), { once: true });
-    const t = sleep(30_000).then(() => undefined);
-    const s = await Promise.race([d.run(), t]);
+    const s = await within(d.run(), 30_000);
     if (!s) {
       d.stop();
       return { failed: true, problem: "a --once run did not finish within 30 s" };
@@ -158,13 +168,7 @@ export class InProcessEngine implements Engine {
   async idle(): Promise<boolean> {
     const d = this.#daemon;
     if (!d) return true;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const r = await Promise.race([
-      d.waitIdle().then(() => true),
-      new Promise<boolean>((res) => (timer = setTimeout(() => res(false), 50))),
-    ]);
-    clearTimeout(timer);
-    return r;
+    return await within(d.waitIdle().then(() => true), 50) ?? false;
   }
 
   failures(): Promise<Failure[]> {
@@ -215,9 +219,12 @@ export class CliEngine implements Engine {
     const p = this.#proc;
     if (!p) return "";
     this.#proc = undefined;
-    const timer = setTimeout(() => p.kill(), 30_000);
-    const code = await p.stop();
-    clearTimeout(timer);
+    const code = await within(p.stop(), 30_000);
+    if (code === undefined) {
+      await p.kill();
+      this.#keep(p.log());
+      return "the daemon did not stop within 30 s of SIGTERM";
+    }
     this.#keep(p.log());
     return code === 0 ? "" : `the daemon exited ${code} on SIGTERM`;
   }

@@ -48,8 +48,9 @@ export const KNOWN_BROKEN: Partial<Record<OpClass, { drivers: Driver[]; why: str
     why: "names that are not UTF-8 are neither synced nor reported in status",
   },
   racy: {
-    drivers: ["once", "cli"],
-    why: "a same-size rewrite with the old mtime restored is never seen by a scan",
+    drivers: ["once", "watch", "cli"],
+    why: "a same-size rewrite with the old mtime restored is never seen by a scan (in the " +
+      "same second as the recorded change time); watch mode misses it across a restart",
   },
   perm: {
     drivers: ["cli"],
@@ -77,9 +78,9 @@ const BASE_SEED = Number(
 
 /** Sequences and their length per driver: [CI, long]. */
 const PLAN: Record<Driver, { runs: [number, number]; length: [number, number] }> = {
-  once: { runs: [60, 2000], length: [10, 30] },
-  watch: { runs: [40, 1000], length: [8, 30] },
-  cli: { runs: [2, 60], length: [6, 30] },
+  once: { runs: [100, 2000], length: [6, 30] },
+  watch: { runs: [60, 1000], length: [6, 30] },
+  cli: { runs: [2, 60], length: [5, 30] },
 };
 
 function classesFor(driver: Driver): Set<OpClass> {
