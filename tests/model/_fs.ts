@@ -164,7 +164,10 @@ export class SourceTree {
         return;
       }
       case "reuse":
-        await this.#rm(op.old);
+        // File systems do not reuse an inode on demand: renaming and then rewriting in place
+        // leaves exactly what a scan would see after a reuse (old name gone, a new name with
+        // the old inode and size, a new mtime and other content).
+        await this.#rename(op.old, op.to);
         return await this.#write(op.to, op.data);
       default:
         return;

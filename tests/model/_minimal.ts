@@ -151,4 +151,32 @@ export const MINIMAL: Minimal[] = [
       check,
     ],
   },
+  {
+    cls: "racy",
+    driver: "watch",
+    what: "a same-size rewrite with the old mtime restored while the daemon is stopped",
+    ops: [
+      { op: "write", cls: "create", path: "r.txt", data: "version1" },
+      start,
+      check,
+      ...[2, 3, 4].flatMap((v): Op[] => [
+        { op: "stop", cls: "offline" },
+        { op: "racy", cls: "racy", path: "r.txt", data: `version${v}` },
+        { op: "start", cls: "offline" },
+        check,
+      ]),
+    ],
+  },
+  {
+    cls: "inode-reuse",
+    driver: "watch",
+    what: "a file deleted and another of the same size created at once, while watching",
+    ops: [
+      { op: "write", cls: "create", path: "old.txt", data: "old content" },
+      start,
+      check,
+      { op: "reuse", cls: "inode-reuse", old: "old.txt", to: "new.txt", data: "new content" },
+      check,
+    ],
+  },
 ];

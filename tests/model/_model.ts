@@ -83,7 +83,7 @@ export type Op =
   | { op: "hardlink"; cls: Cls; from: string; to: string }
   /** A symlink (replacing a non-directory at `path`, if any); `target` as written in the link. */
   | { op: "symlink"; cls: Cls; path: string; target: string }
-  /** Delete `old` and create `to` at once with content of the same size (the inode may be reused). */
+  /** Delete `old` and create `to` with content of the same size, on the inode `old` had. */
   | { op: "reuse"; cls: Cls; old: string; to: string; data: string }
   /** Quiescent point: wait (or sync once when stopped), then check the oracle. */
   | { op: "check"; cls: Cls }

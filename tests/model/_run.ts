@@ -230,6 +230,10 @@ export async function runSequence(ops: readonly Op[], o: RunOptions): Promise<st
           if (applyToModel(model, op)) await tree.apply(op, model);
       }
     }
+    // A clean stop ends every sequence: SIGTERM (or stop()) must end the daemon, whatever the tree.
+    note = "at the end (stop)";
+    const p = await engine.stop();
+    if (p) throw new Violation(p);
   }
 }
 
