@@ -36,26 +36,15 @@ export interface Engine {
 }
 
 /**
- * The failures `status --json` lists. The CLI's `main` runs in this process
- * with its standard output captured: the same code path as the command,
- * without a second runtime's start-up for every check.
+ * Runs the CLI's `main` in this process with its standard output captured:
+ * the same code path as the command, without a second runtime's start-up
+ * for every check. One at a time (standard output is process-wide).
  */
-async function statusFailures(config: string): Promise<Failure[]> {
-  // Standard output is process-wide: one status at a time.
-  const turn = statusTurn;
+export async function runMain(args: string[]): Promise<{ code: number; out: string }> {
+  const turn = mainTurn;
   let done!: () => void;
-  statusTurn = new Promise<void>((r) => (done = r));
+  mainTurn = new Promise<void>((r) => (done = r));
   await turn;
-  try {
-    return await statusOnce(config);
-  } finally {
-    done();
-  }
-}
-
-let statusTurn: Promise<void> = Promise.resolve();
-
-async function statusOnce(config: string): Promise<Failure[]> {
   const chunks: Uint8Array[] = [];
   const stdout = Deno.stdout as { writeSync(b: Uint8Array): number };
   const original = stdout.writeSync;
@@ -63,17 +52,31 @@ async function statusOnce(config: string): Promise<Failure[]> {
     chunks.push(b.slice());
     return b.length;
   };
-  let code: number;
   try {
-    code = await main(["status", "--config", config, "--json"]);
+    const code = await main(args);
+    const out = new TextDecoder().decode(new Uint8Array(chunks.flatMap((c) => [...c])));
+    return { code, out };
   } finally {
     stdout.writeSync = original;
+    done();
   }
-  const text = new TextDecoder().decode(
-    new Uint8Array(chunks.flatMap((c) => [...c])),
-  );
-  if (code !== 0) throw new Error(`status --json exited ${code}: ${text.slice(-2000)}`);
-  return (JSON.parse(text) as { failures: Failure[] }).failures;
+}
+
+let mainTurn: Promise<void> = Promise.resolve();
+
+/** The failures `status --json` lists. */
+async function statusFailures(config: string): Promise<Failure[]> {
+  const r = await runMain(["status", "--config", config, "--json"]);
+  if (r.code !== 0) throw new Error(`status --json exited ${r.code}: ${r.out.slice(-2000)}`);
+  return (JSON.parse(r.out) as { failures: Failure[] }).failures;
+}
+
+/** `verify --repair`; returns a problem to report, or "". */
+export async function repair(config: string): Promise<string> {
+  const r = await runMain(["verify", "--config", config, "--repair"]);
+  return r.code === 0 || r.code === 1
+    ? ""
+    : `verify --repair exited ${r.code}: ${r.out.slice(-2000)}`;
 }
 
 /** Resolves with the promise's value, or with `undefined` after `ms` (the timer is cleared either way). */

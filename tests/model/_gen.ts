@@ -37,6 +37,7 @@ export const DRIVER_CLASSES: Record<Driver, readonly OpClass[]> = {
     "hardlink",
     "symlink",
     "inode-reuse",
+    "dst-removed",
   ],
   watch: [
     "create",
@@ -53,6 +54,7 @@ export const DRIVER_CLASSES: Record<Driver, readonly OpClass[]> = {
     "hardlink",
     "symlink",
     "inode-reuse",
+    "dst-removed",
     "offline",
     "restart",
   ],
@@ -72,6 +74,7 @@ export const DRIVER_CLASSES: Record<Driver, readonly OpClass[]> = {
     "hardlink",
     "symlink",
     "inode-reuse",
+    "dst-removed",
     "offline",
     "restart",
     "kill9",
@@ -339,6 +342,11 @@ class Gen {
         const c = m.content(old)!;
         return { op: "reuse", cls, old, to, data: this.data(c.length, c) };
       }
+      case "dst-removed": {
+        if (m.dstGone.size > 0 && this.r() < 0.5) return { op: "repair", cls };
+        const path = this.pick(this.of("dir").filter((p) => !isRaw(p)));
+        return path === undefined ? undefined : { op: "rmdst", cls, path };
+      }
       case "offline":
         if (!this.running) return undefined;
         this.startIn = this.int(1, 4);
@@ -415,6 +423,7 @@ class Gen {
       this.checkNext = false;
     }
     for (const p of [...this.m.locked.keys()]) this.push({ op: "unlock", cls: "perm", path: p });
+    if (this.m.dstGone.size > 0) this.push({ op: "repair", cls: "dst-removed" });
     if (watching && !this.running) this.ops.push({ op: "start", cls: "offline" });
     this.ops.push({ op: "check", cls: "control" });
     return this.ops;

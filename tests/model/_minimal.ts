@@ -179,4 +179,19 @@ export const MINIMAL: Minimal[] = [
       check,
     ],
   },
+  {
+    cls: "dst-removed",
+    driver: "watch",
+    what: "a destination folder removed behind the daemon's back, then a new file in it",
+    ops: [
+      { op: "mkdirp", cls: "mkdirp", base: "d", files: [{ rel: "x.txt", data: "x" }] },
+      start,
+      check,
+      { op: "rmdst", cls: "dst-removed", path: "d" },
+      { op: "write", cls: "create", path: "d/y.txt", data: "into the removed folder" },
+      check,
+      { op: "repair", cls: "dst-removed" },
+      check,
+    ],
+  },
 ];

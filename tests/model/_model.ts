@@ -36,6 +36,7 @@ export const OP_CLASSES = [
   "hardlink",
   "symlink",
   "inode-reuse",
+  "dst-removed",
   "offline",
   "restart",
   "kill9",
@@ -85,6 +86,10 @@ export type Op =
   | { op: "symlink"; cls: Cls; path: string; target: string }
   /** Delete `old` and create `to` with content of the same size, on the inode `old` had. */
   | { op: "reuse"; cls: Cls; old: string; to: string; data: string }
+  /** A directory removed from the destination behind the daemon's back. */
+  | { op: "rmdst"; cls: Cls; path: string }
+  /** `verify --repair`: queue what the destinations miss. */
+  | { op: "repair"; cls: Cls }
   /** Quiescent point: wait (or sync once when stopped), then check the oracle. */
   | { op: "check"; cls: Cls }
   /** Stop the daemon cleanly (changes until `start` are unseen by any watcher). */
@@ -109,6 +114,11 @@ export const OUTSIDE = "@OUTSIDE@";
 export class Model {
   readonly entries = new Map<string, Node>();
   readonly data = new Map<number, string>();
+  /**
+   * Files removed from the destination by `rmdst` and unchanged since, with
+   * their content: nothing tells the daemon about them until `repair`.
+   */
+  readonly dstGone = new Map<string, string>();
   /** Locked paths and their mode. */
   readonly locked = new Map<string, number>();
   #ino = 1;
@@ -118,6 +128,7 @@ export class Model {
     for (const [k, v] of this.entries) m.entries.set(k, v);
     for (const [k, v] of this.data) m.data.set(k, v);
     for (const [k, v] of this.locked) m.locked.set(k, v);
+    for (const [k, v] of this.dstGone) m.dstGone.set(k, v);
     m.#ino = this.#ino;
     return m;
   }
@@ -382,6 +393,13 @@ export function applyToModel(m: Model, op: Op): boolean {
       if (!parentOk(op.path) || m.isDir(op.path)) return false;
       m.remove(op.path);
       m.entries.set(op.path, { kind: "symlink", target: op.target });
+      return true;
+    case "rmdst":
+      if (!m.isDir(op.path) || op.path === "") return false;
+      for (const [p, data] of m.expected()) if (p.startsWith(op.path + "/")) m.dstGone.set(p, data);
+      return true;
+    case "repair":
+      m.dstGone.clear();
       return true;
     case "reuse":
       if (!m.isFile(op.old) || m.get(op.to) || !parentOk(op.to)) return false;

@@ -19,7 +19,8 @@
  * @module
  */
 import { localConfig, sleep, workspace } from "../_harness.ts";
-import { CliEngine, type Engine, type Failure, InProcessEngine } from "./_engines.ts";
+import * as fs from "node:fs";
+import { CliEngine, type Engine, type Failure, InProcessEngine, repair } from "./_engines.ts";
 import { SourceTree, walk } from "./_fs.ts";
 import type { Driver } from "./_gen.ts";
 import { applyToModel, describe, isRaw, Model, type Op } from "./_model.ts";
@@ -89,6 +90,10 @@ function uncovered(diffs: Diff[], failures: Failure[], model: Model, src: string
   };
   return diffs.filter((d) => {
     if (d.what === "special") return true;
+    // Removed from the destination behind the daemon's back, unchanged since: only verify knows.
+    if (d.what === "missing" && model.dstGone.has(d.path)) {
+      if (model.dstGone.get(d.path) === model.expected().get(d.path)) return false;
+    }
     if (covers(d.path)) return false;
     const target = model.get(d.path)?.kind === "symlink" ? model.resolve(d.path) : undefined;
     return !(target !== undefined && covers(target));
@@ -226,6 +231,17 @@ export async function runSequence(ops: readonly Op[], o: RunOptions): Promise<st
         case "kill9":
           await engine.kill9();
           break;
+        case "rmdst":
+          if (applyToModel(model, op)) {
+            fs.rmSync(`${ws.dst}/${op.path}`, { recursive: true, force: true });
+          }
+          break;
+        case "repair": {
+          applyToModel(model, op);
+          const p = await repair(ws.config);
+          if (p) throw new Violation(p);
+          break;
+        }
         default:
           if (applyToModel(model, op)) await tree.apply(op, model);
       }

@@ -52,6 +52,11 @@ export const KNOWN_BROKEN: Partial<Record<OpClass, { drivers: Driver[]; why: str
     why: "a same-size rewrite with the old mtime restored is never seen by a scan (in the " +
       "same second as the recorded change time); watch mode misses it across a restart",
   },
+  "dst-removed": {
+    drivers: ["watch", "cli"],
+    why: "after a destination folder is removed, uploads into it fail with ENOENT for as long " +
+      "as the daemon runs (it remembers the folder as created)",
+  },
   perm: {
     drivers: ["cli"],
     why: "a file in a directory the daemon cannot read is neither synced nor reported",
