@@ -336,7 +336,9 @@ class Gen {
         return { op: "symlink", cls, path, target };
       }
       case "inode-reuse": {
-        const old = this.pick(this.of("file").filter((p) => m.content(p)!.length > 0));
+        const old = this.pick(
+          this.of("file").filter((p) => m.content(p)!.length > 0 && m.links(p).length === 1),
+        );
         const to = this.fresh(FILE_NAMES);
         if (old === undefined || to === undefined) return undefined;
         const c = m.content(old)!;

@@ -403,8 +403,12 @@ export function applyToModel(m: Model, op: Op): boolean {
       return true;
     case "reuse":
       if (!m.isFile(op.old) || m.get(op.to) || !parentOk(op.to)) return false;
-      m.remove(op.old);
-      m.newFile(op.to, op.data);
+      {
+        // The same inode under the new name (other hard links to it see the new content).
+        const n = m.get(op.old) as { kind: "file"; ino: number };
+        m.move(op.old, op.to);
+        m.data.set(n.ino, op.data);
+      }
       return true;
     default:
       return true;
