@@ -21,6 +21,7 @@
  * - `FC_MODEL_ONLY=a,b`  only these operation classes (plus the base ones)
  * - `FC_MODEL_OPS=file.json`  replay a saved op list (written on every failure)
  * - `FC_MODEL_SHRINK=1`  shrink a failing sequence to a minimal one and print it
+ * - `FC_MODEL_JOBS=n`  in-process sequences run at once (default 4; they mostly wait)
  *
  * @module
  */
@@ -83,7 +84,7 @@ const BASE_SEED = Number(
 
 /** Sequences and their length per driver: [CI, long]. */
 const PLAN: Record<Driver, { runs: [number, number]; length: [number, number] }> = {
-  once: { runs: [100, 2000], length: [6, 30] },
+  once: { runs: [80, 2000], length: [6, 30] },
   watch: { runs: [60, 1000], length: [6, 30] },
   cli: { runs: [2, 60], length: [5, 30] },
 };
@@ -142,7 +143,7 @@ async function runDriver(driver: Driver) {
       ops: generate(seedOf(BASE_SEED, i), { driver, classes, length }),
     }));
   // In-process sequences mostly wait on timers: a few at once use the time well.
-  const parallel = jobs.length > 1 && driver !== "cli" ? Number(env("FC_MODEL_JOBS") ?? 3) : 1;
+  const parallel = jobs.length > 1 && driver !== "cli" ? Number(env("FC_MODEL_JOBS") ?? 4) : 1;
   let failure: string | undefined;
   let next = 0;
   const worker = async () => {
