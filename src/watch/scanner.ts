@@ -125,6 +125,17 @@ export class Scanner {
     await new Promise((r) => setImmediate(r));
   }
 
+  /**
+   * FIFOs, sockets and device nodes are never opened (a FIFO blocks the
+   * reader until a writer comes): skipped, reported once.
+   */
+  #special(p: string) {
+    const key = `special:${p}`;
+    if (this.#warned.has(key)) return;
+    this.#warned.add(key);
+    this.#o.log.info(`Skipping "${p}": not a regular file (named pipe, socket or device)`);
+  }
+
   #warnOnce(key: string, message: string) {
     if (this.#warned.has(key)) return;
     this.#warned.add(key);
@@ -246,9 +257,7 @@ export class Scanner {
         let st: StatLike | undefined;
         if (e.isFile) st = lstatFast(p);
         else if (e.isSymlink) st = this.#stat(w.source, p);
-        else {
-          this.#warnOnce(`special:${p}`, `Skipping "${p}": not a regular file`);
-        }
+        else this.#special(p);
         if (!st || !st.isFile()) {
           if (old) this.#deleted(w, old);
           continue;
@@ -459,6 +468,7 @@ export class Scanner {
       }
       await this.#walk(w, p);
     } else {
+      if (!lst.isFile() && !lst.isSymbolicLink()) this.#special(p);
       const st = lst.isFile() ? lst : lst.isSymbolicLink() ? this.#stat(source, p) : undefined;
       if (!st) {
         if (old) this.#deleted(w, old);

@@ -11,11 +11,13 @@
  * @module
  */
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import type { Source } from "../config/types.ts";
 import type { Logger } from "../log.ts";
 import { isTempName } from "../transports/paths.ts";
 import type { Aggregator, EventKind } from "./aggregator.ts";
+import { watcherThreadBlocked, WatchProbe } from "./probe.ts";
 
 /** How a source is watched right now. */
 export type WatchMode = "native" | "polling" | "starting" | "restarting" | "missing" | "stopped";
@@ -35,6 +37,40 @@ export interface WatcherOptions {
   fullScan(): Promise<void>;
   /** Reports mode changes (status, metrics). */
   onMode?(mode: WatchMode, reason?: string): void;
+  /**
+   * Directory for the process-wide {@linkcode WatchProbe} (first watcher
+   * only); a fresh temporary directory when absent.
+   */
+  probeDir?: string;
+  /** Milliseconds between probe beats (tests shorten it). */
+  probeInterval?: number;
+}
+
+/** The probe shared by every native watcher of the process (Deno has one watcher thread). */
+let shared: { probe: WatchProbe; users: number } | undefined;
+
+function acquireProbe(options: WatcherOptions): WatchProbe {
+  if (!shared) {
+    const dir = options.probeDir ?? fs.mkdtempSync(path.join(os.tmpdir(), "fileconveyor-watch-"));
+    const probe = new WatchProbe({
+      dir,
+      ...(options.probeInterval ? { interval: options.probeInterval } : {}),
+    });
+    probe.start();
+    shared = { probe, users: 0 };
+  }
+  shared.users++;
+  return shared.probe;
+}
+
+function releaseProbe() {
+  if (!shared || --shared.users > 0) return;
+  // A stalled watcher thread would block the next Deno.watchFs: keep the probe
+  // (and its verdict) for the process's lifetime then.
+  if (shared.probe.stalled) return;
+  const probe = shared.probe;
+  shared = undefined;
+  probe.close();
 }
 
 const KINDS: Record<string, EventKind> = {
@@ -55,6 +91,11 @@ export class SourceWatcher {
   #rootIno = 0;
   #backoff = 1000;
   #loop: Promise<void> | undefined;
+  #probe: WatchProbe | undefined;
+  /** Polling because the process's native watcher thread is blocked. */
+  #stallPolling = false;
+  /** Bumped to end a polling loop. */
+  #pollGen = 0;
 
   constructor(options: WatcherOptions) {
     this.#o = options;
@@ -83,8 +124,49 @@ export class SourceWatcher {
     this.#startNative();
   }
 
+  readonly #onProbe = (stalled: boolean) => {
+    if (this.#stopped) return;
+    const name = this.#o.source.name;
+    if (stalled) {
+      if (this.#mode !== "native" && this.#mode !== "restarting") return;
+      this.#o.log.error(
+        `The OS file watcher stopped delivering events (a named pipe (FIFO) in a watched tree blocks it ` +
+          `until something writes to the pipe); polling source "${name}" every ${this.#o.pollInterval} s ` +
+          `until it recovers. Move named pipes, sockets and devices out of source trees.`,
+      );
+      this.#stallPolling = true;
+      this.#startPolling("the OS watcher is blocked");
+      this.#o.fullScan().catch(() => {});
+    } else if (this.#stallPolling) {
+      this.#stallPolling = false;
+      this.#stopPolling();
+      this.#o.log.info(
+        `The OS file watcher delivers events again; watching source "${name}" natively`,
+      );
+      if (this.#fsw) this.#setMode("native");
+      else this.#startNative();
+      this.#o.fullScan().catch(() => {});
+    }
+  };
+
   #startNative() {
     if (this.#stopped) return;
+    if (!this.#probe) {
+      try {
+        this.#probe = acquireProbe(this.#o);
+        this.#probe.listen(this.#onProbe);
+      } catch (e) {
+        this.#o.log.warn(
+          `Cannot check that the OS file watcher keeps working: ${(e as Error).message}`,
+        );
+      }
+    }
+    if (this.#probe?.stalled) {
+      // Deno.watchFs would wait for the blocked watcher thread: poll until it recovers.
+      this.#stallPolling = true;
+      this.#startPolling("the OS watcher is blocked");
+      return;
+    }
     const root = this.#o.source.scanPath;
     try {
       this.#rootIno = fs.statSync(root).ino;
@@ -209,10 +291,18 @@ export class SourceWatcher {
     this.#pollTimer = setTimeout(check, 2000) as unknown as number;
   }
 
+  #stopPolling() {
+    this.#pollGen++;
+    if (this.#pollTimer !== undefined) clearTimeout(this.#pollTimer);
+    this.#pollTimer = undefined;
+  }
+
   #startPolling(reason: string) {
+    this.#stopPolling();
     this.#setMode("polling", reason);
+    const gen = this.#pollGen;
     const tick = async () => {
-      if (this.#stopped) return;
+      if (this.#stopped || gen !== this.#pollGen) return;
       try {
         await this.#o.fullScan();
       } catch (e) {
@@ -220,7 +310,7 @@ export class SourceWatcher {
           `Polling scan of source "${this.#o.source.name}" failed: ${(e as Error).message}`,
         );
       }
-      if (!this.#stopped) {
+      if (!this.#stopped && gen === this.#pollGen) {
         this.#pollTimer = setTimeout(tick, this.#o.pollInterval * 1000) as unknown as number;
       }
     };
@@ -237,23 +327,35 @@ export class SourceWatcher {
     } catch {
       // Gone: restart handles the wait.
     }
+    this.#closeWatch();
+  }
+
+  /**
+   * Closes the native watch unless the watcher thread is blocked (closing
+   * would wait for it forever); returns whether it was closed.
+   */
+  #closeWatch(): boolean {
+    if (this.#probe?.stalled || watcherThreadBlocked()) return false;
     try {
       this.#fsw?.close();
     } catch {
       // Already closed.
     }
+    return true;
   }
 
   /** Stops watching. */
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#setMode("stopped");
-    if (this.#pollTimer !== undefined) clearTimeout(this.#pollTimer);
-    try {
-      this.#fsw?.close();
-    } catch {
-      // Already closed.
+    this.#stopPolling();
+    // An abandoned watch ends with the process.
+    const closed = this.#closeWatch();
+    if (this.#probe) {
+      this.#probe.unlisten(this.#onProbe);
+      this.#probe = undefined;
+      releaseProbe();
     }
-    await this.#loop?.catch(() => {});
+    if (closed) await this.#loop?.catch(() => {});
   }
 }
