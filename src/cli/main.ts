@@ -15,7 +15,7 @@ import { Daemon } from "../pipeline/daemon.ts";
 import { dataDirFor } from "../pipeline/paths.ts";
 import { Store } from "../store/store.ts";
 import { VERSION } from "../version.ts";
-import { formatStatus, statusReport } from "./status.ts";
+import { formatStatus, statusReport, unsyncable } from "./status.ts";
 import { startOps } from "../ops/mod.ts";
 import { formatVerify, verify } from "./verify.ts";
 import "../transports/mod.ts";
@@ -116,7 +116,9 @@ function program(): Command {
         logger("daemon").info(
           `Done: ${summary.synced} synced, ${summary.deleted} deleted, ${summary.failed} failed, ${summary.skipped} unchanged`,
         );
-        if (opts.once && summary.failed > 0) throw new Exit(1);
+        if (opts.once && (summary.failed > 0 || unsyncable(daemon.dataDir) > 0)) {
+          throw new Exit(1);
+        }
       } finally {
         for (const s of signals) Deno.removeSignalListener(s, stop);
         if (Deno.build.os !== "windows") Deno.removeSignalListener("SIGHUP", reload);

@@ -6,7 +6,7 @@
  */
 import * as fs from "node:fs";
 import type { Config } from "../config/types.ts";
-import type { Store } from "../store/store.ts";
+import { Store } from "../store/store.ts";
 import { eventName } from "../store/events.ts";
 
 /** The status report. */
@@ -40,6 +40,8 @@ export interface StatusReport {
     state: string;
   }[];
   guards: { source: string; pending: number; known: number; since: number; approved: boolean }[];
+  /** Source paths that cannot be synced (unreadable, names that are not UTF-8). */
+  problems: { source: string; path: string; reason: string; since: number }[];
   lastSync: number | null;
 }
 
@@ -123,8 +125,28 @@ export function statusReport(config: Config, store: Store): StatusReport {
     })),
     failures,
     guards: store.guards().map((g) => ({ ...g, approved: g.approved === 1 })),
+    problems: problemsOf(store),
     lastSync,
   };
+}
+
+/** The recorded problems; none for a database the daemon has not migrated yet (read-only here). */
+function problemsOf(store: Store): StatusReport["problems"] {
+  try {
+    return store.problems();
+  } catch {
+    return [];
+  }
+}
+
+/** How many source paths could not be synced (`sync --once` exits 1 when any). */
+export function unsyncable(dataDir: string): number {
+  const store = new Store(dataDir, { readOnly: true });
+  try {
+    return problemsOf(store).length;
+  } finally {
+    store.close();
+  }
 }
 
 function ms(v: number | null): string {
@@ -197,6 +219,11 @@ export function formatStatus(r: StatusReport): string {
         }`,
       );
     }
+  }
+  if (r.problems.length > 0) {
+    lines.push("");
+    lines.push(`Cannot sync (${r.problems.length}):`);
+    for (const p of r.problems) lines.push(`  ${p.path} (source "${p.source}"): ${p.reason}`);
   }
   if (r.failures.length > 0) {
     lines.push("");

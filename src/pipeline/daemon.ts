@@ -475,6 +475,11 @@ export class Daemon {
       this.#timers.push(setInterval(() => {
         for (const w of this.#watchers.values()) w.checkRoot();
         try {
+          // Permissions may come back without an event the watcher sees: re-check what failed.
+          for (const src of this.config.sources) {
+            const again = this.#scanner.retryPaths(src);
+            if (again.length > 0) void this.#scanPaths(src, again);
+          }
           this.store.pruneTransfers(Date.now());
         } catch (e) {
           this.#storeTrouble(e);

@@ -96,6 +96,14 @@ const MIGRATIONS: string[] = [
   -- Live state written by the running daemon (pid, heartbeat, watchers).
   CREATE TABLE runtime(key TEXT PRIMARY KEY, value TEXT NOT NULL);
   `,
+  `
+  -- Source paths that cannot be synced (unreadable, a name that is not UTF-8), for status and --once.
+  CREATE TABLE problems(path TEXT PRIMARY KEY, source TEXT NOT NULL, reason TEXT NOT NULL,
+    since INTEGER NOT NULL) WITHOUT ROWID;
+  CREATE INDEX problems_source ON problems(source);
+  -- When each file row was written (ms): a stat not safely older than that is "racy".
+  ALTER TABLE files ADD COLUMN recorded_ms REAL NOT NULL DEFAULT 0;
+  `,
 ];
 
 /** The schema version this build writes. */

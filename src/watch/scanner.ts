@@ -67,10 +67,30 @@ export interface ScanResult {
   held: number;
   /** The source's root is missing: nothing was deleted. */
   vanished: boolean;
+  /** Paths that cannot be synced (recorded in the store's problems). */
+  problems: number;
   ms: number;
 }
 
 const BATCH = 500;
+
+/**
+ * A file whose mtime or ctime is less than this much older than the moment
+ * its row was recorded is "racily clean" (git's term): a rewrite in the same
+ * second can keep size and mtime (`touch -r`), and Deno gives ctime in whole
+ * seconds. Such a file is compared by content at the next scan.
+ */
+export const RACY_MS = 2000;
+
+/** The reason recorded for names Deno cannot represent. */
+export const NON_UTF8 =
+  "the file name is not valid UTF-8 (shown with U+FFFD); it cannot be synced: rename it";
+
+/** Whether a stored file's stat is too close to its recording time to be trusted. */
+export function isRacy(row: FileRow): boolean {
+  const at = row.recorded_ms ?? 0;
+  return at > 0 && Math.max(row.mtime_ms, row.ctime_ms) > at - RACY_MS;
+}
 
 interface Walk {
   source: Source;
@@ -83,6 +103,8 @@ interface Walk {
   sinceYield: number;
   /** Directories known to be stored (or put in this batch): {@linkcode Scanner.scanPaths}. */
   knownDirs?: Set<string>;
+  /** Paths found unsyncable in this walk, with the reason. */
+  found: Map<string, string>;
 }
 
 /** Scans sources (whole or in part) against the store. */
@@ -136,6 +158,40 @@ export class Scanner {
     this.#o.log.info(`Skipping "${p}": not a regular file (named pipe, socket or device)`);
   }
 
+  /** Records a path that cannot be synced; logged once per path and reason. */
+  #problem(w: Walk, p: string, reason: string, message = `Cannot sync "${p}": ${reason}`) {
+    w.found.set(p, reason);
+    this.#warnOnce(`problem:${p}\0${reason}`, message);
+  }
+
+  /**
+   * Saves the problems of a walk below `root` (the whole source when
+   * absent): those not found again are resolved.
+   */
+  #saveProblems(w: Walk, root?: string) {
+    const store = this.#o.store;
+    const now = Date.now();
+    if (root === undefined) {
+      store.setProblems(w.source.name, w.found, now);
+      return;
+    }
+    store.tx(() => {
+      store.clearProblems(root);
+      for (const [p, reason] of w.found) store.recordProblem(w.source.name, p, reason, now);
+    });
+  }
+
+  /**
+   * Problem paths worth re-checking soon (permissions may be fixed without
+   * any event the watcher sees): pass them to {@linkcode Scanner.scanPaths}.
+   * Names that are not UTF-8 are left to events and full scans.
+   */
+  retryPaths(source: Source): { path: string; written: boolean }[] {
+    return this.#o.store.problems(source.name)
+      .filter((r) => r.reason !== NON_UTF8)
+      .map((r) => ({ path: r.path, written: false }));
+  }
+
   #warnOnce(key: string, message: string) {
     if (this.#warned.has(key)) return;
     this.#warned.add(key);
@@ -184,6 +240,7 @@ export class Scanner {
       mtime_ms: isDir ? 0 : st.mtimeMs,
       ctime_ms: isDir ? 0 : st.ctimeMs,
       ino: isDir ? 0 : st.ino,
+      recorded_ms: Date.now(),
     };
   }
 
@@ -221,12 +278,14 @@ export class Scanner {
         // Deno's own listing: no node:fs Dirent objects, no sorting.
         entries = [...Deno.readDirSync(dir)];
       } catch (e) {
+        if (e instanceof Deno.errors.NotFound) continue; // Removed meanwhile: its parent's scan says so.
         // Unreadable: keep what we know below it rather than delete it remotely.
-        this.#warnOnce(
-          `unreadable:${dir}`,
-          `Cannot read directory "${dir}": ${
-            (e as Error).message
-          }; its files are kept as they were`,
+        const msg = (e as Error).message;
+        this.#problem(
+          w,
+          dir,
+          `cannot read the directory: ${msg}`,
+          `Cannot read directory "${dir}": ${msg}; its files are kept as they were`,
         );
         continue;
       }
@@ -237,48 +296,59 @@ export class Scanner {
           r,
         ]),
       );
+      // Entries listed but not examinable (a directory without search permission):
+      // what is stored below it is kept, not deleted.
+      let blocked = false;
       for (const e of entries) {
         const p = prefix + e.name;
         const old = stored.get(e.name);
         stored.delete(e.name);
         const rel = this.#rel(w.source, p);
         if (this.#excluded(p) || isTempName(e.name)) continue;
+        if (e.name.includes("\uFFFD") && !exists(p)) {
+          // Deno decodes names lossily: the listed name names nothing on disk.
+          this.#problem(w, p, NON_UTF8);
+          continue;
+        }
         if (e.isDirectory) {
           if (this.#o.ignoredDirs.includes(e.name)) continue;
           if (!old || !old.is_dir) {
+            let st: fs.Stats | undefined;
+            try {
+              st = fs.lstatSync(p, { throwIfNoEntry: false });
+            } catch (err) {
+              blocked = true;
+              this.#problem(w, dir, `cannot examine its entries: ${(err as Error).message}`);
+              break;
+            }
+            if (!st) continue;
             if (old) this.#deleted(w, old);
-            const st = fs.lstatSync(p, { throwIfNoEntry: false });
-            if (st) w.batch.puts.push(this.#row(w.source, p, st, true));
+            w.batch.puts.push(this.#row(w.source, p, st, true));
           }
           stack.push(p);
           continue;
         }
         if (this.#ignoredRel(rel)) continue;
         let st: StatLike | undefined;
-        if (e.isFile) st = lstatFast(p);
-        else if (e.isSymlink) st = this.#stat(w.source, p);
-        else this.#special(p);
+        try {
+          if (e.isFile) st = lstatFast(p);
+          else if (e.isSymlink) st = this.#stat(w.source, p);
+          else this.#special(p);
+        } catch (err) {
+          blocked = true;
+          this.#problem(w, dir, `cannot examine its entries: ${(err as Error).message}`);
+          break;
+        }
         if (!st || !st.isFile()) {
           if (old) this.#deleted(w, old);
           continue;
         }
         w.files++;
-        const row = this.#row(w.source, p, st, false);
-        if (!old || old.is_dir) {
-          if (old) this.#deleted(w, old);
-          w.batch.puts.push(row);
-          w.batch.changes.push({ source: w.source, path: p, rel, event: CREATED, size: st.size });
-        } else if (
-          old.size !== row.size || old.mtime_ms !== row.mtime_ms || old.ctime_ms !== row.ctime_ms ||
-          old.ino !== row.ino
-        ) {
-          w.batch.puts.push(row);
-          w.batch.changes.push({ source: w.source, path: p, rel, event: MODIFIED, size: st.size });
-        }
+        this.#compare(w, p, rel, st, old, false);
         this.#flush(w);
         if (this.#yieldDue(w)) await this.#yield(w);
       }
-      for (const gone of stored.values()) this.#deleted(w, gone);
+      if (!blocked) { for (const gone of stored.values()) this.#deleted(w, gone); }
       this.#flush(w);
       if (this.#yieldDue(w)) await this.#yield(w);
     }
@@ -290,7 +360,15 @@ export class Scanner {
    */
   async scanSource(source: Source, opts: { approved?: boolean } = {}): Promise<ScanResult> {
     const t0 = performance.now();
-    const result: ScanResult = { files: 0, dirs: 0, changes: 0, held: 0, vanished: false, ms: 0 };
+    const result: ScanResult = {
+      files: 0,
+      dirs: 0,
+      changes: 0,
+      held: 0,
+      vanished: false,
+      problems: 0,
+      ms: 0,
+    };
     if (!isDir(source.scanPath)) {
       result.vanished = true;
       this.#o.log.error(
@@ -307,9 +385,12 @@ export class Scanner {
       dirs: 0,
       changes: 0,
       sinceYield: 0,
+      found: new Map(),
     };
     await this.#walk(w, source.scanPath);
     this.#flush(w, true);
+    if (isDir(source.scanPath)) this.#saveProblems(w);
+    result.problems = w.found.size;
     const deletes = w.deferred!.changes.length;
     const guard = this.#o.store.guardFor(source.name);
     const approved = opts.approved || guard?.approved === 1;
@@ -371,6 +452,7 @@ export class Scanner {
       changes: 0,
       sinceYield: 0,
       knownDirs: new Set(),
+      found: new Map(),
     };
     let changes = 0;
     let rootOk: boolean | undefined;
@@ -378,7 +460,12 @@ export class Scanner {
       if (p !== source.scanPath && this.#inScope(source, p)) {
         rootOk ??= isDir(source.scanPath);
         if (!rootOk) return changes;
-        const info = lstatInfo(p);
+        let info: Deno.FileInfo | undefined;
+        try {
+          info = lstatInfo(p);
+        } catch {
+          // Not examinable: scanPath records why.
+        }
         if (info?.isFile) {
           this.#fileChange(w, p, statLike(info), this.#o.store.getFile(p), written);
           this.#flush(w);
@@ -404,9 +491,25 @@ export class Scanner {
 
   /** Compares one existing regular file (or linked file) with its stored row. */
   #fileChange(w: Walk, p: string, st: StatLike, old: FileRow | undefined, written: boolean) {
-    const source = w.source;
-    const rel = this.#rel(source, p);
     this.#ensureParents(w, p);
+    this.#compare(w, p, this.#rel(w.source, p), st, old, written);
+  }
+
+  /**
+   * Compares one regular file with its stored row: created, modified (stat
+   * differs), or to be compared by content (a write was seen, or the stored
+   * stat is racy: see {@linkcode RACY_MS}). A racy row is recorded again, so
+   * it stops being racy once the file is older than its record.
+   */
+  #compare(
+    w: Walk,
+    p: string,
+    rel: string,
+    st: StatLike,
+    old: FileRow | undefined,
+    written: boolean,
+  ) {
+    const source = w.source;
     const row = this.#row(source, p, st, false);
     if (!old || old.is_dir) {
       if (old) this.#deleted(w, old);
@@ -418,6 +521,9 @@ export class Scanner {
     ) {
       w.batch.puts.push(row);
       w.batch.changes.push({ source, path: p, rel, event: MODIFIED, size: st.size });
+    } else if (isRacy(old)) {
+      w.batch.puts.push(row);
+      w.batch.changes.push({ source, path: p, rel, event: MODIFIED, size: st.size, verify: true });
     } else if (written) {
       w.batch.changes.push({ source, path: p, rel, event: MODIFIED, size: st.size, verify: true });
     }
@@ -438,11 +544,23 @@ export class Scanner {
       dirs: 0,
       changes: 0,
       sinceYield: 0,
+      found: new Map(),
     };
     if (!isDir(source.scanPath)) return 0;
-    const lst = fs.lstatSync(p, { throwIfNoEntry: false });
+    let lst: fs.Stats | undefined;
+    try {
+      lst = fs.lstatSync(p, { throwIfNoEntry: false });
+    } catch (e) {
+      // Its directory cannot be searched: the problem is the directory's.
+      const dir = path.dirname(p);
+      this.#problem(w, dir, `cannot examine its entries: ${(e as Error).message}`);
+      this.#saveProblems(w, dir);
+      return 0;
+    }
     const old = this.#o.store.getFile(p);
-    if (!lst) {
+    if (!lst && !old && isUndecodable(p)) {
+      this.#problem(w, p, NON_UTF8);
+    } else if (!lst) {
       // Gone; when its parent is gone too, the parent's scan reports it.
       if (old) this.#deleted(w, old);
       else {
@@ -475,6 +593,7 @@ export class Scanner {
       } else this.#fileChange(w, p, st, old, written);
     }
     this.#flush(w, true);
+    this.#saveProblems(w, p);
     return w.changes;
   }
 
@@ -538,6 +657,27 @@ interface StatLike {
 function lstatFast(p: string): StatLike | undefined {
   const i = lstatInfo(p);
   return i ? statLike(i) : undefined;
+}
+
+/** Whether `p` is a lossily decoded name that its directory still lists. */
+function isUndecodable(p: string): boolean {
+  const base = path.basename(p);
+  if (!base.includes("\uFFFD")) return false;
+  try {
+    for (const e of Deno.readDirSync(path.dirname(p))) if (e.name === base) return true;
+  } catch {
+    // The directory is gone or unreadable: its own scan reports it.
+  }
+  return false;
+}
+
+function exists(p: string): boolean {
+  try {
+    Deno.lstatSync(p);
+    return true;
+  } catch (e) {
+    return !(e instanceof Deno.errors.NotFound);
+  }
 }
 
 function isDir(p: string): boolean {
