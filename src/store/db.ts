@@ -103,6 +103,8 @@ const MIGRATIONS: string[] = [
   CREATE INDEX problems_source ON problems(source);
   -- When each file row was written (ms): a stat not safely older than that is "racy".
   ALTER TABLE files ADD COLUMN recorded_ms REAL NOT NULL DEFAULT 0;
+  -- Other names of a changed file (hard links, in-tree symlinks store their target's inode).
+  CREATE INDEX files_ino ON files(ino);
   `,
 ];
 

@@ -711,6 +711,14 @@ export class Store {
     });
   }
 
+  /** Files of a source stored with inode `ino`: hard links, and symlinks to that file. */
+  filesWithIno(source: string, ino: number): FileRow[] {
+    return this.q("SELECT * FROM files WHERE ino = ? AND source = ? AND is_dir = 0").all(
+      ino,
+      source,
+    ) as unknown as FileRow[];
+  }
+
   /** Problems of one source, or of all, by path. */
   problems(source?: string): ProblemRow[] {
     return (source === undefined

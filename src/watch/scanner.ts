@@ -492,7 +492,38 @@ export class Scanner {
   /** Compares one existing regular file (or linked file) with its stored row. */
   #fileChange(w: Walk, p: string, st: StatLike, old: FileRow | undefined, written: boolean) {
     this.#ensureParents(w, p);
+    const before = w.batch.changes.length;
     this.#compare(w, p, this.#rel(w.source, p), st, old, written);
+    if (w.batch.changes.length > before && old && !old.is_dir) {
+      // The old inode too: a file replaced by rename has a new one, its symlinks the old.
+      this.#otherNames(w, p, new Set([st.ino, old.ino]));
+    }
+  }
+
+  /**
+   * A watcher reports a change under the name that was written: the other
+   * names of the same file (hard links, and in-tree symlinks, whose rows
+   * hold their target's inode) are compared too, as a scan would.
+   */
+  #otherNames(w: Walk, p: string, inodes: ReadonlySet<number>) {
+    const others = [...inodes].filter((i) => i !== 0).flatMap((i) =>
+      this.#o.store.filesWithIno(w.source.name, i)
+    );
+    const seen = new Set([p]);
+    for (const other of others) {
+      if (seen.has(other.path)) continue;
+      seen.add(other.path);
+      let st: StatLike | undefined;
+      try {
+        const l = lstatInfo(other.path);
+        st = l?.isFile ? statLike(l) : l?.isSymlink ? this.#stat(w.source, other.path) : undefined;
+      } catch {
+        continue; // Its directory is not searchable: a scan records that.
+      }
+      if (st?.isFile()) {
+        this.#compare(w, other.path, this.#rel(w.source, other.path), st, other, true);
+      }
+    }
   }
 
   /**
