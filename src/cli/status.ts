@@ -39,7 +39,15 @@ export interface StatusReport {
     error: string | null;
     state: string;
   }[];
-  guards: { source: string; pending: number; known: number; since: number; approved: boolean }[];
+  guards: {
+    source: string;
+    pending: number;
+    known: number;
+    since: number;
+    approved: boolean;
+    /** The command that applies the held deletions. */
+    approve: string;
+  }[];
   /** Source paths that cannot be synced (unreadable, names that are not UTF-8). */
   problems: { source: string; path: string; reason: string; since: number }[];
   lastSync: number | null;
@@ -124,7 +132,11 @@ export function statusReport(config: Config, store: Store): StatusReport {
       lag: lagStats(store, s.name, Date.now() - 3_600_000),
     })),
     failures,
-    guards: store.guards().map((g) => ({ ...g, approved: g.approved === 1 })),
+    guards: store.guards().map((g) => ({
+      ...g,
+      approved: g.approved === 1,
+      approve: `fileconveyor approve-deletes --config ${config.file} --source ${g.source}`,
+    })),
     problems: problemsOf(store),
     lastSync,
   };
@@ -214,9 +226,10 @@ export function formatStatus(r: StatusReport): string {
     lines.push("");
     for (const g of r.guards) {
       lines.push(
-        `Delete guard: source "${g.source}" holds ${g.pending} of ${g.known} deletions${
-          g.approved ? " (approved, applying)" : '; run "fileconveyor approve-deletes" if intended'
-        }`,
+        g.approved
+          ? `Delete guard: source "${g.source}": ${g.pending} held deletions approved, applying`
+          : `Delete guard: source "${g.source}" holds ${g.pending} deletions (of ${g.known} files): ` +
+            `nothing of them was deleted. If intended, run: ${g.approve}`,
       );
     }
   }

@@ -224,6 +224,7 @@ export class Daemon {
       log: logger("scan"),
       guardShare: s.deleteGuardShare,
       guardMinFiles: s.deleteGuardMinFiles,
+      configFile: this.config.file,
       sink: (batch) => this.#commit(batch),
     });
   }
@@ -524,6 +525,7 @@ export class Daemon {
     if (this.#wake !== undefined) clearTimeout(this.#wake);
     await Promise.all([...this.#watchers.values()].map((w) => w.stop()));
     for (const a of this.#aggregators.values()) a.close();
+    this.#scanner.close();
     const grace = this.#o.shutdownGrace ?? 10_000;
     if (this.#running.size > 0) {
       this.#log.info(`Waiting up to ${grace} ms for ${this.#running.size} running transfers`);

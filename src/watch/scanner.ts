@@ -17,6 +17,7 @@ import type { Logger } from "../log.ts";
 import { CREATED, DELETED, type FileEvent, MODIFIED } from "../store/events.ts";
 import type { FileRow, Store } from "../store/store.ts";
 import { isTempName } from "../transports/paths.ts";
+import { DeleteGuard } from "./delete_guard.ts";
 
 /** One change found in a source tree. */
 export interface FsChange {
@@ -55,6 +56,10 @@ export interface ScannerOptions {
   guardShare: number;
   /** Delete guard: applies from this many deletions. */
   guardMinFiles: number;
+  /** The configuration file, named in the delete guard's approval command. */
+  configFile?: string;
+  /** Quiet milliseconds that end a deletion gathered from watcher events (delete guard). */
+  deleteWindow?: number;
   sink: ChangeSink;
 }
 
@@ -111,9 +116,29 @@ interface Walk {
 export class Scanner {
   readonly #o: ScannerOptions;
   readonly #warned = new Set<string>();
+  readonly #guard: DeleteGuard;
 
   constructor(options: ScannerOptions) {
     this.#o = options;
+    this.#guard = new DeleteGuard({
+      store: options.store,
+      log: options.log,
+      sink: options.sink,
+      share: options.guardShare,
+      minFiles: options.guardMinFiles,
+      ...(options.configFile ? { configFile: options.configFile } : {}),
+      ...(options.deleteWindow !== undefined ? { window: options.deleteWindow } : {}),
+    });
+  }
+
+  /** Judges now the deletions gathered from watcher events (tests, shutdown). */
+  flushDeletes(source: Source): number {
+    return this.#guard.flush(source.name).applied;
+  }
+
+  /** Stops the delete guard's timers (gathered deletions are found again by the next scan). */
+  close(): void {
+    this.#guard.close();
   }
 
   #ignoredRel(rel: string): boolean {
@@ -376,7 +401,8 @@ export class Scanner {
       );
       return result;
     }
-    const known = this.#o.store.countFiles(source.name);
+    // Deletions gathered from watcher events are found again by this walk, and judged with the rest.
+    this.#guard.drop(source.name);
     const w: Walk = {
       source,
       batch: { puts: [], removes: [], changes: [] },
@@ -391,41 +417,15 @@ export class Scanner {
     this.#flush(w, true);
     if (isDir(source.scanPath)) this.#saveProblems(w);
     result.problems = w.found.size;
-    const deletes = w.deferred!.changes.length;
     const guard = this.#o.store.guardFor(source.name);
-    const approved = opts.approved || guard?.approved === 1;
-    // Re-check the root: a mount that vanished during the walk looks like mass deletion.
-    if (deletes > 0 && !isDir(source.scanPath)) {
-      result.vanished = true;
-      this.#o.log.error(`Source "${source.name}" vanished during the scan: nothing is deleted`);
-    } else if (
-      deletes > 0 && !approved && deletes >= this.#o.guardMinFiles &&
-      deletes > this.#o.guardShare * known
-    ) {
-      result.held = deletes;
-      this.#o.store.holdDeletes(source.name, deletes, known, Date.now());
-      this.#o.log.error(
-        `Delete guard: a scan of source "${source.name}" would delete ${deletes} of ${known} files (more than ${
-          Math.round(this.#o.guardShare * 100)
-        } %); nothing was deleted. If this is intended, run "fileconveyor approve-deletes --source ${source.name}"`,
-      );
-    } else {
-      if (w.deferred!.removes.length > 0 || deletes > 0) {
-        for (
-          let i = 0;
-          i < w.deferred!.changes.length || i < w.deferred!.removes.length;
-          i += BATCH
-        ) {
-          this.#o.sink({
-            puts: [],
-            removes: w.deferred!.removes.slice(i, i + BATCH),
-            changes: w.deferred!.changes.slice(i, i + BATCH),
-          });
-        }
-        w.changes += deletes;
-      }
-      if (guard) this.#o.store.clearGuard(source.name);
-    }
+    const verdict = this.#guard.judge(source, w.deferred!.removes, w.deferred!.changes, {
+      whole: true,
+      ...(opts.approved ? { approved: true } : {}),
+    });
+    result.vanished = verdict.vanished;
+    result.held = verdict.held;
+    w.changes += verdict.applied;
+    if (guard && !verdict.held && !verdict.vanished) this.#o.store.clearGuard(source.name);
     result.files = w.files;
     result.dirs = w.dirs;
     result.changes = w.changes;
@@ -453,6 +453,7 @@ export class Scanner {
       sinceYield: 0,
       knownDirs: new Set(),
       found: new Map(),
+      deferred: { removes: [], changes: [] },
     };
     let changes = 0;
     let rootOk: boolean | undefined;
@@ -478,6 +479,7 @@ export class Scanner {
       changes += await this.scanPath(source, p, written);
     }
     this.#flush(w, true);
+    this.#guard.gather(source, w.deferred!.removes, w.deferred!.changes);
     return changes + w.changes;
   }
 
@@ -576,6 +578,8 @@ export class Scanner {
       changes: 0,
       sinceYield: 0,
       found: new Map(),
+      // Deletions are judged together with those of other events: see DeleteGuard.
+      deferred: { removes: [], changes: [] },
     };
     if (!isDir(source.scanPath)) return 0;
     let lst: fs.Stats | undefined;
@@ -598,14 +602,14 @@ export class Scanner {
         const under = this.#o.store.filesUnder(p);
         if (under.length > 0) {
           for (const f of under) {
-            w.batch.changes.push({
+            w.deferred!.changes.push({
               source,
               path: f.path,
               rel: this.#rel(source, f.path),
               event: DELETED,
             });
           }
-          w.batch.removes.push(p);
+          w.deferred!.removes.push(p);
         }
       }
     } else if (lst.isDirectory()) {
@@ -624,6 +628,7 @@ export class Scanner {
       } else this.#fileChange(w, p, st, old, written);
     }
     this.#flush(w, true);
+    this.#guard.gather(source, w.deferred!.removes, w.deferred!.changes);
     this.#saveProblems(w, p);
     return w.changes;
   }

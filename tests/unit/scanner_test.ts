@@ -61,6 +61,7 @@ function rig(options: { guardMinFiles?: number; guardShare?: number } = {}): Rig
     scanner,
     changes,
     close() {
+      scanner.close();
       store.close();
       fs.rmSync(root, { recursive: true, force: true });
     },
