@@ -11,11 +11,11 @@
  *
  * @module
  */
-import * as fs from "node:fs";
 import type { Source } from "../config/types.ts";
 import type { Logger } from "../log.ts";
 import type { Store } from "../store/store.ts";
 import type { Batch, FsChange } from "./scanner.ts";
+import { exists, isDir } from "./_stat.ts";
 
 /** Options for {@linkcode DeleteGuard}. */
 export interface DeleteGuardOptions {
@@ -171,22 +171,5 @@ export class DeleteGuard {
   /** Stops the timers; what was gathered is left to the next scan. */
   close(): void {
     for (const name of [...this.#gathered.keys()]) this.#take(name);
-  }
-}
-
-function exists(p: string): boolean {
-  try {
-    fs.lstatSync(p);
-    return true;
-  } catch (e) {
-    return (e as { code?: string }).code !== "ENOENT";
-  }
-}
-
-function isDir(p: string): boolean {
-  try {
-    return fs.statSync(p).isDirectory();
-  } catch {
-    return false;
   }
 }

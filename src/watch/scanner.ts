@@ -18,6 +18,20 @@ import { CREATED, DELETED, type FileEvent, MODIFIED } from "../store/events.ts";
 import type { FileRow, Store } from "../store/store.ts";
 import { isTempName } from "../transports/paths.ts";
 import { DeleteGuard } from "./delete_guard.ts";
+import { ProblemLog } from "./problems.ts";
+import {
+  exists,
+  isDir,
+  isRacy,
+  isUndecodable,
+  lstatFast,
+  lstatInfo,
+  NON_UTF8,
+  type StatLike,
+  statLike,
+} from "./_stat.ts";
+
+export { isRacy, NON_UTF8, RACY_MS } from "./_stat.ts";
 
 /** One change found in a source tree. */
 export interface FsChange {
@@ -79,24 +93,6 @@ export interface ScanResult {
 
 const BATCH = 500;
 
-/**
- * A file whose mtime or ctime is less than this much older than the moment
- * its row was recorded is "racily clean" (git's term): a rewrite in the same
- * second can keep size and mtime (`touch -r`), and Deno gives ctime in whole
- * seconds. Such a file is compared by content at the next scan.
- */
-export const RACY_MS = 2000;
-
-/** The reason recorded for names Deno cannot represent. */
-export const NON_UTF8 =
-  "the file name is not valid UTF-8 (shown with U+FFFD); it cannot be synced: rename it";
-
-/** Whether a stored file's stat is too close to its recording time to be trusted. */
-export function isRacy(row: FileRow): boolean {
-  const at = row.recorded_ms ?? 0;
-  return at > 0 && Math.max(row.mtime_ms, row.ctime_ms) > at - RACY_MS;
-}
-
 interface Walk {
   source: Source;
   batch: Batch;
@@ -115,11 +111,12 @@ interface Walk {
 /** Scans sources (whole or in part) against the store. */
 export class Scanner {
   readonly #o: ScannerOptions;
-  readonly #warned = new Set<string>();
+  readonly #report: ProblemLog;
   readonly #guard: DeleteGuard;
 
   constructor(options: ScannerOptions) {
     this.#o = options;
+    this.#report = new ProblemLog(options.store, options.log);
     this.#guard = new DeleteGuard({
       store: options.store,
       log: options.log,
@@ -173,54 +170,11 @@ export class Scanner {
   }
 
   /**
-   * FIFOs, sockets and device nodes are never opened (a FIFO blocks the
-   * reader until a writer comes): skipped, reported once.
-   */
-  #special(p: string) {
-    const key = `special:${p}`;
-    if (this.#warned.has(key)) return;
-    this.#warned.add(key);
-    this.#o.log.info(`Skipping "${p}": not a regular file (named pipe, socket or device)`);
-  }
-
-  /** Records a path that cannot be synced; logged once per path and reason. */
-  #problem(w: Walk, p: string, reason: string, message = `Cannot sync "${p}": ${reason}`) {
-    w.found.set(p, reason);
-    this.#warnOnce(`problem:${p}\0${reason}`, message);
-  }
-
-  /**
-   * Saves the problems of a walk below `root` (the whole source when
-   * absent): those not found again are resolved.
-   */
-  #saveProblems(w: Walk, root?: string) {
-    const store = this.#o.store;
-    const now = Date.now();
-    if (root === undefined) {
-      store.setProblems(w.source.name, w.found, now);
-      return;
-    }
-    store.tx(() => {
-      store.clearProblems(root);
-      for (const [p, reason] of w.found) store.recordProblem(w.source.name, p, reason, now);
-    });
-  }
-
-  /**
    * Problem paths worth re-checking soon (permissions may be fixed without
    * any event the watcher sees): pass them to {@linkcode Scanner.scanPaths}.
-   * Names that are not UTF-8 are left to events and full scans.
    */
   retryPaths(source: Source): { path: string; written: boolean }[] {
-    return this.#o.store.problems(source.name)
-      .filter((r) => r.reason !== NON_UTF8)
-      .map((r) => ({ path: r.path, written: false }));
-  }
-
-  #warnOnce(key: string, message: string) {
-    if (this.#warned.has(key)) return;
-    this.#warned.add(key);
-    this.#o.log.warn(message);
+    return this.#report.retryPaths(source.name);
   }
 
   /** Stats an entry, following a symlink only when its target stays inside the source. */
@@ -236,11 +190,11 @@ export class Scanner {
     try {
       real = fs.realpathSync(p);
     } catch {
-      this.#warnOnce(`dangling:${p}`, `Skipping "${p}": broken symlink or symlink loop`);
+      this.#report.warnOnce(`dangling:${p}`, `Skipping "${p}": broken symlink or symlink loop`);
       return undefined;
     }
     if (real !== source.scanPath && !real.startsWith(source.scanPath + path.sep)) {
-      this.#warnOnce(
+      this.#report.warnOnce(
         `outside:${p}`,
         `Skipping symlink "${p}": it points outside source "${source.name}" (to "${real}")`,
       );
@@ -306,8 +260,8 @@ export class Scanner {
         if (e instanceof Deno.errors.NotFound) continue; // Removed meanwhile: its parent's scan says so.
         // Unreadable: keep what we know below it rather than delete it remotely.
         const msg = (e as Error).message;
-        this.#problem(
-          w,
+        this.#report.note(
+          w.found,
           dir,
           `cannot read the directory: ${msg}`,
           `Cannot read directory "${dir}": ${msg}; its files are kept as they were`,
@@ -332,7 +286,7 @@ export class Scanner {
         if (this.#excluded(p) || isTempName(e.name)) continue;
         if (e.name.includes("\uFFFD") && !exists(p)) {
           // Deno decodes names lossily: the listed name names nothing on disk.
-          this.#problem(w, p, NON_UTF8);
+          this.#report.note(w.found, p, NON_UTF8);
           continue;
         }
         if (e.isDirectory) {
@@ -343,7 +297,11 @@ export class Scanner {
               st = fs.lstatSync(p, { throwIfNoEntry: false });
             } catch (err) {
               blocked = true;
-              this.#problem(w, dir, `cannot examine its entries: ${(err as Error).message}`);
+              this.#report.note(
+                w.found,
+                dir,
+                `cannot examine its entries: ${(err as Error).message}`,
+              );
               break;
             }
             if (!st) continue;
@@ -358,10 +316,10 @@ export class Scanner {
         try {
           if (e.isFile) st = lstatFast(p);
           else if (e.isSymlink) st = this.#stat(w.source, p);
-          else this.#special(p);
+          else this.#report.special(p);
         } catch (err) {
           blocked = true;
-          this.#problem(w, dir, `cannot examine its entries: ${(err as Error).message}`);
+          this.#report.note(w.found, dir, `cannot examine its entries: ${(err as Error).message}`);
           break;
         }
         if (!st || !st.isFile()) {
@@ -415,7 +373,7 @@ export class Scanner {
     };
     await this.#walk(w, source.scanPath);
     this.#flush(w, true);
-    if (isDir(source.scanPath)) this.#saveProblems(w);
+    if (isDir(source.scanPath)) this.#report.save(w.source.name, w.found);
     result.problems = w.found.size;
     const guard = this.#o.store.guardFor(source.name);
     const verdict = this.#guard.judge(source, w.deferred!.removes, w.deferred!.changes, {
@@ -588,13 +546,13 @@ export class Scanner {
     } catch (e) {
       // Its directory cannot be searched: the problem is the directory's.
       const dir = path.dirname(p);
-      this.#problem(w, dir, `cannot examine its entries: ${(e as Error).message}`);
-      this.#saveProblems(w, dir);
+      this.#report.note(w.found, dir, `cannot examine its entries: ${(e as Error).message}`);
+      this.#report.save(w.source.name, w.found, dir);
       return 0;
     }
     const old = this.#o.store.getFile(p);
     if (!lst && !old && isUndecodable(p)) {
-      this.#problem(w, p, NON_UTF8);
+      this.#report.note(w.found, p, NON_UTF8);
     } else if (!lst) {
       // Gone; when its parent is gone too, the parent's scan reports it.
       if (old) this.#deleted(w, old);
@@ -621,7 +579,7 @@ export class Scanner {
       }
       await this.#walk(w, p);
     } else {
-      if (!lst.isFile() && !lst.isSymbolicLink()) this.#special(p);
+      if (!lst.isFile() && !lst.isSymbolicLink()) this.#report.special(p);
       const st = lst.isFile() ? lst : lst.isSymbolicLink() ? this.#stat(source, p) : undefined;
       if (!st) {
         if (old) this.#deleted(w, old);
@@ -629,7 +587,7 @@ export class Scanner {
     }
     this.#flush(w, true);
     this.#guard.gather(source, w.deferred!.removes, w.deferred!.changes);
-    this.#saveProblems(w, p);
+    this.#report.save(w.source.name, w.found, p);
     return w.changes;
   }
 
@@ -652,74 +610,5 @@ export class Scanner {
         w.knownDirs?.add(d);
       }
     }
-  }
-}
-
-/** `lstat` with Deno's API; undefined when the entry is gone (other errors are thrown). */
-function lstatInfo(p: string): Deno.FileInfo | undefined {
-  try {
-    return Deno.lstatSync(p);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return undefined;
-    throw e;
-  }
-}
-
-function statLike(i: Deno.FileInfo): StatLike {
-  const file = i.isFile;
-  return {
-    size: i.size,
-    mtimeMs: i.mtime?.getTime() ?? 0,
-    ctimeMs: i.ctime?.getTime() ?? 0,
-    ino: i.ino ?? 0,
-    isFile: () => file,
-  };
-}
-
-/** The stat fields a scan compares, as node:fs's Stats has them. */
-interface StatLike {
-  size: number;
-  mtimeMs: number;
-  ctimeMs: number;
-  ino: number;
-  isFile(): boolean;
-}
-
-/**
- * `lstat` with Deno's own API: the same values as node:fs's `lstatSync`, at a
- * fraction of the cost (which matters at 100,000 files). Undefined when the
- * entry is gone; other errors are thrown, like `lstatSync`.
- */
-function lstatFast(p: string): StatLike | undefined {
-  const i = lstatInfo(p);
-  return i ? statLike(i) : undefined;
-}
-
-/** Whether `p` is a lossily decoded name that its directory still lists. */
-function isUndecodable(p: string): boolean {
-  const base = path.basename(p);
-  if (!base.includes("\uFFFD")) return false;
-  try {
-    for (const e of Deno.readDirSync(path.dirname(p))) if (e.name === base) return true;
-  } catch {
-    // The directory is gone or unreadable: its own scan reports it.
-  }
-  return false;
-}
-
-function exists(p: string): boolean {
-  try {
-    Deno.lstatSync(p);
-    return true;
-  } catch (e) {
-    return !(e instanceof Deno.errors.NotFound);
-  }
-}
-
-function isDir(p: string): boolean {
-  try {
-    return fs.statSync(p).isDirectory();
-  } catch {
-    return false;
   }
 }
