@@ -20,7 +20,7 @@ import {
   type Workspace,
   workspace,
 } from "../_harness.ts";
-import { mode } from "./_util.ts";
+import { figure, mode } from "./_util.ts";
 
 const BIG = mode(5_000, 20_000);
 
@@ -35,12 +35,18 @@ function files(ws: Workspace, dir: string, n: number) {
 function count(root: string): number {
   let n = 0;
   const walk = (d: string) => {
-    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(d, { withFileTypes: true });
+    } catch {
+      return; // Removed while counting (the daemon deletes emptied directories).
+    }
+    for (const e of entries) {
       if (e.isDirectory()) walk(path.join(d, e.name));
       else n++;
     }
   };
-  if (fs.existsSync(root)) walk(root);
+  walk(root);
   return n;
 }
 
@@ -58,13 +64,37 @@ async function start(ws: Workspace) {
 Deno.test("hostile tree: rm -rf of a large directory within the guard's allowance is deleted entirely", async () => {
   const ws = workspace("fc-rmrf-");
   localConfig(ws, { copy: false, settings: { rescanInterval: "0" } });
-  files(ws, "big", BIG);
   files(ws, "keep", Math.ceil(BIG * 1.2));
   const d = await start(ws);
   try {
+    // Measured (not asserted): create, delete and recreate of BIG files while watching.
+    // Counting is cheap; the trees are compared in full after each step.
+    const big = path.join(ws.dst, "big");
+    const settled = async (want: number, what: string) => {
+      await eventually(() => count(big) === want ? "" : `${count(big)} of ${want}`, 120_000, what);
+      await eventually(() => diffTrees(tree(ws.src), tree(ws.dst)), 30_000, what);
+    };
+    let t0 = performance.now();
+    files(ws, "big", BIG);
+    await eventually(() => count(big) === BIG ? "" : `${count(big)}`, 120_000, "the creation");
+    const createMs = performance.now() - t0;
+    await settled(BIG, "the creation");
+    t0 = performance.now();
     fs.rmSync(path.join(ws.src, "big"), { recursive: true });
-    await eventually(() => diffTrees(tree(ws.src), tree(ws.dst)), 60_000, "the deletion");
+    await eventually(() => count(big) === 0 ? "" : `${count(big)} left`, 60_000, "the deletion");
+    const deleteMs = performance.now() - t0;
+    await settled(0, "the deletion");
     assert(!/Delete guard/.test(d.log()), "the guard held a deletion within its allowance");
+    t0 = performance.now();
+    files(ws, "big", BIG);
+    await eventually(() => count(big) === BIG ? "" : `${count(big)}`, 120_000, "the recreation");
+    const recreateMs = performance.now() - t0;
+    await settled(BIG, "the recreation");
+    figure(`watch.rmrf.${BIG}`, {
+      createMs: Math.round(createMs),
+      deleteMs: Math.round(deleteMs),
+      recreateMs: Math.round(recreateMs),
+    });
     assertEquals(await d.stop(), 0);
   } finally {
     await d.kill();
