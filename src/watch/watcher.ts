@@ -18,6 +18,7 @@ import type { Logger } from "../log.ts";
 import { isTempName } from "../transports/paths.ts";
 import type { Aggregator, EventKind } from "./aggregator.ts";
 import { watcherThreadBlocked, WatchProbe } from "./probe.ts";
+import { openWatches } from "./watch_plan.ts";
 
 /** How a source is watched right now. */
 export type WatchMode = "native" | "polling" | "starting" | "restarting" | "missing" | "stopped";
@@ -84,13 +85,18 @@ const KINDS: Record<string, EventKind> = {
 /** The watcher of one source. */
 export class SourceWatcher {
   readonly #o: WatcherOptions;
-  #fsw: Deno.FsWatcher | undefined;
+  #fsws: Deno.FsWatcher[] = [];
+  /** Directories watched on their own (see {@linkcode openWatches}). */
+  #spine = new Set<string>();
+  /** Bumped whenever the watches are replaced: loops of older ones end quietly. */
+  #gen = 0;
+  #replanTimer: number | undefined;
   #stopped = false;
   #mode: WatchMode = "starting";
   #pollTimer: number | undefined;
   #rootIno = 0;
   #backoff = 1000;
-  #loop: Promise<void> | undefined;
+  #loops: Promise<void>[] = [];
   #probe: WatchProbe | undefined;
   /** Polling because the process's native watcher thread is blocked. */
   #stallPolling = false;
@@ -143,7 +149,7 @@ export class SourceWatcher {
       this.#o.log.info(
         `The OS file watcher delivers events again; watching source "${name}" natively`,
       );
-      if (this.#fsw) this.#setMode("native");
+      if (this.#fsws.length > 0) this.#setMode("native");
       else this.#startNative();
       this.#o.fullScan().catch(() => {});
     }
@@ -174,8 +180,17 @@ export class SourceWatcher {
       this.#waitForRoot();
       return;
     }
+    const gen = ++this.#gen;
     try {
-      this.#fsw = Deno.watchFs(root, { recursive: true });
+      const plan = openWatches(root);
+      this.#fsws = plan.watchers;
+      this.#spine = plan.spine;
+      for (const dir of plan.skipped) {
+        this.#o.log.warn(
+          `Not watching "${dir}" of source "${this.#o.source.name}": it cannot be read; the rest of ` +
+            `the source is watched, and it is watched again once readable`,
+        );
+      }
     } catch (e) {
       const msg = (e as Error).message;
       if (/watch limit|ENOSPC|No space left/i.test(msg)) {
@@ -193,11 +208,33 @@ export class SourceWatcher {
     }
     this.#setMode("native");
     this.#backoff = 1000;
-    const fsw = this.#fsw;
-    this.#loop = this.#drain(fsw);
+    this.#loops = this.#fsws.map((fsw) => this.#drain(fsw, gen));
   }
 
-  async #drain(fsw: Deno.FsWatcher) {
+  /**
+   * A directory appeared or changed mode in a directory watched on its own:
+   * watch the tree anew (it may be readable now, or need watching), then
+   * scan, since events may be lost while the watches are replaced.
+   */
+  #replan() {
+    if (this.#replanTimer !== undefined || this.#stopped) return;
+    this.#replanTimer = setTimeout(async () => {
+      if (this.#stopped || this.#mode !== "native" || !this.#closeWatch()) {
+        this.#replanTimer = undefined;
+        return;
+      }
+      this.#gen++;
+      // Deno drops a closed watch's paths only once its loop ended: a new watch of the same
+      // paths opened before that would lose them.
+      await Promise.allSettled(this.#loops);
+      this.#replanTimer = undefined;
+      if (this.#stopped) return;
+      this.#startNative();
+      this.#o.fullScan().catch(() => {});
+    }, 500) as unknown as number;
+  }
+
+  async #drain(fsw: Deno.FsWatcher, gen: number) {
     const agg = this.#o.aggregator;
     const root = this.#o.source.scanPath;
     try {
@@ -217,13 +254,16 @@ export class SourceWatcher {
           }
           if (this.#ignored(p)) continue;
           agg.add(p, kind);
+          if (this.#spine.size > 0 && this.#spine.has(path.dirname(p)) && isDirectory(p)) {
+            this.#replan();
+          }
         }
       }
-      if (this.#stopped) return;
+      if (this.#stopped || gen !== this.#gen) return;
       // The iterator ended without stop(): the root vanished or the watch died.
       this.#restart("the watcher stopped");
     } catch (e) {
-      if (this.#stopped) return;
+      if (this.#stopped || gen !== this.#gen) return;
       const msg = (e as Error).message;
       if (/watch limit|ENOSPC|No space left/i.test(msg)) {
         this.#o.log.error(
@@ -245,7 +285,10 @@ export class SourceWatcher {
 
   #restart(reason: string) {
     if (this.#stopped) return;
-    this.#fsw = undefined;
+    // The other watches of this plan end too, quietly.
+    this.#gen++;
+    this.#closeWatch();
+    this.#fsws = [];
     let rootOk = false;
     try {
       rootOk = fs.statSync(this.#o.source.scanPath).isDirectory();
@@ -336,10 +379,12 @@ export class SourceWatcher {
    */
   #closeWatch(): boolean {
     if (this.#probe?.stalled || watcherThreadBlocked()) return false;
-    try {
-      this.#fsw?.close();
-    } catch {
-      // Already closed.
+    for (const fsw of this.#fsws) {
+      try {
+        fsw.close();
+      } catch {
+        // Already closed.
+      }
     }
     return true;
   }
@@ -349,6 +394,7 @@ export class SourceWatcher {
     this.#stopped = true;
     this.#setMode("stopped");
     this.#stopPolling();
+    if (this.#replanTimer !== undefined) clearTimeout(this.#replanTimer);
     // An abandoned watch ends with the process.
     const closed = this.#closeWatch();
     if (this.#probe) {
@@ -356,6 +402,14 @@ export class SourceWatcher {
       this.#probe = undefined;
       releaseProbe();
     }
-    if (closed) await this.#loop?.catch(() => {});
+    if (closed) await Promise.allSettled(this.#loops);
+  }
+}
+
+function isDirectory(p: string): boolean {
+  try {
+    return fs.statSync(p).isDirectory();
+  } catch {
+    return false;
   }
 }

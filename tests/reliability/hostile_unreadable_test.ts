@@ -47,6 +47,11 @@ Deno.test("hostile tree: unreadable and unsearchable directories fail alone, sho
     // Watching: fixing the permissions syncs the files without a restart.
     d = start(["sync", "--config", ws.config], { prefix: NO_DAC });
     await d.waitFor("Initial scan done");
+    // One unreadable directory does not cost the rest of the tree its native watching.
+    const running = JSON.parse((await cli(["status", "--config", ws.config, "--json"])).stdout);
+    assertEquals(running.daemon.watchers, { site: "native" }, d.log().slice(-3000));
+    write(path.join(ws.src, "ok/b.txt"), "b\n");
+    await until(() => fs.existsSync(path.join(ws.dst, "ok/b.txt")), 10_000, "a change beside them");
     fs.chmodSync(path.join(ws.src, "closed"), 0o755);
     fs.chmodSync(path.join(ws.src, "noexec"), 0o755);
     await until(
@@ -63,6 +68,13 @@ Deno.test("hostile tree: unreadable and unsearchable directories fail alone, sho
       },
       20_000,
       "status without problems",
+    );
+    // Watched now: a new file inside is found without a scan (periodic scans are off).
+    write(path.join(ws.src, "closed/c2.txt"), "later\n");
+    await until(
+      () => fs.existsSync(path.join(ws.dst, "closed/c2.txt")),
+      10_000,
+      "a later file inside",
     );
     assertEquals(await d.stop(), 0);
     d = undefined;
