@@ -116,9 +116,13 @@ function program(): Command {
         logger("daemon").info(
           `Done: ${summary.synced} synced, ${summary.deleted} deleted, ${summary.failed} failed, ${summary.skipped} unchanged`,
         );
-        if (opts.once && (summary.failed > 0 || unsyncable(daemon.dataDir) > 0)) {
-          throw new Exit(1);
+        const unsynced = opts.once ? unsyncable(daemon.dataDir) : 0;
+        if (unsynced > 0) {
+          logger("daemon").error(
+            `${unsynced} source path(s) cannot be synced; "fileconveyor status" lists them with the reason`,
+          );
         }
+        if (opts.once && (summary.failed > 0 || unsynced > 0)) throw new Exit(1);
       } finally {
         for (const s of signals) Deno.removeSignalListener(s, stop);
         if (Deno.build.os !== "windows") Deno.removeSignalListener("SIGHUP", reload);
