@@ -147,11 +147,13 @@ export class DeleteGuard {
   flush(name: string): Verdict {
     const g = this.#take(name);
     if (!g) return { applied: 0, held: 0, vanished: false };
-    // Paths back meanwhile are not deleted: the scan that saw them compares them.
-    const changes = [...g.changes.values()].filter((c) => !exists(c.path));
+    // Files back meanwhile are not deleted: the scan that saw them compares them. A file
+    // replaced by a directory is still deleted (the directory's files are uploads).
+    const changes = [...g.changes.values()].filter((c) => !exists(c.path) || isDir(c.path));
     const removes = [...g.removes].filter((r) => !exists(r));
-    // Rows of the files that are gone, even below a directory that is back.
-    for (const c of changes) removes.push(c.path);
+    // Rows of the files that are gone, even below a directory that is back (a path that is
+    // a directory now already holds the directory's row).
+    for (const c of changes) if (!exists(c.path)) removes.push(c.path);
     return this.judge(g.source, removes, changes);
   }
 

@@ -10,6 +10,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import type { Source } from "../../src/config/types.ts";
 import { logger } from "../../src/log.ts";
+import { DELETED } from "../../src/store/events.ts";
 import { Store } from "../../src/store/store.ts";
 import { type Batch, type FsChange, NON_UTF8, RACY_MS, Scanner } from "../../src/watch/scanner.ts";
 import { assert, assertEquals } from "../_assert.ts";
@@ -168,6 +169,44 @@ Deno.test("scanner: an untouched file recorded long after its last change is not
     r.store.putFile({ ...row, recorded_ms: row.ctime_ms + RACY_MS + 1 });
     await r.scanner.scanSource(r.source);
     assertEquals(r.changes.length, 0);
+  } finally {
+    r.close();
+  }
+});
+
+Deno.test("scanner: deletions found from watcher events are gathered and judged together", async () => {
+  const r = rig({ guardMinFiles: 3, guardShare: 0.5 });
+  try {
+    for (let i = 0; i < 4; i++) put(path.join(r.src, `d/f${i}.txt`), `${i}`);
+    put(path.join(r.src, "x"), "a file, soon a directory");
+    for (let i = 0; i < 6; i++) put(path.join(r.src, `keep/k${i}.txt`), `${i}`);
+    await r.scanner.scanSource(r.source);
+    r.changes.length = 0;
+    // Two files deleted in two watcher batches: nothing is applied before the window ends.
+    fs.rmSync(path.join(r.src, "d/f0.txt"));
+    await r.scanner.scanPaths(r.source, [{ path: path.join(r.src, "d/f0.txt"), written: false }]);
+    fs.rmSync(path.join(r.src, "d/f1.txt"));
+    await r.scanner.scanPaths(r.source, [{ path: path.join(r.src, "d/f1.txt"), written: false }]);
+    assertEquals(r.changes, []);
+    // A file replaced by a directory: its deletion is kept; a deleted file that is back is not deleted.
+    fs.rmSync(path.join(r.src, "x"));
+    put(path.join(r.src, "x/inner.txt"), "inner");
+    await r.scanner.scanPath(r.source, path.join(r.src, "x"));
+    put(path.join(r.src, "d/f1.txt"), "back");
+    assertEquals(r.scanner.flushDeletes(r.source), 2);
+    const deleted = r.changes.filter((c) => c.event === DELETED).map((c) => c.rel).sort();
+    assertEquals(deleted, ["d/f0.txt", "x"]);
+    assertEquals(r.store.getFile(path.join(r.src, "d/f1.txt"))?.is_dir, 0);
+    assertEquals(r.store.getFile(path.join(r.src, "x"))?.is_dir, 1);
+    assertEquals(r.store.getFile(path.join(r.src, "d/f0.txt")), undefined);
+    // Beyond the allowance (6 of 10 files): all of it is held, nothing applied.
+    r.changes.length = 0;
+    fs.rmSync(path.join(r.src, "keep"), { recursive: true });
+    await r.scanner.scanPath(r.source, path.join(r.src, "keep"));
+    assertEquals(r.scanner.flushDeletes(r.source), 0);
+    assertEquals(r.changes.filter((c) => c.event === DELETED), []);
+    assertEquals(r.store.guardFor("site")?.pending, 6);
+    assertEquals(r.store.countFiles("site"), 10);
   } finally {
     r.close();
   }
