@@ -55,8 +55,12 @@ export const BUNDLE_PATH: string = path.join(ROOT, "dist", "fileconveyor.js");
  *   ssh2, the logger).
  * - run: external image tools (jpegtran, gifsicle), found on `PATH` or at a
  *   configured absolute path, so it cannot be narrowed to fixed names.
- * - not granted: ffi (no native add-ons; ssh2 falls back to pure JS),
- *   import (no remote code is ever loaded: everything is in the bundle).
+ * - ffi: only to load the system's OpenSSL (libssl) for FTPS servers that
+ *   require data connections to resume the control connection's TLS
+ *   session, which Deno's TLS cannot do (`src/transports/ftp/_libssl.ts`).
+ *   No native add-on is loaded (ssh2 falls back to pure JS).
+ * - not granted: import (no remote code is ever loaded: everything is in
+ *   the bundle).
  * - `--no-prompt`: a daemon must fail, not wait for a terminal answer.
  */
 export const PERMISSIONS: readonly string[] = [
@@ -66,6 +70,7 @@ export const PERMISSIONS: readonly string[] = [
   "--allow-env",
   "--allow-sys",
   "--allow-run",
+  "--allow-ffi",
   "--no-prompt",
 ];
 

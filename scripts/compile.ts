@@ -20,8 +20,9 @@
  * `package.json`). The bundle is rebuilt first when it is stale.
  *
  * The executables get the daemon's permission set (`PERMISSIONS` in
- * `scripts/bundle.ts`): read, write, net, env, sys and run, never ffi or
- * remote imports, and never a prompt.
+ * `scripts/bundle.ts`): read, write, net, env, sys, run and ffi (only for
+ * the system's OpenSSL, see there), never remote imports, and never a
+ * prompt.
  *
  * The runtime: `deno compile` copies a `denort` executable for the target,
  * which it downloads from `https://dl.deno.land/release/v<version>/denort-<target>.zip`

@@ -94,14 +94,38 @@ export function errorMessage(err: unknown): string {
   return String(err);
 }
 
+/** How many causes {@linkcode causes} follows at most (a guard against cycles). */
+const MAX_CAUSES = 16;
+
 /**
- * Classifies an error from the file system or the network by its code.
- * Errors already classified keep their kind.
+ * An error and its `cause` chain, outermost first. Stops at a cycle or
+ * after a bounded depth.
+ *
+ * @example
+ * ```ts
+ * import { causes } from "./errors.ts";
+ * const inner = new Error("inner");
+ * [...causes(new Error("outer", { cause: inner }))].length; // 2
+ * ```
  */
-export function classify(err: unknown): ErrorKind {
-  if (err instanceof ClassifiedError) return err.kind;
-  const code = (err as { code?: string })?.code;
-  switch (code) {
+export function* causes(err: unknown): Generator<unknown> {
+  const seen = new Set<unknown>();
+  let e: unknown = err;
+  while (e !== undefined && e !== null && !seen.has(e) && seen.size < MAX_CAUSES) {
+    seen.add(e);
+    yield e;
+    e = (e as { cause?: unknown }).cause;
+  }
+}
+
+function codeOf(e: unknown): string | undefined {
+  const code = (e as { code?: unknown } | null)?.code;
+  return typeof code === "string" ? code : undefined;
+}
+
+function kindOfOne(e: unknown): ErrorKind | undefined {
+  if (e instanceof ClassifiedError) return e.kind;
+  switch (codeOf(e)) {
     case "ECONNREFUSED":
     case "ECONNRESET":
     case "EHOSTUNREACH":
@@ -118,9 +142,98 @@ export function classify(err: unknown): ErrorKind {
     case "ENAMETOOLONG":
       return "fatal";
   }
-  if (err instanceof Deno.errors.PermissionDenied) return "fatal";
-  if (err instanceof Deno.errors.ConnectionRefused) return "server";
-  if (err instanceof Deno.errors.ConnectionReset) return "server";
-  if (err instanceof Deno.errors.TimedOut) return "server";
+  if (e instanceof Deno.errors.PermissionDenied) return "fatal";
+  if (e instanceof Deno.errors.ConnectionRefused) return "server";
+  if (e instanceof Deno.errors.ConnectionReset) return "server";
+  if (e instanceof Deno.errors.TimedOut) return "server";
+  return undefined;
+}
+
+/**
+ * Classifies an error from the file system or the network by its code.
+ * The first error of the `cause` chain that says something decides: an
+ * already classified error keeps its kind, so a wrapper keeps what it wraps
+ * unless it classifies itself. Unknown errors are retried.
+ *
+ * @example
+ * ```ts
+ * import { classify } from "./errors.ts";
+ * const refused = Object.assign(new Error("connect"), { code: "ECONNREFUSED" });
+ * classify(new Error("Cannot upload", { cause: refused })); // "server"
+ * ```
+ */
+export function classify(err: unknown): ErrorKind {
+  for (const e of causes(err)) {
+    const kind = kindOfOne(e);
+    if (kind) return kind;
+  }
   return "retry";
+}
+
+/** SQLite primary result codes (the low byte of an extended code). */
+export const SQLITE = {
+  /** The database file is locked by another connection. */
+  BUSY: 5,
+  /** A table is locked. */
+  LOCKED: 6,
+  /** Attempt to write a read-only database. */
+  READONLY: 8,
+  /** A disk I/O error. */
+  IOERR: 10,
+  /** The database file is malformed. */
+  CORRUPT: 11,
+  /** The database or the disk is full. */
+  FULL: 13,
+  /** The database file cannot be opened. */
+  CANTOPEN: 14,
+  /** A constraint was violated. */
+  CONSTRAINT: 19,
+} as const;
+
+/**
+ * Whether an error, or one of its causes, comes from SQLite (`node:sqlite`
+ * marks its errors with the code `ERR_SQLITE_ERROR`).
+ *
+ * @example
+ * ```ts
+ * import { DatabaseSync } from "node:sqlite";
+ * import { isSqliteError } from "./errors.ts";
+ * try {
+ *   new DatabaseSync(":memory:").exec("SELEC 1");
+ * } catch (e) {
+ *   isSqliteError(e); // true
+ * }
+ * ```
+ */
+export function isSqliteError(err: unknown): boolean {
+  for (const e of causes(err)) if (codeOf(e) === "ERR_SQLITE_ERROR") return true;
+  return false;
+}
+
+/**
+ * The SQLite primary result code of an error or one of its causes
+ * ({@linkcode SQLITE}), when `node:sqlite` reports one: statements carry
+ * the extended code in `errcode`; errors of `exec()` carry none.
+ */
+export function sqliteCode(err: unknown): number | undefined {
+  for (const e of causes(err)) {
+    if (codeOf(e) !== "ERR_SQLITE_ERROR") continue;
+    const errcode = (e as { errcode?: unknown }).errcode;
+    if (typeof errcode === "number") return errcode & 0xff;
+  }
+  return undefined;
+}
+
+/**
+ * Whether an error says the disk (or the database) is full: SQLite's
+ * `SQLITE_FULL`, or a file system error `ENOSPC`/`EDQUOT`, anywhere in the
+ * `cause` chain.
+ */
+export function isNoSpace(err: unknown): boolean {
+  if (sqliteCode(err) === SQLITE.FULL) return true;
+  for (const e of causes(err)) {
+    const code = codeOf(e);
+    if (code === "ENOSPC" || code === "EDQUOT") return true;
+  }
+  return false;
 }

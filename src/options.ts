@@ -122,6 +122,70 @@ function checkRange(spec: OptionSpec, n: number): string | undefined {
   return undefined;
 }
 
+/** The value an option of type `T` parses to. */
+export type OptionValueOf<T extends OptionType | undefined> = T extends "integer" | "number"
+  ? number
+  : T extends "boolean" ? boolean
+  : string;
+
+/** Whether an option always has a value (required, or with a default). */
+type Always<S extends OptionSpec> = S extends { required: true } ? true
+  : S extends { default: string } ? true
+  : false;
+
+/**
+ * Typed settings of a schema: numbers, booleans and strings by option type;
+ * `undefined` only for an option that is neither required nor defaulted.
+ */
+export type SettingsOf<Specs extends readonly OptionSpec[]> = {
+  [S in Specs[number] as S["name"]]: Always<S> extends true ? OptionValueOf<S["type"]>
+    : OptionValueOf<S["type"]> | undefined;
+};
+
+/**
+ * Parses validated option values (see {@linkcode checkOptions}) once into a
+ * typed settings object, so a transport reads `settings.copy` as a boolean
+ * and `settings.port` as a number instead of re-reading strings. Declare the
+ * schema `as const` for the precise type.
+ *
+ * @example
+ * ```ts
+ * import { type OptionSpec, parseSettings } from "./options.ts";
+ * const specs = [
+ *   { name: "port", type: "integer", default: "21", help: "Port" },
+ *   { name: "tls", type: "boolean", help: "Use TLS" },
+ * ] as const satisfies readonly OptionSpec[];
+ * const s = parseSettings(specs, { port: "2121", tls: "yes" });
+ * s.port; // 2121
+ * s.tls; // true
+ * ```
+ */
+export function parseSettings<const Specs extends readonly OptionSpec[]>(
+  specs: Specs,
+  values: OptionValues,
+): SettingsOf<Specs> {
+  const out: Record<string, string | number | boolean | undefined> = {};
+  for (const spec of specs) {
+    const raw = values[spec.name] ?? spec.default;
+    out[spec.name] = raw === undefined ? undefined : parseValue(spec, raw);
+  }
+  return out as SettingsOf<Specs>;
+}
+
+function parseValue(spec: OptionSpec, raw: string): string | number | boolean {
+  switch (spec.type ?? "string") {
+    case "integer":
+    case "number":
+      return Number(raw.trim());
+    case "boolean":
+      return isTrue(raw);
+    case "enum":
+      return raw.trim().toLowerCase();
+    default:
+      return raw;
+  }
+}
+
 /** Parses a boolean option value ("true", "yes", "1", "on"). */
 export function isTrue(value: string | undefined): boolean {
   return value !== undefined && /^(true|yes|1|on)$/i.test(value.trim());

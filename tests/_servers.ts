@@ -40,7 +40,7 @@ export interface FtpInfo {
   host: string;
   /** Plain FTP and explicit FTPS (AUTH TLS), TLS session reuse not required. */
   port: number;
-  /** Explicit FTPS only, TLS session reuse on data connections required (Deno cannot). */
+  /** Explicit FTPS only, TLS session reuse on data connections required (ProFTPD's default). */
   reusePort: number;
   /** Implicit FTPS (TLS from the first byte), or null when not available. */
   implicitPort: number | null;
@@ -49,6 +49,24 @@ export interface FtpInfo {
   /** Its password. */
   password: string;
   /** Absolute local path of the FTP root (the user's home; `/` over FTP). */
+  root: string;
+  /** Absolute path of the server's self-signed certificate (PEM), to pin as CA. */
+  caPath: string;
+  /** SHA-256 of the certificate's DER, colon-separated uppercase hex. */
+  certFingerprint: string;
+}
+
+/** Connection details of the explicit FTPS server (vsftpd, `require_ssl_reuse=YES`). */
+export interface VsftpdInfo {
+  /** Always `127.0.0.1`. */
+  host: string;
+  /** Explicit FTPS (AUTH TLS required), TLS session reuse on data connections required. */
+  port: number;
+  /** System user name. */
+  username: string;
+  /** Its password. */
+  password: string;
+  /** Absolute local path of the FTP root (the user's home, chrooted: `/` over FTP). */
   root: string;
   /** Absolute path of the server's self-signed certificate (PEM), to pin as CA. */
   caPath: string;
@@ -82,6 +100,8 @@ export interface ServerInfoMap {
   sftp: SftpInfo;
   /** ProFTPD. */
   ftp: FtpInfo;
+  /** vsftpd. */
+  vsftpd: VsftpdInfo;
   /** Swift with s3api. */
   swift: SwiftInfo;
 }

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# All test servers at once: sftp, ftp and swift (see each script's header).
+# All test servers at once: sftp, ftp, vsftpd and swift (see each script's header).
 #
 #   bash scripts/servers/all.sh start          install every missing Debian package in one
 #                                              apt-get run (plus rclone, the independent client
 #                                              the tests read destinations back with), then
-#                                              start the three servers in parallel; prints
-#                                              {"sftp": info, "ftp": info, "swift": info}
-#   bash scripts/servers/all.sh stop [--clean] stop the three (--clean: delete their state)
-#   bash scripts/servers/all.sh status         exit 0 only when all three are healthy
+#                                              start the servers in parallel (vsftpd unpacks
+#                                              its own package); prints
+#                                              {"sftp": info, "ftp": info, "vsftpd": info,
+#                                               "swift": info}
+#   bash scripts/servers/all.sh stop [--clean] stop them all (--clean: delete their state)
+#   bash scripts/servers/all.sh status         exit 0 only when all are healthy
 #
 # Exit status is non-zero when any server fails; its stderr (with log tails) is shown.
 set -euo pipefail
@@ -15,7 +17,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=common.sh
 source "$HERE/common.sh"
 FC_NAME=all
-NAMES=(sftp ftp swift)
+NAMES=(sftp ftp vsftpd swift)
 PACKAGES=(
   openssh-server openssh-client passwd
   proftpd-core proftpd-mod-crypto openssl socat curl

@@ -293,6 +293,39 @@ function fc_wait_until() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Certificates
+
+# fc_make_cert ORGANIZATION — self-signed server certificate for IP:127.0.0.1 and
+# DNS:localhost in $FC_STATE/cert.pem and key.pem (kept across restarts). CA:FALSE:
+# rustls, hence Deno, refuses a CA certificate as a server certificate.
+function fc_make_cert() {
+  [[ -s "$FC_STATE/cert.pem" && -s "$FC_STATE/key.pem" ]] && return 0
+  cat >"$FC_STATE/openssl.cnf" <<EOF
+[req]
+distinguished_name = dn
+x509_extensions = leaf
+prompt = no
+[dn]
+CN = 127.0.0.1
+O = $1
+[leaf]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1, DNS:localhost
+subjectKeyIdentifier = hash
+EOF
+  openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 \
+    -config "$FC_STATE/openssl.cnf" -keyout "$FC_STATE/key.pem.tmp" \
+    -out "$FC_STATE/cert.pem.tmp" 2>"$FC_STATE/openssl.log" ||
+    { fc_show_logs "$FC_STATE/openssl.log"; fc_die "openssl could not create the certificate"; }
+  chmod 600 "$FC_STATE/key.pem.tmp"
+  chmod 644 "$FC_STATE/cert.pem.tmp"
+  mv "$FC_STATE/key.pem.tmp" "$FC_STATE/key.pem"
+  mv "$FC_STATE/cert.pem.tmp" "$FC_STATE/cert.pem"
+}
+
+# ---------------------------------------------------------------------------------------------
 # Processes
 
 # fc_spawn NAME LOGFILE COMMAND... — starts COMMAND detached (new session, stdin from

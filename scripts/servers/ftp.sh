@@ -82,30 +82,7 @@ function fc_clean() {
 
 # make_cert — self-signed server certificate for 127.0.0.1 (kept across restarts).
 function make_cert() {
-  [[ -s "$FC_STATE/cert.pem" && -s "$FC_STATE/key.pem" ]] && return 0
-  cat >"$FC_STATE/openssl.cnf" <<'EOF'
-[req]
-distinguished_name = dn
-x509_extensions = leaf
-prompt = no
-[dn]
-CN = 127.0.0.1
-O = fileconveyor test FTP
-[leaf]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = IP:127.0.0.1, DNS:localhost
-subjectKeyIdentifier = hash
-EOF
-  openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 \
-    -config "$FC_STATE/openssl.cnf" -keyout "$FC_STATE/key.pem.tmp" \
-    -out "$FC_STATE/cert.pem.tmp" 2>"$FC_STATE/openssl.log" ||
-    { fc_show_logs "$FC_STATE/openssl.log"; fc_die "openssl could not create the certificate"; }
-  chmod 600 "$FC_STATE/key.pem.tmp"
-  chmod 644 "$FC_STATE/cert.pem.tmp"
-  mv "$FC_STATE/key.pem.tmp" "$FC_STATE/key.pem"
-  mv "$FC_STATE/cert.pem.tmp" "$FC_STATE/cert.pem"
+  fc_make_cert "fileconveyor test FTP"
 }
 
 # tls_block OPTIONS REQUIRED — the mod_tls settings of one listener.

@@ -14,10 +14,12 @@ import { addSecret, configureLog, logger, redact } from "../log.ts";
 import { Daemon } from "../pipeline/daemon.ts";
 import { dataDirFor } from "../pipeline/paths.ts";
 import { Store } from "../store/store.ts";
+import { statusReport, unsyncable } from "../ops/status_report.ts";
 import { VERSION } from "../version.ts";
-import { formatStatus, statusReport, unsyncable } from "./status.ts";
+import { formatStatus } from "./status.ts";
 import { startOps } from "../ops/mod.ts";
-import { formatVerify, verify } from "./verify.ts";
+import { formatVerify } from "./verify.ts";
+import { verify } from "../verify/verify.ts";
 import "../transports/mod.ts";
 import "../processors/mod.ts";
 

@@ -7,6 +7,7 @@
  * @module
  */
 import type { Filter, Rule, Source } from "../config/types.ts";
+import { IgnoreMatcher } from "./ignore.ts";
 
 /** What a filter looks at. */
 export interface Candidate {
@@ -32,10 +33,7 @@ export function matchesFilter(filter: Filter | undefined, c: Candidate): boolean
     const ext = dot > 0 ? base.slice(dot + 1).toLowerCase() : "";
     if (!filter.extensions.includes(ext)) return false;
   }
-  if (filter.ignoredDirs && dir !== "") {
-    const parts = dir.split("/");
-    if (parts.some((p) => filter.ignoredDirs!.includes(p))) return false;
-  }
+  if (filter.ignoredDirs && dirMatcher(filter.ignoredDirs).hasIgnoredDir(c.rel)) return false;
   if (filter.pattern && !filter.pattern.test(c.path)) return false;
   if (filter.size && c.size !== undefined) {
     const { conditionType, bytes } = filter.size;
@@ -50,7 +48,11 @@ export function matchingRules(rules: readonly Rule[], source: Source, c: Candida
   return rules.filter((r) => r.source === source.name && matchesFilter(r.filter, c));
 }
 
-/** Whether a directory name is ignored everywhere (`<sources ignoredDirs>`). */
-export function isIgnoredDir(name: string, ignoredDirs: readonly string[]): boolean {
-  return ignoredDirs.includes(name);
+const matchers = new WeakMap<readonly string[], IgnoreMatcher>();
+
+/** The matcher of a filter's ignoredDirs, built once per configuration. */
+function dirMatcher(dirs: readonly string[]): IgnoreMatcher {
+  let m = matchers.get(dirs);
+  if (!m) matchers.set(dirs, m = new IgnoreMatcher({ dirs }));
+  return m;
 }

@@ -7,6 +7,7 @@
  * @module
  */
 import type { Daemon } from "../pipeline/daemon.ts";
+import { ReadModel } from "../store/read_model.ts";
 import type { WatchMode } from "../watch/watcher.ts";
 import { VERSION } from "../version.ts";
 import { Exposition, Histogram } from "./prometheus.ts";
@@ -81,21 +82,7 @@ export class Metrics {
     e.family("fileconveyor_initial_scan_done", "gauge", "1 once every source was scanned");
     e.sample("fileconveyor_initial_scan_done", d.initialScanDone ? 1 : 0);
 
-    const q = per(
-      store.q(
-        `SELECT server, SUM(state = 'queued' AND running = 0) AS queued,
-           SUM(state = 'queued' AND running = 0 AND ready_at > ?) AS waiting,
-           SUM(running = 1) AS running, SUM(state = 'failed') AS failed
-         FROM queue GROUP BY server`,
-      ).all(now) as {
-        server: string;
-        queued: number;
-        waiting: number;
-        running: number;
-        failed: number;
-      }[],
-      (r) => r.server,
-    );
+    const q = per(new ReadModel(store).queueByServer(now), (r) => r.server);
     e.family(
       "fileconveyor_queue_depth",
       "gauge",

@@ -7,7 +7,8 @@
  * @module
  */
 import type { Daemon, DaemonEvent } from "../pipeline/daemon.ts";
-import { formatBytes } from "../pipeline/daemon.ts";
+import { type PendingWorkRow, ReadModel } from "../store/read_model.ts";
+import { formatBytes } from "../util/format.ts";
 import type { Terminal } from "./terminal.ts";
 
 /** One source's initial scan. */
@@ -71,9 +72,9 @@ export function eta(p: ServerProgress): number | undefined {
 export function formatPair(done: number, total: number): string {
   const t = formatBytes(total);
   const unit = t.slice(t.indexOf(" ") + 1);
-  const scale = { B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3 }[unit] ?? 1;
+  const scale = { B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3, TiB: 1024 ** 4 }[unit] ?? 1;
   const d = done / scale;
-  return `${unit === "B" ? d : d.toFixed(unit === "GiB" ? 2 : 1)}/${t}`;
+  return `${unit === "B" ? d : d.toFixed(unit === "GiB" || unit === "TiB" ? 2 : 1)}/${t}`;
 }
 
 function bar(share: number, width = 12): string {
@@ -152,14 +153,6 @@ export interface ProgressOptions {
   onDone?: () => void;
 }
 
-interface QueueRow {
-  server: string;
-  n: number;
-  bytes: number;
-  running: number;
-  waiting: number;
-}
-
 interface Tally {
   files: number;
   bytes: number;
@@ -184,7 +177,7 @@ export class Progress {
   #finished = false;
   #db:
     | {
-      queued: Map<string, QueueRow>;
+      queued: Map<string, PendingWorkRow>;
       failed: Map<string, number>;
       /** Tallies at the time of the read. */
       done: Map<string, { files: number; bytes: number }>;
@@ -262,19 +255,9 @@ export class Progress {
    */
   #refresh(now: number) {
     const t0 = performance.now();
-    const store = this.#daemon.store;
-    const queued = new Map(
-      (store.q(
-        `SELECT q.server AS server, COUNT(*) AS n, COALESCE(SUM(f.size), 0) AS bytes,
-           SUM(q.running) AS running, SUM(q.running = 0 AND q.ready_at > ?) AS waiting
-         FROM queue q LEFT JOIN files f ON f.path = q.input_file
-         WHERE q.state = 'queued' GROUP BY q.server`,
-      ).all(Date.now()) as unknown as QueueRow[]).map((r) => [r.server, r]),
-    );
-    const failed = new Map(
-      (store.q("SELECT server, COUNT(*) AS n FROM queue WHERE state = 'failed' GROUP BY server")
-        .all() as { server: string; n: number }[]).map((r) => [r.server, r.n]),
-    );
+    const read = new ReadModel(this.#daemon.store);
+    const queued = new Map(read.pendingWork(Date.now()).map((r) => [r.server, r]));
+    const failed = new Map(read.failedByServer().map((r) => [r.server, r.n]));
     const done = new Map([...this.#tally].map(([k, t]) => [k, { files: t.files, bytes: t.bytes }]));
     this.#db = { queued, failed, done };
     const took = performance.now() - t0;

@@ -7,12 +7,13 @@
  *
  * @module
  */
-import { type StatusReport, statusReport } from "../cli/status.ts";
 import { redact } from "../log.ts";
 import type { Daemon } from "../pipeline/daemon.ts";
 import { eventName, type FileEvent } from "../store/events.ts";
+import { ReadModel } from "../store/read_model.ts";
 import { VERSION } from "../version.ts";
 import { type Health, healthOf } from "./health.ts";
+import { type StatusReport, statusReport } from "./status_report.ts";
 
 /** Per-minute figures of one server. */
 export interface ChartPoint {
@@ -78,29 +79,9 @@ export function liveStatus(
   const config = daemon.config;
   const now = Date.now();
   const report = statusReport(config, store);
-  const perServer = new Map(
-    (store.q(
-      `SELECT server, SUM(running = 1) AS running,
-         SUM(state = 'queued' AND running = 0 AND ready_at > ?) AS waiting
-       FROM queue GROUP BY server`,
-    ).all(now) as { server: string; running: number; waiting: number }[]).map((r) => [r.server, r]),
-  );
-  const failures = (store.q(
-    `SELECT id, input_file, server, dest, event, attempts, error_kind, last_error, state, ready_at
-     FROM queue WHERE state = 'failed' OR (last_error IS NOT NULL AND running = 0)
-     ORDER BY state = 'failed' DESC, id LIMIT 200`,
-  ).all() as {
-    id: number;
-    input_file: string;
-    server: string;
-    dest: string;
-    event: FileEvent;
-    attempts: number;
-    error_kind: string | null;
-    last_error: string | null;
-    state: string;
-    ready_at: number;
-  }[]).map((j) => ({
+  const read = new ReadModel(store);
+  const perServer = new Map(read.queueByServer(now).map((r) => [r.server, r]));
+  const failures = read.problemJobs(200).map((j) => ({
     id: j.id,
     file: j.input_file,
     server: j.server,
@@ -114,18 +95,7 @@ export function liveStatus(
   }));
 
   const from = Math.floor((now - HOUR) / MINUTE) * MINUTE;
-  const rows = store.q(
-    `SELECT server, (at / ${MINUTE}) * ${MINUTE} AS t, COUNT(*) AS files, SUM(bytes) AS bytes,
-       AVG(lag_ms) AS lagAvg, MAX(lag_ms) AS lagMax
-     FROM transfers WHERE at >= ? GROUP BY server, t ORDER BY t`,
-  ).all(from) as {
-    server: string;
-    t: number;
-    files: number;
-    bytes: number;
-    lagAvg: number;
-    lagMax: number;
-  }[];
+  const rows = read.transferBuckets(from, MINUTE);
   const series = config.servers.map((s) => ({
     server: s.name,
     points: rows.filter((r) => r.server === s.name).map((r) => ({
@@ -185,12 +155,7 @@ export interface RetryRequest {
 export function retry(daemon: Daemon, req: RetryRequest): number {
   const now = Date.now();
   if (req.id !== undefined) {
-    return Number(
-      daemon.store.q(
-        `UPDATE queue SET state = 'queued', attempts = 0, requeues = 0, ready_at = ?
-         WHERE id = ? AND running = 0 AND (state = 'failed' OR ready_at > ?)`,
-      ).run(now, req.id, now).changes,
-    );
+    return daemon.store.retryJob(req.id, now) ? 1 : 0;
   }
   return daemon.store.retryFailed(now, req.server);
 }

@@ -90,6 +90,11 @@ export const NEVER = 8_640_000_000_000_000;
 
 /** The database of one data directory. */
 export class Store {
+  /**
+   * The connection. Internal to `src/store/`: code elsewhere asks
+   * {@linkcode Store} methods or the read model (`read_model.ts`); the
+   * pipeline still reaches it until its queries move here.
+   */
   readonly db: DatabaseSync;
   readonly #stmts = new Map<string, StatementSync>();
   #depth = 0;
@@ -98,7 +103,7 @@ export class Store {
     this.db = openDatabase(dataDir, options);
   }
 
-  /** Prepares (once) and returns a statement. */
+  /** Prepares (once) and returns a statement. Internal to `src/store/`, like {@linkcode Store.db}. */
   q(sql: string): StatementSync {
     let s = this.#stmts.get(sql);
     if (!s) {
@@ -322,6 +327,16 @@ export class Store {
     const args: SQLInputValue[] = [now, now];
     if (server) args.push(server);
     return Number(this.q(sql).run(...args).changes);
+  }
+
+  /** Re-queues one failed (or waiting) job now, unless it is running; false when none was. */
+  retryJob(id: number, now: number): boolean {
+    return Number(
+      this.q(
+        `UPDATE queue SET state = 'queued', attempts = 0, requeues = 0, ready_at = ?
+         WHERE id = ? AND running = 0 AND (state = 'failed' OR ready_at > ?)`,
+      ).run(now, id, now).changes,
+    ) > 0;
   }
 
   /** Earliest time a queued job becomes ready, or undefined when none is queued. */

@@ -26,16 +26,16 @@ import {
   callSignal,
   contentTypeFor,
   isMd5,
-  mapLimit,
-  md5File,
   md5Hex,
   MiB,
   parseSize,
   readExactly,
-  Semaphore,
   SMALL_FILE,
   unquoteEtag,
 } from "./_common.ts";
+import { md5File } from "../util/hash.ts";
+import { mapLimit } from "../util/pool.ts";
+import { Semaphore } from "../util/semaphore.ts";
 import {
   RACKSPACE_AUTH_V1,
   RACKSPACE_AUTH_V2,
@@ -485,7 +485,7 @@ export class CloudFiles implements Transport, Stater, Lister, Mover {
         md5 = md5Hex(data);
         body = () => data;
       } else {
-        md5 = options.md5 ?? (await md5File(localPath, { signal: options.signal })).md5;
+        md5 = options.md5 ?? await md5File(localPath, options.signal);
         body = () => fileStream(localPath, 0, options.size, stream);
       }
     } catch (err) {
@@ -575,7 +575,7 @@ export class CloudFiles implements Transport, Stater, Lister, Mover {
     const name = this.#name(rel);
     let md5: string;
     try {
-      md5 = options.md5 ?? (await md5File(localPath, { signal })).md5;
+      md5 = options.md5 ?? await md5File(localPath, signal);
     } catch (err) {
       throw this.#fail(
         "upload",

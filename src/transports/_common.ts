@@ -1,6 +1,6 @@
 /**
- * Helpers shared by the HTTP transports (s3, cf, cloudfiles): MD5 of local
- * files, size settings, per-call timeouts, content types.
+ * Helpers shared by the HTTP transports (s3, cf, cloudfiles): MD5 digests,
+ * size settings, per-call timeouts, content types.
  *
  * @module
  */
@@ -9,6 +9,7 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs/promises";
 import mime from "mime-types";
 import { ClassifiedError } from "../errors.ts";
+import { formatBytes } from "../util/format.ts";
 import type { PutOptions } from "./transport.ts";
 
 /** Files up to this size are read into memory and sent as bytes (no second read). */
@@ -36,36 +37,6 @@ export function isMd5(s: string | undefined): s is string {
 export function unquoteEtag(etag: string | undefined | null): string | undefined {
   if (!etag) return undefined;
   return etag.replace(/^W\//, "").replace(/^"|"$/g, "");
-}
-
-/**
- * MD5 (hex) of `length` bytes of a local file starting at `start`, read in
- * 1 MiB chunks so memory stays bounded.
- */
-export async function md5File(
-  localPath: string,
-  options: { signal: AbortSignal; start?: number; length?: number },
-): Promise<{ md5: string; size: number }> {
-  const fh = await fs.open(localPath, "r");
-  try {
-    const hash = createHash("md5");
-    const buf = Buffer.allocUnsafe(MiB);
-    let pos = options.start ?? 0;
-    let left = options.length ?? Infinity;
-    let size = 0;
-    while (left > 0) {
-      options.signal.throwIfAborted();
-      const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, left), pos);
-      if (bytesRead === 0) break;
-      hash.update(buf.subarray(0, bytesRead));
-      pos += bytesRead;
-      left -= bytesRead;
-      size += bytesRead;
-    }
-    return { md5: hash.digest("hex"), size };
-  } finally {
-    await fh.close();
-  }
 }
 
 /**
@@ -127,21 +98,13 @@ export function checkSize(
   if (n === undefined) {
     return `Setting "${name}" must be a size such as "64M" or "67108864", not "${value}"`;
   }
-  if (n < min) return `Setting "${name}" must be at least ${formatSize(min)}, not "${value}"`;
-  if (n > max) return `Setting "${name}" must be at most ${formatSize(max)}, not "${value}"`;
-  return undefined;
-}
-
-/** A byte count for messages: `5 MiB`, `1.5 GiB`, `123 bytes`. */
-export function formatSize(n: number): string {
-  const units = ["bytes", "KiB", "MiB", "GiB", "TiB"];
-  let v = n;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
+  if (n < min) {
+    return `Setting "${name}" must be at least ${formatBytes(min, { trim: true })}, not "${value}"`;
   }
-  return u === 0 ? `${n} bytes` : `${Number.isInteger(v) ? v : v.toFixed(1)} ${units[u]}`;
+  if (n > max) {
+    return `Setting "${name}" must be at most ${formatBytes(max, { trim: true })}, not "${value}"`;
+  }
+  return undefined;
 }
 
 /** The caller's signal combined with a timeout for one network call. */
@@ -175,74 +138,4 @@ export function contentTypeFor(
 /** The last segment of a `/`-separated path. */
 export function basename(p: string): string {
   return p.slice(p.lastIndexOf("/") + 1);
-}
-
-/** Runs `fn` over `items` with at most `limit` calls in flight; stops at the first error. */
-export async function mapLimit<T, R>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T, index: number) => Promise<R>,
-): Promise<R[]> {
-  const results: R[] = new Array(items.length);
-  let next = 0;
-  let failed = false;
-  async function worker(): Promise<void> {
-    while (!failed && next < items.length) {
-      const i = next++;
-      try {
-        results[i] = await fn(items[i]!, i);
-      } catch (err) {
-        failed = true;
-        throw err;
-      }
-    }
-  }
-  const workers = Array.from(
-    { length: Math.max(1, Math.min(limit, items.length)) },
-    () => worker(),
-  );
-  const settled = await Promise.allSettled(workers);
-  const bad = settled.find((s): s is PromiseRejectedResult => s.status === "rejected");
-  if (bad) throw bad.reason;
-  return results;
-}
-
-/** A counting semaphore: at most `size` holders at once, waiters served in order. */
-export class Semaphore {
-  #free: number;
-  readonly #waiters: (() => void)[] = [];
-
-  /** @param size How many may hold it at once (at least 1). */
-  constructor(size: number) {
-    this.#free = Math.max(1, size);
-  }
-
-  /** Waits for a slot; rejects when `signal` aborts first. */
-  acquire(signal: AbortSignal): Promise<void> {
-    signal.throwIfAborted();
-    if (this.#free > 0) {
-      this.#free--;
-      return Promise.resolve();
-    }
-    return new Promise((resolve, reject) => {
-      const grant = () => {
-        signal.removeEventListener("abort", onAbort);
-        resolve();
-      };
-      const onAbort = () => {
-        const i = this.#waiters.indexOf(grant);
-        if (i >= 0) this.#waiters.splice(i, 1);
-        reject(signal.reason);
-      };
-      this.#waiters.push(grant);
-      signal.addEventListener("abort", onAbort, { once: true });
-    });
-  }
-
-  /** Gives a slot back (to the next waiter, if any). */
-  release(): void {
-    const next = this.#waiters.shift();
-    if (next) next();
-    else this.#free++;
-  }
 }

@@ -37,6 +37,14 @@ import type {
   TransportContext,
 } from "./transport.ts";
 import { isSessionReuseRefusal, normalizeCertFingerprint, SESSION_REUSE_HELP } from "./ftp.ts";
+import {
+  connectImplicit,
+  EngineChoice,
+  passiveResumingTransfer,
+  type SslSocket,
+  type TlsEngine,
+  upgradeExplicit,
+} from "./ftp/_tls_resume.ts";
 
 /** Bytes per read of the local file during an upload. */
 const CHUNK = 64 * 1024;
@@ -65,6 +73,8 @@ interface Conn {
   mlst: boolean;
   /** The server answers SIZE. */
   size: boolean;
+  /** The TLS the connection was opened with. */
+  engine: TlsEngine;
 }
 
 /** Parses the facts of one MLST/MLSD line (`type=file;size=5;modify=…; name`). */
@@ -219,17 +229,29 @@ class Ftp implements Transport, Stater, Lister, Mover {
   readonly #pool: Pool<Conn>;
   #nextId = 1;
   #ca?: Buffer;
+  readonly #tls: EngineChoice;
 
   constructor(s: Settings, ctx: TransportContext) {
     this.#s = s;
     this.#server = ctx.serverName;
     this.#log = ctx.log;
     this.#timeoutMs = ctx.timeoutMs;
+    // Deno's TLS, or OpenSSL for servers that require TLS session reuse.
+    this.#tls = new EngineChoice({
+      server: ctx.serverName,
+      host: s.host,
+      port: s.port,
+      ...(s.caPath !== undefined ? { caFile: s.caPath } : {}),
+      verify: !(s.insecure || s.fingerprint !== undefined),
+      stateDir: ctx.stateDir,
+      log: ctx.log,
+    });
     this.#pool = new Pool<Conn>({
       max: Math.max(1, ctx.maxConnections),
       create: (signal) => this.#connect(signal),
       destroy: (c) => c.client.close(),
-      isAlive: (c) => !c.client.closed,
+      // Connections opened before a switch to OpenSSL cannot transfer: retire them.
+      isAlive: (c) => !c.client.closed && c.engine === this.#tls.engine,
       idleTimeoutMs: 60_000,
     });
     if (s.tls !== "none" && s.insecure) {
@@ -293,7 +315,12 @@ class Ftp implements Transport, Stater, Lister, Mover {
       isSessionReuseRefusal(err.code, err.message)
     ) {
       throw new ClassifiedError(
-        `Cannot ${action} "${rel}" ${prep} server "${this.#server}": ${SESSION_REUSE_HELP} ` +
+        `Cannot ${action} "${rel}" ${prep} server "${this.#server}": ${SESSION_REUSE_HELP}` +
+          (this.#tls.unavailable !== undefined
+            ? ` (OpenSSL: ${this.#tls.unavailable}) `
+            : this.#tls.engine === "openssl"
+            ? " (the data connection resumed the session through OpenSSL and was still refused) "
+            : " ") +
           `(server replied: ${this.#describe(err)})`,
         "server",
         { cause: err },
@@ -385,6 +412,7 @@ class Ftp implements Transport, Stater, Lister, Mover {
       client.ftp.log = (m: string) => this.#log.debug(m);
     }
     const tlsOpts = s.tls === "none" ? undefined : await this.#tlsOptions();
+    if (tlsOpts) await this.#tls.recall();
     const onAbort = () => client.close();
     signal.addEventListener("abort", onAbort, { once: true });
     let stage = "connect";
@@ -394,11 +422,17 @@ class Ftp implements Transport, Stater, Lister, Mover {
       client.close();
     }, this.#timeoutMs * 2);
     try {
-      if (s.tls === "implicit") await client.connectImplicitTLS(s.host, s.port, tlsOpts);
-      else await client.connect(s.host, s.port);
+      const engine = this.#tls.engine;
+      const ssl = engine === "openssl" ? this.#tls.context : undefined;
+      let control: SslSocket | undefined;
+      if (s.tls === "implicit") {
+        if (ssl) control = await connectImplicit(client, ssl, s.host, s.port);
+        else await client.connectImplicitTLS(s.host, s.port, tlsOpts);
+      } else await client.connect(s.host, s.port);
       if (s.tls === "explicit") {
         stage = "TLS";
-        await client.useTLS(tlsOpts);
+        if (ssl) control = await upgradeExplicit(client, ssl, s.host);
+        else await client.useTLS(tlsOpts);
       }
       // Commands are small request/response exchanges: do not let Nagle hold them back.
       client.ftp.socket.setNoDelay(true);
@@ -418,16 +452,18 @@ class Ftp implements Transport, Stater, Lister, Mover {
         await client.sendIgnoringError("PBSZ 0");
         await client.send("PROT P");
       }
+      if (control && ssl) client.prepareTransfer = passiveResumingTransfer(control, ssl, s.host);
       const conn: Conn = {
         id: this.#nextId++,
         client,
         dirs: new Set(),
         mlst,
         size: features.has("SIZE"),
+        engine,
       };
       this.#log.debug(`Connected to ${s.host}:${s.port} as connection #${conn.id}`, {
         ms: Math.round(performance.now() - started),
-        tls: s.tls,
+        tls: s.tls === "none" ? "none" : `${s.tls} (${engine})`,
         mlst,
       });
       return conn;
@@ -573,7 +609,28 @@ class Ftp implements Transport, Stater, Lister, Mover {
     });
   }
 
-  #use<R>(signal: AbortSignal, fn: (conn: Conn) => Promise<R>): Promise<R> {
+  async #use<R>(signal: AbortSignal, fn: (conn: Conn) => Promise<R>): Promise<R> {
+    let engine: TlsEngine | undefined;
+    try {
+      return await this.#useOnce(signal, (conn) => {
+        engine = conn.engine;
+        return fn(conn);
+      });
+    } catch (err) {
+      // Once per server: a refusal to transfer without session reuse
+      // switches its connections to OpenSSL, and the operation runs again.
+      if (engine !== "deno" || !this.#needsResumption(err) || !this.#tls.useOpenSsl()) throw err;
+      return await this.#useOnce(signal, fn);
+    }
+  }
+
+  /** Whether `err` is a server's refusal of a data connection that did not resume the TLS session. */
+  #needsResumption(err: unknown): boolean {
+    return this.#s.tls !== "none" && err instanceof FTPError &&
+      isSessionReuseRefusal(err.code, err.message);
+  }
+
+  #useOnce<R>(signal: AbortSignal, fn: (conn: Conn) => Promise<R>): Promise<R> {
     return this.#pool.use(async (conn) => {
       // basic-ftp cannot cancel a command: closing the connection is the only way.
       const onAbort = () => conn.client.close();
@@ -864,8 +921,9 @@ class Ftp implements Transport, Stater, Lister, Mover {
     return joinUrl(this.#s.url, safeRemotePath(remotePath));
   }
 
-  close(): Promise<void> {
-    return this.#pool.close();
+  async close(): Promise<void> {
+    await this.#pool.close();
+    await this.#tls.close();
   }
 }
 

@@ -47,11 +47,8 @@ import {
   basename,
   callSignal,
   contentTypeFor,
-  formatSize,
   hexToBase64,
   isMd5,
-  mapLimit,
-  md5File,
   md5Hex,
   MiB,
   parseSize,
@@ -59,6 +56,9 @@ import {
   SMALL_FILE,
   unquoteEtag,
 } from "./_common.ts";
+import { formatBytes } from "../util/format.ts";
+import { md5File } from "../util/hash.ts";
+import { mapLimit } from "../util/pool.ts";
 import { MIN_PART, ORIGINAL_CACHE_CONTROL, ORIGINAL_EXPIRES } from "./_s3_options.ts";
 
 export { ORIGINAL_CACHE_CONTROL, ORIGINAL_EXPIRES, S3_OPTIONS, validateS3 } from "./_s3_options.ts";
@@ -498,7 +498,7 @@ export class S3Transport implements Transport, Stater, Lister, Mover {
         body = data;
         sig = callSignal(options.signal, this.#ctx.timeoutMs);
       } else {
-        md5 = options.md5 ?? (await md5File(localPath, { signal: options.signal })).md5;
+        md5 = options.md5 ?? await md5File(localPath, options.signal);
         // A node stream with a known length: web streams fail with the SDK under Deno.
         body = fs.createReadStream(localPath, { start: 0, end: options.size - 1 });
         sig = options.signal;
@@ -555,7 +555,7 @@ export class S3Transport implements Transport, Stater, Lister, Mover {
     try {
       fh = await fsp.open(localPath, "r");
       before = await fh.stat();
-      md5 = options.md5 ?? (await md5File(localPath, { signal })).md5;
+      md5 = options.md5 ?? await md5File(localPath, signal);
     } catch (err) {
       throw new ClassifiedError(
         `${describe()}: ${errorMessage(err)}`,
@@ -692,7 +692,7 @@ export class S3Transport implements Transport, Stater, Lister, Mover {
       if (head.ContentLength !== size) {
         throw new ClassifiedError(
           `${describe()}: the server stores ${head.ContentLength} bytes, expected ${size} (${
-            formatSize(size)
+            formatBytes(size)
           })`,
           "retry",
         );

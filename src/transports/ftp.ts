@@ -13,8 +13,10 @@
  *   command and data transfer has a timeout.
  * - Deno's TLS cannot resume a TLS session, and servers that require the
  *   data connection to resume the control connection's session refuse every
- *   transfer. That reply is recognised and reported with the server setting
- *   to change.
+ *   transfer. That reply is recognised, and the server's connections switch
+ *   to the system's OpenSSL (`ftp/_ssl_socket.ts`), whose data connections
+ *   resume the session; where OpenSSL cannot be loaded, the error names the
+ *   server setting to change.
  *
  * @module
  */
@@ -50,11 +52,13 @@ export function isSessionReuseRefusal(code: number, message: string): boolean {
 /** Text for users whose server insists on TLS session reuse. */
 export const SESSION_REUSE_HELP: string =
   "the FTPS server refused the TLS data connection, most likely because it requires data " +
-  "connections to resume the control connection's TLS session, which Deno's TLS cannot do. " +
-  "Allow data connections without session reuse on the server: ProFTPD " +
-  '"TLSOptions NoSessionReuseRequired" (mod_tls), vsftpd "require_ssl_reuse=NO", AWS Transfer ' +
-  'Family "TlsSessionResumptionMode ENABLED" (not ENFORCED), z/OS "SECURE_SESSION_REUSE ALLOWED" ' +
-  "(FileZilla Server 1.x cannot turn the check off); or use the sftp transport";
+  "connections to resume the control connection's TLS session. Deno's TLS cannot do that; " +
+  "fileconveyor then uses the system's OpenSSL library (libssl 3 or 1.1, with the --allow-ffi " +
+  "permission). Where that is not possible, allow data connections without session reuse on " +
+  'the server: ProFTPD "TLSOptions NoSessionReuseRequired" (mod_tls), vsftpd ' +
+  '"require_ssl_reuse=NO", AWS Transfer Family "TlsSessionResumptionMode ENABLED" (not ' +
+  'ENFORCED), z/OS "SECURE_SESSION_REUSE ALLOWED" (FileZilla Server 1.x cannot turn the check ' +
+  "off); or use the sftp transport";
 
 // ---------------------------------------------------------------------------
 // Registration

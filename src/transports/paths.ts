@@ -3,7 +3,6 @@
  *
  * @module
  */
-import { createHash } from "node:crypto";
 import { ClassifiedError } from "../errors.ts";
 
 /**
@@ -57,24 +56,24 @@ export function joinUrl(base: string, remotePath: string): string {
   return b + encodePath(remotePath);
 }
 
-/**
- * The temp name used while `remotePath` is written, in the same directory.
- * It is derived from the path, so a retried upload reuses (and replaces) the
- * leftover of an interrupted one, and cleanup can find it.
- */
-export function tempName(remotePath: string): string {
-  const slash = remotePath.lastIndexOf("/");
-  const dir = slash >= 0 ? remotePath.slice(0, slash + 1) : "";
-  const base = slash >= 0 ? remotePath.slice(slash + 1) : remotePath;
-  // Hash of the name only: the same within a directory whether or not a
-  // transport's root is prefixed, so cleanup finds what an upload left.
-  const hash = createHash("sha1").update(base).digest("hex").slice(0, 10);
-  // Keep temp names short enough for 255-byte file name limits.
-  const stem = new TextEncoder().encode(base).length > 200 ? "long" : base;
-  return `${dir}.fctmp-${hash}-${stem}`;
-}
+/** Temp names of uploads: one helper for every stage (see `util/temp_name.ts`). */
+export { isTempName, tempName } from "../util/temp_name.ts";
 
-/** Whether a basename is one of our temp names. */
-export function isTempName(name: string): boolean {
-  return name.startsWith(".fctmp-");
+/**
+ * The remote path of a file: the destination path, then the file's path
+ * relative to its source (or its directory and processed name), joined with
+ * `/` and checked by {@linkcode safeRemotePath}. Every stage that names a
+ * remote file (the pipeline, verify) uses this one rule.
+ *
+ * @throws {ClassifiedError} (fatal) for an unsafe path.
+ *
+ * @example
+ * ```ts
+ * import { remotePathFor } from "./paths.ts";
+ * remotePathFor("static", "css/a.css"); // "static/css/a.css"
+ * remotePathFor("", "css", "a.1234.css"); // "css/a.1234.css"
+ * ```
+ */
+export function remotePathFor(dest: string, ...parts: string[]): string {
+  return safeRemotePath([dest, ...parts].filter(Boolean).join("/"));
 }

@@ -23,7 +23,24 @@ import {
   type Transport,
   type TransportContext,
 } from "./transport.ts";
-import { isTrue, type OptionValues } from "../options.ts";
+import { type OptionSpec, type OptionValues, parseSettings } from "../options.ts";
+
+const OPTIONS = [
+  {
+    name: "location",
+    required: true,
+    type: "path",
+    help: "Destination folder (created if missing)",
+  },
+  { name: "url", required: true, type: "string", help: "Public base URL of that folder" },
+  {
+    name: "symlinkWithin",
+    type: "string",
+    help:
+      "Extra colon-separated folders whose files may be symlinked (every scanPath is included automatically)",
+  },
+  { name: "copy", type: "boolean", default: "false", help: "Always copy, never symlink" },
+] as const satisfies readonly OptionSpec[];
 
 class SymlinkOrCopy implements Transport, Stater, Lister, Mover {
   readonly #root: string;
@@ -34,13 +51,14 @@ class SymlinkOrCopy implements Transport, Stater, Lister, Mover {
   /** Directories known to exist (cleared when a delete removes directories). */
   readonly #dirs = new Set<string>();
 
-  constructor(settings: OptionValues, ctx: TransportContext) {
-    this.#root = path.resolve(settings.location!);
-    this.#url = settings.url!;
+  constructor(values: OptionValues, ctx: TransportContext) {
+    const settings = parseSettings(OPTIONS, values);
+    this.#root = path.resolve(settings.location);
+    this.#url = settings.url;
     const extra = (settings.symlinkWithin ?? "").split(":").filter(Boolean);
     this.#within = [...ctx.sourceRoots, ...extra];
     this.#server = ctx.serverName;
-    this.#alwaysCopy = isTrue(settings.copy);
+    this.#alwaysCopy = settings.copy;
   }
 
   #abs(remotePath: string): string {
@@ -238,22 +256,7 @@ registerTransport({
   aliases: ["none", "local"],
   summary:
     "A local folder: symlinks to unprocessed files, copies of processed ones (origin-pull CDNs)",
-  options: [
-    {
-      name: "location",
-      required: true,
-      type: "path",
-      help: "Destination folder (created if missing)",
-    },
-    { name: "url", required: true, type: "string", help: "Public base URL of that folder" },
-    {
-      name: "symlinkWithin",
-      type: "string",
-      help:
-        "Extra colon-separated folders whose files may be symlinked (every scanPath is included automatically)",
-    },
-    { name: "copy", type: "boolean", default: "false", help: "Always copy, never symlink" },
-  ],
+  options: OPTIONS,
   create(settings, ctx) {
     return Promise.resolve(new SymlinkOrCopy(settings, ctx));
   },

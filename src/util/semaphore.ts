@@ -4,13 +4,28 @@
  * @module
  */
 
-/** Limits concurrent work to `max` holders. */
+/**
+ * Limits concurrent work to `max` holders; waiters are served in order.
+ *
+ * @example
+ * ```ts
+ * import { Semaphore } from "./semaphore.ts";
+ * const slots = new Semaphore(2);
+ * await slots.acquire();
+ * try {
+ *   // at most two callers run here at once
+ * } finally {
+ *   slots.release();
+ * }
+ * ```
+ */
 export class Semaphore {
   #free: number;
   readonly #waiters: (() => void)[] = [];
 
+  /** @param max How many may hold it at once (at least 1). */
   constructor(max: number) {
-    this.#free = max;
+    this.#free = Math.max(1, max);
   }
 
   /** Free slots right now. */
@@ -25,13 +40,26 @@ export class Semaphore {
     return true;
   }
 
-  /** Waits for a slot. */
-  async acquire(): Promise<void> {
-    if (this.tryAcquire()) return;
-    await new Promise<void>((resolve) => this.#waiters.push(resolve));
+  /** Waits for a slot; rejects with the signal's reason when `signal` aborts first. */
+  acquire(signal?: AbortSignal): Promise<void> {
+    signal?.throwIfAborted();
+    if (this.tryAcquire()) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const grant = () => {
+        signal?.removeEventListener("abort", onAbort);
+        resolve();
+      };
+      const onAbort = () => {
+        const i = this.#waiters.indexOf(grant);
+        if (i >= 0) this.#waiters.splice(i, 1);
+        reject(signal!.reason);
+      };
+      this.#waiters.push(grant);
+      signal?.addEventListener("abort", onAbort, { once: true });
+    });
   }
 
-  /** Returns a slot. */
+  /** Gives a slot back (to the next waiter, if any). */
   release(): void {
     const next = this.#waiters.shift();
     if (next) next();

@@ -13,10 +13,10 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { setImmediate } from "node:timers";
 import type { Source } from "../config/types.ts";
+import { IgnoreMatcher } from "../filter/ignore.ts";
 import type { Logger } from "../log.ts";
 import { CREATED, DELETED, type FileEvent, MODIFIED } from "../store/events.ts";
 import type { FileRow, Store } from "../store/store.ts";
-import { isTempName } from "../transports/paths.ts";
 import { DeleteGuard } from "./delete_guard.ts";
 import { ProblemLog } from "./problems.ts";
 import {
@@ -111,11 +111,13 @@ interface Walk {
 /** Scans sources (whole or in part) against the store. */
 export class Scanner {
   readonly #o: ScannerOptions;
+  readonly #ignore: IgnoreMatcher;
   readonly #report: ProblemLog;
   readonly #guard: DeleteGuard;
 
   constructor(options: ScannerOptions) {
     this.#o = options;
+    this.#ignore = new IgnoreMatcher({ dirs: options.ignoredDirs, exclude: options.exclude });
     this.#report = new ProblemLog(options.store, options.log);
     this.#guard = new DeleteGuard({
       store: options.store,
@@ -139,14 +141,11 @@ export class Scanner {
   }
 
   #ignoredRel(rel: string): boolean {
-    const parts = rel.split("/");
-    const base = parts.at(-1) ?? "";
-    if (isTempName(base)) return true;
-    return parts.slice(0, -1).some((p) => this.#o.ignoredDirs.includes(p));
+    return this.#ignore.isIgnoredRel(rel);
   }
 
   #excluded(p: string): boolean {
-    return this.#o.exclude.some((e) => p === e || p.startsWith(e + path.sep));
+    return this.#ignore.isExcluded(p);
   }
 
   #flush(w: Walk, force = false) {
@@ -283,14 +282,13 @@ export class Scanner {
         const old = stored.get(e.name);
         stored.delete(e.name);
         const rel = this.#rel(w.source, p);
-        if (this.#excluded(p) || isTempName(e.name)) continue;
+        if (this.#excluded(p) || this.#ignore.isIgnoredEntry(e.name, e.isDirectory)) continue;
         if (e.name.includes("\uFFFD") && !exists(p)) {
           // Deno decodes names lossily: the listed name names nothing on disk.
           this.#report.note(w.found, p, NON_UTF8);
           continue;
         }
         if (e.isDirectory) {
-          if (this.#o.ignoredDirs.includes(e.name)) continue;
           if (!old || !old.is_dir) {
             let st: fs.Stats | undefined;
             try {
@@ -444,9 +442,7 @@ export class Scanner {
   /** Whether a watcher path is one to reconcile (inside, not excluded, ignored or temporary). */
   #inScope(source: Source, p: string): boolean {
     if (!p.startsWith(source.scanPath + path.sep) || this.#excluded(p)) return false;
-    const relDirs = this.#rel(source, p).split("/");
-    if (relDirs.slice(0, -1).some((d) => this.#o.ignoredDirs.includes(d))) return false;
-    return !isTempName(relDirs.at(-1)!);
+    return !this.#ignore.isIgnoredRel(this.#rel(source, p));
   }
 
   /** Compares one existing regular file (or linked file) with its stored row. */
@@ -571,7 +567,7 @@ export class Scanner {
         }
       }
     } else if (lst.isDirectory()) {
-      if (this.#o.ignoredDirs.includes(path.basename(p))) return 0;
+      if (this.#ignore.isIgnoredDirName(path.basename(p))) return 0;
       this.#ensureParents(w, p);
       if (!old || !old.is_dir) {
         if (old) this.#deleted(w, old);

@@ -15,7 +15,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import type { Source } from "../config/types.ts";
 import type { Logger } from "../log.ts";
-import { isTempName } from "../transports/paths.ts";
+import { IgnoreMatcher } from "../filter/ignore.ts";
 import type { Aggregator, EventKind } from "./aggregator.ts";
 import { watcherThreadBlocked, WatchProbe } from "./probe.ts";
 import { openWatches } from "./watch_plan.ts";
@@ -34,6 +34,8 @@ export interface WatcherOptions {
   pollInterval: number;
   /** Paths whose events are ignored (data and working directories). */
   exclude: readonly string[];
+  /** Directory names whose contents are ignored at any depth. */
+  ignoredDirs?: readonly string[];
   /** Runs a full scan of the source (polling, restarts, a returning root). */
   fullScan(): Promise<void>;
   /** Reports mode changes (status, metrics). */
@@ -85,6 +87,7 @@ const KINDS: Record<string, EventKind> = {
 /** The watcher of one source. */
 export class SourceWatcher {
   readonly #o: WatcherOptions;
+  readonly #ignore: IgnoreMatcher;
   #fsws: Deno.FsWatcher[] = [];
   /** Directories watched on their own (see {@linkcode openWatches}). */
   #spine = new Set<string>();
@@ -105,6 +108,10 @@ export class SourceWatcher {
 
   constructor(options: WatcherOptions) {
     this.#o = options;
+    this.#ignore = new IgnoreMatcher({
+      exclude: options.exclude,
+      ...(options.ignoredDirs ? { dirs: options.ignoredDirs } : {}),
+    });
   }
 
   /** Current mode. */
@@ -279,8 +286,7 @@ export class SourceWatcher {
   }
 
   #ignored(p: string): boolean {
-    if (isTempName(path.basename(p))) return true;
-    return this.#o.exclude.some((e) => p === e || p.startsWith(e + path.sep));
+    return this.#ignore.isIgnoredPath(this.#o.source.scanPath, p);
   }
 
   #restart(reason: string) {

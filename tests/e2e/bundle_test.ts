@@ -335,3 +335,61 @@ Deno.test("bundle: sync --once to SFTP runs the WASM minifier and PNG optimiser"
     sb.cleanup();
   }
 });
+
+Deno.test("bundle: sync --once to FTPS that requires TLS session reuse (vsftpd, via OpenSSL)", async () => {
+  const vs = await startServer("vsftpd");
+  const sb = await sandbox();
+  const ws = workspace("fc-bundle-ws-");
+  const remote = `bundle-test-${crypto.randomUUID().slice(0, 8)}`;
+  try {
+    const png = populate(ws);
+    fs.writeFileSync(
+      ws.config,
+      `<?xml version="1.0" encoding="UTF-8"?>
+<config>
+  <sources>
+    <source name="site" scanPath="${ws.src}" />
+  </sources>
+  <servers>
+    <server name="ftps" transporter="ftp">
+      <host>${vs.host}</host>
+      <port>${vs.port}</port>
+      <username>${vs.username}</username>
+      <password>${vs.password}</password>
+      <tls>explicit</tls>
+      <ca>${vs.caPath}</ca>
+      <path>${remote}</path>
+      <url>http://cdn.test/</url>
+    </server>
+  </servers>
+  <rules>
+    <rule for="site" label="all">
+      ${WASM_CHAIN}
+      <destinations><destination server="ftps" /></destinations>
+    </rule>
+  </rules>
+  <settings>
+    <dataDir>${ws.data}</dataDir>
+    <settleDelay>20</settleDelay>
+  </settings>
+</config>
+`,
+    );
+    const r = await sb.run(["sync", "--config", ws.config, "--once"]);
+    assertEquals(r.code, 0, r.stderr);
+    assertIncludes(r.stderr, "Done: 4 synced");
+    assertIncludes(r.stderr, "its connections now use the system's OpenSSL");
+    checkDestination((p) => {
+      try {
+        return fs.readFileSync(path.join(vs.root, remote, p));
+      } catch {
+        return null;
+      }
+    }, png);
+    assertNothingFetched(sb);
+  } finally {
+    fs.rmSync(path.join(vs.root, remote), { recursive: true, force: true });
+    ws.cleanup();
+    sb.cleanup();
+  }
+});

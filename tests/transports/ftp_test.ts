@@ -1,8 +1,8 @@
 /**
  * The ftp transport against a real ProFTPD (scripts/servers/ftp.sh): plain
- * FTP, explicit and implicit FTPS, and a listener that requires TLS session
- * reuse (which Deno cannot do). Every test uses its own directory, so test
- * files can share the server.
+ * FTP, explicit and implicit FTPS. Servers that require TLS session reuse
+ * are tested in ftps_reuse_test.ts. Every test uses its own directory, so
+ * test files can share the server.
  */
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
@@ -287,40 +287,6 @@ Deno.test("ftp accepts a pinned certificate fingerprint and refuses a wrong one"
       await t.close();
     }
   } finally {
-    await e.cleanup();
-  }
-});
-
-Deno.test("ftp explains servers that require TLS session reuse (Deno cannot resume sessions)", async () => {
-  const e = await env();
-  // The same server without the requirement works (covered by the conformance run);
-  // this listener insists on session reuse for data connections.
-  const t = await make(e, { tls: "explicit", ca: e.info.caPath, port: String(e.info.reusePort) });
-  try {
-    // Several times over: how the refusal arrives (the data connection cut before or after
-    // the 425 reply, during or after the TLS handshake) varies from one upload to the next,
-    // and every way must be explained, and leave the connection usable for the next upload.
-    for (let i = 0; i < 6; i++) {
-      const err = await assertRejects(() => putText(t, e, "reuse/a.txt", "x"), ClassifiedError);
-      assertEquals((err as ClassifiedError).kind, "server", err.message);
-      assertIncludes(err.message, `Cannot upload "reuse/a.txt" to server "${SERVER}"`);
-      assertIncludes(err.message, "TLSOptions NoSessionReuseRequired");
-      assertIncludes(err.message, "require_ssl_reuse=NO");
-      assertIncludes(err.message, "425");
-    }
-    // Commands without a data connection still work on that server.
-    assert(isStater(t));
-    assertEquals(await t.stat("reuse/a.txt", { signal }), null);
-    // And the temp file of the refused upload was removed.
-    assertEquals(await fs.readdir(path.join(e.local, "reuse")), []);
-    // Listing needs a data connection: same explanation.
-    assert(isLister(t));
-    const listErr = await assertRejects(async () => {
-      for await (const _ of t.list("", { signal })) { /* consume */ }
-    }, ClassifiedError);
-    assertIncludes(listErr.message, "NoSessionReuseRequired");
-  } finally {
-    await t.close();
     await e.cleanup();
   }
 });
