@@ -598,6 +598,7 @@ export class Daemon {
       mode,
       pollInterval: this.config.settings.pollInterval,
       exclude: [this.dataDir, this.workDir],
+      probeDir: path.join(this.dataDir, "watch-probe"),
       fullScan: () => this.#enqueueScan(source),
       onMode: (m, reason) => {
         // A watcher replaced by reload() reports nothing any more.
