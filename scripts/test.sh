@@ -16,11 +16,14 @@ fi
 
 # External tools the processors use where no embedded engine exists (jpegtran,
 # gifsicle) and that the tests use to decode images (djpeg).
-# Chromium drives the status page test.
+# Chromium drives the status page test; PHP with PDO SQLite is the web application
+# that reads the synced files database in the web app test.
 need=()
 command -v jpegtran >/dev/null || need+=(libjpeg-turbo-progs)
 command -v gifsicle >/dev/null || need+=(gifsicle)
 command -v chromium >/dev/null || need+=(chromium)
+command -v php >/dev/null || need+=(php-cli)
+php -r 'exit(extension_loaded("pdo_sqlite") ? 0 : 1);' 2>/dev/null || need+=(php-sqlite3)
 if [ "${#need[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >/dev/null

@@ -11,8 +11,16 @@ export type ErrorKind =
   | "retry"
   /** The file itself cannot be handled (bad content, permission): retry only on change or on request. */
   | "fatal"
-  /** The server is unreachable, refuses the login or is overloaded: back off the whole server. */
-  | "server";
+  /** The server is unreachable or overloaded: back off the whole server. */
+  | "server"
+  /**
+   * The server will not work until someone fixes the configuration (wrong
+   * password or key, host key or certificate mismatch, no permission on the
+   * root): pause the whole server at once, never retry per file (each retry
+   * would be one more failed login, and a burst of them locks the user out
+   * through fail2ban and the like).
+   */
+  | "auth";
 
 /** An error that carries its {@linkcode ErrorKind}. */
 export class ClassifiedError extends Error {

@@ -94,6 +94,22 @@ export interface SwiftInfo {
   region: string;
 }
 
+/** Connection details of the FTP server with a connection limit (pure-ftpd `-c`). */
+export interface PureFtpInfo {
+  /** Always `127.0.0.1`. */
+  host: string;
+  /** TCP port (plain FTP). */
+  port: number;
+  /** Virtual user name. */
+  username: string;
+  /** Its password. */
+  password: string;
+  /** Absolute local path of the FTP root. */
+  root: string;
+  /** Sessions the server allows at once; one more gets `421 … (the maximum) …`. */
+  maxClients: number;
+}
+
 /** Server name to the type of its info. */
 export interface ServerInfoMap {
   /** OpenSSH. */
@@ -104,6 +120,8 @@ export interface ServerInfoMap {
   vsftpd: VsftpdInfo;
   /** Swift with s3api. */
   swift: SwiftInfo;
+  /** pure-ftpd with a small connection limit. */
+  pureftpd: PureFtpInfo;
 }
 
 /** Name of a test server script in `scripts/servers/`. */

@@ -37,6 +37,10 @@ export function formatStatus(r: StatusReport): string {
     `Queue: ${r.queue.queued} queued (${r.queue.waiting} waiting to retry), ${r.queue.inFlight} in flight, ${r.queue.failed} failed`,
   );
   lines.push(`Last sync: ${ago(r.lastSync)}`);
+  if (r.replaced.kept > 0) {
+    const due = Math.max(0, Math.round(((r.replaced.nextDeletionAt ?? 0) - Date.now()) / 1000));
+    lines.push(`Replaced versions kept: ${r.replaced.kept} (next deletion in ${due}s)`);
+  }
   lines.push("");
   const rows = [[
     "SERVER",

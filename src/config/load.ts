@@ -12,6 +12,7 @@ import { checkOptions, checkValue, closest } from "../options.ts";
 import { getProcessorDef } from "../processors/processor.ts";
 import { getTransportDef, ORIGINAL_TRANSPORTERS } from "../transports/transport.ts";
 import { ORIGINAL_SETTING_NAMES, SETTINGS_SPEC, toSettings } from "./settings.ts";
+import { groupId } from "../util/group.ts";
 import type { Config, Destination, Filter, ProcessorRef, Rule, Server, Source } from "./types.ts";
 import { elementPath, parseXml, type XmlElement, XmlSyntaxError } from "./xml.ts";
 
@@ -200,9 +201,19 @@ class Validator {
     const rules = rulesEl ? this.rules(rulesEl, sources, servers) : [];
     const settingsValues = this.settings(settingsEl);
     const settings = toSettings(settingsValues);
-    for (const k of ["dataDir", "workingDir", "pidFile", "logFile"] as const) {
+    for (
+      const k of [
+        "dataDir",
+        "workingDir",
+        "pidFile",
+        "logFile",
+        "syncedFilesDb",
+        "persistentDataDb",
+      ] as const
+    ) {
       if (settings[k]) settings[k] = path.resolve(this.#dir, settings[k]!);
     }
+    this.webDbSettings(settingsEl, settings);
     if (settings.http && !/^[^:\s]*:\d{1,5}$/.test(settings.http) && settingsEl) {
       this.problem(settingsEl, `Setting "http" must be HOST:PORT, not "${settings.http}"`);
     }
@@ -602,6 +613,24 @@ class Validator {
       out.push({ server, path: p });
     }
     return out;
+  }
+
+  /** The web application databases: two distinct files, readable by an existing group. */
+  webDbSettings(el: XmlElement | undefined, settings: Config["settings"]): void {
+    const at = (name: string) =>
+      el?.children.find((c) => (ORIGINAL_SETTING_NAMES[c.name] ?? c.name) === name) ?? el!;
+    if (settings.syncedFilesDb && settings.syncedFilesDb === settings.persistentDataDb) {
+      this.problem(
+        at("persistentDataDb"),
+        'Settings "syncedFilesDb" and "persistentDataDb" must name different files',
+      );
+    }
+    if (settings.syncedFilesDbGroup && groupId(settings.syncedFilesDbGroup) === undefined) {
+      this.problem(
+        at("syncedFilesDbGroup"),
+        `Setting "syncedFilesDbGroup": no group "${settings.syncedFilesDbGroup}" on this system`,
+      );
+    }
   }
 
   settings(el: XmlElement | undefined): Record<string, string> {

@@ -167,6 +167,32 @@ export const SETTINGS_SPEC: readonly OptionSpec[] = [
     help: "HOST:PORT for /metrics, /healthz and the status page (off by default)",
   },
   {
+    name: "syncedFilesDb",
+    type: "path",
+    help:
+      "SQLite file web applications read URLs from (the Drupal CDN module's synced files database; default: `<dataDir>/synced_files.db`)",
+  },
+  {
+    name: "persistentDataDb",
+    type: "path",
+    help:
+      "SQLite file with the queue counts for web applications (default: `persistent_data.db` next to `syncedFilesDb`)",
+  },
+  {
+    name: "syncedFilesDbGroup",
+    type: "string",
+    help:
+      "Group that may read the two web application databases (files 0640, their directory 0750; default: owner only)",
+  },
+  {
+    name: "keepReplaced",
+    type: "number",
+    min: 0,
+    default: "86400",
+    help:
+      "Seconds a replaced or deleted file with a unique name stays on the server, for pages and caches that still refer to it (0: delete at once)",
+  },
+  {
     name: "healthFailAfter",
     type: "number",
     min: 1,
@@ -184,6 +210,8 @@ export const ORIGINAL_SETTING_NAMES: Record<string, string> = {
   MAX_SIMULTANEOUS_PROCESSORCHAINS: "maxSimultaneousProcessorChains",
   MAX_SIMULTANEOUS_TRANSPORTERS: "maxSimultaneousTransporters",
   RETRY_INTERVAL: "retryMaxDelay",
+  SYNCED_FILES_DB: "syncedFilesDb",
+  PERSISTENT_DATA_DB: "persistentDataDb",
   CONSOLE_LOGGER_LEVEL: "logLevel",
 };
 
@@ -212,8 +240,20 @@ export function toSettings(v: OptionValues): Settings {
     deleteGuardMinFiles: n("deleteGuardMinFiles"),
     timeout: n("timeout"),
     healthFailAfter: n("healthFailAfter"),
+    keepReplaced: n("keepReplaced"),
   };
-  for (const k of ["dataDir", "workingDir", "pidFile", "logFile", "http"] as const) {
+  for (
+    const k of [
+      "dataDir",
+      "workingDir",
+      "pidFile",
+      "logFile",
+      "http",
+      "syncedFilesDb",
+      "persistentDataDb",
+      "syncedFilesDbGroup",
+    ] as const
+  ) {
     if (v[k]) s[k] = v[k];
   }
   return s;

@@ -123,6 +123,14 @@ export interface Settings {
   http?: string;
   /** Seconds a server may fail before `/healthz` reports unhealthy. */
   healthFailAfter: number;
+  /** The web applications' synced files database; undefined means `<dataDir>/synced_files.db`. */
+  syncedFilesDb?: string;
+  /** The web applications' queue counts; undefined means `persistent_data.db` next to `syncedFilesDb`. */
+  persistentDataDb?: string;
+  /** Group given read access to the two web application databases; undefined: owner only. */
+  syncedFilesDbGroup?: string;
+  /** Seconds replaced or deleted unique-named files stay on the server before deletion. */
+  keepReplaced: number;
 }
 
 /** A loaded, valid configuration. */

@@ -44,6 +44,10 @@ export function parseXml(text: string): XmlElement {
       error = m
         ? new XmlSyntaxError(m[3]!, Number(m[1]), Number(m[2]))
         : new XmlSyntaxError(e.message, parser.line, parser.column);
+      // saxes closes the elements a wrong close tag skips before it reports
+      // the error: the first of them closed here is the one left open.
+      const open = skipped?.at === parser.position ? skipped.el : stack.at(-1);
+      error = nameBothTags(error, text, open);
     }
   });
   parser.on("opentag", (tag) => {
@@ -62,8 +66,10 @@ export function parseXml(text: string): XmlElement {
     else stack.at(-1)!.children.push(el);
     stack.push(el);
   });
+  let skipped: { el: XmlElement; at: number } | undefined;
   parser.on("closetag", () => {
-    stack.pop();
+    const el = stack.pop();
+    if (el && skipped?.at !== parser.position) skipped = { el, at: parser.position };
   });
   parser.on("text", (t) => {
     const top = stack.at(-1);
@@ -87,6 +93,39 @@ export function parseXml(text: string): XmlElement {
   if (error) throw bareAmpersand(text, error.line) ?? error;
   if (!root) throw new XmlSyntaxError("The document has no root element", 1, 1);
   return root;
+}
+
+/**
+ * saxes says only "unexpected close tag" or "unclosed tag: x"; like xmllint,
+ * name the close tag and the element still open, with the line it opened on:
+ * `</servers>` on line 5 closes while `<server>` from line 3 is open.
+ */
+function nameBothTags(
+  error: XmlSyntaxError,
+  text: string,
+  open: XmlElement | undefined,
+): XmlSyntaxError {
+  if (!open) return error;
+  const openText = `<${open.name}> opened on line ${open.line} is not closed`;
+  if (/^unexpected close tag/.test(error.message)) {
+    const lineText = text.split("\n")[error.line - 1] ?? "";
+    const closes = [...lineText.slice(0, error.column + 1).matchAll(/<\/([^\s>]+)\s*>/g)];
+    const name = closes.at(-1)?.[1];
+    if (name === undefined || name === open.name) return error;
+    let outer = open.parent;
+    while (outer && outer.name !== name) outer = outer.parent;
+    return new XmlSyntaxError(
+      outer
+        ? `</${name}> closes <${name}> from line ${outer.line}, but ${openText}`
+        : `</${name}> does not match <${open.name}> opened on line ${open.line}`,
+      error.line,
+      error.column,
+    );
+  }
+  if (/^unclosed tag/.test(error.message)) {
+    return new XmlSyntaxError(`${openText} (the file ends first)`, error.line, error.column);
+  }
+  return error;
 }
 
 /**

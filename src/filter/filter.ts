@@ -1,8 +1,11 @@
 /**
- * Rule filters with the original's semantics, minus its bugs: paths are
- * prefixes of the path relative to scanPath (`/a/site` never matches
- * `/a/site2`), ignoredDirs apply at any depth and never to the file's own
- * name, and extensions compare case-insensitively.
+ * Rule filters with the original's semantics, minus its bugs: a `paths`
+ * entry matches a whole run of directory names anywhere in the file's
+ * directory relative to scanPath (`themes` matches `themes/…` and
+ * `sites/x/themes/…`, as the original's substring test did in a Drupal
+ * multisite, but never `mythemes/…` or `themes2/…`), ignoredDirs apply at
+ * any depth and never to the file's own name, and extensions compare
+ * case-insensitively.
  *
  * @module
  */
@@ -26,7 +29,8 @@ export function matchesFilter(filter: Filter | undefined, c: Candidate): boolean
   const dir = slash >= 0 ? c.rel.slice(0, slash) : "";
   const base = slash >= 0 ? c.rel.slice(slash + 1) : c.rel;
   if (filter.paths) {
-    if (!filter.paths.some((p) => p === "" || dir === p || dir.startsWith(p + "/"))) return false;
+    const within = "/" + dir + "/";
+    if (!filter.paths.some((p) => p === "" || within.includes("/" + p + "/"))) return false;
   }
   if (filter.extensions) {
     const dot = base.lastIndexOf(".");

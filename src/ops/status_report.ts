@@ -9,6 +9,7 @@ import * as fs from "node:fs";
 import type { Config } from "../config/types.ts";
 import { eventName } from "../store/events.ts";
 import { type LagStats, ReadModel } from "../store/read_model.ts";
+import { allRetired } from "../store/retired.ts";
 import { Store } from "../store/store.ts";
 
 export type { LagStats };
@@ -54,6 +55,8 @@ export interface StatusReport {
   }[];
   /** Source paths that cannot be synced (unreadable, names that are not UTF-8). */
   problems: { source: string; path: string; reason: string; since: number }[];
+  /** Replaced versions kept on the servers for their grace period (`keepReplaced`). */
+  replaced: { kept: number; nextDeletionAt: number | null };
   lastSync: number | null;
 }
 
@@ -76,6 +79,8 @@ export function statusReport(config: Config, store: Store): StatusReport {
   const synced = new Map(store.syncedCounts().map((r) => [r.server, r]));
   const health = new Map(store.serverRows().map((r) => [r.server, r]));
   const perServer = new Map(read.queueByServer(Date.now()).map((r) => [r.server, r]));
+  // Earliest due first.
+  const retired = allRetired(store).sort((a, b) => a.due_at - b.due_at);
   const failures = [...store.failedJobs(200), ...store.retryingJobs(200)].map((j) => ({
     file: j.input_file,
     server: j.server,
@@ -120,6 +125,7 @@ export function statusReport(config: Config, store: Store): StatusReport {
       approve: `fileconveyor approve-deletes --config ${config.file} --source ${g.source}`,
     })),
     problems: problemsOf(store),
+    replaced: { kept: retired.length, nextDeletionAt: retired[0]?.due_at ?? null },
     lastSync,
   };
 }

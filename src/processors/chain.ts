@@ -46,6 +46,8 @@ export interface ChainInput {
   workDir: string;
   signal: AbortSignal;
   lookupUrl(inputFile: string): string | undefined;
+  /** See {@linkcode ProcessContext.willSync}. */
+  willSync?(inputFile: string): boolean;
 }
 
 /** What a chain produced. */
@@ -131,7 +133,13 @@ export async function runChain(input: ChainInput): Promise<ChainOutput> {
     let result;
     try {
       result = await def.process(
-        { path: current, name, originalPath: input.originalPath, relDir: input.relDir },
+        {
+          path: current,
+          name,
+          originalPath: input.originalPath,
+          relDir: input.relDir,
+          references: [...references],
+        },
         {
           workDir,
           source: input.source,
@@ -140,6 +148,7 @@ export async function runChain(input: ChainInput): Promise<ChainOutput> {
           signal: input.signal,
           log,
           lookupUrl: input.lookupUrl,
+          ...(input.willSync ? { willSync: input.willSync } : {}),
         },
       );
     } catch (e) {

@@ -15,7 +15,9 @@
  * - the query and fragment are split off to find the file and appended
  *   again afterwards (`font.eot?#iefix` → `https://cdn/…/font.eot?#iefix`;
  *   if the destination URL has a query of its own, the two are joined with
- *   `&`); `%XX` escapes are decoded;
+ *   `&`); CSS escapes (`\f1 `, `\"`) and then `%XX` escapes are decoded,
+ *   whatever wrote them (a minifier before this processor escapes
+ *   non-ASCII names);
  * - relative URLs resolve against the stylesheet's original location;
  * - root-relative URLs (`/…`) need the source's `documentRoot`. With
  *   `basePath` (default `/`): if `documentRoot + basePath` exists, every
@@ -25,7 +27,9 @@
  * - symbolic links are resolved (`realpath`), as the original did.
  *
  * Then, for a URL whose file exists: `ctx.lookupUrl(file)` gives its URL
- * on this server. When a referenced file is not synced yet, the stylesheet
+ * on this server. A referenced file that no rule sends to this server
+ * (`ctx.willSync`) keeps its URL, with one warning per stylesheet naming
+ * such files. When a referenced file is not synced yet, the stylesheet
  * is re-queued ({@linkcode RequeueError}); after `maxWait` seconds of
  * waiting (default 60, below the pipeline's 50 re-queues) it is published with those URLs unchanged and a
  * warning, so one file that will never be synced (outside every rule)
@@ -45,7 +49,7 @@ import * as path from "node:path";
 import { RequeueError } from "../errors.ts";
 import type { ProcessContext, ProcessFile, ProcessorDef, SourceInfo } from "./processor.ts";
 import { label, readInput, writeOutput } from "./_util.ts";
-import { type CssUrl, rewriteCssUrls, scanCssUrls } from "./_css_urls.ts";
+import { type CssUrl, rewriteCssUrls, scanCssUrls, unescapeCss } from "./_css_urls.ts";
 
 /** How a CSS URL maps to a source file. */
 export type CssUrlTarget =
@@ -128,9 +132,37 @@ function realFile(p: string): string | undefined {
 /** First time each stylesheet (per server) had to wait for references. */
 const waitingSince = new Map<string, number>();
 
-/** Forgets the waiting times (tests). */
+/** Per stylesheet (and server): the referenced files last reported as matching no rule. */
+const warnedNoRule = new Map<string, string>();
+
+/** Forgets the waiting times and warnings given (tests). */
 export function resetWaiting(): void {
   waitingSince.clear();
+  warnedNoRule.clear();
+}
+
+/**
+ * Says once per stylesheet (until the list changes) which referenced files
+ * match no rule for this server: their URLs stay unchanged, and waiting for
+ * them would be pointless. Usually an extension missing from a rule (fonts,
+ * source maps).
+ */
+function warnNoRule(key: string, files: string[], file: ProcessFile, ctx: ProcessContext): void {
+  const list = [...new Set(files)].sort();
+  const text = list.join("\0");
+  if (list.length === 0 || warnedNoRule.get(key) === text) {
+    if (list.length === 0) warnedNoRule.delete(key);
+    return;
+  }
+  warnedNoRule.set(key, text);
+  const rel = (p: string) => path.relative(ctx.source.scanPath, p).split(path.sep).join("/");
+  const names = list.slice(0, 10).map((p) => JSON.stringify(rel(p))).join(", ") +
+    (list.length > 10 ? ` and ${list.length - 10} more` : "");
+  ctx.log.warn(
+    `${label(file)}: ${list.length} referenced file(s) match no rule${
+      ctx.server ? ` for server "${ctx.server}"` : ""
+    }, so their URLs are left unchanged: ${names}. Add their extensions to a rule to sync them`,
+  );
 }
 
 async function updateUrls(file: ProcessFile, ctx: ProcessContext) {
@@ -142,8 +174,13 @@ async function updateUrls(file: ProcessFile, ctx: ProcessContext) {
   const references = new Set<string>();
   const replacements = new Map<CssUrl, string>();
   const unsynced: string[] = [];
+  /** Referenced files that no rule sends to this server: they never get a URL. */
+  const noRule: string[] = [];
   for (const u of urls) {
-    const value = Buffer.from(u.value, "latin1").toString("utf8");
+    // The sheet is read as Latin-1 (every byte kept); a URL's own bytes are
+    // UTF-8, and its escapes name code points (`\f1 ` is "ñ", as minifiers
+    // write non-ASCII names): decode the bytes first, then the escapes.
+    const value = unescapeCss(Buffer.from(css.slice(u.start, u.end), "latin1").toString("utf8"));
     const target = resolveCssUrl(value, file.originalPath, ctx.source);
     if (target.kind === "skip") continue;
     const real = realFile(target.path);
@@ -157,7 +194,8 @@ async function updateUrls(file: ProcessFile, ctx: ProcessContext) {
     references.add(real);
     const synced = ctx.lookupUrl(real);
     if (synced === undefined) {
-      unsynced.push(real);
+      if (ctx.willSync?.(real) === false) noRule.push(real);
+      else unsynced.push(real);
       continue;
     }
     replacements.set(
@@ -166,6 +204,7 @@ async function updateUrls(file: ProcessFile, ctx: ProcessContext) {
     );
   }
   const key = `${file.originalPath}\0${ctx.server ?? ""}`;
+  warnNoRule(key, noRule, file, ctx);
   if (unsynced.length > 0) {
     const maxWaitMs = Number(ctx.options.maxWait ?? "600") * 1000;
     const now = Date.now();

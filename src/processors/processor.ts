@@ -19,6 +19,11 @@ export interface ProcessFile {
   originalPath: string;
   /** Directory of the file relative to the source's scanPath (`""` at the top, `/`-separated). */
   relDir: string;
+  /**
+   * Source files whose URLs earlier processors of the chain embedded in the
+   * content (see `ProcessResult.references`); empty when none did.
+   */
+  references?: readonly string[];
 }
 
 /** A file published next to the main output, e.g. `a.css.gz`. */
@@ -78,6 +83,12 @@ export interface ProcessContext {
    * chain is not per server), or undefined when it is not synced there yet.
    */
   lookupUrl(inputFile: string): string | undefined;
+  /**
+   * Whether a rule sends that source file to `server` (to any server when
+   * the chain is not per server). False means it will never get a URL, so
+   * waiting for it is pointless. Absent: unknown (assume it will).
+   */
+  willSync?(inputFile: string): boolean;
 }
 
 /** Context for {@linkcode ProcessorDef.setup}. */

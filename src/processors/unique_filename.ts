@@ -6,6 +6,14 @@
  *   (`logo.gif` → `logo_1240668971.gif`), as the original.
  * - `unique_filename.MD5`: `name_<md5 hex of the ORIGINAL file>.ext`, as the
  *   original.
+ *
+ * Both are cache-safe for files whose content embeds other files' URLs (a
+ * stylesheet after `link_updater.CSSURLUpdater`): when an earlier processor
+ * reported references, Mtime appends 8 hex digits of the MD5 of the content
+ * entering it (`style_1240668971_0f3a9c1e.css`) and MD5 hashes that content
+ * instead of the source. A referenced image that changes thus gives the
+ * stylesheet a new name, and a cached copy of the old stylesheet keeps
+ * pointing at the old image (kept for `keepReplaced` seconds).
  * - `unique_filename.ContentHash`: `name_<hash of the content entering this
  *   processor>.ext`. Unlike the two above it changes when an earlier
  *   processor's output changes although the source did not, e.g. a
@@ -35,22 +43,34 @@ async function hashFile(p: string, algorithm: string, signal: AbortSignal): Prom
   return h.digest("hex");
 }
 
+/** Whether the content holds URLs of other files, so it changes when they do. */
+function embedsUrls(file: ProcessFile): boolean {
+  return (file.references?.length ?? 0) > 0 && file.path !== file.originalPath;
+}
+
 /** `unique_filename.Mtime`. */
 export const mtime: ProcessorDef = {
   name: "unique_filename.Mtime",
-  summary: "Appends the source file's modification time (whole seconds) to the name.",
-  async process(file: ProcessFile) {
+  summary:
+    "Appends the source file's modification time (whole seconds) to the name; plus a content hash when it embeds other files' URLs.",
+  async process(file: ProcessFile, ctx) {
     const st = await fs.stat(file.originalPath);
-    return { name: withSuffix(file.name, String(Math.floor(st.mtimeMs / 1000))) };
+    let suffix = String(Math.floor(st.mtimeMs / 1000));
+    if (embedsUrls(file)) {
+      suffix += "_" + (await hashFile(file.path, "md5", ctx.signal)).slice(0, 8);
+    }
+    return { name: withSuffix(file.name, suffix) };
   },
 };
 
 /** `unique_filename.MD5`. */
 export const md5: ProcessorDef = {
   name: "unique_filename.MD5",
-  summary: "Appends the MD5 (hex) of the source file to the name.",
+  summary:
+    "Appends the MD5 (hex) of the source file to the name; of the processed content when it embeds other files' URLs.",
   async process(file, ctx) {
-    return { name: withSuffix(file.name, await hashFile(file.originalPath, "md5", ctx.signal)) };
+    const hashed = embedsUrls(file) ? file.path : file.originalPath;
+    return { name: withSuffix(file.name, await hashFile(hashed, "md5", ctx.signal)) };
   },
 };
 

@@ -96,6 +96,15 @@ const MIGRATIONS: string[] = [
   -- Live state written by the running daemon (pid, heartbeat, watchers).
   CREATE TABLE runtime(key TEXT PRIMARY KEY, value TEXT NOT NULL);
   `,
+  // MD5 of the source file when it was recorded: with processors, the uploaded content's MD5
+  // cannot tell whether the source changed under an unchanged stat.
+  `ALTER TABLE synced_files ADD COLUMN source_md5 TEXT;`,
+  `
+  -- Replaced or deleted remote files kept for a grace period (keepReplaced), deleted when due.
+  CREATE TABLE retired(server TEXT NOT NULL, remote_path TEXT NOT NULL, input_file TEXT NOT NULL,
+    due_at INTEGER NOT NULL, PRIMARY KEY(server, remote_path)) WITHOUT ROWID;
+  CREATE INDEX retired_due ON retired(due_at);
+  `,
   `
   -- Source paths that cannot be synced (unreadable, a name that is not UTF-8), for status and --once.
   CREATE TABLE problems(path TEXT PRIMARY KEY, source TEXT NOT NULL, reason TEXT NOT NULL,
@@ -115,6 +124,11 @@ export const SCHEMA_VERSION = MIGRATIONS.length;
 export interface OpenOptions {
   /** Open read-only (status, url): never creates or migrates. */
   readOnly?: boolean;
+  /**
+   * Mode of the data directory (default 0700). 0750 when web application
+   * databases readable by a group live in it; the database stays 0600.
+   */
+  dirMode?: number;
 }
 
 /**
@@ -133,8 +147,9 @@ export function openDatabase(dataDir: string, options: OpenOptions = {}): Databa
     db.exec("PRAGMA busy_timeout = 5000");
     return db;
   }
+  const dirMode = options.dirMode ?? 0o700;
   fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  fs.chmodSync(dataDir, 0o700);
+  fs.chmodSync(dataDir, dirMode);
   const fresh = !fs.existsSync(file);
   if (fresh) fs.closeSync(fs.openSync(file, "a", 0o600));
   const db = new DatabaseSync(file);

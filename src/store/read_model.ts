@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { allRetired } from "./retired.ts";
 import type { FileEvent } from "./events.ts";
 import type { Job, Store, SyncedRow } from "./store.ts";
 
@@ -176,10 +177,14 @@ export class ReadModel {
         synced: this.#store.q("SELECT * FROM synced_files ORDER BY server, input_file")
           .all() as unknown as SyncedRow[],
         queue: this.#store.q("SELECT * FROM queue").all() as unknown as Job[],
-        intents: this.#store.q("SELECT server, remote_path FROM intents").all() as unknown as {
-          server: string;
-          remote_path: string;
-        }[],
+        // Replaced versions kept for their grace period are expected on the server too.
+        intents: [
+          ...this.#store.q("SELECT server, remote_path FROM intents").all() as unknown as {
+            server: string;
+            remote_path: string;
+          }[],
+          ...allRetired(this.#store),
+        ],
       };
     } finally {
       db.exec("COMMIT");

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { retire } from "./retired.ts";
 import type { DatabaseSync, SQLInputValue, StatementSync } from "node:sqlite";
 import { DELETED, type FileEvent, mergeEvents } from "./events.ts";
 import { openDatabase, type OpenOptions } from "./db.ts";
@@ -71,6 +72,8 @@ export interface SyncedRow {
   /** JSON array of extra remote paths (precompressed variants). */
   extras: string | null;
   synced_at: number;
+  /** MD5 of the source file when recorded (null when unknown). */
+  source_md5?: string | null;
 }
 
 /** Health of one server. */
@@ -85,19 +88,129 @@ export interface ServerRow {
   retries: number;
 }
 
+/**
+ * What the pipeline needs from its state store: the work queue, the record
+ * of synced files, intents, source state and runtime values. The SQLite
+ * {@linkcode Store} implements it; another database can sit beside it
+ * without the pipeline changing. Every method is synchronous and joins the
+ * transaction of an enclosing {@linkcode PipelineStore.tx}.
+ */
+export interface PipelineStore {
+  /** Runs `fn` in one transaction; nested calls are savepoints. */
+  tx<T>(fn: () => T): T;
+  close(): void;
+  // source state
+  putFile(row: FileRow): void;
+  deleteFile(path: string): void;
+  deleteUnder(path: string): void;
+  /** Every regular file known in `source`, with its size. */
+  filesOf(source: string): { path: string; size: number }[];
+  // queue
+  enqueue(changes: readonly Change[], now: number, delayMs?: number, deleteDelayMs?: number): void;
+  resetRunning(): void;
+  pick(server: string, limit: number, now: number): Job[];
+  complete(job: Job): void;
+  requeue(job: Job, readyAt: number, message?: string, countRequeue?: boolean): void;
+  /** Puts a job back until its server's pause ends, noting the server's error on it. */
+  deferForServer(job: Job, readyAt: number, message: string, kind?: string): void;
+  fail(job: Job, kind: string, message: string, readyAt: number, failAfter: number): void;
+  retryFailed(now: number, server?: string): number;
+  retryAfterFix(now: number, server?: string): number;
+  nextReadyAt(): number | undefined;
+  hasActive(): boolean;
+  activeCount(): number;
+  /** Whether `inputFile` has queued work other than a delete. */
+  hasPendingUpload(inputFile: string): boolean;
+  findMoveSource(server: string, dest: string, ino: number, size: number): SyncedRow | undefined;
+  // synced files
+  getSynced(inputFile: string, server: string, dest: string): SyncedRow | undefined;
+  syncedFor(inputFile: string): SyncedRow[];
+  urlFor(inputFile: string, server?: string): string | undefined;
+  putSynced(row: SyncedRow): void;
+  /** Records a server-side move of `from` to `row`, dropping `from`'s record and queued work. */
+  recordMove(from: SyncedRow, row: SyncedRow): void;
+  /**
+   * Notes that a file's content was compared and found unchanged at `at`:
+   * the record is no longer racy, and its source MD5 is known.
+   */
+  confirmSynced(
+    inputFile: string,
+    server: string,
+    dest: string,
+    at: number,
+    sourceMd5: string,
+  ): void;
+  /** Forgets what was synced of a file at a destination (after its remote delete). */
+  recordDeleted(inputFile: string, server: string, dest: string): void;
+  /**
+   * Schedules the deletion of replaced or deleted remote files at `dueAt`
+   * (the keepReplaced grace); call inside the transaction that records
+   * what replaced them.
+   */
+  retire(server: string, remotePaths: readonly string[], dueAt: number, inputFile: string): void;
+  remotePathInUse(server: string, remotePath: string): boolean;
+  /** Synced files of `server` recorded at any of `remotePaths`. */
+  syncedAtPaths(server: string, remotePaths: readonly string[]): SyncedRow[];
+  /** Synced files of `server` recorded below the directory `remotePath`. */
+  syncedBelow(server: string, remotePath: string): SyncedRow[];
+  // intents
+  addIntent(
+    server: string,
+    remotePath: string,
+    now: number,
+    inputFile?: string,
+    dest?: string,
+  ): void;
+  intentsFor(inputFile: string, server: string, dest: string): string[];
+  dropIntent(server: string, remotePath: string): void;
+  intents(server: string): string[];
+  // dependencies
+  setDeps(dependent: string, server: string, dest: string, refs: readonly string[]): void;
+  dependents(ref: string, server: string): { dependent: string; dest: string }[];
+  // source deletions, guard
+  scheduleSourceDeletion(path: string, at: number): void;
+  unscheduleSourceDeletion(path: string): void;
+  dueSourceDeletions(now: number, limit?: number): string[];
+  guards(): { source: string; pending: number; known: number; since: number; approved: number }[];
+  approveDeletes(source?: string): number;
+  // servers, transfers, runtime
+  serverOk(server: string, bytes: number, now: number): void;
+  serverFailed(server: string, message: string, blockedUntil: number | null, now: number): void;
+  addTransfer(
+    t: {
+      server: string;
+      input_file: string;
+      remote_path: string;
+      event: number;
+      bytes: number;
+      ms: number;
+      lag_ms: number;
+    },
+    now: number,
+  ): void;
+  pruneTransfers(now: number, max?: number): void;
+  setRuntime(key: string, value: unknown): void;
+  getRuntime<T>(key: string): T | undefined;
+}
+
 /** Upper bound for a "never" timestamp in the queue. */
 export const NEVER = 8_640_000_000_000_000;
 
 /** The database of one data directory. */
-export class Store {
+export class Store implements PipelineStore {
   /**
    * The connection. Internal to `src/store/`: code elsewhere asks
-   * {@linkcode Store} methods or the read model (`read_model.ts`); the
-   * pipeline still reaches it until its queries move here.
+   * {@linkcode Store} methods or the read model (`read_model.ts`); nothing outside this folder uses it.
    */
   readonly db: DatabaseSync;
   readonly #stmts = new Map<string, StatementSync>();
   #depth = 0;
+  /**
+   * Input files whose `synced_files` rows changed (or were written in a
+   * transaction that may have rolled back) since a copy of them last took
+   * this set; copies re-read those rows.
+   */
+  syncedChanged: Set<string> = new Set();
 
   constructor(dataDir: string, options: OpenOptions = {}) {
     this.db = openDatabase(dataDir, options);
@@ -213,6 +326,12 @@ export class Store {
     this.q("DELETE FROM files WHERE path = ?").run(path);
   }
 
+  filesOf(source: string): { path: string; size: number }[] {
+    return this.q("SELECT path, size FROM files WHERE source = ? AND is_dir = 0").all(
+      source,
+    ) as { path: string; size: number }[];
+  }
+
   countFiles(source: string): number {
     return (this.q("SELECT COUNT(*) AS n FROM files WHERE source = ? AND is_dir = 0").get(
       source,
@@ -318,6 +437,40 @@ export class Store {
          ready_at = CASE WHEN gen = ? THEN ? ELSE ready_at END,
          last_error = ?, error_kind = ? WHERE id = ?`,
     ).run(job.gen, job.gen, failAfter, kind, job.gen, readyAt, message, kind, job.id);
+  }
+
+  /** Re-queues a job for when its server's pause ends; `kind` is the error's class. */
+  deferForServer(job: Job, readyAt: number, message: string, kind = "server"): void {
+    this.tx(() => {
+      this.requeue(job, readyAt, message, false);
+      this.q("UPDATE queue SET last_error = ?, error_kind = ? WHERE id = ?").run(
+        message,
+        kind,
+        job.id,
+      );
+    });
+  }
+
+  hasPendingUpload(inputFile: string): boolean {
+    return this.q(
+      `SELECT 1 FROM queue WHERE input_file = ? AND event != ${DELETED} LIMIT 1`,
+    ).get(inputFile) !== undefined;
+  }
+
+  /**
+   * Re-queues, now, the jobs that failed or wait for a retry after an error
+   * (all, or those of one server): after a fix (a start, a reload, a server
+   * that works again). Work delayed on purpose (held deletes) keeps its time.
+   * Returns how many.
+   */
+  retryAfterFix(now: number, server?: string): number {
+    const sql = `UPDATE queue SET state = 'queued', attempts = 0, requeues = 0, ready_at = ?
+       WHERE (state = 'failed' OR (last_error IS NOT NULL AND running = 0 AND ready_at > ?))${
+      server ? " AND server = ?" : ""
+    }`;
+    const args: SQLInputValue[] = [now, now];
+    if (server) args.push(server);
+    return Number(this.q(sql).run(...args).changes);
   }
 
   /** Re-queues failed jobs now (all, or those of one server); returns how many. */
@@ -449,15 +602,17 @@ export class Store {
   }
 
   putSynced(row: SyncedRow): void {
+    this.syncedChanged.add(row.input_file);
     this.q(
       `INSERT INTO synced_files(input_file, transported_file_basename, url, server, dest, remote_path, size,
-         mtime_ms, ctime_ms, ino, md5, etag, chain, extras, synced_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         mtime_ms, ctime_ms, ino, md5, etag, chain, extras, synced_at, source_md5)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT(input_file, server, dest) DO UPDATE SET
          transported_file_basename = excluded.transported_file_basename, url = excluded.url,
          remote_path = excluded.remote_path, size = excluded.size, mtime_ms = excluded.mtime_ms,
          ctime_ms = excluded.ctime_ms, ino = excluded.ino, md5 = excluded.md5, etag = excluded.etag,
-         chain = excluded.chain, extras = excluded.extras, synced_at = excluded.synced_at`,
+         chain = excluded.chain, extras = excluded.extras, synced_at = excluded.synced_at,
+         source_md5 = excluded.source_md5`,
     ).run(
       row.input_file,
       row.transported_file_basename,
@@ -474,10 +629,55 @@ export class Store {
       row.chain,
       row.extras,
       row.synced_at,
+      row.source_md5 ?? null,
     );
   }
 
+  recordMove(from: SyncedRow, row: SyncedRow): void {
+    this.tx(() => {
+      this.deleteSynced(from.input_file, from.server, from.dest);
+      this.dropQueued(from.input_file, from.server, from.dest);
+      this.putSynced(row);
+    });
+  }
+
+  confirmSynced(
+    inputFile: string,
+    server: string,
+    dest: string,
+    at: number,
+    sourceMd5: string,
+  ): void {
+    this.q(
+      `UPDATE synced_files SET synced_at = ?, source_md5 = ?
+       WHERE input_file = ? AND server = ? AND dest = ?`,
+    ).run(at, sourceMd5, inputFile, server, dest);
+  }
+
+  retire(server: string, remotePaths: readonly string[], dueAt: number, inputFile: string): void {
+    retire(this, server, remotePaths, dueAt, inputFile);
+  }
+
+  recordDeleted(inputFile: string, server: string, dest: string): void {
+    this.tx(() => {
+      this.deleteSynced(inputFile, server, dest);
+      this.setDeps(inputFile, server, dest, []);
+    });
+  }
+
+  syncedAtPaths(server: string, remotePaths: readonly string[]): SyncedRow[] {
+    const get = this.q("SELECT * FROM synced_files WHERE server = ? AND remote_path = ?");
+    return remotePaths.flatMap((p) => get.all(server, p) as unknown as SyncedRow[]);
+  }
+
+  syncedBelow(server: string, remotePath: string): SyncedRow[] {
+    return this.q(
+      "SELECT * FROM synced_files WHERE server = ? AND remote_path > ? AND remote_path < ?",
+    ).all(server, remotePath + "/", remotePath + "0") as unknown as SyncedRow[];
+  }
+
   deleteSynced(inputFile: string, server: string, dest: string): void {
+    this.syncedChanged.add(inputFile);
     this.q("DELETE FROM synced_files WHERE input_file = ? AND server = ? AND dest = ?").run(
       inputFile,
       server,
@@ -506,6 +706,8 @@ export class Store {
       `INSERT INTO intents(server, remote_path, input_file, dest, created_at) VALUES (?, ?, ?, ?, ?)
        ON CONFLICT(server, remote_path) DO UPDATE SET input_file = excluded.input_file, dest = excluded.dest`,
     ).run(server, remotePath, inputFile, dest, now);
+    // Written again: no longer a retired version waiting for deletion.
+    this.q("DELETE FROM retired WHERE server = ? AND remote_path = ?").run(server, remotePath);
   }
 
   /** Intents of one file at one destination. */

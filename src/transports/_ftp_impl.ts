@@ -27,6 +27,7 @@ import { Pool } from "./pool.ts";
 import { isTempName, joinUrl, safeRemotePath, tempName } from "./paths.ts";
 import type {
   CallOptions,
+  DirRemover,
   Lister,
   Mover,
   PutOptions,
@@ -97,13 +98,32 @@ function parseMlsxTime(text: string | undefined): number | undefined {
   return Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]!, ms);
 }
 
-/** A connection could not be opened; `reason` is the text after the server name. */
+/**
+ * A connection could not be opened; `reason` is the text after the server
+ * name. `kind` is "auth" when only a configuration change can fix it.
+ */
 class ConnectFailure extends ClassifiedError {
   readonly reason: string;
-  constructor(server: string, reason: string, options?: ErrorOptions) {
-    super(`Cannot connect to server "${server}": ${reason}`, "server", options);
+  constructor(
+    server: string,
+    reason: string,
+    options?: ErrorOptions,
+    kind: "server" | "auth" = "server",
+  ) {
+    super(`Cannot connect to server "${server}": ${reason}`, kind, options);
     this.reason = reason;
   }
+}
+
+/**
+ * A reply that refuses one more session because of a limit (pure-ftpd
+ * `421 5 users (the maximum) are already logged in`, vsftpd `421 There are
+ * too many connected users`, ProFTPD MaxClients), not because of the login.
+ */
+function isTooManyReply(err: unknown): boolean {
+  return err instanceof FTPError && (err.code === 421 || err.code === 530) &&
+    /too many|maximum|max(imum)? (number of )?(clients|users|connections)|already (logged|connected)|limit/i
+      .test(err.message);
 }
 
 function isPermission(err: unknown): boolean {
@@ -221,7 +241,7 @@ function hardenContext(ftp: FTPContext): void {
   };
 }
 
-class Ftp implements Transport, Stater, Lister, Mover {
+class Ftp implements Transport, Stater, Lister, Mover, DirRemover {
   readonly #s: Settings;
   readonly #server: string;
   readonly #log: Logger;
@@ -253,6 +273,9 @@ class Ftp implements Transport, Stater, Lister, Mover {
       // Connections opened before a switch to OpenSSL cannot transfer: retire them.
       isAlive: (c) => !c.client.closed && c.engine === this.#tls.engine,
       idleTimeoutMs: 60_000,
+      holdsFailure: (err) => err instanceof ClassifiedError && err.kind === "auth",
+      isTooMany: (err) => err instanceof ConnectFailure && isTooManyReply(err.cause),
+      onShrink: (size, err) => this.#tooMany(size, ctx.maxConnections, err),
     });
     if (s.tls !== "none" && s.insecure) {
       this.#log.warn(
@@ -266,6 +289,20 @@ class Ftp implements Transport, Stater, Lister, Mover {
         `Server "${this.#server}" uses plain FTP: the password and files travel unencrypted`,
       );
     }
+  }
+
+  #shrinkLogged = false;
+
+  /** Says once per run that the server refused more connections, and what to change. */
+  #tooMany(size: number, configured: number, err: unknown): void {
+    const reply = err instanceof ConnectFailure ? this.#describe(err.cause) : errorMessage(err);
+    const text = `Server "${this.#server}" (${this.#s.host}:${this.#s.port}) refused more than ` +
+      `${size} connection${size === 1 ? "" : "s"} at once ("${reply}"); using ${size} instead ` +
+      `of ${configured} for this run. Set maxConnections="${size}" (or lower) on this server ` +
+      "to avoid the refused logins";
+    if (this.#shrinkLogged) this.#log.debug(text);
+    else this.#log.warn(text);
+    this.#shrinkLogged = true;
   }
 
   // -- errors ---------------------------------------------------------------
@@ -354,6 +391,7 @@ class Ftp implements Transport, Stater, Lister, Mover {
             this.#server,
             `cannot read ca "${s.caPath}": ${errorMessage(err)}`,
             { cause: err },
+            "auth",
           );
         }
       }
@@ -376,6 +414,8 @@ class Ftp implements Transport, Stater, Lister, Mover {
         }) does ` +
           `not match tls_fingerprint "${pinned}": the certificate changed, or someone is ` +
           "intercepting the connection",
+        undefined,
+        "auth",
       );
     }
   }
@@ -485,7 +525,23 @@ class Ftp implements Transport, Stater, Lister, Mover {
     tlsOpts: ConnectionOptions | undefined,
   ): Promise<ClassifiedError> {
     const msg = this.#scrub(this.#describe(err));
-    if (stage === "login" || (err instanceof FTPError && err.code === 530)) {
+    if (isTooManyReply(err)) {
+      return new ConnectFailure(
+        this.#server,
+        `${this.#s.host}:${this.#s.port} refuses more connections: ${msg}`,
+        { cause: err },
+      );
+    }
+    if (err instanceof FTPError && (stage === "login" || err.code === 530)) {
+      // A refused login does not get better by trying again: pause the server.
+      return new ConnectFailure(
+        this.#server,
+        `cannot log in as ${where}: ${msg} (check username and password)`,
+        { cause: err },
+        err.code === 530 ? "auth" : "server",
+      );
+    }
+    if (stage === "login") {
       return new ConnectFailure(this.#server, `cannot log in as ${where}: ${msg}`, { cause: err });
     }
     const certProblem = tlsOpts &&
@@ -502,6 +558,7 @@ class Ftp implements Transport, Stater, Lister, Mover {
           "certificate (or its CA) in PEM format" +
           (fp ? `, or set tls_fingerprint to "${fp}"` : ", or pin it with tls_fingerprint"),
         { cause: err },
+        "auth",
       );
     }
     if (err instanceof FTPError && stage === "TLS") {
@@ -746,6 +803,30 @@ class Ftp implements Transport, Stater, Lister, Mover {
     conn.dirs.add(dir);
   }
 
+  /**
+   * After fileconveyor deleted or moved away the file at `rel`: removes the
+   * directories that this left empty, innermost first, never the root.
+   * RMD refuses a directory that holds anything, so a directory with other
+   * files is left alone: only directories whose last file fileconveyor itself
+   * removed go. Errors stop the walk.
+   */
+  async #pruneParents(conn: Conn, rel: string): Promise<void> {
+    for (
+      let d = path.posix.dirname(rel);
+      d !== "." && d !== "/" && d !== "";
+      d = path.posix.dirname(d)
+    ) {
+      try {
+        await conn.client.send("RMD " + await conn.client.protectWhitespace(this.#full(d)));
+      } catch (err) {
+        if (err instanceof FTPError) return; // not empty, or not allowed
+        throw err;
+      }
+      // Other connections still cache it; their uploads re-create it when refused.
+      conn.dirs.clear();
+    }
+  }
+
   async #rename(conn: Conn, from: string, to: string): Promise<void> {
     try {
       await conn.client.rename(from, to);
@@ -845,6 +926,27 @@ class Ftp implements Transport, Stater, Lister, Mover {
           if (!(err instanceof FTPError && err.code === 550)) throw err;
           // 550 means "no such file" or "not allowed": only the first is success.
           if (await this.#statPath(conn, full) !== null) throw err;
+          return;
+        }
+        await this.#pruneParents(conn, rel);
+      });
+    } catch (err) {
+      this.#fail("delete", "from", rel, err);
+    }
+  }
+
+  async removeDir(remotePath: string, options: CallOptions): Promise<void> {
+    const rel = safeRemotePath(remotePath);
+    this.#checkName("delete", "from", rel);
+    const full = this.#full(rel);
+    try {
+      await this.#use(options.signal, async (conn) => {
+        try {
+          await conn.client.send("RMD " + await conn.client.protectWhitespace(full));
+        } catch (err) {
+          if (!(err instanceof FTPError && err.code === 550)) throw err;
+          // 550 means "no such directory", "not empty" or "not allowed": only the first is success.
+          if (await this.#statPath(conn, full) !== null) throw err;
         }
       });
     } catch (err) {
@@ -862,6 +964,7 @@ class Ftp implements Transport, Stater, Lister, Mover {
         const dst = this.#full(b);
         await this.#ensureDir(conn, path.posix.dirname(dst));
         await this.#rename(conn, this.#full(a), dst);
+        await this.#pruneParents(conn, a);
       });
     } catch (err) {
       this.#fail("move", `to "${b}" on`, a, err);

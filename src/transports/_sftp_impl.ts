@@ -20,6 +20,7 @@ import { Pool } from "./pool.ts";
 import { isTempName, joinUrl, safeRemotePath, tempName } from "./paths.ts";
 import type {
   CallOptions,
+  DirRemover,
   Lister,
   Mover,
   PutOptions,
@@ -93,11 +94,21 @@ interface Conn {
   posixRename: boolean;
 }
 
-/** A connection could not be opened; `reason` is the text after the server name. */
+/**
+ * A connection could not be opened; `reason` is the text after the server
+ * name. `kind` is "auth" when only a configuration change can fix it.
+ */
 class ConnectFailure extends ClassifiedError {
   readonly reason: string;
-  constructor(server: string, reason: string, options?: ErrorOptions) {
-    super(`Cannot connect to server "${server}": ${reason}`, "server", options);
+  /** The server refused one more session (channel open failure, closed before login). */
+  tooMany = false;
+  constructor(
+    server: string,
+    reason: string,
+    options?: ErrorOptions,
+    kind: "server" | "auth" = "server",
+  ) {
+    super(`Cannot connect to server "${server}": ${reason}`, kind, options);
     this.reason = reason;
   }
 }
@@ -115,6 +126,26 @@ class ConnectionError extends Error {
 function statusCode(err: unknown): number | undefined {
   const c = (err as { code?: unknown })?.code;
   return typeof c === "number" ? c : undefined;
+}
+
+/**
+ * Adds to an SFTP status error (the server says only "permission denied")
+ * the request and remote path that failed, once: the innermost step is the
+ * one that names the real cause.
+ */
+function at<R>(p: Promise<R>, step: (code: number) => string): Promise<R> {
+  return p.catch((err) => {
+    throw annotate(err, step);
+  });
+}
+
+/** See {@linkcode at}; returns `err`. */
+function annotate(err: unknown, step: (code: number) => string): unknown {
+  const code = statusCode(err);
+  if (code !== undefined && (err as { step?: string }).step === undefined) {
+    Object.assign(err as object, { step: step(code) });
+  }
+  return err;
 }
 
 /** Request-level SFTP errors leave the connection usable; anything else does not. */
@@ -149,7 +180,7 @@ interface Settings {
   insecure: boolean;
 }
 
-class Sftp implements Transport, Stater, Lister, Mover {
+class Sftp implements Transport, Stater, Lister, Mover, DirRemover {
   readonly #s: Settings;
   readonly #server: string;
   readonly #log: Logger;
@@ -170,6 +201,9 @@ class Sftp implements Transport, Stater, Lister, Mover {
       destroy: (c) => this.#disconnect(c),
       isAlive: (c) => c.alive,
       idleTimeoutMs: 60_000,
+      holdsFailure: (err) => err instanceof ClassifiedError && err.kind === "auth",
+      isTooMany: (err) => err instanceof ConnectFailure && err.tooMany,
+      onShrink: (size, err) => this.#tooMany(size, ctx.maxConnections, err),
     });
     if (s.insecure) {
       this.#log.warn(
@@ -178,6 +212,20 @@ class Sftp implements Transport, Stater, Lister, Mover {
           "Set host_key_fingerprint or use known_hosts instead",
       );
     }
+  }
+
+  #shrinkLogged = false;
+
+  /** Says once per run that the server refused more connections, and what to change. */
+  #tooMany(size: number, configured: number, err: unknown): void {
+    const reason = err instanceof ConnectFailure ? err.reason : errorMessage(err);
+    const text = `Server "${this.#server}" (${this.#s.host}:${this.#s.port}) refused more than ` +
+      `${size} connection${size === 1 ? "" : "s"} at once (${reason}); using ${size} instead ` +
+      `of ${configured} for this run. Set maxConnections="${size}" (or lower) on this server, ` +
+      "or raise the server's limit (sshd MaxSessions/MaxStartups, per-user login limits)";
+    if (this.#shrinkLogged) this.#log.debug(text);
+    else this.#log.warn(text);
+    this.#shrinkLogged = true;
   }
 
   // -- errors ---------------------------------------------------------------
@@ -193,7 +241,10 @@ class Sftp implements Transport, Stater, Lister, Mover {
     if (code !== undefined) {
       const text = STATUS_TEXT[code] ?? `status ${code}`;
       const msg = errorMessage(err);
-      return msg && msg.toLowerCase() !== text ? `${text} (${msg})` : text;
+      const detail = [(err as { step?: string }).step];
+      if (msg && msg.toLowerCase() !== text) detail.push(msg);
+      const d = detail.filter((x) => x).join("; ");
+      return d ? `${text} (${d})` : text;
     }
     return errorMessage(err);
   }
@@ -263,6 +314,7 @@ class Sftp implements Transport, Stater, Lister, Mover {
           this.#server,
           `cannot read private key "${s.key}": ${errorMessage(err)}`,
           { cause: err },
+          "auth",
         );
       }
       const parsed = ssh2.utils.parseKey(data, s.passphrase);
@@ -273,6 +325,8 @@ class Sftp implements Transport, Stater, Lister, Mover {
             `cannot use private key "${s.key}": ${parsed.message}` +
               (/passphrase/i.test(parsed.message) ? " (set passphrase)" : ""),
           ),
+          undefined,
+          "auth",
         );
       }
       cfg.privateKey = data;
@@ -287,6 +341,8 @@ class Sftp implements Transport, Stater, Lister, Mover {
       throw new ConnectFailure(
         this.#server,
         "no authentication method (set password or key, or run an ssh-agent with SSH_AUTH_SOCK set)",
+        undefined,
+        "auth",
       );
     }
 
@@ -302,6 +358,7 @@ class Sftp implements Transport, Stater, Lister, Mover {
             this.#server,
             `cannot read known_hosts "${s.knownHosts}": ${errorMessage(err)}`,
             { cause: err },
+            "auth",
           );
         }
       }
@@ -353,18 +410,37 @@ class Sftp implements Transport, Stater, Lister, Mover {
     const sock = new net.Socket();
     sock.setNoDelay(true); // without it every SFTP round trip waits ~40 ms (Nagle + delayed ACK)
     const client = new ssh2.Client();
+    let stage: "connect" | "sftp" = "connect";
     const fail = (err: unknown): ClassifiedError => {
       if (err instanceof ClassifiedError) return err;
       const level = (err as { level?: string }).level;
       if (refusal !== undefined) {
-        return new ConnectFailure(this.#server, `${s.host}:${s.port}: ${refusal}`, { cause: err });
+        return new ConnectFailure(
+          this.#server,
+          `${s.host}:${s.port}: ${refusal}`,
+          { cause: err },
+          "auth",
+        );
       }
       if (level === "client-authentication") {
         return new ConnectFailure(
           this.#server,
           `cannot log in as ${where}: authentication failed (tried ${methods.join(", ")})`,
           { cause: err },
+          "auth",
         );
+      }
+      if (stage === "sftp") {
+        // Logged in but no SFTP channel: the way servers refuse one more
+        // session (MaxSessions, per-user login limits). With other
+        // connections open, the pool keeps their number as its size.
+        const f = new ConnectFailure(
+          this.#server,
+          this.#scrub(`${where} refused one more session: ${errorMessage(err)}`),
+          { cause: err },
+        );
+        f.tooMany = true;
+        return f;
       }
       if (level === "client-timeout" || (err as { code?: string }).code === "ETIMEDOUT") {
         return new ConnectFailure(
@@ -405,6 +481,7 @@ class Sftp implements Transport, Stater, Lister, Mover {
       client.on("error", (err) => done(err));
       client.on("close", () => done(new ConnectionError("connection closed during login")));
       client.on("ready", () => {
+        stage = "sftp";
         client.sftp((err, sftp) => {
           if (err) return done(err);
           const c: Conn = {
@@ -532,7 +609,13 @@ class Sftp implements Transport, Stater, Lister, Mover {
     }
     await this.#ensureDir(conn, path.posix.dirname(dir));
     try {
-      await this.#req(conn, (cb) => conn.sftp.mkdir(dir, cb));
+      await at(
+        this.#req(conn, (cb) => conn.sftp.mkdir(dir, cb)),
+        (code) =>
+          code === PERMISSION_DENIED
+            ? `cannot create directory "${dir}": "${path.posix.dirname(dir)}" is not writable`
+            : `cannot create directory "${dir}"`,
+      );
     } catch (err) {
       // Another connection may have created it meanwhile.
       const st = await this.#req<ssh2.Stats>(conn, (cb) => conn.sftp.stat(dir, cb)).catch(() =>
@@ -541,6 +624,29 @@ class Sftp implements Transport, Stater, Lister, Mover {
       if (!st?.isDirectory()) throw err;
     }
     conn.dirs.add(dir);
+  }
+
+  /**
+   * After fileconveyor deleted or moved away the file at `rel`: removes the
+   * directories that this left empty, innermost first, never the root.
+   * RMDIR refuses a directory that holds anything, so a directory with other
+   * files (or one a user emptied otherwise) is left alone: only directories
+   * whose last file fileconveyor itself removed go. Errors stop the walk.
+   */
+  async #pruneParents(conn: Conn, rel: string): Promise<void> {
+    for (
+      let d = path.posix.dirname(rel);
+      d !== "." && d !== "/" && d !== "";
+      d = path.posix.dirname(d)
+    ) {
+      try {
+        await this.#req(conn, (cb) => conn.sftp.rmdir(this.#full(d), cb));
+      } catch {
+        return;
+      }
+      // Other connections still cache it; their uploads re-create it on "no such file".
+      conn.dirs.clear();
+    }
   }
 
   /** Renames `from` over `to` atomically where the server can. */
@@ -577,7 +683,13 @@ class Sftp implements Transport, Stater, Lister, Mover {
     signal: AbortSignal,
   ): Promise<number> {
     {
-      const handle = await this.#req<Buffer>(conn, (cb) => conn.sftp.open(remote, "w", cb));
+      const handle = await at(
+        this.#req<Buffer>(conn, (cb) => conn.sftp.open(remote, "w", cb)),
+        (code) =>
+          code === PERMISSION_DENIED
+            ? `cannot create "${remote}": "${path.posix.dirname(remote)}" is not writable`
+            : `cannot create "${remote}"`,
+      );
       let closed = false;
       try {
         let pos = 0;
@@ -675,7 +787,7 @@ class Sftp implements Transport, Stater, Lister, Mover {
             );
           }
           options.signal.throwIfAborted();
-          await this.#rename(conn, tmp, full);
+          await at(this.#rename(conn, tmp, full), () => `cannot rename "${tmp}" to "${full}"`);
           return sent;
         } catch (err) {
           if (conn.alive) await this.#req(conn, (cb) => conn.sftp.unlink(tmp, cb)).catch(() => {});
@@ -698,8 +810,33 @@ class Sftp implements Transport, Stater, Lister, Mover {
     const rel = safeRemotePath(remotePath);
     try {
       await this.#use(options.signal, async (conn) => {
+        const full = this.#full(rel);
         try {
-          await this.#req(conn, (cb) => conn.sftp.unlink(this.#full(rel), cb));
+          await this.#req(conn, (cb) => conn.sftp.unlink(full, cb));
+          await this.#pruneParents(conn, rel);
+        } catch (err) {
+          if (statusCode(err) !== NO_SUCH_FILE) {
+            throw annotate(
+              err,
+              (code) =>
+                code === PERMISSION_DENIED
+                  ? `cannot delete "${full}": "${path.posix.dirname(full)}" is not writable`
+                  : `cannot delete "${full}"`,
+            );
+          }
+        }
+      });
+    } catch (err) {
+      this.#fail("delete", "from", rel, err);
+    }
+  }
+
+  async removeDir(remotePath: string, options: CallOptions): Promise<void> {
+    const rel = safeRemotePath(remotePath);
+    try {
+      await this.#use(options.signal, async (conn) => {
+        try {
+          await this.#req(conn, (cb) => conn.sftp.rmdir(this.#full(rel), cb));
         } catch (err) {
           if (statusCode(err) !== NO_SUCH_FILE) throw err;
         }
@@ -716,7 +853,9 @@ class Sftp implements Transport, Stater, Lister, Mover {
       await this.#use(options.signal, async (conn) => {
         const dst = this.#full(b);
         await this.#ensureDir(conn, path.posix.dirname(dst));
-        await this.#rename(conn, this.#full(a), dst);
+        const src = this.#full(a);
+        await at(this.#rename(conn, src, dst), () => `cannot rename "${src}" to "${dst}"`);
+        await this.#pruneParents(conn, a);
       });
     } catch (err) {
       this.#fail("move", `to "${b}" on`, a, err);

@@ -5,6 +5,17 @@
  * Waiters are served first-in first-out and can give up with an
  * `AbortSignal`.
  *
+ * Until a connection has opened (at the start, and after every failed
+ * open), the pool dials one connection at a time: a server that refuses us
+ * sees one attempt, not one per waiting caller. A failure that `holdsFailure`
+ * accepts (a wrong password, an untrusted host key) is remembered: every
+ * acquire fails at once with that error, without dialing, until a backoff
+ * expires (`holdMs`, doubling on each repeat up to `maxHoldMs`). A wrong
+ * password then costs one login per backoff for the whole server, instead of
+ * one per file and retry (which locks the user out through fail2ban).
+ * A server that refuses more connections (`isTooMany`) shrinks the pool to
+ * what it allowed.
+ *
  * @module
  */
 
@@ -20,6 +31,23 @@ export interface PoolOptions<T> {
   isAlive?(conn: T): boolean;
   /** Closes connections idle for this long, in milliseconds (default 60 000; 0 keeps them). */
   idleTimeoutMs?: number;
+  /**
+   * Whether a failed `create` means that no connection can open until the
+   * configuration changes (wrong password, host key or certificate). Default: never.
+   */
+  holdsFailure?(err: unknown): boolean;
+  /** First backoff after such a failure, in milliseconds (default 10 000). */
+  holdMs?: number;
+  /** Longest backoff after repeated such failures, in milliseconds (default 300 000). */
+  maxHoldMs?: number;
+  /**
+   * Whether a failed `create` means that the server refuses more connections
+   * (too many users or sessions). With others open, the pool then keeps the
+   * number that did open as its size and retries the caller on one of them.
+   */
+  isTooMany?(err: unknown): boolean;
+  /** Told once when the pool shrinks because the server refused more connections. */
+  onShrink?(size: number, err: unknown): void;
 }
 
 /** A connection lent by {@linkcode Pool.acquire}; give it back exactly once. */
@@ -92,8 +120,18 @@ interface Waiter<T> {
  */
 export class Pool<T> {
   readonly #opts: PoolOptions<T>;
-  readonly #max: number;
+  #max: number;
   readonly #idleTimeoutMs: number;
+  /** Whether a connection opened since the last failed open (until then: one dial at a time). */
+  #proven = false;
+  #dialing = 0;
+  #dials = 0;
+  /** A remembered failure ({@linkcode PoolOptions.holdsFailure}) and until when it holds. */
+  #held: { err: unknown; until: number } | undefined;
+  #holdMs = 0;
+  /** The refusal that limited the size ({@linkcode PoolOptions.isTooMany}), and the size told. */
+  #limit: unknown;
+  #reported = 0;
   readonly #idle: Idle<T>[] = [];
   readonly #waiters: Waiter<T>[] = [];
   readonly #busy = new Set<T>();
@@ -125,6 +163,21 @@ export class Pool<T> {
     };
   }
 
+  /** Most connections open at once: `max`, or fewer once the server refused more. */
+  get size(): number {
+    return this.#max;
+  }
+
+  /** Connections dialed so far, failed ones included. */
+  get dials(): number {
+    return this.#dials;
+  }
+
+  /** The remembered failure while its backoff lasts ({@linkcode PoolOptions.holdsFailure}). */
+  get heldFailure(): unknown {
+    return this.#held && this.#held.until > Date.now() ? this.#held.err : undefined;
+  }
+
   /**
    * Lends a connection: an idle live one, a new one while fewer than `max`
    * are open, or the next one given back. Rejects with the signal's reason
@@ -135,7 +188,14 @@ export class Pool<T> {
     if (signal?.aborted) return Promise.reject(signal.reason);
     const idle = this.#takeIdle();
     if (idle !== undefined) return Promise.resolve(this.#lease(idle, false));
-    if (this.#total < this.#max) return this.#open(signal);
+    const held = this.heldFailure;
+    if (held !== undefined) return Promise.reject(held);
+    if (this.#canDial()) return this.#open(signal);
+    return this.#wait(signal);
+  }
+
+  /** Queues the caller for the next connection given back or slot freed. */
+  #wait(signal?: AbortSignal): Promise<Lease<T>> {
     return new Promise<Lease<T>>((resolve, reject) => {
       const waiter: Waiter<T> = { resolve, reject, signal };
       if (signal) {
@@ -192,6 +252,11 @@ export class Pool<T> {
     await Promise.all(conns.map((c) => this.#destroy(c)));
   }
 
+  /** A new connection may be dialed now: below the size, and only one at a time until one opened. */
+  #canDial(): boolean {
+    return this.#total < this.#max && (this.#proven || this.#dialing === 0);
+  }
+
   #takeIdle(): T | undefined {
     while (this.#idle.length > 0) {
       const conn = this.#clearIdle(this.#idle.pop()!);
@@ -216,6 +281,8 @@ export class Pool<T> {
 
   async #open(signal?: AbortSignal): Promise<Lease<T>> {
     this.#total++;
+    this.#dialing++;
+    this.#dials++;
     const signals = [this.#closeController.signal];
     if (signal) signals.push(signal);
     let conn: T;
@@ -223,8 +290,33 @@ export class Pool<T> {
       conn = await this.#opts.create(AbortSignal.any(signals));
     } catch (err) {
       this.#total--;
+      this.#dialing--;
+      if (!this.#closed && !signal?.aborted) {
+        if (this.#opts.holdsFailure?.(err)) {
+          this.#hold(err);
+        } else if (this.#total > 0 && this.#opts.isTooMany?.(err)) {
+          // The server allows only the connections already open (and those
+          // of the dials still under way that succeed): keep that size, and
+          // give the caller the next connection that comes back.
+          this.#limit = err;
+          this.#max = Math.max(1, Math.min(this.#max, this.#total - this.#dialing));
+          this.#reportLimit();
+          return this.#wait(signal);
+        } else {
+          this.#proven = false;
+        }
+      }
       this.#serveWaiters();
       throw err;
+    }
+    this.#dialing--;
+    this.#proven = true;
+    this.#holdMs = 0;
+    this.#held = undefined;
+    if (this.#limit !== undefined) {
+      // Opened after a refusal: the server allows this many after all.
+      this.#max = Math.min(this.#opts.max, Math.max(this.#max, this.#total - this.#dialing));
+      this.#reportLimit();
     }
     if (this.#closed) {
       this.#total--;
@@ -236,7 +328,35 @@ export class Pool<T> {
       this.#giveBack(conn);
       throw signal.reason;
     }
-    return this.#lease(conn, true);
+    const lease = this.#lease(conn, true);
+    // The first connection opened: the others may dial now.
+    this.#serveWaiters();
+    return lease;
+  }
+
+  /** Tells the size the server allowed, once the dials under way have settled. */
+  #reportLimit(): void {
+    if (this.#dialing > 0 || this.#max === this.#reported) return;
+    this.#reported = this.#max;
+    this.#opts.onShrink?.(this.#max, this.#limit);
+  }
+
+  /** Remembers a failure that no new dial can fix before the configuration changes. */
+  #hold(err: unknown): void {
+    // Dials that were already under way fail together: one backoff step for all of them.
+    if (this.heldFailure === undefined) {
+      const first = this.#opts.holdMs ?? 10_000;
+      this.#holdMs = this.#holdMs === 0
+        ? first
+        : Math.min(this.#holdMs * 2, this.#opts.maxHoldMs ?? 300_000);
+      this.#held = { err, until: Date.now() + this.#holdMs };
+    }
+    this.#proven = false;
+    // Everyone waiting would dial into the same refusal.
+    for (const w of this.#waiters.splice(0)) {
+      if (w.onAbort) w.signal?.removeEventListener("abort", w.onAbort);
+      w.reject(err);
+    }
   }
 
   #lease(conn: T, fresh: boolean): Lease<T> {
@@ -294,12 +414,17 @@ export class Pool<T> {
     this.#idle.push(entry);
   }
 
-  /** A slot became free: let the first waiter open a connection. */
+  /** Slots are free: let waiters open connections (one at a time until one opened). */
   #serveWaiters(): void {
-    if (this.#closed || this.#total >= this.#max) return;
-    const waiter = this.#nextWaiter();
-    if (!waiter) return;
-    this.#open(waiter.signal).then(waiter.resolve, waiter.reject);
+    while (!this.#closed && this.#canDial() && this.#waiters.length > 0) {
+      const held = this.heldFailure;
+      const waiter = this.#nextWaiter()!;
+      if (held !== undefined) {
+        waiter.reject(held);
+        continue;
+      }
+      this.#open(waiter.signal).then(waiter.resolve, waiter.reject);
+    }
   }
 
   #nextWaiter(): Waiter<T> | undefined {

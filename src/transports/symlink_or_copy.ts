@@ -141,17 +141,7 @@ class SymlinkOrCopy implements Transport, Stater, Lister, Mover {
     } catch (err) {
       this.#fail("delete", remotePath, err);
     }
-    // Remove now-empty parents up to the root; stop at the first non-empty one.
-    let dir = path.dirname(dst);
-    while (dir.startsWith(this.#root + path.sep)) {
-      try {
-        await fs.rmdir(dir);
-        this.#dirs.clear();
-      } catch {
-        break;
-      }
-      dir = path.dirname(dir);
-    }
+    await this.#pruneParents(dst);
   }
 
   async move(from: string, to: string, _options: CallOptions): Promise<void> {
@@ -169,6 +159,25 @@ class SymlinkOrCopy implements Transport, Stater, Lister, Mover {
       await fs.rename(src, dst);
     } catch (err) {
       this.#fail("move", from, err);
+    }
+    await this.#pruneParents(src);
+  }
+
+  /**
+   * Removes the directories that deleting or moving away `file` left empty,
+   * innermost first, up to (not including) the root. rmdir refuses a
+   * directory that holds anything, so directories with other files stay.
+   */
+  async #pruneParents(file: string): Promise<void> {
+    let dir = path.dirname(file);
+    while (dir.startsWith(this.#root + path.sep)) {
+      try {
+        await fs.rmdir(dir);
+        this.#dirs.clear();
+      } catch {
+        break;
+      }
+      dir = path.dirname(dir);
     }
   }
 

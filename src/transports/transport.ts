@@ -96,6 +96,17 @@ export interface Mover {
   move(from: string, to: string, options: CallOptions): Promise<void>;
 }
 
+/**
+ * Optional capability: remove an empty directory, for destinations that
+ * have directories and keep them when their last file is deleted. The
+ * pipeline uses it when a directory must make room for a file of the same
+ * name.
+ */
+export interface DirRemover {
+  /** Removes the directory `remotePath` if it is empty; a missing one succeeds; a non-empty one throws. */
+  removeDir(remotePath: string, options: CallOptions): Promise<void>;
+}
+
 /** Optional capability: work to finish before the pipeline reports idle (e.g. CDN invalidations). */
 export interface Flusher {
   /** Completes deferred work (such as pending invalidations). */
@@ -115,6 +126,11 @@ export function isLister(t: Transport): t is Transport & Lister {
 /** Type guard for {@linkcode Mover}. */
 export function isMover(t: Transport): t is Transport & Mover {
   return typeof (t as Partial<Mover>).move === "function";
+}
+
+/** Type guard for {@linkcode DirRemover}. */
+export function isDirRemover(t: Transport): t is Transport & DirRemover {
+  return typeof (t as Partial<DirRemover>).removeDir === "function";
 }
 
 /** Type guard for {@linkcode Flusher}. */

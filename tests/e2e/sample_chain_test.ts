@@ -34,11 +34,23 @@ function files(root: string): string[] {
   return out.sort();
 }
 
-/** The published name of a source file: `name_<mtime>.ext` in the same directory. */
-function published(srcRoot: string, rel: string): string {
+/**
+ * The published name of a source file among `got`: `name_<mtime>.ext` in the
+ * same directory, or `name_<mtime>_<8 hex>.ext` for a stylesheet that embeds
+ * other files' URLs (the hash of its content).
+ */
+function published(got: Set<string>, srcRoot: string, rel: string): string {
   const st = fs.statSync(path.join(srcRoot, rel));
   const ext = path.posix.extname(rel);
-  return `${rel.slice(0, -ext.length)}_${Math.floor(st.mtimeMs / 1000)}${ext}`;
+  const plain = `${rel.slice(0, -ext.length)}_${Math.floor(st.mtimeMs / 1000)}`;
+  if (ext === ".css") {
+    const hashed = [...got].find((g) =>
+      g.startsWith(plain + "_") && g.endsWith(ext) &&
+      /^[0-9a-f]{8}$/.test(g.slice(plain.length + 1, -ext.length))
+    );
+    if (hashed) return hashed;
+  }
+  return plain + ext;
 }
 
 function pixels(file: string, bytes: Uint8Array): string {
@@ -95,11 +107,12 @@ Deno.test("the original sample chain publishes consistent CSS, unique names and 
     const sources = files(site).filter((f) => /\.(css|js|png|jpg|gif|svg|eot|ttf|woff2?)$/.test(f));
     for (const t of targets) {
       const got = new Set(files(t.root));
-      // Unique names: every file is published as name_<mtime>.ext and nothing else is there.
-      const expected = sources.map((f) => published(site, f));
+      // Unique names: every file is published as name_<mtime>.ext (stylesheets with a content
+      // hash too) and nothing else is there.
+      const expected = sources.map((f) => published(got, site, f));
       assertEquals([...got].sort(), expected.sort(), `${t.name}: published names`);
       for (const f of sources.filter((f) => f.endsWith(".css"))) {
-        const css = fs.readFileSync(path.join(t.root, published(site, f)), "utf8");
+        const css = fs.readFileSync(path.join(t.root, published(got, site, f)), "utf8");
         const urls = [...css.matchAll(/url\(\s*["']?([^"')\s]+)|@import\s+["']([^"']+)/g)].map((
           m,
         ) => m[1] ?? m[2]!);
@@ -125,7 +138,7 @@ Deno.test("the original sample chain publishes consistent CSS, unique names and 
       }
       for (const f of sources.filter((f) => /\.(png|jpg|gif)$/.test(f))) {
         const before = fs.readFileSync(path.join(site, f));
-        const after = fs.readFileSync(path.join(t.root, published(site, f)));
+        const after = fs.readFileSync(path.join(t.root, published(got, site, f)));
         assert(
           after.length <= before.length,
           `${t.name}: ${f} grew from ${before.length} to ${after.length}`,
@@ -135,7 +148,7 @@ Deno.test("the original sample chain publishes consistent CSS, unique names and 
       // Minified scripts still run the same (the processor tests run them; here: smaller or equal).
       for (const f of sources.filter((f) => f.endsWith(".js") && !f.endsWith(".min.js"))) {
         const before = fs.statSync(path.join(site, f)).size;
-        const after = fs.statSync(path.join(t.root, published(site, f))).size;
+        const after = fs.statSync(path.join(t.root, published(got, site, f))).size;
         assert(after < before, `${t.name}: ${f} was not minified (${before} → ${after})`);
       }
     }

@@ -13,14 +13,22 @@ Deno.test("matchesFilter() matches everything without a filter", () => {
   assert(matchesFilter(undefined, c("anything/at/all.bin")));
 });
 
-Deno.test("matchesFilter() paths are prefixes of the relative directory", () => {
-  const f: Filter = { paths: ["modules", "misc/sub"] };
+Deno.test("matchesFilter() paths match whole runs of directory names anywhere in the path", () => {
+  const f: Filter = { paths: ["modules", "misc/sub", "sites/all/themes"] };
   assert(matchesFilter(f, c("modules/a.css")));
   assert(matchesFilter(f, c("modules/x/y/a.css")));
   assert(matchesFilter(f, c("misc/sub/a.css")));
   assert(!matchesFilter(f, c("misc/a.css")));
   assert(!matchesFilter(f, c("modules2/a.css")), "a prefix of a name is not a match");
+  assert(!matchesFilter(f, c("mymodules/a.css")), "a suffix of a name is not a match");
   assert(!matchesFilter(f, c("a.css")));
+  assert(!matchesFilter(f, c("x/modules.css")), "the file name is not a directory");
+  // Deeper in the tree, as the original matched in a Drupal multisite.
+  assert(matchesFilter(f, c("sites/example.com/modules/a.css")));
+  assert(matchesFilter(f, c("x/misc/sub/y/a.css")));
+  assert(!matchesFilter(f, c("x/misc/subway/a.css")));
+  assert(matchesFilter({ paths: ["themes"] }, c("sites/x/themes/garland/style.css")));
+  assert(!matchesFilter({ paths: ["themes"] }, c("sites/x/mythemes/style.css")));
 });
 
 Deno.test("matchesFilter() extensions are exact and case-insensitive", () => {

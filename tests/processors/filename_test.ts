@@ -73,15 +73,34 @@ Deno.test("unique_filename.ContentHash differs per server when link_updater's ou
     lookupUrl: (p) => `https://b.example/${path.basename(p)}`,
   });
   assert(a.name !== b.name, `${a.name} === ${b.name}`);
-  const mtime = [ref("link_updater.CSSURLUpdater"), ref("unique_filename.Mtime")];
-  assertEquals(
-    (await run(mtime, css, {
-      server: "a",
-      lookupUrl: (p) => `https://a.example/${path.basename(p)}`,
-    })).name,
-    (await run(mtime, css, {
-      server: "b",
-      lookupUrl: (p) => `https://b.example/${path.basename(p)}`,
-    })).name,
-  );
+});
+
+Deno.test("unique_filename.Mtime and MD5 name a stylesheet after the URLs it embeds", async () => {
+  const css = path.join(SHOP, "css", "print.css");
+  const stat = fs.statSync(css);
+  const mtime = String(Math.floor(stat.mtimeMs / 1000));
+  const sourceMd5 = createHash("md5").update(fs.readFileSync(css)).digest("hex");
+  for (const unique of ["unique_filename.Mtime", "unique_filename.MD5"]) {
+    const chain = [ref("link_updater.CSSURLUpdater"), ref(unique)];
+    const at = (version: string) =>
+      run(chain, css, {
+        server: "a",
+        lookupUrl: (p) => `https://a.example/${version}/${path.basename(p)}`,
+      });
+    const v1 = await at("v1");
+    const v1again = await at("v1");
+    const v2 = await at("v2");
+    assertEquals(v1.name, v1again.name, unique);
+    assert(v1.name !== v2.name, `${unique}: ${v1.name} stays when a referenced URL changes`);
+    const hash = createHash("md5").update(v1.bytes).digest("hex");
+    assertEquals(
+      v1.name,
+      unique.endsWith("Mtime") ? `print_${mtime}_${hash.slice(0, 8)}.css` : `print_${hash}.css`,
+    );
+    assert(hash !== sourceMd5, "the stylesheet's URLs were rewritten");
+  }
+  // Without embedded URLs the names stay the original's.
+  const js = path.join(SHOP, "js", "app.js");
+  const jsMtime = String(Math.floor(fs.statSync(js).mtimeMs / 1000));
+  assertEquals((await run([ref("unique_filename.Mtime")], js)).name, `app_${jsMtime}.js`);
 });

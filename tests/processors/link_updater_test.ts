@@ -262,3 +262,40 @@ Deno.test("link_updater makes the chain per server for stylesheets only", () => 
   assert(chainIsPerServer([updater()], "a.css"));
   assert(!chainIsPerServer([updater()], "a.js"));
 });
+
+Deno.test("link_updater resolves names that need CSS escapes, before and after a minifier", async () => {
+  const t = tempDir();
+  try {
+    const names = ["ñandú.png", "日本.svg", "a b.png", "it's.png", "100%.png", 'q"x.png'];
+    fs.mkdirSync(path.join(t.dir, "misc"));
+    fs.mkdirSync(path.join(t.dir, "css"));
+    for (const n of names) fs.writeFileSync(path.join(t.dir, "misc", n), "x");
+    const file = path.join(t.dir, "css", "style.css");
+    fs.writeFileSync(
+      file,
+      [
+        `.a { background: url('../misc/ñandú.png'); }`,
+        `.b { background: url("../misc/日本.svg"); }`,
+        `.c { background: url("../misc/a b.png"); }`,
+        `.d { background: url("../misc/it's.png"); }`,
+        `.e { background: url(../misc/100%25.png); }`,
+        `.f { background: url('../misc/q"x.png'); }`,
+      ].join("\n"),
+    );
+    const cdn = (p: string) =>
+      "https://cdn.test/" +
+      path.relative(t.dir, p).split(path.sep).map(encodeURIComponent).join("/");
+    const expected = names.map((n) => cdn(path.join(t.dir, "misc", n)));
+    const source = { name: "t", scanPath: t.dir };
+    const minify = ref("yui_compressor.YUICompressor");
+    for (const chain of [[minify, updater()], [updater(), minify]]) {
+      const order = chain.map((p) => p.name).join(" → ");
+      const out = await run(chain, file, { source, lookupUrl: cdn });
+      const css = Buffer.from(out.bytes).toString("utf8");
+      const urls = scanCssUrls(css).map((u) => unescapeCss(u.value));
+      assertEquals(urls.sort(), [...expected].sort(), `${order}: ${css}`);
+    }
+  } finally {
+    t.cleanup();
+  }
+});

@@ -234,7 +234,7 @@ Deno.test("ftp refuses an untrusted certificate and shows how to trust it", asyn
   const t = await make(e, { tls: "explicit" }, { timeoutMs: 5000 });
   try {
     const err = await assertRejects(() => putText(t, e, "x.txt", "x"), ClassifiedError);
-    assertEquals((err as ClassifiedError).kind, "server");
+    assertEquals((err as ClassifiedError).kind, "auth");
     assertIncludes(err.message, `TLS certificate of ${e.info.host}:${e.info.port} is not trusted`);
     assertIncludes(err.message, `tls_fingerprint to "${e.info.certFingerprint}"`);
     assertIncludes(err.message, "set ca");
@@ -280,7 +280,7 @@ Deno.test("ftp accepts a pinned certificate fingerprint and refuses a wrong one"
     const t = await make(e, { tls: "explicit", tls_fingerprint: wrong });
     try {
       const err = await assertRejects(() => putText(t, e, "bad.txt", "x"), ClassifiedError);
-      assertEquals((err as ClassifiedError).kind, "server");
+      assertEquals((err as ClassifiedError).kind, "auth");
       assertIncludes(err.message, `does not match tls_fingerprint "${wrong}"`);
       assertIncludes(err.message, e.info.certFingerprint);
     } finally {
@@ -291,13 +291,13 @@ Deno.test("ftp accepts a pinned certificate fingerprint and refuses a wrong one"
   }
 });
 
-Deno.test("ftp reports a wrong password as a server error without the password", async () => {
+Deno.test("ftp reports a wrong password as an auth error without the password", async () => {
   const e = await env();
   const secret = "Wr0ng-" + crypto.randomUUID();
   const t = await make(e, { password: secret }, { timeoutMs: 5000 });
   try {
     const err = await assertRejects(() => putText(t, e, "x.txt", "x"), ClassifiedError);
-    assertEquals((err as ClassifiedError).kind, "server");
+    assertEquals((err as ClassifiedError).kind, "auth");
     assertIncludes(err.message, `Cannot upload "x.txt" to server "${SERVER}": cannot log in as`);
     assertIncludes(err.message, "530");
     assert(!err.message.includes(secret), `password leaked: ${err.message}`);

@@ -241,3 +241,107 @@ Deno.test("Pool rejects a size below 1", () => {
   }
   assert(threw);
 });
+
+Deno.test("Pool dials once until a connection opens, and holds a refused login", async () => {
+  class AuthError extends Error {}
+  let dials = 0;
+  let opened = 0;
+  let refuse = true;
+  const pool = new Pool<number>({
+    max: 4,
+    create: async () => {
+      dials++;
+      await tick(10);
+      if (refuse) throw new AuthError("wrong password");
+      return ++opened;
+    },
+    destroy: () => {},
+    holdsFailure: (err) => err instanceof AuthError,
+    holdMs: 100,
+  });
+  // Twenty callers at once: one dial, every caller gets the refusal.
+  const all = await Promise.allSettled(
+    Array.from({ length: 20 }, () => pool.use(() => Promise.resolve(1))),
+  );
+  assertEquals(dials, 1);
+  assert(all.every((r) => r.status === "rejected" && r.reason instanceof AuthError));
+  // While the hold lasts, no dial at all.
+  await assertRejects(() => pool.acquire(), AuthError);
+  assertEquals(dials, 1);
+  assert(pool.heldFailure instanceof AuthError);
+  // After it expires, the next caller dials again.
+  await tick(120);
+  refuse = false;
+  const ids = await Promise.all(Array.from({ length: 4 }, () =>
+    pool.use(async (c) => {
+      await tick(20);
+      return c;
+    })));
+  assertEquals(dials, 5);
+  assertEquals(new Set(ids).size, 4);
+  await pool.close();
+});
+
+Deno.test("Pool shrinks to the connections a server allows and tells once", async () => {
+  class TooMany extends Error {}
+  let open = 0;
+  const shrinks: number[] = [];
+  const pool = new Pool<number>({
+    max: 6,
+    create: async () => {
+      await tick(5);
+      if (open >= 2) throw new TooMany("421 2 users (the maximum) are already logged in");
+      return ++open;
+    },
+    destroy: () => {
+      open--;
+    },
+    isTooMany: (err) => err instanceof TooMany,
+    onShrink: (size) => shrinks.push(size),
+  });
+  const done = await Promise.all(Array.from({ length: 12 }, (_, i) =>
+    pool.use(async () => {
+      await tick(10);
+      return i;
+    })));
+  assertEquals(done.length, 12);
+  assertEquals(pool.size, 2);
+  assertEquals(shrinks, [2]);
+  await pool.close();
+});
+
+Deno.test("Pool counts refusals of dials under way at once as one backoff step", async () => {
+  class AuthError extends Error {}
+  let refuse = false;
+  let dials = 0;
+  const conns: { alive: boolean }[] = [];
+  const pool = new Pool<{ alive: boolean }>({
+    max: 3,
+    create: async () => {
+      dials++;
+      await tick(5);
+      if (refuse) throw new AuthError("password changed");
+      const c = { alive: true };
+      conns.push(c);
+      return c;
+    },
+    destroy: (c) => {
+      c.alive = false;
+    },
+    isAlive: (c) => c.alive,
+    holdsFailure: (err) => err instanceof AuthError,
+    holdMs: 100,
+  });
+  // Three connections open, then the server drops them and changes the password.
+  await Promise.all([1, 2, 3].map(() => pool.use(() => tick(10))));
+  for (const c of conns) c.alive = false;
+  refuse = true;
+  const failed = await Promise.allSettled([1, 2, 3].map(() => pool.use(() => tick(1))));
+  assert(failed.every((r) => r.status === "rejected" && r.reason instanceof AuthError));
+  const before = dials;
+  // One backoff of 100 ms, not three doublings (400 ms).
+  await tick(150);
+  await assertRejects(() => pool.acquire(), AuthError);
+  assertEquals(dials, before + 1);
+  await pool.close();
+});

@@ -257,13 +257,13 @@ Deno.test("sftp logs in through ssh-agent when neither password nor key is set",
   }
 });
 
-Deno.test("sftp reports a wrong password as a server error without the password", async () => {
+Deno.test("sftp reports a wrong password as an auth error without the password", async () => {
   const e = await env();
   const secret = "Wr0ng-" + crypto.randomUUID();
   const t = await make(e, { password: secret }, { timeoutMs: 5000 });
   try {
     const err = await assertRejects(() => putText(t, e, "x.txt", "x"), ClassifiedError);
-    assertEquals((err as ClassifiedError).kind, "server");
+    assertEquals((err as ClassifiedError).kind, "auth");
     assertIncludes(err.message, `Cannot upload "x.txt" to server "${SERVER}": cannot log in as`);
     assertIncludes(err.message, "authentication failed (tried password)");
     assert(!err.message.includes(secret), `password leaked: ${err.message}`);
@@ -281,7 +281,7 @@ Deno.test("sftp refuses an unknown host key and shows its fingerprint", async ()
   const t = await make(e, { password: e.info.password, known_hosts: empty });
   try {
     const err = await assertRejects(() => putText(t, e, "x.txt", "x"), ClassifiedError);
-    assertEquals((err as ClassifiedError).kind, "server");
+    assertEquals((err as ClassifiedError).kind, "auth");
     assertIncludes(err.message, e.info.hostKeyFingerprint);
     assertIncludes(err.message, "unknown");
     assertIncludes(err.message, "host_key_fingerprint");
@@ -307,7 +307,7 @@ Deno.test("sftp refuses a host key that differs from known_hosts", async () => {
   const t = await make(e, { password: e.info.password, known_hosts: kh });
   try {
     const err = await assertRejects(() => putText(t, e, "x.txt", "x"), ClassifiedError);
-    assertEquals((err as ClassifiedError).kind, "server");
+    assertEquals((err as ClassifiedError).kind, "auth");
     assertIncludes(err.message, "does NOT match");
     assertIncludes(err.message, `${kh}" line 1`);
     assertIncludes(err.message, e.info.hostKeyFingerprint);
@@ -357,7 +357,7 @@ Deno.test("sftp accepts a pinned host key fingerprint (SHA256 and MD5) and refus
     const t = await make(e, { password: e.info.password, host_key_fingerprint: wrong });
     try {
       const err = await assertRejects(() => putText(t, e, "bad.txt", "x"), ClassifiedError);
-      assertEquals((err as ClassifiedError).kind, "server");
+      assertEquals((err as ClassifiedError).kind, "auth");
       assertIncludes(err.message, `does not match host_key_fingerprint "${wrong}"`);
       assertIncludes(err.message, e.info.hostKeyFingerprint);
     } finally {
@@ -398,8 +398,20 @@ Deno.test("sftp classifies a permission problem with one path as fatal", async (
     assertEquals((err as ClassifiedError).kind, "fatal");
     assertIncludes(
       err.message,
-      `Cannot upload "locked/a.css" to server "${SERVER}": permission denied`,
+      `Cannot upload "locked/a.css" to server "${SERVER}": permission denied (cannot create "`,
     );
+    assert(/\/locked" is not writable/.test(err.message), err.message);
+    // A directory that cannot be created, and a file that cannot be deleted, say so too.
+    const sub = await assertRejects(() => putText(t, e, "locked/sub/b.css", "x"), ClassifiedError);
+    assert(
+      /permission denied \(cannot create directory "[^"]*\/locked\/sub": "[^"]*\/locked" is not writable/
+        .test(sub.message),
+      sub.message,
+    );
+    await fs.writeFile(path.join(e.local, "locked", "old.css"), "x");
+    const del = await assertRejects(() => t.delete("locked/old.css", { signal }), ClassifiedError);
+    assertIncludes(del.message, `Cannot delete "locked/old.css" from server "${SERVER}"`);
+    assert(/cannot delete "[^"]*\/locked\/old\.css"/.test(del.message), del.message);
     // The connection is still usable afterwards.
     await putText(t, e, "ok2.txt", "still fine");
     assertEquals(new TextDecoder().decode((await readLocal(e, "ok2.txt"))!), "still fine");

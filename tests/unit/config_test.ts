@@ -79,6 +79,20 @@ Deno.test("parseConfig() reports XML syntax errors with the line", () => {
   assert(found[0]!.startsWith("3: xml"), found[0]);
 });
 
+Deno.test("parseConfig() names the element left open when a close tag skips it", () => {
+  const found = issues(
+    '<config>\n  <servers>\n    <server name="a">\n      <host>x</host>\n  </servers>\n</config>',
+  );
+  assertEquals(found.length, 1);
+  assert(found[0]!.startsWith("5: xml"), found[0]);
+  assert(
+    found[0]!.includes(
+      "</servers> closes <servers> from line 2, but <server> opened on line 3 is not closed",
+    ),
+    found[0],
+  );
+});
+
 Deno.test("parseConfig() reports every problem at once, each with line and element", () => {
   const root = tmp();
   try {

@@ -1,0 +1,375 @@
+/**
+ * Scheduling: which jobs start when. Slots per server and overall, the
+ * pump that picks ready jobs, the wake-up timer for the next ready job,
+ * idle detection, and the record stage's group commit (many small writes
+ * of one tick share one transaction, and the next pick joins it).
+ *
+ * @module
+ */
+import { setImmediate } from "node:timers";
+import { errorMessage } from "../errors.ts";
+import { type Job, NEVER } from "../store/store.ts";
+import { Semaphore } from "../util/semaphore.ts";
+import type { PipelineContext } from "./context.ts";
+import type { Servers, ServerState } from "./servers.ts";
+
+/** What the scheduler calls back into. */
+export interface SchedulerHooks {
+  /** Runs one job (its slots are taken; the scheduler releases them). */
+  runJob(s: ServerState, job: Job): Promise<void>;
+  /** Removes a server's leftovers before its queue runs; resolves when done. */
+  collectGarbage(s: ServerState): Promise<void>;
+  /** The database became writable again after trouble: scans lost meanwhile must rerun. */
+  recovered(): void;
+}
+
+/** A write waiting for the tick's record transaction. */
+interface BatchItem {
+  fn: () => unknown;
+  resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
+}
+
+/** Jobs picked in a record transaction, to start once it is committed. */
+interface Picked {
+  jobs: [ServerState, Job][];
+  /** Servers that had fewer ready jobs than free slots. */
+  drained: Set<ServerState>;
+}
+
+/** Starts jobs within the limits; records their outcomes in shared transactions. */
+export class Scheduler {
+  readonly #ctx: PipelineContext;
+  readonly #servers: Servers;
+  readonly #hooks: SchedulerHooks;
+  readonly #globalSlots: Semaphore;
+  /** Work in flight: jobs and garbage collections. */
+  readonly running = new Set<Promise<void>>();
+  #wake: number | undefined;
+  #wakeAt = Infinity;
+  #pumping = false;
+  #pumpAgain = false;
+  #pumpScheduled = false;
+  #idle: { resolve: () => void; promise: Promise<void> } | undefined;
+  readonly #pendingBatch: BatchItem[] = [];
+  #batchScheduled = false;
+  /** Jobs that ended while the database could not record it. */
+  readonly #unsettled: Job[] = [];
+  #troubleAt = 0;
+  #troubleLogged = 0;
+  #troubleRetry: number | undefined;
+
+  constructor(ctx: PipelineContext, servers: Servers, hooks: SchedulerHooks) {
+    this.#ctx = ctx;
+    this.#servers = servers;
+    this.#hooks = hooks;
+    const s = ctx.config.settings;
+    this.#globalSlots = new Semaphore(
+      Math.min(s.maxSimultaneousTransporters, s.maxFilesInPipeline),
+    );
+  }
+
+  /**
+   * Starts every job that may run now; arms a timer for the next one.
+   * `picked`: jobs already picked (and their slots taken) in the record
+   * transaction; servers that had no more ready jobs are not asked again.
+   */
+  pump(picked?: Picked): void {
+    const ctx = this.#ctx;
+    if (ctx.options.dryRun || ctx.signal.aborted) {
+      if (picked) this.#unpick(picked);
+      return;
+    }
+    if (this.#pumping) {
+      if (picked) this.#unpick(picked);
+      this.#pumpAgain = true;
+      return;
+    }
+    this.#pumping = true;
+    try {
+      for (const [s, job] of picked?.jobs ?? []) this.#startJob(s, job);
+      // Jobs whose outcome could not be recorded (disk full) go back to the queue first.
+      while (this.#unsettled.length > 0) {
+        ctx.store.requeue(this.#unsettled[0]!, Date.now() + 2000, undefined, false);
+        this.#unsettled.shift();
+      }
+      let skip = picked?.drained;
+      do {
+        this.#pumpAgain = false;
+        const now = Date.now();
+        for (const s of this.#servers.values()) {
+          if (s.pacer.blocked(now) || skip?.has(s)) continue;
+          if (s.gc !== "done") {
+            this.#startGc(s);
+            continue;
+          }
+          const free = Math.min(s.slots.free, this.#globalSlots.free);
+          if (free <= 0) continue;
+          for (const job of ctx.store.pick(s.server.name, free, now)) {
+            this.#takeSlots(s);
+            this.#startJob(s, job);
+          }
+        }
+        skip = undefined;
+      } while (this.#pumpAgain);
+      this.#armWake();
+      this.#checkIdle();
+      if (this.#troubleAt > 0) {
+        this.#troubleAt = 0;
+        ctx.log.info(`The database in "${ctx.dataDir}" can be written again; rescanning`);
+        this.#hooks.recovered();
+      }
+    } catch (e) {
+      this.storeTrouble(e);
+    } finally {
+      this.#pumping = false;
+    }
+  }
+
+  /** Puts a job whose outcome could not be recorded back once the database can be written. */
+  unsettled(job: Job): void {
+    this.#unsettled.push(job);
+  }
+
+  /**
+   * The database cannot be written (disk full, I/O error): says so, naming
+   * the data directory (at most every 30 s), and retries; the daemon stays up.
+   */
+  storeTrouble(e: unknown): void {
+    const now = Date.now();
+    this.#troubleAt ||= now;
+    if (now - this.#troubleLogged > 30_000) {
+      this.#troubleLogged = now;
+      this.#ctx.log.error(
+        `Cannot write the database in "${this.#ctx.dataDir}": ${
+          errorMessage(e)
+        }; waiting until it can be written again (free some space there)`,
+      );
+    }
+    if (this.#troubleRetry === undefined && !this.#ctx.stopping) {
+      this.#troubleRetry = setTimeout(() => {
+        this.#troubleRetry = undefined;
+        this.pump();
+      }, 2000) as unknown as number;
+    }
+  }
+
+  #startGc(s: ServerState) {
+    if (s.gc !== "todo") return;
+    s.gc = "running";
+    const p = this.#hooks.collectGarbage(s).then(
+      () => {
+        s.gc = "done";
+      },
+      (e) => {
+        // Leftovers are retried at the next start; they never block syncing.
+        s.log.warn(`Cannot remove leftovers yet: ${errorMessage(e)}`);
+        s.gc = "done";
+      },
+    ).finally(() => {
+      this.running.delete(p);
+      this.pump();
+    });
+    this.running.add(p);
+  }
+
+  #takeSlots(s: ServerState) {
+    s.slots.tryAcquire();
+    this.#globalSlots.tryAcquire();
+    s.running++;
+  }
+
+  #startJob(s: ServerState, job: Job) {
+    const p = this.#hooks.runJob(s, job).finally(() => {
+      s.running--;
+      s.slots.release();
+      this.#globalSlots.release();
+      this.running.delete(p);
+      this.#schedulePump();
+    });
+    this.running.add(p);
+  }
+
+  /**
+   * Picks ready jobs for every server with free slots and takes their slots,
+   * without starting them: called inside the record transaction, so the pick
+   * shares its commit; the jobs start once it is committed.
+   */
+  #pickInto(picked: Picked) {
+    const now = Date.now();
+    for (const s of this.#servers.values()) {
+      if (s.pacer.blocked(now) || s.gc !== "done") continue;
+      const free = Math.min(s.slots.free, this.#globalSlots.free);
+      if (free <= 0) continue;
+      const jobs = this.#ctx.store.pick(s.server.name, free, now);
+      for (const job of jobs) {
+        this.#takeSlots(s);
+        picked.jobs.push([s, job]);
+      }
+      if (jobs.length < free) picked.drained.add(s);
+    }
+  }
+
+  /** Gives back the slots of picked jobs that will not start (their pick was rolled back). */
+  #unpick(picked: Picked) {
+    for (const [s] of picked.jobs) {
+      s.running--;
+      s.slots.release();
+      this.#globalSlots.release();
+    }
+    picked.jobs = [];
+    picked.drained.clear();
+  }
+
+  /**
+   * Coalesces the pumps of many finishing jobs into one (one pick per tick,
+   * not per job), run with the tick's record transaction.
+   */
+  #schedulePump() {
+    if (this.#pumpScheduled) return;
+    this.#pumpScheduled = true;
+    this.#scheduleFlush();
+  }
+
+  #armWake() {
+    const now = Date.now();
+    let next = this.#ctx.store.nextReadyAt() ?? Infinity;
+    for (const s of this.#servers.values()) {
+      const until = s.pacer.blockedUntil;
+      if (until > now) next = Math.max(next, Math.min(next, until));
+    }
+    if (next === Infinity || next >= NEVER) return;
+    const at = Math.max(next, now + 5);
+    if (this.#wake !== undefined && this.#wakeAt <= at) return;
+    if (this.#wake !== undefined) clearTimeout(this.#wake);
+    this.#wakeAt = at;
+    this.#wake = setTimeout(() => {
+      this.#wake = undefined;
+      this.#wakeAt = Infinity;
+      this.pump();
+    }, at - now) as unknown as number;
+  }
+
+  #checkIdle() {
+    if (!this.#idle || this.running.size > 0) return;
+    if (this.#ctx.store.hasActive()) return;
+    this.#idle.resolve();
+  }
+
+  /** Resolves when the queue is empty and nothing runs. */
+  untilIdle(): Promise<void> {
+    let resolve!: () => void;
+    const promise = new Promise<void>((r) => (resolve = r));
+    this.#idle = { resolve, promise };
+    this.pump();
+    this.#checkIdle();
+    return promise;
+  }
+
+  /** Stops the timers (at shutdown, before running work drains). */
+  stopTimers(): void {
+    if (this.#troubleRetry !== undefined) clearTimeout(this.#troubleRetry);
+    if (this.#wake !== undefined) clearTimeout(this.#wake);
+  }
+
+  /** Commits the writes still waiting (at shutdown, after running work drained). */
+  flush(): void {
+    this.#flushBatch();
+  }
+
+  // ---- record stage: many small writes share one transaction ----
+
+  /**
+   * Runs `fn` in a transaction shared with the other writes of this tick
+   * (each in its own savepoint, so one failure stays alone). Resolves once
+   * committed. A crash before the commit loses only the record of work that
+   * is then redone, never the work queue.
+   */
+  batch<T>(fn: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.#pendingBatch.push({ fn, resolve: resolve as (v: unknown) => void, reject });
+      this.#scheduleFlush();
+    });
+  }
+
+  #scheduleFlush() {
+    if (!this.#batchScheduled) {
+      this.#batchScheduled = true;
+      setImmediate(() => this.#flushBatch());
+    }
+  }
+
+  #flushBatch() {
+    this.#batchScheduled = false;
+    const pump = this.#pumpScheduled;
+    this.#pumpScheduled = false;
+    const items = this.#pendingBatch.splice(0);
+    if (items.length === 0) {
+      if (pump) this.pump();
+      return;
+    }
+    // The pump's pick joins this transaction (one commit, not two) unless a pump is running.
+    const picked: Picked | undefined =
+      pump && !this.#pumping && !this.#ctx.options.dryRun && !this.#ctx.signal.aborted
+        ? { jobs: [], drained: new Set() }
+        : undefined;
+    try {
+      this.#flushItems(items, picked);
+    } finally {
+      if (pump) this.pump(picked);
+    }
+  }
+
+  #flushItems(items: BatchItem[], picked: Picked | undefined) {
+    const store = this.#ctx.store;
+    let outcomes: { ok: boolean; value: unknown }[] = [];
+    // Fast path: no savepoint per item (two statements each). When an item throws, the whole
+    // transaction is rolled back and redone with one savepoint per item, so the failure stays
+    // alone; the items only write to the database, so running them again is harmless.
+    let itemFailed = false;
+    try {
+      store.tx(() => {
+        for (const it of items) {
+          itemFailed = true;
+          outcomes.push({ ok: true, value: it.fn() });
+          itemFailed = false;
+        }
+        if (picked) {
+          try {
+            // A savepoint: a failing pick undoes every pick, never the records.
+            store.tx(() => this.#pickInto(picked));
+          } catch {
+            // The pump picks on its own (and reports a database problem).
+            this.#unpick(picked);
+          }
+        }
+      });
+    } catch (e) {
+      if (picked) this.#unpick(picked);
+      if (!itemFailed) {
+        for (const it of items) it.reject(e);
+        return;
+      }
+      outcomes = [];
+      try {
+        store.tx(() => {
+          for (const it of items) {
+            try {
+              outcomes.push({ ok: true, value: store.tx(it.fn) });
+            } catch (e) {
+              outcomes.push({ ok: false, value: e });
+            }
+          }
+        });
+      } catch (e) {
+        for (const it of items) it.reject(e);
+        return;
+      }
+    }
+    items.forEach((it, i) => {
+      const o = outcomes[i]!;
+      if (o.ok) it.resolve(o.value);
+      else it.reject(o.value);
+    });
+  }
+}

@@ -1,0 +1,288 @@
+/**
+ * Discovery: a watcher and an aggregator per source, the scan queue (one
+ * scan at a time), and the commit of scan results into the store with the
+ * work they imply. Also the check that a source root is still there, on
+ * the file system it was on.
+ *
+ * @module
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import type { Source } from "../config/types.ts";
+import { errorMessage } from "../errors.ts";
+import { logger } from "../log.ts";
+import { DELETED } from "../store/events.ts";
+import type { Change, Store } from "../store/store.ts";
+import { Aggregator } from "../watch/aggregator.ts";
+import { type Batch, type FsChange, Scanner } from "../watch/scanner.ts";
+import { SourceWatcher, type WatchMode } from "../watch/watcher.ts";
+import type { PipelineContext } from "./context.ts";
+import type { Router } from "./routing.ts";
+
+/** What {@linkcode Sources} calls back into. */
+export interface SourcesHooks {
+  /** New work may be ready. */
+  pump(): void;
+  /** The database cannot be written. */
+  storeTrouble(e: unknown): void;
+  /** A watch mode changed (the status should show it at once). */
+  modeChanged(): void;
+}
+
+/** Whether an error is SQLite's (the database, not the file, failed). */
+export function isStoreError(e: unknown): boolean {
+  return (e as { code?: string })?.code === "ERR_SQLITE_ERROR";
+}
+
+/** The sources of the configuration in effect: watchers, scans, root checks. */
+export class Sources {
+  readonly #ctx: PipelineContext;
+  readonly #store: Store;
+  readonly #router: Router;
+  readonly #hooks: SourcesHooks;
+  readonly #watchers = new Map<string, SourceWatcher>();
+  readonly #aggregators = new Map<string, Aggregator>();
+  readonly #watchModes = new Map<string, WatchMode>();
+  readonly #scanPending = new Map<string, Promise<void>>();
+  /** Device of each source root when last seen present: another one means its mount went away. */
+  readonly #rootDevs = new Map<string, number>();
+  #scanQueue: Promise<void> = Promise.resolve();
+  #scanner: Scanner;
+  /** Changes seen in a dry run, reported at the end. */
+  readonly dryChanges: FsChange[] = [];
+  initialScanDone = false;
+
+  constructor(ctx: PipelineContext, store: Store, router: Router, hooks: SourcesHooks) {
+    this.#ctx = ctx;
+    this.#store = store;
+    this.#router = router;
+    this.#hooks = hooks;
+    this.#scanner = this.#makeScanner();
+  }
+
+  #makeScanner(): Scanner {
+    const s = this.#ctx.config.settings;
+    return new Scanner({
+      store: this.#store,
+      ignoredDirs: this.#ctx.config.ignoredDirs,
+      exclude: [this.#ctx.dataDir, this.#ctx.workDir],
+      log: logger("scan"),
+      guardShare: s.deleteGuardShare,
+      guardMinFiles: s.deleteGuardMinFiles,
+      configFile: this.#ctx.config.file,
+      sink: (batch) => this.#commit(batch),
+    });
+  }
+
+  /** Watch modes per source. */
+  get watchModes(): ReadonlyMap<string, WatchMode> {
+    return this.#watchModes;
+  }
+
+  /** Starts a watcher for every source that has none. */
+  startWatchers(): void {
+    for (const source of this.#ctx.config.sources) {
+      if (!this.#watchers.has(source.name)) this.#startWatcher(source);
+    }
+  }
+
+  #startWatcher(source: Source) {
+    const settings = this.#ctx.config.settings;
+    const agg = new Aggregator({
+      settleDelay: settings.settleDelay,
+      maxDelay: settings.maxDelay,
+      flush: (paths, full) => {
+        if (full) void this.enqueueScan(source);
+        else void this.#scanPaths(source, paths);
+      },
+    });
+    this.#aggregators.set(source.name, agg);
+    const mode = settings.watchMode === "poll" || source.watch === "poll" ? "poll" : "auto";
+    const w: SourceWatcher = new SourceWatcher({
+      source,
+      aggregator: agg,
+      log: logger(`watch:${source.name}`),
+      mode,
+      pollInterval: settings.pollInterval,
+      exclude: [this.#ctx.dataDir, this.#ctx.workDir],
+      probeDir: path.join(this.#ctx.dataDir, "watch-probe"),
+      fullScan: () => this.enqueueScan(source),
+      onMode: (m, reason) => {
+        // A watcher replaced by a reload reports nothing any more.
+        if (this.#watchers.get(source.name) !== w) return;
+        this.#watchModes.set(source.name, m);
+        this.#ctx.log.info(
+          `Source "${source.name}" watch mode: ${m}${reason ? ` (${reason})` : ""}`,
+        );
+        this.#hooks.modeChanged();
+      },
+    });
+    this.#watchers.set(source.name, w);
+    w.start();
+    this.#watchModes.set(source.name, w.mode);
+  }
+
+  /**
+   * After a reload: a new scanner for the new settings; watchers of changed
+   * or removed sources stop (all when `all`), then new ones start.
+   */
+  async reconfigure(fresh: readonly Source[], all: boolean, watch: boolean): Promise<void> {
+    this.#scanner.close();
+    this.#scanner = this.#makeScanner();
+    if (!watch) return;
+    const sources = this.#ctx.config.sources;
+    for (const [name, w] of [...this.#watchers]) {
+      const source = sources.find((x) => x.name === name);
+      if (source && !all && !fresh.includes(source)) continue;
+      this.#watchers.delete(name);
+      this.#aggregators.get(name)?.close();
+      this.#aggregators.delete(name);
+      this.#watchModes.delete(name);
+      await w.stop();
+    }
+    this.startWatchers();
+  }
+
+  /** Checks every watched root (a deleted or remounted root restarts its watcher). */
+  checkRoots(): void {
+    for (const w of this.#watchers.values()) w.checkRoot();
+  }
+
+  /** Re-checks what could not be read: permissions may come back without an event the watcher sees. */
+  recheckProblems(): void {
+    for (const source of this.#ctx.config.sources) {
+      const again = this.#scanner.retryPaths(source);
+      if (again.length > 0) void this.#scanPaths(source, again);
+    }
+  }
+
+  /** Stops every watcher. */
+  async stop(): Promise<void> {
+    await Promise.all([...this.#watchers.values()].map((w) => w.stop()));
+    for (const a of this.#aggregators.values()) a.close();
+    this.#scanner.close();
+  }
+
+  /** Scans run one at a time (they share the store's transaction). */
+  #serial(fn: () => Promise<void>): Promise<void> {
+    const next = this.#scanQueue.then(fn, fn);
+    this.#scanQueue = next.catch((e) => {
+      // A database that cannot be written (disk full) is reported once, not per scan.
+      if (isStoreError(e)) this.#hooks.storeTrouble(e);
+      else this.#ctx.log.error(`Scan failed: ${errorMessage(e)}`);
+    });
+    return this.#scanQueue;
+  }
+
+  /** Queues a full scan of `source`; a scan waiting to start covers any asked for meanwhile. */
+  enqueueScan(source: Source): Promise<void> {
+    const waiting = this.#scanPending.get(source.name);
+    if (waiting) return waiting;
+    const { options, bus, log } = this.#ctx;
+    const p = this.#serial(async () => {
+      this.#scanPending.delete(source.name);
+      if (this.#ctx.stopping && !options.once && !options.dryRun) return;
+      bus.emit({ type: "scan-start", source: source.name, initial: !this.initialScanDone });
+      const r = await this.#scanner.scanSource(source);
+      bus.emit({
+        type: "scan-done",
+        source: source.name,
+        files: r.files,
+        changes: r.changes,
+        ms: r.ms,
+      });
+      log.info(
+        `Scanned source "${source.name}": ${r.files} files in ${r.dirs} directories, ${r.changes} changes (${
+          Math.round(r.ms)
+        } ms)`,
+      );
+      this.#hooks.pump();
+    });
+    this.#scanPending.set(source.name, p);
+    return p;
+  }
+
+  /** Scans every source (queued one after the other). */
+  scanAll(): void {
+    for (const source of this.#ctx.config.sources) void this.enqueueScan(source);
+  }
+
+  #scanPaths(source: Source, paths: { path: string; written: boolean }[]): Promise<void> {
+    return this.#serial(async () => {
+      if (this.#ctx.stopping) return;
+      try {
+        await this.#scanner.scanPaths(source, paths);
+      } catch (e) {
+        if (isStoreError(e)) throw e;
+        // One path that cannot be reconciled (it changed type meanwhile, it cannot be read)
+        // must not drop the other paths of the batch: the full scan covers them all.
+        this.#ctx.log.warn(
+          `Cannot reconcile changed paths of source "${source.name}" (${
+            errorMessage(e)
+          }); rescanning the source`,
+        );
+        void this.enqueueScan(source);
+      }
+      this.#hooks.pump();
+    });
+  }
+
+  /** Stores scan results and queues the work they imply, atomically. */
+  #commit(batch: Batch) {
+    if (this.#ctx.options.dryRun) {
+      this.dryChanges.push(...batch.changes);
+      return;
+    }
+    const store = this.#store;
+    const now = Date.now();
+    const changes: Change[] = [];
+    for (const c of batch.changes) changes.push(...this.#router.changesFor(c));
+    store.tx(() => {
+      for (const r of batch.removes) store.deleteUnder(r);
+      for (const p of batch.puts) store.putFile(p);
+      for (const c of batch.changes) {
+        if (c.event === DELETED) store.unscheduleSourceDeletion(c.path);
+      }
+      store.enqueue(changes, now, 0, this.#ctx.config.settings.deleteDelay);
+    });
+    if (this.#ctx.bus.listening && batch.changes.length > 0) {
+      let files = 0;
+      let bytes = 0;
+      for (const c of batch.changes) {
+        if (c.event === DELETED) continue;
+        files++;
+        bytes += c.size ?? 0;
+      }
+      const source = batch.changes[0]!.source.name;
+      if (files > 0) this.#ctx.bus.emit({ type: "scan-found", source, files, bytes });
+    }
+  }
+
+  /** Whether a source's root is there, on the file system it was on at start. */
+  rootPresent(source: Source): boolean {
+    let dev: number;
+    try {
+      const st = fs.statSync(source.scanPath);
+      if (!st.isDirectory()) return false;
+      dev = st.dev;
+    } catch {
+      return false;
+    }
+    const first = this.#rootDevs.get(source.scanPath);
+    if (first === undefined || first === dev) {
+      this.#rootDevs.set(source.scanPath, dev);
+      return true;
+    }
+    // Another file system: fine when one was mounted there since (a mount point now),
+    // not when the mount went away (back to the parent's file system).
+    let parentDev: number | undefined;
+    try {
+      parentDev = fs.statSync(path.dirname(source.scanPath)).dev;
+    } catch {
+      // Unknown: treat as gone.
+    }
+    if (parentDev === undefined || parentDev === dev) return false;
+    this.#rootDevs.set(source.scanPath, dev);
+    return true;
+  }
+}

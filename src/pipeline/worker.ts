@@ -1,0 +1,371 @@
+/**
+ * Running one job: gather what the planner needs (the record, the source
+ * entry, the route, a move candidate), ask {@linkcode plan}, carry the
+ * decision out (skip, delete, move, upload), record the outcome with the
+ * job's completion, and turn failures into retries by the retry policy.
+ *
+ * @module
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { ClassifiedError, classify, errorMessage, RequeueError } from "../errors.ts";
+import { DELETED } from "../store/events.ts";
+import type { Job, SyncedRow } from "../store/store.ts";
+import { isMover, type Transport } from "../transports/transport.ts";
+import type { PipelineContext } from "./context.ts";
+import type { Janitor } from "./janitor.ts";
+import { observe } from "./observe.ts";
+import { type MoveCandidate, plan, type PlanInput } from "./plan.ts";
+import { nextAttempt } from "./retry.ts";
+import { relPath, remotePathFor, type Router } from "./routing.ts";
+import type { Servers, ServerState } from "./servers.ts";
+import { isStoreError, type Sources } from "./sources.ts";
+import { md5Of, parseExtras, type SyncResult, Uploader } from "./upload.ts";
+
+/** A record younger than this after the file's mtime may hide a same-tick rewrite. */
+export const RACY_MS = 2000;
+
+/** What the worker uses of the other stages. */
+export interface WorkerDeps {
+  servers: Servers;
+  router: Router;
+  sources: Sources;
+  janitor: Janitor;
+  /** Runs a write in the tick's record transaction. */
+  batch<T>(fn: () => T): Promise<T>;
+  /** Jobs whose outcome could not be recorded. */
+  unsettled(job: Job): void;
+  storeTrouble(e: unknown): void;
+}
+
+/** Runs jobs. */
+export class Worker {
+  readonly #ctx: PipelineContext;
+  readonly #d: WorkerDeps;
+  readonly #uploader: Uploader;
+  /** When each server last logged an auth failure (a run logs one, not one per file). */
+  readonly #authLoggedAt = new WeakMap<ServerState, number>();
+
+  constructor(ctx: PipelineContext, deps: WorkerDeps) {
+    this.#ctx = ctx;
+    this.#d = deps;
+    this.#uploader = new Uploader(ctx, deps.router, deps.batch);
+  }
+
+  /** Runs one job to its recorded outcome (success, retry or failure). */
+  async runJob(s: ServerState, job: Job): Promise<void> {
+    const { store, bus, summary } = this.#ctx;
+    const started = Date.now();
+    const source = this.#ctx.config.sources.find((x) => x.name === job.source);
+    try {
+      if (!source) {
+        // The source left the config: leave its files alone.
+        store.complete(job);
+        return;
+      }
+      const transport = await this.#d.servers.transport(s);
+      const result = await this.#execute(s, transport, job);
+      const finish = () => {
+        store.complete(job);
+        if (result.bytes >= 0) {
+          store.serverOk(s.server.name, result.bytes, Date.now());
+          store.addTransfer({
+            server: s.server.name,
+            input_file: job.input_file,
+            remote_path: result.remotePath,
+            event: job.event,
+            bytes: result.bytes,
+            ms: Date.now() - started,
+            lag_ms: Date.now() - job.discovered_at,
+          }, Date.now());
+        }
+      };
+      const record = result.record;
+      const ours = new Set(result.dropped);
+      if (
+        record &&
+        store.intentsFor(job.input_file, s.server.name, job.dest).every((p) => ours.has(p))
+      ) {
+        // One transaction records the upload and completes the job.
+        await this.#d.batch(() => {
+          record();
+          finish();
+        });
+      } else {
+        // Leftovers of earlier attempts go first: recorded, cleaned up, then completed.
+        if (record) await this.#d.batch(record);
+        await this.#d.janitor.dropStaleIntents(s, transport, job);
+        await this.#d.batch(finish);
+      }
+      result.done?.();
+      if (s.pacer.succeed()) this.#serverBack(s);
+      if (result.kind === "deleted") summary.deleted++;
+      else if (result.kind === "synced") summary.synced++;
+      else summary.skipped++;
+      bus.emit({
+        type: "job-done",
+        server: s.server.name,
+        file: job.input_file,
+        result: result.kind,
+        bytes: Math.max(result.bytes, 0),
+        ms: Date.now() - started,
+        lagMs: Date.now() - job.discovered_at,
+      });
+      if (result.kind === "synced") this.#d.janitor.afterSync(job, source);
+    } catch (err) {
+      try {
+        // The database itself failed: not the file's fault; the job goes back once it can.
+        if (isStoreError(err)) throw err;
+        this.#handleFailure(s, job, err);
+      } catch (e) {
+        // The outcome cannot be recorded (disk full): the job goes back once it can.
+        this.#d.unsettled(job);
+        this.#d.storeTrouble(e);
+      }
+    }
+  }
+
+  /** A server that was failing works again: what failed because of it is retried now. */
+  #serverBack(s: ServerState) {
+    const n = this.#ctx.store.retryAfterFix(Date.now(), s.server.name);
+    s.log.info(
+      `Server is reachable again${n > 0 ? `; retrying ${n} file(s) that failed meanwhile` : ""}`,
+    );
+  }
+
+  #handleFailure(s: ServerState, job: Job, err: unknown) {
+    const { store, bus, summary, options } = this.#ctx;
+    const now = Date.now();
+    const st = this.#ctx.config.settings;
+    const failed = (kind: string, message: string, failed: boolean) =>
+      bus.emit({
+        type: "job-failed",
+        server: s.server.name,
+        file: job.input_file,
+        kind,
+        message,
+        failed,
+      });
+    if (err instanceof RequeueError) {
+      if (job.requeues >= 50) {
+        store.fail(
+          job,
+          "retry",
+          `Gave up waiting: ${err.message}`,
+          now + st.retryMaxDelay * 1000,
+          1,
+        );
+        summary.failed++;
+        failed("retry", err.message, true);
+      } else {
+        store.requeue(
+          job,
+          now + (options.once ? Math.min(err.delayMs, 500) : err.delayMs),
+          err.message,
+        );
+        s.log.debug(`"${job.input_file}" waits: ${err.message}`);
+      }
+      return;
+    }
+    if (this.#ctx.signal.aborted) {
+      store.requeue(job, now, undefined, false);
+      return;
+    }
+    const kind = classify(err);
+    const message = errorMessage(err);
+    const serverWide = kind === "server" || kind === "auth";
+    if (serverWide && !options.once) {
+      // Transfers running in parallel fail together: back off once for all of them.
+      const delay = s.pacer.fail(now);
+      if (delay !== undefined) {
+        s.log.error(`${message}; pausing server for ${Math.round(delay / 1000)} s`);
+        store.serverFailed(s.server.name, message, s.pacer.blockedUntil, now);
+      }
+      failed(kind, message, false);
+      store.deferForServer(job, s.pacer.blockedUntil, message, kind);
+      return;
+    }
+    const attempts = job.attempts + 1;
+    // A refused login (auth) fails the file at once: retrying it would only log in again.
+    const failAfter = kind === "auth" ? 1 : st.retryFailAfter;
+    const next = nextAttempt(kind, attempts, {
+      initialMs: st.retryInitialDelay * 1000,
+      maxMs: st.retryMaxDelay * 1000,
+      failAfter,
+    }, now);
+    store.fail(job, kind, message, now + next.delayMs, failAfter);
+    if (serverWide) store.serverFailed(s.server.name, message, null, now);
+    if (next.failed) summary.failed++;
+    failed(kind, message, next.failed);
+    if (kind === "auth") {
+      // One refused login explains every file of the server: say it once a minute.
+      const quiet = now - (this.#authLoggedAt.get(s) ?? 0) < 60_000;
+      if (!quiet) this.#authLoggedAt.set(s, now);
+      s.log[quiet ? "debug" : "error"](
+        `${message} (auth error: every file for this server fails until the configuration is fixed)`,
+      );
+      return;
+    }
+    s.log[next.failed ? "error" : "warn"](
+      `${message}${
+        next.failed
+          ? " (marked as failed)"
+          : `; retry ${attempts} in ${Math.round(next.delayMs / 1000)} s`
+      }`,
+    );
+  }
+
+  /** Plans one job and carries the plan out. */
+  async #execute(s: ServerState, transport: Transport, job: Job): Promise<SyncResult> {
+    const { store, signal } = this.#ctx;
+    const source = this.#ctx.config.sources.find((x) => x.name === job.source)!;
+    const server = s.server;
+    const synced = store.getSynced(job.input_file, server.name, job.dest);
+    const observed = job.event === DELETED
+      ? { type: "missing" as const }
+      : observe(job.input_file, source);
+    const stat = observed.type === "file" ? observed.stat : undefined;
+    const rel = relPath(source, job.input_file);
+    const rule = stat
+      ? this.#d.router.ruleFor(
+        source,
+        { path: job.input_file, rel, size: stat.size },
+        server.name,
+        job.dest,
+      )
+      : undefined;
+    const chain = rule ? this.#d.router.chainSignature(rule, server, job.dest) : undefined;
+    const canMove = isMover(transport);
+    let moveFrom: (MoveCandidate & { row: SyncedRow }) | undefined;
+    if (stat && !synced && rule && rule.processors.length === 0 && canMove) {
+      const row = store.findMoveSource(server.name, job.dest, stat.ino, stat.size);
+      if (row) {
+        moveFrom = {
+          row,
+          inputFile: row.input_file,
+          remotePath: row.remote_path,
+          size: row.size ?? -1,
+          mtimeMs: row.mtime_ms ?? -1,
+          md5: row.source_md5 ?? row.md5,
+          sourceExists: fs.existsSync(row.input_file),
+        };
+      }
+    }
+    const input: PlanInput = {
+      event: job.event,
+      force: job.force,
+      observed,
+      rootPresent: stat ? true : this.#d.sources.rootPresent(source),
+      held: false,
+      stored: synced && {
+        size: synced.size ?? -1,
+        mtimeMs: synced.mtime_ms ?? -1,
+        ctimeMs: synced.ctime_ms ?? -1,
+        ino: synced.ino ?? -1,
+        md5: synced.md5,
+        sourceMd5: synced.source_md5 ?? null,
+        chain: synced.chain,
+      },
+      route: chain !== undefined ? { chain, processors: rule!.processors.length > 0 } : undefined,
+      racy: !!synced && (synced.mtime_ms ?? 0) >= synced.synced_at - RACY_MS,
+      canMove,
+      moveFrom,
+    };
+    let p = plan(input);
+    if (p.action === "hash-check") {
+      input.contentMd5 = await md5Of(job.input_file, signal, stat!.size);
+      p = plan(input);
+    }
+    s.log.debug(`"${rel}": ${p.action} (${p.reason})`);
+    switch (p.action) {
+      case "wait":
+        throw new RequeueError(
+          p.cause === "root-missing"
+            ? `Source "${source.name}" is missing ("${source.scanPath}"): nothing is deleted until it is back`
+            : p.reason,
+          p.delayMs,
+        );
+      case "skip":
+        if (synced && input.contentMd5 !== undefined) {
+          // Compared and unchanged: the record is confirmed now, so it is no longer racy.
+          store.confirmSynced(job.input_file, server.name, job.dest, Date.now(), input.contentMd5);
+        }
+        return { kind: "skipped", bytes: -1, remotePath: synced?.remote_path ?? "" };
+      case "delete":
+        return await this.#delete(s, transport, job, synced!);
+      case "move": {
+        const moved = await this.#move(s, transport, job, rel, moveFrom!.row, stat!);
+        if (moved) return moved;
+        break;
+      }
+      case "hash-check":
+        throw new ClassifiedError(`Cannot decide about "${rel}": ${p.reason}`, "retry");
+    }
+    return await this.#uploader.upload(s, transport, {
+      source,
+      job,
+      rule: rule!,
+      stat: stat!,
+      synced,
+      chain: chain!,
+      contentMd5: input.contentMd5,
+    });
+  }
+
+  async #delete(
+    s: ServerState,
+    transport: Transport,
+    job: Job,
+    synced: SyncedRow,
+  ): Promise<SyncResult> {
+    const store = this.#ctx.store;
+    const paths = [synced.remote_path, ...parseExtras(synced.extras)];
+    // A unique name (not the source's) may still be referenced by cached pages: keep it a while.
+    const keep = synced.transported_file_basename !== path.basename(job.input_file)
+      ? this.#ctx.config.settings.keepReplaced * 1000
+      : 0;
+    for (const p of keep > 0 ? [] : paths) {
+      if (store.remotePathInUse(s.server.name, p) && p !== synced.remote_path) continue;
+      await transport.delete(p, { signal: this.#ctx.signal });
+    }
+    store.tx(() => {
+      if (keep > 0) store.retire(s.server.name, paths, Date.now() + keep, job.input_file);
+      store.recordDeleted(job.input_file, s.server.name, job.dest);
+    });
+    s.log.info(`deleted ${synced.remote_path}`);
+    return { kind: "deleted", bytes: 0, remotePath: synced.remote_path };
+  }
+
+  /** A rename: moves the old name's copy server-side; undefined when the move failed (upload instead). */
+  async #move(
+    s: ServerState,
+    transport: Transport,
+    job: Job,
+    rel: string,
+    from: SyncedRow,
+    stat: { size: number; mtimeMs: number; ctimeMs: number; ino: number },
+  ): Promise<SyncResult | undefined> {
+    if (!isMover(transport)) return undefined;
+    const remotePath = remotePathFor(job.dest, "", rel);
+    try {
+      await transport.move(from.remote_path, remotePath, { signal: this.#ctx.signal });
+      this.#ctx.store.recordMove(from, {
+        ...from,
+        input_file: job.input_file,
+        transported_file_basename: path.posix.basename(remotePath),
+        url: transport.url(remotePath),
+        remote_path: remotePath,
+        size: stat.size,
+        mtime_ms: stat.mtimeMs,
+        ctime_ms: stat.ctimeMs,
+        ino: stat.ino,
+        synced_at: Date.now(),
+      });
+      s.log.info(`moved "${from.remote_path}" to "${remotePath}"`);
+      return { kind: "synced", bytes: 0, remotePath };
+    } catch (e) {
+      s.log.debug(`Server-side move failed, uploading instead: ${errorMessage(e)}`);
+      return undefined;
+    }
+  }
+}

@@ -1,0 +1,295 @@
+/**
+ * The databases web applications read: `synced_files.db` (which URL serves
+ * which file, the table the Drupal / Backdrop CDN module queries) and
+ * `persistent_data.db` (the queue, for the module's status report), in the
+ * original File Conveyor's layout.
+ *
+ * Contract:
+ * - both are plain SQLite files in rollback-journal format that a reader
+ *   with read access only (no write access to the file or its directory)
+ *   opens at any time: while the daemon runs, after it stopped, after it
+ *   was killed. Each is written whole under a temporary name in the same
+ *   directory and renamed over the old one, so a reader sees one complete
+ *   snapshot or the next, never a partial write, and holds no lock the
+ *   daemon waits for;
+ * - the content is a snapshot of the daemon's own database (the source of
+ *   truth). `synced_files.db` is kept in a private staging copy
+ *   (`synced_files.db.stage`, rebuilt at start) that takes only the files
+ *   that changed; publishing copies it and renames the copy into place.
+ *   `persistent_data.db` is rebuilt whole when the queue changed. Each is
+ *   published at most about once a second, less often when that is slow
+ *   (at most 1/20 of the time), and at stop. A crash loses nothing: the
+ *   next start rebuilds;
+ * - each synced row appears once per key web applications ask for (see
+ *   `keys`): the real absolute path first;
+ * - with a group, both files are 0640 and their directories 0750, owned by
+ *   that group; without one, 0600 (directories are left as they are, or
+ *   created 0700).
+ *
+ * @module
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { DatabaseSync } from "node:sqlite";
+import type { Store } from "./store.ts";
+
+/** Where and how the web databases are written. */
+export interface WebDbOptions {
+  syncedFilesDb: string;
+  persistentDataDb: string;
+  /** Group id given read access; undefined: owner only. */
+  gid?: number;
+  /** Every key a synced file is published under; the real path first. */
+  keys(inputFile: string): string[];
+}
+
+const SYNCED_SCHEMA = `
+  CREATE TABLE synced_files(
+    input_file TEXT NOT NULL,
+    transported_file_basename TEXT NOT NULL,
+    url TEXT NOT NULL,
+    server TEXT NOT NULL,
+    dest TEXT NOT NULL DEFAULT '',
+    -- The real path when input_file is another key for the same file.
+    real_file TEXT NOT NULL,
+    synced_at INTEGER
+  );
+  CREATE UNIQUE INDEX file_unique_per_server ON synced_files(input_file, server, dest);
+  CREATE INDEX synced_files_real ON synced_files(real_file);
+`;
+
+const PERSISTENT_SCHEMA = `
+  CREATE TABLE pipeline_queue(id INTEGER PRIMARY KEY, input_file TEXT NOT NULL, server TEXT NOT NULL,
+    event INTEGER NOT NULL);
+  CREATE TABLE pipeline_list(id INTEGER PRIMARY KEY, input_file TEXT NOT NULL, server TEXT NOT NULL,
+    event INTEGER NOT NULL);
+  CREATE TABLE failed_files_list(id INTEGER PRIMARY KEY, input_file TEXT NOT NULL, server TEXT NOT NULL,
+    event INTEGER NOT NULL);
+`;
+
+/** Sets a directory's access for the web databases. */
+export function prepareWebDbDir(dir: string, gid: number | undefined): void {
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  if (gid === undefined) return;
+  fs.chownSync(dir, -1, gid);
+  fs.chmodSync(dir, (fs.statSync(dir).mode & 0o7777 & ~0o027) | 0o750);
+}
+
+/** Writes the two web databases from a {@linkcode Store}. */
+export class WebDb {
+  readonly #store: Store;
+  readonly #o: WebDbOptions;
+  #stage: DatabaseSync | undefined;
+  #queueSeen = "";
+  #syncedNextAt = 0;
+  #queueNextAt = 0;
+  #prepared = false;
+
+  constructor(store: Store, options: WebDbOptions) {
+    this.#store = store;
+    this.#o = options;
+  }
+
+  /** Creates the directories with their access, and removes temporary files a crash left. */
+  #prepare(): void {
+    for (const file of [this.#o.syncedFilesDb, this.#o.persistentDataDb]) {
+      const dir = path.dirname(file);
+      prepareWebDbDir(dir, this.#o.gid);
+      const prefix = path.basename(file) + ".";
+      for (const n of fs.readdirSync(dir)) {
+        if (n.startsWith(prefix) && /^\d+\.tmp$/.test(n.slice(prefix.length))) {
+          fs.rmSync(path.join(dir, n), { force: true });
+        }
+      }
+    }
+    this.#prepared = true;
+  }
+
+  /**
+   * Publishes what changed since the last call. Unless `force`, each file
+   * waits twenty times as long as its last update took before the next.
+   */
+  refresh(force = false): void {
+    if (!this.#prepared) this.#prepare();
+    let t0 = performance.now();
+    const pending = this.#store.syncedChanged.size > 0 || !this.#stage;
+    if (force || (t0 >= this.#syncedNextAt && pending)) {
+      this.#updateSynced(force);
+      const t1 = performance.now();
+      this.#syncedNextAt = t1 + 20 * (t1 - t0);
+      t0 = t1;
+    }
+    if (force || t0 >= this.#queueNextAt) {
+      const counts = JSON.stringify(this.#store.queueCounts());
+      if (force || counts !== this.#queueSeen) {
+        this.#writePersistent();
+        this.#queueSeen = counts;
+        const t1 = performance.now();
+        this.#queueNextAt = t1 + 20 * (t1 - t0);
+      }
+    }
+  }
+
+  get #stageFile(): string {
+    return this.#o.syncedFilesDb + ".stage";
+  }
+
+  /** Publishes the final state and removes the staging copy (the published files stay). */
+  close(): void {
+    try {
+      this.refresh(true);
+    } finally {
+      this.#closeStage();
+      fs.rmSync(this.#stageFile, { force: true });
+    }
+  }
+
+  /** Rebuilds everything at the next refresh (the keys changed: a new configuration). */
+  rebuild(): void {
+    this.#closeStage();
+    this.#syncedNextAt = 0;
+  }
+
+  /** Drops the staging copy: the next update rebuilds it from the daemon's database. */
+  #closeStage(): void {
+    try {
+      this.#stage?.close();
+    } catch {
+      // Already closed.
+    }
+    this.#stage = undefined;
+  }
+
+  /** Brings the staging copy up to date (whole when new), then publishes it. */
+  #updateSynced(force: boolean): void {
+    let stage = this.#stage;
+    const changed = this.#store.syncedChanged;
+    this.#store.syncedChanged = new Set();
+    try {
+      if (!stage) {
+        fs.rmSync(this.#stageFile, { force: true });
+        fs.closeSync(fs.openSync(this.#stageFile, "w", 0o600));
+        stage = new DatabaseSync(this.#stageFile);
+        // Rebuilt at every start, never read by others: no journal, no syncs.
+        stage.exec("PRAGMA journal_mode = OFF");
+        stage.exec("PRAGMA synchronous = OFF");
+        stage.exec("BEGIN");
+        stage.exec(SYNCED_SCHEMA);
+        this.#insertRows(
+          stage,
+          this.#store.q(
+            `SELECT input_file, transported_file_basename, url, server, dest, synced_at
+             FROM synced_files ORDER BY input_file, server, dest`,
+          ).iterate() as Iterable<SyncedWebRow>,
+        );
+        stage.exec("COMMIT");
+        this.#stage = stage;
+      } else if (changed.size > 0) {
+        const drop = stage.prepare("DELETE FROM synced_files WHERE real_file = ?");
+        const get = this.#store.q(
+          `SELECT input_file, transported_file_basename, url, server, dest, synced_at
+           FROM synced_files WHERE input_file = ? ORDER BY server, dest`,
+        );
+        stage.exec("BEGIN");
+        try {
+          for (const f of changed) {
+            drop.run(f);
+            this.#insertRows(stage, get.all(f) as unknown as SyncedWebRow[]);
+          }
+          stage.exec("COMMIT");
+        } catch (e) {
+          stage.exec("ROLLBACK");
+          throw e;
+        }
+      } else if (!force) {
+        return;
+      }
+    } catch (e) {
+      // Start over from the daemon's database next time.
+      for (const f of changed) this.#store.syncedChanged.add(f);
+      if (stage && stage !== this.#stage) stage.close();
+      this.#closeStage();
+      throw e;
+    }
+    this.#publish(this.#o.syncedFilesDb, (tmp) => fs.copyFileSync(this.#stageFile, tmp));
+  }
+
+  #insertRows(db: DatabaseSync, rows: Iterable<SyncedWebRow>): void {
+    const ins = db.prepare(
+      `INSERT OR IGNORE INTO synced_files(input_file, transported_file_basename, url, server, dest,
+         real_file, synced_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+    );
+    for (const r of rows) {
+      for (const key of this.#o.keys(r.input_file)) {
+        ins.run(
+          key,
+          r.transported_file_basename,
+          r.url,
+          r.server,
+          r.dest,
+          r.input_file,
+          r.synced_at,
+        );
+      }
+    }
+  }
+
+  #writePersistent(): void {
+    this.#publish(this.#o.persistentDataDb, (tmp) => {
+      const db = new DatabaseSync(tmp);
+      try {
+        // Built once and never changed in place: no journal needed while building.
+        db.exec("PRAGMA journal_mode = OFF");
+        db.exec("PRAGMA synchronous = OFF");
+        db.exec("BEGIN");
+        db.exec(PERSISTENT_SCHEMA);
+        // No error messages: they may name servers and accounts, and web readers need counts.
+        const copy = (table: string, where: string) => {
+          const ins = db.prepare(
+            `INSERT INTO ${table}(input_file, server, event) VALUES (?, ?, ?)`,
+          );
+          const rows = this.#store.q(
+            `SELECT input_file, server, event FROM queue WHERE ${where} ORDER BY id`,
+          ).iterate() as Iterable<{ input_file: string; server: string; event: number }>;
+          for (const r of rows) ins.run(r.input_file, r.server, r.event);
+        };
+        copy("pipeline_queue", "state = 'queued' AND running = 0");
+        copy("pipeline_list", "running = 1");
+        copy("failed_files_list", "state = 'failed' AND running = 0");
+        db.exec("COMMIT");
+      } finally {
+        db.close();
+      }
+    });
+  }
+
+  /** Writes `file` under a temporary name with `write`, makes it durable, and renames it into place. */
+  #publish(file: string, write: (tmp: string) => void): void {
+    const tmp = `${file}.${Deno.pid}.tmp`;
+    fs.rmSync(tmp, { force: true });
+    try {
+      write(tmp);
+      const fd = fs.openSync(tmp, "r+");
+      try {
+        fs.fsyncSync(fd);
+        if (this.#o.gid !== undefined) fs.fchownSync(fd, -1, this.#o.gid);
+        fs.fchmodSync(fd, this.#o.gid === undefined ? 0o600 : 0o640);
+      } finally {
+        fs.closeSync(fd);
+      }
+      fs.renameSync(tmp, file);
+    } catch (e) {
+      fs.rmSync(tmp, { force: true });
+      throw e;
+    }
+  }
+}
+
+interface SyncedWebRow {
+  input_file: string;
+  transported_file_basename: string;
+  url: string;
+  server: string;
+  dest: string;
+  synced_at: number;
+}

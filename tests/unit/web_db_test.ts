@@ -1,0 +1,129 @@
+/**
+ * WebDb: the published files follow the daemon's records (changes,
+ * deletions, rolled-back writes), are in rollback-journal format, and a
+ * reader that opened a version keeps a consistent view of it.
+ */
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { DatabaseSync } from "node:sqlite";
+import { Store, type SyncedRow } from "../../src/store/store.ts";
+import { WebDb } from "../../src/store/web_db.ts";
+import { CREATED } from "../../src/store/events.ts";
+import { assertEquals, assertThrows } from "../_assert.ts";
+
+function row(inputFile: string, url: string): SyncedRow {
+  return {
+    input_file: inputFile,
+    transported_file_basename: path.basename(inputFile),
+    url,
+    server: "cdn",
+    dest: "",
+    remote_path: path.basename(inputFile),
+    size: 1,
+    mtime_ms: 1,
+    ctime_ms: 1,
+    ino: 1,
+    md5: null,
+    etag: null,
+    chain: null,
+    extras: null,
+    synced_at: 1,
+  };
+}
+
+function published(file: string): { input_file: string; url: string; real_file: string }[] {
+  const db = new DatabaseSync(file, { readOnly: true });
+  try {
+    return db.prepare("SELECT input_file, url, real_file FROM synced_files ORDER BY input_file")
+      .all() as unknown as { input_file: string; url: string; real_file: string }[];
+  } finally {
+    db.close();
+  }
+}
+
+Deno.test("WebDb publishes every key of each record, follows changes, and old readers keep their snapshot", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "fc-webdb-"));
+  const store = new Store(path.join(dir, "data"));
+  const synced = path.join(dir, "web", "synced_files.db");
+  const web = new WebDb(store, {
+    syncedFilesDb: synced,
+    persistentDataDb: path.join(dir, "web", "persistent_data.db"),
+    keys: (f) => [f, f + "%alias"],
+  });
+  try {
+    store.tx(() => {
+      store.putSynced(row("/s/a", "u/a1"));
+      store.putSynced(row("/s/b", "u/b1"));
+    });
+    web.refresh(true);
+    assertEquals(published(synced).map((r) => `${r.input_file} ${r.url} ${r.real_file}`), [
+      "/s/a u/a1 /s/a",
+      "/s/a%alias u/a1 /s/a",
+      "/s/b u/b1 /s/b",
+      "/s/b%alias u/b1 /s/b",
+    ]);
+    const reader = new DatabaseSync(synced, { readOnly: true });
+    try {
+      assertEquals(
+        (reader.prepare("PRAGMA journal_mode").get() as { journal_mode: string }).journal_mode,
+        "delete",
+      );
+      reader.exec("BEGIN");
+      assertEquals(
+        (reader.prepare("SELECT COUNT(*) AS n FROM synced_files").get() as { n: number }).n,
+        4,
+      );
+      store.tx(() => {
+        store.deleteSynced("/s/a", "cdn", "");
+        store.putSynced(row("/s/b", "u/b2"));
+      });
+      // A write that rolls back leaves nothing behind.
+      assertThrows(() =>
+        store.tx(() => {
+          store.putSynced(row("/s/c", "u/c1"));
+          throw new Error("rolled back");
+        })
+      );
+      web.refresh(true);
+      // The open reader still sees the version it opened, whole.
+      assertEquals(
+        (reader.prepare("SELECT COUNT(*) AS n FROM synced_files").get() as { n: number }).n,
+        4,
+      );
+      reader.exec("COMMIT");
+    } finally {
+      reader.close();
+    }
+    assertEquals(published(synced).map((r) => `${r.input_file} ${r.url}`), [
+      "/s/b u/b2",
+      "/s/b%alias u/b2",
+    ]);
+    // The queue, for the status report.
+    store.enqueue(
+      [{ input_file: "/s/d", source: "s", server: "cdn", dest: "", event: CREATED }],
+      0,
+    );
+    web.refresh(true);
+    const p = new DatabaseSync(path.join(dir, "web", "persistent_data.db"), { readOnly: true });
+    try {
+      assertEquals(
+        (p.prepare("SELECT COUNT(*) AS n FROM pipeline_queue").get() as { n: number }).n,
+        1,
+      );
+      assertEquals(
+        (p.prepare("SELECT COUNT(*) AS n FROM pipeline_list").get() as { n: number }).n,
+        0,
+      );
+    } finally {
+      p.close();
+    }
+    assertEquals(fs.statSync(synced).mode & 0o777, 0o600);
+    web.close();
+    assertEquals(fs.existsSync(synced + ".stage"), false, "staging copy left behind");
+    assertEquals(published(synced).length, 2, "published files stay");
+  } finally {
+    store.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
