@@ -74,11 +74,17 @@ export function formatStatus(r: StatusReport): string {
     lines.push("");
     for (const g of r.guards) {
       lines.push(
-        `Delete guard: source "${g.source}" holds ${g.pending} of ${g.known} deletions${
-          g.approved ? " (approved, applying)" : '; run "fileconveyor approve-deletes" if intended'
-        }`,
+        g.approved
+          ? `Delete guard: source "${g.source}": ${g.pending} held deletions approved, applying`
+          : `Delete guard: source "${g.source}" holds ${g.pending} deletions (of ${g.known} files): ` +
+            `nothing of them was deleted. If intended, run: ${g.approve}`,
       );
     }
+  }
+  if (r.problems.length > 0) {
+    lines.push("");
+    lines.push(`Cannot sync (${r.problems.length}):`);
+    for (const p of r.problems) lines.push(`  ${p.path} (source "${p.source}"): ${p.reason}`);
   }
   if (r.failures.length > 0) {
     lines.push("");

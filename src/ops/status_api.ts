@@ -48,6 +48,8 @@ export interface LiveStatus {
     nextAttempt: number | null;
   }[];
   guards: StatusReport["guards"];
+  /** Source paths that cannot be synced, with the reason. */
+  problems: StatusReport["problems"];
   chart: {
     from: number;
     to: number;
@@ -137,6 +139,7 @@ export function liveStatus(
     })),
     failures,
     guards: report.guards,
+    problems: report.problems,
     chart: { from, to: now, bucketMs: MINUTE, series },
     transfers,
   };

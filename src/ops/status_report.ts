@@ -10,7 +10,7 @@ import type { Config } from "../config/types.ts";
 import { eventName } from "../store/events.ts";
 import { type LagStats, ReadModel } from "../store/read_model.ts";
 import { allRetired } from "../store/retired.ts";
-import type { Store } from "../store/store.ts";
+import { Store } from "../store/store.ts";
 
 export type { LagStats };
 
@@ -44,7 +44,17 @@ export interface StatusReport {
     error: string | null;
     state: string;
   }[];
-  guards: { source: string; pending: number; known: number; since: number; approved: boolean }[];
+  guards: {
+    source: string;
+    pending: number;
+    known: number;
+    since: number;
+    approved: boolean;
+    /** The command that applies the held deletions. */
+    approve: string;
+  }[];
+  /** Source paths that cannot be synced (unreadable, names that are not UTF-8). */
+  problems: { source: string; path: string; reason: string; since: number }[];
   /** Replaced versions kept on the servers for their grace period (`keepReplaced`). */
   replaced: { kept: number; nextDeletionAt: number | null };
   lastSync: number | null;
@@ -109,8 +119,32 @@ export function statusReport(config: Config, store: Store): StatusReport {
       lag: read.lagStats(s.name, Date.now() - 3_600_000),
     })),
     failures,
-    guards: store.guards().map((g) => ({ ...g, approved: g.approved === 1 })),
+    guards: store.guards().map((g) => ({
+      ...g,
+      approved: g.approved === 1,
+      approve: `fileconveyor approve-deletes --config ${config.file} --source ${g.source}`,
+    })),
+    problems: problemsOf(store),
     replaced: { kept: retired.length, nextDeletionAt: retired[0]?.due_at ?? null },
     lastSync,
   };
+}
+
+/** The recorded problems; none for a database the daemon has not migrated yet (read-only here). */
+function problemsOf(store: Store): StatusReport["problems"] {
+  try {
+    return store.problems();
+  } catch {
+    return [];
+  }
+}
+
+/** How many source paths could not be synced (`sync --once` exits 1 when any). */
+export function unsyncable(dataDir: string): number {
+  const store = new Store(dataDir, { readOnly: true });
+  try {
+    return problemsOf(store).length;
+  } finally {
+    store.close();
+  }
 }

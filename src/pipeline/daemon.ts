@@ -354,6 +354,7 @@ export class Daemon {
     this.#every(10_000, () => {
       this.#sources.checkRoots();
       try {
+        this.#sources.recheckProblems();
         this.store.pruneTransfers(Date.now());
       } catch (e) {
         this.#scheduler.storeTrouble(e);

@@ -69,6 +69,7 @@ export class Sources {
       log: logger("scan"),
       guardShare: s.deleteGuardShare,
       guardMinFiles: s.deleteGuardMinFiles,
+      configFile: this.#ctx.config.file,
       sink: (batch) => this.#commit(batch),
     });
   }
@@ -104,6 +105,7 @@ export class Sources {
       mode,
       pollInterval: settings.pollInterval,
       exclude: [this.#ctx.dataDir, this.#ctx.workDir],
+      probeDir: path.join(this.#ctx.dataDir, "watch-probe"),
       fullScan: () => this.enqueueScan(source),
       onMode: (m, reason) => {
         // A watcher replaced by a reload reports nothing any more.
@@ -125,6 +127,7 @@ export class Sources {
    * or removed sources stop (all when `all`), then new ones start.
    */
   async reconfigure(fresh: readonly Source[], all: boolean, watch: boolean): Promise<void> {
+    this.#scanner.close();
     this.#scanner = this.#makeScanner();
     if (!watch) return;
     const sources = this.#ctx.config.sources;
@@ -145,10 +148,19 @@ export class Sources {
     for (const w of this.#watchers.values()) w.checkRoot();
   }
 
+  /** Re-checks what could not be read: permissions may come back without an event the watcher sees. */
+  recheckProblems(): void {
+    for (const source of this.#ctx.config.sources) {
+      const again = this.#scanner.retryPaths(source);
+      if (again.length > 0) void this.#scanPaths(source, again);
+    }
+  }
+
   /** Stops every watcher. */
   async stop(): Promise<void> {
     await Promise.all([...this.#watchers.values()].map((w) => w.stop()));
     for (const a of this.#aggregators.values()) a.close();
+    this.#scanner.close();
   }
 
   /** Scans run one at a time (they share the store's transaction). */

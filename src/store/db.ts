@@ -105,6 +105,16 @@ const MIGRATIONS: string[] = [
     due_at INTEGER NOT NULL, PRIMARY KEY(server, remote_path)) WITHOUT ROWID;
   CREATE INDEX retired_due ON retired(due_at);
   `,
+  `
+  -- Source paths that cannot be synced (unreadable, a name that is not UTF-8), for status and --once.
+  CREATE TABLE problems(path TEXT PRIMARY KEY, source TEXT NOT NULL, reason TEXT NOT NULL,
+    since INTEGER NOT NULL) WITHOUT ROWID;
+  CREATE INDEX problems_source ON problems(source);
+  -- When each file row was written (ms): a stat not safely older than that is "racy".
+  ALTER TABLE files ADD COLUMN recorded_ms REAL NOT NULL DEFAULT 0;
+  -- Other names of a changed file (hard links, in-tree symlinks store their target's inode).
+  CREATE INDEX files_ino ON files(ino);
+  `,
 ];
 
 /** The schema version this build writes. */

@@ -20,6 +20,8 @@ export interface FileRow {
   mtime_ms: number;
   ctime_ms: number;
   ino: number;
+  /** When the row was written (ms since the epoch); 0 when unknown. */
+  recorded_ms?: number;
 }
 
 /** One queued unit of work: a file for one destination. */
@@ -286,11 +288,22 @@ export class Store implements PipelineStore {
 
   putFile(row: FileRow): void {
     this.q(
-      `INSERT INTO files(path, dir, source, is_dir, size, mtime_ms, ctime_ms, ino)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+      `INSERT INTO files(path, dir, source, is_dir, size, mtime_ms, ctime_ms, ino, recorded_ms)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT(path) DO UPDATE SET dir=excluded.dir, source=excluded.source, is_dir=excluded.is_dir,
-         size=excluded.size, mtime_ms=excluded.mtime_ms, ctime_ms=excluded.ctime_ms, ino=excluded.ino`,
-    ).run(row.path, row.dir, row.source, row.is_dir, row.size, row.mtime_ms, row.ctime_ms, row.ino);
+         size=excluded.size, mtime_ms=excluded.mtime_ms, ctime_ms=excluded.ctime_ms, ino=excluded.ino,
+         recorded_ms=excluded.recorded_ms`,
+    ).run(
+      row.path,
+      row.dir,
+      row.source,
+      row.is_dir,
+      row.size,
+      row.mtime_ms,
+      row.ctime_ms,
+      row.ino,
+      row.recorded_ms ?? 0,
+    );
   }
 
   /** Files (not directories) stored at `path` or below it. */
@@ -885,4 +898,58 @@ export class Store implements PipelineStore {
       | undefined;
     return r ? JSON.parse(r.value) as T : undefined;
   }
+
+  // ---- problems: source paths that cannot be synced (unreadable, unrepresentable names) ----
+
+  /** Records a path that cannot be synced, or updates its reason (keeping `since`). */
+  recordProblem(source: string, path: string, reason: string, now: number): void {
+    this.q(
+      `INSERT INTO problems(path, source, reason, since) VALUES (?, ?, ?, ?)
+       ON CONFLICT(path) DO UPDATE SET source = excluded.source, reason = excluded.reason`,
+    ).run(path, source, reason, now);
+  }
+
+  /** Forgets the problems at `path` and below it. */
+  clearProblems(path: string): void {
+    this.q("DELETE FROM problems WHERE path = ? OR (path > ? AND path < ?)").run(
+      path,
+      path + "/",
+      path + "0",
+    );
+  }
+
+  /** Replaces every problem of a source (after a full scan), keeping `since` of the ones still there. */
+  setProblems(source: string, found: ReadonlyMap<string, string>, now: number): void {
+    this.tx(() => {
+      for (const p of this.problems(source)) {
+        if (!found.has(p.path)) this.q("DELETE FROM problems WHERE path = ?").run(p.path);
+      }
+      for (const [p, reason] of found) this.recordProblem(source, p, reason, now);
+    });
+  }
+
+  /** Files of a source stored with inode `ino`: hard links, and symlinks to that file. */
+  filesWithIno(source: string, ino: number): FileRow[] {
+    return this.q("SELECT * FROM files WHERE ino = ? AND source = ? AND is_dir = 0").all(
+      ino,
+      source,
+    ) as unknown as FileRow[];
+  }
+
+  /** Problems of one source, or of all, by path. */
+  problems(source?: string): ProblemRow[] {
+    return (source === undefined
+      ? this.q("SELECT * FROM problems ORDER BY path").all()
+      : this.q("SELECT * FROM problems WHERE source = ? ORDER BY path").all(
+        source,
+      )) as unknown as ProblemRow[];
+  }
+}
+
+/** A source path that cannot be synced, and why. */
+export interface ProblemRow {
+  path: string;
+  source: string;
+  reason: string;
+  since: number;
 }

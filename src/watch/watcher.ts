@@ -11,10 +11,14 @@
  * @module
  */
 import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
 import type { Source } from "../config/types.ts";
 import type { Logger } from "../log.ts";
 import { IgnoreMatcher } from "../filter/ignore.ts";
 import type { Aggregator, EventKind } from "./aggregator.ts";
+import { watcherThreadBlocked, WatchProbe } from "./probe.ts";
+import { openWatches } from "./watch_plan.ts";
 
 /** How a source is watched right now. */
 export type WatchMode = "native" | "polling" | "starting" | "restarting" | "missing" | "stopped";
@@ -36,6 +40,40 @@ export interface WatcherOptions {
   fullScan(): Promise<void>;
   /** Reports mode changes (status, metrics). */
   onMode?(mode: WatchMode, reason?: string): void;
+  /**
+   * Directory for the process-wide {@linkcode WatchProbe} (first watcher
+   * only); a fresh temporary directory when absent.
+   */
+  probeDir?: string;
+  /** Milliseconds between probe beats (tests shorten it). */
+  probeInterval?: number;
+}
+
+/** The probe shared by every native watcher of the process (Deno has one watcher thread). */
+let shared: { probe: WatchProbe; users: number } | undefined;
+
+function acquireProbe(options: WatcherOptions): WatchProbe {
+  if (!shared) {
+    const dir = options.probeDir ?? fs.mkdtempSync(path.join(os.tmpdir(), "fileconveyor-watch-"));
+    const probe = new WatchProbe({
+      dir,
+      ...(options.probeInterval ? { interval: options.probeInterval } : {}),
+    });
+    probe.start();
+    shared = { probe, users: 0 };
+  }
+  shared.users++;
+  return shared.probe;
+}
+
+function releaseProbe() {
+  if (!shared || --shared.users > 0) return;
+  // A stalled watcher thread would block the next Deno.watchFs: keep the probe
+  // (and its verdict) for the process's lifetime then.
+  if (shared.probe.stalled) return;
+  const probe = shared.probe;
+  shared = undefined;
+  probe.close();
 }
 
 const KINDS: Record<string, EventKind> = {
@@ -50,13 +88,23 @@ const KINDS: Record<string, EventKind> = {
 export class SourceWatcher {
   readonly #o: WatcherOptions;
   readonly #ignore: IgnoreMatcher;
-  #fsw: Deno.FsWatcher | undefined;
+  #fsws: Deno.FsWatcher[] = [];
+  /** Directories watched on their own (see {@linkcode openWatches}). */
+  #spine = new Set<string>();
+  /** Bumped whenever the watches are replaced: loops of older ones end quietly. */
+  #gen = 0;
+  #replanTimer: number | undefined;
   #stopped = false;
   #mode: WatchMode = "starting";
   #pollTimer: number | undefined;
   #rootIno = 0;
   #backoff = 1000;
-  #loop: Promise<void> | undefined;
+  #loops: Promise<void>[] = [];
+  #probe: WatchProbe | undefined;
+  /** Polling because the process's native watcher thread is blocked. */
+  #stallPolling = false;
+  /** Bumped to end a polling loop. */
+  #pollGen = 0;
 
   constructor(options: WatcherOptions) {
     this.#o = options;
@@ -89,8 +137,49 @@ export class SourceWatcher {
     this.#startNative();
   }
 
+  readonly #onProbe = (stalled: boolean) => {
+    if (this.#stopped) return;
+    const name = this.#o.source.name;
+    if (stalled) {
+      if (this.#mode !== "native" && this.#mode !== "restarting") return;
+      this.#o.log.error(
+        `The OS file watcher stopped delivering events (a named pipe (FIFO) in a watched tree blocks it ` +
+          `until something writes to the pipe); polling source "${name}" every ${this.#o.pollInterval} s ` +
+          `until it recovers. Move named pipes, sockets and devices out of source trees.`,
+      );
+      this.#stallPolling = true;
+      this.#startPolling("the OS watcher is blocked");
+      this.#o.fullScan().catch(() => {});
+    } else if (this.#stallPolling) {
+      this.#stallPolling = false;
+      this.#stopPolling();
+      this.#o.log.info(
+        `The OS file watcher delivers events again; watching source "${name}" natively`,
+      );
+      if (this.#fsws.length > 0) this.#setMode("native");
+      else this.#startNative();
+      this.#o.fullScan().catch(() => {});
+    }
+  };
+
   #startNative() {
     if (this.#stopped) return;
+    if (!this.#probe) {
+      try {
+        this.#probe = acquireProbe(this.#o);
+        this.#probe.listen(this.#onProbe);
+      } catch (e) {
+        this.#o.log.warn(
+          `Cannot check that the OS file watcher keeps working: ${(e as Error).message}`,
+        );
+      }
+    }
+    if (this.#probe?.stalled) {
+      // Deno.watchFs would wait for the blocked watcher thread: poll until it recovers.
+      this.#stallPolling = true;
+      this.#startPolling("the OS watcher is blocked");
+      return;
+    }
     const root = this.#o.source.scanPath;
     try {
       this.#rootIno = fs.statSync(root).ino;
@@ -98,8 +187,17 @@ export class SourceWatcher {
       this.#waitForRoot();
       return;
     }
+    const gen = ++this.#gen;
     try {
-      this.#fsw = Deno.watchFs(root, { recursive: true });
+      const plan = openWatches(root);
+      this.#fsws = plan.watchers;
+      this.#spine = plan.spine;
+      for (const dir of plan.skipped) {
+        this.#o.log.warn(
+          `Not watching "${dir}" of source "${this.#o.source.name}": it cannot be read; the rest of ` +
+            `the source is watched, and it is watched again once readable`,
+        );
+      }
     } catch (e) {
       const msg = (e as Error).message;
       if (/watch limit|ENOSPC|No space left/i.test(msg)) {
@@ -117,11 +215,33 @@ export class SourceWatcher {
     }
     this.#setMode("native");
     this.#backoff = 1000;
-    const fsw = this.#fsw;
-    this.#loop = this.#drain(fsw);
+    this.#loops = this.#fsws.map((fsw) => this.#drain(fsw, gen));
   }
 
-  async #drain(fsw: Deno.FsWatcher) {
+  /**
+   * A directory appeared or changed mode in a directory watched on its own:
+   * watch the tree anew (it may be readable now, or need watching), then
+   * scan, since events may be lost while the watches are replaced.
+   */
+  #replan() {
+    if (this.#replanTimer !== undefined || this.#stopped) return;
+    this.#replanTimer = setTimeout(async () => {
+      if (this.#stopped || this.#mode !== "native" || !this.#closeWatch()) {
+        this.#replanTimer = undefined;
+        return;
+      }
+      this.#gen++;
+      // Deno drops a closed watch's paths only once its loop ended: a new watch of the same
+      // paths opened before that would lose them.
+      await Promise.allSettled(this.#loops);
+      this.#replanTimer = undefined;
+      if (this.#stopped) return;
+      this.#startNative();
+      this.#o.fullScan().catch(() => {});
+    }, 500) as unknown as number;
+  }
+
+  async #drain(fsw: Deno.FsWatcher, gen: number) {
     const agg = this.#o.aggregator;
     const root = this.#o.source.scanPath;
     try {
@@ -141,13 +261,16 @@ export class SourceWatcher {
           }
           if (this.#ignored(p)) continue;
           agg.add(p, kind);
+          if (this.#spine.size > 0 && this.#spine.has(path.dirname(p)) && isDirectory(p)) {
+            this.#replan();
+          }
         }
       }
-      if (this.#stopped) return;
+      if (this.#stopped || gen !== this.#gen) return;
       // The iterator ended without stop(): the root vanished or the watch died.
       this.#restart("the watcher stopped");
     } catch (e) {
-      if (this.#stopped) return;
+      if (this.#stopped || gen !== this.#gen) return;
       const msg = (e as Error).message;
       if (/watch limit|ENOSPC|No space left/i.test(msg)) {
         this.#o.log.error(
@@ -168,7 +291,10 @@ export class SourceWatcher {
 
   #restart(reason: string) {
     if (this.#stopped) return;
-    this.#fsw = undefined;
+    // The other watches of this plan end too, quietly.
+    this.#gen++;
+    this.#closeWatch();
+    this.#fsws = [];
     let rootOk = false;
     try {
       rootOk = fs.statSync(this.#o.source.scanPath).isDirectory();
@@ -214,10 +340,18 @@ export class SourceWatcher {
     this.#pollTimer = setTimeout(check, 2000) as unknown as number;
   }
 
+  #stopPolling() {
+    this.#pollGen++;
+    if (this.#pollTimer !== undefined) clearTimeout(this.#pollTimer);
+    this.#pollTimer = undefined;
+  }
+
   #startPolling(reason: string) {
+    this.#stopPolling();
     this.#setMode("polling", reason);
+    const gen = this.#pollGen;
     const tick = async () => {
-      if (this.#stopped) return;
+      if (this.#stopped || gen !== this.#pollGen) return;
       try {
         await this.#o.fullScan();
       } catch (e) {
@@ -225,7 +359,7 @@ export class SourceWatcher {
           `Polling scan of source "${this.#o.source.name}" failed: ${(e as Error).message}`,
         );
       }
-      if (!this.#stopped) {
+      if (!this.#stopped && gen === this.#pollGen) {
         this.#pollTimer = setTimeout(tick, this.#o.pollInterval * 1000) as unknown as number;
       }
     };
@@ -242,23 +376,46 @@ export class SourceWatcher {
     } catch {
       // Gone: restart handles the wait.
     }
-    try {
-      this.#fsw?.close();
-    } catch {
-      // Already closed.
+    this.#closeWatch();
+  }
+
+  /**
+   * Closes the native watch unless the watcher thread is blocked (closing
+   * would wait for it forever); returns whether it was closed.
+   */
+  #closeWatch(): boolean {
+    if (this.#probe?.stalled || watcherThreadBlocked()) return false;
+    for (const fsw of this.#fsws) {
+      try {
+        fsw.close();
+      } catch {
+        // Already closed.
+      }
     }
+    return true;
   }
 
   /** Stops watching. */
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#setMode("stopped");
-    if (this.#pollTimer !== undefined) clearTimeout(this.#pollTimer);
-    try {
-      this.#fsw?.close();
-    } catch {
-      // Already closed.
+    this.#stopPolling();
+    if (this.#replanTimer !== undefined) clearTimeout(this.#replanTimer);
+    // An abandoned watch ends with the process.
+    const closed = this.#closeWatch();
+    if (this.#probe) {
+      this.#probe.unlisten(this.#onProbe);
+      this.#probe = undefined;
+      releaseProbe();
     }
-    await this.#loop?.catch(() => {});
+    if (closed) await Promise.allSettled(this.#loops);
+  }
+}
+
+function isDirectory(p: string): boolean {
+  try {
+    return fs.statSync(p).isDirectory();
+  } catch {
+    return false;
   }
 }

@@ -1,0 +1,213 @@
+/**
+ * The scanner against a real tree and a real store: special files are never
+ * opened, unreadable parts fail alone and are recorded as problems, names
+ * Deno cannot represent are reported, racily clean rows are re-verified.
+ *
+ * @module
+ */
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import type { Source } from "../../src/config/types.ts";
+import { logger } from "../../src/log.ts";
+import { DELETED } from "../../src/store/events.ts";
+import { Store } from "../../src/store/store.ts";
+import { type Batch, type FsChange, NON_UTF8, RACY_MS, Scanner } from "../../src/watch/scanner.ts";
+import { assert, assertEquals } from "../_assert.ts";
+
+interface Rig {
+  root: string;
+  src: string;
+  source: Source;
+  store: Store;
+  scanner: Scanner;
+  changes: FsChange[];
+  close(): void;
+}
+
+/** A scanner whose sink applies batches to the store, as the daemon does. */
+function rig(options: { guardMinFiles?: number; guardShare?: number } = {}): Rig {
+  const root = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), "fc-scanner-")));
+  const src = path.join(root, "src");
+  fs.mkdirSync(src);
+  const store = new Store(path.join(root, "data"));
+  const source: Source = {
+    name: "site",
+    scanPath: src,
+    configuredPath: src,
+    watch: "auto",
+    line: 1,
+  };
+  const changes: FsChange[] = [];
+  const scanner = new Scanner({
+    store,
+    ignoredDirs: [],
+    exclude: [],
+    log: logger("scan"),
+    guardShare: options.guardShare ?? 0.5,
+    guardMinFiles: options.guardMinFiles ?? 10,
+    sink: (b: Batch) => {
+      store.tx(() => {
+        for (const r of b.removes) store.deleteUnder(r);
+        for (const p of b.puts) store.putFile(p);
+      });
+      changes.push(...b.changes);
+    },
+  });
+  return {
+    root,
+    src,
+    source,
+    store,
+    scanner,
+    changes,
+    close() {
+      scanner.close();
+      store.close();
+      fs.rmSync(root, { recursive: true, force: true });
+    },
+  };
+}
+
+function put(p: string, content: string) {
+  fs.mkdirSync(path.dirname(p), { recursive: true });
+  fs.writeFileSync(p, content);
+}
+
+async function sh(script: string, cwd: string) {
+  const r = await new Deno.Command("sh", { args: ["-c", script], cwd }).output();
+  assertEquals(r.code, 0, new TextDecoder().decode(r.stderr));
+}
+
+Deno.test("scanner: FIFOs, sockets and device nodes are skipped without being opened", async () => {
+  const r = rig();
+  try {
+    put(path.join(r.src, "a.txt"), "a");
+    await sh("mkfifo pipe && mknod null c 1 3", r.src);
+    const sock = Deno.listen({ transport: "unix", path: path.join(r.src, "s.sock") });
+    try {
+      // A FIFO opened for reading would block this scan (and the test) forever.
+      const res = await r.scanner.scanSource(r.source);
+      assertEquals(res.files, 1);
+      assertEquals(r.changes.map((c) => c.rel), ["a.txt"]);
+      assertEquals(res.problems, 0);
+      assertEquals(await r.scanner.scanPath(r.source, path.join(r.src, "pipe"), true), 0);
+    } finally {
+      sock.close();
+    }
+  } finally {
+    r.close();
+  }
+});
+
+Deno.test("scanner: names that are not UTF-8 are recorded as problems, never dropped silently", async () => {
+  const r = rig();
+  try {
+    put(path.join(r.src, "ok.txt"), "ok");
+    await sh(
+      "printf x > \"$(printf '\\377\\376.txt')\" && mkdir \"$(printf 'dir\\351')\" && printf y > \"$(printf 'dir\\351')/inner.txt\"",
+      r.src,
+    );
+    const res = await r.scanner.scanSource(r.source);
+    assertEquals(r.changes.map((c) => c.rel), ["ok.txt"]);
+    const problems = r.store.problems("site");
+    assertEquals(problems.length, 2, JSON.stringify(problems));
+    for (const p of problems) assertEquals(p.reason, NON_UTF8);
+    assert(problems.some((p) => p.path === path.join(r.src, "\uFFFD\uFFFD.txt")));
+    assert(problems.some((p) => p.path === path.join(r.src, "dir\uFFFD")));
+    assertEquals(res.problems, 2);
+    // A watcher event for the name finds it again; once renamed, it is resolved.
+    await r.scanner.scanPath(r.source, path.join(r.src, "\uFFFD\uFFFD.txt"));
+    assertEquals(r.store.problems("site").length, 2);
+    await sh("mv \"$(printf '\\377\\376.txt')\" renamed.txt", r.src);
+    await r.scanner.scanPath(r.source, path.join(r.src, "\uFFFD\uFFFD.txt"));
+    assertEquals(r.store.problems("site").length, 1);
+    await r.scanner.scanSource(r.source);
+    assert(r.changes.some((c) => c.rel === "renamed.txt"));
+    assertEquals(r.store.problems("site").map((p) => p.path), [path.join(r.src, "dir\uFFFD")]);
+  } finally {
+    r.close();
+  }
+});
+
+Deno.test("scanner: a racily clean file (same size, mtime restored, same second) is compared by content", async () => {
+  const r = rig();
+  try {
+    const f = path.join(r.src, "a.txt");
+    put(f, "one");
+    await r.scanner.scanSource(r.source);
+    assertEquals(r.changes.length, 1);
+    const before = fs.statSync(f);
+    put(f, "two");
+    fs.utimesSync(f, before.atime, before.mtime);
+    r.changes.length = 0;
+    await r.scanner.scanSource(r.source);
+    assertEquals(r.changes.length, 1, "the rewrite was not noticed");
+    assertEquals(r.changes[0]!.verify, true);
+    // Recorded again: once the file is older than its record, nothing more is reported.
+    const row = r.store.getFile(f)!;
+    r.store.putFile({ ...row, recorded_ms: Math.max(row.mtime_ms, row.ctime_ms) + RACY_MS + 1 });
+    r.changes.length = 0;
+    await r.scanner.scanSource(r.source);
+    assertEquals(r.changes.length, 0);
+  } finally {
+    r.close();
+  }
+});
+
+Deno.test("scanner: an untouched file recorded long after its last change is not racy", async () => {
+  const r = rig();
+  try {
+    const f = path.join(r.src, "old.txt");
+    put(f, "old");
+    const t = new Date(Date.now() - 60_000);
+    fs.utimesSync(f, t, t);
+    await r.scanner.scanSource(r.source);
+    r.changes.length = 0;
+    // ctime is now (utimes changed it): wait until the row is safely newer.
+    const row = r.store.getFile(f)!;
+    r.store.putFile({ ...row, recorded_ms: row.ctime_ms + RACY_MS + 1 });
+    await r.scanner.scanSource(r.source);
+    assertEquals(r.changes.length, 0);
+  } finally {
+    r.close();
+  }
+});
+
+Deno.test("scanner: deletions found from watcher events are gathered and judged together", async () => {
+  const r = rig({ guardMinFiles: 3, guardShare: 0.5 });
+  try {
+    for (let i = 0; i < 4; i++) put(path.join(r.src, `d/f${i}.txt`), `${i}`);
+    put(path.join(r.src, "x"), "a file, soon a directory");
+    for (let i = 0; i < 6; i++) put(path.join(r.src, `keep/k${i}.txt`), `${i}`);
+    await r.scanner.scanSource(r.source);
+    r.changes.length = 0;
+    // Two files deleted in two watcher batches: nothing is applied before the window ends.
+    fs.rmSync(path.join(r.src, "d/f0.txt"));
+    await r.scanner.scanPaths(r.source, [{ path: path.join(r.src, "d/f0.txt"), written: false }]);
+    fs.rmSync(path.join(r.src, "d/f1.txt"));
+    await r.scanner.scanPaths(r.source, [{ path: path.join(r.src, "d/f1.txt"), written: false }]);
+    assertEquals(r.changes, []);
+    // A file replaced by a directory: its deletion is kept; a deleted file that is back is not deleted.
+    fs.rmSync(path.join(r.src, "x"));
+    put(path.join(r.src, "x/inner.txt"), "inner");
+    await r.scanner.scanPath(r.source, path.join(r.src, "x"));
+    put(path.join(r.src, "d/f1.txt"), "back");
+    assertEquals(r.scanner.flushDeletes(r.source), 2);
+    const deleted = r.changes.filter((c) => c.event === DELETED).map((c) => c.rel).sort();
+    assertEquals(deleted, ["d/f0.txt", "x"]);
+    assertEquals(r.store.getFile(path.join(r.src, "d/f1.txt"))?.is_dir, 0);
+    assertEquals(r.store.getFile(path.join(r.src, "x"))?.is_dir, 1);
+    assertEquals(r.store.getFile(path.join(r.src, "d/f0.txt")), undefined);
+    // Beyond the allowance (6 of 10 files): all of it is held, nothing applied.
+    r.changes.length = 0;
+    fs.rmSync(path.join(r.src, "keep"), { recursive: true });
+    await r.scanner.scanPath(r.source, path.join(r.src, "keep"));
+    assertEquals(r.scanner.flushDeletes(r.source), 0);
+    assertEquals(r.changes.filter((c) => c.event === DELETED), []);
+    assertEquals(r.store.guardFor("site")?.pending, 6);
+    assertEquals(r.store.countFiles("site"), 10);
+  } finally {
+    r.close();
+  }
+});
