@@ -29,6 +29,7 @@ import type { ProcessorRef } from "../config/types.ts";
 import { ClassifiedError, RequeueError } from "../errors.ts";
 import type { OptionValues } from "../options.ts";
 import { type ExtraOutput, handles, type ProcessorDef, type SourceInfo } from "./processor.ts";
+import { resultCache } from "./_result_cache.ts";
 
 /** One chain run. */
 export interface ChainInput {
@@ -46,6 +47,12 @@ export interface ChainInput {
   workDir: string;
   signal: AbortSignal;
   lookupUrl(inputFile: string): string | undefined;
+  /**
+   * Directory for the cache of pure processor results (minifiers, image
+   * optimisers), kept across runs; no cache when omitted. It must not be
+   * inside `workDir`, which the caller removes.
+   */
+  cacheDir?: string;
 }
 
 /** What a chain produced. */
@@ -117,6 +124,7 @@ export async function runChain(input: ChainInput): Promise<ChainOutput> {
   let contentEncoding: string | undefined;
   let extras: ExtraOutput[] = [];
   const references = new Set<string>();
+  const cache = input.cacheDir !== undefined ? resultCache(input.cacheDir) : undefined;
   await setupProcessors(input.processors).then((problems) => {
     if (problems.length > 0) throw new Error(problems.join("; "));
   });
@@ -140,6 +148,7 @@ export async function runChain(input: ChainInput): Promise<ChainOutput> {
           signal: input.signal,
           log,
           lookupUrl: input.lookupUrl,
+          ...(cache ? { cache } : {}),
         },
       );
     } catch (e) {

@@ -8,6 +8,7 @@
  */
 import type { Logger } from "../log.ts";
 import type { OptionSpec, OptionValues } from "../options.ts";
+import type { ResultCache } from "./_result_cache.ts";
 
 /** The file as it enters a processor. */
 export interface ProcessFile {
@@ -78,6 +79,12 @@ export interface ProcessContext {
    * chain is not per server), or undefined when it is not synced there yet.
    */
   lookupUrl(inputFile: string): string | undefined;
+  /**
+   * Cache of results by content, when the chain runs with one. Only for
+   * processors whose output depends on nothing but the content, the name's
+   * extension, their options and their engine.
+   */
+  cache?: ResultCache;
 }
 
 /** Context for {@linkcode ProcessorDef.setup}. */

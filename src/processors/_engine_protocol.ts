@@ -1,0 +1,40 @@
+/**
+ * Messages between the engine pool (`_engine_pool.ts`) and the engine
+ * worker (`_engine_worker.ts`).
+ *
+ * @module
+ */
+import type { MinifyOptions } from "./_esbuild_minify.ts";
+
+/** A WebAssembly engine a worker runs. */
+export type EngineName = "esbuild" | "oxipng";
+
+/** A task for an engine. */
+export type EngineTask =
+  | { kind: "minify"; code: string; loader: "css" | "js"; options: MinifyOptions }
+  | { kind: "png"; bytes: Uint8Array; level: number }
+  | { kind: "raw"; rgba: Uint8Array; width: number; height: number; level: number };
+
+/** Which engine a task needs. */
+export function engineOf(task: EngineTask): EngineName {
+  return task.kind === "minify" ? "esbuild" : "oxipng";
+}
+
+/** A request to a worker. The pool sends the next one only after the answer. */
+export interface EngineRequest {
+  id: number;
+  task: EngineTask;
+  /** The engine's compiled module, sent with the first task that needs it. */
+  module?: WebAssembly.Module;
+}
+
+/** One esbuild message, reduced to what can cross a worker boundary. */
+export interface EngineMessage {
+  text: string;
+  location?: { line: number; column: number } | null;
+}
+
+/** The worker's answer. */
+export type EngineResponse =
+  | { id: number; ok: true; result: unknown }
+  | { id: number; ok: false; message: string; errors?: EngineMessage[] };
