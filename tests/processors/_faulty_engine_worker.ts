@@ -1,0 +1,24 @@
+/**
+ * The real engine worker, except that a minify task whose code contains
+ * `crash me` throws an uncaught error (the worker dies, as after an engine
+ * abort) and one containing `hang me` never answers. For the pool's
+ * failure tests.
+ *
+ * @module
+ */
+import "../../src/processors/_engine_worker.ts";
+import type { EngineRequest } from "../../src/processors/_engine_protocol.ts";
+
+const scope = globalThis as unknown as {
+  onmessage: ((e: MessageEvent<EngineRequest>) => unknown) | null;
+};
+const real = scope.onmessage!;
+
+scope.onmessage = (e: MessageEvent<EngineRequest>) => {
+  const task = e.data.task;
+  if (task.kind === "minify" && task.code.includes("crash me")) {
+    throw new Error("simulated engine crash");
+  }
+  if (task.kind === "minify" && task.code.includes("hang me")) return;
+  return real(e);
+};
