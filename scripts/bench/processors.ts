@@ -31,7 +31,7 @@ import { checkOptions } from "../../src/options.ts";
 import { runChain, setupProcessors } from "../../src/processors/chain.ts";
 import { getProcessorDef, handles } from "../../src/processors/processor.ts";
 import { minifyText } from "../../src/processors/minify.ts";
-import { enginePool } from "../../src/processors/_engine_pool.ts";
+import { configureEngines, enginePool } from "../../src/processors/_engine_pool.ts";
 
 const SHOP = path.resolve(import.meta.dirname!, "..", "..", "tests", "testdata", "site", "shop");
 
@@ -256,9 +256,19 @@ export async function benchSampleChain(
 
 if (import.meta.main && Deno.args[0] === "--chain") {
   const tree = Deno.args[1];
-  if (!tree) throw new Error("Usage: processors.ts --chain DIR [--idle SECONDS] [--cache DIR]");
+  if (!tree) {
+    throw new Error(
+      "Usage: processors.ts --chain DIR [--idle SECONDS] [--cache DIR] [--workers N] [--memory MiB]",
+    );
+  }
   const idleAt = Deno.args.indexOf("--idle");
   const cacheAt = Deno.args.indexOf("--cache");
+  const workersAt = Deno.args.indexOf("--workers");
+  const memoryAt = Deno.args.indexOf("--memory");
+  configureEngines({
+    ...(workersAt > 0 ? { maxWorkers: Number(Deno.args[workersAt + 1]) } : {}),
+    ...(memoryAt > 0 ? { memoryBudget: Number(Deno.args[memoryAt + 1]) * 1024 * 1024 } : {}),
+  });
   const result = await benchSampleChain(tree, {
     ...(idleAt > 0 ? { idleSeconds: Number(Deno.args[idleAt + 1]) } : {}),
     ...(cacheAt > 0 ? { cacheDir: Deno.args[cacheAt + 1]! } : {}),

@@ -24,8 +24,12 @@ export function engineOf(task: EngineTask): EngineName {
 export interface EngineRequest {
   id: number;
   task: EngineTask;
-  /** The engine's compiled module, sent with the first task that needs it. */
-  module?: WebAssembly.Module;
+  /**
+   * The engine's WebAssembly bytes, sent (transferred) with the first task
+   * that needs it: the worker compiles them, so no compiled code stays in
+   * the main thread once the worker is gone.
+   */
+  wasm?: Uint8Array;
 }
 
 /** One esbuild message, reduced to what can cross a worker boundary. */

@@ -6,7 +6,7 @@
  *
  * Protocol (`_engine_protocol.ts`; one request at a time per worker): in,
  * an id, the task and, the first time this worker needs an engine, its
- * compiled `WebAssembly.Module`; out, the id and the result, or an error
+ * WebAssembly bytes (compiled here); out, the id and the result, or an error
  * message with esbuild's `errors` (text and location) when there are some.
  *
  * @module
@@ -25,17 +25,21 @@ import {
 let esbuildReady: Promise<void> | undefined;
 let oxipngReady: Promise<unknown> | undefined;
 
-function load(task: EngineTask, module: WebAssembly.Module | undefined): Promise<unknown> {
+function load(task: EngineTask, wasm: Uint8Array | undefined): Promise<unknown> {
   if (engineOf(task) === "esbuild") {
     if (!esbuildReady) {
-      if (!module) throw new Error("The esbuild engine was not sent to the worker");
-      esbuildReady = esbuild.initialize({ wasmModule: module, worker: false });
+      if (!wasm) throw new Error("The esbuild engine was not sent to the worker");
+      esbuildReady = WebAssembly.compile(wasm as Uint8Array<ArrayBuffer>).then((wasmModule) =>
+        esbuild.initialize({ wasmModule, worker: false })
+      );
     }
     return esbuildReady;
   }
   if (!oxipngReady) {
-    if (!module) throw new Error("The oxipng engine was not sent to the worker");
-    oxipngReady = oxipng.default(module);
+    if (!wasm) throw new Error("The oxipng engine was not sent to the worker");
+    oxipngReady = WebAssembly.compile(wasm as Uint8Array<ArrayBuffer>).then((m) =>
+      oxipng.default(m)
+    );
   }
   return oxipngReady;
 }
@@ -65,10 +69,10 @@ const scope = globalThis as unknown as {
 };
 
 scope.onmessage = async (e: MessageEvent<EngineRequest>) => {
-  const { id, task, module } = e.data;
+  const { id, task, wasm } = e.data;
   let response: EngineResponse;
   try {
-    await load(task, module);
+    await load(task, wasm);
     response = { id, ok: true, result: await run(task) };
   } catch (err) {
     const errors = (err as { errors?: EngineMessage[] })?.errors;

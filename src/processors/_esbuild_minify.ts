@@ -42,21 +42,40 @@ async function minifyAuto(
   base: Esbuild.TransformOptions,
 ): Promise<Esbuild.TransformResult> {
   const modern = introducible(code);
-  // Both runs at once: esbuild-wasm's per-call latency overlaps.
-  const [es5, strict] = await Promise.all([
-    api.transform(code, { ...base, target: "es5" }).catch((e) => {
-      const errors = (e as { errors?: { text: string }[] }).errors ?? [];
-      if (!errors.some((x) => /configured target environment/.test(x.text))) throw e;
-      return undefined;
-    }),
-    api.transform(code, {
+  // esbuild repeats the source line in every error; an ES5 probe over a
+  // minified modern file (one huge line) would carry that line hundreds of
+  // times (hundreds of MB). The probes therefore read the file printed one
+  // statement per line, which means the same.
+  const probe = longestLine(code) > 1000
+    ? (await api.transform(code, { ...base, minify: false, target: "esnext" })).code
+    : code;
+  // One run after the other: esbuild-wasm has a single thread, so running
+  // them at once gains nothing and holds two syntax trees in its memory.
+  const es5 = await api.transform(probe, { ...base, target: "es5" }).catch((e) => {
+    const errors = (e as { errors?: { text: string }[] }).errors ?? [];
+    if (!errors.some((x) => /configured target environment/.test(x.text))) throw e;
+    return undefined;
+  });
+  const strict = es5 &&
+    await api.transform(probe, {
       ...base,
       target: "esnext",
       supported: { ...modern, "object-extensions": false, "template-literal": false },
-    }).catch(() => undefined),
-  ]);
+    }).catch(() => undefined);
   if (es5 && strict && strict.code === es5.code) return es5;
   return await api.transform(code, { ...base, target: "esnext", supported: modern });
+}
+
+/** Length of the longest line of `code`. */
+function longestLine(code: string): number {
+  let longest = 0, start = 0;
+  for (;;) {
+    const end = code.indexOf("\n", start);
+    const len = (end < 0 ? code.length : end) - start;
+    if (len > longest) longest = len;
+    if (end < 0) return longest;
+    start = end + 1;
+  }
 }
 
 /**

@@ -57,10 +57,14 @@ export function registerEmbeddedWasm(name: WasmName, bytes: BytesSource): void {
   compiled.delete(name);
 }
 
-/** Returns the raw bytes of an engine: the embedded copy, else the npm file. */
+/**
+ * Returns the raw bytes of an engine, the embedded copy, else the npm file:
+ * a fresh array on every call, which the caller owns.
+ */
 export async function wasmBytes(name: WasmName): Promise<Uint8Array> {
   const e = embedded.get(name);
-  if (e) return typeof e === "function" ? await e() : e;
+  // A copy of fixed bytes: callers may hand theirs over (transfer) to a worker.
+  if (e) return typeof e === "function" ? await e() : e.slice();
   const file = wasmFile(name);
   try {
     return new Uint8Array(await fs.readFile(file));

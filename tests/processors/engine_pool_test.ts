@@ -7,7 +7,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { ClassifiedError } from "../../src/errors.ts";
-import { runChain } from "../../src/processors/chain.ts";
+import { runChain, setupProcessors } from "../../src/processors/chain.ts";
 import { configureEngines, EnginePool, enginePool } from "../../src/processors/_engine_pool.ts";
 import { ResultCache } from "../../src/processors/_result_cache.ts";
 import { assert, assertEquals, assertIncludes, assertRejects } from "../_assert.ts";
@@ -40,6 +40,42 @@ Deno.test("EnginePool terminates a worker after its idle period and starts a fre
     assertEquals(pool.stats.started, 2);
   } finally {
     pool.close();
+  }
+});
+
+Deno.test("setupProcessors applies engineIdleTimeout: the shared worker ends when idle, the next file restarts it", async () => {
+  const t = tempDir();
+  const minifyJs = ref("minify.JS");
+  try {
+    assertEquals(
+      await setupProcessors([minifyJs], {
+        settings: { engineWorkers: 2, engineIdleTimeout: 0.2, engineMemory: 256 },
+      }),
+      [],
+    );
+    const file = path.join(t.dir, "a.js");
+    fs.writeFileSync(file, "var total = 3 * 3; // nine\n");
+    const chain = () =>
+      runChain({
+        originalPath: file,
+        relDir: "",
+        name: "a.js",
+        source: { name: "t", scanPath: t.dir },
+        processors: [minifyJs],
+        workDir: fs.mkdtempSync(path.join(t.dir, "work-")),
+        signal: new AbortController().signal,
+        lookupUrl: () => undefined,
+      });
+    assertEquals(fs.readFileSync((await chain()).path, "utf8"), "var total=9;\n");
+    const started = enginePool().stats.started;
+    await until(() => enginePool().stats.alive === 0, "the shared worker ends");
+    assertEquals(fs.readFileSync((await chain()).path, "utf8"), "var total=9;\n");
+    assertEquals(enginePool().stats.started, started + 1);
+  } finally {
+    await setupProcessors([], {
+      settings: { engineWorkers: 2, engineIdleTimeout: 30, engineMemory: 256 },
+    });
+    t.cleanup();
   }
 });
 
