@@ -159,6 +159,8 @@ export interface ChainBench {
   /** RSS after `idleSeconds` without work. */
   rssIdleMiB: number;
   idleSeconds: number;
+  /** Engine workers started during the run (each compiles its engine once). */
+  workersStarted: number;
 }
 
 /** The original's sample rule (see tests/e2e/sample_chain_test.ts). */
@@ -248,6 +250,7 @@ export async function benchSampleChain(
       rssAfterSyncMiB: mib(rssAfterSync),
       rssIdleMiB: mib(Deno.memoryUsage().rss),
       idleSeconds,
+      workersStarted: enginePool().stats.started,
     };
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
