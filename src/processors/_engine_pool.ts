@@ -19,7 +19,11 @@
  *   with a {@linkcode ClassifiedError} of kind `retry` naming the engine and
  *   the cause. Other jobs and the daemon carry on.
  * - Errors the engine reports (a syntax error) are not crashes: they reject
- *   the job with an `Error` whose `errors` lists esbuild's messages.
+ *   the job with an `Error` whose `errors` lists esbuild's messages. An
+ *   error that leaves the engine unusable (a WebAssembly trap, esbuild's
+ *   service stopped) replaces the worker and tries the job once more; a
+ *   second such error rejects the job with the engine's error (the input is
+ *   the likely cause), not as a crash.
  *
  * From source, workers run `_engine_worker.ts`; a single-file bundle
  * registers the worker's own bundled source with
@@ -325,6 +329,12 @@ export class EnginePool {
     const job = slot.job;
     if (!job || response.id !== slot.jobId) return;
     clearTimeout(slot.jobTimer);
+    if (!response.ok && response.broken) {
+      // The engine failed in a way that leaves it unusable: a fresh worker tries again once;
+      // failing there too, the error is the input's, reported as the engine's error.
+      this.#crash(slot, response.message, engineError(response.message, response.errors));
+      return;
+    }
     slot.job = undefined;
     this.#stats.jobs++;
     if (response.ok) job.resolve(response.result);
@@ -335,7 +345,7 @@ export class EnginePool {
     this.#pump();
   }
 
-  #crash(slot: Slot, why: string): void {
+  #crash(slot: Slot, why: string, reported?: Error): void {
     const job = slot.job;
     slot.job = undefined;
     this.#stats.crashes++;
@@ -343,6 +353,8 @@ export class EnginePool {
     if (job) {
       if (job.attempts < 2 && !job.signal?.aborted) {
         this.#queue.unshift(job);
+      } else if (reported) {
+        job.reject(reported);
       } else {
         const engine = engineOf(job.task);
         job.reject(

@@ -41,4 +41,15 @@ export interface EngineMessage {
 /** The worker's answer. */
 export type EngineResponse =
   | { id: number; ok: true; result: unknown }
-  | { id: number; ok: false; message: string; errors?: EngineMessage[] };
+  | {
+    id: number;
+    ok: false;
+    message: string;
+    errors?: EngineMessage[];
+    /**
+     * The engine itself is unusable after this error (a WebAssembly trap,
+     * esbuild's service stopped, memory exhausted): the worker must be
+     * replaced.
+     */
+    broken?: boolean;
+  };

@@ -62,6 +62,13 @@ async function run(task: EngineTask): Promise<unknown> {
   }
 }
 
+/** Whether `err` leaves the engine unusable (the instance cannot be trusted afterwards). */
+function isBroken(err: unknown, message: string): boolean {
+  return err instanceof WebAssembly.RuntimeError ||
+    /service (is no longer running|was stopped)|has already exited|out of memory|Memory\.grow/i
+      .test(message);
+}
+
 /** The worker's global scope (typed here, so this file checks with the main program's lib). */
 const scope = globalThis as unknown as {
   onmessage: ((e: MessageEvent<EngineRequest>) => void) | null;
@@ -76,10 +83,12 @@ scope.onmessage = async (e: MessageEvent<EngineRequest>) => {
     response = { id, ok: true, result: await run(task) };
   } catch (err) {
     const errors = (err as { errors?: EngineMessage[] })?.errors;
+    const message = (err as Error)?.message ?? String(err);
     response = {
       id,
       ok: false,
-      message: (err as Error)?.message ?? String(err),
+      message,
+      ...(isBroken(err, message) ? { broken: true } : {}),
       ...(Array.isArray(errors)
         ? {
           errors: errors.map((m) => ({

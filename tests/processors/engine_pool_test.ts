@@ -119,6 +119,20 @@ Deno.test("EnginePool fails only the job whose worker crashes, after one retry, 
   }
 });
 
+Deno.test("EnginePool replaces a worker whose engine broke, and reports a repeated break as the engine's error", async () => {
+  const pool = new EnginePool({ workerUrl: FAULTY });
+  try {
+    const e = await assertRejects(() => minify(pool, "var x = 'break me';"));
+    assert(!(e instanceof ClassifiedError), "a repeated engine error is the input's, not a crash");
+    assertEquals(e.message, "simulated trap");
+    assertEquals(pool.stats.crashes, 2);
+    assertEquals((await minify(pool, "var ok = 2 + 2;")).code, "var ok=4;\n");
+    assertEquals(pool.stats.started, 3);
+  } finally {
+    pool.close();
+  }
+});
+
 Deno.test("EnginePool terminates a worker that does not answer in time and fails its job", async () => {
   const pool = new EnginePool({ workerUrl: FAULTY, jobTimeoutMs: 300 });
   try {
