@@ -59,6 +59,30 @@ export const SETTINGS_SPEC: readonly OptionSpec[] = [
     help: "Processor chains running at once",
   },
   {
+    name: "engineWorkers",
+    type: "integer",
+    min: 1,
+    default: "2",
+    help:
+      "Worker threads for the WebAssembly minifier and PNG optimiser at most (never more than the CPU cores)",
+  },
+  {
+    name: "engineIdleTimeout",
+    type: "number",
+    min: 0.1,
+    default: "30",
+    help:
+      "Seconds an idle minifier/PNG optimiser worker is kept; then it ends and its memory is freed",
+  },
+  {
+    name: "engineMemory",
+    type: "integer",
+    min: 32,
+    default: "256",
+    help:
+      "MiB the minifier and PNG optimiser workers may use together (estimated); a larger file runs alone",
+  },
+  {
     name: "maxSimultaneousTransporters",
     type: "integer",
     min: 1,
@@ -226,6 +250,9 @@ export function toSettings(v: OptionValues): Settings {
     maxFilesInPipeline: n("maxFilesInPipeline"),
     maxSimultaneousProcessorChains: n("maxSimultaneousProcessorChains"),
     maxSimultaneousTransporters: n("maxSimultaneousTransporters"),
+    engineWorkers: n("engineWorkers"),
+    engineIdleTimeout: n("engineIdleTimeout"),
+    engineMemory: n("engineMemory"),
     defaultMaxConnections: n("defaultMaxConnections"),
     retryInitialDelay: n("retryInitialDelay"),
     retryMaxDelay: n("retryMaxDelay"),

@@ -93,6 +93,12 @@ export interface Settings {
   maxFilesInPipeline: number;
   maxSimultaneousProcessorChains: number;
   maxSimultaneousTransporters: number;
+  /** Engine worker threads at most (minifiers, PNG optimiser). */
+  engineWorkers: number;
+  /** Seconds an idle engine worker is kept before it ends. */
+  engineIdleTimeout: number;
+  /** MiB the engine workers may use together (estimated). */
+  engineMemory: number;
   /** Connections per server when `maxConnections` is 0 or absent. */
   defaultMaxConnections: number;
   /** First retry delay, seconds. */

@@ -13,6 +13,7 @@
 import { RetiredJanitor } from "./retired_janitor.ts";
 import { dataDirMode, WebAccess } from "./web_access.ts";
 import * as fs from "node:fs";
+import * as path from "node:path";
 import type { Config } from "../config/types.ts";
 import { ClassifiedError, errorMessage } from "../errors.ts";
 import { addSecret, logger } from "../log.ts";
@@ -224,7 +225,10 @@ export class Daemon {
         "fatal",
       );
     }
-    const problems = await setupProcessors(next.rules.flatMap((r) => r.processors));
+    const problems = await setupProcessors(next.rules.flatMap((r) => r.processors), {
+      settings: next.settings,
+      cacheDir: path.join(this.dataDir, "processor-cache"),
+    });
     if (problems.length > 0) throw new ClassifiedError(problems.join("; "), "fatal");
     if (this.#stopping) return;
     for (const secret of next.secrets) addSecret(secret);
@@ -269,7 +273,10 @@ export class Daemon {
    */
   async run(): Promise<RunSummary> {
     const o = this.#o;
-    const problems = await setupProcessors(this.config.rules.flatMap((r) => r.processors));
+    const problems = await setupProcessors(this.config.rules.flatMap((r) => r.processors), {
+      settings: this.config.settings,
+      cacheDir: path.join(this.dataDir, "processor-cache"),
+    });
     if (problems.length > 0) throw new ClassifiedError(problems.join("\n"), "fatal");
     writeDataDirPid(this.dataDir);
     if (this.config.settings.pidFile) writePidFile(this.config.settings.pidFile);

@@ -2,10 +2,11 @@
  * The one place where processors get their WebAssembly engines.
  *
  * Every WASM engine a processor uses is named in {@linkcode WASM_FILES} and
- * obtained through {@linkcode loadWasm}. Nothing else in the code base reads
+ * obtained through {@linkcode wasmBytes} (the engine pool compiles it and
+ * hands the module to its workers) or {@linkcode loadWasm}. Nothing else in the code base reads
  * `.wasm` files, so the bundling step has exactly one seam to replace:
  *
- * - **From source** (`deno run mod.ts`), `loadWasm(name)` resolves the npm
+ * - **From source** (`deno run mod.ts`), `wasmBytes(name)` resolves the npm
  *   file with `import.meta.resolve` (a `file:` URL inside `node_modules`) and
  *   reads it with `node:fs`.
  * - **From a single-file bundle**, the bundler embeds the bytes (for example
@@ -28,6 +29,7 @@
  */
 import * as fs from "node:fs/promises";
 import { fileURLToPath } from "node:url";
+import { VERSION } from "../version.ts";
 
 /** The WASM engines processors use, with their npm file (`package/path`). */
 export const WASM_FILES = {
@@ -55,23 +57,58 @@ export function registerEmbeddedWasm(name: WasmName, bytes: BytesSource): void {
   compiled.delete(name);
 }
 
-/** Returns the raw bytes of an engine: the embedded copy, else the npm file. */
+/**
+ * Returns the raw bytes of an engine, the embedded copy, else the npm file:
+ * a fresh array on every call, which the caller owns.
+ */
 export async function wasmBytes(name: WasmName): Promise<Uint8Array> {
   const e = embedded.get(name);
-  if (e) return typeof e === "function" ? await e() : e;
-  const spec = WASM_FILES[name];
-  let file: string;
-  try {
-    file = fileURLToPath(import.meta.resolve(spec));
-  } catch (err) {
-    throw new Error(
-      `Cannot locate the WebAssembly file "${spec}" for ${name}: ${(err as Error).message}`,
-    );
-  }
+  // A copy of fixed bytes: callers may hand theirs over (transfer) to a worker.
+  if (e) return typeof e === "function" ? await e() : e.slice();
+  const file = wasmFile(name);
   try {
     return new Uint8Array(await fs.readFile(file));
   } catch (err) {
     throw new Error(`Cannot read the WebAssembly file "${file}": ${(err as Error).message}`);
+  }
+}
+
+/**
+ * Checks that an engine's bytes can be had (embedded, or the npm file
+ * exists) without reading them. Throws the error {@linkcode wasmBytes} would.
+ */
+export async function checkWasm(name: WasmName): Promise<void> {
+  if (embedded.has(name)) return;
+  const file = wasmFile(name);
+  try {
+    await fs.access(file);
+  } catch (err) {
+    throw new Error(`Cannot read the WebAssembly file "${file}": ${(err as Error).message}`);
+  }
+}
+
+/**
+ * A name for the exact build of an engine, for cache keys: the npm package
+ * version from source, the fileconveyor version in a bundle.
+ */
+export function engineTag(name: WasmName): string {
+  if (embedded.has(name)) return `${name}@fileconveyor-${VERSION}`;
+  try {
+    const m = /\/([^/]+@\d[^/]*)\//.exec(wasmFile(name).split("\\").join("/"));
+    return m ? m[1]! : `${name}@fileconveyor-${VERSION}`;
+  } catch {
+    return `${name}@fileconveyor-${VERSION}`;
+  }
+}
+
+function wasmFile(name: WasmName): string {
+  const spec = WASM_FILES[name];
+  try {
+    return fileURLToPath(import.meta.resolve(spec));
+  } catch (err) {
+    throw new Error(
+      `Cannot locate the WebAssembly file "${spec}" for ${name}: ${(err as Error).message}`,
+    );
   }
 }
 

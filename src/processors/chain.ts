@@ -25,10 +25,12 @@
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { logger } from "../log.ts";
-import type { ProcessorRef } from "../config/types.ts";
+import type { ProcessorRef, Settings } from "../config/types.ts";
 import { ClassifiedError, RequeueError } from "../errors.ts";
 import type { OptionValues } from "../options.ts";
 import { type ExtraOutput, handles, type ProcessorDef, type SourceInfo } from "./processor.ts";
+import { resultCache } from "./_result_cache.ts";
+import { configureEngines } from "./_engine_pool.ts";
 
 /** One chain run. */
 export interface ChainInput {
@@ -48,6 +50,13 @@ export interface ChainInput {
   lookupUrl(inputFile: string): string | undefined;
   /** See {@linkcode ProcessContext.willSync}. */
   willSync?(inputFile: string): boolean;
+  /**
+   * Directory for the cache of pure processor results (minifiers, image
+   * optimisers), kept across runs. Default: the one given to
+   * {@linkcode setupProcessors}, else no cache. It must not be inside
+   * `workDir`, which the caller removes.
+   */
+  cacheDir?: string;
 }
 
 /** What a chain produced. */
@@ -82,11 +91,43 @@ export function chainIsPerServer(processors: readonly ProcessorRef[], name: stri
 
 const setupDone = new Map<string, Promise<void>>();
 
+/** Daemon-wide processor settings for {@linkcode setupProcessors}. */
+export interface ProcessorSetup {
+  /** The engine settings of `<settings>`; the engine pool adopts them. */
+  settings?: Pick<Settings, "engineWorkers" | "engineIdleTimeout" | "engineMemory">;
+  /**
+   * Cache directory for chains run without their own `cacheDir` (e.g.
+   * `<dataDir>/processor-cache`; not inside the working directory, which is
+   * emptied at start).
+   */
+  cacheDir?: string;
+}
+
+let defaultCacheDir: string | undefined;
+let engineKey: string | undefined;
+
 /**
  * Runs every processor's `setup` once per distinct options (lazy engines,
  * external tool checks). Returns problems, one per processor that cannot work.
+ * `setup` also applies daemon-wide settings (engine pool, result cache).
  */
-export async function setupProcessors(refs: readonly ProcessorRef[]): Promise<string[]> {
+export async function setupProcessors(
+  refs: readonly ProcessorRef[],
+  setup: ProcessorSetup = {},
+): Promise<string[]> {
+  if (setup.cacheDir !== undefined) defaultCacheDir = setup.cacheDir;
+  if (setup.settings) {
+    const engines = {
+      maxWorkers: setup.settings.engineWorkers,
+      idleMs: setup.settings.engineIdleTimeout * 1000,
+      memoryBudget: setup.settings.engineMemory * 1024 * 1024,
+    };
+    const key = JSON.stringify(engines);
+    if (key !== engineKey) {
+      engineKey = key;
+      configureEngines(engines);
+    }
+  }
   const problems: string[] = [];
   for (const ref of refs) {
     if (!ref.def.setup) continue;
@@ -119,6 +160,8 @@ export async function runChain(input: ChainInput): Promise<ChainOutput> {
   let contentEncoding: string | undefined;
   let extras: ExtraOutput[] = [];
   const references = new Set<string>();
+  const cacheDir = input.cacheDir ?? defaultCacheDir;
+  const cache = cacheDir !== undefined ? resultCache(cacheDir) : undefined;
   await setupProcessors(input.processors).then((problems) => {
     if (problems.length > 0) throw new Error(problems.join("; "));
   });
@@ -149,6 +192,7 @@ export async function runChain(input: ChainInput): Promise<ChainOutput> {
           log,
           lookupUrl: input.lookupUrl,
           ...(input.willSync ? { willSync: input.willSync } : {}),
+          ...(cache ? { cache } : {}),
         },
       );
     } catch (e) {

@@ -9,7 +9,8 @@
  * | `image_optimizer.KeepMetadataAndFilename` | kept | no |
  *
  * Per format (detected from the bytes, not the extension):
- * - **PNG**: oxipng (WebAssembly, in-process) at `level` (default 2).
+ * - **PNG**: oxipng (WebAssembly, on the engine pool's workers, see
+ *   `_engine_pool.ts`) at `level` (default 2).
  *   Stripping removes text, time, `pHYs`, `bKGD` and private chunks but
  *   keeps what changes the look: colour management (`iCCP`, `sRGB`, `gAMA`,
  *   `cHRM`, `cICP`), `tRNS`, `sBIT`, and `eXIf` when it rotates the image.
@@ -51,26 +52,19 @@ import {
   sniffImage,
   stripPngMetadata,
 } from "./_image_formats.ts";
-import { loadWasm } from "./_wasm.ts";
+import { checkWasm, engineTag } from "./_wasm.ts";
+import { enginePool } from "./_engine_pool.ts";
+import { ResultCache } from "./_result_cache.ts";
+import { ClassifiedError } from "../errors.ts";
 
-type Oxipng = typeof import("@jsquash/oxipng/codec/pkg/squoosh_oxipng.js");
-
-let oxipngEngine: Promise<Oxipng> | undefined;
-
-/** Loads the oxipng WASM engine once per process. */
-export function loadOxipng(): Promise<Oxipng> {
-  if (!oxipngEngine) {
-    oxipngEngine = (async () => {
-      const [api, module] = await Promise.all([
-        import("@jsquash/oxipng/codec/pkg/squoosh_oxipng.js") as Promise<Oxipng>,
-        loadWasm("oxipng"),
-      ]);
-      await api.default(module);
-      return api;
-    })();
-    oxipngEngine.catch(() => oxipngEngine = undefined);
-  }
-  return oxipngEngine;
+/** Runs oxipng on the engine pool (off the main thread). */
+function oxipng(
+  task:
+    | { kind: "png"; bytes: Uint8Array; level: number }
+    | { kind: "raw"; rgba: Uint8Array; width: number; height: number; level: number },
+  signal: AbortSignal,
+): Promise<Uint8Array> {
+  return enginePool().run<Uint8Array>(task, { signal });
 }
 
 /** JPEGs from this size on are written progressive (the original's rule). */
@@ -171,12 +165,13 @@ async function optimisePng(
   input: Uint8Array,
   mode: Mode,
   level: number,
+  signal: AbortSignal,
 ): Promise<Uint8Array | undefined> {
   const chunks = pngChunks(input);
   if (isApng(chunks)) return undefined;
   const source = mode.keepMetadata ? input : stripPngMetadata(input, chunks);
-  const oxipng = await loadOxipng();
-  const out = oxipng.optimise(source, level, false, false);
+  // A copy goes to the worker: `source` may be `input` itself.
+  const out = await oxipng({ kind: "png", bytes: source.slice(), level }, signal);
   // oxipng returns its input when it finds nothing better; stripping alone may still win.
   return out.length <= source.length ? out : source;
 }
@@ -254,19 +249,21 @@ export function decodeStaticGif(
   return { width: reader.width, height: reader.height, rgba };
 }
 
-async function gifToPng(input: Uint8Array, level: number): Promise<Uint8Array | undefined> {
+async function gifToPng(
+  input: Uint8Array,
+  level: number,
+  signal: AbortSignal,
+): Promise<Uint8Array | undefined> {
   const img = decodeStaticGif(input);
   if (!img) return undefined;
-  const oxipng = await loadOxipng();
-  return oxipng.optimise_raw(
-    new Uint8ClampedArray(img.rgba.buffer),
-    img.width,
-    img.height,
-    level,
-    false,
-    false,
+  return await oxipng(
+    { kind: "raw", rgba: img.rgba, width: img.width, height: img.height, level },
+    signal,
   );
 }
+
+/** Cache tags: nothing better; smaller, same name; smaller, renamed to `.png`. */
+const NO_GAIN = 0, SMALLER = 1, AS_PNG = 2;
 
 async function optimiseImage(
   file: ProcessFile,
@@ -282,23 +279,55 @@ async function optimiseImage(
   }
   const level = Number(ctx.options.level ?? "2");
   const tools = await detectTools(ctx.options, ctx.log, processor);
+  // The result depends on the bytes, the mode, the options, oxipng and the tools found.
+  const key = ctx.cache &&
+    ResultCache.key([
+      input,
+      processor,
+      JSON.stringify(ctx.options),
+      JSON.stringify(tools),
+      engineTag("oxipng"),
+    ]);
+  const hit = key ? await ctx.cache!.get(key) : undefined;
+  if (hit) {
+    if (hit.tag === NO_GAIN) return undefined;
+    const cachedName = hit.tag === AS_PNG ? splitName(file.name).stem + ".png" : file.name;
+    const result: ProcessResult = { path: await writeOutput(ctx, cachedName, hit.bytes) };
+    if (cachedName !== file.name) result.name = cachedName;
+    return result;
+  }
   let out: Uint8Array | undefined;
   let name = file.name;
+  // Only a result every step reached without a failure is worth remembering.
+  let definitive = true;
   try {
-    if (format === "png") out = await optimisePng(input, mode, level);
-    else if (format === "jpeg") out = await optimiseJpeg(file, input, mode, tools, ctx);
-    else {
+    if (format === "png") out = await optimisePng(input, mode, level, ctx.signal);
+    else if (format === "jpeg") {
+      out = await optimiseJpeg(file, input, mode, tools, ctx);
+      definitive &&= out !== undefined;
+    } else {
       if (mode.allowRename) {
-        const png = await gifToPng(input, level);
+        const png = await gifToPng(input, level, ctx.signal);
         if (png && png.length < input.length) {
           out = png;
           name = splitName(file.name).stem + ".png";
         }
       }
-      if (!out) out = await gifsicle(file, input, mode, tools, ctx);
+      if (!out) {
+        out = await gifsicle(file, input, mode, tools, ctx);
+        definitive &&= out !== undefined;
+      }
     }
   } catch (e) {
     if (ctx.signal.aborted) throw e;
+    // A worker that crashed is not the image's fault: try again later.
+    if (e instanceof ClassifiedError) {
+      throw new ClassifiedError(
+        `Cannot optimise ${label(file)}: ${e.message}`,
+        e.kind,
+        { cause: e },
+      );
+    }
     ctx.log.warn(
       `${label(file)}: cannot optimise ${format.toUpperCase()}: ${
         (e as Error).message
@@ -308,8 +337,10 @@ async function optimiseImage(
   }
   if (!out || out.length >= input.length) {
     ctx.log.debug(`${label(file)}: no gain; kept as is`, { bytes: input.length });
+    if (key && definitive) await ctx.cache!.put(key, NO_GAIN);
     return undefined;
   }
+  if (key && definitive) await ctx.cache!.put(key, name !== file.name ? AS_PNG : SMALLER, out);
   ctx.log.debug(`${label(file)}: ${input.length} → ${out.length} bytes`);
   const result: ProcessResult = { path: await writeOutput(ctx, name, out) };
   if (name !== file.name) result.name = name;
@@ -323,7 +354,7 @@ function imageOptimizer(name: string, mode: Mode, summary: string): ProcessorDef
     extensions: [".png", ".jpg", ".jpeg", ".jpe", ".gif"],
     options: OPTIONS,
     async setup(ctx) {
-      await Promise.all([loadOxipng(), detectTools(ctx.options, ctx.log, name)]);
+      await Promise.all([checkWasm("oxipng"), detectTools(ctx.options, ctx.log, name)]);
     },
     process: (file, ctx) => optimiseImage(file, ctx, mode, name),
   };

@@ -1,6 +1,8 @@
 /**
  * CSS and JavaScript minification with esbuild, compiled to WebAssembly and
- * run in-process (no native binary, no child process, no worker).
+ * run on the engine pool's workers (`_engine_pool.ts`; no native binary, no
+ * child process): the event loop never waits for a large file, and the
+ * engine's memory is given back once the pool has been idle for a while.
  *
  * Names:
  * - `yui_compressor.YUICompressor` (`.css`, `.js`) and
@@ -31,51 +33,28 @@
  *   of kind `fatal` naming the line and column; it is not retried until the
  *   file changes.
  *
- * The engine (14 MB of WASM) is loaded in `setup`, i.e. only when a rule
- * uses one of these processors; it is shared by all of them.
+ * The engine (14 MB of WASM) is compiled only when a file needs it; `setup`
+ * only checks that it is there. Results are cached by content (see
+ * `_result_cache.ts`) when the chain runs with a cache directory.
  *
  * @module
  */
-import type * as Esbuild from "esbuild-wasm/esm/browser.js";
 import type { OptionSpec, OptionValues } from "../options.ts";
+import { ClassifiedError } from "../errors.ts";
 import { isTrue } from "../options.ts";
 import type { ProcessContext, ProcessFile, ProcessorDef } from "./processor.ts";
 import { extOf, fatal, label, readInput, writeOutput } from "./_util.ts";
-import { loadWasm } from "./_wasm.ts";
+import { checkWasm, engineTag } from "./_wasm.ts";
+import { enginePool } from "./_engine_pool.ts";
+import { ResultCache } from "./_result_cache.ts";
+import {
+  AUTO_CSS_TARGET,
+  describeEsbuildError,
+  type MinifyOptions,
+  type MinifyResult,
+} from "./_esbuild_minify.ts";
 
-type EsbuildApi = typeof Esbuild;
-
-let engine: Promise<EsbuildApi> | undefined;
-let initMs: number | undefined;
-
-/**
- * Loads and initialises esbuild-wasm once per process (in-process, no
- * worker). Later calls return the same instance.
- */
-export function loadEsbuild(): Promise<EsbuildApi> {
-  if (!engine) {
-    engine = (async () => {
-      const t0 = performance.now();
-      const [api, wasmModule] = await Promise.all([
-        import("esbuild-wasm/esm/browser.js") as Promise<EsbuildApi>,
-        loadWasm("esbuild"),
-      ]);
-      await api.initialize({ wasmModule, worker: false });
-      initMs = performance.now() - t0;
-      return api;
-    })();
-    engine.catch(() => engine = undefined);
-  }
-  return engine;
-}
-
-/** Milliseconds the first {@linkcode loadEsbuild} took (compile + initialise), once loaded. */
-export function esbuildInitMs(): number | undefined {
-  return initMs;
-}
-
-/** CSS target used for `target="auto"`. */
-export const AUTO_CSS_TARGET = ["chrome58", "edge16", "firefox57", "ie11", "safari11"];
+export { AUTO_CSS_TARGET };
 
 const MINIFY_OPTIONS: readonly OptionSpec[] = [
   {
@@ -110,95 +89,23 @@ function decodeText(bytes: Uint8Array): string {
 }
 
 /**
- * Minifies for `target="auto"`. Two runs decide whether the file is ES5:
- * one for `es5`, one for `esnext` with the ES2015+ syntax esbuild's printer
- * may introduce switched off (`{a}` for `{a: a}`, template literals for
- * strings with newlines, and the ES2020 shorthands the file does not use).
- * Identical output means nothing needed lowering: the `es5` result is used,
- * so ES5 code stays ES5. Otherwise (or when esbuild cannot even lower the
- * file to ES5) the file is modern and is minified for `esnext`, with only
- * the ES2020 shorthands it does not use switched off.
+ * Minifies CSS or JS text on the engine pool (off the main thread).
+ * Exported for the benchmark and tests.
  */
-async function minifyAuto(
-  api: EsbuildApi,
-  code: string,
-  base: Esbuild.TransformOptions,
-): Promise<Esbuild.TransformResult> {
-  const modern = introducible(code);
-  // Both runs at once: esbuild-wasm's per-call latency overlaps.
-  const [es5, strict] = await Promise.all([
-    api.transform(code, { ...base, target: "es5" }).catch((e) => {
-      const errors = (e as { errors?: { text: string }[] }).errors ?? [];
-      if (!errors.some((x) => /configured target environment/.test(x.text))) throw e;
-      return undefined;
-    }),
-    api.transform(code, {
-      ...base,
-      target: "esnext",
-      supported: { ...modern, "object-extensions": false, "template-literal": false },
-    }).catch(() => undefined),
-  ]);
-  if (es5 && strict && strict.code === es5.code) return es5;
-  return await api.transform(code, { ...base, target: "esnext", supported: modern });
-}
-
-/**
- * The syntax esbuild's minifier may introduce on its own (`x != null ? x : y`
- * → `x ?? y`, `catch (e) {}` → `catch {}`, …), each allowed only when the
- * source already uses it. A textual test is enough: a false positive (the
- * token inside a string) only allows the feature, which is what any other
- * minifier would do for a file already using it.
- */
-function introducible(code: string): Record<string, boolean> {
-  return {
-    "nullish-coalescing": code.includes("??"),
-    "optional-chain": code.includes("?."),
-    "logical-assignment": /(\|\||&&|\?\?)=/.test(code),
-    "optional-catch-binding": /\bcatch\s*\{/.test(code),
-  };
-}
-
-function describe(e: unknown): string {
-  const errors = (e as { errors?: Esbuild.Message[] }).errors;
-  if (!errors || errors.length === 0) return (e as Error).message ?? String(e);
-  const first = errors.slice(0, 3).map((m) =>
-    m.location ? `line ${m.location.line}:${m.location.column + 1}: ${m.text}` : m.text
-  );
-  const more = errors.length > 3 ? ` (and ${errors.length - 3} more)` : "";
-  return first.join("; ") + more;
-}
-
-/** Minifies CSS or JS text. Exported for the benchmark and tests. */
-export async function minifyText(
+export function minifyText(
   code: string,
   loader: "css" | "js",
-  options: { target?: string; legalComments?: string; sourcefile?: string } = {},
-): Promise<{ code: string; warnings: string[] }> {
-  const api = await loadEsbuild();
-  const target = (options.target ?? "auto").trim();
-  const base: Esbuild.TransformOptions = {
-    loader,
-    minify: true,
-    charset: "ascii",
-    legalComments: (options.legalComments ?? "inline") as "inline" | "eof" | "none",
-    sourcefile: options.sourcefile ?? (loader === "css" ? "input.css" : "input.js"),
-    logLevel: "silent",
-  };
-  let result: Esbuild.TransformResult;
-  if (target !== "auto") {
-    result = await api.transform(code, { ...base, target: target.split(/[\s,]+/).filter(Boolean) });
-  } else if (loader === "css") {
-    result = await api.transform(code, { ...base, target: AUTO_CSS_TARGET });
-  } else {
-    result = await minifyAuto(api, code, base);
-  }
-  return {
-    code: result.code,
-    warnings: result.warnings.map((w) =>
-      w.location ? `line ${w.location.line}:${w.location.column + 1}: ${w.text}` : w.text
-    ),
-  };
+  options: MinifyOptions = {},
+  signal?: AbortSignal,
+): Promise<MinifyResult> {
+  return enginePool().run<MinifyResult>(
+    { kind: "minify", code, loader, options },
+    signal ? { signal } : {},
+  );
 }
+
+/** Cache tags of minified results. */
+const NO_GAIN = 0, MINIFIED = 1;
 
 function isMinifiedName(name: string): boolean {
   return /\.min\.(c|m)?(js|css)$/i.test(name);
@@ -214,24 +121,45 @@ async function minifyFile(
   if (isTrue(ctx.options.skipMinified ?? "true") && isMinifiedName(file.name)) return undefined;
   const loader = ext === ".css" ? "css" : "js";
   const input = await readInput(file);
-  let out: Awaited<ReturnType<typeof minifyText>>;
+  const options: MinifyOptions = {
+    ...(ctx.options.target !== undefined ? { target: ctx.options.target } : {}),
+    ...(ctx.options.legalComments !== undefined
+      ? { legalComments: ctx.options.legalComments }
+      : {}),
+  };
+  // The output depends on the bytes, the loader, the options and the engine only.
+  const key = ctx.cache &&
+    ResultCache.key([input, "minify", loader, JSON.stringify(options), engineTag("esbuild")]);
+  const hit = key ? await ctx.cache!.get(key) : undefined;
+  if (hit) {
+    if (hit.tag !== MINIFIED) return undefined;
+    return { path: await writeOutput(ctx, file.name, hit.bytes) };
+  }
+  let out: MinifyResult;
   try {
-    out = await minifyText(decodeText(input), loader, {
-      ...(ctx.options.target !== undefined ? { target: ctx.options.target } : {}),
-      ...(ctx.options.legalComments !== undefined
-        ? { legalComments: ctx.options.legalComments }
-        : {}),
-      sourcefile: file.name,
-    });
+    out = await minifyText(
+      decodeText(input),
+      loader,
+      { ...options, sourcefile: file.name },
+      ctx.signal,
+    );
   } catch (e) {
-    throw fatal(`Cannot minify ${label(file)}: ${describe(e)}`, e);
+    // A worker that crashed is not the file's fault: the error stays retryable.
+    if (e instanceof ClassifiedError || ctx.signal.aborted) {
+      throw e instanceof ClassifiedError
+        ? new ClassifiedError(`Cannot minify ${label(file)}: ${e.message}`, e.kind, { cause: e })
+        : e;
+    }
+    throw fatal(`Cannot minify ${label(file)}: ${describeEsbuildError(e)}`, e);
   }
   for (const w of out.warnings) ctx.log.debug(`${label(file)}: ${w}`);
   const bytes = new TextEncoder().encode(out.code);
   if (bytes.length >= input.length) {
     ctx.log.debug(`${label(file)}: minified output is not smaller; kept as is`);
+    if (key) await ctx.cache!.put(key, NO_GAIN);
     return undefined;
   }
+  if (key) await ctx.cache!.put(key, MINIFIED, bytes);
   return { path: await writeOutput(ctx, file.name, bytes) };
 }
 
@@ -248,7 +176,7 @@ function minifier(
     extensions,
     options: MINIFY_OPTIONS,
     async setup(_ctx: { options: OptionValues }) {
-      await loadEsbuild();
+      await checkWasm("esbuild");
     },
     process: (file, ctx) => minifyFile(file, ctx, extensions),
   };

@@ -8,6 +8,7 @@
  */
 import type { Logger } from "../log.ts";
 import type { OptionSpec, OptionValues } from "../options.ts";
+import type { ResultCache } from "./_result_cache.ts";
 
 /** The file as it enters a processor. */
 export interface ProcessFile {
@@ -89,6 +90,12 @@ export interface ProcessContext {
    * waiting for it is pointless. Absent: unknown (assume it will).
    */
   willSync?(inputFile: string): boolean;
+  /**
+   * Cache of results by content, when the chain runs with one. Only for
+   * processors whose output depends on nothing but the content, the name's
+   * extension, their options and their engine.
+   */
+  cache?: ResultCache;
 }
 
 /** Context for {@linkcode ProcessorDef.setup}. */

@@ -1,0 +1,418 @@
+/**
+ * A small pool of engine workers (`_engine_worker.ts`) that run the
+ * WebAssembly engines off the main thread.
+ *
+ * Contract:
+ * - Workers start on demand, at most `maxWorkers` (default: 2, never more
+ *   than the CPU cores), and each is terminated after `idleMs` without work
+ *   (default 30 s). Each worker compiles the engines it needs from bytes
+ *   handed over to it, so the main thread holds no engine code or memory:
+ *   a daemon waiting for changes uses what it uses without processors.
+ * - Memory is bounded by an estimate, not only by the number of jobs: every
+ *   worker counts the engines it has loaded plus the largest job it has run
+ *   (WebAssembly memory never shrinks), and a job starts only when the total
+ *   stays within `memoryBudget` (default 256 MiB). Idle workers are
+ *   terminated to make room; a job larger than the budget runs alone, and
+ *   its worker is terminated right after.
+ * - A worker that crashes, or does not answer within `jobTimeoutMs`, is
+ *   terminated; its job is tried once more on a fresh worker and then fails
+ *   with a {@linkcode ClassifiedError} of kind `retry` naming the engine and
+ *   the cause. Other jobs and the daemon carry on.
+ * - Errors the engine reports (a syntax error) are not crashes: they reject
+ *   the job with an `Error` whose `errors` lists esbuild's messages. An
+ *   error that leaves the engine unusable (a WebAssembly trap, esbuild's
+ *   service stopped) replaces the worker and tries the job once more; a
+ *   second such error rejects the job with the engine's error (the input is
+ *   the likely cause), not as a crash.
+ *
+ * From source, workers run `_engine_worker.ts`; a single-file bundle
+ * registers the worker's own bundled source with
+ * {@linkcode registerEmbeddedWorker} and workers start from a blob URL.
+ *
+ * @module
+ */
+import * as os from "node:os";
+import { ClassifiedError } from "../errors.ts";
+import {
+  type EngineMessage,
+  type EngineName,
+  engineOf,
+  type EngineRequest,
+  type EngineResponse,
+  type EngineTask,
+} from "./_engine_protocol.ts";
+import { wasmBytes } from "./_wasm.ts";
+
+const MiB = 1024 * 1024;
+
+/** Settings of an {@linkcode EnginePool}. */
+export interface EnginePoolOptions {
+  /** Workers at most (default 2); never more than the CPU cores. */
+  maxWorkers?: number;
+  /** Milliseconds a worker may stay idle before it is terminated (default 30,000). */
+  idleMs?: number;
+  /** Estimated engine memory allowed at once, in bytes (default 256 MiB). */
+  memoryBudget?: number;
+  /** Milliseconds a job may take before its worker counts as hung (default 300,000). */
+  jobTimeoutMs?: number;
+  /** The worker module to run (tests inject a failing one); default: the engine worker. */
+  workerUrl?: string | URL;
+}
+
+/** Counters, for tests and the benchmark. */
+export interface EnginePoolStats {
+  /** Workers started so far. */
+  started: number;
+  /** Workers terminated after their idle period. */
+  idleStops: number;
+  /** Workers that crashed or hung. */
+  crashes: number;
+  /** Workers alive now. */
+  alive: number;
+  /** Jobs run. */
+  jobs: number;
+}
+
+/**
+ * Estimated resident memory of a worker's engine once loaded (measured:
+ * process RSS with one idle esbuild worker grows by ~160–180 MiB, with an
+ * oxipng one by ~15 MiB).
+ */
+const ENGINE_BASE: Record<EngineName, number> = { esbuild: 160 * MiB, oxipng: 16 * MiB };
+
+/** Estimated peak memory of one job beyond its engine's base. */
+export function jobEstimate(task: EngineTask): number {
+  switch (task.kind) {
+    case "minify":
+      // esbuild-wasm: syntax tree and printer, one run at a time (~+60 MiB for 530 KB).
+      return 16 * MiB + task.code.length * 96;
+    case "png": {
+      const pixels = pngPixels(task.bytes) ?? task.bytes.length * 4;
+      return 8 * MiB + pixels * 24 + task.bytes.length * 4;
+    }
+    case "raw":
+      return 8 * MiB + task.width * task.height * 24;
+  }
+}
+
+/** Width × height from a PNG's IHDR, when it has one. */
+function pngPixels(b: Uint8Array): number | undefined {
+  if (b.length < 24) return undefined;
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  return v.getUint32(16) * v.getUint32(20);
+}
+
+let embeddedWorker: (() => string) | undefined;
+
+/**
+ * Registers the engine worker's bundled source (single-file bundles):
+ * workers then start from a blob URL instead of `_engine_worker.ts`.
+ */
+export function registerEmbeddedWorker(source: () => string): void {
+  embeddedWorker = source;
+}
+
+let blobUrl: string | undefined;
+
+function defaultWorkerUrl(): string | URL {
+  if (embeddedWorker) {
+    blobUrl ??= URL.createObjectURL(
+      new Blob([embeddedWorker()], { type: "application/javascript" }),
+    );
+    return blobUrl;
+  }
+  return new URL("./_engine_worker.ts", import.meta.url);
+}
+
+interface Job {
+  task: EngineTask;
+  estimate: number;
+  attempts: number;
+  resolve(value: unknown): void;
+  reject(error: unknown): void;
+  signal?: AbortSignal;
+}
+
+interface Slot {
+  worker: Worker;
+  loaded: Set<EngineName>;
+  /** Largest job estimate this worker has run. */
+  peakJob: number;
+  job?: Job;
+  jobId: number;
+  idleTimer?: ReturnType<typeof setTimeout>;
+  jobTimer?: ReturnType<typeof setTimeout>;
+}
+
+/** Engine memory of a worker with `engines` loaded that has run a job of `peakJob`. */
+function footprint(engines: Iterable<EngineName>, peakJob: number): number {
+  let sum = peakJob;
+  for (const e of engines) sum += ENGINE_BASE[e];
+  return sum;
+}
+
+/** Runs engine tasks on on-demand workers; see the module documentation. */
+export class EnginePool {
+  readonly #maxWorkers: number;
+  readonly #idleMs: number;
+  readonly #budget: number;
+  readonly #jobTimeoutMs: number;
+  readonly #workerUrl: string | URL | undefined;
+  readonly #slots: Slot[] = [];
+  readonly #queue: Job[] = [];
+  #nextId = 1;
+  #retired = false;
+  readonly #stats: EnginePoolStats = { started: 0, idleStops: 0, crashes: 0, alive: 0, jobs: 0 };
+
+  constructor(options: EnginePoolOptions = {}) {
+    const cores = typeof os.availableParallelism === "function"
+      ? os.availableParallelism()
+      : os.cpus().length;
+    this.#maxWorkers = Math.max(1, Math.min(options.maxWorkers ?? 2, cores));
+    this.#idleMs = options.idleMs ?? 30_000;
+    this.#budget = options.memoryBudget ?? 256 * MiB;
+    this.#jobTimeoutMs = options.jobTimeoutMs ?? 300_000;
+    this.#workerUrl = options.workerUrl;
+  }
+
+  /** Counters since the pool was made. */
+  get stats(): EnginePoolStats {
+    return { ...this.#stats, alive: this.#slots.length };
+  }
+
+  /**
+   * Runs `task` on a worker and returns its result. Rejects with the
+   * engine's error, or with a `retry` {@linkcode ClassifiedError} when the
+   * worker crashed twice on it.
+   */
+  run<T>(task: EngineTask, options: { signal?: AbortSignal } = {}): Promise<T> {
+    options.signal?.throwIfAborted();
+    return new Promise<T>((resolve, reject) => {
+      const job: Job = {
+        task,
+        estimate: jobEstimate(task),
+        attempts: 0,
+        resolve: resolve as (v: unknown) => void,
+        reject,
+        ...(options.signal ? { signal: options.signal } : {}),
+      };
+      this.#queue.push(job);
+      this.#pump();
+    });
+  }
+
+  /**
+   * Lets the pool wind down: jobs already given still run, and every worker
+   * is terminated as soon as it has nothing left to do.
+   */
+  retire(): void {
+    this.#retired = true;
+    for (const slot of this.#slots.filter((s) => !s.job)) this.#stop(slot);
+  }
+
+  /** Terminates every worker; queued jobs are rejected. */
+  close(): void {
+    for (const job of this.#queue.splice(0)) {
+      job.reject(new Error("The engine pool was closed"));
+    }
+    for (const slot of [...this.#slots]) {
+      slot.job?.reject(new Error("The engine pool was closed"));
+      slot.job = undefined;
+      this.#stop(slot);
+    }
+  }
+
+  /** Estimated engine memory of every worker, with `slot` replaced by `next`. */
+  #projected(slot: Slot | undefined, next: number): number {
+    let sum = next;
+    for (const s of this.#slots) if (s !== slot) sum += footprint(s.loaded, s.peakJob);
+    return sum;
+  }
+
+  #pump(): void {
+    while (this.#queue.length > 0) {
+      const job = this.#queue[0]!;
+      if (job.signal?.aborted) {
+        this.#queue.shift();
+        job.reject(job.signal.reason);
+        continue;
+      }
+      const engine = engineOf(job.task);
+      const idle = this.#slots.filter((s) => !s.job);
+      // Prefer a worker that has the engine already; a fresh one next; any idle one last.
+      let slot: Slot | undefined = idle.find((s) => s.loaded.has(engine));
+      if (!slot && this.#slots.length >= this.#maxWorkers) slot = idle[0];
+      const engines = new Set(slot?.loaded ?? []);
+      engines.add(engine);
+      const need = footprint(engines, Math.max(slot?.peakJob ?? 0, job.estimate));
+      if (this.#projected(slot, need) > this.#budget) {
+        // Make room: drop an idle worker that is not the chosen one.
+        const spare = idle.find((s) => s !== slot);
+        if (spare) {
+          this.#stop(spare);
+          continue;
+        }
+        // Nothing else runs: the job runs alone, whatever its size.
+        if (this.#slots.some((s) => s.job)) return;
+      }
+      if (!slot) {
+        if (this.#slots.length >= this.#maxWorkers) return;
+        slot = this.#start();
+      }
+      this.#queue.shift();
+      this.#dispatch(slot, job);
+    }
+  }
+
+  #start(): Slot {
+    const worker = new Worker(this.#workerUrl ?? defaultWorkerUrl(), { type: "module" });
+    const slot: Slot = { worker, loaded: new Set(), peakJob: 0, jobId: 0 };
+    worker.onmessage = (e: MessageEvent<EngineResponse>) => this.#answer(slot, e.data);
+    worker.onerror = (e: ErrorEvent) => {
+      // Handled here: an error event left alone would end the whole process.
+      e.preventDefault();
+      this.#crash(slot, e.message || "uncaught error");
+    };
+    worker.onmessageerror = () => this.#crash(slot, "a message could not be read");
+    this.#slots.push(slot);
+    this.#stats.started++;
+    return slot;
+  }
+
+  #stop(slot: Slot): void {
+    clearTimeout(slot.idleTimer);
+    clearTimeout(slot.jobTimer);
+    slot.worker.terminate();
+    const i = this.#slots.indexOf(slot);
+    if (i >= 0) this.#slots.splice(i, 1);
+  }
+
+  #dispatch(slot: Slot, job: Job): void {
+    clearTimeout(slot.idleTimer);
+    slot.idleTimer = undefined;
+    slot.job = job;
+    slot.peakJob = Math.max(slot.peakJob, job.estimate);
+    job.attempts++;
+    const id = this.#nextId++;
+    slot.jobId = id;
+    const engine = engineOf(job.task);
+    const first = !slot.loaded.has(engine);
+    slot.loaded.add(engine);
+    const send = (wasm?: Uint8Array) => {
+      if (slot.job !== job || slot.jobId !== id) return;
+      const request: EngineRequest = { id, task: job.task, ...(wasm ? { wasm } : {}) };
+      slot.worker.postMessage(request, wasm ? [wasm.buffer as ArrayBuffer] : []);
+      slot.jobTimer = setTimeout(
+        () => this.#crash(slot, `no answer within ${Math.round(this.#jobTimeoutMs / 1000)} s`),
+        this.#jobTimeoutMs,
+      );
+    };
+    if (!first) {
+      send();
+      return;
+    }
+    // Read for each new worker and handed over: the main thread keeps no copy.
+    wasmBytes(engine).then(
+      (b) => send(b.byteOffset === 0 && b.byteLength === b.buffer.byteLength ? b : b.slice()),
+      (e) => {
+        if (slot.job !== job) return;
+        slot.job = undefined;
+        slot.loaded.delete(engine);
+        job.reject(e);
+        this.#idle(slot);
+        this.#pump();
+      },
+    );
+  }
+
+  #answer(slot: Slot, response: EngineResponse): void {
+    const job = slot.job;
+    if (!job || response.id !== slot.jobId) return;
+    clearTimeout(slot.jobTimer);
+    if (!response.ok && response.broken) {
+      // The engine failed in a way that leaves it unusable: a fresh worker tries again once;
+      // failing there too, the error is the input's, reported as the engine's error.
+      this.#crash(slot, response.message, engineError(response.message, response.errors));
+      return;
+    }
+    slot.job = undefined;
+    this.#stats.jobs++;
+    if (response.ok) job.resolve(response.result);
+    else job.reject(engineError(response.message, response.errors));
+    // A worker that grew beyond the budget running a job alone gives its memory back at once.
+    if (footprint(slot.loaded, slot.peakJob) > this.#budget) this.#stop(slot);
+    else this.#idle(slot);
+    this.#pump();
+  }
+
+  #crash(slot: Slot, why: string, reported?: Error): void {
+    const job = slot.job;
+    slot.job = undefined;
+    this.#stats.crashes++;
+    this.#stop(slot);
+    if (job) {
+      if (job.attempts < 2 && !job.signal?.aborted) {
+        this.#queue.unshift(job);
+      } else if (reported) {
+        job.reject(reported);
+      } else {
+        const engine = engineOf(job.task);
+        job.reject(
+          new ClassifiedError(
+            `The ${engine} engine worker failed ${job.attempts} times on this file: ${why}`,
+            "retry",
+          ),
+        );
+      }
+    }
+    this.#pump();
+  }
+
+  #idle(slot: Slot): void {
+    clearTimeout(slot.idleTimer);
+    if (this.#retired && this.#queue.length === 0) {
+      this.#stop(slot);
+      return;
+    }
+    const timer = setTimeout(() => {
+      if (slot.job) return;
+      this.#stats.idleStops++;
+      this.#stop(slot);
+    }, this.#idleMs);
+    // A waiting timer alone does not keep the process alive.
+    Deno.unrefTimer(timer as unknown as number);
+    slot.idleTimer = timer;
+  }
+}
+
+/** An Error carrying esbuild-style `errors`, as the engine reported them. */
+function engineError(message: string, errors: EngineMessage[] | undefined): Error {
+  const e = new Error(message) as Error & { errors?: EngineMessage[] };
+  if (errors) e.errors = errors;
+  return e;
+}
+
+let shared: EnginePool | undefined;
+let sharedOptions: EnginePoolOptions = {};
+
+/**
+ * Changes the settings of the shared pool every processor uses. The current
+ * workers finish their jobs and are replaced by ones with the new settings.
+ */
+export function configureEngines(options: EnginePoolOptions): void {
+  sharedOptions = { ...sharedOptions, ...options };
+  shared?.retire();
+  shared = undefined;
+}
+
+/** The shared pool every processor uses. */
+export function enginePool(): EnginePool {
+  shared ??= new EnginePool(sharedOptions);
+  return shared;
+}
+
+/** Terminates the shared pool's workers (shutdown and tests). */
+export function stopEngines(): void {
+  shared?.close();
+  shared = undefined;
+}
