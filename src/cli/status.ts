@@ -41,6 +41,8 @@ export interface StatusReport {
   }[];
   guards: { source: string; pending: number; known: number; since: number; approved: boolean }[];
   lastSync: number | null;
+  /** This state database: when it was created; whether it replaced a lost or damaged one. */
+  state: { createdAt: number | null; rebuiltAt: number | null; previous: string | null };
 }
 
 /** Lag figures of recent transfers, milliseconds. */
@@ -124,6 +126,7 @@ export function statusReport(config: Config, store: Store): StatusReport {
     failures,
     guards: store.guards().map((g) => ({ ...g, approved: g.approved === 1 })),
     lastSync,
+    state: store.stateInfo(),
   };
 }
 
@@ -159,6 +162,17 @@ export function formatStatus(r: StatusReport): string {
     `Queue: ${r.queue.queued} queued (${r.queue.waiting} waiting to retry), ${r.queue.inFlight} in flight, ${r.queue.failed} failed`,
   );
   lines.push(`Last sync: ${ago(r.lastSync)}`);
+  // A new state knows nothing of earlier runs: say so, rather than look like a first start.
+  const st = r.state;
+  if (st.rebuiltAt !== null) {
+    lines.push(
+      `State: rebuilt ${ago(st.rebuiltAt)}${
+        st.previous
+          ? ` (the old database is kept at "${st.previous}")`
+          : " (the old database was lost)"
+      }; history before that is not known`,
+    );
+  } else if (st.createdAt !== null) lines.push(`State: created ${ago(st.createdAt)}`);
   lines.push("");
   const rows = [[
     "SERVER",

@@ -17,6 +17,7 @@ import { addSecret, type Logger, logger } from "../log.ts";
 import { chainIsPerServer, runChain, setupProcessors } from "../processors/chain.ts";
 import { CREATED, DELETED, eventName, type FileEvent, MODIFIED } from "../store/events.ts";
 import { type Change, type Job, NEVER, Store, type SyncedRow } from "../store/store.ts";
+import { damagedState, lostState, StateError, storeTrouble } from "../store/integrity.ts";
 import { safeRemotePath, tempName } from "../transports/paths.ts";
 import { getTransportDef, isFlusher, isMover, type Transport } from "../transports/transport.ts";
 import { Aggregator } from "../watch/aggregator.ts";
@@ -38,6 +39,8 @@ export interface DaemonOptions {
   approveDeletes?: boolean;
   /** Milliseconds to let running transfers finish at shutdown. */
   shutdownGrace?: number;
+  /** Start from a new state database; the old one (if any) is moved aside. */
+  rebuildState?: boolean;
 }
 
 /**
@@ -190,7 +193,7 @@ export class Daemon {
     this.#lock = lock;
     this.dataDir = dataDir;
     this.workDir = workDirFor(config, dataDir);
-    this.store = new Store(this.dataDir);
+    this.store = new Store(this.dataDir, { rebuild: !!options.rebuildState });
     const s = config.settings;
     this.#globalSlots = new Semaphore(
       Math.min(s.maxSimultaneousTransporters, s.maxFilesInPipeline),
@@ -450,6 +453,7 @@ export class Daemon {
     if (this.#o.dryRun) {
       this.#reportDryRun();
       await this.#shutdown();
+      if (this.#fatal) throw this.#fatal;
       return this.#summary;
     }
     if (!this.#o.once) {
@@ -458,6 +462,11 @@ export class Daemon {
         const jitter = () => rescan * 1000 * (0.75 + Math.random() * 0.5);
         const tick = () => {
           if (this.#stopping) return;
+          try {
+            this.store.checkFile(); // The reconciliation also checks the state it relies on.
+          } catch (e) {
+            return this.#storeTrouble(e);
+          }
           for (const s of this.config.sources) void this.#enqueueScan(s);
           this.#timers.push(setTimeout(tick, jitter()) as unknown as number);
         };
@@ -501,7 +510,18 @@ export class Daemon {
       );
       await this.#shutdown();
     }
+    if (this.#fatal) throw this.#fatal;
     return this.#summary;
+  }
+
+  /** An error that ends the run (the state database is damaged or gone): stops, then `run()` throws it. */
+  #fatal: Error | undefined;
+
+  #fail(e: Error) {
+    if (this.#fatal) return;
+    this.#fatal = e;
+    this.#log.error(e.message);
+    this.stop();
   }
 
   /** Stops watching, lets running transfers finish (bounded), and closes everything. */
@@ -517,9 +537,20 @@ export class Daemon {
     for (const t of this.#timers) clearTimeout(t);
     if (this.#storeRetry !== undefined) clearTimeout(this.#storeRetry);
     if (this.#wake !== undefined) clearTimeout(this.#wake);
-    await Promise.all([...this.#watchers.values()].map((w) => w.stop()));
-    for (const a of this.#aggregators.values()) a.close();
     const grace = this.#o.shutdownGrace ?? 10_000;
+    // The process ends within the grace plus this clean-up budget, whatever a watcher
+    // (blocked on a special file), a server (gone silent) or the disk does.
+    const deadline = Date.now() + grace + 5000;
+    const bounded = (p: Promise<unknown>) => {
+      let t = 0;
+      const late = new Promise((r) => {
+        t = setTimeout(r, Math.max(0, deadline - Date.now())) as unknown as number;
+        Deno.unrefTimer(t);
+      });
+      return Promise.race([p, late]).finally(() => clearTimeout(t));
+    };
+    await bounded(Promise.all([...this.#watchers.values()].map((w) => w.stop())));
+    for (const a of this.#aggregators.values()) a.close();
     if (this.#running.size > 0) {
       this.#log.info(`Waiting up to ${grace} ms for ${this.#running.size} running transfers`);
       await Promise.race([
@@ -527,13 +558,25 @@ export class Daemon {
         new Promise((r) => setTimeout(r, grace)),
       ]);
     }
-    await this.#flushTransports().catch(() => {});
-    for (const s of this.#servers.values()) {
-      if (s.transport) await (await s.transport.catch(() => undefined))?.close().catch(() => {});
+    await bounded(this.#flushTransports().catch(() => {}));
+    await bounded(Promise.all(
+      [...this.#servers.values()].map(async (s) => {
+        if (s.transport) await (await s.transport.catch(() => undefined))?.close().catch(() => {});
+      }),
+    ));
+    try {
+      this.#flushBatch();
+      this.store.resetRunning();
+      this.store.setRuntime("daemon", { pid: null, stoppedAt: Date.now() });
+    } catch (e) {
+      // Nothing is lost: the queue is on disk and running jobs are reset at the next start.
+      if (!this.#fatal) {
+        this.#log.error(
+          `Cannot record the stop in the database in "${this.dataDir}": ${errorMessage(e)}`,
+        );
+      }
     }
-    this.#flushBatch();
-    this.store.resetRunning();
-    this.store.setRuntime("daemon", { pid: null, stoppedAt: Date.now() });
+    this.store.checkpoint();
     this.store.close();
     try {
       fs.rmSync(path.join(this.dataDir, "daemon.pid"), { force: true });
@@ -546,6 +589,11 @@ export class Daemon {
   }
 
   #heartbeat() {
+    const lost = this.store.lost();
+    if (lost) {
+      this.#fail(lostState(this.store.file, lost));
+      return;
+    }
     try {
       this.store.setRuntime("daemon", {
         pid: Deno.pid,
@@ -824,14 +872,23 @@ export class Daemon {
    * the data directory (at most every 30 s), and retries; the daemon stays up.
    */
   #storeTrouble(e: unknown) {
+    const trouble = storeTrouble(e);
+    if (e instanceof StateError || trouble === "damaged") {
+      this.#fail(e instanceof StateError ? e : damagedState(this.store.file, errorMessage(e), e));
+      return;
+    }
     const now = Date.now();
     this.#storeTroubleAt ||= now;
+    // A full disk: what the WAL holds beyond the live pages is freed by a checkpoint.
+    if (trouble === "full") this.store.checkpoint();
     if (now - this.#storeTroubleLogged > 30_000) {
       this.#storeTroubleLogged = now;
       this.#log.error(
-        `Cannot write the database in "${this.dataDir}": ${
-          errorMessage(e)
-        }; waiting until it can be written again (free some space there)`,
+        `Cannot write the database in "${this.dataDir}": ${errorMessage(e)}; ${
+          trouble === "full"
+            ? "waiting until it can be written again (free some space there)"
+            : "retrying"
+        }`,
       );
     }
     if (this.#storeRetry === undefined && !this.#stopping) {

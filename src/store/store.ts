@@ -5,9 +5,11 @@
  *
  * @module
  */
+import * as path from "node:path";
 import type { DatabaseSync, SQLInputValue, StatementSync } from "node:sqlite";
 import { DELETED, type FileEvent, mergeEvents } from "./events.ts";
-import { openDatabase, type OpenOptions } from "./db.ts";
+import { checkDatabase, databaseFile, openDatabase, type OpenOptions } from "./db.ts";
+import { DbFileGuard } from "./integrity.ts";
 
 /** Stored state of one source file or directory. */
 export interface FileRow {
@@ -89,11 +91,55 @@ export const NEVER = 8_640_000_000_000_000;
 /** The database of one data directory. */
 export class Store {
   readonly db: DatabaseSync;
+  /** The database file. */
+  readonly file: string;
   readonly #stmts = new Map<string, StatementSync>();
+  readonly #guard: DbFileGuard;
   #depth = 0;
 
   constructor(dataDir: string, options: OpenOptions = {}) {
+    this.file = databaseFile(dataDir);
     this.db = openDatabase(dataDir, options);
+    this.#guard = new DbFileGuard(this.file);
+  }
+
+  /**
+   * `undefined` while the database file at its path is the one this store
+   * opened; otherwise what happened to it (deleted, replaced): SQLite keeps
+   * writing to the open file, so nothing else would notice.
+   */
+  lost(): string | undefined {
+    return this.#guard.check();
+  }
+
+  /** Throws a `StateError` when the database file is damaged (see `checkDatabase`). */
+  checkFile(): void {
+    checkDatabase(path.dirname(this.file));
+  }
+
+  /** When this state was created, and whether it replaced a lost or damaged one. */
+  stateInfo(): { createdAt: number | null; rebuiltAt: number | null; previous: string | null } {
+    const rows = this.q("SELECT key, value FROM meta").all() as { key: string; value: string }[];
+    const get = (k: string) => rows.find((r) => r.key === k)?.value;
+    const num = (v: string | undefined) => (v ? Number(v) : null);
+    return {
+      createdAt: num(get("created_at")),
+      rebuiltAt: num(get("rebuilt_at")),
+      previous: get("previous") ?? null,
+    };
+  }
+
+  /**
+   * Moves what the WAL holds into the database file and truncates the WAL:
+   * frees space when the disk is full (best effort, `false` when it could not).
+   */
+  checkpoint(): boolean {
+    try {
+      const r = this.db.prepare("PRAGMA wal_checkpoint(TRUNCATE)").get() as { busy: number };
+      return r.busy === 0;
+    } catch {
+      return false;
+    }
   }
 
   /** Prepares (once) and returns a statement. */
