@@ -49,6 +49,7 @@ function load(file: string): Config {
   const config = loadConfig(file);
   for (const s of config.secrets) addSecret(s);
   configureLog({ level: config.settings.logLevel, format: config.settings.logFormat });
+  for (const note of config.notes ?? []) logger("config").info(note);
   return config;
 }
 

@@ -318,7 +318,7 @@ async function run(
     repaired: { queued: 0, deleted: 0, held: 0 },
     ms: 0,
   };
-  const exclude = [dataDir, workDirFor(config, dataDir)];
+  const exclude = [dataDir, workDirFor(config, dataDir), ...(config.excludedDirs ?? [])];
 
   // The source trees, walked once.
   const files: SourceFile[] = [];

@@ -224,7 +224,7 @@ export class Daemon {
     return new Scanner({
       store: this.store,
       ignoredDirs: this.config.ignoredDirs,
-      exclude: [this.dataDir, this.workDir],
+      exclude: [this.dataDir, this.workDir, ...(this.config.excludedDirs ?? [])],
       log: logger("scan"),
       guardShare: s.deleteGuardShare,
       guardMinFiles: s.deleteGuardMinFiles,
@@ -641,7 +641,7 @@ export class Daemon {
       log: logger(`watch:${source.name}`),
       mode,
       pollInterval: this.config.settings.pollInterval,
-      exclude: [this.dataDir, this.workDir],
+      exclude: [this.dataDir, this.workDir, ...(this.config.excludedDirs ?? [])],
       fullScan: () => this.#enqueueScan(source),
       onMode: (m, reason) => {
         // A watcher replaced by reload() reports nothing any more.
