@@ -852,8 +852,14 @@ export class Daemon {
       this.#armWake();
       this.#checkIdle();
       if (this.#storeTroubleAt > 0) {
+        // Reading works on a full disk: only a write that lands proves the trouble is over.
+        this.store.setRuntime("writable", Date.now());
+        // Said once per reported trouble (errors are reported at most every 30 s), not per retry.
+        const said = this.#storeTroubleLogged >= this.#storeTroubleAt;
         this.#storeTroubleAt = 0;
-        this.#log.info(`The database in "${this.dataDir}" can be written again; rescanning`);
+        this.#log[said ? "info" : "debug"](
+          `The database in "${this.dataDir}" can be written again; rescanning`,
+        );
         // Scans that failed meanwhile lost their watcher events.
         for (const source of this.config.sources) void this.#enqueueScan(source);
       }

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import * as fs from "node:fs";
 import * as path from "node:path";
 import type { DatabaseSync, SQLInputValue, StatementSync } from "node:sqlite";
 import { DELETED, type FileEvent, mergeEvents } from "./events.ts";
@@ -112,10 +113,26 @@ export class Store {
     return this.#guard.check();
   }
 
-  /** Throws a `StateError` when the database file is damaged (see `checkDatabase`). */
-  checkFile(): void {
+  /**
+   * Throws a `StateError` when the database file is damaged (see
+   * `checkDatabase`). The check reads the whole file and blocks meanwhile
+   * (about 1 s per 50 MB): a large database is checked at most every 10
+   * minutes, a small one at every call.
+   */
+  checkFile(now = Date.now()): void {
+    let size = 0;
+    try {
+      size = fs.statSync(this.file).size;
+    } catch {
+      // Gone: the next heartbeat reports it.
+    }
+    if (size > 8 * 1024 * 1024 && now - this.#checkedAt < 600_000) return;
+    this.#checkedAt = now;
     checkDatabase(path.dirname(this.file));
   }
+
+  /** When the file was last checked (opening checks it). */
+  #checkedAt = Date.now();
 
   /** When this state was created, and whether it replaced a lost or damaged one. */
   stateInfo(): { createdAt: number | null; rebuiltAt: number | null; previous: string | null } {
