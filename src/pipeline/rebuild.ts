@@ -2,9 +2,9 @@
  * `sync --rebuild-state`: a new state database from the sources and the
  * destinations, for a data directory whose database was deleted or damaged.
  *
- * The old database (if any) is moved aside; every source is synced once
- * (uploads of files the destination already holds are cheap where the
- * transport compares); then the verify engine lists each destination and
+ * The old database (if any) is moved aside; every source file is uploaded
+ * once more (the new state knows of no earlier upload); then the verify
+ * engine lists each destination and
  * deletes what no source file accounts for — the files deleted from the
  * sources while the state was missing. Destinations that cannot be listed
  * are named: files deleted meanwhile may remain there.

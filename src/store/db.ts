@@ -140,6 +140,12 @@ export function openDatabase(dataDir: string, options: OpenOptions = {}): Databa
     return guarded(file, () => {
       const db = new DatabaseSync(file, { readOnly: true });
       db.exec("PRAGMA busy_timeout = 5000");
+      try {
+        db.prepare("SELECT COUNT(*) FROM sqlite_master").get(); // A file that is no database fails here.
+      } catch (e) {
+        db.close();
+        throw e;
+      }
       return db;
     });
   }

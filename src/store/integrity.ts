@@ -93,7 +93,7 @@ export class StateError extends ClassifiedError {
 
 /** How to rebuild the state: the same words in every message. */
 export const REBUILD_HINT =
-  "run `fileconveyor sync --rebuild-state --config <your config>`: it moves the old database aside, syncs every source again (comparing with what the destinations hold) and deletes from the destinations the files the sources no longer have";
+  "run `fileconveyor sync --rebuild-state --config <your config>`: it moves the old database aside, uploads every source file again and deletes from the destinations the files the sources no longer have";
 
 /** The error for a database whose content SQLite rejects. */
 export function damagedState(file: string, reason: string, cause?: unknown): StateError {
