@@ -23,7 +23,7 @@ import { getTransportDef, isFlusher, isMover, type Transport } from "../transpor
 import { Aggregator } from "../watch/aggregator.ts";
 import { type Batch, type FsChange, Scanner } from "../watch/scanner.ts";
 import { SourceWatcher, type WatchMode } from "../watch/watcher.ts";
-import { releaseFifoReaders } from "../watch/fifo_release.ts";
+import { startFifoReleaser } from "../watch/fifo_release.ts";
 import { md5File, signature } from "../util/hash.ts";
 import { dataDirFor, workDirFor } from "./paths.ts";
 import { Semaphore } from "../util/semaphore.ts";
@@ -550,9 +550,11 @@ export class Daemon {
       });
       return Promise.race([p, late]).finally(() => clearTimeout(t));
     };
-    // A watcher thread stuck opening a named pipe would block closing it, and the process.
-    await releaseFifoReaders(this.config.sources.map((x) => x.scanPath));
+    // A watcher thread stuck opening a named pipe would block closing it, and the process:
+    // a thread of our own releases such readers while the watchers close.
+    const releaser = await startFifoReleaser(this.config.sources.map((x) => x.scanPath));
     await bounded(Promise.all([...this.#watchers.values()].map((w) => w.stop())));
+    releaser.stop();
     for (const a of this.#aggregators.values()) a.close();
     if (this.#running.size > 0) {
       this.#log.info(`Waiting up to ${grace} ms for ${this.#running.size} running transfers`);

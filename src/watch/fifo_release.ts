@@ -10,76 +10,77 @@
  *
  * @module
  */
-import * as fs from "node:fs";
-import * as path from "node:path";
-
-/** Whether a thread of this process waits in the kernel for the other end of a FIFO. */
-export function blockedOnFifo(): boolean {
-  let tasks: string[];
-  try {
-    tasks = fs.readdirSync("/proc/self/task");
-  } catch {
-    return false;
-  }
-  return tasks.some((t) => {
-    try {
-      return fs.readFileSync(`/proc/self/task/${t}/wchan`, "utf8").trim() === "wait_for_partner";
-    } catch {
-      return false;
-    }
-  });
-}
 
 /**
- * While a thread waits on a FIFO, opens (and closes at once) for writing,
- * without blocking, every FIFO below `roots`, then looks again (the freed
- * thread may open the next one); returns how many readers were released.
- * Gives up after `maxRounds` walks.
+ * Code of the releaser thread: the main thread may be blocked (closing a
+ * watcher whose thread waits on a FIFO), so the releasing runs beside it.
+ * Inline, so that a bundle or a compiled binary carries it.
  */
-export async function releaseFifoReaders(
-  roots: readonly string[],
-  maxRounds = 10,
-): Promise<number> {
-  let released = 0;
-  for (let round = 0; round < maxRounds && blockedOnFifo(); round++) {
-    for (const root of roots) released += releaseBelow(root);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return released;
-}
-
-function releaseBelow(root: string): number {
-  let released = 0;
+const RELEASER = `
+import * as fs from "node:fs";
+import * as path from "node:path";
+const blocked = () => {
+  try {
+    return fs.readdirSync("/proc/self/task").some((t) => {
+      try { return fs.readFileSync("/proc/self/task/" + t + "/wchan", "utf8").trim() === "wait_for_partner"; }
+      catch { return false; }
+    });
+  } catch { return false; }
+};
+const release = (root) => {
   const stack = [root];
   while (stack.length > 0) {
-    const dir = stack.pop()!;
-    let entries: fs.Dirent[];
-    try {
-      entries = fs.readdirSync(dir, { withFileTypes: true });
-    } catch {
-      continue;
-    }
+    const dir = stack.pop();
+    let entries;
+    try { entries = fs.readdirSync(dir, { withFileTypes: true }); } catch { continue; }
     for (const e of entries) {
       const p = path.join(dir, e.name);
       if (e.isDirectory()) stack.push(p);
-      else if (!e.isFile() && !e.isSymbolicLink() && isFifo(p)) {
+      else if (!e.isFile() && !e.isSymbolicLink()) {
         try {
-          fs.closeSync(fs.openSync(p, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK));
-          released++;
-        } catch {
-          // ENXIO: nobody waits on this one.
-        }
+          if (fs.lstatSync(p).isFIFO()) fs.closeSync(fs.openSync(p, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK));
+        } catch { /* Nobody waits on this one. */ }
       }
     }
   }
-  return released;
-}
+};
+self.onmessage = (m) => {
+  const roots = m.data;
+  const tick = () => {
+    if (blocked()) for (const r of roots) release(r);
+    setTimeout(tick, 25);
+  };
+  tick();
+  self.postMessage("ready");
+};
+`;
 
-/** Dirents do not tell special files apart here: lstat does. */
-function isFifo(p: string): boolean {
-  try {
-    return fs.lstatSync(p).isFIFO();
-  } catch {
-    return false;
-  }
+/**
+ * Starts a thread that, until `stop()`, keeps releasing the readers blocked
+ * on a FIFO below `roots` (a thread of this process waits in
+ * `wait_for_partner`): for a blocking call on the main thread, such as
+ * closing the OS watcher. Linux only; elsewhere a no-op.
+ */
+export async function startFifoReleaser(roots: readonly string[]): Promise<{ stop(): void }> {
+  if (Deno.build.os !== "linux") return { stop() {} };
+  const url = URL.createObjectURL(new Blob([RELEASER], { type: "application/javascript" }));
+  const worker = new Worker(url, { type: "module" });
+  // Running before the main thread may block (at most 2 s: a slow start must not hold the stop).
+  let timer = 0;
+  await Promise.race([
+    new Promise<void>((resolve) => {
+      worker.onmessage = () => resolve();
+      worker.postMessage([...roots]);
+    }),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, 2000) as unknown as number;
+    }),
+  ]);
+  clearTimeout(timer);
+  return {
+    stop() {
+      worker.terminate();
+      URL.revokeObjectURL(url);
+    },
+  };
 }

@@ -55,7 +55,10 @@ async function terminate(d: Proc): Promise<{ code: number | "hung"; ms: number }
     sleep(BOUND_MS + 10_000).then(() => "hung" as const),
   ]);
   const ms = Date.now() - t0;
-  if (code === "hung") await d.kill();
+  if (code === "hung") {
+    console.error(`still running; its threads:\n${threads(d.pid)}`);
+    await d.kill();
+  }
   return { code, ms };
 }
 
@@ -72,6 +75,22 @@ function fill(dir: string): string {
     fs.closeSync(fd);
   }
   return p;
+}
+
+/** Name, kernel wait channel and system call of each thread of `pid` (for a hung process). */
+function threads(pid: number): string {
+  const out: string[] = [];
+  for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
+    const read = (f: string) => {
+      try {
+        return fs.readFileSync(`/proc/${pid}/task/${t}/${f}`, "utf8").trim();
+      } catch {
+        return "?";
+      }
+    };
+    out.push(`${t} ${read("comm")} ${read("wchan")} ${read("syscall").split(" ")[0]}`);
+  }
+  return out.join("\n");
 }
 
 function populate(src: string, n: number, tag = "f") {
