@@ -552,9 +552,11 @@ export class Daemon {
     };
     // A watcher thread stuck opening a named pipe would block closing it, and the process:
     // a thread of our own releases such readers while the watchers close.
-    const releaser = await startFifoReleaser(this.config.sources.map((x) => x.scanPath));
-    await bounded(Promise.all([...this.#watchers.values()].map((w) => w.stop())));
-    releaser.stop();
+    if (this.#watchers.size > 0) {
+      const releaser = await startFifoReleaser(this.config.sources.map((x) => x.scanPath));
+      await bounded(Promise.all([...this.#watchers.values()].map((w) => w.stop())));
+      releaser.stop();
+    }
     for (const a of this.#aggregators.values()) a.close();
     if (this.#running.size > 0) {
       this.#log.info(`Waiting up to ${grace} ms for ${this.#running.size} running transfers`);
