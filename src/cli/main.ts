@@ -13,8 +13,11 @@ import { ConfigError, errorMessage } from "../errors.ts";
 import { addSecret, configureLog, logger, redact } from "../log.ts";
 import { Daemon } from "../pipeline/daemon.ts";
 import { dataDirFor } from "../pipeline/paths.ts";
+import { rebuildState } from "../pipeline/rebuild.ts";
 import { Store } from "../store/store.ts";
 import { statusReport, unsyncable } from "../ops/status_report.ts";
+import { missingDatabase } from "../store/db.ts";
+import { StateError } from "../store/integrity.ts";
 import { VERSION } from "../version.ts";
 import { formatStatus } from "./status.ts";
 import { startOps } from "../ops/mod.ts";
@@ -48,6 +51,7 @@ function load(file: string): Config {
   const config = loadConfig(file);
   for (const s of config.secrets) addSecret(s);
   configureLog({ level: config.settings.logLevel, format: config.settings.logFormat });
+  for (const note of config.notes ?? []) logger("config").info(note);
   return config;
 }
 
@@ -56,7 +60,7 @@ function openStore(config: Config, dataDir: string | undefined, readOnly: boolea
   try {
     return new Store(dir, { readOnly });
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
+    if (e instanceof Deno.errors.NotFound || e instanceof StateError) {
       err(e.message);
       throw new Exit(1);
     }
@@ -89,9 +93,38 @@ function program(): Command {
       "serve the status page, /metrics and /healthz here (overrides the http setting)",
     )
     .option("--no-progress", "no live progress display of the initial sync on a terminal")
+    .option(
+      "--rebuild-state",
+      "start from a new state database (the old one is moved aside): sync every source, then delete from the destinations what the sources no longer have",
+    )
     .action(async (opts) => {
       const config = load(opts.config);
       if (opts.logFormat) configureLog({ format: opts.logFormat });
+      const signals: Deno.Signal[] = Deno.build.os === "windows"
+        ? ["SIGINT"]
+        : ["SIGINT", "SIGTERM"];
+      if (opts.rebuildState) {
+        if (opts.dryRun) {
+          err("--rebuild-state cannot be combined with --dry-run");
+          throw new Exit(2);
+        }
+        const r = await rebuildState(config, {
+          dataDir: opts.dataDir,
+          approveDeletes: !!opts.approveDeletes,
+          attach: (d) => {
+            const stop = () => stopWithin(d);
+            for (const s of signals) Deno.addSignalListener(s, stop);
+            return () => {
+              for (const s of signals) Deno.removeSignalListener(s, stop);
+            };
+          },
+        });
+        if (r.stopped) return;
+        if (opts.once) {
+          if (r.summary.failed > 0 || r.problems > 0) throw new Exit(1);
+          return;
+        }
+      }
       const daemon = await Daemon.open(config, {
         once: !!opts.once,
         dryRun: !!opts.dryRun,
@@ -105,11 +138,8 @@ function program(): Command {
         ...(opts.http ? { http: opts.http } : {}),
         ...(opts.logFormat ? { logFormat: opts.logFormat } : {}),
       });
-      const stop = () => daemon.stop();
+      const stop = () => stopWithin(daemon);
       const reload = () => void ops.reload();
-      const signals: Deno.Signal[] = Deno.build.os === "windows"
-        ? ["SIGINT"]
-        : ["SIGINT", "SIGTERM"];
       for (const s of signals) Deno.addSignalListener(s, stop);
       // SIGHUP: reload the configuration and reopen the log file.
       if (Deno.build.os !== "windows") Deno.addSignalListener("SIGHUP", reload);
@@ -245,8 +275,9 @@ function program(): Command {
       const headConcurrency = Math.ceil(positive(opts.httpConcurrency, "--http-concurrency"));
       const config = load(opts.config);
       const dir = dataDirFor(config, opts.dataDir);
-      if (!fs.existsSync(path.join(dir, "fileconveyor.db"))) {
-        err(`No database in "${dir}": the daemon has not run with this data directory yet`);
+      const missing = missingDatabase(dir);
+      if (missing) {
+        err(missing.message);
         throw new Exit(1);
       }
       const report = await verify(config, {
@@ -262,6 +293,24 @@ function program(): Command {
     });
 
   return p;
+}
+
+/** The longest a stop may take: the transfers' grace (10 s) plus the clean-up budget (5 s). */
+const STOP_DEADLINE_MS = 15_000;
+
+/**
+ * Stops the daemon; the daemon bounds every wait of its shutdown, and this
+ * last resort ends the process should anything still hold it past the
+ * deadline.
+ */
+function stopWithin(daemon: Daemon): void {
+  if (daemon.signal.aborted) return;
+  daemon.stop();
+  const t = setTimeout(() => {
+    err(`fileconveyor: did not stop within ${STOP_DEADLINE_MS / 1000} s; exiting`);
+    Deno.exit(1);
+  }, STOP_DEADLINE_MS + 2000);
+  Deno.unrefTimer(t);
 }
 
 /** Parses a positive number option; a bad value is a usage error (exit 2). */

@@ -41,6 +41,17 @@ export function formatStatus(r: StatusReport): string {
     const due = Math.max(0, Math.round(((r.replaced.nextDeletionAt ?? 0) - Date.now()) / 1000));
     lines.push(`Replaced versions kept: ${r.replaced.kept} (next deletion in ${due}s)`);
   }
+  // A new state knows nothing of earlier runs: say so, rather than look like a first start.
+  const st = r.state;
+  if (st.rebuiltAt !== null) {
+    lines.push(
+      `State: rebuilt ${ago(st.rebuiltAt)}${
+        st.previous
+          ? ` (the old database is kept at "${st.previous}")`
+          : " (the old database was lost)"
+      }; history before that is not known`,
+    );
+  } else if (st.createdAt !== null) lines.push(`State: created ${ago(st.createdAt)}`);
   lines.push("");
   const rows = [[
     "SERVER",

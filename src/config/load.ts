@@ -199,6 +199,7 @@ class Validator {
       : { sources: [], ignoredDirs: [] };
     const servers = serversEl ? this.servers(serversEl) : [];
     const rules = rulesEl ? this.rules(rulesEl, sources, servers) : [];
+    const nested = sourcesEl ? this.loops(sourcesEl, rulesEl, sources, servers) : undefined;
     const settingsValues = this.settings(settingsEl);
     const settings = toSettings(settingsValues);
     for (
@@ -225,7 +226,67 @@ class Validator {
       settings,
       ignoredDirs,
       secrets: [...new Set(this.secrets)],
+      ...(nested && nested.excludedDirs.length > 0 ? nested : {}),
     };
+  }
+
+  /**
+   * Configurations that feed on their own output. One tree under two source
+   * names (every file synced twice, racing) and a destination folder that is
+   * a source's own folder are errors. A local destination folder inside a
+   * source's tree (the original's sample config has one) is excluded from
+   * that source — otherwise its output would be synced again, endlessly —
+   * and a note says so. Paths are compared after resolving symlinks, as far
+   * as they exist.
+   */
+  loops(
+    sourcesEl: XmlElement,
+    rulesEl: XmlElement | undefined,
+    sources: Source[],
+    servers: Server[],
+  ): { excludedDirs: string[]; notes: string[] } {
+    const excludedDirs: string[] = [];
+    const notes: string[] = [];
+    const sourceEls = sourcesEl.children.filter((c) => c.name === "source");
+    sources.forEach((b, j) => {
+      const a = sources.slice(0, j).find((a) => a.scanPath && a.scanPath === b.scanPath);
+      if (a && sourceEls[j]) {
+        this.problem(
+          sourceEls[j],
+          `scanPath of source "${b.name}" is the same folder as that of source "${a.name}" ("${a.scanPath}")`,
+          "scanPath",
+        );
+      }
+    });
+    for (const r of rulesEl?.children.filter((c) => c.name === "rule") ?? []) {
+      for (const ds of r.children.filter((c) => c.name === "destinations")) {
+        for (const d of ds.children.filter((c) => c.name === "destination")) {
+          const server = servers.find((s) => s.name === d.attrs.get("server"));
+          const folder = server && localFolder(server, this.#dir);
+          if (!folder) continue;
+          const sub = (d.attrs.get("path") ?? "").split(/[\\/]+/).filter((x) => x !== "");
+          const target = path.join(folder, ...sub);
+          for (const src of sources) {
+            if (!src.scanPath) continue;
+            if (target === src.scanPath) {
+              this.problem(
+                d,
+                `Destination folder "${target}" (server "${server.name}") is scanPath of source "${src.name}" ("${src.scanPath}"): what is synced there would be synced again, endlessly`,
+                "server",
+              );
+            } else if (
+              target.startsWith(src.scanPath + path.sep) && !excludedDirs.includes(target)
+            ) {
+              excludedDirs.push(target);
+              notes.push(
+                `Destination folder "${target}" (server "${server.name}", line ${d.line}) lies inside source "${src.name}": it is excluded from that source's scan`,
+              );
+            }
+          }
+        }
+      }
+    }
+    return { excludedDirs, notes };
   }
 
   dirList(el: XmlElement, value: string, what: string, forbidden: RegExp, attr?: string): string[] {
@@ -677,3 +738,27 @@ export function pythonRegex(pattern: string): RegExp | Error {
 
 /** Re-exported so callers can validate single values. */
 export { checkValue };
+
+/**
+ * The local folder a server writes into — the `location` path option of a
+ * local transporter — symlinks resolved as far as the path exists; else
+ * `undefined`.
+ */
+function localFolder(server: Server, configDir: string): string | undefined {
+  const def = getTransportDef(server.transporter);
+  const opt = def?.options.find((o) => o.name === "location" && o.type === "path");
+  const value = server.settings["location"];
+  if (!opt || typeof value !== "string" || value === "") return undefined;
+  let head = path.resolve(configDir, value);
+  const tail: string[] = [];
+  for (;;) {
+    try {
+      return path.join(fs.realpathSync(head), ...tail);
+    } catch {
+      const parent = path.dirname(head);
+      if (parent === head) return path.join(head, ...tail);
+      tail.unshift(path.basename(head));
+      head = parent;
+    }
+  }
+}

@@ -151,4 +151,8 @@ export interface Config {
   ignoredDirs: string[];
   /** Every secret value in the file, so outputs can mask them. */
   secrets: string[];
+  /** Local destination folders inside a source's tree: never scanned nor watched (their content is output). */
+  excludedDirs?: string[];
+  /** Things the configuration does on purpose that the user should know (printed by every command). */
+  notes?: string[];
 }

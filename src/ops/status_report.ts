@@ -58,6 +58,8 @@ export interface StatusReport {
   /** Replaced versions kept on the servers for their grace period (`keepReplaced`). */
   replaced: { kept: number; nextDeletionAt: number | null };
   lastSync: number | null;
+  /** This state database: when it was created; whether it replaced a lost or damaged one. */
+  state: { createdAt: number | null; rebuiltAt: number | null; previous: string | null };
 }
 
 function alive(pid: number): boolean {
@@ -127,6 +129,7 @@ export function statusReport(config: Config, store: Store): StatusReport {
     problems: problemsOf(store),
     replaced: { kept: retired.length, nextDeletionAt: retired[0]?.due_at ?? null },
     lastSync,
+    state: store.stateInfo(),
   };
 }
 

@@ -22,6 +22,8 @@ export interface DaemonOptions {
   approveDeletes?: boolean;
   /** Milliseconds to let running transfers finish at shutdown. */
   shutdownGrace?: number;
+  /** Start from a new state database; the old one (if any) is moved aside. */
+  rebuildState?: boolean;
 }
 
 /** Shared by the stages of one daemon. */

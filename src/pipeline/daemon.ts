@@ -19,6 +19,7 @@ import { ClassifiedError, errorMessage } from "../errors.ts";
 import { addSecret, logger } from "../log.ts";
 import { setupProcessors } from "../processors/chain.ts";
 import { DELETED, eventName } from "../store/events.ts";
+import { lostState } from "../store/integrity.ts";
 import { Store } from "../store/store.ts";
 import type { WatchMode } from "../watch/watcher.ts";
 import type { DaemonOptions, PipelineContext } from "./context.ts";
@@ -70,7 +71,10 @@ export class Daemon {
     this.#lock = lock;
     this.dataDir = dataDir;
     this.workDir = workDirFor(config, dataDir);
-    this.store = new Store(this.dataDir, { dirMode: dataDirMode(config, dataDir) });
+    this.store = new Store(this.dataDir, {
+      dirMode: dataDirMode(config, dataDir),
+      rebuild: !!options.rebuildState,
+    });
     this.#web = new WebAccess(
       () => this.#config,
       dataDir,
@@ -130,6 +134,7 @@ export class Daemon {
       collectGarbage: (s) => this.#janitor.collectGarbage(s),
       // Scans that failed meanwhile lost their watcher events.
       recovered: () => this.#sources.scanAll(),
+      fatal: (e) => this.#fail(e),
     });
   }
 
@@ -303,6 +308,7 @@ export class Daemon {
     if (o.dryRun) {
       this.#reportDryRun();
       await this.#shutdown();
+      if (this.#fatal) throw this.#fatal;
       return this.#summary;
     }
     if (!o.once) this.#startTimers();
@@ -321,7 +327,18 @@ export class Daemon {
       await this.#aborted();
     }
     await this.#shutdown();
+    if (this.#fatal) throw this.#fatal;
     return this.#summary;
+  }
+
+  /** An error that ends the run (the state database is damaged or gone): stops, then `run()` throws it. */
+  #fatal: Error | undefined;
+
+  #fail(e: Error) {
+    if (this.#fatal) return;
+    this.#fatal = e;
+    this.#log.error(e.message);
+    this.stop();
   }
 
   #aborted(): Promise<void> {
@@ -342,6 +359,11 @@ export class Daemon {
       const jitter = () => rescan * 1000 * (0.75 + Math.random() * 0.5);
       const tick = () => {
         if (this.#stopping) return;
+        try {
+          this.store.checkFile(); // The reconciliation also checks the state it relies on.
+        } catch (e) {
+          return this.#scheduler.storeTrouble(e);
+        }
         this.#sources.scanAll();
         this.#timers.push(setTimeout(tick, jitter()) as unknown as number);
       };
@@ -381,8 +403,19 @@ export class Daemon {
     this.#stopping = true;
     for (const t of this.#timers) clearTimeout(t);
     this.#scheduler.stopTimers();
-    await this.#sources.stop();
     const grace = this.#o.shutdownGrace ?? 10_000;
+    // The process ends within the grace plus this clean-up budget, whatever a watcher
+    // (blocked on a special file), a server (gone silent) or the disk does.
+    const deadline = Date.now() + grace + 5000;
+    const bounded = <T>(p: Promise<T>) => {
+      let t = 0;
+      const late = new Promise((r) => {
+        t = setTimeout(r, Math.max(0, deadline - Date.now())) as unknown as number;
+        Deno.unrefTimer(t);
+      });
+      return Promise.race([p, late]).finally(() => clearTimeout(t));
+    };
+    await this.#sources.stop(bounded);
     const running = this.#scheduler.running;
     if (running.size > 0) {
       this.#log.info(`Waiting up to ${grace} ms for ${running.size} running transfers`);
@@ -391,12 +424,21 @@ export class Daemon {
         new Promise((r) => setTimeout(r, grace)),
       ]);
     }
-    await this.#servers.flush().catch(() => {});
-    await this.#servers.close();
-    this.#scheduler.flush();
-    this.store.resetRunning();
+    await bounded(this.#servers.flush().catch(() => {}));
+    await bounded(this.#servers.close());
+    try {
+      this.#scheduler.flush();
+      this.store.resetRunning();
+    } catch (e) {
+      this.#finalWriteFailed(e);
+    }
     this.#web.close();
-    this.store.setRuntime("daemon", { pid: null, stoppedAt: Date.now() });
+    try {
+      this.store.setRuntime("daemon", { pid: null, stoppedAt: Date.now() });
+    } catch (e) {
+      this.#finalWriteFailed(e);
+    }
+    this.store.checkpoint();
     this.store.close();
     removePidFiles(this.dataDir, this.config.settings.pidFile);
     try {
@@ -407,7 +449,20 @@ export class Daemon {
     this.#lock.close();
   }
 
+  /** The final writes are best effort: the queue is on disk and running jobs are reset at the next start. */
+  #finalWriteFailed(e: unknown) {
+    if (this.#fatal) return;
+    this.#log.error(
+      `Cannot record the stop in the database in "${this.dataDir}": ${errorMessage(e)}`,
+    );
+  }
+
   #heartbeat() {
+    const lost = this.store.lost();
+    if (lost) {
+      this.#fail(lostState(this.store.file, lost));
+      return;
+    }
     try {
       this.store.setRuntime("daemon", {
         pid: Deno.pid,

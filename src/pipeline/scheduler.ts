@@ -8,6 +8,7 @@
  */
 import { setImmediate } from "node:timers";
 import { errorMessage } from "../errors.ts";
+import { damagedState, StateError, storeTrouble } from "../store/integrity.ts";
 import { type Job, NEVER } from "../store/store.ts";
 import { Semaphore } from "../util/semaphore.ts";
 import type { PipelineContext } from "./context.ts";
@@ -21,6 +22,8 @@ export interface SchedulerHooks {
   collectGarbage(s: ServerState): Promise<void>;
   /** The database became writable again after trouble: scans lost meanwhile must rerun. */
   recovered(): void;
+  /** The state database is damaged or gone: the run must end with this error. */
+  fatal(e: Error): void;
 }
 
 /** A write waiting for the tick's record transaction. */
@@ -115,8 +118,14 @@ export class Scheduler {
       this.#armWake();
       this.#checkIdle();
       if (this.#troubleAt > 0) {
+        // Reading works on a full disk: only a write that lands proves the trouble is over.
+        ctx.store.setRuntime("writable", Date.now());
+        // Said once per reported trouble (errors are reported at most every 30 s), not per retry.
+        const said = this.#troubleLogged >= this.#troubleAt;
         this.#troubleAt = 0;
-        ctx.log.info(`The database in "${ctx.dataDir}" can be written again; rescanning`);
+        ctx.log[said ? "info" : "debug"](
+          `The database in "${ctx.dataDir}" can be written again; rescanning`,
+        );
         this.#hooks.recovered();
       }
     } catch (e) {
@@ -132,18 +141,31 @@ export class Scheduler {
   }
 
   /**
-   * The database cannot be written (disk full, I/O error): says so, naming
-   * the data directory (at most every 30 s), and retries; the daemon stays up.
+   * The database cannot be written. A damaged or lost database ends the run
+   * (the `fatal` hook); otherwise (disk full, busy) says so, naming the data
+   * directory (at most every 30 s), and retries; the daemon stays up.
    */
   storeTrouble(e: unknown): void {
+    const trouble = storeTrouble(e);
+    const store = this.#ctx.store;
+    if (e instanceof StateError || trouble === "damaged") {
+      this.#hooks.fatal(
+        e instanceof StateError ? e : damagedState(store.file, errorMessage(e), e),
+      );
+      return;
+    }
     const now = Date.now();
     this.#troubleAt ||= now;
+    // A full disk: what the WAL holds beyond the live pages is freed by a checkpoint.
+    if (trouble === "full") store.checkpoint();
     if (now - this.#troubleLogged > 30_000) {
       this.#troubleLogged = now;
       this.#ctx.log.error(
-        `Cannot write the database in "${this.#ctx.dataDir}": ${
-          errorMessage(e)
-        }; waiting until it can be written again (free some space there)`,
+        `Cannot write the database in "${this.#ctx.dataDir}": ${errorMessage(e)}; ${
+          trouble === "full"
+            ? "waiting until it can be written again (free some space there)"
+            : "retrying"
+        }`,
       );
     }
     if (this.#troubleRetry === undefined && !this.#ctx.stopping) {

@@ -13,6 +13,7 @@ import { errorMessage } from "../errors.ts";
 import { logger } from "../log.ts";
 import { DELETED } from "../store/events.ts";
 import type { Change, Store } from "../store/store.ts";
+import { startFifoReleaser } from "../watch/fifo_release.ts";
 import { Aggregator } from "../watch/aggregator.ts";
 import { type Batch, type FsChange, Scanner } from "../watch/scanner.ts";
 import { SourceWatcher, type WatchMode } from "../watch/watcher.ts";
@@ -65,7 +66,7 @@ export class Sources {
     return new Scanner({
       store: this.#store,
       ignoredDirs: this.#ctx.config.ignoredDirs,
-      exclude: [this.#ctx.dataDir, this.#ctx.workDir],
+      exclude: [this.#ctx.dataDir, this.#ctx.workDir, ...(this.#ctx.config.excludedDirs ?? [])],
       log: logger("scan"),
       guardShare: s.deleteGuardShare,
       guardMinFiles: s.deleteGuardMinFiles,
@@ -104,7 +105,7 @@ export class Sources {
       log: logger(`watch:${source.name}`),
       mode,
       pollInterval: settings.pollInterval,
-      exclude: [this.#ctx.dataDir, this.#ctx.workDir],
+      exclude: [this.#ctx.dataDir, this.#ctx.workDir, ...(this.#ctx.config.excludedDirs ?? [])],
       probeDir: path.join(this.#ctx.dataDir, "watch-probe"),
       fullScan: () => this.enqueueScan(source),
       onMode: (m, reason) => {
@@ -156,9 +157,18 @@ export class Sources {
     }
   }
 
-  /** Stops every watcher. */
-  async stop(): Promise<void> {
-    await Promise.all([...this.#watchers.values()].map((w) => w.stop()));
+  /** Stops every watcher; `bound` limits the wait for them (a close may hang). */
+  async stop(bound: <T>(p: Promise<T>) => Promise<unknown> = (p) => p): Promise<void> {
+    if (this.#watchers.size > 0) {
+      // A watcher thread stuck opening a named pipe would block closing a watch, and the
+      // process: a thread of our own releases such readers while the watchers close.
+      const releaser = await startFifoReleaser(this.#ctx.config.sources.map((x) => x.scanPath));
+      try {
+        await bound(Promise.all([...this.#watchers.values()].map((w) => w.stop())));
+      } finally {
+        releaser.stop();
+      }
+    }
     for (const a of this.#aggregators.values()) a.close();
     this.#scanner.close();
   }

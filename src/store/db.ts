@@ -7,6 +7,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { DatabaseSync } from "node:sqlite";
+import { damagedState, lostState, StateError, storeTrouble } from "./integrity.ts";
 
 /** Schema migrations; index + 1 is the schema version after it runs. */
 const MIGRATIONS: string[] = [
@@ -129,37 +130,94 @@ export interface OpenOptions {
    * databases readable by a group live in it; the database stays 0600.
    */
   dirMode?: number;
+  /**
+   * Start a new state: an existing database (damaged or not) is moved aside
+   * as `fileconveyor.db.old-<time>` and a fresh one is created.
+   */
+  rebuild?: boolean;
+}
+
+/** The database file of a data directory. */
+export function databaseFile(dataDir: string): string {
+  return path.join(dataDir, "fileconveyor.db");
 }
 
 /**
+ * Written next to the database when it is created: a data directory that
+ * has it but no database lost its state (deleted by hand or by a clean-up
+ * job), which must not pass for a first run.
+ */
+const MARKER = "state-created";
+
+/**
  * Opens (and creates, privately) the database in `dataDir`, in WAL mode,
- * migrated to {@linkcode SCHEMA_VERSION}.
+ * migrated to {@linkcode SCHEMA_VERSION}. Throws a {@linkcode StateError}
+ * (with the way to recover) when the file is damaged (`PRAGMA quick_check`
+ * fails) or when the data directory had a database that is gone.
  */
 export function openDatabase(dataDir: string, options: OpenOptions = {}): DatabaseSync {
-  const file = path.join(dataDir, "fileconveyor.db");
+  const file = databaseFile(dataDir);
+  const marker = path.join(dataDir, MARKER);
   if (options.readOnly) {
-    if (!fs.existsSync(file)) {
-      throw new Deno.errors.NotFound(
-        `No database at "${file}": the daemon has not run with this data directory yet`,
-      );
-    }
-    const db = new DatabaseSync(file, { readOnly: true });
-    db.exec("PRAGMA busy_timeout = 5000");
-    return db;
+    const missing = missingDatabase(dataDir);
+    if (missing) throw missing;
+    return guarded(file, () => {
+      const db = new DatabaseSync(file, { readOnly: true });
+      db.exec("PRAGMA busy_timeout = 5000");
+      try {
+        db.prepare("SELECT COUNT(*) FROM sqlite_master").get(); // A file that is no database fails here.
+      } catch (e) {
+        db.close();
+        throw e;
+      }
+      return db;
+    });
   }
   const dirMode = options.dirMode ?? 0o700;
   fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   fs.chmodSync(dataDir, dirMode);
+  let previous: string | undefined;
+  if (options.rebuild) previous = moveAside(file);
+  else if (!fs.existsSync(file) && fs.existsSync(marker)) {
+    throw lostState(file, "is missing (it was deleted)");
+  }
   const fresh = !fs.existsSync(file);
-  if (fresh) fs.closeSync(fs.openSync(file, "a", 0o600));
-  const db = new DatabaseSync(file);
-  db.exec("PRAGMA journal_mode = WAL");
-  db.exec("PRAGMA synchronous = NORMAL");
-  db.exec("PRAGMA busy_timeout = 5000");
-  db.exec("PRAGMA foreign_keys = ON");
-  // Checkpoints (which fsync) every 16 MiB of WAL instead of 4 MiB: a busy queue commits often.
-  db.exec("PRAGMA wal_autocheckpoint = 4096");
-  migrate(db);
+  if (fresh) {
+    // A WAL left without its database belongs to another state: never replay it into a new one.
+    for (const ext of ["-wal", "-shm"]) fs.rmSync(file + ext, { force: true });
+    fs.closeSync(fs.openSync(file, "a", 0o600));
+  }
+  const db = guarded(file, () => {
+    const db = new DatabaseSync(file);
+    try {
+      db.exec("PRAGMA journal_mode = WAL");
+      db.exec("PRAGMA synchronous = NORMAL");
+      db.exec("PRAGMA busy_timeout = 5000");
+      db.exec("PRAGMA foreign_keys = ON");
+      // Checkpoints (which fsync) every 16 MiB of WAL instead of 4 MiB: a busy queue commits often.
+      db.exec("PRAGMA wal_autocheckpoint = 4096");
+      // After a checkpoint the WAL shrinks back to 4 MiB: a small data disk is not kept full.
+      db.exec("PRAGMA journal_size_limit = 4194304");
+      if (!fresh) quickCheck(db, file);
+      migrate(db);
+      if (fresh) {
+        const now = String(Date.now());
+        const put = db.prepare("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)");
+        put.run("created_at", now);
+        if (options.rebuild) {
+          put.run("rebuilt_at", now);
+          put.run("previous", previous ?? "");
+        }
+      }
+      return db;
+    } catch (e) {
+      db.close();
+      throw e;
+    }
+  });
+  if (!fs.existsSync(marker)) {
+    fs.writeFileSync(marker, new Date().toISOString() + "\n", { mode: 0o600 });
+  }
   for (const f of [file, file + "-wal", file + "-shm"]) {
     try {
       fs.chmodSync(f, 0o600);
@@ -168,6 +226,84 @@ export function openDatabase(dataDir: string, options: OpenOptions = {}): Databa
     }
   }
   return db;
+}
+
+/**
+ * Why `dataDir` has no database to read, or `undefined` when it has one: a
+ * {@linkcode StateError} when it had one (deleted), `Deno.errors.NotFound`
+ * when fileconveyor never ran with it.
+ */
+export function missingDatabase(dataDir: string): Error | undefined {
+  const file = databaseFile(dataDir);
+  if (fs.existsSync(file)) return undefined;
+  if (fs.existsSync(path.join(dataDir, MARKER))) {
+    return lostState(file, "is missing (it was deleted)");
+  }
+  return new Deno.errors.NotFound(
+    `No database at "${file}": the daemon has not run with this data directory yet`,
+  );
+}
+
+/** Runs `open`; a SQLite error that means a damaged file becomes a {@linkcode StateError}. */
+function guarded(file: string, open: () => DatabaseSync): DatabaseSync {
+  try {
+    return open();
+  } catch (e) {
+    if (e instanceof StateError) throw e;
+    if (storeTrouble(e) === "damaged") {
+      throw damagedState(file, (e as Error).message, e);
+    }
+    throw e;
+  }
+}
+
+/**
+ * Checks the database file of `dataDir` through a connection of its own: the
+ * daemon's connection trusts the pages it has cached, so only a fresh one
+ * sees damage done to the file behind its back. Throws a
+ * {@linkcode StateError}; linear in the size of the file.
+ */
+export function checkDatabase(dataDir: string): void {
+  const file = databaseFile(dataDir);
+  guarded(file, () => {
+    const db = new DatabaseSync(file, { readOnly: true });
+    try {
+      db.exec("PRAGMA busy_timeout = 5000");
+      quickCheck(db, file);
+    } finally {
+      db.close();
+    }
+    return db;
+  });
+}
+
+/** `PRAGMA quick_check`: the b-trees and pages are sound (linear in the size of the file). */
+function quickCheck(db: DatabaseSync, file: string): void {
+  const rows = db.prepare("PRAGMA quick_check(5)").all() as { quick_check: string }[];
+  const found = rows.map((r) => r.quick_check);
+  if (found.length !== 1 || found[0] !== "ok") {
+    throw damagedState(file, `integrity check: ${found.join("; ")}`);
+  }
+}
+
+/**
+ * Moves a database (with its WAL) aside as `<file>.old-<time>`, so a rebuild
+ * keeps it for inspection; returns the new path, or `undefined` when there
+ * was none.
+ */
+function moveAside(file: string): string | undefined {
+  if (!fs.existsSync(file)) return undefined;
+  const to = `${file}.old-${new Date().toISOString().replace(/[:.]/g, "-")}`;
+  fs.renameSync(file, to);
+  for (const ext of ["-wal", "-shm"]) {
+    try {
+      if (ext === "-wal") fs.renameSync(file + ext, to + ext);
+      else fs.rmSync(file + ext, { force: true });
+    } catch {
+      // No WAL left behind.
+    }
+  }
+  return to;
 }
 
 function migrate(db: DatabaseSync): void {

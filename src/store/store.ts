@@ -6,9 +6,12 @@
  * @module
  */
 import { retire } from "./retired.ts";
+import * as fs from "node:fs";
+import * as path from "node:path";
 import type { DatabaseSync, SQLInputValue, StatementSync } from "node:sqlite";
 import { DELETED, type FileEvent, mergeEvents } from "./events.ts";
-import { openDatabase, type OpenOptions } from "./db.ts";
+import { checkDatabase, databaseFile, openDatabase, type OpenOptions } from "./db.ts";
+import { DbFileGuard } from "./integrity.ts";
 
 /** Stored state of one source file or directory. */
 export interface FileRow {
@@ -99,6 +102,15 @@ export interface PipelineStore {
   /** Runs `fn` in one transaction; nested calls are savepoints. */
   tx<T>(fn: () => T): T;
   close(): void;
+  // the database file
+  /** The database file. */
+  readonly file: string;
+  /** `undefined` while the database file is the one opened; otherwise what happened to it. */
+  lost(): string | undefined;
+  /** Throws a `StateError` when the database file is damaged (large files: at most every 10 min). */
+  checkFile(now?: number): void;
+  /** Checkpoints and truncates the WAL (frees space on a full disk); best effort. */
+  checkpoint(): boolean;
   // source state
   putFile(row: FileRow): void;
   deleteFile(path: string): void;
@@ -203,7 +215,10 @@ export class Store implements PipelineStore {
    * {@linkcode Store} methods or the read model (`read_model.ts`); nothing outside this folder uses it.
    */
   readonly db: DatabaseSync;
+  /** The database file. */
+  readonly file: string;
   readonly #stmts = new Map<string, StatementSync>();
+  readonly #guard: DbFileGuard;
   #depth = 0;
   /**
    * Input files whose `synced_files` rows changed (or were written in a
@@ -213,7 +228,64 @@ export class Store implements PipelineStore {
   syncedChanged: Set<string> = new Set();
 
   constructor(dataDir: string, options: OpenOptions = {}) {
+    this.file = databaseFile(dataDir);
     this.db = openDatabase(dataDir, options);
+    this.#guard = new DbFileGuard(this.file);
+  }
+
+  /**
+   * `undefined` while the database file at its path is the one this store
+   * opened; otherwise what happened to it (deleted, replaced): SQLite keeps
+   * writing to the open file, so nothing else would notice.
+   */
+  lost(): string | undefined {
+    return this.#guard.check();
+  }
+
+  /**
+   * Throws a `StateError` when the database file is damaged (see
+   * `checkDatabase`). The check reads the whole file and blocks meanwhile
+   * (about 1 s per 50 MB): a large database is checked at most every 10
+   * minutes, a small one at every call.
+   */
+  checkFile(now: number = Date.now()): void {
+    let size = 0;
+    try {
+      size = fs.statSync(this.file).size;
+    } catch {
+      // Gone: the next heartbeat reports it.
+    }
+    if (size > 8 * 1024 * 1024 && now - this.#checkedAt < 600_000) return;
+    this.#checkedAt = now;
+    checkDatabase(path.dirname(this.file));
+  }
+
+  /** When the file was last checked (opening checks it). */
+  #checkedAt = Date.now();
+
+  /** When this state was created, and whether it replaced a lost or damaged one. */
+  stateInfo(): { createdAt: number | null; rebuiltAt: number | null; previous: string | null } {
+    const rows = this.q("SELECT key, value FROM meta").all() as { key: string; value: string }[];
+    const get = (k: string) => rows.find((r) => r.key === k)?.value;
+    const num = (v: string | undefined) => (v ? Number(v) : null);
+    return {
+      createdAt: num(get("created_at")),
+      rebuiltAt: num(get("rebuilt_at")),
+      previous: get("previous") ?? null,
+    };
+  }
+
+  /**
+   * Moves what the WAL holds into the database file and truncates the WAL:
+   * frees space when the disk is full (best effort, `false` when it could not).
+   */
+  checkpoint(): boolean {
+    try {
+      const r = this.db.prepare("PRAGMA wal_checkpoint(TRUNCATE)").get() as { busy: number };
+      return r.busy === 0;
+    } catch {
+      return false;
+    }
   }
 
   /** Prepares (once) and returns a statement. Internal to `src/store/`, like {@linkcode Store.db}. */

@@ -130,6 +130,11 @@ class SymlinkOrCopy implements Transport, Stater, Lister, Mover {
       return { size: options.size, ...(md5 ? { md5 } : {}) };
     } catch (err) {
       await fs.rm(tmp, { force: true }).catch(() => {});
+      // A folder we created was removed behind our back (rm -r at the destination): create it again.
+      const dir = path.dirname(dst);
+      if (isNotFound(err) && this.#dirs.delete(dir) && isNotFound(lstatError(dir))) {
+        return await this.put(localPath, remotePath, options);
+      }
       this.#fail("upload", remotePath, err);
     }
   }
@@ -274,4 +279,17 @@ registerTransport({
 /** Adds the error code (EISDIR, ENOSPC, …) when the message does not name it. */
 function withCode(message: string, code: string | undefined): string {
   return code && !message.includes(code) ? `${code}: ${message}` : message;
+}
+
+function isNotFound(err: unknown): boolean {
+  return err instanceof Deno.errors.NotFound || (err as { code?: string })?.code === "ENOENT";
+}
+
+function lstatError(p: string): unknown {
+  try {
+    Deno.lstatSync(p);
+    return undefined;
+  } catch (e) {
+    return e;
+  }
 }

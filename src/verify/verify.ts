@@ -90,7 +90,7 @@ async function run(
   };
   const ignore = new IgnoreMatcher({
     dirs: config.ignoredDirs,
-    exclude: [dataDir, workDirFor(config, dataDir)],
+    exclude: [dataDir, workDirFor(config, dataDir), ...(config.excludedDirs ?? [])],
   });
 
   // The source trees, walked once.

@@ -174,7 +174,8 @@ Deno.test("disk full: the working directory fills up; the file fails alone, clea
     config(ws, {
       ruleBody:
         `<processorChain><processor name="command" command="cp {in} {out}" /></processorChain>`,
-      settings: `<workingDir>${work}</workingDir>`,
+      // Retried until space returns, never marked failed meanwhile (a failed file waits for a change).
+      settings: `<workingDir>${work}</workingDir><retryFailAfter>1000</retryFailAfter>`,
     });
     d = start(["sync", "--config", ws.config]);
     await until(() => fs.existsSync(path.join(ws.dst, "small.txt")), 20_000, "the small file");
@@ -185,13 +186,17 @@ Deno.test("disk full: the working directory fills up; the file fails alone, clea
     const f = st.failures.find((x) => x.file.endsWith("large.txt"));
     assert(f && /working directory .* is full/i.test(f.error), JSON.stringify(st.failures));
     // Space returns (the mount grows): the retry succeeds.
-    await new Deno.Command("mount", { args: ["-o", "remount,size=16m", work] }).output();
+    const grown = await new Deno.Command("mount", { args: ["-o", "remount,size=16m", work] })
+      .output();
+    assertEquals(grown.code, 0, new TextDecoder().decode(grown.stderr));
     await until(
       async () => (await diffR(ws.src, ws.dst)) === "",
       30_000,
       "the large file after space returned",
       250,
-    );
+    ).catch((e) => {
+      throw new Error(`${(e as Error).message}\n${d!.log().slice(-4000)}`);
+    });
     await stopAndCheck(d, ws);
     d = undefined;
   } finally {
