@@ -30,7 +30,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { DatabaseSync } from "node:sqlite";
+import { DatabaseSync, type StatementSync } from "node:sqlite";
 import type { Store } from "./store.ts";
 
 /** Where and how the web databases are written. */
@@ -176,7 +176,7 @@ export class WebDb {
         stage.exec("BEGIN");
         stage.exec(SYNCED_SCHEMA);
         this.#insertRows(
-          stage,
+          insertStatement(stage),
           this.#store.q(
             `SELECT input_file, transported_file_basename, url, server, dest, synced_at
              FROM synced_files ORDER BY input_file, server, dest`,
@@ -184,8 +184,15 @@ export class WebDb {
         );
         stage.exec("COMMIT");
         this.#stage = stage;
+      } else if (changed.size > REBUILD_MIN && changed.size * 2 > rowCount(stage)) {
+        // Most rows changed (an initial sync): building anew is one pass, not a delete and a
+        // query per file.
+        this.#closeStage();
+        this.#updateSynced(force);
+        return;
       } else if (changed.size > 0) {
         const drop = stage.prepare("DELETE FROM synced_files WHERE real_file = ?");
+        const ins = insertStatement(stage);
         const get = this.#store.q(
           `SELECT input_file, transported_file_basename, url, server, dest, synced_at
            FROM synced_files WHERE input_file = ? ORDER BY server, dest`,
@@ -194,7 +201,7 @@ export class WebDb {
         try {
           for (const f of changed) {
             drop.run(f);
-            this.#insertRows(stage, get.all(f) as unknown as SyncedWebRow[]);
+            this.#insertRows(ins, get.all(f) as unknown as SyncedWebRow[]);
           }
           stage.exec("COMMIT");
         } catch (e) {
@@ -214,11 +221,7 @@ export class WebDb {
     this.#publish(this.#o.syncedFilesDb, (tmp) => fs.copyFileSync(this.#stageFile, tmp));
   }
 
-  #insertRows(db: DatabaseSync, rows: Iterable<SyncedWebRow>): void {
-    const ins = db.prepare(
-      `INSERT OR IGNORE INTO synced_files(input_file, transported_file_basename, url, server, dest,
-         real_file, synced_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-    );
+  #insertRows(ins: StatementSync, rows: Iterable<SyncedWebRow>): void {
     for (const r of rows) {
       for (const key of this.#o.keys(r.input_file)) {
         ins.run(
@@ -292,4 +295,22 @@ interface SyncedWebRow {
   server: string;
   dest: string;
   synced_at: number;
+}
+
+/**
+ * The staging copy is rebuilt instead of updated row by row when more than
+ * this many files changed and they are more than half of its rows.
+ */
+const REBUILD_MIN = 1000;
+
+function rowCount(db: DatabaseSync): number {
+  return Number((db.prepare("SELECT COUNT(*) AS n FROM synced_files").get() as { n: number }).n);
+}
+
+/** The staging copy's insert, prepared once per update. */
+function insertStatement(db: DatabaseSync): StatementSync {
+  return db.prepare(
+    `INSERT OR IGNORE INTO synced_files(input_file, transported_file_basename, url, server, dest,
+       real_file, synced_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+  );
 }
