@@ -11,7 +11,7 @@ import type { Logger } from "../log.ts";
 import type { Store } from "../store/store.ts";
 import { WebDb } from "../store/web_db.ts";
 import { groupId } from "../util/group.ts";
-import { webKeys } from "./web_keys.ts";
+import { aliasedDirs, webKeys } from "./web_keys.ts";
 
 /** The two files and the reading group, defaults applied. */
 export function webDbPaths(
@@ -52,6 +52,7 @@ export class WebAccess {
     this.#db = new WebDb(store, {
       ...webDbPaths(config(), dataDir),
       keys: (f) => webKeys(config(), f),
+      aliased: () => aliasedDirs(config()),
     });
   }
 

@@ -28,8 +28,12 @@ export function rawUrlEncode(s: string): string {
   );
 }
 
+const UNRESERVED_PATH = /^[A-Za-z0-9\-_.~/]*$/;
+
 /** Drupal's `drupal_encode_path()`: {@linkcode rawUrlEncode} per `/`-separated segment. */
 export function drupalEncodePath(p: string): string {
+  // Most names need no encoding at all.
+  if (UNRESERVED_PATH.test(p)) return p;
   return p.split("/").map(rawUrlEncode).join("/");
 }
 
@@ -94,4 +98,16 @@ export function webKeys(config: Config, inputFile: string): string[] {
     }
   }
   return [...keys];
+}
+
+/**
+ * Source directories whose files have keys besides their real path even
+ * when their names need no percent-encoding (a symlinked `scanPath`, a
+ * Drupal root): the only ones, with names that need encoding, for which
+ * {@linkcode webKeys} returns more than the real path.
+ */
+export function aliasedDirs(config: Config): string[] {
+  return config.sources.map((s) => sourceKeys(config, s))
+    .filter((k) => k.bases.length > 1 || k.root !== undefined)
+    .map((k) => k.scanPath);
 }

@@ -421,28 +421,31 @@ export class Store implements PipelineStore {
     const get = this.q(
       "SELECT id, event, running, state FROM queue WHERE input_file = ? AND server = ? AND dest = ?",
     );
+    // New work (the common case: an initial sync) is one statement; queued work is merged.
+    const insert = this.q(
+      `INSERT INTO queue(input_file, source, server, dest, event, prio, ready_at, force, discovered_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(input_file, server, dest) DO NOTHING`,
+    );
     for (const c of changes) {
       const ready = now + (c.event === DELETED ? deleteDelayMs : delayMs);
-      const old = get.get(c.input_file, c.server, c.dest) as
-        | { id: number; event: FileEvent; running: number; state: string }
-        | undefined;
-      if (!old) {
-        this.q(
-          `INSERT INTO queue(input_file, source, server, dest, event, prio, ready_at, force, discovered_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        ).run(
-          c.input_file,
-          c.source,
-          c.server,
-          c.dest,
-          c.event,
-          c.event === DELETED ? 1 : 0,
-          ready,
-          c.force ?? 0,
-          now,
-        );
-        continue;
-      }
+      const added = insert.run(
+        c.input_file,
+        c.source,
+        c.server,
+        c.dest,
+        c.event,
+        c.event === DELETED ? 1 : 0,
+        ready,
+        c.force ?? 0,
+        now,
+      );
+      if (Number(added.changes) > 0) continue;
+      const old = get.get(c.input_file, c.server, c.dest) as {
+        id: number;
+        event: FileEvent;
+        running: number;
+        state: string;
+      };
       let next = mergeEvents(old.event, c.event);
       if (next === null) {
         // Cancel only work that never started and left nothing remote (no record, and no
@@ -471,15 +474,16 @@ export class Store implements PipelineStore {
   /** Takes up to `limit` ready jobs of `server`, uploads before deletes, and marks them running. */
   pick(server: string, limit: number, now: number): Job[] {
     // One transaction: when a write fails (disk full) no job is left marked but not started.
-    return this.tx(() => {
-      const jobs = this.q(
-        `SELECT * FROM queue INDEXED BY queue_pick WHERE server = ? AND state = 'queued' AND running = 0 AND ready_at <= ?
-         ORDER BY prio, ready_at LIMIT ?`,
-      ).all(server, now, limit) as unknown as Job[];
-      const mark = this.q("UPDATE queue SET running = 1 WHERE id = ?");
-      for (const j of jobs) mark.run(j.id);
-      return jobs;
-    });
+    // One statement (hence atomic): when the write fails (disk full) no job is left marked but
+    // not started. RETURNING gives no order: the jobs are sorted as picked.
+    const jobs = this.q(
+      `UPDATE queue SET running = 1 WHERE id IN (
+         SELECT id FROM queue INDEXED BY queue_pick
+         WHERE server = ? AND state = 'queued' AND running = 0 AND ready_at <= ?
+         ORDER BY prio, ready_at LIMIT ?)
+       RETURNING *`,
+    ).all(server, now, limit) as unknown as (Job & { prio: number })[];
+    return jobs.sort((a, b) => a.prio - b.prio || a.ready_at - b.ready_at);
   }
 
   /** Finishes a job; when a newer event arrived meanwhile, the job runs again instead. */

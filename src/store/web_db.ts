@@ -30,7 +30,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { DatabaseSync } from "node:sqlite";
+import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
 import type { Store } from "./store.ts";
 
 /** Where and how the web databases are written. */
@@ -41,6 +41,11 @@ export interface WebDbOptions {
   gid?: number;
   /** Every key a synced file is published under; the real path first. */
   keys(inputFile: string): string[];
+  /**
+   * Directories whose files may have keys besides their real path even when
+   * their names need no percent-encoding; undefined: any file may.
+   */
+  aliased?(): string[];
 }
 
 const SYNCED_SCHEMA = `
@@ -173,19 +178,17 @@ export class WebDb {
         // Rebuilt at every start, never read by others: no journal, no syncs.
         stage.exec("PRAGMA journal_mode = OFF");
         stage.exec("PRAGMA synchronous = OFF");
-        stage.exec("BEGIN");
-        stage.exec(SYNCED_SCHEMA);
-        this.#insertRows(
-          stage,
-          this.#store.q(
-            `SELECT input_file, transported_file_basename, url, server, dest, synced_at
-             FROM synced_files ORDER BY input_file, server, dest`,
-          ).iterate() as Iterable<SyncedWebRow>,
-        );
-        stage.exec("COMMIT");
+        this.#build(stage);
         this.#stage = stage;
+      } else if (changed.size > REBUILD_MIN && changed.size * 2 > rowCount(stage)) {
+        // Most rows changed (an initial sync): building anew is one pass, not a delete and a
+        // query per file.
+        this.#closeStage();
+        this.#updateSynced(force);
+        return;
       } else if (changed.size > 0) {
         const drop = stage.prepare("DELETE FROM synced_files WHERE real_file = ?");
+        const ins = insertStatement(stage);
         const get = this.#store.q(
           `SELECT input_file, transported_file_basename, url, server, dest, synced_at
            FROM synced_files WHERE input_file = ? ORDER BY server, dest`,
@@ -194,7 +197,7 @@ export class WebDb {
         try {
           for (const f of changed) {
             drop.run(f);
-            this.#insertRows(stage, get.all(f) as unknown as SyncedWebRow[]);
+            this.#insertRows(ins, get.all(f) as unknown as SyncedWebRow[]);
           }
           stage.exec("COMMIT");
         } catch (e) {
@@ -214,14 +217,64 @@ export class WebDb {
     this.#publish(this.#o.syncedFilesDb, (tmp) => fs.copyFileSync(this.#stageFile, tmp));
   }
 
-  #insertRows(db: DatabaseSync, rows: Iterable<SyncedWebRow>): void {
-    const ins = db.prepare(
-      `INSERT OR IGNORE INTO synced_files(input_file, transported_file_basename, url, server, dest,
-         real_file, synced_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-    );
+  /**
+   * Fills a new staging copy. With the daemon's database on disk, the rows
+   * are copied inside SQLite under their real paths, and only the files that
+   * may have other keys (see {@linkcode WebDbOptions.aliased}) go through
+   * `keys`; a real path is then never hidden by another file's alias.
+   */
+  #build(stage: DatabaseSync): void {
+    const file = this.#store.db.location();
+    const ordered = `SELECT input_file, transported_file_basename, url, server, dest, synced_at
+       FROM synced_files`;
+    if (!file) {
+      stage.exec("BEGIN");
+      stage.exec(SYNCED_SCHEMA);
+      this.#insertRows(
+        insertStatement(stage),
+        this.#store.q(`${ordered} ORDER BY input_file, server, dest`).iterate() as Iterable<
+          SyncedWebRow
+        >,
+      );
+      stage.exec("COMMIT");
+      return;
+    }
+    stage.prepare("ATTACH DATABASE ? AS daemon").run(file);
+    try {
+      stage.exec("BEGIN");
+      stage.exec(SYNCED_SCHEMA);
+      stage.exec(
+        `INSERT OR IGNORE INTO main.synced_files(input_file, transported_file_basename, url, server,
+           dest, real_file, synced_at)
+         SELECT input_file, transported_file_basename, url, server, dest, input_file, synced_at
+         FROM daemon.synced_files ORDER BY input_file, server, dest`,
+      );
+      const dirs = this.#o.aliased?.() ?? [""];
+      const where = [
+        `input_file GLOB '*[^A-Za-z0-9._~/-]*'`,
+        ...dirs.map(() => "(input_file > ? AND input_file < ?)"),
+      ].join(" OR ");
+      const args = dirs.flatMap((d) => [d + "/", d + "0"]);
+      this.#insertRows(
+        insertStatement(stage),
+        stage.prepare(
+          `${ordered.replace("FROM synced_files", "FROM daemon.synced_files")} WHERE ${where}
+           ORDER BY input_file, server, dest`,
+        ).iterate(...args) as Iterable<SyncedWebRow>,
+      );
+      stage.exec("COMMIT");
+    } catch (e) {
+      if (stage.isTransaction) stage.exec("ROLLBACK");
+      throw e;
+    } finally {
+      stage.exec("DETACH DATABASE daemon");
+    }
+  }
+
+  #insertRows(ins: Inserter, rows: Iterable<SyncedWebRow>): void {
     for (const r of rows) {
       for (const key of this.#o.keys(r.input_file)) {
-        ins.run(
+        ins.add(
           key,
           r.transported_file_basename,
           r.url,
@@ -232,6 +285,7 @@ export class WebDb {
         );
       }
     }
+    ins.flush();
   }
 
   #writePersistent(): void {
@@ -292,4 +346,57 @@ interface SyncedWebRow {
   server: string;
   dest: string;
   synced_at: number;
+}
+
+/**
+ * The staging copy is rebuilt instead of updated row by row when more than
+ * this many files changed and they are more than half of its rows.
+ */
+const REBUILD_MIN = 1000;
+
+function rowCount(db: DatabaseSync): number {
+  return Number((db.prepare("SELECT COUNT(*) AS n FROM synced_files").get() as { n: number }).n);
+}
+
+/** Rows per INSERT statement: one statement call per row costs more than the row itself. */
+const INSERT_CHUNK = 256;
+const COLUMNS = 7;
+
+/**
+ * The staging copy's insert, in statements of up to {@linkcode INSERT_CHUNK}
+ * rows. Rows go in in the order added; a key already present keeps its first
+ * row (OR IGNORE), as with one statement per row.
+ */
+class Inserter {
+  readonly #db: DatabaseSync;
+  /** Prepared statements by row count. */
+  readonly #stmts = new Map<number, StatementSync>();
+  readonly #values: SQLInputValue[] = [];
+
+  constructor(db: DatabaseSync) {
+    this.#db = db;
+  }
+
+  add(...row: SQLInputValue[]): void {
+    this.#values.push(...row);
+    if (this.#values.length === INSERT_CHUNK * COLUMNS) this.flush();
+  }
+
+  flush(): void {
+    const n = this.#values.length / COLUMNS;
+    if (n === 0) return;
+    let stmt = this.#stmts.get(n);
+    if (!stmt) this.#stmts.set(n, stmt = this.#db.prepare(insertSql(n)));
+    stmt.run(...this.#values);
+    this.#values.length = 0;
+  }
+}
+
+function insertSql(rows: number): string {
+  return `INSERT OR IGNORE INTO synced_files(input_file, transported_file_basename, url, server, dest,
+     real_file, synced_at) VALUES ${Array(rows).fill("(?, ?, ?, ?, ?, ?, ?)").join(", ")}`;
+}
+
+function insertStatement(db: DatabaseSync): Inserter {
+  return new Inserter(db);
 }

@@ -127,3 +127,48 @@ Deno.test("WebDb publishes every key of each record, follows changes, and old re
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+Deno.test("WebDb built in bulk publishes the same keys as file by file, also after a change to most rows", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "fc-webdb-"));
+  const store = new Store(path.join(dir, "data"));
+  // Files under /t have an alias whatever their name; elsewhere only names with a space do.
+  const keys = (f: string) => f.startsWith("/t/") || f.includes(" ") ? [f, f + "%alias"] : [f];
+  const names = (i: number) => [`/s/f${i}`, `/s/f ${i}`, `/t/f${i}`];
+  const expected = (n: number, url: string) =>
+    Array.from({ length: n }, (_, i) => names(i)).flat().flatMap(keys).sort().map((k) =>
+      `${k} ${url}${k.replace("%alias", "")}`
+    );
+  const synced = path.join(dir, "web", "synced_files.db");
+  const web = new WebDb(store, {
+    syncedFilesDb: synced,
+    persistentDataDb: path.join(dir, "web", "persistent_data.db"),
+    keys,
+    aliased: () => ["/t"],
+  });
+  const sortedRows = () => published(synced).map((r) => `${r.input_file} ${r.url}`).sort();
+  try {
+    const n = 600;
+    store.tx(() => {
+      for (let i = 0; i < n; i++) for (const f of names(i)) store.putSynced(row(f, "a:" + f));
+    });
+    web.refresh(true);
+    assertEquals(sortedRows(), expected(n, "a:"));
+    // 1,800 changed records out of 1,800: the staging copy is rebuilt, with the same result.
+    store.tx(() => {
+      for (let i = 0; i < n; i++) for (const f of names(i)) store.putSynced(row(f, "b:" + f));
+    });
+    web.refresh(true);
+    assertEquals(sortedRows(), expected(n, "b:"));
+    // A few changed: updated row by row.
+    store.tx(() => store.putSynced(row("/t/f1", "c:/t/f1")));
+    web.refresh(true);
+    assertEquals(
+      sortedRows().filter((r) => r.startsWith("/t/f1 ") || r.startsWith("/t/f1%")),
+      ["/t/f1 c:/t/f1", "/t/f1%alias c:/t/f1"],
+    );
+    web.close();
+  } finally {
+    store.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
