@@ -1,5 +1,5 @@
 /**
- * The ftp transport against a real ProFTPD (scripts/servers/ftp.sh): plain
+ * The ftp transport against a real ProFTPD (scripts/dev-servers/ftp.sh): plain
  * FTP, explicit and implicit FTPS. Servers that require TLS session reuse
  * are tested in ftps_reuse_test.ts. Every test uses its own directory, so
  * test files can share the server.

@@ -1,5 +1,5 @@
 /**
- * The sftp transport against a real OpenSSH server (scripts/servers/sftp.sh).
+ * The sftp transport against a real OpenSSH server (scripts/dev-servers/sftp.sh).
  * Every test uses its own directory below the login directory, so test files
  * can share the server.
  */
