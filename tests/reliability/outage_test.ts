@@ -13,17 +13,8 @@ import { assert, assertEquals } from "../_assert.ts";
 import { cli, sleep, type Workspace, workspace, write } from "../_harness.ts";
 import { blackHoleServer } from "./_blackhole.ts";
 import { hasTransport, rcloneCompare, type Remote, s3Remote, sftpRemote } from "./_remote.ts";
-import {
-  diffR,
-  figure,
-  memory,
-  mode,
-  type Proc,
-  randomBytes,
-  start,
-  TcpProxy,
-  until,
-} from "./_util.ts";
+import { diffR, figure, memory, mode, type Proc, randomBytes, start, until } from "./_util.ts";
+import { TcpProxy } from "../_proxy.ts";
 
 function config(ws: Workspace, remoteXml: string, settings = "") {
   fs.writeFileSync(

@@ -12,10 +12,10 @@ import {
 } from "../../src/transports/transport.ts";
 import { assert, assertEquals, assertIncludes, assertRejects } from "../_assert.ts";
 import { startServer, type SwiftInfo } from "../_servers.ts";
+import { TcpProxy } from "../_proxy.ts";
 import { conformance } from "./_conformance.ts";
 import {
   blackHole,
-  countingProxy,
   md5Of,
   randomBytes,
   rcloneMd5s,
@@ -493,7 +493,7 @@ Deno.test("s3 keeps to maxConnections and pools connections", async () => {
   const info = await startServer("swift");
   const bucket = uniqueName("fc-s3pool");
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), "fc-s3-"));
-  const proxy = countingProxy(Number(new URL(info.s3Endpoint).port));
+  const proxy = TcpProxy.start(Number(new URL(info.s3Endpoint).port));
   const t = await make(
     settings(info, bucket, { endpoint: `http://127.0.0.1:${proxy.port}` }),
     testContext("pool", { maxConnections: 3 }),
@@ -507,7 +507,7 @@ Deno.test("s3 keeps to maxConnections and pools connections", async () => {
         (_, i) => t.put(local, `p/f${i}.txt`, { signal, size: 6, unprocessed: true }),
       ),
     );
-    assert(proxy.max() <= 3, `${proxy.max()} simultaneous connections, limit 3`);
+    assert(proxy.maxOpen <= 3, `${proxy.maxOpen} simultaneous connections, limit 3`);
     const token = await swiftToken(info);
     assertEquals(
       await swiftRead(info, token, bucket, "p/f23.txt"),
