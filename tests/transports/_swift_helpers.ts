@@ -204,33 +204,7 @@ export async function rcloneMd5s(
   return map;
 }
 
-/** A TCP server that accepts connections and never answers (for timeout tests). */
-export function blackHole(): { port: number; close(): void } {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const conns: Deno.Conn[] = [];
-  (async () => {
-    try {
-      for await (const c of listener) {
-        conns.push(c);
-        // Read and discard, never answer.
-        (async () => {
-          const buf = new Uint8Array(65536);
-          try {
-            while ((await c.read(buf)) !== null) { /* discard */ }
-          } catch { /* closed */ }
-        })();
-      }
-    } catch { /* closed */ }
-  })();
-  return {
-    port: (listener.addr as Deno.NetAddr).port,
-    close() {
-      for (const c of conns) {
-        try {
-          c.close();
-        } catch { /* already closed */ }
-      }
-      listener.close();
-    },
-  };
+/** Deletes an S3 bucket and everything in it; a missing bucket is fine. */
+export async function s3Purge(info: SwiftInfo, bucket: string): Promise<void> {
+  await rcloneS3(info, ["purge", `:s3:${bucket}`]).catch(() => {});
 }
