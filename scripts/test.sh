@@ -31,8 +31,8 @@ if [ "${#need[@]}" -gt 0 ]; then
 fi
 
 export FC_SERVERS_DIR="${FC_SERVERS_DIR:-/tmp/fileconveyor-servers}"
-bash scripts/servers/all.sh start >/dev/null
-trap 'bash scripts/servers/all.sh stop >/dev/null 2>&1 || true' EXIT
+bash scripts/dev-servers/all.sh start >/dev/null
+trap 'bash scripts/dev-servers/all.sh stop >/dev/null 2>&1 || true' EXIT
 
 if [ "$#" -eq 0 ]; then set -- tests/; fi
 "$DENO" test -A --parallel "$@"

@@ -1,5 +1,5 @@
 /**
- * Real test servers for the transport tests, started by `scripts/servers/<name>.sh`.
+ * Real test servers for the transport tests, started by `scripts/dev-servers/<name>.sh`.
  *
  * The scripts install what they need (Debian packages), bind only to 127.0.0.1 and keep
  * their state in `${FC_SERVERS_DIR:-/tmp/fileconveyor-servers}/<name>`. A running server
@@ -124,10 +124,10 @@ export interface ServerInfoMap {
   pureftpd: PureFtpInfo;
 }
 
-/** Name of a test server script in `scripts/servers/`. */
+/** Name of a test server script in `scripts/dev-servers/`. */
 export type ServerName = keyof ServerInfoMap;
 
-const SCRIPTS_DIR = new URL("../scripts/servers/", import.meta.url);
+const SCRIPTS_DIR = new URL("../scripts/dev-servers/", import.meta.url);
 
 const started = new Map<ServerName, Promise<ServerInfoMap[ServerName]>>();
 
@@ -167,7 +167,7 @@ async function start<N extends ServerName>(name: N): Promise<ServerInfoMap[N]> {
 /**
  * Starts the named test server (or finds it running) and returns its connection details.
  *
- * Runs `bash scripts/servers/<name>.sh start`, which installs missing packages, starts
+ * Runs `bash scripts/dev-servers/<name>.sh start`, which installs missing packages, starts
  * the server on 127.0.0.1 and waits until it really answers. Throws with the script's
  * stderr when that fails: tests that need a server fail rather than skip. The result is
  * cached for the life of the process, so calling it again is free.
@@ -194,7 +194,7 @@ export async function startServer<N extends ServerName>(name: N): Promise<Server
 }
 
 /**
- * Stops the named test server (`bash scripts/servers/<name>.sh stop`).
+ * Stops the named test server (`bash scripts/dev-servers/<name>.sh stop`).
  *
  * The servers are shared by every process on the machine, so a test should normally
  * leave them running; this is for suites that test a server going away.

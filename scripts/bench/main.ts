@@ -120,9 +120,9 @@ async function sh(cmd: string, env: Record<string, string> = {}): Promise<void> 
 async function installTools(): Promise<void> {
   // The server scripts' installer: one apt-get for what is missing, no services started.
   await sh(
-    `source ${JSON.stringify(path.join(ROOT, "scripts/servers/common.sh"))} && fc_ensure_packages ${
-      PACKAGES.join(" ")
-    }`,
+    `source ${
+      JSON.stringify(path.join(ROOT, "scripts/dev-servers/common.sh"))
+    } && fc_ensure_packages ${PACKAGES.join(" ")}`,
   );
 }
 
@@ -130,7 +130,7 @@ async function stopServers(keep: boolean): Promise<void> {
   for (const name of ["sftp", "swift"]) {
     try {
       await sh(
-        `bash ${JSON.stringify(path.join(ROOT, "scripts/servers", name + ".sh"))} stop${
+        `bash ${JSON.stringify(path.join(ROOT, "scripts/dev-servers", name + ".sh"))} stop${
           keep ? "" : " --clean"
         }`,
         { FC_SERVERS_DIR: SERVERS_DIR },

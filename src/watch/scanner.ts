@@ -15,14 +15,13 @@ import { setImmediate } from "node:timers";
 import type { Source } from "../config/types.ts";
 import { IgnoreMatcher } from "../filter/ignore.ts";
 import type { Logger } from "../log.ts";
-import { CREATED, DELETED, type FileEvent, MODIFIED } from "../store/events.ts";
+import { DELETED } from "../store/events.ts";
 import type { FileRow, Store } from "../store/store.ts";
 import { DeleteGuard } from "./delete_guard.ts";
 import { ProblemLog } from "./problems.ts";
 import {
   exists,
   isDir,
-  isRacy,
   isUndecodable,
   lstatFast,
   lstatInfo,
@@ -31,32 +30,10 @@ import {
   statLike,
 } from "./_stat.ts";
 
+import { BATCH, type ChangeSink, compareFile, fileRow, relPath, type Walk } from "./changes.ts";
+
 export { isRacy, NON_UTF8, RACY_MS } from "./_stat.ts";
-
-/** One change found in a source tree. */
-export interface FsChange {
-  source: Source;
-  /** Absolute path. */
-  path: string;
-  /** Path relative to the source's scanPath, `/`-separated. */
-  rel: string;
-  event: FileEvent;
-  /** Size for created/modified files. */
-  size?: number;
-  /** The stat looked unchanged but a watcher saw a write: compare content. */
-  verify?: boolean;
-}
-
-/** Receives changes in batches; must store `puts`/`removes` and queue `changes` in one transaction. */
-export type ChangeSink = (batch: Batch) => void;
-
-/** One atomic unit of scan results. */
-export interface Batch {
-  puts: FileRow[];
-  /** Paths to forget, with everything below them. */
-  removes: string[];
-  changes: FsChange[];
-}
+export type { Batch, ChangeSink, FsChange } from "./changes.ts";
 
 /** Options for {@linkcode Scanner}. */
 export interface ScannerOptions {
@@ -91,29 +68,14 @@ export interface ScanResult {
   ms: number;
 }
 
-const BATCH = 500;
-
-interface Walk {
-  source: Source;
-  batch: Batch;
-  /** Collected deletes when the guard must see them all before applying. */
-  deferred?: { removes: string[]; changes: FsChange[] };
-  files: number;
-  dirs: number;
-  changes: number;
-  sinceYield: number;
-  /** Directories known to be stored (or put in this batch): {@linkcode Scanner.scanPaths}. */
-  knownDirs?: Set<string>;
-  /** Paths found unsyncable in this walk, with the reason. */
-  found: Map<string, string>;
-}
-
 /** Scans sources (whole or in part) against the store. */
 export class Scanner {
   readonly #o: ScannerOptions;
   readonly #ignore: IgnoreMatcher;
   readonly #report: ProblemLog;
   readonly #guard: DeleteGuard;
+  /** Records a stored row as deleted (bound once: called per file in a walk). */
+  readonly #onDeleted = (w: Walk, row: FileRow): void => this.#deleted(w, row);
 
   constructor(options: ScannerOptions) {
     this.#o = options;
@@ -208,29 +170,6 @@ export class Scanner {
     }
   }
 
-  #row(source: Source, p: string, st: StatLike, isDir: boolean): FileRow {
-    return {
-      path: p,
-      dir: path.dirname(p),
-      source: source.name,
-      is_dir: isDir ? 1 : 0,
-      size: isDir ? 0 : st.size,
-      mtime_ms: isDir ? 0 : st.mtimeMs,
-      ctime_ms: isDir ? 0 : st.ctimeMs,
-      ino: isDir ? 0 : st.ino,
-      recorded_ms: Date.now(),
-    };
-  }
-
-  #rel(source: Source, p: string): string {
-    const root = source.scanPath;
-    // The common case without path.relative (100,000 calls in a scan).
-    if (path.sep === "/" && p.startsWith(root) && p[root.length] === "/") {
-      return p.slice(root.length + 1);
-    }
-    return path.relative(root, p).split(path.sep).join("/");
-  }
-
   #deleted(w: Walk, row: FileRow) {
     const target = w.deferred ?? w.batch;
     const files = row.is_dir ? this.#o.store.filesUnder(row.path) : [row];
@@ -238,7 +177,7 @@ export class Scanner {
       target.changes.push({
         source: w.source,
         path: f.path,
-        rel: this.#rel(w.source, f.path),
+        rel: relPath(w.source, f.path),
         event: DELETED,
       });
     }
@@ -281,7 +220,7 @@ export class Scanner {
         const p = prefix + e.name;
         const old = stored.get(e.name);
         stored.delete(e.name);
-        const rel = this.#rel(w.source, p);
+        const rel = relPath(w.source, p);
         if (this.#excluded(p) || this.#ignore.isIgnoredEntry(e.name, e.isDirectory)) continue;
         if (e.name.includes("\uFFFD") && !exists(p)) {
           // Deno decodes names lossily: the listed name names nothing on disk.
@@ -304,7 +243,7 @@ export class Scanner {
             }
             if (!st) continue;
             if (old) this.#deleted(w, old);
-            w.batch.puts.push(this.#row(w.source, p, st, true));
+            w.batch.puts.push(fileRow(w.source, p, st, true));
           }
           stack.push(p);
           continue;
@@ -325,7 +264,7 @@ export class Scanner {
           continue;
         }
         w.files++;
-        this.#compare(w, p, rel, st, old, false);
+        compareFile(w, p, rel, st, old, false, this.#onDeleted);
         this.#flush(w);
         if (this.#yieldDue(w)) await this.#yield(w);
       }
@@ -442,14 +381,14 @@ export class Scanner {
   /** Whether a watcher path is one to reconcile (inside, not excluded, ignored or temporary). */
   #inScope(source: Source, p: string): boolean {
     if (!p.startsWith(source.scanPath + path.sep) || this.#excluded(p)) return false;
-    return !this.#ignore.isIgnoredRel(this.#rel(source, p));
+    return !this.#ignore.isIgnoredRel(relPath(source, p));
   }
 
   /** Compares one existing regular file (or linked file) with its stored row. */
   #fileChange(w: Walk, p: string, st: StatLike, old: FileRow | undefined, written: boolean) {
     this.#ensureParents(w, p);
     const before = w.batch.changes.length;
-    this.#compare(w, p, this.#rel(w.source, p), st, old, written);
+    compareFile(w, p, relPath(w.source, p), st, old, written, this.#onDeleted);
     if (w.batch.changes.length > before && old && !old.is_dir) {
       // The old inode too: a file replaced by rename has a new one, its symlinks the old.
       this.#otherNames(w, p, new Set([st.ino, old.ino]));
@@ -477,42 +416,16 @@ export class Scanner {
         continue; // Its directory is not searchable: a scan records that.
       }
       if (st?.isFile()) {
-        this.#compare(w, other.path, this.#rel(w.source, other.path), st, other, true);
+        compareFile(
+          w,
+          other.path,
+          relPath(w.source, other.path),
+          st,
+          other,
+          true,
+          this.#onDeleted,
+        );
       }
-    }
-  }
-
-  /**
-   * Compares one regular file with its stored row: created, modified (stat
-   * differs), or to be compared by content (a write was seen, or the stored
-   * stat is racy: see {@linkcode RACY_MS}). A racy row is recorded again, so
-   * it stops being racy once the file is older than its record.
-   */
-  #compare(
-    w: Walk,
-    p: string,
-    rel: string,
-    st: StatLike,
-    old: FileRow | undefined,
-    written: boolean,
-  ) {
-    const source = w.source;
-    const row = this.#row(source, p, st, false);
-    if (!old || old.is_dir) {
-      if (old) this.#deleted(w, old);
-      w.batch.puts.push(row);
-      w.batch.changes.push({ source, path: p, rel, event: CREATED, size: st.size });
-    } else if (
-      old.size !== row.size || old.mtime_ms !== row.mtime_ms || old.ctime_ms !== row.ctime_ms ||
-      old.ino !== row.ino
-    ) {
-      w.batch.puts.push(row);
-      w.batch.changes.push({ source, path: p, rel, event: MODIFIED, size: st.size });
-    } else if (isRacy(old)) {
-      w.batch.puts.push(row);
-      w.batch.changes.push({ source, path: p, rel, event: MODIFIED, size: st.size, verify: true });
-    } else if (written) {
-      w.batch.changes.push({ source, path: p, rel, event: MODIFIED, size: st.size, verify: true });
     }
   }
 
@@ -559,7 +472,7 @@ export class Scanner {
             w.deferred!.changes.push({
               source,
               path: f.path,
-              rel: this.#rel(source, f.path),
+              rel: relPath(source, f.path),
               event: DELETED,
             });
           }
@@ -571,7 +484,7 @@ export class Scanner {
       this.#ensureParents(w, p);
       if (!old || !old.is_dir) {
         if (old) this.#deleted(w, old);
-        w.batch.puts.push(this.#row(source, p, lst, true));
+        w.batch.puts.push(fileRow(source, p, lst, true));
       }
       await this.#walk(w, p);
     } else {
@@ -602,7 +515,7 @@ export class Scanner {
     for (const d of missing) {
       const st = fs.lstatSync(d, { throwIfNoEntry: false });
       if (st?.isDirectory()) {
-        w.batch.puts.push(this.#row(w.source, d, st, true));
+        w.batch.puts.push(fileRow(w.source, d, st, true));
         w.knownDirs?.add(d);
       }
     }

@@ -23,7 +23,7 @@ import {
   isolatedRunFlags,
   PERMISSIONS,
   ROOT,
-} from "../../scripts/bundle.ts";
+} from "../../scripts/build/bundle.ts";
 import { VERSION } from "../../src/version.ts";
 import { localConfig, type RunResult, type Workspace, workspace, write } from "../_harness.ts";
 import { startServer } from "../_servers.ts";

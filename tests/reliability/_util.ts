@@ -1,7 +1,8 @@
 /**
  * Helpers shared by the fault and security tests: quick/full mode, process
- * memory, running the CLI without root's file-permission override, a TCP
- * proxy that can take a server away, mounts, and tree checks.
+ * memory, running the CLI without root's file-permission override, mounts,
+ * and tree checks. The TCP proxy that takes a server away is in
+ * `tests/_proxy.ts`.
  *
  * @module
  */
@@ -223,110 +224,6 @@ export async function unmount(dir: string): Promise<void> {
     await sh("umount", [dir]);
   } catch {
     await sh("umount", ["-l", dir]);
-  }
-}
-
-/**
- * A TCP proxy in front of a real server, for outages that other tests
- * sharing the server do not see: {@linkcode TcpProxy.down} closes the
- * listening socket and every open connection (clients get "connection
- * refused"), {@linkcode TcpProxy.up} listens again on the same port.
- */
-export class TcpProxy {
-  readonly port: number;
-  readonly #target: { hostname: string; port: number };
-  #listener: Deno.Listener | undefined;
-  readonly #conns = new Set<Deno.Conn>();
-  /** Connections accepted so far. */
-  accepted = 0;
-
-  private constructor(port: number, target: { hostname: string; port: number }) {
-    this.port = port;
-    this.#target = target;
-  }
-
-  /** Starts a proxy on a free loopback port. */
-  static start(targetPort: number, targetHost = "127.0.0.1"): TcpProxy {
-    const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const p = new TcpProxy((l.addr as Deno.NetAddr).port, {
-      hostname: targetHost,
-      port: targetPort,
-    });
-    p.#serve(l);
-    return p;
-  }
-
-  get isUp(): boolean {
-    return this.#listener !== undefined;
-  }
-
-  #serve(l: Deno.Listener) {
-    this.#listener = l;
-    (async () => {
-      try {
-        for await (const c of l) {
-          this.accepted++;
-          void this.#pipe(c);
-        }
-      } catch {
-        // Listener closed.
-      }
-    })();
-  }
-
-  async #pipe(client: Deno.Conn) {
-    let upstream: Deno.Conn;
-    try {
-      upstream = await Deno.connect(this.#target);
-    } catch {
-      client.close();
-      return;
-    }
-    this.#conns.add(client);
-    this.#conns.add(upstream);
-    const close = () => {
-      for (const c of [client, upstream]) {
-        this.#conns.delete(c);
-        try {
-          c.close();
-        } catch {
-          // Closed.
-        }
-      }
-    };
-    await Promise.allSettled([
-      client.readable.pipeTo(upstream.writable, { preventClose: false }),
-      upstream.readable.pipeTo(client.writable, { preventClose: false }),
-    ]);
-    close();
-  }
-
-  /** Takes the server away: refuses new connections and cuts open ones. */
-  down(): void {
-    try {
-      this.#listener?.close();
-    } catch {
-      // Closed.
-    }
-    this.#listener = undefined;
-    for (const c of this.#conns) {
-      try {
-        c.close();
-      } catch {
-        // Closed.
-      }
-    }
-    this.#conns.clear();
-  }
-
-  /** Brings the server back on the same port. */
-  up(): void {
-    if (this.#listener) return;
-    this.#serve(Deno.listen({ hostname: "127.0.0.1", port: this.port }));
-  }
-
-  close(): void {
-    this.down();
   }
 }
 

@@ -12,7 +12,8 @@ import * as path from "node:path";
 import { assert, assertEquals } from "../_assert.ts";
 import { cli, type Workspace, workspace, write } from "../_harness.ts";
 import { startServer } from "../_servers.ts";
-import { figure, run, start, TcpProxy, until } from "./_util.ts";
+import { TcpProxy } from "../_proxy.ts";
+import { figure, run, start, until } from "./_util.ts";
 
 const FILES = 50;
 

@@ -11,19 +11,10 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { assert, assertEquals } from "../_assert.ts";
 import { cli, sleep, type Workspace, workspace, write } from "../_harness.ts";
-import { blackHoleServer } from "./_blackhole.ts";
+import { blackHoleServer } from "../_blackhole.ts";
 import { hasTransport, rcloneCompare, type Remote, s3Remote, sftpRemote } from "./_remote.ts";
-import {
-  diffR,
-  figure,
-  memory,
-  mode,
-  type Proc,
-  randomBytes,
-  start,
-  TcpProxy,
-  until,
-} from "./_util.ts";
+import { diffR, figure, memory, mode, type Proc, randomBytes, start, until } from "./_util.ts";
+import { TcpProxy } from "../_proxy.ts";
 
 function config(ws: Workspace, remoteXml: string, settings = "") {
   fs.writeFileSync(

@@ -11,7 +11,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { assert, assertEquals } from "../_assert.ts";
 import { sleep, type Workspace, workspace, write } from "../_harness.ts";
-import { blackHoleServer } from "./_blackhole.ts";
+import { blackHoleServer } from "../_blackhole.ts";
 import { sftpRemote } from "./_remote.ts";
 import { integrityCheck, mountTmpfs, type Proc, sh, start, unmount } from "./_util.ts";
 

@@ -18,6 +18,7 @@ import { type FakeCloudFront, startFakeCloudFront } from "./_cloudfront_server.t
 import { conformance } from "./_conformance.ts";
 import {
   rcloneS3,
+  s3Purge,
   swiftHeaders,
   swiftRead,
   swiftToken,
@@ -78,10 +79,6 @@ async function mkBucket(info: SwiftInfo, bucket: string): Promise<string> {
   return bucket;
 }
 
-async function purge(info: SwiftInfo, bucket: string): Promise<void> {
-  await rcloneS3(info, ["purge", `:s3:${bucket}`]).catch(() => {});
-}
-
 /** A stand-in for S3 that accepts every DELETE (to make thousands of deletes cheap). */
 function deleteOnlyS3(): { endpoint: string; close(): Promise<void> } {
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
@@ -127,7 +124,7 @@ Deno.test("cf passes the conformance suite (S3 part on Swift, invalidations on t
     });
   } finally {
     await fake.close();
-    await purge(info, bucket);
+    await s3Purge(info, bucket);
   }
 });
 
@@ -165,7 +162,7 @@ Deno.test("cf coalesces many changes into one invalidation; flush sends it at on
   } finally {
     await t.close();
     await fake.close();
-    await purge(info, bucket);
+    await s3Purge(info, bucket);
     await fs.rm(dir, { recursive: true, force: true });
   }
 });
@@ -193,7 +190,7 @@ Deno.test("cf sends pending invalidations by itself when the window ends", async
   } finally {
     await t.close();
     await fake.close();
-    await purge(info, bucket);
+    await s3Purge(info, bucket);
   }
 });
 
@@ -339,7 +336,7 @@ Deno.test("cf without distribution_id never invalidates; URLs use the distributi
     await t.close();
     await t2.close();
     await fake.close();
-    await purge(info, bucket);
+    await s3Purge(info, bucket);
     await fs.rm(dir, { recursive: true, force: true });
   }
 });

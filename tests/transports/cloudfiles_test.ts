@@ -15,9 +15,9 @@ import {
 } from "../../src/transports/transport.ts";
 import { assert, assertEquals, assertIncludes, assertRejects } from "../_assert.ts";
 import { startServer, type SwiftInfo } from "../_servers.ts";
+import { blackHoleServer } from "../_blackhole.ts";
 import { conformance } from "./_conformance.ts";
 import {
-  blackHole,
   md5Of,
   randomBytes,
   rcloneMd5s,
@@ -667,7 +667,7 @@ Deno.test("cloudfiles auth v3 (Keystone password, domains, project scope, catalo
 });
 
 Deno.test("cloudfiles gives up on an identity service that never answers", async () => {
-  const hole = blackHole();
+  const hole = blackHoleServer();
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), "fc-cf-"));
   const t = await make(
     { auth_url: `http://127.0.0.1:${hole.port}/v2.0`, username: "u", api_key: "k", container: "c" },

@@ -1,5 +1,5 @@
 /**
- * The ftp transport against a real ProFTPD (scripts/servers/ftp.sh): plain
+ * The ftp transport against a real ProFTPD (scripts/dev-servers/ftp.sh): plain
  * FTP, explicit and implicit FTPS. Servers that require TLS session reuse
  * are tested in ftps_reuse_test.ts. Every test uses its own directory, so
  * test files can share the server.
@@ -7,7 +7,6 @@
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import * as fs from "node:fs/promises";
-import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { isSessionReuseRefusal, normalizeCertFingerprint } from "../../src/transports/ftp.ts";
@@ -22,6 +21,7 @@ import {
 } from "../../src/transports/transport.ts";
 import { type FtpInfo, startServer } from "../_servers.ts";
 import { assert, assertEquals, assertIncludes, assertRejects } from "../_assert.ts";
+import { TcpProxy } from "../_proxy.ts";
 import { conformance } from "./_conformance.ts";
 
 const SERVER = "test-ftp";
@@ -96,57 +96,6 @@ async function putText(t: Transport, e: Env, remote: string, text: string) {
   const local = path.join(e.tmp, crypto.randomUUID());
   await fs.writeFile(local, text);
   return await t.put(local, remote, { signal, size: Buffer.byteLength(text), unprocessed: false });
-}
-
-/** A loopback TCP proxy for the control connection that the test can cut, stop or black-hole. */
-class Proxy {
-  readonly #target: number;
-  #server?: net.Server;
-  readonly #sockets = new Set<net.Socket>();
-  port = 0;
-  blackhole = false;
-
-  constructor(target: number) {
-    this.#target = target;
-  }
-
-  async start(): Promise<this> {
-    const server = net.createServer((client) => {
-      this.#sockets.add(client);
-      client.on("close", () => this.#sockets.delete(client));
-      client.on("error", () => {});
-      if (this.blackhole) return;
-      const upstream = net.connect(this.#target, "127.0.0.1");
-      this.#sockets.add(upstream);
-      upstream.on("close", () => {
-        this.#sockets.delete(upstream);
-        client.destroy();
-      });
-      upstream.on("error", () => client.destroy());
-      client.on("close", () => upstream.destroy());
-      client.pipe(upstream);
-      upstream.pipe(client);
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(this.port, "127.0.0.1", () => resolve());
-    });
-    this.port = (server.address() as net.AddressInfo).port;
-    this.#server = server;
-    return this;
-  }
-
-  cut(): void {
-    for (const s of this.#sockets) s.destroy();
-    this.#sockets.clear();
-  }
-
-  async stop(): Promise<void> {
-    this.cut();
-    const server = this.#server;
-    this.#server = undefined;
-    if (server) await new Promise<void>((r) => server.close(() => r()));
-  }
 }
 
 // ---------------------------------------------------------------------------
@@ -376,31 +325,31 @@ Deno.test("ftp uses an absolute path setting and reports mtimes", async () => {
 
 Deno.test("ftp recovers when the server goes away and comes back", async () => {
   const e = await env();
-  const proxy = await new Proxy(e.info.port).start();
+  const proxy = TcpProxy.start(e.info.port);
   const t = await make(e, { port: String(proxy.port) }, { timeoutMs: 3000, maxConnections: 2 });
   try {
     await putText(t, e, "r/1.txt", "one");
     proxy.cut();
     await putText(t, e, "r/2.txt", "two");
-    await proxy.stop();
+    proxy.down();
     const err = await assertRejects(() => putText(t, e, "r/3.txt", "three"), ClassifiedError);
     assertEquals((err as ClassifiedError).kind, "server");
     assertIncludes(err.message, `server "${SERVER}"`);
-    await proxy.start();
+    proxy.up();
     await putText(t, e, "r/3.txt", "three");
     assertEquals(await readText(e, "r/1.txt"), "one");
     assertEquals(await readText(e, "r/2.txt"), "two");
     assertEquals(await readText(e, "r/3.txt"), "three");
   } finally {
     await t.close();
-    await proxy.stop();
+    proxy.close();
     await e.cleanup();
   }
 });
 
 Deno.test("ftp times out against a server that never answers", async () => {
   const e = await env();
-  const proxy = await new Proxy(e.info.port).start();
+  const proxy = TcpProxy.start(e.info.port);
   proxy.blackhole = true;
   const t = await make(e, { port: String(proxy.port) }, { timeoutMs: 400 });
   try {
@@ -411,7 +360,7 @@ Deno.test("ftp times out against a server that never answers", async () => {
     assert(performance.now() - started < 5000, "gave up in time");
   } finally {
     await t.close();
-    await proxy.stop();
+    proxy.close();
     await e.cleanup();
   }
 });

@@ -1,8 +1,8 @@
 /**
  * Explicit FTPS against servers that require every data connection to
  * resume the control connection's TLS session: ProFTPD with its default
- * TLS options (scripts/servers/ftp.sh, `reusePort`) and vsftpd with
- * `require_ssl_reuse=YES` (scripts/servers/vsftpd.sh). Deno's TLS cannot
+ * TLS options (scripts/dev-servers/ftp.sh, `reusePort`) and vsftpd with
+ * `require_ssl_reuse=YES` (scripts/dev-servers/vsftpd.sh). Deno's TLS cannot
  * resume a session; the transport switches such a server to the system's
  * OpenSSL after the first refusal. What arrived is read back with curl, a
  * client nobody on this project wrote.

@@ -12,14 +12,15 @@ import {
 } from "../../src/transports/transport.ts";
 import { assert, assertEquals, assertIncludes, assertRejects } from "../_assert.ts";
 import { startServer, type SwiftInfo } from "../_servers.ts";
+import { TcpProxy } from "../_proxy.ts";
+import { blackHoleServer } from "../_blackhole.ts";
 import { conformance } from "./_conformance.ts";
 import {
-  blackHole,
-  countingProxy,
   md5Of,
   randomBytes,
   rcloneMd5s,
   rcloneS3,
+  s3Purge,
   swiftFetch,
   swiftHeaders,
   swiftRead,
@@ -68,10 +69,6 @@ function problemsOf(raw: Record<string, string>): string[] {
   return [...problems.map((p) => p.message), ...def.validate!(values as OptionValues)];
 }
 
-async function purge(info: SwiftInfo, bucket: string): Promise<void> {
-  await rcloneS3(info, ["purge", `:s3:${bucket}`]).catch(() => {});
-}
-
 Deno.test("s3 passes the transport conformance suite against Swift's S3 API", async (t) => {
   const info = await startServer("swift");
   const bucket = uniqueName("fc-s3");
@@ -90,7 +87,7 @@ Deno.test("s3 passes the transport conformance suite against Swift's S3 API", as
       assertEquals(sums.get("f3.txt"), await md5Of(new TextEncoder().encode("file 3")));
     });
   } finally {
-    await purge(info, bucket);
+    await s3Purge(info, bucket);
   }
 });
 
@@ -149,7 +146,7 @@ Deno.test("s3 multipart upload verifies every part and stores the MD5 where rclo
     assertEquals(await uploads(), []);
   } finally {
     await t.close();
-    await purge(info, bucket);
+    await s3Purge(info, bucket);
     await fs.rm(dir, { recursive: true, force: true });
   }
 });
@@ -206,7 +203,7 @@ Deno.test("s3 sets Content-Type from the name and honours contentType, contentEn
   } finally {
     await t.close();
     await t2.close();
-    await purge(info, bucket);
+    await s3Purge(info, bucket);
     await fs.rm(dir, { recursive: true, force: true });
   }
 });
@@ -389,7 +386,7 @@ Deno.test("s3 creates a missing bucket even when the refusal of a streamed uploa
   } finally {
     await t.close();
     proxy.close();
-    await purge(info, bucket);
+    await s3Purge(info, bucket);
     await fs.rm(dir, { recursive: true, force: true });
   }
 });
@@ -431,7 +428,7 @@ Deno.test("s3 sends Content-MD5: bytes that do not match are refused by the serv
     assertEquals(await swiftRead(info, token, bucket, "short.bin"), null);
   } finally {
     await t.close();
-    await purge(info, bucket);
+    await s3Purge(info, bucket);
     await fs.rm(dir, { recursive: true, force: true });
   }
 });
@@ -484,7 +481,7 @@ Deno.test("s3 uses the standard AWS credential chain when no keys are configured
     );
   } finally {
     for (const k of keys) saved[k] === undefined ? Deno.env.delete(k) : Deno.env.set(k, saved[k]!);
-    await purge(info, bucket);
+    await s3Purge(info, bucket);
     await fs.rm(dir, { recursive: true, force: true });
   }
 });
@@ -493,7 +490,7 @@ Deno.test("s3 keeps to maxConnections and pools connections", async () => {
   const info = await startServer("swift");
   const bucket = uniqueName("fc-s3pool");
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), "fc-s3-"));
-  const proxy = countingProxy(Number(new URL(info.s3Endpoint).port));
+  const proxy = TcpProxy.start(Number(new URL(info.s3Endpoint).port));
   const t = await make(
     settings(info, bucket, { endpoint: `http://127.0.0.1:${proxy.port}` }),
     testContext("pool", { maxConnections: 3 }),
@@ -507,7 +504,7 @@ Deno.test("s3 keeps to maxConnections and pools connections", async () => {
         (_, i) => t.put(local, `p/f${i}.txt`, { signal, size: 6, unprocessed: true }),
       ),
     );
-    assert(proxy.max() <= 3, `${proxy.max()} simultaneous connections, limit 3`);
+    assert(proxy.maxOpen <= 3, `${proxy.maxOpen} simultaneous connections, limit 3`);
     const token = await swiftToken(info);
     assertEquals(
       await swiftRead(info, token, bucket, "p/f23.txt"),
@@ -516,13 +513,13 @@ Deno.test("s3 keeps to maxConnections and pools connections", async () => {
   } finally {
     await t.close();
     proxy.close();
-    await purge(info, bucket);
+    await s3Purge(info, bucket);
     await fs.rm(dir, { recursive: true, force: true });
   }
 });
 
 Deno.test("s3 gives up on a server that never answers (server error, within the timeout)", async () => {
-  const hole = blackHole();
+  const hole = blackHoleServer();
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), "fc-s3-"));
   const t = await make(
     {
@@ -581,7 +578,7 @@ Deno.test("s3 path prefix: keys below path, listed and addressed without it", as
     assertEquals(t.url("css/a b.css"), `${info.s3Endpoint}/${bucket}/static/v1/css/a%20b.css`);
   } finally {
     await t.close();
-    await purge(info, bucket);
+    await s3Purge(info, bucket);
     await fs.rm(dir, { recursive: true, force: true });
   }
 });

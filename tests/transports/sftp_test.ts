@@ -1,12 +1,11 @@
 /**
- * The sftp transport against a real OpenSSH server (scripts/servers/sftp.sh).
+ * The sftp transport against a real OpenSSH server (scripts/dev-servers/sftp.sh).
  * Every test uses its own directory below the login directory, so test files
  * can share the server.
  */
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import * as fs from "node:fs/promises";
-import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import {
@@ -26,6 +25,7 @@ import {
 } from "../../src/transports/transport.ts";
 import { type SftpInfo, startServer } from "../_servers.ts";
 import { assert, assertEquals, assertIncludes, assertRejects } from "../_assert.ts";
+import { TcpProxy } from "../_proxy.ts";
 import { conformance } from "./_conformance.ts";
 
 const SERVER = "test-sftp";
@@ -102,59 +102,6 @@ async function putText(t: Transport, e: Env, remote: string, text: string) {
 async function hostKeyBlob(info: SftpInfo): Promise<Uint8Array> {
   const line = (await fs.readFile(info.knownHostsPath, "utf8")).trim().split("\n")[0]!;
   return new Uint8Array(Buffer.from(line.split(/\s+/)[2]!, "base64"));
-}
-
-/** A loopback TCP proxy the test can cut, stop, restart or turn into a black hole. */
-class Proxy {
-  readonly #target: number;
-  #server?: net.Server;
-  readonly #sockets = new Set<net.Socket>();
-  port = 0;
-  blackhole = false;
-
-  constructor(target: number) {
-    this.#target = target;
-  }
-
-  async start(): Promise<this> {
-    const server = net.createServer((client) => {
-      this.#sockets.add(client);
-      client.on("close", () => this.#sockets.delete(client));
-      client.on("error", () => {});
-      if (this.blackhole) return;
-      const upstream = net.connect(this.#target, "127.0.0.1");
-      this.#sockets.add(upstream);
-      upstream.on("close", () => {
-        this.#sockets.delete(upstream);
-        client.destroy();
-      });
-      upstream.on("error", () => client.destroy());
-      client.on("close", () => upstream.destroy());
-      client.pipe(upstream);
-      upstream.pipe(client);
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(this.port, "127.0.0.1", () => resolve());
-    });
-    this.port = (server.address() as net.AddressInfo).port;
-    this.#server = server;
-    return this;
-  }
-
-  /** Drops every open connection (the server "crashed"), keeps listening. */
-  cut(): void {
-    for (const s of this.#sockets) s.destroy();
-    this.#sockets.clear();
-  }
-
-  /** Stops listening and drops every connection (the server is down). */
-  async stop(): Promise<void> {
-    this.cut();
-    const server = this.#server;
-    this.#server = undefined;
-    if (server) await new Promise<void>((r) => server.close(() => r()));
-  }
 }
 
 // ---------------------------------------------------------------------------
@@ -468,7 +415,7 @@ Deno.test("sftp uses an absolute path setting and lists with sizes", async () =>
 
 Deno.test("sftp recovers when the server goes away and comes back", async () => {
   const e = await env();
-  const proxy = await new Proxy(e.info.port).start();
+  const proxy = TcpProxy.start(e.info.port);
   const t = await make(e, {
     password: e.info.password,
     port: String(proxy.port),
@@ -481,26 +428,26 @@ Deno.test("sftp recovers when the server goes away and comes back", async () => 
     proxy.cut();
     await putText(t, e, "r/2.txt", "two");
     // The server is down: the put fails as a server problem.
-    await proxy.stop();
+    proxy.down();
     const err = await assertRejects(() => putText(t, e, "r/3.txt", "three"), ClassifiedError);
     assertEquals((err as ClassifiedError).kind, "server");
     assertIncludes(err.message, `server "${SERVER}"`);
     // It is back: the next put succeeds.
-    await proxy.start();
+    proxy.up();
     await putText(t, e, "r/3.txt", "three");
     for (const [p, v] of [["r/1.txt", "one"], ["r/2.txt", "two"], ["r/3.txt", "three"]]) {
       assertEquals(new TextDecoder().decode((await readLocal(e, p!))!), v);
     }
   } finally {
     await t.close();
-    await proxy.stop();
+    proxy.close();
     await e.cleanup();
   }
 });
 
 Deno.test("sftp times out against a server that never answers", async () => {
   const e = await env();
-  const proxy = await new Proxy(e.info.port).start();
+  const proxy = TcpProxy.start(e.info.port);
   proxy.blackhole = true;
   const t = await make(e, { password: e.info.password, port: String(proxy.port) }, {
     timeoutMs: 400,
@@ -513,7 +460,7 @@ Deno.test("sftp times out against a server that never answers", async () => {
     assert(performance.now() - started < 5000, "gave up in time");
   } finally {
     await t.close();
-    await proxy.stop();
+    proxy.close();
     await e.cleanup();
   }
 });

@@ -144,7 +144,7 @@ function fc_ensure_packages() {
   fc_log "Installing Debian packages: ${pkgs[*]}"
   local own_policy=0 log="$FC_BASE_DIR/apt-$$.log" rc=0
   if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-    printf '#!/bin/sh\n# Temporary, written by fileconveyor scripts/servers: no service starts.\nexit 101\n' \
+    printf '#!/bin/sh\n# Temporary, written by fileconveyor scripts/dev-servers: no service starts.\nexit 101\n' \
       >/usr/sbin/policy-rc.d
     chmod 755 /usr/sbin/policy-rc.d
     own_policy=1

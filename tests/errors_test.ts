@@ -9,9 +9,9 @@ import {
   isSqliteError,
   SQLITE,
   sqliteCode,
-} from "../../src/errors.ts";
-import { Store } from "../../src/store/store.ts";
-import { assert, assertEquals } from "../_assert.ts";
+} from "../src/errors.ts";
+import { Store } from "../src/store/store.ts";
+import { assert, assertEquals } from "./_assert.ts";
 
 function coded(message: string, code: string, cause?: unknown): Error {
   return Object.assign(new Error(message, cause === undefined ? {} : { cause }), { code });

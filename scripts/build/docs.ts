@@ -7,12 +7,12 @@
  *
  * @module
  */
-import "../src/transports/mod.ts";
-import "../src/processors/mod.ts";
-import { SETTINGS_SPEC } from "../src/config/settings.ts";
-import type { OptionSpec } from "../src/options.ts";
-import { processorDefs } from "../src/processors/processor.ts";
-import { transportDefs } from "../src/transports/transport.ts";
+import "../../src/transports/mod.ts";
+import "../../src/processors/mod.ts";
+import { SETTINGS_SPEC } from "../../src/config/settings.ts";
+import type { OptionSpec } from "../../src/options.ts";
+import { processorDefs } from "../../src/processors/processor.ts";
+import { transportDefs } from "../../src/transports/transport.ts";
 
 function cell(s: string): string {
   return s.replace(/\|/g, "\\|").replace(/\n/g, " ");
@@ -76,7 +76,7 @@ export function render(readme: string): string {
 }
 
 if (import.meta.main) {
-  const file = new URL("../README.md", import.meta.url);
+  const file = new URL("../../README.md", import.meta.url);
   const text = Deno.readTextFileSync(file);
   const next = render(text);
   if (Deno.args.includes("--check")) {

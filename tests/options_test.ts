@@ -1,5 +1,5 @@
-import { checkOptions, type OptionSpec, parseSettings } from "../../src/options.ts";
-import { assertEquals } from "../_assert.ts";
+import { checkOptions, type OptionSpec, parseSettings } from "../src/options.ts";
+import { assertEquals } from "./_assert.ts";
 
 const SPECS = [
   { name: "host", type: "string", required: true, help: "Host" },

@@ -20,7 +20,7 @@
  * `package.json`). The bundle is rebuilt first when it is stale.
  *
  * The executables get the daemon's permission set (`PERMISSIONS` in
- * `scripts/bundle.ts`): read, write, net, env, sys, run and ffi (only for
+ * `scripts/build/bundle.ts`): read, write, net, env, sys, run and ffi (only for
  * the system's OpenSSL, see there), never remote imports, and never a
  * prompt.
  *

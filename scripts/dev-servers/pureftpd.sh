@@ -3,9 +3,9 @@
 # MAX_CLIENTS sessions at once and answers one more with
 # "421 N users (the maximum) are already logged in, sorry" (as shared hosting does).
 #
-#   bash scripts/servers/pureftpd.sh start           start (idempotent), print info.json
-#   bash scripts/servers/pureftpd.sh stop [--clean]  stop; --clean also deletes the state dir
-#   bash scripts/servers/pureftpd.sh status          exit 0 when running and healthy
+#   bash scripts/dev-servers/pureftpd.sh start           start (idempotent), print info.json
+#   bash scripts/dev-servers/pureftpd.sh stop [--clean]  stop; --clean also deletes the state dir
+#   bash scripts/dev-servers/pureftpd.sh status          exit 0 when running and healthy
 #
 # Debian's pure-ftpd conflicts with ProFTPD (the other FTP test server), so it is not installed:
 # `apt-get download` fetches the package and `dpkg -x` unpacks it into the state dir (its

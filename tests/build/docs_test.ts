@@ -1,4 +1,4 @@
-import { render } from "../../scripts/docs.ts";
+import { render } from "../../scripts/build/docs.ts";
 import { assert } from "../_assert.ts";
 
 Deno.test("README tables match the option schemas (run `deno task docs`)", () => {

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # All test servers at once: sftp, ftp, vsftpd and swift (see each script's header).
 #
-#   bash scripts/servers/all.sh start          install every missing Debian package in one
+#   bash scripts/dev-servers/all.sh start          install every missing Debian package in one
 #                                              apt-get run (plus rclone, the independent client
 #                                              the tests read destinations back with), then
 #                                              start the servers in parallel (vsftpd unpacks
 #                                              its own package); prints
 #                                              {"sftp": info, "ftp": info, "vsftpd": info,
 #                                               "swift": info}
-#   bash scripts/servers/all.sh stop [--clean] stop them all (--clean: delete their state)
-#   bash scripts/servers/all.sh status         exit 0 only when all are healthy
+#   bash scripts/dev-servers/all.sh stop [--clean] stop them all (--clean: delete their state)
+#   bash scripts/dev-servers/all.sh status         exit 0 only when all are healthy
 #
 # Exit status is non-zero when any server fails; its stderr (with log tails) is shown.
 set -euo pipefail
