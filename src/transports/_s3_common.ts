@@ -45,6 +45,7 @@ import type {
 } from "./transport.ts";
 import {
   basename,
+  callDeadline,
   callSignal,
   contentTypeFor,
   hexToBase64,
@@ -419,11 +420,13 @@ export class S3Transport implements Transport, Stater, Lister, Mover {
     signal: AbortSignal,
     fn: (sig: AbortSignal) => Promise<T>,
   ): Promise<T> {
-    const sig = callSignal(signal, this.#ctx.timeoutMs);
+    const deadline = callDeadline(signal, this.#ctx.timeoutMs);
     try {
-      return await fn(sig);
+      return await fn(deadline.signal);
     } catch (err) {
-      throw s3Error(err, this.#what(action, path), signal, sig);
+      throw s3Error(err, this.#what(action, path), signal, deadline.signal);
+    } finally {
+      deadline.done();
     }
   }
 
@@ -546,12 +549,14 @@ export class S3Transport implements Transport, Stater, Lister, Mover {
     let body: Uint8Array | fs.ReadStream;
     let md5: string;
     let sig: AbortSignal | undefined;
+    let deadline: ReturnType<typeof callDeadline> | undefined;
     try {
       if (options.size <= SMALL_FILE) {
         const data = await readExactly(localPath, options.size, describe);
         md5 = md5Hex(data);
         body = data;
-        sig = callSignal(options.signal, this.#ctx.timeoutMs);
+        deadline = callDeadline(options.signal, this.#ctx.timeoutMs);
+        sig = deadline.signal;
       } else {
         md5 = options.md5 ?? await md5File(localPath, options.signal);
         // A node stream with a known length: web streams fail with the SDK under Deno.
@@ -606,6 +611,7 @@ export class S3Transport implements Transport, Stater, Lister, Mover {
       );
       throw await this.#explain(e, err, rel, options.signal);
     } finally {
+      deadline?.done();
       if (!(body instanceof Uint8Array)) body.destroy();
     }
     const etag = unquoteEtag(out.ETag);
