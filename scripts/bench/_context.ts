@@ -91,6 +91,8 @@ export interface Context {
   commands: Map<string, string>;
   /** Scenario 1 also runs this `mod.ts` (another checkout) as "fileconveyor (baseline)". */
   baselineEntry?: string;
+  /** Scenario 1 leaves out the tools whose names are listed here. */
+  skipTools?: string[];
 }
 
 let seq = 0;

@@ -228,6 +228,11 @@ export async function initialSync(
       });
     }
 
+    if (ctx.skipTools) {
+      for (let i = variants.length - 1; i >= 0; i--) {
+        if (ctx.skipTools.includes(variants[i]!.tool)) variants.splice(i, 1);
+      }
+    }
     const results = new Map<string, RunResult[]>(variants.map((v) => [v.tool, []]));
     for (let i = 0; i < runs; i++) {
       // A different order each run, so background load does not favour one tool.

@@ -3,7 +3,7 @@
  * loop for work on a transport.
  *
  * `deno run -A scripts/bench/net.ts [--dest sftp,s3] [--files N] [--runs N]
- * [--concurrency N] [--baseline OTHER_CHECKOUT/mod.ts]`
+ * [--concurrency N] [--baseline OTHER_CHECKOUT/mod.ts] [--skip "TOOL NAME"]…`
  *
  * Uses the test servers (started if needed, never stopped), prints one line
  * per tool: median wall time, median CPU seconds, CPU per file and the ratio
@@ -50,6 +50,7 @@ try {
     swift,
     commands: new Map(),
     ...(baseline ? { baselineEntry: path.resolve(baseline) } : {}),
+    skipTools: args.flatMap((a, i) => a === "--skip" && args[i + 1] ? [args[i + 1]!] : []),
   };
   const rows = await initialSync(ctx, kinds);
   for (const kind of kinds) {

@@ -411,7 +411,6 @@ class Sftp implements Transport, Stater, Lister, Mover {
 
     const sock = new net.Socket();
     sock.setNoDelay(true); // without it every SFTP round trip waits ~40 ms (Nagle + delayed ACK)
-    coalesceWrites(sock); // …and with it, a burst of requests still leaves in one write
     const client = new ssh2.Client();
     let stage: "connect" | "sftp" = "connect";
     const fail = (err: unknown): ClassifiedError => {
@@ -502,6 +501,9 @@ class Sftp implements Transport, Stater, Lister, Mover {
       sock.once("error", (err) => done(err));
       sock.connect({ host: s.host, port: s.port }, () => {
         sock.removeAllListeners("error");
+        // A burst of requests still leaves in one write (installed once connected: the
+        // runtime's connect replaces the socket's write method).
+        coalesceWrites(sock);
         try {
           client.connect({ ...cfg, sock });
         } catch (err) {

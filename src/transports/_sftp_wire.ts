@@ -13,6 +13,7 @@ import type * as net from "node:net";
  * the first write of a tick corks the socket, and it is uncorked on the next
  * tick, so a burst of requests (an upload's writes, close and stat) leaves in
  * one `writev`. A lone request waits only for the end of the current tick.
+ * Install it once the socket is connected: `connect()` replaces `write`.
  */
 export function coalesceWrites(sock: net.Socket): void {
   const write = sock.write.bind(sock) as (...args: unknown[]) => boolean;
