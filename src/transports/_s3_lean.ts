@@ -166,12 +166,20 @@ export class LeanS3 {
             method,
             headers: signed,
             ...(body ? { body } : {}),
+            // A redirect is an answer to report (wrong region), never to follow unsigned.
+            redirect: "manual",
             signal,
             client,
           });
         } catch (err) {
           // No answer: a keep-alive connection the server had closed, or the network.
-          if (signal.aborted || attempt >= ATTEMPTS) throw err;
+          if (signal.aborted) throw err;
+          if (attempt >= ATTEMPTS) {
+            // fetch says only "fetch failed"; the reason is in its cause.
+            const why = ((err as Error).cause as Error | undefined)?.message ??
+              (err as Error).message;
+            throw new Error(`connection failed: ${why}`, { cause: err });
+          }
           continue;
         }
         try {
