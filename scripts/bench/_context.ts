@@ -89,6 +89,10 @@ export interface Context {
   swift: SwiftInfo;
   /** Commands as run, for the report (deduplicated by label). */
   commands: Map<string, string>;
+  /** Scenario 1 also runs this `mod.ts` (another checkout) as "fileconveyor (baseline)". */
+  baselineEntry?: string;
+  /** Scenario 1 leaves out the tools whose names are listed here. */
+  skipTools?: string[];
 }
 
 let seq = 0;

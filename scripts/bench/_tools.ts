@@ -120,8 +120,8 @@ ${Object.entries(settings).map(([k, v]) => `    <${k}>${xml(v)}</${k}>`).join("\
 }
 
 /** `fileconveyor sync --config FILE [--once]`. */
-export function fcCommand(config: string, once: boolean): ToolCommand {
-  const cmd = [Deno.execPath(), "run", "-A", FC_ENTRY, "sync", "--config", config];
+export function fcCommand(config: string, once: boolean, entry = FC_ENTRY): ToolCommand {
+  const cmd = [Deno.execPath(), "run", "-A", entry, "sync", "--config", config];
   if (once) cmd.push("--once");
   return {
     cmd,

@@ -75,11 +75,14 @@ async function rcloneCount(ctx: Context, bucket: string): Promise<number> {
   }
 }
 
-/** Runs scenario 1 (and 7) for every destination. */
-export async function initialSync(ctx: Context): Promise<InitialRow[]> {
+/** Runs scenario 1 (and 7) for every destination (or those named). */
+export async function initialSync(
+  ctx: Context,
+  kinds: readonly Kind[] = ["local", "sftp", "s3"],
+): Promise<InitialRow[]> {
   const rows: InitialRow[] = [];
   const n = ctx.concurrency;
-  for (const kind of ["local", "sftp", "s3"] as const) {
+  for (const kind of kinds) {
     const files = ctx.sizes.initialFiles[kind];
     const runs = ctx.sizes.initialRuns[kind];
     const src = path.join(ctx.work, `s1-src-${kind}`);
@@ -153,12 +156,16 @@ export async function initialSync(ctx: Context): Promise<InitialRow[]> {
       };
     };
 
-    const fc = (symlinks: boolean): Variant => ({
-      tool: symlinks ? "fileconveyor (symlinks: the local default)" : "fileconveyor",
+    const fc = (symlinks: boolean, entry?: string): Variant => ({
+      tool: entry
+        ? "fileconveyor (baseline)"
+        : symlinks
+        ? "fileconveyor (symlinks: the local default)"
+        : "fileconveyor",
       run: (i) =>
         once(
-          symlinks ? "fcl" : "fc",
-          `1 ${kind}: fileconveyor${symlinks ? " (symlinks)" : ""}`,
+          entry ? "fcb" : symlinks ? "fcl" : "fc",
+          `1 ${kind}: fileconveyor${entry ? " (baseline)" : symlinks ? " (symlinks)" : ""}`,
           (dest) => {
             const data = path.join(ctx.data, fresh(`s1-${kind}-${i}`));
             const config = fcConfig(path.join(ctx.work, `s1-${kind}.xml`), {
@@ -168,11 +175,12 @@ export async function initialSync(ctx: Context): Promise<InitialRow[]> {
               concurrency: n,
               symlinks,
             });
-            return fcCommand(config, true);
+            return fcCommand(config, true, entry);
           },
         ),
     });
     const variants: Variant[] = [fc(false)];
+    if (ctx.baselineEntry) variants.push(fc(false, ctx.baselineEntry));
     if (kind === "local") variants.push(fc(true));
     variants.push({
       tool: "rclone copy",
@@ -220,6 +228,11 @@ export async function initialSync(ctx: Context): Promise<InitialRow[]> {
       });
     }
 
+    if (ctx.skipTools) {
+      for (let i = variants.length - 1; i >= 0; i--) {
+        if (ctx.skipTools.includes(variants[i]!.tool)) variants.splice(i, 1);
+      }
+    }
     const results = new Map<string, RunResult[]>(variants.map((v) => [v.tool, []]));
     for (let i = 0; i < runs; i++) {
       // A different order each run, so background load does not favour one tool.

@@ -6,7 +6,6 @@
  */
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
-import * as fs from "node:fs/promises";
 import mime from "mime-types";
 import { ClassifiedError } from "../errors.ts";
 import { formatBytes } from "../util/format.ts";
@@ -50,7 +49,8 @@ export async function readExactly(
   size: number,
   describe: () => string,
 ): Promise<Uint8Array<ArrayBuffer>> {
-  const data = new Uint8Array(await fs.readFile(localPath));
+  // One operation (open, read, close in the runtime): a fraction of node:fs's cost per file.
+  const data = await Deno.readFile(localPath);
   if (data.length !== size) {
     throw new ClassifiedError(
       `${describe()}: the local file changed while uploading (${data.length} bytes, expected ${size})`,
@@ -107,6 +107,36 @@ export function checkSize(
   return undefined;
 }
 
+/**
+ * A deadline for one network call: `signal` aborts when the caller's does
+ * or after `timeoutMs`; `timedOut` says which. Call `done()` when the call
+ * ended, so that no timer is left pending (unlike `AbortSignal.timeout`,
+ * whose timers fire long after a fast call, which costs CPU at hundreds of
+ * calls a second).
+ */
+export function callDeadline(
+  caller: AbortSignal,
+  timeoutMs: number,
+): { signal: AbortSignal; timedOut(): boolean; done(): void } {
+  const ctl = new AbortController();
+  let timedOut = false;
+  const onAbort = () => ctl.abort(caller.reason);
+  const timer = setTimeout(() => {
+    timedOut = true;
+    ctl.abort(new DOMException("The call timed out", "TimeoutError"));
+  }, timeoutMs);
+  if (caller.aborted) onAbort();
+  else caller.addEventListener("abort", onAbort, { once: true });
+  return {
+    signal: ctl.signal,
+    timedOut: () => timedOut,
+    done() {
+      clearTimeout(timer);
+      caller.removeEventListener("abort", onAbort);
+    },
+  };
+}
+
 /** The caller's signal combined with a timeout for one network call. */
 export function callSignal(signal: AbortSignal, timeoutMs: number): AbortSignal {
   return AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]);
@@ -132,8 +162,18 @@ export function contentTypeFor(
   if (options.contentType) return options.contentType;
   let base = remotePath.slice(remotePath.lastIndexOf("/") + 1);
   if (options.contentEncoding) base = base.replace(/\.(gz|br|zst)$/i, "");
-  return mime.contentType(base) || "application/octet-stream";
+  const dot = base.lastIndexOf(".");
+  const ext = dot >= 0 ? base.slice(dot).toLowerCase() : "";
+  let type = TYPES.get(ext);
+  if (type === undefined) {
+    type = (ext && mime.contentType(ext)) || "application/octet-stream";
+    if (TYPES.size < 1000) TYPES.set(ext, type);
+  }
+  return type;
 }
+
+/** Content types by extension, as looked up (the lookup costs more than the upload's signing). */
+const TYPES = new Map<string, string>();
 
 /** The last segment of a `/`-separated path. */
 export function basename(p: string): string {

@@ -45,6 +45,7 @@ import type {
 } from "./transport.ts";
 import {
   basename,
+  callDeadline,
   callSignal,
   contentTypeFor,
   hexToBase64,
@@ -60,6 +61,7 @@ import { formatBytes } from "../util/format.ts";
 import { md5File } from "../util/hash.ts";
 import { mapLimit } from "../util/pool.ts";
 import { MIN_PART, ORIGINAL_CACHE_CONTROL, ORIGINAL_EXPIRES } from "./_s3_options.ts";
+import { crc32Base64, type LeanObjectOutput, LeanS3, objectOutput } from "./_s3_lean.ts";
 
 export { ORIGINAL_CACHE_CONTROL, ORIGINAL_EXPIRES, S3_OPTIONS, validateS3 } from "./_s3_options.ts";
 
@@ -304,6 +306,7 @@ export class S3Transport implements Transport, Stater, Lister, Mover {
   readonly #ctx: TransportContext;
   #client?: S3Client;
   #agent?: http.Agent;
+  #leanClient?: LeanS3;
   #bucketCreated?: Promise<void>;
   #closed = false;
 
@@ -366,6 +369,40 @@ export class S3Transport implements Transport, Stater, Lister, Mover {
     return this.#client;
   }
 
+  /**
+   * The lean request path (fetch + SigV4) for single small requests, when the
+   * credentials are configured keys; undefined with the AWS credential chain,
+   * which only the SDK resolves.
+   */
+  get #lean(): LeanS3 | undefined {
+    const s = this.#s;
+    if (!s.credentials) return undefined;
+    if (this.#closed) {
+      throw new ClassifiedError(`Server "${this.#ctx.serverName}" is closed`, "retry");
+    }
+    this.#leanClient ??= new LeanS3({
+      ...(s.endpoint ? { endpoint: s.endpoint } : {}),
+      bucket: s.bucket,
+      region: s.region,
+      forcePathStyle: s.forcePathStyle,
+      credentials: s.credentials,
+      maxConnections: this.#ctx.maxConnections,
+    });
+    return this.#leanClient;
+  }
+
+  /** The headers of #objectParams for a lean PutObject. */
+  #objectHeaders(rel: string, options: PutOptions): Record<string, string> {
+    const s = this.#s;
+    const h: Record<string, string> = { "content-type": contentTypeFor(rel, options) };
+    if (options.contentEncoding) h["content-encoding"] = options.contentEncoding;
+    if (s.cacheControl) h["cache-control"] = s.cacheControl;
+    if (s.expires) h.expires = s.expires.toUTCString();
+    if (s.acl) h["x-amz-acl"] = s.acl;
+    if (s.storageClass) h["x-amz-storage-class"] = s.storageClass;
+    return h;
+  }
+
   #what(action: string, path: string) {
     return {
       action,
@@ -383,11 +420,13 @@ export class S3Transport implements Transport, Stater, Lister, Mover {
     signal: AbortSignal,
     fn: (sig: AbortSignal) => Promise<T>,
   ): Promise<T> {
-    const sig = callSignal(signal, this.#ctx.timeoutMs);
+    const deadline = callDeadline(signal, this.#ctx.timeoutMs);
     try {
-      return await fn(sig);
+      return await fn(deadline.signal);
     } catch (err) {
-      throw s3Error(err, this.#what(action, path), signal, sig);
+      throw s3Error(err, this.#what(action, path), signal, deadline.signal);
+    } finally {
+      deadline.done();
     }
   }
 
@@ -400,9 +439,18 @@ export class S3Transport implements Transport, Stater, Lister, Mover {
         input.CreateBucketConfiguration = { LocationConstraint: this.#s.region as never };
       }
       try {
-        await this.#c.send(new CreateBucketCommand(input), {
-          abortSignal: callSignal(signal, this.#ctx.timeoutMs),
-        });
+        const abortSignal = callSignal(signal, this.#ctx.timeoutMs);
+        const lean = this.#lean;
+        if (lean) {
+          const where = input.CreateBucketConfiguration?.LocationConstraint;
+          const body = where
+            ? new TextEncoder().encode(
+              '<CreateBucketConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">' +
+                `<LocationConstraint>${where}</LocationConstraint></CreateBucketConfiguration>`,
+            )
+            : undefined;
+          await lean.send("PUT", undefined, {}, body, abortSignal);
+        } else await this.#c.send(new CreateBucketCommand(input), { abortSignal });
         this.#ctx.log.info(`Created bucket "${this.#s.bucket}"`);
       } catch (err) {
         const code = (err as SdkError).name;
@@ -437,10 +485,20 @@ export class S3Transport implements Transport, Stater, Lister, Mover {
     const unread = status !== undefined && sdk?.$fault === undefined;
     if ((status !== undefined && !unread) || signal.aborted) return e;
     try {
-      await this.#c.send(
-        new ListObjectsV2Command({ Bucket: this.#s.bucket, Prefix: this.key(rel), MaxKeys: 1 }),
-        { abortSignal: callSignal(signal, this.#ctx.timeoutMs) },
-      );
+      const abortSignal = callSignal(signal, this.#ctx.timeoutMs);
+      const lean = this.#lean;
+      if (lean) {
+        await lean.send("GET", undefined, {}, undefined, abortSignal, {
+          "list-type": "2",
+          prefix: this.key(rel),
+          "max-keys": "1",
+        });
+      } else {
+        await this.#c.send(
+          new ListObjectsV2Command({ Bucket: this.#s.bucket, Prefix: this.key(rel), MaxKeys: 1 }),
+          { abortSignal },
+        );
+      }
     } catch (probe) {
       const code = (probe as SdkError)?.name ?? "";
       if (EXPLAINING.has(code)) return s3Error(probe, this.#what("upload", rel), signal);
@@ -491,12 +549,14 @@ export class S3Transport implements Transport, Stater, Lister, Mover {
     let body: Uint8Array | fs.ReadStream;
     let md5: string;
     let sig: AbortSignal | undefined;
+    let deadline: ReturnType<typeof callDeadline> | undefined;
     try {
       if (options.size <= SMALL_FILE) {
         const data = await readExactly(localPath, options.size, describe);
         md5 = md5Hex(data);
         body = data;
-        sig = callSignal(options.signal, this.#ctx.timeoutMs);
+        deadline = callDeadline(options.signal, this.#ctx.timeoutMs);
+        sig = deadline.signal;
       } else {
         md5 = options.md5 ?? await md5File(localPath, options.signal);
         // A node stream with a known length: web streams fail with the SDK under Deno.
@@ -513,17 +573,35 @@ export class S3Transport implements Transport, Stater, Lister, Mover {
         },
       );
     }
-    let out;
+    let out: LeanObjectOutput;
+    const lean = body instanceof Uint8Array ? this.#lean : undefined;
     try {
-      out = await this.#c.send(
-        new PutObjectCommand({
-          ...this.#objectParams(rel, options),
-          Body: body,
-          ContentLength: options.size,
-          ContentMD5: hexToBase64(md5),
-        }),
-        { abortSignal: sig },
-      );
+      if (lean) {
+        const headers = this.#objectHeaders(rel, options);
+        headers["content-md5"] = hexToBase64(md5);
+        if (this.#s.checksum === "when_supported") {
+          headers["x-amz-sdk-checksum-algorithm"] = "CRC32";
+          headers["x-amz-checksum-crc32"] = crc32Base64(body as Uint8Array);
+        }
+        const res = await lean.send(
+          "PUT",
+          this.key(rel),
+          headers,
+          body as Uint8Array<ArrayBuffer>,
+          sig,
+        );
+        out = objectOutput(res.headers);
+      } else {
+        out = await this.#c.send(
+          new PutObjectCommand({
+            ...this.#objectParams(rel, options),
+            Body: body,
+            ContentLength: options.size,
+            ContentMD5: hexToBase64(md5),
+          }),
+          { abortSignal: sig },
+        );
+      }
     } catch (err) {
       const e = s3Error(
         err,
@@ -533,6 +611,7 @@ export class S3Transport implements Transport, Stater, Lister, Mover {
       );
       throw await this.#explain(e, err, rel, options.signal);
     } finally {
+      deadline?.done();
       if (!(body instanceof Uint8Array)) body.destroy();
     }
     const etag = unquoteEtag(out.ETag);
@@ -723,10 +802,16 @@ export class S3Transport implements Transport, Stater, Lister, Mover {
         "delete",
         rel,
         options.signal,
-        (abortSignal) =>
-          this.#c.send(new DeleteObjectCommand({ Bucket: this.#s.bucket, Key: this.key(rel) }), {
-            abortSignal,
-          }),
+        async (abortSignal) => {
+          const lean = this.#lean;
+          if (lean) await lean.send("DELETE", this.key(rel), {}, undefined, abortSignal);
+          else {
+            await this.#c.send(
+              new DeleteObjectCommand({ Bucket: this.#s.bucket, Key: this.key(rel) }),
+              { abortSignal },
+            );
+          }
+        },
       );
     } catch (err) {
       if (isNotFound((err as Error).cause)) return;
@@ -737,16 +822,24 @@ export class S3Transport implements Transport, Stater, Lister, Mover {
   /** HeadObject: size, ETag, MD5 (from the ETag or `x-amz-meta-md5chksum`), mtime; null when missing. */
   async stat(remotePath: string, options: CallOptions): Promise<RemoteStat | null> {
     const rel = safeRemotePath(remotePath);
-    let out: HeadObjectCommandOutput;
+    let out: HeadObjectCommandOutput | LeanObjectOutput;
     try {
       out = await this.#call(
         "stat",
         rel,
         options.signal,
-        (abortSignal) =>
-          this.#c.send(new HeadObjectCommand({ Bucket: this.#s.bucket, Key: this.key(rel) }), {
-            abortSignal,
-          }),
+        async (abortSignal) => {
+          const lean = this.#lean;
+          if (lean) {
+            return objectOutput(
+              (await lean.send("HEAD", this.key(rel), {}, undefined, abortSignal)).headers,
+            );
+          }
+          return await this.#c.send(
+            new HeadObjectCommand({ Bucket: this.#s.bucket, Key: this.key(rel) }),
+            { abortSignal },
+          );
+        },
       );
     } catch (err) {
       if (isNotFound((err as Error).cause)) return null;
@@ -816,8 +909,19 @@ export class S3Transport implements Transport, Stater, Lister, Mover {
     const dst = safeRemotePath(to);
     const s = this.#s;
     try {
-      await this.#call("move", src, options.signal, (abortSignal) =>
-        this.#c.send(
+      await this.#call("move", src, options.signal, async (abortSignal) => {
+        const lean = this.#lean;
+        if (lean) {
+          const headers: Record<string, string> = {
+            "x-amz-copy-source": `${s.bucket}/${encodePath(this.key(src))}`,
+            "x-amz-metadata-directive": "COPY",
+          };
+          if (s.acl) headers["x-amz-acl"] = s.acl;
+          if (s.storageClass) headers["x-amz-storage-class"] = s.storageClass;
+          await lean.send("PUT", this.key(dst), headers, undefined, abortSignal);
+          return;
+        }
+        await this.#c.send(
           new CopyObjectCommand({
             Bucket: s.bucket,
             Key: this.key(dst),
@@ -827,7 +931,8 @@ export class S3Transport implements Transport, Stater, Lister, Mover {
             ...(s.storageClass ? { StorageClass: s.storageClass } : {}),
           }),
           { abortSignal },
-        ));
+        );
+      });
     } catch (err) {
       const cause = (err as Error).cause as SdkError | undefined;
       if (
@@ -864,6 +969,8 @@ export class S3Transport implements Transport, Stater, Lister, Mover {
     this.#closed = true;
     this.#client?.destroy();
     this.#agent?.destroy();
+    this.#leanClient?.close();
+    this.#leanClient = undefined;
     this.#client = undefined;
     this.#agent = undefined;
     return Promise.resolve();

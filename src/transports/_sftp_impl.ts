@@ -17,6 +17,7 @@ import { addSecret } from "../log.ts";
 import type { Logger } from "../log.ts";
 import { isTrue, type OptionValues } from "../options.ts";
 import { Pool } from "./pool.ts";
+import { coalesceWrites } from "./_sftp_wire.ts";
 import { isTempName, joinUrl, safeRemotePath, tempName } from "./paths.ts";
 import type {
   CallOptions,
@@ -43,6 +44,8 @@ import {
 const CHUNK = 64 * 1024;
 /** Write requests in flight per upload (memory bound: CHUNK × this). */
 const IN_FLIGHT = 16;
+/** Files up to this size are read at once and sent in one burst of requests. */
+const BURST = CHUNK * IN_FLIGHT;
 
 // SFTP v3 status codes (draft-ietf-secsh-filexfer-02).
 const NO_SUCH_FILE = 2;
@@ -499,6 +502,9 @@ class Sftp implements Transport, Stater, Lister, Mover, DirRemover {
       sock.once("error", (err) => done(err));
       sock.connect({ host: s.host, port: s.port }, () => {
         sock.removeAllListeners("error");
+        // A burst of requests still leaves in one write (installed once connected: the
+        // runtime's connect replaces the socket's write method).
+        coalesceWrites(sock);
         try {
           client.connect({ ...cfg, sock });
         } catch (err) {
@@ -675,6 +681,40 @@ class Sftp implements Transport, Stater, Lister, Mover, DirRemover {
     }
   }
 
+  /**
+   * Sends a small file's bytes into a new remote file in one burst: every
+   * write, the close and a stat of the closed file go out together and are
+   * answered in order (3 round trips per file with the open and the rename,
+   * instead of 5). Returns the size the server reports.
+   */
+  async #uploadBytes(conn: Conn, data: Uint8Array, remote: string): Promise<number> {
+    const handle = await at(
+      this.#req<Buffer>(conn, (cb) => conn.sftp.open(remote, "w", cb)),
+      (code) =>
+        code === PERMISSION_DENIED
+          ? `cannot create "${remote}": "${path.posix.dirname(remote)}" is not writable`
+          : `cannot create "${remote}"`,
+    );
+    const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    const writes: Promise<void>[] = [];
+    for (let at = 0; at < buf.length; at += CHUNK) {
+      const len = Math.min(CHUNK, buf.length - at);
+      writes.push(this.#req<void>(conn, (cb) => conn.sftp.write(handle, buf, at, len, at, cb)));
+    }
+    const closed = this.#req<void>(conn, (cb) => conn.sftp.close(handle, cb));
+    const stat = this.#req<ssh2.Stats>(conn, (cb) => conn.sftp.stat(remote, cb));
+    const [w, c, st] = await Promise.all([
+      Promise.allSettled(writes),
+      closed.then(() => undefined, (err: unknown) => err ?? new Error("close failed")),
+      stat.then((s) => ({ size: s.size }), (err: unknown) => ({ err })),
+    ]);
+    const failed = w.find((r) => r.status === "rejected");
+    if (failed) throw failed.reason;
+    if (c !== undefined) throw c;
+    if ("err" in st) throw st.err;
+    return st.size;
+  }
+
   /** Streams a local file into a remote one; returns the bytes sent. */
   async #upload(
     conn: Conn,
@@ -743,10 +783,12 @@ class Sftp implements Transport, Stater, Lister, Mover, DirRemover {
     const full = this.#full(rel);
     const dir = path.posix.dirname(full);
     const started = performance.now();
-    let fh: fs.FileHandle;
+    let fh: fs.FileHandle | undefined;
+    let data: Uint8Array | undefined;
     try {
-      // Opened before any network work: a local problem is not the connection's.
-      fh = await fs.open(localPath, "r");
+      // Read or opened before any network work: a local problem is not the connection's.
+      if (options.size <= BURST) data = await Deno.readFile(localPath);
+      else fh = await fs.open(localPath, "r");
     } catch (err) {
       throw new ClassifiedError(
         `Cannot upload "${rel}" to server "${this.#server}": cannot read local file "${localPath}": ${
@@ -761,16 +803,22 @@ class Sftp implements Transport, Stater, Lister, Mover, DirRemover {
         const tmp = tempName(full);
         try {
           await this.#ensureDir(conn, dir);
-          let sent: number;
+          const send = async (): Promise<{ sent: number; stored?: number }> =>
+            data
+              ? { sent: data.length, stored: await this.#uploadBytes(conn, data, tmp) }
+              : { sent: await this.#upload(conn, fh!, tmp, options.signal) };
+          let result;
           try {
-            sent = await this.#upload(conn, fh, tmp, options.signal);
+            result = await send();
           } catch (err) {
             if (statusCode(err) !== NO_SUCH_FILE || !conn.dirs.has(dir)) throw err;
             // Our cached directory was removed behind our back: create it again.
             conn.dirs.clear();
             await this.#ensureDir(conn, dir);
-            sent = await this.#upload(conn, fh, tmp, options.signal);
+            result = await send();
           }
+          const sent = result.sent;
+          let stored = result.stored;
           if (sent !== options.size) {
             throw new ClassifiedError(
               `Cannot upload "${rel}" to server "${this.#server}": the local file changed during ` +
@@ -778,10 +826,14 @@ class Sftp implements Transport, Stater, Lister, Mover, DirRemover {
               "retry",
             );
           }
-          const st = await this.#req<ssh2.Stats>(conn, (cb) => conn.sftp.stat(tmp, cb));
-          if (st.size !== sent) {
+          if (stored !== sent) {
+            // Asked again after the close was answered (a server that answered the burst's stat
+            // before the close, or an upload that was streamed and not stat'ed yet).
+            stored = (await this.#req<ssh2.Stats>(conn, (cb) => conn.sftp.stat(tmp, cb))).size;
+          }
+          if (stored !== sent) {
             throw new ClassifiedError(
-              `Cannot upload "${rel}" to server "${this.#server}": the server stored ${st.size} ` +
+              `Cannot upload "${rel}" to server "${this.#server}": the server stored ${stored} ` +
                 `bytes, expected ${sent}`,
               "retry",
             );
@@ -800,9 +852,9 @@ class Sftp implements Transport, Stater, Lister, Mover, DirRemover {
       });
       return { size };
     } catch (err) {
-      this.#fail("upload", "to", rel, err);
+      return this.#fail("upload", "to", rel, err);
     } finally {
-      await fh.close();
+      await fh?.close();
     }
   }
 

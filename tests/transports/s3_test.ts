@@ -486,6 +486,84 @@ Deno.test("s3 uses the standard AWS credential chain when no keys are configured
   }
 });
 
+/**
+ * A proxy to Swift that reads the request on its first `drop` connections and closes them
+ * without an answer (what a client sees when the server closed a keep-alive connection as the
+ * request went out); later connections are passed through.
+ */
+function dropFirst(
+  targetPort: number,
+  drop: number,
+): { port: number; seen(): number; close(): void } {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns = new Set<Deno.Conn>();
+  let seen = 0;
+  const serve = async (c: Deno.Conn) => {
+    if (seen++ < drop) {
+      await c.read(new Uint8Array(65536));
+      c.close();
+      conns.delete(c);
+      return;
+    }
+    const up = await Deno.connect({ hostname: "127.0.0.1", port: targetPort });
+    conns.add(up);
+    await Promise.all([
+      c.readable.pipeTo(up.writable).catch(() => {}),
+      up.readable.pipeTo(c.writable).catch(() => {}),
+    ]);
+  };
+  (async () => {
+    try {
+      for await (const c of listener) {
+        conns.add(c);
+        serve(c).catch(() => {});
+      }
+    } catch { /* closed */ }
+  })();
+  return {
+    port: (listener.addr as Deno.NetAddr).port,
+    seen: () => seen,
+    close() {
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch { /* already closed */ }
+      }
+      listener.close();
+    },
+  };
+}
+
+Deno.test("s3 sends a small request again when the connection closes without an answer", async () => {
+  const info = await startServer("swift");
+  const bucket = uniqueName("fc-s3drop");
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), "fc-s3-"));
+  const ready = await make(settings(info, bucket));
+  const proxy = dropFirst(Number(new URL(info.s3Endpoint).port), 2);
+  const t = await make(
+    settings(info, bucket, { endpoint: `http://127.0.0.1:${proxy.port}`, create_bucket: "false" }),
+  );
+  try {
+    const local = await tempFile(dir, "sent twice");
+    // Creates the bucket through Swift directly, so that the proxy sees only the upload.
+    await ready.put(local, "first.txt", { signal, size: 10, unprocessed: true });
+    const r = await t.put(local, "again.txt", { signal, size: 10, unprocessed: true });
+    assertEquals(r.md5, await md5Of(new TextEncoder().encode("sent twice")));
+    assertEquals(proxy.seen(), 3, "two dropped connections, then one that answered");
+    const token = await swiftToken(info);
+    assertEquals(
+      await swiftRead(info, token, bucket, "again.txt"),
+      new TextEncoder().encode("sent twice"),
+    );
+  } finally {
+    await t.close();
+    await ready.close();
+    proxy.close();
+    await purge(info, bucket);
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+});
+
 Deno.test("s3 keeps to maxConnections and pools connections", async () => {
   const info = await startServer("swift");
   const bucket = uniqueName("fc-s3pool");
