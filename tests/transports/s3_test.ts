@@ -559,7 +559,7 @@ Deno.test("s3 sends a small request again when the connection closes without an 
     await t.close();
     await ready.close();
     proxy.close();
-    await purge(info, bucket);
+    await s3Purge(info, bucket);
     await fs.rm(dir, { recursive: true, force: true });
   }
 });
