@@ -180,11 +180,23 @@ Deno.test("disk full: the working directory fills up; the file fails alone, clea
     d = start(["sync", "--config", ws.config]);
     await until(() => fs.existsSync(path.join(ws.dst, "small.txt")), 20_000, "the small file");
     await d.waitFor(/large\.txt[^\n]*(No space left|disk is full|ENOSPC)/i, 20_000);
-    const st = JSON.parse((await cli(["status", "--config", ws.config, "--json"])).stdout) as {
-      failures: { file: string; error: string }[];
-    };
-    const f = st.failures.find((x) => x.file.endsWith("large.txt"));
-    assert(f && /working directory .* is full/i.test(f.error), JSON.stringify(st.failures));
+    // The log line can come a moment before the failure is committed: poll status.
+    let seen: { file: string; error: string }[] = [];
+    await until(
+      async () => {
+        const st = JSON.parse((await cli(["status", "--config", ws.config, "--json"])).stdout) as {
+          failures: { file: string; error: string }[];
+        };
+        seen = st.failures;
+        const f = st.failures.find((x) => x.file.endsWith("large.txt"));
+        return f && /working directory .* is full/i.test(f.error);
+      },
+      10_000,
+      "status to list large.txt with the reason",
+      100,
+    ).catch((e) => {
+      throw new Error(`${(e as Error).message}: ${JSON.stringify(seen)}`);
+    });
     // Space returns (the mount grows): the retry succeeds.
     const grown = await new Deno.Command("mount", { args: ["-o", "remount,size=16m", work] })
       .output();
