@@ -22,7 +22,7 @@ export interface RetiredRow {
  * inside the transaction that records what replaced them.
  */
 export function retire(
-  store: Store,
+  store: Pick<Store, "q">,
   server: string,
   remotePaths: readonly string[],
   dueAt: number,

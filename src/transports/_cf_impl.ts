@@ -21,7 +21,7 @@ import type {
   TransportContext,
 } from "./transport.ts";
 import { Invalidator } from "./_invalidation.ts";
-import { S3Transport } from "./_s3_common.ts";
+import { S3Transport } from "./s3/transport.ts";
 
 /** A CloudFront distribution over an S3 bucket (settings validated by `cf.ts`). */
 export class CloudFront implements Transport, Stater, Lister, Mover, Flusher {

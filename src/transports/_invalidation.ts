@@ -17,7 +17,7 @@ import { redact } from "../log.ts";
 import type { TransportContext } from "./transport.ts";
 import { encodePath } from "./paths.ts";
 import { callSignal } from "./_common.ts";
-import { sdkLogger } from "./_s3_common.ts";
+import { sdkLogger } from "./s3/support.ts";
 
 /** Most paths in one invalidation (and in progress at once) for files. */
 export const MAX_PATHS = 3000;

@@ -1,6 +1,6 @@
 /**
  * The option schema and checks of the S3 settings, shared by the `s3` and
- * `cf` transports. Kept apart from `_s3_common.ts` (the client, which loads
+ * `cf` transports. Kept apart from `s3/transport.ts` (the client, which loads
  * the AWS SDK) so that registering those transports stays cheap.
  *
  * @module

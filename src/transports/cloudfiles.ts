@@ -11,7 +11,7 @@
  */
 // Only the option schema and validation live here, so that registering the
 // transport (every start of the CLI) stays cheap: the transport itself is in
-// _cloudfiles_impl.ts, imported on first create().
+// cloudfiles/transport.ts, imported on first create().
 import type { OptionSpec, OptionValues } from "../options.ts";
 import { registerTransport } from "./transport.ts";
 import { checkSize, MiB } from "./_common.ts";
@@ -141,7 +141,7 @@ registerTransport({
   options: OPTIONS,
   validate,
   async create(settings, ctx) {
-    const { CloudFiles } = await import("./_cloudfiles_impl.ts");
+    const { CloudFiles } = await import("./cloudfiles/transport.ts");
     return new CloudFiles(settings, ctx);
   },
 });

@@ -22,7 +22,7 @@
  */
 // Only the option schema, validation and the exported helpers live here, so
 // that registering the transport (every start of the CLI) does not load
-// basic-ftp: the transport itself is in _ftp_impl.ts, imported on first
+// basic-ftp: the transport itself is in ftp/transport.ts, imported on first
 // create().
 import { isTrue, type OptionSpec, type OptionValues } from "../options.ts";
 import { assertValidSettings, registerTransport } from "./transport.ts";
@@ -153,7 +153,7 @@ registerTransport({
   validate,
   async create(settings, ctx) {
     assertValidSettings(validate(settings), ctx.serverName);
-    const { createFtp } = await import("./_ftp_impl.ts");
+    const { createFtp } = await import("./ftp/transport.ts");
     return createFtp(settings, ctx);
   },
 });

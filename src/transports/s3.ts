@@ -17,7 +17,7 @@ registerTransport({
   options: S3_OPTIONS,
   validate: validateS3,
   async create(settings, ctx) {
-    const { S3Transport } = await import("./_s3_common.ts");
+    const { S3Transport } = await import("./s3/transport.ts");
     return new S3Transport(settings, ctx);
   },
 });

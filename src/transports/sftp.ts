@@ -18,7 +18,7 @@
  */
 // Only the option schema, validation and the host-key helpers live here, so
 // that registering the transport (every start of the CLI) does not load
-// ssh2: the transport itself is in _sftp_impl.ts, imported on first create().
+// ssh2: the transport itself is in sftp/transport.ts, imported on first create().
 import { Buffer } from "node:buffer";
 import { createHash, createHmac } from "node:crypto";
 import { isTrue, type OptionSpec, type OptionValues } from "../options.ts";
@@ -249,7 +249,7 @@ registerTransport({
   validate,
   async create(settings, ctx) {
     assertValidSettings(validate(settings), ctx.serverName);
-    const { createSftp } = await import("./_sftp_impl.ts");
+    const { createSftp } = await import("./sftp/transport.ts");
     return createSftp(settings, ctx);
   },
 });

@@ -1,0 +1,119 @@
+/**
+ * Source state: the stored stat of every source file and directory, and the
+ * source paths that cannot be synced (problems).
+ *
+ * @module
+ */
+import { StoreConnection } from "./connection.ts";
+import type { FileRow, ProblemRow } from "./types.ts";
+
+/** The source-state part of {@linkcode Store}. */
+export class SourceState extends StoreConnection {
+  // ---- source state ----
+
+  getFile(path: string): FileRow | undefined {
+    return this.q("SELECT * FROM files WHERE path = ?").get(path) as FileRow | undefined;
+  }
+
+  children(dir: string): FileRow[] {
+    return this.q("SELECT * FROM files WHERE dir = ?").all(dir) as unknown as FileRow[];
+  }
+
+  putFile(row: FileRow): void {
+    this.q(
+      `INSERT INTO files(path, dir, source, is_dir, size, mtime_ms, ctime_ms, ino, recorded_ms)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT(path) DO UPDATE SET dir=excluded.dir, source=excluded.source, is_dir=excluded.is_dir,
+         size=excluded.size, mtime_ms=excluded.mtime_ms, ctime_ms=excluded.ctime_ms, ino=excluded.ino,
+         recorded_ms=excluded.recorded_ms`,
+    ).run(
+      row.path,
+      row.dir,
+      row.source,
+      row.is_dir,
+      row.size,
+      row.mtime_ms,
+      row.ctime_ms,
+      row.ino,
+      row.recorded_ms ?? 0,
+    );
+  }
+
+  /** Files (not directories) stored at `path` or below it. */
+  filesUnder(path: string): FileRow[] {
+    return this.q(
+      "SELECT * FROM files WHERE (path = ? OR (path > ? AND path < ?)) AND is_dir = 0",
+    ).all(path, path + "/", path + "0") as unknown as FileRow[];
+  }
+
+  /** Removes `path` and everything stored below it. */
+  deleteUnder(path: string): void {
+    this.q("DELETE FROM files WHERE path = ? OR (path > ? AND path < ?)").run(
+      path,
+      path + "/",
+      path + "0",
+    );
+  }
+
+  deleteFile(path: string): void {
+    this.q("DELETE FROM files WHERE path = ?").run(path);
+  }
+
+  filesOf(source: string): { path: string; size: number }[] {
+    return this.q("SELECT path, size FROM files WHERE source = ? AND is_dir = 0").all(
+      source,
+    ) as { path: string; size: number }[];
+  }
+
+  countFiles(source: string): number {
+    return (this.q("SELECT COUNT(*) AS n FROM files WHERE source = ? AND is_dir = 0").get(
+      source,
+    ) as { n: number }).n;
+  }
+
+  // ---- problems: source paths that cannot be synced (unreadable, unrepresentable names) ----
+
+  /** Records a path that cannot be synced, or updates its reason (keeping `since`). */
+  recordProblem(source: string, path: string, reason: string, now: number): void {
+    this.q(
+      `INSERT INTO problems(path, source, reason, since) VALUES (?, ?, ?, ?)
+       ON CONFLICT(path) DO UPDATE SET source = excluded.source, reason = excluded.reason`,
+    ).run(path, source, reason, now);
+  }
+
+  /** Forgets the problems at `path` and below it. */
+  clearProblems(path: string): void {
+    this.q("DELETE FROM problems WHERE path = ? OR (path > ? AND path < ?)").run(
+      path,
+      path + "/",
+      path + "0",
+    );
+  }
+
+  /** Replaces every problem of a source (after a full scan), keeping `since` of the ones still there. */
+  setProblems(source: string, found: ReadonlyMap<string, string>, now: number): void {
+    this.tx(() => {
+      for (const p of this.problems(source)) {
+        if (!found.has(p.path)) this.q("DELETE FROM problems WHERE path = ?").run(p.path);
+      }
+      for (const [p, reason] of found) this.recordProblem(source, p, reason, now);
+    });
+  }
+
+  /** Files of a source stored with inode `ino`: hard links, and symlinks to that file. */
+  filesWithIno(source: string, ino: number): FileRow[] {
+    return this.q("SELECT * FROM files WHERE ino = ? AND source = ? AND is_dir = 0").all(
+      ino,
+      source,
+    ) as unknown as FileRow[];
+  }
+
+  /** Problems of one source, or of all, by path. */
+  problems(source?: string): ProblemRow[] {
+    return (source === undefined
+      ? this.q("SELECT * FROM problems ORDER BY path").all()
+      : this.q("SELECT * FROM problems WHERE source = ? ORDER BY path").all(
+        source,
+      )) as unknown as ProblemRow[];
+  }
+}

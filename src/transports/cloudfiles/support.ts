@@ -1,0 +1,194 @@
+/**
+ * Cloud Files settings, the request description, and the streams an upload
+ * reads: a file part with an idle watch.
+ *
+ * @module
+ */
+import * as fsp from "node:fs/promises";
+import { isTrue, type OptionValues } from "../../options.ts";
+import { joinRemote } from "../paths.ts";
+import { MiB, parseSize } from "../_common.ts";
+import {
+  RACKSPACE_AUTH_V1,
+  RACKSPACE_AUTH_V2,
+  type SwiftAuthOptions,
+  type SwiftSession,
+} from "../_swift_auth.ts";
+import { MAX_OBJECT } from "../cloudfiles.ts";
+
+/** Swift's default limit on segments per manifest. */
+export const MAX_SEGMENTS = 1000;
+
+export interface Settings {
+  container: string;
+  segContainer: string;
+  prefix: string;
+  url?: string;
+  cdn: boolean;
+  cdnSsl: boolean;
+  cacheControl?: string;
+  threshold: number;
+  segmentSize: number;
+  segmentConcurrency: number;
+  createContainer: boolean;
+  auth: Omit<SwiftAuthOptions, "server" | "timeoutMs" | "client">;
+}
+
+export function parse(v: OptionValues): Settings {
+  const str = (name: string) => {
+    const s = (v[name] ?? "").trim();
+    return s === "" ? undefined : s;
+  };
+  const version = (str("auth_version") ?? "2") as "1" | "2" | "3";
+  const container = str("container")!;
+  const auth: Settings["auth"] = {
+    version,
+    authUrl: str("auth_url") ?? (version === "1" ? RACKSPACE_AUTH_V1 : RACKSPACE_AUTH_V2),
+    username: str("username") ?? "",
+    endpointType: (str("endpoint_type") ?? "public") as "public" | "internal" | "admin",
+  };
+  for (
+    const [opt, key] of [
+      ["api_key", "apiKey"],
+      ["password", "password"],
+      ["tenant_id", "tenantId"],
+      ["tenant_name", "tenantName"],
+      ["user_domain", "userDomain"],
+      ["project_domain", "projectDomain"],
+      ["region", "region"],
+    ] as const
+  ) {
+    const val = str(opt);
+    if (val) auth[key] = val;
+  }
+  const s: Settings = {
+    container,
+    segContainer: str("segment_container") ?? `${container}_segments`,
+    prefix: joinRemote(str("path") ?? ""),
+    cdn: isTrue(v.cdn),
+    cdnSsl: v.cdn_ssl === undefined ? true : isTrue(v.cdn_ssl),
+    threshold: Math.min(MAX_OBJECT, parseSize(str("segment_threshold") ?? "1G") ?? 1024 * MiB),
+    segmentSize: parseSize(str("segment_size") ?? "128M") ?? 128 * MiB,
+    segmentConcurrency: Math.max(1, Number(str("segment_concurrency") ?? "2") || 2),
+    createContainer: v.create_container === undefined ? true : isTrue(v.create_container),
+    auth,
+  };
+  const url = str("url");
+  if (url) s.url = url;
+  const cc = str("cache_control");
+  if (cc) s.cacheControl = cc;
+  return s;
+}
+
+/** Aborts when no bytes moved for `ms` (a stalled upload), not when a big one is merely slow. */
+export class IdleWatch {
+  readonly #ctl = new AbortController();
+  readonly #ms: number;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(ms: number) {
+    this.#ms = ms;
+    this.touch();
+  }
+
+  get signal(): AbortSignal {
+    return this.#ctl.signal;
+  }
+
+  touch(): void {
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(
+      () => this.#ctl.abort(new DOMException("Idle timeout", "TimeoutError")),
+      this.#ms,
+    );
+  }
+
+  stop(): void {
+    clearTimeout(this.#timer);
+  }
+
+  wrap(body: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+    return body.pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        transform: (chunk, c) => {
+          this.touch();
+          c.enqueue(chunk);
+        },
+      }),
+    );
+  }
+}
+
+/** Set by a file stream when the file turned out shorter than announced. */
+export interface StreamState {
+  shrank: boolean;
+}
+
+/**
+ * A byte range of a local file as a stream, opened on first read and closed
+ * at the end or on cancel; `onData` sees every chunk (for hashing).
+ */
+export function fileStream(
+  localPath: string,
+  start: number,
+  length: number,
+  state: StreamState,
+  onData?: (chunk: Uint8Array) => void,
+): ReadableStream<Uint8Array> {
+  let fh: fsp.FileHandle | undefined;
+  let pos = start;
+  let left = length;
+  const close = async () => {
+    const h = fh;
+    fh = undefined;
+    left = 0;
+    await h?.close().catch(() => {});
+  };
+  return new ReadableStream<Uint8Array>({
+    async pull(c) {
+      if (left <= 0) {
+        await close();
+        c.close();
+        return;
+      }
+      fh ??= await fsp.open(localPath, "r");
+      const buf = new Uint8Array(Math.min(256 * 1024, left));
+      const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+      if (bytesRead === 0) {
+        await close();
+        state.shrank = true;
+        c.error(new Error("The local file shrank while uploading"));
+        return;
+      }
+      const chunk = buf.subarray(0, bytesRead);
+      pos += bytesRead;
+      left -= bytesRead;
+      onData?.(chunk);
+      c.enqueue(chunk);
+    },
+    async cancel() {
+      await close();
+    },
+  });
+}
+
+export interface Req {
+  method: string;
+  /** Container (the main one when absent) and object name; neither means the account. */
+  container?: string;
+  name?: string;
+  query?: string;
+  /** A full URL instead (CDN management). */
+  url?: (session: SwiftSession) => string;
+  headers?: Record<string, string>;
+  /** Called for every attempt (a 401 makes a second one). */
+  body?: () => BodyInit | null;
+  signal: AbortSignal;
+  /** Idle timeout (uploads of unknown duration) instead of a whole-call timeout. */
+  idle?: boolean;
+  /** State of a file stream body, to tell a shrunken file from a network error. */
+  stream?: StreamState;
+  /** For messages. */
+  action: string;
+  path: string;
+}

@@ -1,0 +1,391 @@
+/**
+ * Opening and closing one SSH connection with its SFTP session: settings,
+ * authentication and host key verification.
+ *
+ * @module
+ */
+// @ts-types="@types/ssh2"
+import ssh2 from "ssh2";
+import { Buffer } from "node:buffer";
+import * as fs from "node:fs/promises";
+import * as net from "node:net";
+import * as os from "node:os";
+import * as path from "node:path";
+import { ClassifiedError, errorMessage } from "../../errors.ts";
+import type { Logger } from "../../log.ts";
+import { isTrue, type OptionValues } from "../../options.ts";
+import { coalesceWrites } from "../_sftp_wire.ts";
+import {
+  checkKnownHosts,
+  keyType,
+  knownHostsName,
+  md5Fingerprint,
+  normalizeFingerprint,
+  sha256Fingerprint,
+} from "../sftp.ts";
+import { ConnectFailure, ConnectionError } from "./errors.ts";
+
+/** Host key algorithms ssh2 offers by default, strongest first. */
+const HOST_KEY_ALGORITHMS = [
+  "ssh-ed25519",
+  "ecdsa-sha2-nistp256",
+  "ecdsa-sha2-nistp384",
+  "ecdsa-sha2-nistp521",
+  "rsa-sha2-512",
+  "rsa-sha2-256",
+  "ssh-rsa",
+] as const;
+
+/** Host key algorithms to offer, those whose keys known_hosts lists for the host first. */
+function hostKeyOrder(knownTypes: readonly string[]): string[] {
+  const preferred: string[] = [];
+  for (const t of knownTypes) {
+    if (t === "ssh-rsa") preferred.push("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa");
+    else if ((HOST_KEY_ALGORITHMS as readonly string[]).includes(t)) preferred.push(t);
+  }
+  const rest = HOST_KEY_ALGORITHMS.filter((a) => !preferred.includes(a));
+  return [...new Set([...preferred, ...rest])];
+}
+
+function expandHome(p: string): string {
+  if (p === "~") return os.homedir();
+  if (p.startsWith("~/")) return path.join(os.homedir(), p.slice(2));
+  return p;
+}
+
+export interface Conn {
+  id: number;
+  client: ssh2.Client;
+  sftp: ssh2.SFTPWrapper;
+  /** Directories known to exist (full remote paths). */
+  dirs: Set<string>;
+  alive: boolean;
+  /** The SSH connection has closed. */
+  closed: boolean;
+  /** Whether posix-rename@openssh.com is usable (cleared when the server refuses it). */
+  posixRename: boolean;
+}
+
+export interface Settings {
+  host: string;
+  port: number;
+  username: string;
+  password?: string;
+  key?: string;
+  passphrase?: string;
+  agent?: string;
+  root: string;
+  url: string;
+  knownHosts: string;
+  pinned?: string;
+  insecure: boolean;
+}
+
+/** What opening a connection needs from the transport. */
+export interface ConnectEnv {
+  s: Settings;
+  /** The server's name in the configuration. */
+  server: string;
+  log: Logger;
+  timeoutMs: number;
+  /** Hides the configured secrets in a text. */
+  scrub(text: string): string;
+  /** The next connection number. */
+  nextId(): number;
+}
+
+/** Opens one connection: SSH login with host key verification, then the SFTP session. */
+export async function connect(env: ConnectEnv, signal: AbortSignal): Promise<Conn> {
+  const s = env.s;
+  const where = `${s.username}@${s.host}:${s.port}`;
+  const started = performance.now();
+  const cfg: ssh2.ConnectConfig = {
+    username: s.username,
+    readyTimeout: env.timeoutMs,
+    keepaliveInterval: 15_000,
+    keepaliveCountMax: 3,
+  };
+  const methods: string[] = [];
+  if (s.password !== undefined) {
+    cfg.password = s.password;
+    cfg.tryKeyboard = true;
+    methods.push("password");
+  }
+  if (s.key !== undefined) {
+    let data: Buffer;
+    try {
+      // A Uint8Array key is silently ignored by ssh2 under Deno: pass a Buffer.
+      data = Buffer.from(await fs.readFile(expandHome(s.key)));
+    } catch (err) {
+      throw new ConnectFailure(
+        env.server,
+        `cannot read private key "${s.key}": ${errorMessage(err)}`,
+        { cause: err },
+        "auth",
+      );
+    }
+    const parsed = ssh2.utils.parseKey(data, s.passphrase);
+    if (parsed instanceof Error) {
+      throw new ConnectFailure(
+        env.server,
+        env.scrub(
+          `cannot use private key "${s.key}": ${parsed.message}` +
+            (/passphrase/i.test(parsed.message) ? " (set passphrase)" : ""),
+        ),
+        undefined,
+        "auth",
+      );
+    }
+    cfg.privateKey = data;
+    if (s.passphrase !== undefined) cfg.passphrase = s.passphrase;
+    methods.push("publickey");
+  }
+  if (s.agent !== undefined) {
+    cfg.agent = s.agent;
+    methods.push("agent");
+  }
+  if (methods.length === 0) {
+    throw new ConnectFailure(
+      env.server,
+      "no authentication method (set password or key, or run an ssh-agent with SSH_AUTH_SOCK set)",
+      undefined,
+      "auth",
+    );
+  }
+
+  // Host key verification: decided in the verifier, explained on refusal.
+  let knownText = "";
+  let knownTypes: string[] = [];
+  if (!s.insecure && s.pinned === undefined) {
+    try {
+      knownText = await fs.readFile(s.knownHosts, "utf8");
+    } catch (err) {
+      if ((err as { code?: string }).code !== "ENOENT") {
+        throw new ConnectFailure(
+          env.server,
+          `cannot read known_hosts "${s.knownHosts}": ${errorMessage(err)}`,
+          { cause: err },
+          "auth",
+        );
+      }
+    }
+    knownTypes = checkKnownHosts(knownText, s.host, s.port, new Uint8Array()).knownTypes;
+  }
+  cfg.algorithms = { serverHostKey: hostKeyOrder(knownTypes) as ssh2.ServerHostKeyAlgorithm[] };
+  let refusal: string | undefined;
+  cfg.hostVerifier = (key: Buffer): boolean => {
+    const fp = sha256Fingerprint(key);
+    const type = keyType(key);
+    if (s.insecure) {
+      env.log.warn(`Accepting host key ${type} ${fp} of ${s.host}:${s.port} UNCHECKED`);
+      return true;
+    }
+    const trustHint = `If this is the right server, set host_key_fingerprint to "${fp}" ` +
+      `or add its key to known_hosts "${s.knownHosts}" ` +
+      `(e.g. ssh-keyscan -p ${s.port} -t ${type} ${s.host} >> ${s.knownHosts}, ` +
+      `after comparing the fingerprint with ssh-keygen -lf on the server)`;
+    if (s.pinned !== undefined) {
+      const actual = s.pinned.startsWith("MD5:") ? md5Fingerprint(key) : fp;
+      if (actual === s.pinned) return true;
+      refusal = `its host key ${type} ${fp} does not match host_key_fingerprint "${s.pinned}"` +
+        ` (the key changed, or someone is intercepting the connection). ${trustHint}`;
+      return false;
+    }
+    const verdict = checkKnownHosts(knownText, s.host, s.port, key);
+    switch (verdict.status) {
+      case "match":
+        return true;
+      case "revoked":
+        refusal = `its host key ${type} ${fp} is marked @revoked in known_hosts "${s.knownHosts}"` +
+          ` line ${verdict.line}`;
+        return false;
+      case "mismatch":
+        refusal = `its host key ${type} ${fp} does NOT match the key in known_hosts ` +
+          `"${s.knownHosts}" line ${verdict.line}: the server's key changed, or someone is ` +
+          `intercepting the connection. If the change is expected, remove that line ` +
+          `(ssh-keygen -R "${knownHostsName(s.host, s.port)}" -f ${s.knownHosts}) and trust ` +
+          `the new key: set host_key_fingerprint to "${fp}" or add it to known_hosts`;
+        return false;
+      default:
+        refusal =
+          `its host key ${type} ${fp} is unknown (not in known_hosts "${s.knownHosts}"). ${trustHint}`;
+        return false;
+    }
+  };
+
+  const sock = new net.Socket();
+  sock.setNoDelay(true); // without it every SFTP round trip waits ~40 ms (Nagle + delayed ACK)
+  const client = new ssh2.Client();
+  let stage: "connect" | "sftp" = "connect";
+  const fail = (err: unknown): ClassifiedError => {
+    if (err instanceof ClassifiedError) return err;
+    const level = (err as { level?: string }).level;
+    if (refusal !== undefined) {
+      return new ConnectFailure(
+        env.server,
+        `${s.host}:${s.port}: ${refusal}`,
+        { cause: err },
+        "auth",
+      );
+    }
+    if (level === "client-authentication") {
+      return new ConnectFailure(
+        env.server,
+        `cannot log in as ${where}: authentication failed (tried ${methods.join(", ")})`,
+        { cause: err },
+        "auth",
+      );
+    }
+    if (stage === "sftp") {
+      // Logged in but no SFTP channel: the way servers refuse one more
+      // session (MaxSessions, per-user login limits). With other
+      // connections open, the pool keeps their number as its size.
+      const f = new ConnectFailure(
+        env.server,
+        env.scrub(`${where} refused one more session: ${errorMessage(err)}`),
+        { cause: err },
+      );
+      f.tooMany = true;
+      return f;
+    }
+    if (level === "client-timeout" || (err as { code?: string }).code === "ETIMEDOUT") {
+      return new ConnectFailure(
+        env.server,
+        `cannot connect to ${where}: timed out after ${env.timeoutMs} ms`,
+        { cause: err },
+      );
+    }
+    return new ConnectFailure(
+      env.server,
+      env.scrub(`cannot connect to ${where}: ${errorMessage(err)}`),
+      { cause: err },
+    );
+  };
+
+  const conn = await new Promise<Conn>((resolve, reject) => {
+    let settled = false;
+    const timer = setTimeout(
+      () => done(new ConnectionError("timed out", "ETIMEDOUT")),
+      env.timeoutMs,
+    );
+    const onAbort = () => done(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    function done(err?: unknown, value?: Conn) {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      signal.removeEventListener("abort", onAbort);
+      if (err !== undefined) {
+        client.destroy();
+        sock.destroy();
+        reject(err);
+      } else resolve(value!);
+    }
+    client.on("keyboard-interactive", (_name, _instr, _lang, prompts, finish) => {
+      finish(prompts.map(() => s.password ?? ""));
+    });
+    client.on("error", (err) => done(err));
+    client.on("close", () => done(new ConnectionError("connection closed during login")));
+    client.on("ready", () => {
+      stage = "sftp";
+      client.sftp((err, sftp) => {
+        if (err) return done(err);
+        const c: Conn = {
+          id: env.nextId(),
+          client,
+          sftp,
+          dirs: new Set(),
+          alive: true,
+          closed: false,
+          posixRename: true,
+        };
+        done(undefined, c);
+      });
+    });
+    sock.once("error", (err) => done(err));
+    sock.connect({ host: s.host, port: s.port }, () => {
+      sock.removeAllListeners("error");
+      // A burst of requests still leaves in one write (installed once connected: the
+      // runtime's connect replaces the socket's write method).
+      coalesceWrites(sock);
+      try {
+        client.connect({ ...cfg, sock });
+      } catch (err) {
+        done(err);
+      }
+    });
+  }).catch((err) => {
+    if (signal.aborted && err === signal.reason) throw err;
+    throw fail(err);
+  });
+
+  const markDead = () => {
+    conn.alive = false;
+  };
+  client.removeAllListeners("error");
+  client.removeAllListeners("close");
+  client.on("error", (err) => {
+    markDead();
+    env.log.debug(`Connection #${conn.id} failed: ${env.scrub(errorMessage(err))}`);
+  });
+  client.on("close", () => {
+    markDead();
+    conn.closed = true;
+  });
+  conn.sftp.on("close", markDead);
+  env.log.debug(`Connected to ${where} as connection #${conn.id}`, {
+    ms: Math.round(performance.now() - started),
+  });
+  return conn;
+}
+
+/** Says goodbye politely, but waits at most 500 ms for the server. */
+export function disconnect(c: Conn): Promise<void> {
+  c.alive = false;
+  if (c.closed) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      c.client.destroy();
+      resolve();
+    }, 500);
+    c.client.once("close", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    c.client.end();
+  });
+}
+
+/** The settings of a server, from the options `sftp.ts` has validated. */
+export function settingsFrom(v: OptionValues): Settings {
+  const password = v.password;
+  const key = v.key !== undefined && v.key.trim() !== "" ? v.key.trim() : undefined;
+  const agentSetting = v.agent === undefined
+    ? password === undefined && key === undefined
+    : isTrue(v.agent);
+  const sock = Deno.env.get("SSH_AUTH_SOCK");
+  let root = (v.path ?? "").trim().replace(/\/+$/, "");
+  if (root === "" && (v.path ?? "").trim().startsWith("/")) root = "/";
+  if (root !== "" && root !== "/") {
+    const abs = root.startsWith("/");
+    const parts = root.split("/").filter((p) => p !== "" && p !== ".");
+    root = (abs ? "/" : "") + parts.join("/");
+  }
+  const pinned = v.host_key_fingerprint !== undefined && v.host_key_fingerprint.trim() !== ""
+    ? normalizeFingerprint(v.host_key_fingerprint)
+    : undefined;
+  return {
+    host: v.host!.trim(),
+    port: Number(v.port ?? "22"),
+    username: v.username!,
+    ...(password !== undefined ? { password } : {}),
+    ...(key !== undefined ? { key } : {}),
+    ...(v.passphrase !== undefined ? { passphrase: v.passphrase } : {}),
+    ...(agentSetting && sock ? { agent: sock } : {}),
+    root,
+    url: v.url!.trim(),
+    knownHosts: expandHome((v.known_hosts ?? "~/.ssh/known_hosts").trim()),
+    ...(pinned !== undefined ? { pinned } : {}),
+    insecure: isTrue(v.insecure_skip_host_key_check),
+  };
+}

@@ -1,0 +1,466 @@
+/**
+ * The `sftp` transport itself, with `npm:ssh2`: loaded by `sftp.ts` on the
+ * first `create()`, so that only configurations with an SFTP server pay for
+ * ssh2 (start-up time and memory). See `sftp.ts` for what it does.
+ * Connections are opened in `connect.ts`, uploads written in `upload.ts`,
+ * errors classified in `errors.ts`.
+ *
+ * @module
+ */
+// @ts-types="@types/ssh2"
+import type ssh2 from "ssh2";
+import * as fs from "node:fs/promises";
+import * as path from "node:path";
+import { ClassifiedError, classify, errorMessage } from "../../errors.ts";
+import { addSecret } from "../../log.ts";
+import type { Logger } from "../../log.ts";
+import type { OptionValues } from "../../options.ts";
+import { Pool } from "../pool.ts";
+import { isTempName, joinUrl, safeRemotePath, tempName } from "../paths.ts";
+import type {
+  CallOptions,
+  DirRemover,
+  Lister,
+  Mover,
+  PutOptions,
+  PutResult,
+  RemoteStat,
+  Stater,
+  Transport,
+  TransportContext,
+} from "../transport.ts";
+import {
+  type Conn,
+  connect,
+  type ConnectEnv,
+  disconnect,
+  type Settings,
+  settingsFrom,
+} from "./connect.ts";
+import {
+  annotate,
+  at,
+  ConnectFailure,
+  describe,
+  errorKind,
+  FAILURE,
+  isBroken,
+  NO_SUCH_FILE,
+  OP_UNSUPPORTED,
+  PERMISSION_DENIED,
+  statusCode,
+} from "./errors.ts";
+import { BURST, request, uploadBytes, uploadStream } from "./upload.ts";
+
+class Sftp implements Transport, Stater, Lister, Mover, DirRemover {
+  readonly #s: Settings;
+  readonly #server: string;
+  readonly #log: Logger;
+  readonly #timeoutMs: number;
+  readonly #pool: Pool<Conn>;
+  readonly #secrets: string[];
+  #nextId = 1;
+  /** What opening a connection needs (see `connect.ts`). */
+  readonly #env: ConnectEnv;
+
+  constructor(s: Settings, ctx: TransportContext) {
+    this.#s = s;
+    this.#server = ctx.serverName;
+    this.#log = ctx.log;
+    this.#timeoutMs = ctx.timeoutMs;
+    this.#secrets = [s.password, s.passphrase].filter((x): x is string => !!x);
+    this.#env = {
+      s,
+      server: ctx.serverName,
+      log: ctx.log,
+      timeoutMs: ctx.timeoutMs,
+      scrub: (text) => this.#scrub(text),
+      nextId: () => this.#nextId++,
+    };
+    this.#pool = new Pool<Conn>({
+      max: Math.max(1, ctx.maxConnections),
+      create: (signal) => connect(this.#env, signal),
+      destroy: (c) => disconnect(c),
+      isAlive: (c) => c.alive,
+      idleTimeoutMs: 60_000,
+      holdsFailure: (err) => err instanceof ClassifiedError && err.kind === "auth",
+      isTooMany: (err) => err instanceof ConnectFailure && err.tooMany,
+      onShrink: (size, err) => this.#tooMany(size, ctx.maxConnections, err),
+    });
+    if (s.insecure) {
+      this.#log.warn(
+        `Host key checking is DISABLED for server "${this.#server}" (insecure_skip_host_key_check): ` +
+          "anyone who can intercept the connection can read the credentials and change the files. " +
+          "Set host_key_fingerprint or use known_hosts instead",
+      );
+    }
+  }
+
+  #shrinkLogged = false;
+
+  /** Says once per run that the server refused more connections, and what to change. */
+  #tooMany(size: number, configured: number, err: unknown): void {
+    const reason = err instanceof ConnectFailure ? err.reason : errorMessage(err);
+    const text = `Server "${this.#server}" (${this.#s.host}:${this.#s.port}) refused more than ` +
+      `${size} connection${size === 1 ? "" : "s"} at once (${reason}); using ${size} instead ` +
+      `of ${configured} for this run. Set maxConnections="${size}" (or lower) on this server, ` +
+      "or raise the server's limit (sshd MaxSessions/MaxStartups, per-user login limits)";
+    if (this.#shrinkLogged) this.#log.debug(text);
+    else this.#log.warn(text);
+    this.#shrinkLogged = true;
+  }
+
+  // -- errors ---------------------------------------------------------------
+
+  #scrub(text: string): string {
+    let out = text;
+    for (const s of this.#secrets) if (s.length > 0) out = out.split(s).join("***");
+    return out;
+  }
+
+  #fail(action: string, prep: string, rel: string, err: unknown): never {
+    if (err instanceof ConnectFailure) {
+      throw new ClassifiedError(
+        `Cannot ${action} "${rel}" ${prep} server "${this.#server}": ${err.reason}`,
+        err.kind,
+        { cause: err },
+      );
+    }
+    if (err instanceof ClassifiedError && err.message.includes(`server "${this.#server}"`)) {
+      throw err;
+    }
+    throw new ClassifiedError(
+      this.#scrub(
+        `Cannot ${action} "${rel}" ${prep} server "${this.#server}": ${describe(err)}`,
+      ),
+      errorKind(err),
+      { cause: err },
+    );
+  }
+  /** One SFTP request with a timeout; a timeout kills the connection. */
+  #req<R>(
+    conn: Conn,
+    fn: (cb: (err: Error | undefined | null, res?: R) => void) => void,
+  ): Promise<R> {
+    return request(conn, this.#timeoutMs, fn);
+  }
+
+  #use<R>(signal: AbortSignal, fn: (conn: Conn) => Promise<R>, retryStale = true): Promise<R> {
+    return this.#pool.use(fn, { signal, isBroken, retryStale });
+  }
+
+  // -- paths ----------------------------------------------------------------
+
+  #full(rel: string): string {
+    const r = this.#s.root;
+    if (r === "") return rel;
+    if (r === "/") return "/" + rel;
+    return r + "/" + rel;
+  }
+
+  #rel(full: string): string {
+    const r = this.#s.root;
+    if (r === "") return full;
+    if (r === "/") return full.slice(1);
+    return full.slice(r.length + 1);
+  }
+
+  async #ensureDir(conn: Conn, dir: string): Promise<void> {
+    if (dir === "" || dir === "." || dir === "/" || conn.dirs.has(dir)) return;
+    try {
+      const st = await this.#req<ssh2.Stats>(conn, (cb) => conn.sftp.stat(dir, cb));
+      if (!st.isDirectory()) {
+        throw Object.assign(new Error(`"${dir}" exists and is not a directory`), { code: FAILURE });
+      }
+      conn.dirs.add(dir);
+      return;
+    } catch (err) {
+      if (statusCode(err) !== NO_SUCH_FILE) throw err;
+    }
+    await this.#ensureDir(conn, path.posix.dirname(dir));
+    try {
+      await at(
+        this.#req(conn, (cb) => conn.sftp.mkdir(dir, cb)),
+        (code) =>
+          code === PERMISSION_DENIED
+            ? `cannot create directory "${dir}": "${path.posix.dirname(dir)}" is not writable`
+            : `cannot create directory "${dir}"`,
+      );
+    } catch (err) {
+      // Another connection may have created it meanwhile.
+      const st = await this.#req<ssh2.Stats>(conn, (cb) => conn.sftp.stat(dir, cb)).catch(() =>
+        undefined
+      );
+      if (!st?.isDirectory()) throw err;
+    }
+    conn.dirs.add(dir);
+  }
+
+  /**
+   * After fileconveyor deleted or moved away the file at `rel`: removes the
+   * directories that this left empty, innermost first, never the root.
+   * RMDIR refuses a directory that holds anything, so a directory with other
+   * files (or one a user emptied otherwise) is left alone: only directories
+   * whose last file fileconveyor itself removed go. Errors stop the walk.
+   */
+  async #pruneParents(conn: Conn, rel: string): Promise<void> {
+    for (
+      let d = path.posix.dirname(rel);
+      d !== "." && d !== "/" && d !== "";
+      d = path.posix.dirname(d)
+    ) {
+      try {
+        await this.#req(conn, (cb) => conn.sftp.rmdir(this.#full(d), cb));
+      } catch {
+        return;
+      }
+      // Other connections still cache it; their uploads re-create it on "no such file".
+      conn.dirs.clear();
+    }
+  }
+
+  /** Renames `from` over `to` atomically where the server can. */
+  async #rename(conn: Conn, from: string, to: string): Promise<void> {
+    if (conn.posixRename) {
+      try {
+        await this.#req(conn, (cb) => conn.sftp.ext_openssh_rename(from, to, cb));
+        return;
+      } catch (err) {
+        const unsupported = statusCode(err) === OP_UNSUPPORTED ||
+          /does not support/i.test(errorMessage(err));
+        if (!unsupported) throw err;
+        conn.posixRename = false;
+        this.#log.info(
+          `Server "${this.#server}" lacks posix-rename@openssh.com: replacing files by remove + rename (not atomic)`,
+        );
+      }
+    }
+    try {
+      await this.#req(conn, (cb) => conn.sftp.rename(from, to, cb));
+    } catch (err) {
+      if (statusCode(err) === undefined) throw err;
+      // SFTP v3 rename refuses to overwrite: remove the target, then rename.
+      await this.#req(conn, (cb) => conn.sftp.unlink(to, cb)).catch(() => {});
+      await this.#req(conn, (cb) => conn.sftp.rename(from, to, cb));
+    }
+  }
+
+  // -- Transport --------------------------------------------------------------
+
+  async put(localPath: string, remotePath: string, options: PutOptions): Promise<PutResult> {
+    const rel = safeRemotePath(remotePath);
+    const full = this.#full(rel);
+    const dir = path.posix.dirname(full);
+    const started = performance.now();
+    let fh: fs.FileHandle | undefined;
+    let data: Uint8Array | undefined;
+    try {
+      // Read or opened before any network work: a local problem is not the connection's.
+      if (options.size <= BURST) data = await Deno.readFile(localPath);
+      else fh = await fs.open(localPath, "r");
+    } catch (err) {
+      throw new ClassifiedError(
+        `Cannot upload "${rel}" to server "${this.#server}": cannot read local file "${localPath}": ${
+          errorMessage(err)
+        }`,
+        classify(err),
+        { cause: err },
+      );
+    }
+    try {
+      const size = await this.#use(options.signal, async (conn) => {
+        const tmp = tempName(full);
+        try {
+          await this.#ensureDir(conn, dir);
+          const send = async (): Promise<{ sent: number; stored?: number }> =>
+            data
+              ? { sent: data.length, stored: await uploadBytes(conn, this.#timeoutMs, data, tmp) }
+              : { sent: await uploadStream(conn, this.#timeoutMs, fh!, tmp, options.signal) };
+          let result;
+          try {
+            result = await send();
+          } catch (err) {
+            if (statusCode(err) !== NO_SUCH_FILE || !conn.dirs.has(dir)) throw err;
+            // Our cached directory was removed behind our back: create it again.
+            conn.dirs.clear();
+            await this.#ensureDir(conn, dir);
+            result = await send();
+          }
+          const sent = result.sent;
+          let stored = result.stored;
+          if (sent !== options.size) {
+            throw new ClassifiedError(
+              `Cannot upload "${rel}" to server "${this.#server}": the local file changed during ` +
+                `the upload (read ${sent} bytes, expected ${options.size})`,
+              "retry",
+            );
+          }
+          if (stored !== sent) {
+            // Asked again after the close was answered (a server that answered the burst's stat
+            // before the close, or an upload that was streamed and not stat'ed yet).
+            stored = (await this.#req<ssh2.Stats>(conn, (cb) => conn.sftp.stat(tmp, cb))).size;
+          }
+          if (stored !== sent) {
+            throw new ClassifiedError(
+              `Cannot upload "${rel}" to server "${this.#server}": the server stored ${stored} ` +
+                `bytes, expected ${sent}`,
+              "retry",
+            );
+          }
+          options.signal.throwIfAborted();
+          await at(this.#rename(conn, tmp, full), () => `cannot rename "${tmp}" to "${full}"`);
+          return sent;
+        } catch (err) {
+          if (conn.alive) await this.#req(conn, (cb) => conn.sftp.unlink(tmp, cb)).catch(() => {});
+          throw err;
+        }
+      });
+      this.#log.debug(`Uploaded "${rel}"`, {
+        bytes: size,
+        ms: Math.round(performance.now() - started),
+      });
+      return { size };
+    } catch (err) {
+      return this.#fail("upload", "to", rel, err);
+    } finally {
+      await fh?.close();
+    }
+  }
+
+  async delete(remotePath: string, options: CallOptions): Promise<void> {
+    const rel = safeRemotePath(remotePath);
+    try {
+      await this.#use(options.signal, async (conn) => {
+        const full = this.#full(rel);
+        try {
+          await this.#req(conn, (cb) => conn.sftp.unlink(full, cb));
+          await this.#pruneParents(conn, rel);
+        } catch (err) {
+          if (statusCode(err) !== NO_SUCH_FILE) {
+            throw annotate(
+              err,
+              (code) =>
+                code === PERMISSION_DENIED
+                  ? `cannot delete "${full}": "${path.posix.dirname(full)}" is not writable`
+                  : `cannot delete "${full}"`,
+            );
+          }
+        }
+      });
+    } catch (err) {
+      this.#fail("delete", "from", rel, err);
+    }
+  }
+
+  async removeDir(remotePath: string, options: CallOptions): Promise<void> {
+    const rel = safeRemotePath(remotePath);
+    try {
+      await this.#use(options.signal, async (conn) => {
+        try {
+          await this.#req(conn, (cb) => conn.sftp.rmdir(this.#full(rel), cb));
+        } catch (err) {
+          if (statusCode(err) !== NO_SUCH_FILE) throw err;
+        }
+      });
+    } catch (err) {
+      this.#fail("delete", "from", rel, err);
+    }
+  }
+
+  async move(from: string, to: string, options: CallOptions): Promise<void> {
+    const a = safeRemotePath(from);
+    const b = safeRemotePath(to);
+    try {
+      await this.#use(options.signal, async (conn) => {
+        const dst = this.#full(b);
+        await this.#ensureDir(conn, path.posix.dirname(dst));
+        const src = this.#full(a);
+        await at(this.#rename(conn, src, dst), () => `cannot rename "${src}" to "${dst}"`);
+        await this.#pruneParents(conn, a);
+      });
+    } catch (err) {
+      this.#fail("move", `to "${b}" on`, a, err);
+    }
+  }
+
+  async stat(remotePath: string, options: CallOptions): Promise<RemoteStat | null> {
+    const rel = safeRemotePath(remotePath);
+    try {
+      return await this.#use(options.signal, async (conn) => {
+        try {
+          const st = await this.#req<ssh2.Stats>(conn, (cb) => conn.sftp.stat(this.#full(rel), cb));
+          if (st.isDirectory()) return null;
+          return { size: st.size, mtimeMs: st.mtime * 1000 };
+        } catch (err) {
+          if (statusCode(err) === NO_SUCH_FILE) return null;
+          throw err;
+        }
+      });
+    } catch (err) {
+      this.#fail("stat", "on", rel, err);
+    }
+  }
+
+  async *list(prefix: string, options: CallOptions): AsyncIterable<{ path: string } & RemoteStat> {
+    const base = prefix.replace(/^\/+|\/+$/g, "") === ""
+      ? (this.#s.root === "" ? "." : this.#s.root)
+      : this.#full(safeRemotePath(prefix));
+    const stack = [base];
+    while (stack.length > 0) {
+      const dir = stack.pop()!;
+      let entries: ssh2.FileEntryWithStats[];
+      try {
+        entries = await this.#use(options.signal, async (conn) => {
+          try {
+            return await this.#req<ssh2.FileEntryWithStats[]>(
+              conn,
+              (cb) => conn.sftp.readdir(dir, cb),
+            );
+          } catch (err) {
+            if (statusCode(err) === NO_SUCH_FILE) return [];
+            throw err;
+          }
+        });
+      } catch (err) {
+        this.#fail("list", "on", dir === "." ? "" : this.#rel(dir), err);
+      }
+      for (const e of entries) {
+        if (e.filename === "." || e.filename === ".." || isTempName(e.filename)) continue;
+        const full = dir === "."
+          ? e.filename
+          : dir === "/"
+          ? "/" + e.filename
+          : `${dir}/${e.filename}`;
+        let attrs = e.attrs;
+        if (attrs.isSymbolicLink()) {
+          const st = await this.#use(
+            options.signal,
+            (conn) => this.#req<ssh2.Stats>(conn, (cb) => conn.sftp.stat(full, cb)),
+          ).catch(() => undefined);
+          if (!st) continue;
+          attrs = st;
+        }
+        if (attrs.isDirectory()) stack.push(full);
+        else if (attrs.isFile()) {
+          yield { path: this.#rel(full), size: attrs.size, mtimeMs: attrs.mtime * 1000 };
+        }
+      }
+    }
+  }
+
+  url(remotePath: string): string {
+    return joinUrl(this.#s.url, safeRemotePath(remotePath));
+  }
+
+  close(): Promise<void> {
+    return this.#pool.close();
+  }
+}
+
+/** Creates the transport from settings `sftp.ts` has validated. */
+export function createSftp(settings: OptionValues, ctx: TransportContext): Transport {
+  const s = settingsFrom(settings);
+  if (s.password) addSecret(s.password);
+  if (s.passphrase) addSecret(s.passphrase);
+  return new Sftp(s, ctx);
+}
