@@ -91,9 +91,28 @@ class SymlinkOrCopy implements Transport, Stater, Lister, Mover {
 
   async put(localPath: string, remotePath: string, options: PutOptions): Promise<PutResult> {
     const dst = this.#abs(remotePath);
-    const tmp = path.join(path.dirname(dst), tempName(path.basename(dst)));
+    const dir = path.dirname(dst);
+    // A missing folder (removed behind the daemon's back, or emptied and pruned by a delete
+    // running at the same time) is created again, once.
+    for (let attempt = 1;; attempt++) {
+      try {
+        return await this.#putOnce(localPath, dst, dir, remotePath, options);
+      } catch (err) {
+        if (attempt > 1 || !isMissingDir(err)) this.#fail("upload", remotePath, err);
+        this.#dirs.delete(dir);
+      }
+    }
+  }
+
+  async #putOnce(
+    localPath: string,
+    dst: string,
+    dir: string,
+    remotePath: string,
+    options: PutOptions,
+  ): Promise<PutResult> {
+    const tmp = path.join(dir, tempName(path.basename(dst)));
     try {
-      const dir = path.dirname(dst);
       if (!this.#dirs.has(dir)) {
         await fs.mkdir(dir, { recursive: true });
         this.#dirs.add(dir);
@@ -130,7 +149,7 @@ class SymlinkOrCopy implements Transport, Stater, Lister, Mover {
       return { size: options.size, ...(md5 ? { md5 } : {}) };
     } catch (err) {
       await fs.rm(tmp, { force: true }).catch(() => {});
-      this.#fail("upload", remotePath, err);
+      throw err;
     }
   }
 
@@ -274,4 +293,11 @@ registerTransport({
 /** Adds the error code (EISDIR, ENOSPC, …) when the message does not name it. */
 function withCode(message: string, code: string | undefined): string {
   return code && !message.includes(code) ? `${code}: ${message}` : message;
+}
+
+/** A write that failed because a folder on its path is gone. */
+function isMissingDir(err: unknown): boolean {
+  if (err instanceof ClassifiedError) return false;
+  const e = err as { code?: string; name?: string };
+  return e.code === "ENOENT" || e.name === "NotFound";
 }
