@@ -106,6 +106,8 @@ interface Walk {
   knownDirs?: Set<string>;
   /** Paths found unsyncable in this walk, with the reason. */
   found: Map<string, string>;
+  /** A walk of part of the source: names elsewhere that share an inode are not visited. */
+  partial?: boolean;
 }
 
 /** Scans sources (whole or in part) against the store. */
@@ -256,7 +258,8 @@ export class Scanner {
         // Deno's own listing: no node:fs Dirent objects, no sorting.
         entries = [...Deno.readDirSync(dir)];
       } catch (e) {
-        if (e instanceof Deno.errors.NotFound) continue; // Removed meanwhile: its parent's scan says so.
+        // Removed or replaced by a file meanwhile: the event of that change rescans it.
+        if (vanished(e)) continue;
         // Unreadable: keep what we know below it rather than delete it remotely.
         const msg = (e as Error).message;
         this.#report.note(
@@ -294,7 +297,10 @@ export class Scanner {
             try {
               st = fs.lstatSync(p, { throwIfNoEntry: false });
             } catch (err) {
+              // The directory was replaced while listed: not a problem of the path, and the
+              // event of that change rescans it; what is stored below it is kept until then.
               blocked = true;
+              if (vanished(err)) break;
               this.#report.note(
                 w.found,
                 dir,
@@ -317,6 +323,7 @@ export class Scanner {
           else this.#report.special(p);
         } catch (err) {
           blocked = true;
+          if (vanished(err)) break; // Replaced while listed, as above.
           this.#report.note(w.found, dir, `cannot examine its entries: ${(err as Error).message}`);
           break;
         }
@@ -329,7 +336,13 @@ export class Scanner {
         this.#flush(w);
         if (this.#yieldDue(w)) await this.#yield(w);
       }
-      if (!blocked) { for (const gone of stored.values()) this.#deleted(w, gone); }
+      if (!blocked) {
+        for (const gone of stored.values()) {
+          this.#deleted(w, gone);
+          // Symlinks elsewhere that published its content are checked too.
+          if (w.partial && !gone.is_dir) this.#otherNames(w, gone.path, new Set([gone.ino]));
+        }
+      }
       this.#flush(w);
       if (this.#yieldDue(w)) await this.#yield(w);
     }
@@ -450,9 +463,10 @@ export class Scanner {
     this.#ensureParents(w, p);
     const before = w.batch.changes.length;
     this.#compare(w, p, this.#rel(w.source, p), st, old, written);
-    if (w.batch.changes.length > before && old && !old.is_dir) {
+    if (w.batch.changes.length > before) {
+      // A new name may be a new hard link written at once: its other names changed too.
       // The old inode too: a file replaced by rename has a new one, its symlinks the old.
-      this.#otherNames(w, p, new Set([st.ino, old.ino]));
+      this.#otherNames(w, p, new Set(old && !old.is_dir ? [st.ino, old.ino] : [st.ino]));
     }
   }
 
@@ -470,14 +484,26 @@ export class Scanner {
       if (seen.has(other.path)) continue;
       seen.add(other.path);
       let st: StatLike | undefined;
+      let link = false;
       try {
         const l = lstatInfo(other.path);
-        st = l?.isFile ? statLike(l) : l?.isSymlink ? this.#stat(w.source, other.path) : undefined;
+        link = l?.isSymlink ?? false;
+        st = l?.isFile ? statLike(l) : link ? this.#stat(w.source, other.path) : undefined;
       } catch {
         continue; // Its directory is not searchable: a scan records that.
       }
       if (st?.isFile()) {
         this.#compare(w, other.path, this.#rel(w.source, other.path), st, other, true);
+      } else if (link && !st) {
+        // A symlink whose target is gone publishes nothing any more. Not gathered for the
+        // delete guard, which keeps what still exists (the link does).
+        w.batch.changes.push({
+          source: w.source,
+          path: other.path,
+          rel: this.#rel(w.source, other.path),
+          event: DELETED,
+        });
+        w.batch.removes.push(other.path);
       }
     }
   }
@@ -532,6 +558,7 @@ export class Scanner {
       changes: 0,
       sinceYield: 0,
       found: new Map(),
+      partial: true,
       // Deletions are judged together with those of other events: see DeleteGuard.
       deferred: { removes: [], changes: [] },
     };
@@ -540,19 +567,26 @@ export class Scanner {
     try {
       lst = fs.lstatSync(p, { throwIfNoEntry: false });
     } catch (e) {
-      // Its directory cannot be searched: the problem is the directory's.
-      const dir = path.dirname(p);
-      this.#report.note(w.found, dir, `cannot examine its entries: ${(e as Error).message}`);
-      this.#report.save(w.source.name, w.found, dir);
-      return 0;
+      // A directory above it is now a file: `p` is gone.
+      if (vanished(e)) lst = undefined;
+      else {
+        // Its directory cannot be searched: the problem is the directory's.
+        const dir = path.dirname(p);
+        this.#report.note(w.found, dir, `cannot examine its entries: ${(e as Error).message}`);
+        this.#report.save(w.source.name, w.found, dir);
+        return 0;
+      }
     }
     const old = this.#o.store.getFile(p);
     if (!lst && !old && isUndecodable(p)) {
       this.#report.note(w.found, p, NON_UTF8);
     } else if (!lst) {
       // Gone; when its parent is gone too, the parent's scan reports it.
-      if (old) this.#deleted(w, old);
-      else {
+      if (old) {
+        this.#deleted(w, old);
+        // Symlinks to it published its content: they are checked too.
+        if (!old.is_dir) this.#otherNames(w, p, new Set([old.ino]));
+      } else {
         const under = this.#o.store.filesUnder(p);
         if (under.length > 0) {
           for (const f of under) {
@@ -607,4 +641,11 @@ export class Scanner {
       }
     }
   }
+}
+
+/** An error saying the path is gone or a directory on it is now a file (changed meanwhile). */
+function vanished(e: unknown): boolean {
+  if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) return true;
+  const code = (e as { code?: string }).code;
+  return code === "ENOENT" || code === "ENOTDIR";
 }
