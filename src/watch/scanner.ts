@@ -233,6 +233,26 @@ export class Scanner {
     return path.relative(root, p).split(path.sep).join("/");
   }
 
+  /**
+   * An entry replaced by one of the other type at the same path: its files
+   * are deleted (judged with the other deletions), but its rows go at once,
+   * in the batch that records the new entry. A deferred removal would take
+   * the new rows at and below the path with it.
+   */
+  #replaced(w: Walk, row: FileRow) {
+    const target = w.deferred ?? w.batch;
+    const files = row.is_dir ? this.#o.store.filesUnder(row.path) : [row];
+    for (const f of files) {
+      target.changes.push({
+        source: w.source,
+        path: f.path,
+        rel: this.#rel(w.source, f.path),
+        event: DELETED,
+      });
+    }
+    w.batch.removes.push(row.path);
+  }
+
   #deleted(w: Walk, row: FileRow) {
     const target = w.deferred ?? w.batch;
     const files = row.is_dir ? this.#o.store.filesUnder(row.path) : [row];
@@ -309,7 +329,7 @@ export class Scanner {
               break;
             }
             if (!st) continue;
-            if (old) this.#deleted(w, old);
+            if (old) this.#replaced(w, old);
             w.batch.puts.push(this.#row(w.source, p, st, true));
           }
           stack.push(p);
@@ -525,7 +545,7 @@ export class Scanner {
     const source = w.source;
     const row = this.#row(source, p, st, false);
     if (!old || old.is_dir) {
-      if (old) this.#deleted(w, old);
+      if (old) this.#replaced(w, old);
       w.batch.puts.push(row);
       w.batch.changes.push({ source, path: p, rel, event: CREATED, size: st.size });
     } else if (
@@ -604,7 +624,7 @@ export class Scanner {
       if (this.#ignore.isIgnoredDirName(path.basename(p))) return 0;
       this.#ensureParents(w, p);
       if (!old || !old.is_dir) {
-        if (old) this.#deleted(w, old);
+        if (old) this.#replaced(w, old);
         w.batch.puts.push(this.#row(source, p, lst, true));
       }
       await this.#walk(w, p);
