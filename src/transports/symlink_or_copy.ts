@@ -144,8 +144,15 @@ class SymlinkOrCopy implements Transport, Stater, Lister, Mover {
         );
       }
       options.signal.throwIfAborted();
-      if (small) Deno.renameSync(tmp, dst);
-      else await fs.rename(tmp, dst);
+      try {
+        if (small) Deno.renameSync(tmp, dst);
+        else await fs.rename(tmp, dst);
+      } catch (err) {
+        // An empty directory where the file goes (left by a file replaced by a directory
+        // and back, while its last file's delete is under way) holds nothing: replace it.
+        if (!(await fs.rmdir(dst).then(() => true, () => false))) throw err;
+        await fs.rename(tmp, dst);
+      }
       return { size: options.size, ...(md5 ? { md5 } : {}) };
     } catch (err) {
       await fs.rm(tmp, { force: true }).catch(() => {});
@@ -158,6 +165,8 @@ class SymlinkOrCopy implements Transport, Stater, Lister, Mover {
     try {
       await fs.rm(dst, { force: true });
     } catch (err) {
+      // A directory there now (the file was replaced by one): the file is gone already.
+      if ((await fs.lstat(dst).catch(() => undefined))?.isDirectory()) return;
       this.#fail("delete", remotePath, err);
     }
     await this.#pruneParents(dst);
