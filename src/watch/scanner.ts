@@ -253,6 +253,21 @@ export class Scanner {
     w.batch.removes.push(row.path);
   }
 
+  /**
+   * A stored file whose path now holds something that publishes nothing (a
+   * broken symlink, a link out of the source, a FIFO): deleted at once. Not
+   * gathered for the delete guard, which keeps what still exists.
+   */
+  #unpublished(w: Walk, row: FileRow) {
+    w.batch.changes.push({
+      source: w.source,
+      path: row.path,
+      rel: this.#rel(w.source, row.path),
+      event: DELETED,
+    });
+    w.batch.removes.push(row.path);
+  }
+
   #deleted(w: Walk, row: FileRow) {
     const target = w.deferred ?? w.batch;
     const files = row.is_dir ? this.#o.store.filesUnder(row.path) : [row];
@@ -348,7 +363,8 @@ export class Scanner {
           break;
         }
         if (!st || !st.isFile()) {
-          if (old) this.#deleted(w, old);
+          if (old?.is_dir) this.#deleted(w, old);
+          else if (old) this.#unpublished(w, old);
           continue;
         }
         w.files++;
@@ -515,15 +531,8 @@ export class Scanner {
       if (st?.isFile()) {
         this.#compare(w, other.path, this.#rel(w.source, other.path), st, other, true);
       } else if (link && !st) {
-        // A symlink whose target is gone publishes nothing any more. Not gathered for the
-        // delete guard, which keeps what still exists (the link does).
-        w.batch.changes.push({
-          source: w.source,
-          path: other.path,
-          rel: this.#rel(w.source, other.path),
-          event: DELETED,
-        });
-        w.batch.removes.push(other.path);
+        // A symlink whose target is gone publishes nothing any more.
+        this.#unpublished(w, other);
       }
     }
   }
@@ -632,7 +641,8 @@ export class Scanner {
       if (!lst.isFile() && !lst.isSymbolicLink()) this.#report.special(p);
       const st = lst.isFile() ? lst : lst.isSymbolicLink() ? this.#stat(source, p) : undefined;
       if (!st) {
-        if (old) this.#deleted(w, old);
+        if (old?.is_dir) this.#deleted(w, old);
+        else if (old) this.#unpublished(w, old);
       } else this.#fileChange(w, p, st, old, written);
     }
     this.#flush(w, true);
