@@ -15,7 +15,7 @@ import { Daemon } from "../pipeline/daemon.ts";
 import { dataDirFor } from "../pipeline/paths.ts";
 import { rebuildState } from "../pipeline/rebuild.ts";
 import { Store } from "../store/store.ts";
-import { statusReport, unsyncable } from "../ops/status_report.ts";
+import { statusReport, unsynced } from "../ops/status_report.ts";
 import { missingDatabase } from "../store/db.ts";
 import { StateError } from "../store/integrity.ts";
 import { VERSION } from "../version.ts";
@@ -148,13 +148,19 @@ function program(): Command {
         logger("daemon").info(
           `Done: ${summary.synced} synced, ${summary.deleted} deleted, ${summary.failed} failed, ${summary.skipped} unchanged`,
         );
-        const unsynced = opts.once ? unsyncable(daemon.dataDir) : 0;
-        if (unsynced > 0) {
+        if (!opts.once) return;
+        const left = unsynced(daemon.dataDir);
+        if (left.problems > 0) {
           logger("daemon").error(
-            `${unsynced} source path(s) cannot be synced; "fileconveyor status" lists them with the reason`,
+            `${left.problems} source path(s) cannot be synced; "fileconveyor status" lists them with the reason`,
           );
         }
-        if (opts.once && (summary.failed > 0 || unsynced > 0)) throw new Exit(1);
+        if (left.failures > 0 && summary.failed === 0) {
+          logger("daemon").error(
+            `Files are still listed as failed or retrying; "fileconveyor status" lists them with the reason`,
+          );
+        }
+        if (summary.failed > 0 || left.failures > 0 || left.problems > 0) throw new Exit(1);
       } finally {
         for (const s of signals) Deno.removeSignalListener(s, stop);
         if (Deno.build.os !== "windows") Deno.removeSignalListener("SIGHUP", reload);

@@ -142,11 +142,16 @@ function problemsOf(store: Store): StatusReport["problems"] {
   }
 }
 
-/** How many source paths could not be synced (`sync --once` exits 1 when any). */
-export function unsyncable(dataDir: string): number {
+/**
+ * What is left unsynced in a data directory, as `status` lists it: failed or
+ * retrying jobs, and source paths that cannot be synced. `sync --once` exits
+ * 1 when either is non-zero, so its exit code never contradicts `status`.
+ */
+export function unsynced(dataDir: string): { failures: number; problems: number } {
   const store = new Store(dataDir, { readOnly: true });
   try {
-    return problemsOf(store).length;
+    const failures = store.failedJobs(1).length + store.retryingJobs(1).length;
+    return { failures, problems: problemsOf(store).length };
   } finally {
     store.close();
   }

@@ -91,9 +91,28 @@ class SymlinkOrCopy implements Transport, Stater, Lister, Mover {
 
   async put(localPath: string, remotePath: string, options: PutOptions): Promise<PutResult> {
     const dst = this.#abs(remotePath);
-    const tmp = path.join(path.dirname(dst), tempName(path.basename(dst)));
+    const dir = path.dirname(dst);
+    // A missing folder (removed behind the daemon's back, or emptied and pruned by a delete
+    // running at the same time) is created again, once.
+    for (let attempt = 1;; attempt++) {
+      try {
+        return await this.#putOnce(localPath, dst, dir, remotePath, options);
+      } catch (err) {
+        if (attempt > 1 || !isMissingDir(err)) this.#fail("upload", remotePath, err);
+        this.#dirs.delete(dir);
+      }
+    }
+  }
+
+  async #putOnce(
+    localPath: string,
+    dst: string,
+    dir: string,
+    remotePath: string,
+    options: PutOptions,
+  ): Promise<PutResult> {
+    const tmp = path.join(dir, tempName(path.basename(dst)));
     try {
-      const dir = path.dirname(dst);
       if (!this.#dirs.has(dir)) {
         await fs.mkdir(dir, { recursive: true });
         this.#dirs.add(dir);
@@ -125,17 +144,19 @@ class SymlinkOrCopy implements Transport, Stater, Lister, Mover {
         );
       }
       options.signal.throwIfAborted();
-      if (small) Deno.renameSync(tmp, dst);
-      else await fs.rename(tmp, dst);
+      try {
+        if (small) Deno.renameSync(tmp, dst);
+        else await fs.rename(tmp, dst);
+      } catch (err) {
+        // An empty directory where the file goes (left by a file replaced by a directory
+        // and back, while its last file's delete is under way) holds nothing: replace it.
+        if (!(await fs.rmdir(dst).then(() => true, () => false))) throw err;
+        await fs.rename(tmp, dst);
+      }
       return { size: options.size, ...(md5 ? { md5 } : {}) };
     } catch (err) {
       await fs.rm(tmp, { force: true }).catch(() => {});
-      // A folder we created was removed behind our back (rm -r at the destination): create it again.
-      const dir = path.dirname(dst);
-      if (isNotFound(err) && this.#dirs.delete(dir) && isNotFound(lstatError(dir))) {
-        return await this.put(localPath, remotePath, options);
-      }
-      this.#fail("upload", remotePath, err);
+      throw err;
     }
   }
 
@@ -144,6 +165,8 @@ class SymlinkOrCopy implements Transport, Stater, Lister, Mover {
     try {
       await fs.rm(dst, { force: true });
     } catch (err) {
+      // A directory there now (the file was replaced by one): the file is gone already.
+      if ((await fs.lstat(dst).catch(() => undefined))?.isDirectory()) return;
       this.#fail("delete", remotePath, err);
     }
     await this.#pruneParents(dst);
@@ -281,15 +304,9 @@ function withCode(message: string, code: string | undefined): string {
   return code && !message.includes(code) ? `${code}: ${message}` : message;
 }
 
-function isNotFound(err: unknown): boolean {
-  return err instanceof Deno.errors.NotFound || (err as { code?: string })?.code === "ENOENT";
-}
-
-function lstatError(p: string): unknown {
-  try {
-    Deno.lstatSync(p);
-    return undefined;
-  } catch (e) {
-    return e;
-  }
+/** A write that failed because a folder on its path is gone. */
+function isMissingDir(err: unknown): boolean {
+  if (err instanceof ClassifiedError) return false;
+  const e = err as { code?: string; name?: string };
+  return e.code === "ENOENT" || e.name === "NotFound";
 }

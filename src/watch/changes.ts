@@ -52,6 +52,8 @@ export interface Walk {
   knownDirs?: Set<string>;
   /** Paths found unsyncable in this walk, with the reason. */
   found: Map<string, string>;
+  /** A walk of part of the source: names elsewhere that share an inode are not visited. */
+  partial?: boolean;
 }
 
 /** The store row for a file or directory as just stat'ed. */
@@ -83,7 +85,7 @@ export function relPath(source: Source, p: string): string {
  * Compares one regular file with its stored row: created, modified (stat
  * differs), or to be compared by content (a write was seen, or the stored
  * stat is racy: see {@linkcode RACY_MS}). A racy row is recorded again, so
- * it stops being racy once the file is older than its record. `deleted`
+ * it stops being racy once the file is older than its record. `replaced`
  * records the stored directory a file replaces.
  */
 export function compareFile(
@@ -93,12 +95,12 @@ export function compareFile(
   st: StatLike,
   old: FileRow | undefined,
   written: boolean,
-  deleted: (w: Walk, row: FileRow) => void,
+  replaced: (w: Walk, row: FileRow) => void,
 ): void {
   const source = w.source;
   const row = fileRow(source, p, st, false);
   if (!old || old.is_dir) {
-    if (old) deleted(w, old);
+    if (old) replaced(w, old);
     w.batch.puts.push(row);
     w.batch.changes.push({ source, path: p, rel, event: CREATED, size: st.size });
   } else if (

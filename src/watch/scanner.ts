@@ -74,8 +74,8 @@ export class Scanner {
   readonly #ignore: IgnoreMatcher;
   readonly #report: ProblemLog;
   readonly #guard: DeleteGuard;
-  /** Records a stored row as deleted (bound once: called per file in a walk). */
-  readonly #onDeleted = (w: Walk, row: FileRow): void => this.#deleted(w, row);
+  /** Records a stored row as replaced (bound once: called per file in a walk). */
+  readonly #onReplaced = (w: Walk, row: FileRow): void => this.#replaced(w, row);
 
   constructor(options: ScannerOptions) {
     this.#o = options;
@@ -170,6 +170,41 @@ export class Scanner {
     }
   }
 
+  /**
+   * An entry replaced by one of the other type at the same path: its files
+   * are deleted (judged with the other deletions), but its rows go at once,
+   * in the batch that records the new entry. A deferred removal would take
+   * the new rows at and below the path with it.
+   */
+  #replaced(w: Walk, row: FileRow) {
+    const target = w.deferred ?? w.batch;
+    const files = row.is_dir ? this.#o.store.filesUnder(row.path) : [row];
+    for (const f of files) {
+      target.changes.push({
+        source: w.source,
+        path: f.path,
+        rel: relPath(w.source, f.path),
+        event: DELETED,
+      });
+    }
+    w.batch.removes.push(row.path);
+  }
+
+  /**
+   * A stored file whose path now holds something that publishes nothing (a
+   * broken symlink, a link out of the source, a FIFO): deleted at once. Not
+   * gathered for the delete guard, which keeps what still exists.
+   */
+  #unpublished(w: Walk, row: FileRow) {
+    w.batch.changes.push({
+      source: w.source,
+      path: row.path,
+      rel: relPath(w.source, row.path),
+      event: DELETED,
+    });
+    w.batch.removes.push(row.path);
+  }
+
   #deleted(w: Walk, row: FileRow) {
     const target = w.deferred ?? w.batch;
     const files = row.is_dir ? this.#o.store.filesUnder(row.path) : [row];
@@ -195,7 +230,8 @@ export class Scanner {
         // Deno's own listing: no node:fs Dirent objects, no sorting.
         entries = [...Deno.readDirSync(dir)];
       } catch (e) {
-        if (e instanceof Deno.errors.NotFound) continue; // Removed meanwhile: its parent's scan says so.
+        // Removed or replaced by a file meanwhile: the event of that change rescans it.
+        if (vanished(e)) continue;
         // Unreadable: keep what we know below it rather than delete it remotely.
         const msg = (e as Error).message;
         this.#report.note(
@@ -233,7 +269,10 @@ export class Scanner {
             try {
               st = fs.lstatSync(p, { throwIfNoEntry: false });
             } catch (err) {
+              // The directory was replaced while listed: not a problem of the path, and the
+              // event of that change rescans it; what is stored below it is kept until then.
               blocked = true;
+              if (vanished(err)) break;
               this.#report.note(
                 w.found,
                 dir,
@@ -242,7 +281,7 @@ export class Scanner {
               break;
             }
             if (!st) continue;
-            if (old) this.#deleted(w, old);
+            if (old) this.#replaced(w, old);
             w.batch.puts.push(fileRow(w.source, p, st, true));
           }
           stack.push(p);
@@ -256,19 +295,27 @@ export class Scanner {
           else this.#report.special(p);
         } catch (err) {
           blocked = true;
+          if (vanished(err)) break; // Replaced while listed, as above.
           this.#report.note(w.found, dir, `cannot examine its entries: ${(err as Error).message}`);
           break;
         }
         if (!st || !st.isFile()) {
-          if (old) this.#deleted(w, old);
+          if (old?.is_dir) this.#deleted(w, old);
+          else if (old) this.#unpublished(w, old);
           continue;
         }
         w.files++;
-        compareFile(w, p, rel, st, old, false, this.#onDeleted);
+        compareFile(w, p, rel, st, old, false, this.#onReplaced);
         this.#flush(w);
         if (this.#yieldDue(w)) await this.#yield(w);
       }
-      if (!blocked) { for (const gone of stored.values()) this.#deleted(w, gone); }
+      if (!blocked) {
+        for (const gone of stored.values()) {
+          this.#deleted(w, gone);
+          // Symlinks elsewhere that published its content are checked too.
+          if (w.partial && !gone.is_dir) this.#otherNames(w, gone.path, new Set([gone.ino]));
+        }
+      }
       this.#flush(w);
       if (this.#yieldDue(w)) await this.#yield(w);
     }
@@ -388,10 +435,11 @@ export class Scanner {
   #fileChange(w: Walk, p: string, st: StatLike, old: FileRow | undefined, written: boolean) {
     this.#ensureParents(w, p);
     const before = w.batch.changes.length;
-    compareFile(w, p, relPath(w.source, p), st, old, written, this.#onDeleted);
-    if (w.batch.changes.length > before && old && !old.is_dir) {
+    compareFile(w, p, relPath(w.source, p), st, old, written, this.#onReplaced);
+    if (w.batch.changes.length > before) {
+      // A new name may be a new hard link written at once: its other names changed too.
       // The old inode too: a file replaced by rename has a new one, its symlinks the old.
-      this.#otherNames(w, p, new Set([st.ino, old.ino]));
+      this.#otherNames(w, p, new Set(old && !old.is_dir ? [st.ino, old.ino] : [st.ino]));
     }
   }
 
@@ -409,9 +457,11 @@ export class Scanner {
       if (seen.has(other.path)) continue;
       seen.add(other.path);
       let st: StatLike | undefined;
+      let link = false;
       try {
         const l = lstatInfo(other.path);
-        st = l?.isFile ? statLike(l) : l?.isSymlink ? this.#stat(w.source, other.path) : undefined;
+        link = l?.isSymlink ?? false;
+        st = l?.isFile ? statLike(l) : link ? this.#stat(w.source, other.path) : undefined;
       } catch {
         continue; // Its directory is not searchable: a scan records that.
       }
@@ -423,8 +473,11 @@ export class Scanner {
           st,
           other,
           true,
-          this.#onDeleted,
+          this.#onReplaced,
         );
+      } else if (link && !st) {
+        // A symlink whose target is gone publishes nothing any more.
+        this.#unpublished(w, other);
       }
     }
   }
@@ -445,6 +498,7 @@ export class Scanner {
       changes: 0,
       sinceYield: 0,
       found: new Map(),
+      partial: true,
       // Deletions are judged together with those of other events: see DeleteGuard.
       deferred: { removes: [], changes: [] },
     };
@@ -453,19 +507,26 @@ export class Scanner {
     try {
       lst = fs.lstatSync(p, { throwIfNoEntry: false });
     } catch (e) {
-      // Its directory cannot be searched: the problem is the directory's.
-      const dir = path.dirname(p);
-      this.#report.note(w.found, dir, `cannot examine its entries: ${(e as Error).message}`);
-      this.#report.save(w.source.name, w.found, dir);
-      return 0;
+      // A directory above it is now a file: `p` is gone.
+      if (vanished(e)) lst = undefined;
+      else {
+        // Its directory cannot be searched: the problem is the directory's.
+        const dir = path.dirname(p);
+        this.#report.note(w.found, dir, `cannot examine its entries: ${(e as Error).message}`);
+        this.#report.save(w.source.name, w.found, dir);
+        return 0;
+      }
     }
     const old = this.#o.store.getFile(p);
     if (!lst && !old && isUndecodable(p)) {
       this.#report.note(w.found, p, NON_UTF8);
     } else if (!lst) {
       // Gone; when its parent is gone too, the parent's scan reports it.
-      if (old) this.#deleted(w, old);
-      else {
+      if (old) {
+        this.#deleted(w, old);
+        // Symlinks to it published its content: they are checked too.
+        if (!old.is_dir) this.#otherNames(w, p, new Set([old.ino]));
+      } else {
         const under = this.#o.store.filesUnder(p);
         if (under.length > 0) {
           for (const f of under) {
@@ -483,7 +544,7 @@ export class Scanner {
       if (this.#ignore.isIgnoredDirName(path.basename(p))) return 0;
       this.#ensureParents(w, p);
       if (!old || !old.is_dir) {
-        if (old) this.#deleted(w, old);
+        if (old) this.#replaced(w, old);
         w.batch.puts.push(fileRow(source, p, lst, true));
       }
       await this.#walk(w, p);
@@ -491,7 +552,8 @@ export class Scanner {
       if (!lst.isFile() && !lst.isSymbolicLink()) this.#report.special(p);
       const st = lst.isFile() ? lst : lst.isSymbolicLink() ? this.#stat(source, p) : undefined;
       if (!st) {
-        if (old) this.#deleted(w, old);
+        if (old?.is_dir) this.#deleted(w, old);
+        else if (old) this.#unpublished(w, old);
       } else this.#fileChange(w, p, st, old, written);
     }
     this.#flush(w, true);
@@ -520,4 +582,11 @@ export class Scanner {
       }
     }
   }
+}
+
+/** An error saying the path is gone or a directory on it is now a file (changed meanwhile). */
+function vanished(e: unknown): boolean {
+  if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) return true;
+  const code = (e as { code?: string }).code;
+  return code === "ENOENT" || code === "ENOTDIR";
 }

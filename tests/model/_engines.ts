@@ -9,6 +9,7 @@
  */
 import { Daemon, loadConfig, main } from "../../mod.ts";
 import { configureLog } from "../../src/log.ts";
+import { unsynced } from "../../src/ops/status_report.ts";
 import { NO_DAC, type Proc, run, start } from "../reliability/_util.ts";
 
 /** A failure as `status --json` lists it. */
@@ -64,11 +65,19 @@ export async function runMain(args: string[]): Promise<{ code: number; out: stri
 
 let mainTurn: Promise<void> = Promise.resolve();
 
-/** The failures `status --json` lists. */
+/**
+ * What `status --json` reports as not synced: its `failures`, and its
+ * `problems` (source paths that cannot be synced, with the reason) as
+ * failures of that path.
+ */
 async function statusFailures(config: string): Promise<Failure[]> {
   const r = await runMain(["status", "--config", config, "--json"]);
   if (r.code !== 0) throw new Error(`status --json exited ${r.code}: ${r.out.slice(-2000)}`);
-  return (JSON.parse(r.out) as { failures: Failure[] }).failures;
+  const s = JSON.parse(r.out) as {
+    failures: Failure[];
+    problems: { path: string; reason: string }[];
+  };
+  return [...s.failures, ...s.problems.map((p) => ({ file: p.path, error: p.reason }))];
 }
 
 /** `verify --repair`; returns a problem to report, or "". */
@@ -165,7 +174,9 @@ export class InProcessEngine implements Engine {
       d.stop();
       return { failed: true, problem: "a --once run did not finish within 30 s" };
     }
-    return { failed: s.failed > 0, problem: "" };
+    // The exit decision of `sync --once`.
+    const left = unsynced(d.dataDir);
+    return { failed: s.failed > 0 || left.failures > 0 || left.problems > 0, problem: "" };
   }
 
   async idle(): Promise<boolean> {

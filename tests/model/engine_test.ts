@@ -40,39 +40,31 @@ import { MINIMAL } from "./_minimal.ts";
  */
 export const KNOWN_BROKEN: Partial<Record<OpClass, { drivers: Driver[]; why: string }>> = {
   "type-change": {
-    drivers: ["once", "watch", "cli"],
-    why: "a directory replaced by a file: the upload fails with EISDIR while the old directory " +
-      "is still at the destination, and the failure stays listed",
-  },
-  "non-utf8": {
-    drivers: ["once", "watch", "cli"],
-    why: "names that are not UTF-8 are neither synced nor reported in status",
-  },
-  racy: {
-    drivers: ["once", "watch", "cli"],
-    why: "a same-size rewrite with the old mtime restored is never seen by a scan (in the " +
-      "same second as the recorded change time); watch mode misses it across a restart",
+    drivers: ["once", "watch"],
+    why: "a file replaced by a directory while the delete of the old file runs at the same " +
+      "time: an upload below it fails with ENOTDIR or EEXIST (mkdir where the old file still " +
+      "is; the conflict check finds the old file's row already deleted) and, with " +
+      "retryFailAfter=1, stays listed as failed (watch: FC_MODEL_SEED=4 FC_MODEL_INDEX=0; " +
+      "once: default seed, FC_MODEL_INDEX=37)",
   },
   "dst-removed": {
-    drivers: ["watch", "cli"],
-    why: "after a destination folder is removed, uploads into it fail with ENOENT for as long " +
-      "as the daemon runs (it remembers the folder as created)",
-  },
-  perm: {
-    drivers: ["cli"],
-    why: "a file in a directory the daemon cannot read is neither synced nor reported",
-  },
-  special: {
-    drivers: ["watch", "cli"],
-    why: "a FIFO blocks the OS watcher's thread (it opens the FIFO); nothing syncs afterwards",
-  },
-  hardlink: {
-    drivers: ["watch", "cli"],
-    why: "a change through one hard link leaves the destination of the other name stale",
+    drivers: ["watch"],
+    why: "a destination folder removed while the daemon is stopped, then `verify --repair` run " +
+      "while it watches and deletes below that folder: a file in the folder is sometimes " +
+      "left missing and unreported (default seed, FC_MODEL_INDEX=12)",
   },
   symlink: {
-    drivers: ["watch", "cli"],
-    why: "a change to the target of a symlink leaves the destination of the link stale",
+    drivers: ["watch"],
+    why: "a file replaced by a symlink to itself (a loop) sometimes gets no watcher event at " +
+      "all (no scan of the path is logged), so the destination keeps the old file until a " +
+      "restart or rescan (e.g. FC_MODEL_SEED=3 FC_MODEL_INDEX=3)",
+  },
+  special: {
+    drivers: ["watch"],
+    why: "in-process only: Deno's one watcher thread per process blocks opening a FIFO (the " +
+      "daemon notices and polls), and stays blocked after the sequence ends (a deleted FIFO " +
+      "cannot be released), so later sequences' watchers in the same test process hang; a " +
+      "real daemon is its own process (the cli driver runs this class)",
   },
 };
 
@@ -84,8 +76,8 @@ const BASE_SEED = Number(
 
 /** Sequences and their length per driver: [CI, long]. */
 const PLAN: Record<Driver, { runs: [number, number]; length: [number, number] }> = {
-  once: { runs: [80, 2000], length: [6, 30] },
-  watch: { runs: [60, 1000], length: [6, 30] },
+  once: { runs: [50, 2000], length: [6, 30] },
+  watch: { runs: [40, 1000], length: [6, 30] },
   cli: { runs: [2, 60], length: [5, 30] },
 };
 

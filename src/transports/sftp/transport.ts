@@ -280,8 +280,9 @@ class Sftp implements Transport, Stater, Lister, Mover, DirRemover {
           try {
             result = await send();
           } catch (err) {
-            if (statusCode(err) !== NO_SUCH_FILE || !conn.dirs.has(dir)) throw err;
-            // Our cached directory was removed behind our back: create it again.
+            if (statusCode(err) !== NO_SUCH_FILE) throw err;
+            // The directory was removed behind our back (or emptied and pruned by a delete
+            // on another connection since it was checked): create it again, once.
             conn.dirs.clear();
             await this.#ensureDir(conn, dir);
             result = await send();
