@@ -116,7 +116,7 @@ export const SETTINGS_SPEC: readonly OptionSpec[] = [
     min: 1,
     default: "5",
     help:
-      "Attempts after which a file is reported as failed (it is still retried at the longest delay)",
+      "Attempts after which a file is reported as failed; it is retried when it changes, at a start or reload, when its server recovers, or by `fileconveyor retry`",
   },
   {
     name: "rescanInterval",
