@@ -1,0 +1,128 @@
+/**
+ * The shared store: state that several fileconveyor nodes (web nodes of one
+ * site) share through a database server the site already runs — PostgreSQL
+ * or MariaDB/MySQL — or, for one machine and for tests, an SQLite file.
+ *
+ * Each node keeps its own embedded SQLite store (its source trees, its
+ * durable queue, its outbox); the shared store holds only what the fleet
+ * must agree on:
+ * - `synced_files`: the record of what is synced where, with the original's
+ *   columns (`input_file`, `transported_file_basename`, `url`, `server`) so a
+ *   web app on any node finds every URL, plus the columns below;
+ * - leases: which node is uploading a file to a destination right now;
+ * - nodes: who is alive (heartbeat), with their queue sizes;
+ * - server health and recent transfers, for `status` on any node.
+ *
+ * Every method is asynchronous (a network round trip) and may throw a
+ * `StoreUnavailable` error when the database cannot be reached; callers
+ * keep their work in the local store and try again later.
+ *
+ * @module
+ */
+
+/** One destination of one file: the key of a record and of a lease. */
+export interface SharedKey {
+  /** Absolute path of the source file (same meaning as the original's column). */
+  input_file: string;
+  server: string;
+  /** Destination name inside the rule (the rule's label); "" when the rule has one destination. */
+  dest: string;
+}
+
+/** What is synced of one file at one destination, as the fleet sees it. */
+export interface SharedRecord extends SharedKey {
+  transported_file_basename: string;
+  url: string;
+  remote_path: string;
+  /**
+   * Identity of the source content that was uploaded, e.g.
+   * `size:mtime_ms:md5`; nodes watching one shared folder compare it to
+   * decide that a file is already done.
+   */
+  fingerprint: string;
+  /** The node that uploaded it. */
+  node: string;
+  /** ms since the epoch. */
+  synced_at: number;
+}
+
+/** Result of {@linkcode SharedStore.claim}. */
+export type Claim =
+  /** This node holds the lease until `until` (ms since the epoch): upload, then publish. */
+  | { kind: "mine"; until: number }
+  /** A record with the same fingerprint exists: nothing to upload. */
+  | { kind: "done"; record: SharedRecord }
+  /** Another live node holds the lease; ask again after `until`. */
+  | { kind: "busy"; node: string; until: number };
+
+/** A node of the fleet, as its last heartbeat described it. */
+export interface NodeRow {
+  node: string;
+  started_at: number;
+  heartbeat_at: number;
+  queued: number;
+  failed: number;
+  version: string;
+}
+
+/** One change of the shared record, for followers (each node's web DB). */
+export interface RecordChange {
+  /** Strictly increasing position in the change feed. */
+  seq: number;
+  key: SharedKey;
+  /** The record now, or `undefined` when it was removed. */
+  record?: SharedRecord;
+}
+
+/** Health of one server as the fleet last saw it. */
+export interface SharedServerHealth {
+  server: string;
+  node: string;
+  failing_since: number | null;
+  last_error: string | null;
+  last_ok: number | null;
+  updated_at: number;
+}
+
+/** The contract every shared store implementation satisfies (see the conformance suite). */
+export interface SharedStore {
+  readonly kind: "sqlite" | "postgres" | "mysql";
+  /** This daemon's node name. */
+  readonly node: string;
+  /** Creates or migrates the schema (versioned, under one migration lock); idempotent. */
+  migrate(): Promise<void>;
+  /** Records that this node is alive, with its queue sizes. */
+  heartbeat(info: { queued: number; failed: number; now: number; version: string }): Promise<void>;
+  /** Every node that ever sent a heartbeat, newest first. */
+  nodes(): Promise<NodeRow[]>;
+  /**
+   * Claims the upload of `key` for this node. "done" when the record holds
+   * `fingerprint` already; "busy" when another node's lease is still live;
+   * otherwise takes (or renews, or takes over an expired) lease of `leaseMs`.
+   * Claiming is atomic: of several nodes claiming at once exactly one gets "mine".
+   */
+  claim(key: SharedKey, fingerprint: string, now: number, leaseMs: number): Promise<Claim>;
+  /** Extends this node's lease; false when the lease was lost (taken over). */
+  renew(key: SharedKey, now: number, leaseMs: number): Promise<boolean>;
+  /** Drops this node's lease on `key` (after a failed upload). */
+  release(key: SharedKey): Promise<void>;
+  /** Releases the leases of nodes silent for `deadAfterMs`; returns how many. */
+  releaseDead(now: number, deadAfterMs: number): Promise<number>;
+  /**
+   * Upserts records (idempotent: publishing the same record twice leaves one
+   * row) and drops this node's leases on their keys, in one transaction.
+   */
+  publish(records: readonly SharedRecord[]): Promise<void>;
+  /** Removes records (after their remote delete); idempotent. */
+  unpublish(keys: readonly SharedKey[]): Promise<void>;
+  /** One record, or undefined. */
+  get(key: SharedKey): Promise<SharedRecord | undefined>;
+  /** The URL of a file (any destination, or `server`'s). */
+  urlFor(inputFile: string, server?: string): Promise<string | undefined>;
+  /** Changes of the record after `cursor` (0: from the start), oldest first, at most `limit`. */
+  changesSince(cursor: number, limit: number): Promise<RecordChange[]>;
+  /** Notes a server's health as this node sees it. */
+  putServerHealth(row: SharedServerHealth): Promise<void>;
+  serverHealth(): Promise<SharedServerHealth[]>;
+  close(): Promise<void>;
+}
