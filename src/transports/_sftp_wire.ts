@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { Buffer } from "node:buffer";
 import process from "node:process";
 import type * as net from "node:net";
 
@@ -30,4 +31,88 @@ export function coalesceWrites(sock: net.Socket): void {
     }
     return write(...args);
   }) as typeof sock.write;
+}
+
+/** The part of ssh2's internal protocol object that sends channel messages. */
+interface ChannelSender {
+  channelData(chan: number, data: Buffer | string): void;
+  channelEOF(chan: number): void;
+  channelClose(chan: number): void;
+}
+
+/** The part of ssh2's SFTP session that names its channel and protocol. */
+interface SftpInternals {
+  _protocol?: ChannelSender;
+  outgoing?: { id?: number; packetSize?: number };
+}
+
+/**
+ * Packs the SFTP requests issued within one tick into as few SSH packets as
+ * the peer's maximum packet size allows. ssh2 sends every SFTP request as its
+ * own CHANNEL_DATA packet, and each packet costs an encryption and a MAC
+ * (about as much as the request's other client work); SFTP is a byte stream
+ * inside the channel, so request boundaries need not match packet
+ * boundaries. Flow control is unchanged: ssh2 has already charged each
+ * request to the channel window. The channel's EOF and close are sent after
+ * the pending data, never before. Returns false (and changes nothing) when
+ * the session does not expose what this needs (another ssh2 version).
+ */
+export function coalesceChannelData(sftp: unknown): boolean {
+  const s = sftp as SftpInternals;
+  const proto = s._protocol;
+  const out = s.outgoing;
+  if (
+    !proto || !out || typeof out.id !== "number" || typeof out.packetSize !== "number" ||
+    typeof proto.channelData !== "function" || typeof proto.channelEOF !== "function" ||
+    typeof proto.channelClose !== "function"
+  ) {
+    return false;
+  }
+  const data = proto.channelData.bind(proto);
+  const eof = proto.channelEOF.bind(proto);
+  const close = proto.channelClose.bind(proto);
+  const id = out.id;
+  let pending: Buffer[] = [];
+  let pendingLen = 0;
+  let scheduled = false;
+  const flush = () => {
+    if (pending.length === 0) return;
+    const parts = pending;
+    const len = pendingLen;
+    pending = [];
+    pendingLen = 0;
+    data(id, parts.length === 1 ? parts[0]! : Buffer.concat(parts, len));
+  };
+  const onTick = () => {
+    scheduled = false;
+    try {
+      flush();
+    } catch {
+      // The connection broke meanwhile: its requests fail through its close.
+    }
+  };
+  proto.channelData = (chan, payload) => {
+    if (chan !== id || typeof payload === "string") {
+      if (chan === id) flush();
+      data(chan, payload);
+      return;
+    }
+    const max = out.packetSize ?? 0;
+    if (pendingLen > 0 && pendingLen + payload.length > max) flush();
+    pending.push(payload);
+    pendingLen += payload.length;
+    if (!scheduled) {
+      scheduled = true;
+      process.nextTick(onTick);
+    }
+  };
+  proto.channelEOF = (chan) => {
+    if (chan === id) flush();
+    eof(chan);
+  };
+  proto.channelClose = (chan) => {
+    if (chan === id) flush();
+    close(chan);
+  };
+  return true;
 }

@@ -24,7 +24,7 @@
 // that registering the transport (every start of the CLI) does not load
 // basic-ftp: the transport itself is in ftp/transport.ts, imported on first
 // create().
-import { isTrue, type OptionSpec, type OptionValues } from "../options.ts";
+import { checkSettings, type OptionSpec, type OptionValues, type SettingsOf } from "../options.ts";
 import { assertValidSettings, registerTransport } from "./transport.ts";
 
 /**
@@ -63,7 +63,7 @@ export const SESSION_REUSE_HELP: string =
 // ---------------------------------------------------------------------------
 // Registration
 
-const OPTIONS: readonly OptionSpec[] = [
+const OPTIONS = [
   { name: "host", required: true, help: "Server host name or IP address" },
   {
     name: "port",
@@ -111,12 +111,16 @@ const OPTIONS: readonly OptionSpec[] = [
     default: "true",
     help: "Passive mode data connections; the only mode supported (active mode is refused)",
   },
-];
+] as const satisfies readonly OptionSpec[];
 
-function validate(v: OptionValues): string[] {
+/** The settings of an `ftp` server, parsed from its option values. */
+export type FtpOptions = SettingsOf<typeof OPTIONS>;
+
+/** Problems with settings that each option's own check cannot see. */
+function validate(v: FtpOptions): string[] {
   const problems: string[] = [];
-  const tls = (v.tls ?? "none").trim().toLowerCase();
-  if (v.passive !== undefined && !isTrue(v.passive)) {
+  const tls = v.tls;
+  if (!v.passive) {
     problems.push(`Setting "passive" cannot be false: only passive mode is supported`);
   }
   const fp = v.tls_fingerprint;
@@ -132,7 +136,7 @@ function validate(v: OptionValues): string[] {
       }
     }
   }
-  if (isTrue(v.insecure_skip_verify) && fp !== undefined && fp.trim() !== "") {
+  if (v.insecure_skip_verify && fp !== undefined && fp.trim() !== "") {
     problems.push(
       `Settings "insecure_skip_verify" and "tls_fingerprint" contradict each other: remove one`,
     );
@@ -150,9 +154,10 @@ registerTransport({
   summary:
     "FTP and FTPS (explicit or implicit TLS, verified certificates), passive mode, pooled connections",
   options: OPTIONS,
-  validate,
-  async create(settings, ctx) {
-    assertValidSettings(validate(settings), ctx.serverName);
+  validate: (values: OptionValues) => checkSettings(OPTIONS, values, validate).problems,
+  async create(values, ctx) {
+    const { settings, problems } = checkSettings(OPTIONS, values, validate);
+    assertValidSettings(problems, ctx.serverName);
     const { createFtp } = await import("./ftp/transport.ts");
     return createFtp(settings, ctx);
   },

@@ -21,7 +21,7 @@
 // ssh2: the transport itself is in sftp/transport.ts, imported on first create().
 import { Buffer } from "node:buffer";
 import { createHash, createHmac } from "node:crypto";
-import { isTrue, type OptionSpec, type OptionValues } from "../options.ts";
+import { checkSettings, type OptionSpec, type OptionValues, type SettingsOf } from "../options.ts";
 import { assertValidSettings, registerTransport } from "./transport.ts";
 
 // ---------------------------------------------------------------------------
@@ -160,7 +160,7 @@ export function checkKnownHosts(
 // ---------------------------------------------------------------------------
 // Registration
 
-const OPTIONS: readonly OptionSpec[] = [
+const OPTIONS = [
   { name: "host", required: true, help: "Server host name or IP address" },
   {
     name: "port",
@@ -213,9 +213,13 @@ const OPTIONS: readonly OptionSpec[] = [
     default: "false",
     help: "Accept any host key (DANGEROUS: allows man-in-the-middle attacks; logged loudly)",
   },
-];
+] as const satisfies readonly OptionSpec[];
 
-function validate(v: OptionValues): string[] {
+/** The settings of an `sftp` server, parsed from its option values. */
+export type SftpOptions = SettingsOf<typeof OPTIONS>;
+
+/** Problems with settings that each option's own check cannot see. */
+function validate(v: SftpOptions): string[] {
   const problems: string[] = [];
   const fp = v.host_key_fingerprint;
   if (fp !== undefined && fp.trim() !== "" && normalizeFingerprint(fp) === undefined) {
@@ -224,7 +228,7 @@ function validate(v: OptionValues): string[] {
         `(as ssh-keygen -lf prints it) or an MD5 fingerprint "aa:bb:…", not "${fp}"`,
     );
   }
-  if (isTrue(v.insecure_skip_host_key_check) && fp !== undefined && fp.trim() !== "") {
+  if (v.insecure_skip_host_key_check && fp !== undefined && fp.trim() !== "") {
     problems.push(
       `Settings "insecure_skip_host_key_check" and "host_key_fingerprint" contradict each other: remove one`,
     );
@@ -232,9 +236,9 @@ function validate(v: OptionValues): string[] {
   if (v.passphrase !== undefined && v.key === undefined) {
     problems.push(`Setting "passphrase" needs "key"`);
   }
-  const agentOn = v.agent !== undefined && isTrue(v.agent);
   if (
-    agentOn && v.password === undefined && v.key === undefined && !Deno.env.get("SSH_AUTH_SOCK")
+    v.agent === true && v.password === undefined && v.key === undefined &&
+    !Deno.env.get("SSH_AUTH_SOCK")
   ) {
     problems.push(`Setting "agent" is true but SSH_AUTH_SOCK is not set`);
   }
@@ -246,9 +250,10 @@ registerTransport({
   summary:
     "SFTP over SSH (OpenSSH and others): verified host keys, atomic replace, pooled connections",
   options: OPTIONS,
-  validate,
-  async create(settings, ctx) {
-    assertValidSettings(validate(settings), ctx.serverName);
+  validate: (values: OptionValues) => checkSettings(OPTIONS, values, validate).problems,
+  async create(values, ctx) {
+    const { settings, problems } = checkSettings(OPTIONS, values, validate);
+    assertValidSettings(problems, ctx.serverName);
     const { createSftp } = await import("./sftp/transport.ts");
     return createSftp(settings, ctx);
   },

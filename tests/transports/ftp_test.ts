@@ -427,3 +427,31 @@ Deno.test("ftp settings are validated without connecting", () => {
   );
   assertEquals(def.options.filter((o) => o.secret).map((o) => o.name), ["password"]);
 });
+
+Deno.test("ftp create() refuses bad values before connecting, naming the server and setting", async () => {
+  const def = getTransportDef("ftp")!;
+  const ctx = {
+    serverName: "bad-ftp",
+    log: logger("test"),
+    maxConnections: 1,
+    timeoutMs: 1000,
+    sourceRoots: [],
+    stateDir: Deno.makeTempDirSync(),
+  };
+  const base = { host: "h", username: "u", password: "p", url: "https://x/" };
+  for (
+    const [values, expected] of [
+      [{ ...base, port: "twenty-one" }, `"port" must be a whole number`],
+      [{ ...base, insecure_skip_verify: "maybe" }, "must be true or false"],
+      [{ ...base, passive: "no" }, "passive"],
+    ] as const
+  ) {
+    const err = await assertRejects(
+      () => def.create(values, ctx),
+      ClassifiedError,
+    ) as ClassifiedError;
+    assertEquals(err.kind, "fatal");
+    assertIncludes(err.message, `server "bad-ftp"`);
+    assertIncludes(err.message, expected);
+  }
+});

@@ -571,3 +571,31 @@ Deno.test("sftp settings are validated without connecting", () => {
   assertIncludes(both.join("\n"), "contradict");
   assert(def.options.filter((o) => o.secret).map((o) => o.name).join() === "password,passphrase");
 });
+
+Deno.test("sftp create() refuses bad values before connecting, naming the server and setting", async () => {
+  const def = getTransportDef("sftp")!;
+  const ctx = {
+    serverName: "bad-sftp",
+    log: logger("test"),
+    maxConnections: 1,
+    timeoutMs: 1000,
+    sourceRoots: [],
+    stateDir: Deno.makeTempDirSync(),
+  };
+  const base = { host: "h", username: "u", url: "https://x/" };
+  for (
+    const [values, expected] of [
+      [{ ...base, port: "twenty-two" }, `"port" must be a whole number`],
+      [{ ...base, insecure_skip_host_key_check: "maybe" }, "must be true or false"],
+      [{ ...base, host_key_fingerprint: "SHA256:nope" }, "host_key_fingerprint"],
+    ] as const
+  ) {
+    const err = await assertRejects(
+      () => def.create(values, ctx),
+      ClassifiedError,
+    ) as ClassifiedError;
+    assertEquals(err.kind, "fatal");
+    assertIncludes(err.message, `server "bad-sftp"`);
+    assertIncludes(err.message, expected);
+  }
+});

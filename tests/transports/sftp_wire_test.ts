@@ -1,7 +1,11 @@
 import * as net from "node:net";
 import { Buffer } from "node:buffer";
-import { coalesceWrites } from "../../src/transports/_sftp_wire.ts";
-import { assertEquals } from "../_assert.ts";
+// @ts-types="@types/ssh2"
+import ssh2 from "ssh2";
+import { coalesceChannelData, coalesceWrites } from "../../src/transports/_sftp_wire.ts";
+import { sha256Fingerprint } from "../../src/transports/sftp.ts";
+import { startServer } from "../_servers.ts";
+import { assert, assertEquals } from "../_assert.ts";
 
 Deno.test("coalesceWrites sends the writes of one tick in one writev, in order", async () => {
   const got: Buffer[] = [];
@@ -38,5 +42,68 @@ Deno.test("coalesceWrites sends the writes of one tick in one writev, in order",
   } finally {
     sock.destroy();
     await new Promise((r) => server.close(r));
+  }
+});
+
+Deno.test("coalesceChannelData packs one tick's SFTP requests into packets of at most the peer's size", async () => {
+  const info = await startServer("sftp");
+  const client = new ssh2.Client();
+  await new Promise<void>((resolve, reject) => {
+    client.on("ready", resolve).on("error", reject).connect({
+      host: info.host,
+      port: info.port,
+      username: info.username,
+      privateKey: Buffer.from(Deno.readFileSync(info.keyPath)),
+      hostVerifier: (key: Buffer) => sha256Fingerprint(key) === info.hostKeyFingerprint,
+    });
+  });
+  try {
+    const sftp = await new Promise<ssh2.SFTPWrapper>((resolve, reject) =>
+      client.sftp((err, s) => err ? reject(err) : resolve(s))
+    );
+    const internals = sftp as unknown as {
+      _protocol: { channelData(chan: number, data: Buffer): void };
+      outgoing: { packetSize: number };
+    };
+    const sent: number[] = [];
+    const original = internals._protocol.channelData.bind(internals._protocol);
+    internals._protocol.channelData = (chan, data) => {
+      sent.push(data.length);
+      original(chan, data);
+    };
+    assert(coalesceChannelData(sftp), "installed on this ssh2 version");
+    const packetSize = internals.outgoing.packetSize;
+
+    // Ten requests issued in one tick: one packet, and every answer is right.
+    const dir = `wire-${Date.now()}`;
+    await new Promise<void>((r, j) => sftp.mkdir(dir, (e) => e ? j(e) : r()));
+    sent.length = 0;
+    const names = Array.from({ length: 10 }, (_, i) => `${dir}/f${i}`);
+    const writes = names.map((name, i) =>
+      new Promise<void>((r, j) => sftp.writeFile(name, "x".repeat(i + 1), (e) => e ? j(e) : r()))
+    );
+    await Promise.all(writes);
+    const stats = await Promise.all(
+      names.map((name) =>
+        new Promise<number>((r, j) => sftp.stat(name, (e, st) => e ? j(e) : r(st.size)))
+      ),
+    );
+    assertEquals(stats, names.map((_, i) => i + 1));
+    assert(sent.length < names.length * 3, `fewer packets than requests (${sent.length})`);
+
+    // Writes larger than a packet together: split at the peer's packet size, content intact.
+    const big = Buffer.alloc(packetSize - 100, 7);
+    sent.length = 0;
+    await Promise.all(
+      [0, 1, 2].map((i) =>
+        new Promise<void>((r, j) => sftp.writeFile(`${dir}/big${i}`, big, (e) => e ? j(e) : r()))
+      ),
+    );
+    assert(sent.every((n) => n <= packetSize), `packets within ${packetSize}: ${sent}`);
+    for (const i of [0, 1, 2]) {
+      assertEquals(Deno.readFileSync(`${info.root}/${dir}/big${i}`).length, big.length);
+    }
+  } finally {
+    client.end();
   }
 });

@@ -11,8 +11,7 @@ import type * as fs from "node:fs/promises";
 import type { Socket } from "node:net";
 import { Readable } from "node:stream";
 import { ClassifiedError, classify, type ErrorKind, errorMessage } from "../../errors.ts";
-import { isTrue, type OptionValues } from "../../options.ts";
-import { normalizeCertFingerprint } from "../ftp.ts";
+import { type FtpOptions, normalizeCertFingerprint } from "../ftp.ts";
 import type { TlsEngine } from "./_tls_resume.ts";
 
 /** Bytes per read of the local file during an upload. */
@@ -236,9 +235,10 @@ export function errorKind(err: unknown): ErrorKind {
   return "server";
 }
 
-export function settingsFrom(v: OptionValues): Settings {
-  const tls = (v.tls ?? "none").trim().toLowerCase() as TlsMode;
-  let root = (v.path ?? "").trim();
+/** What a connection needs, from the settings `ftp.ts` has validated. */
+export function settingsFrom(v: FtpOptions): Settings {
+  const tls = v.tls as TlsMode;
+  let root = v.path.trim();
   const abs = root.startsWith("/");
   const parts = root.split("/").filter((p) => p !== "" && p !== ".");
   root = abs ? "/" + parts.join("/") : parts.join("/");
@@ -247,19 +247,15 @@ export function settingsFrom(v: OptionValues): Settings {
     : undefined;
   const ca = v.ca !== undefined && v.ca.trim() !== "" ? v.ca.trim() : undefined;
   return {
-    host: v.host!.trim(),
-    port: v.port !== undefined && v.port.trim() !== ""
-      ? Number(v.port)
-      : tls === "implicit"
-      ? 990
-      : 21,
-    username: v.username!,
-    password: v.password ?? "",
+    host: v.host.trim(),
+    port: v.port ?? (tls === "implicit" ? 990 : 21),
+    username: v.username,
+    password: v.password,
     root,
-    url: v.url!.trim(),
+    url: v.url.trim(),
     tls,
     ...(ca !== undefined ? { caPath: ca } : {}),
     ...(fp !== undefined ? { fingerprint: fp } : {}),
-    insecure: isTrue(v.insecure_skip_verify),
+    insecure: v.insecure_skip_verify,
   };
 }

@@ -11,8 +11,9 @@ import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { ClassifiedError, classify, errorMessage } from "../../errors.ts";
 import { addSecret } from "../../log.ts";
-import type { OptionValues } from "../../options.ts";
-import { isTempName, joinUrl, safeRemotePath, tempName } from "../paths.ts";
+import type { FtpOptions } from "../ftp.ts";
+import { isTempName, joinUrl, safeRemotePath } from "../paths.ts";
+import { uploadViaTemp } from "../temp_rename.ts";
 import type {
   CallOptions,
   DirRemover,
@@ -188,46 +189,38 @@ class Ftp extends FtpConnection implements Transport, Stater, Lister, Mover, Dir
       );
     }
     try {
-      const size = await this.use(options.signal, async (conn) => {
-        const tmp = tempName(full);
-        try {
-          await this.#ensureDir(conn, dir);
-          const upload = () =>
-            this.transfer(conn, () => conn.client.uploadFrom(fileSource(fh), tmp));
-          try {
-            await upload();
-          } catch (err) {
-            if (!(err instanceof FTPError && err.code >= 550) || !conn.dirs.has(dir)) throw err;
-            // The cached directory may have been removed behind our back.
-            conn.dirs.clear();
-            await this.#ensureDir(conn, dir);
-            await upload();
-          }
-          const local = await fh.stat();
-          if (local.size !== options.size) {
-            throw new ClassifiedError(
-              `Cannot upload "${rel}" to server "${this.server}": the local file changed during ` +
-                `the upload (now ${local.size} bytes, expected ${options.size})`,
-              "retry",
-            );
-          }
-          const st = await this.#statPath(conn, tmp);
-          if (!st || st.size !== options.size) {
-            throw new ClassifiedError(
-              `Cannot upload "${rel}" to server "${this.server}": the server stored ${
-                st ? st.size : "no"
-              } bytes, expected ${options.size}`,
-              "retry",
-            );
-          }
-          options.signal.throwIfAborted();
-          await this.#rename(conn, tmp, full);
-          return options.size;
-        } catch (err) {
-          if (!conn.client.closed) await conn.client.remove(tmp, true).catch(() => {});
-          throw err;
-        }
-      });
+      const size = await this.use(options.signal, (conn) =>
+        uploadViaTemp(full, options.signal, {
+          ensureDir: (dir) => this.#ensureDir(conn, dir),
+          write: (tmp) => this.transfer(conn, () => conn.client.uploadFrom(fileSource(fh), tmp)),
+          // Refused: the cached directory may have been removed behind our back.
+          dirGone: (err) => err instanceof FTPError && err.code >= 550 && conn.dirs.has(dir),
+          forgetDirs: () => conn.dirs.clear(),
+          verify: async (tmp) => {
+            const local = await fh.stat();
+            if (local.size !== options.size) {
+              throw new ClassifiedError(
+                `Cannot upload "${rel}" to server "${this.server}": the local file changed ` +
+                  `during the upload (now ${local.size} bytes, expected ${options.size})`,
+                "retry",
+              );
+            }
+            const st = await this.#statPath(conn, tmp);
+            if (!st || st.size !== options.size) {
+              throw new ClassifiedError(
+                `Cannot upload "${rel}" to server "${this.server}": the server stored ${
+                  st ? st.size : "no"
+                } bytes, expected ${options.size}`,
+                "retry",
+              );
+            }
+            return options.size;
+          },
+          rename: (tmp, target) => this.#rename(conn, tmp, target),
+          removeTemp: async (tmp) => {
+            if (!conn.client.closed) await conn.client.remove(tmp, true);
+          },
+        }));
       this.log.debug(`Uploaded "${rel}"`, {
         bytes: size,
         ms: Math.round(performance.now() - started),
@@ -357,7 +350,7 @@ class Ftp extends FtpConnection implements Transport, Stater, Lister, Mover, Dir
 }
 
 /** Creates the transport from settings `ftp.ts` has validated. */
-export function createFtp(settings: OptionValues, ctx: TransportContext): Transport {
+export function createFtp(settings: FtpOptions, ctx: TransportContext): Transport {
   const s = settingsFrom(settings);
   if (s.password) addSecret(s.password);
   return new Ftp(s, ctx);

@@ -13,14 +13,14 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { ClassifiedError, errorMessage } from "../../errors.ts";
 import type { Logger } from "../../log.ts";
-import { isTrue, type OptionValues } from "../../options.ts";
-import { coalesceWrites } from "../_sftp_wire.ts";
+import { coalesceChannelData, coalesceWrites } from "../_sftp_wire.ts";
 import {
   checkKnownHosts,
   keyType,
   knownHostsName,
   md5Fingerprint,
   normalizeFingerprint,
+  type SftpOptions,
   sha256Fingerprint,
 } from "../sftp.ts";
 import { ConnectFailure, ConnectionError } from "./errors.ts";
@@ -57,8 +57,6 @@ export interface Conn {
   id: number;
   client: ssh2.Client;
   sftp: ssh2.SFTPWrapper;
-  /** Directories known to exist (full remote paths). */
-  dirs: Set<string>;
   alive: boolean;
   /** The SSH connection has closed. */
   closed: boolean;
@@ -290,11 +288,13 @@ export async function connect(env: ConnectEnv, signal: AbortSignal): Promise<Con
       stage = "sftp";
       client.sftp((err, sftp) => {
         if (err) return done(err);
+        if (!coalesceChannelData(sftp)) {
+          env.log.debug("SFTP requests go out one SSH packet each (unknown ssh2 internals)");
+        }
         const c: Conn = {
           id: env.nextId(),
           client,
           sftp,
-          dirs: new Set(),
           alive: true,
           closed: false,
           posixRename: true,
@@ -356,16 +356,14 @@ export function disconnect(c: Conn): Promise<void> {
   });
 }
 
-/** The settings of a server, from the options `sftp.ts` has validated. */
-export function settingsFrom(v: OptionValues): Settings {
+/** What a connection needs, from the settings `sftp.ts` has validated. */
+export function settingsFrom(v: SftpOptions): Settings {
   const password = v.password;
   const key = v.key !== undefined && v.key.trim() !== "" ? v.key.trim() : undefined;
-  const agentSetting = v.agent === undefined
-    ? password === undefined && key === undefined
-    : isTrue(v.agent);
+  const agentSetting = v.agent ?? (password === undefined && key === undefined);
   const sock = Deno.env.get("SSH_AUTH_SOCK");
-  let root = (v.path ?? "").trim().replace(/\/+$/, "");
-  if (root === "" && (v.path ?? "").trim().startsWith("/")) root = "/";
+  let root = v.path.trim().replace(/\/+$/, "");
+  if (root === "" && v.path.trim().startsWith("/")) root = "/";
   if (root !== "" && root !== "/") {
     const abs = root.startsWith("/");
     const parts = root.split("/").filter((p) => p !== "" && p !== ".");
@@ -375,17 +373,17 @@ export function settingsFrom(v: OptionValues): Settings {
     ? normalizeFingerprint(v.host_key_fingerprint)
     : undefined;
   return {
-    host: v.host!.trim(),
-    port: Number(v.port ?? "22"),
-    username: v.username!,
+    host: v.host.trim(),
+    port: v.port,
+    username: v.username,
     ...(password !== undefined ? { password } : {}),
     ...(key !== undefined ? { key } : {}),
     ...(v.passphrase !== undefined ? { passphrase: v.passphrase } : {}),
     ...(agentSetting && sock ? { agent: sock } : {}),
     root,
-    url: v.url!.trim(),
-    knownHosts: expandHome((v.known_hosts ?? "~/.ssh/known_hosts").trim()),
+    url: v.url.trim(),
+    knownHosts: expandHome(v.known_hosts.trim()),
     ...(pinned !== undefined ? { pinned } : {}),
-    insecure: isTrue(v.insecure_skip_host_key_check),
+    insecure: v.insecure_skip_host_key_check,
   };
 }

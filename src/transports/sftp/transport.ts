@@ -14,9 +14,10 @@ import * as path from "node:path";
 import { ClassifiedError, classify, errorMessage } from "../../errors.ts";
 import { addSecret } from "../../log.ts";
 import type { Logger } from "../../log.ts";
-import type { OptionValues } from "../../options.ts";
+import type { SftpOptions } from "../sftp.ts";
 import { Pool } from "../pool.ts";
-import { isTempName, joinUrl, safeRemotePath, tempName } from "../paths.ts";
+import { isTempName, joinUrl, safeRemotePath } from "../paths.ts";
+import { uploadViaTemp } from "../temp_rename.ts";
 import type {
   CallOptions,
   DirRemover,
@@ -52,12 +53,20 @@ import {
 } from "./errors.ts";
 import { BURST, request, uploadBytes, uploadStream } from "./upload.ts";
 
+/** Files up to this size are read synchronously (see `put`). */
+const SMALL = 64 * 1024;
+
 class Sftp implements Transport, Stater, Lister, Mover, DirRemover {
   readonly #s: Settings;
   readonly #server: string;
   readonly #log: Logger;
   readonly #timeoutMs: number;
   readonly #pool: Pool<Conn>;
+  /**
+   * Directories known to exist (full remote paths), for every connection:
+   * cleared when a delete prunes directories or an upload finds one gone.
+   */
+  readonly #dirs = new Set<string>();
   readonly #secrets: string[];
   #nextId = 1;
   /** What opening a connection needs (see `connect.ts`). */
@@ -166,13 +175,13 @@ class Sftp implements Transport, Stater, Lister, Mover, DirRemover {
   }
 
   async #ensureDir(conn: Conn, dir: string): Promise<void> {
-    if (dir === "" || dir === "." || dir === "/" || conn.dirs.has(dir)) return;
+    if (dir === "" || dir === "." || dir === "/" || this.#dirs.has(dir)) return;
     try {
       const st = await this.#req<ssh2.Stats>(conn, (cb) => conn.sftp.stat(dir, cb));
       if (!st.isDirectory()) {
         throw Object.assign(new Error(`"${dir}" exists and is not a directory`), { code: FAILURE });
       }
-      conn.dirs.add(dir);
+      this.#dirs.add(dir);
       return;
     } catch (err) {
       if (statusCode(err) !== NO_SUCH_FILE) throw err;
@@ -193,7 +202,7 @@ class Sftp implements Transport, Stater, Lister, Mover, DirRemover {
       );
       if (!st?.isDirectory()) throw err;
     }
-    conn.dirs.add(dir);
+    this.#dirs.add(dir);
   }
 
   /**
@@ -214,8 +223,8 @@ class Sftp implements Transport, Stater, Lister, Mover, DirRemover {
       } catch {
         return;
       }
-      // Other connections still cache it; their uploads re-create it on "no such file".
-      conn.dirs.clear();
+      // An upload already past its directory check re-creates it on "no such file".
+      this.#dirs.clear();
     }
   }
 
@@ -250,13 +259,15 @@ class Sftp implements Transport, Stater, Lister, Mover, DirRemover {
   async put(localPath: string, remotePath: string, options: PutOptions): Promise<PutResult> {
     const rel = safeRemotePath(remotePath);
     const full = this.#full(rel);
-    const dir = path.posix.dirname(full);
     const started = performance.now();
     let fh: fs.FileHandle | undefined;
     let data: Uint8Array | undefined;
     try {
       // Read or opened before any network work: a local problem is not the connection's.
-      if (options.size <= BURST) data = await Deno.readFile(localPath);
+      // A small file is read synchronously: an asynchronous read costs a hand-over to
+      // another thread (and a wake-up on a busy machine) worth more than the read itself.
+      if (options.size <= SMALL) data = Deno.readFileSync(localPath);
+      else if (options.size <= BURST) data = await Deno.readFile(localPath);
       else fh = await fs.open(localPath, "r");
     } catch (err) {
       throw new ClassifiedError(
@@ -268,54 +279,43 @@ class Sftp implements Transport, Stater, Lister, Mover, DirRemover {
       );
     }
     try {
-      const size = await this.#use(options.signal, async (conn) => {
-        const tmp = tempName(full);
-        try {
-          await this.#ensureDir(conn, dir);
-          const send = async (): Promise<{ sent: number; stored?: number }> =>
+      const size = await this.#use(options.signal, (conn) =>
+        uploadViaTemp(full, options.signal, {
+          ensureDir: (dir) => this.#ensureDir(conn, dir),
+          write: async (tmp): Promise<{ sent: number; stored?: number }> =>
             data
               ? { sent: data.length, stored: await uploadBytes(conn, this.#timeoutMs, data, tmp) }
-              : { sent: await uploadStream(conn, this.#timeoutMs, fh!, tmp, options.signal) };
-          let result;
-          try {
-            result = await send();
-          } catch (err) {
-            if (statusCode(err) !== NO_SUCH_FILE) throw err;
-            // The directory was removed behind our back (or emptied and pruned by a delete
-            // on another connection since it was checked): create it again, once.
-            conn.dirs.clear();
-            await this.#ensureDir(conn, dir);
-            result = await send();
-          }
-          const sent = result.sent;
-          let stored = result.stored;
-          if (sent !== options.size) {
-            throw new ClassifiedError(
-              `Cannot upload "${rel}" to server "${this.#server}": the local file changed during ` +
-                `the upload (read ${sent} bytes, expected ${options.size})`,
-              "retry",
-            );
-          }
-          if (stored !== sent) {
-            // Asked again after the close was answered (a server that answered the burst's stat
-            // before the close, or an upload that was streamed and not stat'ed yet).
-            stored = (await this.#req<ssh2.Stats>(conn, (cb) => conn.sftp.stat(tmp, cb))).size;
-          }
-          if (stored !== sent) {
-            throw new ClassifiedError(
-              `Cannot upload "${rel}" to server "${this.#server}": the server stored ${stored} ` +
-                `bytes, expected ${sent}`,
-              "retry",
-            );
-          }
-          options.signal.throwIfAborted();
-          await at(this.#rename(conn, tmp, full), () => `cannot rename "${tmp}" to "${full}"`);
-          return sent;
-        } catch (err) {
-          if (conn.alive) await this.#req(conn, (cb) => conn.sftp.unlink(tmp, cb)).catch(() => {});
-          throw err;
-        }
-      });
+              : { sent: await uploadStream(conn, this.#timeoutMs, fh!, tmp, options.signal) },
+          dirGone: (err) => statusCode(err) === NO_SUCH_FILE,
+          forgetDirs: () => this.#dirs.clear(),
+          verify: async (tmp, { sent, stored }) => {
+            if (sent !== options.size) {
+              throw new ClassifiedError(
+                `Cannot upload "${rel}" to server "${this.#server}": the local file changed ` +
+                  `during the upload (read ${sent} bytes, expected ${options.size})`,
+                "retry",
+              );
+            }
+            if (stored !== sent) {
+              // Asked again after the close was answered (a server that answered the burst's
+              // stat before the close, or an upload that was streamed and not stat'ed yet).
+              stored = (await this.#req<ssh2.Stats>(conn, (cb) => conn.sftp.stat(tmp, cb))).size;
+            }
+            if (stored !== sent) {
+              throw new ClassifiedError(
+                `Cannot upload "${rel}" to server "${this.#server}": the server stored ${stored} ` +
+                  `bytes, expected ${sent}`,
+                "retry",
+              );
+            }
+            return sent;
+          },
+          rename: (tmp, target) =>
+            at(this.#rename(conn, tmp, target), () => `cannot rename "${tmp}" to "${target}"`),
+          removeTemp: async (tmp) => {
+            if (conn.alive) await this.#req(conn, (cb) => conn.sftp.unlink(tmp, cb));
+          },
+        }));
       this.#log.debug(`Uploaded "${rel}"`, {
         bytes: size,
         ms: Math.round(performance.now() - started),
@@ -459,7 +459,7 @@ class Sftp implements Transport, Stater, Lister, Mover, DirRemover {
 }
 
 /** Creates the transport from settings `sftp.ts` has validated. */
-export function createSftp(settings: OptionValues, ctx: TransportContext): Transport {
+export function createSftp(settings: SftpOptions, ctx: TransportContext): Transport {
   const s = settingsFrom(settings);
   if (s.password) addSecret(s.password);
   if (s.passphrase) addSecret(s.passphrase);
