@@ -6,7 +6,7 @@
  * @module
  */
 import { ClassifiedError } from "../errors.ts";
-import { isTrue, type OptionValues } from "../options.ts";
+import { type OptionValues, parseSettings } from "../options.ts";
 import { encodePath, safeRemotePath } from "./paths.ts";
 import type {
   CallOptions,
@@ -21,7 +21,8 @@ import type {
   TransportContext,
 } from "./transport.ts";
 import { Invalidator } from "./_invalidation.ts";
-import { S3Transport } from "./s3/transport.ts";
+import { s3Settings, S3Transport } from "./s3/transport.ts";
+import { CF_EXTRA_OPTIONS } from "./_cf_options.ts";
 
 /** A CloudFront distribution over an S3 bucket (settings validated by `cf.ts`). */
 export class CloudFront implements Transport, Stater, Lister, Mover, Flusher {
@@ -32,30 +33,23 @@ export class CloudFront implements Transport, Stater, Lister, Mover, Flusher {
   readonly #ctx: TransportContext;
   #warnedHead = false;
 
-  constructor(settings: OptionValues, ctx: TransportContext) {
-    this.#s3 = new S3Transport(settings, ctx);
+  /** @param values Validated settings (`CF_OPTIONS`). */
+  constructor(values: OptionValues, ctx: TransportContext) {
+    const s3 = s3Settings(values);
+    const cf = parseSettings(CF_EXTRA_OPTIONS, values);
+    this.#s3 = new S3Transport(s3, ctx);
     this.#ctx = ctx;
-    const domain = settings.distro_domain_name!.trim().replace(/\/+$/, "");
+    const domain = cf.distro_domain_name.trim().replace(/\/+$/, "");
     this.#base = (/^https?:\/\//i.test(domain) ? domain : `https://${domain}`) + "/";
-    this.#invalidateNew = isTrue(settings.invalidate_new);
-    const id = (settings.distribution_id ?? "").trim();
+    this.#invalidateNew = cf.invalidate_new;
+    const id = (cf.distribution_id ?? "").trim();
     if (id) {
-      const key = (settings.access_key_id ?? "").trim();
-      const secret = (settings.secret_access_key ?? "").trim();
-      const token = (settings.session_token ?? "").trim();
+      const endpoint = cf.cloudfront_endpoint?.trim();
       this.#inv = new Invalidator({
         distributionId: id,
-        delayMs: Number(settings.invalidation_delay ?? "5") * 1000,
-        ...(settings.cloudfront_endpoint ? { endpoint: settings.cloudfront_endpoint.trim() } : {}),
-        ...(key && secret
-          ? {
-            credentials: {
-              accessKeyId: key,
-              secretAccessKey: secret,
-              ...(token ? { sessionToken: token } : {}),
-            },
-          }
-          : {}),
+        delayMs: cf.invalidation_delay * 1000,
+        ...(endpoint ? { endpoint } : {}),
+        ...(s3.credentials ? { credentials: s3.credentials } : {}),
       }, ctx);
     }
   }

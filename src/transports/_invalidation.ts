@@ -5,13 +5,9 @@
  *
  * @module
  */
-import {
-  CloudFrontClient,
-  type CloudFrontClientConfig,
-  CreateInvalidationCommand,
-} from "@aws-sdk/client-cloudfront";
-import * as https from "node:https";
-import * as http from "node:http";
+import type { CloudFrontClient, CloudFrontClientConfig } from "@aws-sdk/client-cloudfront";
+import type * as https from "node:https";
+import type * as http from "node:http";
 import { ClassifiedError, classify, type ErrorKind, errorMessage } from "../errors.ts";
 import { redact } from "../log.ts";
 import type { TransportContext } from "./transport.ts";
@@ -199,8 +195,9 @@ export class Invalidator {
       for (let attempt = 1;; attempt++) {
         const sig = callSignal(signal, this.#ctx.timeoutMs);
         try {
-          const out = await this.#c.send(
-            new CreateInvalidationCommand({
+          const m = await loadCloudFront();
+          const out = await this.#c(m).send(
+            new m.sdk.CreateInvalidationCommand({
               DistributionId: this.#o.distributionId,
               // The same caller reference on a retry makes CloudFront return the first request instead of a duplicate.
               InvalidationBatch: {
@@ -262,12 +259,12 @@ export class Invalidator {
     return make(detail(`refused (HTTP ${status})`), "fatal");
   }
 
-  get #c(): CloudFrontClient {
+  #c(m: CloudFrontModules): CloudFrontClient {
     if (this.#client) return this.#client;
     const tls = (this.#o.endpoint ?? "https:").startsWith("https:");
     this.#agent = tls
-      ? new https.Agent({ keepAlive: true, maxSockets: 2 })
-      : new http.Agent({ keepAlive: true, maxSockets: 2 });
+      ? new m.https.Agent({ keepAlive: true, maxSockets: 2 })
+      : new m.http.Agent({ keepAlive: true, maxSockets: 2 });
     const config: CloudFrontClientConfig = {
       region: "us-east-1",
       maxAttempts: 1,
@@ -280,7 +277,7 @@ export class Invalidator {
     };
     if (this.#o.endpoint) config.endpoint = this.#o.endpoint;
     if (this.#o.credentials) config.credentials = this.#o.credentials;
-    this.#client = new CloudFrontClient(config);
+    this.#client = new m.sdk.CloudFrontClient(config);
     return this.#client;
   }
 
@@ -300,6 +297,28 @@ export class Invalidator {
     this.#client?.destroy();
     this.#agent?.destroy();
   }
+}
+
+/** The CloudFront SDK and the HTTP modules its request handler needs. */
+interface CloudFrontModules {
+  sdk: typeof import("@aws-sdk/client-cloudfront");
+  http: typeof http;
+  https: typeof https;
+}
+
+let modules: Promise<CloudFrontModules> | undefined;
+
+/** Loads the CloudFront SDK on the first invalidation: many runs never send one. */
+function loadCloudFront(): Promise<CloudFrontModules> {
+  modules ??= Promise.all([
+    import("@aws-sdk/client-cloudfront"),
+    import("node:http"),
+    import("node:https"),
+  ]).then(([sdk, http, https]) => ({ sdk, http, https })).catch((err) => {
+    modules = undefined;
+    throw err;
+  });
+  return modules;
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

@@ -29,7 +29,7 @@ const CANNED_ACLS = [
 ] as const;
 
 /** Every setting of the `s3` transport (the `cf` transport adds its own). */
-export const S3_OPTIONS: readonly OptionSpec[] = [
+export const S3_OPTIONS = [
   {
     name: "access_key_id",
     help:
@@ -140,7 +140,7 @@ export const S3_OPTIONS: readonly OptionSpec[] = [
     default: "false",
     help: "Create the bucket when it does not exist (the original created it)",
   },
-];
+] as const satisfies readonly OptionSpec[];
 
 /** Cross-setting checks of the S3 options (no network). */
 export function validateS3(v: OptionValues): string[] {

@@ -13,14 +13,15 @@
 // transport (every start of the CLI) stays cheap: the transport itself is in
 // cloudfiles/transport.ts, imported on first create().
 import type { OptionSpec, OptionValues } from "../options.ts";
-import { registerTransport } from "./transport.ts";
+import { checkedSettings, registerTransport, type TransportDef } from "./transport.ts";
 import { checkSize, MiB } from "./_common.ts";
 import { RACKSPACE_AUTH_V1, RACKSPACE_AUTH_V2 } from "./_swift_auth.ts";
 
 /** Swift's default largest single object. */
 export const MAX_OBJECT: number = 5 * 1024 * MiB;
 
-const OPTIONS: readonly OptionSpec[] = [
+/** Every setting of the `cloudfiles` transport. */
+export const CLOUDFILES_OPTIONS = [
   { name: "username", required: true, help: "User name (auth v1: account:user for tempauth)" },
   { name: "api_key", secret: true, help: "API key (Rackspace; auth v1 key); or use password" },
   {
@@ -108,7 +109,7 @@ const OPTIONS: readonly OptionSpec[] = [
     default: "true",
     help: "Create the container (and the segment container) when missing",
   },
-];
+] as const satisfies readonly OptionSpec[];
 
 function validate(v: OptionValues): string[] {
   const problems: string[] = [];
@@ -133,15 +134,18 @@ function validate(v: OptionValues): string[] {
   return problems;
 }
 
-registerTransport({
+const CLOUDFILES: TransportDef = {
   name: "cloudfiles",
   aliases: ["mosso", "swift"],
   summary:
     "Rackspace Cloud Files or OpenStack Swift (auth v1/v2/v3); MD5-verified uploads, large objects as SLO",
-  options: OPTIONS,
+  options: CLOUDFILES_OPTIONS,
   validate,
   async create(settings, ctx) {
+    const values = checkedSettings(CLOUDFILES, settings, ctx.serverName);
     const { CloudFiles } = await import("./cloudfiles/transport.ts");
-    return new CloudFiles(settings, ctx);
+    return new CloudFiles(values, ctx);
   },
-});
+};
+
+registerTransport(CLOUDFILES);

@@ -7,17 +7,21 @@
  *
  * @module
  */
-import { registerTransport } from "./transport.ts";
-// The client (and with it the AWS SDK) is loaded on the first create() only.
+import { checkedSettings, registerTransport, type TransportDef } from "./transport.ts";
+// The client is loaded on the first create() only, and the AWS SDK on the first call the
+// lean path does not make.
 import { S3_OPTIONS, validateS3 } from "./_s3_options.ts";
 
-registerTransport({
+const S3: TransportDef = {
   name: "s3",
   summary: "Amazon S3 or an S3-compatible service; verified uploads, multipart for large files",
   options: S3_OPTIONS,
   validate: validateS3,
   async create(settings, ctx) {
-    const { S3Transport } = await import("./s3/transport.ts");
-    return new S3Transport(settings, ctx);
+    const values = checkedSettings(S3, settings, ctx.serverName);
+    const { S3Transport, s3Settings } = await import("./s3/transport.ts");
+    return new S3Transport(s3Settings(values), ctx);
   },
-});
+};
+
+registerTransport(S3);

@@ -10,7 +10,7 @@
  */
 import { ClassifiedError } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import type { OptionSpec, OptionValues } from "../options.ts";
+import { checkOptions, type OptionSpec, type OptionValues } from "../options.ts";
 
 /** Options for {@linkcode Transport.put}. */
 export interface PutOptions {
@@ -182,6 +182,26 @@ export function assertValidSettings(problems: readonly string[], serverName: str
     `Invalid settings for server "${serverName}": ${problems.join("; ")}`,
     "fatal",
   );
+}
+
+/**
+ * Checks settings as the config loader does (each value against its option,
+ * then the transport's cross-setting checks) and returns them with defaults
+ * filled in. For `create()`: settings that did not come from a config file
+ * are refused there, naming the server, instead of failing at first use.
+ *
+ * @throws {ClassifiedError} (fatal) naming the server and every problem.
+ */
+export function checkedSettings(
+  def: Pick<TransportDef, "options" | "validate">,
+  settings: OptionValues,
+  serverName: string,
+): OptionValues {
+  const { values, problems } = checkOptions(def.options, settings);
+  const messages = problems.map((p) => p.message);
+  if (messages.length === 0) messages.push(...(def.validate?.(values) ?? []));
+  assertValidSettings(messages, serverName);
+  return values;
 }
 
 const registry = new Map<string, TransportDef>();

@@ -362,3 +362,28 @@ Deno.test("cf settings: distro_domain_name is required and checked", () => {
   );
   assertEquals(getTransportDef("cloudfront"), def);
 });
+
+Deno.test("cf create() refuses bad settings naming the server, before loading the client", async () => {
+  const def = getTransportDef("cf")!;
+  const base = { bucket_name: "bkt", distro_domain_name: "d1.cloudfront.net" };
+  for (
+    const [raw, expected] of [
+      [{ ...base, invalidation_delay: "soon" }, 'Setting "invalidation_delay" must be a number'],
+      [{ ...base, invalidate_new: "maybe" }, 'Setting "invalidate_new" must be true or false'],
+      [{ ...base, distribution_id: "not an id" }, 'Setting "distribution_id" must look like'],
+      [{ bucket_name: "bkt" }, 'Missing required setting "distro_domain_name"'],
+    ] as const
+  ) {
+    const err = await assertRejects(() => def.create(raw, testContext("cdn")), ClassifiedError);
+    assertEquals((err as ClassifiedError).kind, "fatal");
+    assertIncludes(err.message, 'server "cdn"');
+    assertIncludes(err.message, expected);
+  }
+  // Raw values without defaults: parsed once at create(), URLs from the distribution's domain.
+  const t = await def.create({ ...base, path: "static" }, testContext("cdn"));
+  try {
+    assertEquals(t.url("a b.css"), "https://d1.cloudfront.net/static/a%20b.css");
+  } finally {
+    await t.close();
+  }
+});

@@ -718,3 +718,37 @@ Deno.test("cloudfiles settings are validated without connecting", () => {
   ]);
   assertEquals(getTransportDef("mosso"), def);
 });
+
+Deno.test("cloudfiles create() parses raw settings once and refuses bad ones naming the server", async () => {
+  const def = getTransportDef("cloudfiles")!;
+  const base = {
+    username: "acct:user",
+    api_key: "k",
+    container: "c",
+    auth_version: "1",
+    auth_url: "http://127.0.0.1:9/auth/v1.0",
+  };
+  for (
+    const [raw, expected] of [
+      [{ ...base, segment_concurrency: "two" }, 'Setting "segment_concurrency" must be'],
+      [{ ...base, cdn: "perhaps" }, 'Setting "cdn" must be true or false'],
+      [{ ...base, segment_size: "big" }, 'Setting "segment_size" must be a size'],
+      [{ ...base, auth_version: "4" }, 'Setting "auth_version" must be one of'],
+    ] as const
+  ) {
+    const err = await assertRejects(() => def.create(raw, testContext("files")), ClassifiedError);
+    assertEquals((err as ClassifiedError).kind, "fatal");
+    assertIncludes(err.message, 'server "files"');
+    assertIncludes(err.message, expected);
+  }
+  // Raw values without defaults: the URL comes from url + path, with no login.
+  const t = await def.create(
+    { ...base, url: "http://cdn.test/", path: "static" },
+    testContext("files"),
+  );
+  try {
+    assertEquals(t.url("a b.css"), "http://cdn.test/static/a%20b.css");
+  } finally {
+    await t.close();
+  }
+});

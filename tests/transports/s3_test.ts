@@ -732,3 +732,33 @@ Deno.test("s3 settings are validated without connecting", () => {
   const secret = getTransportDef("s3")!.options.filter((o) => o.secret).map((o) => o.name);
   assertEquals(secret.sort(), ["secret_access_key", "session_token"]);
 });
+
+Deno.test("s3 create() parses raw settings once (defaults, typed values) and refuses bad ones naming the server", async () => {
+  const def = getTransportDef("s3")!;
+  // Raw values as a caller without a config file passes them: no defaults filled in yet.
+  const t = await def.create(
+    { bucket_name: "bkt", endpoint: "http://127.0.0.1:9/", force_path_style: "Yes" },
+    testContext("store"),
+  );
+  try {
+    assertEquals(t.url("a b/c.css"), "http://127.0.0.1:9/bkt/a%20b/c.css");
+  } finally {
+    await t.close();
+  }
+  for (
+    const [raw, expected] of [
+      [{ bucket_name: "bkt", part_concurrency: "many" }, 'Setting "part_concurrency" must be'],
+      [{ bucket_name: "bkt", force_path_style: "sometimes" }, 'Setting "force_path_style"'],
+      [{ bucket_name: "bkt", part_size: "1M" }, 'Setting "part_size" must be at least 5 MiB'],
+      [{ bucket_name: "bkt", colour: "red" }, 'Unknown setting "colour"'],
+    ] as const
+  ) {
+    const err = await assertRejects(
+      () => def.create(raw, testContext("store")),
+      ClassifiedError,
+    );
+    assertEquals((err as ClassifiedError).kind, "fatal");
+    assertIncludes(err.message, 'server "store"');
+    assertIncludes(err.message, expected);
+  }
+});

@@ -5,7 +5,7 @@
  * @module
  */
 import * as fsp from "node:fs/promises";
-import { isTrue, type OptionValues } from "../../options.ts";
+import { type OptionValues, parseSettings } from "../../options.ts";
 import { joinRemote } from "../paths.ts";
 import { MiB, parseSize } from "../_common.ts";
 import {
@@ -14,11 +14,12 @@ import {
   type SwiftAuthOptions,
   type SwiftSession,
 } from "../_swift_auth.ts";
-import { MAX_OBJECT } from "../cloudfiles.ts";
+import { CLOUDFILES_OPTIONS, MAX_OBJECT } from "../cloudfiles.ts";
 
 /** Swift's default limit on segments per manifest. */
 export const MAX_SEGMENTS = 1000;
 
+/** The Cloud Files settings of one server, parsed once. */
 export interface Settings {
   container: string;
   segContainer: string;
@@ -34,18 +35,19 @@ export interface Settings {
   auth: Omit<SwiftAuthOptions, "server" | "timeoutMs" | "client">;
 }
 
-export function parse(v: OptionValues): Settings {
-  const str = (name: string) => {
-    const s = (v[name] ?? "").trim();
-    return s === "" ? undefined : s;
-  };
-  const version = (str("auth_version") ?? "2") as "1" | "2" | "3";
-  const container = str("container")!;
+/**
+ * Reads validated option values (see `CLOUDFILES_OPTIONS`) once into the
+ * settings the client uses: sizes in bytes, booleans, the login.
+ */
+export function parse(values: OptionValues): Settings {
+  const v = parseSettings(CLOUDFILES_OPTIONS, values);
+  const version = v.auth_version as "1" | "2" | "3";
+  const container = v.container.trim();
   const auth: Settings["auth"] = {
     version,
-    authUrl: str("auth_url") ?? (version === "1" ? RACKSPACE_AUTH_V1 : RACKSPACE_AUTH_V2),
-    username: str("username") ?? "",
-    endpointType: (str("endpoint_type") ?? "public") as "public" | "internal" | "admin",
+    authUrl: text(v.auth_url) ?? (version === "1" ? RACKSPACE_AUTH_V1 : RACKSPACE_AUTH_V2),
+    username: v.username.trim(),
+    endpointType: v.endpoint_type as "public" | "internal" | "admin",
   };
   for (
     const [opt, key] of [
@@ -58,26 +60,32 @@ export function parse(v: OptionValues): Settings {
       ["region", "region"],
     ] as const
   ) {
-    const val = str(opt);
+    const val = text(v[opt]);
     if (val) auth[key] = val;
   }
   const s: Settings = {
     container,
-    segContainer: str("segment_container") ?? `${container}_segments`,
-    prefix: joinRemote(str("path") ?? ""),
-    cdn: isTrue(v.cdn),
-    cdnSsl: v.cdn_ssl === undefined ? true : isTrue(v.cdn_ssl),
-    threshold: Math.min(MAX_OBJECT, parseSize(str("segment_threshold") ?? "1G") ?? 1024 * MiB),
-    segmentSize: parseSize(str("segment_size") ?? "128M") ?? 128 * MiB,
-    segmentConcurrency: Math.max(1, Number(str("segment_concurrency") ?? "2") || 2),
-    createContainer: v.create_container === undefined ? true : isTrue(v.create_container),
+    segContainer: text(v.segment_container) ?? `${container}_segments`,
+    prefix: joinRemote(text(v.path) ?? ""),
+    cdn: v.cdn,
+    cdnSsl: v.cdn_ssl,
+    threshold: Math.min(MAX_OBJECT, parseSize(v.segment_threshold) ?? 1024 * MiB),
+    segmentSize: parseSize(v.segment_size) ?? 128 * MiB,
+    segmentConcurrency: v.segment_concurrency,
+    createContainer: v.create_container,
     auth,
   };
-  const url = str("url");
+  const url = text(v.url);
   if (url) s.url = url;
-  const cc = str("cache_control");
+  const cc = text(v.cache_control);
   if (cc) s.cacheControl = cc;
   return s;
+}
+
+/** A text setting without surrounding blanks; undefined when unset or blank. */
+function text(value: string | undefined): string | undefined {
+  const s = value?.trim();
+  return s ? s : undefined;
 }
 
 /** Aborts when no bytes moved for `ms` (a stalled upload), not when a big one is merely slow. */

@@ -8,14 +8,15 @@ import { Buffer } from "node:buffer";
 import type { ObjectCannedACL, S3ClientConfig, StorageClass } from "@aws-sdk/client-s3";
 import { ClassifiedError, classify, type ErrorKind, errorMessage } from "../../errors.ts";
 import { type Logger, redact } from "../../log.ts";
-import { isTrue, type OptionValues } from "../../options.ts";
+import { type OptionValues, parseSettings } from "../../options.ts";
 import { joinRemote } from "../paths.ts";
 import { md5Hex, MiB, parseSize } from "../_common.ts";
-import { MIN_PART, ORIGINAL_CACHE_CONTROL, ORIGINAL_EXPIRES } from "../_s3_options.ts";
+import { MIN_PART, ORIGINAL_CACHE_CONTROL, ORIGINAL_EXPIRES, S3_OPTIONS } from "../_s3_options.ts";
 
 /** Most parts per upload. */
 export const MAX_PARTS = 10_000;
 
+/** The S3 settings of one server, parsed once. */
 export interface S3Settings {
   bucket: string;
   prefix: string;
@@ -36,41 +37,44 @@ export interface S3Settings {
   credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
 }
 
-export function parseSettings(v: OptionValues): S3Settings {
-  const str = (name: string) => {
-    const s = (v[name] ?? "").trim();
-    return s === "" ? undefined : s;
-  };
-  const bucket = (v.bucket_prefix ?? "") + (v.bucket_name ?? "").trim();
-  const original = str("headers") === "original";
-  const forcePathStyle = isTrue(v.force_path_style);
-  const expires = str("expires") ?? (original ? ORIGINAL_EXPIRES : undefined);
-  const key = str("access_key_id");
-  const secret = str("secret_access_key");
-  const token = str("session_token");
+/**
+ * Reads validated S3 option values (see `S3_OPTIONS`) once into the
+ * settings the client uses: sizes in bytes, booleans, the headers the
+ * `headers` preset implies, the credentials when keys are configured.
+ */
+export function s3Settings(values: OptionValues): S3Settings {
+  const v = parseSettings(S3_OPTIONS, values);
+  const bucket = (v.bucket_prefix ?? "") + v.bucket_name.trim();
+  const original = v.headers === "original";
+  const expires = text(v.expires) ?? (original ? ORIGINAL_EXPIRES : undefined);
+  const key = text(v.access_key_id);
+  const secret = text(v.secret_access_key);
+  const token = text(v.session_token);
   const s: S3Settings = {
     bucket,
-    prefix: joinRemote(str("path") ?? ""),
-    region: str("region") ?? "us-east-1",
-    forcePathStyle,
-    checksum: str("checksum") === "when_required" ? "when_required" : "when_supported",
-    urlStyle: (str("url_style") as "virtual" | "path" | undefined) ??
-      (forcePathStyle || bucket.includes(".") ? "path" : "virtual"),
-    multipartThreshold: parseSize(str("multipart_threshold") ?? "64M") ?? 64 * MiB,
-    partSize: Math.max(MIN_PART, parseSize(str("part_size") ?? "8M") ?? 8 * MiB),
-    partConcurrency: Math.max(1, Number(str("part_concurrency") ?? "4") || 4),
-    createBucket: isTrue(v.create_bucket),
+    prefix: joinRemote(text(v.path) ?? ""),
+    region: text(v.region) ?? "us-east-1",
+    forcePathStyle: v.force_path_style,
+    checksum: v.checksum === "when_required" ? "when_required" : "when_supported",
+    urlStyle: v.url_style === "virtual" || v.url_style === "path"
+      ? v.url_style
+      : v.force_path_style || bucket.includes(".")
+      ? "path"
+      : "virtual",
+    multipartThreshold: parseSize(v.multipart_threshold) ?? 64 * MiB,
+    partSize: Math.max(MIN_PART, parseSize(v.part_size) ?? 8 * MiB),
+    partConcurrency: v.part_concurrency,
+    createBucket: v.create_bucket,
   };
-  const endpoint = str("endpoint");
+  const endpoint = text(v.endpoint);
   if (endpoint) s.endpoint = endpoint.replace(/\/+$/, "");
-  const acl = str("acl");
-  if (acl) s.acl = acl.toLowerCase() as ObjectCannedACL;
-  const cacheControl = str("cache_control") ?? (original ? ORIGINAL_CACHE_CONTROL : undefined);
+  if (v.acl) s.acl = v.acl as ObjectCannedACL;
+  const cacheControl = text(v.cache_control) ?? (original ? ORIGINAL_CACHE_CONTROL : undefined);
   if (cacheControl) s.cacheControl = cacheControl;
   if (expires) s.expires = new Date(expires);
-  const storageClass = str("storage_class");
+  const storageClass = text(v.storage_class);
   if (storageClass) s.storageClass = storageClass.toUpperCase() as StorageClass;
-  const url = str("url");
+  const url = text(v.url);
   if (url) s.url = url;
   if (key && secret) {
     s.credentials = {
@@ -80,6 +84,12 @@ export function parseSettings(v: OptionValues): S3Settings {
     };
   }
   return s;
+}
+
+/** A text setting without surrounding blanks; undefined when unset or blank. */
+function text(value: string | undefined): string | undefined {
+  const s = value?.trim();
+  return s ? s : undefined;
 }
 
 /** What went wrong, in words, for S3 error codes that are not about one object. */

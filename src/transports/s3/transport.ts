@@ -6,13 +6,7 @@
  *
  * @module
  */
-import {
-  CopyObjectCommand,
-  DeleteObjectCommand,
-  HeadObjectCommand,
-  type HeadObjectCommandOutput,
-  ListObjectsV2Command,
-} from "@aws-sdk/client-s3";
+import type { HeadObjectCommandOutput } from "@aws-sdk/client-s3";
 import { ClassifiedError } from "../../errors.ts";
 import { encodePath, isTempName, joinUrl, safeRemotePath } from "../paths.ts";
 import type {
@@ -36,7 +30,7 @@ export {
   S3_OPTIONS,
   validateS3,
 } from "../_s3_options.ts";
-export { s3Error, sdkLogger } from "./support.ts";
+export { s3Error, s3Settings, sdkLogger } from "./support.ts";
 
 /**
  * One S3 bucket (AWS or S3-compatible). Connects on first use; pools up to
@@ -78,9 +72,10 @@ export class S3Transport extends S3Uploads implements Transport, Stater, Lister,
           const lean = this.lean;
           if (lean) await lean.send("DELETE", this.key(rel), {}, undefined, abortSignal);
           else {
-            await this.c.send(
-              new DeleteObjectCommand({ Bucket: this.s.bucket, Key: this.key(rel) }),
-              { abortSignal },
+            await this.sdk((m, c) =>
+              c.send(new m.DeleteObjectCommand({ Bucket: this.s.bucket, Key: this.key(rel) }), {
+                abortSignal,
+              })
             );
           }
         },
@@ -107,9 +102,10 @@ export class S3Transport extends S3Uploads implements Transport, Stater, Lister,
               (await lean.send("HEAD", this.key(rel), {}, undefined, abortSignal)).headers,
             );
           }
-          return await this.c.send(
-            new HeadObjectCommand({ Bucket: this.s.bucket, Key: this.key(rel) }),
-            { abortSignal },
+          return await this.sdk((m, c) =>
+            c.send(new m.HeadObjectCommand({ Bucket: this.s.bucket, Key: this.key(rel) }), {
+              abortSignal,
+            })
           );
         },
       );
@@ -145,13 +141,15 @@ export class S3Transport extends S3Uploads implements Transport, Stater, Lister,
         prefix || "/",
         options.signal,
         (abortSignal) =>
-          this.c.send(
-            new ListObjectsV2Command({
-              Bucket: this.s.bucket,
-              Prefix: p,
-              ...(token ? { ContinuationToken: token } : {}),
-            }),
-            { abortSignal },
+          this.sdk((m, c) =>
+            c.send(
+              new m.ListObjectsV2Command({
+                Bucket: this.s.bucket,
+                Prefix: p,
+                ...(token ? { ContinuationToken: token } : {}),
+              }),
+              { abortSignal },
+            )
           ),
       );
       for (const o of out.Contents ?? []) {
@@ -193,16 +191,18 @@ export class S3Transport extends S3Uploads implements Transport, Stater, Lister,
           await lean.send("PUT", this.key(dst), headers, undefined, abortSignal);
           return;
         }
-        await this.c.send(
-          new CopyObjectCommand({
-            Bucket: s.bucket,
-            Key: this.key(dst),
-            CopySource: `${s.bucket}/${encodePath(this.key(src))}`,
-            MetadataDirective: "COPY",
-            ...(s.acl ? { ACL: s.acl } : {}),
-            ...(s.storageClass ? { StorageClass: s.storageClass } : {}),
-          }),
-          { abortSignal },
+        await this.sdk((m, c) =>
+          c.send(
+            new m.CopyObjectCommand({
+              Bucket: s.bucket,
+              Key: this.key(dst),
+              CopySource: `${s.bucket}/${encodePath(this.key(src))}`,
+              MetadataDirective: "COPY",
+              ...(s.acl ? { ACL: s.acl } : {}),
+              ...(s.storageClass ? { StorageClass: s.storageClass } : {}),
+            }),
+            { abortSignal },
+          )
         );
       });
     } catch (err) {

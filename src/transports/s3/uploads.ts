@@ -7,14 +7,6 @@
 import { Buffer } from "node:buffer";
 import * as fs from "node:fs";
 import * as fsp from "node:fs/promises";
-import {
-  AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
-  CreateMultipartUploadCommand,
-  HeadObjectCommand,
-  PutObjectCommand,
-  UploadPartCommand,
-} from "@aws-sdk/client-s3";
 import { ClassifiedError, classify, errorMessage } from "../../errors.ts";
 import type { PutOptions, PutResult } from "../transport.ts";
 import {
@@ -87,14 +79,16 @@ export class S3Uploads extends S3Calls {
         );
         out = objectOutput(res.headers);
       } else {
-        out = await this.c.send(
-          new PutObjectCommand({
-            ...this.objectParams(rel, options),
-            Body: body,
-            ContentLength: options.size,
-            ContentMD5: hexToBase64(md5),
-          }),
-          { abortSignal: sig },
+        out = await this.sdk((m, c) =>
+          c.send(
+            new m.PutObjectCommand({
+              ...this.objectParams(rel, options),
+              Body: body,
+              ContentLength: options.size,
+              ContentMD5: hexToBase64(md5),
+            }),
+            { abortSignal: sig },
+          )
         );
       }
     } catch (err) {
@@ -155,12 +149,14 @@ export class S3Uploads extends S3Calls {
         signal,
         (abortSignal) =>
           // rclone's convention (base64 MD5 in `md5chksum`): `rclone check` verifies our large files.
-          this.c.send(
-            new CreateMultipartUploadCommand({
-              ...params,
-              Metadata: { md5chksum: hexToBase64(md5) },
-            }),
-            { abortSignal },
+          this.sdk((m, c) =>
+            c.send(
+              new m.CreateMultipartUploadCommand({
+                ...params,
+                Metadata: { md5chksum: hexToBase64(md5) },
+              }),
+              { abortSignal },
+            )
           ),
       );
       uploadId = created.UploadId;
@@ -193,17 +189,19 @@ export class S3Uploads extends S3Calls {
           partMd5s[i] = partMd5;
           let out;
           try {
-            out = await this.c.send(
-              new UploadPartCommand({
-                Bucket: params.Bucket,
-                Key: params.Key,
-                UploadId: uploadId,
-                PartNumber: i + 1,
-                Body: buf,
-                ContentLength: len,
-                ContentMD5: hexToBase64(partMd5),
-              }),
-              { abortSignal: signal },
+            out = await this.sdk((m, c) =>
+              c.send(
+                new m.UploadPartCommand({
+                  Bucket: params.Bucket,
+                  Key: params.Key,
+                  UploadId: uploadId,
+                  PartNumber: i + 1,
+                  Body: buf,
+                  ContentLength: len,
+                  ContentMD5: hexToBase64(partMd5),
+                }),
+                { abortSignal: signal },
+              )
             );
           } catch (err) {
             const e = await this.explain(
@@ -239,14 +237,16 @@ export class S3Uploads extends S3Calls {
         rel,
         signal,
         (abortSignal) =>
-          this.c.send(
-            new CompleteMultipartUploadCommand({
-              Bucket: params.Bucket,
-              Key: params.Key,
-              UploadId: uploadId,
-              MultipartUpload: { Parts: parts },
-            }),
-            { abortSignal },
+          this.sdk((m, c) =>
+            c.send(
+              new m.CompleteMultipartUploadCommand({
+                Bucket: params.Bucket,
+                Key: params.Key,
+                UploadId: uploadId,
+                MultipartUpload: { Parts: parts },
+              }),
+              { abortSignal },
+            )
           ),
       );
       uploadId = undefined;
@@ -263,9 +263,11 @@ export class S3Uploads extends S3Calls {
         rel,
         signal,
         (abortSignal) =>
-          this.c.send(new HeadObjectCommand({ Bucket: params.Bucket, Key: params.Key }), {
-            abortSignal,
-          }),
+          this.sdk((m, c) =>
+            c.send(new m.HeadObjectCommand({ Bucket: params.Bucket, Key: params.Key }), {
+              abortSignal,
+            })
+          ),
       );
       if (head.ContentLength !== size) {
         throw new ClassifiedError(
@@ -280,9 +282,15 @@ export class S3Uploads extends S3Calls {
       if (uploadId) {
         // Without this, the parts stay (and are billed) until a lifecycle rule removes them.
         const id = uploadId;
-        await this.c.send(
-          new AbortMultipartUploadCommand({ Bucket: params.Bucket, Key: params.Key, UploadId: id }),
-          { abortSignal: AbortSignal.timeout(this.ctx.timeoutMs) },
+        await this.sdk((m, c) =>
+          c.send(
+            new m.AbortMultipartUploadCommand({
+              Bucket: params.Bucket,
+              Key: params.Key,
+              UploadId: id,
+            }),
+            { abortSignal: AbortSignal.timeout(this.ctx.timeoutMs) },
+          )
         ).catch((e) =>
           this.ctx.log.warn(`Cannot abort the multipart upload of "${rel}": ${errorMessage(e)}`)
         );
