@@ -81,3 +81,4 @@ function serverSuite(server: DatabaseServer, scheme: string, title: string) {
 }
 
 serverSuite("postgres", "postgres", "PostgreSQL");
+serverSuite("mariadb", "mysql", "MariaDB");
