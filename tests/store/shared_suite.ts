@@ -312,6 +312,32 @@ export async function runSharedStoreSuite(step: Step, backend: SuiteBackend): Pr
       },
     );
 
+    await step("long paths and non-ASCII names are keys like any other", async () => {
+      const long = { ...key("long"), input_file: `/srv/${"d".repeat(250)}/`.repeat(16) + "f.css" };
+      const caseTwin = { ...long, input_file: long.input_file.replace("f.css", "F.css") };
+      const uni = { ...key("uni"), input_file: "/srv/files/Ünïcødé 文件 🎉.png" };
+      assert(long.input_file.length > 4000);
+      assertEquals(
+        (await a.claimMany(
+          [
+            { key: long, fingerprint: "l" },
+            { key: caseTwin, fingerprint: "l" },
+            { key: uni, fingerprint: "u" },
+          ],
+          1_000,
+          1_000,
+        )).map((c) => c.kind),
+        ["mine", "mine", "mine"],
+      );
+      await a.publish([record(long, "node-a", "l"), record(uni, "node-a", "u")]);
+      assertEquals(await b.get(long), record(long, "node-a", "l"));
+      assertEquals(await b.get(caseTwin), undefined);
+      assertEquals(await b.get(uni), record(uni, "node-a", "u"));
+      assertEquals(await b.urlFor(long.input_file), record(long, "node-a", "l").url);
+      assertEquals(await b.urlFor(caseTwin.input_file), undefined);
+      assertEquals((await b.claim(long, "l", 1_000, 1_000)).kind, "done");
+    });
+
     await step("server health is stored per server and node", async () => {
       const h = {
         server: "cdn-health",
