@@ -10,7 +10,9 @@
 #                                              {"sftp": info, "ftp": info, "vsftpd": info,
 #                                               "swift": info, "postgres": info,
 #                                               "mariadb": info}
-#   bash scripts/dev-servers/all.sh stop [--clean] stop them all (--clean: delete their state)
+#   bash scripts/dev-servers/all.sh stop [--clean] stop them all, and the private database
+#                                              instances tests started (--clean: delete
+#                                              their state)
 #   bash scripts/dev-servers/all.sh status         exit 0 only when all are healthy
 #
 # Exit status is non-zero when any server fails; its stderr (with log tails) is shown.
@@ -73,7 +75,18 @@ case "${1:-}" in
     fc_log "All servers ready in $(($(fc_now_ms) - t0)) ms"
     ;;
   stop)
-    run_all stop "${2:-}" || fc_die "Not every server stopped cleanly (see above)"
+    failed=0
+    run_all stop "${2:-}" || failed=1
+    # Private database instances that tests started (tests/_servers.ts, `instance`).
+    for dir in "$FC_BASE_DIR"/instances/*/; do
+      [[ -d "$dir" ]] || continue
+      for name in postgres mariadb; do
+        if [[ -d "$dir$name" ]]; then
+          FC_SERVERS_DIR="${dir%/}" bash "$HERE/$name.sh" stop "${2:-}" || failed=1
+        fi
+      done
+    done
+    [[ $failed == 0 ]] || fc_die "Not every server stopped cleanly (see above)"
     ;;
   status)
     run_all status || exit 1

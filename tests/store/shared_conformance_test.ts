@@ -111,6 +111,8 @@ function serverSuite(server: DatabaseServer, scheme: string, title: string) {
         });
       } finally {
         await db.drop();
+        // The private instance is this test's: it does not outlive it.
+        await stopDatabase(server, INSTANCE);
       }
     },
   });

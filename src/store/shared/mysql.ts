@@ -99,6 +99,9 @@ const MIGRATIONS: string[][] = [
   ],
 ];
 
+/** A connection cut without a FIN (network loss) must not hang a call forever. */
+const QUERY_TIMEOUT_MS = 60_000;
+
 /** Name of the lock (GET_LOCK) that serialises migrations. */
 const MIGRATION_LOCK = "fileconveyor.schema";
 
@@ -195,25 +198,25 @@ export class MysqlSharedStore implements SharedStore {
   /** Runs `fn` in one transaction (run again when it loses a race, see `withDbErrors`). */
   #tx<T>(action: string, fn: (c: Conn) => Promise<T>): Promise<T> {
     return this.#with(action, async (c) => {
-      await c.query("START TRANSACTION");
+      await this.#run(c, "START TRANSACTION");
       try {
         const out = await fn(c);
-        await c.query("COMMIT");
+        await this.#run(c, "COMMIT");
         return out;
       } catch (e) {
-        await c.query("ROLLBACK").catch(() => {});
+        await this.#run(c, "ROLLBACK").catch(() => {});
         throw e;
       }
     });
   }
 
   async #rows(c: Conn, sql: string, values?: unknown[]): Promise<Row[]> {
-    const [rows] = await c.query(sql, values);
+    const [rows] = await c.query({ sql, timeout: QUERY_TIMEOUT_MS }, values);
     return rows as Row[];
   }
 
   async #run(c: Conn, sql: string, values?: unknown[]): Promise<mysql.ResultSetHeader> {
-    const [result] = await c.query(sql, values);
+    const [result] = await c.query({ sql, timeout: QUERY_TIMEOUT_MS }, values);
     return result as mysql.ResultSetHeader;
   }
 
@@ -249,7 +252,7 @@ export class MysqlSharedStore implements SharedStore {
           await this.#run(c, "INSERT INTO fc_schema(version) VALUES (?)", [MIGRATIONS.length]);
         }
       } finally {
-        await c.query("SELECT RELEASE_LOCK(?)", [MIGRATION_LOCK]).catch(() => {});
+        await this.#run(c, "SELECT RELEASE_LOCK(?)", [MIGRATION_LOCK]).catch(() => {});
       }
     });
   }
