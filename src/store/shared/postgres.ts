@@ -7,26 +7,30 @@
  * destination, see `_keys.ts`): a B-tree entry is limited to about 2.7 kB,
  * less than a long path.
  *
- * Claims: `INSERT … ON CONFLICT (key_hash) DO UPDATE … WHERE the lease
- * expired OR it is ours` takes a whole batch of leases in one statement (a
- * conflicting row that is not updated is still locked, so two claimers of
- * one key queue up and exactly one wins); a second statement reads the
- * leases and records back, and a record that already holds the fingerprint
- * makes the claim "done" (our lease on it is dropped).
+ * Claims: one statement per batch (`CLAIM_SQL`, one round trip): `INSERT …
+ * ON CONFLICT (key_hash) DO UPDATE … WHERE the lease expired OR it is ours`
+ * takes the leases of the keys whose record does not hold the fingerprint
+ * yet; a conflicting row that is not updated is still locked, so two
+ * claimers of one key queue up and exactly one wins. The records are read
+ * at the start of the statement: a record published while the statement
+ * waited for a lock is not seen, and that file is uploaded once more
+ * (delivery is at least once; publishing is an upsert).
  *
  * Change feed: PostgreSQL sequences hand out numbers in call order but
  * transactions commit in any order, so a follower could read seq 12 before
  * seq 11 commits and never see 11. Instead, each publishing transaction
- * ends by incrementing the one row of `fc_feed` and numbering its changes
- * from it. The row stays locked until that transaction commits, so the next
- * publisher takes its numbers only after the previous one committed: changes
- * become visible in `seq` order and a follower never skips one. Publishers
- * serialise only for that last statement and the commit.
+ * first increments the one row of `fc_feed` and numbers its changes from
+ * it. The row stays locked until that transaction commits, so the next
+ * publisher takes its numbers only after the previous one committed:
+ * changes become visible in `seq` order and a follower never skips one.
+ * Publishing is one statement (`PUBLISH_SQL`), so the lock is held for one
+ * round trip.
  *
  * @module
  */
 import pg from "pg";
 import { distinctItems, distinctKeys, distinctRecords, inOrder, keyId } from "./_keys.ts";
+import type { KeyedItem } from "./_keys.ts";
 import { decideClaim, type RecordRow, toRecord } from "./_keys.ts";
 import { withDbErrors } from "./_db_errors.ts";
 import type {
@@ -95,8 +99,77 @@ const MIGRATIONS: string[] = [
   `,
 ];
 
+/** The record's columns in `synced_files`, in the order the statements use. */
+const RECORD_COLUMNS_SQL =
+  "input_file, server, dest, transported_file_basename, url, remote_path, fingerprint, node, synced_at";
+
 /** Key of the advisory lock that serialises migrations ("fcsch" in ASCII). */
 const MIGRATION_LOCK = 0x6663736368;
+
+/**
+ * Claims a batch in one statement. `k` is the batch ($1–$5: hash, input
+ * file, server, dest, fingerprint; sorted by hash, so rows are locked in
+ * that order); `rec` the records; `ins` takes the leases of the keys whose
+ * record does not hold the fingerprint, where the lease is missing, expired
+ * or ours (a conflicting row it does not update is still locked until the
+ * end of the statement, so claimers of one key queue up); `dl` drops our
+ * own lease on keys that are done. The result has, per key, the lease we
+ * took (`mine_until`), otherwise the lease as the statement's snapshot saw
+ * it, and the record.
+ */
+const CLAIM_SQL = `
+  WITH k AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+      AS t(h, i, s, d, fp)
+  ), rec AS (
+    SELECT k.h, k.fp, sf.* FROM k JOIN synced_files sf ON sf.key_hash = k.h
+  ), ins AS (
+    INSERT INTO fc_leases(key_hash, input_file, server, dest, node, until)
+    SELECT k.h, k.i, k.s, k.d, $6, $7 FROM k
+    WHERE NOT EXISTS (SELECT 1 FROM rec WHERE rec.h = k.h AND rec.fingerprint = k.fp)
+    ORDER BY k.h
+    ON CONFLICT (key_hash) DO UPDATE SET node = EXCLUDED.node, until = EXCLUDED.until
+    WHERE fc_leases.until <= $8 OR fc_leases.node = $6
+    RETURNING key_hash, until
+  ), dl AS (
+    DELETE FROM fc_leases
+    WHERE key_hash IN (SELECT h FROM rec WHERE rec.fingerprint = rec.fp) AND node = $6
+  )
+  SELECT k.h AS key_hash, ins.until AS mine_until, l.node AS lease_node, l.until AS lease_until,
+    rec.input_file, rec.server, rec.dest, rec.transported_file_basename, rec.url,
+    rec.remote_path, rec.fingerprint, rec.node, rec.synced_at
+  FROM k LEFT JOIN ins ON ins.key_hash = k.h
+    LEFT JOIN fc_leases l ON l.key_hash = k.h
+    LEFT JOIN rec ON rec.h = k.h`;
+
+/**
+ * Publishes a batch in one statement: `f` takes the feed's row lock first
+ * (the other parts read from it, which makes PostgreSQL run it first), so
+ * every publisher locks in the same order — the feed, then the records and
+ * leases in hash order — and changes commit in `seq` order. $1–$10 are the
+ * record columns (sorted by hash), $11 this node.
+ */
+const PUBLISH_SQL = `
+  WITH f AS (
+    UPDATE fc_feed SET seq = seq + cardinality($1::text[]) WHERE id = 1 RETURNING seq
+  ), k AS (
+    SELECT t.*, f.seq - cardinality($1::text[]) + t.o AS change_seq
+    FROM f, unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+      $7::text[], $8::text[], $9::text[], $10::bigint[])
+      WITH ORDINALITY AS t(h, i, s, d, b, u, rp, fp, n, at, o)
+  ), up AS (
+    INSERT INTO synced_files(key_hash, ${RECORD_COLUMNS_SQL})
+    SELECT h, i, s, d, b, u, rp, fp, n, at FROM k ORDER BY h
+    ON CONFLICT (key_hash) DO UPDATE SET
+      transported_file_basename = EXCLUDED.transported_file_basename,
+      url = EXCLUDED.url, remote_path = EXCLUDED.remote_path,
+      fingerprint = EXCLUDED.fingerprint, node = EXCLUDED.node,
+      synced_at = EXCLUDED.synced_at
+  ), dl AS (
+    DELETE FROM fc_leases WHERE key_hash IN (SELECT h FROM k) AND node = $11
+  )
+  INSERT INTO fc_changes(seq, key_hash, input_file, server, dest, removed)
+  SELECT change_seq, h, i, s, d, false FROM k`;
 
 /** Options of {@linkcode PostgresSharedStore}. */
 export interface PostgresSharedOptions {
@@ -106,8 +179,7 @@ export interface PostgresSharedOptions {
   connectTimeoutMs?: number;
 }
 
-const RECORD_COLUMNS =
-  "input_file, server, dest, transported_file_basename, url, remote_path, fingerprint, node, synced_at";
+const RECORD_COLUMNS = RECORD_COLUMNS_SQL;
 
 type Client = pg.PoolClient;
 
@@ -259,54 +331,62 @@ export class PostgresSharedStore implements SharedStore {
     if (items.length === 0) return [];
     const distinct = distinctItems(items);
     const hashes = distinct.map((i) => i.hash);
-    const byId = await this.#tx("claim in", async (c) => {
-      await c.query(
-        `INSERT INTO fc_leases(key_hash, input_file, server, dest, node, until)
-         SELECT h, i, s, d, $5, $6
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(h, i, s, d)
-         ON CONFLICT (key_hash) DO UPDATE SET node = EXCLUDED.node, until = EXCLUDED.until
-         WHERE fc_leases.until <= $7 OR fc_leases.node = $5`,
-        [
-          hashes,
-          distinct.map((i) => i.key.input_file),
-          distinct.map((i) => i.key.server),
-          distinct.map((i) => i.key.dest),
-          this.node,
-          now + leaseMs,
-          now,
-        ],
-      );
-      const r = await c.query(
-        `SELECT k.h AS key_hash, l.node AS lease_node, l.until AS lease_until,
-           s.input_file, s.server, s.dest, s.transported_file_basename, s.url, s.remote_path,
-           s.fingerprint, s.node, s.synced_at
-         FROM unnest($1::text[]) AS k(h)
-         LEFT JOIN fc_leases l ON l.key_hash = k.h
-         LEFT JOIN synced_files s ON s.key_hash = k.h`,
-        [hashes],
-      );
-      const rows = new Map(r.rows.map((row) => [row.key_hash as string, row]));
-      const out = new Map<string, Claim>();
-      const drop: string[] = [];
-      for (const item of distinct) {
-        const row = rows.get(item.hash);
-        const record = row?.input_file != null ? toRecord(row as RecordRow) : undefined;
-        const lease = row?.lease_node != null
-          ? { node: row.lease_node as string, until: Number(row.lease_until) }
-          : undefined;
-        const claim = decideClaim(item.fingerprint, record, lease, this.node);
-        if (claim.kind === "done" && lease?.node === this.node) drop.push(item.hash);
-        out.set(item.id, claim);
-      }
-      if (drop.length > 0) {
-        await c.query("DELETE FROM fc_leases WHERE key_hash = ANY($1::text[]) AND node = $2", [
-          drop,
-          this.node,
-        ]);
-      }
-      return out;
+    // One statement, hence one round trip and its own transaction (see the module doc).
+    const rows = await this.#with("claim in", async (c) => {
+      const r = await c.query(CLAIM_SQL, [
+        hashes,
+        distinct.map((i) => i.key.input_file),
+        distinct.map((i) => i.key.server),
+        distinct.map((i) => i.key.dest),
+        distinct.map((i) => i.fingerprint),
+        this.node,
+        now + leaseMs,
+        now,
+      ]);
+      return r.rows;
     });
-    return inOrder(items, byId);
+    const byHash = new Map(rows.map((row) => [row.key_hash as string, row]));
+    const out = new Map<string, Claim>();
+    const unknown: KeyedItem[] = [];
+    for (const item of distinct) {
+      const row = byHash.get(item.hash);
+      const record = row?.input_file != null ? toRecord(row as RecordRow) : undefined;
+      let lease: { node: string; until: number } | undefined;
+      if (row?.mine_until != null) lease = { node: this.node, until: Number(row.mine_until) };
+      else if (row?.lease_node != null) {
+        lease = { node: row.lease_node, until: Number(row.lease_until) };
+      }
+      if (record?.fingerprint !== item.fingerprint && (!lease || lease.node === this.node)) {
+        // Neither taken nor visible: another claimer inserted the lease after this
+        // statement's snapshot and we waited for it; read it back.
+        unknown.push(item);
+        continue;
+      }
+      out.set(item.id, decideClaim(item.fingerprint, record, lease, this.node));
+    }
+    if (unknown.length > 0) {
+      const leases = await this.#with("claim in", async (c) => {
+        const r = await c.query(
+          "SELECT key_hash, node, until FROM fc_leases WHERE key_hash = ANY($1::text[])",
+          [unknown.map((u) => u.hash)],
+        );
+        return new Map(r.rows.map((row) => [row.key_hash as string, row]));
+      });
+      for (const item of unknown) {
+        const l = leases.get(item.hash);
+        // A lease gone since (its holder published or released) is busy for a moment:
+        // asking again decides.
+        out.set(
+          item.id,
+          l && l.node !== this.node
+            ? { kind: "busy", node: l.node, until: Number(l.until) }
+            : l
+            ? { kind: "mine", until: Number(l.until) }
+            : { kind: "busy", node: "", until: now },
+        );
+      }
+    }
+    return inOrder(items, out);
   }
 
   renew(key: SharedKey, now: number, leaseMs: number): Promise<boolean> {
@@ -342,7 +422,7 @@ export class PostgresSharedStore implements SharedStore {
     });
   }
 
-  /** Appends changes to the feed; the last statement of a publishing transaction (see the module doc). */
+  /** Appends changes to the feed, in a transaction that locked the feed's row first. */
   async #log(
     c: Client,
     keys: { hash: string; key: SharedKey }[],
@@ -373,34 +453,21 @@ export class PostgresSharedStore implements SharedStore {
     if (records.length === 0) return Promise.resolve();
     const distinct = distinctRecords(records);
     const col = <K extends keyof SharedRecord>(k: K) => distinct.map((d) => d.record[k]);
-    return this.#tx("publish to", async (c) => {
-      await c.query(
-        `INSERT INTO synced_files(key_hash, ${RECORD_COLUMNS})
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-           $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[])
-         ON CONFLICT (key_hash) DO UPDATE SET
-           transported_file_basename = EXCLUDED.transported_file_basename,
-           url = EXCLUDED.url, remote_path = EXCLUDED.remote_path,
-           fingerprint = EXCLUDED.fingerprint, node = EXCLUDED.node,
-           synced_at = EXCLUDED.synced_at`,
-        [
-          distinct.map((d) => d.hash),
-          col("input_file"),
-          col("server"),
-          col("dest"),
-          col("transported_file_basename"),
-          col("url"),
-          col("remote_path"),
-          col("fingerprint"),
-          col("node"),
-          col("synced_at"),
-        ],
-      );
-      await c.query("DELETE FROM fc_leases WHERE key_hash = ANY($1::text[]) AND node = $2", [
+    // One statement, hence one round trip and its own transaction (see the module doc).
+    return this.#with("publish to", async (c) => {
+      await c.query(PUBLISH_SQL, [
         distinct.map((d) => d.hash),
+        col("input_file"),
+        col("server"),
+        col("dest"),
+        col("transported_file_basename"),
+        col("url"),
+        col("remote_path"),
+        col("fingerprint"),
+        col("node"),
+        col("synced_at"),
         this.node,
       ]);
-      await this.#log(c, distinct.map((d) => ({ hash: d.hash, key: d.record })), false);
     });
   }
 
@@ -408,6 +475,8 @@ export class PostgresSharedStore implements SharedStore {
     if (keys.length === 0) return Promise.resolve();
     const distinct = distinctKeys(keys);
     return this.#tx("unpublish from", async (c) => {
+      // The feed first, as in PUBLISH_SQL: every feed writer locks in the same order.
+      await c.query("SELECT seq FROM fc_feed WHERE id = 1 FOR UPDATE");
       const r = await c.query<{ key_hash: string }>(
         "DELETE FROM synced_files WHERE key_hash = ANY($1::text[]) RETURNING key_hash",
         [distinct.map((d) => d.hash)],
