@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# All test servers at once: sftp, ftp, vsftpd and swift (see each script's header).
+# All test servers at once: sftp, ftp, vsftpd, swift, and the databases of the shared store,
+# postgres and mariadb (see each script's header).
 #
 #   bash scripts/dev-servers/all.sh start          install every missing Debian package in one
 #                                              apt-get run (plus rclone, the independent client
@@ -7,8 +8,11 @@
 #                                              start the servers in parallel (vsftpd unpacks
 #                                              its own package); prints
 #                                              {"sftp": info, "ftp": info, "vsftpd": info,
-#                                               "swift": info}
-#   bash scripts/dev-servers/all.sh stop [--clean] stop them all (--clean: delete their state)
+#                                               "swift": info, "postgres": info,
+#                                               "mariadb": info}
+#   bash scripts/dev-servers/all.sh stop [--clean] stop them all, and the private database
+#                                              instances tests started (--clean: delete
+#                                              their state)
 #   bash scripts/dev-servers/all.sh status         exit 0 only when all are healthy
 #
 # Exit status is non-zero when any server fails; its stderr (with log tails) is shown.
@@ -17,11 +21,12 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=common.sh
 source "$HERE/common.sh"
 FC_NAME=all
-NAMES=(sftp ftp vsftpd swift)
+NAMES=(sftp ftp vsftpd swift postgres mariadb)
 PACKAGES=(
   openssh-server openssh-client passwd
   proftpd-core proftpd-mod-crypto openssl socat curl
   swift swift-proxy swift-object swift-container swift-account memcached python3
+  postgresql mariadb-server mariadb-client
   rclone
 )
 
@@ -70,7 +75,18 @@ case "${1:-}" in
     fc_log "All servers ready in $(($(fc_now_ms) - t0)) ms"
     ;;
   stop)
-    run_all stop "${2:-}" || fc_die "Not every server stopped cleanly (see above)"
+    failed=0
+    run_all stop "${2:-}" || failed=1
+    # Private database instances that tests started (tests/_servers.ts, `instance`).
+    for dir in "$FC_BASE_DIR"/instances/*/; do
+      [[ -d "$dir" ]] || continue
+      for name in postgres mariadb; do
+        if [[ -d "$dir$name" ]]; then
+          FC_SERVERS_DIR="${dir%/}" bash "$HERE/$name.sh" stop "${2:-}" || failed=1
+        fi
+      done
+    done
+    [[ $failed == 0 ]] || fc_die "Not every server stopped cleanly (see above)"
     ;;
   status)
     run_all status || exit 1

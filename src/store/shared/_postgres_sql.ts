@@ -1,0 +1,133 @@
+/**
+ * The schema and the long statements of the PostgreSQL shared store
+ * (`postgres.ts` explains the locking they rely on).
+ *
+ * @module
+ */
+
+/** Schema migrations; index + 1 is the schema version after it runs. */
+export const MIGRATIONS: string[] = [
+  `
+  CREATE TABLE synced_files(
+    key_hash char(64) PRIMARY KEY,
+    input_file text NOT NULL,
+    transported_file_basename text NOT NULL,
+    url text NOT NULL,
+    server text NOT NULL,
+    dest text NOT NULL DEFAULT '',
+    remote_path text NOT NULL,
+    fingerprint text NOT NULL,
+    node text NOT NULL,
+    synced_at bigint NOT NULL
+  );
+  CREATE INDEX synced_files_input_file ON synced_files USING hash (input_file);
+  CREATE TABLE fc_leases(
+    key_hash char(64) PRIMARY KEY,
+    input_file text NOT NULL,
+    server text NOT NULL,
+    dest text NOT NULL,
+    node text NOT NULL,
+    until bigint NOT NULL
+  );
+  CREATE INDEX fc_leases_node ON fc_leases(node);
+  CREATE TABLE fc_nodes(
+    node text PRIMARY KEY,
+    started_at bigint NOT NULL,
+    heartbeat_at bigint NOT NULL,
+    queued integer NOT NULL,
+    failed integer NOT NULL,
+    version text NOT NULL
+  );
+  CREATE TABLE fc_feed(id integer PRIMARY KEY, seq bigint NOT NULL);
+  INSERT INTO fc_feed(id, seq) VALUES (1, 0);
+  CREATE TABLE fc_changes(
+    seq bigint PRIMARY KEY,
+    key_hash char(64) NOT NULL,
+    input_file text NOT NULL,
+    server text NOT NULL,
+    dest text NOT NULL,
+    removed boolean NOT NULL
+  );
+  CREATE TABLE fc_server_health(
+    server text NOT NULL,
+    node text NOT NULL,
+    failing_since bigint,
+    last_error text,
+    last_ok bigint,
+    updated_at bigint NOT NULL,
+    PRIMARY KEY(server, node)
+  );
+  `,
+];
+
+/** The record's columns in `synced_files`, in the order the statements use. */
+export const RECORD_COLUMNS_SQL =
+  "input_file, server, dest, transported_file_basename, url, remote_path, fingerprint, node, synced_at";
+
+/** Key of the advisory lock that serialises migrations ("fcsch" in ASCII). */
+export const MIGRATION_LOCK = 0x6663736368;
+
+/**
+ * Claims a batch in one statement. `k` is the batch ($1–$5: hash, input
+ * file, server, dest, fingerprint; sorted by hash, so rows are locked in
+ * that order); `rec` the records; `ins` takes the leases of the keys whose
+ * record does not hold the fingerprint, where the lease is missing, expired
+ * or ours (a conflicting row it does not update is still locked until the
+ * end of the statement, so claimers of one key queue up); `dl` drops our
+ * own lease on keys that are done. The result has, per key, the lease we
+ * took (`mine_until`), otherwise the lease as the statement's snapshot saw
+ * it, and the record.
+ */
+export const CLAIM_SQL = `
+  WITH k AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+      AS t(h, i, s, d, fp)
+  ), rec AS (
+    SELECT k.h, k.fp, sf.* FROM k JOIN synced_files sf ON sf.key_hash = k.h
+  ), ins AS (
+    INSERT INTO fc_leases(key_hash, input_file, server, dest, node, until)
+    SELECT k.h, k.i, k.s, k.d, $6, $7 FROM k
+    WHERE NOT EXISTS (SELECT 1 FROM rec WHERE rec.h = k.h AND rec.fingerprint = k.fp)
+    ORDER BY k.h
+    ON CONFLICT (key_hash) DO UPDATE SET node = EXCLUDED.node, until = EXCLUDED.until
+    WHERE fc_leases.until <= $8 OR fc_leases.node = $6
+    RETURNING key_hash, until
+  ), dl AS (
+    DELETE FROM fc_leases
+    WHERE key_hash IN (SELECT h FROM rec WHERE rec.fingerprint = rec.fp) AND node = $6
+  )
+  SELECT k.h AS key_hash, ins.until AS mine_until, l.node AS lease_node, l.until AS lease_until,
+    rec.input_file, rec.server, rec.dest, rec.transported_file_basename, rec.url,
+    rec.remote_path, rec.fingerprint, rec.node, rec.synced_at
+  FROM k LEFT JOIN ins ON ins.key_hash = k.h
+    LEFT JOIN fc_leases l ON l.key_hash = k.h
+    LEFT JOIN rec ON rec.h = k.h`;
+
+/**
+ * Publishes a batch in one statement: `f` takes the feed's row lock first
+ * (the other parts read from it, which makes PostgreSQL run it first), so
+ * every publisher locks in the same order — the feed, then the records and
+ * leases in hash order — and changes commit in `seq` order. $1–$10 are the
+ * record columns (sorted by hash), $11 this node.
+ */
+export const PUBLISH_SQL = `
+  WITH f AS (
+    UPDATE fc_feed SET seq = seq + cardinality($1::text[]) WHERE id = 1 RETURNING seq
+  ), k AS (
+    SELECT t.*, f.seq - cardinality($1::text[]) + t.o AS change_seq
+    FROM f, unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+      $7::text[], $8::text[], $9::text[], $10::bigint[])
+      WITH ORDINALITY AS t(h, i, s, d, b, u, rp, fp, n, at, o)
+  ), up AS (
+    INSERT INTO synced_files(key_hash, ${RECORD_COLUMNS_SQL})
+    SELECT h, i, s, d, b, u, rp, fp, n, at FROM k ORDER BY h
+    ON CONFLICT (key_hash) DO UPDATE SET
+      transported_file_basename = EXCLUDED.transported_file_basename,
+      url = EXCLUDED.url, remote_path = EXCLUDED.remote_path,
+      fingerprint = EXCLUDED.fingerprint, node = EXCLUDED.node,
+      synced_at = EXCLUDED.synced_at
+  ), dl AS (
+    DELETE FROM fc_leases WHERE key_hash IN (SELECT h FROM k) AND node = $11
+  )
+  INSERT INTO fc_changes(seq, key_hash, input_file, server, dest, removed)
+  SELECT change_seq, h, i, s, d, false FROM k`;
