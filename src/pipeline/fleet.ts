@@ -1,0 +1,362 @@
+/**
+ * A node of a fleet: the daemon's link to the shared store (see
+ * `store/shared/types.ts`) when the `store` setting names one.
+ *
+ * Contract:
+ * - before an upload the worker claims the file's key with the fingerprint
+ *   of the source content (`size:mtime:md5`): "done" → the record another
+ *   node published is recorded here and nothing is uploaded; "busy" → the
+ *   job waits; "mine" → this node uploads, renewing the lease meanwhile,
+ *   records locally and queues the record in the local outbox in the same
+ *   transaction; the publisher sends the outbox (at least once, idempotent);
+ * - a failed upload releases the lease; a delete queues an unpublish;
+ * - the shared store unreachable (at start or later) never stops the
+ *   daemon: watching goes on, uploads wait in the durable local queue and
+ *   are tried again with backoff (so a file on a shared folder is never
+ *   uploaded by two nodes because one could not ask), the outbox keeps what
+ *   is not yet published, and the status says since when; once it answers
+ *   again everything converges;
+ * - every few seconds: a heartbeat with this node's queue sizes, the
+ *   release of dead nodes' leases (`nodeTimeout`), the change feed into
+ *   this node's web database (`fleet_follow.ts`).
+ *
+ * @module
+ */
+import { parseStoreUrl } from "../config/store_url.ts";
+import { errorMessage } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import { FleetLocal } from "../store/fleet_local.ts";
+import { openSharedStore } from "../store/shared/open.ts";
+import type { Claim, SharedKey, SharedRecord, SharedStore } from "../store/shared/types.ts";
+import type { Job, Store } from "../store/store.ts";
+import { VERSION } from "../version.ts";
+import type { PipelineContext } from "./context.ts";
+import { FleetFollower } from "./fleet_follow.ts";
+import { FleetPublisher } from "./fleet_publish.ts";
+
+/** The shared store cannot be reached: the job waits in the local queue until `retryAt`. */
+export class FleetUnavailable extends Error {
+  readonly retryAt: number;
+  constructor(message: string, retryAt: number) {
+    super(message);
+    this.name = "FleetUnavailable";
+    this.retryAt = retryAt;
+  }
+}
+
+/** The fingerprint of a file's content that nodes compare: `size:mtime_ms:md5`. */
+export function fingerprint(size: number, mtimeMs: number, md5: string): string {
+  return `${size}:${Math.trunc(mtimeMs)}:${md5}`;
+}
+
+/** The key of a job in the shared store. */
+export function keyOf(job: Job, server: string): SharedKey {
+  return { input_file: job.input_file, server, dest: job.dest };
+}
+
+/** What `status` shows of the link (written to the local runtime state). */
+export interface FleetRuntime {
+  node: string;
+  /** The store's URL without its password. */
+  store: string;
+  reachable: boolean;
+  unreachableSince: number | null;
+  lastError: string | null;
+  outbox: number;
+  mirrored: number;
+  at: number;
+}
+
+/** The node's name: the setting, or the host name. */
+export function nodeName(setting: string | undefined): string {
+  return setting ?? Deno.hostname();
+}
+
+/** The link of one daemon to its fleet. */
+export class Fleet {
+  readonly node: string;
+  readonly local: FleetLocal;
+  readonly #ctx: PipelineContext;
+  readonly #store: Store;
+  readonly #log: Logger;
+  readonly #url: string;
+  readonly #redacted: string;
+  #shared: SharedStore | undefined;
+  #opening: Promise<SharedStore> | undefined;
+  #downSince: number | null = null;
+  #retryAt = 0;
+  #backoff = 0;
+  #lastError: string | null = null;
+  #loggedDownAt = 0;
+  /** Leases held by running jobs, renewed on a timer. */
+  readonly #leases = new Map<number, { key: SharedKey; timer: number }>();
+  readonly #publisher: FleetPublisher;
+  readonly #follower: FleetFollower;
+  #timers: number[] = [];
+  #closed = false;
+
+  constructor(ctx: PipelineContext, store: Store, log: Logger) {
+    const s = ctx.config.settings;
+    const loc = parseStoreUrl(s.store);
+    if (typeof loc === "string" || loc.kind === "local") {
+      throw new TypeError("Fleet needs a shared store URL");
+    }
+    this.#ctx = ctx;
+    this.#store = store;
+    this.#log = log;
+    this.#url = loc.url;
+    this.#redacted = loc.redacted;
+    this.node = nodeName(s.node);
+    this.local = new FleetLocal(store);
+    this.#publisher = new FleetPublisher(this.local, (fn) => this.#call(fn), log);
+    this.#follower = new FleetFollower(this.local, (fn) => this.#call(fn), log);
+  }
+
+  /** Lease length: a node silent this long is gone, and so is its lease. */
+  get #leaseMs(): number {
+    return this.#ctx.config.settings.nodeTimeout * 1000;
+  }
+
+  /** Publishes local records the shared store may not have yet, then starts the periodic work. */
+  start(): void {
+    const n = this.local.seedFromLocal(this.node);
+    if (n > 0) this.#log.info(`Publishing ${n} record(s) of this node to the shared store`);
+    this.#log.info(`Node "${this.node}" of the fleet sharing ${this.#redacted}`);
+    const every = (ms: number, fn: () => Promise<unknown>) => {
+      let busy = false;
+      const t = setInterval(() => {
+        if (busy || this.#closed) return;
+        busy = true;
+        fn().catch(() => {}).finally(() => (busy = false));
+      }, ms) as unknown as number;
+      this.#timers.push(t);
+    };
+    every(2000, () => this.#heartbeat());
+    every(1000, () => this.#follower.follow());
+    every(1000, () => this.#publisher.flush());
+    every(5000, () => this.#releaseDead());
+    void this.#heartbeat();
+    void this.#publisher.flush();
+    void this.#follower.follow();
+  }
+
+  /**
+   * Claims the upload of a job's file. Throws {@linkcode FleetUnavailable}
+   * when the shared store cannot be reached. "mine": the lease is renewed
+   * until {@linkcode finished}.
+   */
+  async claim(job: Job, server: string, fp: string): Promise<Claim> {
+    const key = keyOf(job, server);
+    const c = await this.#call((s) => s.claim(key, fp, Date.now(), this.#leaseMs));
+    if (c.kind === "mine") this.#holdLease(job.id, key);
+    return c;
+  }
+
+  /** Records locally what another node published for a job's file (a "done" claim). */
+  adopt(record: SharedRecord, local: {
+    size: number;
+    mtimeMs: number;
+    ctimeMs: number;
+    ino: number;
+    md5: string;
+    chain: string;
+    processed: boolean;
+  }): void {
+    this.#store.putSynced({
+      input_file: record.input_file,
+      transported_file_basename: record.transported_file_basename,
+      url: record.url,
+      server: record.server,
+      dest: record.dest,
+      remote_path: record.remote_path,
+      size: local.size,
+      mtime_ms: local.mtimeMs,
+      ctime_ms: local.ctimeMs,
+      ino: local.ino,
+      md5: local.processed ? null : local.md5,
+      etag: null,
+      chain: local.chain,
+      extras: null,
+      synced_at: record.synced_at,
+      source_md5: local.md5,
+    });
+  }
+
+  /**
+   * Queues what a job recorded for the shared store; call inside the
+   * transaction that records it locally.
+   */
+  recorded(job: Job, server: string, kind: "synced" | "deleted" | "skipped"): void {
+    const key = keyOf(job, server);
+    if (kind === "deleted") {
+      this.local.queueUnpublish(key);
+      this.#publisher.soon();
+      return;
+    }
+    if (kind !== "synced") return;
+    const row = this.#store.getSynced(job.input_file, server, job.dest);
+    if (!row) return;
+    this.local.queuePublish({
+      ...key,
+      transported_file_basename: row.transported_file_basename,
+      url: row.url,
+      remote_path: row.remote_path,
+      fingerprint: fingerprint(row.size ?? -1, row.mtime_ms ?? 0, row.source_md5 ?? ""),
+      node: this.node,
+      synced_at: row.synced_at,
+    });
+    this.#publisher.soon();
+  }
+
+  /** A job ended: stops renewing its lease; releases it unless the job published (`ok`). */
+  finished(job: Job, ok: boolean): void {
+    const held = this.#leases.get(job.id);
+    if (!held) return;
+    clearInterval(held.timer);
+    this.#leases.delete(job.id);
+    // A published record drops the lease; until then other nodes wait for it.
+    if (!ok) void this.#call((s) => s.release(held.key)).catch(() => {});
+  }
+
+  #holdLease(id: number, key: SharedKey) {
+    const old = this.#leases.get(id);
+    if (old) clearInterval(old.timer);
+    const timer = setInterval(() => {
+      this.#call((s) => s.renew(key, Date.now(), this.#leaseMs)).then((ok) => {
+        if (!ok) this.#log.warn(`Lost the claim on "${key.input_file}" to another node`);
+      }).catch(() => {});
+    }, Math.max(500, this.#leaseMs / 3)) as unknown as number;
+    this.#leases.set(id, { key, timer });
+  }
+
+  /** Whether the shared store answered the last call. */
+  get reachable(): boolean {
+    return this.#downSince === null;
+  }
+
+  /**
+   * Runs `fn` on the shared store. While it is down, fails at once until
+   * the next retry (backoff 1 s doubling to 30 s); the heartbeat probes.
+   */
+  async #call<T>(fn: (s: SharedStore) => Promise<T>, probe = false): Promise<T> {
+    const now = Date.now();
+    if (this.#downSince !== null && now < this.#retryAt && !probe) {
+      throw new FleetUnavailable(this.#downMessage(), this.#retryAt);
+    }
+    try {
+      const s = await this.#open();
+      const out = await fn(s);
+      if (this.#downSince !== null) {
+        this.#log.info(
+          `The shared store ${this.#redacted} answers again (unreachable for ${
+            Math.round((Date.now() - this.#downSince) / 1000)
+          } s)`,
+        );
+        this.#downSince = null;
+        this.#backoff = 0;
+        this.#lastError = null;
+        void this.#publisher.flush();
+      }
+      return out;
+    } catch (e) {
+      if (e instanceof FleetUnavailable) throw e;
+      this.#down(e);
+      throw new FleetUnavailable(this.#downMessage(), this.#retryAt);
+    }
+  }
+
+  #open(): Promise<SharedStore> {
+    if (this.#shared) return Promise.resolve(this.#shared);
+    this.#opening ??= (async () => {
+      const ca = this.#ctx.config.settings.storeCa;
+      const s = await openSharedStore(this.#url, this.node, ca ? { ca } : {});
+      try {
+        await s.migrate();
+      } catch (e) {
+        await s.close().catch(() => {});
+        throw e;
+      }
+      this.#shared = s;
+      return s;
+    })().finally(() => (this.#opening = undefined));
+    return this.#opening;
+  }
+
+  #down(e: unknown) {
+    const now = Date.now();
+    this.#lastError = errorMessage(e).split(this.#url).join(this.#redacted);
+    this.#downSince ??= now;
+    this.#backoff = Math.min(Math.max(this.#backoff * 2, 1000), 30_000);
+    this.#retryAt = now + this.#backoff;
+    if (now - this.#loggedDownAt > 30_000) {
+      this.#loggedDownAt = now;
+      this.#log.error(
+        `${this.#downMessage()}: ${this.#lastError}; uploads wait in the local queue, retrying`,
+      );
+    }
+  }
+
+  #downMessage(): string {
+    return `The shared store ${this.#redacted} is unreachable since ${
+      new Date(this.#downSince ?? Date.now()).toISOString()
+    }`;
+  }
+
+  async #heartbeat(): Promise<void> {
+    const counts = this.#store.queueCounts();
+    try {
+      await this.#call((s) =>
+        s.heartbeat({
+          queued: counts.queued,
+          failed: counts.failed,
+          now: Date.now(),
+          version: VERSION,
+        }), true);
+    } finally {
+      this.#writeRuntime();
+    }
+  }
+
+  async #releaseDead(): Promise<void> {
+    const n = await this.#call((s) => s.releaseDead(Date.now(), this.#leaseMs));
+    if (n > 0) {
+      this.#log.info(`Released ${n} claim(s) of nodes silent for ${this.#leaseMs / 1000} s`);
+    }
+  }
+
+  #writeRuntime() {
+    const rt: FleetRuntime = {
+      node: this.node,
+      store: this.#redacted,
+      reachable: this.#downSince === null,
+      unreachableSince: this.#downSince,
+      lastError: this.#lastError,
+      outbox: this.local.outboxSize(),
+      mirrored: this.local.mirrored(),
+      at: Date.now(),
+    };
+    try {
+      this.#store.setRuntime("fleet", rt);
+    } catch {
+      // The daemon's heartbeat reports database trouble.
+    }
+  }
+
+  /** Stops the timers, publishes what it can (bounded by the caller) and closes the connection. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const t of this.#timers) clearInterval(t);
+    this.#publisher.stop();
+    for (const { timer } of this.#leases.values()) clearInterval(timer);
+    this.#leases.clear();
+    try {
+      if (this.#downSince === null) await this.#publisher.flush();
+    } catch {
+      // Published at the next start.
+    }
+    this.#writeRuntime();
+    const s = this.#shared;
+    this.#shared = undefined;
+    await s?.close().catch(() => {});
+  }
+}

@@ -1,0 +1,142 @@
+/**
+ * Fleets of real daemons (subprocesses) sharing one store and one
+ * destination folder: every node answers for every file, a shared folder is
+ * uploaded once, a killed node's work is taken over.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { cli, diffTrees, eventually, sleep, tree, write } from "../_harness.ts";
+import { assert, assertEquals } from "../_assert.ts";
+import {
+  fleetNode,
+  type FleetWorld,
+  fleetWorld,
+  startNode,
+  stopAll,
+  uploadsOf,
+  urlOn,
+  webRows,
+} from "./_fleet.ts";
+
+/** The shared stores the multi-daemon tests run against. */
+const STORES: { name: string; url: (root: string) => Promise<string> }[] = [
+  { name: "sqlite", url: (root) => Promise.resolve(`sqlite:${path.join(root, "shared.db")}`) },
+];
+
+async function world(url: (root: string) => Promise<string>): Promise<FleetWorld> {
+  const w = fleetWorld(() => "");
+  return { ...w, store: await url(w.root) };
+}
+
+for (const store of STORES) {
+  Deno.test(`fleet (${store.name}): two nodes with their own sources serve each other's URLs`, async () => {
+    const w = await world(store.url);
+    const a = fleetNode(w, "alpha", path.join(w.root, "src-a"));
+    const b = fleetNode(w, "beta", path.join(w.root, "src-b"));
+    try {
+      for (let i = 0; i < 5; i++) {
+        write(path.join(a.src, "a", `a${i}.txt`), `alpha ${i}`);
+        write(path.join(b.src, "b", `b${i}.txt`), `beta ${i}`);
+      }
+      startNode(a);
+      startNode(b);
+      const all = [
+        ...[0, 1, 2, 3, 4].map((i) => path.join(a.src, "a", `a${i}.txt`)),
+        ...[0, 1, 2, 3, 4].map((i) => path.join(b.src, "b", `b${i}.txt`)),
+      ];
+      // Every node's web database gets every node's rows.
+      for (const n of [a, b]) {
+        await eventually(
+          () => {
+            const rows = webRows(n);
+            return all.filter((f) => !rows.has(f)).map((f) => `${n.name} lacks ${f}`).join("\n");
+          },
+          30_000,
+          `${n.name}'s web database`,
+        );
+      }
+      // `url` on either node answers for both nodes' files.
+      assertEquals(await urlOn(a, path.join(b.src, "b", "b3.txt")), "http://cdn.test/b/b3.txt");
+      assertEquals(await urlOn(b, path.join(a.src, "a", "a1.txt")), "http://cdn.test/a/a1.txt");
+      assertEquals(webRows(a).get(path.join(b.src, "b", "b0.txt")), "http://cdn.test/b/b0.txt");
+      // Each file was uploaded by its own node only.
+      assertEquals(uploadsOf(a).sort(), [0, 1, 2, 3, 4].map((i) => `a/a${i}.txt`));
+      assertEquals(uploadsOf(b).sort(), [0, 1, 2, 3, 4].map((i) => `b/b${i}.txt`));
+    } finally {
+      await stopAll([a, b]);
+      w.cleanup();
+    }
+  });
+
+  Deno.test(`fleet (${store.name}): three nodes on one shared folder upload each file once; a killed node's work is finished`, async () => {
+    const w = await world(store.url);
+    const shared = path.join(w.root, "shared");
+    const nodes = ["n1", "n2", "n3"].map((n) => fleetNode(w, n, shared));
+    try {
+      for (const n of nodes) startNode(n);
+      for (const n of nodes) await n.daemon!.waitFor("Initial scan done", 30_000);
+      // A first burst: each file uploaded by exactly one node.
+      const N = 60;
+      for (let i = 0; i < N; i++) write(path.join(shared, `d${i % 6}`, `f${i}.txt`), `one ${i}`);
+      await eventually(() => diffTrees(tree(shared), tree(w.dst)), 60_000, "first burst");
+      await eventually(
+        () => {
+          const n = nodes.reduce((t, x) => t + uploadsOf(x).length, 0);
+          return n >= N ? "" : `${n} uploads`;
+        },
+        10_000,
+        "upload logs",
+      );
+      await sleep(500);
+      const first = nodes.flatMap(uploadsOf);
+      assertEquals(first.length, N, `uploads: ${first.length}`);
+      assertEquals(new Set(first).size, N);
+      // A second burst, and one node killed in the middle of it.
+      const M = 150;
+      for (let i = 0; i < M; i++) {
+        write(path.join(shared, "burst", `g${i}.txt`), `two ${i} ${"y".repeat(i * 50)}`);
+      }
+      const victim = nodes[0]!;
+      const before = uploadsOf(victim).length;
+      await eventually(
+        () => uploadsOf(victim).length > before ? "" : "victim uploaded nothing yet",
+        30_000,
+        "the victim's first upload",
+      );
+      await victim.daemon!.kill();
+      await eventually(() => diffTrees(tree(shared), tree(w.dst)), 90_000, "after the kill");
+      const all = nodes.flatMap(uploadsOf);
+      const dups = all.length - new Set(all).size;
+      assert(new Set(all).size === N + M, `distinct uploads ${new Set(all).size}`);
+      // Duplicates only around the kill: the victim's running claims, taken over later.
+      assert(dups <= 10, `${dups} duplicate uploads`);
+      for (const n of nodes.slice(1)) {
+        await eventually(
+          () => {
+            const rows = webRows(n);
+            return rows.size >= N + M ? "" : `${n.name}: ${rows.size} rows`;
+          },
+          30_000,
+          `${n.name}'s web database`,
+        );
+      }
+    } finally {
+      await stopAll(nodes);
+      w.cleanup();
+    }
+  });
+}
+
+Deno.test("fleet: a bad store URL is a configuration error naming the line, never the password", async () => {
+  const w = fleetWorld(() => "ftp://user:hunter2@db.example/site");
+  try {
+    const n = fleetNode(w, "alpha", path.join(w.root, "src"));
+    const r = await cli(["validate", "--config", n.config]);
+    assertEquals(r.code, 2, r.stderr);
+    assert(/:\d+: config\/settings\/store: /.test(r.stderr), r.stderr);
+    assert(!r.stderr.includes("hunter2"), r.stderr);
+    fs.rmSync(n.config);
+  } finally {
+    w.cleanup();
+  }
+});
