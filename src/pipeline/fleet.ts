@@ -135,9 +135,11 @@ export class Fleet {
     every(1000, () => this.#follower.follow());
     every(1000, () => this.#publisher.flush());
     every(5000, () => this.#releaseDead());
-    void this.#heartbeat();
-    void this.#publisher.flush();
-    void this.#follower.follow();
+    // Failures are noted by #call (the status says since when); the timers try again.
+    const quiet = () => {};
+    this.#heartbeat().catch(quiet);
+    this.#publisher.flush().catch(quiet);
+    this.#follower.follow().catch(quiet);
   }
 
   /**
@@ -255,7 +257,7 @@ export class Fleet {
         this.#downSince = null;
         this.#backoff = 0;
         this.#lastError = null;
-        void this.#publisher.flush();
+        this.#publisher.flush().catch(() => {});
       }
       return out;
     } catch (e) {

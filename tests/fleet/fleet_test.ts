@@ -140,3 +140,31 @@ Deno.test("fleet: a bad store URL is a configuration error naming the line, neve
     w.cleanup();
   }
 });
+
+Deno.test("fleet: an unreachable shared store holds uploads without a crash; they converge once it answers", async () => {
+  // The shared SQLite file's directory is missing at first: the store cannot be opened.
+  const w = fleetWorld((root) => `sqlite:${path.join(root, "later", "shared.db")}`);
+  const a = fleetNode(w, "alpha", path.join(w.root, "src"));
+  try {
+    for (let i = 0; i < 10; i++) write(path.join(a.src, `f${i}.txt`), `file ${i}`);
+    const d = startNode(a);
+    await d.waitFor("unreachable", 30_000);
+    await sleep(1500);
+    assertEquals(uploadsOf(a).length, 0, "nothing is uploaded without the shared store");
+    const st = await cli(["status", "--config", a.config]);
+    assertEquals(st.code, 0, st.stderr);
+    assert(/shared store unreachable since \d{4}-/.test(st.stdout), st.stdout);
+    write(path.join(a.src, "late.txt"), "discovered while down");
+    fs.mkdirSync(path.join(w.root, "later"));
+    await eventually(() => diffTrees(tree(a.src), tree(w.dst)), 60_000, "after the store is back");
+    await d.waitFor("answers again", 10_000);
+    const json = JSON.parse((await cli(["status", "--json", "--config", a.config])).stdout);
+    assertEquals(json.fleet.nodes.map((n: { node: string }) => n.node), ["alpha"]);
+    assertEquals(json.fleet.nodes[0].alive, true);
+    await eventually(() => webRows(a).size === 11 ? "" : `${webRows(a).size} rows`, 10_000);
+    assert(d.child.pid > 0 && !/panic|Uncaught/i.test(d.log()), d.log().slice(-2000));
+  } finally {
+    await stopAll([a]);
+    w.cleanup();
+  }
+});
