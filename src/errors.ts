@@ -245,3 +245,26 @@ export function isNoSpace(err: unknown): boolean {
   }
   return false;
 }
+
+/**
+ * The shared store's database cannot be reached right now (connection
+ * refused, reset or timed out; the server starting up, restarting or
+ * shutting down). Kind `"server"`: callers keep their work locally and try
+ * again later. The message names the store by its URL without the password.
+ *
+ * @example
+ * ```ts
+ * import { classify, StoreUnavailable } from "./errors.ts";
+ * classify(new StoreUnavailable("Cannot reach the shared store \"postgres://fc@db/fc\"")); // "server"
+ * ```
+ */
+export class StoreUnavailable extends ClassifiedError {
+  /**
+   * @param message Sentence-case message naming the store (never its password).
+   * @param options Standard error options (`cause`).
+   */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, "server", options);
+    this.name = "StoreUnavailable";
+  }
+}

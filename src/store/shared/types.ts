@@ -102,6 +102,16 @@ export interface SharedStore {
    * Claiming is atomic: of several nodes claiming at once exactly one gets "mine".
    */
   claim(key: SharedKey, fingerprint: string, now: number, leaseMs: number): Promise<Claim>;
+  /**
+   * {@linkcode SharedStore.claim} for a batch, in one transaction (one or a
+   * few round trips instead of one per file). Returns one claim per item, in
+   * the order given; an item repeated in the batch gets the same answer.
+   */
+  claimMany(
+    items: readonly { key: SharedKey; fingerprint: string }[],
+    now: number,
+    leaseMs: number,
+  ): Promise<Claim[]>;
   /** Extends this node's lease; false when the lease was lost (taken over). */
   renew(key: SharedKey, now: number, leaseMs: number): Promise<boolean>;
   /** Drops this node's lease on `key` (after a failed upload). */

@@ -1,0 +1,123 @@
+/**
+ * Helpers every shared store implementation uses: key identity and hashing,
+ * batch de-duplication, and the claim decision from what a transaction read.
+ *
+ * @module
+ */
+import { createHash } from "node:crypto";
+import type { Claim, SharedKey, SharedRecord } from "./types.ts";
+
+/** One string per key, for maps (the parts joined by NUL, which no path contains). */
+export function keyId(key: SharedKey): string {
+  return `${key.input_file}\0${key.server}\0${key.dest}`;
+}
+
+/**
+ * SHA-256 (hex) of {@linkcode keyId}: the primary key of the PostgreSQL and
+ * MariaDB tables, where an index on three long text columns would exceed the
+ * engines' index length limits.
+ */
+export function keyHash(key: SharedKey): string {
+  return createHash("sha256").update(keyId(key)).digest("hex");
+}
+
+/** A batch item with its id and hash. */
+export interface KeyedItem {
+  id: string;
+  hash: string;
+  key: SharedKey;
+  fingerprint: string;
+}
+
+/**
+ * The distinct items of a batch (the first fingerprint wins for a repeated
+ * key), sorted by hash: every transaction locks rows in the same order, which
+ * keeps concurrent batches from deadlocking each other.
+ */
+export function distinctItems(
+  items: readonly { key: SharedKey; fingerprint: string }[],
+): KeyedItem[] {
+  const byId = new Map<string, KeyedItem>();
+  for (const { key, fingerprint } of items) {
+    const id = keyId(key);
+    if (byId.has(id)) continue;
+    const k = { input_file: key.input_file, server: key.server, dest: key.dest };
+    byId.set(id, { id, hash: keyHash(k), key: k, fingerprint });
+  }
+  return [...byId.values()].sort((a, b) => (a.hash < b.hash ? -1 : a.hash > b.hash ? 1 : 0));
+}
+
+/** Distinct keys sorted by hash (see {@linkcode distinctItems}). */
+export function distinctKeys(keys: readonly SharedKey[]): KeyedItem[] {
+  return distinctItems(keys.map((key) => ({ key, fingerprint: "" })));
+}
+
+/**
+ * Distinct records (the last one wins for a repeated key) sorted by hash,
+ * with their hash.
+ */
+export function distinctRecords(
+  records: readonly SharedRecord[],
+): { hash: string; record: SharedRecord }[] {
+  const byId = new Map<string, SharedRecord>();
+  for (const r of records) byId.set(keyId(r), r);
+  return [...byId.values()]
+    .map((record) => ({ hash: keyHash(record), record }))
+    .sort((a, b) => (a.hash < b.hash ? -1 : a.hash > b.hash ? 1 : 0));
+}
+
+/** A row of `synced_files` as a driver returns it (numbers may arrive as strings). */
+export interface RecordRow {
+  input_file: string;
+  server: string;
+  dest: string;
+  transported_file_basename: string;
+  url: string;
+  remote_path: string;
+  fingerprint: string;
+  node: string;
+  synced_at: number | string | bigint;
+}
+
+/** A {@linkcode SharedRecord} from a row. */
+export function toRecord(row: RecordRow): SharedRecord {
+  return {
+    input_file: row.input_file,
+    server: row.server,
+    dest: row.dest,
+    transported_file_basename: row.transported_file_basename,
+    url: row.url,
+    remote_path: row.remote_path,
+    fingerprint: row.fingerprint,
+    node: row.node,
+    synced_at: Number(row.synced_at),
+  };
+}
+
+/**
+ * The claim of one item, from what its transaction saw after taking the
+ * leases it could: the record now (if any), and the lease now.
+ */
+export function decideClaim(
+  fingerprint: string,
+  record: SharedRecord | undefined,
+  lease: { node: string; until: number } | undefined,
+  me: string,
+): Claim {
+  if (record && record.fingerprint === fingerprint) return { kind: "done", record };
+  if (lease && lease.node !== me) return { kind: "busy", node: lease.node, until: lease.until };
+  if (!lease) throw new Error("A claimed lease row is missing after the claim");
+  return { kind: "mine", until: lease.until };
+}
+
+/** The claims of a batch in the caller's order, from the claims by key id. */
+export function inOrder(
+  items: readonly { key: SharedKey }[],
+  byId: Map<string, Claim>,
+): Claim[] {
+  return items.map(({ key }) => {
+    const c = byId.get(keyId(key));
+    if (!c) throw new Error(`No claim for "${key.input_file}" on server "${key.server}"`);
+    return c;
+  });
+}

@@ -1,0 +1,468 @@
+/**
+ * The shared store in an SQLite file (`node:sqlite`): for several daemon
+ * processes on one machine, and for tests. WAL mode, a busy timeout, and
+ * every write in a `BEGIN IMMEDIATE` transaction, so that the processes
+ * sharing the file take turns and a claim is atomic across them.
+ *
+ * The change feed's `seq` is an AUTOINCREMENT key assigned inside those
+ * transactions; SQLite has one writer at a time, so changes commit in `seq`
+ * order and a follower never misses one.
+ *
+ * @module
+ */
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { SQLITE, sqliteCode, StoreUnavailable } from "../../errors.ts";
+import { decideClaim, distinctItems, distinctKeys, distinctRecords, inOrder } from "./_keys.ts";
+import { type RecordRow, toRecord } from "./_keys.ts";
+import type {
+  Claim,
+  NodeRow,
+  RecordChange,
+  SharedKey,
+  SharedRecord,
+  SharedServerHealth,
+  SharedStore,
+} from "./types.ts";
+
+/** Schema migrations; index + 1 is the schema version after it runs. */
+const MIGRATIONS: string[] = [
+  `
+  CREATE TABLE IF NOT EXISTS synced_files(
+    input_file TEXT NOT NULL,
+    transported_file_basename TEXT NOT NULL,
+    url TEXT NOT NULL,
+    server TEXT NOT NULL,
+    dest TEXT NOT NULL DEFAULT '',
+    remote_path TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    node TEXT NOT NULL,
+    synced_at INTEGER NOT NULL,
+    PRIMARY KEY(input_file, server, dest)
+  );
+  CREATE TABLE fc_leases(
+    input_file TEXT NOT NULL,
+    server TEXT NOT NULL,
+    dest TEXT NOT NULL,
+    node TEXT NOT NULL,
+    until INTEGER NOT NULL,
+    PRIMARY KEY(input_file, server, dest)
+  ) WITHOUT ROWID;
+  CREATE INDEX fc_leases_node ON fc_leases(node);
+  CREATE TABLE fc_nodes(
+    node TEXT PRIMARY KEY,
+    started_at INTEGER NOT NULL,
+    heartbeat_at INTEGER NOT NULL,
+    queued INTEGER NOT NULL,
+    failed INTEGER NOT NULL,
+    version TEXT NOT NULL
+  );
+  CREATE TABLE fc_changes(
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    input_file TEXT NOT NULL,
+    server TEXT NOT NULL,
+    dest TEXT NOT NULL,
+    removed INTEGER NOT NULL
+  );
+  CREATE TABLE fc_server_health(
+    server TEXT NOT NULL,
+    node TEXT NOT NULL,
+    failing_since INTEGER,
+    last_error TEXT,
+    last_ok INTEGER,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY(server, node)
+  );
+  `,
+];
+
+/** Options of {@linkcode SqliteSharedStore}. */
+export interface SqliteSharedOptions {
+  /** How long a write waits for another process's transaction, in ms (default 10,000). */
+  busyTimeoutMs?: number;
+}
+
+const KEY_WHERE = "input_file = ? AND server = ? AND dest = ?";
+const RECORD_COLUMNS =
+  "input_file, server, dest, transported_file_basename, url, remote_path, fingerprint, node, synced_at";
+
+/** Runs `fn` now; its result or exception as a promise (the interface is asynchronous). */
+function settle<T>(fn: () => T): Promise<T> {
+  try {
+    return Promise.resolve(fn());
+  } catch (e) {
+    return Promise.reject(e);
+  }
+}
+
+/** The shared store on an SQLite file. */
+export class SqliteSharedStore implements SharedStore {
+  readonly kind = "sqlite" as const;
+  readonly node: string;
+  readonly #file: string;
+  readonly #busyTimeoutMs: number;
+  #db: DatabaseSync | undefined;
+  readonly #stmts = new Map<string, StatementSync>();
+  #startedAt: number | undefined;
+
+  /**
+   * @param file Absolute path of the database file (created when missing).
+   * @param node This daemon's node name.
+   * @param options Busy timeout.
+   */
+  constructor(file: string, node: string, options: SqliteSharedOptions = {}) {
+    this.#file = file;
+    this.node = node;
+    this.#busyTimeoutMs = options.busyTimeoutMs ?? 10_000;
+  }
+
+  #open(): DatabaseSync {
+    if (this.#db) return this.#db;
+    let db: DatabaseSync;
+    try {
+      db = new DatabaseSync(this.#file);
+      db.exec(`PRAGMA busy_timeout = ${Math.max(0, Math.floor(this.#busyTimeoutMs))}`);
+      db.exec("PRAGMA journal_mode = WAL");
+      db.exec("PRAGMA synchronous = NORMAL");
+    } catch (e) {
+      throw this.#wrap(e, "open");
+    }
+    this.#db = db;
+    return db;
+  }
+
+  #wrap(e: unknown, action: string): unknown {
+    const code = sqliteCode(e);
+    if (code === SQLITE.BUSY || code === SQLITE.LOCKED || code === SQLITE.CANTOPEN) {
+      return new StoreUnavailable(
+        `Cannot ${action} the shared store "sqlite:${this.#file}": ${
+          (e as Error).message ?? String(e)
+        }`,
+        { cause: e },
+      );
+    }
+    return e;
+  }
+
+  #q(sql: string): StatementSync {
+    let s = this.#stmts.get(sql);
+    if (!s) {
+      s = this.#open().prepare(sql);
+      this.#stmts.set(sql, s);
+    }
+    return s;
+  }
+
+  /** Runs `fn` in one IMMEDIATE transaction (the write lock is taken at BEGIN). */
+  #tx<T>(action: string, fn: () => T): T {
+    const db = this.#open();
+    try {
+      db.exec("BEGIN IMMEDIATE");
+    } catch (e) {
+      throw this.#wrap(e, action);
+    }
+    try {
+      const out = fn();
+      db.exec("COMMIT");
+      return out;
+    } catch (e) {
+      try {
+        db.exec("ROLLBACK");
+      } catch {
+        // No transaction left to roll back.
+      }
+      throw this.#wrap(e, action);
+    }
+  }
+
+  #read<T>(action: string, fn: () => T): T {
+    try {
+      return fn();
+    } catch (e) {
+      throw this.#wrap(e, action);
+    }
+  }
+
+  migrate(): Promise<void> {
+    return settle(() => {
+      this.#tx("migrate", () => {
+        const db = this.#open();
+        db.exec("CREATE TABLE IF NOT EXISTS fc_schema(version INTEGER NOT NULL)");
+        const row = db.prepare("SELECT max(version) AS v FROM fc_schema").get() as {
+          v: number | null;
+        };
+        const current = row.v ?? 0;
+        if (current > MIGRATIONS.length) {
+          throw new Error(
+            `Cannot use the shared store "sqlite:${this.#file}": its schema version ${current} ` +
+              `is newer than this fileconveyor knows (${MIGRATIONS.length})`,
+          );
+        }
+        for (let v = current; v < MIGRATIONS.length; v++) db.exec(MIGRATIONS[v]!);
+        if (current < MIGRATIONS.length) {
+          db.exec("DELETE FROM fc_schema");
+          db.prepare("INSERT INTO fc_schema(version) VALUES (?)").run(MIGRATIONS.length);
+        }
+      });
+      this.#stmts.clear();
+      return;
+    });
+  }
+
+  heartbeat(
+    info: { queued: number; failed: number; now: number; version: string },
+  ): Promise<void> {
+    return settle(() => {
+      this.#startedAt ??= info.now;
+      this.#tx("write to", () => {
+        this.#q(
+          `INSERT INTO fc_nodes(node, started_at, heartbeat_at, queued, failed, version)
+           VALUES (?, ?, ?, ?, ?, ?)
+           ON CONFLICT(node) DO UPDATE SET started_at = excluded.started_at,
+             heartbeat_at = excluded.heartbeat_at, queued = excluded.queued,
+             failed = excluded.failed, version = excluded.version`,
+        ).run(this.node, this.#startedAt!, info.now, info.queued, info.failed, info.version);
+      });
+      return;
+    });
+  }
+
+  nodes(): Promise<NodeRow[]> {
+    return settle(() => {
+      const rows = this.#read("read", () =>
+        this.#q(
+          `SELECT node, started_at, heartbeat_at, queued, failed, version FROM fc_nodes
+           ORDER BY heartbeat_at DESC, node`,
+        ).all()) as unknown as NodeRow[];
+      return rows.map((r) => ({ ...r }));
+    });
+  }
+
+  async claim(key: SharedKey, fingerprint: string, now: number, leaseMs: number): Promise<Claim> {
+    const [c] = await this.claimMany([{ key, fingerprint }], now, leaseMs);
+    return c!;
+  }
+
+  claimMany(
+    items: readonly { key: SharedKey; fingerprint: string }[],
+    now: number,
+    leaseMs: number,
+  ): Promise<Claim[]> {
+    return settle(() => {
+      if (items.length === 0) return [];
+      const distinct = distinctItems(items);
+      const byId = this.#tx("claim in", () => {
+        const out = new Map<string, Claim>();
+        const getRecord = this.#q(`SELECT ${RECORD_COLUMNS} FROM synced_files WHERE ${KEY_WHERE}`);
+        const getLease = this.#q(`SELECT node, until FROM fc_leases WHERE ${KEY_WHERE}`);
+        const take = this.#q(
+          `INSERT INTO fc_leases(input_file, server, dest, node, until) VALUES (?, ?, ?, ?, ?)
+           ON CONFLICT(input_file, server, dest) DO UPDATE SET node = excluded.node,
+             until = excluded.until`,
+        );
+        for (const item of distinct) {
+          const k = item.key;
+          const row = getRecord.get(k.input_file, k.server, k.dest) as RecordRow | undefined;
+          const record = row ? toRecord(row) : undefined;
+          if (record && record.fingerprint === item.fingerprint) {
+            out.set(item.id, { kind: "done", record });
+            continue;
+          }
+          let lease = getLease.get(k.input_file, k.server, k.dest) as
+            | { node: string; until: number }
+            | undefined;
+          if (!lease || lease.node === this.node || lease.until <= now) {
+            lease = { node: this.node, until: now + leaseMs };
+            take.run(k.input_file, k.server, k.dest, lease.node, lease.until);
+          }
+          out.set(item.id, decideClaim(item.fingerprint, record, lease, this.node));
+        }
+        return out;
+      });
+      return inOrder(items, byId);
+    });
+  }
+
+  renew(key: SharedKey, now: number, leaseMs: number): Promise<boolean> {
+    return settle(() => {
+      const changes = this.#tx(
+        "renew a lease in",
+        () =>
+          this.#q(`UPDATE fc_leases SET until = ? WHERE ${KEY_WHERE} AND node = ?`)
+            .run(now + leaseMs, key.input_file, key.server, key.dest, this.node).changes,
+      );
+      return Number(changes) > 0;
+    });
+  }
+
+  release(key: SharedKey): Promise<void> {
+    return settle(() => {
+      this.#tx("release a lease in", () => {
+        this.#q(`DELETE FROM fc_leases WHERE ${KEY_WHERE} AND node = ?`)
+          .run(key.input_file, key.server, key.dest, this.node);
+      });
+      return;
+    });
+  }
+
+  releaseDead(now: number, deadAfterMs: number): Promise<number> {
+    return settle(() => {
+      const changes = this.#tx("release leases in", () =>
+        this.#q(
+          `DELETE FROM fc_leases WHERE node <> ? AND node IN
+             (SELECT node FROM fc_nodes WHERE heartbeat_at < ?)`,
+        ).run(this.node, now - deadAfterMs).changes);
+      return Number(changes);
+    });
+  }
+
+  publish(records: readonly SharedRecord[]): Promise<void> {
+    return settle(() => {
+      if (records.length === 0) return;
+      const distinct = distinctRecords(records);
+      this.#tx("publish to", () => {
+        const upsert = this.#q(
+          `INSERT INTO synced_files(${RECORD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT(input_file, server, dest) DO UPDATE SET
+             transported_file_basename = excluded.transported_file_basename,
+             url = excluded.url, remote_path = excluded.remote_path,
+             fingerprint = excluded.fingerprint, node = excluded.node,
+             synced_at = excluded.synced_at`,
+        );
+        const drop = this.#q(`DELETE FROM fc_leases WHERE ${KEY_WHERE} AND node = ?`);
+        const log = this.#q(
+          "INSERT INTO fc_changes(input_file, server, dest, removed) VALUES (?, ?, ?, 0)",
+        );
+        for (const { record: r } of distinct) {
+          upsert.run(
+            r.input_file,
+            r.server,
+            r.dest,
+            r.transported_file_basename,
+            r.url,
+            r.remote_path,
+            r.fingerprint,
+            r.node,
+            r.synced_at,
+          );
+          drop.run(r.input_file, r.server, r.dest, this.node);
+          log.run(r.input_file, r.server, r.dest);
+        }
+      });
+      return;
+    });
+  }
+
+  unpublish(keys: readonly SharedKey[]): Promise<void> {
+    return settle(() => {
+      if (keys.length === 0) return;
+      const distinct = distinctKeys(keys);
+      this.#tx("unpublish from", () => {
+        const del = this.#q(`DELETE FROM synced_files WHERE ${KEY_WHERE}`);
+        const log = this.#q(
+          "INSERT INTO fc_changes(input_file, server, dest, removed) VALUES (?, ?, ?, 1)",
+        );
+        for (const { key: k } of distinct) {
+          if (Number(del.run(k.input_file, k.server, k.dest).changes) > 0) {
+            log.run(k.input_file, k.server, k.dest);
+          }
+        }
+      });
+      return;
+    });
+  }
+
+  get(key: SharedKey): Promise<SharedRecord | undefined> {
+    return settle(() => {
+      const row = this.#read(
+        "read",
+        () =>
+          this.#q(`SELECT ${RECORD_COLUMNS} FROM synced_files WHERE ${KEY_WHERE}`)
+            .get(key.input_file, key.server, key.dest),
+      ) as RecordRow | undefined;
+      return row ? toRecord(row) : undefined;
+    });
+  }
+
+  urlFor(inputFile: string, server?: string): Promise<string | undefined> {
+    return settle(() => {
+      const row = this.#read("read", () =>
+        server === undefined
+          ? this.#q(
+            "SELECT url FROM synced_files WHERE input_file = ? ORDER BY server, dest LIMIT 1",
+          ).get(inputFile)
+          : this.#q(
+            "SELECT url FROM synced_files WHERE input_file = ? AND server = ? ORDER BY dest LIMIT 1",
+          ).get(inputFile, server)) as { url: string } | undefined;
+      return row?.url;
+    });
+  }
+
+  changesSince(cursor: number, limit: number): Promise<RecordChange[]> {
+    return settle(() => {
+      const rows = this.#read("read", () =>
+        this.#q(
+          `SELECT c.seq AS seq, c.input_file AS k_input_file, c.server AS k_server,
+             c.dest AS k_dest, c.removed AS removed, s.input_file AS input_file, s.server AS server,
+             s.dest AS dest, s.transported_file_basename AS transported_file_basename,
+             s.url AS url, s.remote_path AS remote_path, s.fingerprint AS fingerprint,
+             s.node AS node, s.synced_at AS synced_at
+           FROM fc_changes c LEFT JOIN synced_files s
+             ON s.input_file = c.input_file AND s.server = c.server AND s.dest = c.dest
+           WHERE c.seq > ? ORDER BY c.seq LIMIT ?`,
+        ).all(cursor, limit)) as unknown as (RecordRow & {
+          seq: number;
+          k_input_file: string;
+          k_server: string;
+          k_dest: string;
+          removed: number;
+        })[];
+      return (rows.map((r) => {
+        const change: RecordChange = {
+          seq: Number(r.seq),
+          key: { input_file: r.k_input_file, server: r.k_server, dest: r.k_dest },
+        };
+        if (r.input_file !== null && r.input_file !== undefined) change.record = toRecord(r);
+        return change;
+      }));
+    });
+  }
+
+  putServerHealth(row: SharedServerHealth): Promise<void> {
+    return settle(() => {
+      this.#tx("write to", () => {
+        this.#q(
+          `INSERT INTO fc_server_health(server, node, failing_since, last_error, last_ok, updated_at)
+           VALUES (?, ?, ?, ?, ?, ?)
+           ON CONFLICT(server, node) DO UPDATE SET failing_since = excluded.failing_since,
+             last_error = excluded.last_error, last_ok = excluded.last_ok,
+             updated_at = excluded.updated_at`,
+        ).run(row.server, row.node, row.failing_since, row.last_error, row.last_ok, row.updated_at);
+      });
+      return;
+    });
+  }
+
+  serverHealth(): Promise<SharedServerHealth[]> {
+    return settle(() => {
+      const rows = this.#read("read", () =>
+        this.#q(
+          `SELECT server, node, failing_since, last_error, last_ok, updated_at
+           FROM fc_server_health ORDER BY server, node`,
+        ).all()) as unknown as SharedServerHealth[];
+      return rows.map((r) => ({ ...r }));
+    });
+  }
+
+  close(): Promise<void> {
+    return settle(() => {
+      this.#stmts.clear();
+      try {
+        this.#db?.close();
+      } catch {
+        // Already closed.
+      }
+      this.#db = undefined;
+      return;
+    });
+  }
+}

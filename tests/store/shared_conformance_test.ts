@@ -1,0 +1,44 @@
+/**
+ * The shared store's conformance suite (shared_suite.ts) against SQLite,
+ * PostgreSQL and MariaDB, each a real database; plus the parts only one
+ * backend has (several processes on one SQLite file).
+ *
+ * @module
+ */
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { openSharedStore } from "../../src/store/shared/open.ts";
+import { assertEquals } from "../_assert.ts";
+import { runSharedStoreSuite } from "./shared_suite.ts";
+
+const CLAIMER = path.join(import.meta.dirname!, "shared_claimer.ts");
+
+Deno.test("shared store conformance: SQLite", async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "fc-shared-"));
+  const url = `sqlite:${path.join(dir, "shared.db")}`;
+  try {
+    await runSharedStoreSuite((name, fn) => t.step(name, fn), {
+      open: (node) => openSharedStore(url, node),
+    });
+
+    await t.step("two processes claiming at once: exactly one gets each key", async () => {
+      const file = `sqlite:${path.join(dir, "procs.db")}`;
+      const run = (node: string) =>
+        new Deno.Command(Deno.execPath(), {
+          args: ["run", "-A", CLAIMER, file, node, "300"],
+          stdout: "piped",
+          stderr: "inherit",
+        }).output();
+      const outs = await Promise.all([run("p1"), run("p2"), run("p3")]);
+      const got = outs.map((o) => {
+        assertEquals(o.code, 0);
+        return JSON.parse(new TextDecoder().decode(o.stdout)) as number[];
+      });
+      const all = got.flat().sort((x, y) => x - y);
+      assertEquals(all, Array.from({ length: 300 }, (_, i) => i));
+    });
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
