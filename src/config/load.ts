@@ -116,7 +116,6 @@ function checkConfig(chk: Checker, root: XmlElement): Config | undefined {
       "logFile",
       "syncedFilesDb",
       "persistentDataDb",
-      "storeCa",
     ] as const
   ) {
     if (settings[k]) settings[k] = path.resolve(chk.dir, settings[k]!);

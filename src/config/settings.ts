@@ -222,13 +222,7 @@ export const SETTINGS_SPEC: readonly OptionSpec[] = [
     default: "sqlite",
     secret: true,
     help:
-      "Shared state for a fleet of nodes: `sqlite` (default: this machine only), `postgres://user:pass@host/db`, `mysql://…` / `mariadb://…`, or `sqlite:/path/shared.db` (several daemons on one machine); `${env:…}`/`${file:…}` for the password",
-  },
-  {
-    name: "storeCa",
-    type: "path",
-    help:
-      "CA certificate file (PEM) that the shared store's TLS certificate must chain to (TLS is on when set or when the URL asks for it)",
+      "Shared state for a fleet of nodes: `sqlite` (default: this machine only), `postgres://user:pass@host/db`, `mysql://…` / `mariadb://…`, or `sqlite:/path/shared.db` (several daemons on one machine); `${env:…}`/`${file:…}` for the password; TLS with `?sslmode=require|verify-full|verify-ca` and `&sslrootcert=/path/ca.pem`",
   },
   {
     name: "node",
@@ -308,7 +302,6 @@ export function toSettings(v: OptionValues): Settings {
       "syncedFilesDb",
       "persistentDataDb",
       "syncedFilesDbGroup",
-      "storeCa",
       "node",
     ] as const
   ) {

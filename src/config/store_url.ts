@@ -1,10 +1,13 @@
 /**
- * The `store` setting: `sqlite` (this machine only) or the location of the
- * shared store of a fleet of nodes. Parsing and the redacted form that
- * status pages, logs and errors print (never the password).
+ * The `store` setting: `sqlite` (this machine only) or the URL of the
+ * shared store of a fleet of nodes (parsed by `store/shared/url.ts`), and
+ * the form that status pages, logs and errors print (never the password).
  *
  * @module
  */
+import { parseStoreUrl as parseSharedUrl, redactStoreUrl } from "../store/shared/url.ts";
+
+export { redactStoreUrl };
 
 /** What the `store` setting names. */
 export type StoreLocation =
@@ -20,7 +23,7 @@ export type StoreLocation =
   };
 
 /**
- * Parses the `store` setting; a string describes what is wrong.
+ * Parses the `store` setting; a string describes what is wrong (without the password).
  *
  * @example
  * ```ts
@@ -31,45 +34,17 @@ export type StoreLocation =
 export function parseStoreUrl(value: string): StoreLocation | string {
   const v = value.trim();
   if (v === "" || v === "sqlite") return { kind: "local" };
-  const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(v)?.[1]?.toLowerCase();
-  if (scheme === "sqlite") {
-    const file = v.slice("sqlite:".length).replace(/^\/\/(?=\/)/, "");
-    if (!file.startsWith("/")) {
-      return `Setting "store" must name an absolute SQLite file ("sqlite:/path/shared.db"), not "${v}"`;
-    }
-    return { kind: "sqlite", url: v, redacted: v };
-  }
-  const kind = scheme === "postgres" || scheme === "postgresql"
-    ? "postgres"
-    : scheme === "mysql" || scheme === "mariadb"
-    ? "mysql"
-    : undefined;
-  if (!kind) {
-    return `Setting "store" must be "sqlite" or a URL postgres://…, mysql://…, mariadb://… or sqlite:/path (not "${
-      redactStoreUrl(v)
-    }")`;
-  }
-  let u: URL;
+  let kind: "sqlite" | "postgres" | "mysql";
   try {
-    u = new URL(v);
+    kind = parseSharedUrl(v).kind;
+  } catch (e) {
+    return `Setting "store" must be "sqlite" or a shared store URL: ${(e as Error).message}`;
+  }
+  let password: string | undefined;
+  try {
+    password = kind === "sqlite" ? undefined : decodeURIComponent(new URL(v).password) || undefined;
   } catch {
-    return `Setting "store" is not a valid URL: "${redactStoreUrl(v)}"`;
+    password = undefined;
   }
-  if (!u.hostname) return `Setting "store" names no host: "${redactStoreUrl(v)}"`;
-  if (u.pathname.replace(/^\//, "") === "") {
-    return `Setting "store" names no database ("${redactStoreUrl(v)}"): add /DATABASE`;
-  }
-  const password = u.password ? decodeURIComponent(u.password) : undefined;
-  return {
-    kind,
-    url: v,
-    redacted: redactStoreUrl(v),
-    ...(password ? { password } : {}),
-  };
-}
-
-/** The URL with its password replaced by `***` (any text: best effort, never throws). */
-export function redactStoreUrl(url: string): string {
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@]*):[^@/]*@/i, "$1:***@")
-    .replace(/([?&](?:password|pass|pwd)=)[^&]*/gi, "$1***");
+  return { kind, url: v, redacted: redactStoreUrl(v), ...(password ? { password } : {}) };
 }

@@ -139,8 +139,6 @@ export interface Settings {
   keepReplaced: number;
   /** `sqlite` (this machine only) or the URL of the shared store of a fleet of nodes. */
   store: string;
-  /** CA certificate file for the shared store's TLS. */
-  storeCa?: string;
   /** This daemon's node name; undefined means the host name. */
   node?: string;
   /** Seconds without a heartbeat after which a node is gone and its leases are released. */

@@ -58,8 +58,7 @@ async function ask<T>(config: Config, fn: (s: SharedStore) => Promise<T>): Promi
     ) as unknown as number;
   });
   const work = (async () => {
-    const ca = config.settings.storeCa;
-    const s = await openSharedStore(loc.url, node, ca ? { ca } : {});
+    const s = await openSharedStore(loc.url, node);
     try {
       return await fn(s);
     } finally {

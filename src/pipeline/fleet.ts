@@ -149,9 +149,39 @@ export class Fleet {
    */
   async claim(job: Job, server: string, fp: string): Promise<Claim> {
     const key = keyOf(job, server);
-    const c = await this.#call((s) => s.claim(key, fp, Date.now(), this.#leaseMs));
+    const c = await new Promise<Claim>((resolve, reject) => {
+      this.#claims.push({ key, fingerprint: fp, resolve, reject });
+      // Jobs the scheduler starts in one tick share one round trip (claimMany).
+      if (this.#claims.length === 1) setTimeout(() => this.#claimBatch(), 0);
+    });
     if (c.kind === "mine") this.#holdLease(job.id, key);
     return c;
+  }
+
+  /** Claims waiting for the next round trip. */
+  #claims: {
+    key: SharedKey;
+    fingerprint: string;
+    resolve: (c: Claim) => void;
+    reject: (e: unknown) => void;
+  }[] = [];
+
+  async #claimBatch(): Promise<void> {
+    const batch = this.#claims.splice(0);
+    if (batch.length === 0) return;
+    try {
+      const items = batch.map((b) => ({ key: b.key, fingerprint: b.fingerprint }));
+      const claims = await this.#call((s) =>
+        items.length === 1
+          ? s.claim(items[0]!.key, items[0]!.fingerprint, Date.now(), this.#leaseMs).then((
+            c,
+          ) => [c])
+          : s.claimMany(items, Date.now(), this.#leaseMs)
+      );
+      batch.forEach((b, i) => b.resolve(claims[i]!));
+    } catch (e) {
+      for (const b of batch) b.reject(e);
+    }
   }
 
   /** Records locally what another node published for a job's file (a "done" claim). */
@@ -270,8 +300,7 @@ export class Fleet {
   #open(): Promise<SharedStore> {
     if (this.#shared) return Promise.resolve(this.#shared);
     this.#opening ??= (async () => {
-      const ca = this.#ctx.config.settings.storeCa;
-      const s = await openSharedStore(this.#url, this.node, ca ? { ca } : {});
+      const s = await openSharedStore(this.#url, this.node);
       try {
         await s.migrate();
       } catch (e) {
