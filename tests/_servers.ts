@@ -110,6 +110,24 @@ export interface PureFtpInfo {
   maxClients: number;
 }
 
+/** Connection details of a database server (PostgreSQL 15 or MariaDB 10.11) for the shared store. */
+export interface DatabaseInfo {
+  /** Always `127.0.0.1`. */
+  host: string;
+  /** TCP port (fixed per state dir, so it stays the same across a restart). */
+  port: number;
+  /** User with every privilege the tests need (creating databases included). */
+  user: string;
+  /** Its password. */
+  password: string;
+  /** The default database, `fileconveyor`. */
+  database: string;
+  /** `postgres://…` or `mysql://…` URL of the default database, password included. */
+  url: string;
+  /** Absolute path of the server's self-signed TLS certificate (PEM), to pin as CA. */
+  caPath: string;
+}
+
 /** Server name to the type of its info. */
 export interface ServerInfoMap {
   /** OpenSSH. */
@@ -122,6 +140,10 @@ export interface ServerInfoMap {
   swift: SwiftInfo;
   /** pure-ftpd with a small connection limit. */
   pureftpd: PureFtpInfo;
+  /** PostgreSQL 15 (port 15432 with the default state dir). */
+  postgres: DatabaseInfo;
+  /** MariaDB 10.11 (port 13306 with the default state dir). */
+  mariadb: DatabaseInfo;
 }
 
 /** Name of a test server script in `scripts/dev-servers/`. */
@@ -135,15 +157,19 @@ function scriptPath(name: ServerName): string {
   return decodeURIComponent(new URL(`${name}.sh`, SCRIPTS_DIR).pathname);
 }
 
-function stateDir(name: ServerName): string {
-  const base = Deno.env.get("FC_SERVERS_DIR") || "/tmp/fileconveyor-servers";
+function baseDir(): string {
+  return Deno.env.get("FC_SERVERS_DIR") || "/tmp/fileconveyor-servers";
+}
+
+function stateDir(name: ServerName, base = baseDir()): string {
   return join(base, name);
 }
 
-async function runScript(name: ServerName, args: string[]): Promise<void> {
+async function runScript(name: ServerName, args: string[], base?: string): Promise<void> {
   const path = scriptPath(name);
   const { code, stderr } = await new Deno.Command("bash", {
     args: [path, ...args],
+    ...(base ? { env: { FC_SERVERS_DIR: base } } : {}),
     stdin: "null",
     stdout: "null",
     stderr: "piped",
@@ -209,4 +235,126 @@ export async function startServer<N extends ServerName>(name: N): Promise<Server
 export async function stopServer(name: ServerName): Promise<void> {
   started.delete(name);
   await runScript(name, ["stop"]);
+}
+
+/** A database server of the shared store. */
+export type DatabaseServer = "postgres" | "mariadb";
+
+/**
+ * Where a private instance's state lives: `<servers dir>/instances/<instance>`. Its scripts
+ * derive their own fixed port from that dir, so it never shares a port with the default one.
+ */
+function instanceBase(instance: string | undefined): string | undefined {
+  if (instance === undefined) return undefined;
+  if (!/^[a-z0-9-]{1,40}$/.test(instance)) throw new TypeError(`Invalid instance "${instance}"`);
+  return join(baseDir(), "instances", instance);
+}
+
+const startedDatabases = new Map<string, Promise<DatabaseInfo>>();
+
+/**
+ * Starts a database server for the shared store (or finds it running) and returns its
+ * connection details. Without `instance` this is the machine-wide server every test may use
+ * (PostgreSQL on 127.0.0.1:15432, MariaDB on 127.0.0.1:13306); with `instance`, a private
+ * server of its own (own data dir and port), for a test that stops and restarts the database
+ * under its clients without disturbing other tests.
+ *
+ * @example Start PostgreSQL
+ * ```ts ignore
+ * import { startDatabase } from "./_servers.ts";
+ *
+ * const pg = await startDatabase("postgres");
+ * console.log(pg.url); // postgres://fc:…@127.0.0.1:15432/fileconveyor
+ * ```
+ */
+export async function startDatabase(
+  server: DatabaseServer,
+  instance?: string,
+): Promise<DatabaseInfo> {
+  const id = `${server}/${instance ?? ""}`;
+  let promise = startedDatabases.get(id);
+  if (!promise) {
+    const base = instanceBase(instance);
+    promise = (async () => {
+      await runScript(server, ["start"], base);
+      const path = join(stateDir(server, base), "info.json");
+      return JSON.parse(await readFile(path, "utf8")) as DatabaseInfo;
+    })();
+    startedDatabases.set(id, promise);
+    promise.catch(() => startedDatabases.delete(id));
+  }
+  return await promise;
+}
+
+/**
+ * Stops a database server (see {@linkcode startDatabase}); its data is kept, so
+ * {@linkcode startDatabase} brings it back with the same URL and contents. PostgreSQL
+ * disconnects its clients at once (fast shutdown), MariaDB shuts down cleanly.
+ */
+export async function stopDatabase(server: DatabaseServer, instance?: string): Promise<void> {
+  startedDatabases.delete(`${server}/${instance ?? ""}`);
+  await runScript(server, ["stop"], instanceBase(instance));
+}
+
+/**
+ * Stops a database server, waits `downMs`, and starts it again (same port, same data):
+ * clients see the database vanish and come back.
+ *
+ * @example The database away for 20 s
+ * ```ts ignore
+ * import { restartDatabase } from "./_servers.ts";
+ *
+ * await restartDatabase("mariadb", { instance: "outage", downMs: 20_000 });
+ * ```
+ */
+export async function restartDatabase(
+  server: DatabaseServer,
+  options: { instance?: string; downMs?: number } = {},
+): Promise<DatabaseInfo> {
+  await stopDatabase(server, options.instance);
+  if (options.downMs) await new Promise((r) => setTimeout(r, options.downMs));
+  return await startDatabase(server, options.instance);
+}
+
+/** A database of its own for one test, see {@linkcode freshDatabase}. */
+export interface FreshDatabase {
+  /** Store URL of the new, empty database (`postgres://…` or `mysql://…`, password included). */
+  url: string;
+  /** The server's details. */
+  info: DatabaseInfo;
+  /** Drops the database (its remaining connections are cut on PostgreSQL). */
+  drop(): Promise<void>;
+}
+
+/**
+ * Starts the server if needed and creates a new, empty database with a random name on it,
+ * so a test starts from nothing and does not see other tests' rows.
+ *
+ * @example
+ * ```ts ignore
+ * import { freshDatabase } from "./_servers.ts";
+ *
+ * const db = await freshDatabase("postgres");
+ * try {
+ *   // openSharedStore(db.url, "node-a") …
+ * } finally {
+ *   await db.drop();
+ * }
+ * ```
+ */
+export async function freshDatabase(
+  server: DatabaseServer,
+  instance?: string,
+): Promise<FreshDatabase> {
+  const info = await startDatabase(server, instance);
+  const name = `fc_t_${crypto.randomUUID().replaceAll("-", "").slice(0, 16)}`;
+  const base = instanceBase(instance);
+  await runScript(server, ["createdb", name], base);
+  const url = new URL(info.url);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    info,
+    drop: () => runScript(server, ["dropdb", name], base),
+  };
 }

@@ -10,6 +10,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { openSharedStore } from "../../src/store/shared/open.ts";
 import { assertEquals } from "../_assert.ts";
+import { type DatabaseServer, freshDatabase, restartDatabase } from "../_servers.ts";
 import { runSharedStoreSuite } from "./shared_suite.ts";
 
 const CLAIMER = path.join(import.meta.dirname!, "shared_claimer.ts");
@@ -42,3 +43,41 @@ Deno.test("shared store conformance: SQLite", async (t) => {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+/** A private server instance: the suite restarts it, which must not disturb other tests. */
+const INSTANCE = "conformance";
+
+/** A loopback port nothing listens on. */
+function closedPort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+function serverSuite(server: DatabaseServer, scheme: string, title: string) {
+  Deno.test({
+    name: `shared store conformance: ${title}`,
+    // The drivers keep sockets and timers of their pools until close(); each store is closed.
+    sanitizeOps: false,
+    sanitizeResources: false,
+    fn: async (t) => {
+      const db = await freshDatabase(server, INSTANCE);
+      const secret = `pw-${crypto.randomUUID()}`;
+      try {
+        await runSharedStoreSuite((name, fn) => t.step(name, fn), {
+          open: (node) => openSharedStore(db.url, node),
+          unreachableUrl: `${scheme}://fc:${secret}@127.0.0.1:${closedPort()}/fileconveyor`,
+          unreachablePassword: secret,
+          restart: async () => {
+            await restartDatabase(server, { instance: INSTANCE });
+          },
+        });
+      } finally {
+        await db.drop();
+      }
+    },
+  });
+}
+
+serverSuite("postgres", "postgres", "PostgreSQL");

@@ -40,6 +40,9 @@ export type StoreUrl =
     tls?: DbTls;
   };
 
+/** A parsed URL of a database server (PostgreSQL or MariaDB/MySQL). */
+export type ServerUrl = Exclude<StoreUrl, { kind: "sqlite" }>;
+
 /**
  * The URL with its password replaced by `***`, for messages and logs.
  * Text that is not a URL comes back with anything between `//` and `@` hidden.

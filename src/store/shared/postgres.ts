@@ -1,0 +1,506 @@
+/**
+ * The shared store on PostgreSQL (npm `pg`, node-postgres), through a small
+ * pool that replaces broken connections, so the store works again by itself
+ * after the server restarts.
+ *
+ * Rows are keyed by `key_hash` (SHA-256 of input file, server and
+ * destination, see `_keys.ts`): a B-tree entry is limited to about 2.7 kB,
+ * less than a long path.
+ *
+ * Claims: `INSERT … ON CONFLICT (key_hash) DO UPDATE … WHERE the lease
+ * expired OR it is ours` takes a whole batch of leases in one statement (a
+ * conflicting row that is not updated is still locked, so two claimers of
+ * one key queue up and exactly one wins); a second statement reads the
+ * leases and records back, and a record that already holds the fingerprint
+ * makes the claim "done" (our lease on it is dropped).
+ *
+ * Change feed: PostgreSQL sequences hand out numbers in call order but
+ * transactions commit in any order, so a follower could read seq 12 before
+ * seq 11 commits and never see 11. Instead, each publishing transaction
+ * ends by incrementing the one row of `fc_feed` and numbering its changes
+ * from it. The row stays locked until that transaction commits, so the next
+ * publisher takes its numbers only after the previous one committed: changes
+ * become visible in `seq` order and a follower never skips one. Publishers
+ * serialise only for that last statement and the commit.
+ *
+ * @module
+ */
+import pg from "pg";
+import { distinctItems, distinctKeys, distinctRecords, inOrder, keyId } from "./_keys.ts";
+import { decideClaim, type RecordRow, toRecord } from "./_keys.ts";
+import { withDbErrors } from "./_db_errors.ts";
+import type {
+  Claim,
+  NodeRow,
+  RecordChange,
+  SharedKey,
+  SharedRecord,
+  SharedServerHealth,
+  SharedStore,
+} from "./types.ts";
+import type { ServerUrl } from "./url.ts";
+
+/** Schema migrations; index + 1 is the schema version after it runs. */
+const MIGRATIONS: string[] = [
+  `
+  CREATE TABLE synced_files(
+    key_hash char(64) PRIMARY KEY,
+    input_file text NOT NULL,
+    transported_file_basename text NOT NULL,
+    url text NOT NULL,
+    server text NOT NULL,
+    dest text NOT NULL DEFAULT '',
+    remote_path text NOT NULL,
+    fingerprint text NOT NULL,
+    node text NOT NULL,
+    synced_at bigint NOT NULL
+  );
+  CREATE INDEX synced_files_input_file ON synced_files USING hash (input_file);
+  CREATE TABLE fc_leases(
+    key_hash char(64) PRIMARY KEY,
+    input_file text NOT NULL,
+    server text NOT NULL,
+    dest text NOT NULL,
+    node text NOT NULL,
+    until bigint NOT NULL
+  );
+  CREATE INDEX fc_leases_node ON fc_leases(node);
+  CREATE TABLE fc_nodes(
+    node text PRIMARY KEY,
+    started_at bigint NOT NULL,
+    heartbeat_at bigint NOT NULL,
+    queued integer NOT NULL,
+    failed integer NOT NULL,
+    version text NOT NULL
+  );
+  CREATE TABLE fc_feed(id integer PRIMARY KEY, seq bigint NOT NULL);
+  INSERT INTO fc_feed(id, seq) VALUES (1, 0);
+  CREATE TABLE fc_changes(
+    seq bigint PRIMARY KEY,
+    key_hash char(64) NOT NULL,
+    input_file text NOT NULL,
+    server text NOT NULL,
+    dest text NOT NULL,
+    removed boolean NOT NULL
+  );
+  CREATE TABLE fc_server_health(
+    server text NOT NULL,
+    node text NOT NULL,
+    failing_since bigint,
+    last_error text,
+    last_ok bigint,
+    updated_at bigint NOT NULL,
+    PRIMARY KEY(server, node)
+  );
+  `,
+];
+
+/** Key of the advisory lock that serialises migrations ("fcsch" in ASCII). */
+const MIGRATION_LOCK = 0x6663736368;
+
+/** Options of {@linkcode PostgresSharedStore}. */
+export interface PostgresSharedOptions {
+  /** Connections in the pool (default 3). */
+  poolSize?: number;
+  /** How long connecting may take, ms (default 5,000). */
+  connectTimeoutMs?: number;
+}
+
+const RECORD_COLUMNS =
+  "input_file, server, dest, transported_file_basename, url, remote_path, fingerprint, node, synced_at";
+
+type Client = pg.PoolClient;
+
+/** The shared store on PostgreSQL. */
+export class PostgresSharedStore implements SharedStore {
+  readonly kind = "postgres" as const;
+  readonly node: string;
+  readonly #pool: pg.Pool;
+  readonly #shown: string;
+  #startedAt: number | undefined;
+
+  /**
+   * @param url The parsed store URL (see `url.ts`).
+   * @param node This daemon's node name.
+   * @param options Pool size and connect timeout.
+   */
+  constructor(
+    url: ServerUrl,
+    node: string,
+    options: PostgresSharedOptions = {},
+  ) {
+    this.node = node;
+    this.#shown = `postgres://${encodeURIComponent(url.user)}@${url.host}:${url.port}/${
+      encodeURIComponent(url.database)
+    }`;
+    const config: pg.PoolConfig = {
+      host: url.host,
+      port: url.port,
+      user: url.user,
+      password: url.password,
+      database: url.database,
+      max: options.poolSize ?? 3,
+      connectionTimeoutMillis: options.connectTimeoutMs ?? 5_000,
+      idleTimeoutMillis: 30_000,
+      // A connection cut without a FIN (network loss) must not hang a call forever.
+      query_timeout: 60_000,
+      keepAlive: true,
+      application_name: `fileconveyor ${node}`.slice(0, 63),
+    };
+    if (url.tls) {
+      const tls: Record<string, unknown> = { rejectUnauthorized: url.tls.verifyChain };
+      if (url.tls.ca !== undefined) tls.ca = url.tls.ca;
+      if (!url.tls.verifyHost) tls.checkServerIdentity = () => undefined;
+      config.ssl = tls;
+    }
+    this.#pool = new pg.Pool(config);
+    // An idle connection that breaks (server restart) is dropped by the pool; without a
+    // listener the 'error' event would crash the process.
+    this.#pool.on("error", () => {});
+  }
+
+  /** Runs `fn` on one pooled connection, classifying connection failures. */
+  #with<T>(action: string, fn: (c: Client) => Promise<T>): Promise<T> {
+    return withDbErrors(this.#shown, action, async () => {
+      const client = await this.#pool.connect();
+      let broken = false;
+      try {
+        return await fn(client);
+      } catch (e) {
+        // A connection whose query failed mid-way may be unusable: do not reuse it.
+        broken = true;
+        throw e;
+      } finally {
+        client.release(broken);
+      }
+    });
+  }
+
+  /** Runs `fn` in one transaction (run again when it loses a race, see `withDbErrors`). */
+  #tx<T>(action: string, fn: (c: Client) => Promise<T>): Promise<T> {
+    return this.#with(action, async (c) => {
+      await c.query("BEGIN");
+      try {
+        const out = await fn(c);
+        await c.query("COMMIT");
+        return out;
+      } catch (e) {
+        await c.query("ROLLBACK").catch(() => {});
+        throw e;
+      }
+    });
+  }
+
+  migrate(): Promise<void> {
+    return this.#tx("migrate", async (c) => {
+      // Held until COMMIT: a second migrating process waits here, then finds the new version.
+      await c.query("SELECT pg_advisory_xact_lock($1)", [MIGRATION_LOCK]);
+      await c.query("CREATE TABLE IF NOT EXISTS fc_schema(version integer NOT NULL)");
+      const r = await c.query<{ v: number | null }>("SELECT max(version) AS v FROM fc_schema");
+      const current = r.rows[0]?.v ?? 0;
+      if (current > MIGRATIONS.length) {
+        throw new Error(
+          `Cannot use the shared store "${this.#shown}": its schema version ${current} ` +
+            `is newer than this fileconveyor knows (${MIGRATIONS.length})`,
+        );
+      }
+      for (let v = current; v < MIGRATIONS.length; v++) await c.query(MIGRATIONS[v]!);
+      if (current < MIGRATIONS.length) {
+        await c.query("DELETE FROM fc_schema");
+        await c.query("INSERT INTO fc_schema(version) VALUES ($1)", [MIGRATIONS.length]);
+      }
+    });
+  }
+
+  heartbeat(
+    info: { queued: number; failed: number; now: number; version: string },
+  ): Promise<void> {
+    this.#startedAt ??= info.now;
+    const startedAt = this.#startedAt;
+    return this.#with("write to", async (c) => {
+      await c.query(
+        `INSERT INTO fc_nodes(node, started_at, heartbeat_at, queued, failed, version)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (node) DO UPDATE SET started_at = EXCLUDED.started_at,
+           heartbeat_at = EXCLUDED.heartbeat_at, queued = EXCLUDED.queued,
+           failed = EXCLUDED.failed, version = EXCLUDED.version`,
+        [this.node, startedAt, info.now, info.queued, info.failed, info.version],
+      );
+    });
+  }
+
+  nodes(): Promise<NodeRow[]> {
+    return this.#with("read", async (c) => {
+      const r = await c.query(
+        `SELECT node, started_at, heartbeat_at, queued, failed, version FROM fc_nodes
+         ORDER BY heartbeat_at DESC, node`,
+      );
+      return r.rows.map((row) => ({
+        node: row.node,
+        started_at: Number(row.started_at),
+        heartbeat_at: Number(row.heartbeat_at),
+        queued: Number(row.queued),
+        failed: Number(row.failed),
+        version: row.version,
+      }));
+    });
+  }
+
+  async claim(key: SharedKey, fingerprint: string, now: number, leaseMs: number): Promise<Claim> {
+    const [c] = await this.claimMany([{ key, fingerprint }], now, leaseMs);
+    return c!;
+  }
+
+  async claimMany(
+    items: readonly { key: SharedKey; fingerprint: string }[],
+    now: number,
+    leaseMs: number,
+  ): Promise<Claim[]> {
+    if (items.length === 0) return [];
+    const distinct = distinctItems(items);
+    const hashes = distinct.map((i) => i.hash);
+    const byId = await this.#tx("claim in", async (c) => {
+      await c.query(
+        `INSERT INTO fc_leases(key_hash, input_file, server, dest, node, until)
+         SELECT h, i, s, d, $5, $6
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(h, i, s, d)
+         ON CONFLICT (key_hash) DO UPDATE SET node = EXCLUDED.node, until = EXCLUDED.until
+         WHERE fc_leases.until <= $7 OR fc_leases.node = $5`,
+        [
+          hashes,
+          distinct.map((i) => i.key.input_file),
+          distinct.map((i) => i.key.server),
+          distinct.map((i) => i.key.dest),
+          this.node,
+          now + leaseMs,
+          now,
+        ],
+      );
+      const r = await c.query(
+        `SELECT k.h AS key_hash, l.node AS lease_node, l.until AS lease_until,
+           s.input_file, s.server, s.dest, s.transported_file_basename, s.url, s.remote_path,
+           s.fingerprint, s.node, s.synced_at
+         FROM unnest($1::text[]) AS k(h)
+         LEFT JOIN fc_leases l ON l.key_hash = k.h
+         LEFT JOIN synced_files s ON s.key_hash = k.h`,
+        [hashes],
+      );
+      const rows = new Map(r.rows.map((row) => [row.key_hash as string, row]));
+      const out = new Map<string, Claim>();
+      const drop: string[] = [];
+      for (const item of distinct) {
+        const row = rows.get(item.hash);
+        const record = row?.input_file != null ? toRecord(row as RecordRow) : undefined;
+        const lease = row?.lease_node != null
+          ? { node: row.lease_node as string, until: Number(row.lease_until) }
+          : undefined;
+        const claim = decideClaim(item.fingerprint, record, lease, this.node);
+        if (claim.kind === "done" && lease?.node === this.node) drop.push(item.hash);
+        out.set(item.id, claim);
+      }
+      if (drop.length > 0) {
+        await c.query("DELETE FROM fc_leases WHERE key_hash = ANY($1::text[]) AND node = $2", [
+          drop,
+          this.node,
+        ]);
+      }
+      return out;
+    });
+    return inOrder(items, byId);
+  }
+
+  renew(key: SharedKey, now: number, leaseMs: number): Promise<boolean> {
+    const [item] = distinctKeys([key]);
+    return this.#with("renew a lease in", async (c) => {
+      const r = await c.query("UPDATE fc_leases SET until = $1 WHERE key_hash = $2 AND node = $3", [
+        now + leaseMs,
+        item!.hash,
+        this.node,
+      ]);
+      return (r.rowCount ?? 0) > 0;
+    });
+  }
+
+  release(key: SharedKey): Promise<void> {
+    const [item] = distinctKeys([key]);
+    return this.#with("release a lease in", async (c) => {
+      await c.query("DELETE FROM fc_leases WHERE key_hash = $1 AND node = $2", [
+        item!.hash,
+        this.node,
+      ]);
+    });
+  }
+
+  releaseDead(now: number, deadAfterMs: number): Promise<number> {
+    return this.#with("release leases in", async (c) => {
+      const r = await c.query(
+        `DELETE FROM fc_leases WHERE node <> $1 AND node IN
+           (SELECT node FROM fc_nodes WHERE heartbeat_at < $2)`,
+        [this.node, now - deadAfterMs],
+      );
+      return r.rowCount ?? 0;
+    });
+  }
+
+  /** Appends changes to the feed; the last statement of a publishing transaction (see the module doc). */
+  async #log(
+    c: Client,
+    keys: { hash: string; key: SharedKey }[],
+    removed: boolean,
+  ): Promise<void> {
+    if (keys.length === 0) return;
+    const r = await c.query<{ seq: string }>(
+      "UPDATE fc_feed SET seq = seq + $1 WHERE id = 1 RETURNING seq",
+      [keys.length],
+    );
+    const first = Number(r.rows[0]!.seq) - keys.length;
+    await c.query(
+      `INSERT INTO fc_changes(seq, key_hash, input_file, server, dest, removed)
+       SELECT $1::bigint + o, h, i, s, d, $6
+       FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS t(h, i, s, d, o)`,
+      [
+        first,
+        keys.map((k) => k.hash),
+        keys.map((k) => k.key.input_file),
+        keys.map((k) => k.key.server),
+        keys.map((k) => k.key.dest),
+        removed,
+      ],
+    );
+  }
+
+  publish(records: readonly SharedRecord[]): Promise<void> {
+    if (records.length === 0) return Promise.resolve();
+    const distinct = distinctRecords(records);
+    const col = <K extends keyof SharedRecord>(k: K) => distinct.map((d) => d.record[k]);
+    return this.#tx("publish to", async (c) => {
+      await c.query(
+        `INSERT INTO synced_files(key_hash, ${RECORD_COLUMNS})
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+           $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[])
+         ON CONFLICT (key_hash) DO UPDATE SET
+           transported_file_basename = EXCLUDED.transported_file_basename,
+           url = EXCLUDED.url, remote_path = EXCLUDED.remote_path,
+           fingerprint = EXCLUDED.fingerprint, node = EXCLUDED.node,
+           synced_at = EXCLUDED.synced_at`,
+        [
+          distinct.map((d) => d.hash),
+          col("input_file"),
+          col("server"),
+          col("dest"),
+          col("transported_file_basename"),
+          col("url"),
+          col("remote_path"),
+          col("fingerprint"),
+          col("node"),
+          col("synced_at"),
+        ],
+      );
+      await c.query("DELETE FROM fc_leases WHERE key_hash = ANY($1::text[]) AND node = $2", [
+        distinct.map((d) => d.hash),
+        this.node,
+      ]);
+      await this.#log(c, distinct.map((d) => ({ hash: d.hash, key: d.record })), false);
+    });
+  }
+
+  unpublish(keys: readonly SharedKey[]): Promise<void> {
+    if (keys.length === 0) return Promise.resolve();
+    const distinct = distinctKeys(keys);
+    return this.#tx("unpublish from", async (c) => {
+      const r = await c.query<{ key_hash: string }>(
+        "DELETE FROM synced_files WHERE key_hash = ANY($1::text[]) RETURNING key_hash",
+        [distinct.map((d) => d.hash)],
+      );
+      const gone = new Set(r.rows.map((row) => row.key_hash));
+      await this.#log(c, distinct.filter((d) => gone.has(d.hash)), true);
+    });
+  }
+
+  get(key: SharedKey): Promise<SharedRecord | undefined> {
+    const [item] = distinctKeys([key]);
+    return this.#with("read", async (c) => {
+      const r = await c.query(`SELECT ${RECORD_COLUMNS} FROM synced_files WHERE key_hash = $1`, [
+        item!.hash,
+      ]);
+      const row = r.rows[0] as RecordRow | undefined;
+      return row && keyId(row) === item!.id ? toRecord(row) : undefined;
+    });
+  }
+
+  urlFor(inputFile: string, server?: string): Promise<string | undefined> {
+    return this.#with("read", async (c) => {
+      const r = server === undefined
+        ? await c.query(
+          "SELECT url FROM synced_files WHERE input_file = $1 ORDER BY server, dest LIMIT 1",
+          [inputFile],
+        )
+        : await c.query(
+          `SELECT url FROM synced_files WHERE input_file = $1 AND server = $2
+           ORDER BY dest LIMIT 1`,
+          [inputFile, server],
+        );
+      return r.rows[0]?.url as string | undefined;
+    });
+  }
+
+  changesSince(cursor: number, limit: number): Promise<RecordChange[]> {
+    return this.#with("read", async (c) => {
+      const r = await c.query(
+        `SELECT c.seq, c.input_file AS k_input_file, c.server AS k_server, c.dest AS k_dest,
+           s.input_file, s.server, s.dest, s.transported_file_basename, s.url, s.remote_path,
+           s.fingerprint, s.node, s.synced_at
+         FROM fc_changes c LEFT JOIN synced_files s ON s.key_hash = c.key_hash
+         WHERE c.seq > $1 ORDER BY c.seq LIMIT $2`,
+        [cursor, limit],
+      );
+      return r.rows.map((row) => {
+        const change: RecordChange = {
+          seq: Number(row.seq),
+          key: { input_file: row.k_input_file, server: row.k_server, dest: row.k_dest },
+        };
+        if (row.input_file != null) change.record = toRecord(row as RecordRow);
+        return change;
+      });
+    });
+  }
+
+  putServerHealth(row: SharedServerHealth): Promise<void> {
+    return this.#with("write to", async (c) => {
+      await c.query(
+        `INSERT INTO fc_server_health(server, node, failing_since, last_error, last_ok, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (server, node) DO UPDATE SET failing_since = EXCLUDED.failing_since,
+           last_error = EXCLUDED.last_error, last_ok = EXCLUDED.last_ok,
+           updated_at = EXCLUDED.updated_at`,
+        [row.server, row.node, row.failing_since, row.last_error, row.last_ok, row.updated_at],
+      );
+    });
+  }
+
+  serverHealth(): Promise<SharedServerHealth[]> {
+    return this.#with("read", async (c) => {
+      const r = await c.query(
+        `SELECT server, node, failing_since, last_error, last_ok, updated_at
+         FROM fc_server_health ORDER BY server, node`,
+      );
+      const num = (v: unknown) => (v === null || v === undefined ? null : Number(v));
+      return r.rows.map((row) => ({
+        server: row.server,
+        node: row.node,
+        failing_since: num(row.failing_since),
+        last_error: row.last_error ?? null,
+        last_ok: num(row.last_ok),
+        updated_at: Number(row.updated_at),
+      }));
+    });
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.#pool.end();
+    } catch {
+      // Already ended.
+    }
+  }
+}
