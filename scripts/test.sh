@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine too: installs and starts the real
-# test servers (OpenSSH, ProFTPD, Swift with S3 API; Debian packages, as root),
+# test servers (OpenSSH, ProFTPD, Swift with S3 API, PostgreSQL and MariaDB for
+# the shared store; Debian packages, as root, their system services never started),
 # runs every test, and stops the servers again.
 #
 #   deno task test            # everything

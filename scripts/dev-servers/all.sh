@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# All test servers at once: sftp, ftp, vsftpd and swift (see each script's header).
+# All test servers at once: sftp, ftp, vsftpd, swift, and the databases of the shared store,
+# postgres and mariadb (see each script's header).
 #
 #   bash scripts/dev-servers/all.sh start          install every missing Debian package in one
 #                                              apt-get run (plus rclone, the independent client
@@ -7,7 +8,8 @@
 #                                              start the servers in parallel (vsftpd unpacks
 #                                              its own package); prints
 #                                              {"sftp": info, "ftp": info, "vsftpd": info,
-#                                               "swift": info}
+#                                               "swift": info, "postgres": info,
+#                                               "mariadb": info}
 #   bash scripts/dev-servers/all.sh stop [--clean] stop them all (--clean: delete their state)
 #   bash scripts/dev-servers/all.sh status         exit 0 only when all are healthy
 #
@@ -17,11 +19,12 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=common.sh
 source "$HERE/common.sh"
 FC_NAME=all
-NAMES=(sftp ftp vsftpd swift)
+NAMES=(sftp ftp vsftpd swift postgres mariadb)
 PACKAGES=(
   openssh-server openssh-client passwd
   proftpd-core proftpd-mod-crypto openssl socat curl
   swift swift-proxy swift-object swift-container swift-account memcached python3
+  postgresql mariadb-server mariadb-client
   rclone
 )
 

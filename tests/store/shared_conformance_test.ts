@@ -9,8 +9,9 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { openSharedStore } from "../../src/store/shared/open.ts";
-import { assertEquals } from "../_assert.ts";
-import { type DatabaseServer, freshDatabase, restartDatabase } from "../_servers.ts";
+import { ClassifiedError } from "../../src/errors.ts";
+import { assert, assertEquals, assertRejects } from "../_assert.ts";
+import { type DatabaseServer, freshDatabase, startDatabase, stopDatabase } from "../_servers.ts";
 import { runSharedStoreSuite } from "./shared_suite.ts";
 
 const CLAIMER = path.join(import.meta.dirname!, "shared_claimer.ts");
@@ -69,9 +70,44 @@ function serverSuite(server: DatabaseServer, scheme: string, title: string) {
           open: (node) => openSharedStore(db.url, node),
           unreachableUrl: `${scheme}://fc:${secret}@127.0.0.1:${closedPort()}/fileconveyor`,
           unreachablePassword: secret,
-          restart: async () => {
-            await restartDatabase(server, { instance: INSTANCE });
+          stop: () => stopDatabase(server, INSTANCE),
+          start: async () => {
+            await startDatabase(server, INSTANCE);
           },
+        });
+
+        await t.step("TLS: verified against the server's CA; refused without it", async () => {
+          const ca = encodeURIComponent(db.info.caPath);
+          const ok = await openSharedStore(
+            `${db.url}?sslmode=verify-full&sslrootcert=${ca}`,
+            "tls",
+          );
+          try {
+            await ok.migrate();
+            assertEquals(await ok.get({ input_file: "/none", server: "s", dest: "" }), undefined);
+          } finally {
+            await ok.close();
+          }
+          // The test certificate is self-signed: with the system's CAs it must fail.
+          const bad = await openSharedStore(`${db.url}?sslmode=require`, "tls");
+          try {
+            const e = await assertRejects(() => bad.migrate(), ClassifiedError, "certificate");
+            assertEquals((e as ClassifiedError).kind, "auth");
+          } finally {
+            await bad.close();
+          }
+        });
+
+        await t.step("a wrong password is an auth error that does not show it", async () => {
+          const wrong = `wrong-${crypto.randomUUID()}`;
+          const s = await openSharedStore(db.url, "pw", { password: wrong });
+          try {
+            const e = await assertRejects(() => s.migrate(), ClassifiedError);
+            assertEquals((e as ClassifiedError).kind, "auth");
+            assert(!e.message.includes(wrong) && !e.message.includes(db.info.password), e.message);
+          } finally {
+            await s.close();
+          }
         });
       } finally {
         await db.drop();
@@ -81,3 +117,4 @@ function serverSuite(server: DatabaseServer, scheme: string, title: string) {
 }
 
 serverSuite("postgres", "postgres", "PostgreSQL");
+serverSuite("mariadb", "mysql", "MariaDB");

@@ -20,8 +20,10 @@ export interface SuiteBackend {
   unreachableUrl?: string;
   /** The password inside `unreachableUrl`. */
   unreachablePassword?: string;
-  /** Stops the database server and starts it again (undefined where there is none). */
-  restart?(): Promise<void>;
+  /** Stops the database server, keeping its data (undefined where there is none). */
+  stop?(): Promise<void>;
+  /** Starts the stopped database server again. */
+  start?(): Promise<void>;
 }
 
 /** A test step runner (Deno's `t.step`). */
@@ -356,32 +358,50 @@ export async function runSharedStoreSuite(step: Step, backend: SuiteBackend): Pr
       );
     }
 
-    if (backend.restart) {
-      const restart = backend.restart;
-      await step("after the database restarts, the same store object works again", async () => {
-        const k = key("restart");
-        await a.publish([record(k, "node-a", "r1")]);
-        await restart();
-        let lastError: unknown;
-        let ok = false;
-        for (let i = 0; i < 50 && !ok; i++) {
+    if (backend.stop && backend.start) {
+      const { stop, start } = backend;
+      await step(
+        "while the database is down: StoreUnavailable; after it restarts the same store works",
+        async () => {
+          const k = key("restart");
+          await a.publish([record(k, "node-a", "r1")]);
+          await stop();
           try {
-            assertEquals((await a.get(k))?.fingerprint, "r1");
-            ok = true;
-          } catch (e) {
-            lastError = e;
-            assert(
-              e instanceof StoreUnavailable,
-              `got ${(e as Error).name}: ${(e as Error).message}`,
-            );
-            await new Promise((r) => setTimeout(r, 200));
+            for (const call of [() => a.get(k), () => a.claim(k, "r2", 1_000, 1_000)]) {
+              try {
+                await call();
+                throw new Error("a call succeeded while the database was stopped");
+              } catch (e) {
+                assert(
+                  e instanceof StoreUnavailable,
+                  `got ${(e as Error).name}: ${(e as Error).message}`,
+                );
+              }
+            }
+          } finally {
+            await start();
           }
-        }
-        assert(ok, `the store did not recover: ${lastError}`);
-        assertEquals((await a.claim(k, "r2", 1_000, 1_000)).kind, "mine");
-        await b.publish([record(k, "node-b", "r2")]);
-        assertEquals((await a.get(k))?.fingerprint, "r2");
-      });
+          let lastError: unknown;
+          let ok = false;
+          for (let i = 0; i < 50 && !ok; i++) {
+            try {
+              assertEquals((await a.get(k))?.fingerprint, "r1");
+              ok = true;
+            } catch (e) {
+              lastError = e;
+              assert(
+                e instanceof StoreUnavailable,
+                `got ${(e as Error).name}: ${(e as Error).message}`,
+              );
+              await new Promise((r) => setTimeout(r, 200));
+            }
+          }
+          assert(ok, `the store did not recover: ${lastError}`);
+          assertEquals((await a.claim(k, "r2", 1_000, 1_000)).kind, "mine");
+          await b.publish([record(k, "node-b", "r2")]);
+          assertEquals((await a.get(k))?.fingerprint, "r2");
+        },
+      );
     }
   } finally {
     await a.close();

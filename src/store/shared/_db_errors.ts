@@ -7,10 +7,37 @@
  *
  * @module
  */
-import { causes, classify, StoreUnavailable } from "../../errors.ts";
+import { causes, ClassifiedError, classify, StoreUnavailable } from "../../errors.ts";
 
-/** How the store reacts to a database error. */
-export type DbErrorClass = "unavailable" | "again" | "other";
+/**
+ * How the store reacts to a database error: `config` is a login, database
+ * name or certificate that will not work until someone fixes the settings.
+ */
+export type DbErrorClass = "unavailable" | "again" | "config" | "other";
+
+/** Codes of errors that only a change of the settings fixes. */
+const CONFIG = new Set([
+  // PostgreSQL: invalid_password, invalid_authorization_specification, invalid_catalog_name
+  "28P01",
+  "28000",
+  "3D000",
+  // MariaDB/MySQL
+  "ER_ACCESS_DENIED_ERROR",
+  "ER_DBACCESS_DENIED_ERROR",
+  "ER_BAD_DB_ERROR",
+  "ER_NOT_SUPPORTED_AUTH_MODE",
+  "HANDSHAKE_NO_SSL_SUPPORT",
+  // TLS (node:tls)
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "CERT_HAS_EXPIRED",
+  "CERT_NOT_YET_VALID",
+  "CERT_UNTRUSTED",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+]);
 
 /** PostgreSQL SQLSTATEs that mean the server cannot serve us right now. */
 const PG_UNAVAILABLE = new Set([
@@ -51,6 +78,11 @@ export function classifyDbError(err: unknown): DbErrorClass {
   if (err instanceof StoreUnavailable) return "unavailable";
   for (const e of causes(err)) {
     const code = (e as { code?: unknown })?.code;
+    if (typeof code === "string" && CONFIG.has(code)) return "config";
+    if (e instanceof Error && /certificate/i.test(e.message)) return "config";
+  }
+  for (const e of causes(err)) {
+    const code = (e as { code?: unknown })?.code;
     if (typeof code === "string") {
       if (PG_AGAIN.has(code) || MY_AGAIN.has(code)) return "again";
       if (PG_UNAVAILABLE.has(code) || MY_UNAVAILABLE.has(code) || code.startsWith("08")) {
@@ -66,8 +98,10 @@ export function classifyDbError(err: unknown): DbErrorClass {
 /**
  * Runs `fn`, running it again (up to `attempts` times, with a short random
  * pause) when the transaction lost a race, and turning an unavailable
- * database into a {@linkcode StoreUnavailable} whose message names the
- * store (`shown`, without its password) and the action.
+ * database into a {@linkcode StoreUnavailable}, and a login, database or
+ * certificate that will not work into a `ClassifiedError` of kind `auth`
+ * (no retry helps); both messages name the store (`shown`, without its
+ * password) and the action.
  */
 export async function withDbErrors<T>(
   shown: string,
@@ -84,9 +118,16 @@ export async function withDbErrors<T>(
         await new Promise((r) => setTimeout(r, Math.random() * 20 * attempt));
         continue;
       }
+      const why = e instanceof Error ? e.message : String(e);
+      if (cls === "config") {
+        throw new ClassifiedError(
+          `Cannot ${action} the shared store "${shown}": ${why} (check the store setting)`,
+          "auth",
+          { cause: e },
+        );
+      }
       if (cls === "unavailable") {
         if (e instanceof StoreUnavailable) throw e;
-        const why = e instanceof Error ? e.message : String(e);
         throw new StoreUnavailable(`Cannot ${action} the shared store "${shown}": ${why}`, {
           cause: e,
         });

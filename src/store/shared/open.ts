@@ -7,7 +7,7 @@
  */
 import { SqliteSharedStore } from "./sqlite.ts";
 import type { SharedStore } from "./types.ts";
-import { parseStoreUrl, redactStoreUrl } from "./url.ts";
+import { parseStoreUrl } from "./url.ts";
 
 export { redactStoreUrl } from "./url.ts";
 
@@ -55,9 +55,8 @@ export async function openSharedStore(
       return new PostgresSharedStore(parsed, node, options);
     }
     case "mysql": {
-      throw new TypeError(
-        `Cannot open shared store "${redactStoreUrl(url)}": MariaDB/MySQL is not supported yet`,
-      );
+      const { MysqlSharedStore } = await import("./mysql.ts");
+      return new MysqlSharedStore(parsed, node, options);
     }
   }
 }

@@ -1,0 +1,562 @@
+/**
+ * The shared store on MariaDB ≥ 10.6 or MySQL ≥ 8 (npm `mysql2`), through
+ * a small pool that replaces broken connections, so the store works again
+ * by itself after the server restarts. Every connection uses READ COMMITTED
+ * (no gap locks; each statement sees what committed before it).
+ *
+ * Rows are keyed by `key_hash` (SHA-256 of input file, server and
+ * destination, see `_keys.ts`): InnoDB cannot index three long TEXT
+ * columns. `input_file` has a prefix index for `urlFor`. Text is utf8mb4
+ * with a binary collation: paths compare byte for byte, as on the disk.
+ *
+ * Claims, in one transaction: `INSERT … ON DUPLICATE KEY UPDATE` creates the
+ * missing lease rows (ours) and locks the existing ones, in key order;
+ * `UPDATE … WHERE expired OR ours` takes what may be taken; a `SELECT` of
+ * the leases and records decides each claim. Two claimers of one key queue
+ * on its row lock, and exactly one finds it free.
+ *
+ * Change feed: AUTO_INCREMENT values, like PostgreSQL sequences, are handed
+ * out before commit and commit in any order, so a follower could skip a
+ * change. Each publishing transaction instead ends by incrementing the one
+ * row of `fc_feed` and numbering its changes from it; the row stays locked
+ * until commit, so changes become visible in `seq` order.
+ *
+ * @module
+ */
+import mysql from "mysql2/promise";
+import { decideClaim, distinctItems, distinctKeys, distinctRecords, inOrder } from "./_keys.ts";
+import { keyId, type RecordRow, toRecord } from "./_keys.ts";
+import { withDbErrors } from "./_db_errors.ts";
+import type {
+  Claim,
+  NodeRow,
+  RecordChange,
+  SharedKey,
+  SharedRecord,
+  SharedServerHealth,
+  SharedStore,
+} from "./types.ts";
+import type { ServerUrl } from "./url.ts";
+
+const TABLE_OPTIONS = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin";
+
+/**
+ * Schema migrations, one list of statements each (MariaDB cannot roll DDL
+ * back, so every statement may run again after a half-applied migration).
+ */
+const MIGRATIONS: string[][] = [
+  [
+    `CREATE TABLE IF NOT EXISTS synced_files(
+      key_hash CHAR(64) CHARACTER SET ascii NOT NULL PRIMARY KEY,
+      input_file TEXT NOT NULL,
+      transported_file_basename TEXT NOT NULL,
+      url TEXT NOT NULL,
+      server VARCHAR(255) NOT NULL,
+      dest VARCHAR(255) NOT NULL DEFAULT '',
+      remote_path TEXT NOT NULL,
+      fingerprint VARCHAR(255) NOT NULL,
+      node VARCHAR(255) NOT NULL,
+      synced_at BIGINT NOT NULL,
+      KEY synced_files_input_file (input_file(255))
+    ) ${TABLE_OPTIONS}`,
+    `CREATE TABLE IF NOT EXISTS fc_leases(
+      key_hash CHAR(64) CHARACTER SET ascii NOT NULL PRIMARY KEY,
+      input_file TEXT NOT NULL,
+      server VARCHAR(255) NOT NULL,
+      dest VARCHAR(255) NOT NULL,
+      node VARCHAR(255) NOT NULL,
+      until BIGINT NOT NULL,
+      KEY fc_leases_node (node)
+    ) ${TABLE_OPTIONS}`,
+    `CREATE TABLE IF NOT EXISTS fc_nodes(
+      node VARCHAR(255) NOT NULL PRIMARY KEY,
+      started_at BIGINT NOT NULL,
+      heartbeat_at BIGINT NOT NULL,
+      queued INT NOT NULL,
+      failed INT NOT NULL,
+      version VARCHAR(255) NOT NULL
+    ) ${TABLE_OPTIONS}`,
+    `CREATE TABLE IF NOT EXISTS fc_feed(id INT NOT NULL PRIMARY KEY, seq BIGINT NOT NULL)
+      ${TABLE_OPTIONS}`,
+    "INSERT IGNORE INTO fc_feed(id, seq) VALUES (1, 0)",
+    `CREATE TABLE IF NOT EXISTS fc_changes(
+      seq BIGINT NOT NULL PRIMARY KEY,
+      key_hash CHAR(64) CHARACTER SET ascii NOT NULL,
+      input_file TEXT NOT NULL,
+      server VARCHAR(255) NOT NULL,
+      dest VARCHAR(255) NOT NULL,
+      removed TINYINT NOT NULL
+    ) ${TABLE_OPTIONS}`,
+    `CREATE TABLE IF NOT EXISTS fc_server_health(
+      server VARCHAR(255) NOT NULL,
+      node VARCHAR(255) NOT NULL,
+      failing_since BIGINT NULL,
+      last_error TEXT NULL,
+      last_ok BIGINT NULL,
+      updated_at BIGINT NOT NULL,
+      PRIMARY KEY(server, node)
+    ) ${TABLE_OPTIONS}`,
+  ],
+];
+
+/** Name of the lock (GET_LOCK) that serialises migrations. */
+const MIGRATION_LOCK = "fileconveyor.schema";
+
+/** Options of {@linkcode MysqlSharedStore}. */
+export interface MysqlSharedOptions {
+  /** Connections in the pool (default 3). */
+  poolSize?: number;
+  /** How long connecting may take, ms (default 5,000). */
+  connectTimeoutMs?: number;
+}
+
+const RECORD_COLUMNS =
+  "input_file, server, dest, transported_file_basename, url, remote_path, fingerprint, node, synced_at";
+
+type Conn = mysql.PoolConnection;
+// deno-lint-ignore no-explicit-any
+type Row = Record<string, any>;
+
+/** The shared store on MariaDB or MySQL. */
+export class MysqlSharedStore implements SharedStore {
+  readonly kind = "mysql" as const;
+  readonly node: string;
+  readonly #pool: mysql.Pool;
+  readonly #shown: string;
+  #startedAt: number | undefined;
+
+  /**
+   * @param url The parsed store URL (see `url.ts`).
+   * @param node This daemon's node name.
+   * @param options Pool size and connect timeout.
+   */
+  constructor(url: ServerUrl, node: string, options: MysqlSharedOptions = {}) {
+    this.node = node;
+    this.#shown = `mysql://${encodeURIComponent(url.user)}@${url.host}:${url.port}/${
+      encodeURIComponent(url.database)
+    }`;
+    const config: mysql.PoolOptions = {
+      host: url.host,
+      port: url.port,
+      user: url.user,
+      password: url.password,
+      database: url.database,
+      connectionLimit: options.poolSize ?? 3,
+      maxIdle: options.poolSize ?? 3,
+      idleTimeout: 30_000,
+      connectTimeout: options.connectTimeoutMs ?? 5_000,
+      waitForConnections: true,
+      queueLimit: 0,
+      enableKeepAlive: true,
+      charset: "UTF8MB4_BIN",
+      supportBigNumbers: true,
+      dateStrings: true,
+    };
+    if (url.tls) {
+      const ssl: Record<string, unknown> = { rejectUnauthorized: url.tls.verifyChain };
+      if (url.tls.ca !== undefined) ssl.ca = url.tls.ca;
+      if (!url.tls.verifyHost) ssl.checkServerIdentity = () => undefined;
+      config.ssl = ssl;
+    }
+    this.#pool = mysql.createPool(config);
+    // deno-lint-ignore no-explicit-any
+    const core = (this.#pool as any).pool;
+    // deno-lint-ignore no-explicit-any
+    core.on("connection", (c: any) => {
+      // An idle connection that breaks (server restart) is dropped by the pool; without a
+      // listener its 'error' event would crash the process.
+      c.on("error", () => {});
+      // Queued before anything the pool's user sends on this connection.
+      c.query(
+        "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED, innodb_lock_wait_timeout = 20",
+        () => {},
+      );
+    });
+  }
+
+  /** Runs `fn` on one pooled connection, classifying connection failures. */
+  #with<T>(action: string, fn: (c: Conn) => Promise<T>): Promise<T> {
+    return withDbErrors(this.#shown, action, async () => {
+      const conn = await this.#pool.getConnection();
+      let broken = false;
+      try {
+        return await fn(conn);
+      } catch (e) {
+        broken = true;
+        throw e;
+      } finally {
+        // A connection whose query failed mid-way may be unusable: do not reuse it.
+        if (broken) conn.destroy();
+        else conn.release();
+      }
+    });
+  }
+
+  /** Runs `fn` in one transaction (run again when it loses a race, see `withDbErrors`). */
+  #tx<T>(action: string, fn: (c: Conn) => Promise<T>): Promise<T> {
+    return this.#with(action, async (c) => {
+      await c.query("START TRANSACTION");
+      try {
+        const out = await fn(c);
+        await c.query("COMMIT");
+        return out;
+      } catch (e) {
+        await c.query("ROLLBACK").catch(() => {});
+        throw e;
+      }
+    });
+  }
+
+  async #rows(c: Conn, sql: string, values?: unknown[]): Promise<Row[]> {
+    const [rows] = await c.query(sql, values);
+    return rows as Row[];
+  }
+
+  async #run(c: Conn, sql: string, values?: unknown[]): Promise<mysql.ResultSetHeader> {
+    const [result] = await c.query(sql, values);
+    return result as mysql.ResultSetHeader;
+  }
+
+  migrate(): Promise<void> {
+    return this.#with("migrate", async (c) => {
+      // DDL commits by itself in MariaDB, so a named lock (held by this connection, freed
+      // if it dies) serialises migrating processes instead of a transaction.
+      const [got] = await this.#rows(c, "SELECT GET_LOCK(?, 60) AS got", [MIGRATION_LOCK]);
+      if (Number(got?.got) !== 1) {
+        throw new Error(
+          `Cannot migrate the shared store "${this.#shown}": another process holds the ` +
+            `migration lock "${MIGRATION_LOCK}" for more than 60 s`,
+        );
+      }
+      try {
+        await this.#run(
+          c,
+          `CREATE TABLE IF NOT EXISTS fc_schema(version INT NOT NULL) ${TABLE_OPTIONS}`,
+        );
+        const [row] = await this.#rows(c, "SELECT max(version) AS v FROM fc_schema");
+        const current = Number(row?.v ?? 0);
+        if (current > MIGRATIONS.length) {
+          throw new Error(
+            `Cannot use the shared store "${this.#shown}": its schema version ${current} ` +
+              `is newer than this fileconveyor knows (${MIGRATIONS.length})`,
+          );
+        }
+        for (let v = current; v < MIGRATIONS.length; v++) {
+          for (const sql of MIGRATIONS[v]!) await this.#run(c, sql);
+        }
+        if (current < MIGRATIONS.length) {
+          await this.#run(c, "DELETE FROM fc_schema");
+          await this.#run(c, "INSERT INTO fc_schema(version) VALUES (?)", [MIGRATIONS.length]);
+        }
+      } finally {
+        await c.query("SELECT RELEASE_LOCK(?)", [MIGRATION_LOCK]).catch(() => {});
+      }
+    });
+  }
+
+  heartbeat(
+    info: { queued: number; failed: number; now: number; version: string },
+  ): Promise<void> {
+    this.#startedAt ??= info.now;
+    const startedAt = this.#startedAt;
+    return this.#with("write to", async (c) => {
+      await this.#run(
+        c,
+        `INSERT INTO fc_nodes(node, started_at, heartbeat_at, queued, failed, version)
+         VALUES (?, ?, ?, ?, ?, ?)
+         ON DUPLICATE KEY UPDATE started_at = VALUES(started_at),
+           heartbeat_at = VALUES(heartbeat_at), queued = VALUES(queued),
+           failed = VALUES(failed), version = VALUES(version)`,
+        [this.node, startedAt, info.now, info.queued, info.failed, info.version],
+      );
+    });
+  }
+
+  nodes(): Promise<NodeRow[]> {
+    return this.#with("read", async (c) => {
+      const rows = await this.#rows(
+        c,
+        `SELECT node, started_at, heartbeat_at, queued, failed, version FROM fc_nodes
+         ORDER BY heartbeat_at DESC, node`,
+      );
+      return rows.map((row) => ({
+        node: row.node,
+        started_at: Number(row.started_at),
+        heartbeat_at: Number(row.heartbeat_at),
+        queued: Number(row.queued),
+        failed: Number(row.failed),
+        version: row.version,
+      }));
+    });
+  }
+
+  async claim(key: SharedKey, fingerprint: string, now: number, leaseMs: number): Promise<Claim> {
+    const [c] = await this.claimMany([{ key, fingerprint }], now, leaseMs);
+    return c!;
+  }
+
+  async claimMany(
+    items: readonly { key: SharedKey; fingerprint: string }[],
+    now: number,
+    leaseMs: number,
+  ): Promise<Claim[]> {
+    if (items.length === 0) return [];
+    const distinct = distinctItems(items);
+    const hashes = distinct.map((i) => i.hash);
+    const until = now + leaseMs;
+    const byId = await this.#tx("claim in", async (c) => {
+      await this.#run(
+        c,
+        `INSERT INTO fc_leases(key_hash, input_file, server, dest, node, until) VALUES ?
+         ON DUPLICATE KEY UPDATE key_hash = key_hash`,
+        [distinct.map((
+          i,
+        ) => [i.hash, i.key.input_file, i.key.server, i.key.dest, this.node, until])],
+      );
+      await this.#run(
+        c,
+        `UPDATE fc_leases SET node = ?, until = ?
+         WHERE key_hash IN (?) AND (until <= ? OR node = ?)`,
+        [this.node, until, hashes, now, this.node],
+      );
+      const rows = await this.#rows(
+        c,
+        `SELECT l.key_hash, l.node AS lease_node, l.until AS lease_until,
+           s.input_file, s.server, s.dest, s.transported_file_basename, s.url, s.remote_path,
+           s.fingerprint, s.node, s.synced_at
+         FROM fc_leases l LEFT JOIN synced_files s ON s.key_hash = l.key_hash
+         WHERE l.key_hash IN (?)`,
+        [hashes],
+      );
+      const byHash = new Map(rows.map((row) => [row.key_hash as string, row]));
+      const out = new Map<string, Claim>();
+      const drop: string[] = [];
+      for (const item of distinct) {
+        const row = byHash.get(item.hash);
+        const record = row?.input_file != null ? toRecord(row as RecordRow) : undefined;
+        const lease = row
+          ? { node: row.lease_node as string, until: Number(row.lease_until) }
+          : undefined;
+        const claim = decideClaim(item.fingerprint, record, lease, this.node);
+        if (claim.kind === "done" && lease?.node === this.node) drop.push(item.hash);
+        out.set(item.id, claim);
+      }
+      if (drop.length > 0) {
+        await this.#run(c, "DELETE FROM fc_leases WHERE key_hash IN (?) AND node = ?", [
+          drop,
+          this.node,
+        ]);
+      }
+      return out;
+    });
+    return inOrder(items, byId);
+  }
+
+  renew(key: SharedKey, now: number, leaseMs: number): Promise<boolean> {
+    const [item] = distinctKeys([key]);
+    return this.#with("renew a lease in", async (c) => {
+      const r = await this.#run(
+        c,
+        "UPDATE fc_leases SET until = ? WHERE key_hash = ? AND node = ?",
+        [now + leaseMs, item!.hash, this.node],
+      );
+      // affectedRows counts matched rows only with CLIENT_FOUND_ROWS; an unchanged
+      // until (the same renewal twice) still holds the lease.
+      if (r.affectedRows > 0) return true;
+      const rows = await this.#rows(
+        c,
+        "SELECT 1 AS ok FROM fc_leases WHERE key_hash = ? AND node = ?",
+        [item!.hash, this.node],
+      );
+      return rows.length > 0;
+    });
+  }
+
+  release(key: SharedKey): Promise<void> {
+    const [item] = distinctKeys([key]);
+    return this.#with("release a lease in", async (c) => {
+      await this.#run(c, "DELETE FROM fc_leases WHERE key_hash = ? AND node = ?", [
+        item!.hash,
+        this.node,
+      ]);
+    });
+  }
+
+  releaseDead(now: number, deadAfterMs: number): Promise<number> {
+    return this.#with("release leases in", async (c) => {
+      const r = await this.#run(
+        c,
+        `DELETE FROM fc_leases WHERE node <> ? AND node IN
+           (SELECT node FROM fc_nodes WHERE heartbeat_at < ?)`,
+        [this.node, now - deadAfterMs],
+      );
+      return r.affectedRows;
+    });
+  }
+
+  /** Appends changes to the feed; the last statement of a publishing transaction (see the module doc). */
+  async #log(c: Conn, keys: { hash: string; key: SharedKey }[], removed: boolean): Promise<void> {
+    if (keys.length === 0) return;
+    // LAST_INSERT_ID(expr) hands the new value back in the OK packet: no extra SELECT.
+    const r = await this.#run(
+      c,
+      "UPDATE fc_feed SET seq = LAST_INSERT_ID(seq + ?) WHERE id = 1",
+      [keys.length],
+    );
+    const first = Number(r.insertId) - keys.length;
+    await this.#run(
+      c,
+      "INSERT INTO fc_changes(seq, key_hash, input_file, server, dest, removed) VALUES ?",
+      [keys.map((k, i) => [
+        first + i + 1,
+        k.hash,
+        k.key.input_file,
+        k.key.server,
+        k.key.dest,
+        removed ? 1 : 0,
+      ])],
+    );
+  }
+
+  publish(records: readonly SharedRecord[]): Promise<void> {
+    if (records.length === 0) return Promise.resolve();
+    const distinct = distinctRecords(records);
+    return this.#tx("publish to", async (c) => {
+      await this.#run(
+        c,
+        `INSERT INTO synced_files(key_hash, ${RECORD_COLUMNS}) VALUES ?
+         ON DUPLICATE KEY UPDATE
+           transported_file_basename = VALUES(transported_file_basename),
+           url = VALUES(url), remote_path = VALUES(remote_path),
+           fingerprint = VALUES(fingerprint), node = VALUES(node),
+           synced_at = VALUES(synced_at)`,
+        [distinct.map(({ hash, record: r }) => [
+          hash,
+          r.input_file,
+          r.server,
+          r.dest,
+          r.transported_file_basename,
+          r.url,
+          r.remote_path,
+          r.fingerprint,
+          r.node,
+          r.synced_at,
+        ])],
+      );
+      await this.#run(c, "DELETE FROM fc_leases WHERE key_hash IN (?) AND node = ?", [
+        distinct.map((d) => d.hash),
+        this.node,
+      ]);
+      await this.#log(c, distinct.map((d) => ({ hash: d.hash, key: d.record })), false);
+    });
+  }
+
+  unpublish(keys: readonly SharedKey[]): Promise<void> {
+    if (keys.length === 0) return Promise.resolve();
+    const distinct = distinctKeys(keys);
+    const hashes = distinct.map((d) => d.hash);
+    return this.#tx("unpublish from", async (c) => {
+      const rows = await this.#rows(
+        c,
+        "SELECT key_hash FROM synced_files WHERE key_hash IN (?) FOR UPDATE",
+        [hashes],
+      );
+      const gone = new Set(rows.map((row) => row.key_hash as string));
+      if (gone.size === 0) return;
+      await this.#run(c, "DELETE FROM synced_files WHERE key_hash IN (?)", [[...gone]]);
+      await this.#log(c, distinct.filter((d) => gone.has(d.hash)), true);
+    });
+  }
+
+  get(key: SharedKey): Promise<SharedRecord | undefined> {
+    const [item] = distinctKeys([key]);
+    return this.#with("read", async (c) => {
+      const [row] = await this.#rows(
+        c,
+        `SELECT ${RECORD_COLUMNS} FROM synced_files WHERE key_hash = ?`,
+        [item!.hash],
+      );
+      return row && keyId(row as RecordRow) === item!.id ? toRecord(row as RecordRow) : undefined;
+    });
+  }
+
+  urlFor(inputFile: string, server?: string): Promise<string | undefined> {
+    return this.#with("read", async (c) => {
+      const rows = server === undefined
+        ? await this.#rows(
+          c,
+          "SELECT url FROM synced_files WHERE input_file = ? ORDER BY server, dest LIMIT 1",
+          [inputFile],
+        )
+        : await this.#rows(
+          c,
+          "SELECT url FROM synced_files WHERE input_file = ? AND server = ? ORDER BY dest LIMIT 1",
+          [inputFile, server],
+        );
+      return rows[0]?.url as string | undefined;
+    });
+  }
+
+  changesSince(cursor: number, limit: number): Promise<RecordChange[]> {
+    return this.#with("read", async (c) => {
+      const rows = await this.#rows(
+        c,
+        `SELECT c.seq, c.input_file AS k_input_file, c.server AS k_server, c.dest AS k_dest,
+           s.input_file, s.server, s.dest, s.transported_file_basename, s.url, s.remote_path,
+           s.fingerprint, s.node, s.synced_at
+         FROM fc_changes c LEFT JOIN synced_files s ON s.key_hash = c.key_hash
+         WHERE c.seq > ? ORDER BY c.seq LIMIT ?`,
+        [cursor, limit],
+      );
+      return rows.map((row) => {
+        const change: RecordChange = {
+          seq: Number(row.seq),
+          key: { input_file: row.k_input_file, server: row.k_server, dest: row.k_dest },
+        };
+        if (row.input_file != null) change.record = toRecord(row as RecordRow);
+        return change;
+      });
+    });
+  }
+
+  putServerHealth(row: SharedServerHealth): Promise<void> {
+    return this.#with("write to", async (c) => {
+      await this.#run(
+        c,
+        `INSERT INTO fc_server_health(server, node, failing_since, last_error, last_ok, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?)
+         ON DUPLICATE KEY UPDATE failing_since = VALUES(failing_since),
+           last_error = VALUES(last_error), last_ok = VALUES(last_ok),
+           updated_at = VALUES(updated_at)`,
+        [row.server, row.node, row.failing_since, row.last_error, row.last_ok, row.updated_at],
+      );
+    });
+  }
+
+  serverHealth(): Promise<SharedServerHealth[]> {
+    return this.#with("read", async (c) => {
+      const rows = await this.#rows(
+        c,
+        `SELECT server, node, failing_since, last_error, last_ok, updated_at
+         FROM fc_server_health ORDER BY server, node`,
+      );
+      const num = (v: unknown) => (v === null || v === undefined ? null : Number(v));
+      return rows.map((row) => ({
+        server: row.server,
+        node: row.node,
+        failing_since: num(row.failing_since),
+        last_error: row.last_error ?? null,
+        last_ok: num(row.last_ok),
+        updated_at: Number(row.updated_at),
+      }));
+    });
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.#pool.end();
+    } catch {
+      // Already ended.
+    }
+  }
+}
