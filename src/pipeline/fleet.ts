@@ -44,6 +44,9 @@ export class FleetUnavailable extends Error {
   }
 }
 
+/** Longest wait between two attempts to reach the shared store. */
+const MAX_BACKOFF_MS = 10_000;
+
 /** The fingerprint of a file's content that nodes compare: `size:mtime_ms:md5`. */
 export function fingerprint(size: number, mtimeMs: number, md5: string): string {
   return `${size}:${Math.trunc(mtimeMs)}:${md5}`;
@@ -70,6 +73,28 @@ export interface FleetRuntime {
 /** The node's name: the setting, or the host name. */
 export function nodeName(setting: string | undefined): string {
   return setting ?? Deno.hostname();
+}
+
+/**
+ * Whether an uncaught error is a database connection that the server ended
+ * (PostgreSQL class 57P: shutdown, crash, restart; or the socket closing
+ * under it). The pg client emits those as an 'error' event on a connection
+ * checked out of its pool, where no listener is attached; the call that
+ * used it fails on its own and the pool opens a new connection. Anything
+ * else stays fatal.
+ */
+export function isDroppedDbConnection(e: unknown): boolean {
+  const x = e as {
+    name?: string;
+    code?: unknown;
+    message?: unknown;
+    constructor?: { name?: string };
+  };
+  if (!x || typeof x !== "object") return false;
+  const code = typeof x.code === "string" ? x.code : "";
+  const message = typeof x.message === "string" ? x.message : "";
+  if (x.constructor?.name === "DatabaseError" && /^57P0\d$/.test(code)) return true;
+  return message === "Connection terminated unexpectedly";
 }
 
 /** The link of one daemon to its fleet. */
@@ -117,8 +142,16 @@ export class Fleet {
     return this.#ctx.config.settings.nodeTimeout * 1000;
   }
 
+  /** See {@linkcode isDroppedDbConnection}: kept from ending the process while the fleet runs. */
+  readonly #onUncaught = (ev: ErrorEvent) => {
+    if (!isDroppedDbConnection(ev.error)) return;
+    ev.preventDefault();
+    this.#log.debug(`The shared store dropped a connection: ${errorMessage(ev.error)}`);
+  };
+
   /** Publishes local records the shared store may not have yet, then starts the periodic work. */
   start(): void {
+    globalThis.addEventListener("error", this.#onUncaught);
     const n = this.local.seedFromLocal(this.node);
     if (n > 0) this.#log.info(`Publishing ${n} record(s) of this node to the shared store`);
     this.#log.info(`Node "${this.node}" of the fleet sharing ${this.#redacted}`);
@@ -268,7 +301,7 @@ export class Fleet {
 
   /**
    * Runs `fn` on the shared store. While it is down, fails at once until
-   * the next retry (backoff 1 s doubling to 30 s); the heartbeat probes.
+   * the next retry (backoff 1 s doubling to 10 s); the heartbeat probes.
    */
   async #call<T>(fn: (s: SharedStore) => Promise<T>, probe = false): Promise<T> {
     const now = Date.now();
@@ -317,7 +350,7 @@ export class Fleet {
     const now = Date.now();
     this.#lastError = errorMessage(e).split(this.#url).join(this.#redacted);
     this.#downSince ??= now;
-    this.#backoff = Math.min(Math.max(this.#backoff * 2, 1000), 30_000);
+    this.#backoff = Math.min(Math.max(this.#backoff * 2, 1000), MAX_BACKOFF_MS);
     this.#retryAt = now + this.#backoff;
     if (now - this.#loggedDownAt > 30_000) {
       this.#loggedDownAt = now;
@@ -376,6 +409,7 @@ export class Fleet {
   /** Stops the timers, publishes what it can (bounded by the caller) and closes the connection. */
   async close(): Promise<void> {
     this.#closed = true;
+    globalThis.removeEventListener("error", this.#onUncaught);
     for (const t of this.#timers) clearInterval(t);
     this.#publisher.stop();
     for (const { timer } of this.#leases.values()) clearInterval(timer);

@@ -101,7 +101,9 @@ export async function stopAll(nodes: FleetNode[]): Promise<void> {
 
 /** Remote paths a node's log says it uploaded. */
 export function uploadsOf(n: FleetNode): string[] {
-  return [...(n.daemon?.log() ?? "").matchAll(/\] (?:uploaded|updated) (\S+) \(/g)].map((m) => m[1]!);
+  return [...(n.daemon?.log() ?? "").matchAll(/\] (?:uploaded|updated) (\S+) \(/g)].map((m) =>
+    m[1]!
+  );
 }
 
 /** The rows of a node's web database (`synced_files.db`), by input file. */

