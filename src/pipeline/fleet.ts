@@ -44,6 +44,9 @@ export class FleetUnavailable extends Error {
   }
 }
 
+/** Longest a call to the shared store may take before it counts as failed. */
+const CALL_TIMEOUT_MS = 15_000;
+
 /** Longest wait between two attempts to reach the shared store. */
 const MAX_BACKOFF_MS = 10_000;
 
@@ -310,7 +313,7 @@ export class Fleet {
     }
     try {
       const s = await this.#open();
-      const out = await fn(s);
+      const out = await this.#bounded(s, fn(s));
       if (this.#downSince !== null) {
         this.#log.info(
           `The shared store ${this.#redacted} answers again (unreachable for ${
@@ -327,6 +330,30 @@ export class Fleet {
       if (e instanceof FleetUnavailable) throw e;
       this.#down(e);
       throw new FleetUnavailable(this.#downMessage(), this.#retryAt);
+    }
+  }
+
+  /**
+   * `work` within {@linkcode CALL_TIMEOUT_MS}. A call that hangs (a lock
+   * wait, a connection gone silent) would hold the job that waits for it and
+   * a connection of the pool for good: it fails instead, and the connection
+   * pool is replaced, so the next call starts afresh.
+   */
+  async #bounded<T>(s: SharedStore, work: Promise<T>): Promise<T> {
+    let timer = 0;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        if (this.#shared === s) {
+          this.#shared = undefined;
+          s.close().catch(() => {});
+        }
+        reject(new Error(`no answer within ${CALL_TIMEOUT_MS / 1000} s`));
+      }, CALL_TIMEOUT_MS) as unknown as number;
+    });
+    try {
+      return await Promise.race([work, late]);
+    } finally {
+      clearTimeout(timer);
     }
   }
 

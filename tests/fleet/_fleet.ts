@@ -127,3 +127,27 @@ export async function urlOn(n: FleetNode, file: string): Promise<string> {
   const r = await cli(["url", file, "--config", n.config, "--server", "cdn"]);
   return r.code === 0 ? r.stdout.trim() : `exit ${r.code}: ${r.stderr.trim()}`;
 }
+
+/** Where a node's web database stands: its age, and the rows of the node's own database. */
+export function webDiag(n: FleetNode): string {
+  const web = path.join(n.data, "synced_files.db");
+  const age = fs.existsSync(web) ? Date.now() - fs.statSync(web).mtimeMs : -1;
+  const db = new DatabaseSync(path.join(n.data, "fileconveyor.db"), { readOnly: true });
+  try {
+    const count = (sql: string) => (db.prepare(sql).get() as { n: number }).n;
+    return `web db written ${Math.round(age)} ms ago; local synced ${
+      count("SELECT COUNT(*) AS n FROM synced_files")
+    }, mirrored ${count("SELECT COUNT(*) AS n FROM fleet_records")}, outbox ${
+      count("SELECT COUNT(*) AS n FROM fleet_outbox")
+    }, queue ${
+      JSON.stringify(
+        db.prepare(
+          `SELECT state, running, COUNT(*) AS n, MIN(ready_at) - ? AS due, MAX(requeues) AS rq,
+             MAX(last_error) AS err FROM queue GROUP BY state, running`,
+        ).all(Date.now()),
+      )
+    }`;
+  } finally {
+    db.close();
+  }
+}

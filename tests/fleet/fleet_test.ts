@@ -8,7 +8,16 @@ import * as path from "node:path";
 import { cli, diffTrees, eventually, sleep, tree, write } from "../_harness.ts";
 import { assert, assertEquals } from "../_assert.ts";
 import { freshDatabase, restartDatabase } from "../_servers.ts";
-import { fleetNode, fleetWorld, startNode, stopAll, uploadsOf, urlOn, webRows } from "./_fleet.ts";
+import {
+  fleetNode,
+  fleetWorld,
+  startNode,
+  stopAll,
+  uploadsOf,
+  urlOn,
+  webDiag,
+  webRows,
+} from "./_fleet.ts";
 
 /** A shared store for one test: its URL, and how to remove it. */
 interface TestStore {
@@ -139,7 +148,7 @@ for (const store of STORES) {
             const rows = webRows(n);
             return rows.size >= N + M
               ? ""
-              : `${n.name}: ${rows.size} rows; log:\n${
+              : `${n.name}: ${rows.size} rows; ${webDiag(n)}; log:\n${
                 n.daemon!.log().split("\n").filter((l) => !l.includes("] uploaded ")).join("\n")
                   .slice(-3000)
               }`;
@@ -224,7 +233,7 @@ Deno.test("fleet (postgres): the database stopped for 20 s mid-sync; two nodes c
           const rows = webRows(n);
           return rows.size >= 80
             ? ""
-            : `${n.name}: ${rows.size} rows; log:\n${
+            : `${n.name}: ${rows.size} rows; ${webDiag(n)}; log:\n${
               n.daemon!.log().split("\n").filter((l) => !l.includes("] uploaded ")).join("\n")
                 .slice(-3000)
             }`;
