@@ -44,6 +44,9 @@ export class FleetUnavailable extends Error {
   }
 }
 
+/** Claims asked within this many milliseconds share one round trip. */
+const CLAIM_WINDOW_MS = 5;
+
 /** Longest a call to the shared store may take before it counts as failed. */
 const CALL_TIMEOUT_MS = 15_000;
 
@@ -188,7 +191,7 @@ export class Fleet {
     const c = await new Promise<Claim>((resolve, reject) => {
       this.#claims.push({ key, fingerprint: fp, resolve, reject });
       // Jobs the scheduler starts in one tick share one round trip (claimMany).
-      if (this.#claims.length === 1) setTimeout(() => this.#claimBatch(), 0);
+      if (this.#claims.length === 1) setTimeout(() => this.#claimBatch(), CLAIM_WINDOW_MS);
     });
     if (c.kind === "mine") this.#holdLease(job.id, key);
     return c;
