@@ -315,8 +315,7 @@ export class Fleet {
       throw new FleetUnavailable(this.#downMessage(), this.#retryAt);
     }
     try {
-      const s = await this.#open();
-      const out = await this.#bounded(s, fn(s));
+      const out = await this.#bounded((async () => fn(await this.#open()))());
       if (this.#downSince !== null) {
         this.#log.info(
           `The shared store ${this.#redacted} answers again (unreachable for ${
@@ -337,19 +336,20 @@ export class Fleet {
   }
 
   /**
-   * `work` within {@linkcode CALL_TIMEOUT_MS}. A call that hangs (a lock
-   * wait, a connection gone silent) would hold the job that waits for it and
-   * a connection of the pool for good: it fails instead, and the connection
-   * pool is replaced, so the next call starts afresh.
+   * `work` (opening the store included) within {@linkcode CALL_TIMEOUT_MS}.
+   * A call that hangs (a lock wait, a connection gone silent, a pool that
+   * never hands out a connection) would hold the job that waits for it, and
+   * the periodic work, for good: it fails instead, and the store is opened
+   * afresh for the next call.
    */
-  async #bounded<T>(s: SharedStore, work: Promise<T>): Promise<T> {
+  async #bounded<T>(work: Promise<T>): Promise<T> {
     let timer = 0;
     const late = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
-        if (this.#shared === s) {
-          this.#shared = undefined;
-          s.close().catch(() => {});
-        }
+        const s = this.#shared;
+        this.#shared = undefined;
+        this.#opening = undefined;
+        s?.close().catch(() => {});
         reject(new Error(`no answer within ${CALL_TIMEOUT_MS / 1000} s`));
       }, CALL_TIMEOUT_MS) as unknown as number;
     });
