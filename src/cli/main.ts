@@ -16,6 +16,7 @@ import { dataDirFor } from "../pipeline/paths.ts";
 import { rebuildState } from "../pipeline/rebuild.ts";
 import { Store } from "../store/store.ts";
 import { statusReport, unsynced } from "../ops/status_report.ts";
+import { fleetStatus, fleetUrls } from "../ops/fleet_status.ts";
 import { missingDatabase } from "../store/db.ts";
 import { StateError } from "../store/integrity.ts";
 import { VERSION } from "../version.ts";
@@ -192,12 +193,14 @@ function program(): Command {
     .requiredOption("-c, --config <file>", "configuration file")
     .option("-d, --data-dir <dir>", "data directory")
     .option("--json", "machine-readable output")
-    .action((opts) => {
+    .action(async (opts) => {
       const config = load(opts.config);
       const store = openStore(config, opts.dataDir, true);
       try {
         const report = statusReport(config, store);
-        out(opts.json ? JSON.stringify(report, null, 2) : formatStatus(report));
+        const fleet = await fleetStatus(config, store);
+        if (fleet) report.fleet = fleet;
+        out(opts.json ? redact(JSON.stringify(report, null, 2)) : redact(formatStatus(report)));
       } finally {
         store.close();
       }
@@ -242,7 +245,7 @@ function program(): Command {
     .option("-d, --data-dir <dir>", "data directory")
     .option("--server <name>", "only this server")
     .option("--json", "machine-readable output")
-    .action((file: string, opts) => {
+    .action(async (file: string, opts) => {
       const config = load(opts.config);
       const store = openStore(config, opts.dataDir, true);
       try {
@@ -252,7 +255,16 @@ function program(): Command {
         } catch {
           // A deleted file can still be looked up by its path.
         }
-        const rows = store.syncedFor(abs).filter((r) => !opts.server || r.server === opts.server);
+        let rows: { server: string; url: string }[] = store.syncedFor(abs)
+          .filter((r) => !opts.server || r.server === opts.server);
+        if (rows.length === 0) {
+          // On a node of a fleet, any node's file: the shared record knows it.
+          try {
+            rows = await fleetUrls(config, abs, opts.server) ?? rows;
+          } catch (e) {
+            err(errorMessage(e));
+          }
+        }
         if (opts.json) {
           out(JSON.stringify(rows.map((r) => ({ server: r.server, url: r.url })), null, 2));
         } else for (const r of rows) out(opts.server ? r.url : `${r.server}\t${r.url}`);

@@ -21,6 +21,38 @@ function ago(t: number | null): string {
   return new Date(t).toISOString();
 }
 
+/** The fleet section: the link to the shared store and every node. */
+function formatFleet(f: NonNullable<StatusReport["fleet"]>): string[] {
+  const lines: string[] = [];
+  const d = f.daemon;
+  let link = `Fleet: node "${f.node}", shared store ${f.store}`;
+  if (d && d.unreachableSince !== null) {
+    link += `; shared store unreachable since ${new Date(d.unreachableSince).toISOString()}${
+      d.lastError ? ` (${d.lastError})` : ""
+    }`;
+  }
+  if (d && d.outbox > 0) link += `; ${d.outbox} record(s) waiting to be published`;
+  lines.push(link);
+  if (!f.nodes) {
+    lines.push(`Nodes: unknown (${f.error ?? "no answer"})`);
+    return lines;
+  }
+  const rows = [["NODE", "STATE", "LAST HEARTBEAT", "QUEUED", "FAILED", "VERSION"]];
+  for (const n of f.nodes) {
+    rows.push([
+      n.node + (n.node === f.node ? " (this)" : ""),
+      n.alive ? "alive" : "gone",
+      ago(n.heartbeatAt),
+      String(n.queued),
+      String(n.failed),
+      n.version,
+    ]);
+  }
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
+  for (const row of rows) lines.push(row.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd());
+  return lines;
+}
+
 /** Formats the report as a readable table. */
 export function formatStatus(r: StatusReport): string {
   const lines: string[] = [];
@@ -81,6 +113,7 @@ export function formatStatus(r: StatusReport): string {
       row.map((c, i) => i === row.length - 1 ? c : c.padEnd(widths[i]!)).join("  ").trimEnd(),
     );
   }
+  if (r.fleet) lines.push("", ...formatFleet(r.fleet));
   if (r.guards.length > 0) {
     lines.push("");
     for (const g of r.guards) {

@@ -16,7 +16,8 @@ import { checkServers } from "./servers.ts";
 import { checkSources } from "./sources.ts";
 import { ORIGINAL_SETTING_NAMES, SETTINGS_SPEC, toSettings } from "./settings.ts";
 import { groupId } from "../util/group.ts";
-import type { Config } from "./types.ts";
+import { parseStoreUrl } from "./store_url.ts";
+import type { Config, Settings } from "./types.ts";
 import { parseXml, type XmlElement, XmlSyntaxError } from "./xml.ts";
 
 /** Options for {@linkcode loadConfig}. */
@@ -120,6 +121,7 @@ function checkConfig(chk: Checker, root: XmlElement): Config | undefined {
     if (settings[k]) settings[k] = path.resolve(chk.dir, settings[k]!);
   }
   checkWebDbSettings(chk, settingsEl, settings);
+  checkStoreSetting(chk, settingsEl, settings);
   if (settings.http && !/^[^:\s]*:\d{1,5}$/.test(settings.http) && settingsEl) {
     chk.problem(settingsEl, `Setting "http" must be HOST:PORT, not "${settings.http}"`);
   }
@@ -180,6 +182,23 @@ function checkSettings(chk: Checker, el: XmlElement | undefined): Record<string,
   const { values, problems } = checkOptions(SETTINGS_SPEC, raw);
   for (const p of problems) chk.problem(lines[p.name] ?? el!, p.message);
   return values;
+}
+
+/** The shared store: a known kind of URL; its password is a secret (masked in every output). */
+function checkStoreSetting(chk: Checker, el: XmlElement | undefined, settings: Settings): void {
+  const at = el?.children.find((c) => c.name === "store") ?? el;
+  const parsed = parseStoreUrl(settings.store);
+  if (typeof parsed === "string") {
+    if (at) chk.problem(at, parsed);
+    return;
+  }
+  if (parsed.kind !== "local" && parsed.password) chk.secrets.push(parsed.password);
+  if (settings.node !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(settings.node) && el) {
+    chk.problem(
+      el.children.find((c) => c.name === "node") ?? el,
+      `Setting "node" must be 1–64 letters, digits, ".", "_" or "-", not "${settings.node}"`,
+    );
+  }
 }
 
 /** Re-exported so callers keep one import for the configuration. */

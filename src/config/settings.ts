@@ -217,6 +217,27 @@ export const SETTINGS_SPEC: readonly OptionSpec[] = [
       "Seconds a replaced or deleted file with a unique name stays on the server, for pages and caches that still refer to it (0: delete at once)",
   },
   {
+    name: "store",
+    type: "string",
+    default: "sqlite",
+    secret: true,
+    help:
+      "Shared state for a fleet of nodes: `sqlite` (default: this machine only), `postgres://user:pass@host/db`, `mysql://…` / `mariadb://…`, or `sqlite:/path/shared.db` (several daemons on one machine); `${env:…}`/`${file:…}` for the password; TLS with `?sslmode=require|verify-full|verify-ca` and `&sslrootcert=/path/ca.pem`",
+  },
+  {
+    name: "node",
+    type: "string",
+    help: "This daemon's name in the fleet (default: the host name)",
+  },
+  {
+    name: "nodeTimeout",
+    type: "number",
+    min: 1,
+    default: "30",
+    help:
+      "Seconds without a heartbeat after which a node counts as gone and its claimed files are taken over",
+  },
+  {
     name: "healthFailAfter",
     type: "number",
     min: 1,
@@ -268,6 +289,8 @@ export function toSettings(v: OptionValues): Settings {
     timeout: n("timeout"),
     healthFailAfter: n("healthFailAfter"),
     keepReplaced: n("keepReplaced"),
+    store: v.store ?? "sqlite",
+    nodeTimeout: n("nodeTimeout"),
   };
   for (
     const k of [
@@ -279,6 +302,7 @@ export function toSettings(v: OptionValues): Settings {
       "syncedFilesDb",
       "persistentDataDb",
       "syncedFilesDbGroup",
+      "node",
     ] as const
   ) {
     if (v[k]) s[k] = v[k];

@@ -137,6 +137,12 @@ export interface Settings {
   syncedFilesDbGroup?: string;
   /** Seconds replaced or deleted unique-named files stay on the server before deletion. */
   keepReplaced: number;
+  /** `sqlite` (this machine only) or the URL of the shared store of a fleet of nodes. */
+  store: string;
+  /** This daemon's node name; undefined means the host name. */
+  node?: string;
+  /** Seconds without a heartbeat after which a node is gone and its leases are released. */
+  nodeTimeout: number;
 }
 
 /** A loaded, valid configuration. */

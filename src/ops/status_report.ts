@@ -11,6 +11,7 @@ import { eventName } from "../store/events.ts";
 import { type LagStats, ReadModel } from "../store/read_model.ts";
 import { allRetired } from "../store/retired.ts";
 import { Store } from "../store/store.ts";
+import type { FleetStatus } from "./fleet_status.ts";
 
 export type { LagStats };
 
@@ -60,6 +61,8 @@ export interface StatusReport {
   lastSync: number | null;
   /** This state database: when it was created; whether it replaced a lost or damaged one. */
   state: { createdAt: number | null; rebuiltAt: number | null; previous: string | null };
+  /** On a node of a fleet: every node and the link to the shared store (see `fleet_status.ts`). */
+  fleet?: FleetStatus;
 }
 
 function alive(pid: number): boolean {

@@ -34,6 +34,8 @@ import { Scheduler } from "./scheduler.ts";
 import { Servers } from "./servers.ts";
 import { isStoreError, Sources } from "./sources.ts";
 import { Worker } from "./worker.ts";
+import { Fleet } from "./fleet.ts";
+import { parseStoreUrl } from "../config/store_url.ts";
 
 export type { DaemonEvent, DaemonOptions, RunSummary };
 export { formatBytes } from "./upload.ts";
@@ -61,6 +63,8 @@ export class Daemon {
   readonly #web: WebAccess;
   /** Deletes replaced versions once their grace period (keepReplaced) is over. */
   readonly #retired: RetiredJanitor;
+  /** The link to the fleet's shared store; undefined on a machine on its own. */
+  readonly #fleet: Fleet | undefined;
   #stopping = false;
   #timers: number[] = [];
   #reloads: Promise<void> = Promise.resolve();
@@ -75,14 +79,17 @@ export class Daemon {
       dirMode: dataDirMode(config, dataDir),
       rebuild: !!options.rebuildState,
     });
+    for (const secret of config.secrets) addSecret(secret);
+    const shared = parseStoreUrl(config.settings.store);
+    const fleet = typeof shared !== "string" && shared.kind !== "local" && !options.dryRun;
     this.#web = new WebAccess(
       () => this.#config,
       dataDir,
       this.store,
       logger("webdb"),
       !options.dryRun,
+      fleet ? "web_records" : "synced_files",
     );
-    for (const secret of config.secrets) addSecret(secret);
     // deno-lint-ignore no-this-alias
     const self = this;
     this.#ctx = {
@@ -102,6 +109,7 @@ export class Daemon {
       log: this.#log,
     };
     const ctx = this.#ctx;
+    this.#fleet = fleet ? new Fleet(ctx, this.store, logger("fleet")) : undefined;
     this.#servers = new Servers(ctx);
     this.#router = new Router(ctx, (name) => this.#servers.get(name)?.server);
     const trouble = (e: unknown) => this.#scheduler.storeTrouble(e);
@@ -128,6 +136,7 @@ export class Daemon {
       batch: (fn) => this.#scheduler.batch(fn),
       unsettled: (job) => this.#scheduler.unsettled(job),
       storeTrouble: trouble,
+      ...(this.#fleet ? { fleet: this.#fleet } : {}),
     });
     this.#scheduler = new Scheduler(ctx, this.#servers, {
       runJob: (s, job) => worker.runJob(s, job),
@@ -288,6 +297,7 @@ export class Daemon {
     emptyDir(this.workDir);
     fs.mkdirSync(this.workDir, { recursive: true, mode: 0o700 });
     this.store.resetRunning();
+    this.#fleet?.start();
     this.#web.refresh(true);
     for (const source of this.config.sources) this.#sources.rootPresent(source);
     if (o.approveDeletes) this.store.approveDeletes();
@@ -426,6 +436,7 @@ export class Daemon {
     }
     await bounded(this.#servers.flush().catch(() => {}));
     await bounded(this.#servers.close());
+    await bounded(this.#fleet?.close() ?? Promise.resolve());
     try {
       this.#scheduler.flush();
       this.store.resetRunning();

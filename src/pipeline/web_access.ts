@@ -44,8 +44,18 @@ export class WebAccess {
   #keysOf: Config | undefined;
   #failing = false;
 
-  /** With `enabled` false (a dry run), nothing is ever written. */
-  constructor(config: () => Config, dataDir: string, store: Store, log: Logger, enabled = true) {
+  /**
+   * With `enabled` false (a dry run), nothing is ever written. `table`: where
+   * the rows come from (`web_records` on a node of a fleet: every node's files).
+   */
+  constructor(
+    config: () => Config,
+    dataDir: string,
+    store: Store,
+    log: Logger,
+    enabled = true,
+    table: "synced_files" | "web_records" = "synced_files",
+  ) {
     this.#log = log;
     this.#enabled = enabled;
     this.#config = config;
@@ -53,6 +63,7 @@ export class WebAccess {
       ...webDbPaths(config(), dataDir),
       keys: (f) => webKeys(config(), f),
       aliased: () => aliasedDirs(config()),
+      table,
     });
   }
 

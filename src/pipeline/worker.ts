@@ -13,6 +13,8 @@ import { DELETED } from "../store/events.ts";
 import type { Job, SyncedRow } from "../store/store.ts";
 import { isMover, type Transport } from "../transports/transport.ts";
 import type { PipelineContext } from "./context.ts";
+import { type Fleet, FleetUnavailable } from "./fleet.ts";
+import { claimUpload } from "./fleet_claim.ts";
 import type { Janitor } from "./janitor.ts";
 import { observe } from "./observe.ts";
 import { type MoveCandidate, plan, type PlanInput } from "./plan.ts";
@@ -36,6 +38,8 @@ export interface WorkerDeps {
   /** Jobs whose outcome could not be recorded. */
   unsettled(job: Job): void;
   storeTrouble(e: unknown): void;
+  /** The link to the fleet's shared store; undefined on a machine on its own. */
+  fleet?: Fleet;
 }
 
 /** Runs jobs. */
@@ -57,6 +61,8 @@ export class Worker {
     const { store, bus, summary } = this.#ctx;
     const started = Date.now();
     const source = this.#ctx.config.sources.find((x) => x.name === job.source);
+    const fleet = this.#d.fleet;
+    let settled = false;
     try {
       if (!source) {
         // The source left the config: leave its files alone.
@@ -66,6 +72,7 @@ export class Worker {
       const transport = await this.#d.servers.transport(s);
       const result = await this.#execute(s, transport, job);
       const finish = () => {
+        fleet?.recorded(job, s.server.name, result.kind);
         store.complete(job);
         if (result.bytes >= 0) {
           store.serverOk(s.server.name, result.bytes, Date.now());
@@ -97,6 +104,7 @@ export class Worker {
         await this.#d.janitor.dropStaleIntents(s, transport, job);
         await this.#d.batch(finish);
       }
+      settled = true;
       result.done?.();
       if (s.pacer.succeed()) this.#serverBack(s);
       if (result.kind === "deleted") summary.deleted++;
@@ -122,6 +130,8 @@ export class Worker {
         this.#d.unsettled(job);
         this.#d.storeTrouble(e);
       }
+    } finally {
+      fleet?.finished(job, settled);
     }
   }
 
@@ -146,6 +156,11 @@ export class Worker {
         message,
         failed,
       });
+    if (err instanceof FleetUnavailable) {
+      // Not the file's fault: it waits in the local queue until the shared store answers.
+      store.requeue(job, err.retryAt, err.message, false);
+      return;
+    }
     if (err instanceof RequeueError) {
       if (job.requeues >= 50) {
         store.fail(
@@ -300,6 +315,19 @@ export class Worker {
       }
       case "hash-check":
         throw new ClassifiedError(`Cannot decide about "${rel}": ${p.reason}`, "retry");
+    }
+    if (this.#d.fleet) {
+      const claimed = await claimUpload(this.#d.fleet, {
+        job,
+        server: server.name,
+        rel,
+        stat: stat!,
+        chain: chain!,
+        processed: rule!.processors.length > 0,
+        input,
+        signal,
+      });
+      if (claimed) return claimed;
     }
     return await this.#uploader.upload(s, transport, {
       source,

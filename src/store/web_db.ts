@@ -46,6 +46,12 @@ export interface WebDbOptions {
    * their names need no percent-encoding; undefined: any file may.
    */
   aliased?(): string[];
+  /**
+   * The table or view of the daemon's database the rows come from:
+   * `synced_files` (default) or, on a node of a fleet, `web_records` (this
+   * node's records and the fleet's; see `fleet_local.ts`).
+   */
+  table?: "synced_files" | "web_records";
 }
 
 const SYNCED_SCHEMA = `
@@ -135,6 +141,10 @@ export class WebDb {
     }
   }
 
+  get #table(): string {
+    return this.#o.table ?? "synced_files";
+  }
+
   get #stageFile(): string {
     return this.#o.syncedFilesDb + ".stage";
   }
@@ -191,7 +201,7 @@ export class WebDb {
         const ins = insertStatement(stage);
         const get = this.#store.q(
           `SELECT input_file, transported_file_basename, url, server, dest, synced_at
-           FROM synced_files WHERE input_file = ? ORDER BY server, dest`,
+           FROM ${this.#table} WHERE input_file = ? ORDER BY server, dest`,
         );
         stage.exec("BEGIN");
         try {
@@ -226,7 +236,7 @@ export class WebDb {
   #build(stage: DatabaseSync): void {
     const file = this.#store.db.location();
     const ordered = `SELECT input_file, transported_file_basename, url, server, dest, synced_at
-       FROM synced_files`;
+       FROM ${this.#table}`;
     if (!file) {
       stage.exec("BEGIN");
       stage.exec(SYNCED_SCHEMA);
@@ -247,7 +257,7 @@ export class WebDb {
         `INSERT OR IGNORE INTO main.synced_files(input_file, transported_file_basename, url, server,
            dest, real_file, synced_at)
          SELECT input_file, transported_file_basename, url, server, dest, input_file, synced_at
-         FROM daemon.synced_files ORDER BY input_file, server, dest`,
+         FROM daemon.${this.#table} ORDER BY input_file, server, dest`,
       );
       const dirs = this.#o.aliased?.() ?? [""];
       const where = [
@@ -258,7 +268,7 @@ export class WebDb {
       this.#insertRows(
         insertStatement(stage),
         stage.prepare(
-          `${ordered.replace("FROM synced_files", "FROM daemon.synced_files")} WHERE ${where}
+          `${ordered.replace(`FROM ${this.#table}`, `FROM daemon.${this.#table}`)} WHERE ${where}
            ORDER BY input_file, server, dest`,
         ).iterate(...args) as Iterable<SyncedWebRow>,
       );

@@ -1,0 +1,457 @@
+/**
+ * A node of a fleet: the daemon's link to the shared store (see
+ * `store/shared/types.ts`) when the `store` setting names one.
+ *
+ * Contract:
+ * - before an upload the worker claims the file's key with the fingerprint
+ *   of the source content (`size:mtime:md5`): "done" → the record another
+ *   node published is recorded here and nothing is uploaded; "busy" → the
+ *   job waits; "mine" → this node uploads, renewing the lease meanwhile,
+ *   records locally and queues the record in the local outbox in the same
+ *   transaction; the publisher sends the outbox (at least once, idempotent);
+ * - a failed upload releases the lease; a delete queues an unpublish;
+ * - the shared store unreachable (at start or later) never stops the
+ *   daemon: watching goes on, uploads wait in the durable local queue and
+ *   are tried again with backoff (so a file on a shared folder is never
+ *   uploaded by two nodes because one could not ask), the outbox keeps what
+ *   is not yet published, and the status says since when; once it answers
+ *   again everything converges;
+ * - every few seconds: a heartbeat with this node's queue sizes, the
+ *   release of dead nodes' leases (`nodeTimeout`), the change feed into
+ *   this node's web database (`fleet_follow.ts`).
+ *
+ * @module
+ */
+import { parseStoreUrl } from "../config/store_url.ts";
+import { errorMessage } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import { FleetLocal } from "../store/fleet_local.ts";
+import { openSharedStore } from "../store/shared/open.ts";
+import type { Claim, SharedKey, SharedRecord, SharedStore } from "../store/shared/types.ts";
+import type { Job, Store } from "../store/store.ts";
+import { VERSION } from "../version.ts";
+import type { PipelineContext } from "./context.ts";
+import { FleetFollower } from "./fleet_follow.ts";
+import { FleetPublisher } from "./fleet_publish.ts";
+
+/** The shared store cannot be reached: the job waits in the local queue until `retryAt`. */
+export class FleetUnavailable extends Error {
+  readonly retryAt: number;
+  constructor(message: string, retryAt: number) {
+    super(message);
+    this.name = "FleetUnavailable";
+    this.retryAt = retryAt;
+  }
+}
+
+/** Claims asked within this many milliseconds share one round trip. */
+const CLAIM_WINDOW_MS = 5;
+
+/** Longest a call to the shared store may take before it counts as failed. */
+const CALL_TIMEOUT_MS = 15_000;
+
+/** Longest wait between two attempts to reach the shared store. */
+const MAX_BACKOFF_MS = 10_000;
+
+/** The fingerprint of a file's content that nodes compare: `size:mtime_ms:md5`. */
+export function fingerprint(size: number, mtimeMs: number, md5: string): string {
+  return `${size}:${Math.trunc(mtimeMs)}:${md5}`;
+}
+
+/** The key of a job in the shared store. */
+export function keyOf(job: Job, server: string): SharedKey {
+  return { input_file: job.input_file, server, dest: job.dest };
+}
+
+/** What `status` shows of the link (written to the local runtime state). */
+export interface FleetRuntime {
+  node: string;
+  /** The store's URL without its password. */
+  store: string;
+  reachable: boolean;
+  unreachableSince: number | null;
+  lastError: string | null;
+  outbox: number;
+  mirrored: number;
+  at: number;
+}
+
+/** The node's name: the setting, or the host name. */
+export function nodeName(setting: string | undefined): string {
+  return setting ?? Deno.hostname();
+}
+
+/**
+ * Whether an uncaught error is a database connection that the server ended
+ * (PostgreSQL class 57P: shutdown, crash, restart; or the socket closing
+ * under it). The pg client emits those as an 'error' event on a connection
+ * checked out of its pool, where no listener is attached; the call that
+ * used it fails on its own and the pool opens a new connection. Anything
+ * else stays fatal.
+ */
+export function isDroppedDbConnection(e: unknown): boolean {
+  const x = e as {
+    name?: string;
+    code?: unknown;
+    message?: unknown;
+    constructor?: { name?: string };
+  };
+  if (!x || typeof x !== "object") return false;
+  const code = typeof x.code === "string" ? x.code : "";
+  const message = typeof x.message === "string" ? x.message : "";
+  if (x.constructor?.name === "DatabaseError" && /^57P0\d$/.test(code)) return true;
+  return message === "Connection terminated unexpectedly";
+}
+
+/** The link of one daemon to its fleet. */
+export class Fleet {
+  readonly node: string;
+  readonly local: FleetLocal;
+  readonly #ctx: PipelineContext;
+  readonly #store: Store;
+  readonly #log: Logger;
+  readonly #url: string;
+  readonly #redacted: string;
+  #shared: SharedStore | undefined;
+  #opening: Promise<SharedStore> | undefined;
+  #downSince: number | null = null;
+  #retryAt = 0;
+  #backoff = 0;
+  #lastError: string | null = null;
+  #loggedDownAt = 0;
+  /** Leases held by running jobs, renewed on a timer. */
+  readonly #leases = new Map<number, { key: SharedKey; timer: number }>();
+  readonly #publisher: FleetPublisher;
+  readonly #follower: FleetFollower;
+  #timers: number[] = [];
+  #closed = false;
+
+  constructor(ctx: PipelineContext, store: Store, log: Logger) {
+    const s = ctx.config.settings;
+    const loc = parseStoreUrl(s.store);
+    if (typeof loc === "string" || loc.kind === "local") {
+      throw new TypeError("Fleet needs a shared store URL");
+    }
+    this.#ctx = ctx;
+    this.#store = store;
+    this.#log = log;
+    this.#url = loc.url;
+    this.#redacted = loc.redacted;
+    this.node = nodeName(s.node);
+    this.local = new FleetLocal(store);
+    this.#publisher = new FleetPublisher(this.local, (fn) => this.#call(fn), log);
+    this.#follower = new FleetFollower(this.local, (fn) => this.#call(fn), log);
+  }
+
+  /** Lease length: a node silent this long is gone, and so is its lease. */
+  get #leaseMs(): number {
+    return this.#ctx.config.settings.nodeTimeout * 1000;
+  }
+
+  /** See {@linkcode isDroppedDbConnection}: kept from ending the process while the fleet runs. */
+  readonly #onUncaught = (ev: ErrorEvent) => {
+    if (!isDroppedDbConnection(ev.error)) return;
+    ev.preventDefault();
+    this.#log.debug(`The shared store dropped a connection: ${errorMessage(ev.error)}`);
+  };
+
+  /** Publishes local records the shared store may not have yet, then starts the periodic work. */
+  start(): void {
+    globalThis.addEventListener("error", this.#onUncaught);
+    const n = this.local.seedFromLocal(this.node);
+    if (n > 0) this.#log.info(`Publishing ${n} record(s) of this node to the shared store`);
+    this.#log.info(`Node "${this.node}" of the fleet sharing ${this.#redacted}`);
+    const every = (ms: number, fn: () => Promise<unknown>) => {
+      let busy = false;
+      const t = setInterval(() => {
+        if (busy || this.#closed) return;
+        busy = true;
+        fn().catch(() => {}).finally(() => (busy = false));
+      }, ms) as unknown as number;
+      this.#timers.push(t);
+    };
+    every(2000, () => this.#heartbeat());
+    every(1000, () => this.#follower.follow());
+    every(1000, () => this.#publisher.flush());
+    every(5000, () => this.#releaseDead());
+    // Failures are noted by #call (the status says since when); the timers try again.
+    const quiet = () => {};
+    this.#heartbeat().catch(quiet);
+    this.#publisher.flush().catch(quiet);
+    this.#follower.follow().catch(quiet);
+  }
+
+  /**
+   * Claims the upload of a job's file. Throws {@linkcode FleetUnavailable}
+   * when the shared store cannot be reached. "mine": the lease is renewed
+   * until {@linkcode finished}.
+   */
+  async claim(job: Job, server: string, fp: string): Promise<Claim> {
+    const key = keyOf(job, server);
+    const c = await new Promise<Claim>((resolve, reject) => {
+      this.#claims.push({ key, fingerprint: fp, resolve, reject });
+      // Jobs the scheduler starts in one tick share one round trip (claimMany).
+      if (this.#claims.length === 1) setTimeout(() => this.#claimBatch(), CLAIM_WINDOW_MS);
+    });
+    if (c.kind === "mine") this.#holdLease(job.id, key);
+    return c;
+  }
+
+  /** Claims waiting for the next round trip. */
+  #claims: {
+    key: SharedKey;
+    fingerprint: string;
+    resolve: (c: Claim) => void;
+    reject: (e: unknown) => void;
+  }[] = [];
+
+  async #claimBatch(): Promise<void> {
+    const batch = this.#claims.splice(0);
+    if (batch.length === 0) return;
+    try {
+      const items = batch.map((b) => ({ key: b.key, fingerprint: b.fingerprint }));
+      const claims = await this.#call((s) =>
+        items.length === 1
+          ? s.claim(items[0]!.key, items[0]!.fingerprint, Date.now(), this.#leaseMs).then((
+            c,
+          ) => [c])
+          : s.claimMany(items, Date.now(), this.#leaseMs)
+      );
+      batch.forEach((b, i) => b.resolve(claims[i]!));
+    } catch (e) {
+      for (const b of batch) b.reject(e);
+    }
+  }
+
+  /** Records locally what another node published for a job's file (a "done" claim). */
+  adopt(record: SharedRecord, local: {
+    size: number;
+    mtimeMs: number;
+    ctimeMs: number;
+    ino: number;
+    md5: string;
+    chain: string;
+    processed: boolean;
+  }): void {
+    this.#store.putSynced({
+      input_file: record.input_file,
+      transported_file_basename: record.transported_file_basename,
+      url: record.url,
+      server: record.server,
+      dest: record.dest,
+      remote_path: record.remote_path,
+      size: local.size,
+      mtime_ms: local.mtimeMs,
+      ctime_ms: local.ctimeMs,
+      ino: local.ino,
+      md5: local.processed ? null : local.md5,
+      etag: null,
+      chain: local.chain,
+      extras: null,
+      synced_at: record.synced_at,
+      source_md5: local.md5,
+    });
+  }
+
+  /**
+   * Queues what a job recorded for the shared store; call inside the
+   * transaction that records it locally.
+   */
+  recorded(job: Job, server: string, kind: "synced" | "deleted" | "skipped"): void {
+    const key = keyOf(job, server);
+    if (kind === "deleted") {
+      this.local.queueUnpublish(key);
+      this.#publisher.soon();
+      return;
+    }
+    if (kind !== "synced") return;
+    const row = this.#store.getSynced(job.input_file, server, job.dest);
+    if (!row) return;
+    this.local.queuePublish({
+      ...key,
+      transported_file_basename: row.transported_file_basename,
+      url: row.url,
+      remote_path: row.remote_path,
+      fingerprint: fingerprint(row.size ?? -1, row.mtime_ms ?? 0, row.source_md5 ?? ""),
+      node: this.node,
+      synced_at: row.synced_at,
+    });
+    this.#publisher.soon();
+  }
+
+  /** A job ended: stops renewing its lease; releases it unless the job published (`ok`). */
+  finished(job: Job, ok: boolean): void {
+    const held = this.#leases.get(job.id);
+    if (!held) return;
+    clearInterval(held.timer);
+    this.#leases.delete(job.id);
+    // A published record drops the lease; until then other nodes wait for it.
+    if (!ok) void this.#call((s) => s.release(held.key)).catch(() => {});
+  }
+
+  #holdLease(id: number, key: SharedKey) {
+    const old = this.#leases.get(id);
+    if (old) clearInterval(old.timer);
+    const timer = setInterval(() => {
+      this.#call((s) => s.renew(key, Date.now(), this.#leaseMs)).then((ok) => {
+        if (!ok) this.#log.warn(`Lost the claim on "${key.input_file}" to another node`);
+      }).catch(() => {});
+    }, Math.max(500, this.#leaseMs / 3)) as unknown as number;
+    this.#leases.set(id, { key, timer });
+  }
+
+  /** Whether the shared store answered the last call. */
+  get reachable(): boolean {
+    return this.#downSince === null;
+  }
+
+  /**
+   * Runs `fn` on the shared store. While it is down, fails at once until
+   * the next retry (backoff 1 s doubling to 10 s); the heartbeat probes.
+   */
+  async #call<T>(fn: (s: SharedStore) => Promise<T>, probe = false): Promise<T> {
+    const now = Date.now();
+    if (this.#downSince !== null && now < this.#retryAt && !probe) {
+      throw new FleetUnavailable(this.#downMessage(), this.#retryAt);
+    }
+    try {
+      const out = await this.#bounded((async () => fn(await this.#open()))());
+      if (this.#downSince !== null) {
+        this.#log.info(
+          `The shared store ${this.#redacted} answers again (unreachable for ${
+            Math.round((Date.now() - this.#downSince) / 1000)
+          } s)`,
+        );
+        this.#downSince = null;
+        this.#backoff = 0;
+        this.#lastError = null;
+        this.#publisher.flush().catch(() => {});
+      }
+      return out;
+    } catch (e) {
+      if (e instanceof FleetUnavailable) throw e;
+      this.#down(e);
+      throw new FleetUnavailable(this.#downMessage(), this.#retryAt);
+    }
+  }
+
+  /**
+   * `work` (opening the store included) within {@linkcode CALL_TIMEOUT_MS}.
+   * A call that hangs (a lock wait, a connection gone silent, a pool that
+   * never hands out a connection) would hold the job that waits for it, and
+   * the periodic work, for good: it fails instead, and the store is opened
+   * afresh for the next call.
+   */
+  async #bounded<T>(work: Promise<T>): Promise<T> {
+    let timer = 0;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const s = this.#shared;
+        this.#shared = undefined;
+        this.#opening = undefined;
+        s?.close().catch(() => {});
+        reject(new Error(`no answer within ${CALL_TIMEOUT_MS / 1000} s`));
+      }, CALL_TIMEOUT_MS) as unknown as number;
+    });
+    try {
+      return await Promise.race([work, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  #open(): Promise<SharedStore> {
+    if (this.#shared) return Promise.resolve(this.#shared);
+    this.#opening ??= (async () => {
+      const s = await openSharedStore(this.#url, this.node);
+      try {
+        await s.migrate();
+      } catch (e) {
+        await s.close().catch(() => {});
+        throw e;
+      }
+      this.#shared = s;
+      return s;
+    })().finally(() => (this.#opening = undefined));
+    return this.#opening;
+  }
+
+  #down(e: unknown) {
+    const now = Date.now();
+    this.#lastError = errorMessage(e).split(this.#url).join(this.#redacted);
+    this.#downSince ??= now;
+    this.#backoff = Math.min(Math.max(this.#backoff * 2, 1000), MAX_BACKOFF_MS);
+    this.#retryAt = now + this.#backoff;
+    if (now - this.#loggedDownAt > 30_000) {
+      this.#loggedDownAt = now;
+      this.#log.error(
+        `${this.#downMessage()}: ${this.#lastError}; uploads wait in the local queue, retrying`,
+      );
+    }
+  }
+
+  #downMessage(): string {
+    return `The shared store ${this.#redacted} is unreachable since ${
+      new Date(this.#downSince ?? Date.now()).toISOString()
+    }`;
+  }
+
+  async #heartbeat(): Promise<void> {
+    const counts = this.#store.queueCounts();
+    try {
+      await this.#call((s) =>
+        s.heartbeat({
+          queued: counts.queued,
+          failed: counts.failed,
+          now: Date.now(),
+          version: VERSION,
+        }), true);
+    } finally {
+      this.#writeRuntime();
+    }
+  }
+
+  async #releaseDead(): Promise<void> {
+    const n = await this.#call((s) => s.releaseDead(Date.now(), this.#leaseMs));
+    if (n > 0) {
+      this.#log.info(`Released ${n} claim(s) of nodes silent for ${this.#leaseMs / 1000} s`);
+    }
+  }
+
+  #writeRuntime() {
+    const rt: FleetRuntime = {
+      node: this.node,
+      store: this.#redacted,
+      reachable: this.#downSince === null,
+      unreachableSince: this.#downSince,
+      lastError: this.#lastError,
+      outbox: this.local.outboxSize(),
+      mirrored: this.local.mirrored(),
+      at: Date.now(),
+    };
+    try {
+      this.#store.setRuntime("fleet", rt);
+    } catch {
+      // The daemon's heartbeat reports database trouble.
+    }
+  }
+
+  /** Stops the timers, publishes what it can (bounded by the caller) and closes the connection. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    globalThis.removeEventListener("error", this.#onUncaught);
+    for (const t of this.#timers) clearInterval(t);
+    this.#publisher.stop();
+    for (const { timer } of this.#leases.values()) clearInterval(timer);
+    this.#leases.clear();
+    try {
+      if (this.#downSince === null) await this.#publisher.flush();
+    } catch {
+      // Published at the next start.
+    }
+    this.#writeRuntime();
+    const s = this.#shared;
+    this.#shared = undefined;
+    await s?.close().catch(() => {});
+  }
+}

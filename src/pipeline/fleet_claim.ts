@@ -1,0 +1,50 @@
+/**
+ * The worker's question to the fleet before an upload: has another node
+ * uploaded this content already, is one uploading it now, or is it ours?
+ *
+ * @module
+ */
+import { RequeueError } from "../errors.ts";
+import type { Job } from "../store/store.ts";
+import { fingerprint, type Fleet } from "./fleet.ts";
+import type { PlanInput } from "./plan.ts";
+import { md5Of, type SyncResult } from "./upload.ts";
+
+/** What {@linkcode claimUpload} needs of the job being run. */
+export interface ClaimInput {
+  job: Job;
+  server: string;
+  rel: string;
+  stat: { size: number; mtimeMs: number; ctimeMs: number; ino: number };
+  chain: string;
+  processed: boolean;
+  /** The planner's input: the content MD5 is computed once and kept there for the upload. */
+  input: PlanInput;
+  signal: AbortSignal;
+}
+
+/** Longest wait before asking again about a file another node is uploading. */
+const BUSY_WAIT_MAX_MS = 2000;
+
+/**
+ * Claims the upload. Returns a result when nothing is to be uploaded (the
+ * record another node published is recorded here); undefined when this
+ * node uploads. Throws a {@linkcode RequeueError} while another node holds
+ * the file, and `FleetUnavailable` when the shared store cannot be reached.
+ */
+export async function claimUpload(fleet: Fleet, c: ClaimInput): Promise<SyncResult | undefined> {
+  const md5 = c.input.contentMd5 ??= await md5Of(c.job.input_file, c.signal, c.stat.size);
+  const claim = await fleet.claim(c.job, c.server, fingerprint(c.stat.size, c.stat.mtimeMs, md5));
+  switch (claim.kind) {
+    case "mine":
+      return undefined;
+    case "busy":
+      throw new RequeueError(
+        `"${c.rel}" is being uploaded by node "${claim.node}"`,
+        Math.min(Math.max(claim.until - Date.now(), 100), BUSY_WAIT_MAX_MS),
+      );
+    case "done":
+      fleet.adopt(claim.record, { ...c.stat, md5, chain: c.chain, processed: c.processed });
+      return { kind: "skipped", bytes: -1, remotePath: claim.record.remote_path };
+  }
+}

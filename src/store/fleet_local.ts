@@ -1,0 +1,186 @@
+/**
+ * What a node of a fleet keeps locally about the shared store, in its own
+ * database: the outbox (records uploaded here and not yet published to the
+ * shared store, or removals not yet unpublished), the mirror of the shared
+ * record (every node's files, for this node's web database) and the
+ * change-feed cursor.
+ *
+ * Contract:
+ * - an outbox entry is written in the transaction that records the upload
+ *   or the delete locally, so a crash or a database outage between upload
+ *   and publish publishes later (at least once; publishing is idempotent);
+ * - a newer entry for the same key replaces an older one; {@linkcode
+ *   FleetLocal.published} drops only the entries that were sent, so an entry
+ *   written while a batch was in flight stays;
+ * - the mirror holds what the change feed said, keyed like `synced_files`;
+ *   the view `web_records` joins both for the web database (a row this node
+ *   recorded comes first).
+ *
+ * The tables are created when fleet mode first opens the database; a node
+ * without a shared store never has them.
+ *
+ * @module
+ */
+import type { RecordChange, SharedKey, SharedRecord } from "./shared/types.ts";
+import type { Store } from "./store.ts";
+
+const SCHEMA = `
+  CREATE TABLE IF NOT EXISTS fleet_outbox(
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    input_file TEXT NOT NULL, server TEXT NOT NULL, dest TEXT NOT NULL,
+    -- JSON of the SharedRecord to publish; NULL: unpublish the key.
+    record TEXT
+  );
+  CREATE UNIQUE INDEX IF NOT EXISTS fleet_outbox_key ON fleet_outbox(input_file, server, dest);
+  CREATE TABLE IF NOT EXISTS fleet_records(
+    input_file TEXT NOT NULL, server TEXT NOT NULL, dest TEXT NOT NULL,
+    transported_file_basename TEXT NOT NULL, url TEXT NOT NULL, remote_path TEXT NOT NULL,
+    fingerprint TEXT NOT NULL, node TEXT NOT NULL, synced_at INTEGER NOT NULL,
+    PRIMARY KEY(input_file, server, dest)
+  ) WITHOUT ROWID;
+  CREATE VIEW IF NOT EXISTS web_records AS
+    SELECT input_file, transported_file_basename, url, server, dest, synced_at FROM synced_files
+    UNION ALL
+    SELECT input_file, transported_file_basename, url, server, dest, synced_at FROM fleet_records;
+`;
+
+/** One outbox entry. */
+export interface OutboxEntry {
+  id: number;
+  key: SharedKey;
+  /** The record to publish; undefined: unpublish. */
+  record?: SharedRecord;
+}
+
+/** The fleet's local tables of one node's database. */
+export class FleetLocal {
+  readonly #store: Store;
+
+  /** Creates the tables when missing (the store must be writable). */
+  constructor(store: Store) {
+    this.#store = store;
+    store.db.exec(SCHEMA);
+  }
+
+  /** Queues `record` for publishing (call in the transaction that records it locally). */
+  queuePublish(record: SharedRecord): void {
+    this.#queue(record, JSON.stringify(record));
+  }
+
+  /** Queues the removal of `key` from the shared record (in the transaction of the local delete). */
+  queueUnpublish(key: SharedKey): void {
+    this.#queue(key, null);
+  }
+
+  #queue(key: SharedKey, record: string | null): void {
+    // A new id: an entry being published right now is not mistaken for this one.
+    this.#store.q("DELETE FROM fleet_outbox WHERE input_file = ? AND server = ? AND dest = ?")
+      .run(key.input_file, key.server, key.dest);
+    this.#store.q("INSERT INTO fleet_outbox(input_file, server, dest, record) VALUES (?, ?, ?, ?)")
+      .run(key.input_file, key.server, key.dest, record);
+  }
+
+  /**
+   * Once per data directory and node name: queues every file this node has
+   * recorded, so records made before the node joined a fleet (or under
+   * another name) reach the shared store. Returns how many were queued.
+   */
+  seedFromLocal(node: string): number {
+    if (this.#store.getRuntime<string>("fleetSeeded") === node) return 0;
+    return this.#store.tx(() => {
+      const r = this.#store.q(
+        `INSERT OR REPLACE INTO fleet_outbox(input_file, server, dest, record)
+         SELECT input_file, server, dest, json_object(
+           'input_file', input_file, 'server', server, 'dest', dest,
+           'transported_file_basename', transported_file_basename, 'url', url,
+           'remote_path', remote_path,
+           'fingerprint', COALESCE(size, -1) || ':' || CAST(COALESCE(mtime_ms, 0) AS INTEGER) ||
+             ':' || COALESCE(source_md5, ''),
+           'node', ?, 'synced_at', synced_at)
+         FROM synced_files ORDER BY input_file`,
+      ).run(node);
+      this.#store.setRuntime("fleetSeeded", node);
+      return Number(r.changes);
+    });
+  }
+
+  /** The oldest `limit` entries. */
+  outbox(limit: number): OutboxEntry[] {
+    const rows = this.#store.q(
+      `SELECT id, input_file, server, dest, record FROM fleet_outbox ORDER BY id LIMIT ?`,
+    ).all(limit) as unknown as {
+      id: number;
+      input_file: string;
+      server: string;
+      dest: string;
+      record: string | null;
+    }[];
+    return rows.map((r) => ({
+      id: r.id,
+      key: { input_file: r.input_file, server: r.server, dest: r.dest },
+      ...(r.record !== null ? { record: JSON.parse(r.record) as SharedRecord } : {}),
+    }));
+  }
+
+  /** Entries waiting. */
+  outboxSize(): number {
+    return Number(
+      (this.#store.q("SELECT COUNT(*) AS n FROM fleet_outbox").get() as { n: number }).n,
+    );
+  }
+
+  /** Drops the entries sent (by id: an entry replaced meanwhile has a new id and stays). */
+  published(entries: readonly OutboxEntry[]): void {
+    const drop = this.#store.q("DELETE FROM fleet_outbox WHERE id = ?");
+    this.#store.tx(() => {
+      for (const e of entries) drop.run(e.id);
+    });
+  }
+
+  /** Applies the change feed to the mirror and moves the cursor, in one transaction. */
+  applyChanges(changes: readonly RecordChange[], cursor: number): void {
+    const put = this.#store.q(
+      `INSERT INTO fleet_records(input_file, server, dest, transported_file_basename, url,
+         remote_path, fingerprint, node, synced_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT(input_file, server, dest) DO UPDATE SET
+         transported_file_basename = excluded.transported_file_basename, url = excluded.url,
+         remote_path = excluded.remote_path, fingerprint = excluded.fingerprint,
+         node = excluded.node, synced_at = excluded.synced_at`,
+    );
+    const drop = this.#store.q(
+      "DELETE FROM fleet_records WHERE input_file = ? AND server = ? AND dest = ?",
+    );
+    this.#store.tx(() => {
+      for (const c of changes) {
+        const r = c.record;
+        if (r) {
+          put.run(
+            r.input_file,
+            r.server,
+            r.dest,
+            r.transported_file_basename,
+            r.url,
+            r.remote_path,
+            r.fingerprint,
+            r.node,
+            r.synced_at,
+          );
+        } else drop.run(c.key.input_file, c.key.server, c.key.dest);
+        this.#store.syncedChanged.add(c.key.input_file);
+      }
+      this.#store.setRuntime("fleetCursor", cursor);
+    });
+  }
+
+  /** The change-feed position applied so far (0: nothing yet). */
+  cursor(): number {
+    return this.#store.getRuntime<number>("fleetCursor") ?? 0;
+  }
+
+  /** How many files of the fleet the mirror knows. */
+  mirrored(): number {
+    return Number(
+      (this.#store.q("SELECT COUNT(*) AS n FROM fleet_records").get() as { n: number }).n,
+    );
+  }
+}

@@ -1,0 +1,260 @@
+/**
+ * Fleets of real daemons (subprocesses) sharing one store and one
+ * destination folder: every node answers for every file, a shared folder is
+ * uploaded once, a killed node's work is taken over.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { cli, diffTrees, eventually, sleep, tree, write } from "../_harness.ts";
+import { assert, assertEquals } from "../_assert.ts";
+import { freshDatabase, restartDatabase } from "../_servers.ts";
+import {
+  fleetNode,
+  fleetWorld,
+  startNode,
+  stopAll,
+  uploadsOf,
+  urlOn,
+  webDiag,
+  webRows,
+} from "./_fleet.ts";
+
+/** A shared store for one test: its URL, and how to remove it. */
+interface TestStore {
+  url: string;
+  drop(): Promise<void>;
+}
+
+/** The shared stores the multi-daemon tests run against. */
+const STORES: { name: string; open: (root: string) => Promise<TestStore> }[] = [
+  {
+    name: "sqlite",
+    open: (root) =>
+      Promise.resolve({ url: `sqlite:${path.join(root, "shared.db")}`, drop: async () => {} }),
+  },
+  { name: "postgres", open: () => freshDatabase("postgres") },
+  { name: "mariadb", open: () => freshDatabase("mariadb") },
+];
+
+async function world(store: (root: string) => Promise<TestStore>) {
+  const w = fleetWorld(() => "");
+  const db = await store(w.root);
+  return {
+    ...w,
+    store: db.url,
+    cleanup: async () => {
+      await db.drop().catch(() => {});
+      w.cleanup();
+    },
+  };
+}
+
+for (const store of STORES) {
+  Deno.test(`fleet (${store.name}): two nodes with their own sources serve each other's URLs`, async () => {
+    const w = await world(store.open);
+    const a = fleetNode(w, "alpha", path.join(w.root, "src-a"));
+    const b = fleetNode(w, "beta", path.join(w.root, "src-b"));
+    try {
+      for (let i = 0; i < 5; i++) {
+        write(path.join(a.src, "a", `a${i}.txt`), `alpha ${i}`);
+        write(path.join(b.src, "b", `b${i}.txt`), `beta ${i}`);
+      }
+      startNode(a);
+      startNode(b);
+      const all = [
+        ...[0, 1, 2, 3, 4].map((i) => path.join(a.src, "a", `a${i}.txt`)),
+        ...[0, 1, 2, 3, 4].map((i) => path.join(b.src, "b", `b${i}.txt`)),
+      ];
+      // Every node's web database gets every node's rows.
+      for (const n of [a, b]) {
+        await eventually(
+          () => {
+            const rows = webRows(n);
+            return all.filter((f) => !rows.has(f)).map((f) => `${n.name} lacks ${f}`).join("\n");
+          },
+          30_000,
+          `${n.name}'s web database`,
+        );
+      }
+      // `url` on either node answers for both nodes' files.
+      assertEquals(await urlOn(a, path.join(b.src, "b", "b3.txt")), "http://cdn.test/b/b3.txt");
+      assertEquals(await urlOn(b, path.join(a.src, "a", "a1.txt")), "http://cdn.test/a/a1.txt");
+      assertEquals(webRows(a).get(path.join(b.src, "b", "b0.txt")), "http://cdn.test/b/b0.txt");
+      // Each file was uploaded by its own node only.
+      assertEquals(uploadsOf(a).sort(), [0, 1, 2, 3, 4].map((i) => `a/a${i}.txt`));
+      assertEquals(uploadsOf(b).sort(), [0, 1, 2, 3, 4].map((i) => `b/b${i}.txt`));
+    } finally {
+      await stopAll([a, b]);
+      await w.cleanup();
+    }
+  });
+
+  Deno.test(`fleet (${store.name}): three nodes on one shared folder upload each file once; a killed node's work is finished`, async () => {
+    const w = await world(store.open);
+    const shared = path.join(w.root, "shared");
+    const nodes = ["n1", "n2", "n3"].map((n) => fleetNode(w, n, shared));
+    try {
+      for (const n of nodes) startNode(n);
+      for (const n of nodes) await n.daemon!.waitFor("Initial scan done", 30_000);
+      // A first burst: each file uploaded by exactly one node.
+      const N = 60;
+      for (let i = 0; i < N; i++) write(path.join(shared, `d${i % 6}`, `f${i}.txt`), `one ${i}`);
+      await eventually(() => diffTrees(tree(shared), tree(w.dst)), 60_000, "first burst");
+      await eventually(
+        () => {
+          const n = nodes.reduce((t, x) => t + uploadsOf(x).length, 0);
+          return n >= N ? "" : `${n} uploads`;
+        },
+        10_000,
+        "upload logs",
+      );
+      await sleep(500);
+      const first = nodes.flatMap(uploadsOf);
+      assertEquals(first.length, N, `uploads: ${first.length}`);
+      assertEquals(new Set(first).size, N);
+      // A second burst, and one node killed in the middle of it.
+      const M = 150;
+      for (let i = 0; i < M; i++) {
+        write(path.join(shared, "burst", `g${i}.txt`), `two ${i} ${"y".repeat(i * 50)}`);
+      }
+      // The victim: the first node that uploads a file of this burst.
+      const before = nodes.map((n) => uploadsOf(n).length);
+      let victim = nodes[0]!;
+      await eventually(
+        () => {
+          const i = nodes.findIndex((n, i) => uploadsOf(n).length > before[i]!);
+          if (i < 0) return "nothing uploaded yet";
+          victim = nodes[i]!;
+          return "";
+        },
+        30_000,
+        "a first upload of the burst",
+      );
+      await victim.daemon!.kill();
+      await eventually(() => diffTrees(tree(shared), tree(w.dst)), 90_000, "after the kill");
+      for (const n of nodes) {
+        assert(!/Uncaught/.test(n.daemon!.log()), n.daemon!.log().slice(-3000));
+      }
+      const all = nodes.flatMap(uploadsOf);
+      const dups = all.length - new Set(all).size;
+      // Every file is at the destination (above) and in the shared record (the survivors'
+      // web databases, below); the victim's last log lines may die with it, so the logs
+      // count duplicates, not coverage.
+      // Duplicates only around the kill: the victim's running claims, taken over later.
+      assert(dups <= 10, `${dups} duplicate uploads`);
+      for (const n of nodes.slice(1)) {
+        await eventually(
+          () => {
+            const rows = webRows(n);
+            return rows.size >= N + M
+              ? ""
+              : `${n.name}: ${rows.size} rows; ${webDiag(n)}; log:\n${
+                n.daemon!.log().split("\n").filter((l) => !l.includes("] uploaded ")).join("\n")
+                  .slice(-3000)
+              }`;
+          },
+          30_000,
+          `${n.name}'s web database`,
+        );
+      }
+    } finally {
+      await stopAll(nodes);
+      await w.cleanup();
+    }
+  });
+}
+
+Deno.test("fleet: a bad store URL is a configuration error naming the line, never the password", async () => {
+  const w = fleetWorld(() => "ftp://user:hunter2@db.example/site");
+  try {
+    const n = fleetNode(w, "alpha", path.join(w.root, "src"));
+    const r = await cli(["validate", "--config", n.config]);
+    assertEquals(r.code, 2, r.stderr);
+    assert(/:\d+: config\/settings\/store: /.test(r.stderr), r.stderr);
+    assert(!r.stderr.includes("hunter2"), r.stderr);
+    fs.rmSync(n.config);
+  } finally {
+    w.cleanup();
+  }
+});
+
+Deno.test("fleet: an unreachable shared store holds uploads without a crash; they converge once it answers", async () => {
+  // The shared SQLite file's directory is missing at first: the store cannot be opened.
+  const w = fleetWorld((root) => `sqlite:${path.join(root, "later", "shared.db")}`);
+  const a = fleetNode(w, "alpha", path.join(w.root, "src"));
+  try {
+    for (let i = 0; i < 10; i++) write(path.join(a.src, `f${i}.txt`), `file ${i}`);
+    const d = startNode(a);
+    await d.waitFor("unreachable", 30_000);
+    await sleep(1500);
+    assertEquals(uploadsOf(a).length, 0, "nothing is uploaded without the shared store");
+    const st = await cli(["status", "--config", a.config]);
+    assertEquals(st.code, 0, st.stderr);
+    assert(/shared store unreachable since \d{4}-/.test(st.stdout), st.stdout);
+    write(path.join(a.src, "late.txt"), "discovered while down");
+    fs.mkdirSync(path.join(w.root, "later"));
+    await eventually(() => diffTrees(tree(a.src), tree(w.dst)), 60_000, "after the store is back");
+    await d.waitFor("answers again", 10_000);
+    const json = JSON.parse((await cli(["status", "--json", "--config", a.config])).stdout);
+    assertEquals(json.fleet.nodes.map((n: { node: string }) => n.node), ["alpha"]);
+    assertEquals(json.fleet.nodes[0].alive, true);
+    await eventually(() => webRows(a).size === 11 ? "" : `${webRows(a).size} rows`, 10_000);
+    assert(d.child.pid > 0 && !/panic|Uncaught/i.test(d.log()), d.log().slice(-2000));
+  } finally {
+    await stopAll([a]);
+    w.cleanup();
+  }
+});
+
+Deno.test("fleet (postgres): the database stopped for 20 s mid-sync; two nodes converge, nothing lost", async () => {
+  const instance = "fleet-outage";
+  const db = await freshDatabase("postgres", instance);
+  const w = { ...fleetWorld(() => db.url) };
+  const shared = path.join(w.root, "shared");
+  const nodes = ["p1", "p2"].map((n) => fleetNode(w, n, shared));
+  try {
+    for (const n of nodes) startNode(n);
+    for (const n of nodes) await n.daemon!.waitFor("Initial scan done", 30_000);
+    for (let i = 0; i < 40; i++) write(path.join(shared, "a", `f${i}.txt`), `before ${i}`);
+    const outage = restartDatabase("postgres", { instance, downMs: 20_000 });
+    // Changes made while the database is down wait in each node's queue.
+    await sleep(3000);
+    for (let i = 0; i < 40; i++) write(path.join(shared, "b", `g${i}.txt`), `during ${i}`);
+    await eventually(
+      () => nodes.every((n) => /unreachable since/.test(n.daemon!.log())) ? "" : "no node noticed",
+      25_000,
+      "the outage to be noticed",
+    );
+    await outage;
+    await eventually(() => diffTrees(tree(shared), tree(w.dst)), 60_000, "after the outage");
+    for (const n of nodes) {
+      await eventually(
+        () => {
+          const rows = webRows(n);
+          return rows.size >= 80
+            ? ""
+            : `${n.name}: ${rows.size} rows; ${webDiag(n)}; log:\n${
+              n.daemon!.log().split("\n").filter((l) => !l.includes("] uploaded ")).join("\n")
+                .slice(-3000)
+            }`;
+        },
+        30_000,
+        `${n.name}'s web database`,
+      );
+      assert(!/Uncaught/.test(n.daemon!.log()), n.daemon!.log().slice(-3000));
+    }
+    const all = nodes.flatMap(uploadsOf);
+    assertEquals(new Set(all).size, 80);
+    // No node died meanwhile, so no claim was taken over: a few duplicates at most (a claim
+    // that expired while its node could not publish).
+    assert(all.length - 80 <= 5, `${all.length - 80} duplicate uploads`);
+    assertEquals(
+      await urlOn(nodes[1]!, path.join(shared, "b", "g7.txt")),
+      "http://cdn.test/b/g7.txt",
+    );
+  } finally {
+    await stopAll(nodes);
+    await db.drop().catch(() => {});
+    w.cleanup();
+  }
+});
