@@ -19,7 +19,8 @@ import { addSecret } from "../../log.ts";
 import type { OptionValues } from "../../options.ts";
 import { joinRemote, safeRemotePath } from "../paths.ts";
 import type { PutOptions, TransportContext } from "../transport.ts";
-import { callDeadline, callSignal, contentTypeFor } from "../_common.ts";
+import { callDeadline, callSignal } from "../_common.ts";
+import { contentTypeFor } from "../_content_type.ts";
 import { LeanS3 } from "../_s3_lean.ts";
 import {
   EXPLAINING,
