@@ -439,7 +439,8 @@ export class Daemon {
       this.#finalWriteFailed(e);
     }
     this.store.checkpoint();
-    this.store.close();
+    // A run ended by a damaged or lost state must not vouch for the file at the next start.
+    this.store.close({ clean: !this.#fatal });
     removePidFiles(this.dataDir, this.config.settings.pidFile);
     try {
       emptyDir(this.workDir);
