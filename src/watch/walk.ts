@@ -11,7 +11,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { Source } from "../config/types.ts";
 import type { IgnoreMatcher } from "../filter/ignore.ts";
-import type { FileRow, Store } from "../store/store.ts";
+import type { Store } from "../store/store.ts";
 import { compareFile, fileRow, relPath, type Walk } from "./changes.ts";
 import type { ProblemLog } from "./problems.ts";
 import type { Publisher } from "./publish.ts";
@@ -95,7 +95,7 @@ export class Walker {
         continue;
       }
       const prefix = dir.endsWith(path.sep) ? dir : dir + path.sep;
-      const stored = storedChildren(this.#o.store, dir, prefix);
+      const stored = this.#o.store.childrenByName(dir);
       // Entries listed but not examinable (a directory without search permission):
       // what is stored below it is kept, not deleted.
       let blocked = false;
@@ -163,16 +163,6 @@ export class Walker {
       if (publish.yieldDue(w)) await publish.yield(w);
     }
   }
-}
-
-/** The stored rows of the entries of `dir`, by name. */
-function storedChildren(store: Store, dir: string, prefix: string): Map<string, FileRow> {
-  return new Map(
-    store.children(dir).map((r) => [
-      r.path.startsWith(prefix) ? r.path.slice(prefix.length) : path.basename(r.path),
-      r,
-    ]),
-  );
 }
 
 /** An error saying the path is gone or a directory on it is now a file (changed meanwhile). */
