@@ -288,7 +288,9 @@ export class Daemon {
     emptyDir(this.workDir);
     fs.mkdirSync(this.workDir, { recursive: true, mode: 0o700 });
     this.store.resetRunning();
-    this.#web.refresh(true);
+    // A --once run publishes at its end; after a clean stop, the files that stop published still
+    // hold, so a restart with nothing to do does not build them twice.
+    if (!(o.once && this.store.closedCleanly)) this.#web.refresh(true);
     for (const source of this.config.sources) this.#sources.rootPresent(source);
     if (o.approveDeletes) this.store.approveDeletes();
     this.#heartbeat();

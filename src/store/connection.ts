@@ -32,6 +32,11 @@ export class StoreConnection {
    * this set; copies re-read those rows.
    */
   syncedChanged: Set<string> = new Set();
+  /**
+   * The file was opened exactly as the last clean close left it (see
+   * `clean_close.ts`): what that close published from it still holds.
+   */
+  readonly closedCleanly: boolean;
 
   constructor(dataDir: string, options: OpenOptions = {}) {
     this.file = databaseFile(dataDir);
@@ -40,6 +45,7 @@ export class StoreConnection {
     const opened = openState(dataDir, options);
     this.db = opened.db;
     this.#checkedAt = opened.verifiedAt;
+    this.closedCleanly = opened.trusted;
     this.#guard = new DbFileGuard(this.file);
   }
 

@@ -164,12 +164,12 @@ export function openDatabase(dataDir: string, options: OpenOptions = {}): Databa
  * {@linkcode openDatabase}, also saying when the file's integrity was last
  * checked (`verifiedAt`, ms; 0 for a read-only connection): an existing file
  * is checked now unless it is exactly as a clean close left it after a
- * recent check (see `clean_close.ts`).
+ * recent check (see `clean_close.ts`); `trusted` says it was.
  */
 export function openState(
   dataDir: string,
   options: OpenOptions = {},
-): { db: DatabaseSync; verifiedAt: number } {
+): { db: DatabaseSync; verifiedAt: number; trusted: boolean } {
   const file = databaseFile(dataDir);
   const marker = path.join(dataDir, MARKER);
   if (options.readOnly) {
@@ -186,7 +186,7 @@ export function openState(
       }
       return db;
     });
-    return { db, verifiedAt: 0 };
+    return { db, verifiedAt: 0, trusted: false };
   }
   const dirMode = options.dirMode ?? 0o700;
   fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
@@ -242,7 +242,7 @@ export function openState(
       // The -wal and -shm files may not exist yet.
     }
   }
-  return { db, verifiedAt: trustedSince ?? Date.now() };
+  return { db, verifiedAt: trustedSince ?? Date.now(), trusted: trustedSince !== undefined };
 }
 
 /**

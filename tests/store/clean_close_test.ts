@@ -95,7 +95,11 @@ Deno.test("takeCleanClose() trusts neither an old check, a pending WAL, nor an u
 
     // A clean close records the check made at its open.
     const reopened = new Store(dir);
+    assert(!reopened.closedCleanly, "opened after an unclean close");
     reopened.close();
+    const again = new Store(dir);
+    assert(again.closedCleanly, "opened after a clean close");
+    again.close();
     const at = takeCleanClose(dir, file);
     assert(at !== undefined && at >= verified, String(at));
   } finally {
