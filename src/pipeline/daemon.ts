@@ -289,8 +289,8 @@ export class Daemon {
     fs.mkdirSync(this.workDir, { recursive: true, mode: 0o700 });
     this.store.resetRunning();
     // A --once run publishes at its end; after a clean stop, the files that stop published still
-    // hold, so a restart with nothing to do does not build them twice.
-    if (!(o.once && this.store.closedCleanly)) this.#web.refresh(true);
+    // hold (same keys, same state): a restart with nothing to do does not rebuild them.
+    if (!(o.once && this.store.closedCleanly && this.#web.resume())) this.#web.refresh(true);
     for (const source of this.config.sources) this.#sources.rootPresent(source);
     if (o.approveDeletes) this.store.approveDeletes();
     this.#heartbeat();

@@ -151,9 +151,23 @@ export class WebDb {
 
   /** Rebuilds everything at the next refresh (the keys changed: a new configuration). */
   rebuild(): void {
+    this.#assumed = false;
     this.#closeStage();
     this.#syncedNextAt = 0;
   }
+
+  /**
+   * Takes the published `synced_files.db` as current (the caller knows it
+   * was published from this state with these keys): it is built and
+   * published again only once a synced file changes or {@linkcode rebuild}
+   * is called.
+   */
+  assumePublished(): void {
+    this.#assumed = true;
+  }
+
+  /** The published synced_files.db matches the state; no staging copy was built since. */
+  #assumed = false;
 
   /** Drops the staging copy: the next update rebuilds it from the daemon's database. */
   #closeStage(): void {
@@ -167,6 +181,8 @@ export class WebDb {
 
   /** Brings the staging copy up to date (whole when new), then publishes it. */
   #updateSynced(force: boolean): void {
+    if (this.#assumed && !this.#stage && this.#store.syncedChanged.size === 0) return;
+    this.#assumed = false;
     let stage = this.#stage;
     const changed = this.#store.syncedChanged;
     this.#store.syncedChanged = new Set();
