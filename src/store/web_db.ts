@@ -19,7 +19,9 @@
  *   `persistent_data.db` is rebuilt whole when the queue changed. Each is
  *   published at most about once a second, less often when that is slow
  *   (at most 1/20 of the time), and at stop. A crash loses nothing: the
- *   next start rebuilds;
+ *   next start rebuilds. A `--once` start after a clean stop that published
+ *   with the same keys keeps those files until a synced file changes
+ *   ({@linkcode WebDb.assumePublished});
  * - each synced row appears once per key web applications ask for (see
  *   `keys`): the real absolute path first;
  * - with a group, both files are 0640 and their directories 0750, owned by
