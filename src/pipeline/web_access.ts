@@ -10,7 +10,7 @@ import * as path from "node:path";
 import type { Config } from "../config/types.ts";
 import type { Logger } from "../log.ts";
 import type { Store } from "../store/store.ts";
-import { WebDb } from "../store/web_db.ts";
+import { WEB_PUBLISHED_KEY as PUBLISHED, WebDb } from "../store/web_db.ts";
 import { groupId } from "../util/group.ts";
 import { aliasedDirs, webKeys } from "./web_keys.ts";
 
@@ -134,6 +134,3 @@ export class WebAccess {
     }
   }
 }
-
-/** Runtime key: the signature of the keys the last clean stop published with (null: none). */
-const PUBLISHED = "webdb-published";

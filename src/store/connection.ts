@@ -11,6 +11,7 @@ import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { recordCleanClose } from "./clean_close.ts";
 import { checkDatabase, databaseFile, type OpenOptions, openState } from "./db.ts";
 import { DbFileGuard } from "./integrity.ts";
+import { WEB_PUBLISHED_KEY } from "./web_db.ts";
 
 /** The database of one data directory: connection, file checks, statements, transactions. */
 export class StoreConnection {
@@ -172,6 +173,15 @@ export class StoreConnection {
    * ended on a damaged or lost state) records nothing.
    */
   close(options: { clean?: boolean } = {}): void {
+    let clean = options.clean !== false && !this.#damaged && !this.#readOnly;
+    if (this.syncedChanged.size > 0 && !this.#readOnly) {
+      // Synced rows changed that no web database took: what was published is not current.
+      try {
+        this.db.prepare("DELETE FROM runtime WHERE key = ?").run(WEB_PUBLISHED_KEY);
+      } catch {
+        clean = false; // Not recorded: the next open must not take anything as current.
+      }
+    }
     this.#stmts.clear();
     try {
       this.db.close();
@@ -179,7 +189,6 @@ export class StoreConnection {
       // Already closed.
       return;
     }
-    const clean = options.clean !== false && !this.#damaged && !this.#readOnly;
     if (clean && this.#guard.check() === undefined) {
       recordCleanClose(this.#dataDir, this.file, this.#checkedAt);
     }

@@ -35,6 +35,13 @@ import * as path from "node:path";
 import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
 import type { Store } from "./store.ts";
 
+/**
+ * Runtime key: with which keys the last stop published the web databases
+ * (written by their owner at stop; null or absent: not known to be current).
+ * A close after synced rows changed unpublished removes it.
+ */
+export const WEB_PUBLISHED_KEY = "webdb-published";
+
 /** Where and how the web databases are written. */
 export interface WebDbOptions {
   syncedFilesDb: string;

@@ -6,6 +6,7 @@ import { takeCleanClose, TRUST_MS } from "../../src/store/clean_close.ts";
 import { databaseFile, openState } from "../../src/store/db.ts";
 import { StateError } from "../../src/store/integrity.ts";
 import { Store } from "../../src/store/store.ts";
+import { WEB_PUBLISHED_KEY } from "../../src/store/web_db.ts";
 
 function tmp(): string {
   return fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), "fc-clean-close-")));
@@ -102,6 +103,24 @@ Deno.test("takeCleanClose() trusts neither an old check, a pending WAL, nor an u
     again.close();
     const at = takeCleanClose(dir, file);
     assert(at !== undefined && at >= verified, String(at));
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+Deno.test("Store.close() forgets what the web databases published when synced rows changed unpublished", () => {
+  const dir = tmp();
+  try {
+    const store = new Store(dir);
+    store.setRuntime(WEB_PUBLISHED_KEY, "keys");
+    store.close();
+    const kept = new Store(dir);
+    assertEquals(kept.getRuntime(WEB_PUBLISHED_KEY), "keys");
+    kept.syncedChanged.add("/s/a.txt");
+    kept.close();
+    const after = new Store(dir);
+    assertEquals(after.getRuntime(WEB_PUBLISHED_KEY), undefined);
+    after.close();
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
