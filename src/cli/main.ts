@@ -132,7 +132,7 @@ function program(): Command {
         dataDir: opts.dataDir,
         approveDeletes: !!opts.approveDeletes,
       });
-      const ops = startOps(daemon, {
+      const ops = await startOps(daemon, {
         configFile: opts.config,
         watching: !opts.once && !opts.dryRun,
         progress: opts.progress !== false && !opts.dryRun,

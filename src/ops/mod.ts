@@ -16,7 +16,6 @@ import { OpsServer } from "./http.ts";
 import { LogOutputs, useColor } from "./logging.ts";
 import { Metrics } from "./metrics.ts";
 import { Progress } from "./progress.ts";
-import { Terminal } from "./terminal.ts";
 
 /** Options for {@linkcode startOps}. */
 export interface OpsOptions {
@@ -62,11 +61,13 @@ export class Ops {
   }
 
   /** Opens outputs and the listener, starts progress. */
-  start(): void {
+  async start(): Promise<void> {
     const settings = this.#daemon.config.settings;
     this.#outputs.apply(settings);
     this.#listen(this.#o.http ?? settings.http);
     if (this.#o.progress && Deno.stderr.isTerminal()) {
+      // The terminal display (log-update and its text-width tables) is loaded only for a terminal.
+      const { Terminal } = await import("./terminal.ts");
       const terminal = new Terminal();
       this.#outputs.setTerminal(terminal);
       this.#progress = new Progress(this.#daemon, terminal, {
@@ -162,10 +163,10 @@ export class Ops {
  *
  * @throws {ClassifiedError} when the HTTP listener cannot bind.
  */
-export function startOps(daemon: Daemon, options: OpsOptions): Ops {
+export async function startOps(daemon: Daemon, options: OpsOptions): Promise<Ops> {
   const ops = new Ops(daemon, options);
   try {
-    ops.start();
+    await ops.start();
   } catch (e) {
     void ops.close();
     throw e;

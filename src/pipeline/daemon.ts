@@ -298,7 +298,11 @@ export class Daemon {
     fs.mkdirSync(this.workDir, { recursive: true, mode: 0o700 });
     this.store.resetRunning();
     this.#fleet?.start();
-    this.#web.refresh(true);
+    // A --once run publishes at its end; after a clean stop, the files that stop published still
+    // hold (same keys, same state): a restart with nothing to do does not rebuild them. A fleet
+    // node's web database follows the shared record instead.
+    const resumed = o.once && !this.#fleet && this.store.closedCleanly && this.#web.resume();
+    if (!resumed) this.#web.refresh(true);
     for (const source of this.config.sources) this.#sources.rootPresent(source);
     if (o.approveDeletes) this.store.approveDeletes();
     this.#heartbeat();
@@ -450,7 +454,8 @@ export class Daemon {
       this.#finalWriteFailed(e);
     }
     this.store.checkpoint();
-    this.store.close();
+    // A run ended by a damaged or lost state must not vouch for the file at the next start.
+    this.store.close({ clean: !this.#fatal });
     removePidFiles(this.dataDir, this.config.settings.pidFile);
     try {
       emptyDir(this.workDir);

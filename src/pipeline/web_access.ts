@@ -5,11 +5,12 @@
  *
  * @module
  */
+import * as fs from "node:fs";
 import * as path from "node:path";
 import type { Config } from "../config/types.ts";
 import type { Logger } from "../log.ts";
 import type { Store } from "../store/store.ts";
-import { WebDb } from "../store/web_db.ts";
+import { WEB_PUBLISHED_KEY as PUBLISHED, WebDb } from "../store/web_db.ts";
 import { groupId } from "../util/group.ts";
 import { aliasedDirs, webKeys } from "./web_keys.ts";
 
@@ -41,6 +42,8 @@ export class WebAccess {
   readonly #log: Logger;
   readonly #enabled: boolean;
   readonly #config: () => Config;
+  readonly #store: Store;
+  readonly #dataDir: string;
   #keysOf: Config | undefined;
   #failing = false;
 
@@ -59,6 +62,8 @@ export class WebAccess {
     this.#log = log;
     this.#enabled = enabled;
     this.#config = config;
+    this.#store = store;
+    this.#dataDir = dataDir;
     this.#db = new WebDb(store, {
       ...webDbPaths(config(), dataDir),
       keys: (f) => webKeys(config(), f),
@@ -67,14 +72,56 @@ export class WebAccess {
     });
   }
 
-  /** Publishes the final state (at stop). */
+  /** Publishes the final state (at stop), and records with which keys (see {@linkcode resume}). */
   close(): void {
     if (!this.#enabled) return;
+    let published: string | null = null;
     try {
       this.#db.close();
+      published = this.#signature();
     } catch (e) {
       this.#log.warn(`Cannot write the web application databases: ${(e as Error).message}`);
     }
+    try {
+      this.#store.setRuntime(PUBLISHED, published);
+    } catch {
+      // Not recorded: the next start publishes anew.
+    }
+  }
+
+  /**
+   * At the start of a run over a state that a clean stop left (see
+   * `Store.closedCleanly`): when that stop published both files with the
+   * same keys and they are still there, they stay as they are until a
+   * synced file changes. Returns whether they did; otherwise call
+   * {@linkcode refresh} with `force`.
+   */
+  resume(): boolean {
+    if (!this.#enabled) return true;
+    try {
+      const p = webDbPaths(this.#config(), this.#dataDir);
+      const current = this.#store.getRuntime<string | null>(PUBLISHED) === this.#signature() &&
+        fs.existsSync(p.syncedFilesDb) && fs.existsSync(p.persistentDataDb);
+      if (!current) return false;
+      this.#store.setRuntime(PUBLISHED, null);
+    } catch {
+      return false;
+    }
+    this.#keysOf = this.#config();
+    this.#db.assumePublished();
+    return true;
+  }
+
+  /** What decides the published keys and where they are written. */
+  #signature(): string {
+    const config = this.#config();
+    return JSON.stringify({
+      file: config.file,
+      paths: webDbPaths(config, this.#dataDir),
+      sources: config.sources.map((
+        s,
+      ) => [s.scanPath, s.configuredPath, s.documentRoot, s.basePath]),
+    });
   }
 
   /** Brings both files up to date (see {@linkcode WebDb.refresh}); logs failures once. */

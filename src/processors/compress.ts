@@ -22,8 +22,6 @@
  * @module
  */
 import { promisify } from "node:util";
-import * as zlib from "node:zlib";
-import mime from "mime-types";
 import type { OptionSpec } from "../options.ts";
 import { isTrue } from "../options.ts";
 import type {
@@ -35,8 +33,29 @@ import type {
 } from "./processor.ts";
 import { extensionIn, label, parseExtensions, readInput, writeOutput } from "./_util.ts";
 
-const gzip = promisify(zlib.gzip);
-const brotli = promisify(zlib.brotliCompress);
+/**
+ * node:zlib and mime-types (with its database of types), loaded on the
+ * first compressed file: every start of the CLI registers this processor,
+ * few configurations use it.
+ */
+let engines:
+  | Promise<{
+    zlib: typeof import("node:zlib");
+    gzip: (data: Uint8Array, o: import("node:zlib").ZlibOptions) => Promise<Uint8Array>;
+    brotli: (data: Uint8Array, o: import("node:zlib").BrotliOptions) => Promise<Uint8Array>;
+    contentType: (name: string) => string | false;
+  }>
+  | undefined;
+
+function loadEngines() {
+  engines ??= Promise.all([import("node:zlib"), import("mime-types")]).then(([zlib, mime]) => ({
+    zlib,
+    gzip: promisify(zlib.gzip),
+    brotli: promisify(zlib.brotliCompress),
+    contentType: (name: string) => mime.default.contentType(name),
+  }));
+  return engines;
+}
 
 /** Extensions compressed by default: text formats that compress well. */
 export const DEFAULT_COMPRESS_EXTENSIONS = [
@@ -70,6 +89,7 @@ type Encoding = "gzip" | "br";
 const SUFFIX: Record<Encoding, string> = { gzip: ".gz", br: ".br" };
 
 async function encode(data: Uint8Array, encoding: Encoding): Promise<Uint8Array> {
+  const { zlib, gzip, brotli } = await loadEngines();
   if (encoding === "gzip") return new Uint8Array(await gzip(data, { level: 9 }));
   return new Uint8Array(
     await brotli(data, {
@@ -111,7 +131,7 @@ async function compressFile(
   if (!extensionIn(file.name, parseExtensions(ctx.options.extensions))) return undefined;
   const input = await readInput(file);
   if (input.length < Number(ctx.options.minSize ?? "1024")) return undefined;
-  const contentType = mime.contentType(file.name) || undefined;
+  const contentType = (await loadEngines()).contentType(file.name) || undefined;
   if (isTrue(ctx.options.inplace)) {
     const encoding = encodings[0]!;
     const out = await encode(input, encoding);

@@ -39,8 +39,6 @@
  *
  * @module
  */
-// @ts-types="@types/omggif"
-import { GifReader } from "omggif";
 import type { OptionSpec, OptionValues } from "../options.ts";
 import type { Logger } from "../log.ts";
 import type { ProcessContext, ProcessFile, ProcessorDef, ProcessResult } from "./processor.ts";
@@ -239,9 +237,12 @@ async function gifsicle(
 }
 
 /** Decodes a single-frame GIF to RGBA, or undefined for an animated one. */
-export function decodeStaticGif(
+export async function decodeStaticGif(
   input: Uint8Array,
-): { width: number; height: number; rgba: Uint8Array } | undefined {
+): Promise<{ width: number; height: number; rgba: Uint8Array } | undefined> {
+  // Loaded on the first GIF: every start registers this processor.
+  // @ts-types="@types/omggif"
+  const { GifReader } = await import("omggif");
   const reader = new GifReader(input);
   if (reader.numFrames() !== 1) return undefined;
   const rgba = new Uint8Array(reader.width * reader.height * 4);
@@ -254,7 +255,7 @@ async function gifToPng(
   level: number,
   signal: AbortSignal,
 ): Promise<Uint8Array | undefined> {
-  const img = decodeStaticGif(input);
+  const img = await decodeStaticGif(input);
   if (!img) return undefined;
   return await oxipng(
     { kind: "raw", rgba: img.rgba, width: img.width, height: img.height, level },

@@ -8,8 +8,10 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
-import { checkDatabase, databaseFile, openDatabase, type OpenOptions } from "./db.ts";
+import { recordCleanClose } from "./clean_close.ts";
+import { checkDatabase, databaseFile, type OpenOptions, openState } from "./db.ts";
 import { DbFileGuard } from "./integrity.ts";
+import { WEB_PUBLISHED_KEY } from "./web_db.ts";
 
 /** The database of one data directory: connection, file checks, statements, transactions. */
 export class StoreConnection {
@@ -22,6 +24,8 @@ export class StoreConnection {
   readonly file: string;
   readonly #stmts = new Map<string, StatementSync>();
   readonly #guard: DbFileGuard;
+  readonly #dataDir: string;
+  readonly #readOnly: boolean;
   #depth = 0;
   /**
    * Input files whose `synced_files` rows changed (or were written in a
@@ -29,10 +33,20 @@ export class StoreConnection {
    * this set; copies re-read those rows.
    */
   syncedChanged: Set<string> = new Set();
+  /**
+   * The file was opened exactly as the last clean close left it (see
+   * `clean_close.ts`): what that close published from it still holds.
+   */
+  readonly closedCleanly: boolean;
 
   constructor(dataDir: string, options: OpenOptions = {}) {
     this.file = databaseFile(dataDir);
-    this.db = openDatabase(dataDir, options);
+    this.#dataDir = dataDir;
+    this.#readOnly = !!options.readOnly;
+    const opened = openState(dataDir, options);
+    this.db = opened.db;
+    this.#checkedAt = opened.verifiedAt;
+    this.closedCleanly = opened.trusted;
     this.#guard = new DbFileGuard(this.file);
   }
 
@@ -59,12 +73,22 @@ export class StoreConnection {
       // Gone: the next heartbeat reports it.
     }
     if (size > 8 * 1024 * 1024 && now - this.#checkedAt < 600_000) return;
+    try {
+      checkDatabase(path.dirname(this.file));
+    } catch (e) {
+      this.#damaged = true;
+      throw e;
+    }
     this.#checkedAt = now;
-    checkDatabase(path.dirname(this.file));
   }
 
-  /** When the file was last checked (opening checks it). */
-  #checkedAt = Date.now();
+  /**
+   * When the file was last fully checked: at this open, or before the clean
+   * close that let this open trust it (`clean_close.ts`).
+   */
+  #checkedAt: number;
+  /** A check failed: the close must not vouch for the file. */
+  #damaged = false;
 
   /** When this state was created, and whether it replaced a lost or damaged one. */
   stateInfo(): { createdAt: number | null; rebuiltAt: number | null; previous: string | null } {
@@ -142,12 +166,31 @@ export class StoreConnection {
     }
   }
 
-  close(): void {
+  /**
+   * Closes the connection. A read-write connection that closes cleanly (and
+   * is the last one, so SQLite folded the WAL into the file) records that,
+   * which spares the next open its integrity check; `clean: false` (the run
+   * ended on a damaged or lost state) records nothing.
+   */
+  close(options: { clean?: boolean } = {}): void {
+    let clean = options.clean !== false && !this.#damaged && !this.#readOnly;
+    if (this.syncedChanged.size > 0 && !this.#readOnly) {
+      // Synced rows changed that no web database took: what was published is not current.
+      try {
+        this.db.prepare("DELETE FROM runtime WHERE key = ?").run(WEB_PUBLISHED_KEY);
+      } catch {
+        clean = false; // Not recorded: the next open must not take anything as current.
+      }
+    }
     this.#stmts.clear();
     try {
       this.db.close();
     } catch {
       // Already closed.
+      return;
+    }
+    if (clean && this.#guard.check() === undefined) {
+      recordCleanClose(this.#dataDir, this.file, this.#checkedAt);
     }
   }
 }

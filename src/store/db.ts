@@ -7,6 +7,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { DatabaseSync } from "node:sqlite";
+import { takeCleanClose } from "./clean_close.ts";
 import { damagedState, lostState, StateError, storeTrouble } from "./integrity.ts";
 
 /** Schema migrations; index + 1 is the schema version after it runs. */
@@ -156,12 +157,25 @@ const MARKER = "state-created";
  * fails) or when the data directory had a database that is gone.
  */
 export function openDatabase(dataDir: string, options: OpenOptions = {}): DatabaseSync {
+  return openState(dataDir, options).db;
+}
+
+/**
+ * {@linkcode openDatabase}, also saying when the file's integrity was last
+ * checked (`verifiedAt`, ms; 0 for a read-only connection): an existing file
+ * is checked now unless it is exactly as a clean close left it after a
+ * recent check (see `clean_close.ts`); `trusted` says it was.
+ */
+export function openState(
+  dataDir: string,
+  options: OpenOptions = {},
+): { db: DatabaseSync; verifiedAt: number; trusted: boolean } {
   const file = databaseFile(dataDir);
   const marker = path.join(dataDir, MARKER);
   if (options.readOnly) {
     const missing = missingDatabase(dataDir);
     if (missing) throw missing;
-    return guarded(file, () => {
+    const db = guarded(file, () => {
       const db = new DatabaseSync(file, { readOnly: true });
       db.exec("PRAGMA busy_timeout = 5000");
       try {
@@ -172,6 +186,7 @@ export function openDatabase(dataDir: string, options: OpenOptions = {}): Databa
       }
       return db;
     });
+    return { db, verifiedAt: 0, trusted: false };
   }
   const dirMode = options.dirMode ?? 0o700;
   fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
@@ -182,6 +197,8 @@ export function openDatabase(dataDir: string, options: OpenOptions = {}): Databa
     throw lostState(file, "is missing (it was deleted)");
   }
   const fresh = !fs.existsSync(file);
+  // Consumed before anything is written: a crash from here on leaves no record.
+  const trustedSince = fresh ? undefined : takeCleanClose(dataDir, file);
   if (fresh) {
     // A WAL left without its database belongs to another state: never replay it into a new one.
     for (const ext of ["-wal", "-shm"]) fs.rmSync(file + ext, { force: true });
@@ -198,7 +215,7 @@ export function openDatabase(dataDir: string, options: OpenOptions = {}): Databa
       db.exec("PRAGMA wal_autocheckpoint = 4096");
       // After a checkpoint the WAL shrinks back to 4 MiB: a small data disk is not kept full.
       db.exec("PRAGMA journal_size_limit = 4194304");
-      if (!fresh) quickCheck(db, file);
+      if (!fresh && trustedSince === undefined) quickCheck(db, file);
       migrate(db);
       if (fresh) {
         const now = String(Date.now());
@@ -225,7 +242,7 @@ export function openDatabase(dataDir: string, options: OpenOptions = {}): Databa
       // The -wal and -shm files may not exist yet.
     }
   }
-  return db;
+  return { db, verifiedAt: trustedSince ?? Date.now(), trusted: trustedSince !== undefined };
 }
 
 /**

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import type { StatementSync } from "node:sqlite";
 import { StoreConnection } from "./connection.ts";
 import type { FileRow, ProblemRow } from "./types.ts";
 
@@ -18,6 +19,42 @@ export class SourceState extends StoreConnection {
   children(dir: string): FileRow[] {
     return this.q("SELECT * FROM files WHERE dir = ?").all(dir) as unknown as FileRow[];
   }
+
+  /**
+   * The stored entries of directory `dir` (as `dir`, without a trailing
+   * separator), by name: one query per directory, read as arrays (the rows
+   * of a whole tree are read at every start and every full scan, and
+   * SQLite's row objects cost more than building them here).
+   */
+  childrenByName(dir: string): Map<string, FileRow> {
+    let s = this.#childRows;
+    if (!s) {
+      s = this.db.prepare(
+        "SELECT path, source, is_dir, size, mtime_ms, ctime_ms, ino, recorded_ms FROM files WHERE dir = ?",
+      );
+      s.setReturnArrays(true);
+      this.#childRows = s;
+    }
+    const skip = dir.endsWith("/") ? dir.length : dir.length + 1;
+    const out = new Map<string, FileRow>();
+    for (const r of s.all(dir) as unknown as ChildRow[]) {
+      const p = r[0];
+      out.set(p.slice(skip), {
+        path: p,
+        dir,
+        source: r[1],
+        is_dir: r[2],
+        size: r[3],
+        mtime_ms: r[4],
+        ctime_ms: r[5],
+        ino: r[6],
+        recorded_ms: r[7],
+      });
+    }
+    return out;
+  }
+
+  #childRows: StatementSync | undefined;
 
   putFile(row: FileRow): void {
     this.q(
@@ -117,3 +154,6 @@ export class SourceState extends StoreConnection {
       )) as unknown as ProblemRow[];
   }
 }
+
+/** A `files` row as {@linkcode SourceState.childrenByName} reads it. */
+type ChildRow = [string, string, 0 | 1, number, number, number, number, number];

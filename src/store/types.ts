@@ -94,7 +94,8 @@ export interface ServerRow {
 export interface PipelineStore {
   /** Runs `fn` in one transaction; nested calls are savepoints. */
   tx<T>(fn: () => T): T;
-  close(): void;
+  /** Closes the store; `clean: false` when the run ended on a damaged or lost state. */
+  close(options?: { clean?: boolean }): void;
   // the database file
   /** The database file. */
   readonly file: string;

@@ -19,7 +19,9 @@
  *   `persistent_data.db` is rebuilt whole when the queue changed. Each is
  *   published at most about once a second, less often when that is slow
  *   (at most 1/20 of the time), and at stop. A crash loses nothing: the
- *   next start rebuilds;
+ *   next start rebuilds. A `--once` start after a clean stop that published
+ *   with the same keys keeps those files until a synced file changes
+ *   ({@linkcode WebDb.assumePublished});
  * - each synced row appears once per key web applications ask for (see
  *   `keys`): the real absolute path first;
  * - with a group, both files are 0640 and their directories 0750, owned by
@@ -32,6 +34,13 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
 import type { Store } from "./store.ts";
+
+/**
+ * Runtime key: with which keys the last stop published the web databases
+ * (written by their owner at stop; null or absent: not known to be current).
+ * A close after synced rows changed unpublished removes it.
+ */
+export const WEB_PUBLISHED_KEY = "webdb-published";
 
 /** Where and how the web databases are written. */
 export interface WebDbOptions {
@@ -161,9 +170,23 @@ export class WebDb {
 
   /** Rebuilds everything at the next refresh (the keys changed: a new configuration). */
   rebuild(): void {
+    this.#assumed = false;
     this.#closeStage();
     this.#syncedNextAt = 0;
   }
+
+  /**
+   * Takes the published `synced_files.db` as current (the caller knows it
+   * was published from this state with these keys): it is built and
+   * published again only once a synced file changes or {@linkcode rebuild}
+   * is called.
+   */
+  assumePublished(): void {
+    this.#assumed = true;
+  }
+
+  /** The published synced_files.db matches the state; no staging copy was built since. */
+  #assumed = false;
 
   /** Drops the staging copy: the next update rebuilds it from the daemon's database. */
   #closeStage(): void {
@@ -177,6 +200,8 @@ export class WebDb {
 
   /** Brings the staging copy up to date (whole when new), then publishes it. */
   #updateSynced(force: boolean): void {
+    if (this.#assumed && !this.#stage && this.#store.syncedChanged.size === 0) return;
+    this.#assumed = false;
     let stage = this.#stage;
     const changed = this.#store.syncedChanged;
     this.#store.syncedChanged = new Set();

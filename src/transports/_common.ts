@@ -1,15 +1,13 @@
 /**
  * Helpers shared by the HTTP transports (s3, cf, cloudfiles): MD5 digests,
- * size settings, per-call timeouts, content types.
+ * size settings, per-call timeouts (content types: `_content_type.ts`).
  *
  * @module
  */
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
-import mime from "mime-types";
 import { ClassifiedError } from "../errors.ts";
 import { formatBytes } from "../util/format.ts";
-import type { PutOptions } from "./transport.ts";
 
 /** Files up to this size are read into memory and sent as bytes (no second read). */
 export const SMALL_FILE = 1024 * 1024;
@@ -141,39 +139,6 @@ export function callDeadline(
 export function callSignal(signal: AbortSignal, timeoutMs: number): AbortSignal {
   return AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]);
 }
-
-/**
- * Content-Type for an upload: the pipeline's value; else guessed from the
- * remote name (text types get `; charset=utf-8`), ignoring a `.gz`/`.br`/
- * `.zst` suffix when a Content-Encoding is given (a precompressed variant
- * has the original's type); else `application/octet-stream`.
- *
- * @example
- * ```ts
- * import { contentTypeFor } from "./_common.ts";
- * contentTypeFor("css/a.css", {}); // "text/css; charset=utf-8"
- * contentTypeFor("css/a.css.gz", { contentEncoding: "gzip" }); // "text/css; charset=utf-8"
- * ```
- */
-export function contentTypeFor(
-  remotePath: string,
-  options: Pick<PutOptions, "contentType" | "contentEncoding">,
-): string {
-  if (options.contentType) return options.contentType;
-  let base = remotePath.slice(remotePath.lastIndexOf("/") + 1);
-  if (options.contentEncoding) base = base.replace(/\.(gz|br|zst)$/i, "");
-  const dot = base.lastIndexOf(".");
-  const ext = dot >= 0 ? base.slice(dot).toLowerCase() : "";
-  let type = TYPES.get(ext);
-  if (type === undefined) {
-    type = (ext && mime.contentType(ext)) || "application/octet-stream";
-    if (TYPES.size < 1000) TYPES.set(ext, type);
-  }
-  return type;
-}
-
-/** Content types by extension, as looked up (the lookup costs more than the upload's signing). */
-const TYPES = new Map<string, string>();
 
 /** The last segment of a `/`-separated path. */
 export function basename(p: string): string {

@@ -98,19 +98,19 @@ export function compareFile(
   replaced: (w: Walk, row: FileRow) => void,
 ): void {
   const source = w.source;
-  const row = fileRow(source, p, st, false);
+  // The row is built only when it is stored: most files of a scan are unchanged.
   if (!old || old.is_dir) {
     if (old) replaced(w, old);
-    w.batch.puts.push(row);
+    w.batch.puts.push(fileRow(source, p, st, false));
     w.batch.changes.push({ source, path: p, rel, event: CREATED, size: st.size });
   } else if (
-    old.size !== row.size || old.mtime_ms !== row.mtime_ms || old.ctime_ms !== row.ctime_ms ||
-    old.ino !== row.ino
+    old.size !== st.size || old.mtime_ms !== st.mtimeMs || old.ctime_ms !== st.ctimeMs ||
+    old.ino !== st.ino
   ) {
-    w.batch.puts.push(row);
+    w.batch.puts.push(fileRow(source, p, st, false));
     w.batch.changes.push({ source, path: p, rel, event: MODIFIED, size: st.size });
   } else if (isRacy(old)) {
-    w.batch.puts.push(row);
+    w.batch.puts.push(fileRow(source, p, st, false));
     w.batch.changes.push({ source, path: p, rel, event: MODIFIED, size: st.size, verify: true });
   } else if (written) {
     w.batch.changes.push({ source, path: p, rel, event: MODIFIED, size: st.size, verify: true });

@@ -11,7 +11,6 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { setImmediate } from "node:timers";
 import type { Source } from "../config/types.ts";
 import { IgnoreMatcher } from "../filter/ignore.ts";
 import type { Logger } from "../log.ts";
@@ -19,18 +18,10 @@ import { DELETED } from "../store/events.ts";
 import type { FileRow, Store } from "../store/store.ts";
 import { DeleteGuard } from "./delete_guard.ts";
 import { ProblemLog } from "./problems.ts";
-import {
-  exists,
-  isDir,
-  isUndecodable,
-  lstatFast,
-  lstatInfo,
-  NON_UTF8,
-  type StatLike,
-  statLike,
-} from "./_stat.ts";
-
-import { BATCH, type ChangeSink, compareFile, fileRow, relPath, type Walk } from "./changes.ts";
+import { Publisher } from "./publish.ts";
+import { vanished, Walker } from "./walk.ts";
+import { isDir, isUndecodable, lstatInfo, NON_UTF8, type StatLike, statLike } from "./_stat.ts";
+import { type ChangeSink, compareFile, fileRow, relPath, type Walk } from "./changes.ts";
 
 export { isRacy, NON_UTF8, RACY_MS } from "./_stat.ts";
 export type { Batch, ChangeSink, FsChange } from "./changes.ts";
@@ -74,13 +65,21 @@ export class Scanner {
   readonly #ignore: IgnoreMatcher;
   readonly #report: ProblemLog;
   readonly #guard: DeleteGuard;
-  /** Records a stored row as replaced (bound once: called per file in a walk). */
-  readonly #onReplaced = (w: Walk, row: FileRow): void => this.#replaced(w, row);
+  readonly #publish: Publisher;
+  readonly #walker: Walker;
 
   constructor(options: ScannerOptions) {
     this.#o = options;
     this.#ignore = new IgnoreMatcher({ dirs: options.ignoredDirs, exclude: options.exclude });
     this.#report = new ProblemLog(options.store, options.log);
+    this.#publish = new Publisher(options.store, options.sink);
+    this.#walker = new Walker({
+      store: options.store,
+      ignore: this.#ignore,
+      report: this.#report,
+      publish: this.#publish,
+      otherNames: (w, p, inodes) => this.#otherNames(w, p, inodes),
+    });
     this.#guard = new DeleteGuard({
       store: options.store,
       log: options.log,
@@ -102,32 +101,8 @@ export class Scanner {
     this.#guard.close();
   }
 
-  #ignoredRel(rel: string): boolean {
-    return this.#ignore.isIgnoredRel(rel);
-  }
-
   #excluded(p: string): boolean {
     return this.#ignore.isExcluded(p);
-  }
-
-  #flush(w: Walk, force = false) {
-    const b = w.batch;
-    const size = b.puts.length + b.removes.length + b.changes.length;
-    if (size === 0 || (!force && size < BATCH)) return;
-    this.#o.sink(b);
-    w.changes += b.changes.length;
-    w.batch = { puts: [], removes: [], changes: [] };
-  }
-
-  /** Every 2,000 entries: commits and lets other work run. Call as `if (due(w)) await …`. */
-  #yieldDue(w: Walk): boolean {
-    return ++w.sinceYield >= 2000;
-  }
-
-  async #yield(w: Walk) {
-    w.sinceYield = 0;
-    this.#flush(w, true);
-    await new Promise((r) => setImmediate(r));
   }
 
   /**
@@ -136,189 +111,6 @@ export class Scanner {
    */
   retryPaths(source: Source): { path: string; written: boolean }[] {
     return this.#report.retryPaths(source.name);
-  }
-
-  /** Stats an entry, following a symlink only when its target stays inside the source. */
-  #stat(source: Source, p: string): fs.Stats | undefined {
-    let st: fs.Stats;
-    try {
-      st = fs.lstatSync(p);
-    } catch {
-      return undefined;
-    }
-    if (!st.isSymbolicLink()) return st;
-    let real: string;
-    try {
-      real = fs.realpathSync(p);
-    } catch {
-      this.#report.warnOnce(`dangling:${p}`, `Skipping "${p}": broken symlink or symlink loop`);
-      return undefined;
-    }
-    if (real !== source.scanPath && !real.startsWith(source.scanPath + path.sep)) {
-      this.#report.warnOnce(
-        `outside:${p}`,
-        `Skipping symlink "${p}": it points outside source "${source.name}" (to "${real}")`,
-      );
-      return undefined;
-    }
-    try {
-      const target = fs.statSync(p);
-      // Linked directories are not descended (no loops, no double syncs).
-      return target.isFile() ? target : undefined;
-    } catch {
-      return undefined;
-    }
-  }
-
-  /**
-   * An entry replaced by one of the other type at the same path: its files
-   * are deleted (judged with the other deletions), but its rows go at once,
-   * in the batch that records the new entry. A deferred removal would take
-   * the new rows at and below the path with it.
-   */
-  #replaced(w: Walk, row: FileRow) {
-    const target = w.deferred ?? w.batch;
-    const files = row.is_dir ? this.#o.store.filesUnder(row.path) : [row];
-    for (const f of files) {
-      target.changes.push({
-        source: w.source,
-        path: f.path,
-        rel: relPath(w.source, f.path),
-        event: DELETED,
-      });
-    }
-    w.batch.removes.push(row.path);
-  }
-
-  /**
-   * A stored file whose path now holds something that publishes nothing (a
-   * broken symlink, a link out of the source, a FIFO): deleted at once. Not
-   * gathered for the delete guard, which keeps what still exists.
-   */
-  #unpublished(w: Walk, row: FileRow) {
-    w.batch.changes.push({
-      source: w.source,
-      path: row.path,
-      rel: relPath(w.source, row.path),
-      event: DELETED,
-    });
-    w.batch.removes.push(row.path);
-  }
-
-  #deleted(w: Walk, row: FileRow) {
-    const target = w.deferred ?? w.batch;
-    const files = row.is_dir ? this.#o.store.filesUnder(row.path) : [row];
-    for (const f of files) {
-      target.changes.push({
-        source: w.source,
-        path: f.path,
-        rel: relPath(w.source, f.path),
-        event: DELETED,
-      });
-    }
-    target.removes.push(row.path);
-  }
-
-  /** Compares one directory's listing with the store and descends. */
-  async #walk(w: Walk, root: string) {
-    const stack = [root];
-    while (stack.length > 0) {
-      const dir = stack.pop()!;
-      w.dirs++;
-      let entries: Deno.DirEntry[];
-      try {
-        // Deno's own listing: no node:fs Dirent objects, no sorting.
-        entries = [...Deno.readDirSync(dir)];
-      } catch (e) {
-        // Removed or replaced by a file meanwhile: the event of that change rescans it.
-        if (vanished(e)) continue;
-        // Unreadable: keep what we know below it rather than delete it remotely.
-        const msg = (e as Error).message;
-        this.#report.note(
-          w.found,
-          dir,
-          `cannot read the directory: ${msg}`,
-          `Cannot read directory "${dir}": ${msg}; its files are kept as they were`,
-        );
-        continue;
-      }
-      const prefix = dir.endsWith(path.sep) ? dir : dir + path.sep;
-      const stored = new Map(
-        this.#o.store.children(dir).map((r) => [
-          r.path.startsWith(prefix) ? r.path.slice(prefix.length) : path.basename(r.path),
-          r,
-        ]),
-      );
-      // Entries listed but not examinable (a directory without search permission):
-      // what is stored below it is kept, not deleted.
-      let blocked = false;
-      for (const e of entries) {
-        const p = prefix + e.name;
-        const old = stored.get(e.name);
-        stored.delete(e.name);
-        const rel = relPath(w.source, p);
-        if (this.#excluded(p) || this.#ignore.isIgnoredEntry(e.name, e.isDirectory)) continue;
-        if (e.name.includes("\uFFFD") && !exists(p)) {
-          // Deno decodes names lossily: the listed name names nothing on disk.
-          this.#report.note(w.found, p, NON_UTF8);
-          continue;
-        }
-        if (e.isDirectory) {
-          if (!old || !old.is_dir) {
-            let st: fs.Stats | undefined;
-            try {
-              st = fs.lstatSync(p, { throwIfNoEntry: false });
-            } catch (err) {
-              // The directory was replaced while listed: not a problem of the path, and the
-              // event of that change rescans it; what is stored below it is kept until then.
-              blocked = true;
-              if (vanished(err)) break;
-              this.#report.note(
-                w.found,
-                dir,
-                `cannot examine its entries: ${(err as Error).message}`,
-              );
-              break;
-            }
-            if (!st) continue;
-            if (old) this.#replaced(w, old);
-            w.batch.puts.push(fileRow(w.source, p, st, true));
-          }
-          stack.push(p);
-          continue;
-        }
-        if (this.#ignoredRel(rel)) continue;
-        let st: StatLike | undefined;
-        try {
-          if (e.isFile) st = lstatFast(p);
-          else if (e.isSymlink) st = this.#stat(w.source, p);
-          else this.#report.special(p);
-        } catch (err) {
-          blocked = true;
-          if (vanished(err)) break; // Replaced while listed, as above.
-          this.#report.note(w.found, dir, `cannot examine its entries: ${(err as Error).message}`);
-          break;
-        }
-        if (!st || !st.isFile()) {
-          if (old?.is_dir) this.#deleted(w, old);
-          else if (old) this.#unpublished(w, old);
-          continue;
-        }
-        w.files++;
-        compareFile(w, p, rel, st, old, false, this.#onReplaced);
-        this.#flush(w);
-        if (this.#yieldDue(w)) await this.#yield(w);
-      }
-      if (!blocked) {
-        for (const gone of stored.values()) {
-          this.#deleted(w, gone);
-          // Symlinks elsewhere that published its content are checked too.
-          if (w.partial && !gone.is_dir) this.#otherNames(w, gone.path, new Set([gone.ino]));
-        }
-      }
-      this.#flush(w);
-      if (this.#yieldDue(w)) await this.#yield(w);
-    }
   }
 
   /**
@@ -355,8 +147,8 @@ export class Scanner {
       sinceYield: 0,
       found: new Map(),
     };
-    await this.#walk(w, source.scanPath);
-    this.#flush(w, true);
+    await this.#walker.walk(w, source.scanPath);
+    this.#publish.flush(w, true);
     if (isDir(source.scanPath)) this.#report.save(w.source.name, w.found);
     result.problems = w.found.size;
     const guard = this.#o.store.guardFor(source.name);
@@ -411,16 +203,16 @@ export class Scanner {
         }
         if (info?.isFile) {
           this.#fileChange(w, p, statLike(info), this.#o.store.getFile(p), written);
-          this.#flush(w);
+          this.#publish.flush(w);
           continue;
         }
       }
       // What the batch knows may change below: commit it, forget the directories seen.
-      this.#flush(w, true);
+      this.#publish.flush(w, true);
       w.knownDirs?.clear();
       changes += await this.scanPath(source, p, written);
     }
-    this.#flush(w, true);
+    this.#publish.flush(w, true);
     this.#guard.gather(source, w.deferred!.removes, w.deferred!.changes);
     return changes + w.changes;
   }
@@ -435,7 +227,7 @@ export class Scanner {
   #fileChange(w: Walk, p: string, st: StatLike, old: FileRow | undefined, written: boolean) {
     this.#ensureParents(w, p);
     const before = w.batch.changes.length;
-    compareFile(w, p, relPath(w.source, p), st, old, written, this.#onReplaced);
+    compareFile(w, p, relPath(w.source, p), st, old, written, this.#publish.replaced);
     if (w.batch.changes.length > before) {
       // A new name may be a new hard link written at once: its other names changed too.
       // The old inode too: a file replaced by rename has a new one, its symlinks the old.
@@ -461,7 +253,7 @@ export class Scanner {
       try {
         const l = lstatInfo(other.path);
         link = l?.isSymlink ?? false;
-        st = l?.isFile ? statLike(l) : link ? this.#stat(w.source, other.path) : undefined;
+        st = l?.isFile ? statLike(l) : link ? this.#walker.stat(w.source, other.path) : undefined;
       } catch {
         continue; // Its directory is not searchable: a scan records that.
       }
@@ -473,11 +265,11 @@ export class Scanner {
           st,
           other,
           true,
-          this.#onReplaced,
+          this.#publish.replaced,
         );
       } else if (link && !st) {
         // A symlink whose target is gone publishes nothing any more.
-        this.#unpublished(w, other);
+        this.#publish.unpublished(w, other);
       }
     }
   }
@@ -523,7 +315,7 @@ export class Scanner {
     } else if (!lst) {
       // Gone; when its parent is gone too, the parent's scan reports it.
       if (old) {
-        this.#deleted(w, old);
+        this.#publish.deleted(w, old);
         // Symlinks to it published its content: they are checked too.
         if (!old.is_dir) this.#otherNames(w, p, new Set([old.ino]));
       } else {
@@ -544,19 +336,23 @@ export class Scanner {
       if (this.#ignore.isIgnoredDirName(path.basename(p))) return 0;
       this.#ensureParents(w, p);
       if (!old || !old.is_dir) {
-        if (old) this.#replaced(w, old);
+        if (old) this.#publish.replaced(w, old);
         w.batch.puts.push(fileRow(source, p, lst, true));
       }
-      await this.#walk(w, p);
+      await this.#walker.walk(w, p);
     } else {
       if (!lst.isFile() && !lst.isSymbolicLink()) this.#report.special(p);
-      const st = lst.isFile() ? lst : lst.isSymbolicLink() ? this.#stat(source, p) : undefined;
+      const st = lst.isFile()
+        ? lst
+        : lst.isSymbolicLink()
+        ? this.#walker.stat(source, p)
+        : undefined;
       if (!st) {
-        if (old?.is_dir) this.#deleted(w, old);
-        else if (old) this.#unpublished(w, old);
+        if (old?.is_dir) this.#publish.deleted(w, old);
+        else if (old) this.#publish.unpublished(w, old);
       } else this.#fileChange(w, p, st, old, written);
     }
-    this.#flush(w, true);
+    this.#publish.flush(w, true);
     this.#guard.gather(source, w.deferred!.removes, w.deferred!.changes);
     this.#report.save(w.source.name, w.found, p);
     return w.changes;
@@ -582,11 +378,4 @@ export class Scanner {
       }
     }
   }
-}
-
-/** An error saying the path is gone or a directory on it is now a file (changed meanwhile). */
-function vanished(e: unknown): boolean {
-  if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) return true;
-  const code = (e as { code?: string }).code;
-  return code === "ENOENT" || code === "ENOTDIR";
 }

@@ -18,15 +18,8 @@ import type {
   Stater,
   Transport,
 } from "../transport.ts";
-import {
-  basename,
-  contentTypeFor,
-  isMd5,
-  md5Hex,
-  readExactly,
-  SMALL_FILE,
-  unquoteEtag,
-} from "../_common.ts";
+import { basename, isMd5, md5Hex, readExactly, SMALL_FILE, unquoteEtag } from "../_common.ts";
+import { contentTypeFor } from "../_content_type.ts";
 import { md5File } from "../../util/hash.ts";
 import type { SwiftSession } from "../_swift_auth.ts";
 import { fileStream, type StreamState } from "./support.ts";

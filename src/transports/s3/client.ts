@@ -12,7 +12,8 @@ import { ClassifiedError } from "../../errors.ts";
 import { addSecret } from "../../log.ts";
 import { joinRemote, safeRemotePath } from "../paths.ts";
 import type { PutOptions, TransportContext } from "../transport.ts";
-import { callDeadline, callSignal, contentTypeFor } from "../_common.ts";
+import { callDeadline, callSignal } from "../_common.ts";
+import { contentTypeFor } from "../_content_type.ts";
 import { LeanS3 } from "../_s3_lean.ts";
 import { EXPLAINING, s3Error, type S3Settings, type SdkError, sdkLogger } from "./support.ts";
 
