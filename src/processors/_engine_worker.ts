@@ -6,7 +6,8 @@
  *
  * Protocol (`_engine_protocol.ts`; one request at a time per worker): in,
  * an id, the task and, the first time this worker needs an engine, its
- * WebAssembly bytes (compiled here); out, the id and the result, or an error
+ * compiled WebAssembly module (shared with the pool's other workers) or its
+ * bytes (compiled here); out, the id and the result, or an error
  * message with esbuild's `errors` (text and location) when there are some.
  *
  * @module
@@ -25,11 +26,20 @@ import {
 let esbuildReady: Promise<void> | undefined;
 let oxipngReady: Promise<unknown> | undefined;
 
-function load(task: EngineTask, wasm: Uint8Array | undefined): Promise<unknown> {
+function compile(wasm: WebAssembly.Module | Uint8Array): Promise<WebAssembly.Module> {
+  return wasm instanceof WebAssembly.Module
+    ? Promise.resolve(wasm)
+    : WebAssembly.compile(wasm as Uint8Array<ArrayBuffer>);
+}
+
+function load(
+  task: EngineTask,
+  wasm: WebAssembly.Module | Uint8Array | undefined,
+): Promise<unknown> {
   if (engineOf(task) === "esbuild") {
     if (!esbuildReady) {
       if (!wasm) throw new Error("The esbuild engine was not sent to the worker");
-      esbuildReady = WebAssembly.compile(wasm as Uint8Array<ArrayBuffer>).then((wasmModule) =>
+      esbuildReady = compile(wasm).then((wasmModule) =>
         esbuild.initialize({ wasmModule, worker: false })
       );
     }
@@ -37,9 +47,7 @@ function load(task: EngineTask, wasm: Uint8Array | undefined): Promise<unknown> 
   }
   if (!oxipngReady) {
     if (!wasm) throw new Error("The oxipng engine was not sent to the worker");
-    oxipngReady = WebAssembly.compile(wasm as Uint8Array<ArrayBuffer>).then((m) =>
-      oxipng.default(m)
-    );
+    oxipngReady = compile(wasm).then((m) => oxipng.default(m));
   }
   return oxipngReady;
 }
