@@ -29,11 +29,6 @@
  *   second such error rejects the job with the engine's error (the input is
  *   the likely cause), not as a crash.
  *
- * - Each engine is compiled once and the module handed to every worker
- *   that needs it (V8 shares its code between them); the pool drops the
- *   module when no worker has that engine, so an idle daemon holds no
- *   engine code.
- *
  * From source, workers run `_engine_worker.ts`; a single-file bundle
  * registers the worker's own bundled source with
  * {@linkcode registerEmbeddedWorker} and workers start from a blob URL.
@@ -195,8 +190,6 @@ export class EnginePool {
   readonly #workerUrl: string | URL | undefined;
   readonly #slots: Slot[] = [];
   readonly #queue: Job[] = [];
-  /** Compiled engines, while some worker has them loaded. */
-  readonly #modules = new Map<EngineName, Promise<WebAssembly.Module>>();
   #nextId = 1;
   #retired = false;
   readonly #stats: EnginePoolStats = { started: 0, idleStops: 0, crashes: 0, alive: 0, jobs: 0 };
@@ -320,22 +313,6 @@ export class EnginePool {
     slot.worker.terminate();
     const i = this.#slots.indexOf(slot);
     if (i >= 0) this.#slots.splice(i, 1);
-    for (const engine of this.#modules.keys()) {
-      if (!this.#slots.some((s) => s.loaded.has(engine))) this.#modules.delete(engine);
-    }
-  }
-
-  /** The engine compiled once for all workers; a failed compilation is not kept. */
-  #module(engine: EngineName): Promise<WebAssembly.Module> {
-    let m = this.#modules.get(engine);
-    if (!m) {
-      m = wasmBytes(engine).then((b) => WebAssembly.compile(b as Uint8Array<ArrayBuffer>));
-      this.#modules.set(engine, m);
-      m.catch(() => {
-        if (this.#modules.get(engine) === m) this.#modules.delete(engine);
-      });
-    }
-    return m;
   }
 
   #dispatch(slot: Slot, job: Job): void {
@@ -349,10 +326,10 @@ export class EnginePool {
     const engine = engineOf(job.task);
     const first = !slot.loaded.has(engine);
     slot.loaded.add(engine);
-    const send = (wasm?: WebAssembly.Module) => {
+    const send = (wasm?: Uint8Array) => {
       if (slot.job !== job || slot.jobId !== id) return;
       const request: EngineRequest = { id, task: job.task, ...(wasm ? { wasm } : {}) };
-      slot.worker.postMessage(request);
+      slot.worker.postMessage(request, wasm ? [wasm.buffer as ArrayBuffer] : []);
       slot.jobTimer = setTimeout(
         () => this.#crash(slot, `no answer within ${Math.round(this.#jobTimeoutMs / 1000)} s`),
         this.#jobTimeoutMs,
@@ -362,8 +339,9 @@ export class EnginePool {
       send();
       return;
     }
-    this.#module(engine).then(
-      (m) => send(m),
+    // Read for each new worker and handed over: the main thread keeps no copy.
+    wasmBytes(engine).then(
+      (b) => send(b.byteOffset === 0 && b.byteLength === b.buffer.byteLength ? b : b.slice()),
       (e) => {
         if (slot.job !== job) return;
         slot.job = undefined;

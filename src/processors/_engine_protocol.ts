@@ -25,11 +25,11 @@ export interface EngineRequest {
   id: number;
   task: EngineTask;
   /**
-   * The engine, sent with the first task that needs it on this worker: a
-   * module compiled once by the pool and shared by its workers (its code is
-   * not copied), or the raw bytes for the worker to compile.
+   * The engine's WebAssembly bytes, sent (transferred) with the first task
+   * that needs it: the worker compiles them, so no compiled code stays in
+   * the main thread once the worker is gone.
    */
-  wasm?: WebAssembly.Module | Uint8Array;
+  wasm?: Uint8Array;
 }
 
 /** One esbuild message, reduced to what can cross a worker boundary. */

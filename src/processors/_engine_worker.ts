@@ -6,8 +6,7 @@
  *
  * Protocol (`_engine_protocol.ts`; one request at a time per worker): in,
  * an id, the task and, the first time this worker needs an engine, its
- * compiled WebAssembly module (shared with the pool's other workers) or its
- * bytes (compiled here); out, the id and the result, or an error
+ * WebAssembly bytes (compiled here); out, the id and the result, or an error
  * message with esbuild's `errors` (text and location) when there are some.
  *
  * @module
@@ -26,20 +25,11 @@ import {
 let esbuildReady: Promise<void> | undefined;
 let oxipngReady: Promise<unknown> | undefined;
 
-function compile(wasm: WebAssembly.Module | Uint8Array): Promise<WebAssembly.Module> {
-  return wasm instanceof WebAssembly.Module
-    ? Promise.resolve(wasm)
-    : WebAssembly.compile(wasm as Uint8Array<ArrayBuffer>);
-}
-
-function load(
-  task: EngineTask,
-  wasm: WebAssembly.Module | Uint8Array | undefined,
-): Promise<unknown> {
+function load(task: EngineTask, wasm: Uint8Array | undefined): Promise<unknown> {
   if (engineOf(task) === "esbuild") {
     if (!esbuildReady) {
       if (!wasm) throw new Error("The esbuild engine was not sent to the worker");
-      esbuildReady = compile(wasm).then((wasmModule) =>
+      esbuildReady = WebAssembly.compile(wasm as Uint8Array<ArrayBuffer>).then((wasmModule) =>
         esbuild.initialize({ wasmModule, worker: false })
       );
     }
@@ -47,7 +37,9 @@ function load(
   }
   if (!oxipngReady) {
     if (!wasm) throw new Error("The oxipng engine was not sent to the worker");
-    oxipngReady = compile(wasm).then((m) => oxipng.default(m));
+    oxipngReady = WebAssembly.compile(wasm as Uint8Array<ArrayBuffer>).then((m) =>
+      oxipng.default(m)
+    );
   }
   return oxipngReady;
 }
