@@ -27,10 +27,17 @@ export {
   type TransportDef,
 } from "./src/transports/transport.ts";
 export {
+  type ExtraOutput,
   getProcessorDef,
+  type ProcessContext,
+  type ProcessFile,
   type ProcessorDef,
+  type ProcessResult,
   registerProcessor,
+  type SetupContext,
+  type SourceInfo,
 } from "./src/processors/processor.ts";
+export type { OptionSpec, OptionValues } from "./src/options.ts";
 export { VERSION } from "./src/version.ts";
 export { main } from "./src/cli/main.ts";
 

@@ -7,7 +7,8 @@
  *
  * Scenarios: 1 initial sync (with 7, the S3 ceiling, and 6, resources),
  * 2 latency, 3 burst, 4 restart (with idle memory), 5 sustained load,
- * p processors.
+ * p processors; s scale (only with `--scale` or `--only s`: up to a million
+ * files).
  *
  * Nothing is left running: every process is ended by pid, the servers are
  * stopped and their state removed, also on SIGINT/SIGTERM.
@@ -25,6 +26,7 @@ import { burst, latency } from "./latency.ts";
 import { benchProcessors } from "./processors.ts";
 import { markdown, type Results } from "./report.ts";
 import { restart } from "./restart.ts";
+import { scale, SCALE_SIZES } from "./scale.ts";
 import { sustained } from "./sustained.ts";
 
 const ROOT = path.resolve(import.meta.dirname!, "..", "..");
@@ -74,6 +76,8 @@ interface Args {
   concurrency: number;
   out: string;
   keep: boolean;
+  /** Scenario s (scale): file counts; empty means the mode's sizes. */
+  scale: number[];
   /** Only re-render the report from this BENCHMARKS.json (with the current notes). */
   render?: string;
 }
@@ -85,6 +89,7 @@ function parseArgs(argv: string[]): Args {
     concurrency: 8,
     out: path.join(ROOT, "docs"),
     keep: false,
+    scale: [],
   };
   for (let i = 0; i < argv.length; i++) {
     const x = argv[i]!;
@@ -99,13 +104,30 @@ function parseArgs(argv: string[]): Args {
     else if (x.startsWith("--concurrency")) a.concurrency = Number(value());
     else if (x.startsWith("--out")) a.out = path.resolve(value());
     else if (x === "--keep-servers") a.keep = true;
-    else if (x.startsWith("--render")) a.render = path.resolve(value());
+    else if (x.startsWith("--scale")) {
+      // Scenario s is long, so it runs only when asked for: `--scale` or `--scale N,N,…`.
+      a.only.add("s");
+      const v = x.includes("=") ? x.slice(x.indexOf("=") + 1) : argv[i + 1];
+      if (v !== undefined && /^[\d,_]+$/.test(v)) {
+        if (!x.includes("=")) i++;
+        a.scale = v.split(",").map((n) => Number(n.replaceAll("_", "")));
+      }
+    } else if (x.startsWith("--render")) a.render = path.resolve(value());
     else {throw new Error(
-        `Unknown argument "${x}" (try --full, --only 1,2,3,4,5,p, --concurrency N, --out DIR)`,
+        `Unknown argument "${x}" (try --full, --only 1,2,3,4,5,p,s, --scale [N,N,…], --concurrency N, --out DIR)`,
       );}
   }
   if (!(a.concurrency >= 1)) throw new Error("--concurrency must be a positive number");
   return a;
+}
+
+/** The scenario arguments of the command line, as the report shows them. */
+function commandScenarios(a: Args): string {
+  const sizes = a.scale.length > 0 ? ` ${a.scale.join(",")}` : "";
+  if ([...a.only].filter((x) => x !== "s").length < 6) {
+    return ` --only ${[...a.only].join(",")}${sizes ? ` --scale${sizes}` : ""}`;
+  }
+  return a.only.has("s") ? ` --scale${sizes}` : "";
 }
 
 async function sh(cmd: string, env: Record<string, string> = {}): Promise<void> {
@@ -186,9 +208,9 @@ async function main(): Promise<number> {
   const results: Results = {
     date: new Date().toISOString(),
     mode: args.mode,
-    command: `deno task bench${args.mode === "full" ? " --full" : ""}${
-      args.only.size < 6 ? ` --only ${[...args.only].join(",")}` : ""
-    }${args.concurrency !== 8 ? ` --concurrency ${args.concurrency}` : ""}`,
+    command: `deno task bench${args.mode === "full" ? " --full" : ""}${commandScenarios(args)}${
+      args.concurrency !== 8 ? ` --concurrency ${args.concurrency}` : ""
+    }`,
     concurrency: args.concurrency,
     sizes,
     machine: {},
@@ -245,6 +267,11 @@ async function main(): Promise<number> {
     results.processors = await step("p", () => {
       say(`processors: ${sizes.processorCopies} copies of the fixture site`);
       return benchProcessors(sizes.processorCopies);
+    });
+    results.scale = await step("s", () => {
+      const sizes = args.scale.length > 0 ? args.scale : SCALE_SIZES[args.mode];
+      say(`scale: ${sizes.join(", ")} files`);
+      return scale(ctx, sizes);
     });
     results.commands = Object.fromEntries(ctx.commands);
   } finally {

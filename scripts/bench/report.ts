@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { type ScaleResult, scaleSection } from "./scale.ts";
 import type { ProcessorBench } from "./processors.ts";
 import type { InitialRow } from "./initial.ts";
 import type { BurstRow, LatencyRow } from "./latency.ts";
@@ -28,6 +29,7 @@ export interface Results {
   restart?: RestartResult;
   sustained?: SustainedRow[];
   processors?: ProcessorBench[];
+  scale?: ScaleResult;
   errors: { scenario: string; message: string }[];
   commands: Record<string, string>;
   /** Notes written by whoever ran and analysed it (profiles, limits). */
@@ -425,6 +427,7 @@ ${
     }
 `);
   }
+  if (r.scale) out.push(scaleSection(r.scale));
   if (r.errors.length > 0) {
     out.push(
       `## Errors in this run\n\n${
@@ -438,6 +441,7 @@ ${
 deno task bench           # quick mode (a few minutes): smaller sizes
 deno task bench --full    # the sizes named in the goals
 deno task bench --only 1,4 --concurrency 16   # some scenarios; another concurrency
+deno task bench --scale   # adds the scale scenario (full: up to 1,000,000 files; long)
 \`\`\`
 
 It installs what it compares against from Debian (\`rclone rsync lsyncd openssh-client time\`, plus

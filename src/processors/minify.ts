@@ -29,6 +29,10 @@
  * - Legal comments (`/*! … *\/`, `@license`, `@preserve`) are kept.
  * - `*.min.js` and `*.min.css` pass through unless `skipMinified="false"`.
  * - A result that is not smaller than the input is not used.
+ * - Content a minifier of this process has just produced with the same
+ *   settings is not minified again (a second esbuild pass over its own
+ *   output gains nothing worth a run): the original sample chain, which
+ *   runs YUI then Closure over every script, minifies each script once.
  * - A syntax error fails that file alone with a {@linkcode ClassifiedError}
  *   of kind `fatal` naming the line and column; it is not retried until the
  *   file changes.
@@ -107,6 +111,20 @@ export function minifyText(
 /** Cache tags of minified results. */
 const NO_GAIN = 0, MINIFIED = 1;
 
+/**
+ * Keys (content and settings, as for the cache) whose minification this
+ * process knows gains nothing: its own outputs and inputs found not to get
+ * smaller. Newest last; bounded, the oldest go first. Only hashes are kept.
+ */
+const ownOutputs = new Set<string>();
+const OWN_OUTPUTS_MAX = 4096;
+
+function rememberOwnOutput(key: string): void {
+  ownOutputs.delete(key);
+  ownOutputs.add(key);
+  if (ownOutputs.size > OWN_OUTPUTS_MAX) ownOutputs.delete(ownOutputs.values().next().value!);
+}
+
 function isMinifiedName(name: string): boolean {
   return /\.min\.(c|m)?(js|css)$/i.test(name);
 }
@@ -128,11 +146,13 @@ async function minifyFile(
       : {}),
   };
   // The output depends on the bytes, the loader, the options and the engine only.
-  const key = ctx.cache &&
-    ResultCache.key([input, "minify", loader, JSON.stringify(options), engineTag("esbuild")]);
-  const hit = key ? await ctx.cache!.get(key) : undefined;
+  const settings = ["minify", loader, JSON.stringify(options), engineTag("esbuild")];
+  const key = ResultCache.key([input, ...settings]);
+  if (ownOutputs.has(key)) return undefined;
+  const hit = ctx.cache ? await ctx.cache.get(key) : undefined;
   if (hit) {
     if (hit.tag !== MINIFIED) return undefined;
+    rememberOwnOutput(ResultCache.key([hit.bytes, ...settings]));
     return { path: await writeOutput(ctx, file.name, hit.bytes) };
   }
   let out: MinifyResult;
@@ -156,10 +176,12 @@ async function minifyFile(
   const bytes = new TextEncoder().encode(out.code);
   if (bytes.length >= input.length) {
     ctx.log.debug(`${label(file)}: minified output is not smaller; kept as is`);
-    if (key) await ctx.cache!.put(key, NO_GAIN);
+    await ctx.cache?.put(key, NO_GAIN);
+    rememberOwnOutput(key);
     return undefined;
   }
-  if (key) await ctx.cache!.put(key, MINIFIED, bytes);
+  await ctx.cache?.put(key, MINIFIED, bytes);
+  rememberOwnOutput(ResultCache.key([bytes, ...settings]));
   return { path: await writeOutput(ctx, file.name, bytes) };
 }
 

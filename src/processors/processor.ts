@@ -59,9 +59,13 @@ export interface ProcessResult {
 
 /** The source a file belongs to. */
 export interface SourceInfo {
+  /** The source's name in the configuration. */
   name: string;
+  /** Absolute path of the folder the source watches. */
   scanPath: string;
+  /** The web server's document root, when the source serves a site. */
   documentRoot?: string;
+  /** URL path of `scanPath` below the document root (e.g. `/shop/`). */
   basePath?: string;
 }
 

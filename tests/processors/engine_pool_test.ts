@@ -5,6 +5,7 @@
  * results come from the content cache instead of the engine.
  */
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { ClassifiedError } from "../../src/errors.ts";
 import { runChain, setupProcessors } from "../../src/processors/chain.ts";
@@ -76,6 +77,25 @@ Deno.test("setupProcessors applies engineIdleTimeout: the shared worker ends whe
       settings: { engineWorkers: 2, engineIdleTimeout: 30, engineMemory: 256 },
     });
     t.cleanup();
+  }
+});
+
+Deno.test("EnginePool runs two minifiers at once within the default budget (their engine code is shared)", async () => {
+  const pool = new EnginePool({ maxWorkers: 2, idleMs: 60_000 });
+  try {
+    const cores = typeof os.availableParallelism === "function"
+      ? os.availableParallelism()
+      : os.cpus().length;
+    let most = 0;
+    const watch = setInterval(() => most = Math.max(most, pool.stats.alive), 1);
+    // Enough small jobs that both workers get some while the first still starts.
+    const inputs = Array.from({ length: 40 }, (_, i) => `var v${i} = ${i} + 1;`);
+    const results = await Promise.all(inputs.map((c) => minify(pool, c)));
+    clearInterval(watch);
+    assertEquals(results.map((r) => r.code), inputs.map((_, i) => `var v${i}=${i + 1};\n`));
+    assertEquals(most, Math.min(2, cores), "workers alive at once");
+  } finally {
+    pool.close();
   }
 });
 

@@ -4,6 +4,7 @@ import * as path from "node:path";
 import { assert, assertEquals, assertIncludes, assertRejects } from "../_assert.ts";
 import { ClassifiedError } from "../../src/errors.ts";
 import { minifyText } from "../../src/processors/minify.ts";
+import { enginePool } from "../../src/processors/_engine_pool.ts";
 import { ref, run, SHOP, tempDir } from "./_helpers.ts";
 
 function evaluate(code: string): unknown {
@@ -130,6 +131,38 @@ Deno.test("minify reads Latin-1 files without corrupting their strings", async (
     const code = new TextDecoder().decode(out.bytes);
     assert([...code].every((c) => c.charCodeAt(0) < 0x80), "output is ASCII");
     assertEquals(evaluate(code), "caf\xe9 \xa3 5!");
+  } finally {
+    t.cleanup();
+  }
+});
+
+Deno.test("a chain that minifies twice with the same settings runs the engine once per file", async () => {
+  const t = tempDir();
+  try {
+    // Content no other test minified: the skip must come from this chain's first run.
+    const file = path.join(t.dir, "twice.js");
+    fs.writeFileSync(
+      file,
+      "function selfTest() {\n  var total = 0;\n  for (var i = 0; i < 10; i++) { total = total + i; }\n  return total;\n}\n",
+    );
+    const once = await run(ref("minify.JS"), file);
+    assert(!once.unprocessed, "the script was not minified");
+    fs.appendFileSync(file, "var changedAfterwards = 1;\n");
+    const jobs = enginePool().stats.jobs;
+    const twice = await run(
+      [ref("yui_compressor.YUICompressor"), ref("google_closure_compiler.GoogleClosureCompiler")],
+      file,
+    );
+    assertEquals(enginePool().stats.jobs - jobs, 1, "engine jobs for YUI then Closure");
+    assert(!twice.unprocessed, "the script was not minified");
+    assertEquals(stable(evaluate(new TextDecoder().decode(twice.bytes))), "45");
+    // A different setting is different work: it runs.
+    const other = await run(
+      [ref("minify.JS"), ref("minify.JS", { legalComments: "none" })],
+      file,
+    );
+    assertEquals(enginePool().stats.jobs - jobs, 3, "engine jobs after a chain with two settings");
+    assertEquals(stable(evaluate(new TextDecoder().decode(other.bytes))), "45");
   } finally {
     t.cleanup();
   }
