@@ -328,6 +328,7 @@ export class Worker {
       if (store.remotePathInUse(s.server.name, p) && p !== synced.remote_path) continue;
       await transport.delete(p, { signal: this.#ctx.signal });
     }
+    s.deletes++;
     store.tx(() => {
       if (keep > 0) store.retire(s.server.name, paths, Date.now() + keep, job.input_file);
       store.recordDeleted(job.input_file, s.server.name, job.dest);

@@ -165,6 +165,8 @@ class SymlinkOrCopy implements Transport, Stater, Lister, Mover {
     try {
       await fs.rm(dst, { force: true });
     } catch (err) {
+      // A file where a parent directory was (a directory replaced by a file): nothing below.
+      if ((err as { code?: string }).code === "ENOTDIR") return;
       // A directory there now (the file was replaced by one): the file is gone already.
       if ((await fs.lstat(dst).catch(() => undefined))?.isDirectory()) return;
       this.#fail("delete", remotePath, err);

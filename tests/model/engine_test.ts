@@ -39,14 +39,6 @@ import { MINIMAL } from "./_minimal.ts";
  * entry when its fix lands.
  */
 export const KNOWN_BROKEN: Partial<Record<OpClass, { drivers: Driver[]; why: string }>> = {
-  "type-change": {
-    drivers: ["once", "watch"],
-    why: "a file replaced by a directory while the delete of the old file runs at the same " +
-      "time: an upload below it fails with ENOTDIR or EEXIST (mkdir where the old file still " +
-      "is; the conflict check finds the old file's row already deleted) and, with " +
-      "retryFailAfter=1, stays listed as failed (watch: FC_MODEL_SEED=4 FC_MODEL_INDEX=0; " +
-      "once: default seed, FC_MODEL_INDEX=37)",
-  },
   "dst-removed": {
     drivers: ["watch"],
     why: "a destination folder removed while the daemon is stopped, then `verify --repair` run " +

@@ -161,6 +161,12 @@ export async function conformance(t: Deno.TestContext, target: ConformanceTarget
       await transport.delete("x/y/z/deep.css", { signal });
       await transport.delete("never/existed.txt", { signal });
     });
+    await t.step("deleting a path below a file succeeds and keeps the file", async () => {
+      // A directory `d/` replaced by a file `d` at the destination: what was below is gone.
+      await put("typed/d", bytes("a file now"));
+      await transport.delete("typed/d/below.txt", { signal });
+      assertEquals(await target.readBack("typed/d"), bytes("a file now"));
+    });
     await t.step("unsafe paths are refused", async () => {
       await assertRejects(() => put("../escape.txt", bytes("no")), ClassifiedError);
       await assertRejects(() => put("a/../../escape.txt", bytes("no")), ClassifiedError);
