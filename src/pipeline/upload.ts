@@ -22,6 +22,7 @@ import {
   type Transport,
 } from "../transports/transport.ts";
 import { md5File } from "../util/hash.ts";
+import { readRegularSync } from "../util/regular_file.ts";
 import { Semaphore } from "../util/semaphore.ts";
 import type { PipelineContext } from "./context.ts";
 import { type Conflict, type Fingerprint, planTypeConflict, remoteAncestors } from "./plan.ts";
@@ -390,7 +391,7 @@ const SMALL_FILE = 256 * 1024;
 
 /** MD5 (hex) of a file. */
 export async function md5Of(p: string, signal: AbortSignal, size: number): Promise<string> {
-  if (size <= SMALL_FILE) return createHash("md5").update(fs.readFileSync(p)).digest("hex");
+  if (size <= SMALL_FILE) return createHash("md5").update(readRegularSync(p).data).digest("hex");
   return await md5File(p, signal, size);
 }
 

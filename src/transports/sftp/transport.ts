@@ -9,10 +9,11 @@
  */
 // @ts-types="@types/ssh2"
 import type ssh2 from "ssh2";
-import * as fs from "node:fs/promises";
+import type * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { ClassifiedError, classify, errorMessage } from "../../errors.ts";
 import { addSecret } from "../../log.ts";
+import { openRegular, readRegular } from "../../util/regular_file.ts";
 import type { Logger } from "../../log.ts";
 import type { OptionValues } from "../../options.ts";
 import { Pool } from "../pool.ts";
@@ -256,8 +257,8 @@ class Sftp implements Transport, Stater, Lister, Mover, DirRemover {
     let data: Uint8Array | undefined;
     try {
       // Read or opened before any network work: a local problem is not the connection's.
-      if (options.size <= BURST) data = await Deno.readFile(localPath);
-      else fh = await fs.open(localPath, "r");
+      if (options.size <= BURST) data = await readRegular(localPath);
+      else fh = await openRegular(localPath);
     } catch (err) {
       throw new ClassifiedError(
         `Cannot upload "${rel}" to server "${this.#server}": cannot read local file "${localPath}": ${
