@@ -7,7 +7,7 @@
  *
  * Scenarios: 1 initial sync (with 7, the S3 ceiling, and 6, resources),
  * 2 latency, 3 burst, 4 restart (with idle memory), 5 sustained load,
- * p processors.
+ * p processors, d mass delete (create, `rm -rf`, recreate while watching).
  *
  * Nothing is left running: every process is ended by pid, the servers are
  * stopped and their state removed, also on SIGINT/SIGTERM.
@@ -17,10 +17,11 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { startServer } from "../../tests/_servers.ts";
+import { type SftpInfo, startServer, type SwiftInfo } from "../../tests/_servers.ts";
 import { type Context, SIZES } from "./_context.ts";
 import { endAll, liveProcesses, loadAverage, machineInfo, rmTree, say } from "./_util.ts";
 import { initialSync } from "./initial.ts";
+import { massDelete } from "./mass_delete.ts";
 import { burst, latency } from "./latency.ts";
 import { benchProcessors } from "./processors.ts";
 import { markdown, type Results } from "./report.ts";
@@ -30,6 +31,9 @@ import { sustained } from "./sustained.ts";
 const ROOT = path.resolve(import.meta.dirname!, "..", "..");
 const SERVERS_DIR = "/tmp/fileconveyor-bench-servers";
 const PACKAGES = ["rclone", "rsync", "lsyncd", "openssh-client", "time"];
+const ALL = ["1", "2", "3", "4", "5", "p", "d"];
+/** Scenarios that need neither the SFTP nor the S3 server. */
+const LOCAL_ONLY = new Set(["4", "p", "d"]);
 
 /**
  * What limits fileconveyor where a goal is missed or close, from profiles
@@ -81,7 +85,7 @@ interface Args {
 function parseArgs(argv: string[]): Args {
   const a: Args = {
     mode: "quick",
-    only: new Set(["1", "2", "3", "4", "5", "p"]),
+    only: new Set(ALL),
     concurrency: 8,
     out: path.join(ROOT, "docs"),
     keep: false,
@@ -101,11 +105,22 @@ function parseArgs(argv: string[]): Args {
     else if (x === "--keep-servers") a.keep = true;
     else if (x.startsWith("--render")) a.render = path.resolve(value());
     else {throw new Error(
-        `Unknown argument "${x}" (try --full, --only 1,2,3,4,5,p, --concurrency N, --out DIR)`,
+        `Unknown argument "${x}" (try --full, --only 1,2,3,4,5,p,d, --concurrency N, --out DIR)`,
       );}
   }
   if (!(a.concurrency >= 1)) throw new Error("--concurrency must be a positive number");
   return a;
+}
+
+/** A server the selected scenarios do not use: any use of it is a bug in the scenario list. */
+function notStarted<T extends object>(name: string): T {
+  return new Proxy({} as T, {
+    get: (_t, key) => {
+      throw new Error(
+        `The ${name} server was not started (scenario lists it as local): ${String(key)}`,
+      );
+    },
+  });
 }
 
 async function sh(cmd: string, env: Record<string, string> = {}): Promise<void> {
@@ -187,7 +202,7 @@ async function main(): Promise<number> {
     date: new Date().toISOString(),
     mode: args.mode,
     command: `deno task bench${args.mode === "full" ? " --full" : ""}${
-      args.only.size < 6 ? ` --only ${[...args.only].join(",")}` : ""
+      args.only.size < ALL.length ? ` --only ${[...args.only].join(",")}` : ""
     }${args.concurrency !== 8 ? ` --concurrency ${args.concurrency}` : ""}`,
     concurrency: args.concurrency,
     sizes,
@@ -213,8 +228,11 @@ async function main(): Promise<number> {
     await installTools();
     results.machine = await machineInfo();
     Deno.env.set("FC_SERVERS_DIR", SERVERS_DIR);
-    say("starting the SFTP and S3 servers");
-    const [sftp, swift] = await Promise.all([startServer("sftp"), startServer("swift")]);
+    const local = [...args.only].every((id) => LOCAL_ONLY.has(id));
+    if (!local) say("starting the SFTP and S3 servers");
+    const [sftp, swift] = local
+      ? [notStarted<SftpInfo>("sftp"), notStarted<SwiftInfo>("swift")]
+      : await Promise.all([startServer("sftp"), startServer("swift")]);
     const ctx: Context = {
       mode: args.mode,
       sizes,
@@ -246,6 +264,7 @@ async function main(): Promise<number> {
       say(`processors: ${sizes.processorCopies} copies of the fixture site`);
       return benchProcessors(sizes.processorCopies);
     });
+    results.massDelete = await step("d", () => massDelete(ctx));
     results.commands = Object.fromEntries(ctx.commands);
   } finally {
     results.load.end = loadAverage();

@@ -7,6 +7,7 @@
 import type { ProcessorBench } from "./processors.ts";
 import type { InitialRow } from "./initial.ts";
 import type { BurstRow, LatencyRow } from "./latency.ts";
+import type { MassDeleteResult } from "./mass_delete.ts";
 import type { RestartResult } from "./restart.ts";
 import type { SustainedRow } from "./sustained.ts";
 import type { Sizes } from "./_context.ts";
@@ -28,6 +29,7 @@ export interface Results {
   restart?: RestartResult;
   sustained?: SustainedRow[];
   processors?: ProcessorBench[];
+  massDelete?: MassDeleteResult;
   errors: { scenario: string; message: string }[];
   commands: Record<string, string>;
   /** Notes written by whoever ran and analysed it (profiles, limits). */
@@ -425,6 +427,9 @@ ${
     }
 `);
   }
+  if (r.massDelete) {
+    out.push(massDeleteSection(r.massDelete));
+  }
   if (r.errors.length > 0) {
     out.push(
       `## Errors in this run\n\n${
@@ -458,4 +463,38 @@ ${
   }
 `);
   return out.join("\n");
+}
+
+/** Scenario d's section: what each figure measures and how the guard behaved. */
+function massDeleteSection(x: MassDeleteResult): string {
+  return `## d. Mass delete: ${
+    int(x.files)
+  } files created, \`rm -rf\`, recreated (watch mode, local)
+
+fileconveyor watches a source holding ${int(x.kept)} files that stay; a directory of ${
+    int(x.files)
+  } small files (50 subdirectories) is written, removed with \`rm -rf\`, and written again. Each
+figure is wall time from the first change in the source until the destination holds exactly the
+source's files (counted, then compared by name). The deletion is within the delete guard's
+allowance (below \`deleteGuardShare\` of the source), so all of it must go, however many batches
+the watcher reports it in (it loses part of such deletions); the guard judges it as a whole. Then
+every file is deleted (beyond the allowance): the guard must hold all of it and delete nothing.
+
+${
+    table(["phase", "wall time (s)", "guard"], [
+      ["create", s(x.createMs), "–"],
+      [
+        "delete (`rm -rf`, within the allowance)",
+        s(x.deleteMs),
+        x.heldWithin === 0 ? "nothing held" : `held ${x.heldWithin} times (wrong)`,
+      ],
+      ["recreate", s(x.recreateMs), "–"],
+      [
+        "delete everything (beyond the allowance)",
+        `${s(x.guardMs)} until held`,
+        x.deletedBeyond === 0 ? "held entirely" : `${x.deletedBeyond} deleted anyway (wrong)`,
+      ],
+    ])
+  }
+`;
 }
