@@ -29,6 +29,12 @@ export interface ServerState {
    * job meanwhile) is tried again when this changed during its attempt.
    */
   deletes: number;
+  /**
+   * Set while files failed because this server refused them (an unwritable
+   * folder, a full disk there): one of them is tried again now and then
+   * ({@linkcode Worker.probeRefused}); the first success retries them all.
+   */
+  refused?: { job: number; probeAt: number; delayMs: number };
 }
 
 /** The servers of the configuration in effect, by name. */
