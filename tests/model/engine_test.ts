@@ -51,13 +51,6 @@ export const KNOWN_BROKEN: Partial<Record<OpClass, { drivers: Driver[]; why: str
       "all (no scan of the path is logged), so the destination keeps the old file until a " +
       "restart or rescan (e.g. FC_MODEL_SEED=3 FC_MODEL_INDEX=3)",
   },
-  special: {
-    drivers: ["watch"],
-    why: "in-process only: Deno's one watcher thread per process blocks opening a FIFO (the " +
-      "daemon notices and polls), and stays blocked after the sequence ends (a deleted FIFO " +
-      "cannot be released), so later sequences' watchers in the same test process hang; a " +
-      "real daemon is its own process (the cli driver runs this class)",
-  },
 };
 
 const env = (k: string) => Deno.env.get(k);
