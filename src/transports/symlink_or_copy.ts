@@ -96,12 +96,13 @@ class SymlinkOrCopy implements Transport, Stater, Lister, Mover {
     const dst = this.#abs(remotePath);
     const dir = path.dirname(dst);
     // A missing folder (removed behind the daemon's back, or emptied and pruned by a delete
-    // running at the same time) is created again, once.
+    // running at the same time, which can happen again between mkdir and write) is created
+    // again, a few times.
     for (let attempt = 1;; attempt++) {
       try {
         return await this.#putOnce(localPath, dst, dir, remotePath, options);
       } catch (err) {
-        if (attempt > 1 || !isMissingDir(err)) this.#fail("upload", remotePath, err);
+        if (attempt >= 4 || !isMissingDir(err)) this.#fail("upload", remotePath, err);
         this.#dirs.delete(dir);
       }
     }
