@@ -138,6 +138,8 @@ class SymlinkOrCopy implements Transport, Stater, Lister, Mover {
         md5 = createHash("md5").update(data).digest("hex");
         copied = data.byteLength;
       } else {
+        // A leftover temp file (or symlink) of an interrupted upload goes first: never written through.
+        await fs.rm(tmp, { force: true });
         copied = await copyRegular(localPath, tmp);
       }
       if (copied !== options.size) {
