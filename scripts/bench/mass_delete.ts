@@ -101,7 +101,8 @@ export async function massDelete(ctx: Context): Promise<MassDeleteResult> {
   const limit = 5 * 60_000;
   const fc = await startFc(ctx, config, log, "d fileconveyor watch mode (mass delete)", limit);
   try {
-    const initial = await converged(src, dst, performance.now(), limit);
+    // Setup, not measured: as long as it takes on a loaded machine.
+    const initial = await converged(src, dst, performance.now(), 4 * limit);
     if (initial.ms === null) throw new Error(`the initial sync is ${initial.off} files off`);
     say(`scenario d: creating ${files} files while watching`);
     let t0 = performance.now();
