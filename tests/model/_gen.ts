@@ -292,7 +292,10 @@ class Gen {
       case "special": {
         const path = this.fresh(["p", "q.txt", "s.sock"]);
         if (path === undefined) return undefined;
-        return { op: this.r() < 0.6 ? "fifo" : "socket", cls, path };
+        const op = this.r() < 0.6 ? "fifo" : "socket";
+        // Deno binds a Unix socket only at a path it can spell as a string (UTF-8): below a
+        // name that is not UTF-8 the special file is a FIFO instead.
+        return { op: op === "socket" && isRaw(path) ? "fifo" : op, cls, path };
       }
       case "non-utf8": {
         const k = this.r();
