@@ -35,6 +35,8 @@ export interface Sizes {
   sustainedDrainSeconds: number;
   /** Processor table: copies of the fixture site. */
   processorCopies: number;
+  /** Scenario d: files created, deleted and recreated in one directory while watching. */
+  massDeleteFiles: number;
 }
 
 /** The two modes. */
@@ -55,6 +57,7 @@ export const SIZES: Record<"quick" | "full", Sizes> = {
     sustainedSeconds: 10,
     sustainedDrainSeconds: 15,
     processorCopies: 5,
+    massDeleteFiles: 5000,
   },
   full: {
     initialFiles: { local: 10_000, sftp: 10_000, s3: 10_000 },
@@ -72,6 +75,7 @@ export const SIZES: Record<"quick" | "full", Sizes> = {
     sustainedSeconds: 30,
     sustainedDrainSeconds: 30,
     processorCopies: 20,
+    massDeleteFiles: 20_000,
   },
 };
 

@@ -7,8 +7,8 @@
  *
  * Scenarios: 1 initial sync (with 7, the S3 ceiling, and 6, resources),
  * 2 latency, 3 burst, 4 restart (with idle memory), 5 sustained load,
- * p processors; s scale (only with `--scale` or `--only s`: up to a million
- * files).
+ * p processors, d mass delete (create, `rm -rf`, recreate while watching);
+ * s scale (only with `--scale` or `--only s`: up to a million files).
  *
  * Nothing is left running: every process is ended by pid, the servers are
  * stopped and their state removed, also on SIGINT/SIGTERM.
@@ -18,10 +18,11 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { startServer } from "../../tests/_servers.ts";
+import { type SftpInfo, startServer, type SwiftInfo } from "../../tests/_servers.ts";
 import { type Context, SIZES } from "./_context.ts";
 import { endAll, liveProcesses, loadAverage, machineInfo, rmTree, say } from "./_util.ts";
 import { initialSync } from "./initial.ts";
+import { massDelete } from "./mass_delete.ts";
 import { burst, latency } from "./latency.ts";
 import { benchProcessors } from "./processors.ts";
 import { markdown, type Results } from "./report.ts";
@@ -32,6 +33,9 @@ import { sustained } from "./sustained.ts";
 const ROOT = path.resolve(import.meta.dirname!, "..", "..");
 const SERVERS_DIR = "/tmp/fileconveyor-bench-servers";
 const PACKAGES = ["rclone", "rsync", "lsyncd", "openssh-client", "time"];
+const ALL = ["1", "2", "3", "4", "5", "p", "d"];
+/** Scenarios that need neither the SFTP nor the S3 server. */
+const LOCAL_ONLY = new Set(["4", "p", "d"]);
 
 /**
  * What limits fileconveyor where a goal is missed or close, from profiles
@@ -85,7 +89,7 @@ interface Args {
 function parseArgs(argv: string[]): Args {
   const a: Args = {
     mode: "quick",
-    only: new Set(["1", "2", "3", "4", "5", "p"]),
+    only: new Set(ALL),
     concurrency: 8,
     out: path.join(ROOT, "docs"),
     keep: false,
@@ -114,7 +118,7 @@ function parseArgs(argv: string[]): Args {
       }
     } else if (x.startsWith("--render")) a.render = path.resolve(value());
     else {throw new Error(
-        `Unknown argument "${x}" (try --full, --only 1,2,3,4,5,p,s, --scale [N,N,…], --concurrency N, --out DIR)`,
+        `Unknown argument "${x}" (try --full, --only 1,2,3,4,5,p,d,s, --scale [N,N,…], --concurrency N, --out DIR)`,
       );}
   }
   if (!(a.concurrency >= 1)) throw new Error("--concurrency must be a positive number");
@@ -124,10 +128,21 @@ function parseArgs(argv: string[]): Args {
 /** The scenario arguments of the command line, as the report shows them. */
 function commandScenarios(a: Args): string {
   const sizes = a.scale.length > 0 ? ` ${a.scale.join(",")}` : "";
-  if ([...a.only].filter((x) => x !== "s").length < 6) {
+  if ([...a.only].filter((x) => x !== "s").length < ALL.length) {
     return ` --only ${[...a.only].join(",")}${sizes ? ` --scale${sizes}` : ""}`;
   }
   return a.only.has("s") ? ` --scale${sizes}` : "";
+}
+
+/** A server the selected scenarios do not use: any use of it is a bug in the scenario list. */
+function notStarted<T extends object>(name: string): T {
+  return new Proxy({} as T, {
+    get: (_t, key) => {
+      throw new Error(
+        `The ${name} server was not started (scenario lists it as local): ${String(key)}`,
+      );
+    },
+  });
 }
 
 async function sh(cmd: string, env: Record<string, string> = {}): Promise<void> {
@@ -235,8 +250,11 @@ async function main(): Promise<number> {
     await installTools();
     results.machine = await machineInfo();
     Deno.env.set("FC_SERVERS_DIR", SERVERS_DIR);
-    say("starting the SFTP and S3 servers");
-    const [sftp, swift] = await Promise.all([startServer("sftp"), startServer("swift")]);
+    const local = [...args.only].every((id) => LOCAL_ONLY.has(id));
+    if (!local) say("starting the SFTP and S3 servers");
+    const [sftp, swift] = local
+      ? [notStarted<SftpInfo>("sftp"), notStarted<SwiftInfo>("swift")]
+      : await Promise.all([startServer("sftp"), startServer("swift")]);
     const ctx: Context = {
       mode: args.mode,
       sizes,
@@ -273,6 +291,7 @@ async function main(): Promise<number> {
       say(`scale: ${sizes.join(", ")} files`);
       return scale(ctx, sizes);
     });
+    results.massDelete = await step("d", () => massDelete(ctx));
     results.commands = Object.fromEntries(ctx.commands);
   } finally {
     results.load.end = loadAverage();

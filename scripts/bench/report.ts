@@ -8,6 +8,7 @@ import { type ScaleResult, scaleSection } from "./scale.ts";
 import type { ProcessorBench } from "./processors.ts";
 import type { InitialRow } from "./initial.ts";
 import type { BurstRow, LatencyRow } from "./latency.ts";
+import type { MassDeleteResult, Phase } from "./mass_delete.ts";
 import type { RestartResult } from "./restart.ts";
 import type { SustainedRow } from "./sustained.ts";
 import type { Sizes } from "./_context.ts";
@@ -30,6 +31,7 @@ export interface Results {
   sustained?: SustainedRow[];
   processors?: ProcessorBench[];
   scale?: ScaleResult;
+  massDelete?: MassDeleteResult;
   errors: { scenario: string; message: string }[];
   commands: Record<string, string>;
   /** Notes written by whoever ran and analysed it (profiles, limits). */
@@ -428,6 +430,9 @@ ${
 `);
   }
   if (r.scale) out.push(scaleSection(r.scale));
+  if (r.massDelete) {
+    out.push(massDeleteSection(r.massDelete));
+  }
   if (r.errors.length > 0) {
     out.push(
       `## Errors in this run\n\n${
@@ -462,4 +467,45 @@ ${
   }
 `);
   return out.join("\n");
+}
+
+/** A phase's wall time, or how far from converged it stayed. */
+function phase(p: Phase): string {
+  return p.ms === null ? `not converged (${int(p.off)} files off)` : s(p.ms);
+}
+
+/** Scenario d's section: what each figure measures and how the guard behaved. */
+function massDeleteSection(x: MassDeleteResult): string {
+  return `## d. Mass delete: ${
+    int(x.files)
+  } files created, \`rm -rf\`, recreated (watch mode, local)
+
+fileconveyor watches a source holding ${int(x.kept)} files that stay; a directory of ${
+    int(x.files)
+  } small files (50 subdirectories) is written, removed with \`rm -rf\`, and written again. Each
+figure is wall time from the first change in the source until the destination holds exactly the
+source's files (counted, then compared by name). The deletion is within the delete guard's
+allowance (below \`deleteGuardShare\` of the source), so all of it must go, however many batches
+the watcher reports it in (it loses part of such deletions); the guard judges it as a whole. Then
+every file is deleted (beyond the allowance): the guard must hold all of it and delete nothing.
+The periodic rescan is off (\`rescanInterval\` 0), so files whose watcher events were lost show as
+"not converged" (waited for up to 5 min per phase) instead of being found by a later scan.
+
+${
+    table(["phase", "wall time (s)", "guard"], [
+      ["create", phase(x.create), "–"],
+      [
+        "delete (`rm -rf`, within the allowance)",
+        phase(x.delete),
+        x.heldWithin === 0 ? "nothing held" : `held ${x.heldWithin} times (wrong)`,
+      ],
+      ["recreate", phase(x.recreate), "–"],
+      [
+        "delete everything (beyond the allowance)",
+        `${s(x.guardMs)} until held`,
+        x.deletedBeyond === 0 ? "held entirely" : `${x.deletedBeyond} deleted anyway (wrong)`,
+      ],
+    ])
+  }
+`;
 }

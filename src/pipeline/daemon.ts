@@ -58,6 +58,7 @@ export class Daemon {
   readonly #router: Router;
   readonly #sources: Sources;
   readonly #scheduler: Scheduler;
+  readonly #worker: Worker;
   readonly #janitor: Janitor;
   /** The web-application databases (synced_files.db, persistent_data.db). */
   readonly #web: WebAccess;
@@ -128,7 +129,7 @@ export class Daemon {
       storeTrouble: trouble,
       modeChanged: () => this.#heartbeat(),
     });
-    const worker: Worker = new Worker(ctx, {
+    const worker: Worker = this.#worker = new Worker(ctx, {
       servers: this.#servers,
       router: this.#router,
       sources: this.#sources,
@@ -387,6 +388,7 @@ export class Daemon {
       this.#janitor.sourceDeletions().catch((e) => this.#scheduler.storeTrouble(e));
       this.#web.refresh();
       void this.#retired.run();
+      this.#worker.probeRefused(Date.now());
       // Other processes (retry, approve-deletes) change the queue and the guard.
       this.#scheduler.pump();
       for (const g of this.store.guards()) {

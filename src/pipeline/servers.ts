@@ -23,6 +23,18 @@ export interface ServerState {
   log: Logger;
   /** Garbage collection of leftovers: done before the queue of the server runs. */
   gc: "todo" | "running" | "done";
+  /**
+   * Deletes completed on this server so far. An upload refused while a
+   * delete ran (a file `x` that became a directory `x/`, deleted by another
+   * job meanwhile) is tried again when this changed during its attempt.
+   */
+  deletes: number;
+  /**
+   * Set while files failed because this server refused them (an unwritable
+   * folder, a full disk there): one of them is tried again now and then
+   * ({@linkcode Worker.probeRefused}); the first success retries them all.
+   */
+  refused?: { job: number; probeAt: number; delayMs: number };
 }
 
 /** The servers of the configuration in effect, by name. */
@@ -64,6 +76,7 @@ export class Servers {
       running: 0,
       log: logger(`${server.transporter}:${server.name}`),
       gc: "todo",
+      deletes: 0,
     });
   }
 

@@ -22,6 +22,7 @@ import {
   type Transport,
 } from "../transports/transport.ts";
 import { md5File } from "../util/hash.ts";
+import { readRegularSync } from "../util/regular_file.ts";
 import { Semaphore } from "../util/semaphore.ts";
 import type { PipelineContext } from "./context.ts";
 import { type Conflict, type Fingerprint, planTypeConflict, remoteAncestors } from "./plan.ts";
@@ -271,11 +272,15 @@ export class Uploader {
     remotePath: string,
     options: PutOptions,
   ): Promise<PutResult> {
+    const deletes = s.deletes;
     try {
       return await t.put(local, remotePath, options);
     } catch (e) {
       if (this.#ctx.signal.aborted) throw e;
-      if (!(await this.#clearTypeConflict(s, t, job, remotePath))) throw e;
+      // A delete that finished meanwhile may have removed what was in the way (its record is
+      // gone, so the conflict check cannot see it): one more attempt settles it.
+      const cleared = await this.#clearTypeConflict(s, t, job, remotePath);
+      if (!cleared && s.deletes === deletes) throw e;
       return await t.put(local, remotePath, options);
     }
   }
@@ -320,6 +325,7 @@ export class Uploader {
       )![0];
       for (const p of [row.remote_path, ...parseExtras(row.extras)]) await t.delete(p, { signal });
       store.recordDeleted(row.input_file, row.server, row.dest);
+      s.deletes++;
       s.log.info(`deleted ${row.remote_path} (replaced by an entry of another type)`);
     }
     // Directories the removed files leave empty, deepest first, where the destination keeps them.
@@ -385,7 +391,7 @@ const SMALL_FILE = 256 * 1024;
 
 /** MD5 (hex) of a file. */
 export async function md5Of(p: string, signal: AbortSignal, size: number): Promise<string> {
-  if (size <= SMALL_FILE) return createHash("md5").update(fs.readFileSync(p)).digest("hex");
+  if (size <= SMALL_FILE) return createHash("md5").update(readRegularSync(p).data).digest("hex");
   return await md5File(p, signal, size);
 }
 

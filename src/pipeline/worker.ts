@@ -107,6 +107,10 @@ export class Worker {
       settled = true;
       result.done?.();
       if (s.pacer.succeed()) this.#serverBack(s);
+      else if (s.refused) {
+        s.refused = undefined;
+        this.#serverBack(s);
+      }
       if (result.kind === "deleted") summary.deleted++;
       else if (result.kind === "synced") summary.synced++;
       else summary.skipped++;
@@ -132,6 +136,21 @@ export class Worker {
       }
     } finally {
       fleet?.finished(job, settled);
+    }
+  }
+
+  /**
+   * Tries one file that a server refused again, when its time has come:
+   * nothing else tells that the server was fixed (a folder made writable
+   * again) while no other file goes there. The pause doubles up to 5 min.
+   */
+  probeRefused(now: number): void {
+    for (const s of this.#d.servers.values()) {
+      const r = s.refused;
+      if (!r || now < r.probeAt) continue;
+      r.probeAt = now + r.delayMs;
+      r.delayMs = Math.min(r.delayMs * 2, 5 * 60_000);
+      if (this.#ctx.store.retryJob(r.job, now)) s.log.debug("Trying a refused file again");
     }
   }
 
@@ -211,6 +230,11 @@ export class Worker {
     store.fail(job, kind, message, now + next.delayMs, failAfter);
     if (serverWide) store.serverFailed(s.server.name, message, null, now);
     if (next.failed) summary.failed++;
+    // The server refused it (its messages name it): probe for the fix, unless already probing.
+    if (next.failed && !options.once && message.includes(`server "${s.server.name}"`)) {
+      const delayMs = Math.max(st.retryMaxDelay * 1000, 1000);
+      s.refused ??= { job: job.id, probeAt: now + delayMs, delayMs };
+    }
     failed(kind, message, next.failed);
     if (kind === "auth") {
       // One refused login explains every file of the server: say it once a minute.
@@ -356,6 +380,7 @@ export class Worker {
       if (store.remotePathInUse(s.server.name, p) && p !== synced.remote_path) continue;
       await transport.delete(p, { signal: this.#ctx.signal });
     }
+    s.deletes++;
     store.tx(() => {
       if (keep > 0) store.retire(s.server.name, paths, Date.now() + keep, job.input_file);
       store.recordDeleted(job.input_file, s.server.name, job.dest);

@@ -5,6 +5,7 @@
  * @module
  */
 import * as fs from "node:fs/promises";
+import { readRegular } from "../util/regular_file.ts";
 import * as path from "node:path";
 import { ClassifiedError } from "../errors.ts";
 import type { ProcessContext, ProcessFile } from "./processor.ts";
@@ -59,7 +60,7 @@ export async function writeOutput(
 
 /** Reads the current content of a file. */
 export async function readInput(file: ProcessFile): Promise<Uint8Array> {
-  return new Uint8Array(await fs.readFile(file.path));
+  return await readRegular(file.path);
 }
 
 /** Quotes a file name for messages: `"css/a.css"`. */

@@ -35,6 +35,7 @@
  * @module
  */
 import * as fs from "node:fs/promises";
+import { readRegular } from "../util/regular_file.ts";
 import * as path from "node:path";
 import type { OptionSpec } from "../options.ts";
 import { isTrue } from "../options.ts";
@@ -165,7 +166,7 @@ async function runCommand(file: ProcessFile, ctx: ProcessContext) {
   if (mode === "inplace") {
     await fs.mkdir(path.join(ctx.workDir, "in"), { recursive: true });
     inPath = path.join(ctx.workDir, "in", file.name);
-    await fs.copyFile(file.path, inPath);
+    await fs.writeFile(inPath, await readRegular(file.path));
   }
   const values = { in: inPath, out: outPath, name: file.name };
   const usesIn = text.includes("{in}");
@@ -181,7 +182,7 @@ async function runCommand(file: ProcessFile, ctx: ProcessContext) {
     if (cmd.includes("/")) cmd = path.resolve(cmd);
     args = words.slice(1).map((w) => substitute(w, values, (s) => s));
   }
-  const input = usesIn ? undefined : new Uint8Array(await fs.readFile(file.path));
+  const input = usesIn ? undefined : await readRegular(file.path);
   const timeoutS = Number(ctx.options.timeout ?? "60");
   let r;
   try {

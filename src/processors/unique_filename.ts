@@ -27,7 +27,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
+import { openRegular } from "../util/regular_file.ts";
 import * as fs from "node:fs/promises";
 import type { ProcessFile, ProcessorDef } from "./processor.ts";
 import { splitName } from "./_util.ts";
@@ -39,7 +39,8 @@ function withSuffix(name: string, suffix: string): string {
 
 async function hashFile(p: string, algorithm: string, signal: AbortSignal): Promise<string> {
   const h = createHash(algorithm);
-  for await (const chunk of createReadStream(p, { signal })) h.update(chunk as Uint8Array);
+  const fh = await openRegular(p);
+  for await (const chunk of fh.createReadStream({ signal })) h.update(chunk as Uint8Array);
   return h.digest("hex");
 }
 

@@ -122,6 +122,8 @@ export interface PipelineStore {
   fail(job: Job, kind: string, message: string, readyAt: number, failAfter: number): void;
   retryFailed(now: number, server?: string): number;
   retryAfterFix(now: number, server?: string): number;
+  /** Re-queues one failed (or waiting) job now, unless it is running; false when none was. */
+  retryJob(id: number, now: number): boolean;
   nextReadyAt(): number | undefined;
   hasActive(): boolean;
   activeCount(): number;

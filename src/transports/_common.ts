@@ -8,6 +8,7 @@ import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import { ClassifiedError } from "../errors.ts";
 import { formatBytes } from "../util/format.ts";
+import { readRegular } from "../util/regular_file.ts";
 
 /** Files up to this size are read into memory and sent as bytes (no second read). */
 export const SMALL_FILE = 1024 * 1024;
@@ -47,8 +48,7 @@ export async function readExactly(
   size: number,
   describe: () => string,
 ): Promise<Uint8Array<ArrayBuffer>> {
-  // One operation (open, read, close in the runtime): a fraction of node:fs's cost per file.
-  const data = await Deno.readFile(localPath);
+  const data = await readRegular(localPath) as Uint8Array<ArrayBuffer>;
   if (data.length !== size) {
     throw new ClassifiedError(
       `${describe()}: the local file changed while uploading (${data.length} bytes, expected ${size})`,

@@ -9,6 +9,9 @@
 import { createHash } from "node:crypto";
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
+import { createWriteStream } from "node:fs";
+import { pipeline } from "node:stream/promises";
+import { openRegular, readRegularSync } from "../util/regular_file.ts";
 import { ClassifiedError, classify, errorMessage } from "../errors.ts";
 import { isTempName, joinUrl, safeRemotePath, tempName } from "./paths.ts";
 import {
@@ -93,12 +96,13 @@ class SymlinkOrCopy implements Transport, Stater, Lister, Mover {
     const dst = this.#abs(remotePath);
     const dir = path.dirname(dst);
     // A missing folder (removed behind the daemon's back, or emptied and pruned by a delete
-    // running at the same time) is created again, once.
+    // running at the same time, which can happen again between mkdir and write) is created
+    // again, a few times.
     for (let attempt = 1;; attempt++) {
       try {
         return await this.#putOnce(localPath, dst, dir, remotePath, options);
       } catch (err) {
-        if (attempt > 1 || !isMissingDir(err)) this.#fail("upload", remotePath, err);
+        if (attempt >= 4 || !isMissingDir(err)) this.#fail("upload", remotePath, err);
         this.#dirs.delete(dir);
       }
     }
@@ -134,8 +138,9 @@ class SymlinkOrCopy implements Transport, Stater, Lister, Mover {
         md5 = createHash("md5").update(data).digest("hex");
         copied = data.byteLength;
       } else {
-        await fs.copyFile(localPath, tmp);
-        copied = (await fs.stat(tmp)).size;
+        // A leftover temp file (or symlink) of an interrupted upload goes first: never written through.
+        await fs.rm(tmp, { force: true });
+        copied = await copyRegular(localPath, tmp);
       }
       if (copied !== options.size) {
         throw new ClassifiedError(
@@ -165,6 +170,8 @@ class SymlinkOrCopy implements Transport, Stater, Lister, Mover {
     try {
       await fs.rm(dst, { force: true });
     } catch (err) {
+      // A file where a parent directory was (a directory replaced by a file): nothing below.
+      if ((err as { code?: string }).code === "ENOTDIR") return;
       // A directory there now (the file was replaced by one): the file is gone already.
       if ((await fs.lstat(dst).catch(() => undefined))?.isDirectory()) return;
       this.#fail("delete", remotePath, err);
@@ -272,20 +279,17 @@ const SMALL_FILE = 256 * 1024;
  * reading on (bounded even while something keeps appending).
  */
 function readSmall(p: string, expected: number): { data: Uint8Array; mode: number } {
-  const f = Deno.openSync(p);
-  try {
-    const info = f.statSync();
-    const data = new Uint8Array(expected + 1);
-    let n = 0;
-    while (n < data.length) {
-      const r = f.readSync(data.subarray(n));
-      if (r === null) break;
-      n += r;
-    }
-    return { data: data.subarray(0, n), mode: (info.mode ?? 0o644) & 0o7777 };
-  } finally {
-    f.close();
-  }
+  return readRegularSync(p, expected + 1);
+}
+
+/** Copies a (large) regular file to a new file `to`; returns the bytes written. */
+async function copyRegular(from: string, to: string): Promise<number> {
+  const src = await openRegular(from);
+  let n = 0;
+  const counted = src.createReadStream();
+  counted.on("data", (c) => (n += (c as Uint8Array).length));
+  await pipeline(counted, createWriteStream(to, { flags: "wx" }));
+  return n;
 }
 
 registerTransport({

@@ -5,7 +5,7 @@
  */
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
-import * as fs from "node:fs";
+import { openRegular, readRegularSync } from "./regular_file.ts";
 
 /** Files up to this size are read synchronously in one call: a thread hop costs more. */
 const SYNC_READ = 256 * 1024;
@@ -30,14 +30,15 @@ const CHUNK = 1024 * 1024;
  */
 export async function md5File(p: string, signal?: AbortSignal, sizeHint?: number): Promise<string> {
   signal?.throwIfAborted();
-  const size = sizeHint ?? (await Deno.stat(p)).size;
   const h = createHash("md5");
-  if (size <= SYNC_READ) return h.update(fs.readFileSync(p)).digest("hex");
-  if (size <= ONE_READ) {
-    return h.update(await Deno.readFile(p, signal ? { signal } : {})).digest("hex");
+  if (sizeHint !== undefined && sizeHint <= SYNC_READ) {
+    return h.update(readRegularSync(p).data).digest("hex");
   }
-  const fh = await fs.promises.open(p, "r");
+  const fh = await openRegular(p);
   try {
+    if ((sizeHint ?? (await fh.stat()).size) <= ONE_READ) {
+      return h.update(new Uint8Array(await fh.readFile(signal ? { signal } : {}))).digest("hex");
+    }
     const buf = Buffer.allocUnsafe(CHUNK);
     let pos = 0;
     for (;;) {

@@ -174,8 +174,9 @@ export class SourceWatcher {
         );
       }
     }
-    if (this.#probe?.stalled) {
-      // Deno.watchFs would wait for the blocked watcher thread: poll until it recovers.
+    if (this.#probe?.stalled || watcherThreadBlocked()) {
+      // Deno.watchFs would wait for the blocked watcher thread (also before the probe has
+      // noticed, e.g. watchers restarted by a reload): poll until it recovers.
       this.#stallPolling = true;
       this.#startPolling("the OS watcher is blocked");
       return;

@@ -187,7 +187,13 @@ export async function runSequence(ops: readonly Op[], o: RunOptions): Promise<st
           break;
         case "rmdst":
           if (applyToModel(model, op)) {
-            fs.rmSync(`${ws.dst}/${op.path}`, { recursive: true, force: true });
+            try {
+              fs.rmSync(`${ws.dst}/${op.path}`, { recursive: true, force: true });
+            } catch (e) {
+              // A file where a folder of the path would be (a type change not synced yet):
+              // there is no such folder at the destination to remove.
+              if ((e as { code?: string }).code !== "ENOTDIR") throw e;
+            }
           }
           break;
         case "repair": {

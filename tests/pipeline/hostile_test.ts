@@ -66,6 +66,31 @@ Deno.test("a file replaced by a directory and back converges with --once, each r
   }
 });
 
+Deno.test("files replaced by directories converge while their deletes run beside the uploads below", async () => {
+  // Each old file's delete job runs in parallel with the uploads into the directory that
+  // replaced it: an upload refused while the file was still there, whose conflict check comes
+  // after the delete removed the file's record, must try again instead of failing.
+  const ws = workspace();
+  try {
+    const n = 60;
+    for (let i = 0; i < n; i++) write(path.join(ws.src, `f${i}`), `file ${i}`);
+    localConfig(ws, { settings: { retryInitialDelay: "0.05", retryFailAfter: "1" } });
+    const first = await cli(["sync", "--config", ws.config, "--once"]);
+    assertEquals(first.code, 0, first.stderr);
+    for (let i = 0; i < n; i++) {
+      fs.rmSync(path.join(ws.src, `f${i}`));
+      for (const inner of ["a.txt", "b/c.txt", "d.txt"]) {
+        write(path.join(ws.src, `f${i}`, inner), `${inner} below f${i}`);
+      }
+    }
+    const second = await cli(["sync", "--config", ws.config, "--once"]);
+    assertEquals(second.code, 0, second.stderr);
+    assertEquals(same(ws)(), "");
+  } finally {
+    ws.cleanup();
+  }
+});
+
 Deno.test("a file replaced by a directory and back converges in watch mode, without a batch lost", async () => {
   const ws = workspace();
   let d: ReturnType<typeof spawn> | undefined;

@@ -54,3 +54,36 @@ Deno.test("hostile tree: a FIFO created in a watched tree neither stalls syncing
     ws.cleanup();
   }
 });
+
+Deno.test("hostile tree: a FIFO created and removed at once (its blocked reader cannot be freed) neither stalls syncing nor SIGTERM", async () => {
+  // Deno's watcher thread may be left waiting on a pipe nobody can open any more: the daemon
+  // must go on (polling) and still stop on SIGTERM. In-process tests cannot show this: the
+  // thread is the process's, shared by every watcher in it.
+  const ws = workspace("fc-fifo-gone-");
+  localConfig(ws, { settings: { rescanInterval: "0", pollInterval: "1" } });
+  write(path.join(ws.src, "a.txt"), "a\n");
+  const d = spawn(["sync", "--config", ws.config]);
+  try {
+    await d.waitFor("Initial scan done");
+    await until(() => fs.existsSync(path.join(ws.dst, "a.txt")), 10_000, "a.txt");
+    for (let i = 0; i < 5; i++) {
+      const p = path.join(ws.src, `pipe${i}`);
+      await mkfifo(p);
+      fs.rmSync(p);
+    }
+    await sleep(200);
+    write(path.join(ws.src, "b.txt"), "after the pipes\n");
+    await until(() => fs.existsSync(path.join(ws.dst, "b.txt")), 20_000, "a file written after");
+    assertEquals(fs.readFileSync(path.join(ws.dst, "b.txt"), "utf8"), "after the pipes\n");
+    const t0 = Date.now();
+    const code = await Promise.race([d.stop(), sleep(20_000).then(() => -1)]);
+    assertEquals(
+      code,
+      0,
+      `SIGTERM did not stop the daemon (${Date.now() - t0} ms):\n${d.log().slice(-3000)}`,
+    );
+  } finally {
+    await d.kill();
+    ws.cleanup();
+  }
+});

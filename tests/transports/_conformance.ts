@@ -46,6 +46,12 @@ async function writeTemp(dir: string, name: string, data: Uint8Array): Promise<s
   return p;
 }
 
+/** Makes a named pipe (a real one: `mkfifo`). */
+export async function mkfifo(p: string): Promise<void> {
+  const r = await new Deno.Command("mkfifo", { args: [p] }).output();
+  if (!r.success) throw new Error(`mkfifo ${p} failed: ${new TextDecoder().decode(r.stderr)}`);
+}
+
 /** Registers the conformance steps on a test context. */
 export async function conformance(t: Deno.TestContext, target: ConformanceTarget): Promise<void> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), "fc-conf-"));
@@ -160,6 +166,31 @@ export async function conformance(t: Deno.TestContext, target: ConformanceTarget
       assertEquals(await target.readBack("x/y/z/deep.css"), null);
       await transport.delete("x/y/z/deep.css", { signal });
       await transport.delete("never/existed.txt", { signal });
+    });
+    await t.step("deleting a path below a file succeeds and keeps the file", async () => {
+      // A directory `d/` replaced by a file `d` at the destination: what was below is gone.
+      await put("typed/d", bytes("a file now"));
+      await transport.delete("typed/d/below.txt", { signal });
+      assertEquals(await target.readBack("typed/d"), bytes("a file now"));
+    });
+    await t.step("a FIFO swapped in for the local file is refused without blocking", async () => {
+      // The pipeline checked the type before, but a named pipe may take the file's place
+      // after that: opening it must neither block nor read it.
+      for (const size of [5, 8 * 1024 * 1024]) {
+        const local = await writeTemp(dir, crypto.randomUUID(), bytes("hello"));
+        await fs.rm(local);
+        await mkfifo(local);
+        const put = transport.put(local, `fifo/${size}.txt`, { signal, size, unprocessed: false });
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const hang = new Promise<string>((r) => (timer = setTimeout(() => r("blocked"), 20_000)));
+        const outcome = await Promise.race([
+          put.then(() => "stored", (e) => e instanceof ClassifiedError ? "refused" : String(e)),
+          hang,
+        ]);
+        clearTimeout(timer);
+        assertEquals(outcome, "refused", `size ${size}`);
+        assertEquals(await target.readBack(`fifo/${size}.txt`), null);
+      }
     });
     await t.step("unsafe paths are refused", async () => {
       await assertRejects(() => put("../escape.txt", bytes("no")), ClassifiedError);

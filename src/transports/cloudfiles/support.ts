@@ -4,7 +4,8 @@
  *
  * @module
  */
-import * as fsp from "node:fs/promises";
+import type * as fsp from "node:fs/promises";
+import { openRegular } from "../../util/regular_file.ts";
 import { type OptionValues, parseSettings } from "../../options.ts";
 import { joinRemote } from "../paths.ts";
 import { MiB, parseSize } from "../_common.ts";
@@ -159,7 +160,7 @@ export function fileStream(
         c.close();
         return;
       }
-      fh ??= await fsp.open(localPath, "r");
+      fh ??= await openRegular(localPath);
       const buf = new Uint8Array(Math.min(256 * 1024, left));
       const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
       if (bytesRead === 0) {

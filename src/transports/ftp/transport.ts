@@ -7,10 +7,11 @@
  * @module
  */
 import { type FileInfo, FileType, FTPError, type FTPResponse } from "basic-ftp";
-import * as fs from "node:fs/promises";
+import type * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { ClassifiedError, classify, errorMessage } from "../../errors.ts";
 import { addSecret } from "../../log.ts";
+import { openRegular } from "../../util/regular_file.ts";
 import type { FtpOptions } from "../ftp.ts";
 import { isTempName, joinUrl, safeRemotePath } from "../paths.ts";
 import { uploadViaTemp } from "../temp_rename.ts";
@@ -178,7 +179,7 @@ class Ftp extends FtpConnection implements Transport, Stater, Lister, Mover, Dir
     let fh: fs.FileHandle;
     try {
       // Opened before any network work: a local problem is not the connection's.
-      fh = await fs.open(localPath, "r");
+      fh = await openRegular(localPath);
     } catch (err) {
       throw new ClassifiedError(
         `Cannot upload "${rel}" to server "${this.server}": cannot read local file "${localPath}": ${

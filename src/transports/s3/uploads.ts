@@ -5,8 +5,8 @@
  * @module
  */
 import { Buffer } from "node:buffer";
-import * as fs from "node:fs";
-import * as fsp from "node:fs/promises";
+import type * as fs from "node:fs";
+import type * as fsp from "node:fs/promises";
 import { ClassifiedError, classify, errorMessage } from "../../errors.ts";
 import type { PutOptions, PutResult } from "../transport.ts";
 import {
@@ -20,6 +20,7 @@ import {
 } from "../_common.ts";
 import { formatBytes } from "../../util/format.ts";
 import { md5File } from "../../util/hash.ts";
+import { openRegular } from "../../util/regular_file.ts";
 import { mapLimit } from "../../util/pool.ts";
 import { crc32Base64, type LeanObjectOutput, objectOutput } from "../_s3_lean.ts";
 import { S3Calls } from "./client.ts";
@@ -47,7 +48,7 @@ export class S3Uploads extends S3Calls {
       } else {
         md5 = options.md5 ?? await md5File(localPath, options.signal);
         // A node stream with a known length: web streams fail with the SDK under Deno.
-        body = fs.createReadStream(localPath, { start: 0, end: options.size - 1 });
+        body = (await openRegular(localPath)).createReadStream({ start: 0, end: options.size - 1 });
         sig = options.signal;
       }
     } catch (err) {
@@ -125,7 +126,7 @@ export class S3Uploads extends S3Calls {
     let md5: string;
     let before: fs.Stats;
     try {
-      fh = await fsp.open(localPath, "r");
+      fh = await openRegular(localPath);
       before = await fh.stat();
       md5 = options.md5 ?? await md5File(localPath, signal);
     } catch (err) {

@@ -9,10 +9,11 @@
  */
 // @ts-types="@types/ssh2"
 import type ssh2 from "ssh2";
-import * as fs from "node:fs/promises";
+import type * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { ClassifiedError, classify, errorMessage } from "../../errors.ts";
 import { addSecret } from "../../log.ts";
+import { openRegular, readRegular, readRegularSync } from "../../util/regular_file.ts";
 import type { Logger } from "../../log.ts";
 import type { SftpOptions } from "../sftp.ts";
 import { Pool } from "../pool.ts";
@@ -266,9 +267,10 @@ class Sftp implements Transport, Stater, Lister, Mover, DirRemover {
       // Read or opened before any network work: a local problem is not the connection's.
       // A small file is read synchronously: an asynchronous read costs a hand-over to
       // another thread (and a wake-up on a busy machine) worth more than the read itself.
-      if (options.size <= SMALL) data = Deno.readFileSync(localPath);
-      else if (options.size <= BURST) data = await Deno.readFile(localPath);
-      else fh = await fs.open(localPath, "r");
+      // Both reads refuse anything but a regular file without blocking on a FIFO.
+      if (options.size <= SMALL) data = readRegularSync(localPath).data;
+      else if (options.size <= BURST) data = await readRegular(localPath);
+      else fh = await openRegular(localPath);
     } catch (err) {
       throw new ClassifiedError(
         `Cannot upload "${rel}" to server "${this.#server}": cannot read local file "${localPath}": ${
