@@ -12,9 +12,9 @@
  * takes the leases of the keys whose record does not hold the fingerprint
  * yet; a conflicting row that is not updated is still locked, so two
  * claimers of one key queue up and exactly one wins. The records are read
- * at the start of the statement: a record published while the statement
- * waited for a lock is not seen, and that file is uploaded once more
- * (delivery is at least once; publishing is an upsert).
+ * at the start of the statement, so a record published while it waited for
+ * a lock is not seen: the keys it leaves ours are read again in a second
+ * statement, and those found published are done (no second upload).
  *
  * Change feed: PostgreSQL sequences hand out numbers in call order but
  * transactions commit in any order, so a follower could read seq 12 before
@@ -266,7 +266,40 @@ export class PostgresSharedStore implements SharedStore {
         );
       }
     }
+    await this.#recheckMine(distinct, out);
     return inOrder(items, out);
+  }
+
+  /**
+   * The claim statement reads the records at its start; when it waited for
+   * the lock of a lease whose holder then published and dropped it, the
+   * lease is ours but the record it published was not seen. A second
+   * statement (a new snapshot, after our lease is committed) sees every
+   * record published before: those keys are done, and our lease on them goes.
+   */
+  async #recheckMine(distinct: readonly KeyedItem[], out: Map<string, Claim>): Promise<void> {
+    const mine = distinct.filter((i) => out.get(i.id)?.kind === "mine");
+    if (mine.length === 0) return;
+    const rows = await this.#with("claim in", async (c) => {
+      const r = await c.query(
+        `SELECT key_hash, ${RECORD_COLUMNS_SQL} FROM synced_files WHERE key_hash = ANY($1::text[])`,
+        [mine.map((i) => i.hash)],
+      );
+      return new Map(r.rows.map((row) => [row.key_hash as string, row as RecordRow]));
+    });
+    const done = mine.filter((i) => rows.get(i.hash)?.fingerprint === i.fingerprint);
+    if (done.length === 0) return;
+    for (const item of done) {
+      out.set(item.id, { kind: "done", record: toRecord(rows.get(item.hash)!) });
+    }
+    await this.#with(
+      "claim in",
+      (c) =>
+        c.query("DELETE FROM fc_leases WHERE key_hash = ANY($1::text[]) AND node = $2", [
+          done.map((i) => i.hash),
+          this.node,
+        ]),
+    );
   }
 
   renew(key: SharedKey, now: number, leaseMs: number): Promise<boolean> {
