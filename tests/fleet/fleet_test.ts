@@ -142,7 +142,8 @@ for (const store of STORES) {
       // count duplicates, not coverage.
       // Duplicates only around the kill: the victim's running claims, taken over later.
       assert(dups <= 10, `${dups} duplicate uploads`);
-      for (const n of nodes.slice(1)) {
+      // The survivors: whichever node was killed, its web database stopped with it.
+      for (const n of nodes.filter((x) => x !== victim)) {
         await eventually(
           () => {
             const rows = webRows(n);
