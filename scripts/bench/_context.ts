@@ -37,6 +37,9 @@ export interface Sizes {
   processorCopies: number;
   /** Scenario d: files created, deleted and recreated in one directory while watching. */
   massDeleteFiles: number;
+  /** Scenario f: files of the initial sync with a shared store, runs per setup. */
+  fleetFiles: number;
+  fleetRuns: number;
 }
 
 /** The two modes. */
@@ -58,6 +61,8 @@ export const SIZES: Record<"quick" | "full", Sizes> = {
     sustainedDrainSeconds: 15,
     processorCopies: 5,
     massDeleteFiles: 5000,
+    fleetFiles: 2000,
+    fleetRuns: 1,
   },
   full: {
     initialFiles: { local: 10_000, sftp: 10_000, s3: 10_000 },
@@ -76,6 +81,8 @@ export const SIZES: Record<"quick" | "full", Sizes> = {
     sustainedDrainSeconds: 30,
     processorCopies: 20,
     massDeleteFiles: 20_000,
+    fleetFiles: 10_000,
+    fleetRuns: 3,
   },
 };
 

@@ -7,7 +7,9 @@
  *
  * Scenarios: 1 initial sync (with 7, the S3 ceiling, and 6, resources),
  * 2 latency, 3 burst, 4 restart (with idle memory), 5 sustained load,
- * p processors, d mass delete (create, `rm -rf`, recreate while watching);
+ * p processors, d mass delete (create, `rm -rf`, recreate while watching),
+ * f fleet (initial sync with the SQLite store vs a PostgreSQL shared store,
+ * one node and two nodes on one shared folder);
  * s scale (only with `--scale` or `--only s`: up to a million files).
  *
  * Nothing is left running: every process is ended by pid, the servers are
@@ -22,6 +24,7 @@ import { type SftpInfo, startServer, type SwiftInfo } from "../../tests/_servers
 import { type Context, SIZES } from "./_context.ts";
 import { endAll, liveProcesses, loadAverage, machineInfo, rmTree, say } from "./_util.ts";
 import { initialSync } from "./initial.ts";
+import { fleetBench } from "./fleet.ts";
 import { massDelete } from "./mass_delete.ts";
 import { burst, latency } from "./latency.ts";
 import { benchProcessors } from "./processors.ts";
@@ -33,9 +36,9 @@ import { sustained } from "./sustained.ts";
 const ROOT = path.resolve(import.meta.dirname!, "..", "..");
 const SERVERS_DIR = "/tmp/fileconveyor-bench-servers";
 const PACKAGES = ["rclone", "rsync", "lsyncd", "openssh-client", "time"];
-const ALL = ["1", "2", "3", "4", "5", "p", "d"];
+const ALL = ["1", "2", "3", "4", "5", "p", "d", "f"];
 /** Scenarios that need neither the SFTP nor the S3 server. */
-const LOCAL_ONLY = new Set(["4", "p", "d"]);
+const LOCAL_ONLY = new Set(["4", "p", "d", "f"]);
 
 /**
  * What limits fileconveyor where a goal is missed or close, from profiles
@@ -118,7 +121,7 @@ function parseArgs(argv: string[]): Args {
       }
     } else if (x.startsWith("--render")) a.render = path.resolve(value());
     else {throw new Error(
-        `Unknown argument "${x}" (try --full, --only 1,2,3,4,5,p,d,s, --scale [N,N,…], --concurrency N, --out DIR)`,
+        `Unknown argument "${x}" (try --full, --only 1,2,3,4,5,p,d,f,s, --scale [N,N,…], --concurrency N, --out DIR)`,
       );}
   }
   if (!(a.concurrency >= 1)) throw new Error("--concurrency must be a positive number");
@@ -166,7 +169,7 @@ async function installTools(): Promise<void> {
 }
 
 async function stopServers(keep: boolean): Promise<void> {
-  for (const name of ["sftp", "swift"]) {
+  for (const name of ["sftp", "swift", "postgres"]) {
     try {
       await sh(
         `bash ${JSON.stringify(path.join(ROOT, "scripts/dev-servers", name + ".sh"))} stop${
@@ -292,6 +295,7 @@ async function main(): Promise<number> {
       return scale(ctx, sizes);
     });
     results.massDelete = await step("d", () => massDelete(ctx));
+    results.fleet = await step("f", () => fleetBench(ctx));
     results.commands = Object.fromEntries(ctx.commands);
   } finally {
     results.load.end = loadAverage();

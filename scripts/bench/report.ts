@@ -8,6 +8,7 @@ import { type ScaleResult, scaleSection } from "./scale.ts";
 import type { ProcessorBench } from "./processors.ts";
 import type { InitialRow } from "./initial.ts";
 import type { BurstRow, LatencyRow } from "./latency.ts";
+import { type FleetResult, fleetSection } from "./fleet.ts";
 import type { MassDeleteResult, Phase } from "./mass_delete.ts";
 import type { RestartResult } from "./restart.ts";
 import type { SustainedRow } from "./sustained.ts";
@@ -32,6 +33,7 @@ export interface Results {
   processors?: ProcessorBench[];
   scale?: ScaleResult;
   massDelete?: MassDeleteResult;
+  fleet?: FleetResult;
   errors: { scenario: string; message: string }[];
   commands: Record<string, string>;
   /** Notes written by whoever ran and analysed it (profiles, limits). */
@@ -149,6 +151,20 @@ export function goals(r: Results): Goal[] {
         met: !growing && le(0.95 * x.writtenPerS, x.arrivedPerS),
       });
     }
+  }
+  if (r.fleet) {
+    const f = r.fleet;
+    const size = quick ? " (quick mode: fewer files)" : "";
+    out.push({
+      goal: "Initial sync with a PostgreSQL shared store ≤ 1.5× the SQLite store (one node)",
+      measured: `${n(f.sharedRatio, 2)}× over ${int(f.files)} files${size}`,
+      met: le(f.sharedRatio, 1.5),
+    });
+    out.push({
+      goal: "Two nodes on one shared folder finish faster than one",
+      measured: `${n(f.twoNodesRatio, 2)}× the one-node time${size}`,
+      met: typeof f.twoNodesRatio === "number" && f.twoNodesRatio < 1,
+    });
   }
   return out;
 }
@@ -430,6 +446,7 @@ ${
 `);
   }
   if (r.scale) out.push(scaleSection(r.scale));
+  if (r.fleet) out.push(fleetSection(r.fleet));
   if (r.massDelete) {
     out.push(massDeleteSection(r.massDelete));
   }

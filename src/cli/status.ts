@@ -50,6 +50,20 @@ function formatFleet(f: NonNullable<StatusReport["fleet"]>): string[] {
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
   for (const row of rows) lines.push(row.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd());
+  // This node's own view is in the servers table above; the other nodes' views follow.
+  const others = (f.servers ?? []).filter((h) => h.node !== f.node);
+  if (others.length > 0) {
+    lines.push("Servers as other nodes see them:");
+    for (const h of others) {
+      lines.push(
+        `  ${h.server} on ${h.node}: ${
+          h.failingSince !== null
+            ? `failing since ${ago(h.failingSince)}${h.lastError ? `: ${h.lastError}` : ""}`
+            : `ok (last sync ${ago(h.lastOk)})`
+        }; reported ${ago(h.updatedAt)}`,
+      );
+    }
+  }
   return lines;
 }
 

@@ -9,6 +9,7 @@
 import { parseStoreUrl } from "../config/store_url.ts";
 import type { Config } from "../config/types.ts";
 import { errorMessage } from "../errors.ts";
+import { redact } from "../log.ts";
 import type { FleetRuntime } from "../pipeline/fleet.ts";
 import { nodeName } from "../pipeline/fleet.ts";
 import { openSharedStore } from "../store/shared/open.ts";
@@ -32,6 +33,15 @@ export interface FleetStatus {
     queued: number;
     failed: number;
     version: string;
+  }[];
+  /** Each node's view of each server, as the nodes last shared it; with `nodes`. */
+  servers?: {
+    server: string;
+    node: string;
+    failingSince: number | null;
+    lastError: string | null;
+    lastOk: number | null;
+    updatedAt: number;
   }[];
   /** Why `nodes` is missing. */
   error?: string;
@@ -89,7 +99,7 @@ export async function fleetStatus(config: Config, store: Store): Promise<FleetSt
     ...(daemon ? { daemon } : {}),
   };
   try {
-    const rows = await ask(config, (s) => s.nodes());
+    const [rows, health] = await ask(config, (s) => Promise.all([s.nodes(), s.serverHealth()]));
     const now = Date.now();
     const timeout = config.settings.nodeTimeout * 1000;
     out.nodes = rows.map((r) => ({
@@ -100,6 +110,14 @@ export async function fleetStatus(config: Config, store: Store): Promise<FleetSt
       queued: r.queued,
       failed: r.failed,
       version: r.version,
+    }));
+    out.servers = health.map((h) => ({
+      server: h.server,
+      node: h.node,
+      failingSince: h.failing_since,
+      lastError: h.last_error === null ? null : redact(h.last_error),
+      lastOk: h.last_ok,
+      updatedAt: h.updated_at,
     }));
   } catch (e) {
     out.error = errorMessage(e);

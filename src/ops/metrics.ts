@@ -70,7 +70,9 @@ export class Metrics {
     const d = this.#daemon;
     const store = d.store;
     const config = d.config;
-    const e = new Exposition();
+    // In a fleet every node exports the same series: `node` tells them apart.
+    const node = d.fleet?.node;
+    const e = new Exposition(node === undefined ? {} : { node });
     const now = Date.now();
     const servers = config.servers.map((s) => s.name);
     const per = <T>(rows: T[], key: (r: T) => string) => new Map(rows.map((r) => [key(r), r]));

@@ -43,6 +43,15 @@ function formatValue(v: number): string {
  */
 export class Exposition {
   readonly #lines: string[] = [];
+  readonly #constant: Labels;
+
+  /**
+   * `constant` labels go first on every sample (e.g. the fleet's `node`);
+   * without them each sample carries only its own labels.
+   */
+  constructor(constant: Labels = {}) {
+    this.#constant = constant;
+  }
 
   /** Starts a metric family. */
   family(name: string, type: "counter" | "gauge" | "histogram", help: string): void {
@@ -51,7 +60,8 @@ export class Exposition {
 
   /** Adds one sample to the current family. */
   sample(name: string, value: number, labels?: Labels): void {
-    this.#lines.push(`${name}${formatLabels(labels)} ${formatValue(value)}`);
+    const all = Object.keys(this.#constant).length ? { ...this.#constant, ...labels } : labels;
+    this.#lines.push(`${name}${formatLabels(all)} ${formatValue(value)}`);
   }
 
   /** The whole text, ending with a newline. */

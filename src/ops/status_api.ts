@@ -66,6 +66,51 @@ export interface LiveStatus {
     ms: number;
     lagMs: number;
   }[];
+  /** This node's name (fleet mode only). */
+  node?: string;
+  /**
+   * Every node of the fleet as the last heartbeat read it (fleet mode only;
+   * absent until the shared store first answered), newest heartbeat first.
+   */
+  nodes?: FleetNodeStatus[];
+}
+
+/** One node of the fleet in `/api/status`. */
+export interface FleetNodeStatus {
+  node: string;
+  alive: boolean;
+  heartbeatAt: number;
+  startedAt: number;
+  queued: number;
+  failed: number;
+  version: string;
+  /** Servers this node sees failing, with since when and why. */
+  failing: { server: string; since: number; error: string | null }[];
+}
+
+/** The fleet part of the live status: read from the fleet's last view, never from the database. */
+function fleetPart(daemon: Daemon, now: number): Pick<LiveStatus, "node" | "nodes"> {
+  const fleet = daemon.fleet;
+  if (!fleet) return {};
+  const view = fleet.view;
+  if (!view) return { node: fleet.node };
+  const nodes = view.nodes.map((n) => ({
+    node: n.node,
+    alive: now - n.heartbeat_at < fleet.nodeTimeoutMs,
+    heartbeatAt: n.heartbeat_at,
+    startedAt: n.started_at,
+    queued: n.queued,
+    failed: n.failed,
+    version: n.version,
+    failing: view.servers
+      .filter((h) => h.node === n.node && h.failing_since !== null)
+      .map((h) => ({
+        server: h.server,
+        since: h.failing_since!,
+        error: h.last_error === null ? null : redact(h.last_error),
+      })),
+  }));
+  return { node: fleet.node, nodes };
 }
 
 const HOUR = 3_600_000;
@@ -142,6 +187,7 @@ export function liveStatus(
     problems: report.problems,
     chart: { from, to: now, bucketMs: MINUTE, series },
     transfers,
+    ...fleetPart(daemon, now),
   };
 }
 

@@ -28,6 +28,7 @@ const HTML = `<!doctype html>
 <body>
 <header>
   <h1>fileconveyor</h1>
+  <span id="node" class="node" hidden></span>
   <span id="health" class="badge">loading…</span>
   <span id="meta" class="muted"></span>
 </header>
@@ -41,6 +42,10 @@ const HTML = `<!doctype html>
   <section>
     <h2>Servers</h2>
     <table id="servers"><thead><tr><th>Server</th><th>Transport</th><th class="num">Synced</th><th class="num">Bytes</th><th class="num">Queued</th><th class="num">In flight</th><th class="num">Failed</th><th class="num">Lag p50 / max</th><th>Last sync</th><th>Last error</th></tr></thead><tbody></tbody></table>
+  </section>
+  <section id="fleet" hidden>
+    <h2>Nodes</h2>
+    <table id="nodes"><thead><tr><th>Node</th><th>State</th><th>Last heartbeat</th><th class="num">Queued</th><th class="num">Failed</th><th>Version</th><th>Failing servers</th></tr></thead><tbody></tbody></table>
   </section>
   <section>
     <h2>Last hour</h2>
@@ -81,6 +86,8 @@ section.cards { display: flex; gap: 12px; flex-wrap: wrap; background: none; bor
 .card { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 10px 16px; min-width: 130px; }
 .card b { display: block; font-size: 22px; }
 .muted { color: var(--muted); }
+.node { font-weight: 600; }
+.node-alive { color: var(--ok); } .node-gone { color: var(--bad); font-weight: 600; }
 .badge { padding: 2px 10px; border-radius: 999px; font-weight: 600; border: 1px solid currentColor; }
 .badge.ok { color: var(--ok); } .badge.bad { color: var(--bad); }
 #problems { border-color: var(--bad); color: var(--bad); }
@@ -205,6 +212,18 @@ function render(s) {
   h.className = "badge " + (s.health.ok ? "ok" : "bad");
   document.getElementById("meta").textContent = "v" + s.version + " · up " + ms(now - s.startedAt) +
     (s.initialScanDone ? "" : " · initial scan running");
+  const node = document.getElementById("node");
+  node.hidden = !s.node;
+  node.textContent = s.node ? "node " + s.node : "";
+  const fleet = document.getElementById("fleet");
+  fleet.hidden = !s.nodes;
+  if (s.nodes) fill(document.getElementById("nodes"), s.nodes.map((n) => el("tr", { "data-node": n.node },
+    el("td", {}, n.node + (n.node === s.node ? " (this)" : "")),
+    el("td", { class: n.alive ? "node-alive" : "node-gone" }, n.alive ? "alive" : "gone"),
+    el("td", {}, ago(n.heartbeatAt, now)), el("td", { class: "num" }, n.queued),
+    el("td", { class: "num" }, n.failed), el("td", {}, n.version),
+    el("td", { class: "err" }, n.failing.map((f) => f.server + " since " + ago(f.since, now) + (f.error ? ": " + f.error : "")).join("; ")))),
+    "no nodes");
   const problems = document.getElementById("problems");
   problems.hidden = s.health.problems.length === 0;
   problems.replaceChildren(...s.health.problems.map((p) => el("div", {}, p)));

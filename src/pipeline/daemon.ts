@@ -68,6 +68,11 @@ export class Daemon {
   readonly #fleet: Fleet | undefined;
   #stopping = false;
   #timers: number[] = [];
+
+  /** The link to the fleet's shared store; undefined on a machine on its own. */
+  get fleet(): Fleet | undefined {
+    return this.#fleet;
+  }
   #reloads: Promise<void> = Promise.resolve();
 
   private constructor(config: Config, options: DaemonOptions, lock: Deno.FsFile, dataDir: string) {

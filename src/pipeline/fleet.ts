@@ -27,11 +27,19 @@ import { errorMessage } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { FleetLocal } from "../store/fleet_local.ts";
 import { openSharedStore } from "../store/shared/open.ts";
-import type { Claim, SharedKey, SharedRecord, SharedStore } from "../store/shared/types.ts";
+import type {
+  Claim,
+  NodeRow,
+  SharedKey,
+  SharedRecord,
+  SharedServerHealth,
+  SharedStore,
+} from "../store/shared/types.ts";
 import type { Job, Store } from "../store/store.ts";
 import { VERSION } from "../version.ts";
 import type { PipelineContext } from "./context.ts";
 import { FleetFollower } from "./fleet_follow.ts";
+import { FleetHealth } from "./fleet_health.ts";
 import { FleetPublisher } from "./fleet_publish.ts";
 
 /** The shared store cannot be reached: the job waits in the local queue until `retryAt`. */
@@ -74,6 +82,14 @@ export interface FleetRuntime {
   outbox: number;
   mirrored: number;
   at: number;
+}
+
+/** The fleet as this node last read it (at its heartbeat). */
+export interface FleetView {
+  /** When it was read (ms since the epoch). */
+  at: number;
+  nodes: NodeRow[];
+  servers: SharedServerHealth[];
 }
 
 /** The node's name: the setting, or the host name. */
@@ -123,6 +139,8 @@ export class Fleet {
   readonly #leases = new Map<number, { key: SharedKey; timer: number }>();
   readonly #publisher: FleetPublisher;
   readonly #follower: FleetFollower;
+  readonly #health: FleetHealth;
+  #view: FleetView | undefined;
   #timers: number[] = [];
   #closed = false;
 
@@ -141,6 +159,20 @@ export class Fleet {
     this.local = new FleetLocal(store);
     this.#publisher = new FleetPublisher(this.local, (fn) => this.#call(fn), log);
     this.#follower = new FleetFollower(this.local, (fn) => this.#call(fn), log);
+    this.#health = new FleetHealth(this.node, () => store.serverRows(), (fn) => this.#call(fn));
+  }
+
+  /**
+   * The nodes and server health the last heartbeat read; undefined before
+   * the shared store first answered. Never waits for the database.
+   */
+  get view(): FleetView | undefined {
+    return this.#view;
+  }
+
+  /** A node whose last heartbeat is older than this (ms) is gone. */
+  get nodeTimeoutMs(): number {
+    return this.#leaseMs;
   }
 
   /** Lease length: a node silent this long is gone, and so is its lease. */
@@ -406,6 +438,9 @@ export class Fleet {
           now: Date.now(),
           version: VERSION,
         }), true);
+      await this.#health.push(Date.now());
+      const [nodes, servers] = await this.#call((s) => Promise.all([s.nodes(), s.serverHealth()]));
+      this.#view = { at: Date.now(), nodes, servers };
     } finally {
       this.#writeRuntime();
     }

@@ -125,3 +125,49 @@ Deno.test("status page: renders sources, servers, chart and failures; Retry re-q
     ws.cleanup();
   }
 });
+
+Deno.test("status page: a fleet node shows its name in the header and a Nodes table; on its own, neither", async () => {
+  const executablePath = await ensureChromium();
+  const ws = workspace("fc-ops-page-fleet-");
+  write(path.join(ws.src, "a.txt"), "a");
+  const url = `sqlite:${path.join(ws.root, "shared.db")}`;
+  const fleet = spawn([
+    "sync",
+    "--config",
+    localConfig(ws, { settings: { store: url, node: "web-7", rescanInterval: "0" } }),
+    "--http",
+    "127.0.0.1:0",
+  ]);
+  const alone = workspace("fc-ops-page-alone-");
+  const single = spawn(["sync", "--config", localConfig(alone), "--http", "127.0.0.1:0"]);
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), "fc-chromium-"));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath,
+    args: CHROMIUM_ARGS,
+    headless: true,
+  });
+  try {
+    const page = await context.newPage();
+    const problems: string[] = [];
+    page.on("pageerror", (e) => problems.push(String(e)));
+    await page.goto((await httpBase(fleet)) + "/");
+    await page.waitForSelector("#nodes tr[data-node='web-7']", { timeout: 20_000 });
+    assertEquals((await page.innerText("#node")).trim(), "node web-7");
+    const row = await page.innerText("#nodes tr[data-node='web-7']");
+    assertIncludes(row, "web-7 (this)");
+    assertIncludes(row, "alive");
+
+    await page.goto((await httpBase(single)) + "/");
+    await page.waitForSelector("body[data-loaded='1']", { timeout: 10_000 });
+    assertEquals(await page.locator("#node").isVisible(), false);
+    assertEquals(await page.locator("#fleet").isVisible(), false);
+    assertEquals(problems, [], "no script errors");
+  } finally {
+    await context.close();
+    fs.rmSync(profile, { recursive: true, force: true });
+    await fleet.kill();
+    await single.kill();
+    ws.cleanup();
+    alone.cleanup();
+  }
+});

@@ -1,0 +1,157 @@
+/**
+ * Scenario f: what the shared store costs. Initial sync (`sync --once`) of
+ * N small files to a local folder by one node with the embedded SQLite
+ * store, by one node with a PostgreSQL shared store, and by two nodes
+ * sharing one source folder and one PostgreSQL store (started together;
+ * the wall time ends when both have exited). Every run starts from an empty
+ * destination, data directories and database; a run counts only when the
+ * destination then holds all N files. The two-node row also says how many
+ * uploads the nodes made together (N when no file went out twice).
+ *
+ * PostgreSQL is the test server of `scripts/dev-servers/postgres.sh`
+ * (private cluster on 127.0.0.1, `synchronous_commit=off`), started by
+ * the benchmark under its own servers directory and stopped with the rest.
+ *
+ * @module
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { freshDatabase } from "../../tests/_servers.ts";
+import { type Context, fresh } from "./_context.ts";
+import { fcCommand, fcConfig } from "./_tools.ts";
+import { countFiles, makeTree, median, rmTree, say, timed } from "./_util.ts";
+
+/** One configuration of scenario f. */
+export interface FleetRow {
+  setup: "sqlite" | "postgres" | "postgres-2-nodes";
+  /** Wall time of each valid run, ms. */
+  runs: number[];
+  medianMs: number | null;
+  /** Uploads made by all nodes together in the last run (N: each file once). */
+  uploads: number;
+  /** Runs whose destination missed files or whose process failed. */
+  failed: number;
+}
+
+/** Scenario f results. */
+export interface FleetResult {
+  files: number;
+  rows: FleetRow[];
+  /** PostgreSQL (one node) / SQLite wall time. */
+  sharedRatio: number | null;
+  /** Two nodes / one node, both on PostgreSQL. */
+  twoNodesRatio: number | null;
+}
+
+/** Uploads a daemon's log reports. */
+function uploadsIn(log: string): number {
+  return [...log.matchAll(/\] (?:uploaded|updated) \S+ \(/g)].length;
+}
+
+/** Runs scenario f. */
+export async function fleetBench(ctx: Context): Promise<FleetResult> {
+  const files = ctx.sizes.fleetFiles;
+  const runs = ctx.sizes.fleetRuns;
+  const src = path.join(ctx.work, "sf-src");
+  rmTree(src);
+  makeTree(src, { files, dirs: 50, minBytes: 64, maxBytes: 256, seed: 11 });
+  say(`scenario f: ${files} files, ${runs} run(s) per setup`);
+
+  const once = async (setup: FleetRow["setup"], i: number) => {
+    const dst = path.join(ctx.work, fresh("sf-dst"));
+    const db = setup === "sqlite" ? undefined : await freshDatabase("postgres");
+    const nodes = setup === "postgres-2-nodes" ? ["n1", "n2"] : ["n1"];
+    try {
+      const results = await Promise.all(nodes.map((node) => {
+        const data = path.join(ctx.data, fresh(`sf-${node}`));
+        const config = fcConfig(path.join(ctx.work, `sf-${setup}-${node}.xml`), {
+          src,
+          dest: { kind: "local", dir: dst },
+          dataDir: data,
+          concurrency: ctx.concurrency,
+          settings: db ? { store: db.url, node } : {},
+        });
+        const c = fcCommand(config, true);
+        // The config holds the database password; the command line shows only its path.
+        ctx.commands.set(`f ${setup} (${node})`, c.shown);
+        const log = path.join(ctx.work, `sf-${setup}-${node}-${i}.log`);
+        fs.rmSync(log, { force: true });
+        return timed(c.cmd, { timeoutMs: 30 * 60_000, stderrFile: log }).then((r) => {
+          const text = fs.readFileSync(log, "utf8");
+          rmTree(data);
+          return { ...r, uploads: uploadsIn(text), tail: text.slice(-1500) };
+        });
+      }));
+      const arrived = countFiles(dst);
+      const ms = Math.max(...results.map((r) => r.ms));
+      const ok = results.every((r) => r.code === 0) && arrived === files;
+      if (!ok) {
+        say(`  f ${setup}: exits ${results.map((r) => r.code)}, ${arrived}/${files} files`);
+        for (const r of results) if (r.code !== 0) say(r.tail);
+      }
+      return { ms, ok, uploads: results.reduce((a, r) => a + r.uploads, 0) };
+    } finally {
+      rmTree(dst);
+      await db?.drop().catch(() => {});
+    }
+  };
+
+  const rows: FleetRow[] = [];
+  for (const setup of ["sqlite", "postgres", "postgres-2-nodes"] as const) {
+    const row: FleetRow = { setup, runs: [], medianMs: null, uploads: 0, failed: 0 };
+    for (let i = 0; i < runs; i++) {
+      const r = await once(setup, i);
+      if (r.ok) row.runs.push(r.ms);
+      else row.failed++;
+      row.uploads = r.uploads;
+      say(`  f ${setup} run ${i + 1}: ${(r.ms / 1000).toFixed(2)} s${r.ok ? "" : " (failed)"}`);
+    }
+    row.medianMs = row.runs.length > 0 ? median(row.runs) : null;
+    rows.push(row);
+  }
+  rmTree(src);
+  const ms = (setup: FleetRow["setup"]) => rows.find((r) => r.setup === setup)?.medianMs ?? null;
+  const ratio = (a: number | null, b: number | null) => a !== null && b ? a / b : null;
+  return {
+    files,
+    rows,
+    sharedRatio: ratio(ms("postgres"), ms("sqlite")),
+    twoNodesRatio: ratio(ms("postgres-2-nodes"), ms("postgres")),
+  };
+}
+
+const SETUP_NAME: Record<FleetRow["setup"], string> = {
+  sqlite: "one node, embedded SQLite store",
+  postgres: "one node, PostgreSQL shared store",
+  "postgres-2-nodes": "two nodes, one shared folder, PostgreSQL",
+};
+
+/** Scenario f's section of the report. */
+export function fleetSection(x: FleetResult): string {
+  const s = (ms: number | null) => ms === null ? "–" : (ms / 1000).toFixed(2);
+  const r = (v: number | null) => v === null ? "–" : `${v.toFixed(2)}×`;
+  const rows = x.rows.map((row) =>
+    `| ${SETUP_NAME[row.setup]} | ${s(row.medianMs)} | ${row.runs.map(s).join(", ") || "–"} | ${
+      row.uploads.toLocaleString("en-US")
+    } | ${row.failed} |`
+  );
+  return `## f. Fleet: initial sync of ${
+    x.files.toLocaleString("en-US")
+  } files with a shared store (local folder)
+
+\`fileconveyor sync --once\` of ${
+    x.files.toLocaleString("en-US")
+  } small files (64–256 bytes, 50 directories) into an empty local folder. With two nodes, both
+watch the same source folder and share one PostgreSQL store; they start together and the wall
+time ends when both have exited. "Uploads" counts what the nodes' logs report in the last run
+(${x.files.toLocaleString("en-US")} means every file went out exactly once). PostgreSQL is a
+private test cluster on 127.0.0.1 with \`synchronous_commit=off\`.
+
+| setup | median wall time (s) | runs (s) | uploads | failed runs |
+|---|---|---|---|---|
+${rows.join("\n")}
+
+PostgreSQL / SQLite on one node: **${r(x.sharedRatio)}** (goal ≤ 1.5×). Two nodes / one node on
+PostgreSQL: **${r(x.twoNodesRatio)}** (goal < 1×).
+`;
+}
