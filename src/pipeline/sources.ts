@@ -71,6 +71,7 @@ export class Sources {
       guardShare: s.deleteGuardShare,
       guardMinFiles: s.deleteGuardMinFiles,
       configFile: this.#ctx.config.file,
+      watchBusy: (name) => (this.#aggregators.get(name)?.pending ?? 0) > 0,
       sink: (batch) => this.#commit(batch),
     });
   }

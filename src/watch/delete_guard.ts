@@ -5,9 +5,14 @@
  *
  * A full scan judges its own deletions at its end. Deletions found by
  * partial scans (watcher events) are gathered per source and judged
- * together once no new one came for `window` ms (at most `windowMax` ms
- * after the first): an `rm -rf` spread over many watcher batches is one
- * deletion, not many small ones that each pass the guard.
+ * together once no new one came for `window` ms and the source is not
+ * `busy` (its watcher still has events to deliver, or a scan of it runs),
+ * at most `windowMax` ms after the first: an `rm -rf` that a loaded watcher
+ * delivers in many batches, with pauses, is one deletion, not many small
+ * ones that each pass the guard. Deletions applied in the last `recent` ms
+ * count toward the judgment of the next gathered ones, so a deletion spread
+ * over a longer time is still judged by its total; past the allowance,
+ * everything not yet applied is held.
  *
  * @module
  */
@@ -29,10 +34,14 @@ export interface DeleteGuardOptions {
   minFiles: number;
   /** The configuration file, named in the approval command. */
   configFile?: string;
-  /** Quiet milliseconds that end a gathered deletion. */
+  /** Quiet milliseconds that end a gathered deletion (default 3 s). */
   window?: number;
-  /** Longest a gathered deletion waits, ms. */
+  /** Longest a gathered deletion waits, ms (default 60 s). */
   windowMax?: number;
+  /** Milliseconds during which applied deletions count toward the next judgment (default 60 s). */
+  recent?: number;
+  /** Whether more deletions of a source may still come (events queued, a scan running). */
+  busy?(source: string): boolean;
 }
 
 /** What happened to a set of deletions. */
@@ -52,11 +61,16 @@ interface Gathered {
 }
 
 const BATCH = 500;
+const WINDOW = 3000;
+const WINDOW_MAX = 60_000;
+const RECENT = 60_000;
 
 /** Judges, holds or applies the deletions of every source. */
 export class DeleteGuard {
   readonly #o: DeleteGuardOptions;
   readonly #gathered = new Map<string, Gathered>();
+  /** Deletions applied per source: when, and how many. */
+  readonly #applied = new Map<string, { at: number; n: number }[]>();
 
   constructor(options: DeleteGuardOptions) {
     this.#o = options;
@@ -71,8 +85,9 @@ export class DeleteGuard {
   /**
    * Applies the deletions of one scan, or holds all of them. `whole`: they
    * are every deletion of the source (a full scan), judged by their number
-   * alone; otherwise they join deletions already held. `approved` applies
-   * them whatever their number (an approved guard too).
+   * alone; otherwise they join deletions already held, and are judged
+   * together with the deletions applied in the last `recent` ms. `approved`
+   * applies them whatever their number (an approved guard too).
    */
   judge(
     source: Source,
@@ -90,18 +105,24 @@ export class DeleteGuard {
     }
     const guard = store.guardFor(source.name);
     const ok = options.approved || guard?.approved === 1;
-    const known = store.countFiles(source.name);
-    const tooMany = deletes >= this.#o.minFiles && deletes > this.#o.share * known;
+    // Deletions applied shortly before are part of the same deletion (not for a full scan,
+    // whose deletions are all of the source's).
+    const earlier = ok || options.whole ? 0 : this.#recentlyApplied(source.name);
+    const total = deletes + earlier;
+    const known = store.countFiles(source.name) + earlier;
+    const tooMany = total >= this.#o.minFiles && total > this.#o.share * known;
     // While deletions are held, later ones of the source are held with them.
     if (!ok && (tooMany || (!options.whole && guard && deletes > 0))) {
       const pending = Math.max(deletes, guard?.pending ?? 0);
       store.holdDeletes(source.name, pending, known, Date.now());
+      const seconds = Math.round((this.#o.recent ?? RECENT) / 1000);
+      const before = earlier > 0
+        ? ` (${earlier} of them in the last ${seconds} s, applied before the rest was seen)`
+        : "";
       this.#o.log.error(
-        `Delete guard: ${pending} of the ${known} files of source "${source.name}" were deleted or ` +
-          `are no longer there; that is more than ${
-            Math.round(this.#o.share * 100)
-          } %, so none of ` +
-          `these deletions was applied (all are held). If this is intended, run: ${
+        `Delete guard: ${pending} deletions of source "${source.name}" are held, none of them ` +
+          `applied: ${total} of its ${known} files were deleted or are no longer there${before}, ` +
+          `more than ${Math.round(this.#o.share * 100)} %. If this is intended, run: ${
             this.approveCommand(source.name)
           }`,
       );
@@ -114,7 +135,23 @@ export class DeleteGuard {
         changes: changes.slice(i, i + BATCH),
       });
     }
+    if (ok) this.#applied.delete(source.name);
+    else if (deletes > 0) {
+      const list = this.#applied.get(source.name) ?? [];
+      list.push({ at: Date.now(), n: deletes });
+      this.#applied.set(source.name, list);
+    }
     return { applied: deletes, held: 0, vanished: false };
+  }
+
+  /** Deletions applied in the last `recent` ms (older entries are forgotten). */
+  #recentlyApplied(name: string): number {
+    const list = this.#applied.get(name);
+    if (!list) return 0;
+    const since = Date.now() - (this.#o.recent ?? RECENT);
+    while (list.length > 0 && list[0]!.at < since) list.shift();
+    if (list.length === 0) this.#applied.delete(name);
+    return list.reduce((sum, e) => sum + e.n, 0);
   }
 
   /** Gathers deletions found by a partial scan; they are judged together later. */
@@ -127,17 +164,23 @@ export class DeleteGuard {
     }
     for (const r of removes) g.removes.add(r);
     for (const c of changes) g.changes.set(c.path, c);
+    this.#arm(g);
+  }
+
+  /** Judges the gathered deletions after a quiet window, later while the source is busy. */
+  #arm(g: Gathered) {
     if (g.timer !== undefined) clearTimeout(g.timer);
-    const wait = Math.max(
-      0,
-      Math.min(this.#o.window ?? 1000, g.first + (this.#o.windowMax ?? 10_000) - Date.now()),
-    );
+    const name = g.source.name;
+    const last = g.first + (this.#o.windowMax ?? WINDOW_MAX);
+    const wait = Math.max(0, Math.min(this.#o.window ?? WINDOW, last - Date.now()));
     g.timer = setTimeout(() => {
+      g.timer = undefined;
       try {
-        this.flush(source.name);
+        if (Date.now() < last && this.#o.busy?.(name)) this.#arm(g);
+        else this.flush(name);
       } catch (e) {
         this.#o.log.error(
-          `Cannot apply the deletions of source "${source.name}": ${(e as Error).message}`,
+          `Cannot apply the deletions of source "${name}": ${(e as Error).message}`,
         );
       }
     }, wait) as unknown as number;

@@ -42,6 +42,11 @@ export interface ScannerOptions {
   configFile?: string;
   /** Quiet milliseconds that end a deletion gathered from watcher events (delete guard). */
   deleteWindow?: number;
+  /**
+   * Whether a source's watcher still has events to deliver: the delete guard
+   * waits for them before judging the deletions it gathered.
+   */
+  watchBusy?(source: string): boolean;
   sink: ChangeSink;
 }
 
@@ -67,6 +72,8 @@ export class Scanner {
   readonly #guard: DeleteGuard;
   readonly #publish: Publisher;
   readonly #walker: Walker;
+  /** Partial scans running per source: the delete guard waits for them. */
+  readonly #scanning = new Map<string, number>();
 
   constructor(options: ScannerOptions) {
     this.#o = options;
@@ -88,6 +95,7 @@ export class Scanner {
       minFiles: options.guardMinFiles,
       ...(options.configFile ? { configFile: options.configFile } : {}),
       ...(options.deleteWindow !== undefined ? { window: options.deleteWindow } : {}),
+      busy: (name) => (this.#scanning.get(name) ?? 0) > 0 || (options.watchBusy?.(name) ?? false),
     });
   }
 
@@ -175,6 +183,25 @@ export class Scanner {
    * then is scanned on its own.
    */
   async scanPaths(
+    source: Source,
+    paths: readonly { path: string; written: boolean }[],
+  ): Promise<number> {
+    this.#scanning.set(source.name, (this.#scanning.get(source.name) ?? 0) + 1);
+    try {
+      return await this.#scanPaths(source, paths);
+    } finally {
+      this.#scanned(source.name);
+    }
+  }
+
+  /** One partial scan of a source is over. */
+  #scanned(name: string) {
+    const n = (this.#scanning.get(name) ?? 1) - 1;
+    if (n > 0) this.#scanning.set(name, n);
+    else this.#scanning.delete(name);
+  }
+
+  async #scanPaths(
     source: Source,
     paths: readonly { path: string; written: boolean }[],
   ): Promise<number> {
@@ -282,6 +309,15 @@ export class Scanner {
   async scanPath(source: Source, p: string, written = false): Promise<number> {
     if (p === source.scanPath) return (await this.scanSource(source)).changes;
     if (!this.#inScope(source, p)) return 0;
+    this.#scanning.set(source.name, (this.#scanning.get(source.name) ?? 0) + 1);
+    try {
+      return await this.#scanPath(source, p, written);
+    } finally {
+      this.#scanned(source.name);
+    }
+  }
+
+  async #scanPath(source: Source, p: string, written: boolean): Promise<number> {
     const w: Walk = {
       source,
       batch: { puts: [], removes: [], changes: [] },

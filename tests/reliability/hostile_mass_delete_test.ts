@@ -128,3 +128,31 @@ Deno.test("hostile tree: rm -rf of a large directory beyond the guard's allowanc
     ws.cleanup();
   }
 });
+
+Deno.test("hostile tree: a deletion beyond the allowance made of two rm -rf with a pause is held entirely", async () => {
+  const ws = workspace("fc-rmrf-two-");
+  localConfig(ws, { copy: false, settings: { rescanInterval: "0" } });
+  // Each part alone is within the allowance (150 of 400 files); both together are not.
+  files(ws, "a", 150);
+  files(ws, "b", 150);
+  files(ws, "keep", 100);
+  const total = count(ws.src);
+  const d = await start(ws);
+  try {
+    fs.rmSync(path.join(ws.src, "a"), { recursive: true });
+    // Longer than a watcher batch's gap on a loaded machine, shorter than the guard's window.
+    await sleep(1500);
+    fs.rmSync(path.join(ws.src, "b"), { recursive: true });
+    await d.waitFor("Delete guard", 30_000);
+    await sleep(4000);
+    assertEquals(count(ws.dst), total, "part of the held deletion was applied");
+    assertIncludes(d.log(), '300 deletions of source "site" are held, none of them applied');
+    const text = (await cli(["status", "--config", ws.config])).stdout;
+    assertIncludes(text, "holds 300 deletions");
+    assertIncludes(text, `fileconveyor approve-deletes --config ${ws.config} --source site`);
+    assertEquals(await d.stop(), 0);
+  } finally {
+    await d.kill();
+    ws.cleanup();
+  }
+});
