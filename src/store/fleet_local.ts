@@ -21,6 +21,7 @@
  *
  * @module
  */
+import { recordValues } from "./shared/_keys.ts";
 import type { RecordChange, SharedKey, SharedRecord } from "./shared/types.ts";
 import type { Store } from "./store.ts";
 
@@ -154,17 +155,7 @@ export class FleetLocal {
       for (const c of changes) {
         const r = c.record;
         if (r) {
-          put.run(
-            r.input_file,
-            r.server,
-            r.dest,
-            r.transported_file_basename,
-            r.url,
-            r.remote_path,
-            r.fingerprint,
-            r.node,
-            r.synced_at,
-          );
+          put.run(...recordValues(r));
         } else drop.run(c.key.input_file, c.key.server, c.key.dest);
         this.#store.syncedChanged.add(c.key.input_file);
       }

@@ -5,7 +5,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import type { Claim, SharedKey, SharedRecord } from "./types.ts";
+import type { Claim, NodeRow, SharedKey, SharedRecord } from "./types.ts";
 
 /** One string per key, for maps (the parts joined by NUL, which no path contains). */
 export function keyId(key: SharedKey): string {
@@ -120,4 +120,41 @@ export function inOrder(
     if (!c) throw new Error(`No claim for "${key.input_file}" on server "${key.server}"`);
     return c;
   });
+}
+
+/** A row of `fc_nodes` as a driver returns it (numbers may come as strings or bigints). */
+export function toNodeRow(row: Record<string, unknown>): NodeRow {
+  return {
+    node: String(row.node),
+    started_at: Number(row.started_at),
+    heartbeat_at: Number(row.heartbeat_at),
+    queued: Number(row.queued),
+    failed: Number(row.failed),
+    version: String(row.version),
+  };
+}
+
+/** A record's values in the order of the record columns (`RECORD_COLUMNS_SQL`). */
+export function recordValues(r: SharedRecord): [
+  string,
+  string,
+  string,
+  string,
+  string,
+  string,
+  string,
+  string,
+  number,
+] {
+  return [
+    r.input_file,
+    r.server,
+    r.dest,
+    r.transported_file_basename,
+    r.url,
+    r.remote_path,
+    r.fingerprint,
+    r.node,
+    r.synced_at,
+  ];
 }

@@ -25,6 +25,7 @@
  */
 import mysql from "mysql2/promise";
 import { decideClaim, distinctItems, distinctKeys, distinctRecords, inOrder } from "./_keys.ts";
+import { recordValues, toNodeRow } from "./_keys.ts";
 import { keyId, type RecordRow, toRecord } from "./_keys.ts";
 import { withDbErrors } from "./_db_errors.ts";
 import type {
@@ -225,14 +226,7 @@ export class MysqlSharedStore implements SharedStore {
         `SELECT node, started_at, heartbeat_at, queued, failed, version FROM fc_nodes
          ORDER BY heartbeat_at DESC, node`,
       );
-      return rows.map((row) => ({
-        node: row.node,
-        started_at: Number(row.started_at),
-        heartbeat_at: Number(row.heartbeat_at),
-        queued: Number(row.queued),
-        failed: Number(row.failed),
-        version: row.version,
-      }));
+      return rows.map(toNodeRow);
     });
   }
 
@@ -386,18 +380,7 @@ export class MysqlSharedStore implements SharedStore {
           COMMIT`,
         timeout: QUERY_TIMEOUT_MS,
       }, [
-        distinct.map(({ hash, record: r }) => [
-          hash,
-          r.input_file,
-          r.server,
-          r.dest,
-          r.transported_file_basename,
-          r.url,
-          r.remote_path,
-          r.fingerprint,
-          r.node,
-          r.synced_at,
-        ]),
+        distinct.map(({ hash, record: r }) => [hash, ...recordValues(r)]),
         distinct.map((d) => d.hash),
         this.node,
         n,

@@ -30,6 +30,7 @@
  */
 import pg from "pg";
 import { distinctItems, distinctKeys, distinctRecords, inOrder, keyId } from "./_keys.ts";
+import { toNodeRow } from "./_keys.ts";
 import type { KeyedItem } from "./_keys.ts";
 import { decideClaim, type RecordRow, toRecord } from "./_keys.ts";
 import { withDbErrors } from "./_db_errors.ts";
@@ -187,14 +188,7 @@ export class PostgresSharedStore implements SharedStore {
         `SELECT node, started_at, heartbeat_at, queued, failed, version FROM fc_nodes
          ORDER BY heartbeat_at DESC, node`,
       );
-      return r.rows.map((row) => ({
-        node: row.node,
-        started_at: Number(row.started_at),
-        heartbeat_at: Number(row.heartbeat_at),
-        queued: Number(row.queued),
-        failed: Number(row.failed),
-        version: row.version,
-      }));
+      return r.rows.map(toNodeRow);
     });
   }
 

@@ -13,6 +13,7 @@
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { SQLITE, sqliteCode, StoreUnavailable } from "../../errors.ts";
 import { decideClaim, distinctItems, distinctKeys, distinctRecords, inOrder } from "./_keys.ts";
+import { recordValues } from "./_keys.ts";
 import { type RecordRow, toRecord } from "./_keys.ts";
 import type {
   Claim,
@@ -333,17 +334,7 @@ export class SqliteSharedStore implements SharedStore {
           "INSERT INTO fc_changes(input_file, server, dest, removed) VALUES (?, ?, ?, 0)",
         );
         for (const { record: r } of distinct) {
-          upsert.run(
-            r.input_file,
-            r.server,
-            r.dest,
-            r.transported_file_basename,
-            r.url,
-            r.remote_path,
-            r.fingerprint,
-            r.node,
-            r.synced_at,
-          );
+          upsert.run(...recordValues(r));
           drop.run(r.input_file, r.server, r.dest, this.node);
           log.run(r.input_file, r.server, r.dest);
         }
