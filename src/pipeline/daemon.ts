@@ -18,7 +18,6 @@ import type { Config } from "../config/types.ts";
 import { ClassifiedError, errorMessage } from "../errors.ts";
 import { addSecret, logger } from "../log.ts";
 import { setupProcessors } from "../processors/chain.ts";
-import { DELETED, eventName } from "../store/events.ts";
 import { lostState } from "../store/integrity.ts";
 import { Store } from "../store/store.ts";
 import type { WatchMode } from "../watch/watcher.ts";
@@ -34,6 +33,7 @@ import { Scheduler } from "./scheduler.ts";
 import { Servers } from "./servers.ts";
 import { isStoreError, Sources } from "./sources.ts";
 import { Worker } from "./worker.ts";
+import { reportDryRun } from "./dry_run.ts";
 import { Fleet } from "./fleet.ts";
 import { parseStoreUrl } from "../config/store_url.ts";
 
@@ -326,7 +326,12 @@ export class Daemon {
     this.#log.info(`Initial scan done in ${Math.round(performance.now() - t0)} ms`, { queued });
     this.#bus.emit({ type: "initial-scan-done", queued, ms: performance.now() - t0 });
     if (o.dryRun) {
-      this.#reportDryRun();
+      this.#summary.skipped = reportDryRun(
+        logger("dry-run"),
+        this.#sources.dryChanges,
+        this.#router,
+        this.store.activeCount(),
+      );
       await this.#shutdown();
       if (this.#fatal) throw this.#fatal;
       return this.#summary;
@@ -504,24 +509,5 @@ export class Daemon {
       if (isStoreError(e)) this.#scheduler.storeTrouble(e);
       else this.#log.warn(`Cannot write status: ${errorMessage(e)}`);
     }
-  }
-
-  #reportDryRun() {
-    const log = logger("dry-run");
-    let n = 0;
-    for (const c of this.#sources.dryChanges) {
-      for (const ch of this.#router.changesFor(c)) {
-        n++;
-        const del = ch.event === DELETED;
-        log.info(
-          `would ${del ? "delete" : "upload"} "${c.rel}" ${
-            del ? "from" : "to"
-          } server "${ch.server}"${ch.dest ? ` under "${ch.dest}"` : ""} (${eventName(ch.event)})`,
-        );
-      }
-    }
-    const queued = this.store.activeCount();
-    log.info(`${n} changes found; ${queued} queued from earlier runs; nothing was changed`);
-    this.#summary.skipped = n;
   }
 }

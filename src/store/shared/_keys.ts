@@ -5,7 +5,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import type { Claim, NodeRow, SharedKey, SharedRecord } from "./types.ts";
+import type { Claim, NodeRow, SharedKey, SharedRecord, SharedServerHealth } from "./types.ts";
 
 /** One string per key, for maps (the parts joined by NUL, which no path contains). */
 export function keyId(key: SharedKey): string {
@@ -157,4 +157,17 @@ export function recordValues(r: SharedRecord): [
     r.node,
     r.synced_at,
   ];
+}
+
+/** A row of `fc_server_health` as a driver returns it (numbers may come as strings). */
+export function toServerHealth(row: Record<string, unknown>): SharedServerHealth {
+  const num = (v: unknown) => (v === null || v === undefined ? null : Number(v));
+  return {
+    server: String(row.server),
+    node: String(row.node),
+    failing_since: num(row.failing_since),
+    last_error: (row.last_error as string | null | undefined) ?? null,
+    last_ok: num(row.last_ok),
+    updated_at: Number(row.updated_at),
+  };
 }

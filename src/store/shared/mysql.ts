@@ -25,7 +25,7 @@
  */
 import mysql from "mysql2/promise";
 import { decideClaim, distinctItems, distinctKeys, distinctRecords, inOrder } from "./_keys.ts";
-import { recordValues, toNodeRow } from "./_keys.ts";
+import { recordValues, toNodeRow, toServerHealth } from "./_keys.ts";
 import { keyId, type RecordRow, toRecord } from "./_keys.ts";
 import { withDbErrors } from "./_db_errors.ts";
 import type {
@@ -478,15 +478,7 @@ export class MysqlSharedStore implements SharedStore {
         `SELECT server, node, failing_since, last_error, last_ok, updated_at
          FROM fc_server_health ORDER BY server, node`,
       );
-      const num = (v: unknown) => (v === null || v === undefined ? null : Number(v));
-      return rows.map((row) => ({
-        server: row.server,
-        node: row.node,
-        failing_since: num(row.failing_since),
-        last_error: row.last_error ?? null,
-        last_ok: num(row.last_ok),
-        updated_at: Number(row.updated_at),
-      }));
+      return rows.map(toServerHealth);
     });
   }
 

@@ -30,7 +30,7 @@
  */
 import pg from "pg";
 import { distinctItems, distinctKeys, distinctRecords, inOrder, keyId } from "./_keys.ts";
-import { toNodeRow } from "./_keys.ts";
+import { toNodeRow, toServerHealth } from "./_keys.ts";
 import type { KeyedItem } from "./_keys.ts";
 import { decideClaim, type RecordRow, toRecord } from "./_keys.ts";
 import { withDbErrors } from "./_db_errors.ts";
@@ -460,15 +460,7 @@ export class PostgresSharedStore implements SharedStore {
         `SELECT server, node, failing_since, last_error, last_ok, updated_at
          FROM fc_server_health ORDER BY server, node`,
       );
-      const num = (v: unknown) => (v === null || v === undefined ? null : Number(v));
-      return r.rows.map((row) => ({
-        server: row.server,
-        node: row.node,
-        failing_since: num(row.failing_since),
-        last_error: row.last_error ?? null,
-        last_ok: num(row.last_ok),
-        updated_at: Number(row.updated_at),
-      }));
+      return r.rows.map(toServerHealth);
     });
   }
 
