@@ -14,7 +14,13 @@
  * @module
  */
 
-/** Slack for coarse timestamps (Deno reports ctime in whole seconds). */
+/**
+ * Slack for coarse timestamps: Deno reports ctime in whole seconds, and the
+ * kernel stamps a directory with a clock of a few milliseconds' resolution,
+ * so two changes close together may leave the same mtime. A directory whose
+ * mtime is this recent is rescanned again at the next sweep (git's "racily
+ * clean" rule).
+ */
 const SLACK_MS = 2000;
 /** Directories stat'ed between two yields to the event loop. */
 const CHUNK = 2000;
@@ -63,6 +69,7 @@ export class DirSweep {
       seen = this.#seen.get(source)!;
     }
     const since = this.#since.get(source)!;
+    const racyAfter = Date.now() - SLACK_MS;
     const changed: string[] = [];
     const next = new Map<string, string>();
     let n = 0;
@@ -78,7 +85,8 @@ export class DirSweep {
       const mtime = info.mtime?.getTime() ?? 0;
       const ctime = info.ctime?.getTime() ?? 0;
       const sig = `${mtime}:${ctime}:${info.ino ?? 0}`;
-      next.set(dir, sig);
+      // A racy signature never matches: the directory is looked at again next time.
+      next.set(dir, mtime > racyAfter ? `${sig}:racy` : sig);
       const old = seen.get(dir);
       if (old === undefined ? Math.max(mtime, ctime) >= since : old !== sig) changed.push(dir);
     }
