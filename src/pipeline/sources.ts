@@ -53,6 +53,8 @@ export class Sources {
   readonly #sweep = new DirSweep();
   #sweepTimer: number | undefined;
   #sweeping = false;
+  /** Sources whose swept directories wait in the scan queue: not swept again meanwhile. */
+  readonly #sweepQueued = new Set<string>();
   #scanner: Scanner;
   /** Changes seen in a dry run, reported at the end. */
   readonly dryChanges: FsChange[] = [];
@@ -120,7 +122,7 @@ export class Sources {
         if (!this.#watchers.has(source.name) || this.#watchModes.get(source.name) === "polling") {
           continue;
         }
-        if (this.#scanPending.has(source.name)) continue;
+        if (this.#scanPending.has(source.name) || this.#sweepQueued.has(source.name)) continue;
         const dirs = [source.scanPath, ...this.#store.dirsOf(source.name)];
         const r = await this.#sweep.sweep(source.name, dirs);
         total.dirs += r.dirs;
@@ -138,7 +140,9 @@ export class Sources {
   }
 
   #scanDirs(source: Source, dirs: string[]): Promise<void> {
+    this.#sweepQueued.add(source.name);
     return this.#serial(async () => {
+      this.#sweepQueued.delete(source.name);
       if (this.#ctx.stopping || this.#scanPending.has(source.name)) return;
       try {
         await this.#scanner.scanDirs(source, dirs);
