@@ -21,6 +21,9 @@ import { SourceWatcher, type WatchMode } from "../watch/watcher.ts";
 import type { PipelineContext } from "./context.ts";
 import type { Router } from "./routing.ts";
 
+/** Sweeps after which the list of a source's directories is read again from the store anyway. */
+const DIR_LIST_SWEEPS = 20;
+
 /** What {@linkcode Sources} calls back into. */
 export interface SourcesHooks {
   /** New work may be ready. */
@@ -55,6 +58,12 @@ export class Sources {
   #sweeping = false;
   /** Sources whose swept directories wait in the scan queue: not swept again meanwhile. */
   readonly #sweepQueued = new Set<string>();
+  /**
+   * Stored directories per source, read again when a scan stored or removed
+   * a directory (reading them costs ~60 ms at 100,000 files) and every
+   * {@linkcode DIR_LIST_SWEEPS} sweeps at least.
+   */
+  readonly #dirLists = new Map<string, { dirs: string[]; sweeps: number }>();
   #scanner: Scanner;
   /** Changes seen in a dry run, reported at the end. */
   readonly dryChanges: FsChange[] = [];
@@ -123,8 +132,7 @@ export class Sources {
           continue;
         }
         if (this.#scanPending.has(source.name) || this.#sweepQueued.has(source.name)) continue;
-        const dirs = [source.scanPath, ...this.#store.dirsOf(source.name)];
-        const r = await this.#sweep.sweep(source.name, dirs);
+        const r = await this.#sweep.sweep(source.name, this.#dirsOf(source));
         total.dirs += r.dirs;
         total.changed += r.changed.length;
         total.ms += r.ms;
@@ -137,6 +145,17 @@ export class Sources {
       this.#sweeping = false;
     }
     return total;
+  }
+
+  /** The directories a sweep of `source` stats: its root and every stored directory. */
+  #dirsOf(source: Source): string[] {
+    let list = this.#dirLists.get(source.name);
+    if (!list || list.sweeps >= DIR_LIST_SWEEPS) {
+      list = { dirs: [source.scanPath, ...this.#store.dirsOf(source.name)], sweeps: 0 };
+      this.#dirLists.set(source.name, list);
+    }
+    list.sweeps++;
+    return list.dirs;
   }
 
   #scanDirs(source: Source, dirs: string[]): Promise<void> {
@@ -203,6 +222,7 @@ export class Sources {
   async reconfigure(fresh: readonly Source[], all: boolean, watch: boolean): Promise<void> {
     this.#scanner.close();
     this.#scanner = this.#makeScanner();
+    this.#dirLists.clear();
     if (!watch) return;
     const sources = this.#ctx.config.sources;
     for (const [name, w] of [...this.#watchers]) {
@@ -323,6 +343,8 @@ export class Sources {
     const now = Date.now();
     const changes: Change[] = [];
     for (const c of batch.changes) changes.push(...this.#router.changesFor(c));
+    if (batch.removes.length > 0) this.#dirLists.clear();
+    for (const p of batch.puts) if (p.is_dir) this.#dirLists.delete(p.source);
     store.tx(() => {
       for (const r of batch.removes) store.deleteUnder(r);
       for (const p of batch.puts) store.putFile(p);
