@@ -126,14 +126,6 @@ export const SETTINGS_SPEC: readonly OptionSpec[] = [
     help: "Seconds between full reconciliation scans (0: never)",
   },
   {
-    name: "dirSweepInterval",
-    type: "number",
-    min: 0,
-    default: "15",
-    help:
-      "Seconds between directory sweeps in watch mode (0: never): every known source directory is stat'ed (not its files) and one that changed is rescanned, so entries created, removed or replaced whose watcher events were lost are still found; edits in place wait for the full rescan",
-  },
-  {
     name: "watchMode",
     type: "enum",
     values: ["auto", "poll"],
@@ -287,7 +279,6 @@ export function toSettings(v: OptionValues): Settings {
     retryMaxDelay: n("retryMaxDelay"),
     retryFailAfter: n("retryFailAfter"),
     rescanInterval: n("rescanInterval"),
-    dirSweepInterval: n("dirSweepInterval"),
     watchMode: v.watchMode as Settings["watchMode"],
     pollInterval: n("pollInterval"),
     settleDelay: n("settleDelay"),

@@ -109,8 +109,6 @@ export interface Settings {
   retryFailAfter: number;
   /** Seconds between full reconciliation scans; 0 disables them. */
   rescanInterval: number;
-  /** Seconds between directory sweeps in watch mode (stat of every known directory); 0 disables them. */
-  dirSweepInterval: number;
   /** `auto`: native watcher, polling as fallback; `poll`: polling only. */
   watchMode: "auto" | "poll";
   /** Seconds between polls in polling mode. */

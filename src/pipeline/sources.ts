@@ -15,14 +15,10 @@ import { DELETED } from "../store/events.ts";
 import type { Change, Store } from "../store/store.ts";
 import { startFifoReleaser } from "../watch/fifo_release.ts";
 import { Aggregator } from "../watch/aggregator.ts";
-import { DirSweep } from "../watch/dir_sweep.ts";
 import { type Batch, type FsChange, Scanner } from "../watch/scanner.ts";
 import { SourceWatcher, type WatchMode } from "../watch/watcher.ts";
 import type { PipelineContext } from "./context.ts";
 import type { Router } from "./routing.ts";
-
-/** Sweeps after which the list of a source's directories is read again from the store anyway. */
-const DIR_LIST_SWEEPS = 20;
 
 /** What {@linkcode Sources} calls back into. */
 export interface SourcesHooks {
@@ -52,18 +48,6 @@ export class Sources {
   /** Device of each source root when last seen present: another one means its mount went away. */
   readonly #rootDevs = new Map<string, number>();
   #scanQueue: Promise<void> = Promise.resolve();
-  /** Directory sweeps of watched sources (see dirSweepInterval). */
-  readonly #sweep = new DirSweep();
-  #sweepTimer: number | undefined;
-  #sweeping = false;
-  /** Sources whose swept directories wait in the scan queue: not swept again meanwhile. */
-  readonly #sweepQueued = new Set<string>();
-  /**
-   * Stored directories per source, read again when a scan stored or removed
-   * a directory (reading them costs ~60 ms at 100,000 files) and every
-   * {@linkcode DIR_LIST_SWEEPS} sweeps at least.
-   */
-  readonly #dirLists = new Map<string, { dirs: string[]; sweeps: number }>();
   #scanner: Scanner;
   /** Changes seen in a dry run, reported at the end. */
   readonly dryChanges: FsChange[] = [];
@@ -102,80 +86,6 @@ export class Sources {
     for (const source of this.#ctx.config.sources) {
       if (!this.#watchers.has(source.name)) this.#startWatcher(source);
     }
-    this.#scheduleSweep();
-  }
-
-  /** Arms the next directory sweep (the interval is read anew each time: a reload may change it). */
-  #scheduleSweep() {
-    const every = this.#ctx.config.settings.dirSweepInterval;
-    if (this.#sweepTimer !== undefined || !(every > 0) || this.#ctx.stopping) return;
-    this.#sweepTimer = setTimeout(() => {
-      this.#sweepTimer = undefined;
-      void this.sweepDirs().finally(() => this.#scheduleSweep());
-    }, every * 1000) as unknown as number;
-  }
-
-  /**
-   * One directory sweep of every natively watched source: each stored
-   * directory is stat'ed and the changed ones are rescanned (shallow),
-   * through the scan queue. Skipped for a source whose full scan is waiting
-   * (it covers everything) and before the first full scan.
-   */
-  async sweepDirs(): Promise<{ dirs: number; changed: number; ms: number }> {
-    const total = { dirs: 0, changed: 0, ms: 0 };
-    if (this.#sweeping || !this.initialScanDone) return total;
-    this.#sweeping = true;
-    try {
-      for (const source of this.#ctx.config.sources) {
-        if (this.#ctx.stopping) break;
-        if (!this.#watchers.has(source.name) || this.#watchModes.get(source.name) === "polling") {
-          continue;
-        }
-        if (this.#scanPending.has(source.name) || this.#sweepQueued.has(source.name)) continue;
-        const r = await this.#sweep.sweep(source.name, this.#dirsOf(source));
-        total.dirs += r.dirs;
-        total.changed += r.changed.length;
-        total.ms += r.ms;
-        if (r.changed.length > 0) void this.#scanDirs(source, r.changed);
-      }
-    } catch (e) {
-      if (isStoreError(e)) this.#hooks.storeTrouble(e);
-      else this.#ctx.log.error(`Directory sweep failed: ${errorMessage(e)}`);
-    } finally {
-      this.#sweeping = false;
-    }
-    return total;
-  }
-
-  /** The directories a sweep of `source` stats: its root and every stored directory. */
-  #dirsOf(source: Source): string[] {
-    let list = this.#dirLists.get(source.name);
-    if (!list || list.sweeps >= DIR_LIST_SWEEPS) {
-      list = { dirs: [source.scanPath, ...this.#store.dirsOf(source.name)], sweeps: 0 };
-      this.#dirLists.set(source.name, list);
-    }
-    list.sweeps++;
-    return list.dirs;
-  }
-
-  #scanDirs(source: Source, dirs: string[]): Promise<void> {
-    this.#sweepQueued.add(source.name);
-    return this.#serial(async () => {
-      this.#sweepQueued.delete(source.name);
-      if (this.#ctx.stopping || this.#scanPending.has(source.name)) return;
-      try {
-        await this.#scanner.scanDirs(source, dirs);
-      } catch (e) {
-        if (isStoreError(e)) throw e;
-        this.#ctx.log.warn(
-          `Cannot rescan changed directories of source "${source.name}" (${
-            errorMessage(e)
-          }); rescanning the source`,
-        );
-        void this.enqueueScan(source);
-      }
-      this.#hooks.pump();
-    });
   }
 
   #startWatcher(source: Source) {
@@ -210,7 +120,6 @@ export class Sources {
       },
     });
     this.#watchers.set(source.name, w);
-    this.#sweep.begin(source.name);
     w.start();
     this.#watchModes.set(source.name, w.mode);
   }
@@ -222,7 +131,6 @@ export class Sources {
   async reconfigure(fresh: readonly Source[], all: boolean, watch: boolean): Promise<void> {
     this.#scanner.close();
     this.#scanner = this.#makeScanner();
-    this.#dirLists.clear();
     if (!watch) return;
     const sources = this.#ctx.config.sources;
     for (const [name, w] of [...this.#watchers]) {
@@ -232,7 +140,6 @@ export class Sources {
       this.#aggregators.get(name)?.close();
       this.#aggregators.delete(name);
       this.#watchModes.delete(name);
-      this.#sweep.forget(name);
       await w.stop();
     }
     this.startWatchers();
@@ -253,8 +160,6 @@ export class Sources {
 
   /** Stops every watcher; `bound` limits the wait for them (a close may hang). */
   async stop(bound: <T>(p: Promise<T>) => Promise<unknown> = (p) => p): Promise<void> {
-    clearTimeout(this.#sweepTimer);
-    this.#sweepTimer = undefined;
     if (this.#watchers.size > 0) {
       // A watcher thread stuck opening a named pipe would block closing a watch, and the
       // process: a thread of our own releases such readers while the watchers close.
@@ -343,8 +248,6 @@ export class Sources {
     const now = Date.now();
     const changes: Change[] = [];
     for (const c of batch.changes) changes.push(...this.#router.changesFor(c));
-    if (batch.removes.length > 0) this.#dirLists.clear();
-    for (const p of batch.puts) if (p.is_dir) this.#dirLists.delete(p.source);
     store.tx(() => {
       for (const r of batch.removes) store.deleteUnder(r);
       for (const p of batch.puts) store.putFile(p);

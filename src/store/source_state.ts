@@ -96,13 +96,6 @@ export class SourceState extends StoreConnection {
     this.q("DELETE FROM files WHERE path = ?").run(path);
   }
 
-  /** The stored directories of a source (what a directory sweep stats). */
-  dirsOf(source: string): string[] {
-    return (this.q("SELECT path FROM files WHERE source = ? AND is_dir = 1").all(source) as {
-      path: string;
-    }[]).map((r) => r.path);
-  }
-
   filesOf(source: string): { path: string; size: number }[] {
     return this.q("SELECT path, size FROM files WHERE source = ? AND is_dir = 0").all(
       source,

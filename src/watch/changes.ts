@@ -54,8 +54,6 @@ export interface Walk {
   found: Map<string, string>;
   /** A walk of part of the source: names elsewhere that share an inode are not visited. */
   partial?: boolean;
-  /** Descends only into directories not stored yet (a directory sweep: the others are swept apart). */
-  shallow?: boolean;
 }
 
 /** The store row for a file or directory as just stat'ed. */

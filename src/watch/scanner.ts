@@ -394,42 +394,6 @@ export class Scanner {
     return w.changes;
   }
 
-  /**
-   * Rescans directories a directory sweep found changed: each one's entries
-   * only, plus whatever is below directories not stored yet (stored
-   * subdirectories are swept on their own). Deletions go to the delete guard
-   * like those of watcher events.
-   */
-  async scanDirs(source: Source, dirs: readonly string[]): Promise<number> {
-    if (!isDir(source.scanPath)) return 0;
-    this.#scanning.set(source.name, (this.#scanning.get(source.name) ?? 0) + 1);
-    try {
-      const w: Walk = {
-        source,
-        batch: { puts: [], removes: [], changes: [] },
-        files: 0,
-        dirs: 0,
-        changes: 0,
-        sinceYield: 0,
-        found: new Map(),
-        partial: true,
-        shallow: true,
-        deferred: { removes: [], changes: [] },
-      };
-      for (const dir of dirs) {
-        if (dir !== source.scanPath && !this.#inScope(source, dir)) continue;
-        await this.#walker.walk(w, dir);
-        this.#publish.flush(w, true);
-      }
-      this.#guard.gather(source, w.deferred!.removes, w.deferred!.changes);
-      // Recorded, not replaced: the subdirectories' problems were not looked at.
-      for (const [p, reason] of w.found) this.#report.save(source.name, new Map([[p, reason]]), p);
-      return w.changes;
-    } finally {
-      this.#scanned(source.name);
-    }
-  }
-
   /** Records missing parent directories so their later removal is noticed. */
   #ensureParents(w: Walk, p: string) {
     const root = w.source.scanPath;

@@ -126,7 +126,7 @@ export class Walker {
             if (!st) continue;
             if (old) publish.replaced(w, old);
             w.batch.puts.push(fileRow(w.source, p, st, true));
-          } else if (w.shallow) continue;
+          }
           stack.push(p);
           continue;
         }

@@ -35,8 +35,6 @@ export const MODEL_SETTINGS: Record<string, string> = {
   retryMaxDelay: "0.5",
   retryFailAfter: "1",
   rescanInterval: "0",
-  // Lost watcher events (symlinks out of the tree or looping) are found by the sweep, not a rescan.
-  dirSweepInterval: "0.3",
   deleteGuardMinFiles: "1000000",
 };
 
