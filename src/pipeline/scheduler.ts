@@ -120,6 +120,9 @@ export class Scheduler {
       if (this.#troubleAt > 0) {
         // Reading works on a full disk: only a write that lands proves the trouble is over.
         ctx.store.setRuntime("writable", Date.now());
+        // The WAL grew while checkpoints could not land: fold it into the database now, while
+        // the space that came back is free, or the rescan below fills the disk again with it.
+        ctx.store.checkpoint();
         // Said once per reported trouble (errors are reported at most every 30 s), not per retry.
         const said = this.#troubleLogged >= this.#troubleAt;
         this.#troubleAt = 0;
