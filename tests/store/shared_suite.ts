@@ -87,6 +87,7 @@ export async function runSharedStoreSuite(step: Step, backend: SuiteBackend): Pr
         queued: 2,
         failed: 0,
         version: "1.0",
+        cursor: 0,
       });
     });
 
@@ -124,6 +125,20 @@ export async function runSharedStoreSuite(step: Step, backend: SuiteBackend): Pr
         node: "node-b",
         until: 61_200,
       });
+    });
+
+    await step("a lost lease: renew() is false, and the other node's record is taken", async () => {
+      const k = key("lost");
+      assertEquals(await a.claim(k, "same", 1_000, 500), { kind: "mine", until: 1_500 });
+      // node-a was too slow: its lease expired and node-b took the file over and published it.
+      assertEquals(await b.claim(k, "same", 2_000, 500), { kind: "mine", until: 2_500 });
+      const theirs = record(k, "node-b", "same", 2_100);
+      await b.publish([theirs]);
+      assertEquals(await a.renew(k, 2_200, 500), false);
+      // Asking again: the content node-a was uploading is done, with node-b's record.
+      assertEquals(await a.claim(k, "same", 2_300, 500), { kind: "done", record: theirs });
+      // Other content than the record holds is free to claim (node-b's lease went with its publish).
+      assertEquals(await a.claim(k, "changed", 2_300, 500), { kind: "mine", until: 2_800 });
     });
 
     await step("release() frees the lease; another node's release does nothing", async () => {
@@ -356,6 +371,73 @@ export async function runSharedStoreSuite(step: Step, backend: SuiteBackend): Pr
         { ...h, node: "node-b", failing_since: null, last_error: null },
       ]);
     });
+
+    await step(
+      "pruneChanges(): up to the lowest cursor of nodes heard from; the newest stays",
+      async () => {
+        // Far later than the other cases' heartbeats: only this case's nodes count.
+        const now = 50_000_000;
+        const keep = 1_000_000;
+        const p1 = await backend.open("prune-1");
+        const p2 = await backend.open("prune-2");
+        const old = await backend.open("prune-old");
+        try {
+          const keys = [key("prune1"), key("prune2"), key("prune3")];
+          for (const k of keys) await a.publish([record(k, "node-a", "p")]);
+          const head = (await a.feed()).head;
+          assertEquals((await a.changesSince(head - 3, 10)).map((c) => c.seq), [
+            head - 2,
+            head - 1,
+            head,
+          ]);
+          await p1.heartbeat({ queued: 0, failed: 0, now, version: "1", cursor: head });
+          await p2.heartbeat({ queued: 0, failed: 0, now, version: "1", cursor: head - 2 });
+          // Gone longer than the retention, far behind: it holds nothing back.
+          await old.heartbeat({
+            queued: 0,
+            failed: 0,
+            now: now - 2 * keep,
+            version: "1",
+            cursor: 1,
+          });
+          assert(await a.pruneChanges(now, keep) >= 1);
+          assertEquals((await b.feed()).pruned, head - 2);
+          assertEquals((await b.changesSince(0, 10)).map((c) => c.seq), [head - 1, head]);
+          // Without a cursor the heartbeat keeps the last one.
+          await p2.heartbeat({ queued: 0, failed: 0, now, version: "1" });
+          assertEquals((await a.nodes()).find((n) => n.node === "prune-2")?.cursor, head - 2);
+          // Every node read everything: all but the newest change go.
+          await p2.heartbeat({ queued: 0, failed: 0, now, version: "1", cursor: head });
+          await Promise.all([a.pruneChanges(now, keep), b.pruneChanges(now, keep)]);
+          assertEquals(await b.feed(), { pruned: head - 1, head });
+          assertEquals((await b.changesSince(0, 10)).map((c) => c.seq), [head]);
+          assertEquals(await a.pruneChanges(now, keep), 0);
+          // The node that was gone comes back behind the pruned range: a gap before the first
+          // change tells it, and it starts over from the records, page by page.
+          const first = (await old.changesSince(1, 10))[0]!;
+          assert(first.seq > 2 && (await old.feed()).pruned >= 2);
+          const seen = new Map<string, SharedRecord>();
+          let after = "";
+          for (let page = 0; page < 10_000; page++) {
+            const p = await old.records(after, 7);
+            for (const r of p.records) {
+              assert(!seen.has(r.input_file + r.server + r.dest), "a record twice");
+              seen.set(r.input_file + r.server + r.dest, r);
+            }
+            after = p.next;
+            if (p.records.length < 7) break;
+          }
+          for (const k of keys) {
+            assertEquals(seen.get(k.input_file + k.server + k.dest), record(k, "node-a", "p"));
+          }
+          assertEquals(seen.size, (await old.records("", 100_000)).records.length);
+          await a.unpublish([keys[0]!]);
+          assertEquals((await b.feed()).head, head + 1);
+        } finally {
+          await Promise.all([p1.close(), p2.close(), old.close()]);
+        }
+      },
+    );
 
     if (backend.unreachableUrl) {
       const url = backend.unreachableUrl;

@@ -131,6 +131,7 @@ export function toNodeRow(row: Record<string, unknown>): NodeRow {
     queued: Number(row.queued),
     failed: Number(row.failed),
     version: String(row.version),
+    cursor: Number(row.feed_cursor ?? 0),
   };
 }
 

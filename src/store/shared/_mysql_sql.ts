@@ -64,4 +64,11 @@ export const MIGRATIONS: string[][] = [
       PRIMARY KEY(server, node)
     ) ${TABLE_OPTIONS}`,
   ],
+  [
+    "ALTER TABLE fc_nodes ADD COLUMN feed_cursor BIGINT NOT NULL DEFAULT 0",
+    "ALTER TABLE fc_feed ADD COLUMN pruned BIGINT NOT NULL DEFAULT 0",
+  ],
 ];
+
+/** Error number of a column added twice (a migration run again): already done. */
+export const ER_DUP_FIELDNAME = 1060;

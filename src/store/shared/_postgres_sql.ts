@@ -58,6 +58,10 @@ export const MIGRATIONS: string[] = [
     PRIMARY KEY(server, node)
   );
   `,
+  `
+  ALTER TABLE fc_nodes ADD COLUMN feed_cursor bigint NOT NULL DEFAULT 0;
+  ALTER TABLE fc_feed ADD COLUMN pruned bigint NOT NULL DEFAULT 0;
+  `,
 ];
 
 /** The record's columns in `synced_files`, in the order the statements use. */

@@ -30,15 +30,17 @@ import { keyId, type RecordRow, toRecord } from "./_keys.ts";
 import { withDbErrors } from "./_db_errors.ts";
 import type {
   Claim,
+  FeedBounds,
   NodeRow,
   RecordChange,
+  RecordPage,
   SharedKey,
   SharedRecord,
   SharedServerHealth,
   SharedStore,
 } from "./types.ts";
 import type { ServerUrl } from "./url.ts";
-import { MIGRATIONS, TABLE_OPTIONS } from "./_mysql_sql.ts";
+import { ER_DUP_FIELDNAME, MIGRATIONS, TABLE_OPTIONS } from "./_mysql_sql.ts";
 
 /** A connection cut without a FIN (network loss) must not hang a call forever. */
 const QUERY_TIMEOUT_MS = 60_000;
@@ -189,7 +191,13 @@ export class MysqlSharedStore implements SharedStore {
           );
         }
         for (let v = current; v < MIGRATIONS.length; v++) {
-          for (const sql of MIGRATIONS[v]!) await this.#run(c, sql);
+          for (const sql of MIGRATIONS[v]!) {
+            await this.#run(c, sql).catch((e) => {
+              // MySQL has no ADD COLUMN IF NOT EXISTS: a column already there was added by a
+              // migration that stopped half-way.
+              if ((e as { errno?: number }).errno !== ER_DUP_FIELDNAME) throw e;
+            });
+          }
         }
         if (current < MIGRATIONS.length) {
           await this.#run(c, "DELETE FROM fc_schema");
@@ -202,19 +210,21 @@ export class MysqlSharedStore implements SharedStore {
   }
 
   heartbeat(
-    info: { queued: number; failed: number; now: number; version: string },
+    info: { queued: number; failed: number; now: number; version: string; cursor?: number },
   ): Promise<void> {
     this.#startedAt ??= info.now;
     const startedAt = this.#startedAt;
+    const cursor = info.cursor ?? null;
     return this.#with("write to", async (c) => {
       await this.#run(
         c,
-        `INSERT INTO fc_nodes(node, started_at, heartbeat_at, queued, failed, version)
-         VALUES (?, ?, ?, ?, ?, ?)
+        `INSERT INTO fc_nodes(node, started_at, heartbeat_at, queued, failed, version, feed_cursor)
+         VALUES (?, ?, ?, ?, ?, ?, COALESCE(?, 0))
          ON DUPLICATE KEY UPDATE started_at = VALUES(started_at),
            heartbeat_at = VALUES(heartbeat_at), queued = VALUES(queued),
-           failed = VALUES(failed), version = VALUES(version)`,
-        [this.node, startedAt, info.now, info.queued, info.failed, info.version],
+           failed = VALUES(failed), version = VALUES(version),
+           feed_cursor = COALESCE(?, feed_cursor)`,
+        [this.node, startedAt, info.now, info.queued, info.failed, info.version, cursor, cursor],
       );
     });
   }
@@ -223,8 +233,8 @@ export class MysqlSharedStore implements SharedStore {
     return this.#with("read", async (c) => {
       const rows = await this.#rows(
         c,
-        `SELECT node, started_at, heartbeat_at, queued, failed, version FROM fc_nodes
-         ORDER BY heartbeat_at DESC, node`,
+        `SELECT node, started_at, heartbeat_at, queued, failed, version, feed_cursor
+         FROM fc_nodes ORDER BY heartbeat_at DESC, node`,
       );
       return rows.map(toNodeRow);
     });
@@ -454,6 +464,50 @@ export class MysqlSharedStore implements SharedStore {
         if (row.input_file != null) change.record = toRecord(row as RecordRow);
         return change;
       });
+    });
+  }
+
+  feed(): Promise<FeedBounds> {
+    return this.#with("read", async (c) => {
+      const [row] = await this.#rows(c, "SELECT seq, pruned FROM fc_feed WHERE id = 1");
+      return { pruned: Number(row?.pruned ?? 0), head: Number(row?.seq ?? 0) };
+    });
+  }
+
+  pruneChanges(now: number, retentionMs: number): Promise<number> {
+    return this.#tx("prune", async (c) => {
+      const [row] = await this.#rows(
+        c,
+        `SELECT (SELECT min(feed_cursor) FROM fc_nodes WHERE heartbeat_at >= ?) AS low,
+           (SELECT max(seq) FROM fc_changes) AS top`,
+        [now - retentionMs],
+      );
+      if (row?.low == null || row?.top == null) return 0;
+      // The newest change stays: a follower behind the pruned range then sees a gap.
+      const horizon = Math.min(Number(row.low), Number(row.top) - 1);
+      if (horizon <= 0) return 0;
+      const d = await this.#run(c, "DELETE FROM fc_changes WHERE seq <= ?", [horizon]);
+      // Last: the feed's row is what publishers queue on, so it is held only until the commit.
+      await this.#run(c, "UPDATE fc_feed SET pruned = GREATEST(pruned, ?) WHERE id = 1", [
+        horizon,
+      ]);
+      return d.affectedRows;
+    });
+  }
+
+  records(after: string, limit: number): Promise<RecordPage> {
+    return this.#with("read", async (c) => {
+      const rows = await this.#rows(
+        c,
+        `SELECT key_hash, ${RECORD_COLUMNS} FROM synced_files WHERE key_hash > ?
+         ORDER BY key_hash LIMIT ?`,
+        [after, limit],
+      );
+      const last = rows[rows.length - 1];
+      return {
+        records: rows.map((row) => toRecord(row as RecordRow)),
+        next: last ? String(last.key_hash) : after,
+      };
     });
   }
 

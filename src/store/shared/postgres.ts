@@ -36,8 +36,10 @@ import { decideClaim, type RecordRow, toRecord } from "./_keys.ts";
 import { withDbErrors } from "./_db_errors.ts";
 import type {
   Claim,
+  FeedBounds,
   NodeRow,
   RecordChange,
+  RecordPage,
   SharedKey,
   SharedRecord,
   SharedServerHealth,
@@ -166,18 +168,27 @@ export class PostgresSharedStore implements SharedStore {
   }
 
   heartbeat(
-    info: { queued: number; failed: number; now: number; version: string },
+    info: { queued: number; failed: number; now: number; version: string; cursor?: number },
   ): Promise<void> {
     this.#startedAt ??= info.now;
     const startedAt = this.#startedAt;
     return this.#with("write to", async (c) => {
       await c.query(
-        `INSERT INTO fc_nodes(node, started_at, heartbeat_at, queued, failed, version)
-         VALUES ($1, $2, $3, $4, $5, $6)
+        `INSERT INTO fc_nodes(node, started_at, heartbeat_at, queued, failed, version, feed_cursor)
+         VALUES ($1, $2, $3, $4, $5, $6, COALESCE($7::bigint, 0))
          ON CONFLICT (node) DO UPDATE SET started_at = EXCLUDED.started_at,
            heartbeat_at = EXCLUDED.heartbeat_at, queued = EXCLUDED.queued,
-           failed = EXCLUDED.failed, version = EXCLUDED.version`,
-        [this.node, startedAt, info.now, info.queued, info.failed, info.version],
+           failed = EXCLUDED.failed, version = EXCLUDED.version,
+           feed_cursor = COALESCE($7::bigint, fc_nodes.feed_cursor)`,
+        [
+          this.node,
+          startedAt,
+          info.now,
+          info.queued,
+          info.failed,
+          info.version,
+          info.cursor ?? null,
+        ],
       );
     });
   }
@@ -185,8 +196,8 @@ export class PostgresSharedStore implements SharedStore {
   nodes(): Promise<NodeRow[]> {
     return this.#with("read", async (c) => {
       const r = await c.query(
-        `SELECT node, started_at, heartbeat_at, queued, failed, version FROM fc_nodes
-         ORDER BY heartbeat_at DESC, node`,
+        `SELECT node, started_at, heartbeat_at, queued, failed, version, feed_cursor
+         FROM fc_nodes ORDER BY heartbeat_at DESC, node`,
       );
       return r.rows.map(toNodeRow);
     });
@@ -438,6 +449,47 @@ export class PostgresSharedStore implements SharedStore {
         if (row.input_file != null) change.record = toRecord(row as RecordRow);
         return change;
       });
+    });
+  }
+
+  feed(): Promise<FeedBounds> {
+    return this.#with("read", async (c) => {
+      const r = await c.query("SELECT seq, pruned FROM fc_feed WHERE id = 1");
+      return { pruned: Number(r.rows[0]?.pruned ?? 0), head: Number(r.rows[0]?.seq ?? 0) };
+    });
+  }
+
+  pruneChanges(now: number, retentionMs: number): Promise<number> {
+    return this.#tx("prune", async (c) => {
+      const r = await c.query(
+        `SELECT (SELECT min(feed_cursor) FROM fc_nodes WHERE heartbeat_at >= $1) AS low,
+           (SELECT max(seq) FROM fc_changes) AS top`,
+        [now - retentionMs],
+      );
+      const { low, top } = r.rows[0] ?? {};
+      if (low == null || top == null) return 0;
+      // The newest change stays: a follower behind the pruned range then sees a gap.
+      const horizon = Math.min(Number(low), Number(top) - 1);
+      if (horizon <= 0) return 0;
+      const d = await c.query("DELETE FROM fc_changes WHERE seq <= $1", [horizon]);
+      // Last: the feed's row is what publishers queue on, so it is held only until the commit.
+      await c.query("UPDATE fc_feed SET pruned = GREATEST(pruned, $1) WHERE id = 1", [horizon]);
+      return d.rowCount ?? 0;
+    });
+  }
+
+  records(after: string, limit: number): Promise<RecordPage> {
+    return this.#with("read", async (c) => {
+      const r = await c.query(
+        `SELECT key_hash, ${RECORD_COLUMNS} FROM synced_files WHERE key_hash > $1
+         ORDER BY key_hash LIMIT $2`,
+        [after, limit],
+      );
+      const last = r.rows[r.rows.length - 1];
+      return {
+        records: r.rows.map((row) => toRecord(row as RecordRow)),
+        next: last ? String(last.key_hash) : after,
+      };
     });
   }
 

@@ -14,11 +14,13 @@ import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { SQLITE, sqliteCode, StoreUnavailable } from "../../errors.ts";
 import { decideClaim, distinctItems, distinctKeys, distinctRecords, inOrder } from "./_keys.ts";
 import { recordValues } from "./_keys.ts";
-import { type RecordRow, toRecord } from "./_keys.ts";
+import { keyId, type RecordRow, toNodeRow, toRecord } from "./_keys.ts";
 import type {
   Claim,
+  FeedBounds,
   NodeRow,
   RecordChange,
+  RecordPage,
   SharedKey,
   SharedRecord,
   SharedServerHealth,
@@ -73,6 +75,11 @@ const MIGRATIONS: string[] = [
     updated_at INTEGER NOT NULL,
     PRIMARY KEY(server, node)
   );
+  `,
+  `
+  ALTER TABLE fc_nodes ADD COLUMN feed_cursor INTEGER NOT NULL DEFAULT 0;
+  CREATE TABLE fc_feed(id INTEGER PRIMARY KEY, pruned INTEGER NOT NULL);
+  INSERT INTO fc_feed(id, pruned) VALUES (1, 0);
   `,
 ];
 
@@ -210,18 +217,29 @@ export class SqliteSharedStore implements SharedStore {
   }
 
   heartbeat(
-    info: { queued: number; failed: number; now: number; version: string },
+    info: { queued: number; failed: number; now: number; version: string; cursor?: number },
   ): Promise<void> {
     return settle(() => {
       this.#startedAt ??= info.now;
+      const cursor = info.cursor ?? null;
       this.#tx("write to", () => {
         this.#q(
-          `INSERT INTO fc_nodes(node, started_at, heartbeat_at, queued, failed, version)
-           VALUES (?, ?, ?, ?, ?, ?)
+          `INSERT INTO fc_nodes(node, started_at, heartbeat_at, queued, failed, version, feed_cursor)
+           VALUES (?, ?, ?, ?, ?, ?, COALESCE(?, 0))
            ON CONFLICT(node) DO UPDATE SET started_at = excluded.started_at,
              heartbeat_at = excluded.heartbeat_at, queued = excluded.queued,
-             failed = excluded.failed, version = excluded.version`,
-        ).run(this.node, this.#startedAt!, info.now, info.queued, info.failed, info.version);
+             failed = excluded.failed, version = excluded.version,
+             feed_cursor = COALESCE(?, feed_cursor)`,
+        ).run(
+          this.node,
+          this.#startedAt!,
+          info.now,
+          info.queued,
+          info.failed,
+          info.version,
+          cursor,
+          cursor,
+        );
       });
       return;
     });
@@ -231,10 +249,10 @@ export class SqliteSharedStore implements SharedStore {
     return settle(() => {
       const rows = this.#read("read", () =>
         this.#q(
-          `SELECT node, started_at, heartbeat_at, queued, failed, version FROM fc_nodes
-           ORDER BY heartbeat_at DESC, node`,
-        ).all()) as unknown as NodeRow[];
-      return rows.map((r) => ({ ...r }));
+          `SELECT node, started_at, heartbeat_at, queued, failed, version, feed_cursor
+           FROM fc_nodes ORDER BY heartbeat_at DESC, node`,
+        ).all()) as unknown as Record<string, unknown>[];
+      return rows.map(toNodeRow);
     });
   }
 
@@ -415,6 +433,57 @@ export class SqliteSharedStore implements SharedStore {
         if (r.input_file !== null && r.input_file !== undefined) change.record = toRecord(r);
         return change;
       }));
+    });
+  }
+
+  feed(): Promise<FeedBounds> {
+    return settle(() =>
+      this.#read("read", () => {
+        const r = this.#q(
+          `SELECT (SELECT pruned FROM fc_feed WHERE id = 1) AS pruned,
+             (SELECT seq FROM sqlite_sequence WHERE name = 'fc_changes') AS head`,
+        ).get() as { pruned: number | null; head: number | null };
+        return { pruned: Number(r.pruned ?? 0), head: Number(r.head ?? 0) };
+      })
+    );
+  }
+
+  pruneChanges(now: number, retentionMs: number): Promise<number> {
+    return settle(() =>
+      this.#tx("prune", () => {
+        const r = this.#q(
+          `SELECT (SELECT MIN(feed_cursor) FROM fc_nodes WHERE heartbeat_at >= ?) AS low,
+             (SELECT MAX(seq) FROM fc_changes) AS top`,
+        ).get(now - retentionMs) as { low: number | null; top: number | null };
+        if (r.low === null || r.top === null) return 0;
+        // The newest change stays: a follower behind the pruned range then sees a gap.
+        const horizon = Math.min(Number(r.low), Number(r.top) - 1);
+        if (horizon <= 0) return 0;
+        const n = this.#q("DELETE FROM fc_changes WHERE seq <= ?").run(horizon).changes;
+        this.#q("UPDATE fc_feed SET pruned = MAX(pruned, ?) WHERE id = 1").run(horizon);
+        return Number(n);
+      })
+    );
+  }
+
+  records(after: string, limit: number): Promise<RecordPage> {
+    return settle(() => {
+      const rows = this.#read("read", () => {
+        if (after === "") {
+          return this.#q(
+            `SELECT ${RECORD_COLUMNS} FROM synced_files ORDER BY input_file, server, dest LIMIT ?`,
+          ).all(limit);
+        }
+        const [i, s, d] = after.split("\0");
+        return this.#q(
+          `SELECT ${RECORD_COLUMNS} FROM synced_files
+           WHERE (input_file, server, dest) > (?, ?, ?)
+           ORDER BY input_file, server, dest LIMIT ?`,
+        ).all(i ?? "", s ?? "", d ?? "", limit);
+      }) as unknown as RecordRow[];
+      const records = rows.map(toRecord);
+      const last = records[records.length - 1];
+      return { records, next: last ? keyId(last) : after };
     });
   }
 

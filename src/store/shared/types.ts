@@ -63,6 +63,8 @@ export interface NodeRow {
   queued: number;
   failed: number;
   version: string;
+  /** The change-feed position the node had applied at its last heartbeat (0: none yet). */
+  cursor: number;
 }
 
 /** One change of the shared record, for followers (each node's web DB). */
@@ -72,6 +74,21 @@ export interface RecordChange {
   key: SharedKey;
   /** The record now, or `undefined` when it was removed. */
   record?: SharedRecord;
+}
+
+/** Where the change feed stands. */
+export interface FeedBounds {
+  /** Every change up to this position was pruned (0: none). */
+  pruned: number;
+  /** The last committed position (every change up to it is committed). */
+  head: number;
+}
+
+/** One page of {@linkcode SharedStore.records}. */
+export interface RecordPage {
+  records: SharedRecord[];
+  /** Pass as `after` for the next page; the last page has fewer records than asked. */
+  next: string;
 }
 
 /** Health of one server as the fleet last saw it. */
@@ -91,8 +108,14 @@ export interface SharedStore {
   readonly node: string;
   /** Creates or migrates the schema (versioned, under one migration lock); idempotent. */
   migrate(): Promise<void>;
-  /** Records that this node is alive, with its queue sizes. */
-  heartbeat(info: { queued: number; failed: number; now: number; version: string }): Promise<void>;
+  /**
+   * Records that this node is alive, with its queue sizes and the change-feed
+   * position it applied (`cursor`; omitted: the last one reported stays, 0 for
+   * a new node). Cursors decide how far {@linkcode SharedStore.pruneChanges} may go.
+   */
+  heartbeat(
+    info: { queued: number; failed: number; now: number; version: string; cursor?: number },
+  ): Promise<void>;
   /** Every node that ever sent a heartbeat, newest first. */
   nodes(): Promise<NodeRow[]>;
   /**
@@ -131,6 +154,24 @@ export interface SharedStore {
   urlFor(inputFile: string, server?: string): Promise<string | undefined>;
   /** Changes of the record after `cursor` (0: from the start), oldest first, at most `limit`. */
   changesSince(cursor: number, limit: number): Promise<RecordChange[]>;
+  /** The feed's bounds: a follower whose cursor is below `pruned` missed changes. */
+  feed(): Promise<FeedBounds>;
+  /**
+   * Deletes the changes every node has applied: those up to the lowest
+   * cursor of the nodes heard from within `retentionMs` (a node silent longer
+   * holds nothing back). The newest change always stays, so a follower whose
+   * cursor fell behind the pruned range sees a gap before the first change
+   * it reads. Raises `pruned`; returns how many changes went. Idempotent;
+   * several nodes may prune at once.
+   */
+  pruneChanges(now: number, retentionMs: number): Promise<number>;
+  /**
+   * Every record, a page at a time in a stable order (`after`: "" for the
+   * first page, then the previous page's `next`). For a follower that must
+   * start over: read {@linkcode SharedStore.feed} first, then every page, and
+   * follow the feed from its `head`.
+   */
+  records(after: string, limit: number): Promise<RecordPage>;
   /** Notes a server's health as this node sees it. */
   putServerHealth(row: SharedServerHealth): Promise<void>;
   serverHealth(): Promise<SharedServerHealth[]>;
