@@ -33,6 +33,15 @@ function formatFleet(f: NonNullable<StatusReport["fleet"]>): string[] {
   }
   if (d && d.outbox > 0) link += `; ${d.outbox} record(s) waiting to be published`;
   lines.push(link);
+  const b = d?.buffer;
+  if (b && b.fullSince !== null) {
+    lines.push(
+      `LOCAL BUFFER FULL since ${new Date(b.fullSince).toISOString()} (${b.entries} queued ` +
+        `change(s) and unpublished record(s), storeBufferLimit ${b.limit}): new changes of ${
+          b.held.map((x) => `"${x}"`).join(", ")
+        } are not queued; they are found by a rescan once the shared store answers`,
+    );
+  }
   if (!f.nodes) {
     lines.push(`Nodes: unknown (${f.error ?? "no answer"})`);
     return lines;

@@ -238,6 +238,14 @@ export const SETTINGS_SPEC: readonly OptionSpec[] = [
       "Seconds without a heartbeat after which a node counts as gone and its claimed files are taken over",
   },
   {
+    name: "storeBufferLimit",
+    type: "number",
+    min: 1,
+    default: "100000",
+    help:
+      "Fleet node: queued changes plus unpublished records kept locally while the shared store is unreachable; beyond it new changes are not queued but found by a rescan once it answers (nothing is lost)",
+  },
+  {
     name: "healthFailAfter",
     type: "number",
     min: 1,
@@ -291,6 +299,7 @@ export function toSettings(v: OptionValues): Settings {
     keepReplaced: n("keepReplaced"),
     store: v.store ?? "sqlite",
     nodeTimeout: n("nodeTimeout"),
+    storeBufferLimit: n("storeBufferLimit"),
   };
   for (
     const k of [

@@ -143,6 +143,11 @@ export interface Settings {
   node?: string;
   /** Seconds without a heartbeat after which a node is gone and its leases are released. */
   nodeTimeout: number;
+  /**
+   * Queued jobs plus unpublished records a fleet node buffers while the
+   * shared store is unreachable; beyond it new changes wait for a rescan.
+   */
+  storeBufferLimit: number;
 }
 
 /** A loaded, valid configuration. */

@@ -133,6 +133,9 @@ export class Daemon {
       pump: () => this.#scheduler.pump(),
       storeTrouble: trouble,
       modeChanged: () => this.#heartbeat(),
+      ...(this.#fleet
+        ? { admit: (source: string, n: number) => this.#fleet!.admit(source, n) }
+        : {}),
     });
     const worker: Worker = this.#worker = new Worker(ctx, {
       servers: this.#servers,
@@ -303,7 +306,13 @@ export class Daemon {
     emptyDir(this.workDir);
     fs.mkdirSync(this.workDir, { recursive: true, mode: 0o700 });
     this.store.resetRunning();
-    this.#fleet?.start();
+    this.#fleet?.start({
+      rescan: (names) => {
+        for (const source of this.config.sources) {
+          if (names.includes(source.name)) void this.#sources.enqueueScan(source);
+        }
+      },
+    });
     // A --once run publishes at its end; after a clean stop, the files that stop published still
     // hold (same keys, same state): a restart with nothing to do does not rebuild them. A fleet
     // node's web database follows the shared record instead.

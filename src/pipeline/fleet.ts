@@ -10,15 +10,23 @@
  *   records locally and queues the record in the local outbox in the same
  *   transaction; the publisher sends the outbox (at least once, idempotent);
  * - a failed upload releases the lease; a delete queues an unpublish;
+ * - a lease lost while uploading (another node took the file over) makes
+ *   the job record nothing and ask again (`fleet_lease.ts`);
+ * - a record this node removes (delete, the old name of a move) is
+ *   unpublished: the local store queues it with the removal
+ *   (`store/fleet_local.ts`);
  * - the shared store unreachable (at start or later) never stops the
  *   daemon: watching goes on, uploads wait in the durable local queue and
  *   are tried again with backoff (so a file on a shared folder is never
  *   uploaded by two nodes because one could not ask), the outbox keeps what
  *   is not yet published, and the status says since when; once it answers
- *   again everything converges;
- * - every few seconds: a heartbeat with this node's queue sizes, the
- *   release of dead nodes' leases (`nodeTimeout`), the change feed into
- *   this node's web database (`fleet_follow.ts`).
+ *   again everything converges. What is buffered meanwhile is bounded
+ *   (`storeBufferLimit`, `fleet_buffer.ts`);
+ * - every few seconds: a heartbeat with this node's queue sizes and its
+ *   change-feed cursor, the release of dead nodes' leases (`nodeTimeout`),
+ *   the change feed into this node's web database (`fleet_follow.ts`);
+ *   every minute, the pruning of the changes every node has read
+ *   ({@linkcode FEED_RETENTION_MS}).
  *
  * @module
  */
@@ -38,8 +46,10 @@ import type {
 import type { Job, Store } from "../store/store.ts";
 import { VERSION } from "../version.ts";
 import type { PipelineContext } from "./context.ts";
+import { type BufferState, FleetBuffer } from "./fleet_buffer.ts";
 import { FleetFollower } from "./fleet_follow.ts";
 import { FleetHealth } from "./fleet_health.ts";
+import { FleetLeases } from "./fleet_lease.ts";
 import { FleetPublisher } from "./fleet_publish.ts";
 
 /** The shared store cannot be reached: the job waits in the local queue until `retryAt`. */
@@ -61,6 +71,15 @@ const CALL_TIMEOUT_MS = 15_000;
 /** Longest wait between two attempts to reach the shared store. */
 const MAX_BACKOFF_MS = 10_000;
 
+/**
+ * A node silent this long no longer holds back the pruning of the change
+ * feed; when it comes back it copies the whole shared record instead.
+ */
+export const FEED_RETENTION_MS = 7 * 24 * 3600_000;
+
+/** How often each node prunes the change feed. */
+const PRUNE_EVERY_MS = 60_000;
+
 /** The fingerprint of a file's content that nodes compare: `size:mtime_ms:md5`. */
 export function fingerprint(size: number, mtimeMs: number, md5: string): string {
   return `${size}:${Math.trunc(mtimeMs)}:${md5}`;
@@ -81,6 +100,8 @@ export interface FleetRuntime {
   lastError: string | null;
   outbox: number;
   mirrored: number;
+  /** The bound on what is buffered while the shared store is unreachable. */
+  buffer?: BufferState;
   at: number;
 }
 
@@ -136,7 +157,9 @@ export class Fleet {
   #lastError: string | null = null;
   #loggedDownAt = 0;
   /** Leases held by running jobs, renewed on a timer. */
-  readonly #leases = new Map<number, { key: SharedKey; timer: number }>();
+  readonly #leases: FleetLeases;
+  readonly #buffer: FleetBuffer;
+  #rescan: (sources: string[]) => void = () => {};
   readonly #publisher: FleetPublisher;
   readonly #follower: FleetFollower;
   readonly #health: FleetHealth;
@@ -160,6 +183,16 @@ export class Fleet {
     this.#publisher = new FleetPublisher(this.local, (fn) => this.#call(fn), log);
     this.#follower = new FleetFollower(this.local, (fn) => this.#call(fn), log);
     this.#health = new FleetHealth(this.node, () => store.serverRows(), (fn) => this.#call(fn));
+    this.#leases = new FleetLeases({
+      call: (fn) => this.#call(fn),
+      leaseMs: () => this.#leaseMs,
+      log,
+    });
+    this.#buffer = new FleetBuffer({
+      limit: () => this.#ctx.config.settings.storeBufferLimit,
+      count: () => store.activeCount() + this.local.outboxSize(),
+      log,
+    });
   }
 
   /**
@@ -187,8 +220,13 @@ export class Fleet {
     this.#log.debug(`The shared store dropped a connection: ${errorMessage(ev.error)}`);
   };
 
-  /** Publishes local records the shared store may not have yet, then starts the periodic work. */
-  start(): void {
+  /**
+   * Publishes local records the shared store may not have yet, then starts
+   * the periodic work. `rescan` gets the sources whose changes were held
+   * while the local buffer was full, once the shared store answers again.
+   */
+  start(hooks: { rescan?: (sources: string[]) => void } = {}): void {
+    if (hooks.rescan) this.#rescan = hooks.rescan;
     globalThis.addEventListener("error", this.#onUncaught);
     const n = this.local.seedFromLocal(this.node);
     if (n > 0) this.#log.info(`Publishing ${n} record(s) of this node to the shared store`);
@@ -206,6 +244,7 @@ export class Fleet {
     every(1000, () => this.#follower.follow());
     every(1000, () => this.#publisher.flush());
     every(5000, () => this.#releaseDead());
+    every(PRUNE_EVERY_MS, () => this.#prune());
     // Failures are noted by #call (the status says since when); the timers try again.
     const quiet = () => {};
     this.#heartbeat().catch(quiet);
@@ -220,13 +259,31 @@ export class Fleet {
    */
   async claim(job: Job, server: string, fp: string): Promise<Claim> {
     const key = keyOf(job, server);
+    const asked = this.#leases.fingerprintToClaim(key, fp);
     const c = await new Promise<Claim>((resolve, reject) => {
-      this.#claims.push({ key, fingerprint: fp, resolve, reject });
+      this.#claims.push({ key, fingerprint: asked, resolve, reject });
       // Jobs the scheduler starts in one tick share one round trip (claimMany).
       if (this.#claims.length === 1) setTimeout(() => this.#claimBatch(), CLAIM_WINDOW_MS);
     });
-    if (c.kind === "mine") this.#holdLease(job.id, key);
+    this.#leases.claimed(job.id, key, fp, c);
     return c;
+  }
+
+  /**
+   * After a job's upload, before it records: throws a `RequeueError` when
+   * another node took the file over meanwhile (see `fleet_lease.ts`).
+   */
+  confirm(job: Job): Promise<void> {
+    return this.#leases.confirm(job.id);
+  }
+
+  /**
+   * Whether a scan batch of `n` changes of `source` may be queued now; false
+   * while the shared store is unreachable and the local buffer is full (see
+   * `fleet_buffer.ts`).
+   */
+  admit(source: string, n: number): boolean {
+    return this.#buffer.admit(source, n, this.reachable, Date.now());
   }
 
   /** Claims waiting for the next round trip. */
@@ -292,7 +349,7 @@ export class Fleet {
   recorded(job: Job, server: string, kind: "synced" | "deleted" | "skipped"): void {
     const key = keyOf(job, server);
     if (kind === "deleted") {
-      this.local.queueUnpublish(key);
+      // The local delete queued the removal (see `store/fleet_local.ts`).
       this.#publisher.soon();
       return;
     }
@@ -313,23 +370,7 @@ export class Fleet {
 
   /** A job ended: stops renewing its lease; releases it unless the job published (`ok`). */
   finished(job: Job, ok: boolean): void {
-    const held = this.#leases.get(job.id);
-    if (!held) return;
-    clearInterval(held.timer);
-    this.#leases.delete(job.id);
-    // A published record drops the lease; until then other nodes wait for it.
-    if (!ok) void this.#call((s) => s.release(held.key)).catch(() => {});
-  }
-
-  #holdLease(id: number, key: SharedKey) {
-    const old = this.#leases.get(id);
-    if (old) clearInterval(old.timer);
-    const timer = setInterval(() => {
-      this.#call((s) => s.renew(key, Date.now(), this.#leaseMs)).then((ok) => {
-        if (!ok) this.#log.warn(`Lost the claim on "${key.input_file}" to another node`);
-      }).catch(() => {});
-    }, Math.max(500, this.#leaseMs / 3)) as unknown as number;
-    this.#leases.set(id, { key, timer });
+    this.#leases.finished(job.id, ok);
   }
 
   /** Whether the shared store answered the last call. */
@@ -358,6 +399,7 @@ export class Fleet {
         this.#backoff = 0;
         this.#lastError = null;
         this.#publisher.flush().catch(() => {});
+        this.#refreshBuffer();
       }
       return out;
     } catch (e) {
@@ -428,6 +470,16 @@ export class Fleet {
     }`;
   }
 
+  /** Counts the local buffer; hands the held sources back once the store answers. */
+  #refreshBuffer(): void {
+    try {
+      const sources = this.#buffer.refresh(this.reachable);
+      if (sources.length > 0) this.#rescan(sources);
+    } catch (e) {
+      this.#log.debug(`Cannot count the local buffer: ${errorMessage(e)}`);
+    }
+  }
+
   async #heartbeat(): Promise<void> {
     const counts = this.#store.queueCounts();
     try {
@@ -437,13 +489,20 @@ export class Fleet {
           failed: counts.failed,
           now: Date.now(),
           version: VERSION,
+          cursor: this.local.cursor(),
         }), true);
       await this.#health.push(Date.now());
       const [nodes, servers] = await this.#call((s) => Promise.all([s.nodes(), s.serverHealth()]));
       this.#view = { at: Date.now(), nodes, servers };
     } finally {
+      this.#refreshBuffer();
       this.#writeRuntime();
     }
+  }
+
+  async #prune(): Promise<void> {
+    const n = await this.#call((s) => s.pruneChanges(Date.now(), FEED_RETENTION_MS));
+    if (n > 0) this.#log.debug(`Pruned ${n} change(s) every node has read`);
   }
 
   async #releaseDead(): Promise<void> {
@@ -462,6 +521,7 @@ export class Fleet {
       lastError: this.#lastError,
       outbox: this.local.outboxSize(),
       mirrored: this.local.mirrored(),
+      buffer: this.#buffer.state,
       at: Date.now(),
     };
     try {
@@ -477,8 +537,7 @@ export class Fleet {
     globalThis.removeEventListener("error", this.#onUncaught);
     for (const t of this.#timers) clearInterval(t);
     this.#publisher.stop();
-    for (const { timer } of this.#leases.values()) clearInterval(timer);
-    this.#leases.clear();
+    this.#leases.stop();
     try {
       if (this.#downSince === null) await this.#publisher.flush();
     } catch {

@@ -5,6 +5,13 @@
  * stored with the rows it covers, so a restart resumes where it stopped; it
  * never passes a gap in the feed that a transaction still running may fill.
  *
+ * The feed is pruned once every node has read it (`SharedStore.pruneChanges`;
+ * a node silent for longer than the retention holds nothing back). A node
+ * whose cursor fell behind the pruned range (it was gone that long, or it is
+ * new) sees a gap before the first change it reads; when the feed says that
+ * range was pruned, the node copies the whole shared record into its mirror
+ * instead, and follows the feed from the head it read before the copy.
+ *
  * @module
  */
 import type { Logger } from "../log.ts";
@@ -13,6 +20,9 @@ import type { RecordChange, SharedStore } from "../store/shared/types.ts";
 
 /** Changes per round trip. */
 const BATCH = 2000;
+
+/** Records per round trip when the mirror is copied anew. */
+const REBUILD_PAGE = 5000;
 
 /** How long a gap in the change feed is waited for before it counts as empty for good. */
 const GAP_WAIT_MS = 10_000;
@@ -46,6 +56,10 @@ export class FleetFollower {
       const from = cursor;
       const changes = await this.#call((s) => s.changesSince(from, BATCH));
       if (changes.length === 0) return;
+      if (changes[0]!.seq > from + 1 && await this.#prunedPast(from)) {
+        cursor = await this.#rebuild();
+        continue;
+      }
       // Applying again is harmless (each change carries the record as it is now), so all of
       // them go in; the cursor stops before a gap that may still be filled.
       cursor = this.#safeCursor(from, changes, Date.now());
@@ -53,6 +67,39 @@ export class FleetFollower {
       this.#log.debug(`Applied ${changes.length} change(s) of the shared record`);
       if (changes.length < BATCH || cursor === from) return;
     }
+  }
+
+  /** Whether changes after `cursor` were pruned (this node missed them). */
+  async #prunedPast(cursor: number): Promise<boolean> {
+    const bounds = await this.#call((s) => s.feed());
+    return bounds.pruned > cursor;
+  }
+
+  /**
+   * Copies the whole shared record into the mirror and returns the new
+   * cursor: the feed's head read before the copy, so every change after it
+   * is applied again (applying a change twice is harmless).
+   */
+  async #rebuild(): Promise<number> {
+    const { head } = await this.#call((s) => s.feed());
+    this.#local.beginRebuild();
+    let after = "";
+    let total = 0;
+    for (;;) {
+      const from = after;
+      const page = await this.#call((s) => s.records(from, REBUILD_PAGE));
+      this.#local.rebuildPage(page.records);
+      total += page.records.length;
+      after = page.next;
+      if (page.records.length < REBUILD_PAGE) break;
+    }
+    const changed = this.#local.finishRebuild(head);
+    this.#gaps.clear();
+    this.#log.warn(
+      `The shared record's change feed was pruned past this node's position: copied the ` +
+        `whole record instead (${total} record(s), ${changed} changed here)`,
+    );
+    return head;
   }
 
   /** When each gap in the feed was first seen (by the position it follows). */

@@ -28,6 +28,12 @@ export interface SourcesHooks {
   storeTrouble(e: unknown): void;
   /** A watch mode changed (the status should show it at once). */
   modeChanged(): void;
+  /**
+   * Whether a scan batch of `changes` changes of `source` may be written
+   * now (default: always). When not, nothing of the batch is written — the
+   * stored state still differs from the disk — and a later scan finds it.
+   */
+  admit?(source: string, changes: number): boolean;
 }
 
 /** Whether an error is SQLite's (the database, not the file, failed). */
@@ -248,6 +254,8 @@ export class Sources {
     const now = Date.now();
     const changes: Change[] = [];
     for (const c of batch.changes) changes.push(...this.#router.changesFor(c));
+    const of = batch.changes[0]?.source.name;
+    if (of !== undefined && this.#hooks.admit && !this.#hooks.admit(of, changes.length)) return;
     store.tx(() => {
       for (const r of batch.removes) store.deleteUnder(r);
       for (const p of batch.puts) store.putFile(p);

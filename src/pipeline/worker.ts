@@ -353,7 +353,7 @@ export class Worker {
       });
       if (claimed) return claimed;
     }
-    return await this.#uploader.upload(s, transport, {
+    const uploaded = await this.#uploader.upload(s, transport, {
       source,
       job,
       rule: rule!,
@@ -362,6 +362,9 @@ export class Worker {
       chain: chain!,
       contentMd5: input.contentMd5,
     });
+    // Another node may have taken the file over meanwhile: then this node records nothing.
+    await this.#d.fleet?.confirm(job);
+    return uploaded;
   }
 
   async #delete(

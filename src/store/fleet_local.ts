@@ -12,9 +12,15 @@
  * - a newer entry for the same key replaces an older one; {@linkcode
  *   FleetLocal.published} drops only the entries that were sent, so an entry
  *   written while a batch was in flight stays;
+ * - every row this node's `synced_files` loses (a delete, the old name of a
+ *   move, an entry replaced by one of another type) queues its removal from
+ *   the shared record in the same transaction, through a trigger of this
+ *   connection: no code path that deletes a record can forget it;
  * - the mirror holds what the change feed said, keyed like `synced_files`;
  *   the view `web_records` joins both for the web database (a row this node
- *   recorded comes first).
+ *   recorded comes first). When the feed was pruned past this node's cursor
+ *   the mirror is replaced by a copy of the whole shared record
+ *   ({@linkcode FleetLocal.beginRebuild} … {@linkcode FleetLocal.finishRebuild}).
  *
  * The tables are created when fleet mode first opens the database; a node
  * without a shared store never has them.
@@ -45,6 +51,23 @@ const SCHEMA = `
     SELECT input_file, transported_file_basename, url, server, dest, synced_at FROM fleet_records;
 `;
 
+/**
+ * A temporary trigger (this connection only: a node without a shared store
+ * never queues anything): a local record removed is a removal to publish.
+ */
+const UNPUBLISH_TRIGGER = `
+  CREATE TEMP TRIGGER IF NOT EXISTS fleet_unpublish_removed AFTER DELETE ON main.synced_files
+  BEGIN
+    DELETE FROM fleet_outbox
+      WHERE input_file = old.input_file AND server = old.server AND dest = old.dest;
+    INSERT INTO fleet_outbox(input_file, server, dest, record)
+      VALUES (old.input_file, old.server, old.dest, NULL);
+  END;
+`;
+
+const MIRROR_COLUMNS =
+  "input_file, server, dest, transported_file_basename, url, remote_path, fingerprint, node, synced_at";
+
 /** One outbox entry. */
 export interface OutboxEntry {
   id: number;
@@ -61,6 +84,7 @@ export class FleetLocal {
   constructor(store: Store) {
     this.#store = store;
     store.db.exec(SCHEMA);
+    store.db.exec(UNPUBLISH_TRIGGER);
   }
 
   /** Queues `record` for publishing (call in the transaction that records it locally). */
@@ -161,6 +185,56 @@ export class FleetLocal {
       }
       this.#store.setRuntime("fleetCursor", cursor);
     });
+  }
+
+  /** Starts replacing the mirror: an empty staging copy (of this connection only). */
+  beginRebuild(): void {
+    this.#store.db.exec(
+      `CREATE TEMP TABLE IF NOT EXISTS fleet_rebuild(
+         input_file TEXT NOT NULL, server TEXT NOT NULL, dest TEXT NOT NULL,
+         transported_file_basename TEXT NOT NULL, url TEXT NOT NULL, remote_path TEXT NOT NULL,
+         fingerprint TEXT NOT NULL, node TEXT NOT NULL, synced_at INTEGER NOT NULL,
+         PRIMARY KEY(input_file, server, dest)) WITHOUT ROWID;
+       DELETE FROM temp.fleet_rebuild;`,
+    );
+  }
+
+  /** Adds a page of the shared record to the staging copy. */
+  rebuildPage(records: readonly SharedRecord[]): void {
+    const put = this.#store.q(
+      `INSERT OR REPLACE INTO temp.fleet_rebuild(${MIRROR_COLUMNS})
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.#store.tx(() => {
+      for (const r of records) put.run(...recordValues(r));
+    });
+  }
+
+  /**
+   * Replaces the mirror by the staging copy and sets the cursor, in one
+   * transaction; the web database re-reads the files whose rows differ.
+   * Returns how many records differed.
+   */
+  finishRebuild(cursor: number): number {
+    const changed = this.#store.tx(() => {
+      const rows = this.#store.q(
+        `SELECT input_file FROM (SELECT ${MIRROR_COLUMNS} FROM fleet_records
+           EXCEPT SELECT ${MIRROR_COLUMNS} FROM temp.fleet_rebuild)
+         UNION
+         SELECT input_file FROM (SELECT ${MIRROR_COLUMNS} FROM temp.fleet_rebuild
+           EXCEPT SELECT ${MIRROR_COLUMNS} FROM fleet_records)`,
+      ).all() as { input_file: string }[];
+      this.#store.q("DELETE FROM fleet_records").run();
+      this.#store.q(
+        `INSERT INTO fleet_records(${MIRROR_COLUMNS}) SELECT ${MIRROR_COLUMNS}
+         FROM temp.fleet_rebuild`,
+      ).run();
+      for (const r of rows) this.#store.syncedChanged.add(r.input_file);
+      this.#store.setRuntime("fleetCursor", cursor);
+      return rows.length;
+    });
+    this.#store.db.exec("DROP TABLE IF EXISTS temp.fleet_rebuild");
+    return changed;
   }
 
   /** The change-feed position applied so far (0: nothing yet). */

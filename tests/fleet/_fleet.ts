@@ -122,6 +122,18 @@ export function webRows(n: FleetNode): Map<string, string> {
   }
 }
 
+/** Jobs queued (not failed) in a node's own database. */
+export function localQueue(n: FleetNode): number {
+  const db = new DatabaseSync(path.join(n.data, "fileconveyor.db"), { readOnly: true });
+  try {
+    return (db.prepare("SELECT COUNT(*) AS n FROM queue WHERE state = 'queued'").get() as {
+      n: number;
+    }).n;
+  } finally {
+    db.close();
+  }
+}
+
 /** `fileconveyor url` on a node. */
 export async function urlOn(n: FleetNode, file: string): Promise<string> {
   const r = await cli(["url", file, "--config", n.config, "--server", "cdn"]);

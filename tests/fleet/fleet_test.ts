@@ -11,6 +11,7 @@ import { freshDatabase, restartDatabase } from "../_servers.ts";
 import {
   fleetNode,
   fleetWorld,
+  localQueue,
   startNode,
   stopAll,
   uploadsOf,
@@ -83,6 +84,57 @@ for (const store of STORES) {
       // Each file was uploaded by its own node only.
       assertEquals(uploadsOf(a).sort(), [0, 1, 2, 3, 4].map((i) => `a/a${i}.txt`));
       assertEquals(uploadsOf(b).sort(), [0, 1, 2, 3, 4].map((i) => `b/b${i}.txt`));
+    } finally {
+      await stopAll([a, b]);
+      await w.cleanup();
+    }
+  });
+
+  Deno.test(`fleet (${store.name}): a file moved or deleted on one node leaves the shared record and every web database`, async () => {
+    const w = await world(store.open);
+    const a = fleetNode(w, "alpha", path.join(w.root, "src-a"));
+    const b = fleetNode(w, "beta", path.join(w.root, "src-b"));
+    const old = path.join(a.src, "a", "old.txt");
+    const moved = path.join(a.src, "a", "new.txt");
+    const gone = path.join(a.src, "a", "gone.txt");
+    try {
+      write(old, "moved on alpha");
+      write(gone, "deleted on alpha");
+      write(path.join(b.src, "b.txt"), "beta");
+      startNode(a);
+      startNode(b);
+      await eventually(
+        () => webRows(b).has(gone) && webRows(b).has(old) ? "" : "not yet",
+        30_000,
+        "beta's web db",
+      );
+      assertEquals(await urlOn(b, old), "http://cdn.test/a/old.txt");
+      fs.renameSync(old, moved);
+      fs.rmSync(gone);
+      await a.daemon!.waitFor('moved "a/old.txt" to "a/new.txt"', 30_000);
+      for (const n of [a, b]) {
+        await eventually(
+          () => {
+            const rows = webRows(n);
+            const wrong = [
+              rows.has(old) ? "still has the old name" : "",
+              rows.has(gone) ? "still has the deleted file" : "",
+              rows.get(moved) === "http://cdn.test/a/new.txt" ? "" : "lacks the new name",
+            ].filter(Boolean);
+            return wrong.length ? `${n.name}'s web db ${wrong.join(", ")}; ${webDiag(n)}` : "";
+          },
+          30_000,
+          `${n.name}'s web database`,
+        );
+      }
+      assertEquals(await urlOn(b, moved), "http://cdn.test/a/new.txt");
+      assert((await urlOn(b, old)).startsWith("exit 1"), "beta still answers for the old name");
+      assert(
+        (await urlOn(b, gone)).startsWith("exit 1"),
+        "beta still answers for the deleted file",
+      );
+      assert(!fs.existsSync(path.join(w.dst, "a", "old.txt")));
+      assert(!fs.existsSync(path.join(w.dst, "a", "gone.txt")));
     } finally {
       await stopAll([a, b]);
       await w.cleanup();
@@ -179,27 +231,47 @@ Deno.test("fleet: a bad store URL is a configuration error naming the line, neve
   }
 });
 
-Deno.test("fleet: an unreachable shared store holds uploads without a crash; they converge once it answers", async () => {
+Deno.test("fleet: an unreachable shared store holds uploads without a crash, within the local buffer's bound; they converge once it answers", async () => {
   // The shared SQLite file's directory is missing at first: the store cannot be opened.
   const w = fleetWorld((root) => `sqlite:${path.join(root, "later", "shared.db")}`);
-  const a = fleetNode(w, "alpha", path.join(w.root, "src"));
+  const limit = 12;
+  const a = fleetNode(w, "alpha", path.join(w.root, "src"), {
+    storeBufferLimit: String(limit),
+  });
   try {
     for (let i = 0; i < 10; i++) write(path.join(a.src, `f${i}.txt`), `file ${i}`);
     const d = startNode(a);
     await d.waitFor("unreachable", 30_000);
+    await d.waitFor("Initial scan done", 30_000);
     await sleep(1500);
     assertEquals(uploadsOf(a).length, 0, "nothing is uploaded without the shared store");
     const st = await cli(["status", "--config", a.config]);
     assertEquals(st.code, 0, st.stderr);
     assert(/shared store unreachable since \d{4}-/.test(st.stdout), st.stdout);
+    // More changes than the buffer holds: the watcher goes on, the changes wait for a rescan.
+    for (let i = 0; i < 20; i++) write(path.join(a.src, "burst", `g${i}.txt`), `burst ${i}`);
     write(path.join(a.src, "late.txt"), "discovered while down");
+    await d.waitFor("Local buffer full", 30_000);
+    await sleep(1000);
+    const queued = localQueue(a);
+    assert(queued <= limit, `${queued} jobs queued, more than the limit of ${limit}`);
+    let full = "";
+    for (let i = 0; i < 20 && !full; i++) {
+      const r = await cli(["status", "--config", a.config]);
+      if (/LOCAL BUFFER FULL since \d{4}-.*storeBufferLimit 12.*"site"/.test(r.stdout)) {
+        full = "yes";
+      } else await sleep(500);
+    }
+    assert(full, "status does not say that the local buffer is full");
     fs.mkdirSync(path.join(w.root, "later"));
     await eventually(() => diffTrees(tree(a.src), tree(w.dst)), 60_000, "after the store is back");
     await d.waitFor("answers again", 10_000);
+    await d.waitFor('rescanning "site"', 10_000);
     const json = JSON.parse((await cli(["status", "--json", "--config", a.config])).stdout);
     assertEquals(json.fleet.nodes.map((n: { node: string }) => n.node), ["alpha"]);
     assertEquals(json.fleet.nodes[0].alive, true);
-    await eventually(() => webRows(a).size === 11 ? "" : `${webRows(a).size} rows`, 10_000);
+    await eventually(() => webRows(a).size === 31 ? "" : `${webRows(a).size} rows`, 10_000);
+    assertEquals(json.fleet.daemon.buffer.fullSince, null);
     assert(d.child.pid > 0 && !/panic|Uncaught/i.test(d.log()), d.log().slice(-2000));
   } finally {
     await stopAll([a]);

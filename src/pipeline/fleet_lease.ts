@@ -1,0 +1,154 @@
+/**
+ * The leases this node holds on files it is uploading (see `fleet.ts`):
+ * renewed on a timer while the job runs, checked before the job records.
+ *
+ * Contract:
+ * - a lease is renewed every third of its length; `renew()` false means
+ *   another node took the file over (this node was too slow: a stalled
+ *   process, the shared store out of reach for longer than the lease): the
+ *   lease is lost for good and is never renewed or released again;
+ * - {@linkcode FleetLeases.confirm} runs after the upload and before the
+ *   record: a lost lease throws a `RequeueError`, so the job records nothing
+ *   and publishes nothing (the other node owns the file now) and asks again:
+ *   "done" takes the other node's record, "busy" waits for it, "mine"
+ *   uploads again (at least once, never recorded twice). A lease that may
+ *   have run out unnoticed (no renewal for two thirds of its length) is
+ *   renewed first; a store out of reach throws `FleetUnavailable`;
+ * - after a lost lease, this node's transfer may have reached the
+ *   destination after the other node's. When the other node's record holds
+ *   other content than ours ({@linkcode FleetLeases.fingerprintToClaim}),
+ *   the next claim asks with a fingerprint no record holds: the file is
+ *   uploaded again under a new lease rather than trusted.
+ *
+ * @module
+ */
+import { RequeueError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import { keyId } from "../store/shared/_keys.ts";
+import type { Claim, SharedKey, SharedStore } from "../store/shared/types.ts";
+
+/** How a claim asks to be uploaded again: no record's fingerprint ends like this. */
+const AGAIN = "\0again";
+
+/** How soon a job whose lease was lost asks again, ms. */
+const LOST_RETRY_MS = 200;
+
+interface Held {
+  key: SharedKey;
+  /** The fingerprint the lease was claimed for (what this node uploads). */
+  fingerprint: string;
+  /** Until when the lease is ours, as far as this node knows (ms since the epoch). */
+  until: number;
+  lost: boolean;
+  timer: number;
+}
+
+/** What {@linkcode FleetLeases} needs. */
+export interface FleetLeasesOptions {
+  /** Runs a call on the shared store (throws `FleetUnavailable` when out of reach). */
+  call: <T>(fn: (s: SharedStore) => Promise<T>) => Promise<T>;
+  /** Lease length, ms. */
+  leaseMs: () => number;
+  log: Logger;
+  /** The clock (tests). */
+  now?: () => number;
+}
+
+/** The leases of running jobs. */
+export class FleetLeases {
+  readonly #o: FleetLeasesOptions;
+  readonly #held = new Map<number, Held>();
+  /** Files whose lease was lost while this node uploaded them: the fingerprint uploaded. */
+  readonly #overtaken = new Map<string, string>();
+
+  constructor(options: FleetLeasesOptions) {
+    this.#o = options;
+  }
+
+  #now(): number {
+    return this.#o.now?.() ?? Date.now();
+  }
+
+  /**
+   * The fingerprint to claim `key` with for content `fp`: `fp`, unless this
+   * node lost the file while uploading other content (see the module doc).
+   */
+  fingerprintToClaim(key: SharedKey, fp: string): string {
+    const uploaded = this.#overtaken.get(keyId(key));
+    if (uploaded === undefined) return fp;
+    if (uploaded === fp) {
+      // The same content either way: whichever transfer came last, the destination is right.
+      this.#overtaken.delete(keyId(key));
+      return fp;
+    }
+    return fp + AGAIN;
+  }
+
+  /** After a claim: "mine" holds the lease for job `id` (renewed until {@linkcode finished}). */
+  claimed(id: number, key: SharedKey, fp: string, claim: Claim): void {
+    if (claim.kind !== "mine") return;
+    this.#overtaken.delete(keyId(key));
+    const old = this.#held.get(id);
+    if (old) clearInterval(old.timer);
+    const held: Held = { key, fingerprint: fp, until: claim.until, lost: false, timer: 0 };
+    held.timer = setInterval(() => {
+      this.#renew(held).catch(() => {});
+    }, Math.max(100, this.#o.leaseMs() / 3)) as unknown as number;
+    this.#held.set(id, held);
+  }
+
+  async #renew(held: Held): Promise<boolean> {
+    if (held.lost) return false;
+    const t = this.#now();
+    const ok = await this.#o.call((s) => s.renew(held.key, t, this.#o.leaseMs()));
+    if (held.lost) return false;
+    if (ok) {
+      held.until = t + this.#o.leaseMs();
+      return true;
+    }
+    held.lost = true;
+    clearInterval(held.timer);
+    this.#o.log.warn(
+      `Lost the claim on "${held.key.input_file}" to another node: this node records nothing ` +
+        "for it and asks again",
+    );
+    return false;
+  }
+
+  /**
+   * Before recording job `id`'s upload: throws a `RequeueError` when its
+   * lease was lost (see the module doc). Jobs without a lease pass.
+   */
+  async confirm(id: number): Promise<void> {
+    const held = this.#held.get(id);
+    if (!held) return;
+    const margin = this.#o.leaseMs() / 3;
+    if (!held.lost && this.#now() < held.until - margin) return;
+    if (held.lost || !(await this.#renew(held))) {
+      throw new RequeueError(
+        `Another node took "${held.key.input_file}" over: not recorded here`,
+        LOST_RETRY_MS,
+      );
+    }
+  }
+
+  /** Job `id` ended: stops renewing; releases the lease unless the job published (`ok`) or lost it. */
+  finished(id: number, ok: boolean): void {
+    const held = this.#held.get(id);
+    if (!held) return;
+    clearInterval(held.timer);
+    this.#held.delete(id);
+    if (held.lost) {
+      this.#overtaken.set(keyId(held.key), held.fingerprint);
+      return;
+    }
+    // A published record drops the lease; until then other nodes wait for it.
+    if (!ok) void this.#o.call((s) => s.release(held.key)).catch(() => {});
+  }
+
+  /** Stops every renewal (the daemon stops). */
+  stop(): void {
+    for (const { timer } of this.#held.values()) clearInterval(timer);
+    this.#held.clear();
+  }
+}

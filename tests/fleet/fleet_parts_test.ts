@@ -1,0 +1,225 @@
+/**
+ * The parts of a fleet node against a real shared store (an SQLite file)
+ * and a real local store: leases lost to another node, the unpublishing of
+ * removed records, the follower starting over when the change feed was
+ * pruned past it, and the bound on the local buffer.
+ */
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { RequeueError } from "../../src/errors.ts";
+import { logger } from "../../src/log.ts";
+import { admits } from "../../src/pipeline/fleet_buffer.ts";
+import { FleetFollower } from "../../src/pipeline/fleet_follow.ts";
+import { FleetLeases } from "../../src/pipeline/fleet_lease.ts";
+import { FleetLocal } from "../../src/store/fleet_local.ts";
+import { openSharedStore } from "../../src/store/shared/open.ts";
+import type { SharedKey, SharedRecord, SharedStore } from "../../src/store/shared/types.ts";
+import { Store } from "../../src/store/store.ts";
+import { assert, assertEquals, assertRejects } from "../_assert.ts";
+import { sleep } from "../_harness.ts";
+
+const log = logger("test");
+
+async function shared(nodes: string[]) {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), "fc-fleet-parts-"));
+  const url = `sqlite:${path.join(root, "shared.db")}`;
+  const stores: SharedStore[] = [];
+  for (const n of nodes) {
+    const s = await openSharedStore(url, n);
+    await s.migrate();
+    stores.push(s);
+  }
+  return {
+    root,
+    stores,
+    async close() {
+      for (const s of stores) await s.close();
+      fs.rmSync(root, { recursive: true, force: true });
+    },
+  };
+}
+
+function key(name: string): SharedKey {
+  return { input_file: `/srv/site/${name}`, server: "cdn", dest: "" };
+}
+
+function record(k: SharedKey, node: string, fingerprint: string): SharedRecord {
+  return {
+    ...k,
+    transported_file_basename: path.basename(k.input_file),
+    url: `https://cdn.example/${path.basename(k.input_file)}`,
+    remote_path: path.basename(k.input_file),
+    fingerprint,
+    node,
+    synced_at: 1_000,
+  };
+}
+
+Deno.test("FleetLeases: a lease lost while uploading is not recorded; the next claim takes the other node's record", async () => {
+  const w = await shared(["a", "b"]);
+  const [a, b] = w.stores as [SharedStore, SharedStore];
+  const leases = new FleetLeases({ call: (fn) => fn(a), leaseMs: () => 300, log });
+  try {
+    // The same content: node b took the file over and published it.
+    const k = key("same.css");
+    leases.claimed(1, k, "v1", await a.claim(k, "v1", Date.now(), 300));
+    await leases.confirm(1);
+    assertEquals((await b.claim(k, "v1", Date.now() + 1_000, 300)).kind, "mine");
+    await b.publish([record(k, "b", "v1")]);
+    // The next renewal (every 100 ms) finds the lease gone.
+    await sleep(400);
+    await assertRejects(() => leases.confirm(1), RequeueError, "took");
+    leases.finished(1, false);
+    const asked = leases.fingerprintToClaim(k, "v1");
+    assertEquals(asked, "v1");
+    assertEquals(await a.claim(k, asked, Date.now(), 300), {
+      kind: "done",
+      record: record(k, "b", "v1"),
+    });
+
+    // Other content: this node's late transfer may have replaced node b's, so it uploads again.
+    const k2 = key("changed.css");
+    leases.claimed(2, k2, "v1", await a.claim(k2, "v1", Date.now(), 300));
+    assertEquals((await b.claim(k2, "v2", Date.now() + 1_000, 300)).kind, "mine");
+    await b.publish([record(k2, "b", "v2")]);
+    await assertRejects(async () => {
+      await sleep(400);
+      await leases.confirm(2);
+    }, RequeueError);
+    leases.finished(2, false);
+    const again = leases.fingerprintToClaim(k2, "v2");
+    assert(again !== "v2");
+    const c = await a.claim(k2, again, Date.now(), 300);
+    assertEquals(c.kind, "mine");
+    leases.claimed(3, k2, "v2", c);
+    assertEquals(leases.fingerprintToClaim(k2, "v2"), "v2");
+    leases.finished(3, false);
+
+    // A lease that may have run out unnoticed is checked before recording, without waiting
+    // for the timer.
+    const k3 = key("late.css");
+    await a.claim(k3, "v1", Date.now() - 10_000, 100);
+    leases.claimed(4, k3, "v1", { kind: "mine", until: Date.now() - 9_900 });
+    assertEquals((await b.claim(k3, "v1", Date.now(), 60_000)).kind, "mine");
+    await assertRejects(() => leases.confirm(4), RequeueError);
+    leases.finished(4, false);
+    // Still ours: confirmed by a renewal.
+    const k4 = key("mine.css");
+    await a.claim(k4, "v1", Date.now(), 60_000);
+    leases.claimed(5, k4, "v1", { kind: "mine", until: Date.now() + 10 });
+    await leases.confirm(5);
+    leases.finished(5, true);
+  } finally {
+    leases.stop();
+    await w.close();
+  }
+});
+
+Deno.test("FleetLocal: every local record removed queues its removal from the shared record", () => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), "fc-fleet-local-"));
+  const store = new Store(path.join(root, "data"));
+  try {
+    const local = new FleetLocal(store);
+    const row = (input_file: string) => ({
+      input_file,
+      transported_file_basename: path.basename(input_file),
+      url: `https://cdn.example/${path.basename(input_file)}`,
+      server: "cdn",
+      dest: "",
+      remote_path: path.basename(input_file),
+      size: 1,
+      mtime_ms: 1,
+      ctime_ms: 1,
+      ino: 1,
+      md5: null,
+      etag: null,
+      chain: "",
+      extras: null,
+      synced_at: 1,
+      source_md5: "x",
+    });
+    store.putSynced(row("/src/old.txt"));
+    store.putSynced(row("/src/gone.txt"));
+    // An upsert is not a removal.
+    store.putSynced({ ...row("/src/gone.txt"), url: "https://cdn.example/v2" });
+    assertEquals(local.outboxSize(), 0);
+    store.recordMove(store.getSynced("/src/old.txt", "cdn", "")!, row("/src/new.txt"));
+    store.recordDeleted("/src/gone.txt", "cdn", "");
+    assertEquals(
+      local.outbox(10).map((e) => [e.key.input_file, e.record === undefined]),
+      [["/src/old.txt", true], ["/src/gone.txt", true]],
+    );
+  } finally {
+    store.close();
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+});
+
+Deno.test("FleetFollower: behind a pruned range, the mirror is copied anew, then followed", async () => {
+  const w = await shared(["writer", "other"]);
+  const [writer, other] = w.stores as [SharedStore, SharedStore];
+  const store = new Store(path.join(w.root, "data"));
+  try {
+    const local = new FleetLocal(store);
+    const follower = new FleetFollower(local, (fn) => fn(writer), log);
+    const [k1, k2, k3, k4] = ["1.css", "2.css", "3.css", "4.css"].map(key) as SharedKey[];
+    await writer.publish([record(k1!, "writer", "a"), record(k2!, "writer", "a")]);
+    await writer.publish([record(k3!, "writer", "a")]);
+    await follower.follow();
+    assertEquals(local.mirrored(), 3);
+    const behind = local.cursor();
+    // While this node was gone: changes, then read by every node still there, and pruned.
+    await writer.unpublish([k1!]);
+    await writer.publish([record(k2!, "writer", "b"), record(k4!, "writer", "a")]);
+    await writer.publish([record(k3!, "writer", "a")]);
+    const head = (await writer.feed()).head;
+    const now = Date.now();
+    await other.heartbeat({ queued: 0, failed: 0, now, version: "1", cursor: head });
+    assert(await writer.pruneChanges(now, 60_000) > 0);
+    assert((await writer.feed()).pruned > behind);
+    store.syncedChanged = new Set();
+    await follower.follow();
+    assertEquals(local.cursor(), head);
+    const mirror = store.db.prepare(
+      "SELECT input_file, fingerprint FROM fleet_records ORDER BY input_file",
+    ).all().map((r) => [r.input_file, r.fingerprint]);
+    assertEquals(mirror, [[k2!.input_file, "b"], [k3!.input_file, "a"], [k4!.input_file, "a"]]);
+    // The web database re-reads the files whose rows differ, not the others.
+    assertEquals(
+      [...store.syncedChanged].sort(),
+      [k1!.input_file, k2!.input_file, k4!.input_file].sort(),
+    );
+    // Then the feed again.
+    await writer.unpublish([k4!]);
+    await follower.follow();
+    assertEquals(local.mirrored(), 2);
+  } finally {
+    store.close();
+    await w.close();
+  }
+});
+
+Deno.test("admits(): a batch is held only while the store is unreachable and the buffer would overflow", () => {
+  // [reachable, holding, entries, n, limit] → admitted
+  const table: [boolean, boolean, number, number, number, boolean][] = [
+    [true, false, 0, 1, 1, true],
+    [true, false, 10, 5, 1, true],
+    [true, true, 1e9, 1, 1, true],
+    [false, false, 0, 1, 1, true],
+    [false, false, 0, 0, 1, true],
+    [false, false, 5, 5, 10, true],
+    [false, false, 5, 6, 10, false],
+    [false, false, 0, 2, 1, false],
+    [false, false, 11, 0, 10, false],
+    [false, true, 0, 0, 10, false],
+    [false, true, 0, 1, 10, false],
+  ];
+  for (const [reachable, holding, entries, n, limit, want] of table) {
+    assertEquals(
+      admits({ reachable, holding, entries, n, limit }),
+      want,
+      JSON.stringify({ reachable, holding, entries, n, limit }),
+    );
+  }
+});
