@@ -190,7 +190,6 @@ export class Fleet {
     });
     this.#buffer = new FleetBuffer({
       limit: () => this.#ctx.config.settings.storeBufferLimit,
-      count: () => store.activeCount() + this.local.outboxSize(),
       log,
     });
   }
@@ -470,10 +469,14 @@ export class Fleet {
     }`;
   }
 
-  /** Counts the local buffer; hands the held sources back once the store answers. */
-  #refreshBuffer(): void {
+  /**
+   * Counts the local buffer (`active`: the queued jobs, when the caller
+   * counted them); hands the held sources back once the store answers.
+   */
+  #refreshBuffer(active?: number): void {
     try {
-      const sources = this.#buffer.refresh(this.reachable);
+      const entries = (active ?? this.#store.activeCount()) + this.local.outboxSize();
+      const sources = this.#buffer.refresh(this.reachable, entries);
       if (sources.length > 0) this.#rescan(sources);
     } catch (e) {
       this.#log.debug(`Cannot count the local buffer: ${errorMessage(e)}`);
@@ -495,7 +498,7 @@ export class Fleet {
       const [nodes, servers] = await this.#call((s) => Promise.all([s.nodes(), s.serverHealth()]));
       this.#view = { at: Date.now(), nodes, servers };
     } finally {
-      this.#refreshBuffer();
+      this.#refreshBuffer(counts.queued + counts.running);
       this.#writeRuntime();
     }
   }

@@ -47,8 +47,6 @@ export function admits(
 /** What {@linkcode FleetBuffer} needs. */
 export interface FleetBufferOptions {
   limit: () => number;
-  /** Queued jobs plus outbox entries, counted in the local store. */
-  count: () => number;
   log: Logger;
 }
 
@@ -91,11 +89,12 @@ export class FleetBuffer {
   }
 
   /**
-   * Counts the buffer again. Once the store answers, ends a full episode and
-   * returns the sources to rescan (empty otherwise).
+   * Takes a new count of the buffer (`entries`: queued jobs plus outbox
+   * entries). Once the store answers, ends a full episode and returns the
+   * sources to rescan (empty otherwise).
    */
-  refresh(reachable: boolean): string[] {
-    this.#entries = this.#o.count();
+  refresh(reachable: boolean, entries: number): string[] {
+    this.#entries = entries;
     if (!reachable || this.#fullSince === null) return [];
     const sources = [...this.#held];
     this.#held.clear();
