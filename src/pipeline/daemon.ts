@@ -133,7 +133,8 @@ export class Daemon {
       pump: () => this.#scheduler.pump(),
       storeTrouble: trouble,
       modeChanged: () => this.#heartbeat(),
-      ...(this.#fleet
+      // A --once run ends when its queue is empty: what it holds back would never be synced.
+      ...(this.#fleet && !options.once
         ? { admit: (source: string, n: number) => this.#fleet!.admit(source, n) }
         : {}),
     });
