@@ -65,22 +65,7 @@ export function parseMlsxTime(text: string | undefined): number | undefined {
   return Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]!, ms);
 }
 
-/**
- * A connection could not be opened; `reason` is the text after the server
- * name. `kind` is "auth" when only a configuration change can fix it.
- */
-export class ConnectFailure extends ClassifiedError {
-  readonly reason: string;
-  constructor(
-    server: string,
-    reason: string,
-    options?: ErrorOptions,
-    kind: "server" | "auth" = "server",
-  ) {
-    super(`Cannot connect to server "${server}": ${reason}`, kind, options);
-    this.reason = reason;
-  }
-}
+export { ConnectFailure } from "../_call_errors.ts";
 
 /**
  * A reply that refuses one more session because of a limit (pure-ftpd

@@ -9,12 +9,13 @@
 import { type FileInfo, FileType, FTPError, type FTPResponse } from "basic-ftp";
 import type * as fs from "node:fs/promises";
 import * as path from "node:path";
-import { ClassifiedError, classify, errorMessage } from "../../errors.ts";
+import { ClassifiedError } from "../../errors.ts";
 import { addSecret } from "../../log.ts";
 import { openRegular } from "../../util/regular_file.ts";
 import type { FtpOptions } from "../ftp.ts";
 import { isTempName, joinUrl, safeRemotePath } from "../paths.ts";
 import { uploadViaTemp } from "../temp_rename.ts";
+import { localReadFailure } from "../_call_errors.ts";
 import type {
   CallOptions,
   DirRemover,
@@ -181,13 +182,7 @@ class Ftp extends FtpConnection implements Transport, Stater, Lister, Mover, Dir
       // Opened before any network work: a local problem is not the connection's.
       fh = await openRegular(localPath);
     } catch (err) {
-      throw new ClassifiedError(
-        `Cannot upload "${rel}" to server "${this.server}": cannot read local file "${localPath}": ${
-          errorMessage(err)
-        }`,
-        classify(err),
-        { cause: err },
-      );
+      throw localReadFailure(err, { rel, server: this.server, localPath });
     }
     try {
       const size = await this.use(options.signal, (conn) =>
