@@ -17,7 +17,7 @@ import { openRegular, readRegular, readRegularSync } from "../../util/regular_fi
 import type { Logger } from "../../log.ts";
 import type { SftpOptions } from "../sftp.ts";
 import { Pool } from "../pool.ts";
-import { isTempName, joinUrl, safeRemotePath } from "../paths.ts";
+import { isTempName, joinUrl, relativeToRoot, safeRemotePath, underRoot } from "../paths.ts";
 import { uploadViaTemp } from "../temp_rename.ts";
 import { callFailure, localReadFailure, maskSecrets } from "../_call_errors.ts";
 import type {
@@ -149,17 +149,11 @@ class Sftp implements Transport, Stater, Lister, Mover, DirRemover {
   // -- paths ----------------------------------------------------------------
 
   #full(rel: string): string {
-    const r = this.#s.root;
-    if (r === "") return rel;
-    if (r === "/") return "/" + rel;
-    return r + "/" + rel;
+    return underRoot(this.#s.root, rel);
   }
 
   #rel(full: string): string {
-    const r = this.#s.root;
-    if (r === "") return full;
-    if (r === "/") return full.slice(1);
-    return full.slice(r.length + 1);
+    return relativeToRoot(this.#s.root, full);
   }
 
   async #ensureDir(conn: Conn, dir: string): Promise<void> {
