@@ -172,34 +172,6 @@ export function parseSettings<const Specs extends readonly OptionSpec[]>(
   return out as SettingsOf<Specs>;
 }
 
-/**
- * Checks option values against a schema (as {@linkcode checkOptions}), parses
- * them into typed settings (as {@linkcode parseSettings}) and runs a
- * transport's or processor's own checks on those. Returns the settings and
- * every problem found; the settings are meaningful only without problems.
- *
- * @example
- * ```ts
- * import { checkSettings, type OptionSpec } from "./options.ts";
- * const specs = [{ name: "port", type: "integer", default: "21", help: "Port" }] as const satisfies
- *   readonly OptionSpec[];
- * const { settings, problems } = checkSettings(specs, { port: "x" });
- * problems; // ['Setting "port" must be a whole number, not "x"']
- * settings.port; // 21 (the default: the bad value is dropped)
- * ```
- */
-export function checkSettings<const Specs extends readonly OptionSpec[]>(
-  specs: Specs,
-  values: OptionValues,
-  validate?: (settings: SettingsOf<Specs>) => string[],
-): { settings: SettingsOf<Specs>; problems: string[] } {
-  const checked = checkOptions(specs, values);
-  const settings = parseSettings(specs, checked.values);
-  const problems = checked.problems.map((p) => p.message);
-  if (problems.length === 0 && validate) problems.push(...validate(settings));
-  return { settings, problems };
-}
-
 function parseValue(spec: OptionSpec, raw: string): string | number | boolean {
   switch (spec.type ?? "string") {
     case "integer":

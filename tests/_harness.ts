@@ -49,6 +49,10 @@ export interface LocalConfigOptions {
   ignoredDirs?: string;
   /** Attributes of the rule besides for/label. */
   ruleAttrs?: string;
+  /** More `<server>` elements (XML) beside "local". */
+  servers?: string;
+  /** More `<destination>` elements (XML) of the rule beside "local". */
+  destinations?: string;
 }
 
 /** Writes a config that syncs `ws.src` to `ws.dst` with symlink_or_copy. */
@@ -65,11 +69,12 @@ export function localConfig(ws: Workspace, options: LocalConfigOptions = {}): st
       <url>http://cdn.test/</url>
       <copy>${options.copy === false ? "false" : "true"}</copy>
     </server>
+    ${options.servers ?? ""}
   </servers>
   <rules>
     <rule for="site" label="all" ${options.ruleAttrs ?? ""}>
       ${options.ruleBody ?? ""}
-      <destinations><destination server="local" /></destinations>
+      <destinations><destination server="local" />${options.destinations ?? ""}</destinations>
     </rule>
   </rules>
   <settings>

@@ -25,9 +25,10 @@ import type { DaemonOptions, PipelineContext } from "./context.ts";
 import { type DaemonEvent, EventBus, type RunSummary } from "./events.ts";
 import { Janitor } from "./janitor.ts";
 import { emptyDir } from "./janitor.ts";
-import { lockDataDir, removePidFiles, writeDataDirPid, writePidFile } from "./lock.ts";
+import { lockDataDir, writeDataDirPid, writePidFile } from "./lock.ts";
 import { dataDirFor, workDirFor } from "./paths.ts";
-import { diffConfig } from "./reload.ts";
+import { Reloader } from "./reloader.ts";
+import { shutdown } from "./shutdown.ts";
 import { Router } from "./routing.ts";
 import { Scheduler } from "./scheduler.ts";
 import { Servers } from "./servers.ts";
@@ -66,6 +67,7 @@ export class Daemon {
   readonly #retired: RetiredJanitor;
   /** The link to the fleet's shared store; undefined on a machine on its own. */
   readonly #fleet: Fleet | undefined;
+  readonly #reloader: Reloader;
   #stopping = false;
   #timers: number[] = [];
 
@@ -73,7 +75,6 @@ export class Daemon {
   get fleet(): Fleet | undefined {
     return this.#fleet;
   }
-  #reloads: Promise<void> = Promise.resolve();
 
   private constructor(config: Config, options: DaemonOptions, lock: Deno.FsFile, dataDir: string) {
     this.#config = config;
@@ -155,6 +156,17 @@ export class Daemon {
       recovered: () => this.#sources.scanAll(),
       fatal: (e) => this.#fail(e),
     });
+    this.#reloader = new Reloader({
+      ctx,
+      servers: this.#servers,
+      router: this.#router,
+      sources: this.#sources,
+      scheduler: this.#scheduler,
+      setConfig: (next) => {
+        this.#config = next;
+      },
+      retryFailed: (why) => this.#retryFailed(why),
+    });
   }
 
   /**
@@ -233,56 +245,7 @@ export class Daemon {
    * live (another data directory, a processor that cannot run).
    */
   reload(next: Config): Promise<void> {
-    const p = this.#reloads.then(() => this.#reload(next));
-    this.#reloads = p.catch(() => {});
-    return p;
-  }
-
-  async #reload(next: Config): Promise<void> {
-    const old = this.config;
-    if (
-      dataDirFor(next, this.#o.dataDir) !== this.dataDir ||
-      workDirFor(next, this.dataDir) !== this.workDir
-    ) {
-      throw new ClassifiedError(
-        "dataDir and workingDir cannot change while running; restart instead",
-        "fatal",
-      );
-    }
-    const problems = await setupProcessors(next.rules.flatMap((r) => r.processors), {
-      settings: next.settings,
-      cacheDir: path.join(this.dataDir, "processor-cache"),
-    });
-    if (problems.length > 0) throw new ClassifiedError(problems.join("; "), "fatal");
-    if (this.#stopping) return;
-    for (const secret of next.secrets) addSecret(secret);
-    const diff = diffConfig(old, next, this.#servers.definitions());
-    if (diff.restartNeeded.length > 0) {
-      this.#log.warn(
-        `Changed settings take effect after a restart: ${diff.restartNeeded.join(", ")}`,
-      );
-    }
-    this.#config = next;
-    const drained = Promise.allSettled([...this.#scheduler.running]);
-    for (const name of diff.retiredServers) this.#servers.retire(name, drained);
-    for (const server of next.servers) this.#servers.add(server);
-    await this.#sources.reconfigure(
-      diff.freshSources,
-      diff.watchChanged,
-      !this.#o.once && !this.#o.dryRun,
-    );
-    if (diff.pidFileChanged) {
-      if (old.settings.pidFile) fs.rmSync(old.settings.pidFile, { force: true });
-      if (next.settings.pidFile) writePidFile(next.settings.pidFile);
-    }
-    this.#router.reevaluate();
-    this.#retryFailed("the configuration was reloaded");
-    for (const source of diff.freshSources) void this.#sources.enqueueScan(source);
-    this.#log.info(
-      `Configuration reloaded from "${next.file}": ${next.sources.length} source(s), ${next.servers.length} server(s), ${next.rules.length} rule(s)`,
-    );
-    this.#bus.emit({ type: "reloaded", config: next });
-    this.#scheduler.pump();
+    return this.#reloader.reload(next);
   }
 
   /** Files that failed are tried again now: a start or a reload may have fixed their cause. */
@@ -438,61 +401,17 @@ export class Daemon {
   async #shutdown() {
     this.#stopping = true;
     for (const t of this.#timers) clearTimeout(t);
-    this.#scheduler.stopTimers();
-    const grace = this.#o.shutdownGrace ?? 10_000;
-    // The process ends within the grace plus this clean-up budget, whatever a watcher
-    // (blocked on a special file), a server (gone silent) or the disk does.
-    const deadline = Date.now() + grace + 5000;
-    const bounded = <T>(p: Promise<T>) => {
-      let t = 0;
-      const late = new Promise((r) => {
-        t = setTimeout(r, Math.max(0, deadline - Date.now())) as unknown as number;
-        Deno.unrefTimer(t);
-      });
-      return Promise.race([p, late]).finally(() => clearTimeout(t));
-    };
-    await this.#sources.stop(bounded);
-    const running = this.#scheduler.running;
-    if (running.size > 0) {
-      this.#log.info(`Waiting up to ${grace} ms for ${running.size} running transfers`);
-      await Promise.race([
-        Promise.allSettled([...running]),
-        new Promise((r) => setTimeout(r, grace)),
-      ]);
-    }
-    await bounded(this.#servers.flush().catch(() => {}));
-    await bounded(this.#servers.close());
-    await bounded(this.#fleet?.close() ?? Promise.resolve());
-    try {
-      this.#scheduler.flush();
-      this.store.resetRunning();
-    } catch (e) {
-      this.#finalWriteFailed(e);
-    }
-    this.#web.close();
-    try {
-      this.store.setRuntime("daemon", { pid: null, stoppedAt: Date.now() });
-    } catch (e) {
-      this.#finalWriteFailed(e);
-    }
-    this.store.checkpoint();
-    // A run ended by a damaged or lost state must not vouch for the file at the next start.
-    this.store.close({ clean: !this.#fatal });
-    removePidFiles(this.dataDir, this.config.settings.pidFile);
-    try {
-      emptyDir(this.workDir);
-    } catch {
-      // Best effort.
-    }
-    this.#lock.close();
-  }
-
-  /** The final writes are best effort: the queue is on disk and running jobs are reset at the next start. */
-  #finalWriteFailed(e: unknown) {
-    if (this.#fatal) return;
-    this.#log.error(
-      `Cannot record the stop in the database in "${this.dataDir}": ${errorMessage(e)}`,
-    );
+    await shutdown({
+      ctx: this.#ctx,
+      store: this.store,
+      scheduler: this.#scheduler,
+      sources: this.#sources,
+      servers: this.#servers,
+      web: this.#web,
+      fleet: this.#fleet,
+      lock: this.#lock,
+      fatal: () => this.#fatal !== undefined,
+    });
   }
 
   #heartbeat() {

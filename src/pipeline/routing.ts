@@ -10,10 +10,11 @@ import type { Destination, Rule, Server, Source } from "../config/types.ts";
 import { matchingRules } from "../filter/filter.ts";
 import { CREATED, DELETED, MODIFIED } from "../store/events.ts";
 import type { Change } from "../store/store.ts";
-import { safeRemotePath } from "../transports/paths.ts";
 import { getTransportDef } from "../transports/transport.ts";
 import { signature } from "../util/hash.ts";
 import type { FsChange } from "../watch/scanner.ts";
+import { relPath } from "../watch/changes.ts";
+import { remotePathFor } from "../transports/paths.ts";
 import type { PipelineContext } from "./context.ts";
 
 /** One destination of a file. */
@@ -22,15 +23,8 @@ export interface Target {
   dest: Destination;
 }
 
-/** A file's path relative to its source, `/`-separated. */
-export function relPath(source: Source, file: string): string {
-  return path.relative(source.scanPath, file).split(path.sep).join("/");
-}
-
-/** The remote path of `name` in the directory `relDir` of destination path `dest`. */
-export function remotePathFor(dest: string, relDir: string, name: string): string {
-  return safeRemotePath([dest, relDir, name].filter(Boolean).join("/"));
-}
+// One rule for each derived path, shared with the scanner and verify.
+export { relPath, remotePathFor };
 
 /** Routes files by the rules of the configuration in effect. */
 export class Router {

@@ -7,7 +7,6 @@
  *
  * @module
  */
-import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { Rule, Source } from "../config/types.ts";
@@ -15,14 +14,15 @@ import { ClassifiedError, errorMessage, RequeueError } from "../errors.ts";
 import { chainIsPerServer, runChain } from "../processors/chain.ts";
 import { CREATED, MODIFIED } from "../store/events.ts";
 import type { Job, SyncedRow } from "../store/store.ts";
+import { parseExtras } from "../store/types.ts";
 import {
   isDirRemover,
   type PutOptions,
   type PutResult,
   type Transport,
 } from "../transports/transport.ts";
+import { formatBytes } from "../util/format.ts";
 import { md5File } from "../util/hash.ts";
-import { readRegularSync } from "../util/regular_file.ts";
 import { Semaphore } from "../util/semaphore.ts";
 import type { PipelineContext } from "./context.ts";
 import { type Conflict, type Fingerprint, planTypeConflict, remoteAncestors } from "./plan.ts";
@@ -366,15 +366,7 @@ interface Output {
   references?: string[];
 }
 
-/** Parses a record's JSON list of extra remote paths. */
-export function parseExtras(json: string | null | undefined): string[] {
-  if (!json) return [];
-  try {
-    return JSON.parse(json) as string[];
-  } catch {
-    return [];
-  }
-}
+export { parseExtras };
 
 /** Bytes available to us on the file system of `dir`, when the OS says. */
 function freeBytes(dir: string): number | undefined {
@@ -386,19 +378,7 @@ function freeBytes(dir: string): number | undefined {
   }
 }
 
-/** Files up to this size are hashed with one synchronous read (a thread hop costs more). */
-const SMALL_FILE = 256 * 1024;
+/** MD5 (hex) of a source file, given the size the job stat'ed: the one file hash (`md5File`). */
+export const md5Of: (p: string, signal: AbortSignal, size: number) => Promise<string> = md5File;
 
-/** MD5 (hex) of a file. */
-export async function md5Of(p: string, signal: AbortSignal, size: number): Promise<string> {
-  if (size <= SMALL_FILE) return createHash("md5").update(readRegularSync(p).data).digest("hex");
-  return await md5File(p, signal, size);
-}
-
-/** Formats a byte count for logs. */
-export function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
-  if (n < 1024 ** 3) return `${(n / 1024 / 1024).toFixed(1)} MiB`;
-  return `${(n / 1024 ** 3).toFixed(2)} GiB`;
-}
+export { formatBytes } from "../util/format.ts";

@@ -47,6 +47,7 @@ import { Buffer } from "node:buffer";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { RequeueError } from "../errors.ts";
+import { isDir } from "../watch/source_files.ts";
 import type { ProcessContext, ProcessFile, ProcessorDef, SourceInfo } from "./processor.ts";
 import { label, readInput, writeOutput } from "./_util.ts";
 import { type CssUrl, rewriteCssUrls, scanCssUrls, unescapeCss } from "./_css_urls.ts";
@@ -55,14 +56,6 @@ import { type CssUrl, rewriteCssUrls, scanCssUrls, unescapeCss } from "./_css_ur
 export type CssUrlTarget =
   | { kind: "skip"; reason: string }
   | { kind: "file"; path: string; suffix: string };
-
-function isDir(p: string): boolean {
-  try {
-    return fs.statSync(p).isDirectory();
-  } catch {
-    return false;
-  }
-}
 
 /**
  * Resolves a URL found in the stylesheet `cssPath` to a source file path

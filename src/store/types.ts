@@ -72,6 +72,16 @@ export interface SyncedRow {
   source_md5?: string | null;
 }
 
+/** The extra remote paths of a record ({@linkcode SyncedRow.extras}); none when unreadable. */
+export function parseExtras(json: string | null | undefined): string[] {
+  if (!json) return [];
+  try {
+    return JSON.parse(json) as string[];
+  } catch {
+    return [];
+  }
+}
+
 /** Health of one server. */
 export interface ServerRow {
   server: string;

@@ -1,5 +1,5 @@
 /**
- * Helpers shared by the HTTP transports (s3, cf, cloudfiles): MD5 digests,
+ * Helpers shared by the HTTP transports (s3, cf, cloudfiles): MD5 digests, setting text,
  * size settings, per-call timeouts (content types: `_content_type.ts`).
  *
  * @module
@@ -12,6 +12,12 @@ import { readRegular } from "../util/regular_file.ts";
 
 /** Files up to this size are read into memory and sent as bytes (no second read). */
 export const SMALL_FILE = 1024 * 1024;
+
+/** A setting's text trimmed; undefined when unset or blank. */
+export function settingText(value: string | undefined): string | undefined {
+  const s = value?.trim();
+  return s ? s : undefined;
+}
 
 /** One mebibyte. */
 export const MiB = 1024 * 1024;

@@ -24,8 +24,8 @@
 // that registering the transport (every start of the CLI) does not load
 // basic-ftp: the transport itself is in ftp/transport.ts, imported on first
 // create().
-import { checkSettings, type OptionSpec, type OptionValues, type SettingsOf } from "../options.ts";
-import { assertValidSettings, registerTransport } from "./transport.ts";
+import { type OptionSpec, parseSettings, type SettingsOf } from "../options.ts";
+import { checkedSettings, registerTransport, type TransportDef } from "./transport.ts";
 
 /**
  * Normalizes a SHA-256 certificate fingerprint (hex, with or without
@@ -149,16 +149,17 @@ function validate(v: FtpOptions): string[] {
   return problems;
 }
 
-registerTransport({
+const FTP: TransportDef = {
   name: "ftp",
   summary:
     "FTP and FTPS (explicit or implicit TLS, verified certificates), passive mode, pooled connections",
   options: OPTIONS,
-  validate: (values: OptionValues) => checkSettings(OPTIONS, values, validate).problems,
+  validate: (values) => validate(parseSettings(OPTIONS, values)),
   async create(values, ctx) {
-    const { settings, problems } = checkSettings(OPTIONS, values, validate);
-    assertValidSettings(problems, ctx.serverName);
+    const settings = parseSettings(OPTIONS, checkedSettings(FTP, values, ctx.serverName));
     const { createFtp } = await import("./ftp/transport.ts");
     return createFtp(settings, ctx);
   },
-});
+};
+
+registerTransport(FTP);

@@ -31,6 +31,39 @@ export function joinRemote(...parts: string[]): string {
   return parts.flatMap((p) => p.split("/")).filter((s) => s !== "").join("/");
 }
 
+/**
+ * A server's remote root directory (its `path` setting) in the one form the
+ * path helpers below expect: `""` (the login directory), `"/"`, or a path
+ * without empty or `.` segments and without a trailing `/`; absolute when
+ * the setting is.
+ *
+ * @example
+ * ```ts
+ * import { normalizeRoot } from "./paths.ts";
+ * normalizeRoot(" /srv//www/./ "); // "/srv/www"
+ * normalizeRoot("./"); // ""
+ * ```
+ */
+export function normalizeRoot(text: string): string {
+  const t = text.trim();
+  const parts = t.split("/").filter((p) => p !== "" && p !== ".");
+  return (t.startsWith("/") ? "/" : "") + parts.join("/");
+}
+
+/** The full remote path of `rel` (a {@linkcode safeRemotePath}) below a normalized `root`. */
+export function underRoot(root: string, rel: string): string {
+  if (root === "") return rel;
+  if (root === "/") return "/" + rel;
+  return root + "/" + rel;
+}
+
+/** The path of `full` relative to a normalized `root`: the inverse of {@linkcode underRoot}. */
+export function relativeToRoot(root: string, full: string): string {
+  if (root === "") return full;
+  if (root === "/") return full.slice(1);
+  return full.slice(root.length + 1);
+}
+
 /** Percent-encodes each segment of a `/`-separated path. */
 export function encodePath(p: string): string {
   return p.split("/").map((s) =>

@@ -21,8 +21,8 @@
 // ssh2: the transport itself is in sftp/transport.ts, imported on first create().
 import { Buffer } from "node:buffer";
 import { createHash, createHmac } from "node:crypto";
-import { checkSettings, type OptionSpec, type OptionValues, type SettingsOf } from "../options.ts";
-import { assertValidSettings, registerTransport } from "./transport.ts";
+import { type OptionSpec, parseSettings, type SettingsOf } from "../options.ts";
+import { checkedSettings, registerTransport, type TransportDef } from "./transport.ts";
 
 // ---------------------------------------------------------------------------
 // Host keys
@@ -245,16 +245,17 @@ function validate(v: SftpOptions): string[] {
   return problems;
 }
 
-registerTransport({
+const SFTP: TransportDef = {
   name: "sftp",
   summary:
     "SFTP over SSH (OpenSSH and others): verified host keys, atomic replace, pooled connections",
   options: OPTIONS,
-  validate: (values: OptionValues) => checkSettings(OPTIONS, values, validate).problems,
+  validate: (values) => validate(parseSettings(OPTIONS, values)),
   async create(values, ctx) {
-    const { settings, problems } = checkSettings(OPTIONS, values, validate);
-    assertValidSettings(problems, ctx.serverName);
+    const settings = parseSettings(OPTIONS, checkedSettings(SFTP, values, ctx.serverName));
     const { createSftp } = await import("./sftp/transport.ts");
     return createSftp(settings, ctx);
   },
-});
+};
+
+registerTransport(SFTP);

@@ -171,26 +171,21 @@ export interface TransportDef {
 }
 
 /**
- * Refuses settings a transport's `validate` found problems with (for callers
- * that create a transport without loading a config first).
- *
- * @throws {ClassifiedError} (fatal) naming the server and every problem.
- */
-export function assertValidSettings(problems: readonly string[], serverName: string): void {
-  if (problems.length === 0) return;
-  throw new ClassifiedError(
-    `Invalid settings for server "${serverName}": ${problems.join("; ")}`,
-    "fatal",
-  );
-}
-
-/**
  * Checks settings as the config loader does (each value against its option,
  * then the transport's cross-setting checks) and returns them with defaults
  * filled in. For `create()`: settings that did not come from a config file
- * are refused there, naming the server, instead of failing at first use.
+ * are refused there, naming the server, instead of failing at first use. A
+ * transport with typed settings parses the result with `parseSettings`.
  *
  * @throws {ClassifiedError} (fatal) naming the server and every problem.
+ *
+ * @example
+ * ```ts ignore
+ * async create(values, ctx) {
+ *   const settings = parseSettings(OPTIONS, checkedSettings(DEF, values, ctx.serverName));
+ *   return new MyTransport(settings, ctx);
+ * }
+ * ```
  */
 export function checkedSettings(
   def: Pick<TransportDef, "options" | "validate">,
@@ -200,7 +195,12 @@ export function checkedSettings(
   const { values, problems } = checkOptions(def.options, settings);
   const messages = problems.map((p) => p.message);
   if (messages.length === 0) messages.push(...(def.validate?.(values) ?? []));
-  assertValidSettings(messages, serverName);
+  if (messages.length > 0) {
+    throw new ClassifiedError(
+      `Invalid settings for server "${serverName}": ${messages.join("; ")}`,
+      "fatal",
+    );
+  }
   return values;
 }
 

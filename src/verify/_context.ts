@@ -60,15 +60,7 @@ export function sourceOf(config: Config, p: string): Source | undefined {
   return config.sources.find((s) => p.startsWith(s.scanPath + path.sep));
 }
 
-/** The extra remote paths (precompressed variants) of a record. */
-export function parseExtras(json: string | null): string[] {
-  if (!json) return [];
-  try {
-    return JSON.parse(json) as string[];
-  } catch {
-    return [];
-  }
-}
+export { parseExtras } from "../store/types.ts";
 
 /** The snapshot's job of a file at a destination when it is queued (not failed). */
 export function pendingJob(c: ServerContext, file: string, dest: string): Job | undefined {

@@ -88,6 +88,7 @@ export function exists(p: string): boolean {
   }
 }
 
+/** Whether `p` is a directory (following symlinks); false when it cannot be stat'ed. */
 export function isDir(p: string): boolean {
   try {
     return fs.statSync(p).isDirectory();

@@ -9,6 +9,7 @@ import type { Source } from "../config/types.ts";
 import { CREATED, type FileEvent, MODIFIED } from "../store/events.ts";
 import type { FileRow } from "../store/store.ts";
 import { isRacy, type StatLike } from "./_stat.ts";
+import { relPath as relativePath } from "./source_files.ts";
 
 /** One change found in a source tree. */
 export interface FsChange {
@@ -73,12 +74,7 @@ export function fileRow(source: Source, p: string, st: StatLike, isDir: boolean)
 
 /** `p` relative to the source's scanPath, `/`-separated. */
 export function relPath(source: Source, p: string): string {
-  const root = source.scanPath;
-  // The common case without path.relative (100,000 calls in a scan).
-  if (path.sep === "/" && p.startsWith(root) && p[root.length] === "/") {
-    return p.slice(root.length + 1);
-  }
-  return path.relative(root, p).split(path.sep).join("/");
+  return relativePath(source.scanPath, p);
 }
 
 /**

@@ -151,11 +151,5 @@ export function relPath(root: string, p: string): string {
   return path.relative(root, p).split(path.sep).join("/");
 }
 
-/** Whether `p` is a directory (following symlinks); false when it cannot be stat'ed. */
-export function isDir(p: string): boolean {
-  try {
-    return Deno.statSync(p).isDirectory;
-  } catch {
-    return false;
-  }
-}
+// Whether a path is a directory: one helper for the scanner, verify and the processors.
+export { isDir } from "./_stat.ts";

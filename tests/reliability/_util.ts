@@ -212,6 +212,21 @@ export async function integrityCheck(dbFile: string): Promise<string> {
   }
 }
 
+/** Fills the file system of `dir` with a ballast file up to ENOSPC; returns its path. */
+export function fill(dir: string): string {
+  const p = path.join(dir, "ballast");
+  const fd = fs.openSync(p, "w");
+  const chunk = new Uint8Array(64 * 1024);
+  try {
+    for (;;) fs.writeSync(fd, chunk);
+  } catch (e) {
+    if ((e as { code?: string }).code !== "ENOSPC") throw e;
+  } finally {
+    fs.closeSync(fd);
+  }
+  return p;
+}
+
 /** Mounts a tmpfs of `size` (e.g. "2m") at `dir` (created). Root only. */
 export async function mountTmpfs(dir: string, size: string): Promise<void> {
   fs.mkdirSync(dir, { recursive: true });

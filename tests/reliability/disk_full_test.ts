@@ -9,10 +9,11 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { assert, assertEquals } from "../_assert.ts";
-import { cli, sleep, type Workspace, workspace, write } from "../_harness.ts";
+import { cli, localConfig, sleep, type Workspace, workspace, write } from "../_harness.ts";
 import {
   diffR,
   figure,
+  fill,
   integrityCheck,
   mountTmpfs,
   type Proc,
@@ -21,48 +22,20 @@ import {
   until,
 } from "./_util.ts";
 
-function config(ws: Workspace, opts: { ruleBody?: string; settings?: string } = {}) {
-  fs.writeFileSync(
-    ws.config,
-    `<config>
-  <sources><source name="site" scanPath="${ws.src}" /></sources>
-  <servers>
-    <server name="local" transporter="symlink_or_copy">
-      <location>${ws.dst}</location>
-      <url>http://cdn.test/</url>
-      <copy>true</copy>
-    </server>
-  </servers>
-  <rules><rule for="site" label="all">${
-      opts.ruleBody ?? ""
-    }<destinations><destination server="local" /></destinations></rule></rules>
-  <settings>
-    <dataDir>${ws.data}</dataDir>
-    <settleDelay>20</settleDelay>
-    <retryInitialDelay>0.2</retryInitialDelay>
-    <retryMaxDelay>1</retryMaxDelay>
-    <rescanInterval>1</rescanInterval>
-    ${opts.settings ?? ""}
-  </settings>
-</config>
-`,
-  );
-}
-
-/** Fills the file system of `dir` with a ballast file; returns its path. */
-function fill(dir: string): string {
-  const p = path.join(dir, "ballast");
-  const fd = fs.openSync(p, "w");
-  const chunk = new Uint8Array(64 * 1024);
-  try {
-    for (;;) fs.writeSync(fd, chunk);
-  } catch (e) {
-    if ((e as { code?: string }).code !== "ENOSPC") throw e;
-  } finally {
-    fs.closeSync(fd);
-  }
-  // The last partial block: fill byte by byte is pointless on tmpfs (page granularity).
-  return p;
+/** Syncs `ws.src` to `ws.dst`, retrying fast and rescanning every second. */
+function config(
+  ws: Workspace,
+  opts: { ruleBody?: string; settings?: Record<string, string> } = {},
+) {
+  localConfig(ws, {
+    ...(opts.ruleBody ? { ruleBody: opts.ruleBody } : {}),
+    settings: {
+      retryInitialDelay: "0.2",
+      retryMaxDelay: "1",
+      rescanInterval: "1",
+      ...opts.settings,
+    },
+  });
 }
 
 function populate(src: string, n: number, tag = "f") {
@@ -175,7 +148,7 @@ Deno.test("disk full: the working directory fills up; the file fails alone, clea
       ruleBody:
         `<processorChain><processor name="command" command="cp {in} {out}" /></processorChain>`,
       // Retried until space returns, never marked failed meanwhile (a failed file waits for a change).
-      settings: `<workingDir>${work}</workingDir><retryFailAfter>1000</retryFailAfter>`,
+      settings: { workingDir: work, retryFailAfter: "1000" },
     });
     d = start(["sync", "--config", ws.config]);
     await until(() => fs.existsSync(path.join(ws.dst, "small.txt")), 20_000, "the small file");

@@ -10,40 +10,20 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { assert, assertEquals } from "../_assert.ts";
-import { sleep, type Workspace, workspace, write } from "../_harness.ts";
+import { localConfig, sleep, type Workspace, workspace, write } from "../_harness.ts";
 import { blackHoleServer } from "../_blackhole.ts";
 import { sftpRemote } from "./_remote.ts";
-import { integrityCheck, mountTmpfs, type Proc, sh, start, unmount } from "./_util.ts";
+import { fill, integrityCheck, mountTmpfs, type Proc, sh, start, unmount } from "./_util.ts";
 
 /** The documented bound (README, "Signals") and a margin for a loaded test machine. */
 const BOUND_MS = 15_000 + 3_000;
 
-function config(ws: Workspace, extraServer = "", extraDest = "") {
-  fs.writeFileSync(
-    ws.config,
-    `<config>
-  <sources><source name="site" scanPath="${ws.src}" /></sources>
-  <servers>
-    <server name="local" transporter="symlink_or_copy">
-      <location>${ws.dst}</location>
-      <url>http://cdn.test/</url>
-      <copy>true</copy>
-    </server>
-    ${extraServer}
-  </servers>
-  <rules><rule for="site" label="all"><destinations>
-    <destination server="local" />${extraDest}
-  </destinations></rule></rules>
-  <settings>
-    <dataDir>${ws.data}</dataDir>
-    <settleDelay>20</settleDelay>
-    <retryInitialDelay>0.2</retryInitialDelay>
-    <retryMaxDelay>1</retryMaxDelay>
-    <timeout>120</timeout>
-  </settings>
-</config>
-`,
-  );
+function config(ws: Workspace, servers = "", destinations = "") {
+  localConfig(ws, {
+    servers,
+    destinations,
+    settings: { retryInitialDelay: "0.2", retryMaxDelay: "1", timeout: "120" },
+  });
 }
 
 /** SIGTERM; returns the exit code and how long the process took to end. */
@@ -63,21 +43,6 @@ async function terminate(
     await d.kill();
   }
   return { code, ms, threads: hung };
-}
-
-/** Fills the file system of `dir` with a ballast file; returns its path. */
-function fill(dir: string): string {
-  const p = path.join(dir, "ballast");
-  const fd = fs.openSync(p, "w");
-  const chunk = new Uint8Array(64 * 1024);
-  try {
-    for (;;) fs.writeSync(fd, chunk);
-  } catch (e) {
-    if ((e as { code?: string }).code !== "ENOSPC") throw e;
-  } finally {
-    fs.closeSync(fd);
-  }
-  return p;
 }
 
 /** Name, kernel wait channel and system call of each thread of `pid` (for a hung process). */

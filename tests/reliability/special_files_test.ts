@@ -13,31 +13,11 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { assert, assertEquals, assertIncludes } from "../_assert.ts";
-import { cli, sleep, type Workspace, workspace, write } from "../_harness.ts";
+import { cli, localConfig, sleep, type Workspace, workspace, write } from "../_harness.ts";
 import { NO_DAC, type Proc, run, start, until } from "./_util.ts";
 
 function config(ws: Workspace) {
-  fs.writeFileSync(
-    ws.config,
-    `<config>
-  <sources><source name="site" scanPath="${ws.src}" /></sources>
-  <servers>
-    <server name="local" transporter="symlink_or_copy">
-      <location>${ws.dst}</location>
-      <url>http://cdn.test/</url>
-      <copy>true</copy>
-    </server>
-  </servers>
-  <rules><rule for="site" label="all"><destinations><destination server="local" /></destinations></rule></rules>
-  <settings>
-    <dataDir>${ws.data}</dataDir>
-    <settleDelay>20</settleDelay>
-    <rescanInterval>2</rescanInterval>
-    <retryFailAfter>1</retryFailAfter>
-  </settings>
-</config>
-`,
-  );
+  localConfig(ws, { settings: { rescanInterval: "2", retryFailAfter: "1" } });
 }
 
 async function mkfifo(p: string) {

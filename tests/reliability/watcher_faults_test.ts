@@ -18,29 +18,11 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { assert, assertEquals, assertIncludes } from "../_assert.ts";
-import { cli, sleep, type Workspace, workspace, write } from "../_harness.ts";
+import { cli, localConfig, sleep, type Workspace, workspace, write } from "../_harness.ts";
 import { diffR, figure, mountTmpfs, type Proc, start, unmount, until } from "./_util.ts";
 
 function config(ws: Workspace, settings: Record<string, string> = {}) {
-  const all = { dataDir: ws.data, settleDelay: "20", ...settings };
-  fs.writeFileSync(
-    ws.config,
-    `<config>
-  <sources><source name="site" scanPath="${ws.src}" /></sources>
-  <servers>
-    <server name="local" transporter="symlink_or_copy">
-      <location>${ws.dst}</location>
-      <url>http://cdn.test/</url>
-      <copy>true</copy>
-    </server>
-  </servers>
-  <rules><rule for="site" label="all"><destinations><destination server="local" /></destinations></rule></rules>
-  <settings>
-${Object.entries(all).map(([k, v]) => `    <${k}>${v}</${k}>`).join("\n")}
-  </settings>
-</config>
-`,
-  );
+  localConfig(ws, { settings });
 }
 
 /** Runs the daemon in a user namespace whose inotify watch limit is `limit`. */

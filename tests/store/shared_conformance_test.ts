@@ -8,9 +8,9 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { openSharedStore } from "../../src/store/shared/open.ts";
+import { openSharedStore, redactStoreUrl } from "../../src/store/shared/open.ts";
 import { ClassifiedError } from "../../src/errors.ts";
-import { assert, assertEquals, assertRejects } from "../_assert.ts";
+import { assert, assertEquals, assertIncludes, assertRejects } from "../_assert.ts";
 import { type DatabaseServer, freshDatabase, startDatabase, stopDatabase } from "../_servers.ts";
 import { runSharedStoreSuite } from "./shared_suite.ts";
 
@@ -105,6 +105,8 @@ function serverSuite(server: DatabaseServer, scheme: string, title: string) {
             const e = await assertRejects(() => s.migrate(), ClassifiedError);
             assertEquals((e as ClassifiedError).kind, "auth");
             assert(!e.message.includes(wrong) && !e.message.includes(db.info.password), e.message);
+            // The store is named as everywhere else: its URL without the password.
+            assertIncludes(e.message, `"${redactStoreUrl(db.url)}"`);
           } finally {
             await s.close();
           }

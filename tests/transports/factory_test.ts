@@ -4,7 +4,9 @@ import { ClassifiedError } from "../../src/errors.ts";
 import { logger } from "../../src/log.ts";
 import "../../src/transports/mod.ts";
 import { createTransport, maxConnectionsOf, serverStateDir } from "../../src/transports/factory.ts";
-import { assert, assertEquals } from "../_assert.ts";
+import { assert, assertEquals, assertRejects } from "../_assert.ts";
+import { checkOptions } from "../../src/options.ts";
+import { getTransportDef } from "../../src/transports/transport.ts";
 import { localConfig, workspace, write } from "../_harness.ts";
 
 Deno.test("createTransport() opens a configured server's transport, which works", async () => {
@@ -60,4 +62,43 @@ Deno.test("maxConnectionsOf() and serverStateDir() follow the configuration", ()
   } finally {
     ws.cleanup();
   }
+});
+
+Deno.test("create() of every network transport refuses bad settings with one message naming the server", async () => {
+  const ctx = {
+    serverName: "cdn",
+    log: logger("factory-test"),
+    maxConnections: 1,
+    timeoutMs: 1000,
+    sourceRoots: [],
+    stateDir: "/nonexistent",
+  };
+  for (const name of ["ftp", "sftp", "s3", "cf", "cloudfiles"]) {
+    const def = getTransportDef(name)!;
+    // A value one option's own check refuses.
+    const e = await assertRejects(
+      () => def.create({ bogus_setting: "x" }, ctx),
+      ClassifiedError,
+      `Invalid settings for server "cdn": Unknown setting "bogus_setting"`,
+    );
+    assertEquals((e as ClassifiedError).kind, "fatal", name);
+  }
+  // Cross-setting checks run on the typed settings, in validate() and in create() alike.
+  const ftp = getTransportDef("ftp")!;
+  const values = {
+    host: "127.0.0.1",
+    username: "u",
+    password: "p",
+    url: "https://cdn.example.com/",
+    passive: "no",
+  };
+  const problem = `Setting "passive" cannot be false: only passive mode is supported`;
+  assertEquals(ftp.validate?.(checkOptions(ftp.options, values).values), [problem]);
+  await assertRejects(() => ftp.create(values, ctx), ClassifiedError, problem);
+  const sftp = getTransportDef("sftp")!;
+  const key = { host: "h", username: "u", url: "https://cdn.example.com/", passphrase: "x" };
+  assertEquals(sftp.validate?.(checkOptions(sftp.options, key).values), [
+    `Setting "passphrase" needs "key"`,
+  ]);
+  await assertRejects(() => sftp.create(key, ctx), ClassifiedError, `needs "key"`);
 });

@@ -54,6 +54,8 @@ export interface MysqlSharedOptions {
   poolSize?: number;
   /** How long connecting may take, ms (default 5,000). */
   connectTimeoutMs?: number;
+  /** The store URL as messages name it, without its password (`redactStoreUrl`). */
+  shown: string;
 }
 
 const RECORD_COLUMNS =
@@ -74,13 +76,11 @@ export class MysqlSharedStore implements SharedStore {
   /**
    * @param url The parsed store URL (see `url.ts`).
    * @param node This daemon's node name.
-   * @param options Pool size and connect timeout.
+   * @param options Pool size, connect timeout and the URL for messages.
    */
-  constructor(url: ServerUrl, node: string, options: MysqlSharedOptions = {}) {
+  constructor(url: ServerUrl, node: string, options: MysqlSharedOptions) {
     this.node = node;
-    this.#shown = `mysql://${encodeURIComponent(url.user)}@${url.host}:${url.port}/${
-      encodeURIComponent(url.database)
-    }`;
+    this.#shown = options.shown;
     const config: mysql.PoolOptions = {
       host: url.host,
       port: url.port,

@@ -7,9 +7,9 @@
  */
 import { SqliteSharedStore } from "./sqlite.ts";
 import type { SharedStore } from "./types.ts";
-import { parseStoreUrl } from "./url.ts";
+import { parseStoreUrl, redactStoreUrl } from "./url.ts";
 
-export { redactStoreUrl } from "./url.ts";
+export { redactStoreUrl };
 
 /** Options of {@linkcode openSharedStore}. */
 export interface OpenSharedOptions {
@@ -52,11 +52,11 @@ export async function openSharedStore(
     }
     case "postgres": {
       const { PostgresSharedStore } = await import("./postgres.ts");
-      return new PostgresSharedStore(parsed, node, options);
+      return new PostgresSharedStore(parsed, node, { ...options, shown: redactStoreUrl(url) });
     }
     case "mysql": {
       const { MysqlSharedStore } = await import("./mysql.ts");
-      return new MysqlSharedStore(parsed, node, options);
+      return new MysqlSharedStore(parsed, node, { ...options, shown: redactStoreUrl(url) });
     }
   }
 }

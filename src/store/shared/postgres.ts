@@ -60,6 +60,8 @@ export interface PostgresSharedOptions {
   poolSize?: number;
   /** How long connecting may take, ms (default 5,000). */
   connectTimeoutMs?: number;
+  /** The store URL as messages name it, without its password (`redactStoreUrl`). */
+  shown: string;
 }
 
 const RECORD_COLUMNS = RECORD_COLUMNS_SQL;
@@ -77,17 +79,15 @@ export class PostgresSharedStore implements SharedStore {
   /**
    * @param url The parsed store URL (see `url.ts`).
    * @param node This daemon's node name.
-   * @param options Pool size and connect timeout.
+   * @param options Pool size, connect timeout and the URL for messages.
    */
   constructor(
     url: ServerUrl,
     node: string,
-    options: PostgresSharedOptions = {},
+    options: PostgresSharedOptions,
   ) {
     this.node = node;
-    this.#shown = `postgres://${encodeURIComponent(url.user)}@${url.host}:${url.port}/${
-      encodeURIComponent(url.database)
-    }`;
+    this.#shown = options.shown;
     const config: pg.PoolConfig = {
       host: url.host,
       port: url.port,

@@ -8,7 +8,7 @@ import type * as fsp from "node:fs/promises";
 import { openRegular } from "../../util/regular_file.ts";
 import { type OptionValues, parseSettings } from "../../options.ts";
 import { joinRemote } from "../paths.ts";
-import { MiB, parseSize } from "../_common.ts";
+import { MiB, parseSize, settingText as text } from "../_common.ts";
 import {
   RACKSPACE_AUTH_V1,
   RACKSPACE_AUTH_V2,
@@ -81,12 +81,6 @@ export function parse(values: OptionValues): Settings {
   const cc = text(v.cache_control);
   if (cc) s.cacheControl = cc;
   return s;
-}
-
-/** A text setting without surrounding blanks; undefined when unset or blank. */
-function text(value: string | undefined): string | undefined {
-  const s = value?.trim();
-  return s ? s : undefined;
 }
 
 /** Aborts when no bytes moved for `ms` (a stalled upload), not when a big one is merely slow. */

@@ -10,6 +10,7 @@ import type { ConnectionOptions, TLSSocket } from "node:tls";
 import { ClassifiedError, errorMessage } from "../../errors.ts";
 import type { Logger } from "../../log.ts";
 import { Pool } from "../pool.ts";
+import { callFailure, callHeader, maskSecrets } from "../_call_errors.ts";
 import type { TransportContext } from "../transport.ts";
 import { isSessionReuseRefusal, SESSION_REUSE_HELP } from "../ftp.ts";
 import {
@@ -103,28 +104,17 @@ export class FtpConnection {
   // -- errors ---------------------------------------------------------------
 
   #scrub(text: string): string {
-    return this.settings.password.length > 0
-      ? text.split(this.settings.password).join("***")
-      : text;
+    return maskSecrets(text, [this.settings.password]);
   }
 
   protected fail(action: string, prep: string, rel: string, err: unknown): never {
-    if (err instanceof ConnectFailure) {
-      throw new ClassifiedError(
-        `Cannot ${action} "${rel}" ${prep} server "${this.server}": ${err.reason}`,
-        err.kind,
-        { cause: err },
-      );
-    }
-    if (err instanceof ClassifiedError && err.message.includes(`server "${this.server}"`)) {
-      throw err;
-    }
+    const call = { action, prep, rel, server: this.server };
     if (
       err instanceof FTPError && this.settings.tls !== "none" &&
       isSessionReuseRefusal(err.code, err.message)
     ) {
       throw new ClassifiedError(
-        `Cannot ${action} "${rel}" ${prep} server "${this.server}": ${SESSION_REUSE_HELP}` +
+        `${callHeader(call)}: ${SESSION_REUSE_HELP}` +
           (this.tls.unavailable !== undefined
             ? ` (OpenSSL: ${this.tls.unavailable}) `
             : this.tls.engine === "openssl"
@@ -135,13 +125,11 @@ export class FtpConnection {
         { cause: err },
       );
     }
-    throw new ClassifiedError(
-      this.#scrub(
-        `Cannot ${action} "${rel}" ${prep} server "${this.server}": ${describe(err)}`,
-      ),
-      errorKind(err),
-      { cause: err },
-    );
+    throw callFailure(err, call, {
+      describe,
+      kind: errorKind,
+      scrub: (text) => this.#scrub(text),
+    });
   }
 
   // -- connections ----------------------------------------------------------

@@ -13,6 +13,7 @@ import { Readable } from "node:stream";
 import { ClassifiedError, classify, type ErrorKind, errorMessage } from "../../errors.ts";
 import { type FtpOptions, normalizeCertFingerprint } from "../ftp.ts";
 import type { TlsEngine } from "./_tls_resume.ts";
+import { normalizeRoot } from "../paths.ts";
 
 /** Bytes per read of the local file during an upload. */
 export const CHUNK = 64 * 1024;
@@ -65,22 +66,7 @@ export function parseMlsxTime(text: string | undefined): number | undefined {
   return Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]!, ms);
 }
 
-/**
- * A connection could not be opened; `reason` is the text after the server
- * name. `kind` is "auth" when only a configuration change can fix it.
- */
-export class ConnectFailure extends ClassifiedError {
-  readonly reason: string;
-  constructor(
-    server: string,
-    reason: string,
-    options?: ErrorOptions,
-    kind: "server" | "auth" = "server",
-  ) {
-    super(`Cannot connect to server "${server}": ${reason}`, kind, options);
-    this.reason = reason;
-  }
-}
+export { ConnectFailure } from "../_call_errors.ts";
 
 /**
  * A reply that refuses one more session because of a limit (pure-ftpd
@@ -238,10 +224,7 @@ export function errorKind(err: unknown): ErrorKind {
 /** What a connection needs, from the settings `ftp.ts` has validated. */
 export function settingsFrom(v: FtpOptions): Settings {
   const tls = v.tls as TlsMode;
-  let root = v.path.trim();
-  const abs = root.startsWith("/");
-  const parts = root.split("/").filter((p) => p !== "" && p !== ".");
-  root = abs ? "/" + parts.join("/") : parts.join("/");
+  const root = normalizeRoot(v.path);
   const fp = v.tls_fingerprint !== undefined && v.tls_fingerprint.trim() !== ""
     ? normalizeCertFingerprint(v.tls_fingerprint)
     : undefined;

@@ -9,12 +9,13 @@
 import { type FileInfo, FileType, FTPError, type FTPResponse } from "basic-ftp";
 import type * as fs from "node:fs/promises";
 import * as path from "node:path";
-import { ClassifiedError, classify, errorMessage } from "../../errors.ts";
+import { ClassifiedError } from "../../errors.ts";
 import { addSecret } from "../../log.ts";
 import { openRegular } from "../../util/regular_file.ts";
 import type { FtpOptions } from "../ftp.ts";
-import { isTempName, joinUrl, safeRemotePath } from "../paths.ts";
+import { isTempName, joinUrl, relativeToRoot, safeRemotePath, underRoot } from "../paths.ts";
 import { uploadViaTemp } from "../temp_rename.ts";
+import { localReadFailure } from "../_call_errors.ts";
 import type {
   CallOptions,
   DirRemover,
@@ -41,17 +42,11 @@ class Ftp extends FtpConnection implements Transport, Stater, Lister, Mover, Dir
   // -- paths ----------------------------------------------------------------
 
   #full(rel: string): string {
-    const r = this.settings.root;
-    if (r === "") return rel;
-    if (r === "/") return "/" + rel;
-    return r + "/" + rel;
+    return underRoot(this.settings.root, rel);
   }
 
   #rel(full: string): string {
-    const r = this.settings.root;
-    if (r === "") return full;
-    if (r === "/") return full.slice(1);
-    return full.slice(r.length + 1);
+    return relativeToRoot(this.settings.root, full);
   }
 
   #checkName(action: string, prep: string, rel: string): void {
@@ -181,13 +176,7 @@ class Ftp extends FtpConnection implements Transport, Stater, Lister, Mover, Dir
       // Opened before any network work: a local problem is not the connection's.
       fh = await openRegular(localPath);
     } catch (err) {
-      throw new ClassifiedError(
-        `Cannot upload "${rel}" to server "${this.server}": cannot read local file "${localPath}": ${
-          errorMessage(err)
-        }`,
-        classify(err),
-        { cause: err },
-      );
+      throw localReadFailure(err, { rel, server: this.server, localPath });
     }
     try {
       const size = await this.use(options.signal, (conn) =>
@@ -327,7 +316,7 @@ class Ftp extends FtpConnection implements Transport, Stater, Lister, Mover, Dir
       for (const e of entries) {
         const name = e.name.includes("/") ? e.name.slice(e.name.lastIndexOf("/") + 1) : e.name;
         if (name === "." || name === ".." || isTempName(name)) continue;
-        const full = dir === "" ? name : dir === "/" ? "/" + name : `${dir}/${name}`;
+        const full = underRoot(dir, name);
         if (e.type === FileType.Directory) stack.push(full);
         else if (e.type === FileType.File) {
           yield {

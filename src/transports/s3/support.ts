@@ -10,7 +10,7 @@ import { ClassifiedError, classify, type ErrorKind, errorMessage } from "../../e
 import { type Logger, redact } from "../../log.ts";
 import { type OptionValues, parseSettings } from "../../options.ts";
 import { joinRemote } from "../paths.ts";
-import { md5Hex, MiB, parseSize } from "../_common.ts";
+import { md5Hex, MiB, parseSize, settingText as text } from "../_common.ts";
 import { MIN_PART, ORIGINAL_CACHE_CONTROL, ORIGINAL_EXPIRES, S3_OPTIONS } from "../_s3_options.ts";
 
 /** Most parts per upload. */
@@ -84,12 +84,6 @@ export function s3Settings(values: OptionValues): S3Settings {
     };
   }
   return s;
-}
-
-/** A text setting without surrounding blanks; undefined when unset or blank. */
-function text(value: string | undefined): string | undefined {
-  const s = value?.trim();
-  return s ? s : undefined;
 }
 
 /** What went wrong, in words, for S3 error codes that are not about one object. */

@@ -14,6 +14,7 @@ import * as path from "node:path";
 import { ClassifiedError, errorMessage } from "../../errors.ts";
 import type { Logger } from "../../log.ts";
 import { coalesceChannelData, coalesceWrites } from "../_sftp_wire.ts";
+import { normalizeRoot } from "../paths.ts";
 import {
   checkKnownHosts,
   keyType,
@@ -362,13 +363,7 @@ export function settingsFrom(v: SftpOptions): Settings {
   const key = v.key !== undefined && v.key.trim() !== "" ? v.key.trim() : undefined;
   const agentSetting = v.agent ?? (password === undefined && key === undefined);
   const sock = Deno.env.get("SSH_AUTH_SOCK");
-  let root = v.path.trim().replace(/\/+$/, "");
-  if (root === "" && v.path.trim().startsWith("/")) root = "/";
-  if (root !== "" && root !== "/") {
-    const abs = root.startsWith("/");
-    const parts = root.split("/").filter((p) => p !== "" && p !== ".");
-    root = (abs ? "/" : "") + parts.join("/");
-  }
+  const root = normalizeRoot(v.path);
   const pinned = v.host_key_fingerprint !== undefined && v.host_key_fingerprint.trim() !== ""
     ? normalizeFingerprint(v.host_key_fingerprint)
     : undefined;

@@ -12,24 +12,7 @@ export const PERMISSION_DENIED = 3;
 export const FAILURE = 4;
 export const OP_UNSUPPORTED = 8;
 
-/**
- * A connection could not be opened; `reason` is the text after the server
- * name. `kind` is "auth" when only a configuration change can fix it.
- */
-export class ConnectFailure extends ClassifiedError {
-  readonly reason: string;
-  /** The server refused one more session (channel open failure, closed before login). */
-  tooMany = false;
-  constructor(
-    server: string,
-    reason: string,
-    options?: ErrorOptions,
-    kind: "server" | "auth" = "server",
-  ) {
-    super(`Cannot connect to server "${server}": ${reason}`, kind, options);
-    this.reason = reason;
-  }
-}
+export { ConnectFailure } from "../_call_errors.ts";
 
 /** An error that means the connection itself is unusable. */
 export class ConnectionError extends Error {

@@ -11,14 +11,15 @@
 import type ssh2 from "ssh2";
 import type * as fs from "node:fs/promises";
 import * as path from "node:path";
-import { ClassifiedError, classify, errorMessage } from "../../errors.ts";
+import { ClassifiedError, errorMessage } from "../../errors.ts";
 import { addSecret } from "../../log.ts";
 import { openRegular, readRegular, readRegularSync } from "../../util/regular_file.ts";
 import type { Logger } from "../../log.ts";
 import type { SftpOptions } from "../sftp.ts";
 import { Pool } from "../pool.ts";
-import { isTempName, joinUrl, safeRemotePath } from "../paths.ts";
+import { isTempName, joinUrl, relativeToRoot, safeRemotePath, underRoot } from "../paths.ts";
 import { uploadViaTemp } from "../temp_rename.ts";
+import { callFailure, localReadFailure, maskSecrets } from "../_call_errors.ts";
 import type {
   CallOptions,
   DirRemover,
@@ -123,29 +124,15 @@ class Sftp implements Transport, Stater, Lister, Mover, DirRemover {
   // -- errors ---------------------------------------------------------------
 
   #scrub(text: string): string {
-    let out = text;
-    for (const s of this.#secrets) if (s.length > 0) out = out.split(s).join("***");
-    return out;
+    return maskSecrets(text, this.#secrets);
   }
 
   #fail(action: string, prep: string, rel: string, err: unknown): never {
-    if (err instanceof ConnectFailure) {
-      throw new ClassifiedError(
-        `Cannot ${action} "${rel}" ${prep} server "${this.#server}": ${err.reason}`,
-        err.kind,
-        { cause: err },
-      );
-    }
-    if (err instanceof ClassifiedError && err.message.includes(`server "${this.#server}"`)) {
-      throw err;
-    }
-    throw new ClassifiedError(
-      this.#scrub(
-        `Cannot ${action} "${rel}" ${prep} server "${this.#server}": ${describe(err)}`,
-      ),
-      errorKind(err),
-      { cause: err },
-    );
+    throw callFailure(err, { action, prep, rel, server: this.#server }, {
+      describe,
+      kind: errorKind,
+      scrub: (text) => this.#scrub(text),
+    });
   }
   /** One SFTP request with a timeout; a timeout kills the connection. */
   #req<R>(
@@ -162,17 +149,11 @@ class Sftp implements Transport, Stater, Lister, Mover, DirRemover {
   // -- paths ----------------------------------------------------------------
 
   #full(rel: string): string {
-    const r = this.#s.root;
-    if (r === "") return rel;
-    if (r === "/") return "/" + rel;
-    return r + "/" + rel;
+    return underRoot(this.#s.root, rel);
   }
 
   #rel(full: string): string {
-    const r = this.#s.root;
-    if (r === "") return full;
-    if (r === "/") return full.slice(1);
-    return full.slice(r.length + 1);
+    return relativeToRoot(this.#s.root, full);
   }
 
   async #ensureDir(conn: Conn, dir: string): Promise<void> {
@@ -272,13 +253,7 @@ class Sftp implements Transport, Stater, Lister, Mover, DirRemover {
       else if (options.size <= BURST) data = await readRegular(localPath);
       else fh = await openRegular(localPath);
     } catch (err) {
-      throw new ClassifiedError(
-        `Cannot upload "${rel}" to server "${this.#server}": cannot read local file "${localPath}": ${
-          errorMessage(err)
-        }`,
-        classify(err),
-        { cause: err },
-      );
+      throw localReadFailure(err, { rel, server: this.#server, localPath });
     }
     try {
       const size = await this.#use(options.signal, (conn) =>
