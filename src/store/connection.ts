@@ -9,7 +9,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { recordCleanClose } from "./clean_close.ts";
-import { checkDatabase, databaseFile, type OpenOptions, openState } from "./db.ts";
+import { checkDatabase, databaseFile, type OpenOptions, openState, walPages } from "./db.ts";
 import { DbFileGuard } from "./integrity.ts";
 import { WEB_PUBLISHED_KEY } from "./web_db.ts";
 
@@ -104,10 +104,12 @@ export class StoreConnection {
 
   /**
    * Moves what the WAL holds into the database file and truncates the WAL:
-   * frees space when the disk is full (best effort, `false` when it could not).
+   * frees space when the disk is full (best effort, `false` when it could not). The next
+   * automatic checkpoints follow the space left now (see {@linkcode walPages}).
    */
   checkpoint(): boolean {
     try {
+      this.db.exec(`PRAGMA wal_autocheckpoint = ${walPages(path.dirname(this.file))}`);
       const r = this.db.prepare("PRAGMA wal_checkpoint(TRUNCATE)").get() as { busy: number };
       return r.busy === 0;
     } catch {

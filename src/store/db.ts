@@ -211,8 +211,10 @@ export function openState(
       db.exec("PRAGMA synchronous = NORMAL");
       db.exec("PRAGMA busy_timeout = 5000");
       db.exec("PRAGMA foreign_keys = ON");
-      // Checkpoints (which fsync) every 16 MiB of WAL instead of 4 MiB: a busy queue commits often.
-      db.exec("PRAGMA wal_autocheckpoint = 4096");
+      // Checkpoints (which fsync) every 16 MiB of WAL instead of 4 MiB: a busy queue commits often;
+      // but the WAL never gets more than an eighth of the data disk's free space, or a small disk
+      // is filled by the WAL alone before its first checkpoint.
+      db.exec(`PRAGMA wal_autocheckpoint = ${walPages(path.dirname(file))}`);
       // After a checkpoint the WAL shrinks back to 4 MiB: a small data disk is not kept full.
       db.exec("PRAGMA journal_size_limit = 4194304");
       if (!fresh && trustedSince === undefined) quickCheck(db, file);
@@ -295,6 +297,19 @@ export function checkDatabase(dataDir: string): void {
 }
 
 /** `PRAGMA quick_check`: the b-trees and pages are sound (linear in the size of the file). */
+/**
+ * WAL pages between automatic checkpoints for a database in `dir`: 4,096 (16 MiB) where there is
+ * room, down to 256 (1 MiB) so that the WAL stays under an eighth of the free space.
+ */
+export function walPages(dir: string): number {
+  try {
+    const s = fs.statfsSync(dir);
+    return Math.max(256, Math.min(4096, Math.floor((s.bavail * s.bsize) / 8 / 4096)));
+  } catch {
+    return 1000;
+  }
+}
+
 function quickCheck(db: DatabaseSync, file: string): void {
   const rows = db.prepare("PRAGMA quick_check(5)").all() as { quick_check: string }[];
   const found = rows.map((r) => r.quick_check);

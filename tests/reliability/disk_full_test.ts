@@ -86,7 +86,16 @@ Deno.test("disk full: the data directory fills up mid-sync; clear error, intact 
       60_000,
       "convergence after space returned",
       250,
-    );
+    ).catch(async (e) => {
+      const files = fs.readdirSync(ws.data).map((f) =>
+        `${f} ${fs.statSync(path.join(ws.data, f)).size}`
+      );
+      throw new Error(
+        `${(e as Error).message}\ndata: ${files.join(", ")}\ndiff: ${
+          (await diffR(ws.src, ws.dst)).slice(0, 1500)
+        }\n${d!.log().slice(-6000)}`,
+      );
+    });
     let last = "";
     await until(
       async () => {
