@@ -236,7 +236,8 @@ export class WebDb {
           }
           stage.exec("COMMIT");
         } catch (e) {
-          stage.exec("ROLLBACK");
+          // SQLite may have rolled back already (a full disk): the cause is what gets reported.
+          if (stage.isTransaction) stage.exec("ROLLBACK");
           throw e;
         }
       } else if (!force) {
