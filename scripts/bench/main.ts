@@ -56,9 +56,11 @@ const NOTES: string[] = [
   "**SFTP.** Ahead of rclone's default (which runs `md5sum` on the server for every file), behind " +
   "`rclone --sftp-disable-hashcheck` and rsync over SSH (one stream, no per-file round trips). " +
   "Files up to 1 MiB go out in 3 round trips (open; every write, the close and a stat together; " +
-  "rename) and the SSH packets of one tick leave in one corked `writev` instead of one `node:net` " +
-  "write each; what remains is ssh2's per-packet encryption, the local read and the daemon's own " +
-  "work (SQLite, ~0.5 ms per file on this loaded machine).",
+  "rename) and the SSH packets of one tick leave joined in one socket write instead of 3–4 " +
+  "`node:net` writes per packet; what remains is ssh2's per-packet encryption (a new cipher per " +
+  "packet, 3 sent and 5 received per file), the local read and the daemon's own work (SQLite, " +
+  "~0.5 ms per file on this loaded machine). The transport on a worker thread cost a third more CPU " +
+  "per file (messages between the threads) and was slower here.",
   "**S3 against the ceiling (65–90 % across runs on this shared machine).** Swift's single proxy " +
   "process is the limit. Small objects (up to 1 MiB: PUT, HEAD, DELETE, copy) go through a lean " +
   "path (fetch on pooled keep-alive connections, SigV4 signed in the project, Content-MD5 sent and " +

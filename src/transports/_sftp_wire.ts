@@ -10,27 +10,47 @@ import process from "node:process";
 import type * as net from "node:net";
 
 /**
- * Coalesces everything written to `sock` within one tick into one write:
- * the first write of a tick corks the socket, and it is uncorked on the next
- * tick, so a burst of requests (an upload's writes, close and stat) leaves in
- * one `writev`. A lone request waits only for the end of the current tick.
- * Install it once the socket is connected: `connect()` replaces `write`.
+ * Coalesces the byte chunks written to `sock` within one tick into one
+ * write: ssh2 writes each SSH packet as 3–4 chunks (length, ciphertext, tag),
+ * and every chunk passed through the stream machinery costs about as much as
+ * copying a few kilobytes. The chunks of a tick are joined and written once
+ * on the next tick, so a burst of requests (an upload's writes, close and
+ * stat) leaves in one socket write; a lone request waits only for the end
+ * of the current tick. Anything else (a string, a callback, `end()`) first
+ * writes what is pending, so the order of the bytes never changes. The
+ * chunks are not copied before the flush: callers must not reuse them
+ * (ssh2 allocates every packet afresh). Install it once the socket is
+ * connected: `connect()` replaces `write`.
  */
 export function coalesceWrites(sock: net.Socket): void {
   const write = sock.write.bind(sock) as (...args: unknown[]) => boolean;
-  let corked = false;
+  const end = sock.end.bind(sock) as (...args: unknown[]) => net.Socket;
+  let pending: Uint8Array[] = [];
+  let pendingLen = 0;
   const flush = () => {
-    corked = false;
-    if (!sock.destroyed) sock.uncork();
+    if (pending.length === 0) return;
+    const parts = pending;
+    const len = pendingLen;
+    pending = [];
+    pendingLen = 0;
+    if (!sock.destroyed) write(parts.length === 1 ? parts[0]! : Buffer.concat(parts, len));
   };
   sock.write = ((...args: unknown[]) => {
-    if (!corked && !sock.destroyed) {
-      corked = true;
-      sock.cork();
-      process.nextTick(flush);
+    const chunk = args[0];
+    if (args.length === 1 && chunk instanceof Uint8Array && !sock.destroyed) {
+      if (pending.length === 0) process.nextTick(flush);
+      pending.push(chunk);
+      pendingLen += chunk.length;
+      // ssh2 ignores the answer; the socket's own buffer still applies backpressure.
+      return sock.writableLength < sock.writableHighWaterMark;
     }
+    flush();
     return write(...args);
   }) as typeof sock.write;
+  sock.end = ((...args: unknown[]) => {
+    flush();
+    return end(...args);
+  }) as typeof sock.end;
 }
 
 /** The part of ssh2's internal protocol object that sends channel messages. */

@@ -392,6 +392,52 @@ Deno.test("sftp put leaves no temp file behind when the local file is missing or
   }
 });
 
+Deno.test("sftp put cut off mid-write leaves the old file whole at the final name", async () => {
+  const e = await env();
+  const proxy = TcpProxy.start(e.info.port);
+  const t = await make(e, {
+    password: e.info.password,
+    port: String(proxy.port),
+    host_key_fingerprint: e.info.hostKeyFingerprint,
+  }, { timeoutMs: 10_000, maxConnections: 1 });
+  try {
+    await putText(t, e, "big/a.bin", "old");
+    // Large enough to be streamed in many writes, so the cut lands mid-file.
+    const local = path.join(e.tmp, "big.bin");
+    const size = 64 * 1024 * 1024;
+    await fs.writeFile(local, new Uint8Array(size).fill(7));
+    const dir = path.join(e.local, "big");
+    const put = t.put(local, "big/a.bin", { signal, size, unprocessed: false });
+    // Take the server away once the temp file holds part of the content (a cut
+    // alone would be retried on a new connection).
+    let cut = false;
+    for (let i = 0; i < 2000 && !cut; i++) {
+      for (const name of await fs.readdir(dir)) {
+        if (name === "a.bin") continue;
+        const st = await fs.stat(path.join(dir, name)).catch(() => undefined);
+        if (st && st.size > 0 && st.size < size) {
+          proxy.down();
+          cut = true;
+        }
+      }
+      if (!cut) await new Promise((r) => setTimeout(r, 5));
+    }
+    assert(cut, "saw the upload in progress");
+    const err = await assertRejects(() => put, ClassifiedError);
+    assertEquals((err as ClassifiedError).kind, "server");
+    // Readers of the final name still see the old content, never a part of the new.
+    assertEquals(new TextDecoder().decode((await readLocal(e, "big/a.bin"))!), "old");
+    // Once the server is back, the next put replaces it whole.
+    proxy.up();
+    await t.put(local, "big/a.bin", { signal, size, unprocessed: false });
+    assertEquals((await fs.stat(path.join(dir, "a.bin"))).size, size);
+  } finally {
+    await t.close();
+    proxy.close();
+    await e.cleanup();
+  }
+});
+
 Deno.test("sftp uses an absolute path setting and lists with sizes", async () => {
   const e = await env();
   const t = await make(e, { password: e.info.password, path: e.local + "/abs/" });
