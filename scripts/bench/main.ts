@@ -34,7 +34,8 @@ import { scale, SCALE_SIZES } from "./scale.ts";
 import { sustained } from "./sustained.ts";
 
 const ROOT = path.resolve(import.meta.dirname!, "..", "..");
-const SERVERS_DIR = "/tmp/fileconveyor-bench-servers";
+// Per run: a bench stops its servers when it ends, never those of another run beside it.
+const SERVERS_DIR = `/tmp/fileconveyor-bench-servers-${Deno.pid}`;
 const PACKAGES = ["rclone", "rsync", "lsyncd", "openssh-client", "time"];
 const ALL = ["1", "2", "3", "4", "5", "p", "d", "f"];
 /** Scenarios that need neither the SFTP nor the S3 server. */

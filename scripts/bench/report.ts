@@ -468,7 +468,7 @@ deno task bench --scale   # adds the scale scenario (full: up to 1,000,000 files
 
 It installs what it compares against from Debian (\`rclone rsync lsyncd openssh-client time\`, plus
 the servers' packages), starts a private SSH server and a private Swift (S3) server on 127.0.0.1
-(\`FC_SERVERS_DIR=/tmp/fileconveyor-bench-servers\`, so the test suite's servers are not touched),
+(\`FC_SERVERS_DIR=/tmp/fileconveyor-bench-servers-<pid>\`, so neither the test suite's servers nor another bench run's are touched),
 runs every scenario, writes this file and \`docs/BENCHMARKS.json\` (every run's figures), and stops the
 servers and every process it started, also when interrupted. Profiles: \`deno run -A --cpu-prof
 --cpu-prof-dir=DIR mod.ts sync --config … --once\`, then
