@@ -16,8 +16,18 @@ import type { Servers, ServerState } from "./servers.ts";
 
 /** What the scheduler calls back into. */
 export interface SchedulerHooks {
-  /** Runs one job (its slots are taken; the scheduler releases them). */
-  runJob(s: ServerState, job: Job): Promise<void>;
+  /**
+   * Runs one job (its slots are taken; the scheduler releases them when it
+   * ends). `release` gives them back earlier: a job that only waits for its
+   * outcome to be committed calls it, so the job picked in that same commit
+   * can take its slot.
+   */
+  runJob(s: ServerState, job: Job, release: () => void): Promise<void>;
+  /**
+   * Called inside the transaction that picks `jobs` (before they start):
+   * writes what must be committed before they start, in the pick's commit.
+   */
+  claim(s: ServerState, jobs: readonly Job[]): void;
   /** Removes a server's leftovers before its queue runs; resolves when done. */
   collectGarbage(s: ServerState): Promise<void>;
   /** The database became writable again after trouble: scans lost meanwhile must rerun. */
@@ -108,7 +118,12 @@ export class Scheduler {
           }
           const free = Math.min(s.slots.free, this.#globalSlots.free);
           if (free <= 0) continue;
-          for (const job of ctx.store.pick(s.server.name, free, now)) {
+          const jobs = ctx.store.tx(() => {
+            const jobs = ctx.store.pick(s.server.name, free, now);
+            this.#hooks.claim(s, jobs);
+            return jobs;
+          });
+          for (const job of jobs) {
             this.#takeSlots(s);
             this.#startJob(s, job);
           }
@@ -205,10 +220,19 @@ export class Scheduler {
   }
 
   #startJob(s: ServerState, job: Job) {
-    const p = this.#hooks.runJob(s, job).finally(() => {
+    let held = true;
+    const release = () => {
+      if (!held) return;
+      held = false;
       s.running--;
       s.slots.release();
       this.#globalSlots.release();
+      this.#schedulePump();
+    };
+    // A job stays in `running` until its outcome is committed, also after its slots went back:
+    // idle detection and shutdown wait for it.
+    const p = this.#hooks.runJob(s, job, release).finally(() => {
+      release();
       this.running.delete(p);
       this.#schedulePump();
     });
@@ -227,6 +251,7 @@ export class Scheduler {
       const free = Math.min(s.slots.free, this.#globalSlots.free);
       if (free <= 0) continue;
       const jobs = this.#ctx.store.pick(s.server.name, free, now);
+      this.#hooks.claim(s, jobs);
       for (const job of jobs) {
         this.#takeSlots(s);
         picked.jobs.push([s, job]);

@@ -169,6 +169,13 @@ export interface PipelineStore {
     inputFile?: string,
     dest?: string,
   ): void;
+  claimIntent(
+    server: string,
+    remotePath: string,
+    now: number,
+    inputFile: string,
+    dest: string,
+  ): boolean;
   intentsFor(inputFile: string, server: string, dest: string): string[];
   dropIntent(server: string, remotePath: string): void;
   intents(server: string): string[];
