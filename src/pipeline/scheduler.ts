@@ -45,6 +45,8 @@ interface BatchItem {
 
 /** Jobs picked in a record transaction, to start once it is committed. */
 interface Picked {
+  /** When they were picked (jobs ready later were not offered). */
+  at: number;
   jobs: [ServerState, Job][];
   /** Servers that had fewer ready jobs than free slots. */
   drained: Set<ServerState>;
@@ -107,9 +109,12 @@ export class Scheduler {
         this.#unsettled.shift();
       }
       let skip = picked?.drained;
+      // Jobs ready by then were offered to every server that could take one.
+      let considered = picked?.at ?? Infinity;
       do {
         this.#pumpAgain = false;
         const now = Date.now();
+        considered = Math.min(considered, now);
         for (const s of this.#servers.values()) {
           if (s.pacer.blocked(now) || skip?.has(s)) continue;
           if (s.gc !== "done") {
@@ -130,7 +135,7 @@ export class Scheduler {
         }
         skip = undefined;
       } while (this.#pumpAgain);
-      this.#armWake();
+      this.#armWake(considered);
       this.#checkIdle();
       if (this.#troubleAt > 0) {
         // Reading works on a full disk: only a write that lands proves the trouble is over.
@@ -246,6 +251,7 @@ export class Scheduler {
    */
   #pickInto(picked: Picked) {
     const now = Date.now();
+    picked.at = now;
     for (const s of this.#servers.values()) {
       if (s.pacer.blocked(now) || s.gc !== "done") continue;
       const free = Math.min(s.slots.free, this.#globalSlots.free);
@@ -281,12 +287,19 @@ export class Scheduler {
     this.#scheduleFlush();
   }
 
-  #armWake() {
+  /**
+   * Arms the timer for the next job to become ready after `considered` (the
+   * pick time): a job ready by then that was not picked waits for a slot
+   * (a job that gives its slot back pumps again), the end of its server's
+   * pause (timed here too) or its server's clean-up (which pumps when done),
+   * so a busy queue does not wake the pump every few milliseconds.
+   */
+  #armWake(considered: number) {
     const now = Date.now();
-    let next = this.#ctx.store.nextReadyAt() ?? Infinity;
+    let next = this.#ctx.store.nextReadyAt(considered) ?? Infinity;
     for (const s of this.#servers.values()) {
       const until = s.pacer.blockedUntil;
-      if (until > now) next = Math.max(next, Math.min(next, until));
+      if (until > now) next = Math.min(next, until);
     }
     if (next === Infinity || next >= NEVER) return;
     const at = Math.max(next, now + 5);
@@ -361,7 +374,7 @@ export class Scheduler {
     // The pump's pick joins this transaction (one commit, not two) unless a pump is running.
     const picked: Picked | undefined =
       pump && !this.#pumping && !this.#ctx.options.dryRun && !this.#ctx.signal.aborted
-        ? { jobs: [], drained: new Set() }
+        ? { at: Date.now(), jobs: [], drained: new Set() }
         : undefined;
     try {
       this.#flushItems(items, picked);

@@ -124,7 +124,7 @@ export interface PipelineStore {
   retryAfterFix(now: number, server?: string): number;
   /** Re-queues one failed (or waiting) job now, unless it is running; false when none was. */
   retryJob(id: number, now: number): boolean;
-  nextReadyAt(): number | undefined;
+  nextReadyAt(after?: number): number | undefined;
   hasActive(): boolean;
   activeCount(): number;
   /** Whether `inputFile` has queued work other than a delete. */
