@@ -139,6 +139,8 @@ export interface Logger {
   child(name: string): Logger;
   /** Whether debug records of this component are written. */
   readonly debugEnabled: boolean;
+  /** Whether records of `level` from this component are written (skip building unwritten lines). */
+  enabled(level: Level): boolean;
 }
 
 /**
@@ -162,5 +164,6 @@ export function logger(component: string): Logger {
     get debugEnabled() {
       return enabled("debug", component);
     },
+    enabled: (level) => enabled(level, component),
   };
 }

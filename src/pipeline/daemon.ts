@@ -150,7 +150,8 @@ export class Daemon {
       ...(this.#fleet ? { fleet: this.#fleet } : {}),
     });
     this.#scheduler = new Scheduler(ctx, this.#servers, {
-      runJob: (s, job) => worker.runJob(s, job),
+      runJob: (s, job, release) => worker.runJob(s, job, release),
+      claim: (s, jobs) => worker.claim(s, jobs),
       collectGarbage: (s) => this.#janitor.collectGarbage(s),
       // Scans that failed meanwhile lost their watcher events.
       recovered: () => this.#sources.scanAll(),

@@ -16,8 +16,18 @@ import type { Servers, ServerState } from "./servers.ts";
 
 /** What the scheduler calls back into. */
 export interface SchedulerHooks {
-  /** Runs one job (its slots are taken; the scheduler releases them). */
-  runJob(s: ServerState, job: Job): Promise<void>;
+  /**
+   * Runs one job (its slots are taken; the scheduler releases them when it
+   * ends). `release` gives them back earlier: a job that only waits for its
+   * outcome to be committed calls it, so the job picked in that same commit
+   * can take its slot.
+   */
+  runJob(s: ServerState, job: Job, release: () => void): Promise<void>;
+  /**
+   * Called inside the transaction that picks `jobs` (before they start):
+   * writes what must be committed before they start, in the pick's commit.
+   */
+  claim(s: ServerState, jobs: readonly Job[]): void;
   /** Removes a server's leftovers before its queue runs; resolves when done. */
   collectGarbage(s: ServerState): Promise<void>;
   /** The database became writable again after trouble: scans lost meanwhile must rerun. */
@@ -35,6 +45,8 @@ interface BatchItem {
 
 /** Jobs picked in a record transaction, to start once it is committed. */
 interface Picked {
+  /** When they were picked (jobs ready later were not offered). */
+  at: number;
   jobs: [ServerState, Job][];
   /** Servers that had fewer ready jobs than free slots. */
   drained: Set<ServerState>;
@@ -97,9 +109,12 @@ export class Scheduler {
         this.#unsettled.shift();
       }
       let skip = picked?.drained;
+      // Jobs ready by then were offered to every server that could take one.
+      let considered = picked?.at ?? Infinity;
       do {
         this.#pumpAgain = false;
         const now = Date.now();
+        considered = Math.min(considered, now);
         for (const s of this.#servers.values()) {
           if (s.pacer.blocked(now) || skip?.has(s)) continue;
           if (s.gc !== "done") {
@@ -108,14 +123,19 @@ export class Scheduler {
           }
           const free = Math.min(s.slots.free, this.#globalSlots.free);
           if (free <= 0) continue;
-          for (const job of ctx.store.pick(s.server.name, free, now)) {
+          const jobs = ctx.store.tx(() => {
+            const jobs = ctx.store.pick(s.server.name, free, now);
+            this.#hooks.claim(s, jobs);
+            return jobs;
+          });
+          for (const job of jobs) {
             this.#takeSlots(s);
             this.#startJob(s, job);
           }
         }
         skip = undefined;
       } while (this.#pumpAgain);
-      this.#armWake();
+      this.#armWake(considered);
       this.#checkIdle();
       if (this.#troubleAt > 0) {
         // Reading works on a full disk: only a write that lands proves the trouble is over.
@@ -205,10 +225,19 @@ export class Scheduler {
   }
 
   #startJob(s: ServerState, job: Job) {
-    const p = this.#hooks.runJob(s, job).finally(() => {
+    let held = true;
+    const release = () => {
+      if (!held) return;
+      held = false;
       s.running--;
       s.slots.release();
       this.#globalSlots.release();
+      this.#schedulePump();
+    };
+    // A job stays in `running` until its outcome is committed, also after its slots went back:
+    // idle detection and shutdown wait for it.
+    const p = this.#hooks.runJob(s, job, release).finally(() => {
+      release();
       this.running.delete(p);
       this.#schedulePump();
     });
@@ -222,11 +251,13 @@ export class Scheduler {
    */
   #pickInto(picked: Picked) {
     const now = Date.now();
+    picked.at = now;
     for (const s of this.#servers.values()) {
       if (s.pacer.blocked(now) || s.gc !== "done") continue;
       const free = Math.min(s.slots.free, this.#globalSlots.free);
       if (free <= 0) continue;
       const jobs = this.#ctx.store.pick(s.server.name, free, now);
+      this.#hooks.claim(s, jobs);
       for (const job of jobs) {
         this.#takeSlots(s);
         picked.jobs.push([s, job]);
@@ -256,12 +287,19 @@ export class Scheduler {
     this.#scheduleFlush();
   }
 
-  #armWake() {
+  /**
+   * Arms the timer for the next job to become ready after `considered` (the
+   * pick time): a job ready by then that was not picked waits for a slot
+   * (a job that gives its slot back pumps again), the end of its server's
+   * pause (timed here too) or its server's clean-up (which pumps when done),
+   * so a busy queue does not wake the pump every few milliseconds.
+   */
+  #armWake(considered: number) {
     const now = Date.now();
-    let next = this.#ctx.store.nextReadyAt() ?? Infinity;
+    let next = this.#ctx.store.nextReadyAt(considered) ?? Infinity;
     for (const s of this.#servers.values()) {
       const until = s.pacer.blockedUntil;
-      if (until > now) next = Math.max(next, Math.min(next, until));
+      if (until > now) next = Math.min(next, until);
     }
     if (next === Infinity || next >= NEVER) return;
     const at = Math.max(next, now + 5);
@@ -336,7 +374,7 @@ export class Scheduler {
     // The pump's pick joins this transaction (one commit, not two) unless a pump is running.
     const picked: Picked | undefined =
       pump && !this.#pumping && !this.#ctx.options.dryRun && !this.#ctx.signal.aborted
-        ? { jobs: [], drained: new Set() }
+        ? { at: Date.now(), jobs: [], drained: new Set() }
         : undefined;
     try {
       this.#flushItems(items, picked);

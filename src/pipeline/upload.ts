@@ -53,6 +53,8 @@ export interface UploadInput {
   chain: string;
   /** MD5 of the source file when already computed. */
   contentMd5: string | undefined;
+  /** A remote path whose intent the pick committed (see `Worker.claim`). */
+  claimed?: string | undefined;
 }
 
 /** Processes and uploads files. */
@@ -91,11 +93,14 @@ export class Uploader {
         ? fp
         : statFile(out.path, source) ?? fs.statSync(out.path);
       const now = Date.now();
-      // Committed (with the other writes of this tick) before the upload starts, so a crash
-      // during the upload always leaves a trace that lets the leftover be found and deleted.
-      await this.#batch(() =>
-        store.addIntent(server.name, remotePath, now, job.input_file, job.dest)
-      );
+      // Committed (with the other writes of this tick, or with the pick) before the upload
+      // starts, so a crash during the upload always leaves a trace that lets the leftover be
+      // found and deleted.
+      if (u.claimed !== remotePath) {
+        await this.#batch(() =>
+          store.addIntent(server.name, remotePath, now, job.input_file, job.dest)
+        );
+      }
       // No MD5 up front: transports that hash what they send (S3, Cloud Files, a local copy)
       // return it; for the others the file is hashed after the upload, before the check below
       // that it did not change meanwhile.
@@ -181,7 +186,7 @@ export class Uploader {
         }
       };
       const done = () =>
-        s.log.info(
+        s.log.enabled("info") && s.log.info(
           `${job.event === CREATED ? "uploaded" : "updated"} ${remotePath} (${
             formatBytes(upload.size)
           }, ${Date.now() - now} ms)`,

@@ -49,6 +49,8 @@ export class Worker {
   readonly #uploader: Uploader;
   /** When each server last logged an auth failure (a run logs one, not one per file). */
   readonly #authLoggedAt = new WeakMap<ServerState, number>();
+  /** The intent each picked job wrote in its pick's commit (see {@linkcode Worker.claim}). */
+  readonly #claims = new WeakMap<Job, string>();
 
   constructor(ctx: PipelineContext, deps: WorkerDeps) {
     this.#ctx = ctx;
@@ -56,8 +58,43 @@ export class Worker {
     this.#uploader = new Uploader(ctx, deps.router, deps.batch);
   }
 
-  /** Runs one job to its recorded outcome (success, retry or failure). */
-  async runJob(s: ServerState, job: Job): Promise<void> {
+  /**
+   * Called in the transaction that picks `jobs`: writes the intent of the
+   * path an upload without processors writes (the file's own name at its
+   * destination), so that upload needs no commit of its own before it
+   * starts. Only a new intent counts: nothing of an earlier attempt is
+   * behind it, so when the job writes elsewhere (processors rename the
+   * file) or nothing at all, the intent is dropped with its completion,
+   * without touching the server. Deletes and fleet jobs claim nothing.
+   */
+  claim(s: ServerState, jobs: readonly Job[]): void {
+    if (this.#d.fleet) return;
+    const { store, config } = this.#ctx;
+    const now = Date.now();
+    for (const job of jobs) {
+      if (job.event === DELETED) continue;
+      const source = config.sources.find((x) => x.name === job.source);
+      if (!source) continue;
+      let remotePath: string;
+      try {
+        const rel = relPath(source, job.input_file);
+        const relDir = rel.includes("/") ? rel.slice(0, rel.lastIndexOf("/")) : "";
+        remotePath = remotePathFor(job.dest, relDir, path.basename(job.input_file));
+      } catch {
+        continue; // An unsafe name: the job fails on its own.
+      }
+      if (store.claimIntent(s.server.name, remotePath, now, job.input_file, job.dest)) {
+        this.#claims.set(job, remotePath);
+      }
+    }
+  }
+
+  /**
+   * Runs one job to its recorded outcome (success, retry or failure).
+   * `release` gives the job's slots back once it uses the transport no more
+   * and only waits for its record to be committed.
+   */
+  async runJob(s: ServerState, job: Job, release: () => void = () => {}): Promise<void> {
     const { store, bus, summary } = this.#ctx;
     const started = Date.now();
     const source = this.#ctx.config.sources.find((x) => x.name === job.source);
@@ -70,9 +107,16 @@ export class Worker {
         return;
       }
       const transport = await this.#d.servers.transport(s);
-      const result = await this.#execute(s, transport, job);
+      const claimed = this.#claims.get(job);
+      const result = await this.#execute(s, transport, job, claimed);
+      // The claimed path was not written when the job wrote elsewhere or nothing (a skip, a
+      // delete, a move records it): its intent goes with the completion.
+      const ours = new Set(result.dropped);
+      const unwritten = claimed !== undefined && !ours.has(claimed) ? claimed : undefined;
+      if (unwritten) ours.add(unwritten);
       const finish = () => {
         fleet?.recorded(job, s.server.name, result.kind);
+        if (unwritten) store.dropIntent(s.server.name, unwritten);
         store.complete(job);
         if (result.bytes >= 0) {
           store.serverOk(s.server.name, result.bytes, Date.now());
@@ -88,19 +132,22 @@ export class Worker {
         }
       };
       const record = result.record;
-      const ours = new Set(result.dropped);
-      if (
-        record &&
-        store.intentsFor(job.input_file, s.server.name, job.dest).every((p) => ours.has(p))
-      ) {
-        // One transaction records the upload and completes the job.
+      if (store.intentsFor(job.input_file, s.server.name, job.dest).every((p) => ours.has(p))) {
+        // One transaction records the upload and completes the job. The transfer is over: the
+        // slot goes to the next job now, picked in the commit that records this one.
+        release();
         await this.#d.batch(() => {
-          record();
+          record?.();
           finish();
         });
       } else {
         // Leftovers of earlier attempts go first: recorded, cleaned up, then completed.
-        if (record) await this.#d.batch(record);
+        if (record || unwritten) {
+          await this.#d.batch(() => {
+            record?.();
+            if (unwritten) store.dropIntent(s.server.name, unwritten);
+          });
+        }
         await this.#d.janitor.dropStaleIntents(s, transport, job);
         await this.#d.batch(finish);
       }
@@ -255,7 +302,12 @@ export class Worker {
   }
 
   /** Plans one job and carries the plan out. */
-  async #execute(s: ServerState, transport: Transport, job: Job): Promise<SyncResult> {
+  async #execute(
+    s: ServerState,
+    transport: Transport,
+    job: Job,
+    claimed: string | undefined,
+  ): Promise<SyncResult> {
     const { store, signal } = this.#ctx;
     const source = this.#ctx.config.sources.find((x) => x.name === job.source)!;
     const server = s.server;
@@ -315,7 +367,7 @@ export class Worker {
       input.contentMd5 = await md5Of(job.input_file, signal, stat!.size);
       p = plan(input);
     }
-    s.log.debug(`"${rel}": ${p.action} (${p.reason})`);
+    if (s.log.debugEnabled) s.log.debug(`"${rel}": ${p.action} (${p.reason})`);
     switch (p.action) {
       case "wait":
         throw new RequeueError(
@@ -361,6 +413,7 @@ export class Worker {
       synced,
       chain: chain!,
       contentMd5: input.contentMd5,
+      claimed,
     });
     // Another node may have taken the file over meanwhile: then this node records nothing.
     await this.#d.fleet?.confirm(job);

@@ -169,13 +169,18 @@ export class Queue extends SyncedRecords {
     ) > 0;
   }
 
-  /** Earliest time a queued job becomes ready, or undefined when none is queued. */
-  nextReadyAt(servers?: readonly string[]): number | undefined {
-    const r = this.q("SELECT MIN(ready_at) AS t FROM queue WHERE state = 'queued' AND running = 0")
-      .get() as {
-        t: number | null;
-      };
-    void servers;
+  /**
+   * Earliest time a queued job becomes ready (only times after `after`, when
+   * given), or undefined when none is queued.
+   */
+  nextReadyAt(after?: number): number | undefined {
+    const r =
+      (after === undefined
+        ? this.q("SELECT MIN(ready_at) AS t FROM queue WHERE state = 'queued' AND running = 0")
+          .get()
+        : this.q(
+          "SELECT MIN(ready_at) AS t FROM queue WHERE state = 'queued' AND running = 0 AND ready_at > ?",
+        ).get(after)) as { t: number | null };
     return r.t ?? undefined;
   }
 

@@ -161,6 +161,28 @@ export class SyncedRecords extends SourceState {
     this.q("DELETE FROM retired WHERE server = ? AND remote_path = ?").run(server, remotePath);
   }
 
+  /**
+   * Writes the intent of an upload about to start unless one is there
+   * already (whose upload may have written the path: it is left as it is);
+   * true when this call wrote it. Like {@linkcode addIntent}, the path is no
+   * longer a retired version waiting for deletion.
+   */
+  claimIntent(
+    server: string,
+    remotePath: string,
+    now: number,
+    inputFile: string,
+    dest: string,
+  ): boolean {
+    const added = this.q(
+      `INSERT INTO intents(server, remote_path, input_file, dest, created_at) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT(server, remote_path) DO NOTHING`,
+    ).run(server, remotePath, inputFile, dest, now);
+    if (Number(added.changes) === 0) return false;
+    this.q("DELETE FROM retired WHERE server = ? AND remote_path = ?").run(server, remotePath);
+    return true;
+  }
+
   /** Intents of one file at one destination. */
   intentsFor(inputFile: string, server: string, dest: string): string[] {
     return (this.q(

@@ -134,7 +134,7 @@ export interface PipelineStore {
   retryAfterFix(now: number, server?: string): number;
   /** Re-queues one failed (or waiting) job now, unless it is running; false when none was. */
   retryJob(id: number, now: number): boolean;
-  nextReadyAt(): number | undefined;
+  nextReadyAt(after?: number): number | undefined;
   hasActive(): boolean;
   activeCount(): number;
   /** Whether `inputFile` has queued work other than a delete. */
@@ -179,6 +179,13 @@ export interface PipelineStore {
     inputFile?: string,
     dest?: string,
   ): void;
+  claimIntent(
+    server: string,
+    remotePath: string,
+    now: number,
+    inputFile: string,
+    dest: string,
+  ): boolean;
   intentsFor(inputFile: string, server: string, dest: string): string[];
   dropIntent(server: string, remotePath: string): void;
   intents(server: string): string[];

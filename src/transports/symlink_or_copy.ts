@@ -116,16 +116,17 @@ class SymlinkOrCopy implements Transport, Stater, Lister, Mover {
     options: PutOptions,
   ): Promise<PutResult> {
     const tmp = path.join(dir, tempName(path.basename(dst)));
+    // Small files with synchronous calls: each async call is a hop to a thread and back,
+    // which costs more than the work itself (a few microseconds on a local disk).
+    const small = options.size <= SMALL_FILE;
     try {
       if (!this.#dirs.has(dir)) {
-        await fs.mkdir(dir, { recursive: true });
+        if (small) Deno.mkdirSync(dir, { recursive: true });
+        else await fs.mkdir(dir, { recursive: true });
         this.#dirs.add(dir);
       }
       let md5: string | undefined;
       let copied: number;
-      // Small files with synchronous calls: each async call is a hop to a thread and back,
-      // which costs more than the work itself (a few microseconds on a local disk).
-      const small = options.size <= SMALL_FILE;
       if (options.unprocessed && this.#linkable(localPath)) {
         if (small) replacing(tmp, () => Deno.symlinkSync(localPath, tmp));
         else await fs.symlink(localPath, tmp);

@@ -1,0 +1,80 @@
+/**
+ * The intent a pick writes for the plain name of each upload (so that an
+ * upload without processors starts without a commit of its own) never
+ * outlives its job: when processors rename the file, or when the job ends
+ * without writing (an unchanged file), the intent goes with the completion
+ * and the server is not touched at the plain name.
+ *
+ * @module
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { DatabaseSync } from "node:sqlite";
+import { assert, assertEquals } from "../_assert.ts";
+import { cli, localConfig, workspace, write } from "../_harness.ts";
+
+function intents(data: string): string[] {
+  const db = new DatabaseSync(path.join(data, "fileconveyor.db"), { readOnly: true });
+  try {
+    return (db.prepare("SELECT remote_path FROM intents ORDER BY remote_path").all() as {
+      remote_path: string;
+    }[]).map((r) => r.remote_path);
+  } finally {
+    db.close();
+  }
+}
+
+function files(root: string): string[] {
+  return (fs.readdirSync(root, { recursive: true, withFileTypes: true }) as fs.Dirent[])
+    .filter((e) => e.isFile())
+    .map((e) => path.relative(root, path.join(e.parentPath, e.name)))
+    .sort();
+}
+
+Deno.test("pick intents: a renamed upload and an unchanged file leave no intent and nothing at the plain name", async () => {
+  const ws = workspace("fc-pick-intents-");
+  try {
+    for (let i = 0; i < 20; i++) write(path.join(ws.src, `d${i % 3}`, `f${i}.css`), `a{b:${i}}`);
+    localConfig(ws, {
+      ruleBody: `<processorChain><processor name="unique_filename.MD5" /></processorChain>`,
+    });
+    const first = await cli(["sync", "--once", "--config", ws.config]);
+    assertEquals(first.code, 0, first.stderr);
+    const synced = files(ws.dst);
+    assertEquals(synced.length, 20);
+    assert(synced.every((f) => /^d\d\/f\d+_[0-9a-f]+\.css$/.test(f)), synced.join(", "));
+    assertEquals(intents(ws.data), []);
+
+    // New times, same content: every job ends as a skip after comparing hashes.
+    const later = new Date(Date.now() + 5000);
+    for (let i = 0; i < 20; i++) {
+      fs.utimesSync(path.join(ws.src, `d${i % 3}`, `f${i}.css`), later, later);
+    }
+    const second = await cli(["sync", "--once", "--config", ws.config]);
+    assertEquals(second.code, 0, second.stderr);
+    assert(!/removed leftover|deleted /.test(second.stderr), second.stderr);
+    assertEquals(files(ws.dst), synced);
+    assertEquals(intents(ws.data), []);
+  } finally {
+    ws.cleanup();
+  }
+});
+
+Deno.test("pick intents: plain uploads and deletes leave no intent", async () => {
+  const ws = workspace("fc-pick-intents-");
+  try {
+    for (let i = 0; i < 50; i++) write(path.join(ws.src, `d${i % 5}`, `f${i}.txt`), `x${i}`);
+    localConfig(ws);
+    const first = await cli(["sync", "--once", "--config", ws.config]);
+    assertEquals(first.code, 0, first.stderr);
+    assertEquals(files(ws.dst).length, 50);
+    assertEquals(intents(ws.data), []);
+    for (let i = 0; i < 10; i++) fs.rmSync(path.join(ws.src, `d${i % 5}`, `f${i}.txt`));
+    const second = await cli(["sync", "--once", "--config", ws.config], {});
+    assertEquals(second.code, 0, second.stderr);
+    assertEquals(files(ws.dst), files(ws.src));
+    assertEquals(intents(ws.data), []);
+  } finally {
+    ws.cleanup();
+  }
+});
