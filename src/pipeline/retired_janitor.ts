@@ -40,10 +40,9 @@ export class RetiredJanitor {
       for (const r of dueRetired(store, now)) {
         if (signal.aborted) return;
         if ((this.#pausedUntil.get(r.server) ?? 0) > Date.now()) continue;
-        if (retiredInUse(store, r.server, r.remote_path)) {
-          dropRetired(store, r.server, r.remote_path);
-          continue;
-        }
+        const use = retiredInUse(store, r.server, r.remote_path);
+        if (use === "recorded") dropRetired(store, r.server, r.remote_path);
+        if (use) continue;
         const t = this.#o.transport(r.server);
         if (!t) continue;
         try {

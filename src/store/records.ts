@@ -164,8 +164,9 @@ export class SyncedRecords extends SourceState {
   /**
    * Writes the intent of an upload about to start unless one is there
    * already (whose upload may have written the path: it is left as it is);
-   * true when this call wrote it. Like {@linkcode addIntent}, the path is no
-   * longer a retired version waiting for deletion.
+   * true when this call wrote it. A retired version at the path stays retired:
+   * the janitor waits while the intent lasts, and deletes it after all when
+   * the job ends without writing there (the file vanished before its upload).
    */
   claimIntent(
     server: string,
@@ -178,9 +179,7 @@ export class SyncedRecords extends SourceState {
       `INSERT INTO intents(server, remote_path, input_file, dest, created_at) VALUES (?, ?, ?, ?, ?)
        ON CONFLICT(server, remote_path) DO NOTHING`,
     ).run(server, remotePath, inputFile, dest, now);
-    if (Number(added.changes) === 0) return false;
-    this.q("DELETE FROM retired WHERE server = ? AND remote_path = ?").run(server, remotePath);
-    return true;
+    return Number(added.changes) > 0;
   }
 
   /** Intents of one file at one destination. */

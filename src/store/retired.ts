@@ -56,15 +56,19 @@ export function allRetired(store: Store): RetiredRow[] {
 }
 
 /**
- * Whether `remotePath` on `server` must stay: a record points at it, or an
- * upload to it has started.
+ * Whether `remotePath` on `server` must stay, and why: a record points at it
+ * (it was written again: no longer retired), or an upload to it has started
+ * (wait: the upload may still end without writing there).
  */
-export function retiredInUse(store: Store, server: string, remotePath: string): boolean {
-  return store.remotePathInUse(server, remotePath) ||
-    store.q("SELECT 1 FROM intents WHERE server = ? AND remote_path = ? LIMIT 1").get(
-        server,
-        remotePath,
-      ) !== undefined;
+export function retiredInUse(
+  store: Store,
+  server: string,
+  remotePath: string,
+): "recorded" | "uploading" | undefined {
+  if (store.remotePathInUse(server, remotePath)) return "recorded";
+  const intent = store.q("SELECT 1 FROM intents WHERE server = ? AND remote_path = ? LIMIT 1")
+    .get(server, remotePath);
+  return intent !== undefined ? "uploading" : undefined;
 }
 
 /** Forgets a retired file (deleted, or written again). */
