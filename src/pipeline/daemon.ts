@@ -133,6 +133,7 @@ export class Daemon {
       pump: () => this.#scheduler.pump(),
       storeTrouble: trouble,
       modeChanged: () => this.#heartbeat(),
+      storeTroubled: () => this.#scheduler.troubled,
     });
     const worker: Worker = this.#worker = new Worker(ctx, {
       servers: this.#servers,
@@ -379,6 +380,7 @@ export class Daemon {
 
   /** The periodic work of a watching daemon. */
   #startTimers() {
+    this.#sources.startSweeps();
     const rescan = this.config.settings.rescanInterval;
     if (rescan > 0) {
       const jitter = () => rescan * 1000 * (0.75 + Math.random() * 0.5);
