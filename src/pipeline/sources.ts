@@ -55,6 +55,8 @@ export class Sources {
   #queued = 0;
   /** When the last walk of each whole source started (a full scan or a sweep). */
   readonly #lastWalk = new Map<string, number>();
+  /** Milliseconds the last sweep of each source took. */
+  readonly #sweepMs = new Map<string, number>();
   /** Sources whose sweep waits in the scan queue. */
   readonly #sweepQueued = new Set<string>();
   #sweepTimer: number | undefined;
@@ -198,6 +200,7 @@ export class Sources {
         interval,
         now,
         last: this.#lastWalk.get(source.name) ?? 0,
+        lastMs: this.#sweepMs.get(source.name) ?? 0,
         mode: this.#watchModes.get(source.name) ?? "stopped",
         ready: this.initialScanDone,
         storeTrouble,
@@ -222,6 +225,7 @@ export class Sources {
       if (this.#ctx.stopping || this.#scanPending.has(source.name)) return;
       this.#lastWalk.set(source.name, Date.now());
       const r = await this.#scanner.scanSource(source, { sweep: true });
+      this.#sweepMs.set(source.name, r.ms);
       const said = `Swept source "${source.name}": ${r.files} files in ${r.dirs} directories, ${
         Math.round(r.ms)
       } ms`;

@@ -16,6 +16,13 @@
  */
 import type { WatchMode } from "./watcher.ts";
 
+/**
+ * A sweep takes at most one part in this many of the time: on a tree so big
+ * (or a machine so loaded) that a sweep takes longer than a twentieth of
+ * the interval, sweeps are spaced further apart.
+ */
+export const SWEEP_SHARE = 20;
+
 /** What the decision looks at, for one source at one moment. */
 export interface SweepState {
   /** Milliseconds between sweeps; 0 (or less) disables them. */
@@ -24,6 +31,8 @@ export interface SweepState {
   now: number;
   /** When the last walk of the whole source started (a sweep or a full scan); 0: none yet. */
   last: number;
+  /** Milliseconds the last sweep of the source took (wall clock); 0: none yet. */
+  lastMs: number;
   /** The source's watch mode: polling walks the source itself, other modes end in a full scan. */
   mode: WatchMode;
   /** The first full scan of the daemon is done. */
@@ -47,15 +56,16 @@ export interface SweepState {
 
 /**
  * Whether the source is to be swept now. It is due `interval` ms after the
- * last walk; while it is busy the sweep waits (the events being handled
- * are what it would find, and a burst is when a walk costs most), but not
- * beyond a second interval: a source that is never quiet is still swept.
+ * last walk, or {@linkcode SWEEP_SHARE} times the last sweep's duration
+ * when that is longer; while it is busy the sweep waits (the events being
+ * handled are what it would find, and a burst is when a walk costs most),
+ * but not beyond twice that: a source that is never quiet is still swept.
  *
  * @example
  * ```ts
  * import { sweepDue } from "./sweep.ts";
  * const due = sweepDue({
- *   interval: 15_000, now: 20_000, last: 4_000, mode: "native", ready: true,
+ *   interval: 15_000, now: 20_000, last: 4_000, lastMs: 300, mode: "native", ready: true,
  *   storeTrouble: false, held: false, queued: false, busy: false,
  * });
  * console.assert(due);
@@ -64,9 +74,10 @@ export interface SweepState {
 export function sweepDue(s: SweepState): boolean {
   if (!(s.interval > 0) || s.mode !== "native" || !s.ready) return false;
   if (s.storeTrouble || s.held || s.queued) return false;
+  const every = Math.max(s.interval, SWEEP_SHARE * s.lastMs);
   const since = s.now - s.last;
-  if (since < s.interval) return false;
-  return !s.busy || since >= 2 * s.interval;
+  if (since < every) return false;
+  return !s.busy || since >= 2 * every;
 }
 
 /** Milliseconds between two looks at whether a sweep is due: often enough for short intervals. */

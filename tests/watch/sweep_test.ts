@@ -14,7 +14,7 @@ import { logger } from "../../src/log.ts";
 import { MODIFIED } from "../../src/store/events.ts";
 import { Store } from "../../src/store/store.ts";
 import { type Batch, type FsChange, RACY_MS, Scanner } from "../../src/watch/scanner.ts";
-import { sweepDue, type SweepState, sweepTick } from "../../src/watch/sweep.ts";
+import { SWEEP_SHARE, sweepDue, type SweepState, sweepTick } from "../../src/watch/sweep.ts";
 import type { WatchMode } from "../../src/watch/watcher.ts";
 import { assert, assertEquals } from "../_assert.ts";
 
@@ -22,6 +22,7 @@ const DUE: SweepState = {
   interval: 15_000,
   now: 100_000,
   last: 100_000 - 15_000,
+  lastMs: 300,
   mode: "native",
   ready: true,
   storeTrouble: false,
@@ -64,6 +65,18 @@ Deno.test("sweepDue() waits while the source is busy, for one more interval at m
   assert(!sweepDue({ ...busy, last: DUE.now - 2 * DUE.interval + 1 }));
   assert(sweepDue({ ...busy, last: DUE.now - 2 * DUE.interval }));
   assert(sweepDue({ ...busy, last: 0 }));
+});
+
+Deno.test("sweepDue() spaces sweeps that take longer than a twentieth of the interval", () => {
+  const slow = { ...DUE, lastMs: 1000 };
+  assertEquals(SWEEP_SHARE, 20);
+  assert(!sweepDue({ ...slow, last: DUE.now - 19_999 }));
+  assert(sweepDue({ ...slow, last: DUE.now - 20_000 }));
+  assert(sweepDue({ ...DUE, lastMs: 750 }), "exactly a twentieth");
+  assert(!sweepDue({ ...DUE, lastMs: 751 }));
+  // Busy: the wait is bounded by twice the spacing.
+  assert(!sweepDue({ ...slow, busy: true, last: DUE.now - 39_999 }));
+  assert(sweepDue({ ...slow, busy: true, last: DUE.now - 40_000 }));
 });
 
 Deno.test("sweepTick() looks often enough for short intervals, at most every second", () => {
