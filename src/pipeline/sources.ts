@@ -60,6 +60,8 @@ export class Sources {
   /** Sources whose sweep waits in the scan queue. */
   readonly #sweepQueued = new Set<string>();
   #sweepTimer: number | undefined;
+  /** The sweep walking now: a stop ends it, and waits for it, before the store closes. */
+  #sweepRunning: Promise<unknown> | undefined;
   #scanner: Scanner;
   /** Changes seen in a dry run, reported at the end. */
   readonly dryChanges: FsChange[] = [];
@@ -224,7 +226,18 @@ export class Sources {
       // A full scan waiting covers it; one that ran meanwhile made it early.
       if (this.#ctx.stopping || this.#scanPending.has(source.name)) return;
       this.#lastWalk.set(source.name, Date.now());
-      const r = await this.#scanner.scanSource(source, { sweep: true });
+      const signal = this.#ctx.signal;
+      const walk = this.#scanner.scanSource(source, { sweep: true, signal });
+      this.#sweepRunning = walk.catch(() => {});
+      let r;
+      try {
+        r = await walk;
+      } catch (e) {
+        if (signal.aborted) return; // Stopping: the next start scans anyway.
+        throw e;
+      } finally {
+        this.#sweepRunning = undefined;
+      }
       this.#sweepMs.set(source.name, r.ms);
       const said = `Swept source "${source.name}": ${r.files} files in ${r.dirs} directories, ${
         Math.round(r.ms)
@@ -251,6 +264,8 @@ export class Sources {
       }
     }
     for (const a of this.#aggregators.values()) a.close();
+    // Ended at its next pause by the stop signal.
+    if (this.#sweepRunning) await bound(this.#sweepRunning);
     this.#scanner.close();
   }
 

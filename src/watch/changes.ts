@@ -60,6 +60,11 @@ export interface Walk {
    * nothing where the stat is unchanged.
    */
   sweep?: boolean;
+  /**
+   * Ends the walk at its next pause once aborted (a sweep when the daemon
+   * stops): what it committed stays, the rest is found by the next walk.
+   */
+  signal?: AbortSignal;
 }
 
 /** The store row for a file or directory as just stat'ed. */

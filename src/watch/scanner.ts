@@ -133,11 +133,12 @@ export class Scanner {
    * Scans a whole source. Deletions wait until the end: when they exceed the
    * delete guard, none is applied and the source is marked as held.
    * `sweep`: the periodic walk of a watching daemon (see `sweep.ts`), which
-   * leaves racily clean rows to the full scans.
+   * leaves racily clean rows to the full scans. `signal` ends the walk at
+   * its next pause (it throws the signal's reason; deletions are not judged).
    */
   async scanSource(
     source: Source,
-    opts: { approved?: boolean; sweep?: boolean } = {},
+    opts: { approved?: boolean; sweep?: boolean; signal?: AbortSignal } = {},
   ): Promise<ScanResult> {
     const t0 = performance.now();
     const result: ScanResult = {
@@ -168,6 +169,7 @@ export class Scanner {
       sinceYield: 0,
       found: new Map(),
       ...(opts.sweep ? { sweep: true } : {}),
+      ...(opts.signal ? { signal: opts.signal } : {}),
     };
     await this.#walker.walk(w, source.scanPath);
     this.#publish.flush(w, true);

@@ -207,3 +207,24 @@ Deno.test("a sweep leaves racily clean rows to the full scan: no content compare
     r.close();
   }
 });
+
+Deno.test("a sweep ends at its next pause once its signal is aborted (the daemon stops)", async () => {
+  const r = rig();
+  try {
+    for (let i = 0; i < 2500; i++) fs.writeFileSync(path.join(r.src, `f${i}.txt`), "x");
+    await r.scanner.scanSource(r.source);
+    const stop = new AbortController();
+    stop.abort(new Error("stopping"));
+    let thrown: unknown;
+    try {
+      await r.scanner.scanSource(r.source, { sweep: true, signal: stop.signal });
+    } catch (e) {
+      thrown = e;
+    }
+    assertEquals((thrown as Error)?.message, "stopping");
+    // Without the signal the same walk ends normally.
+    assertEquals((await r.scanner.scanSource(r.source, { sweep: true })).files, 2500);
+  } finally {
+    r.close();
+  }
+});
