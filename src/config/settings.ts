@@ -126,6 +126,14 @@ export const SETTINGS_SPEC: readonly OptionSpec[] = [
     help: "Seconds between full reconciliation scans (0: never)",
   },
   {
+    name: "dirSweepInterval",
+    type: "number",
+    min: 0,
+    default: "15",
+    help:
+      "Seconds between sweeps in watch mode (0: never): each natively watched source is walked again as at a restart (a stat of every entry compared with the database; no file is read), so a change whose watcher event was lost is synced within this time",
+  },
+  {
     name: "watchMode",
     type: "enum",
     values: ["auto", "poll"],
@@ -287,6 +295,7 @@ export function toSettings(v: OptionValues): Settings {
     retryMaxDelay: n("retryMaxDelay"),
     retryFailAfter: n("retryFailAfter"),
     rescanInterval: n("rescanInterval"),
+    dirSweepInterval: n("dirSweepInterval"),
     watchMode: v.watchMode as Settings["watchMode"],
     pollInterval: n("pollInterval"),
     settleDelay: n("settleDelay"),

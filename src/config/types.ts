@@ -109,6 +109,8 @@ export interface Settings {
   retryFailAfter: number;
   /** Seconds between full reconciliation scans; 0 disables them. */
   rescanInterval: number;
+  /** Seconds between sweeps (a stat walk of each natively watched source); 0 disables them. */
+  dirSweepInterval: number;
   /** `auto`: native watcher, polling as fallback; `poll`: polling only. */
   watchMode: "auto" | "poll";
   /** Seconds between polls in polling mode. */

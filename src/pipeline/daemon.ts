@@ -138,6 +138,7 @@ export class Daemon {
       ...(this.#fleet && !options.once
         ? { admit: (source: string, n: number) => this.#fleet!.admit(source, n) }
         : {}),
+      storeTroubled: () => this.#scheduler.troubled,
     });
     const worker: Worker = this.#worker = new Worker(ctx, {
       servers: this.#servers,
@@ -353,6 +354,7 @@ export class Daemon {
 
   /** The periodic work of a watching daemon. */
   #startTimers() {
+    this.#sources.startSweeps();
     const rescan = this.config.settings.rescanInterval;
     if (rescan > 0) {
       const jitter = () => rescan * 1000 * (0.75 + Math.random() * 0.5);

@@ -158,6 +158,11 @@ export class Scheduler {
     }
   }
 
+  /** Whether the database could not be written and no write has landed since. */
+  get troubled(): boolean {
+    return this.#troubleAt > 0;
+  }
+
   /** Puts a job whose outcome could not be recorded back once the database can be written. */
   unsettled(job: Job): void {
     this.#unsettled.push(job);

@@ -16,6 +16,7 @@ import type { Change, Store } from "../store/store.ts";
 import { startFifoReleaser } from "../watch/fifo_release.ts";
 import { Aggregator } from "../watch/aggregator.ts";
 import { type Batch, type FsChange, Scanner } from "../watch/scanner.ts";
+import { sweepDue, sweepTick } from "../watch/sweep.ts";
 import { SourceWatcher, type WatchMode } from "../watch/watcher.ts";
 import type { PipelineContext } from "./context.ts";
 import type { Router } from "./routing.ts";
@@ -34,6 +35,8 @@ export interface SourcesHooks {
    * stored state still differs from the disk — and a later scan finds it.
    */
   admit?(source: string, changes: number): boolean;
+  /** Whether the database cannot be written now (sweeps wait until it can). */
+  storeTroubled(): boolean;
 }
 
 /** Whether an error is SQLite's (the database, not the file, failed). */
@@ -54,6 +57,17 @@ export class Sources {
   /** Device of each source root when last seen present: another one means its mount went away. */
   readonly #rootDevs = new Map<string, number>();
   #scanQueue: Promise<void> = Promise.resolve();
+  /** Scans waiting or running in the scan queue. */
+  #queued = 0;
+  /** When the last walk of each whole source started (a full scan or a sweep). */
+  readonly #lastWalk = new Map<string, number>();
+  /** Milliseconds the last sweep of each source took. */
+  readonly #sweepMs = new Map<string, number>();
+  /** Sources whose sweep waits in the scan queue. */
+  readonly #sweepQueued = new Set<string>();
+  #sweepTimer: number | undefined;
+  /** The sweep walking now: a stop ends it, and waits for it, before the store closes. */
+  #sweepRunning: Promise<unknown> | undefined;
   #scanner: Scanner;
   /** Changes seen in a dry run, reported at the end. */
   readonly dryChanges: FsChange[] = [];
@@ -164,8 +178,87 @@ export class Sources {
     }
   }
 
+  /**
+   * Starts the sweeps of a watching daemon (see `src/watch/sweep.ts`); the
+   * interval is read at every tick, so a reload changes it.
+   */
+  startSweeps(): void {
+    const tick = () => {
+      this.#sweepTimer = undefined;
+      if (this.#ctx.stopping) return;
+      const interval = this.#ctx.config.settings.dirSweepInterval * 1000;
+      try {
+        if (interval > 0) this.#sweepDue();
+      } catch (e) {
+        // Reading the guard failed: the database is in trouble, said where it is handled.
+        this.#hooks.storeTrouble(e);
+      }
+      this.#sweepTimer = setTimeout(tick, sweepTick(interval || 1000)) as unknown as number;
+    };
+    if (this.#sweepTimer === undefined) tick();
+  }
+
+  /** Queues a sweep of every source that is due (see {@linkcode sweepDue}). */
+  #sweepDue() {
+    const now = Date.now();
+    const interval = this.#ctx.config.settings.dirSweepInterval * 1000;
+    const storeTrouble = this.#hooks.storeTroubled();
+    for (const source of this.#ctx.config.sources) {
+      const state = {
+        interval,
+        now,
+        last: this.#lastWalk.get(source.name) ?? 0,
+        lastMs: this.#sweepMs.get(source.name) ?? 0,
+        mode: this.#watchModes.get(source.name) ?? "stopped",
+        ready: this.initialScanDone,
+        storeTrouble,
+        held: this.#store.guardFor(source.name) !== undefined,
+        queued: this.#scanPending.has(source.name) || this.#sweepQueued.has(source.name),
+        busy: this.#queued > 0 || (this.#aggregators.get(source.name)?.pending ?? 0) > 0 ||
+          this.#scanner.busy(source),
+      };
+      if (sweepDue(state)) void this.#sweep(source);
+    }
+  }
+
+  /**
+   * Walks a whole source with the scan of a restart, quietly: it writes to
+   * the store only what differs, and says at info level only what it found.
+   */
+  #sweep(source: Source): Promise<void> {
+    this.#sweepQueued.add(source.name);
+    return this.#serial(async () => {
+      this.#sweepQueued.delete(source.name);
+      // A full scan waiting covers it; one that ran meanwhile made it early.
+      if (this.#ctx.stopping || this.#scanPending.has(source.name)) return;
+      this.#lastWalk.set(source.name, Date.now());
+      const signal = this.#ctx.signal;
+      const walk = this.#scanner.scanSource(source, { sweep: true, signal });
+      this.#sweepRunning = walk.catch(() => {});
+      let r;
+      try {
+        r = await walk;
+      } catch (e) {
+        if (signal.aborted) return; // Stopping: the next start scans anyway.
+        throw e;
+      } finally {
+        this.#sweepRunning = undefined;
+      }
+      this.#sweepMs.set(source.name, r.ms);
+      const said = `Swept source "${source.name}": ${r.files} files in ${r.dirs} directories, ${
+        Math.round(r.ms)
+      } ms`;
+      if (r.changes > 0) {
+        this.#ctx.log.info(`${said}; ${r.changes} changes the watcher did not report`);
+        this.#hooks.pump();
+      } else this.#ctx.log.debug(said);
+    });
+  }
+
   /** Stops every watcher; `bound` limits the wait for them (a close may hang). */
   async stop(bound: <T>(p: Promise<T>) => Promise<unknown> = (p) => p): Promise<void> {
+    clearTimeout(this.#sweepTimer);
+    this.#sweepTimer = undefined;
     if (this.#watchers.size > 0) {
       // A watcher thread stuck opening a named pipe would block closing a watch, and the
       // process: a thread of our own releases such readers while the watchers close.
@@ -177,12 +270,16 @@ export class Sources {
       }
     }
     for (const a of this.#aggregators.values()) a.close();
+    // Ended at its next pause by the stop signal.
+    if (this.#sweepRunning) await bound(this.#sweepRunning);
     this.#scanner.close();
   }
 
   /** Scans run one at a time (they share the store's transaction). */
   #serial(fn: () => Promise<void>): Promise<void> {
-    const next = this.#scanQueue.then(fn, fn);
+    this.#queued++;
+    const run = () => fn().finally(() => this.#queued--);
+    const next = this.#scanQueue.then(run, run);
     this.#scanQueue = next.catch((e) => {
       // A database that cannot be written (disk full) is reported once, not per scan.
       if (isStoreError(e)) this.#hooks.storeTrouble(e);
@@ -200,6 +297,7 @@ export class Sources {
       this.#scanPending.delete(source.name);
       if (this.#ctx.stopping && !options.once && !options.dryRun) return;
       bus.emit({ type: "scan-start", source: source.name, initial: !this.initialScanDone });
+      this.#lastWalk.set(source.name, Date.now());
       const r = await this.#scanner.scanSource(source);
       bus.emit({
         type: "scan-done",

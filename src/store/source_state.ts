@@ -127,13 +127,20 @@ export class SourceState extends StoreConnection {
     );
   }
 
-  /** Replaces every problem of a source (after a full scan), keeping `since` of the ones still there. */
+  /**
+   * Replaces every problem of a source (after a full scan), keeping `since`
+   * of the ones still there. Writes nothing when they are the same (a
+   * periodic walk of an unchanged tree must not write).
+   */
   setProblems(source: string, found: ReadonlyMap<string, string>, now: number): void {
+    const stored = this.problems(source);
+    const gone = stored.filter((p) => !found.has(p.path)).map((p) => p.path);
+    const reasons = new Map(stored.map((p) => [p.path, p.reason]));
+    const fresh = [...found].filter(([p, reason]) => reasons.get(p) !== reason);
+    if (gone.length === 0 && fresh.length === 0) return;
     this.tx(() => {
-      for (const p of this.problems(source)) {
-        if (!found.has(p.path)) this.q("DELETE FROM problems WHERE path = ?").run(p.path);
-      }
-      for (const [p, reason] of found) this.recordProblem(source, p, reason, now);
+      for (const p of gone) this.q("DELETE FROM problems WHERE path = ?").run(p);
+      for (const [p, reason] of fresh) this.recordProblem(source, p, reason, now);
     });
   }
 

@@ -55,6 +55,17 @@ export interface Walk {
   found: Map<string, string>;
   /** A walk of part of the source: names elsewhere that share an inode are not visited. */
   partial?: boolean;
+  /**
+   * A periodic sweep: racily clean rows are left as they are (their content
+   * is compared by the next full scan), so a sweep reads no file and writes
+   * nothing where the stat is unchanged.
+   */
+  sweep?: boolean;
+  /**
+   * Ends the walk at its next pause once aborted (a sweep when the daemon
+   * stops): what it committed stays, the rest is found by the next walk.
+   */
+  signal?: AbortSignal;
 }
 
 /** The store row for a file or directory as just stat'ed. */
@@ -105,7 +116,7 @@ export function compareFile(
   ) {
     w.batch.puts.push(fileRow(source, p, st, false));
     w.batch.changes.push({ source, path: p, rel, event: MODIFIED, size: st.size });
-  } else if (isRacy(old)) {
+  } else if (isRacy(old) && !w.sweep) {
     w.batch.puts.push(fileRow(source, p, st, false));
     w.batch.changes.push({ source, path: p, rel, event: MODIFIED, size: st.size, verify: true });
   } else if (written) {

@@ -200,6 +200,11 @@ export class DeleteGuard {
     return this.judge(g.source, removes, changes);
   }
 
+  /** Whether deletions of a source are gathered and wait for their judgment. */
+  gathering(name: string): boolean {
+    return this.#gathered.has(name);
+  }
+
   /** Forgets what was gathered for a source (a full scan finds it all again). */
   drop(name: string): void {
     this.#take(name);

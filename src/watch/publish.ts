@@ -41,11 +41,12 @@ export class Publisher {
     return ++w.sinceYield >= YIELD_EVERY;
   }
 
-  /** Commits the batch and lets other work run. */
+  /** Commits the batch and lets other work run; throws when the walk's signal is aborted. */
   async yield(w: Walk): Promise<void> {
     w.sinceYield = 0;
     this.flush(w, true);
     await new Promise((r) => setImmediate(r));
+    w.signal?.throwIfAborted();
   }
 
   /**

@@ -99,6 +99,14 @@ export class Scanner {
     });
   }
 
+  /**
+   * Whether work on a source is in progress in the scanner: a partial scan
+   * runs, or deletions found by partial scans wait for their judgment.
+   */
+  busy(source: Source): boolean {
+    return (this.#scanning.get(source.name) ?? 0) > 0 || this.#guard.gathering(source.name);
+  }
+
   /** Judges now the deletions gathered from watcher events (tests, shutdown). */
   flushDeletes(source: Source): number {
     return this.#guard.flush(source.name).applied;
@@ -124,8 +132,14 @@ export class Scanner {
   /**
    * Scans a whole source. Deletions wait until the end: when they exceed the
    * delete guard, none is applied and the source is marked as held.
+   * `sweep`: the periodic walk of a watching daemon (see `sweep.ts`), which
+   * leaves racily clean rows to the full scans. `signal` ends the walk at
+   * its next pause (it throws the signal's reason; deletions are not judged).
    */
-  async scanSource(source: Source, opts: { approved?: boolean } = {}): Promise<ScanResult> {
+  async scanSource(
+    source: Source,
+    opts: { approved?: boolean; sweep?: boolean; signal?: AbortSignal } = {},
+  ): Promise<ScanResult> {
     const t0 = performance.now();
     const result: ScanResult = {
       files: 0,
@@ -154,6 +168,8 @@ export class Scanner {
       changes: 0,
       sinceYield: 0,
       found: new Map(),
+      ...(opts.sweep ? { sweep: true } : {}),
+      ...(opts.signal ? { signal: opts.signal } : {}),
     };
     await this.#walker.walk(w, source.scanPath);
     this.#publish.flush(w, true);

@@ -35,6 +35,8 @@ export const MODEL_SETTINGS: Record<string, string> = {
   retryMaxDelay: "0.5",
   retryFailAfter: "1",
   rescanInterval: "0",
+  // What the watcher never reports (symlinks out of the tree or looping) is found by the sweep.
+  dirSweepInterval: "0.3",
   deleteGuardMinFiles: "1000000",
 };
 

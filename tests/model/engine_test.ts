@@ -47,15 +47,6 @@ export const KNOWN_BROKEN: Partial<Record<OpClass, { drivers: Driver[]; why: str
       "replay, as did default seed FC_MODEL_INDEX=12 five times after the fixes for puts into a " +
       "pruned folder); cause not found yet",
   },
-  symlink: {
-    drivers: ["watch"],
-    why: "Deno.watchFs delivers an event only when its path resolves inside the watched root " +
-      "(or no longer exists): a file replaced by a symlink that loops (ELOOP) or points " +
-      "outside the tree gets no event for the new link, nor for the removal when the link " +
-      "is already there as Deno looks; only a scan finds it (the periodic rescan, off in " +
-      "these tests). E.g. FC_MODEL_SEED=3 FC_MODEL_INDEX=3, FC_MODEL_SEED=1 FC_MODEL_INDEX=16 " +
-      "with FC_MODEL_ONLY=symlink,dst-removed",
-  },
 };
 
 const env = (k: string) => Deno.env.get(k);

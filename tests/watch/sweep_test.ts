@@ -1,0 +1,230 @@
+/**
+ * The sweep: when a source is due ({@linkcode sweepDue}, every case), and
+ * the sweeping walk against a real tree and store — it finds a changed
+ * symlink target, leaves racily clean rows to the full scans and writes
+ * nothing to the database when nothing changed.
+ *
+ * @module
+ */
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import type { Source } from "../../src/config/types.ts";
+import { logger } from "../../src/log.ts";
+import { MODIFIED } from "../../src/store/events.ts";
+import { Store } from "../../src/store/store.ts";
+import { type Batch, type FsChange, RACY_MS, Scanner } from "../../src/watch/scanner.ts";
+import { SWEEP_SHARE, sweepDue, type SweepState, sweepTick } from "../../src/watch/sweep.ts";
+import type { WatchMode } from "../../src/watch/watcher.ts";
+import { assert, assertEquals } from "../_assert.ts";
+
+const DUE: SweepState = {
+  interval: 15_000,
+  now: 100_000,
+  last: 100_000 - 15_000,
+  lastMs: 300,
+  mode: "native",
+  ready: true,
+  storeTrouble: false,
+  held: false,
+  queued: false,
+  busy: false,
+};
+
+Deno.test("sweepDue() sweeps a quiet, natively watched source once an interval has passed", () => {
+  assert(sweepDue(DUE));
+  assert(sweepDue({ ...DUE, last: 0 }), "never walked");
+  assert(!sweepDue({ ...DUE, last: DUE.now - 14_999 }), "too early");
+  assert(!sweepDue({ ...DUE, interval: 0 }), "0 disables");
+  assert(!sweepDue({ ...DUE, interval: -1 }));
+  assert(!sweepDue({ ...DUE, interval: NaN }));
+});
+
+Deno.test("sweepDue() never sweeps a source that is not natively watched, before the first scan, on a store in trouble, with held deletions or a scan queued", () => {
+  const modes: WatchMode[] = ["native", "polling", "starting", "restarting", "missing", "stopped"];
+  for (const mode of modes) assertEquals(sweepDue({ ...DUE, mode }), mode === "native", mode);
+  // Every combination of the blocking flags, also long overdue and busy or not.
+  for (let bits = 0; bits < 32; bits++) {
+    const s: SweepState = {
+      ...DUE,
+      ready: (bits & 1) === 0,
+      storeTrouble: (bits & 2) !== 0,
+      held: (bits & 4) !== 0,
+      queued: (bits & 8) !== 0,
+      busy: (bits & 16) !== 0,
+      last: DUE.now - 10 * DUE.interval,
+    };
+    const blocked = !s.ready || s.storeTrouble || s.held || s.queued;
+    assertEquals(sweepDue(s), !blocked, JSON.stringify(s));
+  }
+});
+
+Deno.test("sweepDue() waits while the source is busy, for one more interval at most", () => {
+  const busy = { ...DUE, busy: true };
+  assert(!sweepDue(busy));
+  assert(!sweepDue({ ...busy, last: DUE.now - 2 * DUE.interval + 1 }));
+  assert(sweepDue({ ...busy, last: DUE.now - 2 * DUE.interval }));
+  assert(sweepDue({ ...busy, last: 0 }));
+});
+
+Deno.test("sweepDue() spaces sweeps that take longer than a twentieth of the interval", () => {
+  const slow = { ...DUE, lastMs: 1000 };
+  assertEquals(SWEEP_SHARE, 20);
+  assert(!sweepDue({ ...slow, last: DUE.now - 19_999 }));
+  assert(sweepDue({ ...slow, last: DUE.now - 20_000 }));
+  assert(sweepDue({ ...DUE, lastMs: 750 }), "exactly a twentieth");
+  assert(!sweepDue({ ...DUE, lastMs: 751 }));
+  // Busy: the wait is bounded by twice the spacing.
+  assert(!sweepDue({ ...slow, busy: true, last: DUE.now - 39_999 }));
+  assert(sweepDue({ ...slow, busy: true, last: DUE.now - 40_000 }));
+});
+
+Deno.test("sweepTick() looks often enough for short intervals, at most every second", () => {
+  assertEquals(sweepTick(15_000), 1000);
+  assertEquals(sweepTick(1000), 500);
+  assertEquals(sweepTick(300), 150);
+  assertEquals(sweepTick(10), 50);
+});
+
+interface Rig {
+  src: string;
+  source: Source;
+  store: Store;
+  scanner: Scanner;
+  changes: FsChange[];
+  close(): void;
+}
+
+function rig(): Rig {
+  const root = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), "fc-sweep-")));
+  const src = path.join(root, "src");
+  fs.mkdirSync(src);
+  const store = new Store(path.join(root, "data"));
+  const source: Source = {
+    name: "site",
+    scanPath: src,
+    configuredPath: src,
+    watch: "auto",
+    line: 1,
+  };
+  const changes: FsChange[] = [];
+  const scanner = new Scanner({
+    store,
+    ignoredDirs: [],
+    exclude: [],
+    log: logger("scan"),
+    guardShare: 0.5,
+    guardMinFiles: 10,
+    sink: (b: Batch) => {
+      store.tx(() => {
+        for (const r of b.removes) store.deleteUnder(r);
+        for (const p of b.puts) store.putFile(p);
+      });
+      changes.push(...b.changes);
+    },
+  });
+  return {
+    src,
+    source,
+    store,
+    scanner,
+    changes,
+    close() {
+      scanner.close();
+      store.close();
+      fs.rmSync(root, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Rows changed on the store's connection so far. */
+function writes(store: Store): number {
+  return Number((store.db.prepare("SELECT total_changes() AS n").get() as { n: number }).n);
+}
+
+/** Sets a file's times well in the past (older than the racy window of its next record). */
+function age(p: string) {
+  const past = new Date(Date.now() - 60_000);
+  fs.utimesSync(p, past, past);
+}
+
+Deno.test("a sweep finds a changed symlink target and writes nothing to the store when nothing changed", async () => {
+  const r = rig();
+  try {
+    const target = path.join(r.src, "dir/t.txt");
+    fs.mkdirSync(path.dirname(target));
+    fs.writeFileSync(target, "one");
+    fs.symlinkSync("dir/t.txt", path.join(r.src, "link.txt"));
+    fs.writeFileSync(path.join(r.src, "plain.txt"), "plain");
+    // A name that is not UTF-8: a problem, recorded once, not again at every sweep.
+    const sh = new Deno.Command("sh", {
+      args: ["-c", "printf x > \"$(printf 'odd\\377.txt')\""],
+      cwd: r.src,
+    }).outputSync();
+    assertEquals(sh.code, 0);
+    for (const p of [target, path.join(r.src, "plain.txt")]) age(p);
+    const first = await r.scanner.scanSource(r.source);
+    assertEquals(first.changes, 3);
+    assertEquals(first.problems, 1);
+    const before = writes(r.store);
+    for (let i = 0; i < 3; i++) {
+      const s = await r.scanner.scanSource(r.source, { sweep: true });
+      assertEquals(s.changes, 0);
+    }
+    assertEquals(writes(r.store), before, "a sweep of an unchanged tree writes nothing");
+    r.changes.length = 0;
+    // The target rewritten in place: the link publishes its content, so both changed.
+    fs.writeFileSync(target, "two, longer");
+    const s = await r.scanner.scanSource(r.source, { sweep: true });
+    assertEquals(s.changes, 2);
+    assertEquals(r.changes.map((c) => [c.event, c.rel]).sort(), [
+      [MODIFIED, "dir/t.txt"],
+      [MODIFIED, "link.txt"],
+    ]);
+    assert(writes(r.store) > before);
+  } finally {
+    r.close();
+  }
+});
+
+Deno.test("a sweep leaves racily clean rows to the full scan: no content compared, nothing written", async () => {
+  const r = rig();
+  try {
+    const p = path.join(r.src, "racy.txt");
+    fs.writeFileSync(p, "same size");
+    await r.scanner.scanSource(r.source);
+    // Recorded within RACY_MS of its mtime: racy until recorded again.
+    const before = writes(r.store);
+    r.changes.length = 0;
+    assertEquals((await r.scanner.scanSource(r.source, { sweep: true })).changes, 0);
+    assertEquals(writes(r.store), before);
+    // A full scan compares it (verify) and records it again.
+    await new Promise((ok) => setTimeout(ok, 10));
+    assert(RACY_MS > 0);
+    assertEquals((await r.scanner.scanSource(r.source)).changes, 1);
+    assertEquals(r.changes.map((c) => c.verify), [true]);
+  } finally {
+    r.close();
+  }
+});
+
+Deno.test("a sweep ends at its next pause once its signal is aborted (the daemon stops)", async () => {
+  const r = rig();
+  try {
+    for (let i = 0; i < 2500; i++) fs.writeFileSync(path.join(r.src, `f${i}.txt`), "x");
+    await r.scanner.scanSource(r.source);
+    const stop = new AbortController();
+    stop.abort(new Error("stopping"));
+    let thrown: unknown;
+    try {
+      await r.scanner.scanSource(r.source, { sweep: true, signal: stop.signal });
+    } catch (e) {
+      thrown = e;
+    }
+    assertEquals((thrown as Error)?.message, "stopping");
+    // Without the signal the same walk ends normally.
+    assertEquals((await r.scanner.scanSource(r.source, { sweep: true })).files, 2500);
+  } finally {
+    r.close();
+  }
+});
