@@ -83,7 +83,6 @@ class Stat implements StatLike {
 }
 
 // d_type values (dirent.h) and st_mode's file type bits (stat.h).
-const DT_UNKNOWN = 0;
 const DT_DIR = 4;
 const DT_REG = 8;
 const DT_LNK = 10;
@@ -221,11 +220,12 @@ class NativeDir implements OpenDir {
     if (d === null) throw new Error(`Cannot open "${dir}"`);
     const View = Deno.UnsafePointerView;
     for (let e = c.s.readdir(d); e !== null; e = c.s.readdir(d)) {
+      // d_type is the byte before the name, 0 only when unknown (DT_UNKNOWN): one read gives both.
       // Names that are not UTF-8 are decoded lossily (with U+FFFD), as Deno's listing does.
-      const name = View.getCString(e, D_NAME);
+      const typed = View.getCString(e, D_TYPE);
+      const name = typed.length > 0 ? typed.slice(1) : View.getCString(e, D_NAME);
       if (name === "." || name === "..") continue;
-      let type = new View(e).getUint8(D_TYPE);
-      if (type === DT_UNKNOWN) type = this.#typeOf(name);
+      const type = typed.length > 0 ? typed.charCodeAt(0) : this.#typeOf(name);
       this.entries.push({
         name,
         isFile: type === DT_REG,
