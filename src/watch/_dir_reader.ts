@@ -38,7 +38,12 @@ export function openDir(dir: string, options: { native?: boolean } = {}): OpenDi
   const c = options.native === false ? undefined : libc();
   if (c) {
     const d = c.s.opendir(c.path(dir));
-    if (d !== null) return new NativeDir(c, d, dir);
+    if (d !== null) {
+      const listed = new NativeDir(c, d, dir);
+      if (listed.complete) return listed;
+      // The listing ended on an error: Deno's call reports it (or lists the directory).
+      listed.close();
+    }
   }
   return new DenoDir(dir);
 }
@@ -104,6 +109,7 @@ const SYMBOLS = {
   closedir: { parameters: ["pointer"], result: "i32" },
   dirfd: { parameters: ["pointer"], result: "i32" },
   statx: { parameters: ["i32", "buffer", "i32", "u32", "buffer"], result: "i32" },
+  __errno_location: { parameters: [], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 interface Libc {
@@ -114,6 +120,8 @@ interface Libc {
   statx(fd: number, name: string): boolean;
   /** The last `statx` result's fields. */
   view: DataView;
+  /** This thread's `errno`: `readdir` tells the end of a listing from an error only through it. */
+  errno: Int32Array;
 }
 
 let loaded: Libc | null | undefined;
@@ -154,10 +162,14 @@ function load(): Libc | null {
       return c.s.statx(fd, c.path(name), AT_SYMLINK_NOFOLLOW, STATX_WANTED, out) === 0;
     },
     view: new DataView(out.buffer),
+    errno: new Int32Array(0),
   };
   // The structure layouts are the ABI's; a check against Deno's own answers keeps a surprise
   // (another C library under that name) from reaching the scan.
   try {
+    const at = lib.symbols.__errno_location();
+    if (at === null) throw new Error("no errno");
+    c.errno = new Int32Array(Deno.UnsafePointerView.getArrayBuffer(at, 4));
     if (!agrees(c, "/")) throw new Error("mismatch");
   } catch {
     lib.close();
@@ -170,6 +182,7 @@ function load(): Libc | null {
 function agrees(c: Libc, dir: string): boolean {
   const mine = new NativeDir(c, c.s.opendir(c.path(dir)), dir);
   try {
+    if (!mine.complete) return false;
     const theirs = new Map([...Deno.readDirSync(dir)].map((e) => [e.name, e]));
     if (theirs.size !== mine.entries.length) return false;
     for (const e of mine.entries) {
@@ -207,6 +220,8 @@ function read(v: DataView): Stat | undefined {
 
 class NativeDir implements OpenDir {
   readonly entries: ListedEntry[] = [];
+  /** Whether the listing ended at the end of the directory, not on an error. */
+  readonly complete: boolean;
   readonly #c: Libc;
   #d: Deno.PointerValue;
   readonly #fd: number;
@@ -219,6 +234,7 @@ class NativeDir implements OpenDir {
     this.#fd = d === null ? AT_FDCWD : c.s.dirfd(d);
     if (d === null) throw new Error(`Cannot open "${dir}"`);
     const View = Deno.UnsafePointerView;
+    c.errno[0] = 0;
     for (let e = c.s.readdir(d); e !== null; e = c.s.readdir(d)) {
       // d_type is the byte before the name, 0 only when unknown (DT_UNKNOWN): one read gives both.
       // Names that are not UTF-8 are decoded lossily (with U+FFFD), as Deno's listing does.
@@ -233,16 +249,19 @@ class NativeDir implements OpenDir {
         isSymlink: type === DT_LNK,
       });
     }
+    this.complete = c.errno[0] === 0;
   }
 
-  /** The type of an entry the file system does not report in its listing. */
+  /** The type of an entry the file system does not report in its listing (keeps `errno`). */
   #typeOf(name: string): number {
+    const c = this.#c;
     let mode: number;
-    if (this.#c.statx(this.#fd, name)) mode = this.#c.view.getUint16(0x1c, true) & S_IFMT;
+    if (c.statx(this.#fd, name)) mode = c.view.getUint16(0x1c, true) & S_IFMT;
     else {
       const i = lstatInfo(this.#prefix + name);
       mode = i?.isFile ? S_IFREG : i?.isDirectory ? S_IFDIR : i?.isSymlink ? S_IFLNK : 0;
     }
+    c.errno[0] = 0; // A failed stat here is not an error of the listing.
     return mode === S_IFREG ? DT_REG : mode === S_IFDIR ? DT_DIR : mode === S_IFLNK ? DT_LNK : -1;
   }
 
