@@ -13,17 +13,12 @@ import { ConfigError, errorMessage } from "../errors.ts";
 import { addSecret, configureLog, logger, redact } from "../log.ts";
 import { Daemon } from "../pipeline/daemon.ts";
 import { dataDirFor } from "../pipeline/paths.ts";
-import { rebuildState } from "../pipeline/rebuild.ts";
 import { Store } from "../store/store.ts";
 import { statusReport, unsynced } from "../ops/status_report.ts";
-import { fleetStatus, fleetUrls } from "../ops/fleet_status.ts";
 import { missingDatabase } from "../store/db.ts";
 import { StateError } from "../store/integrity.ts";
 import { VERSION } from "../version.ts";
-import { formatStatus } from "./status.ts";
 import { startOps } from "../ops/mod.ts";
-import { formatVerify } from "./verify.ts";
-import { verify } from "../verify/verify.ts";
 import "../transports/mod.ts";
 import "../processors/mod.ts";
 
@@ -109,6 +104,7 @@ function program(): Command {
           err("--rebuild-state cannot be combined with --dry-run");
           throw new Exit(2);
         }
+        const { rebuildState } = await import("../pipeline/rebuild.ts");
         const r = await rebuildState(config, {
           dataDir: opts.dataDir,
           approveDeletes: !!opts.approveDeletes,
@@ -195,6 +191,11 @@ function program(): Command {
     .option("--json", "machine-readable output")
     .action(async (opts) => {
       const config = load(opts.config);
+      // Loaded by the commands that use them: a start of `sync` does not pay for them.
+      const [{ fleetStatus }, { formatStatus }] = await Promise.all([
+        import("../ops/fleet_status.ts"),
+        import("./status.ts"),
+      ]);
       const store = openStore(config, opts.dataDir, true);
       try {
         const report = statusReport(config, store);
@@ -260,6 +261,7 @@ function program(): Command {
         if (rows.length === 0) {
           // On a node of a fleet, any node's file: the shared record knows it.
           try {
+            const { fleetUrls } = await import("../ops/fleet_status.ts");
             rows = await fleetUrls(config, abs, opts.server) ?? rows;
           } catch (e) {
             err(errorMessage(e));
@@ -298,6 +300,10 @@ function program(): Command {
         err(missing.message);
         throw new Exit(1);
       }
+      const [{ verify }, { formatVerify }] = await Promise.all([
+        import("../verify/verify.ts"),
+        import("./verify.ts"),
+      ]);
       const report = await verify(config, {
         dataDir: dir,
         repair: !!opts.repair,

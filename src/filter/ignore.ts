@@ -50,6 +50,16 @@ export class IgnoreMatcher {
     return this.#exclude.some((e) => absPath === e || absPath.startsWith(e + path.sep));
   }
 
+  /**
+   * Whether an entry of directory `dir` may be excluded: `dir` is excluded or
+   * an excluded path lies below it. When not, a walk of `dir` need not ask
+   * {@linkcode IgnoreMatcher.isExcluded} per entry.
+   */
+  mayExcludeIn(dir: string): boolean {
+    const below = dir.endsWith(path.sep) ? dir : dir + path.sep;
+    return this.#exclude.some((e) => e.startsWith(below) || this.isExcluded(dir));
+  }
+
   /** Whether a directory entry named `name` is skipped while walking a tree. */
   isIgnoredEntry(name: string, isDir: boolean): boolean {
     return isTempName(name) || (isDir && this.#dirs.has(name));

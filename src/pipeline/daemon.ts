@@ -279,10 +279,11 @@ export class Daemon {
         }
       },
     });
-    // A --once run publishes at its end; after a clean stop, the files that stop published still
-    // hold (same keys, same state): a restart with nothing to do does not rebuild them. A fleet
-    // node's web database follows the shared record instead.
-    const resumed = o.once && !this.#fleet && this.store.closedCleanly && this.#web.resume();
+    // Every run publishes at its end; after a clean stop, the files that stop published still
+    // hold (same keys, same state): a restart does not rebuild them before anything changes (at
+    // 100,000 files that took as long as the scan). A fleet node's web database follows the
+    // shared record instead.
+    const resumed = !this.#fleet && this.store.closedCleanly && this.#web.resume();
     if (!resumed) this.#web.refresh(true);
     for (const source of this.config.sources) this.#sources.rootPresent(source);
     if (o.approveDeletes) this.store.approveDeletes();

@@ -15,7 +15,8 @@ import type { Store } from "../store/store.ts";
 import { compareFile, fileRow, relPath, type Walk } from "./changes.ts";
 import type { ProblemLog } from "./problems.ts";
 import type { Publisher } from "./publish.ts";
-import { exists, lstatFast, NON_UTF8, type StatLike } from "./_stat.ts";
+import { exists, NON_UTF8, type StatLike } from "./_stat.ts";
+import { type OpenDir, openDir } from "./_dir_reader.ts";
 
 /** What a {@linkcode Walker} works with. */
 export interface WalkerOptions {
@@ -72,15 +73,14 @@ export class Walker {
 
   /** Compares one directory's listing with the store and descends. */
   async walk(w: Walk, root: string): Promise<void> {
-    const { ignore, report, publish } = this.#o;
+    const { report, publish } = this.#o;
     const stack = [root];
     while (stack.length > 0) {
       const dir = stack.pop()!;
       w.dirs++;
-      let entries: Deno.DirEntry[];
+      let listing: OpenDir;
       try {
-        // Deno's own listing: no node:fs Dirent objects, no sorting.
-        entries = [...Deno.readDirSync(dir)];
+        listing = openDir(dir);
       } catch (e) {
         // Removed or replaced by a file meanwhile: the event of that change rescans it.
         if (vanished(e)) continue;
@@ -94,73 +94,89 @@ export class Walker {
         );
         continue;
       }
-      const prefix = dir.endsWith(path.sep) ? dir : dir + path.sep;
-      const stored = this.#o.store.childrenByName(dir);
-      // Entries listed but not examinable (a directory without search permission):
-      // what is stored below it is kept, not deleted.
-      let blocked = false;
-      for (const e of entries) {
-        const p = prefix + e.name;
-        const old = stored.get(e.name);
-        stored.delete(e.name);
-        const rel = relPath(w.source, p);
-        if (ignore.isExcluded(p) || ignore.isIgnoredEntry(e.name, e.isDirectory)) continue;
-        if (e.name.includes("\uFFFD") && !exists(p)) {
-          // Deno decodes names lossily: the listed name names nothing on disk.
-          report.note(w.found, p, NON_UTF8);
-          continue;
-        }
-        if (e.isDirectory) {
-          if (!old || !old.is_dir) {
-            let st: fs.Stats | undefined;
-            try {
-              st = fs.lstatSync(p, { throwIfNoEntry: false });
-            } catch (err) {
-              // The directory was replaced while listed: not a problem of the path, and the
-              // event of that change rescans it; what is stored below it is kept until then.
-              blocked = true;
-              if (vanished(err)) break;
-              report.note(w.found, dir, `cannot examine its entries: ${(err as Error).message}`);
-              break;
-            }
-            if (!st) continue;
-            if (old) publish.replaced(w, old);
-            w.batch.puts.push(fileRow(w.source, p, st, true));
-          }
-          stack.push(p);
-          continue;
-        }
-        if (ignore.isIgnoredRel(rel)) continue;
-        let st: StatLike | undefined;
-        try {
-          if (e.isFile) st = lstatFast(p);
-          else if (e.isSymlink) st = this.stat(w.source, p);
-          else report.special(p);
-        } catch (err) {
-          blocked = true;
-          if (vanished(err)) break; // Replaced while listed, as above.
-          report.note(w.found, dir, `cannot examine its entries: ${(err as Error).message}`);
-          break;
-        }
-        if (!st || !st.isFile()) {
-          if (old?.is_dir) publish.deleted(w, old);
-          else if (old) publish.unpublished(w, old);
-          continue;
-        }
-        w.files++;
-        compareFile(w, p, rel, st, old, false, publish.replaced);
-        publish.flush(w);
-        if (publish.yieldDue(w)) await publish.yield(w);
-      }
-      if (!blocked) {
-        for (const gone of stored.values()) {
-          publish.deleted(w, gone);
-          // Symlinks elsewhere that published its content are checked too.
-          if (w.partial && !gone.is_dir) this.#o.otherNames(w, gone.path, new Set([gone.ino]));
-        }
+      try {
+        await this.#compare(w, dir, listing, stack);
+      } finally {
+        listing.close();
       }
       publish.flush(w);
       if (publish.yieldDue(w)) await publish.yield(w);
+    }
+  }
+
+  /** Compares one listed directory with its stored rows; pushes the subdirectories to walk. */
+  async #compare(w: Walk, dir: string, listing: OpenDir, stack: string[]): Promise<void> {
+    const { ignore, report, publish } = this.#o;
+    const prefix = dir.endsWith(path.sep) ? dir : dir + path.sep;
+    // Per directory, not per entry: the relative prefix, exclusions, ignored directories above.
+    const relDir = dir === w.source.scanPath ? "" : relPath(w.source, dir);
+    const relPrefix = relDir === "" ? "" : relDir + "/";
+    const mayExclude = ignore.mayExcludeIn(dir);
+    const filesIgnored = relDir !== "" && ignore.hasIgnoredDir(relPrefix);
+    const stored = this.#o.store.childrenByName(dir);
+    // Entries listed but not examinable (a directory without search permission):
+    // what is stored below it is kept, not deleted.
+    let blocked = false;
+    for (const e of listing.entries) {
+      const name = e.name;
+      const old = stored.get(name);
+      if (old) stored.delete(name);
+      if (ignore.isIgnoredEntry(name, e.isDirectory)) continue;
+      const p = prefix + name;
+      if (mayExclude && ignore.isExcluded(p)) continue;
+      if (name.includes("\uFFFD") && !exists(p)) {
+        // Deno decodes names lossily: the listed name names nothing on disk.
+        report.note(w.found, p, NON_UTF8);
+        continue;
+      }
+      if (e.isDirectory) {
+        if (!old || !old.is_dir) {
+          let st: fs.Stats | undefined;
+          try {
+            st = fs.lstatSync(p, { throwIfNoEntry: false });
+          } catch (err) {
+            // The directory was replaced while listed: not a problem of the path, and the
+            // event of that change rescans it; what is stored below it is kept until then.
+            blocked = true;
+            if (vanished(err)) break;
+            report.note(w.found, dir, `cannot examine its entries: ${(err as Error).message}`);
+            break;
+          }
+          if (!st) continue;
+          if (old) publish.replaced(w, old);
+          w.batch.puts.push(fileRow(w.source, p, st, true));
+        }
+        stack.push(p);
+        continue;
+      }
+      if (filesIgnored) continue;
+      let st: StatLike | undefined;
+      try {
+        if (e.isFile) st = listing.lstat(name);
+        else if (e.isSymlink) st = this.stat(w.source, p);
+        else report.special(p);
+      } catch (err) {
+        blocked = true;
+        if (vanished(err)) break; // Replaced while listed, as above.
+        report.note(w.found, dir, `cannot examine its entries: ${(err as Error).message}`);
+        break;
+      }
+      if (!st || !st.isFile()) {
+        if (old?.is_dir) publish.deleted(w, old);
+        else if (old) publish.unpublished(w, old);
+        continue;
+      }
+      w.files++;
+      compareFile(w, p, relPrefix + name, st, old, false, publish.replaced);
+      publish.flush(w);
+      if (publish.yieldDue(w)) await publish.yield(w);
+    }
+    if (!blocked) {
+      for (const gone of stored.values()) {
+        publish.deleted(w, gone);
+        // Symlinks elsewhere that published its content are checked too.
+        if (w.partial && !gone.is_dir) this.#o.otherNames(w, gone.path, new Set([gone.ino]));
+      }
     }
   }
 }

@@ -45,6 +45,27 @@ Deno.test("IgnoreMatcher.isExcluded() hides an excluded path and what is below i
   assert(!m.isExcluded("/site/a"));
 });
 
+Deno.test("IgnoreMatcher.mayExcludeIn() is true exactly where an entry of the directory can be excluded", () => {
+  const m = new IgnoreMatcher({ exclude: ["/site/data", "/site/a/b/work"] });
+  // An excluded path below: some entry (or an entry's subtree) may be excluded.
+  assert(m.mayExcludeIn("/site"));
+  assert(m.mayExcludeIn("/site/"));
+  assert(m.mayExcludeIn("/site/a"));
+  assert(m.mayExcludeIn("/site/a/b"));
+  // The directory itself is excluded: every entry is.
+  assert(m.mayExcludeIn("/site/data"));
+  assert(m.mayExcludeIn("/site/data/x"));
+  // Nothing excluded at or below: no entry needs asking.
+  assert(!m.mayExcludeIn("/site/data2"));
+  assert(!m.mayExcludeIn("/site/a/c"));
+  assert(!m.mayExcludeIn("/other"));
+  assert(!new IgnoreMatcher().mayExcludeIn("/site"));
+  // Whenever it is false, no entry of the directory is excluded.
+  for (const dir of ["/site/data2", "/site/a/c", "/other"]) {
+    for (const name of ["data", "b", "work", "x"]) assert(!m.isExcluded(`${dir}/${name}`));
+  }
+});
+
 Deno.test("IgnoreMatcher.isIgnoredPath() combines exclusion and the relative rules", () => {
   const m = new IgnoreMatcher({ dirs: [".svn"], exclude: ["/site/work"] });
   assert(m.isIgnoredPath("/site", "/site/work/x.css"));

@@ -2,7 +2,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { assert, assertEquals } from "../_assert.ts";
-import { cli, localConfig, workspace, write } from "../_harness.ts";
+import { cli, eventually, localConfig, spawn, workspace, write } from "../_harness.ts";
 
 /** The keys synced_files.db answers for, sorted. */
 function keys(file: string): string[] {
@@ -55,6 +55,43 @@ Deno.test("sync --once after a clean stop keeps the web database it published, u
     fs.rmSync(web);
     await once();
     assert(fs.existsSync(web), "not published again");
+  } finally {
+    ws.cleanup();
+  }
+});
+
+Deno.test("sync (watching) after a clean stop keeps the web database it published until a file changes", async () => {
+  const ws = workspace("fc-web-resume-watch-");
+  try {
+    write(path.join(ws.src, "a.txt"), "one");
+    localConfig(ws);
+    const web = path.join(ws.data, "synced_files.db");
+    const first = await cli(["sync", "--once", "--config", ws.config]);
+    assertEquals(first.code, 0, first.stderr);
+    const published = fs.statSync(web).ino;
+
+    const d = spawn(["sync", "--config", ws.config]);
+    try {
+      await d.waitFor("Initial scan done", 60_000);
+      // Watching, with nothing changed: the published file was neither rebuilt nor replaced.
+      await new Promise((r) => setTimeout(r, 1500));
+      assertEquals(fs.statSync(web).ino, published);
+      // A new file is synced: published anew while watching.
+      write(path.join(ws.src, "b.txt"), "two");
+      const both = [path.join(ws.src, "a.txt"), path.join(ws.src, "b.txt")];
+      await eventually(
+        () => {
+          if (!fs.existsSync(web) || fs.statSync(web).ino === published) return "not republished";
+          const now = keys(web);
+          return now.join() === both.join() ? "" : `keys: ${now.join(", ")}`;
+        },
+        30_000,
+        "the web database to list b.txt",
+      );
+    } finally {
+      assertEquals(await d.stop(), 0, d.log());
+    }
+    assertEquals(keys(web), [path.join(ws.src, "a.txt"), path.join(ws.src, "b.txt")]);
   } finally {
     ws.cleanup();
   }

@@ -10,7 +10,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import type { Source } from "../../src/config/types.ts";
 import { logger } from "../../src/log.ts";
-import { DELETED } from "../../src/store/events.ts";
+import { DELETED, MODIFIED } from "../../src/store/events.ts";
 import { Store } from "../../src/store/store.ts";
 import { type Batch, type FsChange, NON_UTF8, RACY_MS, Scanner } from "../../src/watch/scanner.ts";
 import { assert, assertEquals } from "../_assert.ts";
@@ -22,11 +22,20 @@ interface Rig {
   store: Store;
   scanner: Scanner;
   changes: FsChange[];
+  /** Batches handed to the sink (each is a write transaction). */
+  readonly batches: number;
   close(): void;
 }
 
 /** A scanner whose sink applies batches to the store, as the daemon does. */
-function rig(options: { guardMinFiles?: number; guardShare?: number } = {}): Rig {
+function rig(
+  options: {
+    guardMinFiles?: number;
+    guardShare?: number;
+    ignoredDirs?: string[];
+    exclude?: (src: string) => string[];
+  } = {},
+): Rig {
   const root = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), "fc-scanner-")));
   const src = path.join(root, "src");
   fs.mkdirSync(src);
@@ -39,14 +48,16 @@ function rig(options: { guardMinFiles?: number; guardShare?: number } = {}): Rig
     line: 1,
   };
   const changes: FsChange[] = [];
+  const sinks = { n: 0 };
   const scanner = new Scanner({
     store,
-    ignoredDirs: [],
-    exclude: [],
+    ignoredDirs: options.ignoredDirs ?? [],
+    exclude: options.exclude?.(src) ?? [],
     log: logger("scan"),
     guardShare: options.guardShare ?? 0.5,
     guardMinFiles: options.guardMinFiles ?? 10,
     sink: (b: Batch) => {
+      sinks.n++;
       store.tx(() => {
         for (const r of b.removes) store.deleteUnder(r);
         for (const p of b.puts) store.putFile(p);
@@ -61,6 +72,9 @@ function rig(options: { guardMinFiles?: number; guardShare?: number } = {}): Rig
     store,
     scanner,
     changes,
+    get batches() {
+      return sinks.n;
+    },
     close() {
       scanner.close();
       store.close();
@@ -207,6 +221,42 @@ Deno.test("scanner: deletions found from watcher events are gathered and judged 
     assertEquals(r.changes.filter((c) => c.event === DELETED), []);
     assertEquals(r.store.guardFor("site")?.pending, 6);
     assertEquals(r.store.countFiles("site"), 10);
+  } finally {
+    r.close();
+  }
+});
+
+Deno.test("scanner: a walk skips ignored directories, excluded paths and temp names, and writes nothing when nothing changed", async () => {
+  const r = rig({ ignoredDirs: [".git"], exclude: (src) => [path.join(src, "app", "data")] });
+  try {
+    const files = ["top.css", "app/a.js", "app/lib/b.js", "app/data2/kept.txt", "deep/x/y/z.txt"];
+    for (const f of files) put(path.join(r.src, f), f);
+    for (const f of [".git/config", "app/.git/HEAD", "app/data/state.db", "app/.fctmp-1-x.js"]) {
+      put(path.join(r.src, f), f);
+    }
+    put(path.join(r.src, "css", ".git"), "a file named like an ignored directory is kept");
+    // Older than the racy window when recorded: the next scans trust their stat.
+    await new Promise((resolve) => setTimeout(resolve, RACY_MS + 200));
+    const first = await r.scanner.scanSource(r.source);
+    const expected = [...files, "css/.git"].sort();
+    assertEquals(r.changes.map((c) => c.rel).sort(), expected);
+    assertEquals(first.files, expected.length);
+    // Unchanged: no batch, so no transaction at all.
+    const before = r.batches;
+    r.changes.length = 0;
+    const again = await r.scanner.scanSource(r.source);
+    assertEquals(again.changes, 0);
+    assertEquals(again.files, expected.length);
+    assertEquals(r.batches, before);
+    // One file rewritten with another size, one deleted: exactly those.
+    put(path.join(r.src, "app/lib/b.js"), "longer content");
+    fs.rmSync(path.join(r.src, "deep/x/y/z.txt"));
+    const third = await r.scanner.scanSource(r.source);
+    assertEquals(
+      r.changes.map((c) => `${c.event}:${c.rel}`).sort(),
+      [`${DELETED}:deep/x/y/z.txt`, `${MODIFIED}:app/lib/b.js`].sort(),
+    );
+    assertEquals(third.changes, 2);
   } finally {
     r.close();
   }
