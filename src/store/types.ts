@@ -38,6 +38,8 @@ export interface Job {
   error_kind: string | null;
   discovered_at: number;
   ready_at: number;
+  /** 1 while a worker runs it (set on every row read from the queue). */
+  running?: number;
 }
 
 /** A change to put into the queue. */
