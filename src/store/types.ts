@@ -137,7 +137,10 @@ export interface PipelineStore {
   syncedFor(inputFile: string): SyncedRow[];
   urlFor(inputFile: string, server?: string): string | undefined;
   putSynced(row: SyncedRow): void;
-  /** Records a server-side move of `from` to `row`, dropping `from`'s record and queued work. */
+  /**
+   * Records a server-side move of `from` to `row`, dropping `from`'s record and queued work
+   * and the intent the move announced.
+   */
   recordMove(from: SyncedRow, row: SyncedRow): void;
   /**
    * Notes that a file's content was compared and found unchanged at `at`:
