@@ -15,7 +15,10 @@ import { MODIFIED } from "../../src/store/events.ts";
 import "../../src/transports/mod.ts";
 import {
   getTransportDef,
+  type Lister,
+  type Mover,
   registerTransport,
+  type Stater,
   type Transport,
 } from "../../src/transports/transport.ts";
 import { verify } from "../../src/verify/verify.ts";
@@ -31,7 +34,7 @@ interface Gate {
 /** Gates armed per operation and remote path; each holds one call. */
 const gates = new Map<string, { reached: () => void; released: Promise<void> }>();
 
-function arm(op: "put" | "delete", remotePath: string): Gate {
+function arm(op: "put" | "delete" | "move", remotePath: string): Gate {
   const reached = Promise.withResolvers<void>();
   const released = Promise.withResolvers<void>();
   gates.set(`${op} ${remotePath}`, { reached: reached.resolve, released: released.promise });
@@ -46,28 +49,36 @@ async function pass(op: string, remotePath: string): Promise<void> {
   await g.released;
 }
 
-// `gated`: the local folder transport, with puts held after they landed and deletes held
-// before they start.
+// `gated`: the local folder transport, with puts and moves held after they landed and deletes
+// held before they start.
 const local = getTransportDef("symlink_or_copy")!;
 registerTransport({
   ...local,
   name: "gated",
   aliases: [],
   async create(settings, ctx) {
-    const t = await local.create(settings, ctx) as Transport & Record<string, unknown>;
-    const bound = (name: string) => (t[name] as (...a: unknown[]) => unknown).bind(t);
-    return {
-      ...Object.fromEntries(["url", "close", "stat", "list", "move"].map((n) => [n, bound(n)])),
-      put: async (localPath, remotePath, options) => {
-        const r = await t.put(localPath, remotePath, options);
+    type Local = Transport & Stater & Lister & Mover;
+    const t = await local.create(settings, ctx) as Local;
+    const gated: Local = {
+      url: (p) => t.url(p),
+      close: () => t.close(),
+      stat: (p, o) => t.stat(p, o),
+      list: (p, o) => t.list(p, o),
+      async move(from, to, o) {
+        await t.move(from, to, o);
+        await pass("move", to);
+      },
+      async put(localPath, remotePath, o) {
+        const r = await t.put(localPath, remotePath, o);
         await pass("put", remotePath);
         return r;
       },
-      delete: async (remotePath, options) => {
+      async delete(remotePath, o) {
         await pass("delete", remotePath);
-        await t.delete(remotePath, options);
+        await t.delete(remotePath, o);
       },
-    } as Transport;
+    };
+    return gated;
   },
 });
 
@@ -184,6 +195,28 @@ Deno.test("verify --repair uploads a file removed from the destination even when
     await once(config);
     assertEquals(fs.existsSync(path.join(ws.dst, "d/x.txt")), true);
   } finally {
+    ws.cleanup();
+  }
+});
+
+Deno.test("verify --repair does not take a file moved server-side, not recorded yet, for an orphan", async () => {
+  const ws = workspace("fc-verify-race-");
+  const config = gatedConfig(ws);
+  write(path.join(ws.src, "d/old.txt"), "moved, not uploaded again");
+  const { d, run } = await watching(config);
+  try {
+    const gate = arm("move", "d/new.txt");
+    fs.renameSync(path.join(ws.src, "d/old.txt"), path.join(ws.src, "d/new.txt"));
+    await gate.reached;
+    assert(fs.existsSync(path.join(ws.dst, "d/new.txt")));
+    const r = await verify(config, { repair: true });
+    assertEquals(r.repaired.deleted, 0, JSON.stringify(r.servers[0]?.problems));
+    gate.release();
+    assertEquals(await converged(ws, ["d/new.txt"]), []);
+    assertEquals(fs.existsSync(path.join(ws.dst, "d/old.txt")), false);
+  } finally {
+    d.stop();
+    await run;
     ws.cleanup();
   }
 });
