@@ -456,6 +456,11 @@ export class Worker {
   ): Promise<SyncResult | undefined> {
     if (!isMover(transport)) return undefined;
     const remotePath = remotePathFor(job.dest, "", rel);
+    // Announced before the remote path is written, as uploads are: verify never takes the
+    // moved file for an orphan, and a crash before the record leaves a trace.
+    await this.#d.batch(() =>
+      this.#ctx.store.addIntent(s.server.name, remotePath, Date.now(), job.input_file, job.dest)
+    );
     try {
       await transport.move(from.remote_path, remotePath, { signal: this.#ctx.signal });
       this.#ctx.store.recordMove(from, {

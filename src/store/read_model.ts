@@ -206,6 +206,16 @@ export class ReadModel {
     ) !== undefined;
   }
 
+  /** The file and destination whose upload announced `remotePath` on `server`, if any. */
+  intentOwner(
+    server: string,
+    remotePath: string,
+  ): { input_file: string; dest: string } | undefined {
+    return this.#store.q(
+      `SELECT input_file, dest FROM intents WHERE server = ? AND remote_path = ? AND input_file != ''`,
+    ).get(server, remotePath) as { input_file: string; dest: string } | undefined;
+  }
+
   /** The file and destination recorded at `remotePath` on `server`, if any. */
   syncedAt(server: string, remotePath: string): { input_file: string; dest: string } | undefined {
     return this.#store.q(

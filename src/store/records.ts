@@ -84,11 +84,13 @@ export class SyncedRecords extends SourceState {
     );
   }
 
+  /** Records a server-side move, and drops the intent the move announced. */
   recordMove(from: SyncedRow, row: SyncedRow): void {
     this.tx(() => {
       this.deleteSynced(from.input_file, from.server, from.dest);
       this.dropQueued(from.input_file, from.server, from.dest);
       this.putSynced(row);
+      this.dropIntent(row.server, row.remote_path);
     });
   }
 

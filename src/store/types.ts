@@ -38,6 +38,8 @@ export interface Job {
   error_kind: string | null;
   discovered_at: number;
   ready_at: number;
+  /** 1 while a worker runs it (set on every row read from the queue). */
+  running?: number;
 }
 
 /** A change to put into the queue. */
@@ -145,7 +147,10 @@ export interface PipelineStore {
   syncedFor(inputFile: string): SyncedRow[];
   urlFor(inputFile: string, server?: string): string | undefined;
   putSynced(row: SyncedRow): void;
-  /** Records a server-side move of `from` to `row`, dropping `from`'s record and queued work. */
+  /**
+   * Records a server-side move of `from` to `row`, dropping `from`'s record and queued work
+   * and the intent the move announced.
+   */
   recordMove(from: SyncedRow, row: SyncedRow): void;
   /**
    * Notes that a file's content was compared and found unchanged at `at`:

@@ -62,25 +62,31 @@ export function sourceOf(config: Config, p: string): Source | undefined {
 
 export { parseExtras } from "../store/types.ts";
 
-/** The snapshot's job of a file at a destination when it is queued (not failed). */
+/** The snapshot's job of a file at a destination when it is queued or running (not failed). */
 export function pendingJob(c: ServerContext, file: string, dest: string): Job | undefined {
   const j = c.queued.get(key(file, c.server.name, dest));
   return j && j.state === "queued" ? j : undefined;
 }
 
-/** Queues a file for `--repair`: uploaded again (force 2) or, with `event` DELETED, deleted. */
+/**
+ * Queues a file for `--repair` as a job that always runs (MODIFIED, force
+ * 2). The daemon decides from the source as it is when the job runs, not
+ * from this run's view: it uploads the file when present and deletes the
+ * remote copy when gone. Merged into a job already queued (which then
+ * cannot skip), or into a running one (which then runs again: its upload
+ * may have landed before the destination lost it).
+ */
 export function queueRepair(
   c: ServerContext,
   row: { input_file: string; dest: string },
   source: Source,
-  event: Change["event"] = MODIFIED,
 ): void {
   c.changes.push({
     input_file: row.input_file,
     source: source.name,
     server: c.server.name,
     dest: row.dest,
-    event,
+    event: MODIFIED,
     force: 2,
   });
 }

@@ -1,7 +1,10 @@
 /**
  * Verify, step 3: remote files below the destination paths the rules use
  * that no record accounts for are **orphaned**. `--repair` deletes them —
- * never a temp name, never a path a running upload has announced.
+ * never a temp name, never a path a running upload has announced. Every
+ * writer announces a remote path (an intent, or the record) before writing
+ * it, so an upload that starts while an orphan is deleted is seen right
+ * after the deletion, and its file is queued to be uploaded again.
  *
  * @module
  */
@@ -71,10 +74,10 @@ export async function checkOrphans(c: ServerContext, expected: Set<string>): Pro
         c.report.repaired.deleted++;
         problem.repaired = "deleted";
         if (inUse()) {
-          // An upload announced it while we deleted: upload it again.
-          const row = c.read.syncedAt(server.name, p);
-          const src = row && sourceOf(c.config, row.input_file);
-          if (row && src) queueRepair(c, row, src);
+          // An upload announced it (or recorded it) while we deleted: upload it again.
+          const owner = c.read.syncedAt(server.name, p) ?? c.read.intentOwner(server.name, p);
+          const src = owner && sourceOf(c.config, owner.input_file);
+          if (owner && src) queueRepair(c, owner, src);
         }
       } catch (e) {
         problem.repaired = `cannot delete: ${errorMessage(e)}`;

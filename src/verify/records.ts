@@ -7,13 +7,18 @@
  * problem is confirmed against fresh rows before it is reported: the daemon
  * may have moved on since the snapshot.
  *
+ * A file the daemon has work for is pending, not a problem; `--repair`
+ * still makes that work converge when the destination lost the file: a job
+ * that finds its source unchanged skips whatever the destination holds,
+ * and a running job may have put the file before the destination lost it.
+ *
  * @module
  */
 import type { Source } from "../config/types.ts";
 import { errorMessage } from "../errors.ts";
 import { matchingRules } from "../filter/filter.ts";
 import { DELETED } from "../store/events.ts";
-import type { SyncedRow } from "../store/store.ts";
+import type { Job, SyncedRow } from "../store/store.ts";
 import { isStater, type RemoteStat } from "../transports/transport.ts";
 import { mapLimit } from "../util/pool.ts";
 import { type FileStat, relPath } from "../watch/source_files.ts";
@@ -57,11 +62,15 @@ export async function checkRecords(c: ServerContext): Promise<void> {
   const sourceGone: { row: SyncedRow; source: Source; problem: Problem }[] = [];
   let serverDown: string | undefined;
   await mapLimit(c.rows, c.limit, async (row) => {
-    if (pendingJob(c, row.input_file, row.dest)) {
+    const source = sourceOf(config, row.input_file);
+    const job = pendingJob(c, row.input_file, row.dest);
+    if (job) {
       sv.pending++;
+      if (repair && source && job.event !== DELETED && await lostRemote(c, row, job)) {
+        queueRepair(c, row, source);
+      }
       return;
     }
-    const source = sourceOf(config, row.input_file);
     const checked = await checkRecord(c, row, source, () => !!serverDown).catch((e) => {
       serverDown ??= errorMessage(e);
       return undefined;
@@ -72,16 +81,18 @@ export async function checkRecords(c: ServerContext): Promise<void> {
     }
     // Confirm against fresh rows: the daemon may have moved on since the snapshot.
     const fresh = c.store.getSynced(row.input_file, row.server, row.dest);
-    if (c.read.jobState(row.input_file, row.server, row.dest)?.state === "queued") {
-      sv.pending++;
-      return;
-    }
     if (!fresh || fresh.synced_at !== row.synced_at) {
-      // Deleted or synced again meanwhile.
+      // Deleted or synced again meanwhile (by work queued after the snapshot).
       sv.ok++;
       return;
     }
     const { problem, gone } = checked;
+    if (c.read.jobState(row.input_file, row.server, row.dest)?.state === "queued") {
+      sv.pending++;
+      // Queued meanwhile: it may find the source unchanged and skip what the destination lost.
+      if (repair && source && !gone) queueRepair(c, row, source);
+      return;
+    }
     if (gone && source) sourceGone.push({ row, source, problem });
     else if (repair && source) {
       queueRepair(c, row, source);
@@ -98,7 +109,29 @@ export async function checkRecords(c: ServerContext): Promise<void> {
   if (repair && sourceGone.length > 0) queueDeletions(c, sourceGone);
 }
 
-/** Deletions that never reached the server: queued per source, within the delete guard. */
+/**
+ * Whether `--repair` must make a pending job upload: it was running at the
+ * snapshot (its upload may have landed before the destination lost the
+ * file, and be recorded only now), or the remote copy is missing or differs
+ * (a job that finds the source unchanged would skip it).
+ */
+async function lostRemote(c: ServerContext, row: SyncedRow, job: Job): Promise<boolean> {
+  if (job.running) return true;
+  if (!isStater(c.transport)) return false;
+  try {
+    const st = await c.transport.stat(row.remote_path, { signal: c.signal });
+    return !st || checksumProblem(row, st) !== undefined;
+  } catch {
+    // The server cannot be asked: the records' own check reports it.
+    return false;
+  }
+}
+
+/**
+ * Deletions that never reached the server: queued per source, within the
+ * delete guard, as jobs that delete the remote copy if the source is still
+ * gone when they run.
+ */
 function queueDeletions(
   c: ServerContext,
   sourceGone: { row: SyncedRow; source: Source; problem: Problem }[],
@@ -122,7 +155,7 @@ function queueDeletions(
       continue;
     }
     for (const g of list) {
-      queueRepair(c, g.row, g.source, DELETED);
+      queueRepair(c, g.row, g.source);
       g.problem.repaired = "queued for deletion";
     }
   }

@@ -6,6 +6,7 @@
  * @module
  */
 import { matchingRules } from "../filter/filter.ts";
+import { DELETED } from "../store/events.ts";
 import { remotePathFor } from "../transports/paths.ts";
 import { key, pendingJob, queueRepair, type ServerContext } from "./_context.ts";
 import type { Problem } from "./report.ts";
@@ -35,8 +36,14 @@ export function checkSources(c: ServerContext): Set<string> {
         seen.add(k);
         sv.sourceFiles++;
         if (recorded.has(k)) continue;
-        if (pendingJob(c, f.path, d.path)) {
+        const job = pendingJob(c, f.path, d.path);
+        if (job) {
           sv.pending++;
+          // Running: its upload may have landed before the destination lost it; a queued one
+          // uploads (nothing is recorded), and so does work queued after the snapshot.
+          if (repair && job.running && job.event !== DELETED) {
+            queueRepair(c, { input_file: f.path, dest: d.path }, f.source);
+          }
           continue;
         }
         if (c.store.getSynced(f.path, server.name, d.path)) {

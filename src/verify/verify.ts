@@ -20,11 +20,16 @@
  * never block the writer) and confirms every problem against fresh rows
  * before reporting it.
  *
- * `--repair` converges: missing, stale and mismatched files are queued as
- * MODIFIED jobs that always run (force 2), records of deleted sources are
- * queued as deletions (within the delete guard), and orphans are deleted
- * remotely — only below the destination paths the rules use, never a temp
- * name, never a path a running upload has announced.
+ * `--repair` converges, also while the daemon runs: it hands the files to
+ * the daemon's queue as MODIFIED jobs that always run (force 2), and the
+ * daemon decides from the source as it is when each job runs — upload when
+ * present, delete the remote copy when gone. That covers missing, stale and
+ * mismatched files, records of deleted sources (within the delete guard),
+ * and files the daemon has work for whose remote copy is missing or whose
+ * job was running (its upload may have landed before the destination lost
+ * it). Orphans are deleted remotely — only below the destination paths the
+ * rules use, never a temp name, never a path an upload has announced; an
+ * upload announced during the deletion is queued again.
  *
  * @module
  */
@@ -93,6 +98,11 @@ async function run(
     exclude: [dataDir, workDirFor(config, dataDir), ...(config.excludedDirs ?? [])],
   });
 
+  // One consistent snapshot of the record and the queue, taken before the walk: every record
+  // is then older than what the walk sees, and what changed since is confirmed against fresh rows.
+  const read = new ReadModel(store);
+  const snap = read.recordSnapshot();
+
   // The source trees, walked once.
   const files: SourceFile[] = [];
   const present = new Set<string>();
@@ -114,9 +124,6 @@ async function run(
     for (const f of walk) files.push({ ...f, source: s });
   }
 
-  // One consistent snapshot of the record and the queue.
-  const read = new ReadModel(store);
-  const snap = read.recordSnapshot();
   const known = new Set(config.servers.map((s) => s.name));
   const strays = [...new Set(snap.synced.map((r) => r.server).filter((n) => !known.has(n)))];
   if (strays.length > 0) {

@@ -14,7 +14,10 @@
  *
  * Quiescence in watch mode: the destination is polled until it matches (and
  * the engine is idle), or until it has stopped changing and every remaining
- * difference is reported, or until a timeout.
+ * difference is reported, or until a timeout. The timeout is about being
+ * stuck, not slow: while the engine still has work queued or running it is
+ * extended (up to four times; a hang is caught by the sequence's deadline),
+ * so a loaded machine does not turn slow progress into a verdict.
  *
  * @module
  */
@@ -114,6 +117,12 @@ export async function runSequence(ops: readonly Op[], o: RunOptions): Promise<st
           if (explained && (!final || stale(failures).length === 0)) break;
         }
         if (Date.now() - t0 > timeout) {
+          const busy = !(await engine.idle());
+          if (busy && Date.now() - t0 <= 4 * timeout) {
+            await sleep(25);
+            continue;
+          }
+          if (busy) note += ` (still busy after ${Math.round((Date.now() - t0) / 1000)} s)`;
           failures = await engine.failures();
           break;
         }

@@ -38,16 +38,7 @@ import { MINIMAL } from "./_minimal.ts";
  * default run leaves them out; `FC_MODEL_BROKEN=1` puts them back. Remove an
  * entry when its fix lands.
  */
-export const KNOWN_BROKEN: Partial<Record<OpClass, { drivers: Driver[]; why: string }>> = {
-  "dst-removed": {
-    drivers: ["watch"],
-    why: "a destination folder removed behind the daemon's back, then `verify --repair` while it " +
-      "watches: now and then a file is left missing or extra and unreported, timing-dependent " +
-      "(seen once with FC_MODEL_SEED=1 FC_MODEL_INDEX=15 FC_MODEL_ONLY=dst-removed; passed on " +
-      "replay, as did default seed FC_MODEL_INDEX=12 five times after the fixes for puts into a " +
-      "pruned folder); cause not found yet",
-  },
-};
+export const KNOWN_BROKEN: Partial<Record<OpClass, { drivers: Driver[]; why: string }>> = {};
 
 const env = (k: string) => Deno.env.get(k);
 const LONG = env("FC_MODEL_LONG") === "1";
