@@ -150,7 +150,9 @@ export class Daemon {
       // Scans that failed meanwhile lost their watcher events.
       recovered: () => this.#sources.scanAll(),
       fatal: (e) => this.#fail(e),
+      ...(this.#fleet ? { preferred: (server, limit) => this.#fleet!.ready(server, limit) } : {}),
     });
+    if (this.#fleet) this.#fleet.onAnswers = () => this.#scheduler.pump();
   }
 
   /**

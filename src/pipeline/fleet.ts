@@ -40,7 +40,9 @@ import { VERSION } from "../version.ts";
 import type { PipelineContext } from "./context.ts";
 import { FleetFollower } from "./fleet_follow.ts";
 import { FleetHealth } from "./fleet_health.ts";
+import { FleetLeases } from "./fleet_leases.ts";
 import { FleetPublisher } from "./fleet_publish.ts";
+import type { Fingerprint } from "./plan.ts";
 
 /** The shared store cannot be reached: the job waits in the local queue until `retryAt`. */
 export class FleetUnavailable extends Error {
@@ -52,11 +54,15 @@ export class FleetUnavailable extends Error {
   }
 }
 
-/** Claims asked within this many milliseconds share one round trip. */
-const CLAIM_WINDOW_MS = 5;
-
 /** Longest a call to the shared store may take before it counts as failed. */
 const CALL_TIMEOUT_MS = 15_000;
+
+/**
+ * Uploads of a node the shared store may not know yet (running, or recorded
+ * and not yet published): what another node uploads again when this one is
+ * killed. Enough to keep slots busy while the outbox is published.
+ */
+const UNPUBLISHED_MAX = 8;
 
 /** Longest wait between two attempts to reach the shared store. */
 const MAX_BACKOFF_MS = 10_000;
@@ -135,11 +141,10 @@ export class Fleet {
   #backoff = 0;
   #lastError: string | null = null;
   #loggedDownAt = 0;
-  /** Leases held by running jobs, renewed on a timer. */
-  readonly #leases = new Map<number, { key: SharedKey; timer: number }>();
   readonly #publisher: FleetPublisher;
   readonly #follower: FleetFollower;
   readonly #health: FleetHealth;
+  readonly #claims: FleetLeases;
   #view: FleetView | undefined;
   #timers: number[] = [];
   #closed = false;
@@ -160,6 +165,13 @@ export class Fleet {
     this.#publisher = new FleetPublisher(this.local, (fn) => this.#call(fn), log);
     this.#follower = new FleetFollower(this.local, (fn) => this.#call(fn), log);
     this.#health = new FleetHealth(this.node, () => store.serverRows(), (fn) => this.#call(fn));
+    this.#claims = new FleetLeases({
+      ctx,
+      store,
+      log,
+      call: (fn) => this.#call(fn),
+      reachable: () => this.reachable,
+    });
   }
 
   /**
@@ -206,6 +218,11 @@ export class Fleet {
     every(1000, () => this.#follower.follow());
     every(1000, () => this.#publisher.flush());
     every(5000, () => this.#releaseDead());
+    // Answers claimed ahead that no job took within half a lease go back.
+    every(Math.max(250, this.#leaseMs / 4), () => {
+      this.#claims.sweep();
+      return Promise.resolve();
+    });
     // Failures are noted by #call (the status says since when); the timers try again.
     const quiet = () => {};
     this.#heartbeat().catch(quiet);
@@ -214,45 +231,30 @@ export class Fleet {
   }
 
   /**
-   * Claims the upload of a job's file. Throws {@linkcode FleetUnavailable}
-   * when the shared store cannot be reached. "mine": the lease is renewed
-   * until {@linkcode finished}.
+   * Claims the upload of a job's file (see `fleet_leases.ts`). Throws
+   * {@linkcode FleetUnavailable} when the shared store cannot be reached.
+   * "mine": the lease is renewed until {@linkcode finished}.
    */
-  async claim(job: Job, server: string, fp: string): Promise<Claim> {
-    const key = keyOf(job, server);
-    const c = await new Promise<Claim>((resolve, reject) => {
-      this.#claims.push({ key, fingerprint: fp, resolve, reject });
-      // Jobs the scheduler starts in one tick share one round trip (claimMany).
-      if (this.#claims.length === 1) setTimeout(() => this.#claimBatch(), CLAIM_WINDOW_MS);
-    });
-    if (c.kind === "mine") this.#holdLease(job.id, key);
-    return c;
+  claim(job: Job, server: string, fp: string): Promise<Claim> {
+    return this.#claims.claim(job, server, fp);
   }
 
-  /** Claims waiting for the next round trip. */
-  #claims: {
-    key: SharedKey;
-    fingerprint: string;
-    resolve: (c: Claim) => void;
-    reject: (e: unknown) => void;
-  }[] = [];
+  /**
+   * The jobs of `server` to start first, their files claimed already;
+   * `wait`: more are on their way ({@linkcode onAnswers} is called then).
+   */
+  ready(server: string, limit: number): { ids: number[]; wait: boolean } {
+    return this.#claims.ready(server, limit);
+  }
 
-  async #claimBatch(): Promise<void> {
-    const batch = this.#claims.splice(0);
-    if (batch.length === 0) return;
-    try {
-      const items = batch.map((b) => ({ key: b.key, fingerprint: b.fingerprint }));
-      const claims = await this.#call((s) =>
-        items.length === 1
-          ? s.claim(items[0]!.key, items[0]!.fingerprint, Date.now(), this.#leaseMs).then((
-            c,
-          ) => [c])
-          : s.claimMany(items, Date.now(), this.#leaseMs)
-      );
-      batch.forEach((b, i) => b.resolve(claims[i]!));
-    } catch (e) {
-      for (const b of batch) b.reject(e);
-    }
+  /** Called when answers claimed ahead came in (or failed): the scheduler picks again. */
+  set onAnswers(fn: () => void) {
+    this.#claims.onAnswers = fn;
+  }
+
+  /** The MD5 of a job's file computed when it was claimed ahead, when the file is unchanged. */
+  md5For(job: Job, server: string, stat: Fingerprint): string | undefined {
+    return this.#claims.md5For(job, server, stat);
   }
 
   /** Records locally what another node published for a job's file (a "done" claim). */
@@ -308,28 +310,45 @@ export class Fleet {
       node: this.node,
       synced_at: row.synced_at,
     });
-    this.#publisher.soon();
+    if (this.#uploading.size > 0) {
+      // Uploads wait for their records to be published (see admitUpload): right after the
+      // commit of this transaction, not later; what is recorded meanwhile goes in the next batch.
+      queueMicrotask(() => this.#publisher.flush().catch(() => {}));
+    } else this.#publisher.soon();
   }
 
-  /** A job ended: stops renewing its lease; releases it unless the job published (`ok`). */
+  /**
+   * A job ended: stops renewing its lease; releases it unless the job
+   * published (`ok`); releases the lease claimed ahead for it if it never
+   * asked for it.
+   */
   finished(job: Job, ok: boolean): void {
-    const held = this.#leases.get(job.id);
-    if (!held) return;
-    clearInterval(held.timer);
-    this.#leases.delete(job.id);
-    // A published record drops the lease; until then other nodes wait for it.
-    if (!ok) void this.#call((s) => s.release(held.key)).catch(() => {});
+    this.#claims.finished(job, ok);
+    if (this.#uploading.delete(job.id)) { for (const wake of this.#admitted.splice(0)) wake(); }
   }
 
-  #holdLease(id: number, key: SharedKey) {
-    const old = this.#leases.get(id);
-    if (old) clearInterval(old.timer);
-    const timer = setInterval(() => {
-      this.#call((s) => s.renew(key, Date.now(), this.#leaseMs)).then((ok) => {
-        if (!ok) this.#log.warn(`Lost the claim on "${key.input_file}" to another node`);
-      }).catch(() => {});
-    }, Math.max(500, this.#leaseMs / 3)) as unknown as number;
-    this.#leases.set(id, { key, timer });
+  /** Jobs uploading under a lease of this node (admitted, not yet finished). */
+  readonly #uploading = new Set<number>();
+  /** Jobs waiting for {@linkcode admitUpload}. */
+  readonly #admitted: (() => void)[] = [];
+
+  /**
+   * Waits until this node holds fewer than {@linkcode UNPUBLISHED_MAX}
+   * uploads that the shared store does not know yet (uploading, or recorded
+   * and waiting in the outbox), publishing the outbox meanwhile; then counts
+   * the job's upload among them until {@linkcode finished}. A node killed
+   * at any moment thus leaves at most that many files for another node to
+   * upload again. Throws {@linkcode FleetUnavailable} when the shared store
+   * cannot be reached.
+   */
+  async admitUpload(job: Job): Promise<void> {
+    for (;;) {
+      const outbox = this.local.outboxSize();
+      if (outbox + this.#uploading.size < UNPUBLISHED_MAX) break;
+      if (outbox > 0) await this.#publisher.flush();
+      else await new Promise<void>((wake) => this.#admitted.push(wake));
+    }
+    this.#uploading.add(job.id);
   }
 
   /** Whether the shared store answered the last call. */
@@ -477,8 +496,7 @@ export class Fleet {
     globalThis.removeEventListener("error", this.#onUncaught);
     for (const t of this.#timers) clearInterval(t);
     this.#publisher.stop();
-    for (const { timer } of this.#leases.values()) clearInterval(timer);
-    this.#leases.clear();
+    await this.#claims.close();
     try {
       if (this.#downSince === null) await this.#publisher.flush();
     } catch {
