@@ -318,6 +318,7 @@ export class FleetLeases {
     this.#leases.clear();
     if (this.#batchTimer !== undefined) clearTimeout(this.#batchTimer);
     this.#batchTimer = undefined;
+    for (const b of this.#claims.splice(0)) b.reject(new Error("The fleet link is closing"));
     const unused = this.#ahead.drain();
     if (!this.#d.reachable()) return;
     await Promise.all(unused.map(async (e) => {
