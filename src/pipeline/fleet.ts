@@ -310,7 +310,7 @@ export class Fleet {
       node: this.node,
       synced_at: row.synced_at,
     });
-    if (this.#uploading.size > 0 && !this.#alone()) {
+    if (this.#uploading.size > 0) {
       // Uploads wait for their records to be published (see admitUpload): right after the
       // commit of this transaction, not later; what is recorded meanwhile goes in the next batch.
       queueMicrotask(() => this.#publisher.flush().catch(() => {}));
@@ -327,17 +327,6 @@ export class Fleet {
     if (this.#uploading.delete(job.id)) { for (const wake of this.#admitted.splice(0)) wake(); }
   }
 
-  /**
-   * Whether no other node of the fleet is alive (as the last heartbeat read
-   * it): then no other node can take over this node's files and upload them
-   * again, and the outbox waits on the disk until this node is back.
-   */
-  #alone(): boolean {
-    const v = this.#view;
-    if (!v) return false;
-    return v.nodes.every((n) => n.node === this.node || v.at - n.heartbeat_at > this.#leaseMs);
-  }
-
   /** Jobs uploading under a lease of this node (admitted, not yet finished). */
   readonly #uploading = new Set<number>();
   /** Jobs waiting for {@linkcode admitUpload}. */
@@ -349,12 +338,11 @@ export class Fleet {
    * and waiting in the outbox), publishing the outbox meanwhile; then counts
    * the job's upload among them until {@linkcode finished}. A node killed
    * at any moment thus leaves at most that many files for another node to
-   * upload again. A node alone in its fleet does not wait: no other node
-   * could take its files over. Throws {@linkcode FleetUnavailable} when the
-   * shared store cannot be reached.
+   * upload again. Throws {@linkcode FleetUnavailable} when the shared store
+   * cannot be reached.
    */
   async admitUpload(job: Job): Promise<void> {
-    while (!this.#alone()) {
+    for (;;) {
       const outbox = this.local.outboxSize();
       if (outbox + this.#uploading.size < UNPUBLISHED_MAX) break;
       if (outbox > 0) await this.#publisher.flush();
