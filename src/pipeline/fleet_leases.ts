@@ -111,7 +111,7 @@ export class FleetLeases {
       this.#batchSoon();
     });
     this.#aheadSoon(server);
-    if (c.kind === "mine") this.#holdLease(job.id, key);
+    if (c.kind === "mine") this.#holdLease(job.id, key, c.until);
     return c;
   }
 
@@ -291,21 +291,31 @@ export class FleetLeases {
     if (unused) this.#releaseUnused([unused]);
     const held = this.#leases.get(job.id);
     if (!held) return;
-    clearInterval(held.timer);
+    clearTimeout(held.timer);
     this.#leases.delete(job.id);
     // A published record drops the lease; until then other nodes wait for it.
     if (!ok) this.#release(held.key);
   }
 
-  #holdLease(id: number, key: SharedKey) {
+  /**
+   * Renews the lease on `key` (held until `until`) while job `id` runs:
+   * whenever a third of the lease is gone, so at least two thirds of it are
+   * always left, also for a lease claimed ahead a while before its job.
+   */
+  #holdLease(id: number, key: SharedKey, until: number) {
     const old = this.#leases.get(id);
-    if (old) clearInterval(old.timer);
-    const timer = setInterval(() => {
-      this.#d.call((s) => s.renew(key, Date.now(), this.#leaseMs)).then((ok) => {
-        if (!ok) this.#d.log.warn(`Lost the claim on "${key.input_file}" to another node`);
-      }).catch(() => {});
-    }, Math.max(500, this.#leaseMs / 3)) as unknown as number;
-    this.#leases.set(id, { key, timer });
+    if (old) clearTimeout(old.timer);
+    const renewAt = (until: number) => {
+      const timer = setTimeout(() => {
+        const now = Date.now();
+        this.#d.call((s) => s.renew(key, now, this.#leaseMs)).then((ok) => {
+          if (!ok) this.#d.log.warn(`Lost the claim on "${key.input_file}" to another node`);
+        }).catch(() => {});
+        if (this.#leases.get(id)?.timer === timer) renewAt(now + this.#leaseMs);
+      }, Math.max(0, until - (this.#leaseMs * 2) / 3 - Date.now())) as unknown as number;
+      this.#leases.set(id, { key, timer });
+    };
+    renewAt(until);
   }
 
   /**
@@ -314,7 +324,7 @@ export class FleetLeases {
    */
   async close(): Promise<void> {
     this.#closed = true;
-    for (const { timer } of this.#leases.values()) clearInterval(timer);
+    for (const { timer } of this.#leases.values()) clearTimeout(timer);
     this.#leases.clear();
     if (this.#batchTimer !== undefined) clearTimeout(this.#batchTimer);
     this.#batchTimer = undefined;
