@@ -9,6 +9,10 @@
  *   job waits; "mine" → this node uploads, renewing the lease meanwhile,
  *   records locally and queues the record in the local outbox in the same
  *   transaction; the publisher sends the outbox (at least once, idempotent);
+ *   claims are mostly made ahead, in batches (`fleet_leases.ts`);
+ * - at most {@linkcode UNPUBLISHED_MAX} uploads the shared store does not
+ *   know yet at any time, so a node killed leaves at most that many files
+ *   for another node to upload again;
  * - a failed upload releases the lease; a delete queues an unpublish;
  * - the shared store unreachable (at start or later) never stops the
  *   daemon: watching goes on, uploads wait in the durable local queue and
