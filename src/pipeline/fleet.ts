@@ -10,9 +10,9 @@
  *   records locally and queues the record in the local outbox in the same
  *   transaction; the publisher sends the outbox (at least once, idempotent);
  *   claims are mostly made ahead, in batches (`fleet_leases.ts`);
- * - at most {@linkcode UNPUBLISHED_MAX} uploads the shared store does not
- *   know yet at any time, so a node killed leaves at most that many files
- *   for another node to upload again;
+ * - at most {@linkcode UNPUBLISHED_MAX} recorded uploads the shared store
+ *   does not know yet, so a node killed leaves at most that many recorded
+ *   files (and its running uploads) for another node to upload again;
  * - a failed upload releases the lease; a delete queues an unpublish;
  * - the shared store unreachable (at start or later) never stops the
  *   daemon: watching goes on, uploads wait in the durable local queue and
@@ -62,9 +62,9 @@ export class FleetUnavailable extends Error {
 const CALL_TIMEOUT_MS = 15_000;
 
 /**
- * Uploads of a node the shared store may not know yet (running, or recorded
- * and not yet published): what another node uploads again when this one is
- * killed. Enough to keep slots busy while the outbox is published.
+ * Recorded uploads of a node the shared store may not know yet (not yet
+ * published): what another node uploads again, besides the running uploads,
+ * when this one is killed.
  */
 const UNPUBLISHED_MAX = 8;
 
@@ -314,8 +314,8 @@ export class Fleet {
       node: this.node,
       synced_at: row.synced_at,
     });
-    if (this.#uploading.size > 0) {
-      // Uploads wait for their records to be published (see admitUpload): right after the
+    if (this.#recording.size > 0) {
+      // Records wait for the ones before to be published (see admitRecord): right after the
       // commit of this transaction, not later; what is recorded meanwhile goes in the next batch.
       queueMicrotask(() => this.#publisher.flush().catch(() => {}));
     } else this.#publisher.soon();
@@ -328,31 +328,32 @@ export class Fleet {
    */
   finished(job: Job, ok: boolean): void {
     this.#claims.finished(job, ok);
-    if (this.#uploading.delete(job.id)) { for (const wake of this.#admitted.splice(0)) wake(); }
+    if (this.#recording.delete(job.id)) { for (const wake of this.#admitted.splice(0)) wake(); }
   }
 
-  /** Jobs uploading under a lease of this node (admitted, not yet finished). */
-  readonly #uploading = new Set<number>();
-  /** Jobs waiting for {@linkcode admitUpload}. */
+  /** Jobs recording an upload (admitted, not yet finished). */
+  readonly #recording = new Set<number>();
+  /** Jobs waiting for {@linkcode admitRecord}. */
   readonly #admitted: (() => void)[] = [];
 
   /**
-   * Waits until this node holds fewer than {@linkcode UNPUBLISHED_MAX}
-   * uploads that the shared store does not know yet (uploading, or recorded
-   * and waiting in the outbox), publishing the outbox meanwhile; then counts
-   * the job's upload among them until {@linkcode finished}. A node killed
-   * at any moment thus leaves at most that many files for another node to
-   * upload again. Throws {@linkcode FleetUnavailable} when the shared store
-   * cannot be reached.
+   * Call before recording an upload: waits until this node holds fewer
+   * than {@linkcode UNPUBLISHED_MAX} recorded uploads the shared store does
+   * not know yet (being recorded, or waiting in the outbox), publishing the
+   * outbox meanwhile. A node killed at any moment thus leaves at most that
+   * many recorded uploads (besides the ones still running) for another node
+   * to upload again. Uploads go on meanwhile; only their records wait. When
+   * the shared store cannot be reached the record is not held back (the
+   * outbox keeps it).
    */
-  async admitUpload(job: Job): Promise<void> {
+  async admitRecord(job: Job): Promise<void> {
     for (;;) {
       const outbox = this.local.outboxSize();
-      if (outbox + this.#uploading.size < UNPUBLISHED_MAX) break;
-      if (outbox > 0) await this.#publisher.flush();
-      else await new Promise<void>((wake) => this.#admitted.push(wake));
+      if (outbox + this.#recording.size < UNPUBLISHED_MAX) break;
+      if (outbox === 0) await new Promise<void>((wake) => this.#admitted.push(wake));
+      else if (!(await this.#publisher.flush().then(() => true, () => false))) break;
     }
-    this.#uploading.add(job.id);
+    this.#recording.add(job.id);
   }
 
   /** Whether the shared store answered the last call. */

@@ -36,7 +36,6 @@ export async function claimUpload(fleet: Fleet, c: ClaimInput): Promise<SyncResu
   const claim = await fleet.claim(c.job, c.server, fingerprint(c.stat.size, c.stat.mtimeMs, md5));
   switch (claim.kind) {
     case "mine":
-      await fleet.admitUpload(c.job);
       return undefined;
     case "busy":
       throw new RequeueError(

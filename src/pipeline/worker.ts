@@ -71,6 +71,8 @@ export class Worker {
       }
       const transport = await this.#d.servers.transport(s);
       const result = await this.#execute(s, transport, job);
+      // A fleet node bounds the uploads it has recorded and not yet published.
+      if (fleet && result.record) await fleet.admitRecord(job);
       const finish = () => {
         fleet?.recorded(job, s.server.name, result.kind);
         store.complete(job);
