@@ -40,6 +40,8 @@ export interface Sizes {
   /** Scenario f: files of the initial sync with a shared store, runs per setup. */
   fleetFiles: number;
   fleetRuns: number;
+  /** Scenario f: files written one at a time for the change-to-record latency. */
+  fleetLatencySamples: number;
 }
 
 /** The two modes. */
@@ -63,6 +65,7 @@ export const SIZES: Record<"quick" | "full", Sizes> = {
     massDeleteFiles: 5000,
     fleetFiles: 2000,
     fleetRuns: 1,
+    fleetLatencySamples: 50,
   },
   full: {
     initialFiles: { local: 10_000, sftp: 10_000, s3: 10_000 },
@@ -83,6 +86,7 @@ export const SIZES: Record<"quick" | "full", Sizes> = {
     massDeleteFiles: 20_000,
     fleetFiles: 10_000,
     fleetRuns: 3,
+    fleetLatencySamples: 200,
   },
 };
 

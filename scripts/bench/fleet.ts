@@ -20,6 +20,7 @@ import { freshDatabase } from "../../tests/_servers.ts";
 import { type Context, fresh } from "./_context.ts";
 import { fcCommand, fcConfig } from "./_tools.ts";
 import { countFiles, makeTree, median, rmTree, say, timed } from "./_util.ts";
+import { fleetLatency, type FleetLatencyRow, type LatencyFigures } from "./fleet_latency.ts";
 
 /** One configuration of scenario f. */
 export interface FleetRow {
@@ -31,6 +32,8 @@ export interface FleetRow {
   uploads: number;
   /** Runs whose destination missed files or whose process failed. */
   failed: number;
+  /** User + system CPU seconds of all nodes together in each valid run (not the database's). */
+  cpuS: number[];
 }
 
 /** Scenario f results. */
@@ -41,6 +44,8 @@ export interface FleetResult {
   sharedRatio: number | null;
   /** Two nodes / one node, both on PostgreSQL. */
   twoNodesRatio: number | null;
+  /** Change-to-record latency, SQLite vs PostgreSQL (one node, watching). */
+  latency?: FleetLatencyRow[];
 }
 
 /** Uploads a daemon's log reports. */
@@ -76,7 +81,7 @@ export async function fleetBench(ctx: Context): Promise<FleetResult> {
         ctx.commands.set(`f ${setup} (${node})`, c.shown);
         const log = path.join(ctx.work, `sf-${setup}-${node}-${i}.log`);
         fs.rmSync(log, { force: true });
-        return timed(c.cmd, { timeoutMs: 30 * 60_000, stderrFile: log }).then((r) => {
+        return timed(c.cmd, { timeoutMs: 30 * 60_000, stderrFile: log, rusage: true }).then((r) => {
           const text = fs.readFileSync(log, "utf8");
           rmTree(data);
           return { ...r, uploads: uploadsIn(text), tail: text.slice(-1500) };
@@ -89,7 +94,8 @@ export async function fleetBench(ctx: Context): Promise<FleetResult> {
         say(`  f ${setup}: exits ${results.map((r) => r.code)}, ${arrived}/${files} files`);
         for (const r of results) if (r.code !== 0) say(r.tail);
       }
-      return { ms, ok, uploads: results.reduce((a, r) => a + r.uploads, 0) };
+      const cpuS = results.reduce((a, r) => a + (r.cpuS ?? NaN), 0);
+      return { ms, ok, cpuS, uploads: results.reduce((a, r) => a + r.uploads, 0) };
     } finally {
       rmTree(dst);
       await db?.drop().catch(() => {});
@@ -98,18 +104,25 @@ export async function fleetBench(ctx: Context): Promise<FleetResult> {
 
   const rows: FleetRow[] = [];
   for (const setup of ["sqlite", "postgres", "postgres-2-nodes"] as const) {
-    const row: FleetRow = { setup, runs: [], medianMs: null, uploads: 0, failed: 0 };
+    const row: FleetRow = { setup, runs: [], medianMs: null, uploads: 0, failed: 0, cpuS: [] };
     for (let i = 0; i < runs; i++) {
       const r = await once(setup, i);
-      if (r.ok) row.runs.push(r.ms);
-      else row.failed++;
+      if (r.ok) {
+        row.runs.push(r.ms);
+        row.cpuS.push(r.cpuS);
+      } else row.failed++;
       row.uploads = r.uploads;
-      say(`  f ${setup} run ${i + 1}: ${(r.ms / 1000).toFixed(2)} s${r.ok ? "" : " (failed)"}`);
+      say(
+        `  f ${setup} run ${i + 1}: ${(r.ms / 1000).toFixed(2)} s, CPU ${r.cpuS.toFixed(2)} s${
+          r.ok ? "" : " (failed)"
+        }`,
+      );
     }
     row.medianMs = row.runs.length > 0 ? median(row.runs) : null;
     rows.push(row);
   }
   rmTree(src);
+  const latency = await fleetLatency(ctx, ctx.sizes.fleetLatencySamples);
   const ms = (setup: FleetRow["setup"]) => rows.find((r) => r.setup === setup)?.medianMs ?? null;
   const ratio = (a: number | null, b: number | null) => a !== null && b ? a / b : null;
   return {
@@ -117,6 +130,7 @@ export async function fleetBench(ctx: Context): Promise<FleetResult> {
     rows,
     sharedRatio: ratio(ms("postgres"), ms("sqlite")),
     twoNodesRatio: ratio(ms("postgres-2-nodes"), ms("postgres")),
+    latency,
   };
 }
 
@@ -132,8 +146,8 @@ export function fleetSection(x: FleetResult): string {
   const r = (v: number | null) => v === null ? "–" : `${v.toFixed(2)}×`;
   const rows = x.rows.map((row) =>
     `| ${SETUP_NAME[row.setup]} | ${s(row.medianMs)} | ${row.runs.map(s).join(", ") || "–"} | ${
-      row.uploads.toLocaleString("en-US")
-    } | ${row.failed} |`
+      (row.cpuS ?? []).map((c) => c.toFixed(2)).join(", ") || "–"
+    } | ${row.uploads.toLocaleString("en-US")} | ${row.failed} |`
   );
   return `## f. Fleet: initial sync of ${
     x.files.toLocaleString("en-US")
@@ -144,14 +158,40 @@ export function fleetSection(x: FleetResult): string {
   } small files (64–256 bytes, 50 directories) into an empty local folder. With two nodes, both
 watch the same source folder and share one PostgreSQL store; they start together and the wall
 time ends when both have exited. "Uploads" counts what the nodes' logs report in the last run
-(${x.files.toLocaleString("en-US")} means every file went out exactly once). PostgreSQL is a
-private test cluster on 127.0.0.1 with \`synchronous_commit=off\`.
+(${x.files.toLocaleString("en-US")} means every file went out exactly once); "CPU" is the user +
+system time of the node processes of each run (the database server's is not included). PostgreSQL
+is a private test cluster on 127.0.0.1 with \`synchronous_commit=off\`.
 
-| setup | median wall time (s) | runs (s) | uploads | failed runs |
-|---|---|---|---|---|
+| setup | median wall time (s) | runs (s) | CPU of the nodes (s) | uploads | failed runs |
+|---|---|---|---|---|---|
 ${rows.join("\n")}
 
 PostgreSQL / SQLite on one node: **${r(x.sharedRatio)}** (goal ≤ 1.5×). Two nodes / one node on
 PostgreSQL: **${r(x.twoNodesRatio)}** (goal < 1×).
+${x.latency ? latencySection(x.latency) : ""}`;
+}
+
+/** The latency table of scenario f. */
+function latencySection(rows: readonly FleetLatencyRow[]): string {
+  const f = (v?: LatencyFigures) =>
+    v
+      ? `${v.p50.toFixed(0)} / ${v.p99.toFixed(0)}${v.missing ? ` (${v.missing} missing)` : ""}`
+      : "–";
+  const n = rows[0]?.web.samples ?? 0;
+  return `
+Change-to-record latency, one node watching: ${n} files written 100 ms apart; the time from the write
+until the file's URL is in the node's web application database (\`synced_files.db\`, refreshed once
+a second in both setups) and, with the shared store, until its record is in PostgreSQL (what the
+other nodes and an app querying the database see). p50 / p99 in ms, polled every 5 ms.
+
+| store | web database p50 / p99 (ms) | shared record p50 / p99 (ms) |
+|---|---|---|
+${
+    rows.map((row) =>
+      `| ${row.setup === "sqlite" ? "embedded SQLite" : "PostgreSQL shared store"} | ${
+        f(row.web)
+      } | ${f(row.shared)} |`
+    ).join("\n")
+  }
 `;
 }

@@ -157,6 +157,7 @@ export class Daemon {
       // Scans that failed meanwhile lost their watcher events.
       recovered: () => this.#sources.scanAll(),
       fatal: (e) => this.#fail(e),
+      ...(this.#fleet ? { preferred: (server, limit) => this.#fleet!.ready(server, limit) } : {}),
     });
     this.#reloader = new Reloader({
       ctx,
@@ -169,6 +170,7 @@ export class Daemon {
       },
       retryFailed: (why) => this.#retryFailed(why),
     });
+    if (this.#fleet) this.#fleet.onAnswers = () => this.#scheduler.pump();
   }
 
   /**

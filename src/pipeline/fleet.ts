@@ -9,6 +9,10 @@
  *   job waits; "mine" → this node uploads, renewing the lease meanwhile,
  *   records locally and queues the record in the local outbox in the same
  *   transaction; the publisher sends the outbox (at least once, idempotent);
+ *   claims are mostly made ahead, in batches (`fleet_claimer.ts`);
+ * - at most {@linkcode UNPUBLISHED_MAX} recorded uploads the shared store
+ *   does not know yet, so a node killed leaves at most that many recorded
+ *   files (and its running uploads) for another node to upload again;
  * - a failed upload releases the lease; a delete queues an unpublish;
  * - a lease lost while uploading (another node took the file over) makes
  *   the job record nothing and ask again (`fleet_lease.ts`);
@@ -49,8 +53,10 @@ import type { PipelineContext } from "./context.ts";
 import { type BufferState, FleetBuffer } from "./fleet_buffer.ts";
 import { FleetFollower } from "./fleet_follow.ts";
 import { FleetHealth } from "./fleet_health.ts";
+import { FleetClaimer } from "./fleet_claimer.ts";
 import { FleetLeases } from "./fleet_lease.ts";
 import { FleetPublisher } from "./fleet_publish.ts";
+import type { Fingerprint } from "./plan.ts";
 
 /** The shared store cannot be reached: the job waits in the local queue until `retryAt`. */
 export class FleetUnavailable extends Error {
@@ -62,11 +68,15 @@ export class FleetUnavailable extends Error {
   }
 }
 
-/** Claims asked within this many milliseconds share one round trip. */
-const CLAIM_WINDOW_MS = 5;
-
 /** Longest a call to the shared store may take before it counts as failed. */
 const CALL_TIMEOUT_MS = 15_000;
+
+/**
+ * Recorded uploads of a node the shared store may not know yet (not yet
+ * published): what another node uploads again, besides the running uploads,
+ * when this one is killed.
+ */
+const UNPUBLISHED_MAX = 8;
 
 /** Longest wait between two attempts to reach the shared store. */
 const MAX_BACKOFF_MS = 10_000;
@@ -156,13 +166,14 @@ export class Fleet {
   #backoff = 0;
   #lastError: string | null = null;
   #loggedDownAt = 0;
-  /** Leases held by running jobs, renewed on a timer. */
+  /** Leases held by running jobs: renewed, checked before a job records. */
   readonly #leases: FleetLeases;
   readonly #buffer: FleetBuffer;
   #rescan: (sources: string[]) => void = () => {};
   readonly #publisher: FleetPublisher;
   readonly #follower: FleetFollower;
   readonly #health: FleetHealth;
+  readonly #claims: FleetClaimer;
   #view: FleetView | undefined;
   #timers: number[] = [];
   #closed = false;
@@ -191,6 +202,14 @@ export class Fleet {
     this.#buffer = new FleetBuffer({
       limit: () => this.#ctx.config.settings.storeBufferLimit,
       log,
+    });
+    this.#claims = new FleetClaimer({
+      ctx,
+      store,
+      log,
+      call: (fn) => this.#call(fn),
+      reachable: () => this.reachable,
+      held: this.#leases,
     });
   }
 
@@ -244,6 +263,11 @@ export class Fleet {
     every(1000, () => this.#publisher.flush());
     every(5000, () => this.#releaseDead());
     every(PRUNE_EVERY_MS, () => this.#prune());
+    // Answers claimed ahead that no job took within half a lease go back.
+    every(Math.max(250, this.#leaseMs / 4), () => {
+      this.#claims.sweep();
+      return Promise.resolve();
+    });
     // Failures are noted by #call (the status says since when); the timers try again.
     const quiet = () => {};
     this.#heartbeat().catch(quiet);
@@ -252,20 +276,20 @@ export class Fleet {
   }
 
   /**
-   * Claims the upload of a job's file. Throws {@linkcode FleetUnavailable}
-   * when the shared store cannot be reached. "mine": the lease is renewed
-   * until {@linkcode finished}.
+   * Claims the upload of a job's file (see `fleet_claimer.ts`). Throws
+   * {@linkcode FleetUnavailable} when the shared store cannot be reached.
+   * "mine": the lease is renewed until {@linkcode finished}.
    */
-  async claim(job: Job, server: string, fp: string): Promise<Claim> {
-    const key = keyOf(job, server);
-    const asked = this.#leases.fingerprintToClaim(key, fp);
-    const c = await new Promise<Claim>((resolve, reject) => {
-      this.#claims.push({ key, fingerprint: asked, resolve, reject });
-      // Jobs the scheduler starts in one tick share one round trip (claimMany).
-      if (this.#claims.length === 1) setTimeout(() => this.#claimBatch(), CLAIM_WINDOW_MS);
-    });
-    this.#leases.claimed(job.id, key, fp, c);
-    return c;
+  claim(job: Job, server: string, fp: string): Promise<Claim> {
+    return this.#claims.claim(job, server, fp);
+  }
+
+  /**
+   * The jobs of `server` to start first, their files claimed already;
+   * `wait`: more are on their way ({@linkcode onAnswers} is called then).
+   */
+  ready(server: string, limit: number): { ids: number[]; wait: boolean } {
+    return this.#claims.ready(server, limit);
   }
 
   /**
@@ -285,30 +309,14 @@ export class Fleet {
     return this.#buffer.admit(source, n, this.reachable, Date.now());
   }
 
-  /** Claims waiting for the next round trip. */
-  #claims: {
-    key: SharedKey;
-    fingerprint: string;
-    resolve: (c: Claim) => void;
-    reject: (e: unknown) => void;
-  }[] = [];
+  /** Called when answers claimed ahead came in (or failed): the scheduler picks again. */
+  set onAnswers(fn: () => void) {
+    this.#claims.onAnswers = fn;
+  }
 
-  async #claimBatch(): Promise<void> {
-    const batch = this.#claims.splice(0);
-    if (batch.length === 0) return;
-    try {
-      const items = batch.map((b) => ({ key: b.key, fingerprint: b.fingerprint }));
-      const claims = await this.#call((s) =>
-        items.length === 1
-          ? s.claim(items[0]!.key, items[0]!.fingerprint, Date.now(), this.#leaseMs).then((
-            c,
-          ) => [c])
-          : s.claimMany(items, Date.now(), this.#leaseMs)
-      );
-      batch.forEach((b, i) => b.resolve(claims[i]!));
-    } catch (e) {
-      for (const b of batch) b.reject(e);
-    }
+  /** The MD5 of a job's file computed when it was claimed ahead, when the file is unchanged. */
+  md5For(job: Job, server: string, stat: Fingerprint): string | undefined {
+    return this.#claims.md5For(job, server, stat);
   }
 
   /** Records locally what another node published for a job's file (a "done" claim). */
@@ -364,12 +372,46 @@ export class Fleet {
       node: this.node,
       synced_at: row.synced_at,
     });
-    this.#publisher.soon();
+    if (this.#recording.size > 0) {
+      // Records wait for the ones before to be published (see admitRecord): right after the
+      // commit of this transaction, not later; what is recorded meanwhile goes in the next batch.
+      queueMicrotask(() => this.#publisher.flush().catch(() => {}));
+    } else this.#publisher.soon();
   }
 
-  /** A job ended: stops renewing its lease; releases it unless the job published (`ok`). */
+  /**
+   * A job ended: stops renewing its lease; releases it unless the job
+   * published (`ok`); releases the lease claimed ahead for it if it never
+   * asked for it.
+   */
   finished(job: Job, ok: boolean): void {
-    this.#leases.finished(job.id, ok);
+    this.#claims.finished(job, ok);
+    if (this.#recording.delete(job.id)) { for (const wake of this.#admitted.splice(0)) wake(); }
+  }
+
+  /** Jobs recording an upload (admitted, not yet finished). */
+  readonly #recording = new Set<number>();
+  /** Jobs waiting for {@linkcode admitRecord}. */
+  readonly #admitted: (() => void)[] = [];
+
+  /**
+   * Call before recording an upload: waits until this node holds fewer
+   * than {@linkcode UNPUBLISHED_MAX} recorded uploads the shared store does
+   * not know yet (being recorded, or waiting in the outbox), publishing the
+   * outbox meanwhile. A node killed at any moment thus leaves at most that
+   * many recorded uploads (besides the ones still running) for another node
+   * to upload again. Uploads go on meanwhile; only their records wait. When
+   * the shared store cannot be reached the record is not held back (the
+   * outbox keeps it).
+   */
+  async admitRecord(job: Job): Promise<void> {
+    for (;;) {
+      const outbox = this.local.outboxSize();
+      if (outbox + this.#recording.size < UNPUBLISHED_MAX) break;
+      if (outbox === 0) await new Promise<void>((wake) => this.#admitted.push(wake));
+      else if (!(await this.#publisher.flush().then(() => true, () => false))) break;
+    }
+    this.#recording.add(job.id);
   }
 
   /** Whether the shared store answered the last call. */
@@ -540,7 +582,7 @@ export class Fleet {
     globalThis.removeEventListener("error", this.#onUncaught);
     for (const t of this.#timers) clearInterval(t);
     this.#publisher.stop();
-    this.#leases.stop();
+    await this.#claims.close();
     try {
       if (this.#downSince === null) await this.#publisher.flush();
     } catch {

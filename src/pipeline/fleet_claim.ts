@@ -7,6 +7,7 @@
 import { RequeueError } from "../errors.ts";
 import type { Job } from "../store/store.ts";
 import { fingerprint, type Fleet } from "./fleet.ts";
+import { busyWait } from "./fleet_ahead.ts";
 import type { PlanInput } from "./plan.ts";
 import { md5Of, type SyncResult } from "./upload.ts";
 
@@ -23,9 +24,6 @@ export interface ClaimInput {
   signal: AbortSignal;
 }
 
-/** Longest wait before asking again about a file another node is uploading. */
-const BUSY_WAIT_MAX_MS = 2000;
-
 /**
  * Claims the upload. Returns a result when nothing is to be uploaded (the
  * record another node published is recorded here); undefined when this
@@ -33,7 +31,8 @@ const BUSY_WAIT_MAX_MS = 2000;
  * the file, and `FleetUnavailable` when the shared store cannot be reached.
  */
 export async function claimUpload(fleet: Fleet, c: ClaimInput): Promise<SyncResult | undefined> {
-  const md5 = c.input.contentMd5 ??= await md5Of(c.job.input_file, c.signal, c.stat.size);
+  const md5 = c.input.contentMd5 ??= fleet.md5For(c.job, c.server, c.stat) ??
+    await md5Of(c.job.input_file, c.signal, c.stat.size);
   const claim = await fleet.claim(c.job, c.server, fingerprint(c.stat.size, c.stat.mtimeMs, md5));
   switch (claim.kind) {
     case "mine":
@@ -41,7 +40,7 @@ export async function claimUpload(fleet: Fleet, c: ClaimInput): Promise<SyncResu
     case "busy":
       throw new RequeueError(
         `"${c.rel}" is being uploaded by node "${claim.node}"`,
-        Math.min(Math.max(claim.until - Date.now(), 100), BUSY_WAIT_MAX_MS),
+        busyWait(claim.until, Date.now(), c.job.requeues),
       );
     case "done":
       fleet.adopt(claim.record, { ...c.stat, md5, chain: c.chain, processed: c.processed });

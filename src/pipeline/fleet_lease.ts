@@ -84,16 +84,30 @@ export class FleetLeases {
     return fp + AGAIN;
   }
 
-  /** After a claim: "mine" holds the lease for job `id` (renewed until {@linkcode finished}). */
+  /**
+   * After a claim: "mine" holds the lease for job `id`, renewed until
+   * {@linkcode finished} whenever a third of it is gone, so at least two
+   * thirds are always left, also for a lease claimed ahead a while before
+   * its job started.
+   */
   claimed(id: number, key: SharedKey, fp: string, claim: Claim): void {
     if (claim.kind !== "mine") return;
     this.#overtaken.delete(keyId(key));
     const old = this.#held.get(id);
-    if (old) clearInterval(old.timer);
+    if (old) clearTimeout(old.timer);
     const held: Held = { key, fingerprint: fp, until: claim.until, lost: false, timer: 0 };
-    held.timer = setInterval(() => {
-      this.#renew(held).catch(() => {});
-    }, Math.max(100, this.#o.leaseMs() / 3)) as unknown as number;
+    const renewLater = () => {
+      const wait = held.until - (this.#o.leaseMs() * 2) / 3 - this.#now();
+      held.timer = setTimeout(() => {
+        this.#renew(held).then((ok) => {
+          if (ok && this.#held.get(id) === held) renewLater();
+        }, () => {
+          // Out of reach: try again soon; confirm() decides before the record.
+          if (this.#held.get(id) === held) renewLater();
+        });
+      }, Math.max(100, wait)) as unknown as number;
+    };
+    renewLater();
     this.#held.set(id, held);
   }
 
@@ -107,7 +121,7 @@ export class FleetLeases {
       return true;
     }
     held.lost = true;
-    clearInterval(held.timer);
+    clearTimeout(held.timer);
     this.#o.log.warn(
       `Lost the claim on "${held.key.input_file}" to another node: this node records nothing ` +
         "for it and asks again",
@@ -132,23 +146,26 @@ export class FleetLeases {
     }
   }
 
-  /** Job `id` ended: stops renewing; releases the lease unless the job published (`ok`) or lost it. */
-  finished(id: number, ok: boolean): void {
+  /**
+   * Job `id` ended: stops renewing. Returns the key whose lease the caller
+   * releases: the job's, unless it published (`ok`; a published record
+   * drops the lease, until then other nodes wait for it) or lost it.
+   */
+  finished(id: number, ok: boolean): SharedKey | undefined {
     const held = this.#held.get(id);
-    if (!held) return;
-    clearInterval(held.timer);
+    if (!held) return undefined;
+    clearTimeout(held.timer);
     this.#held.delete(id);
     if (held.lost) {
       this.#overtaken.set(keyId(held.key), held.fingerprint);
-      return;
+      return undefined;
     }
-    // A published record drops the lease; until then other nodes wait for it.
-    if (!ok) void this.#o.call((s) => s.release(held.key)).catch(() => {});
+    return ok ? undefined : held.key;
   }
 
   /** Stops every renewal (the daemon stops). */
   stop(): void {
-    for (const { timer } of this.#held.values()) clearInterval(timer);
+    for (const { timer } of this.#held.values()) clearTimeout(timer);
     this.#held.clear();
   }
 }

@@ -34,6 +34,12 @@ export interface SchedulerHooks {
   recovered(): void;
   /** The state database is damaged or gone: the run must end with this error. */
   fatal(e: Error): void;
+  /**
+   * Jobs of `server` to start before any other (a fleet node: those whose
+   * files are claimed already); `wait`: start no other job now, more such
+   * jobs come soon (the hook's owner pumps then).
+   */
+  preferred?(server: string, limit: number): { ids: number[]; wait: boolean };
 }
 
 /** A write waiting for the tick's record transaction. */
@@ -124,7 +130,7 @@ export class Scheduler {
           const free = Math.min(s.slots.free, this.#globalSlots.free);
           if (free <= 0) continue;
           const jobs = ctx.store.tx(() => {
-            const jobs = ctx.store.pick(s.server.name, free, now);
+            const jobs = this.#pick(s, free, now);
             this.#hooks.claim(s, jobs);
             return jobs;
           });
@@ -261,7 +267,7 @@ export class Scheduler {
       if (s.pacer.blocked(now) || s.gc !== "done") continue;
       const free = Math.min(s.slots.free, this.#globalSlots.free);
       if (free <= 0) continue;
-      const jobs = this.#ctx.store.pick(s.server.name, free, now);
+      const jobs = this.#pick(s, free, now);
       this.#hooks.claim(s, jobs);
       for (const job of jobs) {
         this.#takeSlots(s);
@@ -269,6 +275,18 @@ export class Scheduler {
       }
       if (jobs.length < free) picked.drained.add(s);
     }
+  }
+
+  /** Up to `free` ready jobs of `s`, marked running: the preferred ones first. */
+  #pick(s: ServerState, free: number, now: number): Job[] {
+    const store = this.#ctx.store;
+    const preferred = this.#hooks.preferred?.(s.server.name, free);
+    if (!preferred) return store.pick(s.server.name, free, now);
+    const jobs = store.pickIds(preferred.ids, now);
+    if (jobs.length < free && !preferred.wait) {
+      jobs.push(...store.pick(s.server.name, free - jobs.length, now));
+    }
+    return jobs;
   }
 
   /** Gives back the slots of picked jobs that will not start (their pick was rolled back). */

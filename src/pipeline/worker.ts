@@ -114,6 +114,8 @@ export class Worker {
       const ours = new Set(result.dropped);
       const unwritten = claimed !== undefined && !ours.has(claimed) ? claimed : undefined;
       if (unwritten) ours.add(unwritten);
+      // A fleet node bounds the uploads it has recorded and not yet published.
+      if (fleet && result.record) await fleet.admitRecord(job);
       const finish = () => {
         fleet?.recorded(job, s.server.name, result.kind);
         if (unwritten) store.dropIntent(s.server.name, unwritten);
@@ -393,7 +395,7 @@ export class Worker {
         throw new ClassifiedError(`Cannot decide about "${rel}": ${p.reason}`, "retry");
     }
     if (this.#d.fleet) {
-      const claimed = await claimUpload(this.#d.fleet, {
+      const adopted = await claimUpload(this.#d.fleet, {
         job,
         server: server.name,
         rel,
@@ -403,7 +405,7 @@ export class Worker {
         input,
         signal,
       });
-      if (claimed) return claimed;
+      if (adopted) return adopted;
     }
     const uploaded = await this.#uploader.upload(s, transport, {
       source,

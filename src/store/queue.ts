@@ -87,6 +87,50 @@ export class Queue extends SyncedRecords {
     return jobs.sort((a, b) => a.prio - b.prio || a.ready_at - b.ready_at);
   }
 
+  /**
+   * Ready jobs of `server` after job id `afterId`, by id, without marking
+   * them: a look ahead, e.g. to claim their files in a fleet before they run.
+   */
+  peek(server: string, limit: number, now: number, afterId = 0): Job[] {
+    // By rowid from the cursor (`+server`: not by the pick index, which would sort every match).
+    return this.q(
+      `SELECT * FROM queue WHERE id > ? AND +server = ? AND state = 'queued' AND running = 0
+         AND ready_at <= ? ORDER BY id LIMIT ?`,
+    ).all(afterId, server, now, limit) as unknown as Job[];
+  }
+
+  /** The highest job id (0: the queue is empty). */
+  lastJobId(): number {
+    return Number((this.q("SELECT MAX(id) AS n FROM queue").get() as { n: number | null }).n ?? 0);
+  }
+
+  /** Takes the given jobs that are ready and not running, and marks them running. */
+  pickIds(ids: readonly number[], now: number): Job[] {
+    if (ids.length === 0) return [];
+    const jobs = this.q(
+      // By rowid (`+`: not by an index on the other columns, which would scan every ready job).
+      `UPDATE queue SET running = 1 WHERE id IN (SELECT value FROM json_each(?))
+         AND +state = 'queued' AND +running = 0 AND +ready_at <= ?
+       RETURNING *`,
+    ).all(JSON.stringify(ids), now) as unknown as Job[];
+    const order = new Map(ids.map((id, i) => [id, i]));
+    return jobs.sort((a, b) => order.get(a.id)! - order.get(b.id)!);
+  }
+
+  /**
+   * Puts off a queued job that is not running until `readyAt` (not counted
+   * as an attempt or a requeue: it never ran); false when it runs, changed
+   * (newer event) or is gone.
+   */
+  defer(job: Job, readyAt: number): boolean {
+    return Number(
+      this.q(
+        `UPDATE queue SET ready_at = ?
+         WHERE id = ? AND gen = ? AND running = 0 AND state = 'queued'`,
+      ).run(readyAt, job.id, job.gen).changes,
+    ) > 0;
+  }
+
   /** Finishes a job; when a newer event arrived meanwhile, the job runs again instead. */
   complete(job: Job): void {
     const r = this.q("DELETE FROM queue WHERE id = ? AND gen = ?").run(job.id, job.gen);

@@ -127,6 +127,14 @@ export interface PipelineStore {
   enqueue(changes: readonly Change[], now: number, delayMs?: number, deleteDelayMs?: number): void;
   resetRunning(): void;
   pick(server: string, limit: number, now: number): Job[];
+  /** Ready jobs of `server` after job id `afterId`, by id, without marking them. */
+  peek(server: string, limit: number, now: number, afterId?: number): Job[];
+  /** The highest job id (0: the queue is empty). */
+  lastJobId(): number;
+  /** Takes the given jobs that are ready and not running, and marks them running. */
+  pickIds(ids: readonly number[], now: number): Job[];
+  /** Puts off a queued job that is not running; false when it runs, changed or is gone. */
+  defer(job: Job, readyAt: number): boolean;
   complete(job: Job): void;
   requeue(job: Job, readyAt: number, message?: string, countRequeue?: boolean): void;
   /** Puts a job back until its server's pause ends, noting the server's error on it. */

@@ -189,6 +189,9 @@ for (const store of STORES) {
       }
       const all = nodes.flatMap(uploadsOf);
       const dups = all.length - new Set(all).size;
+      // How close to the bound a run comes: visible in the test output.
+      // deno-lint-ignore no-console
+      console.error(`fleet (${store.name}): ${dups} duplicate upload(s) after the kill`);
       // Every file is at the destination (above) and in the shared record (the survivors'
       // web databases, below); the victim's last log lines may die with it, so the logs
       // count duplicates, not coverage.

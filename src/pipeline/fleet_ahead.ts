@@ -1,0 +1,314 @@
+/**
+ * Claims made ahead of the jobs that need them. When a node of a fleet
+ * claims files, it also claims the files of the next ready jobs of the same
+ * server (as the local queue would hand them out) in the same round trip,
+ * and claims again before those run out: a job that starts finds its answer
+ * waiting, so upload slots do not wait on the shared store.
+ *
+ * Contract:
+ * - an answer serves only a job whose file still has the fingerprint it was
+ *   claimed with; "mine" only while at least half of the lease is left,
+ *   "busy" only while fresh, "done" only while younger than half a lease;
+ *   otherwise the job claims on demand (its own lease is simply renewed);
+ * - an answer is used at most once: {@linkcode ClaimAhead.take} removes it;
+ * - a "mine" answer no job takes (the job was skipped or cancelled, or still
+ *   waits) is given back to the caller to release: when its job ends without
+ *   it ({@linkcode ClaimAhead.unused}) or when half the lease is gone
+ *   ({@linkcode ClaimAhead.sweep}); other nodes never wait on an unused lease
+ *   for long;
+ * - a "busy" answer makes that job wait while the next jobs go on, so nodes
+ *   sharing one folder end up claiming disjoint batches.
+ *
+ * @module
+ */
+import { keyId } from "../store/shared/_keys.ts";
+import type { Claim, SharedKey } from "../store/shared/types.ts";
+import type { Job } from "../store/store.ts";
+import type { Fingerprint } from "./plan.ts";
+
+/** Files claimed ahead per round trip and server. */
+export const AHEAD_BATCH = 64;
+
+/** Fewer answers than this left for a server: claim the next batch. */
+export const AHEAD_LOW = 24;
+
+/** A "busy" answer older than this is asked again: its holder may have published by now. */
+export const BUSY_FRESH_MS = 150;
+
+/** Longest wait before asking again about a file another node is uploading. */
+const BUSY_WAIT_MAX_MS = 2000;
+
+/**
+ * First wait before asking again about a file another node holds; it
+ * doubles with each wait. Nodes claim small files ahead in batches and
+ * upload them within moments, so most waits end at the first question.
+ */
+const BUSY_WAIT_FIRST_MS = 150;
+
+/**
+ * How long a job waits before asking again about a file another node holds
+ * until `until`, after `requeues` waits.
+ */
+export function busyWait(until: number, now: number, requeues: number): number {
+  const first = BUSY_WAIT_FIRST_MS * 2 ** Math.min(requeues, 10);
+  return Math.min(Math.max(until - now, 100), BUSY_WAIT_MAX_MS, first);
+}
+
+/** A file of a job, as claimed ahead: what the job compares, and the MD5 it may reuse. */
+export interface AheadFile {
+  key: SharedKey;
+  fingerprint: string;
+  md5: string;
+  stat: Fingerprint;
+}
+
+/** One answer kept for a job. */
+export interface AheadEntry extends AheadFile {
+  /** The queued job it was claimed for. */
+  job: Job;
+  /** The answer; undefined while the claim is in flight. */
+  claim?: Claim;
+  /** When the answer came (ms). */
+  at: number;
+  /** Handed to the scheduler to run (see {@linkcode ClaimAhead.ready}). */
+  handed?: boolean;
+  /** Settles with the answer (rejects when the shared store failed). */
+  answer: Promise<Claim>;
+}
+
+/** What a job does with the answer kept for its file. */
+export type AheadUse = "use" | "wait" | "claim";
+
+/** Whether an answer is too old to serve a job (undefined answers are in flight, not old). */
+export function aheadExpired(
+  e: { claim?: Claim | undefined; at: number },
+  now: number,
+  leaseMs: number,
+): boolean {
+  const c = e.claim;
+  if (!c) return false;
+  switch (c.kind) {
+    case "mine":
+      return c.until - now < leaseMs / 2;
+    case "busy":
+      return now - e.at > BUSY_FRESH_MS;
+    case "done":
+      return now - e.at > leaseMs / 2;
+  }
+}
+
+/**
+ * The decision for a job whose file has fingerprint `fp` now: use the kept
+ * answer, wait for the claim in flight, or claim on demand.
+ */
+export function useAhead(
+  e: { fingerprint: string; claim?: Claim | undefined; at: number },
+  fp: string,
+  now: number,
+  leaseMs: number,
+): AheadUse {
+  if (e.fingerprint !== fp) return "claim";
+  if (!e.claim) return "wait";
+  return aheadExpired(e, now, leaseMs) ? "claim" : "use";
+}
+
+/**
+ * Whether the answers of a batch say that another node works in the same
+ * part of the queue: most of them "done" (it passed here) or "busy" (it is
+ * here).
+ */
+export function shouldJump(claims: readonly Claim[]): boolean {
+  const mine = claims.filter((c) => c.kind === "mine").length;
+  return claims.length > 0 && mine * 2 < claims.length;
+}
+
+/** A batch of files to claim ahead, and how to hand the answers out. */
+export interface AheadBatch {
+  items: { key: SharedKey; fingerprint: string }[];
+  /** The entries of the items, in order. */
+  entries: AheadEntry[];
+  /** Keeps the answers (one per item, in order). */
+  settle(claims: readonly Claim[], now: number): void;
+  /** The claim failed: the entries go (their jobs claim on demand). */
+  fail(e: unknown): void;
+}
+
+/** What {@linkcode ClaimAhead} needs of the node. */
+export interface AheadDeps {
+  /** Ready jobs of `server` that are not running, after job id `afterId`, by id. */
+  peek(server: string, limit: number, afterId: number): Job[];
+  /** The highest job id of the queue. */
+  lastJobId(): number;
+  /** The file of a job as it would be claimed now; undefined to leave the job to claim itself. */
+  fileOf(job: Job): AheadFile | undefined;
+}
+
+/** The answers kept for jobs that have not asked yet. */
+export class ClaimAhead {
+  readonly #deps: AheadDeps;
+  readonly #entries = new Map<string, AheadEntry>();
+  /** Per server: the last job id looked at; the next look goes on after it. */
+  readonly #cursor = new Map<string, number>();
+  readonly #random: () => number;
+
+  constructor(deps: AheadDeps, random: () => number = Math.random) {
+    this.#random = random;
+    this.#deps = deps;
+  }
+
+  /** Answers kept (or in flight) for `server`'s jobs, not yet handed to the scheduler. */
+  count(server: string): number {
+    let n = 0;
+    for (const e of this.#entries.values()) if (e.key.server === server && !e.handed) n++;
+    return n;
+  }
+
+  /**
+   * Up to `limit` jobs of `server` whose answer is in and lets them go on
+   * ("mine" or "done"), marked as handed out; `wait`: claims are in flight,
+   * so more answers come soon.
+   */
+  ready(server: string, limit: number, now: number, leaseMs: number): {
+    ids: number[];
+    wait: boolean;
+  } {
+    const ids: number[] = [];
+    let wait = false;
+    for (const e of this.#entries.values()) {
+      if (e.key.server !== server || e.handed) continue;
+      if (!e.claim) {
+        wait = true;
+        continue;
+      }
+      if (ids.length >= limit || e.claim.kind === "busy" || aheadExpired(e, now, leaseMs)) continue;
+      e.handed = true;
+      ids.push(e.job.id);
+    }
+    return { ids, wait };
+  }
+
+  /**
+   * The next jobs of `server` that have no answer kept and are not in
+   * `exclude` (key ids): their entries are created now (in flight), so a
+   * job that asks before the answer comes waits for it.
+   */
+  plan(server: string, exclude: ReadonlySet<string>): AheadBatch {
+    const planned: {
+      id: string;
+      entry: AheadEntry;
+      resolve: (c: Claim) => void;
+      reject: (e: unknown) => void;
+    }[] = [];
+    let after = this.#cursor.get(server) ?? 0;
+    let wrapped = after === 0;
+    // A few pages at most: jobs that are skipped (deletes, big files, answered) cost a look.
+    for (let page = 0; page < 4 && planned.length < AHEAD_BATCH; page++) {
+      const jobs = this.#deps.peek(server, AHEAD_BATCH * 2, after);
+      if (jobs.length === 0) {
+        if (wrapped) break;
+        // At the end of the queue: what was jumped over or put off comes next.
+        wrapped = true;
+        after = 0;
+        continue;
+      }
+      for (const job of jobs) {
+        if (planned.length >= AHEAD_BATCH) break;
+        after = job.id;
+        const id = keyId({ input_file: job.input_file, server, dest: job.dest });
+        if (exclude.has(id) || this.#entries.has(id)) continue;
+        const file = this.#deps.fileOf(job);
+        if (!file) continue;
+        let resolve!: (c: Claim) => void;
+        let reject!: (e: unknown) => void;
+        const answer = new Promise<Claim>((res, rej) => {
+          resolve = res;
+          reject = rej;
+        });
+        // A job that never waits for it must not see an unhandled rejection.
+        answer.catch(() => {});
+        const entry: AheadEntry = { ...file, job, at: 0, answer };
+        this.#entries.set(id, entry);
+        planned.push({ id, entry, resolve, reject });
+      }
+    }
+    this.#cursor.set(server, after);
+    return {
+      items: planned.map((p) => ({ key: p.entry.key, fingerprint: p.entry.fingerprint })),
+      entries: planned.map((p) => p.entry),
+      settle: (claims, now) => {
+        planned.forEach((p, i) => {
+          p.entry.claim = claims[i]!;
+          p.entry.at = now;
+          p.resolve(claims[i]!);
+        });
+        if (shouldJump(claims)) this.#jump(server);
+      },
+      fail: (e) => {
+        for (const p of planned) {
+          if (this.#entries.get(p.id) === p.entry) this.#entries.delete(p.id);
+          p.reject(e);
+        }
+      },
+    };
+  }
+
+  /**
+   * Another node works where this one looks (its answers were mostly
+   * "done" or "busy"): look on from a random point between here and the end
+   * of the queue, so nodes sharing a folder spread over it. What is jumped
+   * over comes back when the look reaches the end.
+   */
+  #jump(server: string) {
+    const from = this.#cursor.get(server) ?? 0;
+    const to = this.#deps.lastJobId();
+    if (to <= from) return;
+    this.#cursor.set(server, from + Math.floor(this.#random() * (to - from)));
+  }
+
+  /** The answer kept for `key`, removed (each answer serves one job). */
+  take(key: SharedKey): AheadEntry | undefined {
+    const id = keyId(key);
+    const e = this.#entries.get(id);
+    if (e) this.#entries.delete(id);
+    return e;
+  }
+
+  /** Removes `entry` if it is still the one kept for its key (its job was put off). */
+  forget(entry: AheadEntry): void {
+    const id = keyId(entry.key);
+    if (this.#entries.get(id) === entry) this.#entries.delete(id);
+  }
+
+  /** The MD5 computed ahead for `key`, when the file has not changed since. */
+  md5For(key: SharedKey, stat: Fingerprint): string | undefined {
+    const e = this.#entries.get(keyId(key));
+    if (!e) return undefined;
+    const s = e.stat;
+    const same = s.size === stat.size && s.mtimeMs === stat.mtimeMs &&
+      s.ctimeMs === stat.ctimeMs && s.ino === stat.ino;
+    return same ? e.md5 : undefined;
+  }
+
+  /** The entry of a job that ended without asking, removed: release it once it answers "mine". */
+  unused(key: SharedKey): AheadEntry | undefined {
+    return this.take(key);
+  }
+
+  /** Removes the answers too old to serve; returns the removed ones (release the "mine" ones). */
+  sweep(now: number, leaseMs: number): AheadEntry[] {
+    const out: AheadEntry[] = [];
+    for (const [id, e] of this.#entries) {
+      if (!aheadExpired(e, now, leaseMs)) continue;
+      this.#entries.delete(id);
+      out.push(e);
+    }
+    return out;
+  }
+
+  /** Removes every entry (at shutdown); returns them. */
+  drain(): AheadEntry[] {
+    const out = [...this.#entries.values()];
+    this.#entries.clear();
+    return out;
+  }
+}

@@ -1,0 +1,316 @@
+/**
+ * The claims and leases of one fleet node: claims are asked in batches,
+ * together with the files of the next queued jobs (claimed ahead, see
+ * `fleet_ahead.ts`), so an upload slot rarely waits on the shared store;
+ * the leases of running jobs are renewed until they end; leases nobody
+ * uses are released.
+ *
+ * Contract:
+ * - a job's claim is answered from what was claimed ahead when that answer
+ *   still serves it (same fingerprint, fresh enough), otherwise on demand;
+ * - jobs whose files another node holds are put off in the local queue
+ *   without running, so nodes sharing a folder take different files;
+ * - the scheduler starts the jobs whose claims are in first ({@linkcode
+ *   FleetClaimer.ready}), so the look ahead decides the order of work;
+ * - a release of a key still on its way is waited for before that key is
+ *   claimed again, so it never drops the new lease.
+ *
+ * @module
+ */
+import { createHash } from "node:crypto";
+import { errorMessage } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import { DELETED } from "../store/events.ts";
+import { keyId } from "../store/shared/_keys.ts";
+import type { Claim, SharedKey, SharedStore } from "../store/shared/types.ts";
+import type { Job, Store } from "../store/store.ts";
+import { readRegularSync } from "../util/regular_file.ts";
+import type { PipelineContext } from "./context.ts";
+import type { FleetLeases } from "./fleet_lease.ts";
+import { fingerprint, keyOf } from "./fleet.ts";
+import {
+  AHEAD_LOW,
+  type AheadBatch,
+  type AheadEntry,
+  type AheadFile,
+  busyWait,
+  ClaimAhead,
+  useAhead,
+} from "./fleet_ahead.ts";
+import { observe } from "./observe.ts";
+import type { Fingerprint } from "./plan.ts";
+
+/** Claims asked within this many milliseconds share one round trip. */
+const CLAIM_WINDOW_MS = 5;
+
+/** Files larger than this are claimed when their job runs, not ahead. */
+const AHEAD_MAX_BYTES = 256 * 1024;
+
+/** What {@linkcode FleetClaimer} needs of the node. */
+export interface ClaimerDeps {
+  ctx: PipelineContext;
+  store: Store;
+  log: Logger;
+  /** Runs a call on the shared store (fails at once while it is unreachable). */
+  call<T>(fn: (s: SharedStore) => Promise<T>): Promise<T>;
+  /** Whether the shared store answered the last call. */
+  reachable(): boolean;
+  /** The leases of running jobs: renewed, and checked before a job records. */
+  held: FleetLeases;
+}
+
+/** The claims of one node. */
+export class FleetClaimer {
+  readonly #d: ClaimerDeps;
+  readonly #ahead: ClaimAhead;
+  #closed = false;
+
+  constructor(deps: ClaimerDeps) {
+    this.#d = deps;
+    const store = deps.store;
+    this.#ahead = new ClaimAhead({
+      peek: (server, limit, afterId) => store.peek(server, limit, Date.now(), afterId),
+      lastJobId: () => store.lastJobId(),
+      fileOf: (job) => this.#aheadFile(job),
+    });
+  }
+
+  /** Lease length: a node silent this long is gone, and so is its lease. */
+  get #leaseMs(): number {
+    return this.#d.ctx.config.settings.nodeTimeout * 1000;
+  }
+
+  /** Gives back what was claimed ahead and no job took within half a lease (call periodically). */
+  sweep(): void {
+    this.#releaseUnused(this.#ahead.sweep(Date.now(), this.#leaseMs));
+  }
+
+  /**
+   * Claims the upload of a job's file. Throws {@linkcode FleetUnavailable}
+   * when the shared store cannot be reached. "mine": the lease is renewed
+   * until {@linkcode finished}. The answer usually waits already (claimed
+   * ahead, see `fleet_ahead.ts`); otherwise it is asked together with the
+   * next jobs' files.
+   */
+  async claim(job: Job, server: string, fp: string): Promise<Claim> {
+    const key = keyOf(job, server);
+    let c: Claim | undefined;
+    const kept = this.#ahead.take(key);
+    // After a lost lease the file may be asked for again (see `fleet_lease.ts`): never from ahead.
+    const asked = this.#d.held.fingerprintToClaim(key, fp);
+    if (kept && asked === fp) {
+      let use = useAhead(kept, fp, Date.now(), this.#leaseMs);
+      if (use === "wait") {
+        // In flight: its failure is the failure of the on-demand claim below.
+        await kept.answer.catch(() => {});
+        use = useAhead(kept, fp, Date.now(), this.#leaseMs);
+      }
+      if (use === "use") c = kept.claim;
+    }
+    // A release of this key still on its way must not drop the lease claimed now.
+    await this.#releasing.get(keyId(key));
+    c ??= await new Promise<Claim>((resolve, reject) => {
+      this.#claims.push({ key, fingerprint: asked, resolve, reject });
+      this.#batchSoon();
+    });
+    this.#aheadSoon(server);
+    this.#d.held.claimed(job.id, key, fp, c);
+    return c;
+  }
+
+  /**
+   * The jobs of `server` to start first: their files are claimed already
+   * (see `fleet_ahead.ts`). `wait`: more answers are on their way (and
+   * {@linkcode onAnswers} is called then), so other jobs need not start
+   * meanwhile and claim on their own.
+   */
+  ready(server: string, limit: number): { ids: number[]; wait: boolean } {
+    const r = this.#ahead.ready(server, limit, Date.now(), this.#leaseMs);
+    this.#aheadSoon(server);
+    return r;
+  }
+
+  /** Called when answers claimed ahead came in (or failed): the scheduler picks again. */
+  onAnswers: () => void = () => {};
+
+  /** The MD5 of a job's file computed when it was claimed ahead, when the file is unchanged. */
+  md5For(job: Job, server: string, stat: Fingerprint): string | undefined {
+    return this.#ahead.md5For(keyOf(job, server), stat);
+  }
+
+  /** Claims waiting for the next round trip. */
+  #claims: {
+    key: SharedKey;
+    fingerprint: string;
+    resolve: (c: Claim) => void;
+    reject: (e: unknown) => void;
+  }[] = [];
+  /** Servers whose next jobs are to be claimed ahead in the next round trip. */
+  readonly #aheadFor = new Set<string>();
+  #batchTimer: number | undefined;
+
+  /** Claims the next jobs' files of `server` when few answers are left for them. */
+  #aheadSoon(server: string) {
+    if (this.#closed || this.#ahead.count(server) >= AHEAD_LOW) return;
+    this.#aheadFor.add(server);
+    this.#batchSoon();
+  }
+
+  /** Claims asked within {@linkcode CLAIM_WINDOW_MS} share one round trip. */
+  #batchSoon() {
+    this.#batchTimer ??= setTimeout(() => {
+      this.#batchTimer = undefined;
+      this.#claimBatch();
+    }, CLAIM_WINDOW_MS) as unknown as number;
+  }
+
+  async #claimBatch(): Promise<void> {
+    const batch = this.#claims.splice(0);
+    const servers = new Set([...this.#aheadFor, ...batch.map((b) => b.key.server)]);
+    this.#aheadFor.clear();
+    const asked = new Set(batch.map((b) => keyId(b.key)));
+    const ahead: AheadBatch[] = [];
+    if (!this.#closed && this.#d.reachable()) {
+      try {
+        for (const server of servers) ahead.push(this.#ahead.plan(server, asked));
+      } catch (e) {
+        // The local queue cannot be read: claim what was asked only.
+        this.#d.log.debug(`Cannot look ahead in the queue: ${errorMessage(e)}`);
+      }
+    }
+    const items = [
+      ...batch.map((b) => ({ key: b.key, fingerprint: b.fingerprint })),
+      ...ahead.flatMap((a) => a.items),
+    ];
+    if (items.length === 0) return;
+    try {
+      const claims = await this.#d.call((s) =>
+        items.length === 1
+          ? s.claim(items[0]!.key, items[0]!.fingerprint, Date.now(), this.#leaseMs).then((
+            c,
+          ) => [c])
+          : s.claimMany(items, Date.now(), this.#leaseMs)
+      );
+      batch.forEach((b, i) => b.resolve(claims[i]!));
+      if (this.#d.log.debugEnabled) {
+        const n = (from: number, kind: string) =>
+          claims.slice(from).filter((c) => c.kind === kind).length;
+        this.#d.log.debug(
+          `Claimed ${batch.length} on demand and ${items.length - batch.length} ahead: ` +
+            `${n(0, "mine")} mine, ${n(0, "done")} done, ${n(0, "busy")} busy`,
+        );
+      }
+      let at = batch.length;
+      const now = Date.now();
+      for (const a of ahead) {
+        a.settle(claims.slice(at, at + a.items.length), now);
+        at += a.items.length;
+      }
+      if (this.#closed) this.#releaseUnused(this.#ahead.drain());
+      else {
+        this.#putOff(ahead.flatMap((a) => a.entries), now);
+        // Mostly busy (another node is ahead in the same folder): look further at once.
+        for (const server of servers) this.#aheadSoon(server);
+      }
+      if (ahead.length > 0) this.onAnswers();
+    } catch (e) {
+      for (const b of batch) b.reject(e);
+      for (const a of ahead) a.fail(e);
+      if (ahead.length > 0) this.onAnswers();
+    }
+  }
+
+  /**
+   * Jobs whose files another node holds wait in the local queue without
+   * running, so the next jobs go first: nodes sharing a folder split it.
+   */
+  #putOff(entries: readonly AheadEntry[], now: number) {
+    const busy = entries.filter((e) => e.claim?.kind === "busy");
+    if (busy.length === 0) return;
+    try {
+      this.#d.store.tx(() => {
+        for (const e of busy) {
+          const until = (e.claim as { until: number }).until;
+          // Asked again at the first wait every time: the question is batched, the job never ran.
+          if (this.#d.store.defer(e.job, now + busyWait(until, now, 0))) {
+            this.#ahead.forget(e);
+          }
+        }
+      });
+    } catch (e) {
+      // They run and wait then.
+      this.#d.log.debug(`Cannot put off jobs: ${errorMessage(e)}`);
+    }
+  }
+
+  /** The file of a queued job as a claim ahead takes it; undefined: the job claims itself. */
+  #aheadFile(job: Job): AheadFile | undefined {
+    if (job.event === DELETED) return undefined;
+    const source = this.#d.ctx.config.sources.find((x) => x.name === job.source);
+    if (!source) return undefined;
+    try {
+      const stat = observe(job.input_file, source).stat;
+      // Big files are read once, when they run; their upload outlasts a round trip anyway.
+      if (!stat || stat.size > AHEAD_MAX_BYTES) return undefined;
+      const md5 = createHash("md5").update(readRegularSync(job.input_file).data).digest("hex");
+      return {
+        key: keyOf(job, job.server),
+        fingerprint: fingerprint(stat.size, stat.mtimeMs, md5),
+        md5,
+        stat,
+      };
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Releases the leases of answers no job used ("mine" ones, once they have come). */
+  #releaseUnused(entries: readonly AheadEntry[]) {
+    for (const e of entries) {
+      this.#release(e.key, e.answer.then((c) => c.kind === "mine"));
+    }
+  }
+
+  /** Releases after a failed upload, or when `mine` resolves true. */
+  readonly #releasing = new Map<string, Promise<void>>();
+  #release(key: SharedKey, mine: Promise<boolean> = Promise.resolve(true)) {
+    const id = keyId(key);
+    const before = this.#releasing.get(id) ?? Promise.resolve();
+    const p: Promise<void> = before.then(() => mine).then(async (held) => {
+      if (held) await this.#d.call((s) => s.release(key));
+    }).catch(() => {}).finally(() => {
+      if (this.#releasing.get(id) === p) this.#releasing.delete(id);
+    });
+    this.#releasing.set(id, p);
+  }
+
+  /**
+   * A job ended: stops renewing its lease; releases it unless the job
+   * published (`ok`); releases the lease claimed ahead for it if it never
+   * asked for it.
+   */
+  finished(job: Job, ok: boolean): void {
+    const unused = this.#ahead.unused(keyOf(job, job.server));
+    if (unused) this.#releaseUnused([unused]);
+    const release = this.#d.held.finished(job.id, ok);
+    if (release) this.#release(release);
+  }
+
+  /**
+   * Stops renewing, and releases what was claimed ahead and not used (other
+   * nodes need not wait for it); bounded by the caller.
+   */
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#d.held.stop();
+    if (this.#batchTimer !== undefined) clearTimeout(this.#batchTimer);
+    this.#batchTimer = undefined;
+    for (const b of this.#claims.splice(0)) b.reject(new Error("The fleet link is closing"));
+    const unused = this.#ahead.drain();
+    if (!this.#d.reachable()) return;
+    await Promise.all(unused.map(async (e) => {
+      const c = await e.answer.catch(() => undefined);
+      if (c?.kind === "mine") await this.#d.call((s) => s.release(e.key)).catch(() => {});
+    }));
+  }
+}
