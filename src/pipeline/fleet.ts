@@ -38,14 +38,12 @@ import { parseStoreUrl } from "../config/store_url.ts";
 import { errorMessage } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { FleetLocal } from "../store/fleet_local.ts";
-import { openSharedStore } from "../store/shared/open.ts";
 import type {
   Claim,
   NodeRow,
   SharedKey,
   SharedRecord,
   SharedServerHealth,
-  SharedStore,
 } from "../store/shared/types.ts";
 import type { Job, Store } from "../store/store.ts";
 import { VERSION } from "../version.ts";
@@ -55,21 +53,10 @@ import { FleetFollower } from "./fleet_follow.ts";
 import { FleetHealth } from "./fleet_health.ts";
 import { FleetClaimer } from "./fleet_claimer.ts";
 import { FleetLeases } from "./fleet_lease.ts";
+import { FleetLink } from "./fleet_link.ts";
+export { FleetUnavailable, isDroppedDbConnection } from "./fleet_link.ts";
 import { FleetPublisher } from "./fleet_publish.ts";
 import type { Fingerprint } from "./plan.ts";
-
-/** The shared store cannot be reached: the job waits in the local queue until `retryAt`. */
-export class FleetUnavailable extends Error {
-  readonly retryAt: number;
-  constructor(message: string, retryAt: number) {
-    super(message);
-    this.name = "FleetUnavailable";
-    this.retryAt = retryAt;
-  }
-}
-
-/** Longest a call to the shared store may take before it counts as failed. */
-const CALL_TIMEOUT_MS = 15_000;
 
 /**
  * Recorded uploads of a node the shared store may not know yet (not yet
@@ -77,9 +64,6 @@ const CALL_TIMEOUT_MS = 15_000;
  * when this one is killed.
  */
 const UNPUBLISHED_MAX = 8;
-
-/** Longest wait between two attempts to reach the shared store. */
-const MAX_BACKOFF_MS = 10_000;
 
 /**
  * A node silent this long no longer holds back the pruning of the change
@@ -128,28 +112,6 @@ export function nodeName(setting: string | undefined): string {
   return setting ?? Deno.hostname();
 }
 
-/**
- * Whether an uncaught error is a database connection that the server ended
- * (PostgreSQL class 57P: shutdown, crash, restart; or the socket closing
- * under it). The pg client emits those as an 'error' event on a connection
- * checked out of its pool, where no listener is attached; the call that
- * used it fails on its own and the pool opens a new connection. Anything
- * else stays fatal.
- */
-export function isDroppedDbConnection(e: unknown): boolean {
-  const x = e as {
-    name?: string;
-    code?: unknown;
-    message?: unknown;
-    constructor?: { name?: string };
-  };
-  if (!x || typeof x !== "object") return false;
-  const code = typeof x.code === "string" ? x.code : "";
-  const message = typeof x.message === "string" ? x.message : "";
-  if (x.constructor?.name === "DatabaseError" && /^57P0\d$/.test(code)) return true;
-  return message === "Connection terminated unexpectedly";
-}
-
 /** The link of one daemon to its fleet. */
 export class Fleet {
   readonly node: string;
@@ -157,15 +119,8 @@ export class Fleet {
   readonly #ctx: PipelineContext;
   readonly #store: Store;
   readonly #log: Logger;
-  readonly #url: string;
   readonly #redacted: string;
-  #shared: SharedStore | undefined;
-  #opening: Promise<SharedStore> | undefined;
-  #downSince: number | null = null;
-  #retryAt = 0;
-  #backoff = 0;
-  #lastError: string | null = null;
-  #loggedDownAt = 0;
+  readonly #link: FleetLink;
   /** Leases held by running jobs: renewed, checked before a job records. */
   readonly #leases: FleetLeases;
   readonly #buffer: FleetBuffer;
@@ -187,15 +142,28 @@ export class Fleet {
     this.#ctx = ctx;
     this.#store = store;
     this.#log = log;
-    this.#url = loc.url;
     this.#redacted = loc.redacted;
     this.node = nodeName(s.node);
     this.local = new FleetLocal(store);
-    this.#publisher = new FleetPublisher(this.local, (fn) => this.#call(fn), log);
-    this.#follower = new FleetFollower(this.local, (fn) => this.#call(fn), log);
-    this.#health = new FleetHealth(this.node, () => store.serverRows(), (fn) => this.#call(fn));
+    this.#link = new FleetLink({
+      url: loc.url,
+      redacted: loc.redacted,
+      node: this.node,
+      log,
+      back: () => {
+        this.#publisher.flush().catch(() => {});
+        this.#refreshBuffer();
+      },
+    });
+    this.#publisher = new FleetPublisher(this.local, (fn) => this.#link.call(fn), log);
+    this.#follower = new FleetFollower(this.local, (fn) => this.#link.call(fn), log);
+    this.#health = new FleetHealth(
+      this.node,
+      () => store.serverRows(),
+      (fn) => this.#link.call(fn),
+    );
     this.#leases = new FleetLeases({
-      call: (fn) => this.#call(fn),
+      call: (fn) => this.#link.call(fn),
       leaseMs: () => this.#leaseMs,
       log,
     });
@@ -207,7 +175,7 @@ export class Fleet {
       ctx,
       store,
       log,
-      call: (fn) => this.#call(fn),
+      call: (fn) => this.#link.call(fn),
       reachable: () => this.reachable,
       held: this.#leases,
     });
@@ -231,13 +199,6 @@ export class Fleet {
     return this.#ctx.config.settings.nodeTimeout * 1000;
   }
 
-  /** See {@linkcode isDroppedDbConnection}: kept from ending the process while the fleet runs. */
-  readonly #onUncaught = (ev: ErrorEvent) => {
-    if (!isDroppedDbConnection(ev.error)) return;
-    ev.preventDefault();
-    this.#log.debug(`The shared store dropped a connection: ${errorMessage(ev.error)}`);
-  };
-
   /**
    * Publishes local records the shared store may not have yet, then starts
    * the periodic work. `rescan` gets the sources whose changes were held
@@ -245,7 +206,7 @@ export class Fleet {
    */
   start(hooks: { rescan?: (sources: string[]) => void } = {}): void {
     if (hooks.rescan) this.#rescan = hooks.rescan;
-    globalThis.addEventListener("error", this.#onUncaught);
+    this.#link.listen();
     const n = this.local.seedFromLocal(this.node);
     if (n > 0) this.#log.info(`Publishing ${n} record(s) of this node to the shared store`);
     this.#log.info(`Node "${this.node}" of the fleet sharing ${this.#redacted}`);
@@ -414,103 +375,6 @@ export class Fleet {
     this.#recording.add(job.id);
   }
 
-  /** Whether the shared store answered the last call. */
-  get reachable(): boolean {
-    return this.#downSince === null;
-  }
-
-  /**
-   * Runs `fn` on the shared store. While it is down, fails at once until
-   * the next retry (backoff 1 s doubling to 10 s); the heartbeat probes.
-   */
-  async #call<T>(fn: (s: SharedStore) => Promise<T>, probe = false): Promise<T> {
-    const now = Date.now();
-    if (this.#downSince !== null && now < this.#retryAt && !probe) {
-      throw new FleetUnavailable(this.#downMessage(), this.#retryAt);
-    }
-    try {
-      const out = await this.#bounded((async () => fn(await this.#open()))());
-      if (this.#downSince !== null) {
-        this.#log.info(
-          `The shared store ${this.#redacted} answers again (unreachable for ${
-            Math.round((Date.now() - this.#downSince) / 1000)
-          } s)`,
-        );
-        this.#downSince = null;
-        this.#backoff = 0;
-        this.#lastError = null;
-        this.#publisher.flush().catch(() => {});
-        this.#refreshBuffer();
-      }
-      return out;
-    } catch (e) {
-      if (e instanceof FleetUnavailable) throw e;
-      this.#down(e);
-      throw new FleetUnavailable(this.#downMessage(), this.#retryAt);
-    }
-  }
-
-  /**
-   * `work` (opening the store included) within {@linkcode CALL_TIMEOUT_MS}.
-   * A call that hangs (a lock wait, a connection gone silent, a pool that
-   * never hands out a connection) would hold the job that waits for it, and
-   * the periodic work, for good: it fails instead, and the store is opened
-   * afresh for the next call.
-   */
-  async #bounded<T>(work: Promise<T>): Promise<T> {
-    let timer = 0;
-    const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        const s = this.#shared;
-        this.#shared = undefined;
-        this.#opening = undefined;
-        s?.close().catch(() => {});
-        reject(new Error(`no answer within ${CALL_TIMEOUT_MS / 1000} s`));
-      }, CALL_TIMEOUT_MS) as unknown as number;
-    });
-    try {
-      return await Promise.race([work, late]);
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  #open(): Promise<SharedStore> {
-    if (this.#shared) return Promise.resolve(this.#shared);
-    this.#opening ??= (async () => {
-      const s = await openSharedStore(this.#url, this.node);
-      try {
-        await s.migrate();
-      } catch (e) {
-        await s.close().catch(() => {});
-        throw e;
-      }
-      this.#shared = s;
-      return s;
-    })().finally(() => (this.#opening = undefined));
-    return this.#opening;
-  }
-
-  #down(e: unknown) {
-    const now = Date.now();
-    this.#lastError = errorMessage(e).split(this.#url).join(this.#redacted);
-    this.#downSince ??= now;
-    this.#backoff = Math.min(Math.max(this.#backoff * 2, 1000), MAX_BACKOFF_MS);
-    this.#retryAt = now + this.#backoff;
-    if (now - this.#loggedDownAt > 30_000) {
-      this.#loggedDownAt = now;
-      this.#log.error(
-        `${this.#downMessage()}: ${this.#lastError}; uploads wait in the local queue, retrying`,
-      );
-    }
-  }
-
-  #downMessage(): string {
-    return `The shared store ${this.#redacted} is unreachable since ${
-      new Date(this.#downSince ?? Date.now()).toISOString()
-    }`;
-  }
-
   /**
    * Counts the local buffer (`active`: the queued jobs, when the caller
    * counted them); hands the held sources back once the store answers.
@@ -528,7 +392,7 @@ export class Fleet {
   async #heartbeat(): Promise<void> {
     const counts = this.#store.queueCounts();
     try {
-      await this.#call((s) =>
+      await this.#link.call((s) =>
         s.heartbeat({
           queued: counts.queued,
           failed: counts.failed,
@@ -537,7 +401,9 @@ export class Fleet {
           cursor: this.local.cursor(),
         }), true);
       await this.#health.push(Date.now());
-      const [nodes, servers] = await this.#call((s) => Promise.all([s.nodes(), s.serverHealth()]));
+      const [nodes, servers] = await this.#link.call((s) =>
+        Promise.all([s.nodes(), s.serverHealth()])
+      );
       this.#view = { at: Date.now(), nodes, servers };
     } finally {
       this.#refreshBuffer(counts.queued + counts.running);
@@ -546,12 +412,12 @@ export class Fleet {
   }
 
   async #prune(): Promise<void> {
-    const n = await this.#call((s) => s.pruneChanges(Date.now(), FEED_RETENTION_MS));
+    const n = await this.#link.call((s) => s.pruneChanges(Date.now(), FEED_RETENTION_MS));
     if (n > 0) this.#log.debug(`Pruned ${n} change(s) every node has read`);
   }
 
   async #releaseDead(): Promise<void> {
-    const n = await this.#call((s) => s.releaseDead(Date.now(), this.#leaseMs));
+    const n = await this.#link.call((s) => s.releaseDead(Date.now(), this.#leaseMs));
     if (n > 0) {
       this.#log.info(`Released ${n} claim(s) of nodes silent for ${this.#leaseMs / 1000} s`);
     }
@@ -561,9 +427,9 @@ export class Fleet {
     const rt: FleetRuntime = {
       node: this.node,
       store: this.#redacted,
-      reachable: this.#downSince === null,
-      unreachableSince: this.#downSince,
-      lastError: this.#lastError,
+      reachable: this.reachable,
+      unreachableSince: this.#link.downSince,
+      lastError: this.#link.lastError,
       outbox: this.local.outboxSize(),
       mirrored: this.local.mirrored(),
       buffer: this.#buffer.state,
@@ -579,18 +445,20 @@ export class Fleet {
   /** Stops the timers, publishes what it can (bounded by the caller) and closes the connection. */
   async close(): Promise<void> {
     this.#closed = true;
-    globalThis.removeEventListener("error", this.#onUncaught);
     for (const t of this.#timers) clearInterval(t);
     this.#publisher.stop();
     await this.#claims.close();
     try {
-      if (this.#downSince === null) await this.#publisher.flush();
+      if (this.reachable) await this.#publisher.flush();
     } catch {
       // Published at the next start.
     }
     this.#writeRuntime();
-    const s = this.#shared;
-    this.#shared = undefined;
-    await s?.close().catch(() => {});
+    await this.#link.close();
+  }
+
+  /** Whether the shared store answered the last call. */
+  get reachable(): boolean {
+    return this.#link.reachable;
   }
 }
