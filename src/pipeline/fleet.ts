@@ -63,7 +63,7 @@ import type { Fingerprint } from "./plan.ts";
  * published): what another node uploads again, besides the running uploads,
  * when this one is killed.
  */
-const UNPUBLISHED_MAX = 8;
+export const UNPUBLISHED_MAX = 8;
 
 /**
  * A node silent this long no longer holds back the pruning of the change
@@ -375,13 +375,10 @@ export class Fleet {
     this.#recording.add(job.id);
   }
 
-  /**
-   * Counts the local buffer (`active`: the queued jobs, when the caller
-   * counted them); hands the held sources back once the store answers.
-   */
-  #refreshBuffer(active?: number): void {
+  /** Counts the local buffer; hands the held sources back once the store answers. */
+  #refreshBuffer(): void {
     try {
-      const entries = (active ?? this.#store.activeCount()) + this.local.outboxSize();
+      const entries = this.#store.activeCount() + this.local.outboxSize();
       const sources = this.#buffer.refresh(this.reachable, entries);
       if (sources.length > 0) this.#rescan(sources);
     } catch (e) {
@@ -406,7 +403,9 @@ export class Fleet {
       );
       this.#view = { at: Date.now(), nodes, servers };
     } finally {
-      this.#refreshBuffer(counts.queued + counts.running);
+      // Counted again now: the counts above are as old as the calls, and batches admitted
+      // meanwhile are in the queue already (a stale count would let more in than the limit).
+      this.#refreshBuffer();
       this.#writeRuntime();
     }
   }
