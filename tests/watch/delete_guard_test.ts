@@ -8,12 +8,13 @@
  * @module
  */
 import * as fs from "node:fs";
-import * as os from "node:os";
+import type * as os from "node:os";
 import * as path from "node:path";
 import type { Source } from "../../src/config/types.ts";
 import { logger, onLog } from "../../src/log.ts";
 import { DELETED } from "../../src/store/events.ts";
-import { Store } from "../../src/store/store.ts";
+import type { Store } from "../../src/store/store.ts";
+import { tempSource } from "./_source.ts";
 import { fileRow, type FsChange } from "../../src/watch/changes.ts";
 import { DeleteGuard, type DeleteGuardOptions } from "../../src/watch/delete_guard.ts";
 import { assert, assertEquals, assertIncludes } from "../_assert.ts";
@@ -35,17 +36,7 @@ interface Rig {
 
 /** 20 files known to the store; the guard holds from 5 deletions beyond half of them. */
 function rig(options: Partial<DeleteGuardOptions> = {}): Rig {
-  const root = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), "fc-guard-")));
-  const src = path.join(root, "src");
-  fs.mkdirSync(src);
-  const store = new Store(path.join(root, "data"));
-  const source: Source = {
-    name: "site",
-    scanPath: src,
-    configuredPath: src,
-    watch: "auto",
-    line: 1,
-  };
+  const { root, src, store, source } = tempSource("fc-guard-");
   const files: string[] = [];
   for (let i = 0; i < FILES; i++) {
     const p = path.join(src, `f${i}.txt`);

@@ -6,12 +6,13 @@
  * @module
  */
 import * as fs from "node:fs";
-import * as os from "node:os";
+import type * as os from "node:os";
 import * as path from "node:path";
 import type { Source } from "../../src/config/types.ts";
 import { logger } from "../../src/log.ts";
 import { DELETED, MODIFIED } from "../../src/store/events.ts";
-import { Store } from "../../src/store/store.ts";
+import type { Store } from "../../src/store/store.ts";
+import { tempSource } from "./_source.ts";
 import { type Batch, type FsChange, NON_UTF8, RACY_MS, Scanner } from "../../src/watch/scanner.ts";
 import { assert, assertEquals } from "../_assert.ts";
 
@@ -36,17 +37,7 @@ function rig(
     exclude?: (src: string) => string[];
   } = {},
 ): Rig {
-  const root = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), "fc-scanner-")));
-  const src = path.join(root, "src");
-  fs.mkdirSync(src);
-  const store = new Store(path.join(root, "data"));
-  const source: Source = {
-    name: "site",
-    scanPath: src,
-    configuredPath: src,
-    watch: "auto",
-    line: 1,
-  };
+  const { root, src, store, source } = tempSource("fc-scanner-");
   const changes: FsChange[] = [];
   const sinks = { n: 0 };
   const scanner = new Scanner({

@@ -7,12 +7,13 @@
  * @module
  */
 import * as fs from "node:fs";
-import * as os from "node:os";
+import type * as os from "node:os";
 import * as path from "node:path";
 import type { Source } from "../../src/config/types.ts";
 import { logger } from "../../src/log.ts";
 import { MODIFIED } from "../../src/store/events.ts";
-import { Store } from "../../src/store/store.ts";
+import type { Store } from "../../src/store/store.ts";
+import { tempSource } from "./_source.ts";
 import { type Batch, type FsChange, RACY_MS, Scanner } from "../../src/watch/scanner.ts";
 import { SWEEP_SHARE, sweepDue, type SweepState, sweepTick } from "../../src/watch/sweep.ts";
 import type { WatchMode } from "../../src/watch/watcher.ts";
@@ -96,17 +97,7 @@ interface Rig {
 }
 
 function rig(): Rig {
-  const root = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), "fc-sweep-")));
-  const src = path.join(root, "src");
-  fs.mkdirSync(src);
-  const store = new Store(path.join(root, "data"));
-  const source: Source = {
-    name: "site",
-    scanPath: src,
-    configuredPath: src,
-    watch: "auto",
-    line: 1,
-  };
+  const { root, src, store, source } = tempSource("fc-sweep-");
   const changes: FsChange[] = [];
   const scanner = new Scanner({
     store,
