@@ -18,6 +18,7 @@ import type { Config } from "../config/types.ts";
 import { ClassifiedError, errorMessage } from "../errors.ts";
 import { addSecret, logger } from "../log.ts";
 import { setupProcessors } from "../processors/chain.ts";
+import { MODIFIED } from "../store/events.ts";
 import { lostState } from "../store/integrity.ts";
 import { Store } from "../store/store.ts";
 import type { WatchMode } from "../watch/watcher.ts";
@@ -129,6 +130,17 @@ export class Daemon {
       },
       log: logger("janitor"),
       signal: this.#abort.signal,
+      rewrite: (server, file) => {
+        const source = this.#router.sourceOf(file.input_file);
+        if (!source) return;
+        this.store.tx(() =>
+          this.store.enqueue(
+            [{ ...file, source: source.name, server, event: MODIFIED, force: 2 }],
+            Date.now(),
+          )
+        );
+        this.#scheduler.pump();
+      },
     });
     this.#sources = new Sources(ctx, this.store, this.#router, {
       pump: () => this.#scheduler.pump(),

@@ -8,7 +8,7 @@
  * @module
  */
 import type { Logger } from "../log.ts";
-import { dropRetired, dueRetired, retiredInUse } from "../store/retired.ts";
+import { dropRetired, dueRetired, retiredInUse, retiredOwner } from "../store/retired.ts";
 import type { Store } from "../store/store.ts";
 import type { Transport } from "../transports/transport.ts";
 
@@ -19,6 +19,12 @@ export interface JanitorOptions {
   transport(server: string): Promise<Transport> | undefined;
   log: Logger;
   signal: AbortSignal;
+  /**
+   * Queues `file` to be written again at `server`: an upload to the path a
+   * retired version was deleted from started while the delete ran, so its
+   * copy may have gone with it.
+   */
+  rewrite(server: string, file: { input_file: string; dest: string }): void;
 }
 
 /** Deletes due retired files, one pass at a time. */
@@ -51,6 +57,10 @@ export class RetiredJanitor {
             `deleted replaced "${r.remote_path}" on server "${r.server}" (grace period over)`,
           );
           dropRetired(store, r.server, r.remote_path);
+          // Checked again after the delete: an upload to the same path may have started while
+          // it ran (a file back to an earlier content has its earlier unique name again).
+          const owner = retiredOwner(store, r.server, r.remote_path);
+          if (owner) this.#o.rewrite(r.server, owner);
         } catch (e) {
           if (signal.aborted) return;
           this.#pausedUntil.set(r.server, Date.now() + 60_000);

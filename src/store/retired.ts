@@ -71,6 +71,25 @@ export function retiredInUse(
   return intent !== undefined ? "uploading" : undefined;
 }
 
+/**
+ * The file whose upload (an intent) or record points at `remotePath` on
+ * `server`, if any: after a retired version was deleted there, that file's
+ * copy may have gone with it.
+ */
+export function retiredOwner(
+  store: Store,
+  server: string,
+  remotePath: string,
+): { input_file: string; dest: string } | undefined {
+  return (store.q(
+    "SELECT input_file, dest FROM synced_files WHERE server = ? AND remote_path = ? LIMIT 1",
+  ).get(server, remotePath) ??
+    store.q(
+      `SELECT input_file, dest FROM intents
+       WHERE server = ? AND remote_path = ? AND input_file != '' LIMIT 1`,
+    ).get(server, remotePath)) as { input_file: string; dest: string } | undefined;
+}
+
 /** Forgets a retired file (deleted, or written again). */
 export function dropRetired(store: Store, server: string, remotePath: string): void {
   store.q("DELETE FROM retired WHERE server = ? AND remote_path = ?").run(server, remotePath);
