@@ -202,7 +202,8 @@ class SymlinkOrCopy implements Transport, Stater, Lister, Mover {
   /**
    * Removes the directories that deleting or moving away `file` left empty,
    * innermost first, up to (not including) the root. rmdir refuses a
-   * directory that holds anything, so directories with other files stay.
+   * directory that holds anything, so directories with other files stay; a
+   * directory that is gone already is passed over.
    */
   async #pruneParents(file: string): Promise<void> {
     let dir = path.dirname(file);
@@ -210,8 +211,10 @@ class SymlinkOrCopy implements Transport, Stater, Lister, Mover {
       try {
         await fs.rmdir(dir);
         this.#dirs.clear();
-      } catch {
-        break;
+      } catch (err) {
+        // A directory removed already (by hand, or by another delete) may have left its parent
+        // empty: go on up. Anything else (not empty, not ours to remove) ends the pruning.
+        if ((err as { code?: string }).code !== "ENOENT") break;
       }
       dir = path.dirname(dir);
     }

@@ -110,6 +110,9 @@ for (const c of cases) {
       for (const p of [theirs, path.join(root, "stay", "empty-by-user")]) {
         fs.chownSync(p, owner.uid, owner.gid);
       }
+      // A folder removed at the destination behind fileconveyor's back: its parent, emptied by
+      // the deletes below, goes all the same.
+      fs.rmSync(path.join(root, "gone", "x"), { recursive: true });
       // A directory renamed, one deleted, our file in the mixed one deleted.
       fs.renameSync(path.join(ws.src, "old"), path.join(ws.src, "new"));
       fs.rmSync(path.join(ws.src, "gone"), { recursive: true });

@@ -131,7 +131,8 @@ class Ftp extends FtpConnection implements Transport, Stater, Lister, Mover, Dir
    * directories that this left empty, innermost first, never the root.
    * RMD refuses a directory that holds anything, so a directory with other
    * files is left alone: only directories whose last file fileconveyor itself
-   * removed go. Errors stop the walk.
+   * removed go. A directory that is gone already is passed over; other errors
+   * stop the walk.
    */
   async #pruneParents(conn: Conn, rel: string): Promise<void> {
     for (
@@ -142,8 +143,11 @@ class Ftp extends FtpConnection implements Transport, Stater, Lister, Mover, Dir
       try {
         await conn.client.send("RMD " + await conn.client.protectWhitespace(this.#full(d)));
       } catch (err) {
-        if (err instanceof FTPError) return; // not empty, or not allowed
-        throw err;
+        if (!(err instanceof FTPError)) throw err;
+        // Removed already (by hand, or by another delete): its parent may be empty now. Servers
+        // answer 550 for a missing directory and for one not empty alike; the text tells.
+        if (/no such file|not found|does not exist/i.test(err.message)) continue;
+        return; // not empty, or not allowed
       }
       // Other connections still cache it; their uploads re-create it when refused.
       conn.dirs.clear();
@@ -235,8 +239,8 @@ class Ftp extends FtpConnection implements Transport, Stater, Lister, Mover, Dir
           if (!(err instanceof FTPError && err.code === 550)) throw err;
           // 550 means "no such file" or "not allowed": only the first is success.
           if (await this.#statPath(conn, full) !== null) throw err;
-          return;
         }
+        // Also when the file was gone already: the folders it was in may be empty now.
         await this.#pruneParents(conn, rel);
       });
     } catch (err) {

@@ -192,7 +192,8 @@ class Sftp implements Transport, Stater, Lister, Mover, DirRemover {
    * directories that this left empty, innermost first, never the root.
    * RMDIR refuses a directory that holds anything, so a directory with other
    * files (or one a user emptied otherwise) is left alone: only directories
-   * whose last file fileconveyor itself removed go. Errors stop the walk.
+   * whose last file fileconveyor itself removed go. A directory that is gone
+   * already is passed over; other errors stop the walk.
    */
   async #pruneParents(conn: Conn, rel: string): Promise<void> {
     for (
@@ -202,7 +203,9 @@ class Sftp implements Transport, Stater, Lister, Mover, DirRemover {
     ) {
       try {
         await this.#req(conn, (cb) => conn.sftp.rmdir(this.#full(d), cb));
-      } catch {
+      } catch (err) {
+        // Removed already (by hand, or by another delete): its parent may be empty now.
+        if (statusCode(err) === NO_SUCH_FILE) continue;
         return;
       }
       // An upload already past its directory check re-creates it on "no such file".
@@ -312,7 +315,6 @@ class Sftp implements Transport, Stater, Lister, Mover, DirRemover {
         const full = this.#full(rel);
         try {
           await this.#req(conn, (cb) => conn.sftp.unlink(full, cb));
-          await this.#pruneParents(conn, rel);
         } catch (err) {
           if (statusCode(err) !== NO_SUCH_FILE) {
             throw annotate(
@@ -324,6 +326,8 @@ class Sftp implements Transport, Stater, Lister, Mover, DirRemover {
             );
           }
         }
+        // Also when the file was gone already: the folders it was in may be empty now.
+        await this.#pruneParents(conn, rel);
       });
     } catch (err) {
       this.#fail("delete", "from", rel, err);
