@@ -82,7 +82,9 @@ export async function checkRecords(c: ServerContext): Promise<void> {
     // Confirm against fresh rows: the daemon may have moved on since the snapshot.
     const fresh = c.store.getSynced(row.input_file, row.server, row.dest);
     if (!fresh || fresh.synced_at !== row.synced_at) {
-      // Deleted or synced again meanwhile (by work queued after the snapshot).
+      // Deleted or synced again meanwhile (by work queued after the snapshot). A new upload may
+      // have landed before the destination lost it: the queued job decides when it runs.
+      if (fresh && repair && source) queueRepair(c, row, source);
       sv.ok++;
       return;
     }

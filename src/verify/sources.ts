@@ -47,6 +47,9 @@ export function checkSources(c: ServerContext): Set<string> {
           continue;
         }
         if (c.store.getSynced(f.path, server.name, d.path)) {
+          // Recorded after the snapshot: its upload may have landed before the destination lost
+          // it, and this run's listing cannot tell. The queued job decides when it runs.
+          if (repair) queueRepair(c, { input_file: f.path, dest: d.path }, f.source);
           sv.ok++;
           continue;
         }
