@@ -6,7 +6,6 @@
  * @module
  */
 import * as fs from "node:fs";
-import type * as os from "node:os";
 import * as path from "node:path";
 import type { Source } from "../../src/config/types.ts";
 import { logger } from "../../src/log.ts";
