@@ -88,12 +88,17 @@ async function rig(): Promise<Rig> {
 const FILE = "/site/css/style.css";
 const REMOTE = "css/style_abc.css";
 
+/** The old version of FILE at REMOTE on the destination, retired and due now. */
+function retiredVersion(r: Rig): void {
+  fs.mkdirSync(path.join(r.dst, "css"));
+  fs.writeFileSync(path.join(r.dst, REMOTE), "old version");
+  r.store.tx(() => retire(r.store, "cdn", [REMOTE], 0, FILE));
+}
+
 Deno.test("retired janitor: an upload to the path that started while its delete ran is queued again", async () => {
   const r = await rig();
   try {
-    fs.mkdirSync(path.join(r.dst, "css"));
-    fs.writeFileSync(path.join(r.dst, REMOTE), "old version");
-    r.store.tx(() => retire(r.store, "cdn", [REMOTE], 0, FILE));
+    retiredVersion(r);
     const pass = r.janitor.run(Date.now());
     await r.held;
     // The delete was judged safe and is on its way; now the file's content is back to this
@@ -114,9 +119,7 @@ Deno.test("retired janitor: an upload to the path that started while its delete 
 Deno.test("retired janitor: a delete nobody raced queues nothing", async () => {
   const r = await rig();
   try {
-    fs.mkdirSync(path.join(r.dst, "css"));
-    fs.writeFileSync(path.join(r.dst, REMOTE), "old version");
-    r.store.tx(() => retire(r.store, "cdn", [REMOTE], 0, FILE));
+    retiredVersion(r);
     r.release();
     await r.janitor.run(Date.now());
     assertEquals(fs.existsSync(path.join(r.dst, REMOTE)), false);
@@ -130,9 +133,7 @@ Deno.test("retired janitor: a delete nobody raced queues nothing", async () => {
 Deno.test("retired janitor: a retired path an upload announced waits, and is deleted when the upload wrote elsewhere", async () => {
   const r = await rig();
   try {
-    fs.mkdirSync(path.join(r.dst, "css"));
-    fs.writeFileSync(path.join(r.dst, REMOTE), "old version");
-    r.store.tx(() => retire(r.store, "cdn", [REMOTE], 0, FILE));
+    retiredVersion(r);
     r.release();
     // An upload picked for the path: the retired version stays while it runs.
     r.store.claimIntent("cdn", REMOTE, Date.now(), FILE, "");
