@@ -301,6 +301,10 @@ export class Pool<T> {
           this.#limit = err;
           this.#max = Math.max(1, Math.min(this.#max, this.#total - this.#dialing));
           this.#reportLimit();
+          // A connection given back while this one dialled sits idle and nobody gives it back
+          // again: take it, or this caller would wait for ever.
+          const idle = this.#takeIdle();
+          if (idle !== undefined) return this.#lease(idle, false);
           return this.#wait(signal);
         } else {
           this.#proven = false;
