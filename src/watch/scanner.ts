@@ -133,8 +133,7 @@ export class Scanner {
    * Scans a whole source. Deletions wait until the end: when they exceed the
    * delete guard, none is applied and the source is marked as held.
    * `sweep`: the periodic walk of a watching daemon (see `sweep.ts`), which
-   * leaves racily clean rows to the full scans and whose deletions are
-   * gathered like those of watcher events, not judged at its end. `signal` ends the walk at
+   * leaves racily clean rows to the full scans. `signal` ends the walk at
    * its next pause (it throws the signal's reason; deletions are not judged).
    */
   async scanSource(
@@ -158,9 +157,8 @@ export class Scanner {
       );
       return result;
     }
-    // Deletions gathered from watcher events are found again by this walk, and judged with the
-    // rest; a sweep adds to them instead (below).
-    if (!opts.sweep) this.#guard.drop(source.name);
+    // Deletions gathered from watcher events are found again by this walk, and judged with the rest.
+    this.#guard.drop(source.name);
     const w: Walk = {
       source,
       batch: { puts: [], removes: [], changes: [] },
@@ -177,16 +175,6 @@ export class Scanner {
     this.#publish.flush(w, true);
     if (isDir(source.scanPath)) this.#report.save(w.source.name, w.found);
     result.problems = w.found.size;
-    if (opts.sweep) {
-      // A sweep may meet a deletion half done (an rm -rf under way): what it found missing joins
-      // the deletions gathered from watcher events, judged as one once the source is quiet.
-      this.#guard.gather(source, w.deferred!.removes, w.deferred!.changes);
-      result.files = w.files;
-      result.dirs = w.dirs;
-      result.changes = w.changes;
-      result.ms = performance.now() - t0;
-      return result;
-    }
     const guard = this.#o.store.guardFor(source.name);
     const verdict = this.#guard.judge(source, w.deferred!.removes, w.deferred!.changes, {
       whole: true,
