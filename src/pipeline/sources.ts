@@ -16,7 +16,7 @@ import type { Change, Store } from "../store/store.ts";
 import { startFifoReleaser } from "../watch/fifo_release.ts";
 import { Aggregator } from "../watch/aggregator.ts";
 import { type Batch, type FsChange, Scanner } from "../watch/scanner.ts";
-import { sweepDue, sweepTick } from "../watch/sweep.ts";
+import { SWEEP_RETRY_MS, SWEEP_SETTLE_MS, sweepDue, sweepTick } from "../watch/sweep.ts";
 import { SourceWatcher, type WatchMode } from "../watch/watcher.ts";
 import type { PipelineContext } from "./context.ts";
 import type { Router } from "./routing.ts";
@@ -231,9 +231,20 @@ export class Sources {
       this.#sweepQueued.delete(source.name);
       // A full scan waiting covers it; one that ran meanwhile made it early.
       if (this.#ctx.stopping || this.#scanPending.has(source.name)) return;
-      this.#lastWalk.set(source.name, Date.now());
+      const started = Date.now();
+      this.#lastWalk.set(source.name, started);
       const signal = this.#ctx.signal;
-      const walk = this.#scanner.scanSource(source, { sweep: true, signal });
+      const agg = this.#aggregators.get(source.name);
+      const removals = agg?.removals ?? 0;
+      // Deletions the walk found count only when the source lost nothing else meanwhile: a walk
+      // that meets an rm -rf half done sees part of it, which alone may pass the delete guard.
+      const mayDelete = async () => {
+        // Events of what the walk saw gone are delivered by now.
+        await new Promise((r) => setTimeout(r, SWEEP_SETTLE_MS));
+        return (agg?.removals ?? 0) === removals && !this.#scanner.busy(source) &&
+          !this.#scanPending.has(source.name);
+      };
+      const walk = this.#scanner.scanSource(source, { sweep: true, signal, mayDelete });
       this.#sweepRunning = walk.catch(() => {});
       let r;
       try {
@@ -245,6 +256,16 @@ export class Sources {
         this.#sweepRunning = undefined;
       }
       this.#sweepMs.set(source.name, r.ms);
+      if (r.deferred) {
+        // Found again by the next sweep if the watcher's events do not bring them: soon, once
+        // the source is quiet.
+        const interval = this.#ctx.config.settings.dirSweepInterval * 1000;
+        this.#lastWalk.set(source.name, started - interval + Math.min(interval, SWEEP_RETRY_MS));
+        this.#ctx.log.debug(
+          `Sweep of source "${source.name}" met a deletion under way: its ${r.deferred} ` +
+            `deletions are left to the watcher's events and the next walk`,
+        );
+      }
       const said = `Swept source "${source.name}": ${r.files} files in ${r.dirs} directories, ${
         Math.round(r.ms)
       } ms`;

@@ -68,6 +68,7 @@ export class Aggregator {
   #timer: number | undefined;
   #due = Infinity;
   #closed = false;
+  #removals = 0;
 
   constructor(options: AggregatorOptions) {
     this.#o = {
@@ -84,9 +85,19 @@ export class Aggregator {
     return this.#items.size + this.#dirs.size + (this.#full ? 1 : 0);
   }
 
+  /**
+   * How many events that may remove a path (remove, rename, other) and
+   * requests for a full scan came since the aggregator was made: a count
+   * that moved while a walk ran says the tree lost entries under it.
+   */
+  get removals(): number {
+    return this.#removals;
+  }
+
   /** Records one event for `p`. */
   add(p: string, kind: EventKind): void {
     if (this.#closed) return;
+    if (kind === "remove" || kind === "rename" || kind === "other") this.#removals++;
     const now = this.#o.clock.now();
     const quick = kind === "close" || kind === "remove" || kind === "rename";
     const written = kind === "close" || kind === "modify";
@@ -117,6 +128,7 @@ export class Aggregator {
 
   /** Asks for a full scan (e.g. the watcher's rescan flag). */
   rescan(): void {
+    this.#removals++;
     const now = this.#o.clock.now();
     this.#collapseAll(now);
     this.#full!.quick = true;

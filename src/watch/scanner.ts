@@ -61,6 +61,8 @@ export interface ScanResult {
   vanished: boolean;
   /** Paths that cannot be synced (recorded in the store's problems). */
   problems: number;
+  /** Deletions a sweep found and dropped unjudged (see `mayDelete`). */
+  deferred?: number;
   ms: number;
 }
 
@@ -133,12 +135,22 @@ export class Scanner {
    * Scans a whole source. Deletions wait until the end: when they exceed the
    * delete guard, none is applied and the source is marked as held.
    * `sweep`: the periodic walk of a watching daemon (see `sweep.ts`), which
-   * leaves racily clean rows to the full scans. `signal` ends the walk at
+   * leaves racily clean rows to the full scans, and leaves deletions being
+   * gathered from watcher events where they are. `signal` ends the walk at
    * its next pause (it throws the signal's reason; deletions are not judged).
+   * `mayDelete`, asked after the walk when it found deletions: false drops
+   * them unjudged (a sweep that met a deletion under way saw only part of it;
+   * the watcher's events, or the next walk, bring the whole of it to the
+   * guard).
    */
   async scanSource(
     source: Source,
-    opts: { approved?: boolean; sweep?: boolean; signal?: AbortSignal } = {},
+    opts: {
+      approved?: boolean;
+      sweep?: boolean;
+      signal?: AbortSignal;
+      mayDelete?: () => Promise<boolean>;
+    } = {},
   ): Promise<ScanResult> {
     const t0 = performance.now();
     const result: ScanResult = {
@@ -157,8 +169,9 @@ export class Scanner {
       );
       return result;
     }
-    // Deletions gathered from watcher events are found again by this walk, and judged with the rest.
-    this.#guard.drop(source.name);
+    // Deletions gathered from watcher events are found again by this walk, and judged with the
+    // rest; a sweep leaves them to their own judgment (it may drop what it finds: `mayDelete`).
+    if (!opts.sweep) this.#guard.drop(source.name);
     const w: Walk = {
       source,
       batch: { puts: [], removes: [], changes: [] },
@@ -175,6 +188,14 @@ export class Scanner {
     this.#publish.flush(w, true);
     if (isDir(source.scanPath)) this.#report.save(w.source.name, w.found);
     result.problems = w.found.size;
+    if (w.deferred!.removes.length > 0 && opts.mayDelete && !(await opts.mayDelete())) {
+      // Only what is gone is dropped: an entry replaced by one of the other type lost its
+      // rows already (see Publisher), so its deletions are judged as always.
+      const gone = new Set(w.deferred!.removes);
+      const kept = w.deferred!.changes.filter((c) => !underAny(gone, c.path));
+      result.deferred = w.deferred!.changes.length - kept.length;
+      w.deferred = { removes: [], changes: kept };
+    }
     const guard = this.#o.store.guardFor(source.name);
     const verdict = this.#guard.judge(source, w.deferred!.removes, w.deferred!.changes, {
       whole: true,
@@ -429,5 +450,13 @@ export class Scanner {
         w.knownDirs?.add(d);
       }
     }
+  }
+}
+
+/** Whether `p` or one of its parent folders is in `set`. */
+function underAny(set: ReadonlySet<string>, p: string): boolean {
+  for (let d = p;; d = path.dirname(d)) {
+    if (set.has(d)) return true;
+    if (path.dirname(d) === d) return false;
   }
 }

@@ -23,6 +23,20 @@ import type { WatchMode } from "./watcher.ts";
  */
 export const SWEEP_SHARE = 20;
 
+/**
+ * Milliseconds a sweep that found deletions waits before asking whether the
+ * source lost entries meanwhile: the watcher's events for what the walk saw
+ * gone were queued before the walk ended, and are delivered within this.
+ */
+export const SWEEP_SETTLE_MS = 250;
+
+/**
+ * A sweep that dropped its deletions (a deletion was under way) is due again
+ * this many ms after it started, once the source is quiet, instead of a whole
+ * interval later: deletions whose events were lost are not left for long.
+ */
+export const SWEEP_RETRY_MS = 3000;
+
 /** What the decision looks at, for one source at one moment. */
 export interface SweepState {
   /** Milliseconds between sweeps; 0 (or less) disables them. */

@@ -117,3 +117,21 @@ Deno.test("Aggregator.close() flushes what is pending", () => {
   agg.add("/s/b", "modify");
   assertEquals(agg.pending, 0);
 });
+
+Deno.test("Aggregator.removals counts events that may remove a path and requests for a full scan, also after a collapse", () => {
+  const { agg } = setup({ dirLimit: 2, totalLimit: 3 });
+  assertEquals(agg.removals, 0);
+  agg.add("/s/a", "create");
+  agg.add("/s/a", "modify");
+  agg.add("/s/a", "close");
+  assertEquals(agg.removals, 0, "writes remove nothing");
+  agg.add("/s/a", "remove");
+  agg.add("/s/b", "rename");
+  agg.add("/s/c", "other");
+  assertEquals(agg.removals, 3);
+  // Past the limits events fold into a directory or a full scan: they still count.
+  for (const p of ["/s/d/1", "/s/d/2", "/s/d/3", "/s/e"]) agg.add(p, "remove");
+  assertEquals(agg.removals, 7);
+  agg.rescan();
+  assertEquals(agg.removals, 8);
+});

@@ -218,3 +218,69 @@ Deno.test("a sweep ends at its next pause once its signal is aborted (the daemon
     r.close();
   }
 });
+
+Deno.test("a sweep that met a deletion under way drops the deletions it saw, keeps type changes, and leaves gathered ones alone", async () => {
+  const r = rig();
+  try {
+    for (const d of ["gone", "keep"]) {
+      fs.mkdirSync(path.join(r.src, d));
+      for (let i = 0; i < 20; i++) fs.writeFileSync(path.join(r.src, d, `f${i}.txt`), "x");
+    }
+    fs.writeFileSync(path.join(r.src, "swap"), "a file, then a folder");
+    await r.scanner.scanSource(r.source);
+    const known = r.store.countFiles("site");
+    // Half of "gone" removed (an rm -rf half done: within the guard's allowance alone),
+    // and "swap" replaced by a folder.
+    for (let i = 0; i < 10; i++) fs.rmSync(path.join(r.src, "gone", `f${i}.txt`));
+    fs.rmSync(path.join(r.src, "swap"));
+    fs.mkdirSync(path.join(r.src, "swap"));
+    fs.writeFileSync(path.join(r.src, "swap/in.txt"), "inside");
+    // One deletion reported by the watcher, gathered for the guard's judgment.
+    const reported = path.join(r.src, "keep/f0.txt");
+    fs.rmSync(reported);
+    await r.scanner.scanPaths(r.source, [{ path: reported, written: false }]);
+    assert(r.scanner.busy(r.source), "the reported deletion is gathered");
+    r.changes.length = 0;
+    let asked = 0;
+    const s = await r.scanner.scanSource(r.source, {
+      sweep: true,
+      mayDelete: () => {
+        asked++;
+        return Promise.resolve(false);
+      },
+    });
+    assertEquals(asked, 1);
+    // The ten files seen gone and the reported one (still gathered) are dropped unjudged.
+    assertEquals(s.deferred, 11);
+    const events = r.changes.map((c) => [c.event, c.rel]).sort();
+    assertEquals(events.filter(([, rel]) => String(rel).startsWith("gone/")), []);
+    // The file replaced by a folder lost its row at once: its deletion is not dropped.
+    assert(events.some(([e, rel]) => e !== MODIFIED && rel === "swap"), JSON.stringify(events));
+    assert(events.some(([e, rel]) => e !== undefined && rel === "swap/in.txt"));
+    assertEquals(r.store.countFiles("site"), known - 1 + 1, "rows of the dropped deletions stay");
+    // The gathered deletion waits for its own judgment, not dropped by the sweep.
+    assert(r.scanner.busy(r.source));
+    assertEquals(r.scanner.flushDeletes(r.source), 1);
+    assert(!r.scanner.busy(r.source));
+    // The same walk when the source stayed quiet: the deletions are judged (and applied).
+    r.changes.length = 0;
+    const again = await r.scanner.scanSource(r.source, {
+      sweep: true,
+      mayDelete: () => Promise.resolve(true),
+    });
+    assertEquals(again.deferred, undefined);
+    assertEquals(r.changes.filter((c) => c.rel.startsWith("gone/")).length, 10);
+    assertEquals(r.store.countFiles("site"), known - 11);
+    // Without deletions the question is not asked (a sweep of a quiet tree waits for nothing).
+    await r.scanner.scanSource(r.source, {
+      sweep: true,
+      mayDelete: () => {
+        asked++;
+        return Promise.resolve(false);
+      },
+    });
+    assertEquals(asked, 1);
+  } finally {
+    r.close();
+  }
+});
