@@ -41,9 +41,7 @@ import type {
 } from "./types.ts";
 import type { ServerUrl } from "./url.ts";
 import { ER_DUP_FIELDNAME, MIGRATIONS, TABLE_OPTIONS } from "./_mysql_sql.ts";
-
-/** A connection cut without a FIN (network loss) must not hang a call forever. */
-const QUERY_TIMEOUT_MS = 60_000;
+import { type Conn, QUERY_TIMEOUT_MS, queryRows, queryRun, type Row } from "./_mysql_query.ts";
 
 /** Name of the lock (GET_LOCK) that serialises migrations. */
 const MIGRATION_LOCK = "fileconveyor.schema";
@@ -60,10 +58,6 @@ export interface MysqlSharedOptions {
 
 const RECORD_COLUMNS =
   "input_file, server, dest, transported_file_basename, url, remote_path, fingerprint, node, synced_at";
-
-type Conn = mysql.PoolConnection;
-// deno-lint-ignore no-explicit-any
-type Row = Record<string, any>;
 
 /** The shared store on MariaDB or MySQL. */
 export class MysqlSharedStore implements SharedStore {
@@ -156,14 +150,12 @@ export class MysqlSharedStore implements SharedStore {
     });
   }
 
-  async #rows(c: Conn, sql: string, values?: unknown[]): Promise<Row[]> {
-    const [rows] = await c.query({ sql, timeout: QUERY_TIMEOUT_MS }, values);
-    return rows as Row[];
+  #rows(c: Conn, sql: string, values?: unknown[]): Promise<Row[]> {
+    return queryRows(c, sql, values);
   }
 
-  async #run(c: Conn, sql: string, values?: unknown[]): Promise<mysql.ResultSetHeader> {
-    const [result] = await c.query({ sql, timeout: QUERY_TIMEOUT_MS }, values);
-    return result as mysql.ResultSetHeader;
+  #run(c: Conn, sql: string, values?: unknown[]): Promise<mysql.ResultSetHeader> {
+    return queryRun(c, sql, values);
   }
 
   migrate(): Promise<void> {
