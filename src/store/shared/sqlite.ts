@@ -27,6 +27,13 @@ import type {
   SharedStore,
 } from "./types.ts";
 import { MIGRATIONS } from "./_sqlite_sql.ts";
+import {
+  type Prepare,
+  PUBLISHED_CHANGE_SQL,
+  readChanges,
+  readFeedBounds,
+  REMOVED_CHANGE_SQL,
+} from "./_sqlite_feed.ts";
 
 /** Options of {@linkcode SqliteSharedStore}. */
 export interface SqliteSharedOptions {
@@ -95,6 +102,9 @@ export class SqliteSharedStore implements SharedStore {
     }
     return e;
   }
+
+  /** `#q`, for the modules that hold this store's SQL. */
+  readonly #prepare: Prepare = (sql) => this.#q(sql);
 
   #q(sql: string): StatementSync {
     let s = this.#stmts.get(sql);
@@ -293,9 +303,7 @@ export class SqliteSharedStore implements SharedStore {
              synced_at = excluded.synced_at`,
         );
         const drop = this.#q(`DELETE FROM fc_leases WHERE ${KEY_WHERE} AND node = ?`);
-        const log = this.#q(
-          "INSERT INTO fc_changes(input_file, server, dest, removed) VALUES (?, ?, ?, 0)",
-        );
+        const log = this.#q(PUBLISHED_CHANGE_SQL);
         for (const { record: r } of distinct) {
           upsert.run(...recordValues(r));
           drop.run(r.input_file, r.server, r.dest, this.node);
@@ -312,9 +320,7 @@ export class SqliteSharedStore implements SharedStore {
       const distinct = distinctKeys(keys);
       this.#tx("unpublish from", () => {
         const del = this.#q(`DELETE FROM synced_files WHERE ${KEY_WHERE}`);
-        const log = this.#q(
-          "INSERT INTO fc_changes(input_file, server, dest, removed) VALUES (?, ?, ?, 1)",
-        );
+        const log = this.#q(REMOVED_CHANGE_SQL);
         for (const { key: k } of distinct) {
           if (Number(del.run(k.input_file, k.server, k.dest).changes) > 0) {
             log.run(k.input_file, k.server, k.dest);
@@ -352,45 +358,11 @@ export class SqliteSharedStore implements SharedStore {
   }
 
   changesSince(cursor: number, limit: number): Promise<RecordChange[]> {
-    return settle(() => {
-      const rows = this.#read("read", () =>
-        this.#q(
-          `SELECT c.seq AS seq, c.input_file AS k_input_file, c.server AS k_server,
-             c.dest AS k_dest, c.removed AS removed, s.input_file AS input_file, s.server AS server,
-             s.dest AS dest, s.transported_file_basename AS transported_file_basename,
-             s.url AS url, s.remote_path AS remote_path, s.fingerprint AS fingerprint,
-             s.node AS node, s.synced_at AS synced_at
-           FROM fc_changes c LEFT JOIN synced_files s
-             ON s.input_file = c.input_file AND s.server = c.server AND s.dest = c.dest
-           WHERE c.seq > ? ORDER BY c.seq LIMIT ?`,
-        ).all(cursor, limit)) as unknown as (RecordRow & {
-          seq: number;
-          k_input_file: string;
-          k_server: string;
-          k_dest: string;
-          removed: number;
-        })[];
-      return (rows.map((r) => {
-        const change: RecordChange = {
-          seq: Number(r.seq),
-          key: { input_file: r.k_input_file, server: r.k_server, dest: r.k_dest },
-        };
-        if (r.input_file !== null && r.input_file !== undefined) change.record = toRecord(r);
-        return change;
-      }));
-    });
+    return settle(() => this.#read("read", () => readChanges(this.#prepare, cursor, limit)));
   }
 
   feed(): Promise<FeedBounds> {
-    return settle(() =>
-      this.#read("read", () => {
-        const r = this.#q(
-          `SELECT (SELECT pruned FROM fc_feed WHERE id = 1) AS pruned,
-             (SELECT seq FROM sqlite_sequence WHERE name = 'fc_changes') AS head`,
-        ).get() as { pruned: number | null; head: number | null };
-        return { pruned: Number(r.pruned ?? 0), head: Number(r.head ?? 0) };
-      })
-    );
+    return settle(() => this.#read("read", () => readFeedBounds(this.#prepare)));
   }
 
   pruneChanges(now: number, retentionMs: number): Promise<number> {
