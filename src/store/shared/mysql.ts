@@ -43,6 +43,7 @@ import type { ServerUrl } from "./url.ts";
 import { ER_DUP_FIELDNAME, MIGRATIONS, TABLE_OPTIONS } from "./_mysql_sql.ts";
 import { type Conn, QUERY_TIMEOUT_MS, queryRows, queryRun, type Row } from "./_mysql_query.ts";
 import { appendChanges, readChanges, readFeedBounds } from "./_mysql_feed.ts";
+import { pruneFeed } from "./_mysql_prune.ts";
 
 /** Name of the lock (GET_LOCK) that serialises migrations. */
 const MIGRATION_LOCK = "fileconveyor.schema";
@@ -423,24 +424,7 @@ export class MysqlSharedStore implements SharedStore {
   }
 
   pruneChanges(now: number, retentionMs: number): Promise<number> {
-    return this.#tx("prune", async (c) => {
-      const [row] = await this.#rows(
-        c,
-        `SELECT (SELECT min(feed_cursor) FROM fc_nodes WHERE heartbeat_at >= ?) AS low,
-           (SELECT max(seq) FROM fc_changes) AS top`,
-        [now - retentionMs],
-      );
-      if (row?.low == null || row?.top == null) return 0;
-      // The newest change stays: a follower behind the pruned range then sees a gap.
-      const horizon = Math.min(Number(row.low), Number(row.top) - 1);
-      if (horizon <= 0) return 0;
-      const d = await this.#run(c, "DELETE FROM fc_changes WHERE seq <= ?", [horizon]);
-      // Last: the feed's row is what publishers queue on, so it is held only until the commit.
-      await this.#run(c, "UPDATE fc_feed SET pruned = GREATEST(pruned, ?) WHERE id = 1", [
-        horizon,
-      ]);
-      return d.affectedRows;
-    });
+    return this.#tx("prune", (c) => pruneFeed(c, now, retentionMs));
   }
 
   records(after: string, limit: number): Promise<RecordPage> {

@@ -54,6 +54,7 @@ import {
   RECORD_COLUMNS_SQL,
 } from "./_postgres_sql.ts";
 import { appendChanges, lockFeed, readChanges, readFeedBounds } from "./_postgres_feed.ts";
+import { pruneFeed } from "./_postgres_prune.ts";
 
 /** Options of {@linkcode PostgresSharedStore}. */
 export interface PostgresSharedOptions {
@@ -414,22 +415,7 @@ export class PostgresSharedStore implements SharedStore {
   }
 
   pruneChanges(now: number, retentionMs: number): Promise<number> {
-    return this.#tx("prune", async (c) => {
-      const r = await c.query(
-        `SELECT (SELECT min(feed_cursor) FROM fc_nodes WHERE heartbeat_at >= $1) AS low,
-           (SELECT max(seq) FROM fc_changes) AS top`,
-        [now - retentionMs],
-      );
-      const { low, top } = r.rows[0] ?? {};
-      if (low == null || top == null) return 0;
-      // The newest change stays: a follower behind the pruned range then sees a gap.
-      const horizon = Math.min(Number(low), Number(top) - 1);
-      if (horizon <= 0) return 0;
-      const d = await c.query("DELETE FROM fc_changes WHERE seq <= $1", [horizon]);
-      // Last: the feed's row is what publishers queue on, so it is held only until the commit.
-      await c.query("UPDATE fc_feed SET pruned = GREATEST(pruned, $1) WHERE id = 1", [horizon]);
-      return d.rowCount ?? 0;
-    });
+    return this.#tx("prune", (c) => pruneFeed(c, now, retentionMs));
   }
 
   records(after: string, limit: number): Promise<RecordPage> {

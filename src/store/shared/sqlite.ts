@@ -34,6 +34,7 @@ import {
   readFeedBounds,
   REMOVED_CHANGE_SQL,
 } from "./_sqlite_feed.ts";
+import { pruneFeed } from "./_sqlite_prune.ts";
 
 /** Options of {@linkcode SqliteSharedStore}. */
 export interface SqliteSharedOptions {
@@ -366,21 +367,7 @@ export class SqliteSharedStore implements SharedStore {
   }
 
   pruneChanges(now: number, retentionMs: number): Promise<number> {
-    return settle(() =>
-      this.#tx("prune", () => {
-        const r = this.#q(
-          `SELECT (SELECT MIN(feed_cursor) FROM fc_nodes WHERE heartbeat_at >= ?) AS low,
-             (SELECT MAX(seq) FROM fc_changes) AS top`,
-        ).get(now - retentionMs) as { low: number | null; top: number | null };
-        if (r.low === null || r.top === null) return 0;
-        // The newest change stays: a follower behind the pruned range then sees a gap.
-        const horizon = Math.min(Number(r.low), Number(r.top) - 1);
-        if (horizon <= 0) return 0;
-        const n = this.#q("DELETE FROM fc_changes WHERE seq <= ?").run(horizon).changes;
-        this.#q("UPDATE fc_feed SET pruned = MAX(pruned, ?) WHERE id = 1").run(horizon);
-        return Number(n);
-      })
-    );
+    return settle(() => this.#tx("prune", () => pruneFeed(this.#prepare, now, retentionMs)));
   }
 
   records(after: string, limit: number): Promise<RecordPage> {
