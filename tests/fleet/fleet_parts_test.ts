@@ -18,6 +18,7 @@ import type { SharedKey, SharedRecord, SharedStore } from "../../src/store/share
 import { Store } from "../../src/store/store.ts";
 import { assert, assertEquals, assertRejects } from "../_assert.ts";
 import { sleep } from "../_harness.ts";
+import { syncedRow } from "../_synced_row.ts";
 
 const log = logger("test");
 
@@ -121,24 +122,7 @@ Deno.test("FleetLocal: every local record removed queues its removal from the sh
   const store = new Store(path.join(root, "data"));
   try {
     const local = new FleetLocal(store);
-    const row = (input_file: string) => ({
-      input_file,
-      transported_file_basename: path.basename(input_file),
-      url: `https://cdn.example/${path.basename(input_file)}`,
-      server: "cdn",
-      dest: "",
-      remote_path: path.basename(input_file),
-      size: 1,
-      mtime_ms: 1,
-      ctime_ms: 1,
-      ino: 1,
-      md5: null,
-      etag: null,
-      chain: "",
-      extras: null,
-      synced_at: 1,
-      source_md5: "x",
-    });
+    const row = (file: string) => syncedRow(file, { chain: "", source_md5: "x" });
     store.putSynced(row("/src/old.txt"));
     store.putSynced(row("/src/gone.txt"));
     // An upsert is not a removal.

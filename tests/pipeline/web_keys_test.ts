@@ -16,6 +16,7 @@ import { Store } from "../../src/store/store.ts";
 import { logger } from "../../src/log.ts";
 import { DatabaseSync } from "node:sqlite";
 import { assert, assertEquals, assertThrows } from "../_assert.ts";
+import { syncedRow } from "../_synced_row.ts";
 
 const NAMES = ["my logo.png", "café Ünïcode.jpg", "(odd)!'*~.gif", "x+y=z&a;b,c@d$e#f%g.txt"];
 
@@ -107,23 +108,7 @@ Deno.test("WebAccess publishes the keys of a reloaded configuration for every re
     let current = direct;
     const web = new WebAccess(() => current, data, store, logger("test"));
     const real = path.join(root, "files", "a b.png");
-    store.putSynced({
-      input_file: real,
-      transported_file_basename: "a b.png",
-      url: "http://cdn/a%20b.png",
-      server: "local",
-      dest: "",
-      remote_path: "a b.png",
-      size: 1,
-      mtime_ms: 1,
-      ctime_ms: 1,
-      ino: 1,
-      md5: null,
-      etag: null,
-      chain: null,
-      extras: null,
-      synced_at: 1,
-    });
+    store.putSynced(syncedRow(real, { url: "http://cdn/a%20b.png", server: "local" }));
     const keys = () => {
       const db = new DatabaseSync(path.join(data, "synced_files.db"), { readOnly: true });
       try {

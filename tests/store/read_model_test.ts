@@ -1,8 +1,9 @@
 import * as fs from "node:fs";
 import { DELETED, MODIFIED } from "../../src/store/events.ts";
 import { ReadModel } from "../../src/store/read_model.ts";
-import { type Change, NEVER, Store, type SyncedRow } from "../../src/store/store.ts";
+import { type Change, NEVER, Store } from "../../src/store/store.ts";
 import { assert, assertEquals } from "../_assert.ts";
+import { syncedRow } from "../_synced_row.ts";
 
 function withStore(fn: (store: Store, read: ReadModel) => void) {
   const dir = Deno.makeTempDirSync();
@@ -13,26 +14,6 @@ function withStore(fn: (store: Store, read: ReadModel) => void) {
     store.close();
     fs.rmSync(dir, { recursive: true });
   }
-}
-
-function synced(input: string, server: string, remote: string): SyncedRow {
-  return {
-    input_file: input,
-    transported_file_basename: remote,
-    url: `https://cdn/${remote}`,
-    server,
-    dest: "",
-    remote_path: remote,
-    size: 1,
-    mtime_ms: 1,
-    ctime_ms: 1,
-    ino: 1,
-    md5: null,
-    etag: null,
-    chain: null,
-    extras: null,
-    synced_at: 1,
-  };
 }
 
 Deno.test("ReadModel.queueByServer() counts active, queued, waiting, running and failed jobs", () => {
@@ -160,8 +141,12 @@ Deno.test("ReadModel.lagStats() and transferBuckets() summarise the transfer log
 
 Deno.test("ReadModel.recordSnapshot(), hasIntent() and syncedAt() answer what verify asks", () => {
   withStore((store, read) => {
-    store.putSynced(synced("/b", "x", "b.txt"));
-    store.putSynced(synced("/a", "x", "a.txt"));
+    store.putSynced(
+      syncedRow("/b", { server: "x", transported_file_basename: "b.txt", remote_path: "b.txt" }),
+    );
+    store.putSynced(
+      syncedRow("/a", { server: "x", transported_file_basename: "a.txt", remote_path: "a.txt" }),
+    );
     store.addIntent("x", "c.txt", 1, "/c", "");
     store.enqueue([{ input_file: "/c", source: "s", server: "x", dest: "", event: MODIFIED }], 1);
     const snap = read.recordSnapshot();

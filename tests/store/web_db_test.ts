@@ -7,30 +7,11 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import { Store, type SyncedRow } from "../../src/store/store.ts";
+import { Store } from "../../src/store/store.ts";
 import { WebDb } from "../../src/store/web_db.ts";
 import { CREATED } from "../../src/store/events.ts";
 import { assertEquals, assertThrows } from "../_assert.ts";
-
-function row(inputFile: string, url: string): SyncedRow {
-  return {
-    input_file: inputFile,
-    transported_file_basename: path.basename(inputFile),
-    url,
-    server: "cdn",
-    dest: "",
-    remote_path: path.basename(inputFile),
-    size: 1,
-    mtime_ms: 1,
-    ctime_ms: 1,
-    ino: 1,
-    md5: null,
-    etag: null,
-    chain: null,
-    extras: null,
-    synced_at: 1,
-  };
-}
+import { syncedRow } from "../_synced_row.ts";
 
 function published(file: string): { input_file: string; url: string; real_file: string }[] {
   const db = new DatabaseSync(file, { readOnly: true });
@@ -53,8 +34,8 @@ Deno.test("WebDb publishes every key of each record, follows changes, and old re
   });
   try {
     store.tx(() => {
-      store.putSynced(row("/s/a", "u/a1"));
-      store.putSynced(row("/s/b", "u/b1"));
+      store.putSynced(syncedRow("/s/a", { url: "u/a1" }));
+      store.putSynced(syncedRow("/s/b", { url: "u/b1" }));
     });
     web.refresh(true);
     assertEquals(published(synced).map((r) => `${r.input_file} ${r.url} ${r.real_file}`), [
@@ -76,12 +57,12 @@ Deno.test("WebDb publishes every key of each record, follows changes, and old re
       );
       store.tx(() => {
         store.deleteSynced("/s/a", "cdn", "");
-        store.putSynced(row("/s/b", "u/b2"));
+        store.putSynced(syncedRow("/s/b", { url: "u/b2" }));
       });
       // A write that rolls back leaves nothing behind.
       assertThrows(() =>
         store.tx(() => {
-          store.putSynced(row("/s/c", "u/c1"));
+          store.putSynced(syncedRow("/s/c", { url: "u/c1" }));
           throw new Error("rolled back");
         })
       );
@@ -149,18 +130,22 @@ Deno.test("WebDb built in bulk publishes the same keys as file by file, also aft
   try {
     const n = 600;
     store.tx(() => {
-      for (let i = 0; i < n; i++) for (const f of names(i)) store.putSynced(row(f, "a:" + f));
+      for (let i = 0; i < n; i++) {
+        for (const f of names(i)) store.putSynced(syncedRow(f, { url: "a:" + f }));
+      }
     });
     web.refresh(true);
     assertEquals(sortedRows(), expected(n, "a:"));
     // 1,800 changed records out of 1,800: the staging copy is rebuilt, with the same result.
     store.tx(() => {
-      for (let i = 0; i < n; i++) for (const f of names(i)) store.putSynced(row(f, "b:" + f));
+      for (let i = 0; i < n; i++) {
+        for (const f of names(i)) store.putSynced(syncedRow(f, { url: "b:" + f }));
+      }
     });
     web.refresh(true);
     assertEquals(sortedRows(), expected(n, "b:"));
     // A few changed: updated row by row.
-    store.tx(() => store.putSynced(row("/t/f1", "c:/t/f1")));
+    store.tx(() => store.putSynced(syncedRow("/t/f1", { url: "c:/t/f1" })));
     web.refresh(true);
     assertEquals(
       sortedRows().filter((r) => r.startsWith("/t/f1 ") || r.startsWith("/t/f1%")),

@@ -122,12 +122,35 @@ async function converged(ws: Workspace, rels: string[]): Promise<string[]> {
   return missing();
 }
 
-Deno.test("verify --repair re-uploads a file whose upload landed before its folder was removed and was recorded after", async () => {
+/**
+ * A workspace on the gated destination with `files` (relative path → content) in its source;
+ * unless `watch` is false, a watching daemon that has done its initial work runs while `fn`
+ * does and is stopped after it. The workspace is removed in the end.
+ */
+async function race(
+  files: Record<string, string>,
+  fn: (ws: Workspace, config: Config) => Promise<void>,
+  options: { watch?: boolean } = {},
+): Promise<void> {
   const ws = workspace("fc-verify-race-");
-  const config = gatedConfig(ws);
-  write(path.join(ws.src, "d/x.txt"), "x");
-  const { d, run } = await watching(config);
   try {
+    const config = gatedConfig(ws);
+    for (const [rel, content] of Object.entries(files)) write(path.join(ws.src, rel), content);
+    if (options.watch === false) return await fn(ws, config);
+    const { d, run } = await watching(config);
+    try {
+      await fn(ws, config);
+    } finally {
+      d.stop();
+      await run;
+    }
+  } finally {
+    ws.cleanup();
+  }
+}
+
+Deno.test("verify --repair re-uploads a file whose upload landed before its folder was removed and was recorded after", async () => {
+  await race({ "d/x.txt": "x" }, async (ws, config) => {
     assert(fs.existsSync(path.join(ws.dst, "d/x.txt")));
     // y.txt lands at the destination; its job is still running, not recorded yet.
     const gate = arm("put", "d/y.txt");
@@ -138,19 +161,11 @@ Deno.test("verify --repair re-uploads a file whose upload landed before its fold
     await verify(config, { repair: true });
     gate.release();
     assertEquals(await converged(ws, ["d/x.txt", "d/y.txt"]), []);
-  } finally {
-    d.stop();
-    await run;
-    ws.cleanup();
-  }
+  });
 });
 
 Deno.test("verify --repair re-uploads a deleted orphan that an upload announced while it was being deleted", async () => {
-  const ws = workspace("fc-verify-race-");
-  const config = gatedConfig(ws);
-  write(path.join(ws.src, "d/x.txt"), "x");
-  const { d, run } = await watching(config);
-  try {
+  await race({ "d/x.txt": "x" }, async (ws, config) => {
     // A file no record accounts for: an orphan, until the source gets one of that name.
     write(path.join(ws.dst, "d/z.txt"), "left behind");
     const del = arm("delete", "d/z.txt");
@@ -165,18 +180,11 @@ Deno.test("verify --repair re-uploads a deleted orphan that an upload announced 
     put.release();
     assertEquals(await converged(ws, ["d/x.txt", "d/z.txt"]), []);
     assertEquals(fs.readFileSync(path.join(ws.dst, "d/z.txt"), "utf8"), "z");
-  } finally {
-    d.stop();
-    await run;
-    ws.cleanup();
-  }
+  });
 });
 
 Deno.test("verify --repair uploads a file removed from the destination even when a job that would skip it is queued", async () => {
-  const ws = workspace("fc-verify-race-");
-  const config = gatedConfig(ws);
-  try {
-    write(path.join(ws.src, "d/x.txt"), "x");
+  await race({ "d/x.txt": "x" }, async (ws, config) => {
     await once(config);
     // Queued work for an unchanged file (a watcher saw an attribute change): it finds nothing to do.
     const store = new Store(ws.data);
@@ -194,17 +202,11 @@ Deno.test("verify --repair uploads a file removed from the destination even when
     await verify(config, { repair: true });
     await once(config);
     assertEquals(fs.existsSync(path.join(ws.dst, "d/x.txt")), true);
-  } finally {
-    ws.cleanup();
-  }
+  }, { watch: false });
 });
 
 Deno.test("verify --repair does not take a file moved server-side, not recorded yet, for an orphan", async () => {
-  const ws = workspace("fc-verify-race-");
-  const config = gatedConfig(ws);
-  write(path.join(ws.src, "d/old.txt"), "moved, not uploaded again");
-  const { d, run } = await watching(config);
-  try {
+  await race({ "d/old.txt": "moved, not uploaded again" }, async (ws, config) => {
     const gate = arm("move", "d/new.txt");
     fs.renameSync(path.join(ws.src, "d/old.txt"), path.join(ws.src, "d/new.txt"));
     await gate.reached;
@@ -214,9 +216,5 @@ Deno.test("verify --repair does not take a file moved server-side, not recorded 
     gate.release();
     assertEquals(await converged(ws, ["d/new.txt"]), []);
     assertEquals(fs.existsSync(path.join(ws.dst, "d/old.txt")), false);
-  } finally {
-    d.stop();
-    await run;
-    ws.cleanup();
-  }
+  });
 });

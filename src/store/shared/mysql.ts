@@ -41,9 +41,9 @@ import type {
 } from "./types.ts";
 import type { ServerUrl } from "./url.ts";
 import { ER_DUP_FIELDNAME, MIGRATIONS, TABLE_OPTIONS } from "./_mysql_sql.ts";
-
-/** A connection cut without a FIN (network loss) must not hang a call forever. */
-const QUERY_TIMEOUT_MS = 60_000;
+import { type Conn, QUERY_TIMEOUT_MS, queryRows, queryRun, type Row } from "./_mysql_query.ts";
+import { appendChanges, readChanges, readFeedBounds } from "./_mysql_feed.ts";
+import { pruneFeed } from "./_mysql_prune.ts";
 
 /** Name of the lock (GET_LOCK) that serialises migrations. */
 const MIGRATION_LOCK = "fileconveyor.schema";
@@ -60,10 +60,6 @@ export interface MysqlSharedOptions {
 
 const RECORD_COLUMNS =
   "input_file, server, dest, transported_file_basename, url, remote_path, fingerprint, node, synced_at";
-
-type Conn = mysql.PoolConnection;
-// deno-lint-ignore no-explicit-any
-type Row = Record<string, any>;
 
 /** The shared store on MariaDB or MySQL. */
 export class MysqlSharedStore implements SharedStore {
@@ -156,14 +152,12 @@ export class MysqlSharedStore implements SharedStore {
     });
   }
 
-  async #rows(c: Conn, sql: string, values?: unknown[]): Promise<Row[]> {
-    const [rows] = await c.query({ sql, timeout: QUERY_TIMEOUT_MS }, values);
-    return rows as Row[];
+  #rows(c: Conn, sql: string, values?: unknown[]): Promise<Row[]> {
+    return queryRows(c, sql, values);
   }
 
-  async #run(c: Conn, sql: string, values?: unknown[]): Promise<mysql.ResultSetHeader> {
-    const [result] = await c.query({ sql, timeout: QUERY_TIMEOUT_MS }, values);
-    return result as mysql.ResultSetHeader;
+  #run(c: Conn, sql: string, values?: unknown[]): Promise<mysql.ResultSetHeader> {
+    return queryRun(c, sql, values);
   }
 
   migrate(): Promise<void> {
@@ -342,30 +336,6 @@ export class MysqlSharedStore implements SharedStore {
     });
   }
 
-  /** Appends changes to the feed; the last statement of a publishing transaction (see the module doc). */
-  async #log(c: Conn, keys: { hash: string; key: SharedKey }[], removed: boolean): Promise<void> {
-    if (keys.length === 0) return;
-    // LAST_INSERT_ID(expr) hands the new value back in the OK packet: no extra SELECT.
-    const r = await this.#run(
-      c,
-      "UPDATE fc_feed SET seq = LAST_INSERT_ID(seq + ?) WHERE id = 1",
-      [keys.length],
-    );
-    const first = Number(r.insertId) - keys.length;
-    await this.#run(
-      c,
-      "INSERT INTO fc_changes(seq, key_hash, input_file, server, dest, removed) VALUES ?",
-      [keys.map((k, i) => [
-        first + i + 1,
-        k.hash,
-        k.key.input_file,
-        k.key.server,
-        k.key.dest,
-        removed ? 1 : 0,
-      ])],
-    );
-  }
-
   publish(records: readonly SharedRecord[]): Promise<void> {
     if (records.length === 0) return Promise.resolve();
     const distinct = distinctRecords(records);
@@ -412,7 +382,7 @@ export class MysqlSharedStore implements SharedStore {
       const gone = new Set(rows.map((row) => row.key_hash as string));
       if (gone.size === 0) return;
       await this.#run(c, "DELETE FROM synced_files WHERE key_hash IN (?)", [[...gone]]);
-      await this.#log(c, distinct.filter((d) => gone.has(d.hash)), true);
+      await appendChanges(c, distinct.filter((d) => gone.has(d.hash)), true);
     });
   }
 
@@ -446,53 +416,15 @@ export class MysqlSharedStore implements SharedStore {
   }
 
   changesSince(cursor: number, limit: number): Promise<RecordChange[]> {
-    return this.#with("read", async (c) => {
-      const rows = await this.#rows(
-        c,
-        `SELECT c.seq, c.input_file AS k_input_file, c.server AS k_server, c.dest AS k_dest,
-           s.input_file, s.server, s.dest, s.transported_file_basename, s.url, s.remote_path,
-           s.fingerprint, s.node, s.synced_at
-         FROM fc_changes c LEFT JOIN synced_files s ON s.key_hash = c.key_hash
-         WHERE c.seq > ? ORDER BY c.seq LIMIT ?`,
-        [cursor, limit],
-      );
-      return rows.map((row) => {
-        const change: RecordChange = {
-          seq: Number(row.seq),
-          key: { input_file: row.k_input_file, server: row.k_server, dest: row.k_dest },
-        };
-        if (row.input_file != null) change.record = toRecord(row as RecordRow);
-        return change;
-      });
-    });
+    return this.#with("read", (c) => readChanges(c, cursor, limit));
   }
 
   feed(): Promise<FeedBounds> {
-    return this.#with("read", async (c) => {
-      const [row] = await this.#rows(c, "SELECT seq, pruned FROM fc_feed WHERE id = 1");
-      return { pruned: Number(row?.pruned ?? 0), head: Number(row?.seq ?? 0) };
-    });
+    return this.#with("read", (c) => readFeedBounds(c));
   }
 
   pruneChanges(now: number, retentionMs: number): Promise<number> {
-    return this.#tx("prune", async (c) => {
-      const [row] = await this.#rows(
-        c,
-        `SELECT (SELECT min(feed_cursor) FROM fc_nodes WHERE heartbeat_at >= ?) AS low,
-           (SELECT max(seq) FROM fc_changes) AS top`,
-        [now - retentionMs],
-      );
-      if (row?.low == null || row?.top == null) return 0;
-      // The newest change stays: a follower behind the pruned range then sees a gap.
-      const horizon = Math.min(Number(row.low), Number(row.top) - 1);
-      if (horizon <= 0) return 0;
-      const d = await this.#run(c, "DELETE FROM fc_changes WHERE seq <= ?", [horizon]);
-      // Last: the feed's row is what publishers queue on, so it is held only until the commit.
-      await this.#run(c, "UPDATE fc_feed SET pruned = GREATEST(pruned, ?) WHERE id = 1", [
-        horizon,
-      ]);
-      return d.affectedRows;
-    });
+    return this.#tx("prune", (c) => pruneFeed(c, now, retentionMs));
   }
 
   records(after: string, limit: number): Promise<RecordPage> {

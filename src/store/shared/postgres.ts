@@ -53,6 +53,8 @@ import {
   PUBLISH_SQL,
   RECORD_COLUMNS_SQL,
 } from "./_postgres_sql.ts";
+import { appendChanges, lockFeed, readChanges, readFeedBounds } from "./_postgres_feed.ts";
+import { pruneFeed } from "./_postgres_prune.ts";
 
 /** Options of {@linkcode PostgresSharedStore}. */
 export interface PostgresSharedOptions {
@@ -340,33 +342,6 @@ export class PostgresSharedStore implements SharedStore {
     });
   }
 
-  /** Appends changes to the feed, in a transaction that locked the feed's row first. */
-  async #log(
-    c: Client,
-    keys: { hash: string; key: SharedKey }[],
-    removed: boolean,
-  ): Promise<void> {
-    if (keys.length === 0) return;
-    const r = await c.query<{ seq: string }>(
-      "UPDATE fc_feed SET seq = seq + $1 WHERE id = 1 RETURNING seq",
-      [keys.length],
-    );
-    const first = Number(r.rows[0]!.seq) - keys.length;
-    await c.query(
-      `INSERT INTO fc_changes(seq, key_hash, input_file, server, dest, removed)
-       SELECT $1::bigint + o, h, i, s, d, $6
-       FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS t(h, i, s, d, o)`,
-      [
-        first,
-        keys.map((k) => k.hash),
-        keys.map((k) => k.key.input_file),
-        keys.map((k) => k.key.server),
-        keys.map((k) => k.key.dest),
-        removed,
-      ],
-    );
-  }
-
   publish(records: readonly SharedRecord[]): Promise<void> {
     if (records.length === 0) return Promise.resolve();
     const distinct = distinctRecords(records);
@@ -394,13 +369,13 @@ export class PostgresSharedStore implements SharedStore {
     const distinct = distinctKeys(keys);
     return this.#tx("unpublish from", async (c) => {
       // The feed first, as in PUBLISH_SQL: every feed writer locks in the same order.
-      await c.query("SELECT seq FROM fc_feed WHERE id = 1 FOR UPDATE");
+      await lockFeed(c);
       const r = await c.query<{ key_hash: string }>(
         "DELETE FROM synced_files WHERE key_hash = ANY($1::text[]) RETURNING key_hash",
         [distinct.map((d) => d.hash)],
       );
       const gone = new Set(r.rows.map((row) => row.key_hash));
-      await this.#log(c, distinct.filter((d) => gone.has(d.hash)), true);
+      await appendChanges(c, distinct.filter((d) => gone.has(d.hash)), true);
     });
   }
 
@@ -432,50 +407,15 @@ export class PostgresSharedStore implements SharedStore {
   }
 
   changesSince(cursor: number, limit: number): Promise<RecordChange[]> {
-    return this.#with("read", async (c) => {
-      const r = await c.query(
-        `SELECT c.seq, c.input_file AS k_input_file, c.server AS k_server, c.dest AS k_dest,
-           s.input_file, s.server, s.dest, s.transported_file_basename, s.url, s.remote_path,
-           s.fingerprint, s.node, s.synced_at
-         FROM fc_changes c LEFT JOIN synced_files s ON s.key_hash = c.key_hash
-         WHERE c.seq > $1 ORDER BY c.seq LIMIT $2`,
-        [cursor, limit],
-      );
-      return r.rows.map((row) => {
-        const change: RecordChange = {
-          seq: Number(row.seq),
-          key: { input_file: row.k_input_file, server: row.k_server, dest: row.k_dest },
-        };
-        if (row.input_file != null) change.record = toRecord(row as RecordRow);
-        return change;
-      });
-    });
+    return this.#with("read", (c) => readChanges(c, cursor, limit));
   }
 
   feed(): Promise<FeedBounds> {
-    return this.#with("read", async (c) => {
-      const r = await c.query("SELECT seq, pruned FROM fc_feed WHERE id = 1");
-      return { pruned: Number(r.rows[0]?.pruned ?? 0), head: Number(r.rows[0]?.seq ?? 0) };
-    });
+    return this.#with("read", (c) => readFeedBounds(c));
   }
 
   pruneChanges(now: number, retentionMs: number): Promise<number> {
-    return this.#tx("prune", async (c) => {
-      const r = await c.query(
-        `SELECT (SELECT min(feed_cursor) FROM fc_nodes WHERE heartbeat_at >= $1) AS low,
-           (SELECT max(seq) FROM fc_changes) AS top`,
-        [now - retentionMs],
-      );
-      const { low, top } = r.rows[0] ?? {};
-      if (low == null || top == null) return 0;
-      // The newest change stays: a follower behind the pruned range then sees a gap.
-      const horizon = Math.min(Number(low), Number(top) - 1);
-      if (horizon <= 0) return 0;
-      const d = await c.query("DELETE FROM fc_changes WHERE seq <= $1", [horizon]);
-      // Last: the feed's row is what publishers queue on, so it is held only until the commit.
-      await c.query("UPDATE fc_feed SET pruned = GREATEST(pruned, $1) WHERE id = 1", [horizon]);
-      return d.rowCount ?? 0;
-    });
+    return this.#tx("prune", (c) => pruneFeed(c, now, retentionMs));
   }
 
   records(after: string, limit: number): Promise<RecordPage> {

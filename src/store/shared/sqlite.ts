@@ -26,62 +26,15 @@ import type {
   SharedServerHealth,
   SharedStore,
 } from "./types.ts";
-
-/** Schema migrations; index + 1 is the schema version after it runs. */
-const MIGRATIONS: string[] = [
-  `
-  CREATE TABLE IF NOT EXISTS synced_files(
-    input_file TEXT NOT NULL,
-    transported_file_basename TEXT NOT NULL,
-    url TEXT NOT NULL,
-    server TEXT NOT NULL,
-    dest TEXT NOT NULL DEFAULT '',
-    remote_path TEXT NOT NULL,
-    fingerprint TEXT NOT NULL,
-    node TEXT NOT NULL,
-    synced_at INTEGER NOT NULL,
-    PRIMARY KEY(input_file, server, dest)
-  );
-  CREATE TABLE fc_leases(
-    input_file TEXT NOT NULL,
-    server TEXT NOT NULL,
-    dest TEXT NOT NULL,
-    node TEXT NOT NULL,
-    until INTEGER NOT NULL,
-    PRIMARY KEY(input_file, server, dest)
-  ) WITHOUT ROWID;
-  CREATE INDEX fc_leases_node ON fc_leases(node);
-  CREATE TABLE fc_nodes(
-    node TEXT PRIMARY KEY,
-    started_at INTEGER NOT NULL,
-    heartbeat_at INTEGER NOT NULL,
-    queued INTEGER NOT NULL,
-    failed INTEGER NOT NULL,
-    version TEXT NOT NULL
-  );
-  CREATE TABLE fc_changes(
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    input_file TEXT NOT NULL,
-    server TEXT NOT NULL,
-    dest TEXT NOT NULL,
-    removed INTEGER NOT NULL
-  );
-  CREATE TABLE fc_server_health(
-    server TEXT NOT NULL,
-    node TEXT NOT NULL,
-    failing_since INTEGER,
-    last_error TEXT,
-    last_ok INTEGER,
-    updated_at INTEGER NOT NULL,
-    PRIMARY KEY(server, node)
-  );
-  `,
-  `
-  ALTER TABLE fc_nodes ADD COLUMN feed_cursor INTEGER NOT NULL DEFAULT 0;
-  CREATE TABLE fc_feed(id INTEGER PRIMARY KEY, pruned INTEGER NOT NULL);
-  INSERT INTO fc_feed(id, pruned) VALUES (1, 0);
-  `,
-];
+import { MIGRATIONS } from "./_sqlite_sql.ts";
+import {
+  type Prepare,
+  PUBLISHED_CHANGE_SQL,
+  readChanges,
+  readFeedBounds,
+  REMOVED_CHANGE_SQL,
+} from "./_sqlite_feed.ts";
+import { pruneFeed } from "./_sqlite_prune.ts";
 
 /** Options of {@linkcode SqliteSharedStore}. */
 export interface SqliteSharedOptions {
@@ -150,6 +103,9 @@ export class SqliteSharedStore implements SharedStore {
     }
     return e;
   }
+
+  /** `#q`, for the modules that hold this store's SQL. */
+  readonly #prepare: Prepare = (sql) => this.#q(sql);
 
   #q(sql: string): StatementSync {
     let s = this.#stmts.get(sql);
@@ -348,9 +304,7 @@ export class SqliteSharedStore implements SharedStore {
              synced_at = excluded.synced_at`,
         );
         const drop = this.#q(`DELETE FROM fc_leases WHERE ${KEY_WHERE} AND node = ?`);
-        const log = this.#q(
-          "INSERT INTO fc_changes(input_file, server, dest, removed) VALUES (?, ?, ?, 0)",
-        );
+        const log = this.#q(PUBLISHED_CHANGE_SQL);
         for (const { record: r } of distinct) {
           upsert.run(...recordValues(r));
           drop.run(r.input_file, r.server, r.dest, this.node);
@@ -367,9 +321,7 @@ export class SqliteSharedStore implements SharedStore {
       const distinct = distinctKeys(keys);
       this.#tx("unpublish from", () => {
         const del = this.#q(`DELETE FROM synced_files WHERE ${KEY_WHERE}`);
-        const log = this.#q(
-          "INSERT INTO fc_changes(input_file, server, dest, removed) VALUES (?, ?, ?, 1)",
-        );
+        const log = this.#q(REMOVED_CHANGE_SQL);
         for (const { key: k } of distinct) {
           if (Number(del.run(k.input_file, k.server, k.dest).changes) > 0) {
             log.run(k.input_file, k.server, k.dest);
@@ -407,63 +359,15 @@ export class SqliteSharedStore implements SharedStore {
   }
 
   changesSince(cursor: number, limit: number): Promise<RecordChange[]> {
-    return settle(() => {
-      const rows = this.#read("read", () =>
-        this.#q(
-          `SELECT c.seq AS seq, c.input_file AS k_input_file, c.server AS k_server,
-             c.dest AS k_dest, c.removed AS removed, s.input_file AS input_file, s.server AS server,
-             s.dest AS dest, s.transported_file_basename AS transported_file_basename,
-             s.url AS url, s.remote_path AS remote_path, s.fingerprint AS fingerprint,
-             s.node AS node, s.synced_at AS synced_at
-           FROM fc_changes c LEFT JOIN synced_files s
-             ON s.input_file = c.input_file AND s.server = c.server AND s.dest = c.dest
-           WHERE c.seq > ? ORDER BY c.seq LIMIT ?`,
-        ).all(cursor, limit)) as unknown as (RecordRow & {
-          seq: number;
-          k_input_file: string;
-          k_server: string;
-          k_dest: string;
-          removed: number;
-        })[];
-      return (rows.map((r) => {
-        const change: RecordChange = {
-          seq: Number(r.seq),
-          key: { input_file: r.k_input_file, server: r.k_server, dest: r.k_dest },
-        };
-        if (r.input_file !== null && r.input_file !== undefined) change.record = toRecord(r);
-        return change;
-      }));
-    });
+    return settle(() => this.#read("read", () => readChanges(this.#prepare, cursor, limit)));
   }
 
   feed(): Promise<FeedBounds> {
-    return settle(() =>
-      this.#read("read", () => {
-        const r = this.#q(
-          `SELECT (SELECT pruned FROM fc_feed WHERE id = 1) AS pruned,
-             (SELECT seq FROM sqlite_sequence WHERE name = 'fc_changes') AS head`,
-        ).get() as { pruned: number | null; head: number | null };
-        return { pruned: Number(r.pruned ?? 0), head: Number(r.head ?? 0) };
-      })
-    );
+    return settle(() => this.#read("read", () => readFeedBounds(this.#prepare)));
   }
 
   pruneChanges(now: number, retentionMs: number): Promise<number> {
-    return settle(() =>
-      this.#tx("prune", () => {
-        const r = this.#q(
-          `SELECT (SELECT MIN(feed_cursor) FROM fc_nodes WHERE heartbeat_at >= ?) AS low,
-             (SELECT MAX(seq) FROM fc_changes) AS top`,
-        ).get(now - retentionMs) as { low: number | null; top: number | null };
-        if (r.low === null || r.top === null) return 0;
-        // The newest change stays: a follower behind the pruned range then sees a gap.
-        const horizon = Math.min(Number(r.low), Number(r.top) - 1);
-        if (horizon <= 0) return 0;
-        const n = this.#q("DELETE FROM fc_changes WHERE seq <= ?").run(horizon).changes;
-        this.#q("UPDATE fc_feed SET pruned = MAX(pruned, ?) WHERE id = 1").run(horizon);
-        return Number(n);
-      })
-    );
+    return settle(() => this.#tx("prune", () => pruneFeed(this.#prepare, now, retentionMs)));
   }
 
   records(after: string, limit: number): Promise<RecordPage> {
