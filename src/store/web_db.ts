@@ -32,6 +32,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import process from "node:process";
 import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
 import type { Store } from "./store.ts";
 
@@ -127,17 +128,21 @@ export class WebDb {
 
   /**
    * Publishes what changed since the last call. Unless `force`, each file
-   * waits twenty times as long as its last update took before the next.
+   * waits twenty times as long as its last update cost before the next
+   * (see {@linkcode pause}).
    */
   refresh(force = false): void {
     if (!this.#prepared) this.#prepare();
     let t0 = performance.now();
+    let c0 = cpuMs();
     const pending = this.#store.syncedChanged.size > 0 || !this.#stage;
     if (force || (t0 >= this.#syncedNextAt && pending)) {
       this.#updateSynced(force);
       const t1 = performance.now();
-      this.#syncedNextAt = t1 + 20 * (t1 - t0);
+      const c1 = cpuMs();
+      this.#syncedNextAt = t1 + pause(t1 - t0, c1 - c0);
       t0 = t1;
+      c0 = c1;
     }
     if (force || t0 >= this.#queueNextAt) {
       const counts = JSON.stringify(this.#store.queueCounts());
@@ -145,7 +150,7 @@ export class WebDb {
         this.#writePersistent();
         this.#queueSeen = counts;
         const t1 = performance.now();
-        this.#queueNextAt = t1 + 20 * (t1 - t0);
+        this.#queueNextAt = t1 + pause(t1 - t0, cpuMs() - c0);
       }
     }
   }
@@ -389,6 +394,27 @@ interface SyncedWebRow {
  * this many files changed and they are more than half of its rows.
  */
 const REBUILD_MIN = 1000;
+
+/** Longest pause between two updates of a file, ms, however long the last one took. */
+export const WEB_PAUSE_MAX = 10_000;
+
+/**
+ * The pause after an update that took `wallMs` (and `cpuMs` of the process's
+ * CPU): twenty times its cost, so writing the files takes at most a twentieth
+ * of the time. The cost is the smaller of both: a process stopped (SIGSTOP, a
+ * suspended VM) or descheduled on a loaded machine during an update spent
+ * wall time, not work, and must not put the next update off for minutes; and
+ * never more than {@linkcode WEB_PAUSE_MAX}.
+ */
+export function pause(wallMs: number, cpuMs: number): number {
+  return Math.min(WEB_PAUSE_MAX, 20 * Math.max(0, Math.min(wallMs, cpuMs)));
+}
+
+/** CPU milliseconds this process has used (all threads). */
+function cpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
 
 function rowCount(db: DatabaseSync): number {
   return Number((db.prepare("SELECT COUNT(*) AS n FROM synced_files").get() as { n: number }).n);

@@ -8,7 +8,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { Store } from "../../src/store/store.ts";
-import { WebDb } from "../../src/store/web_db.ts";
+import { pause, WEB_PAUSE_MAX, WebDb } from "../../src/store/web_db.ts";
 import { CREATED } from "../../src/store/events.ts";
 import { assertEquals, assertThrows } from "../_assert.ts";
 import { syncedRow } from "../_synced_row.ts";
@@ -156,4 +156,14 @@ Deno.test("WebDb built in bulk publishes the same keys as file by file, also aft
     store.close();
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+Deno.test("pause(): twenty times an update's cost, counted as work (CPU) not as a stall, never beyond the bound", () => {
+  assertEquals(pause(10, 10), 200);
+  assertEquals(pause(10, 30), 200, "other threads' CPU does not lengthen it past the wall time");
+  // Stopped (SIGSTOP) or descheduled for 7 s during a 5 ms update: the next one is not put off.
+  assertEquals(pause(7000, 5), 100);
+  assertEquals(pause(5000, 5000), WEB_PAUSE_MAX);
+  assertEquals(pause(0, 0), 0);
+  assertEquals(pause(10, -1), 0, "a clock read backwards is no pause");
 });

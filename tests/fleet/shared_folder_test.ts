@@ -1,0 +1,160 @@
+/**
+ * Two real daemons on one shared folder and a PostgreSQL store, in the
+ * faults a shared folder meets: a node that stalls (SIGSTOP) longer than its
+ * leases while it uploads, its files rewritten meanwhile; and renames, which
+ * every node sees and only one may carry out.
+ *
+ * @module
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { DatabaseSync } from "node:sqlite";
+import { diffTrees, eventually, sleep, tree, write } from "../_harness.ts";
+import { assert, assertEquals } from "../_assert.ts";
+import { freshDatabase } from "../_servers.ts";
+import {
+  fleetNode,
+  fleetWorld,
+  startNode,
+  stopAll,
+  uploadsOf,
+  webDiag,
+  webRows,
+} from "./_fleet.ts";
+
+/** Seconds without a heartbeat after which a node's leases are taken over (the nodes' setting). */
+const NODE_TIMEOUT = 3;
+
+async function pair() {
+  const db = await freshDatabase("postgres");
+  const w = fleetWorld(() => db.url);
+  const shared = path.join(w.root, "shared");
+  const nodes = ["n1", "n2"].map((n) =>
+    fleetNode(w, n, shared, { nodeTimeout: String(NODE_TIMEOUT) })
+  );
+  return {
+    w,
+    shared,
+    nodes,
+    cleanup: async () => {
+      await stopAll(nodes);
+      await db.drop().catch(() => {});
+      w.cleanup();
+    },
+  };
+}
+
+/** Which tables of a node's database hold `file`: its own record, its mirror of the shared one. */
+function whereIs(n: ReturnType<typeof fleetNode>, file: string): string {
+  const db = new DatabaseSync(path.join(n.data, "fileconveyor.db"), { readOnly: true });
+  try {
+    const has = (table: string) =>
+      db.prepare(`SELECT COUNT(*) AS n FROM ${table} WHERE input_file = ?`).get(file) as {
+        n: number;
+      };
+    const node = db.prepare("SELECT node FROM fleet_records WHERE input_file = ?").get(file) as
+      | { node: string }
+      | undefined;
+    const held = db.prepare("SELECT pending FROM guard").all() as { pending: number }[];
+    return `local ${has("synced_files").n}, mirror ${has("fleet_records").n} by ${node?.node}${
+      held.length ? `; the delete guard holds ${held[0]!.pending}` : ""
+    }`;
+  } finally {
+    db.close();
+  }
+}
+
+/** Every node's web database has a row with the expected URL for each file of the folder. */
+function webDbsMatch(nodes: ReturnType<typeof fleetNode>[], shared: string): string {
+  const want = tree(shared);
+  for (const n of nodes) {
+    const rows = webRows(n);
+    for (const rel of want.keys()) {
+      const url = rows.get(path.join(shared, rel));
+      if (url !== `http://cdn.test/${rel}`) return `${n.name}: ${rel} → ${url}; ${webDiag(n)}`;
+    }
+    if (rows.size !== want.size) {
+      const extra = [...rows.keys()].filter((f) => !want.has(path.relative(shared, f)));
+      return `${n.name}: ${rows.size} rows for ${want.size} files; extra: ${
+        extra.slice(0, 5).map((f) => `${path.relative(shared, f)} (${whereIs(n, f)})`).join(", ")
+      }; ${webDiag(n)}`;
+    }
+  }
+  return "";
+}
+
+Deno.test("fleet (postgres): a node stalled past its leases while uploading, its files rewritten meanwhile, never leaves old content at the destination", async () => {
+  const { w, shared, nodes, cleanup } = await pair();
+  try {
+    for (const n of nodes) startNode(n);
+    for (const n of nodes) await n.daemon!.waitFor("Initial scan done", 30_000);
+    const N = 200;
+    const file = (i: number) => path.join(shared, `d${i % 5}`, `f${i}.txt`);
+    for (let i = 0; i < N; i++) write(file(i), `one ${i} ${"x".repeat(20_000)}`);
+    // The victim: the first node seen uploading. Stopped at once, it holds leases on files it
+    // is uploading and on files it claimed ahead.
+    let victim = nodes[0]!;
+    await eventually(
+      () => {
+        const i = nodes.findIndex((n) => uploadsOf(n).length > 0);
+        if (i < 0) return "nothing uploaded yet";
+        victim = nodes[i]!;
+        return "";
+      },
+      30_000,
+      "a first upload",
+    );
+    const pid = victim.daemon!.child.pid;
+    Deno.kill(pid, "SIGSTOP");
+    try {
+      // Rewritten while the victim sleeps: what it uploads when it wakes is old content.
+      for (let i = 0; i < N; i++) write(file(i), `two ${i}`);
+      // Past its leases: the other node takes its files over.
+      await sleep(NODE_TIMEOUT * 1000 * 2 + 1000);
+    } finally {
+      Deno.kill(pid, "SIGCONT");
+    }
+    await eventually(() => diffTrees(tree(shared), tree(w.dst)), 90_000, "after the stall");
+    // Settled: a late transfer of the victim's would show now.
+    await sleep(2000);
+    assertEquals(diffTrees(tree(shared), tree(w.dst)), "");
+    await eventually(() => webDbsMatch(nodes, shared), 30_000, "the web databases");
+    for (const n of nodes) {
+      assert(!/Uncaught/.test(n.daemon!.log()), n.daemon!.log().slice(-3000));
+    }
+    const survivor = nodes.find((n) => n !== victim)!;
+    assert(uploadsOf(survivor).length > 0, "the survivor took nothing over");
+  } finally {
+    await cleanup();
+  }
+});
+
+Deno.test("fleet (postgres): files renamed in a shared folder end under their new names once, on every node", async () => {
+  const { w, shared, nodes, cleanup } = await pair();
+  try {
+    const N = 40;
+    for (let i = 0; i < N; i++) write(path.join(shared, "a", `f${i}.txt`), `content ${i}`);
+    // Files that stay: the renames are a part of the folder, within the delete guard's
+    // allowance (a rename of everything may be judged a mass deletion and held, by design).
+    for (let i = 0; i < 2 * N; i++) write(path.join(shared, "keep", `k${i}.txt`), `kept ${i}`);
+    for (const n of nodes) startNode(n);
+    await eventually(() => diffTrees(tree(shared), tree(w.dst)), 60_000, "the first sync");
+    await eventually(() => webDbsMatch(nodes, shared), 30_000, "the web databases");
+    // Both nodes see every rename; each is carried out by one node (server-side or by upload).
+    for (let i = 0; i < N; i++) {
+      fs.renameSync(path.join(shared, "a", `f${i}.txt`), path.join(shared, "a", `g${i}.txt`));
+    }
+    // And a directory renamed as a whole.
+    fs.renameSync(path.join(shared, "a"), path.join(shared, "b"));
+    await eventually(() => diffTrees(tree(shared), tree(w.dst)), 60_000, "after the renames");
+    await eventually(() => webDbsMatch(nodes, shared), 30_000, "the web databases");
+    await sleep(1000);
+    assertEquals(diffTrees(tree(shared), tree(w.dst)), "");
+    for (const n of nodes) {
+      const log = n.daemon!.log();
+      assert(!/Uncaught|failed permanently/.test(log), log.slice(-3000));
+    }
+  } finally {
+    await cleanup();
+  }
+});
