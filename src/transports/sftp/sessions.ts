@@ -64,7 +64,10 @@ export class Sessions {
         conn = await openSession(this.#env, link, signal);
         return conn;
       } catch (err) {
-        // Refused on a connection that carries others: it is full, try another one.
+        // Refused on a connection that carries (or is opening) others: it is full, try
+        // another one. The others still being opened count, as ssh2 confirms a session
+        // only after its SFTP handshake, later than it reports a refused one; those of
+        // them that are refused too lower the cap further.
         const others = entry.users - 1;
         if (err instanceof ConnectFailure && err.tooMany && others > 0 && entry.link?.alive) {
           entry.cap = Math.min(entry.cap, others);
