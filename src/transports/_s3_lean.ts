@@ -11,6 +11,13 @@
  */
 import { crc32 } from "node:zlib";
 import { Semaphore } from "../util/semaphore.ts";
+import {
+  CutOffError,
+  type HeaderMap,
+  Http1Client,
+  NoAnswerError,
+  proxyConfigured,
+} from "./_http1.ts";
 import { encodePath } from "./paths.ts";
 import { canonicalQuery, type SigV4Credentials, SigV4Signer, UNSIGNED_PAYLOAD } from "./_sigv4.ts";
 
@@ -54,12 +61,16 @@ const STATUS_NAMES: Record<number, string> = {
 
 /** Answers worth sending again at once (as the SDK's standard retry strategy does). */
 const TRANSIENT = new Set([429, 500, 502, 503, 504]);
+const decoder = new TextDecoder();
 const ATTEMPTS = 3;
+
+/** Response headers: `Headers`, or the small HTTP/1.1 client's map. */
+export type LeanHeaders = Pick<HeaderMap, "get" | typeof Symbol.iterator>;
 
 /** A successful answer: status, headers and the (small) body as text. */
 export interface LeanResponse {
   status: number;
-  headers: Headers;
+  headers: LeanHeaders;
   body: string;
 }
 
@@ -110,7 +121,11 @@ export class LeanS3 {
   /** Path before the key: the endpoint's path plus `/bucket` in path style. */
   readonly #prefix: string;
   readonly #slots: Semaphore;
+  /** `fetch`'s client, used when a proxy is configured (only `fetch` honours one). */
   #client: Deno.HttpClient | undefined;
+  /** The small HTTP/1.1 client, used otherwise. */
+  #http1: Http1Client | undefined;
+  #closed = false;
 
   constructor(t: LeanTarget) {
     this.#signer = new SigV4Signer(t.credentials, t.region);
@@ -124,7 +139,9 @@ export class LeanS3 {
     this.#origin = `${u.protocol}//${this.#host}`;
     this.#prefix = virtual ? base : `${base}/${encodePath(t.bucket)}`;
     this.#slots = new Semaphore(t.maxConnections);
-    this.#client = Deno.createHttpClient({ poolMaxIdlePerHost: t.maxConnections });
+    if (proxyConfigured()) {
+      this.#client = Deno.createHttpClient({ poolMaxIdlePerHost: t.maxConnections });
+    } else this.#http1 = new Http1Client(this.#origin, t.maxConnections);
   }
 
   /**
@@ -143,10 +160,9 @@ export class LeanS3 {
     query?: Record<string, string>,
   ): Promise<LeanResponse> {
     const path = key === undefined ? this.#prefix || "/" : `${this.#prefix}/${encodePath(key)}`;
-    const url = this.#origin + path + (query ? "?" + canonicalQuery(query) : "");
+    const target = path + (query ? "?" + canonicalQuery(query) : "");
     for (let attempt = 1;; attempt++) {
-      const client = this.#client;
-      if (!client) throw new Error("the connection pool is closed");
+      if (this.#closed) throw new Error("the connection pool is closed");
       // The payload is left out of the signature; the signed Content-MD5 binds it instead.
       const signed = this.#signer.sign({
         method,
@@ -158,36 +174,56 @@ export class LeanS3 {
       });
       delete signed.host;
       await this.#slots.acquire(signal);
-      let res: Response;
+      let res: { status: number; headers: LeanHeaders };
       let text: string;
       try {
         try {
-          res = await fetch(url, {
-            method,
-            headers: signed,
-            ...(body ? { body } : {}),
-            // A redirect is an answer to report (wrong region), never to follow unsigned.
-            redirect: "manual",
-            signal,
-            client,
-          });
+          if (this.#http1) {
+            delete signed["content-length"];
+            const r = await this.#http1.request(method, target, signed, body, signal);
+            res = r;
+            text = r.body.length > 0 ? decoder.decode(r.body) : "";
+          } else {
+            const client = this.#client;
+            if (!client) throw new Error("the connection pool is closed");
+            let fetched: Response;
+            try {
+              fetched = await fetch(this.#origin + target, {
+                method,
+                headers: signed,
+                ...(body ? { body } : {}),
+                // A redirect is an answer to report (wrong region), never to follow unsigned.
+                redirect: "manual",
+                signal,
+                client,
+              });
+            } catch (err) {
+              if (signal.aborted) throw err;
+              throw new NoAnswerError(
+                // fetch says only "fetch failed"; the reason is in its cause.
+                ((err as Error).cause as Error | undefined)?.message ?? (err as Error).message,
+                { cause: err },
+              );
+            }
+            res = fetched;
+            try {
+              text = method === "HEAD" ? "" : await fetched.text();
+            } catch (err) {
+              if (signal.aborted) throw signal.reason;
+              throw new CutOffError(fetched.status, "cut off", { cause: err });
+            }
+          }
         } catch (err) {
           // No answer: a keep-alive connection the server had closed, or the network.
-          if (signal.aborted) throw err;
-          if (attempt >= ATTEMPTS) {
-            // fetch says only "fetch failed"; the reason is in its cause.
-            const why = ((err as Error).cause as Error | undefined)?.message ??
-              (err as Error).message;
-            throw new Error(`connection failed: ${why}`, { cause: err });
+          if (err instanceof NoAnswerError) {
+            if (attempt >= ATTEMPTS) {
+              throw new Error(`connection failed: ${err.message}`, { cause: err });
+            }
+            continue;
           }
-          continue;
-        }
-        try {
-          text = method === "HEAD" ? "" : await res.text();
-        } catch {
-          if (signal.aborted) throw signal.reason;
           // The status line arrived, the rest was cut off.
-          throw new LeanS3Error(res.status, undefined, "", false);
+          if (err instanceof CutOffError) throw new LeanS3Error(err.status, undefined, "", false);
+          throw err;
         }
       } finally {
         this.#slots.release();
@@ -205,8 +241,11 @@ export class LeanS3 {
 
   /** Closes the pooled connections; later requests fail. */
   close(): void {
+    this.#closed = true;
     this.#client?.close();
     this.#client = undefined;
+    this.#http1?.close();
+    this.#http1 = undefined;
   }
 }
 
@@ -221,7 +260,7 @@ export interface LeanObjectOutput {
 }
 
 /** Reads an object answer's headers into {@linkcode LeanObjectOutput}. */
-export function objectOutput(h: Headers): LeanObjectOutput {
+export function objectOutput(h: LeanHeaders): LeanObjectOutput {
   const out: LeanObjectOutput = {};
   const etag = h.get("etag");
   if (etag) out.ETag = etag;

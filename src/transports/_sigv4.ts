@@ -53,7 +53,8 @@ export function canonicalQuery(query: Record<string, string>): string {
 
 /** `20130524T000000Z` from a date. */
 export function amzDate(d: Date): string {
-  return d.toISOString().replace(/[-:]/g, "").replace(/\.\d{3}/, "");
+  const s = d.toISOString(); // 2013-05-24T00:00:00.000Z (years 0–9999)
+  return s.slice(0, 4) + s.slice(5, 7) + s.slice(8, 13) + s.slice(14, 16) + s.slice(17, 19) + "Z";
 }
 
 /**

@@ -11,8 +11,11 @@
  *   is checked with a stat, then the temp file is renamed over the target
  *   with OpenSSH's atomic `posix-rename@openssh.com` (plain rename, after
  *   removing the target, on servers without it).
- * - Up to `maxConnections` SSH connections per server are pooled; each
- *   request has a timeout; a broken connection is dropped and replaced.
+ * - Up to `maxConnections` SFTP sessions per server are pooled, up to 8 of
+ *   them on one SSH connection (each session has its own server process;
+ *   a server that refuses more sessions on a connection gets more
+ *   connections); each request has a timeout; a broken connection is
+ *   dropped and replaced.
  *
  * @module
  */

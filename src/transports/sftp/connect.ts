@@ -54,13 +54,27 @@ function expandHome(p: string): string {
   return p;
 }
 
-export interface Conn {
+/** One SSH connection (TCP socket, keys, encryption), which carries SFTP sessions. */
+export interface Link {
   id: number;
   client: ssh2.Client;
-  sftp: ssh2.SFTPWrapper;
   alive: boolean;
   /** The SSH connection has closed. */
   closed: boolean;
+  /** The user and server, for messages. */
+  where: string;
+  /** Its open SFTP sessions (marked dead when the link ends). */
+  sessions: Set<Conn>;
+}
+
+/** One SFTP session (an SSH channel with its own server process) on a {@linkcode Link}. */
+export interface Conn {
+  id: number;
+  link: Link;
+  /** The link's SSH client (a request timeout destroys it). */
+  client: ssh2.Client;
+  sftp: ssh2.SFTPWrapper;
+  alive: boolean;
   /** Whether posix-rename@openssh.com is usable (cleared when the server refuses it). */
   posixRename: boolean;
 }
@@ -93,8 +107,11 @@ export interface ConnectEnv {
   nextId(): number;
 }
 
-/** Opens one connection: SSH login with host key verification, then the SFTP session. */
-export async function connect(env: ConnectEnv, signal: AbortSignal): Promise<Conn> {
+/**
+ * Opens one SSH connection: login with host key verification. SFTP sessions
+ * are opened on it with {@linkcode openSession}.
+ */
+export async function openLink(env: ConnectEnv, signal: AbortSignal): Promise<Link> {
   const s = env.s;
   const where = `${s.username}@${s.host}:${s.port}`;
   const started = performance.now();
@@ -215,7 +232,6 @@ export async function connect(env: ConnectEnv, signal: AbortSignal): Promise<Con
   const sock = new net.Socket();
   sock.setNoDelay(true); // without it every SFTP round trip waits ~40 ms (Nagle + delayed ACK)
   const client = new ssh2.Client();
-  let stage: "connect" | "sftp" = "connect";
   const fail = (err: unknown): ClassifiedError => {
     if (err instanceof ClassifiedError) return err;
     const level = (err as { level?: string }).level;
@@ -235,18 +251,6 @@ export async function connect(env: ConnectEnv, signal: AbortSignal): Promise<Con
         "auth",
       );
     }
-    if (stage === "sftp") {
-      // Logged in but no SFTP channel: the way servers refuse one more
-      // session (MaxSessions, per-user login limits). With other
-      // connections open, the pool keeps their number as its size.
-      const f = new ConnectFailure(
-        env.server,
-        env.scrub(`${where} refused one more session: ${errorMessage(err)}`),
-        { cause: err },
-      );
-      f.tooMany = true;
-      return f;
-    }
     if (level === "client-timeout" || (err as { code?: string }).code === "ETIMEDOUT") {
       return new ConnectFailure(
         env.server,
@@ -261,7 +265,7 @@ export async function connect(env: ConnectEnv, signal: AbortSignal): Promise<Con
     );
   };
 
-  const conn = await new Promise<Conn>((resolve, reject) => {
+  const link = await new Promise<Link>((resolve, reject) => {
     let settled = false;
     const timer = setTimeout(
       () => done(new ConnectionError("timed out", "ETIMEDOUT")),
@@ -269,7 +273,7 @@ export async function connect(env: ConnectEnv, signal: AbortSignal): Promise<Con
     );
     const onAbort = () => done(signal.reason);
     signal.addEventListener("abort", onAbort, { once: true });
-    function done(err?: unknown, value?: Conn) {
+    function done(err?: unknown, value?: Link) {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
@@ -286,21 +290,13 @@ export async function connect(env: ConnectEnv, signal: AbortSignal): Promise<Con
     client.on("error", (err) => done(err));
     client.on("close", () => done(new ConnectionError("connection closed during login")));
     client.on("ready", () => {
-      stage = "sftp";
-      client.sftp((err, sftp) => {
-        if (err) return done(err);
-        if (!coalesceChannelData(sftp)) {
-          env.log.debug("SFTP requests go out one SSH packet each (unknown ssh2 internals)");
-        }
-        const c: Conn = {
-          id: env.nextId(),
-          client,
-          sftp,
-          alive: true,
-          closed: false,
-          posixRename: true,
-        };
-        done(undefined, c);
+      done(undefined, {
+        id: env.nextId(),
+        client,
+        alive: true,
+        closed: false,
+        where,
+        sessions: new Set(),
       });
     });
     sock.once("error", (err) => done(err));
@@ -320,40 +316,122 @@ export async function connect(env: ConnectEnv, signal: AbortSignal): Promise<Con
     throw fail(err);
   });
 
-  const markDead = () => {
-    conn.alive = false;
-  };
   client.removeAllListeners("error");
   client.removeAllListeners("close");
+  const markDead = () => {
+    link.alive = false;
+    for (const c of link.sessions) c.alive = false;
+  };
   client.on("error", (err) => {
     markDead();
-    env.log.debug(`Connection #${conn.id} failed: ${env.scrub(errorMessage(err))}`);
+    env.log.debug(`Connection #${link.id} failed: ${env.scrub(errorMessage(err))}`);
   });
   client.on("close", () => {
     markDead();
-    conn.closed = true;
+    link.closed = true;
   });
-  conn.sftp.on("close", markDead);
-  env.log.debug(`Connected to ${where} as connection #${conn.id}`, {
+  env.log.debug(`Connected to ${where} as connection #${link.id}`, {
     ms: Math.round(performance.now() - started),
   });
-  return conn;
+  return link;
+}
+
+/**
+ * Opens an SFTP session on `link`. A refusal (servers refuse one more
+ * session this way: MaxSessions, per-user limits) is a
+ * {@linkcode ConnectFailure} with `tooMany` set; the link stays usable.
+ */
+export function openSession(env: ConnectEnv, link: Link, signal: AbortSignal): Promise<Conn> {
+  return new Promise<Conn>((resolve, reject) => {
+    if (!link.alive) {
+      reject(new ConnectionError("connection closed"));
+      return;
+    }
+    let settled = false;
+    const timer = setTimeout(
+      () => finish(new ConnectionError("no SFTP session within the timeout", "ETIMEDOUT")),
+      env.timeoutMs,
+    );
+    const onAbort = () => finish(signal.reason);
+    const onClose = () => finish(new ConnectionError("connection closed before the SFTP session"));
+    signal.addEventListener("abort", onAbort, { once: true });
+    link.client.once("close", onClose);
+    function finish(err?: unknown, conn?: Conn) {
+      if (settled) {
+        // Opened after the caller gave up: not used by anyone.
+        conn?.sftp.end();
+        return;
+      }
+      settled = true;
+      clearTimeout(timer);
+      signal.removeEventListener("abort", onAbort);
+      link.client.removeListener("close", onClose);
+      if (err !== undefined) reject(err);
+      else resolve(conn!);
+    }
+    try {
+      link.client.sftp((err, sftp) => {
+        if (err) {
+          if (settled || !link.alive) return finish(err);
+          const f = new ConnectFailure(
+            env.server,
+            env.scrub(`${link.where} refused one more session: ${errorMessage(err)}`),
+            { cause: err },
+          );
+          f.tooMany = true;
+          return finish(f);
+        }
+        if (!coalesceChannelData(sftp)) {
+          env.log.debug("SFTP requests go out one SSH packet each (unknown ssh2 internals)");
+        }
+        const conn: Conn = {
+          id: env.nextId(),
+          link,
+          client: link.client,
+          sftp,
+          alive: true,
+          posixRename: true,
+        };
+        sftp.on("close", () => {
+          conn.alive = false;
+          link.sessions.delete(conn);
+        });
+        link.sessions.add(conn);
+        finish(undefined, conn);
+      });
+    } catch (err) {
+      finish(err);
+    }
+  });
+}
+
+/** Ends an SFTP session (its link stays open). */
+export function closeSession(c: Conn): void {
+  c.alive = false;
+  c.link.sessions.delete(c);
+  if (c.link.alive) {
+    try {
+      c.sftp.end();
+    } catch {
+      // The link broke meanwhile.
+    }
+  }
 }
 
 /** Says goodbye politely, but waits at most 500 ms for the server. */
-export function disconnect(c: Conn): Promise<void> {
-  c.alive = false;
-  if (c.closed) return Promise.resolve();
+export function disconnect(link: Link): Promise<void> {
+  link.alive = false;
+  if (link.closed) return Promise.resolve();
   return new Promise((resolve) => {
     const timer = setTimeout(() => {
-      c.client.destroy();
+      link.client.destroy();
       resolve();
     }, 500);
-    c.client.once("close", () => {
+    link.client.once("close", () => {
       clearTimeout(timer);
       resolve();
     });
-    c.client.end();
+    link.client.end();
   });
 }
 

@@ -32,14 +32,8 @@ import type {
   Transport,
   TransportContext,
 } from "../transport.ts";
-import {
-  type Conn,
-  connect,
-  type ConnectEnv,
-  disconnect,
-  type Settings,
-  settingsFrom,
-} from "./connect.ts";
+import { type Conn, type ConnectEnv, type Settings, settingsFrom } from "./connect.ts";
+import { Sessions } from "./sessions.ts";
 import {
   annotate,
   at,
@@ -64,6 +58,8 @@ class Sftp implements Transport, Stater, Lister, Mover, DirRemover {
   readonly #log: Logger;
   readonly #timeoutMs: number;
   readonly #pool: Pool<Conn>;
+  /** The SFTP sessions of the pool, several on one SSH connection. */
+  readonly #sessions: Sessions;
   /**
    * Directories known to exist (full remote paths), for every connection:
    * cleared when a delete prunes directories or an upload finds one gone.
@@ -88,10 +84,11 @@ class Sftp implements Transport, Stater, Lister, Mover, DirRemover {
       scrub: (text) => this.#scrub(text),
       nextId: () => this.#nextId++,
     };
+    this.#sessions = new Sessions(this.#env);
     this.#pool = new Pool<Conn>({
       max: Math.max(1, ctx.maxConnections),
-      create: (signal) => connect(this.#env, signal),
-      destroy: (c) => disconnect(c),
+      create: (signal) => this.#sessions.open(signal),
+      destroy: (c) => this.#sessions.close(c),
       isAlive: (c) => c.alive,
       idleTimeoutMs: 60_000,
       holdsFailure: (err) => err instanceof ClassifiedError && err.kind === "auth",
@@ -434,8 +431,9 @@ class Sftp implements Transport, Stater, Lister, Mover, DirRemover {
     return joinUrl(this.#s.url, safeRemotePath(remotePath));
   }
 
-  close(): Promise<void> {
-    return this.#pool.close();
+  async close(): Promise<void> {
+    await this.#pool.close();
+    await this.#sessions.closeAll();
   }
 }
 
