@@ -1,5 +1,6 @@
 /**
- * `deno task bench [--full] [--only 1,2,…] [--concurrency N] [--out DIR]`:
+ * `deno task bench [--full] [--only 1,2,…] [--dest local,sftp,s3] [--baseline OTHER/mod.ts]
+ * [--skip "TOOL"]… [--concurrency N] [--out DIR]`:
  * installs the tools fileconveyor is compared with, starts private test
  * servers, runs every scenario and writes `docs/BENCHMARKS.md` and
  * `docs/BENCHMARKS.json`. Quick mode (the default) takes a few minutes;
@@ -11,6 +12,10 @@
  * f fleet (initial sync with the SQLite store vs a PostgreSQL shared store,
  * one node and two nodes on one shared folder);
  * s scale (only with `--scale` or `--only s`: up to a million files).
+ * `--dest` limits scenario 1 to some destinations (`--only 1 --dest local`
+ * needs no server); `--baseline` runs another checkout's fileconveyor in
+ * scenario 1's rotation, so a change is measured side by side with what it
+ * changes; `--skip` leaves a tool of scenario 1 out.
  *
  * Nothing is left running: every process is ended by pid, the servers are
  * stopped and their state removed, also on SIGINT/SIGTERM.
@@ -22,6 +27,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { type SftpInfo, startServer, type SwiftInfo } from "../../tests/_servers.ts";
 import { type Context, SIZES } from "./_context.ts";
+import type { InitialRow } from "./initial.ts";
 import { endAll, liveProcesses, loadAverage, machineInfo, rmTree, say } from "./_util.ts";
 import { initialSync } from "./initial.ts";
 import { fleetBench } from "./fleet.ts";
@@ -93,6 +99,12 @@ interface Args {
   scale: number[];
   /** Only re-render the report from this BENCHMARKS.json (with the current notes). */
   render?: string;
+  /** Scenario 1's destinations. */
+  dests: InitialRow["dest"][];
+  /** Scenario 1 also runs this `mod.ts` (another checkout) as "fileconveyor (baseline)". */
+  baseline?: string;
+  /** Scenario 1 leaves out these tools. */
+  skip: string[];
 }
 
 function parseArgs(argv: string[]): Args {
@@ -103,6 +115,8 @@ function parseArgs(argv: string[]): Args {
     out: path.join(ROOT, "docs"),
     keep: false,
     scale: [],
+    dests: ["local", "sftp", "s3"],
+    skip: [],
   };
   for (let i = 0; i < argv.length; i++) {
     const x = argv[i]!;
@@ -126,8 +140,14 @@ function parseArgs(argv: string[]): Args {
         a.scale = v.split(",").map((n) => Number(n.replaceAll("_", "")));
       }
     } else if (x.startsWith("--render")) a.render = path.resolve(value());
+    else if (x.startsWith("--dest")) {
+      a.dests = value().split(",").map((d) => d.trim()) as InitialRow["dest"][];
+      const bad = a.dests.filter((d) => !["local", "sftp", "s3"].includes(d));
+      if (bad.length > 0) throw new Error(`Unknown destination "${bad[0]}" (local, sftp, s3)`);
+    } else if (x.startsWith("--baseline")) a.baseline = path.resolve(value());
+    else if (x.startsWith("--skip")) a.skip.push(value());
     else {throw new Error(
-        `Unknown argument "${x}" (try --full, --only 1,2,3,4,5,p,d,f,s, --scale [N,N,…], --concurrency N, --out DIR)`,
+        `Unknown argument "${x}" (try --full, --only 1,2,3,4,5,p,d,f,s, --scale [N,N,…], --dest local,sftp,s3, --baseline FILE, --skip TOOL, --concurrency N, --out DIR)`,
       );}
   }
   if (!(a.concurrency >= 1)) throw new Error("--concurrency must be a positive number");
@@ -137,10 +157,14 @@ function parseArgs(argv: string[]): Args {
 /** The scenario arguments of the command line, as the report shows them. */
 function commandScenarios(a: Args): string {
   const sizes = a.scale.length > 0 ? ` ${a.scale.join(",")}` : "";
+  const dests = a.dests.length < 3 ? ` --dest ${a.dests.join(",")}` : "";
+  const baseline = a.baseline ? " --baseline <previous checkout>/mod.ts" : "";
+  const skip = a.skip.map((t) => ` --skip ${JSON.stringify(t)}`).join("");
+  const extra = `${dests}${baseline}${skip}`;
   if ([...a.only].filter((x) => x !== "s").length < ALL.length) {
-    return ` --only ${[...a.only].join(",")}${sizes ? ` --scale${sizes}` : ""}`;
+    return ` --only ${[...a.only].join(",")}${sizes ? ` --scale${sizes}` : ""}${extra}`;
   }
-  return a.only.has("s") ? ` --scale${sizes}` : "";
+  return (a.only.has("s") ? ` --scale${sizes}` : "") + extra;
 }
 
 /** A server the selected scenarios do not use: any use of it is a bug in the scenario list. */
@@ -259,7 +283,9 @@ async function main(): Promise<number> {
     await installTools();
     results.machine = await machineInfo();
     Deno.env.set("FC_SERVERS_DIR", SERVERS_DIR);
-    const local = [...args.only].every((id) => LOCAL_ONLY.has(id));
+    const local = [...args.only].every((id) =>
+      LOCAL_ONLY.has(id) || (id === "1" && args.dests.every((d) => d === "local"))
+    );
     if (!local) say("starting the SFTP and S3 servers");
     const [sftp, swift] = local
       ? [notStarted<SftpInfo>("sftp"), notStarted<SwiftInfo>("swift")]
@@ -273,6 +299,8 @@ async function main(): Promise<number> {
       sftp,
       swift,
       commands: new Map(),
+      ...(args.baseline ? { baselineEntry: args.baseline } : {}),
+      ...(args.skip.length > 0 ? { skipTools: args.skip } : {}),
     };
     const step = async <T>(id: string, fn: () => Promise<T>): Promise<T | undefined> => {
       if (!args.only.has(id)) return undefined;
@@ -286,7 +314,7 @@ async function main(): Promise<number> {
         for (const pid of liveProcesses()) say(`warning: process ${pid} still running after ${id}`);
       }
     };
-    results.initial = await step("1", () => initialSync(ctx));
+    results.initial = await step("1", () => initialSync(ctx, args.dests));
     results.latency = await step("2", () => latency(ctx));
     results.burst = await step("3", () => burst(ctx));
     results.restart = await step("4", () => restart(ctx));
