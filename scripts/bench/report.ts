@@ -464,6 +464,10 @@ deno task bench           # quick mode (a few minutes): smaller sizes
 deno task bench --full    # the sizes named in the goals
 deno task bench --only 1,4 --concurrency 16   # some scenarios; another concurrency
 deno task bench --scale   # adds the scale scenario (full: up to 1,000,000 files; long)
+# one row, before and after a change: scenario 1 to the local folder only, the previous
+# checkout's fileconveyor in the same rotation, a tool left out
+deno task bench --full --only 1 --dest local --baseline ../before/mod.ts \\
+  --skip "fileconveyor (symlinks: the local default)" --out /tmp/bench
 \`\`\`
 
 It installs what it compares against from Debian (\`rclone rsync lsyncd openssh-client time\`, plus

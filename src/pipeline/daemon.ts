@@ -165,6 +165,7 @@ export class Daemon {
     this.#scheduler = new Scheduler(ctx, this.#servers, {
       runJob: (s, job, release) => worker.runJob(s, job, release),
       claim: (s, jobs) => worker.claim(s, jobs),
+      unclaim: (s, jobs) => worker.unclaim(s, jobs),
       collectGarbage: (s) => this.#janitor.collectGarbage(s),
       // Scans that failed meanwhile lost their watcher events.
       recovered: () => this.#sources.scanAll(),

@@ -28,6 +28,12 @@ export interface SchedulerHooks {
    * writes what must be committed before they start, in the pick's commit.
    */
   claim(s: ServerState, jobs: readonly Job[]): void;
+  /**
+   * Called inside a transaction for picked jobs that will not start (picked
+   * ahead, then the server paused, left the configuration or the run
+   * stops): undoes what {@linkcode SchedulerHooks.claim} wrote.
+   */
+  unclaim(s: ServerState, jobs: readonly Job[]): void;
   /** Removes a server's leftovers before its queue runs; resolves when done. */
   collectGarbage(s: ServerState): Promise<void>;
   /** The database became writable again after trouble: scans lost meanwhile must rerun. */
@@ -54,6 +60,8 @@ interface Picked {
   /** When they were picked (jobs ready later were not offered). */
   at: number;
   jobs: [ServerState, Job][];
+  /** Per server, how many of its jobs (the first ones) took slots; the rest wait ahead. */
+  slots: Map<ServerState, number>;
   /** Servers that had fewer ready jobs than free slots. */
   drained: Set<ServerState>;
 }
@@ -76,6 +84,12 @@ export class Scheduler {
   #batchScheduled = false;
   /** Jobs that ended while the database could not record it. */
   readonly #unsettled: Job[] = [];
+  /**
+   * Jobs picked ahead (marked running, claimed, committed) that wait for a
+   * slot of their server: a slot given back starts the next one at once,
+   * without a pick of its own (see `pickPerSlot`).
+   */
+  readonly #ahead = new Map<ServerState, Job[]>();
   #troubleAt = 0;
   #troubleLogged = 0;
   #troubleRetry: number | undefined;
@@ -108,7 +122,15 @@ export class Scheduler {
     }
     this.#pumping = true;
     try {
-      for (const [s, job] of picked?.jobs ?? []) this.#startJob(s, job);
+      // The first `free` jobs of each server took slots when picked; the rest wait ahead.
+      const started = new Map<ServerState, number>();
+      for (const [s, job] of picked?.jobs ?? []) {
+        const n = started.get(s) ?? 0;
+        if (n < (picked!.slots.get(s) ?? 0)) {
+          started.set(s, n + 1);
+          this.#startJob(s, job);
+        } else this.#queueAhead(s, job);
+      }
       // Jobs whose outcome could not be recorded (disk full) go back to the queue first.
       while (this.#unsettled.length > 0) {
         ctx.store.requeue(this.#unsettled[0]!, Date.now() + 2000, undefined, false);
@@ -121,19 +143,22 @@ export class Scheduler {
         this.#pumpAgain = false;
         const now = Date.now();
         considered = Math.min(considered, now);
+        this.#dropStaleAhead(now);
         for (const s of this.#servers.values()) {
           if (s.pacer.blocked(now) || skip?.has(s)) continue;
           if (s.gc !== "done") {
             this.#startGc(s);
             continue;
           }
+          this.#startAhead(s);
           const free = Math.min(s.slots.free, this.#globalSlots.free);
-          if (free <= 0) continue;
+          if (free <= 0 || this.#ahead.has(s)) continue;
           const jobs = ctx.store.tx(() => {
-            const jobs = this.#pick(s, free, now);
+            const jobs = this.#pick(s, this.#want(s, free), now);
             this.#hooks.claim(s, jobs);
             return jobs;
           });
+          for (const job of jobs.splice(free)) this.#queueAhead(s, job);
           for (const job of jobs) {
             this.#takeSlots(s);
             this.#startJob(s, job);
@@ -243,6 +268,7 @@ export class Scheduler {
       s.running--;
       s.slots.release();
       this.#globalSlots.release();
+      this.#startAhead(s);
       this.#schedulePump();
     };
     // A job stays in `running` until its outcome is committed, also after its slots went back:
@@ -264,16 +290,18 @@ export class Scheduler {
     const now = Date.now();
     picked.at = now;
     for (const s of this.#servers.values()) {
-      if (s.pacer.blocked(now) || s.gc !== "done") continue;
+      if (s.pacer.blocked(now) || s.gc !== "done" || this.#ahead.has(s)) continue;
       const free = Math.min(s.slots.free, this.#globalSlots.free);
       if (free <= 0) continue;
-      const jobs = this.#pick(s, free, now);
+      const want = this.#want(s, free);
+      const jobs = this.#pick(s, want, now);
       this.#hooks.claim(s, jobs);
-      for (const job of jobs) {
-        this.#takeSlots(s);
+      for (const [i, job] of jobs.entries()) {
+        if (i < free) this.#takeSlots(s);
         picked.jobs.push([s, job]);
       }
-      if (jobs.length < free) picked.drained.add(s);
+      picked.slots.set(s, Math.min(free, jobs.length));
+      if (jobs.length < want) picked.drained.add(s);
     }
   }
 
@@ -291,13 +319,68 @@ export class Scheduler {
 
   /** Gives back the slots of picked jobs that will not start (their pick was rolled back). */
   #unpick(picked: Picked) {
-    for (const [s] of picked.jobs) {
-      s.running--;
-      s.slots.release();
-      this.#globalSlots.release();
+    for (const [s, n] of picked.slots) {
+      for (let i = 0; i < n; i++) {
+        s.running--;
+        s.slots.release();
+        this.#globalSlots.release();
+      }
     }
     picked.jobs = [];
+    picked.slots.clear();
     picked.drained.clear();
+  }
+
+  /** Jobs to pick for `s` with `free` slots free: more than that where picking ahead pays. */
+  #want(s: ServerState, free: number): number {
+    // A fleet node picks what it has claimed in the shared store.
+    if (this.#hooks.preferred || s.pickPerSlot <= 1) return free;
+    return Math.max(free, s.pickPerSlot * (s.slots.free + s.running) - s.running);
+  }
+
+  #queueAhead(s: ServerState, job: Job) {
+    const list = this.#ahead.get(s);
+    if (list) list.push(job);
+    else this.#ahead.set(s, [job]);
+  }
+
+  /** Starts jobs picked ahead for `s` in its free slots, unless the run stops or `s` pauses. */
+  #startAhead(s: ServerState) {
+    const list = this.#ahead.get(s);
+    if (!list) return;
+    const ctx = this.#ctx;
+    if (ctx.signal.aborted || ctx.stopping || s.pacer.blocked(Date.now())) return;
+    if (this.#servers.get(s.server.name) !== s) return;
+    while (list.length > 0 && s.slots.free > 0 && this.#globalSlots.free > 0) {
+      this.#takeSlots(s);
+      this.#startJob(s, list.shift()!);
+    }
+    if (list.length === 0) this.#ahead.delete(s);
+  }
+
+  /**
+   * Puts jobs picked ahead back in the queue where they cannot start soon:
+   * their server paused or left the configuration, or the run stops.
+   */
+  #dropStaleAhead(now: number) {
+    const stopping = this.#ctx.signal.aborted || this.#ctx.stopping;
+    for (const [s, list] of this.#ahead) {
+      if (!stopping && !s.pacer.blocked(now) && this.#servers.get(s.server.name) === s) continue;
+      this.#putBack(s, list);
+      this.#ahead.delete(s);
+    }
+  }
+
+  /**
+   * Un-marks and unclaims jobs that were picked and will not start; throws
+   * when the database cannot be written (the jobs stay ahead until it can).
+   */
+  #putBack(s: ServerState, jobs: readonly Job[]) {
+    const store = this.#ctx.store;
+    store.tx(() => {
+      for (const job of jobs) store.requeue(job, job.ready_at, undefined, false);
+      this.#hooks.unclaim(s, jobs);
+    });
   }
 
   /**
@@ -361,6 +444,9 @@ export class Scheduler {
   /** Commits the writes still waiting (at shutdown, after running work drained). */
   flush(): void {
     this.#flushBatch();
+    // Not written (the database fails): the next start resets the marks and drops the claims.
+    for (const [s, list] of this.#ahead) this.#putBack(s, list);
+    this.#ahead.clear();
   }
 
   // ---- record stage: many small writes share one transaction ----
@@ -397,7 +483,7 @@ export class Scheduler {
     // The pump's pick joins this transaction (one commit, not two) unless a pump is running.
     const picked: Picked | undefined =
       pump && !this.#pumping && !this.#ctx.options.dryRun && !this.#ctx.signal.aborted
-        ? { at: Date.now(), jobs: [], drained: new Set() }
+        ? { at: Date.now(), jobs: [], slots: new Map(), drained: new Set() }
         : undefined;
     try {
       this.#flushItems(items, picked);

@@ -18,6 +18,8 @@ export interface ServerState {
   server: Server;
   transport?: Promise<Transport>;
   slots: Semaphore;
+  /** Jobs picked per free slot (the transport's `pickPerSlot`): the rest wait for a slot. */
+  pickPerSlot: number;
   pacer: Pacer;
   running: number;
   log: Logger;
@@ -72,6 +74,7 @@ export class Servers {
     this.#map.set(server.name, {
       server,
       slots: new Semaphore(max),
+      pickPerSlot: Math.max(1, getTransportDef(server.transporter)?.pickPerSlot ?? 1),
       pacer: new Pacer({ initialMs: s.retryInitialDelay * 1000, maxMs: s.retryMaxDelay * 1000 }),
       running: 0,
       log: logger(`${server.transporter}:${server.name}`),

@@ -24,6 +24,14 @@ import type { Servers, ServerState } from "./servers.ts";
 import { isStoreError, type Sources } from "./sources.ts";
 import { md5Of, parseExtras, type SyncResult, Uploader } from "./upload.ts";
 
+/** What a job read in its pick's transaction (see {@linkcode Worker.claim}). */
+interface JobReads {
+  synced: SyncedRow | undefined;
+  intents: string[];
+  /** The inode and size (the scan's) for which no rename's old name was found. */
+  noMoveFor: { ino: number; size: number } | undefined;
+}
+
 /** A record younger than this after the file's mtime may hide a same-tick rewrite. */
 export const RACY_MS = 2000;
 
@@ -51,6 +59,8 @@ export class Worker {
   readonly #authLoggedAt = new WeakMap<ServerState, number>();
   /** The intent each picked job wrote in its pick's commit (see {@linkcode Worker.claim}). */
   readonly #claims = new WeakMap<Job, string>();
+  /** What each picked job's reads found in its pick's transaction (see {@linkcode Worker.claim}). */
+  readonly #read = new WeakMap<Job, JobReads>();
 
   constructor(ctx: PipelineContext, deps: WorkerDeps) {
     this.#ctx = ctx;
@@ -66,26 +76,62 @@ export class Worker {
    * behind it, so when the job writes elsewhere (processors rename the
    * file) or nothing at all, the intent is dropped with its completion,
    * without touching the server. Deletes and fleet jobs claim nothing.
+   *
+   * The job's own reads are done here too, in the pick's transaction (a
+   * read there costs a fraction of one in a transaction of its own): while
+   * the job is marked running, only the job itself changes its record and
+   * its intents. A rename's old name is looked for by the inode the scan
+   * stored; a job that sees another inode, or finds a candidate, looks again
+   * when it runs (a candidate may be gone by then; one that appears meanwhile
+   * is missed, which uploads instead of moving).
    */
   claim(s: ServerState, jobs: readonly Job[]): void {
     if (this.#d.fleet) return;
     const { store, config } = this.#ctx;
     const now = Date.now();
+    const server = s.server.name;
     for (const job of jobs) {
-      if (job.event === DELETED) continue;
       const source = config.sources.find((x) => x.name === job.source);
       if (!source) continue;
-      let remotePath: string;
-      try {
-        const rel = relPath(source, job.input_file);
-        const relDir = rel.includes("/") ? rel.slice(0, rel.lastIndexOf("/")) : "";
-        remotePath = remotePathFor(job.dest, relDir, path.basename(job.input_file));
-      } catch {
-        continue; // An unsafe name: the job fails on its own.
+      if (job.event !== DELETED) {
+        let remotePath: string | undefined;
+        try {
+          const rel = relPath(source, job.input_file);
+          const relDir = rel.includes("/") ? rel.slice(0, rel.lastIndexOf("/")) : "";
+          remotePath = remotePathFor(job.dest, relDir, path.basename(job.input_file));
+        } catch {
+          // An unsafe name: the job fails on its own.
+        }
+        if (
+          remotePath !== undefined &&
+          store.claimIntent(server, remotePath, now, job.input_file, job.dest)
+        ) {
+          this.#claims.set(job, remotePath);
+        }
       }
-      if (store.claimIntent(s.server.name, remotePath, now, job.input_file, job.dest)) {
-        this.#claims.set(job, remotePath);
-      }
+      const synced = store.getSynced(job.input_file, server, job.dest);
+      const file = synced || job.event === DELETED ? undefined : store.getFile(job.input_file);
+      this.#read.set(job, {
+        synced,
+        intents: store.intentsFor(job.input_file, server, job.dest),
+        noMoveFor: file && !store.findMoveSource(server, job.dest, file.ino, file.size)
+          ? { ino: file.ino, size: file.size }
+          : undefined,
+      });
+    }
+  }
+
+  /**
+   * Called in a transaction for jobs picked that will not start now: drops
+   * the intents their pick claimed (nothing was written there by them).
+   */
+  unclaim(s: ServerState, jobs: readonly Job[]): void {
+    for (const job of jobs) {
+      this.#read.delete(job);
+      const claimed = this.#claims.get(job);
+      if (claimed === undefined) continue;
+      this.#ctx.store.dropIntent(s.server.name, claimed);
+      this.#claims.delete(job);
     }
   }
 
@@ -108,7 +154,8 @@ export class Worker {
       }
       const transport = await this.#d.servers.transport(s);
       const claimed = this.#claims.get(job);
-      const result = await this.#execute(s, transport, job, claimed);
+      const leftovers = { value: true };
+      const result = await this.#execute(s, transport, job, claimed, leftovers);
       // The claimed path was not written when the job wrote elsewhere or nothing (a skip, a
       // delete, a move records it): its intent goes with the completion.
       const ours = new Set(result.dropped);
@@ -134,15 +181,20 @@ export class Worker {
         }
       };
       const record = result.record;
-      if (store.intentsFor(job.input_file, s.server.name, job.dest).every((p) => ours.has(p))) {
-        // One transaction records the upload and completes the job. The transfer is over: the
-        // slot goes to the next job now, picked in the commit that records this one.
-        release();
-        await this.#d.batch(() => {
-          record?.();
-          finish();
-        });
-      } else {
+      // With no intents of earlier attempts (checked again in the commit: the check at the
+      // start spared a read of its own), one transaction records the upload and completes the
+      // job. The transfer is over: the slot goes to the next job now, picked in the commit that
+      // records this one.
+      if (!leftovers.value) release();
+      const recorded = !leftovers.value && await this.#d.batch(() => {
+        if (!store.intentsFor(job.input_file, s.server.name, job.dest).every((p) => ours.has(p))) {
+          return false;
+        }
+        record?.();
+        finish();
+        return true;
+      });
+      if (!recorded) {
         // Leftovers of earlier attempts go first: recorded, cleaned up, then completed.
         if (record || unwritten) {
           await this.#d.batch(() => {
@@ -309,11 +361,11 @@ export class Worker {
     transport: Transport,
     job: Job,
     claimed: string | undefined,
+    leftovers: { value: boolean },
   ): Promise<SyncResult> {
     const { store, signal } = this.#ctx;
     const source = this.#ctx.config.sources.find((x) => x.name === job.source)!;
     const server = s.server;
-    const synced = store.getSynced(job.input_file, server.name, job.dest);
     const observed = job.event === DELETED
       ? { type: "missing" as const }
       : observe(job.input_file, source);
@@ -329,20 +381,40 @@ export class Worker {
       : undefined;
     const chain = rule ? this.#d.router.chainSignature(rule, server, job.dest) : undefined;
     const canMove = isMover(transport);
-    let moveFrom: (MoveCandidate & { row: SyncedRow }) | undefined;
-    if (stat && !synced && rule && rule.processors.length === 0 && canMove) {
-      const row = store.findMoveSource(server.name, job.dest, stat.ino, stat.size);
-      if (row) {
-        moveFrom = {
-          row,
-          inputFile: row.input_file,
-          remotePath: row.remote_path,
-          size: row.size ?? -1,
-          mtimeMs: row.mtime_ms ?? -1,
-          md5: row.source_md5 ?? row.md5,
-          sourceExists: fs.existsSync(row.input_file),
-        };
+    const moves = !!stat && !!rule && rule.processors.length === 0 && canMove;
+    // Read at the pick (see {@linkcode Worker.claim}), or now in one read transaction (one
+    // lock instead of one per statement).
+    const pre = this.#read.get(job);
+    this.#read.delete(job);
+    const { synced, row, intents } = pre
+      ? {
+        ...pre,
+        row: moves && !pre.synced &&
+            (pre.noMoveFor?.ino !== stat!.ino || pre.noMoveFor?.size !== stat!.size)
+          ? store.read(() => store.findMoveSource(server.name, job.dest, stat!.ino, stat!.size))
+          : undefined,
       }
+      : store.read(() => {
+        const synced = store.getSynced(job.input_file, server.name, job.dest);
+        const row = moves && !synced
+          ? store.findMoveSource(server.name, job.dest, stat!.ino, stat!.size)
+          : undefined;
+        return { synced, row, intents: store.intentsFor(job.input_file, server.name, job.dest) };
+      });
+    // Intents of earlier attempts (not the one the pick claimed): recorded, cleaned up, then
+    // completed. Only this job writes intents of this file at this destination while it runs.
+    leftovers.value = intents.some((p) => p !== claimed);
+    let moveFrom: (MoveCandidate & { row: SyncedRow }) | undefined;
+    if (row) {
+      moveFrom = {
+        row,
+        inputFile: row.input_file,
+        remotePath: row.remote_path,
+        size: row.size ?? -1,
+        mtimeMs: row.mtime_ms ?? -1,
+        md5: row.source_md5 ?? row.md5,
+        sourceExists: fs.existsSync(row.input_file),
+      };
     }
     const input: PlanInput = {
       event: job.event,

@@ -117,6 +117,16 @@ const MIGRATIONS: string[] = [
   -- Other names of a changed file (hard links, in-tree symlinks store their target's inode).
   CREATE INDEX files_ino ON files(ino);
   `,
+  `
+  -- The queue's indexes without running: a pick marks its jobs running and a job that ends
+  -- clears the mark, and with the column in both indexes each of those writes moved every
+  -- picked row in two b-trees. Running rows are at most the transfer slots: the pick and the
+  -- ready-time queries pass over them in the table instead.
+  DROP INDEX queue_pick;
+  CREATE INDEX queue_pick ON queue(server, state, prio, ready_at);
+  DROP INDEX queue_ready;
+  CREATE INDEX queue_ready ON queue(state, ready_at);
+  `,
 ];
 
 /** The schema version this build writes. */

@@ -106,6 +106,11 @@ export interface ServerRow {
 export interface PipelineStore {
   /** Runs `fn` in one transaction; nested calls are savepoints. */
   tx<T>(fn: () => T): T;
+  /**
+   * Runs `fn`, which only reads, in one read transaction (or the enclosing
+   * transaction): one snapshot, and cheaper than a transaction per statement.
+   */
+  read<T>(fn: () => T): T;
   /** Closes the store; `clean: false` when the run ended on a damaged or lost state. */
   close(options?: { clean?: boolean }): void;
   // the database file
@@ -118,6 +123,8 @@ export interface PipelineStore {
   /** Checkpoints and truncates the WAL (frees space on a full disk); best effort. */
   checkpoint(): boolean;
   // source state
+  /** The stored state of one source path. */
+  getFile(path: string): FileRow | undefined;
   putFile(row: FileRow): void;
   deleteFile(path: string): void;
   deleteUnder(path: string): void;

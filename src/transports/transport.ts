@@ -168,6 +168,15 @@ export interface TransportDef {
   validate?(settings: OptionValues): string[];
   /** Creates the transport. Must not connect yet: connect on first use. */
   create(settings: OptionValues, ctx: TransportContext): Promise<Transport>;
+  /**
+   * Jobs the scheduler picks per free connection slot (default 1). Picking
+   * costs a commit; where a transfer costs about as little (a small local
+   * copy, done synchronously), more jobs per pick let one commit pick, and
+   * one record the outcomes of, many files. The jobs picked beyond the free
+   * slots wait in memory for a slot; `maxConnections` still bounds the
+   * transfers in flight.
+   */
+  pickPerSlot?: number;
 }
 
 /**
