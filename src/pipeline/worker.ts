@@ -14,6 +14,7 @@ import type { Job, SyncedRow } from "../store/store.ts";
 import { isMover, type Transport } from "../transports/transport.ts";
 import type { PipelineContext } from "./context.ts";
 import { type Fleet, FleetUnavailable } from "./fleet.ts";
+import type { AheadBytes } from "./fleet_ahead.ts";
 import { claimUpload } from "./fleet_claim.ts";
 import type { Janitor } from "./janitor.ts";
 import { observe } from "./observe.ts";
@@ -117,7 +118,7 @@ export class Worker {
       // A fleet node bounds the uploads it has recorded and not yet published.
       if (fleet && result.record) await fleet.admitRecord(job);
       const finish = () => {
-        fleet?.recorded(job, s.server.name, result.kind);
+        fleet?.recorded(job, s.server.name, result.kind, result.row);
         if (unwritten) store.dropIntent(s.server.name, unwritten);
         store.complete(job);
         if (result.bytes >= 0) {
@@ -394,7 +395,9 @@ export class Worker {
       case "hash-check":
         throw new ClassifiedError(`Cannot decide about "${rel}": ${p.reason}`, "retry");
     }
+    let bytes: AheadBytes | undefined;
     if (this.#d.fleet) {
+      const ahead = this.#d.fleet.contentFor(job, server.name, stat!);
       const adopted = await claimUpload(this.#d.fleet, {
         job,
         server: server.name,
@@ -403,9 +406,12 @@ export class Worker {
         chain: chain!,
         processed: rule!.processors.length > 0,
         input,
+        ahead,
         signal,
       });
       if (adopted) return adopted;
+      // The bytes the claim read are sent as they are: the file kept their stat and MD5.
+      if (ahead?.bytes && input.contentMd5 === ahead.md5) bytes = ahead.bytes;
     }
     const uploaded = await this.#uploader.upload(s, transport, {
       source,
@@ -415,6 +421,7 @@ export class Worker {
       synced,
       chain: chain!,
       contentMd5: input.contentMd5,
+      bytes,
       claimed,
     });
     // Another node may have taken the file over meanwhile: then this node records nothing.
