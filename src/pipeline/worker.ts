@@ -52,6 +52,8 @@ export class Worker {
   readonly #authLoggedAt = new WeakMap<ServerState, number>();
   /** The intent each picked job wrote in its pick's commit (see {@linkcode Worker.claim}). */
   readonly #claims = new WeakMap<Job, string>();
+  /** Jobs whose upload started (it may have written to the remote path). */
+  readonly #uploading = new WeakSet<Job>();
 
   constructor(ctx: PipelineContext, deps: WorkerDeps) {
     this.#ctx = ctx;
@@ -66,14 +68,18 @@ export class Worker {
    * starts. Only a new intent counts: nothing of an earlier attempt is
    * behind it, so when the job writes elsewhere (processors rename the
    * file) or nothing at all, the intent is dropped with its completion,
-   * without touching the server. Deletes and fleet jobs claim nothing.
+   * without touching the server. Deletes claim nothing. A fleet job claims
+   * only under the lease of its file, claimed ahead for it (an intent never
+   * comes before the lease), and its intent goes again when the job fails
+   * before its upload started (another node may then write that path).
    */
   claim(s: ServerState, jobs: readonly Job[]): void {
-    if (this.#d.fleet) return;
     const { store, config } = this.#ctx;
+    const fleet = this.#d.fleet;
     const now = Date.now();
     for (const job of jobs) {
       if (job.event === DELETED) continue;
+      if (fleet && !fleet.holds(job, s.server.name)) continue;
       const source = config.sources.find((x) => x.name === job.source);
       if (!source) continue;
       let remotePath: string;
@@ -178,6 +184,12 @@ export class Worker {
       try {
         // The database itself failed: not the file's fault; the job goes back once it can.
         if (isStoreError(err)) throw err;
+        const claimed = this.#claims.get(job);
+        if (fleet && claimed !== undefined && !this.#uploading.has(job)) {
+          // Nothing was written to the path this job claimed at its pick, and another node may
+          // write it before this job runs again: the intent must not make that copy a leftover.
+          store.dropIntent(s.server.name, claimed);
+        }
         this.#handleFailure(s, job, err);
       } catch (e) {
         // The outcome cannot be recorded (disk full): the job goes back once it can.
@@ -413,6 +425,7 @@ export class Worker {
       // The bytes the claim read are sent as they are: the file kept their stat and MD5.
       if (ahead?.bytes && input.contentMd5 === ahead.md5) bytes = ahead.bytes;
     }
+    this.#uploading.add(job);
     const uploaded = await this.#uploader.upload(s, transport, {
       source,
       job,
