@@ -1,5 +1,6 @@
 /**
- * `deno task bench [--full] [--only 1,2,…] [--concurrency N] [--out DIR]`:
+ * `deno task bench [--full] [--only 1,2,…] [--concurrency N] [--out DIR]
+ * [--front-end DIR] [--baseline OTHER/mod.ts] [--together]`:
  * installs the tools fileconveyor is compared with, starts private test
  * servers, runs every scenario and writes `docs/BENCHMARKS.md` and
  * `docs/BENCHMARKS.json`. Quick mode (the default) takes a few minutes;
@@ -7,10 +8,14 @@
  *
  * Scenarios: 1 initial sync (with 7, the S3 ceiling, and 6, resources),
  * 2 latency, 3 burst, 4 restart (with idle memory), 5 sustained load,
- * p processors, d mass delete (create, `rm -rf`, recreate while watching),
+ * p processors (each alone over the fixture site, then the original's
+ * sample chain through the daemon over a real front-end tree: `--front-end
+ * DIR`, else built with npm by `front_end_tree.ts`), d mass delete (create, `rm -rf`, recreate while watching),
  * f fleet (initial sync with the SQLite store vs a PostgreSQL shared store,
  * one node and two nodes on one shared folder);
  * s scale (only with `--scale` or `--only s`: up to a million files).
+ * `--baseline` runs another checkout's `mod.ts` beside this one in scenarios
+ * 1 and p (`--together`: p's pairs at the same time).
  *
  * Nothing is left running: every process is ended by pid, the servers are
  * stopped and their state removed, also on SIGINT/SIGTERM.
@@ -28,6 +33,8 @@ import { fleetBench } from "./fleet.ts";
 import { massDelete } from "./mass_delete.ts";
 import { burst, latency } from "./latency.ts";
 import { benchProcessors } from "./processors.ts";
+import { frontEndTree } from "./front_end_tree.ts";
+import { sampleChain } from "./sample_chain.ts";
 import { markdown, type Results } from "./report.ts";
 import { restart } from "./restart.ts";
 import { scale, SCALE_SIZES } from "./scale.ts";
@@ -93,6 +100,12 @@ interface Args {
   scale: number[];
   /** Only re-render the report from this BENCHMARKS.json (with the current notes). */
   render?: string;
+  /** Scenario p: the front-end tree (built with npm when not given). */
+  frontEnd?: string;
+  /** Scenarios 1 and p: another checkout's `mod.ts`, measured beside this one. */
+  baseline?: string;
+  /** Scenario p: run the baseline and this code at the same time. */
+  together: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -103,6 +116,7 @@ function parseArgs(argv: string[]): Args {
     out: path.join(ROOT, "docs"),
     keep: false,
     scale: [],
+    together: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const x = argv[i]!;
@@ -126,8 +140,11 @@ function parseArgs(argv: string[]): Args {
         a.scale = v.split(",").map((n) => Number(n.replaceAll("_", "")));
       }
     } else if (x.startsWith("--render")) a.render = path.resolve(value());
+    else if (x.startsWith("--front-end")) a.frontEnd = path.resolve(value());
+    else if (x.startsWith("--baseline")) a.baseline = path.resolve(value());
+    else if (x === "--together") a.together = true;
     else {throw new Error(
-        `Unknown argument "${x}" (try --full, --only 1,2,3,4,5,p,d,f,s, --scale [N,N,…], --concurrency N, --out DIR)`,
+        `Unknown argument "${x}" (try --full, --only 1,2,3,4,5,p,d,f,s, --scale [N,N,…], --concurrency N, --out DIR, --front-end DIR, --baseline OTHER/mod.ts, --together)`,
       );}
   }
   if (!(a.concurrency >= 1)) throw new Error("--concurrency must be a positive number");
@@ -273,6 +290,7 @@ async function main(): Promise<number> {
       sftp,
       swift,
       commands: new Map(),
+      ...(args.baseline ? { baselineEntry: args.baseline } : {}),
     };
     const step = async <T>(id: string, fn: () => Promise<T>): Promise<T | undefined> => {
       if (!args.only.has(id)) return undefined;
@@ -294,6 +312,15 @@ async function main(): Promise<number> {
     results.processors = await step("p", () => {
       say(`processors: ${sizes.processorCopies} copies of the fixture site`);
       return benchProcessors(sizes.processorCopies);
+    });
+    results.sampleChain = await step("p", async () => {
+      const tree = args.frontEnd ?? await frontEndTree(path.join(work, "front-end"));
+      return await sampleChain(tree, {
+        work,
+        runs: sizes.sampleChainRuns,
+        together: args.together,
+        ...(args.baseline ? { baselineEntry: args.baseline } : {}),
+      });
     });
     results.scale = await step("s", () => {
       const sizes = args.scale.length > 0 ? args.scale : SCALE_SIZES[args.mode];
