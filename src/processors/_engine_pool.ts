@@ -101,8 +101,8 @@ const ENGINE_BASE: Record<EngineName, number> = { esbuild: 160 * MiB, oxipng: 16
  */
 const ENGINE_MORE: Record<EngineName, number> = { esbuild: 32 * MiB, oxipng: 8 * MiB };
 
-/** Delays (ms, each after the previous one) of the memory release after a worker ends. */
-const RELEASE_AFTER_MS = [1_000, 2_000];
+/** Milliseconds after a worker's end when its freed memory is given back (its thread is gone by then). */
+const RELEASE_AFTER_MS = 1_500;
 
 /** Estimated peak memory of one job beyond its engine's base. */
 export function jobEstimate(task: EngineTask): number {
@@ -341,21 +341,18 @@ export class EnginePool {
   /**
    * A worker's thread ends about a second after `terminate()`; the C
    * library keeps what it freed mapped until asked to give it back
-   * (`src/util/release_memory.ts`), so ask once then and once more later.
+   * (`src/util/release_memory.ts`). Asked once, after the last of a series
+   * of stops: the call walks every arena and blocks the event loop for a
+   * moment on a loaded machine.
    */
   #releaseLater(): void {
     clearTimeout(this.#releaseTimer);
-    let left = RELEASE_AFTER_MS.length;
-    const next = () => {
-      const ms = RELEASE_AFTER_MS[RELEASE_AFTER_MS.length - left]!;
-      const timer = setTimeout(() => {
-        releaseFreedMemory();
-        if (--left > 0) next();
-      }, ms);
-      Deno.unrefTimer(timer as unknown as number);
-      this.#releaseTimer = timer;
-    };
-    next();
+    const timer = setTimeout(() => {
+      this.#releaseTimer = undefined;
+      releaseFreedMemory();
+    }, RELEASE_AFTER_MS);
+    Deno.unrefTimer(timer as unknown as number);
+    this.#releaseTimer = timer;
   }
 
   #dispatch(slot: Slot, job: Job): void {
