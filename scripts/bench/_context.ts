@@ -35,6 +35,8 @@ export interface Sizes {
   sustainedDrainSeconds: number;
   /** Processor table: copies of the fixture site. */
   processorCopies: number;
+  /** Scenario p: sample-chain runs over the front-end tree (each, with a baseline). */
+  sampleChainRuns: number;
   /** Scenario d: files created, deleted and recreated in one directory while watching. */
   massDeleteFiles: number;
   /** Scenario f: files of the initial sync with a shared store, runs per setup. */
@@ -62,6 +64,7 @@ export const SIZES: Record<"quick" | "full", Sizes> = {
     sustainedSeconds: 10,
     sustainedDrainSeconds: 15,
     processorCopies: 5,
+    sampleChainRuns: 1,
     massDeleteFiles: 5000,
     fleetFiles: 2000,
     fleetRuns: 1,
@@ -83,6 +86,7 @@ export const SIZES: Record<"quick" | "full", Sizes> = {
     sustainedSeconds: 30,
     sustainedDrainSeconds: 30,
     processorCopies: 20,
+    sampleChainRuns: 2,
     massDeleteFiles: 20_000,
     fleetFiles: 10_000,
     fleetRuns: 3,

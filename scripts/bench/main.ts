@@ -1,6 +1,6 @@
 /**
  * `deno task bench [--full] [--only 1,2,…] [--dest local,sftp,s3] [--baseline OTHER/mod.ts]
- * [--skip "TOOL"]… [--concurrency N] [--out DIR]`:
+ * [--skip "TOOL"]… [--concurrency N] [--out DIR] [--front-end DIR] [--together]`:
  * installs the tools fileconveyor is compared with, starts private test
  * servers, runs every scenario and writes `docs/BENCHMARKS.md` and
  * `docs/BENCHMARKS.json`. Quick mode (the default) takes a few minutes;
@@ -8,14 +8,17 @@
  *
  * Scenarios: 1 initial sync (with 7, the S3 ceiling, and 6, resources),
  * 2 latency, 3 burst, 4 restart (with idle memory), 5 sustained load,
- * p processors, d mass delete (create, `rm -rf`, recreate while watching),
+ * p processors (each alone over the fixture site, then the original's
+ * sample chain through the daemon over a real front-end tree: `--front-end
+ * DIR`, else built with npm by `front_end_tree.ts`), d mass delete (create, `rm -rf`, recreate while watching),
  * f fleet (initial sync with the SQLite store vs a PostgreSQL shared store,
  * one node and two nodes on one shared folder);
  * s scale (only with `--scale` or `--only s`: up to a million files).
  * `--dest` limits scenario 1 to some destinations (`--only 1 --dest local`
- * needs no server); `--baseline` runs another checkout's fileconveyor in
- * scenario 1's rotation, so a change is measured side by side with what it
- * changes; `--skip` leaves a tool of scenario 1 out.
+ * needs no server); `--baseline` runs another checkout's `mod.ts` beside
+ * this one in scenarios 1 (in its rotation, as "fileconveyor (baseline)")
+ * and p (`--together`: p's pairs at the same time), so a change is measured
+ * side by side with what it changes; `--skip` leaves a tool of scenario 1 out.
  *
  * Nothing is left running: every process is ended by pid, the servers are
  * stopped and their state removed, also on SIGINT/SIGTERM.
@@ -34,6 +37,8 @@ import { fleetBench } from "./fleet.ts";
 import { massDelete } from "./mass_delete.ts";
 import { burst, latency } from "./latency.ts";
 import { benchProcessors } from "./processors.ts";
+import { frontEndTree } from "./front_end_tree.ts";
+import { sampleChain } from "./sample_chain.ts";
 import { markdown, type Results } from "./report.ts";
 import { restart } from "./restart.ts";
 import { scale, SCALE_SIZES } from "./scale.ts";
@@ -90,6 +95,12 @@ const NOTES: string[] = [
   "(~0.12 s, one query each; SQLite looks every row up from the `dir` index) and the comparison. " +
   "After a clean stop the web application databases are kept until a synced file changes " +
   "(rebuilding them at the start took as long as the scan).",
+  "**Sample chain (missed: ≥ 2× faster, peak ≤ 400 MiB).** CPU per file is the engines': " +
+  'esbuild\'s `target="auto"` costs 2–3 runs per script (ES5 run, comparison run, modern run), ' +
+  "oxipng the PNGs; on a shared machine wall time follows that CPU. One esbuild worker with its " +
+  "engine holds 160–200 MiB and a 1.2–1.7 MB script adds 70–160 MiB while it runs alone, so with " +
+  "the daemon's own ~130 MiB the largest scripts put the process at ~400–460 MiB. Ended workers' " +
+  "memory is handed back (`malloc_trim`) and only one worker compiles an engine at a time.",
 ];
 
 interface Args {
@@ -104,10 +115,14 @@ interface Args {
   render?: string;
   /** Scenario 1's destinations. */
   dests: InitialRow["dest"][];
-  /** Scenario 1 also runs this `mod.ts` (another checkout) as "fileconveyor (baseline)". */
+  /** Scenarios 1 and p: another checkout's `mod.ts`, measured beside this one. */
   baseline?: string;
   /** Scenario 1 leaves out these tools. */
   skip: string[];
+  /** Scenario p: the front-end tree (built with npm when not given). */
+  frontEnd?: string;
+  /** Scenario p: run the baseline and this code at the same time. */
+  together: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -120,6 +135,7 @@ function parseArgs(argv: string[]): Args {
     scale: [],
     dests: ["local", "sftp", "s3"],
     skip: [],
+    together: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const x = argv[i]!;
@@ -149,8 +165,10 @@ function parseArgs(argv: string[]): Args {
       if (bad.length > 0) throw new Error(`Unknown destination "${bad[0]}" (local, sftp, s3)`);
     } else if (x.startsWith("--baseline")) a.baseline = path.resolve(value());
     else if (x.startsWith("--skip")) a.skip.push(value());
+    else if (x.startsWith("--front-end")) a.frontEnd = path.resolve(value());
+    else if (x === "--together") a.together = true;
     else {throw new Error(
-        `Unknown argument "${x}" (try --full, --only 1,2,3,4,5,p,d,f,s, --scale [N,N,…], --dest local,sftp,s3, --baseline FILE, --skip TOOL, --concurrency N, --out DIR)`,
+        `Unknown argument "${x}" (try --full, --only 1,2,3,4,5,p,d,f,s, --scale [N,N,…], --dest local,sftp,s3, --baseline OTHER/mod.ts, --skip TOOL, --concurrency N, --out DIR, --front-end DIR, --together)`,
       );}
   }
   if (!(a.concurrency >= 1)) throw new Error("--concurrency must be a positive number");
@@ -325,6 +343,15 @@ async function main(): Promise<number> {
     results.processors = await step("p", () => {
       say(`processors: ${sizes.processorCopies} copies of the fixture site`);
       return benchProcessors(sizes.processorCopies);
+    });
+    results.sampleChain = await step("p", async () => {
+      const tree = args.frontEnd ?? await frontEndTree(path.join(work, "front-end"));
+      return await sampleChain(tree, {
+        work,
+        runs: sizes.sampleChainRuns,
+        together: args.together,
+        ...(args.baseline ? { baselineEntry: args.baseline } : {}),
+      });
     });
     results.scale = await step("s", () => {
       const sizes = args.scale.length > 0 ? args.scale : SCALE_SIZES[args.mode];

@@ -6,6 +6,7 @@
  */
 import { type ScaleResult, scaleSection } from "./scale.ts";
 import type { ProcessorBench } from "./processors.ts";
+import type { SampleChainResult } from "./sample_chain.ts";
 import type { InitialRow } from "./initial.ts";
 import type { BurstRow, LatencyRow } from "./latency.ts";
 import { type FleetResult, fleetSection } from "./fleet.ts";
@@ -31,6 +32,8 @@ export interface Results {
   restart?: RestartResult;
   sustained?: SustainedRow[];
   processors?: ProcessorBench[];
+  /** Scenario p: the sample chain through the daemon over a front-end tree. */
+  sampleChain?: SampleChainResult;
   scale?: ScaleResult;
   massDelete?: MassDeleteResult;
   fleet?: FleetResult;
@@ -165,6 +168,29 @@ export function goals(r: Results): Goal[] {
       measured: `${n(f.twoNodesRatio, 2)}× the one-node time${size}`,
       met: typeof f.twoNodesRatio === "number" && f.twoNodesRatio < 1,
     });
+  }
+  if (r.sampleChain) {
+    const c = r.sampleChain;
+    const fc = c.rows.find((x) => x.tool === "fileconveyor");
+    const base = c.rows.find((x) => x.tool.includes("baseline"));
+    if (fc) {
+      out.push({
+        goal: "Sample chain over a front-end tree: peak RSS ≤ 400 MiB, idle ≤ 200 MiB",
+        measured: `peak ${n(fc.peakRssMiB, 0)} MiB, idle ${n(fc.idleRssMiB, 0)} MiB (${
+          int(c.files)
+        } files)`,
+        met: le(fc.peakRssMiB, 400) && le(fc.idleRssMiB, 200),
+      });
+    }
+    if (fc && base) {
+      out.push({
+        goal: "Sample chain ≥ 2× faster than the baseline",
+        measured: `${n(base.seconds / fc.seconds, 2)}× (${n(fc.filesPerS, 1)} vs ${
+          n(base.filesPerS, 1)
+        } files/s; ${n(fc.cpuMsPerFile, 1)} vs ${n(base.cpuMsPerFile, 1)} ms CPU/file)`,
+        met: le(2, base.seconds / fc.seconds),
+      });
+    }
   }
   return out;
 }
@@ -445,6 +471,7 @@ ${
     }
 `);
   }
+  if (r.sampleChain) out.push(sampleChainSection(r.sampleChain));
   if (r.scale) out.push(scaleSection(r.scale));
   if (r.fleet) out.push(fleetSection(r.fleet));
   if (r.massDelete) {
@@ -528,5 +555,59 @@ ${
       ],
     ])
   }
+`;
+}
+
+function sampleChainSection(c: SampleChainResult): string {
+  const base = c.rows.find((x) => x.tool.includes("baseline"));
+  const rows = c.rows.map((x) => [
+    x.tool,
+    String(x.runs),
+    n(x.seconds, 1),
+    n(x.filesPerS, 1),
+    n(x.cpuMsPerFile, 1),
+    n(x.peakRssMiB, 0),
+    n(x.idleRssMiB, 0),
+    base && x !== base ? `${n(base.seconds / x.seconds, 2)}× faster` : "–",
+  ]);
+  const runs = c.runs.map((x) => [
+    x.tool,
+    n(x.seconds, 1),
+    n(x.cpuS, 1),
+    n(x.peakRssMiB, 0),
+    n(x.idleRssMiB, 0),
+    // RSS over time, one figure every tenth of the run.
+    x.rss.filter((_, i) => i % Math.max(1, Math.round(x.rss.length / 10)) === 0)
+      .map(([t, m]) => `${t} s: ${m}`).join(", "),
+  ]);
+  return `## Processors: the sample chain through the daemon
+
+\`scripts/bench/sample_chain.ts\`: \`fileconveyor sync\` (watch mode, default settings) with the
+original's sample rule (image_optimizer.KeepFilename, yui_compressor, google_closure_compiler,
+link_updater.CSSURLUpdater, unique_filename.Mtime) over \`${c.tree}\` (${int(c.files)} files,
+${n(c.bytes / 1024 / 1024, 0)} MiB), to a local folder, from an empty database and result cache. The
+sync ends at the last file uploaded or updated; CPU is user + system of the whole process (every
+thread) by then; peak RSS is the kernel's \`VmHWM\`; idle RSS is read once the daemon has waited
+longer than \`engineIdleTimeout\` after the last file. Medians per tool.
+
+${
+    table(
+      [
+        "tool",
+        "runs",
+        "sync s",
+        "files/s",
+        "CPU ms/file",
+        "peak RSS MiB",
+        "idle RSS MiB",
+        "vs baseline",
+      ],
+      rows,
+    )
+  }
+
+Each run, with its RSS (MiB) over time:
+
+${table(["tool", "sync s", "CPU s", "peak MiB", "idle MiB", "RSS over time"], runs)}
 `;
 }

@@ -8,6 +8,7 @@
  * @module
  */
 import * as fs from "node:fs";
+import * as fsp from "node:fs/promises";
 import * as path from "node:path";
 import type { Rule, Source } from "../config/types.ts";
 import { ClassifiedError, errorMessage, RequeueError } from "../errors.ts";
@@ -213,7 +214,8 @@ export class Uploader {
         done,
       };
     } finally {
-      if (processed) fs.rmSync(jobDir, { recursive: true, force: true });
+      // Off the event loop: a synchronous removal here stalled every other file's work.
+      if (processed) await fsp.rm(jobDir, { recursive: true, force: true }).catch(() => {});
     }
   }
 
@@ -229,7 +231,6 @@ export class Uploader {
     const perServer = chainIsPerServer(rule.processors, path.basename(job.input_file));
     await this.#chainSlots.acquire();
     try {
-      fs.mkdirSync(jobDir, { recursive: true, mode: 0o700 });
       const out = await runChain({
         originalPath: job.input_file,
         relDir,

@@ -47,12 +47,16 @@ export function extensionIn(name: string, list: readonly string[] | undefined): 
   return list.some((e) => lower.endsWith(e) && lower.length > e.length);
 }
 
-/** Writes `data` as `name` into the processor's work directory and returns its path. */
+/**
+ * Writes `data` as `name` into the processor's work directory (created
+ * when missing, private to the user) and returns its path.
+ */
 export async function writeOutput(
   ctx: ProcessContext,
   name: string,
   data: Uint8Array | string,
 ): Promise<string> {
+  await fs.mkdir(ctx.workDir, { recursive: true, mode: 0o700 });
   const out = path.join(ctx.workDir, name);
   await fs.writeFile(out, data);
   return out;

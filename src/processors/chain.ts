@@ -7,7 +7,9 @@
  *   include the file's *current* name is skipped (a GIF renamed to `.png`
  *   is seen as a PNG by the processors after it);
  * - only the basename may change; each processor gets its own empty
- *   sub-directory of the run's `workDir` for outputs;
+ *   sub-directory of the run's `workDir` for outputs (created here, with
+ *   any missing parent, unless the processor creates it when it writes:
+ *   `createsWorkDir`);
  * - `references` of every processor are collected (deduplicated);
  * - extra outputs (e.g. `a.css.gz`) follow a later rename of the main file
  *   (`a.css` → `a_123.css` renames `a.css.gz` to `a_123.css.gz`);
@@ -44,7 +46,10 @@ export interface ChainInput {
   /** Set when the chain runs per server. */
   server?: string;
   processors: readonly ProcessorRef[];
-  /** Empty private directory for this run (the caller removes it afterwards). */
+  /**
+   * Private directory for this run, empty or not yet made (made when a
+   * processor needs it; the caller removes it afterwards).
+   */
   workDir: string;
   signal: AbortSignal;
   lookupUrl(inputFile: string): string | undefined;
@@ -170,7 +175,7 @@ export async function runChain(input: ChainInput): Promise<ChainOutput> {
     const def = effectiveDef(ref);
     if (!handles(def, name)) continue;
     const workDir = path.join(input.workDir, String(i));
-    await fs.mkdir(workDir, { recursive: true });
+    if (!def.createsWorkDir) await fs.mkdir(workDir, { recursive: true, mode: 0o700 });
     const log = logger(`processor:${ref.def.name}`);
     const t0 = performance.now();
     let result;

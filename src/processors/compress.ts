@@ -164,6 +164,7 @@ function compressor(name: string, encodings: readonly Encoding[], summary: strin
   return {
     name,
     summary,
+    createsWorkDir: true,
     options: OPTIONS,
     // deno-lint-ignore require-await
     async setup(ctx) {

@@ -17,6 +17,7 @@ function spaces(name: string, replacement: string, summary: string): ProcessorDe
   return {
     name,
     summary,
+    createsWorkDir: true,
     // deno-lint-ignore require-await
     async process(file) {
       if (!file.name.includes(" ")) return undefined;

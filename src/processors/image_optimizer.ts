@@ -353,6 +353,7 @@ function imageOptimizer(name: string, mode: Mode, summary: string): ProcessorDef
     name,
     summary,
     extensions: [".png", ".jpg", ".jpeg", ".jpe", ".gif"],
+    createsWorkDir: true,
     options: OPTIONS,
     async setup(ctx) {
       await Promise.all([checkWasm("oxipng"), detectTools(ctx.options, ctx.log, name)]);

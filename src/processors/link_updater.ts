@@ -233,6 +233,7 @@ export const cssUrlUpdater: ProcessorDef = {
     "Rewrites url() and @import in stylesheets to the referenced files' URLs on each server.",
   extensions: [".css"],
   differentPerServer: true,
+  createsWorkDir: true,
   options: [
     {
       name: "maxWait",

@@ -125,6 +125,23 @@ function rememberOwnOutput(key: string): void {
   if (ownOutputs.size > OWN_OUTPUTS_MAX) ownOutputs.delete(ownOutputs.values().next().value!);
 }
 
+/**
+ * Output files this process's minifiers wrote, with the settings they were
+ * minified with: a later minifier of the same chain with the same settings
+ * passes such a file through without reading and hashing it again. The
+ * files live in the chain's private working directory and are never
+ * changed after they are written. Bounded like {@linkcode ownOutputs}.
+ */
+const ownOutputFiles = new Map<string, string>();
+
+function rememberOwnOutputFile(file: string, settings: string): void {
+  ownOutputFiles.delete(file);
+  ownOutputFiles.set(file, settings);
+  if (ownOutputFiles.size > OWN_OUTPUTS_MAX) {
+    ownOutputFiles.delete(ownOutputFiles.keys().next().value!);
+  }
+}
+
 function isMinifiedName(name: string): boolean {
   return /\.min\.(c|m)?(js|css)$/i.test(name);
 }
@@ -138,7 +155,6 @@ async function minifyFile(
   if (!allowed.includes(ext)) return undefined;
   if (isTrue(ctx.options.skipMinified ?? "true") && isMinifiedName(file.name)) return undefined;
   const loader = ext === ".css" ? "css" : "js";
-  const input = await readInput(file);
   const options: MinifyOptions = {
     ...(ctx.options.target !== undefined ? { target: ctx.options.target } : {}),
     ...(ctx.options.legalComments !== undefined
@@ -147,13 +163,18 @@ async function minifyFile(
   };
   // The output depends on the bytes, the loader, the options and the engine only.
   const settings = ["minify", loader, JSON.stringify(options), engineTag("esbuild")];
+  const settingsKey = settings.join("\0");
+  if (ownOutputFiles.get(file.path) === settingsKey) return undefined;
+  const input = await readInput(file);
   const key = ResultCache.key([input, ...settings]);
   if (ownOutputs.has(key)) return undefined;
   const hit = ctx.cache ? await ctx.cache.get(key) : undefined;
   if (hit) {
     if (hit.tag !== MINIFIED) return undefined;
     rememberOwnOutput(ResultCache.key([hit.bytes, ...settings]));
-    return { path: await writeOutput(ctx, file.name, hit.bytes) };
+    const cached = await writeOutput(ctx, file.name, hit.bytes);
+    rememberOwnOutputFile(cached, settingsKey);
+    return { path: cached };
   }
   let out: MinifyResult;
   try {
@@ -182,7 +203,9 @@ async function minifyFile(
   }
   await ctx.cache?.put(key, MINIFIED, bytes);
   rememberOwnOutput(ResultCache.key([bytes, ...settings]));
-  return { path: await writeOutput(ctx, file.name, bytes) };
+  const written = await writeOutput(ctx, file.name, bytes);
+  rememberOwnOutputFile(written, settingsKey);
+  return { path: written };
 }
 
 function minifier(
@@ -196,6 +219,7 @@ function minifier(
     ...(aliases ? { aliases } : {}),
     summary,
     extensions,
+    createsWorkDir: true,
     options: MINIFY_OPTIONS,
     async setup(_ctx: { options: OptionValues }) {
       await checkWasm("esbuild");

@@ -71,7 +71,10 @@ export interface SourceInfo {
 
 /** Everything a processor may use besides the file. */
 export interface ProcessContext {
-  /** Private, empty directory for this run's outputs; removed after the transfer. */
+  /**
+   * Private, empty directory for this run's outputs; removed after the
+   * transfer. It exists unless the processor sets `createsWorkDir`.
+   */
   workDir: string;
   /** The file's source. */
   source: SourceInfo;
@@ -121,6 +124,14 @@ export interface ProcessorDef {
   extensions?: readonly string[];
   /** The output depends on the destination server (runs once per server). */
   differentPerServer?: boolean;
+  /**
+   * The processor writes into `ctx.workDir` only through `writeOutput`
+   * (`_util.ts`), which creates the directory, or not at all: the chain then
+   * does not create it beforehand (most files are only renamed, and a
+   * directory made and removed per file and step costs more than the
+   * rename).
+   */
+  createsWorkDir?: true;
   /** Options, given as attributes of `<processor>`. */
   options?: readonly OptionSpec[];
   /**

@@ -52,6 +52,7 @@ function embedsUrls(file: ProcessFile): boolean {
 /** `unique_filename.Mtime`. */
 export const mtime: ProcessorDef = {
   name: "unique_filename.Mtime",
+  createsWorkDir: true,
   summary:
     "Appends the source file's modification time (whole seconds) to the name; plus a content hash when it embeds other files' URLs.",
   async process(file: ProcessFile, ctx) {
@@ -67,6 +68,7 @@ export const mtime: ProcessorDef = {
 /** `unique_filename.MD5`. */
 export const md5: ProcessorDef = {
   name: "unique_filename.MD5",
+  createsWorkDir: true,
   summary:
     "Appends the MD5 (hex) of the source file to the name; of the processed content when it embeds other files' URLs.",
   async process(file, ctx) {
@@ -78,6 +80,7 @@ export const md5: ProcessorDef = {
 /** `unique_filename.ContentHash`. */
 export const contentHash: ProcessorDef = {
   name: "unique_filename.ContentHash",
+  createsWorkDir: true,
   summary:
     "Appends a hash of the processed content to the name (changes when any earlier step's output changes).",
   options: [

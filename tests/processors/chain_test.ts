@@ -193,3 +193,37 @@ Deno.test("runChain without processors that apply returns the source itself", as
   });
   assertEquals(out, { path: APP, name: "app.js", unprocessed: true, extras: [], references: [] });
 });
+
+Deno.test("runChain makes the work directory only when a processor writes, private to the user", async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    // Renaming only: nothing is written, so no directory is made.
+    const renamed = path.join(dir, "rename-only");
+    const r = await run(ref("unique_filename.Mtime"), APP, { workDir: renamed });
+    assert(r.name.startsWith("app_") && r.unprocessed);
+    assertEquals(fs.existsSync(renamed), false);
+    // A minifier writes its output: its directory is made then, with mode 0700.
+    const minified = path.join(dir, "minify");
+    const m = await run([ref("minify.JS"), ref("unique_filename.Mtime")], APP, {
+      workDir: minified,
+    });
+    assert(!m.unprocessed && m.path.startsWith(minified + path.sep));
+    assertEquals(fs.statSync(path.dirname(m.path)).mode & 0o777, 0o700);
+    // A processor without `createsWorkDir` finds its directory made for it.
+    const made = path.join(dir, "made");
+    let existed = false;
+    await run(
+      fake({
+        process: (_f, ctx) => {
+          existed = fs.statSync(ctx.workDir).isDirectory();
+          return Promise.resolve(undefined);
+        },
+      }),
+      APP,
+      { workDir: made },
+    );
+    assert(existed);
+  } finally {
+    cleanup();
+  }
+});
