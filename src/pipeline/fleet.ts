@@ -45,10 +45,9 @@ import type {
   SharedRecord,
   SharedServerHealth,
 } from "../store/shared/types.ts";
-import type { Job, Store, SyncedRow } from "../store/store.ts";
+import type { Job, Store } from "../store/store.ts";
 import { VERSION } from "../version.ts";
 import type { PipelineContext } from "./context.ts";
-import type { AheadContent } from "./fleet_ahead.ts";
 import { type BufferState, FleetBuffer } from "./fleet_buffer.ts";
 import { FleetFollower } from "./fleet_follow.ts";
 import { FleetHealth } from "./fleet_health.ts";
@@ -254,11 +253,6 @@ export class Fleet {
     return this.#claims.ready(server, limit);
   }
 
-  /** Whether this node holds the lease on a job's file, claimed ahead for it and not yet used. */
-  holds(job: Job, server: string): boolean {
-    return this.#claims.holds(job, server);
-  }
-
   /**
    * After a job's upload, before it records: throws a `RequeueError` when
    * another node took the file over meanwhile (see `fleet_lease.ts`).
@@ -281,12 +275,9 @@ export class Fleet {
     this.#claims.onAnswers = fn;
   }
 
-  /**
-   * The MD5 (and, for small files, the bytes) of a job's file read when it
-   * was claimed ahead, when the file has not changed since.
-   */
-  contentFor(job: Job, server: string, stat: Fingerprint): AheadContent | undefined {
-    return this.#claims.contentFor(job, server, stat);
+  /** The MD5 of a job's file computed when it was claimed ahead, when the file is unchanged. */
+  md5For(job: Job, server: string, stat: Fingerprint): string | undefined {
+    return this.#claims.md5For(job, server, stat);
   }
 
   /** Records locally what another node published for a job's file (a "done" claim). */
@@ -321,15 +312,9 @@ export class Fleet {
 
   /**
    * Queues what a job recorded for the shared store; call inside the
-   * transaction that records it locally. `written`: the row the job wrote to
-   * `synced_files` in that transaction, when the caller has it (else it is read).
+   * transaction that records it locally.
    */
-  recorded(
-    job: Job,
-    server: string,
-    kind: "synced" | "deleted" | "skipped",
-    written?: SyncedRow,
-  ): void {
+  recorded(job: Job, server: string, kind: "synced" | "deleted" | "skipped"): void {
     const key = keyOf(job, server);
     if (kind === "deleted") {
       // The local delete queued the removal (see `store/fleet_local.ts`).
@@ -337,7 +322,7 @@ export class Fleet {
       return;
     }
     if (kind !== "synced") return;
-    const row = written ?? this.#store.getSynced(job.input_file, server, job.dest);
+    const row = this.#store.getSynced(job.input_file, server, job.dest);
     if (!row) return;
     this.local.queuePublish({
       ...key,

@@ -29,9 +29,6 @@ import type { Fingerprint } from "./plan.ts";
 /** Files claimed ahead per round trip and server. */
 export const AHEAD_BATCH = 64;
 
-/** Jobs read beyond what a batch still misses, for those that are skipped. */
-const PEEK_SPARE = 16;
-
 /** Fewer answers than this left for a server: claim the next batch. */
 export const AHEAD_LOW = 24;
 
@@ -57,29 +54,12 @@ export function busyWait(until: number, now: number, requeues: number): number {
   return Math.min(Math.max(until - now, 100), BUSY_WAIT_MAX_MS, first);
 }
 
-/** A file's bytes and permission bits, as read for its claim. */
-export interface AheadBytes {
-  data: Uint8Array;
-  mode: number;
-}
-
-/**
- * A file of a job, as claimed ahead: what the job compares, and what it may
- * reuse while the file keeps that stat: the MD5 and (small files) the bytes.
- */
+/** A file of a job, as claimed ahead: what the job compares, and the MD5 it may reuse. */
 export interface AheadFile {
   key: SharedKey;
   fingerprint: string;
   md5: string;
   stat: Fingerprint;
-  /** The bytes the MD5 was computed from; absent for files too big to keep. */
-  bytes?: AheadBytes;
-}
-
-/** What a job reuses of its file's claim ahead (see {@linkcode ClaimAhead.contentFor}). */
-export interface AheadContent {
-  md5: string;
-  bytes?: AheadBytes;
 }
 
 /** One answer kept for a job. */
@@ -222,10 +202,8 @@ export class ClaimAhead {
     let after = this.#cursor.get(server) ?? 0;
     let wrapped = after === 0;
     // A few pages at most: jobs that are skipped (deletes, big files, answered) cost a look.
-    // A page is what is still missing and a little more: every job read is a row turned into
-    // an object, and most are planned.
-    for (let page = 0; page < 8 && planned.length < AHEAD_BATCH; page++) {
-      const jobs = this.#deps.peek(server, AHEAD_BATCH - planned.length + PEEK_SPARE, after);
+    for (let page = 0; page < 4 && planned.length < AHEAD_BATCH; page++) {
+      const jobs = this.#deps.peek(server, AHEAD_BATCH * 2, after);
       if (jobs.length === 0) {
         if (wrapped) break;
         // At the end of the queue: what was jumped over or put off comes next.
@@ -295,30 +273,20 @@ export class ClaimAhead {
     return e;
   }
 
-  /** Whether the answer kept for `key` is this node's lease, still fit to serve its job. */
-  holds(key: SharedKey, now: number, leaseMs: number): boolean {
-    const e = this.#entries.get(keyId(key));
-    return e?.claim?.kind === "mine" && !aheadExpired(e, now, leaseMs);
-  }
-
   /** Removes `entry` if it is still the one kept for its key (its job was put off). */
   forget(entry: AheadEntry): void {
     const id = keyId(entry.key);
     if (this.#entries.get(id) === entry) this.#entries.delete(id);
   }
 
-  /**
-   * The MD5 (and the bytes, when kept) read ahead for `key`, when the file
-   * has not changed since: same size, mtime, ctime and inode.
-   */
-  contentFor(key: SharedKey, stat: Fingerprint): AheadContent | undefined {
+  /** The MD5 computed ahead for `key`, when the file has not changed since. */
+  md5For(key: SharedKey, stat: Fingerprint): string | undefined {
     const e = this.#entries.get(keyId(key));
     if (!e) return undefined;
     const s = e.stat;
     const same = s.size === stat.size && s.mtimeMs === stat.mtimeMs &&
       s.ctimeMs === stat.ctimeMs && s.ino === stat.ino;
-    if (!same) return undefined;
-    return e.bytes ? { md5: e.md5, bytes: e.bytes } : { md5: e.md5 };
+    return same ? e.md5 : undefined;
   }
 
   /** The entry of a job that ended without asking, removed: release it once it answers "mine". */

@@ -7,7 +7,7 @@
 import { RequeueError } from "../errors.ts";
 import type { Job } from "../store/store.ts";
 import { fingerprint, type Fleet } from "./fleet.ts";
-import { type AheadContent, busyWait } from "./fleet_ahead.ts";
+import { busyWait } from "./fleet_ahead.ts";
 import type { PlanInput } from "./plan.ts";
 import { md5Of, type SyncResult } from "./upload.ts";
 
@@ -21,8 +21,6 @@ export interface ClaimInput {
   processed: boolean;
   /** The planner's input: the content MD5 is computed once and kept there for the upload. */
   input: PlanInput;
-  /** What the claim ahead read of the file, when it has not changed since (`Fleet.contentFor`). */
-  ahead?: AheadContent | undefined;
   signal: AbortSignal;
 }
 
@@ -33,7 +31,7 @@ export interface ClaimInput {
  * the file, and `FleetUnavailable` when the shared store cannot be reached.
  */
 export async function claimUpload(fleet: Fleet, c: ClaimInput): Promise<SyncResult | undefined> {
-  const md5 = c.input.contentMd5 ??= c.ahead?.md5 ??
+  const md5 = c.input.contentMd5 ??= fleet.md5For(c.job, c.server, c.stat) ??
     await md5Of(c.job.input_file, c.signal, c.stat.size);
   const claim = await fleet.claim(c.job, c.server, fingerprint(c.stat.size, c.stat.mtimeMs, md5));
   switch (claim.kind) {

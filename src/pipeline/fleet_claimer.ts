@@ -31,7 +31,6 @@ import { fingerprint, keyOf } from "./fleet.ts";
 import {
   AHEAD_LOW,
   type AheadBatch,
-  type AheadContent,
   type AheadEntry,
   type AheadFile,
   busyWait,
@@ -46,13 +45,6 @@ const CLAIM_WINDOW_MS = 5;
 
 /** Files larger than this are claimed when their job runs, not ahead. */
 const AHEAD_MAX_BYTES = 256 * 1024;
-
-/**
- * Files up to this size keep the bytes read for their claim, so their upload
- * need not read them again (a few batches of answers are kept at a time: a
- * few MiB at most).
- */
-const KEEP_MAX_BYTES = 64 * 1024;
 
 /** What {@linkcode FleetClaimer} needs of the node. */
 export interface ClaimerDeps {
@@ -138,20 +130,12 @@ export class FleetClaimer {
     return r;
   }
 
-  /** Whether this node holds the lease on a job's file, claimed ahead for it and not yet used. */
-  holds(job: Job, server: string): boolean {
-    return this.#ahead.holds(keyOf(job, server), Date.now(), this.#leaseMs);
-  }
-
   /** Called when answers claimed ahead came in (or failed): the scheduler picks again. */
   onAnswers: () => void = () => {};
 
-  /**
-   * The MD5 (and, for small files, the bytes) of a job's file read when it
-   * was claimed ahead, when the file has not changed since.
-   */
-  contentFor(job: Job, server: string, stat: Fingerprint): AheadContent | undefined {
-    return this.#ahead.contentFor(keyOf(job, server), stat);
+  /** The MD5 of a job's file computed when it was claimed ahead, when the file is unchanged. */
+  md5For(job: Job, server: string, stat: Fingerprint): string | undefined {
+    return this.#ahead.md5For(keyOf(job, server), stat);
   }
 
   /** Claims waiting for the next round trip. */
@@ -268,17 +252,12 @@ export class FleetClaimer {
       const stat = observe(job.input_file, source).stat;
       // Big files are read once, when they run; their upload outlasts a round trip anyway.
       if (!stat || stat.size > AHEAD_MAX_BYTES) return undefined;
-      const bytes = readRegularSync(job.input_file);
-      const md5 = createHash("md5").update(bytes.data).digest("hex");
+      const md5 = createHash("md5").update(readRegularSync(job.input_file).data).digest("hex");
       return {
         key: keyOf(job, job.server),
         fingerprint: fingerprint(stat.size, stat.mtimeMs, md5),
         md5,
         stat,
-        // The upload sends these when the file still has this stat (see `Fleet.contentFor`).
-        ...(bytes.data.byteLength <= KEEP_MAX_BYTES && bytes.data.byteLength === stat.size
-          ? { bytes }
-          : {}),
       };
     } catch {
       return undefined;

@@ -3,10 +3,7 @@
  * renewed on a timer while the job runs, checked before the job records.
  *
  * Contract:
- * - a lease is renewed once a quarter of it is gone (one timer checks every
- *   held lease each twelfth of the lease length, so at least two thirds are
- *   left when it is renewed; with leases under 1.2 s, every 100 ms);
- *   `renew()` false means
+ * - a lease is renewed every third of its length; `renew()` false means
  *   another node took the file over (this node was too slow: a stalled
  *   process, the shared store out of reach for longer than the lease): the
  *   lease is lost for good and is never renewed or released again;
@@ -43,10 +40,7 @@ interface Held {
   /** Until when the lease is ours, as far as this node knows (ms since the epoch). */
   until: number;
   lost: boolean;
-  /** A renewal is on its way. */
-  renewing: boolean;
-  /** Not renewed before this time: a check period after the claim, as a timer of its own would. */
-  notBefore: number;
+  timer: number;
 }
 
 /** What {@linkcode FleetLeases} needs. */
@@ -66,8 +60,6 @@ export class FleetLeases {
   readonly #held = new Map<number, Held>();
   /** Files whose lease was lost while this node uploaded them: the fingerprint uploaded. */
   readonly #overtaken = new Map<string, string>();
-  /** The one timer that renews the held leases (none while no lease is held). */
-  #timer: number | undefined;
 
   constructor(options: FleetLeasesOptions) {
     this.#o = options;
@@ -94,45 +86,29 @@ export class FleetLeases {
 
   /**
    * After a claim: "mine" holds the lease for job `id`, renewed until
-   * {@linkcode finished} (see the module doc), also for a lease claimed ahead
-   * a while before its job started.
+   * {@linkcode finished} whenever a third of it is gone, so at least two
+   * thirds are always left, also for a lease claimed ahead a while before
+   * its job started.
    */
   claimed(id: number, key: SharedKey, fp: string, claim: Claim): void {
     if (claim.kind !== "mine") return;
     this.#overtaken.delete(keyId(key));
-    const period = this.#period();
-    this.#held.set(id, {
-      key,
-      fingerprint: fp,
-      until: claim.until,
-      lost: false,
-      renewing: false,
-      notBefore: this.#now() + period,
-    });
-    // One timer for every lease, not one per job: jobs come and go by the thousand.
-    this.#timer ??= setInterval(() => this.#renewDue(), period) as unknown as number;
-  }
-
-  /** How often the held leases are checked, ms. */
-  #period(): number {
-    return Math.max(100, this.#o.leaseMs() / 12);
-  }
-
-  /** Renews the held leases a quarter of which is gone; stops the timer when none is held. */
-  #renewDue(): void {
-    if (this.#held.size === 0) {
-      if (this.#timer !== undefined) clearInterval(this.#timer);
-      this.#timer = undefined;
-      return;
-    }
-    const now = this.#now();
-    const due = now + (this.#o.leaseMs() * 3) / 4;
-    for (const held of this.#held.values()) {
-      if (held.lost || held.renewing || held.until > due || now < held.notBefore) continue;
-      held.renewing = true;
-      // Out of reach: the next check tries again; confirm() decides before the record.
-      this.#renew(held).catch(() => {}).finally(() => (held.renewing = false));
-    }
+    const old = this.#held.get(id);
+    if (old) clearTimeout(old.timer);
+    const held: Held = { key, fingerprint: fp, until: claim.until, lost: false, timer: 0 };
+    const renewLater = () => {
+      const wait = held.until - (this.#o.leaseMs() * 2) / 3 - this.#now();
+      held.timer = setTimeout(() => {
+        this.#renew(held).then((ok) => {
+          if (ok && this.#held.get(id) === held) renewLater();
+        }, () => {
+          // Out of reach: try again soon; confirm() decides before the record.
+          if (this.#held.get(id) === held) renewLater();
+        });
+      }, Math.max(100, wait)) as unknown as number;
+    };
+    renewLater();
+    this.#held.set(id, held);
   }
 
   async #renew(held: Held): Promise<boolean> {
@@ -145,6 +121,7 @@ export class FleetLeases {
       return true;
     }
     held.lost = true;
+    clearTimeout(held.timer);
     this.#o.log.warn(
       `Lost the claim on "${held.key.input_file}" to another node: this node records nothing ` +
         "for it and asks again",
@@ -177,6 +154,7 @@ export class FleetLeases {
   finished(id: number, ok: boolean): SharedKey | undefined {
     const held = this.#held.get(id);
     if (!held) return undefined;
+    clearTimeout(held.timer);
     this.#held.delete(id);
     if (held.lost) {
       this.#overtaken.set(keyId(held.key), held.fingerprint);
@@ -187,8 +165,7 @@ export class FleetLeases {
 
   /** Stops every renewal (the daemon stops). */
   stop(): void {
-    if (this.#timer !== undefined) clearInterval(this.#timer);
-    this.#timer = undefined;
+    for (const { timer } of this.#held.values()) clearTimeout(timer);
     this.#held.clear();
   }
 }

@@ -26,7 +26,6 @@ import { formatBytes } from "../util/format.ts";
 import { md5File } from "../util/hash.ts";
 import { Semaphore } from "../util/semaphore.ts";
 import type { PipelineContext } from "./context.ts";
-import type { AheadBytes } from "./fleet_ahead.ts";
 import { type Conflict, type Fingerprint, planTypeConflict, remoteAncestors } from "./plan.ts";
 import { relPath, remotePathFor, type Router } from "./routing.ts";
 import type { ServerState } from "./servers.ts";
@@ -39,8 +38,6 @@ export interface SyncResult {
   remotePath: string;
   /** Records the upload: the caller runs it in the transaction that completes the job. */
   record?: () => void;
-  /** The row `record` writes to `synced_files`, as written. */
-  row?: SyncedRow;
   /** Remote paths whose intents `record` drops. */
   dropped?: string[];
   /** Runs once recorded (the log line). */
@@ -57,11 +54,6 @@ export interface UploadInput {
   chain: string;
   /** MD5 of the source file when already computed. */
   contentMd5: string | undefined;
-  /**
-   * The source file's bytes (their MD5 is `contentMd5`), read while it had
-   * `stat`: an unprocessed upload sends them instead of reading it again.
-   */
-  bytes?: AheadBytes | undefined;
   /** A remote path whose intent the pick committed (see `Worker.claim`). */
   claimed?: string | undefined;
 }
@@ -118,9 +110,6 @@ export class Uploader {
         size: upload.size,
         unprocessed: out.unprocessed,
         ...(out.unprocessed && u.contentMd5 ? { md5: u.contentMd5 } : {}),
-        ...(out.unprocessed && out.path === job.input_file && u.bytes && u.contentMd5
-          ? { content: u.bytes }
-          : {}),
         ...(out.contentEncoding ? { contentEncoding: out.contentEncoding } : {}),
       });
       const md5 = result.md5 ?? (out.unprocessed ? u.contentMd5 : undefined) ??
@@ -209,7 +198,6 @@ export class Uploader {
         bytes: upload.size,
         remotePath,
         record,
-        row,
         dropped: [remotePath, ...extras],
         done,
       };

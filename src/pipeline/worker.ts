@@ -14,7 +14,6 @@ import type { Job, SyncedRow } from "../store/store.ts";
 import { isMover, type Transport } from "../transports/transport.ts";
 import type { PipelineContext } from "./context.ts";
 import { type Fleet, FleetUnavailable } from "./fleet.ts";
-import type { AheadBytes } from "./fleet_ahead.ts";
 import { claimUpload } from "./fleet_claim.ts";
 import type { Janitor } from "./janitor.ts";
 import { observe } from "./observe.ts";
@@ -62,8 +61,6 @@ export class Worker {
   readonly #claims = new WeakMap<Job, string>();
   /** What each picked job's reads found in its pick's transaction (see {@linkcode Worker.claim}). */
   readonly #read = new WeakMap<Job, JobReads>();
-  /** Jobs whose upload started (it may have written to the remote path). */
-  readonly #uploading = new WeakSet<Job>();
 
   constructor(ctx: PipelineContext, deps: WorkerDeps) {
     this.#ctx = ctx;
@@ -78,28 +75,25 @@ export class Worker {
    * starts. Only a new intent counts: nothing of an earlier attempt is
    * behind it, so when the job writes elsewhere (processors rename the
    * file) or nothing at all, the intent is dropped with its completion,
-   * without touching the server. Deletes claim nothing. A fleet job claims
-   * only under the lease of its file, claimed ahead for it (an intent never
-   * comes before the lease), and its intent goes again when the job fails
-   * before its upload started (another node may then write that path).
+   * without touching the server. Deletes and fleet jobs claim nothing.
    *
-   * The job's own reads are done here too (not on a node of a fleet), in the
-   * pick's transaction (a read there costs a fraction of one in a transaction
-   * of its own): while the job is marked running, only the job itself
-   * changes its record and its intents. A rename's old name is looked for by
-   * the inode the scan stored; a job that sees another inode, or finds a
-   * candidate, looks again when it runs (a candidate may be gone by then; one
-   * that appears meanwhile is missed, which uploads instead of moving).
+   * The job's own reads are done here too, in the pick's transaction (a
+   * read there costs a fraction of one in a transaction of its own): while
+   * the job is marked running, only the job itself changes its record and
+   * its intents. A rename's old name is looked for by the inode the scan
+   * stored; a job that sees another inode, or finds a candidate, looks again
+   * when it runs (a candidate may be gone by then; one that appears meanwhile
+   * is missed, which uploads instead of moving).
    */
   claim(s: ServerState, jobs: readonly Job[]): void {
+    if (this.#d.fleet) return;
     const { store, config } = this.#ctx;
-    const fleet = this.#d.fleet;
     const now = Date.now();
     const server = s.server.name;
     for (const job of jobs) {
       const source = config.sources.find((x) => x.name === job.source);
       if (!source) continue;
-      if (job.event !== DELETED && (!fleet || fleet.holds(job, server))) {
+      if (job.event !== DELETED) {
         let remotePath: string | undefined;
         try {
           const rel = relPath(source, job.input_file);
@@ -115,7 +109,6 @@ export class Worker {
           this.#claims.set(job, remotePath);
         }
       }
-      if (fleet) continue; // Its reads wait for its claim: another node may record it meanwhile.
       const synced = store.getSynced(job.input_file, server, job.dest);
       const file = synced || job.event === DELETED ? undefined : store.getFile(job.input_file);
       this.#read.set(job, {
@@ -171,7 +164,7 @@ export class Worker {
       // A fleet node bounds the uploads it has recorded and not yet published.
       if (fleet && result.record) await fleet.admitRecord(job);
       const finish = () => {
-        fleet?.recorded(job, s.server.name, result.kind, result.row);
+        fleet?.recorded(job, s.server.name, result.kind);
         if (unwritten) store.dropIntent(s.server.name, unwritten);
         store.complete(job);
         if (result.bytes >= 0) {
@@ -236,12 +229,6 @@ export class Worker {
       try {
         // The database itself failed: not the file's fault; the job goes back once it can.
         if (isStoreError(err)) throw err;
-        const claimed = this.#claims.get(job);
-        if (fleet && claimed !== undefined && !this.#uploading.has(job)) {
-          // Nothing was written to the path this job claimed at its pick, and another node may
-          // write it before this job runs again: the intent must not make that copy a leftover.
-          store.dropIntent(s.server.name, claimed);
-        }
         this.#handleFailure(s, job, err);
       } catch (e) {
         // The outcome cannot be recorded (disk full): the job goes back once it can.
@@ -479,9 +466,7 @@ export class Worker {
       case "hash-check":
         throw new ClassifiedError(`Cannot decide about "${rel}": ${p.reason}`, "retry");
     }
-    let bytes: AheadBytes | undefined;
     if (this.#d.fleet) {
-      const ahead = this.#d.fleet.contentFor(job, server.name, stat!);
       const adopted = await claimUpload(this.#d.fleet, {
         job,
         server: server.name,
@@ -490,14 +475,10 @@ export class Worker {
         chain: chain!,
         processed: rule!.processors.length > 0,
         input,
-        ahead,
         signal,
       });
       if (adopted) return adopted;
-      // The bytes the claim read are sent as they are: the file kept their stat and MD5.
-      if (ahead?.bytes && input.contentMd5 === ahead.md5) bytes = ahead.bytes;
     }
-    this.#uploading.add(job);
     const uploaded = await this.#uploader.upload(s, transport, {
       source,
       job,
@@ -506,7 +487,6 @@ export class Worker {
       synced,
       chain: chain!,
       contentMd5: input.contentMd5,
-      bytes,
       claimed,
     });
     // Another node may have taken the file over meanwhile: then this node records nothing.

@@ -133,15 +133,13 @@ class SymlinkOrCopy implements Transport, Stater, Lister, Mover {
         else await fs.symlink(localPath, tmp);
         copied = options.size;
       } else if (small) {
-        // Read once: the copy and its MD5 (which the pipeline then need not compute); bytes the
-        // pipeline read already (with their MD5) are written as they are.
-        const given = options.content && options.md5 !== undefined ? options.content : undefined;
-        const { data, mode } = given ?? readSmall(localPath, options.size);
+        // Read once: the copy and its MD5 (which the pipeline then need not compute).
+        const { data, mode } = readSmall(localPath, options.size);
         // createNew: never write through a leftover temp symlink (to a source file). The mode
         // the process's umask gives a new file anyway needs no chmod of its own.
         const write = mode === CREATED_MODE ? { createNew: true } : { mode, createNew: true };
         replacing(tmp, () => Deno.writeFileSync(tmp, data, write));
-        md5 = given ? options.md5 : createHash("md5").update(data).digest("hex");
+        md5 = createHash("md5").update(data).digest("hex");
         copied = data.byteLength;
       } else {
         // A leftover temp file (or symlink) of an interrupted upload goes first: never written through.

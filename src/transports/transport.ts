@@ -20,13 +20,6 @@ export interface PutOptions {
   size: number;
   /** MD5 of the local file (hex) when the pipeline already knows it. */
   md5?: string;
-  /**
-   * The local file's bytes and permission bits, read by the pipeline while
-   * the file had the stat this upload is for (small files only; `md5` is
-   * their MD5): a transport may send these instead of reading `localPath`
-   * again. The pipeline checks after the upload that the file kept that stat.
-   */
-  content?: { data: Uint8Array; mode: number };
   /** True when `localPath` is the untouched source file (symlink_or_copy links it). */
   unprocessed: boolean;
   /** MIME type; transports derive it from the remote name when absent. */

@@ -62,29 +62,3 @@ Deno.test("symlink_or_copy links unprocessed files inside a source and copies ot
     await fs.rm(src, { recursive: true, force: true });
   }
 });
-
-Deno.test("symlink_or_copy writes the bytes the pipeline read already, with their MD5 and mode", async () => {
-  const root = await fs.mkdtemp(path.join(os.tmpdir(), "fc-local-"));
-  try {
-    const t = await makeTransport(root);
-    const signal = new AbortController().signal;
-    const local = path.join(root + ".src");
-    await fs.writeFile(local, "abc");
-    const md5 = "900150983cd24fb0d6963f7d28e17f72"; // MD5 of "abc"
-    const content = { data: new TextEncoder().encode("abc"), mode: 0o640 };
-    // The local file is not read again: its bytes are the ones given.
-    await fs.rm(local);
-    const r = await t.put(local, "s/a.bin", { signal, size: 3, unprocessed: false, md5, content });
-    assertEquals(r, { size: 3, md5 });
-    assertEquals(await fs.readFile(path.join(root, "s/a.bin"), "utf8"), "abc");
-    assertEquals((await fs.stat(path.join(root, "s/a.bin"))).mode & 0o777, 0o640);
-    // Without their MD5 the bytes are not trusted: the file is read (and is gone here).
-    let failed = false;
-    await t.put(local, "s/b.bin", { signal, size: 3, unprocessed: false, content }).catch(() => {
-      failed = true;
-    });
-    assert(failed, "read the missing file");
-  } finally {
-    await fs.rm(root, { recursive: true, force: true });
-  }
-});
