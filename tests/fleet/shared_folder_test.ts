@@ -114,7 +114,19 @@ Deno.test("fleet (postgres): a node stalled past its leases while uploading, its
     } finally {
       Deno.kill(pid, "SIGCONT");
     }
-    await eventually(() => diffTrees(tree(shared), tree(w.dst)), 90_000, "after the stall");
+    await eventually(
+      () => {
+        const d = diffTrees(tree(shared), tree(w.dst));
+        if (!d) return "";
+        const first = d.split("\n")[0]!.replace(/^\w[^:]*: /, "");
+        const at = (root: string) => fs.readFileSync(path.join(root, first), "utf8").slice(0, 12);
+        return `${d}\n${first}: source "${at(shared)}", destination "${
+          at(w.dst)
+        }"; victim ${victim.name}`;
+      },
+      90_000,
+      "after the stall",
+    );
     // Settled: a late transfer of the victim's would show now.
     await sleep(2000);
     assertEquals(diffTrees(tree(shared), tree(w.dst)), "");
