@@ -9,34 +9,55 @@ import * as path from "node:path";
 import { ClassifiedError } from "../errors.ts";
 
 /**
+ * How long a lock held by an instance that recorded no pid is waited for,
+ * ms: an instance removes its pid file just before it releases the lock at
+ * the end of its stop, so a restart right after a stop (a supervisor, a
+ * script) finds the lock still held for a moment.
+ */
+export const LOCK_WAIT_MS = 3000;
+
+/**
  * Locks the data directory for the process lifetime; refuses when another
- * instance holds it, naming its pid when recorded.
+ * instance holds it, naming its pid when recorded. A holder that recorded
+ * no pid (one that is ending, or has not started running yet) is waited for
+ * up to {@linkcode LOCK_WAIT_MS}; one that did is refused at once.
  *
  * @throws {ClassifiedError} (fatal) when another instance runs.
  */
-export async function lockDataDir(dataDir: string): Promise<Deno.FsFile> {
+export async function lockDataDir(
+  dataDir: string,
+  waitMs: number = LOCK_WAIT_MS,
+): Promise<Deno.FsFile> {
   fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const file = await Deno.open(path.join(dataDir, "lock"), {
     create: true,
     write: true,
     mode: 0o600,
   });
-  if (!(await file.tryLock(true))) {
-    file.close();
-    let pid = "";
-    try {
-      pid = fs.readFileSync(path.join(dataDir, "daemon.pid"), "utf8").trim();
-    } catch {
-      // No pid recorded.
+  const until = Date.now() + waitMs;
+  for (;;) {
+    if (await file.tryLock(true)) return file;
+    const pid = recordedPid(dataDir);
+    if (pid || Date.now() >= until) {
+      file.close();
+      throw new ClassifiedError(
+        `Another fileconveyor${
+          pid ? ` (pid ${pid})` : ""
+        } is already running with data directory "${dataDir}"`,
+        "fatal",
+      );
     }
-    throw new ClassifiedError(
-      `Another fileconveyor${
-        pid ? ` (pid ${pid})` : ""
-      } is already running with data directory "${dataDir}"`,
-      "fatal",
-    );
+    await new Promise((r) => setTimeout(r, 50));
   }
-  return file;
+}
+
+/** The pid in the data directory's pid file; "" when none is recorded. */
+function recordedPid(dataDir: string): string {
+  try {
+    return fs.readFileSync(path.join(dataDir, "daemon.pid"), "utf8").trim();
+  } catch {
+    return "";
+  }
 }
 
 /** Writes the data directory's pid file. */
