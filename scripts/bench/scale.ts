@@ -15,8 +15,11 @@
  *
  * Not part of the default run (a million files take a long while): `deno
  * task bench --scale` (sizes of the mode: quick 20,000 and 50,000; full
- * 100,000, 300,000 and 1,000,000) or `--scale 100000,300000`. Run alone:
- * `deno run -A scripts/bench/scale.ts 100000,300000`.
+ * 10,000, 100,000 and 1,000,000) or `--scale 10000,100000,1000000`. Run
+ * alone: `deno run -A scripts/bench/scale.ts 100000,300000`. A million
+ * files take 3.9 GB of the tree's file system (tmpfs: memory), 1.1 GB of
+ * database and about 40 minutes on 2 busy cores (most of it the initial
+ * sync).
  *
  * @module
  */
@@ -30,7 +33,7 @@ import { makeTree, rmTree, say, sleep, timed } from "./_util.ts";
 /** Sizes measured when none are given. */
 export const SCALE_SIZES: Record<"quick" | "full", number[]> = {
   quick: [20_000, 50_000],
-  full: [100_000, 300_000, 1_000_000],
+  full: [10_000, 100_000, 1_000_000],
 };
 
 /** One process run. */
@@ -228,12 +231,14 @@ export function scaleMarkdown(r: ScaleResult): string {
     const k = growth(p, y);
     return [name, ...p.map((x) => f(y(x), d)), k === null ? "–" : k.toFixed(2)];
   });
-  rows.push(["database bytes per file", ...p.map((x) => f(x.dbBytes / x.files, 0)), "–"]);
-  rows.push([
-    "restart µs per file",
-    ...p.map((x) => f((x.restart.ms * 1000) / x.files, 1)),
-    "–",
-  ]);
+  // Per file: a figure that stays flat as the tree grows grows linearly with it.
+  const perFile: [string, (x: ScalePoint) => number | null, number][] = [
+    ["database bytes per file", (x) => x.dbBytes / x.files, 0],
+    ["initial sync CPU ms per file", (x) => x.initial.cpuS && (x.initial.cpuS * 1000) / x.files, 3],
+    ["restart µs per file", (x) => (x.restart.ms * 1000) / x.files, 1],
+    ["restart CPU µs per file", (x) => x.restart.cpuS && (x.restart.cpuS * 1e6) / x.files, 1],
+  ];
+  for (const [name, y, d] of perFile) rows.push([name, ...p.map((x) => f(y(x), d)), "–"]);
   const line = (cells: string[]) => `| ${cells.join(" | ")} |`;
   return [
     line(head),

@@ -25,19 +25,34 @@ export class SourceState extends StoreConnection {
    * separator), by name: one query per directory, read as arrays (the rows
    * of a whole tree are read at every start and every full scan, and
    * SQLite's row objects cost more than building them here).
+   *
+   * `leaf`: the caller saw no subdirectory in `dir` on disk. The rows are
+   * then read as the range of paths below `dir` in the table's own order
+   * (its primary key), without a lookup per row from the `dir` index: a
+   * quarter less time for a directory of files. The answer is the same
+   * either way; the range also passes over what is stored below a
+   * subdirectory that is gone from disk (once: the scan deletes it).
    */
-  childrenByName(dir: string): Map<string, FileRow> {
-    let s = this.#childRows;
+  childrenByName(dir: string, options: { leaf?: boolean } = {}): Map<string, FileRow> {
+    const leaf = options.leaf === true && !dir.endsWith("/");
+    let s = leaf ? this.#leafRows : this.#childRows;
     if (!s) {
+      const cols = "path, source, is_dir, size, mtime_ms, ctime_ms, ino, recorded_ms";
+      // `+dir`: the range over the primary key, not the `dir` index, chooses the rows.
       s = this.db.prepare(
-        "SELECT path, source, is_dir, size, mtime_ms, ctime_ms, ino, recorded_ms FROM files WHERE dir = ?",
+        leaf
+          ? `SELECT ${cols} FROM files WHERE path > ? AND path < ? AND +dir = ?`
+          : `SELECT ${cols} FROM files WHERE dir = ?`,
       );
       s.setReturnArrays(true);
-      this.#childRows = s;
+      if (leaf) this.#leafRows = s;
+      else this.#childRows = s;
     }
     const skip = dir.endsWith("/") ? dir.length : dir.length + 1;
     const out = new Map<string, FileRow>();
-    for (const r of s.all(dir) as unknown as ChildRow[]) {
+    // Paths below `dir` sort between `dir/` and `dir0` ("0" follows "/"), in bytes.
+    const rows = leaf ? s.all(dir + "/", dir + "0", dir) : s.all(dir);
+    for (const r of rows as unknown as ChildRow[]) {
       const p = r[0];
       out.set(p.slice(skip), {
         path: p,
@@ -55,6 +70,7 @@ export class SourceState extends StoreConnection {
   }
 
   #childRows: StatementSync | undefined;
+  #leafRows: StatementSync | undefined;
 
   putFile(row: FileRow): void {
     this.q(

@@ -113,7 +113,8 @@ export class Walker {
     const relPrefix = relDir === "" ? "" : relDir + "/";
     const mayExclude = ignore.mayExcludeIn(dir);
     const filesIgnored = relDir !== "" && ignore.hasIgnoredDir(relPrefix);
-    const stored = this.#o.store.childrenByName(dir);
+    const leaf = !listing.entries.some((e) => e.isDirectory);
+    const stored = this.#o.store.childrenByName(dir, { leaf });
     // Entries listed but not examinable (a directory without search permission):
     // what is stored below it is kept, not deleted.
     let blocked = false;
