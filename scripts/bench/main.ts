@@ -62,10 +62,10 @@ const NOTES: string[] = [
   "per-file work on one JavaScript thread: stat, read + MD5, write, rename, and about ten SQLite " +
   "statements (pick, upload intent, record, completion, transfer log). The picks and records of about " +
   "64 small local copies share one commit, and a job's reads are done in its pick's transaction, so " +
-  "SQLite is now ~25 % of the main thread and the copy ~37 % (its `node:fs` read of the source alone " +
-  "18 %). rclone spreads its work over Go threads on both cores and keeps no state; rsync is one " +
-  "tight C loop with no state. What is left: the source read through the FFI instead of `node:fs`, " +
-  "one `lstat` less per file, and the copies on a worker thread for the second core.",
+  "SQLite is now ~25 % of the main thread and the copy ~30 % (the source is read through the C " +
+  "library: ~10 %). rclone spreads its work over Go threads on both cores and keeps no state; rsync " +
+  "is one tight C loop with no state. What is left: the per-file log line (one write each), one " +
+  "`lstat` less per file, and the copies on a worker thread for the second core.",
   "**SFTP.** Ahead of rclone's default (which runs `md5sum` on the server for every file), behind " +
   "`rclone --sftp-disable-hashcheck` and rsync over SSH (one stream, no per-file round trips). " +
   "Files up to 1 MiB go out in 3 round trips (open; every write, the close and a stat together; " +

@@ -8,6 +8,7 @@
 import { createHash } from "node:crypto";
 
 const PREFIX = ".fctmp-";
+const encoder = new TextEncoder();
 
 /**
  * The temp name used while `path` (a `/`-separated path) is written, in the
@@ -28,8 +29,9 @@ export function tempName(path: string): string {
   // Hash of the name only: the same within a directory whether or not a
   // transport's root is prefixed, so cleanup finds what an upload left.
   const hash = createHash("sha1").update(base).digest("hex").slice(0, 10);
-  // Keep temp names short enough for 255-byte file name limits.
-  const stem = new TextEncoder().encode(base).length > 200 ? "long" : base;
+  // Keep temp names short enough for 255-byte file name limits (UTF-8 takes at most 3 bytes
+  // per UTF-16 unit: most names need no encoding to know).
+  const stem = base.length > 66 && encoder.encode(base).length > 200 ? "long" : base;
   return `${dir}${PREFIX}${hash}-${stem}`;
 }
 

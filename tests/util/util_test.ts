@@ -96,4 +96,12 @@ Deno.test("tempName() stays in the directory and is recognised by isTempName()",
   assert(!isTempName("site.css"));
   const long = tempName("d/" + "x".repeat(240));
   assert(long.endsWith("-long"), long);
+  // The limit is on UTF-8 bytes (at most 200 kept), whatever the count of characters.
+  for (const [base, kept] of [["x".repeat(200), true], ["x".repeat(201), false]] as const) {
+    assertEquals(tempName(base).endsWith(`-${base}`), kept, `${base.length} ASCII`);
+  }
+  for (const [base, kept] of [["✓".repeat(66), true], ["✓".repeat(67), false]] as const) {
+    assertEquals(tempName(base).endsWith(`-${base}`), kept, `${base.length} × 3 bytes`);
+  }
+  assert(tempName("é".repeat(100)).endsWith("é".repeat(100)), "200 bytes in 100 characters");
 });
