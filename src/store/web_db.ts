@@ -268,19 +268,32 @@ export class WebDb {
     const file = this.#store.db.location();
     const ordered = `SELECT input_file, transported_file_basename, url, server, dest, synced_at
        FROM ${this.#table}`;
-    if (!file) {
-      stage.exec("BEGIN");
-      stage.exec(SYNCED_SCHEMA);
-      this.#insertRows(
-        insertStatement(stage),
+    if (!file || !attach(stage, file)) {
+      // In memory, or ATTACH refused: every row goes through this process, real paths first
+      // (as below: a real path is never hidden by another file's alias).
+      const rows = () =>
         this.#store.q(`${ordered} ORDER BY input_file, server, dest`).iterate() as Iterable<
           SyncedWebRow
-        >,
-      );
+        >;
+      stage.exec("BEGIN");
+      stage.exec(SYNCED_SCHEMA);
+      const ins = insertStatement(stage);
+      for (const r of rows()) {
+        ins.add(
+          r.input_file,
+          r.transported_file_basename,
+          r.url,
+          r.server,
+          r.dest,
+          r.input_file,
+          r.synced_at,
+        );
+      }
+      ins.flush();
+      this.#insertRows(ins, rows());
       stage.exec("COMMIT");
       return;
     }
-    stage.prepare("ATTACH DATABASE ? AS daemon").run(file);
     try {
       stage.exec("BEGIN");
       stage.exec(SYNCED_SCHEMA);
@@ -394,6 +407,21 @@ interface SyncedWebRow {
  * this many files changed and they are more than half of its rows.
  */
 const REBUILD_MIN = 1000;
+
+/**
+ * Attaches the daemon's database to `stage` as `daemon`; false when SQLite
+ * refuses. Deno allows ATTACH only to a process with every permission (`-A`):
+ * with a list of permissions (the bundle's own line, a service unit that
+ * grants only what it needs) the limit of attached databases is 0.
+ */
+function attach(stage: DatabaseSync, file: string): boolean {
+  try {
+    stage.prepare("ATTACH DATABASE ? AS daemon").run(file);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /** Longest pause between two updates of a file, ms, however long the last one took. */
 export const WEB_PAUSE_MAX = 10_000;

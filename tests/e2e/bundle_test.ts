@@ -15,6 +15,7 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import * as zlib from "node:zlib";
 import {
   BUNDLE_PATH,
@@ -265,6 +266,18 @@ Deno.test("bundle: sync --once to a local folder runs the WASM minifier and PNG 
     const r = await sb.run(["sync", "--config", ws.config, "--once"]);
     assertEquals(r.code, 0, r.stderr);
     assertIncludes(r.stderr, "Done: 4 synced");
+    // The web application's database is written with the bundle's own permissions (not -A,
+    // under which Deno refuses SQLite's ATTACH).
+    assert(!r.stderr.includes("Cannot write the web application databases"), r.stderr);
+    const web = new DatabaseSync(path.join(ws.data, "synced_files.db"), { readOnly: true });
+    try {
+      const n = web.prepare("SELECT COUNT(DISTINCT real_file) AS n FROM synced_files").get() as {
+        n: number;
+      };
+      assertEquals(n.n, 4);
+    } finally {
+      web.close();
+    }
     checkDestination((p) => {
       try {
         return fs.readFileSync(path.join(ws.dst, p));
