@@ -278,18 +278,7 @@ export class WebDb {
       stage.exec("BEGIN");
       stage.exec(SYNCED_SCHEMA);
       const ins = insertStatement(stage);
-      for (const r of rows()) {
-        ins.add(
-          r.input_file,
-          r.transported_file_basename,
-          r.url,
-          r.server,
-          r.dest,
-          r.input_file,
-          r.synced_at,
-        );
-      }
-      ins.flush();
+      this.#insertRows(ins, rows(), (f) => [f]);
       this.#insertRows(ins, rows());
       stage.exec("COMMIT");
       return;
@@ -325,9 +314,14 @@ export class WebDb {
     }
   }
 
-  #insertRows(ins: Inserter, rows: Iterable<SyncedWebRow>): void {
+  /** Inserts each row under every key `keys` gives its file (all its keys by default). */
+  #insertRows(
+    ins: Inserter,
+    rows: Iterable<SyncedWebRow>,
+    keys: (file: string) => Iterable<string> = (f) => this.#o.keys(f),
+  ): void {
     for (const r of rows) {
-      for (const key of this.#o.keys(r.input_file)) {
+      for (const key of keys(r.input_file)) {
         ins.add(
           key,
           r.transported_file_basename,
