@@ -144,10 +144,13 @@ Deno.test("scanner: a racily clean file (same size, mtime restored, same second)
     const before = fs.statSync(f);
     put(f, "two");
     fs.utimesSync(f, before.atime, before.mtime);
+    const after = fs.statSync(f);
     r.changes.length = 0;
     await r.scanner.scanSource(r.source);
     assertEquals(r.changes.length, 1, "the rewrite was not noticed");
-    assertEquals(r.changes[0]!.verify, true);
+    // Within the same millisecond the stat is the same and only the content tells; on a loaded
+    // machine the ctime may move on, and the stat tells already.
+    if (after.ctimeMs === before.ctimeMs) assertEquals(r.changes[0]!.verify, true);
     // Recorded again: once the file is older than its record, nothing more is reported.
     const row = r.store.getFile(f)!;
     r.store.putFile({ ...row, recorded_ms: Math.max(row.mtime_ms, row.ctime_ms) + RACY_MS + 1 });
