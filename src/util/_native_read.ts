@@ -15,6 +15,8 @@
  * @module
  */
 
+import { openLibc } from "./libc.ts";
+
 const SYMBOLS = {
   open: { parameters: ["buffer", "i32"], result: "i32" },
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
@@ -51,20 +53,8 @@ function libc(): Libc | undefined {
 }
 
 function load(): Libc | null {
-  if (Deno.build.os !== "linux" || !["x86_64", "aarch64"].includes(Deno.build.arch)) return null;
-  if (typeof Deno.dlopen !== "function") return null;
-  try {
-    // Asking first: a dlopen without the permission would prompt on a terminal.
-    if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return null;
-  } catch {
-    return null;
-  }
-  let lib: Deno.DynamicLibrary<typeof SYMBOLS>;
-  try {
-    lib = Deno.dlopen("libc.so.6", SYMBOLS);
-  } catch {
-    return null;
-  }
+  const lib = openLibc(SYMBOLS);
+  if (!lib) return null;
   const stx = new Uint8Array(256);
   const c: Libc = {
     s: lib.symbols,

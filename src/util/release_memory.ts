@@ -18,6 +18,7 @@
  *
  * @module
  */
+import { openLibc } from "./libc.ts";
 
 const SYMBOLS = {
   malloc_trim: { parameters: ["usize"], result: "i32" },
@@ -26,16 +27,9 @@ const SYMBOLS = {
 let trim: ((pad: number | bigint) => number) | null | undefined;
 
 function load(): ((pad: number | bigint) => number) | null {
-  if (Deno.build.os !== "linux") return null;
-  if (typeof Deno.dlopen !== "function") return null;
-  try {
-    // Asking first: a dlopen without the permission would prompt on a terminal.
-    if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return null;
-    const lib = Deno.dlopen("libc.so.6", SYMBOLS);
-    return (pad) => lib.symbols.malloc_trim(BigInt(pad));
-  } catch {
-    return null; // Not glibc: nothing to do.
-  }
+  // Any architecture: malloc_trim takes one integer. Not glibc: nothing to do.
+  const lib = openLibc(SYMBOLS, [Deno.build.arch]);
+  return lib ? (pad) => lib.symbols.malloc_trim(BigInt(pad)) : null;
 }
 
 /**

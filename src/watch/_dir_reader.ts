@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { openLibc } from "../util/libc.ts";
 import { lstatInfo, type StatLike, statLike } from "./_stat.ts";
 
 /** A listed entry; the type is the directory's (`d_type`), never followed. */
@@ -132,20 +133,8 @@ function libc(): Libc | undefined {
 }
 
 function load(): Libc | null {
-  if (Deno.build.os !== "linux" || !["x86_64", "aarch64"].includes(Deno.build.arch)) return null;
-  // Asking first: a dlopen without the permission would prompt on a terminal.
-  if (typeof Deno.dlopen !== "function") return null;
-  try {
-    if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return null;
-  } catch {
-    return null;
-  }
-  let lib: Deno.DynamicLibrary<typeof SYMBOLS>;
-  try {
-    lib = Deno.dlopen("libc.so.6", SYMBOLS);
-  } catch {
-    return null; // Not glibc (or too old for statx): Deno's calls answer.
-  }
+  const lib = openLibc(SYMBOLS);
+  if (!lib) return null; // Not glibc (or too old for statx): Deno's calls answer.
   const encoder = new TextEncoder();
   const buf = new Uint8Array(16 * 1024);
   const out = new Uint8Array(256);
