@@ -15,7 +15,8 @@
  *   have run out unnoticed (no renewal for two thirds of its length) is
  *   renewed first; a store out of reach throws `FleetUnavailable`;
  * - after a lost lease, this node's transfer may have reached the
- *   destination after the other node's. When the other node's record holds
+ *   destination after the other node's. A job that ends unrecorded with a
+ *   lease that may have run out unnoticed counts as lost for this. When the other node's record holds
  *   other content than ours ({@linkcode FleetLeases.fingerprintToClaim}),
  *   the next claim asks with a fingerprint no record holds: the file is
  *   uploaded again under a new lease rather than trusted.
@@ -160,7 +161,15 @@ export class FleetLeases {
       this.#overtaken.set(keyId(held.key), held.fingerprint);
       return undefined;
     }
-    return ok ? undefined : held.key;
+    if (ok) return undefined;
+    // A job that ended unrecorded (changed during the transfer, a failed transfer) after its
+    // lease may have run out unnoticed — this node stalled past it, the renewal timer has not
+    // fired yet — may have written the destination after another node recorded the file:
+    // ask again as overtaken. The release below is the holder's only, harmless if lost.
+    if (this.#now() >= held.until - this.#o.leaseMs() / 3) {
+      this.#overtaken.set(keyId(held.key), held.fingerprint);
+    }
+    return held.key;
   }
 
   /** Stops every renewal (the daemon stops). */

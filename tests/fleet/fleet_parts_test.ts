@@ -111,6 +111,25 @@ Deno.test("FleetLeases: a lease lost while uploading is not recorded; the next c
     leases.claimed(5, k4, "v1", { kind: "mine", until: Date.now() + 10 });
     await leases.confirm(5);
     leases.finished(5, true);
+
+    // A job that ends unrecorded (changed during its transfer) after its lease may have run
+    // out unnoticed (the node stalled, no renewal ran): its transfer may have landed after the
+    // other node's record of new content, so the next claim uploads again.
+    const k5 = key("stalled.css");
+    await a.claim(k5, "v1", Date.now() - 10_000, 100);
+    leases.claimed(6, k5, "v1", { kind: "mine", until: Date.now() - 9_900 });
+    assertEquals((await b.claim(k5, "v2", Date.now(), 60_000)).kind, "mine");
+    await b.publish([record(k5, "b", "v2")]);
+    leases.finished(6, false);
+    const stalled = leases.fingerprintToClaim(k5, "v2");
+    assert(stalled !== "v2");
+    assertEquals((await a.claim(k5, stalled, Date.now() + 60_000, 300)).kind, "mine");
+    // The same ending with a lease well within its length: no other node can have written
+    // meanwhile, so the next claim asks for the content as it is.
+    const k6 = key("fresh.css");
+    leases.claimed(7, k6, "v1", await a.claim(k6, "v1", Date.now(), 60_000));
+    leases.finished(7, false);
+    assertEquals(leases.fingerprintToClaim(k6, "v2"), "v2");
   } finally {
     leases.stop();
     await w.close();
