@@ -121,7 +121,12 @@ export class Daemon {
     this.#servers = new Servers(ctx);
     this.#router = new Router(ctx, (name) => this.#servers.get(name)?.server);
     const trouble = (e: unknown) => this.#scheduler.storeTrouble(e);
-    this.#janitor = new Janitor(ctx, this.#servers, trouble);
+    this.#janitor = new Janitor(
+      ctx,
+      this.#servers,
+      trouble,
+      this.#fleet && ((server, intent) => this.#fleet!.recordedElsewhere(server, intent)),
+    );
     this.#retired = new RetiredJanitor({
       store: this.store,
       transport: (name) => {

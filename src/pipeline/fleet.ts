@@ -45,7 +45,7 @@ import type {
   SharedRecord,
   SharedServerHealth,
 } from "../store/shared/types.ts";
-import type { Job, Store } from "../store/store.ts";
+import type { IntentRow, Job, Store } from "../store/store.ts";
 import { VERSION } from "../version.ts";
 import type { PipelineContext } from "./context.ts";
 import { type BufferState, FleetBuffer } from "./fleet_buffer.ts";
@@ -457,6 +457,21 @@ export class Fleet {
   }
 
   /** Whether the shared store answered the last call. */
+  /**
+   * Whether another node's record points at a remote path this node's
+   * interrupted upload (an intent) left: the mirror of the shared record,
+   * then the shared record of the intent's file, which the mirror of a node
+   * down for a while may not know yet. Throws {@linkcode FleetUnavailable}
+   * when the shared store cannot tell.
+   */
+  async recordedElsewhere(server: string, intent: IntentRow): Promise<boolean> {
+    if (this.local.mirrorUses(server, intent.remote_path)) return true;
+    if (intent.input_file === "") return false;
+    const key = { input_file: intent.input_file, server, dest: intent.dest };
+    const record = await this.#link.call((s) => s.get(key));
+    return record?.remote_path === intent.remote_path;
+  }
+
   get reachable(): boolean {
     return this.#link.reachable;
   }

@@ -10,7 +10,7 @@ import * as path from "node:path";
 import type { Source } from "../config/types.ts";
 import { errorMessage } from "../errors.ts";
 import { matchingRules } from "../filter/filter.ts";
-import type { Job } from "../store/store.ts";
+import type { IntentRow, Job } from "../store/store.ts";
 import { tempName } from "../transports/paths.ts";
 import type { Transport } from "../transports/transport.ts";
 import type { PipelineContext } from "./context.ts";
@@ -23,15 +23,33 @@ export class Janitor {
   readonly #servers: Servers;
   readonly #storeTrouble: (e: unknown) => void;
 
-  constructor(ctx: PipelineContext, servers: Servers, storeTrouble: (e: unknown) => void) {
+  readonly #recordedElsewhere:
+    | ((server: string, intent: IntentRow) => Promise<boolean>)
+    | undefined;
+
+  /**
+   * `recordedElsewhere` (a fleet node): whether another node's record points
+   * at a leftover's path (throws when that cannot be told).
+   */
+  constructor(
+    ctx: PipelineContext,
+    servers: Servers,
+    storeTrouble: (e: unknown) => void,
+    recordedElsewhere?: (server: string, intent: IntentRow) => Promise<boolean>,
+  ) {
     this.#ctx = ctx;
     this.#servers = servers;
     this.#storeTrouble = storeTrouble;
+    this.#recordedElsewhere = recordedElsewhere;
   }
 
   /**
    * Deletes remote leftovers of interrupted uploads (temp files) and of
-   * replaced versions, before the server's queue runs.
+   * replaced versions, before the server's queue runs. A leftover's path
+   * that a record points at stays: this node's record, or in a fleet another
+   * node's (a node down for a while finds the path uploaded by another node
+   * meanwhile). When the shared store cannot tell, the leftover and its
+   * intent stay for the next start.
    */
   async collectGarbage(s: ServerState): Promise<void> {
     const store = this.#ctx.store;
@@ -39,8 +57,18 @@ export class Janitor {
     if (intents.length === 0) return;
     const t = await this.#servers.transport(s);
     const signal = this.#ctx.signal;
-    for (const p of intents) {
-      if (!store.remotePathInUse(s.server.name, p)) {
+    for (const intent of intents) {
+      const p = intent.remote_path;
+      let inUse = store.remotePathInUse(s.server.name, p);
+      if (!inUse && this.#recordedElsewhere) {
+        try {
+          inUse = await this.#recordedElsewhere(s.server.name, intent);
+        } catch (e) {
+          s.log.info(`kept leftover "${p}" until the shared store can tell: ${errorMessage(e)}`);
+          continue;
+        }
+      }
+      if (!inUse) {
         await t.delete(p, { signal });
         s.log.info(`removed leftover "${p}"`);
       }

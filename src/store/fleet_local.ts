@@ -242,6 +242,13 @@ export class FleetLocal {
     return this.#store.getRuntime<number>("fleetCursor") ?? 0;
   }
 
+  /** Whether the mirror holds a record of another node pointing at `remotePath` on `server`. */
+  mirrorUses(server: string, remotePath: string): boolean {
+    return this.#store.q(
+      "SELECT 1 FROM fleet_records WHERE server = ? AND remote_path = ? LIMIT 1",
+    ).get(server, remotePath) !== undefined;
+  }
+
   /** How many files of the fleet the mirror knows. */
   mirrored(): number {
     return Number(

@@ -7,7 +7,7 @@
  */
 import { retire } from "./retired.ts";
 import { SourceState } from "./source_state.ts";
-import type { SyncedRow } from "./types.ts";
+import type { IntentRow, SyncedRow } from "./types.ts";
 
 /** The synced-record part of {@linkcode Store}. */
 export class SyncedRecords extends SourceState {
@@ -199,13 +199,15 @@ export class SyncedRecords extends SourceState {
     this.q("DELETE FROM intents WHERE server = ? AND remote_path = ?").run(server, remotePath);
   }
 
-  /** Every intent of `server`: remote paths whose upload or deletion may not have finished. */
-  intents(server: string): string[] {
-    return (this.q("SELECT remote_path FROM intents WHERE server = ?").all(server) as {
-      remote_path: string;
-    }[]).map(
-      (r) => r.remote_path,
-    );
+  /**
+   * Every intent of `server`: remote paths whose upload or deletion may not
+   * have finished, with the file and destination written for (`input_file`
+   * is empty on rows older than that column).
+   */
+  intents(server: string): IntentRow[] {
+    return this.q("SELECT remote_path, input_file, dest FROM intents WHERE server = ?").all(
+      server,
+    ) as unknown as IntentRow[];
   }
 
   // ---- dependencies (stylesheets embedding other files' URLs) ----

@@ -16,6 +16,7 @@ import type { PipelineStore } from "./types.ts";
 export {
   type Change,
   type FileRow,
+  type IntentRow,
   type Job,
   NEVER,
   type PipelineStore,

@@ -84,6 +84,14 @@ export function parseExtras(json: string | null | undefined): string[] {
   }
 }
 
+/** An intent: a remote path an upload or deletion of `input_file` may have left. */
+export interface IntentRow {
+  remote_path: string;
+  /** Empty on rows written before the column existed. */
+  input_file: string;
+  dest: string;
+}
+
 /** Health of one server. */
 export interface ServerRow {
   server: string;
@@ -208,7 +216,7 @@ export interface PipelineStore {
   ): boolean;
   intentsFor(inputFile: string, server: string, dest: string): string[];
   dropIntent(server: string, remotePath: string): void;
-  intents(server: string): string[];
+  intents(server: string): IntentRow[];
   // dependencies
   setDeps(dependent: string, server: string, dest: string, refs: readonly string[]): void;
   dependents(ref: string, server: string): { dependent: string; dest: string }[];

@@ -5,11 +5,13 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { cli, diffTrees, eventually, sleep, tree, write } from "../_harness.ts";
 import { assert, assertEquals } from "../_assert.ts";
 import { freshDatabase, restartDatabase } from "../_servers.ts";
 import { UNPUBLISHED_MAX } from "../../src/pipeline/fleet.ts";
 import {
+  type FleetNode,
   fleetNode,
   fleetWorld,
   localQueue,
@@ -138,6 +140,52 @@ for (const store of STORES) {
       assert(!fs.existsSync(path.join(w.dst, "a", "gone.txt")));
     } finally {
       await stopAll([a, b]);
+      await w.cleanup();
+    }
+  });
+
+  Deno.test(`fleet (${store.name}): a restart keeps a leftover whose path another node uploaded and recorded meanwhile`, async () => {
+    const w = await world(store.open);
+    const shared = path.join(w.root, "shared");
+    const [a, b] = ["alpha", "beta"].map((n) => fleetNode(w, n, shared)) as [
+      FleetNode,
+      FleetNode,
+    ];
+    const once = async (n: FleetNode) => {
+      const r = await cli(["sync", "--once", "--config", n.config]);
+      assertEquals(r.code, 0, r.stderr);
+      return r.stderr;
+    };
+    try {
+      await once(a);
+      const file = path.join(shared, "page.css");
+      write(file, "body{}");
+      await once(b);
+      const db = new DatabaseSync(path.join(b.data, "fileconveyor.db"), { readOnly: true });
+      const rec = db.prepare("SELECT remote_path, dest FROM synced_files WHERE input_file = ?")
+        .get(file) as { remote_path: string; dest: string };
+      db.close();
+      // alpha was killed while uploading the same file before beta's upload: its intent.
+      const adb = new DatabaseSync(path.join(a.data, "fileconveyor.db"));
+      adb.prepare(
+        "INSERT INTO intents(server, remote_path, input_file, dest, created_at) VALUES ('cdn', ?, ?, ?, ?)",
+      ).run(rec.remote_path, file, rec.dest, Date.now());
+      adb.close();
+      // alpha's restart: the leftover's path is beta's recorded copy, not alpha's to delete.
+      const log = await once(a);
+      assertEquals(diffTrees(tree(shared), tree(w.dst)), "", log);
+      assert(!log.includes("removed leftover"), log);
+      // A leftover no record points at is still removed.
+      const bdb = new DatabaseSync(path.join(a.data, "fileconveyor.db"));
+      bdb.prepare(
+        "INSERT INTO intents(server, remote_path, input_file, dest, created_at) VALUES ('cdn', 'gone.css', ?, ?, ?)",
+      ).run(path.join(shared, "gone.css"), rec.dest, Date.now());
+      bdb.close();
+      write(path.join(w.dst, "gone.css"), "old");
+      const log2 = await once(a);
+      assert(log2.includes(`removed leftover "gone.css"`), log2);
+      assertEquals(diffTrees(tree(shared), tree(w.dst)), "", log2);
+    } finally {
       await w.cleanup();
     }
   });

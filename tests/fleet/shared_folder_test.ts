@@ -84,19 +84,13 @@ function webDbsMatch(nodes: ReturnType<typeof fleetNode>[], shared: string): str
 }
 
 /**
- * KNOWN BROKEN (issue 16), so not run by default (`FC_KNOWN_BROKEN=1` runs it): about 1 run in
- * 4 under load, a file ends with the stalled node's old content at the destination. The node's
- * transfer of the old content lands after the other node uploaded and recorded the new content;
- * the stalled node then ends the job without a record ("changed during the transfer"), its lease
- * not yet seen as lost, so its next claim takes the other node's record as done (only a lease
- * seen as lost makes it upload again). Treating every job that ended without its record as
- * overtaken fixed that but made both nodes ask again in turn forever (a file never uploaded,
- * 3 runs of 12): reverted.
+ * The node whose late transfer of old content lands after the other node recorded the new
+ * content must upload again: a job that ends unrecorded ("changed during the transfer") after its
+ * lease may have run out unnoticed counts as overtaken (`fleet_lease.ts`).
  */
 Deno.test({
   name:
     "fleet (postgres): a node stalled past its leases while uploading, its files rewritten meanwhile, never leaves old content at the destination",
-  ignore: Deno.env.get("FC_KNOWN_BROKEN") !== "1",
   fn: async () => {
     const { w, shared, nodes, cleanup } = await pair();
     try {
