@@ -349,7 +349,10 @@ Deno.test("fleet (postgres): the database stopped for 20 s mid-sync; two nodes c
     await sleep(3000);
     for (let i = 0; i < 40; i++) write(path.join(shared, "b", `g${i}.txt`), `during ${i}`);
     await eventually(
-      () => nodes.every((n) => /unreachable since/.test(n.daemon!.log())) ? "" : "no node noticed",
+      () =>
+        nodes.filter((n) => !/unreachable since/.test(n.daemon!.log())).map((n) =>
+          `${n.name} did not notice; its log:\n${n.daemon!.log().slice(-2500)}`
+        ).join("\n"),
       25_000,
       "the outage to be noticed",
     );
