@@ -2,7 +2,8 @@
  * Scheduling: which jobs start when. Slots per server and overall, the
  * pump that picks ready jobs, the wake-up timer for the next ready job,
  * idle detection, and the record stage's group commit (many small writes
- * of one tick share one transaction, and the next pick joins it).
+ * of one tick share one transaction, and the next pick joins it). Jobs
+ * picked beyond the free slots wait in `picked_ahead.ts`.
  *
  * @module
  */
@@ -12,6 +13,7 @@ import { damagedState, StateError, storeTrouble } from "../store/integrity.ts";
 import { type Job, NEVER } from "../store/store.ts";
 import { Semaphore } from "../util/semaphore.ts";
 import type { PipelineContext } from "./context.ts";
+import { PickedAhead } from "./picked_ahead.ts";
 import type { Servers, ServerState } from "./servers.ts";
 
 /** What the scheduler calls back into. */
@@ -84,12 +86,7 @@ export class Scheduler {
   #batchScheduled = false;
   /** Jobs that ended while the database could not record it. */
   readonly #unsettled: Job[] = [];
-  /**
-   * Jobs picked ahead (marked running, claimed, committed) that wait for a
-   * slot of their server: a slot given back starts the next one at once,
-   * without a pick of its own (see `pickPerSlot`).
-   */
-  readonly #ahead = new Map<ServerState, Job[]>();
+  readonly #ahead: PickedAhead;
   #troubleAt = 0;
   #troubleLogged = 0;
   #troubleRetry: number | undefined;
@@ -102,6 +99,15 @@ export class Scheduler {
     this.#globalSlots = new Semaphore(
       Math.min(s.maxSimultaneousTransporters, s.maxFilesInPipeline),
     );
+    this.#ahead = new PickedAhead(ctx, servers, {
+      globalSlots: this.#globalSlots,
+      byPreference: !!hooks.preferred,
+      start: (s, job) => {
+        this.#takeSlots(s);
+        this.#startJob(s, job);
+      },
+      unclaim: (s, jobs) => hooks.unclaim(s, jobs),
+    });
   }
 
   /**
@@ -129,7 +135,7 @@ export class Scheduler {
         if (n < (picked!.slots.get(s) ?? 0)) {
           started.set(s, n + 1);
           this.#startJob(s, job);
-        } else this.#queueAhead(s, job);
+        } else this.#ahead.add(s, job);
       }
       // Jobs whose outcome could not be recorded (disk full) go back to the queue first.
       while (this.#unsettled.length > 0) {
@@ -143,22 +149,22 @@ export class Scheduler {
         this.#pumpAgain = false;
         const now = Date.now();
         considered = Math.min(considered, now);
-        this.#dropStaleAhead(now);
+        this.#ahead.dropStale(now);
         for (const s of this.#servers.values()) {
           if (s.pacer.blocked(now) || skip?.has(s)) continue;
           if (s.gc !== "done") {
             this.#startGc(s);
             continue;
           }
-          this.#startAhead(s);
+          this.#ahead.start(s);
           const free = Math.min(s.slots.free, this.#globalSlots.free);
-          if (free <= 0 || this.#ahead.has(s)) continue;
+          if (free <= 0 || this.#ahead.holds(s)) continue;
           const jobs = ctx.store.tx(() => {
-            const jobs = this.#pick(s, this.#want(s, free), now);
+            const jobs = this.#pick(s, this.#ahead.want(s, free), now);
             this.#hooks.claim(s, jobs);
             return jobs;
           });
-          for (const job of jobs.splice(free)) this.#queueAhead(s, job);
+          for (const job of jobs.splice(free)) this.#ahead.add(s, job);
           for (const job of jobs) {
             this.#takeSlots(s);
             this.#startJob(s, job);
@@ -268,7 +274,7 @@ export class Scheduler {
       s.running--;
       s.slots.release();
       this.#globalSlots.release();
-      this.#startAhead(s);
+      this.#ahead.start(s);
       this.#schedulePump();
     };
     // A job stays in `running` until its outcome is committed, also after its slots went back:
@@ -290,10 +296,10 @@ export class Scheduler {
     const now = Date.now();
     picked.at = now;
     for (const s of this.#servers.values()) {
-      if (s.pacer.blocked(now) || s.gc !== "done" || this.#ahead.has(s)) continue;
+      if (s.pacer.blocked(now) || s.gc !== "done" || this.#ahead.holds(s)) continue;
       const free = Math.min(s.slots.free, this.#globalSlots.free);
       if (free <= 0) continue;
-      const want = this.#want(s, free);
+      const want = this.#ahead.want(s, free);
       const jobs = this.#pick(s, want, now);
       this.#hooks.claim(s, jobs);
       for (const [i, job] of jobs.entries()) {
@@ -329,58 +335,6 @@ export class Scheduler {
     picked.jobs = [];
     picked.slots.clear();
     picked.drained.clear();
-  }
-
-  /** Jobs to pick for `s` with `free` slots free: more than that where picking ahead pays. */
-  #want(s: ServerState, free: number): number {
-    // A fleet node picks what it has claimed in the shared store.
-    if (this.#hooks.preferred || s.pickPerSlot <= 1) return free;
-    return Math.max(free, s.pickPerSlot * (s.slots.free + s.running) - s.running);
-  }
-
-  #queueAhead(s: ServerState, job: Job) {
-    const list = this.#ahead.get(s);
-    if (list) list.push(job);
-    else this.#ahead.set(s, [job]);
-  }
-
-  /** Starts jobs picked ahead for `s` in its free slots, unless the run stops or `s` pauses. */
-  #startAhead(s: ServerState) {
-    const list = this.#ahead.get(s);
-    if (!list) return;
-    const ctx = this.#ctx;
-    if (ctx.signal.aborted || ctx.stopping || s.pacer.blocked(Date.now())) return;
-    if (this.#servers.get(s.server.name) !== s) return;
-    while (list.length > 0 && s.slots.free > 0 && this.#globalSlots.free > 0) {
-      this.#takeSlots(s);
-      this.#startJob(s, list.shift()!);
-    }
-    if (list.length === 0) this.#ahead.delete(s);
-  }
-
-  /**
-   * Puts jobs picked ahead back in the queue where they cannot start soon:
-   * their server paused or left the configuration, or the run stops.
-   */
-  #dropStaleAhead(now: number) {
-    const stopping = this.#ctx.signal.aborted || this.#ctx.stopping;
-    for (const [s, list] of this.#ahead) {
-      if (!stopping && !s.pacer.blocked(now) && this.#servers.get(s.server.name) === s) continue;
-      this.#putBack(s, list);
-      this.#ahead.delete(s);
-    }
-  }
-
-  /**
-   * Un-marks and unclaims jobs that were picked and will not start; throws
-   * when the database cannot be written (the jobs stay ahead until it can).
-   */
-  #putBack(s: ServerState, jobs: readonly Job[]) {
-    const store = this.#ctx.store;
-    store.tx(() => {
-      for (const job of jobs) store.requeue(job, job.ready_at, undefined, false);
-      this.#hooks.unclaim(s, jobs);
-    });
   }
 
   /**
@@ -444,9 +398,7 @@ export class Scheduler {
   /** Commits the writes still waiting (at shutdown, after running work drained). */
   flush(): void {
     this.#flushBatch();
-    // Not written (the database fails): the next start resets the marks and drops the claims.
-    for (const [s, list] of this.#ahead) this.#putBack(s, list);
-    this.#ahead.clear();
+    this.#ahead.putBackAll();
   }
 
   // ---- record stage: many small writes share one transaction ----
