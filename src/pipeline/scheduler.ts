@@ -1,8 +1,8 @@
 /**
  * Scheduling: which jobs start when. Slots per server and overall, the
  * pump that picks ready jobs, the wake-up timer for the next ready job,
- * idle detection, and the record stage's group commit (many small writes
- * of one tick share one transaction, and the next pick joins it). Jobs
+ * idle detection, and the record stage (many small writes of one tick share
+ * one transaction, and the next pick joins it: see `group_commit.ts`). Jobs
  * picked beyond the free slots wait in `picked_ahead.ts`.
  *
  * @module
@@ -13,6 +13,7 @@ import { damagedState, StateError, storeTrouble } from "../store/integrity.ts";
 import { type Job, NEVER } from "../store/store.ts";
 import { Semaphore } from "../util/semaphore.ts";
 import type { PipelineContext } from "./context.ts";
+import { type BatchItem, commitTogether } from "./group_commit.ts";
 import { PickedAhead } from "./picked_ahead.ts";
 import type { Servers, ServerState } from "./servers.ts";
 
@@ -48,13 +49,6 @@ export interface SchedulerHooks {
    * jobs come soon (the hook's owner pumps then).
    */
   preferred?(server: string, limit: number): { ids: number[]; wait: boolean };
-}
-
-/** A write waiting for the tick's record transaction. */
-interface BatchItem {
-  fn: () => unknown;
-  resolve: (v: unknown) => void;
-  reject: (e: unknown) => void;
 }
 
 /** Jobs picked in a record transaction, to start once it is committed. */
@@ -438,62 +432,18 @@ export class Scheduler {
         ? { at: Date.now(), jobs: [], slots: new Map(), drained: new Set() }
         : undefined;
     try {
-      this.#flushItems(items, picked);
+      commitTogether(
+        this.#ctx.store,
+        items,
+        picked && {
+          run: () => this.#pickInto(picked),
+          // A failing pick undoes every pick, never the records; the pump picks on its own
+          // (and reports a database problem).
+          undo: () => this.#unpick(picked),
+        },
+      );
     } finally {
       if (pump) this.pump(picked);
     }
-  }
-
-  #flushItems(items: BatchItem[], picked: Picked | undefined) {
-    const store = this.#ctx.store;
-    let outcomes: { ok: boolean; value: unknown }[] = [];
-    // Fast path: no savepoint per item (two statements each). When an item throws, the whole
-    // transaction is rolled back and redone with one savepoint per item, so the failure stays
-    // alone; the items only write to the database, so running them again is harmless.
-    let itemFailed = false;
-    try {
-      store.tx(() => {
-        for (const it of items) {
-          itemFailed = true;
-          outcomes.push({ ok: true, value: it.fn() });
-          itemFailed = false;
-        }
-        if (picked) {
-          try {
-            // A savepoint: a failing pick undoes every pick, never the records.
-            store.tx(() => this.#pickInto(picked));
-          } catch {
-            // The pump picks on its own (and reports a database problem).
-            this.#unpick(picked);
-          }
-        }
-      });
-    } catch (e) {
-      if (picked) this.#unpick(picked);
-      if (!itemFailed) {
-        for (const it of items) it.reject(e);
-        return;
-      }
-      outcomes = [];
-      try {
-        store.tx(() => {
-          for (const it of items) {
-            try {
-              outcomes.push({ ok: true, value: store.tx(it.fn) });
-            } catch (e) {
-              outcomes.push({ ok: false, value: e });
-            }
-          }
-        });
-      } catch (e) {
-        for (const it of items) it.reject(e);
-        return;
-      }
-    }
-    items.forEach((it, i) => {
-      const o = outcomes[i]!;
-      if (o.ok) it.resolve(o.value);
-      else it.reject(o.value);
-    });
   }
 }
