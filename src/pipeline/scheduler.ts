@@ -3,19 +3,20 @@
  * pump that picks ready jobs, the wake-up timer for the next ready job,
  * idle detection, and the record stage (many small writes of one tick share
  * one transaction, and the next pick joins it: see `group_commit.ts`). Jobs
- * picked beyond the free slots wait in `picked_ahead.ts`.
+ * picked beyond the free slots wait in `picked_ahead.ts`; trouble writing the
+ * database is handled by `write_trouble.ts`.
  *
  * @module
  */
 import { setImmediate } from "node:timers";
 import { errorMessage } from "../errors.ts";
-import { damagedState, StateError, storeTrouble } from "../store/integrity.ts";
 import { type Job, NEVER } from "../store/store.ts";
 import { Semaphore } from "../util/semaphore.ts";
 import type { PipelineContext } from "./context.ts";
 import { type BatchItem, commitTogether } from "./group_commit.ts";
 import { PickedAhead } from "./picked_ahead.ts";
 import type { Servers, ServerState } from "./servers.ts";
+import { WriteTrouble } from "./write_trouble.ts";
 
 /** What the scheduler calls back into. */
 export interface SchedulerHooks {
@@ -81,9 +82,7 @@ export class Scheduler {
   /** Jobs that ended while the database could not record it. */
   readonly #unsettled: Job[] = [];
   readonly #ahead: PickedAhead;
-  #troubleAt = 0;
-  #troubleLogged = 0;
-  #troubleRetry: number | undefined;
+  readonly #trouble: WriteTrouble;
 
   constructor(ctx: PipelineContext, servers: Servers, hooks: SchedulerHooks) {
     this.#ctx = ctx;
@@ -101,6 +100,11 @@ export class Scheduler {
         this.#startJob(s, job);
       },
       unclaim: (s, jobs) => hooks.unclaim(s, jobs),
+    });
+    this.#trouble = new WriteTrouble(ctx, {
+      retry: () => this.pump(),
+      recovered: () => hooks.recovered(),
+      fatal: (e) => hooks.fatal(e),
     });
   }
 
@@ -168,20 +172,7 @@ export class Scheduler {
       } while (this.#pumpAgain);
       this.#armWake(considered);
       this.#checkIdle();
-      if (this.#troubleAt > 0) {
-        // Reading works on a full disk: only a write that lands proves the trouble is over.
-        ctx.store.setRuntime("writable", Date.now());
-        // The WAL grew while checkpoints could not land: fold it into the database now, while
-        // the space that came back is free, or the rescan below fills the disk again with it.
-        ctx.store.checkpoint();
-        // Said once per reported trouble (errors are reported at most every 30 s), not per retry.
-        const said = this.#troubleLogged >= this.#troubleAt;
-        this.#troubleAt = 0;
-        ctx.log[said ? "info" : "debug"](
-          `The database in "${ctx.dataDir}" can be written again; rescanning`,
-        );
-        this.#hooks.recovered();
-      }
+      this.#trouble.check();
     } catch (e) {
       this.storeTrouble(e);
     } finally {
@@ -191,7 +182,7 @@ export class Scheduler {
 
   /** Whether the database could not be written and no write has landed since. */
   get troubled(): boolean {
-    return this.#troubleAt > 0;
+    return this.#trouble.troubled;
   }
 
   /** Puts a job whose outcome could not be recorded back once the database can be written. */
@@ -199,40 +190,9 @@ export class Scheduler {
     this.#unsettled.push(job);
   }
 
-  /**
-   * The database cannot be written. A damaged or lost database ends the run
-   * (the `fatal` hook); otherwise (disk full, busy) says so, naming the data
-   * directory (at most every 30 s), and retries; the daemon stays up.
-   */
+  /** The database cannot be written: see {@linkcode WriteTrouble.report}. */
   storeTrouble(e: unknown): void {
-    const trouble = storeTrouble(e);
-    const store = this.#ctx.store;
-    if (e instanceof StateError || trouble === "damaged") {
-      this.#hooks.fatal(
-        e instanceof StateError ? e : damagedState(store.file, errorMessage(e), e),
-      );
-      return;
-    }
-    const now = Date.now();
-    this.#troubleAt ||= now;
-    // A full disk: what the WAL holds beyond the live pages is freed by a checkpoint.
-    if (trouble === "full") store.checkpoint();
-    if (now - this.#troubleLogged > 30_000) {
-      this.#troubleLogged = now;
-      this.#ctx.log.error(
-        `Cannot write the database in "${this.#ctx.dataDir}": ${errorMessage(e)}; ${
-          trouble === "full"
-            ? "waiting until it can be written again (free some space there)"
-            : "retrying"
-        }`,
-      );
-    }
-    if (this.#troubleRetry === undefined && !this.#ctx.stopping) {
-      this.#troubleRetry = setTimeout(() => {
-        this.#troubleRetry = undefined;
-        this.pump();
-      }, 2000) as unknown as number;
-    }
+    this.#trouble.report(e);
   }
 
   #startGc(s: ServerState) {
@@ -385,7 +345,7 @@ export class Scheduler {
 
   /** Stops the timers (at shutdown, before running work drains). */
   stopTimers(): void {
-    if (this.#troubleRetry !== undefined) clearTimeout(this.#troubleRetry);
+    this.#trouble.stopTimer();
     if (this.#wake !== undefined) clearTimeout(this.#wake);
   }
 
