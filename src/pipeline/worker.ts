@@ -3,6 +3,7 @@
  * entry, the route, a move candidate), ask {@linkcode plan}, carry the
  * decision out (skip, delete, move, upload), record the outcome with the
  * job's completion, and turn failures into retries by the retry policy.
+ * A job's store reads are done at its pick (`pick_reads.ts`).
  *
  * @module
  */
@@ -17,20 +18,13 @@ import { type Fleet, FleetUnavailable } from "./fleet.ts";
 import { claimUpload } from "./fleet_claim.ts";
 import type { Janitor } from "./janitor.ts";
 import { observe } from "./observe.ts";
+import { PickReads } from "./pick_reads.ts";
 import { type MoveCandidate, plan, type PlanInput } from "./plan.ts";
 import { nextAttempt } from "./retry.ts";
 import { relPath, remotePathFor, type Router } from "./routing.ts";
 import type { Servers, ServerState } from "./servers.ts";
 import { isStoreError, type Sources } from "./sources.ts";
 import { md5Of, parseExtras, type SyncResult, Uploader } from "./upload.ts";
-
-/** What a job read in its pick's transaction (see {@linkcode Worker.claim}). */
-interface JobReads {
-  synced: SyncedRow | undefined;
-  intents: string[];
-  /** The inode and size (the scan's) for which no rename's old name was found. */
-  noMoveFor: { ino: number; size: number } | undefined;
-}
 
 /** A record younger than this after the file's mtime may hide a same-tick rewrite. */
 export const RACY_MS = 2000;
@@ -59,13 +53,13 @@ export class Worker {
   readonly #authLoggedAt = new WeakMap<ServerState, number>();
   /** The intent each picked job wrote in its pick's commit (see {@linkcode Worker.claim}). */
   readonly #claims = new WeakMap<Job, string>();
-  /** What each picked job's reads found in its pick's transaction (see {@linkcode Worker.claim}). */
-  readonly #read = new WeakMap<Job, JobReads>();
+  readonly #reads: PickReads;
 
   constructor(ctx: PipelineContext, deps: WorkerDeps) {
     this.#ctx = ctx;
     this.#d = deps;
     this.#uploader = new Uploader(ctx, deps.router, deps.batch);
+    this.#reads = new PickReads(ctx);
   }
 
   /**
@@ -77,13 +71,8 @@ export class Worker {
    * file) or nothing at all, the intent is dropped with its completion,
    * without touching the server. Deletes and fleet jobs claim nothing.
    *
-   * The job's own reads are done here too, in the pick's transaction (a
-   * read there costs a fraction of one in a transaction of its own): while
-   * the job is marked running, only the job itself changes its record and
-   * its intents. A rename's old name is looked for by the inode the scan
-   * stored; a job that sees another inode, or finds a candidate, looks again
-   * when it runs (a candidate may be gone by then; one that appears meanwhile
-   * is missed, which uploads instead of moving).
+   * The job's own reads are done here too, in the pick's transaction (see
+   * {@linkcode PickReads}).
    */
   claim(s: ServerState, jobs: readonly Job[]): void {
     if (this.#d.fleet) return;
@@ -109,25 +98,18 @@ export class Worker {
           this.#claims.set(job, remotePath);
         }
       }
-      const synced = store.getSynced(job.input_file, server, job.dest);
-      const file = synced || job.event === DELETED ? undefined : store.getFile(job.input_file);
-      this.#read.set(job, {
-        synced,
-        intents: store.intentsFor(job.input_file, server, job.dest),
-        noMoveFor: file && !store.findMoveSource(server, job.dest, file.ino, file.size)
-          ? { ino: file.ino, size: file.size }
-          : undefined,
-      });
+      this.#reads.atPick(server, job);
     }
   }
 
   /**
    * Called in a transaction for jobs picked that will not start now: drops
-   * the intents their pick claimed (nothing was written there by them).
+   * the intents their pick claimed (nothing was written there by them) and
+   * what it read.
    */
   unclaim(s: ServerState, jobs: readonly Job[]): void {
     for (const job of jobs) {
-      this.#read.delete(job);
+      this.#reads.forget(job);
       const claimed = this.#claims.get(job);
       if (claimed === undefined) continue;
       this.#ctx.store.dropIntent(s.server.name, claimed);
@@ -382,25 +364,8 @@ export class Worker {
     const chain = rule ? this.#d.router.chainSignature(rule, server, job.dest) : undefined;
     const canMove = isMover(transport);
     const moves = !!stat && !!rule && rule.processors.length === 0 && canMove;
-    // Read at the pick (see {@linkcode Worker.claim}), or now in one read transaction (one
-    // lock instead of one per statement).
-    const pre = this.#read.get(job);
-    this.#read.delete(job);
-    const { synced, row, intents } = pre
-      ? {
-        ...pre,
-        row: moves && !pre.synced &&
-            (pre.noMoveFor?.ino !== stat!.ino || pre.noMoveFor?.size !== stat!.size)
-          ? store.read(() => store.findMoveSource(server.name, job.dest, stat!.ino, stat!.size))
-          : undefined,
-      }
-      : store.read(() => {
-        const synced = store.getSynced(job.input_file, server.name, job.dest);
-        const row = moves && !synced
-          ? store.findMoveSource(server.name, job.dest, stat!.ino, stat!.size)
-          : undefined;
-        return { synced, row, intents: store.intentsFor(job.input_file, server.name, job.dest) };
-      });
+    // Read at the pick, or now (see {@linkcode PickReads}).
+    const { synced, row, intents } = this.#reads.take(server.name, job, moves ? stat : undefined);
     // Intents of earlier attempts (not the one the pick claimed): recorded, cleaned up, then
     // completed. Only this job writes intents of this file at this destination while it runs.
     leftovers.value = intents.some((p) => p !== claimed);
