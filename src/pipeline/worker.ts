@@ -2,25 +2,25 @@
  * Running one job: gather what the planner needs (the record, the source
  * entry, the route, a move candidate), ask {@linkcode plan}, carry the
  * decision out (skip, delete, move, upload), record the outcome with the
- * job's completion, and turn failures into retries by the retry policy.
- * A job's store reads are done at its pick (`pick_reads.ts`).
+ * job's completion, and turn failures into retries by the retry policy
+ * (`failures.ts`). A job's store reads are done at its pick (`pick_reads.ts`).
  *
  * @module
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { ClassifiedError, classify, errorMessage, RequeueError } from "../errors.ts";
+import { ClassifiedError, errorMessage, RequeueError } from "../errors.ts";
 import { DELETED } from "../store/events.ts";
 import type { Job, SyncedRow } from "../store/store.ts";
 import { isMover, type Transport } from "../transports/transport.ts";
 import type { PipelineContext } from "./context.ts";
-import { type Fleet, FleetUnavailable } from "./fleet.ts";
+import { Failures } from "./failures.ts";
+import type { Fleet } from "./fleet.ts";
 import { claimUpload } from "./fleet_claim.ts";
 import type { Janitor } from "./janitor.ts";
 import { observe } from "./observe.ts";
 import { PickReads } from "./pick_reads.ts";
 import { type MoveCandidate, plan, type PlanInput } from "./plan.ts";
-import { nextAttempt } from "./retry.ts";
 import { relPath, remotePathFor, type Router } from "./routing.ts";
 import type { Servers, ServerState } from "./servers.ts";
 import { isStoreError, type Sources } from "./sources.ts";
@@ -49,8 +49,7 @@ export class Worker {
   readonly #ctx: PipelineContext;
   readonly #d: WorkerDeps;
   readonly #uploader: Uploader;
-  /** When each server last logged an auth failure (a run logs one, not one per file). */
-  readonly #authLoggedAt = new WeakMap<ServerState, number>();
+  readonly #failures: Failures;
   /** The intent each picked job wrote in its pick's commit (see {@linkcode Worker.claim}). */
   readonly #claims = new WeakMap<Job, string>();
   readonly #reads: PickReads;
@@ -59,6 +58,7 @@ export class Worker {
     this.#ctx = ctx;
     this.#d = deps;
     this.#uploader = new Uploader(ctx, deps.router, deps.batch);
+    this.#failures = new Failures(ctx);
     this.#reads = new PickReads(ctx);
   }
 
@@ -211,7 +211,7 @@ export class Worker {
       try {
         // The database itself failed: not the file's fault; the job goes back once it can.
         if (isStoreError(err)) throw err;
-        this.#handleFailure(s, job, err);
+        this.#failures.record(s, job, err);
       } catch (e) {
         // The outcome cannot be recorded (disk full): the job goes back once it can.
         this.#d.unsettled(job);
@@ -242,98 +242,6 @@ export class Worker {
     const n = this.#ctx.store.retryAfterFix(Date.now(), s.server.name);
     s.log.info(
       `Server is reachable again${n > 0 ? `; retrying ${n} file(s) that failed meanwhile` : ""}`,
-    );
-  }
-
-  #handleFailure(s: ServerState, job: Job, err: unknown) {
-    const { store, bus, summary, options } = this.#ctx;
-    const now = Date.now();
-    const st = this.#ctx.config.settings;
-    const failed = (kind: string, message: string, failed: boolean) =>
-      bus.emit({
-        type: "job-failed",
-        server: s.server.name,
-        file: job.input_file,
-        kind,
-        message,
-        failed,
-      });
-    if (err instanceof FleetUnavailable) {
-      // Not the file's fault: it waits in the local queue until the shared store answers.
-      store.requeue(job, err.retryAt, err.message, false);
-      return;
-    }
-    if (err instanceof RequeueError) {
-      if (job.requeues >= 50) {
-        store.fail(
-          job,
-          "retry",
-          `Gave up waiting: ${err.message}`,
-          now + st.retryMaxDelay * 1000,
-          1,
-        );
-        summary.failed++;
-        failed("retry", err.message, true);
-      } else {
-        store.requeue(
-          job,
-          now + (options.once ? Math.min(err.delayMs, 500) : err.delayMs),
-          err.message,
-        );
-        s.log.debug(`"${job.input_file}" waits: ${err.message}`);
-      }
-      return;
-    }
-    if (this.#ctx.signal.aborted) {
-      store.requeue(job, now, undefined, false);
-      return;
-    }
-    const kind = classify(err);
-    const message = errorMessage(err);
-    const serverWide = kind === "server" || kind === "auth";
-    if (serverWide && !options.once) {
-      // Transfers running in parallel fail together: back off once for all of them.
-      const delay = s.pacer.fail(now);
-      if (delay !== undefined) {
-        s.log.error(`${message}; pausing server for ${Math.round(delay / 1000)} s`);
-        store.serverFailed(s.server.name, message, s.pacer.blockedUntil, now);
-      }
-      failed(kind, message, false);
-      store.deferForServer(job, s.pacer.blockedUntil, message, kind);
-      return;
-    }
-    const attempts = job.attempts + 1;
-    // A refused login (auth) fails the file at once: retrying it would only log in again.
-    const failAfter = kind === "auth" ? 1 : st.retryFailAfter;
-    const next = nextAttempt(kind, attempts, {
-      initialMs: st.retryInitialDelay * 1000,
-      maxMs: st.retryMaxDelay * 1000,
-      failAfter,
-    }, now);
-    store.fail(job, kind, message, now + next.delayMs, failAfter);
-    if (serverWide) store.serverFailed(s.server.name, message, null, now);
-    if (next.failed) summary.failed++;
-    // The server refused it (its messages name it): probe for the fix, unless already probing.
-    if (next.failed && !options.once && message.includes(`server "${s.server.name}"`)) {
-      const delayMs = Math.max(st.retryMaxDelay * 1000, 1000);
-      s.refused ??= { job: job.id, probeAt: now + delayMs, delayMs };
-    }
-    failed(kind, message, next.failed);
-    if (kind === "auth") {
-      // One refused login explains every file of the server: say it once a minute.
-      const quiet = now - (this.#authLoggedAt.get(s) ?? 0) < 60_000;
-      if (!quiet) this.#authLoggedAt.set(s, now);
-      s.log[quiet ? "debug" : "error"](
-        `${message} (auth error: every file for this server fails until the configuration is fixed)`,
-      );
-      return;
-    }
-    s.log[next.failed ? "error" : "warn"](
-      `${message}${
-        next.failed
-          ? " (marked as failed)"
-          : `; retry ${attempts} in ${Math.round(next.delayMs / 1000)} s`
-      }`,
     );
   }
 
