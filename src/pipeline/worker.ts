@@ -3,7 +3,8 @@
  * entry, the route, a move candidate), ask {@linkcode plan}, carry the
  * decision out (skip, delete, move, upload), record the outcome with the
  * job's completion, and turn failures into retries by the retry policy
- * (`failures.ts`). A job's store reads are done at its pick (`pick_reads.ts`).
+ * (`failures.ts`). At a job's pick, its intent is claimed (`pick_intents.ts`)
+ * and its store reads are done (`pick_reads.ts`).
  *
  * @module
  */
@@ -19,6 +20,7 @@ import type { Fleet } from "./fleet.ts";
 import { claimUpload } from "./fleet_claim.ts";
 import type { Janitor } from "./janitor.ts";
 import { observe } from "./observe.ts";
+import { PickIntents } from "./pick_intents.ts";
 import { PickReads } from "./pick_reads.ts";
 import { type MoveCandidate, plan, type PlanInput } from "./plan.ts";
 import { relPath, remotePathFor, type Router } from "./routing.ts";
@@ -50,8 +52,7 @@ export class Worker {
   readonly #d: WorkerDeps;
   readonly #uploader: Uploader;
   readonly #failures: Failures;
-  /** The intent each picked job wrote in its pick's commit (see {@linkcode Worker.claim}). */
-  readonly #claims = new WeakMap<Job, string>();
+  readonly #intents: PickIntents;
   readonly #reads: PickReads;
 
   constructor(ctx: PipelineContext, deps: WorkerDeps) {
@@ -59,45 +60,23 @@ export class Worker {
     this.#d = deps;
     this.#uploader = new Uploader(ctx, deps.router, deps.batch);
     this.#failures = new Failures(ctx);
+    this.#intents = new PickIntents(ctx);
     this.#reads = new PickReads(ctx);
   }
 
   /**
-   * Called in the transaction that picks `jobs`: writes the intent of the
-   * path an upload without processors writes (the file's own name at its
-   * destination), so that upload needs no commit of its own before it
-   * starts. Only a new intent counts: nothing of an earlier attempt is
-   * behind it, so when the job writes elsewhere (processors rename the
-   * file) or nothing at all, the intent is dropped with its completion,
-   * without touching the server. Deletes and fleet jobs claim nothing.
-   *
-   * The job's own reads are done here too, in the pick's transaction (see
-   * {@linkcode PickReads}).
+   * Called in the transaction that picks `jobs`: claims the intent of each
+   * upload's plain name ({@linkcode PickIntents}), then does the job's store
+   * reads ({@linkcode PickReads}). Fleet jobs do neither.
    */
   claim(s: ServerState, jobs: readonly Job[]): void {
     if (this.#d.fleet) return;
-    const { store, config } = this.#ctx;
     const now = Date.now();
     const server = s.server.name;
     for (const job of jobs) {
-      const source = config.sources.find((x) => x.name === job.source);
+      const source = this.#ctx.config.sources.find((x) => x.name === job.source);
       if (!source) continue;
-      if (job.event !== DELETED) {
-        let remotePath: string | undefined;
-        try {
-          const rel = relPath(source, job.input_file);
-          const relDir = rel.includes("/") ? rel.slice(0, rel.lastIndexOf("/")) : "";
-          remotePath = remotePathFor(job.dest, relDir, path.basename(job.input_file));
-        } catch {
-          // An unsafe name: the job fails on its own.
-        }
-        if (
-          remotePath !== undefined &&
-          store.claimIntent(server, remotePath, now, job.input_file, job.dest)
-        ) {
-          this.#claims.set(job, remotePath);
-        }
-      }
+      this.#intents.claim(server, source, job, now);
       this.#reads.atPick(server, job);
     }
   }
@@ -110,10 +89,7 @@ export class Worker {
   unclaim(s: ServerState, jobs: readonly Job[]): void {
     for (const job of jobs) {
       this.#reads.forget(job);
-      const claimed = this.#claims.get(job);
-      if (claimed === undefined) continue;
-      this.#ctx.store.dropIntent(s.server.name, claimed);
-      this.#claims.delete(job);
+      this.#intents.drop(s.server.name, job);
     }
   }
 
@@ -135,7 +111,7 @@ export class Worker {
         return;
       }
       const transport = await this.#d.servers.transport(s);
-      const claimed = this.#claims.get(job);
+      const claimed = this.#intents.claimed(job);
       const leftovers = { value: true };
       const result = await this.#execute(s, transport, job, claimed, leftovers);
       // The claimed path was not written when the job wrote elsewhere or nothing (a skip, a
