@@ -66,7 +66,7 @@ export class Worker {
 
   /**
    * Called in the transaction that picks `jobs`: claims the intent of each
-   * upload's plain name ({@linkcode PickIntents}), then does the job's store
+   * upload's plain name ({@linkcode PickIntents}), then does each job's store
    * reads ({@linkcode PickReads}). Fleet jobs do neither.
    */
   claim(s: ServerState, jobs: readonly Job[]): void {
