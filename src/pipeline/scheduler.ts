@@ -1,18 +1,22 @@
 /**
  * Scheduling: which jobs start when. Slots per server and overall, the
  * pump that picks ready jobs, the wake-up timer for the next ready job,
- * idle detection, and the record stage's group commit (many small writes
- * of one tick share one transaction, and the next pick joins it).
+ * idle detection, and the record stage (many small writes of one tick share
+ * one transaction, and the next pick joins it: see `group_commit.ts`). Jobs
+ * picked beyond the free slots wait in `picked_ahead.ts`; trouble writing the
+ * database is handled by `write_trouble.ts`.
  *
  * @module
  */
 import { setImmediate } from "node:timers";
 import { errorMessage } from "../errors.ts";
-import { damagedState, StateError, storeTrouble } from "../store/integrity.ts";
 import { type Job, NEVER } from "../store/store.ts";
 import { Semaphore } from "../util/semaphore.ts";
 import type { PipelineContext } from "./context.ts";
+import { type BatchItem, commitTogether } from "./group_commit.ts";
+import { PickedAhead } from "./picked_ahead.ts";
 import type { Servers, ServerState } from "./servers.ts";
+import { WriteTrouble } from "./write_trouble.ts";
 
 /** What the scheduler calls back into. */
 export interface SchedulerHooks {
@@ -48,13 +52,6 @@ export interface SchedulerHooks {
   preferred?(server: string, limit: number): { ids: number[]; wait: boolean };
 }
 
-/** A write waiting for the tick's record transaction. */
-interface BatchItem {
-  fn: () => unknown;
-  resolve: (v: unknown) => void;
-  reject: (e: unknown) => void;
-}
-
 /** Jobs picked in a record transaction, to start once it is committed. */
 interface Picked {
   /** When they were picked (jobs ready later were not offered). */
@@ -84,15 +81,8 @@ export class Scheduler {
   #batchScheduled = false;
   /** Jobs that ended while the database could not record it. */
   readonly #unsettled: Job[] = [];
-  /**
-   * Jobs picked ahead (marked running, claimed, committed) that wait for a
-   * slot of their server: a slot given back starts the next one at once,
-   * without a pick of its own (see `pickPerSlot`).
-   */
-  readonly #ahead = new Map<ServerState, Job[]>();
-  #troubleAt = 0;
-  #troubleLogged = 0;
-  #troubleRetry: number | undefined;
+  readonly #ahead: PickedAhead;
+  readonly #trouble: WriteTrouble;
 
   constructor(ctx: PipelineContext, servers: Servers, hooks: SchedulerHooks) {
     this.#ctx = ctx;
@@ -102,6 +92,20 @@ export class Scheduler {
     this.#globalSlots = new Semaphore(
       Math.min(s.maxSimultaneousTransporters, s.maxFilesInPipeline),
     );
+    this.#ahead = new PickedAhead(ctx, servers, {
+      globalSlots: this.#globalSlots,
+      byPreference: !!hooks.preferred,
+      start: (s, job) => {
+        this.#takeSlots(s);
+        this.#startJob(s, job);
+      },
+      unclaim: (s, jobs) => hooks.unclaim(s, jobs),
+    });
+    this.#trouble = new WriteTrouble(ctx, {
+      retry: () => this.pump(),
+      recovered: () => hooks.recovered(),
+      fatal: (e) => hooks.fatal(e),
+    });
   }
 
   /**
@@ -129,7 +133,7 @@ export class Scheduler {
         if (n < (picked!.slots.get(s) ?? 0)) {
           started.set(s, n + 1);
           this.#startJob(s, job);
-        } else this.#queueAhead(s, job);
+        } else this.#ahead.add(s, job);
       }
       // Jobs whose outcome could not be recorded (disk full) go back to the queue first.
       while (this.#unsettled.length > 0) {
@@ -143,22 +147,22 @@ export class Scheduler {
         this.#pumpAgain = false;
         const now = Date.now();
         considered = Math.min(considered, now);
-        this.#dropStaleAhead(now);
+        this.#ahead.dropStale(now);
         for (const s of this.#servers.values()) {
           if (s.pacer.blocked(now) || skip?.has(s)) continue;
           if (s.gc !== "done") {
             this.#startGc(s);
             continue;
           }
-          this.#startAhead(s);
+          this.#ahead.start(s);
           const free = Math.min(s.slots.free, this.#globalSlots.free);
-          if (free <= 0 || this.#ahead.has(s)) continue;
+          if (free <= 0 || this.#ahead.holds(s)) continue;
           const jobs = ctx.store.tx(() => {
-            const jobs = this.#pick(s, this.#want(s, free), now);
+            const jobs = this.#pick(s, this.#ahead.want(s, free), now);
             this.#hooks.claim(s, jobs);
             return jobs;
           });
-          for (const job of jobs.splice(free)) this.#queueAhead(s, job);
+          for (const job of jobs.splice(free)) this.#ahead.add(s, job);
           for (const job of jobs) {
             this.#takeSlots(s);
             this.#startJob(s, job);
@@ -168,20 +172,7 @@ export class Scheduler {
       } while (this.#pumpAgain);
       this.#armWake(considered);
       this.#checkIdle();
-      if (this.#troubleAt > 0) {
-        // Reading works on a full disk: only a write that lands proves the trouble is over.
-        ctx.store.setRuntime("writable", Date.now());
-        // The WAL grew while checkpoints could not land: fold it into the database now, while
-        // the space that came back is free, or the rescan below fills the disk again with it.
-        ctx.store.checkpoint();
-        // Said once per reported trouble (errors are reported at most every 30 s), not per retry.
-        const said = this.#troubleLogged >= this.#troubleAt;
-        this.#troubleAt = 0;
-        ctx.log[said ? "info" : "debug"](
-          `The database in "${ctx.dataDir}" can be written again; rescanning`,
-        );
-        this.#hooks.recovered();
-      }
+      this.#trouble.check();
     } catch (e) {
       this.storeTrouble(e);
     } finally {
@@ -191,7 +182,7 @@ export class Scheduler {
 
   /** Whether the database could not be written and no write has landed since. */
   get troubled(): boolean {
-    return this.#troubleAt > 0;
+    return this.#trouble.troubled;
   }
 
   /** Puts a job whose outcome could not be recorded back once the database can be written. */
@@ -199,40 +190,9 @@ export class Scheduler {
     this.#unsettled.push(job);
   }
 
-  /**
-   * The database cannot be written. A damaged or lost database ends the run
-   * (the `fatal` hook); otherwise (disk full, busy) says so, naming the data
-   * directory (at most every 30 s), and retries; the daemon stays up.
-   */
+  /** The database cannot be written: see {@linkcode WriteTrouble.report}. */
   storeTrouble(e: unknown): void {
-    const trouble = storeTrouble(e);
-    const store = this.#ctx.store;
-    if (e instanceof StateError || trouble === "damaged") {
-      this.#hooks.fatal(
-        e instanceof StateError ? e : damagedState(store.file, errorMessage(e), e),
-      );
-      return;
-    }
-    const now = Date.now();
-    this.#troubleAt ||= now;
-    // A full disk: what the WAL holds beyond the live pages is freed by a checkpoint.
-    if (trouble === "full") store.checkpoint();
-    if (now - this.#troubleLogged > 30_000) {
-      this.#troubleLogged = now;
-      this.#ctx.log.error(
-        `Cannot write the database in "${this.#ctx.dataDir}": ${errorMessage(e)}; ${
-          trouble === "full"
-            ? "waiting until it can be written again (free some space there)"
-            : "retrying"
-        }`,
-      );
-    }
-    if (this.#troubleRetry === undefined && !this.#ctx.stopping) {
-      this.#troubleRetry = setTimeout(() => {
-        this.#troubleRetry = undefined;
-        this.pump();
-      }, 2000) as unknown as number;
-    }
+    this.#trouble.report(e);
   }
 
   #startGc(s: ServerState) {
@@ -268,7 +228,7 @@ export class Scheduler {
       s.running--;
       s.slots.release();
       this.#globalSlots.release();
-      this.#startAhead(s);
+      this.#ahead.start(s);
       this.#schedulePump();
     };
     // A job stays in `running` until its outcome is committed, also after its slots went back:
@@ -290,10 +250,10 @@ export class Scheduler {
     const now = Date.now();
     picked.at = now;
     for (const s of this.#servers.values()) {
-      if (s.pacer.blocked(now) || s.gc !== "done" || this.#ahead.has(s)) continue;
+      if (s.pacer.blocked(now) || s.gc !== "done" || this.#ahead.holds(s)) continue;
       const free = Math.min(s.slots.free, this.#globalSlots.free);
       if (free <= 0) continue;
-      const want = this.#want(s, free);
+      const want = this.#ahead.want(s, free);
       const jobs = this.#pick(s, want, now);
       this.#hooks.claim(s, jobs);
       for (const [i, job] of jobs.entries()) {
@@ -329,58 +289,6 @@ export class Scheduler {
     picked.jobs = [];
     picked.slots.clear();
     picked.drained.clear();
-  }
-
-  /** Jobs to pick for `s` with `free` slots free: more than that where picking ahead pays. */
-  #want(s: ServerState, free: number): number {
-    // A fleet node picks what it has claimed in the shared store.
-    if (this.#hooks.preferred || s.pickPerSlot <= 1) return free;
-    return Math.max(free, s.pickPerSlot * (s.slots.free + s.running) - s.running);
-  }
-
-  #queueAhead(s: ServerState, job: Job) {
-    const list = this.#ahead.get(s);
-    if (list) list.push(job);
-    else this.#ahead.set(s, [job]);
-  }
-
-  /** Starts jobs picked ahead for `s` in its free slots, unless the run stops or `s` pauses. */
-  #startAhead(s: ServerState) {
-    const list = this.#ahead.get(s);
-    if (!list) return;
-    const ctx = this.#ctx;
-    if (ctx.signal.aborted || ctx.stopping || s.pacer.blocked(Date.now())) return;
-    if (this.#servers.get(s.server.name) !== s) return;
-    while (list.length > 0 && s.slots.free > 0 && this.#globalSlots.free > 0) {
-      this.#takeSlots(s);
-      this.#startJob(s, list.shift()!);
-    }
-    if (list.length === 0) this.#ahead.delete(s);
-  }
-
-  /**
-   * Puts jobs picked ahead back in the queue where they cannot start soon:
-   * their server paused or left the configuration, or the run stops.
-   */
-  #dropStaleAhead(now: number) {
-    const stopping = this.#ctx.signal.aborted || this.#ctx.stopping;
-    for (const [s, list] of this.#ahead) {
-      if (!stopping && !s.pacer.blocked(now) && this.#servers.get(s.server.name) === s) continue;
-      this.#putBack(s, list);
-      this.#ahead.delete(s);
-    }
-  }
-
-  /**
-   * Un-marks and unclaims jobs that were picked and will not start; throws
-   * when the database cannot be written (the jobs stay ahead until it can).
-   */
-  #putBack(s: ServerState, jobs: readonly Job[]) {
-    const store = this.#ctx.store;
-    store.tx(() => {
-      for (const job of jobs) store.requeue(job, job.ready_at, undefined, false);
-      this.#hooks.unclaim(s, jobs);
-    });
   }
 
   /**
@@ -437,16 +345,14 @@ export class Scheduler {
 
   /** Stops the timers (at shutdown, before running work drains). */
   stopTimers(): void {
-    if (this.#troubleRetry !== undefined) clearTimeout(this.#troubleRetry);
+    this.#trouble.stopTimer();
     if (this.#wake !== undefined) clearTimeout(this.#wake);
   }
 
   /** Commits the writes still waiting (at shutdown, after running work drained). */
   flush(): void {
     this.#flushBatch();
-    // Not written (the database fails): the next start resets the marks and drops the claims.
-    for (const [s, list] of this.#ahead) this.#putBack(s, list);
-    this.#ahead.clear();
+    this.#ahead.putBackAll();
   }
 
   // ---- record stage: many small writes share one transaction ----
@@ -486,62 +392,18 @@ export class Scheduler {
         ? { at: Date.now(), jobs: [], slots: new Map(), drained: new Set() }
         : undefined;
     try {
-      this.#flushItems(items, picked);
+      commitTogether(
+        this.#ctx.store,
+        items,
+        picked && {
+          run: () => this.#pickInto(picked),
+          // A failing pick undoes every pick, never the records; the pump picks on its own
+          // (and reports a database problem).
+          undo: () => this.#unpick(picked),
+        },
+      );
     } finally {
       if (pump) this.pump(picked);
     }
-  }
-
-  #flushItems(items: BatchItem[], picked: Picked | undefined) {
-    const store = this.#ctx.store;
-    let outcomes: { ok: boolean; value: unknown }[] = [];
-    // Fast path: no savepoint per item (two statements each). When an item throws, the whole
-    // transaction is rolled back and redone with one savepoint per item, so the failure stays
-    // alone; the items only write to the database, so running them again is harmless.
-    let itemFailed = false;
-    try {
-      store.tx(() => {
-        for (const it of items) {
-          itemFailed = true;
-          outcomes.push({ ok: true, value: it.fn() });
-          itemFailed = false;
-        }
-        if (picked) {
-          try {
-            // A savepoint: a failing pick undoes every pick, never the records.
-            store.tx(() => this.#pickInto(picked));
-          } catch {
-            // The pump picks on its own (and reports a database problem).
-            this.#unpick(picked);
-          }
-        }
-      });
-    } catch (e) {
-      if (picked) this.#unpick(picked);
-      if (!itemFailed) {
-        for (const it of items) it.reject(e);
-        return;
-      }
-      outcomes = [];
-      try {
-        store.tx(() => {
-          for (const it of items) {
-            try {
-              outcomes.push({ ok: true, value: store.tx(it.fn) });
-            } catch (e) {
-              outcomes.push({ ok: false, value: e });
-            }
-          }
-        });
-      } catch (e) {
-        for (const it of items) it.reject(e);
-        return;
-      }
-    }
-    items.forEach((it, i) => {
-      const o = outcomes[i]!;
-      if (o.ok) it.resolve(o.value);
-      else it.reject(o.value);
-    });
   }
 }

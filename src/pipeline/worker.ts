@@ -2,35 +2,31 @@
  * Running one job: gather what the planner needs (the record, the source
  * entry, the route, a move candidate), ask {@linkcode plan}, carry the
  * decision out (skip, delete, move, upload), record the outcome with the
- * job's completion, and turn failures into retries by the retry policy.
+ * job's completion, and turn failures into retries by the retry policy
+ * (`failures.ts`). At a job's pick, its intent is claimed (`pick_intents.ts`)
+ * and its store reads are done (`pick_reads.ts`).
  *
  * @module
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { ClassifiedError, classify, errorMessage, RequeueError } from "../errors.ts";
+import { ClassifiedError, errorMessage, RequeueError } from "../errors.ts";
 import { DELETED } from "../store/events.ts";
 import type { Job, SyncedRow } from "../store/store.ts";
 import { isMover, type Transport } from "../transports/transport.ts";
 import type { PipelineContext } from "./context.ts";
-import { type Fleet, FleetUnavailable } from "./fleet.ts";
+import { Failures } from "./failures.ts";
+import type { Fleet } from "./fleet.ts";
 import { claimUpload } from "./fleet_claim.ts";
 import type { Janitor } from "./janitor.ts";
 import { observe } from "./observe.ts";
+import { PickIntents } from "./pick_intents.ts";
+import { PickReads } from "./pick_reads.ts";
 import { type MoveCandidate, plan, type PlanInput } from "./plan.ts";
-import { nextAttempt } from "./retry.ts";
 import { relPath, remotePathFor, type Router } from "./routing.ts";
 import type { Servers, ServerState } from "./servers.ts";
 import { isStoreError, type Sources } from "./sources.ts";
 import { md5Of, parseExtras, type SyncResult, Uploader } from "./upload.ts";
-
-/** What a job read in its pick's transaction (see {@linkcode Worker.claim}). */
-interface JobReads {
-  synced: SyncedRow | undefined;
-  intents: string[];
-  /** The inode and size (the scan's) for which no rename's old name was found. */
-  noMoveFor: { ino: number; size: number } | undefined;
-}
 
 /** A record younger than this after the file's mtime may hide a same-tick rewrite. */
 export const RACY_MS = 2000;
@@ -55,83 +51,45 @@ export class Worker {
   readonly #ctx: PipelineContext;
   readonly #d: WorkerDeps;
   readonly #uploader: Uploader;
-  /** When each server last logged an auth failure (a run logs one, not one per file). */
-  readonly #authLoggedAt = new WeakMap<ServerState, number>();
-  /** The intent each picked job wrote in its pick's commit (see {@linkcode Worker.claim}). */
-  readonly #claims = new WeakMap<Job, string>();
-  /** What each picked job's reads found in its pick's transaction (see {@linkcode Worker.claim}). */
-  readonly #read = new WeakMap<Job, JobReads>();
+  readonly #failures: Failures;
+  readonly #intents: PickIntents;
+  readonly #reads: PickReads;
 
   constructor(ctx: PipelineContext, deps: WorkerDeps) {
     this.#ctx = ctx;
     this.#d = deps;
     this.#uploader = new Uploader(ctx, deps.router, deps.batch);
+    this.#failures = new Failures(ctx);
+    this.#intents = new PickIntents(ctx);
+    this.#reads = new PickReads(ctx);
   }
 
   /**
-   * Called in the transaction that picks `jobs`: writes the intent of the
-   * path an upload without processors writes (the file's own name at its
-   * destination), so that upload needs no commit of its own before it
-   * starts. Only a new intent counts: nothing of an earlier attempt is
-   * behind it, so when the job writes elsewhere (processors rename the
-   * file) or nothing at all, the intent is dropped with its completion,
-   * without touching the server. Deletes and fleet jobs claim nothing.
-   *
-   * The job's own reads are done here too, in the pick's transaction (a
-   * read there costs a fraction of one in a transaction of its own): while
-   * the job is marked running, only the job itself changes its record and
-   * its intents. A rename's old name is looked for by the inode the scan
-   * stored; a job that sees another inode, or finds a candidate, looks again
-   * when it runs (a candidate may be gone by then; one that appears meanwhile
-   * is missed, which uploads instead of moving).
+   * Called in the transaction that picks `jobs`: claims the intent of each
+   * upload's plain name ({@linkcode PickIntents}), then does each job's store
+   * reads ({@linkcode PickReads}). Fleet jobs do neither.
    */
   claim(s: ServerState, jobs: readonly Job[]): void {
     if (this.#d.fleet) return;
-    const { store, config } = this.#ctx;
     const now = Date.now();
     const server = s.server.name;
     for (const job of jobs) {
-      const source = config.sources.find((x) => x.name === job.source);
+      const source = this.#ctx.config.sources.find((x) => x.name === job.source);
       if (!source) continue;
-      if (job.event !== DELETED) {
-        let remotePath: string | undefined;
-        try {
-          const rel = relPath(source, job.input_file);
-          const relDir = rel.includes("/") ? rel.slice(0, rel.lastIndexOf("/")) : "";
-          remotePath = remotePathFor(job.dest, relDir, path.basename(job.input_file));
-        } catch {
-          // An unsafe name: the job fails on its own.
-        }
-        if (
-          remotePath !== undefined &&
-          store.claimIntent(server, remotePath, now, job.input_file, job.dest)
-        ) {
-          this.#claims.set(job, remotePath);
-        }
-      }
-      const synced = store.getSynced(job.input_file, server, job.dest);
-      const file = synced || job.event === DELETED ? undefined : store.getFile(job.input_file);
-      this.#read.set(job, {
-        synced,
-        intents: store.intentsFor(job.input_file, server, job.dest),
-        noMoveFor: file && !store.findMoveSource(server, job.dest, file.ino, file.size)
-          ? { ino: file.ino, size: file.size }
-          : undefined,
-      });
+      this.#intents.claim(server, source, job, now);
+      this.#reads.atPick(server, job);
     }
   }
 
   /**
    * Called in a transaction for jobs picked that will not start now: drops
-   * the intents their pick claimed (nothing was written there by them).
+   * the intents their pick claimed (nothing was written there by them) and
+   * what it read.
    */
   unclaim(s: ServerState, jobs: readonly Job[]): void {
     for (const job of jobs) {
-      this.#read.delete(job);
-      const claimed = this.#claims.get(job);
-      if (claimed === undefined) continue;
-      this.#ctx.store.dropIntent(s.server.name, claimed);
-      this.#claims.delete(job);
+      this.#reads.forget(job);
+      this.#intents.drop(s.server.name, job);
     }
   }
 
@@ -153,7 +111,7 @@ export class Worker {
         return;
       }
       const transport = await this.#d.servers.transport(s);
-      const claimed = this.#claims.get(job);
+      const claimed = this.#intents.claimed(job);
       const leftovers = { value: true };
       const result = await this.#execute(s, transport, job, claimed, leftovers);
       // The claimed path was not written when the job wrote elsewhere or nothing (a skip, a
@@ -229,7 +187,7 @@ export class Worker {
       try {
         // The database itself failed: not the file's fault; the job goes back once it can.
         if (isStoreError(err)) throw err;
-        this.#handleFailure(s, job, err);
+        this.#failures.record(s, job, err);
       } catch (e) {
         // The outcome cannot be recorded (disk full): the job goes back once it can.
         this.#d.unsettled(job);
@@ -263,98 +221,6 @@ export class Worker {
     );
   }
 
-  #handleFailure(s: ServerState, job: Job, err: unknown) {
-    const { store, bus, summary, options } = this.#ctx;
-    const now = Date.now();
-    const st = this.#ctx.config.settings;
-    const failed = (kind: string, message: string, failed: boolean) =>
-      bus.emit({
-        type: "job-failed",
-        server: s.server.name,
-        file: job.input_file,
-        kind,
-        message,
-        failed,
-      });
-    if (err instanceof FleetUnavailable) {
-      // Not the file's fault: it waits in the local queue until the shared store answers.
-      store.requeue(job, err.retryAt, err.message, false);
-      return;
-    }
-    if (err instanceof RequeueError) {
-      if (job.requeues >= 50) {
-        store.fail(
-          job,
-          "retry",
-          `Gave up waiting: ${err.message}`,
-          now + st.retryMaxDelay * 1000,
-          1,
-        );
-        summary.failed++;
-        failed("retry", err.message, true);
-      } else {
-        store.requeue(
-          job,
-          now + (options.once ? Math.min(err.delayMs, 500) : err.delayMs),
-          err.message,
-        );
-        s.log.debug(`"${job.input_file}" waits: ${err.message}`);
-      }
-      return;
-    }
-    if (this.#ctx.signal.aborted) {
-      store.requeue(job, now, undefined, false);
-      return;
-    }
-    const kind = classify(err);
-    const message = errorMessage(err);
-    const serverWide = kind === "server" || kind === "auth";
-    if (serverWide && !options.once) {
-      // Transfers running in parallel fail together: back off once for all of them.
-      const delay = s.pacer.fail(now);
-      if (delay !== undefined) {
-        s.log.error(`${message}; pausing server for ${Math.round(delay / 1000)} s`);
-        store.serverFailed(s.server.name, message, s.pacer.blockedUntil, now);
-      }
-      failed(kind, message, false);
-      store.deferForServer(job, s.pacer.blockedUntil, message, kind);
-      return;
-    }
-    const attempts = job.attempts + 1;
-    // A refused login (auth) fails the file at once: retrying it would only log in again.
-    const failAfter = kind === "auth" ? 1 : st.retryFailAfter;
-    const next = nextAttempt(kind, attempts, {
-      initialMs: st.retryInitialDelay * 1000,
-      maxMs: st.retryMaxDelay * 1000,
-      failAfter,
-    }, now);
-    store.fail(job, kind, message, now + next.delayMs, failAfter);
-    if (serverWide) store.serverFailed(s.server.name, message, null, now);
-    if (next.failed) summary.failed++;
-    // The server refused it (its messages name it): probe for the fix, unless already probing.
-    if (next.failed && !options.once && message.includes(`server "${s.server.name}"`)) {
-      const delayMs = Math.max(st.retryMaxDelay * 1000, 1000);
-      s.refused ??= { job: job.id, probeAt: now + delayMs, delayMs };
-    }
-    failed(kind, message, next.failed);
-    if (kind === "auth") {
-      // One refused login explains every file of the server: say it once a minute.
-      const quiet = now - (this.#authLoggedAt.get(s) ?? 0) < 60_000;
-      if (!quiet) this.#authLoggedAt.set(s, now);
-      s.log[quiet ? "debug" : "error"](
-        `${message} (auth error: every file for this server fails until the configuration is fixed)`,
-      );
-      return;
-    }
-    s.log[next.failed ? "error" : "warn"](
-      `${message}${
-        next.failed
-          ? " (marked as failed)"
-          : `; retry ${attempts} in ${Math.round(next.delayMs / 1000)} s`
-      }`,
-    );
-  }
-
   /** Plans one job and carries the plan out. */
   async #execute(
     s: ServerState,
@@ -382,25 +248,8 @@ export class Worker {
     const chain = rule ? this.#d.router.chainSignature(rule, server, job.dest) : undefined;
     const canMove = isMover(transport);
     const moves = !!stat && !!rule && rule.processors.length === 0 && canMove;
-    // Read at the pick (see {@linkcode Worker.claim}), or now in one read transaction (one
-    // lock instead of one per statement).
-    const pre = this.#read.get(job);
-    this.#read.delete(job);
-    const { synced, row, intents } = pre
-      ? {
-        ...pre,
-        row: moves && !pre.synced &&
-            (pre.noMoveFor?.ino !== stat!.ino || pre.noMoveFor?.size !== stat!.size)
-          ? store.read(() => store.findMoveSource(server.name, job.dest, stat!.ino, stat!.size))
-          : undefined,
-      }
-      : store.read(() => {
-        const synced = store.getSynced(job.input_file, server.name, job.dest);
-        const row = moves && !synced
-          ? store.findMoveSource(server.name, job.dest, stat!.ino, stat!.size)
-          : undefined;
-        return { synced, row, intents: store.intentsFor(job.input_file, server.name, job.dest) };
-      });
+    // Read at the pick, or now (see {@linkcode PickReads}).
+    const { synced, row, intents } = this.#reads.take(server.name, job, moves ? stat : undefined);
     // Intents of earlier attempts (not the one the pick claimed): recorded, cleaned up, then
     // completed. Only this job writes intents of this file at this destination while it runs.
     leftovers.value = intents.some((p) => p !== claimed);

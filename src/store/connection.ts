@@ -157,11 +157,7 @@ export class StoreConnection {
       this.db.exec("COMMIT");
       return out;
     } catch (e) {
-      try {
-        this.db.exec("ROLLBACK");
-      } catch {
-        // The transaction may already be gone (e.g. disk full).
-      }
+      this.#rollback();
       throw e;
     } finally {
       this.#depth--;
@@ -183,17 +179,26 @@ export class StoreConnection {
     try {
       out = fn();
     } catch (e) {
-      try {
-        this.db.exec("ROLLBACK");
-      } catch {
-        // Nothing was written; the transaction may be gone already.
-      }
+      this.#rollback();
       throw e;
     } finally {
       this.#depth--;
     }
     this.db.exec("COMMIT");
     return out;
+  }
+
+  /**
+   * Ends the open (outermost) transaction without its writes, best effort:
+   * it may be gone already (SQLite rolls back by itself on some errors, e.g.
+   * a full disk), and the caller reports the error that got it here.
+   */
+  #rollback(): void {
+    try {
+      this.db.exec("ROLLBACK");
+    } catch {
+      // Gone already.
+    }
   }
 
   /**

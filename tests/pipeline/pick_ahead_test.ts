@@ -7,28 +7,11 @@
  *
  * @module
  */
-import * as fs from "node:fs";
 import * as path from "node:path";
-import { DatabaseSync } from "node:sqlite";
 import { assert, assertEquals } from "../_assert.ts";
 import { cli, localConfig, workspace, write } from "../_harness.ts";
 import { start } from "../reliability/_util.ts";
-
-function count(data: string, sql: string): number {
-  const db = new DatabaseSync(path.join(data, "fileconveyor.db"), { readOnly: true });
-  try {
-    return (db.prepare(sql).get() as { n: number }).n;
-  } finally {
-    db.close();
-  }
-}
-
-function files(root: string): string[] {
-  return (fs.readdirSync(root, { recursive: true, withFileTypes: true }) as fs.Dirent[])
-    .filter((e) => e.isFile())
-    .map((e) => path.relative(root, path.join(e.parentPath, e.name)))
-    .sort();
-}
+import { count, files } from "./_pick.ts";
 
 Deno.test("pick ahead: a stop during an initial local sync leaves only the running jobs' intents; the next run finishes", async () => {
   const ws = workspace("fc-pick-ahead-");

@@ -9,27 +9,9 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { DatabaseSync } from "node:sqlite";
 import { assert, assertEquals } from "../_assert.ts";
 import { cli, localConfig, workspace, write } from "../_harness.ts";
-
-function intents(data: string): string[] {
-  const db = new DatabaseSync(path.join(data, "fileconveyor.db"), { readOnly: true });
-  try {
-    return (db.prepare("SELECT remote_path FROM intents ORDER BY remote_path").all() as {
-      remote_path: string;
-    }[]).map((r) => r.remote_path);
-  } finally {
-    db.close();
-  }
-}
-
-function files(root: string): string[] {
-  return (fs.readdirSync(root, { recursive: true, withFileTypes: true }) as fs.Dirent[])
-    .filter((e) => e.isFile())
-    .map((e) => path.relative(root, path.join(e.parentPath, e.name)))
-    .sort();
-}
+import { files, intents } from "./_pick.ts";
 
 Deno.test("pick intents: a renamed upload and an unchanged file leave no intent and nothing at the plain name", async () => {
   const ws = workspace("fc-pick-intents-");
