@@ -133,9 +133,15 @@ export class Uploader {
         });
         extras.push(xp);
       }
-      // The file changed while it was read: sync again rather than record stale content.
+      // The file changed while it was read: sync again rather than record stale content. The
+      // change time counts too: a rewrite of the same size that restores the old mtime (a
+      // "racy" rewrite) moves only the change time, and the record keeps the stat taken before
+      // the read, so no later look would find the content it missed.
       const after = statFile(job.input_file, source);
-      if (!after || after.size !== fp.size || after.mtimeMs !== fp.mtimeMs) {
+      if (
+        !after || after.size !== fp.size || after.mtimeMs !== fp.mtimeMs ||
+        after.ctimeMs !== fp.ctimeMs || after.ino !== fp.ino
+      ) {
         throw new RequeueError(`"${rel}" changed during the transfer`, 50);
       }
       const url = transport.url(remotePath);

@@ -48,6 +48,9 @@ export function watcherThreadBlocked(): boolean {
   return false;
 }
 
+/** How late a deadline may fire and still judge, ms (later: the main thread was busy). */
+const LATE_MS = 250;
+
 /** Receives changes of the native watcher's health. */
 export type ProbeListener = (stalled: boolean) => void;
 
@@ -139,13 +142,25 @@ export class WatchProbe {
       // The data directory is unwritable: no verdict this round.
       this.#seen = true;
     }
-    if (!this.#seen && this.#deadline === undefined) {
-      this.#deadline = setTimeout(() => {
-        this.#deadline = undefined;
-        if (!this.#seen && !this.#stalled) this.#set(true);
-      }, this.#timeout) as unknown as number;
-    }
+    if (!this.#seen && this.#deadline === undefined) this.#arm(this.#timeout);
     this.#schedule();
+  }
+
+  /**
+   * Judges the beat `wait` ms from now. A deadline that fires late found the
+   * main thread busy (a long synchronous stretch of a scan): the event may
+   * be waiting to be delivered behind it, so the verdict waits for a
+   * deadline the thread kept. A watcher thread blocked on a FIFO is seen
+   * meanwhile by {@linkcode watcherThreadBlocked} (Linux).
+   */
+  #arm(wait: number) {
+    const due = Date.now() + wait;
+    this.#deadline = setTimeout(() => {
+      this.#deadline = undefined;
+      if (this.#seen || this.#stalled || this.#closed) return;
+      if (Date.now() - due > LATE_MS) this.#arm(this.#timeout);
+      else this.#set(true);
+    }, wait) as unknown as number;
   }
 
   #set(stalled: boolean) {
