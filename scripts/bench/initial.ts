@@ -242,8 +242,8 @@ export async function initialSync(
         results.get(v.tool)!.push(r);
         say(
           `  run ${i + 1}/${runs} ${v.tool}: ${(r.ms / 1000).toFixed(2)} s${
-            r.ok ? "" : " (FAILED)"
-          }`,
+            r.cpuS !== undefined ? `, CPU ${r.cpuS.toFixed(2)} s` : ""
+          }${r.ok ? "" : " (FAILED)"}`,
         );
       }
     }

@@ -4,11 +4,11 @@
  *
  * @module
  */
-import { Buffer } from "node:buffer";
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { ClassifiedError } from "../errors.ts";
 import { formatBytes } from "../util/format.ts";
 import { readRegular, readRegularSync } from "../util/regular_file.ts";
+import { readRegularNative } from "../util/_native_read.ts";
 
 /** Files up to this size are read with synchronous calls. */
 const SYNC_READ = 64 * 1024;
@@ -25,14 +25,18 @@ export function settingText(value: string | undefined): string | undefined {
 /** One mebibyte. */
 export const MiB = 1024 * 1024;
 
-/** MD5 (hex) of bytes. */
+/** MD5 (hex) of bytes, in one call (a `createHash` object costs more than hashing a small file). */
 export function md5Hex(data: Uint8Array): string {
-  return createHash("md5").update(data).digest("hex");
+  return hash("md5", data, "hex");
 }
 
 /** Hex digest to base64 (the form of `Content-MD5`). */
 export function hexToBase64(hex: string): string {
-  return Buffer.from(hex, "hex").toString("base64");
+  let bin = "";
+  for (let i = 0; i + 1 < hex.length; i += 2) {
+    bin += String.fromCharCode(parseInt(hex.slice(i, i + 2), 16));
+  }
+  return btoa(bin);
 }
 
 /** Whether `s` looks like a hex MD5 digest. */
@@ -58,11 +62,14 @@ export async function readExactly(
   describe: () => string,
 ): Promise<Uint8Array<ArrayBuffer>> {
   // Up to 64 KiB with one synchronous read: an asynchronous one costs four hops to a thread
-  // and back (open, stat, read, close), more than the read itself. One byte more than
-  // expected is read, so a file that grew is found without reading on.
+  // and back (open, stat, read, close), more than the read itself; through the C library
+  // where it answers (node:fs's fstat result alone costs more than the calls). Through
+  // node:fs one byte more than expected is read, so a file that grew is found here; the C
+  // library's read stops at the expected size, and a file that grew is found by the
+  // pipeline's stat after the transfer, as for every change during an upload.
   const data =
     (size <= SYNC_READ
-      ? readRegularSync(localPath, size + 1).data
+      ? (readRegularNative(localPath, size) ?? readRegularSync(localPath, size + 1)).data
       : await readRegular(localPath)) as Uint8Array<ArrayBuffer>;
   if (data.length !== size) {
     throw new ClassifiedError(
@@ -120,12 +127,60 @@ export function checkSize(
   return undefined;
 }
 
+/** A call's deadline, waiting in {@linkcode pending}. */
+interface Deadline {
+  /** `performance.now()` at which the call times out. */
+  at: number;
+  expire(): void;
+}
+
+/** Deadlines of the calls in flight; one timer, armed for the earliest, serves them all. */
+const pending = new Set<Deadline>();
+let sweepTimer: ReturnType<typeof setTimeout> | undefined;
+let sweepAt = Infinity;
+
+function armSweep(at: number): void {
+  if (sweepTimer !== undefined) {
+    if (sweepAt <= at) return;
+    clearTimeout(sweepTimer);
+  }
+  sweepAt = at;
+  // At most the longest delay a timer takes (a longer one would fire at once).
+  const delay = Math.min(2 ** 31 - 1, Math.max(0, Math.ceil(at - performance.now())));
+  sweepTimer = setTimeout(sweep, delay);
+}
+
+/** Forgets a deadline; the timer goes once no call is left (it would hold the process). */
+function forget(d: Deadline): void {
+  pending.delete(d);
+  if (pending.size === 0 && sweepTimer !== undefined) {
+    clearTimeout(sweepTimer);
+    sweepTimer = undefined;
+    sweepAt = Infinity;
+  }
+}
+
+function sweep(): void {
+  sweepTimer = undefined;
+  sweepAt = Infinity;
+  const now = performance.now();
+  let next = Infinity;
+  for (const d of pending) {
+    if (d.at <= now) {
+      pending.delete(d);
+      d.expire();
+    } else if (d.at < next) next = d.at;
+  }
+  if (next !== Infinity) armSweep(next);
+}
+
 /**
  * A deadline for one network call: `signal` aborts when the caller's does
  * or after `timeoutMs`; `timedOut` says which. Call `done()` when the call
- * ended, so that no timer is left pending (unlike `AbortSignal.timeout`,
- * whose timers fire long after a fast call, which costs CPU at hundreds of
- * calls a second).
+ * ended. The deadlines of all calls share one timer, armed for the
+ * earliest (a timer per call, set and cleared hundreds of times a second,
+ * cost more than the rest of this; `AbortSignal.timeout` leaves its timers
+ * pending long after a fast call).
  */
 export function callDeadline(
   caller: AbortSignal,
@@ -134,17 +189,25 @@ export function callDeadline(
   const ctl = new AbortController();
   let timedOut = false;
   const onAbort = () => ctl.abort(caller.reason);
-  const timer = setTimeout(() => {
-    timedOut = true;
-    ctl.abort(new DOMException("The call timed out", "TimeoutError"));
-  }, timeoutMs);
+  const deadline: Deadline = {
+    at: performance.now() + timeoutMs,
+    expire() {
+      timedOut = true;
+      caller.removeEventListener("abort", onAbort);
+      ctl.abort(new DOMException("The call timed out", "TimeoutError"));
+    },
+  };
   if (caller.aborted) onAbort();
-  else caller.addEventListener("abort", onAbort, { once: true });
+  else {
+    caller.addEventListener("abort", onAbort, { once: true });
+    pending.add(deadline);
+    armSweep(deadline.at);
+  }
   return {
     signal: ctl.signal,
     timedOut: () => timedOut,
     done() {
-      clearTimeout(timer);
+      forget(deadline);
       caller.removeEventListener("abort", onAbort);
     },
   };

@@ -27,6 +27,29 @@ export class HeaderMap implements Iterable<[string, string]> {
     this.#m.set(k, old === undefined ? value : `${old}, ${value}`);
   }
 
+  /**
+   * Reads the header lines of `head` from `from` up to its end (the empty
+   * line); false when one is malformed.
+   */
+  parse(head: string, from: number): boolean {
+    const m = this.#m;
+    let at = from;
+    for (;;) {
+      const eol = head.indexOf("\r\n", at);
+      const end = eol < 0 ? head.length : eol;
+      if (end > at) {
+        const c = head.indexOf(":", at);
+        if (c <= at || c > end) return false;
+        const k = head.slice(at, c).trim().toLowerCase();
+        const v = head.slice(c + 1, end).trim();
+        const old = m.get(k);
+        m.set(k, old === undefined ? v : `${old}, ${v}`);
+      }
+      if (eol < 0) return true;
+      at = eol + 2;
+    }
+  }
+
   [Symbol.iterator](): IterableIterator<[string, string]> {
     return this.#m.entries();
   }
@@ -152,27 +175,29 @@ class Connection {
             ? new CutOffError(status, "connection closed in the response head")
             : new NoAnswerError("connection closed before an answer");
         }
-        if (status === 0 && this.#len >= 12) status = statusOf(this.#buf) ?? 0;
+        if (status === 0 && this.#len >= 12) status = statusOfBytes(this.#buf) ?? 0;
       }
       const text = latin1.decode(this.#take(end));
-      const lines = text.split("\r\n");
-      const m = /^HTTP\/1\.([01]) (\d{3})/.exec(lines[0]!);
-      if (!m) throw new CutOffError(status, `not an HTTP/1.x answer: ${lines[0]!.slice(0, 60)}`);
-      status = Number(m[2]);
+      const lineEnd = text.indexOf("\r\n");
+      const parsed = statusOf(text);
+      if (parsed === undefined) {
+        throw new CutOffError(
+          status,
+          `not an HTTP/1.x answer: ${text.slice(0, lineEnd).slice(0, 60)}`,
+        );
+      }
+      status = parsed;
       const headers = new HeaderMap();
-      for (let i = 1; i < lines.length; i++) {
-        const line = lines[i]!;
-        if (line === "") continue;
-        const c = line.indexOf(":");
-        if (c <= 0) throw new CutOffError(status, "malformed response header");
-        headers.append(line.slice(0, c).trim(), line.slice(c + 1).trim());
+      if (!headers.parse(text, lineEnd + 2)) {
+        throw new CutOffError(status, "malformed response header");
       }
       if (status >= 100 && status < 200) {
         // An interim answer (we never ask for 100-continue): the real one follows.
         return await this.send("", undefined, method);
       }
       const connection = (headers.get("connection") ?? "").toLowerCase();
-      if (m[1] === "0" ? !connection.includes("keep-alive") : connection.includes("close")) {
+      const http10 = text.charCodeAt(7) === 48; // "HTTP/1.0"
+      if (http10 ? !connection.includes("keep-alive") : connection.includes("close")) {
         this.done = true;
       }
       let data: Uint8Array;
@@ -247,10 +272,26 @@ class Connection {
   }
 }
 
-function statusOf(buf: Uint8Array): number | undefined {
-  const s = latin1.decode(buf.subarray(0, 12));
-  const m = /^HTTP\/1\.[01] (\d{3})/.exec(s);
-  return m ? Number(m[1]) : undefined;
+/** The status code of an `HTTP/1.0` or `HTTP/1.1` status line at the start of `s`. */
+function statusOf(s: string): number | undefined {
+  if (!s.startsWith("HTTP/1.") || s.length < 12) return undefined;
+  const v = s.charCodeAt(7);
+  if ((v !== 48 && v !== 49) || s.charCodeAt(8) !== 32) return undefined;
+  let n = 0;
+  for (let i = 9; i < 12; i++) {
+    const d = s.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) return undefined;
+    n = n * 10 + d;
+  }
+  return n;
+}
+
+const STATUS_PREFIX = encoder.encode("HTTP/1.");
+
+/** {@linkcode statusOf} of the first 12 bytes of `buf`. */
+function statusOfBytes(buf: Uint8Array): number | undefined {
+  for (let i = 0; i < STATUS_PREFIX.length; i++) if (buf[i] !== STATUS_PREFIX[i]) return undefined;
+  return statusOf(latin1.decode(buf.subarray(0, 12)));
 }
 
 /**

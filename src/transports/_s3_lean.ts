@@ -172,14 +172,13 @@ export class LeanS3 {
         headers,
         payloadHash: UNSIGNED_PAYLOAD,
       });
-      delete signed.host;
       await this.#slots.acquire(signal);
       let res: { status: number; headers: LeanHeaders };
       let text: string;
       try {
         try {
           if (this.#http1) {
-            delete signed["content-length"];
+            // The client writes host and content-length itself; callers never pass them.
             const r = await this.#http1.request(method, target, signed, body, signal);
             res = r;
             text = r.body.length > 0 ? decoder.decode(r.body) : "";
@@ -275,6 +274,22 @@ export function objectOutput(h: LeanHeaders): LeanObjectOutput {
   for (const [k, v] of h) {
     if (k.startsWith("x-amz-meta-")) (out.Metadata ??= {})[k.slice(11)] = v;
   }
+  return out;
+}
+
+/**
+ * The parts of a PutObject answer the upload checks: the ETag and the
+ * encryption under which it is no MD5 (cheaper than
+ * {@linkcode objectOutput}, which reads every header).
+ */
+export function putOutput(h: LeanHeaders): LeanObjectOutput {
+  const out: LeanObjectOutput = {};
+  const etag = h.get("etag");
+  if (etag) out.ETag = etag;
+  const sse = h.get("x-amz-server-side-encryption");
+  if (sse) out.ServerSideEncryption = sse;
+  const ssec = h.get("x-amz-server-side-encryption-customer-algorithm");
+  if (ssec) out.SSECustomerAlgorithm = ssec;
   return out;
 }
 

@@ -64,8 +64,12 @@ export function relativeToRoot(root: string, full: string): string {
   return full.slice(root.length + 1);
 }
 
+/** A path of RFC 3986 unreserved characters and `/` only: encoding leaves it as it is. */
+const UNRESERVED_PATH = /^[A-Za-z0-9\-._~/]*$/;
+
 /** Percent-encodes each segment of a `/`-separated path. */
 export function encodePath(p: string): string {
+  if (UNRESERVED_PATH.test(p)) return p;
   return p.split("/").map((s) =>
     encodeURIComponent(s).replace(
       /[!'()*]/g,

@@ -1,6 +1,6 @@
 import { createHash, createHmac } from "node:crypto";
 import { SignatureV4 } from "@smithy/signature-v4";
-import { amzDate, SigV4Signer, UNSIGNED_PAYLOAD } from "../../src/transports/_sigv4.ts";
+import { amzDate, HmacSha256, SigV4Signer, UNSIGNED_PAYLOAD } from "../../src/transports/_sigv4.ts";
 import { crc32Base64, objectOutput, parseError } from "../../src/transports/_s3_lean.ts";
 import { encodePath } from "../../src/transports/paths.ts";
 import { assertEquals } from "../_assert.ts";
@@ -140,4 +140,43 @@ Deno.test("lean S3 helpers read error bodies, object headers and CRC32 like the 
   assertEquals(out.ServerSideEncryption, "aws:kms");
   // CRC32 of "123456789" is 0xCBF43926 (the check value of the standard).
   assertEquals(crc32Base64(new TextEncoder().encode("123456789")), "y/Q5Jg==");
+});
+
+Deno.test("the pad-based HMAC-SHA-256 equals node:crypto's for every key length and message", () => {
+  const messages = [
+    "",
+    "AWS4-HMAC-SHA256\n20260203T040506Z\nscope\nabc",
+    "ünïcode ß €",
+    "x".repeat(2000),
+  ];
+  for (const len of [0, 1, 32, 63, 64, 65, 200]) {
+    const key = new Uint8Array(len).map((_, i) => (i * 37 + len) & 255);
+    const mac = new HmacSha256(key);
+    for (const m of messages) {
+      assertEquals(
+        mac.hex(m),
+        createHmac("sha256", key).update(m).digest("hex"),
+        `${len} ${m.length}`,
+      );
+    }
+  }
+});
+
+Deno.test("sigv4 signs the host without returning it, and signs again in the next second and day", () => {
+  const signer = new SigV4Signer(DOC_CREDS, "us-east-1");
+  const req = {
+    method: "GET",
+    host: "examplebucket.s3.amazonaws.com",
+    path: "/test.txt",
+    headers: { Range: "bytes=0-9", Host: "ignored.example" },
+    payloadHash: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+  };
+  const h = signer.sign(req, DOC_DATE);
+  assertEquals(h.host, undefined);
+  assertEquals(signatureOf(h), "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41");
+  // A later date (another second, then another day) gives its own date and scope.
+  const later = signer.sign(req, new Date("2013-05-25T00:00:01Z"));
+  assertEquals(later["x-amz-date"], "20130525T000001Z");
+  assertEquals(later.authorization!.includes("/20130525/us-east-1/s3/aws4_request"), true);
+  assertEquals(signatureOf(signer.sign(req, DOC_DATE)), signatureOf(h));
 });

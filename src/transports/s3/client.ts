@@ -77,7 +77,9 @@ export class S3Calls {
 
   /** The object key of a remote path (the `path` prefix included). */
   key(remotePath: string): string {
-    return joinRemote(this.s.prefix, safeRemotePath(remotePath));
+    const rel = safeRemotePath(remotePath);
+    // A safe path has no empty segments: without a prefix it is the key.
+    return this.s.prefix ? joinRemote(this.s.prefix, rel) : rel;
   }
 
   /**

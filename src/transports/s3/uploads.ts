@@ -22,7 +22,7 @@ import { formatBytes } from "../../util/format.ts";
 import { md5File } from "../../util/hash.ts";
 import { openRegular } from "../../util/regular_file.ts";
 import { mapLimit } from "../../util/pool.ts";
-import { crc32Base64, type LeanObjectOutput, objectOutput } from "../_s3_lean.ts";
+import { crc32Base64, type LeanObjectOutput, putOutput } from "../_s3_lean.ts";
 import { S3Calls } from "./client.ts";
 import { etagNotMd5, MAX_PARTS, multipartEtag, s3Error } from "./support.ts";
 
@@ -78,7 +78,7 @@ export class S3Uploads extends S3Calls {
           body as Uint8Array<ArrayBuffer>,
           sig,
         );
-        out = objectOutput(res.headers);
+        out = putOutput(res.headers);
       } else {
         out = await this.sdk((m, c) =>
           c.send(
