@@ -16,7 +16,7 @@
  * s scale (only with `--scale` or `--only s`: up to a million files).
  * `--dest` limits scenario 1 to some destinations (`--only 1 --dest local`
  * needs no server); `--baseline` runs another checkout's `mod.ts` beside
- * this one in scenarios 1 (in its rotation, as "fileconveyor (baseline)")
+ * this one in scenarios 1 (in its rotation, as "fileconveyor (baseline)"), 4 (its `--once`)
  * and p (`--together`: p's pairs at the same time), so a change is measured
  * side by side with what it changes; `--skip` leaves a tool of scenario 1 out.
  *

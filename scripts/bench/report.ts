@@ -384,6 +384,32 @@ start-up): median ${int(x.scanMs)} ms. Watch mode is timed from spawning the pro
 line (the inotify watches are in place before the scan starts). Peak RSS and CPU of the watch-mode
 run are read from \`/proc\` at that moment; the others come from GNU time.
 `);
+    if (x.parts) {
+      const p = x.parts;
+      const rest = (q: typeof p.once) => q.scanMs - q.listMs - q.storedMs;
+      out.push(
+        `Where fileconveyor's time goes (wall ms, medians, from its log: "Initial scan done" and
+"Scanned source"):
+
+${
+          table(
+            ["part", "--once", "watch mode"],
+            [
+              [
+                "start (Deno, modules, configuration, store open)",
+                p.once.startupMs,
+                p.watch.startupMs,
+              ],
+              ["watch set-up (native watches)", p.once.watchSetupMs, p.watch.watchSetupMs],
+              ["scan: listing directories", p.once.listMs, p.watch.listMs],
+              ["scan: stored rows", p.once.storedMs, p.watch.storedMs],
+              ["scan: stats, comparison, the rest", rest(p.once), rest(p.watch)],
+            ].map(([k, a, b]) => [String(k), int(Number(a)), int(Number(b))]),
+          )
+        }
+`,
+      );
+    }
   }
   if (r.sustained) {
     out.push(`## 5. Sustained load

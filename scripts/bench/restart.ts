@@ -33,6 +33,52 @@ export interface RestartResult {
   idleRssMiB: { after2s: number; after10s: number };
   /** The daemon's own "Initial scan done in N ms" (median). */
   scanMs: number;
+  /**
+   * Where a restart's wall time goes, from the daemon's log (medians, ms):
+   * `--once` runs and watch-mode runs. Absent for a checkout that does not
+   * log the parts.
+   */
+  parts?: { once: RestartParts; watch: RestartParts };
+}
+
+/** The parts of one kind of restart (medians, ms of wall time). */
+export interface RestartParts {
+  /** Process start until the run began: Deno, modules, configuration, store open. */
+  startupMs: number;
+  /** The native watches' set-up (0 for `--once`). */
+  watchSetupMs: number;
+  /** The scan as a whole, and of it: listing directories, reading stored rows. */
+  scanMs: number;
+  listMs: number;
+  storedMs: number;
+}
+
+/** The parts a daemon's log names, or undefined when it does not name them. */
+export function partsOf(log: string): RestartParts | undefined {
+  const done = /Initial scan done in \d+ ms .*startupMs=(\d+) watchSetupMs=(\d+)/.exec(log);
+  const scan = /Scanned source "[^"]*": .*\((\d+) ms: listing (\d+) ms, stored rows (\d+) ms/.exec(
+    log,
+  );
+  if (!done || !scan) return undefined;
+  return {
+    startupMs: Number(done[1]),
+    watchSetupMs: Number(done[2]),
+    scanMs: Number(scan[1]),
+    listMs: Number(scan[2]),
+    storedMs: Number(scan[3]),
+  };
+}
+
+function medianParts(all: RestartParts[]): RestartParts | undefined {
+  if (all.length === 0) return undefined;
+  const m = (k: keyof RestartParts) => median(all.map((p) => p[k]));
+  return {
+    startupMs: m("startupMs"),
+    watchSetupMs: m("watchSetupMs"),
+    scanMs: m("scanMs"),
+    listMs: m("listMs"),
+    storedMs: m("storedMs"),
+  };
 }
 
 function row(tool: string, what: string, runs: RestartRow["runs"]): RestartRow {
@@ -50,6 +96,10 @@ function row(tool: string, what: string, runs: RestartRow["runs"]): RestartRow {
 
 function uploads(text: string): number {
   return (text.match(/\] (?:uploaded|updated) /g) ?? []).length;
+}
+
+function parts(once?: RestartParts, watch?: RestartParts): Pick<RestartResult, "parts"> {
+  return once && watch ? { parts: { once, watch } } : {};
 }
 
 /** Runs scenario 4. */
@@ -91,12 +141,17 @@ export async function restart(ctx: Context): Promise<RestartResult> {
 
     const watch: RestartRow["runs"] = [];
     const once: RestartRow["runs"] = [];
+    const baseline: RestartRow["runs"] = [];
+    const baseOnce = ctx.baselineEntry ? fcCommand(config, true, ctx.baselineEntry) : undefined;
+    if (baseOnce) ctx.commands.set("4 fileconveyor --once (baseline, no-op)", baseOnce.shown);
     const rsync: RestartRow["runs"] = [];
     const rclone: RestartRow["runs"] = [];
     const lsyncd: RestartRow["runs"] = [];
     const idle2: number[] = [];
     const idle10: number[] = [];
     const scan: number[] = [];
+    const onceParts: RestartParts[] = [];
+    const watchParts: RestartParts[] = [];
     for (let i = 0; i < runs; i++) {
       say(`scenario 4: run ${i + 1}/${runs}`);
       // Watch mode: from spawn until watching with the initial scan done.
@@ -104,6 +159,8 @@ export async function restart(ctx: Context): Promise<RestartResult> {
       const at = procUsage(fc.bg.child.pid);
       const m = /Initial scan done in (\d+) ms/.exec(fc.bg.text());
       if (m) scan.push(Number(m[1]));
+      const wp = partsOf(fc.bg.text());
+      if (wp) watchParts.push(wp);
       await sleep(2000);
       idle2.push(procUsage(fc.bg.child.pid)?.rssMiB ?? NaN);
       if (i === 0) {
@@ -120,11 +177,23 @@ export async function restart(ctx: Context): Promise<RestartResult> {
       // --once: until it exits with nothing to do.
       fs.rmSync(log, { force: true });
       const o = await timed(fcOnce.cmd, { timeoutMs: limit, rusage: true, stderrFile: log });
+      const op = partsOf(fs.readFileSync(log, "utf8"));
+      if (op) onceParts.push(op);
       once.push({
         ms: o.ms,
         ...(o.maxRssMiB !== undefined ? { maxRssMiB: o.maxRssMiB, cpuS: o.cpuS! } : {}),
         uploads: uploads(fs.readFileSync(log, "utf8")),
       });
+      if (baseOnce) {
+        // Another checkout over the same state: its restart beside this one's, in one rotation.
+        fs.rmSync(log, { force: true });
+        const b = await timed(baseOnce.cmd, { timeoutMs: limit, rusage: true, stderrFile: log });
+        baseline.push({
+          ms: b.ms,
+          ...(b.maxRssMiB !== undefined ? { maxRssMiB: b.maxRssMiB, cpuS: b.cpuS! } : {}),
+          uploads: uploads(fs.readFileSync(log, "utf8")),
+        });
+      }
       const a = await timed(rs.cmd, { timeoutMs: limit, rusage: true });
       rsync.push({
         ms: a.ms,
@@ -165,12 +234,16 @@ export async function restart(ctx: Context): Promise<RestartResult> {
       rows: [
         row("fileconveyor sync (watch mode)", "start → watching, initial scan done, idle", watch),
         row("fileconveyor sync --once", "start → exit (nothing to do)", once),
+        ...(baseOnce
+          ? [row("fileconveyor sync --once (baseline)", "the other checkout, same state", baseline)]
+          : []),
         row("rsync -a", "no-op re-sync", rsync),
         row("rclone copy", "no-op re-sync", rclone),
         row("lsyncd (default.rsync)", "start → start-up rsync done, watching", lsyncd),
       ],
       idleRssMiB: { after2s: median(idle2), after10s: median(idle10) },
       scanMs: median(scan),
+      ...parts(medianParts(onceParts), medianParts(watchParts)),
     };
   } finally {
     for (const d of [src, dstFc, dstRsync, dstRclone, data]) rmTree(d);

@@ -21,6 +21,7 @@ import { VERSION } from "../version.ts";
 import { startOps } from "../ops/mod.ts";
 import "../transports/mod.ts";
 import "../processors/mod.ts";
+import { loadModule } from "../lazy.ts";
 
 const encoder = new TextEncoder();
 
@@ -104,7 +105,9 @@ function program(): Command {
           err("--rebuild-state cannot be combined with --dry-run");
           throw new Exit(2);
         }
-        const { rebuildState } = await import("../pipeline/rebuild.ts");
+        const { rebuildState } = await loadModule<typeof import("../pipeline/rebuild.ts")>(
+          "pipeline/rebuild.ts",
+        );
         const r = await rebuildState(config, {
           dataDir: opts.dataDir,
           approveDeletes: !!opts.approveDeletes,
@@ -193,8 +196,8 @@ function program(): Command {
       const config = load(opts.config);
       // Loaded by the commands that use them: a start of `sync` does not pay for them.
       const [{ fleetStatus }, { formatStatus }] = await Promise.all([
-        import("../ops/fleet_status.ts"),
-        import("./status.ts"),
+        loadModule<typeof import("../ops/fleet_status.ts")>("ops/fleet_status.ts"),
+        loadModule<typeof import("./status.ts")>("cli/status.ts"),
       ]);
       const store = openStore(config, opts.dataDir, true);
       try {
@@ -261,7 +264,9 @@ function program(): Command {
         if (rows.length === 0) {
           // On a node of a fleet, any node's file: the shared record knows it.
           try {
-            const { fleetUrls } = await import("../ops/fleet_status.ts");
+            const { fleetUrls } = await loadModule<typeof import("../ops/fleet_status.ts")>(
+              "ops/fleet_status.ts",
+            );
             rows = await fleetUrls(config, abs, opts.server) ?? rows;
           } catch (e) {
             err(errorMessage(e));
@@ -301,8 +306,8 @@ function program(): Command {
         throw new Exit(1);
       }
       const [{ verify }, { formatVerify }] = await Promise.all([
-        import("../verify/verify.ts"),
-        import("./verify.ts"),
+        loadModule<typeof import("../verify/verify.ts")>("verify/verify.ts"),
+        loadModule<typeof import("./verify.ts")>("cli/verify.ts"),
       ]);
       const report = await verify(config, {
         dataDir: dir,

@@ -12,10 +12,11 @@ import type { Config } from "../config/types.ts";
 import { ConfigError, errorMessage } from "../errors.ts";
 import { configureLog, logger } from "../log.ts";
 import type { Daemon } from "../pipeline/daemon.ts";
-import { OpsServer } from "./http.ts";
+import type { OpsServer } from "./http.ts";
 import { LogOutputs, useColor } from "./logging.ts";
 import { Metrics } from "./metrics.ts";
 import { Progress } from "./progress.ts";
+import { loadModule } from "../lazy.ts";
 
 /** Options for {@linkcode startOps}. */
 export interface OpsOptions {
@@ -64,10 +65,10 @@ export class Ops {
   async start(): Promise<void> {
     const settings = this.#daemon.config.settings;
     this.#outputs.apply(settings);
-    this.#listen(this.#o.http ?? settings.http);
+    await this.#listen(this.#o.http ?? settings.http);
     if (this.#o.progress && Deno.stderr.isTerminal()) {
       // The terminal display (log-update and its text-width tables) is loaded only for a terminal.
-      const { Terminal } = await import("./terminal.ts");
+      const { Terminal } = await loadModule<typeof import("./terminal.ts")>("ops/terminal.ts");
       const terminal = new Terminal();
       this.#outputs.setTerminal(terminal);
       this.#progress = new Progress(this.#daemon, terminal, {
@@ -79,16 +80,23 @@ export class Ops {
     this.#daemon.signal.addEventListener("abort", () => void this.#server?.close(), { once: true });
   }
 
-  #listen(address: string | undefined) {
+  /**
+   * Listens on `address` (none: stops listening). The server's modules
+   * (status page, API, Prometheus text) are loaded when it first listens.
+   */
+  async #listen(address: string | undefined): Promise<void> {
+    if (address === this.#httpAddress) return;
+    const http = address ? await loadModule<typeof import("./http.ts")>("ops/http.ts") : undefined;
+    // Again after the load: another reload may have changed the listener meanwhile.
     if (address === this.#httpAddress) return;
     const old = this.#server;
     const oldAddress = this.#httpAddress;
     if (old) void old.close();
     this.#server = undefined;
     this.#httpAddress = undefined;
-    if (!address) return;
+    if (!address || !http) return;
     const start = (a: string) => {
-      const server = new OpsServer({
+      const server = new http.OpsServer({
         daemon: this.#daemon,
         metrics: this.#metrics,
         watching: this.#o.watching,
@@ -139,7 +147,7 @@ export class Ops {
     this.#outputs.apply(next.settings);
     if (this.#o.http === undefined) {
       try {
-        this.#listen(next.settings.http);
+        await this.#listen(next.settings.http);
       } catch (e) {
         this.#log.error(errorMessage(e));
       }

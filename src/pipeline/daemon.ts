@@ -310,7 +310,11 @@ export class Daemon {
     this.#heartbeat();
     this.#every(2000, () => this.#heartbeat());
 
+    // Until here: the process's start (Deno, module loading, configuration, store open).
+    const startupMs = Math.round(performance.now());
+    const tw = performance.now();
     if (!o.once && !o.dryRun) this.#sources.startWatchers();
+    const watchSetupMs = Math.round(performance.now() - tw);
     const t0 = performance.now();
     if (!o.dryRun) {
       this.#router.reevaluate();
@@ -319,7 +323,11 @@ export class Daemon {
     for (const source of this.config.sources) await this.#sources.enqueueScan(source);
     this.#sources.initialScanDone = true;
     const queued = this.store.activeCount();
-    this.#log.info(`Initial scan done in ${Math.round(performance.now() - t0)} ms`, { queued });
+    this.#log.info(`Initial scan done in ${Math.round(performance.now() - t0)} ms`, {
+      queued,
+      startupMs,
+      watchSetupMs,
+    });
     this.#bus.emit({ type: "initial-scan-done", queued, ms: performance.now() - t0 });
     if (o.dryRun) {
       this.#summary.skipped = reportDryRun(

@@ -327,10 +327,17 @@ export class Sources {
         changes: r.changes,
         ms: r.ms,
       });
+      // The parts say where a scan's time goes (listing, stored rows; the rest is the stats,
+      // the comparison and recording what changed).
+      const parts = r.parts
+        ? `: listing ${Math.round(r.parts.listMs)} ms, stored rows ${
+          Math.round(r.parts.storedMs)
+        } ms, stats and the rest ${Math.round(r.ms - r.parts.listMs - r.parts.storedMs)} ms`
+        : "";
       log.info(
         `Scanned source "${source.name}": ${r.files} files in ${r.dirs} directories, ${r.changes} changes (${
           Math.round(r.ms)
-        } ms)`,
+        } ms${parts})`,
       );
       this.#hooks.pump();
     });

@@ -21,7 +21,7 @@
  *
  * @module
  */
-import { promisify } from "node:util";
+import { loadModule } from "../lazy.ts";
 import type { OptionSpec } from "../options.ts";
 import { isTrue } from "../options.ts";
 import type {
@@ -33,27 +33,13 @@ import type {
 } from "./processor.ts";
 import { extensionIn, label, parseExtensions, readInput, writeOutput } from "./_util.ts";
 
-/**
- * node:zlib and mime-types (with its database of types), loaded on the
- * first compressed file: every start of the CLI registers this processor,
- * few configurations use it.
- */
-let engines:
-  | Promise<{
-    zlib: typeof import("node:zlib");
-    gzip: (data: Uint8Array, o: import("node:zlib").ZlibOptions) => Promise<Uint8Array>;
-    brotli: (data: Uint8Array, o: import("node:zlib").BrotliOptions) => Promise<Uint8Array>;
-    contentType: (name: string) => string | false;
-  }>
-  | undefined;
+type Engines = typeof import("./_compress_engines.ts");
 
-function loadEngines() {
-  engines ??= Promise.all([import("node:zlib"), import("mime-types")]).then(([zlib, mime]) => ({
-    zlib,
-    gzip: promisify(zlib.gzip),
-    brotli: promisify(zlib.brotliCompress),
-    contentType: (name: string) => mime.default.contentType(name),
-  }));
+/** The engines, loaded on the first compressed file (see `_compress_engines.ts`). */
+let engines: Promise<Engines> | undefined;
+
+function loadEngines(): Promise<Engines> {
+  engines ??= loadModule<Engines>("processors/_compress_engines.ts");
   return engines;
 }
 
@@ -89,13 +75,13 @@ type Encoding = "gzip" | "br";
 const SUFFIX: Record<Encoding, string> = { gzip: ".gz", br: ".br" };
 
 async function encode(data: Uint8Array, encoding: Encoding): Promise<Uint8Array> {
-  const { zlib, gzip, brotli } = await loadEngines();
+  const { constants, gzip, brotli } = await loadEngines();
   if (encoding === "gzip") return new Uint8Array(await gzip(data, { level: 9 }));
   return new Uint8Array(
     await brotli(data, {
       params: {
-        [zlib.constants.BROTLI_PARAM_QUALITY]: 11,
-        [zlib.constants.BROTLI_PARAM_SIZE_HINT]: data.length,
+        [constants.BROTLI_PARAM_QUALITY]: 11,
+        [constants.BROTLI_PARAM_SIZE_HINT]: data.length,
       },
     }),
   );

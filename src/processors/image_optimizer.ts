@@ -54,6 +54,7 @@ import { checkWasm, engineTag } from "./_wasm.ts";
 import { enginePool } from "./_engine_pool.ts";
 import { ResultCache } from "./_result_cache.ts";
 import { ClassifiedError } from "../errors.ts";
+import { loadModule } from "../lazy.ts";
 
 /** Runs oxipng on the engine pool (off the main thread). */
 function oxipng(
@@ -240,9 +241,9 @@ async function gifsicle(
 export async function decodeStaticGif(
   input: Uint8Array,
 ): Promise<{ width: number; height: number; rgba: Uint8Array } | undefined> {
-  // Loaded on the first GIF: every start registers this processor.
-  // @ts-types="@types/omggif"
-  const { GifReader } = await import("omggif");
+  const { GifReader } = await loadModule<typeof import("./_gif_reader.ts")>(
+    "processors/_gif_reader.ts",
+  );
   const reader = new GifReader(input);
   if (reader.numFrames() !== 1) return undefined;
   const rgba = new Uint8Array(reader.width * reader.height * 4);

@@ -9,6 +9,7 @@
 import { checkedSettings, registerTransport, type TransportDef } from "./transport.ts";
 // The transport is loaded on the first create() only, and the AWS SDKs on first need.
 import { CF_OPTIONS, validateCf } from "./_cf_options.ts";
+import { loadModule } from "../lazy.ts";
 
 const CF: TransportDef = {
   name: "cf",
@@ -18,7 +19,9 @@ const CF: TransportDef = {
   validate: validateCf,
   async create(settings, ctx) {
     const values = checkedSettings(CF, settings, ctx.serverName);
-    const { CloudFront } = await import("./_cf_impl.ts");
+    const { CloudFront } = await loadModule<typeof import("./_cf_impl.ts")>(
+      "transports/_cf_impl.ts",
+    );
     return new CloudFront(values, ctx);
   },
 };

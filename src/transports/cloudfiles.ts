@@ -16,6 +16,7 @@ import type { OptionSpec, OptionValues } from "../options.ts";
 import { checkedSettings, registerTransport, type TransportDef } from "./transport.ts";
 import { checkSize, MiB } from "./_common.ts";
 import { RACKSPACE_AUTH_V1, RACKSPACE_AUTH_V2 } from "./_swift_auth.ts";
+import { loadModule } from "../lazy.ts";
 
 /** Swift's default largest single object. */
 export const MAX_OBJECT: number = 5 * 1024 * MiB;
@@ -143,7 +144,9 @@ const CLOUDFILES: TransportDef = {
   validate,
   async create(settings, ctx) {
     const values = checkedSettings(CLOUDFILES, settings, ctx.serverName);
-    const { CloudFiles } = await import("./cloudfiles/transport.ts");
+    const { CloudFiles } = await loadModule<typeof import("./cloudfiles/transport.ts")>(
+      "transports/cloudfiles/transport.ts",
+    );
     return new CloudFiles(values, ctx);
   },
 };

@@ -26,6 +26,7 @@
 // create().
 import { type OptionSpec, parseSettings, type SettingsOf } from "../options.ts";
 import { checkedSettings, registerTransport, type TransportDef } from "./transport.ts";
+import { loadModule } from "../lazy.ts";
 
 /**
  * Normalizes a SHA-256 certificate fingerprint (hex, with or without
@@ -157,7 +158,9 @@ const FTP: TransportDef = {
   validate: (values) => validate(parseSettings(OPTIONS, values)),
   async create(values, ctx) {
     const settings = parseSettings(OPTIONS, checkedSettings(FTP, values, ctx.serverName));
-    const { createFtp } = await import("./ftp/transport.ts");
+    const { createFtp } = await loadModule<typeof import("./ftp/transport.ts")>(
+      "transports/ftp/transport.ts",
+    );
     return createFtp(settings, ctx);
   },
 };

@@ -11,6 +11,7 @@ import { checkedSettings, registerTransport, type TransportDef } from "./transpo
 // The client is loaded on the first create() only, and the AWS SDK on the first call the
 // lean path does not make.
 import { S3_OPTIONS, validateS3 } from "./_s3_options.ts";
+import { loadModule } from "../lazy.ts";
 
 const S3: TransportDef = {
   name: "s3",
@@ -19,7 +20,9 @@ const S3: TransportDef = {
   validate: validateS3,
   async create(settings, ctx) {
     const values = checkedSettings(S3, settings, ctx.serverName);
-    const { S3Transport, s3Settings } = await import("./s3/transport.ts");
+    const { S3Transport, s3Settings } = await loadModule<typeof import("./s3/transport.ts")>(
+      "transports/s3/transport.ts",
+    );
     return new S3Transport(s3Settings(values), ctx);
   },
 };

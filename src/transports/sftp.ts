@@ -26,6 +26,7 @@ import { Buffer } from "node:buffer";
 import { createHash, createHmac } from "node:crypto";
 import { type OptionSpec, parseSettings, type SettingsOf } from "../options.ts";
 import { checkedSettings, registerTransport, type TransportDef } from "./transport.ts";
+import { loadModule } from "../lazy.ts";
 
 // ---------------------------------------------------------------------------
 // Host keys
@@ -256,7 +257,9 @@ const SFTP: TransportDef = {
   validate: (values) => validate(parseSettings(OPTIONS, values)),
   async create(values, ctx) {
     const settings = parseSettings(OPTIONS, checkedSettings(SFTP, values, ctx.serverName));
-    const { createSftp } = await import("./sftp/transport.ts");
+    const { createSftp } = await loadModule<typeof import("./sftp/transport.ts")>(
+      "transports/sftp/transport.ts",
+    );
     return createSftp(settings, ctx);
   },
 };

@@ -49,6 +49,10 @@ export interface Walk {
   dirs: number;
   changes: number;
   sinceYield: number;
+  /** Milliseconds spent listing directories (entries and their types, no stats). */
+  listMs?: number;
+  /** Milliseconds spent reading the directories' stored rows. */
+  storedMs?: number;
   /** Directories known to be stored (or put in this batch): {@linkcode Scanner.scanPaths}. */
   knownDirs?: Set<string>;
   /** Paths found unsyncable in this walk, with the reason. */

@@ -64,6 +64,8 @@ export interface ScanResult {
   /** Deletions a sweep found and dropped unjudged (see `mayDelete`). */
   deferred?: number;
   ms: number;
+  /** Of {@linkcode ms}: listing directories, and reading their stored rows. */
+  parts?: { listMs: number; storedMs: number };
 }
 
 /** Scans sources (whole or in part) against the store. */
@@ -209,6 +211,7 @@ export class Scanner {
     result.dirs = w.dirs;
     result.changes = w.changes;
     result.ms = performance.now() - t0;
+    result.parts = { listMs: w.listMs ?? 0, storedMs: w.storedMs ?? 0 };
     return result;
   }
 

@@ -79,8 +79,10 @@ export class Walker {
       const dir = stack.pop()!;
       w.dirs++;
       let listing: OpenDir;
+      const t0 = performance.now();
       try {
         listing = openDir(dir);
+        w.listMs = (w.listMs ?? 0) + performance.now() - t0;
       } catch (e) {
         // Removed or replaced by a file meanwhile: the event of that change rescans it.
         if (vanished(e)) continue;
@@ -114,7 +116,9 @@ export class Walker {
     const mayExclude = ignore.mayExcludeIn(dir);
     const filesIgnored = relDir !== "" && ignore.hasIgnoredDir(relPrefix);
     const leaf = !listing.entries.some((e) => e.isDirectory);
+    const t0 = performance.now();
     const stored = this.#o.store.childrenByName(dir, { leaf });
+    w.storedMs = (w.storedMs ?? 0) + performance.now() - t0;
     // Entries listed but not examinable (a directory without search permission):
     // what is stored below it is kept, not deleted.
     let blocked = false;

@@ -254,3 +254,17 @@ Deno.test("scanner: a walk skips ignored directories, excluded paths and temp na
     r.close();
   }
 });
+
+Deno.test("scanner: a full scan reports the time of its listing and of its stored rows", async () => {
+  const r = rig();
+  try {
+    for (let i = 0; i < 20; i++) put(path.join(r.src, `d${i % 4}`, `f${i}.txt`), "x");
+    const res = await r.scanner.scanSource(r.source);
+    assertEquals(res.files, 20);
+    const parts = res.parts!;
+    assert(parts.listMs >= 0 && parts.storedMs >= 0, JSON.stringify(parts));
+    assert(parts.listMs + parts.storedMs <= res.ms, JSON.stringify({ ...parts, ms: res.ms }));
+  } finally {
+    r.close();
+  }
+});

@@ -8,6 +8,7 @@
 import { SqliteSharedStore } from "./sqlite.ts";
 import type { SharedStore } from "./types.ts";
 import { parseStoreUrl, redactStoreUrl } from "./url.ts";
+import { loadModule } from "../../lazy.ts";
 
 export { redactStoreUrl };
 
@@ -51,11 +52,15 @@ export async function openSharedStore(
       return new SqliteSharedStore(parsed.file, node, opts);
     }
     case "postgres": {
-      const { PostgresSharedStore } = await import("./postgres.ts");
+      const { PostgresSharedStore } = await loadModule<typeof import("./postgres.ts")>(
+        "store/shared/postgres.ts",
+      );
       return new PostgresSharedStore(parsed, node, { ...options, shown: redactStoreUrl(url) });
     }
     case "mysql": {
-      const { MysqlSharedStore } = await import("./mysql.ts");
+      const { MysqlSharedStore } = await loadModule<typeof import("./mysql.ts")>(
+        "store/shared/mysql.ts",
+      );
       return new MysqlSharedStore(parsed, node, { ...options, shown: redactStoreUrl(url) });
     }
   }
