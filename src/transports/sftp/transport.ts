@@ -19,6 +19,7 @@ import { readRegularNative } from "../../util/_native_read.ts";
 import type { Logger } from "../../log.ts";
 import { type SftpOptions, TRANSFERS_PER_SESSION } from "../sftp.ts";
 import { Pool } from "../pool.ts";
+import { Semaphore } from "../../util/semaphore.ts";
 import { isTempName, joinUrl, relativeToRoot, safeRemotePath, underRoot } from "../paths.ts";
 import { uploadViaTemp } from "../temp_rename.ts";
 import { callFailure, localReadFailure, maskSecrets } from "../_call_errors.ts";
@@ -66,6 +67,8 @@ class Sftp implements Transport, Stater, Lister, Mover, DirRemover {
    * cleared when a delete prunes directories or an upload finds one gone.
    */
   readonly #dirs = new Set<string>();
+  /** Uploads above `SMALL_UPLOAD` bytes under way: at most one per session. */
+  readonly #large: Semaphore;
   /** Directory checks under way, by full remote path. */
   readonly #making = new Map<string, Promise<void>>();
   readonly #secrets: string[];
@@ -87,6 +90,7 @@ class Sftp implements Transport, Stater, Lister, Mover, DirRemover {
       nextId: () => this.#nextId++,
     };
     const sessions = Math.max(1, ctx.maxConnections);
+    this.#large = new Semaphore(sessions);
     this.#sessions = new Sessions(this.#env, {
       maxSessions: sessions,
       lanesPerSession: TRANSFERS_PER_SESSION,
@@ -260,6 +264,29 @@ class Sftp implements Transport, Stater, Lister, Mover, DirRemover {
     const rel = safeRemotePath(remotePath);
     const full = this.#full(rel);
     const started = performance.now();
+    // Files above SMALL_UPLOAD are read (or streamed) by as many uploads at once as there
+    // are sessions, one per session (see `largeTurn`): memory stays what one upload per
+    // session took.
+    if (options.size <= SMALL_UPLOAD) return this.#put(localPath, rel, full, started, options);
+    try {
+      await this.#large.acquire(options.signal);
+    } catch (err) {
+      return this.#fail("upload", "to", rel, err);
+    }
+    try {
+      return await this.#put(localPath, rel, full, started, options);
+    } finally {
+      this.#large.release();
+    }
+  }
+
+  async #put(
+    localPath: string,
+    rel: string,
+    full: string,
+    started: number,
+    options: PutOptions,
+  ): Promise<PutResult> {
     let fh: fs.FileHandle | undefined;
     let data: Uint8Array | undefined;
     try {
