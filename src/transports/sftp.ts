@@ -254,7 +254,7 @@ function validate(v: SftpOptions): string[] {
  * server process then works through several files per wake-up instead of
  * idling through each file's three round trips.
  */
-export const TRANSFERS_PER_SESSION = 8;
+export const TRANSFERS_PER_SESSION = 16;
 
 const SFTP: TransportDef = {
   name: "sftp",

@@ -513,7 +513,7 @@ Deno.test("sftp times out against a server that never answers", async () => {
 
 Deno.test("sftp runs several uploads on one session, each file whole at its name", async () => {
   const e = await env();
-  // One session: the 12 uploads share it, 8 at a time (the transport's transfers per session).
+  // One session: the 12 uploads share it at once (up to 16: the transport's transfers per session).
   const t = await make(e, { password: e.info.password }, { maxConnections: 1 });
   try {
     const sizes = Array.from({ length: 12 }, (_, i) => [100, 5000, 70_000, 300_000][i % 4]!);
