@@ -134,7 +134,9 @@ export class Sessions {
     let live = 0;
     let emptiest: SessionEntry | undefined;
     for (const e of this.#sessions) {
-      if (e.failed || (e.conn !== undefined && !e.conn.session.alive)) continue;
+      if (e.failed || (e.conn !== undefined && !(e.conn.session.alive && e.conn.link.alive))) {
+        continue;
+      }
       live++;
       if (e.users < this.#lanes && (!emptiest || e.users < emptiest.users)) emptiest = e;
     }
