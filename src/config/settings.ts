@@ -86,7 +86,7 @@ export const SETTINGS_SPEC: readonly OptionSpec[] = [
     name: "maxSimultaneousTransporters",
     type: "integer",
     min: 1,
-    default: "32",
+    default: "128",
     help: "Transfers running at once, all servers together",
   },
   {

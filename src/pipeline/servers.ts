@@ -17,7 +17,10 @@ import { Pacer } from "./retry.ts";
 export interface ServerState {
   server: Server;
   transport?: Promise<Transport>;
+  /** Transfers at once: `maxConnections` times the transport's transfers per connection. */
   slots: Semaphore;
+  /** Its `maxConnections` (or the default), for the transport. */
+  connections: number;
   /** Jobs picked per free slot (the transport's `pickPerSlot`): the rest wait for a slot. */
   pickPerSlot: number;
   pacer: Pacer;
@@ -71,10 +74,12 @@ export class Servers {
     if (this.#map.has(server.name)) return;
     const s = this.#ctx.config.settings;
     const max = server.maxConnections > 0 ? server.maxConnections : s.defaultMaxConnections;
+    const def = getTransportDef(server.transporter);
     this.#map.set(server.name, {
       server,
-      slots: new Semaphore(max),
-      pickPerSlot: Math.max(1, getTransportDef(server.transporter)?.pickPerSlot ?? 1),
+      slots: new Semaphore(max * Math.max(1, def?.transfersPerConnection ?? 1)),
+      connections: max,
+      pickPerSlot: Math.max(1, def?.pickPerSlot ?? 1),
       pacer: new Pacer({ initialMs: s.retryInitialDelay * 1000, maxMs: s.retryMaxDelay * 1000 }),
       running: 0,
       log: logger(`${server.transporter}:${server.name}`),
@@ -99,7 +104,7 @@ export class Servers {
       s.transport = def.create(s.server.settings, {
         serverName: s.server.name,
         log: s.log,
-        maxConnections: s.slots.free + s.running,
+        maxConnections: s.connections,
         timeoutMs: ctx.config.settings.timeout * 1000,
         sourceRoots: ctx.config.sources.map((x) => x.scanPath),
         stateDir: path.join(ctx.dataDir, "servers", s.server.name.replace(/[^\w.-]/g, "_")),

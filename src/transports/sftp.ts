@@ -14,7 +14,8 @@
  * - Up to `maxConnections` SFTP sessions per server are pooled, up to 8 of
  *   them on one SSH connection (each session has its own server process;
  *   a server that refuses more sessions on a connection gets more
- *   connections); each request has a timeout; a broken connection is
+ *   connections), each carrying up to {@linkcode TRANSFERS_PER_SESSION}
+ *   uploads at once; each request has a timeout; a broken connection is
  *   dropped and replaced.
  *
  * @module
@@ -249,12 +250,20 @@ function validate(v: SftpOptions): string[] {
   return problems;
 }
 
+/**
+ * Uploads that share one SFTP session at most (see `sftp/sessions.ts`): a
+ * server process then works through several files per wake-up instead of
+ * idling through each file's three round trips.
+ */
+export const TRANSFERS_PER_SESSION = 16;
+
 const SFTP: TransportDef = {
   name: "sftp",
   summary:
     "SFTP over SSH (OpenSSH and others): verified host keys, atomic replace, pooled connections",
   options: OPTIONS,
   validate: (values) => validate(parseSettings(OPTIONS, values)),
+  transfersPerConnection: TRANSFERS_PER_SESSION,
   async create(values, ctx) {
     const settings = parseSettings(OPTIONS, checkedSettings(SFTP, values, ctx.serverName));
     const { createSftp } = await loadModule<typeof import("./sftp/transport.ts")>(

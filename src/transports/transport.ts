@@ -34,7 +34,10 @@ export interface PutResult {
   size: number;
   /** Server checksum or ETag, when the protocol gives one. */
   etag?: string;
-  /** MD5 (hex) verified against the server, when the protocol allows it. */
+  /**
+   * MD5 (hex) of the content stored: verified against the server where the
+   * protocol allows it, else of the bytes sent (whose stored size was checked).
+   */
   md5?: string;
 }
 
@@ -177,6 +180,14 @@ export interface TransportDef {
    * transfers in flight.
    */
   pickPerSlot?: number;
+  /**
+   * Transfers the scheduler runs at once per connection (default 1): the
+   * server's slots are `maxConnections` times this. For a transport whose
+   * connections carry several transfers at once (SFTP sessions: requests
+   * of several files interleave), so that round trips overlap. The
+   * transport still opens at most `maxConnections` connections.
+   */
+  transfersPerConnection?: number;
 }
 
 /**

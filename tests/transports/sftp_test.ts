@@ -511,6 +511,35 @@ Deno.test("sftp times out against a server that never answers", async () => {
   }
 });
 
+Deno.test("sftp runs several uploads on one session, each file whole at its name", async () => {
+  const e = await env();
+  // One session: the 12 uploads share it at once (up to 16: the transport's transfers per session).
+  const t = await make(e, { password: e.info.password }, { maxConnections: 1 });
+  try {
+    const sizes = Array.from({ length: 12 }, (_, i) => [100, 5000, 70_000, 300_000][i % 4]!);
+    const results = await Promise.all(sizes.map(async (size, i) => {
+      const local = path.join(e.tmp, `lane-${i}`);
+      await fs.writeFile(local, new Uint8Array(size).fill(97 + i));
+      return await t.put(local, `lanes/${i % 3}/f${i}`, { signal, size, unprocessed: false });
+    }));
+    assertEquals(results.map((r) => r.size), sizes);
+    for (const [i, size] of sizes.entries()) {
+      const got = await fs.readFile(path.join(e.local, "lanes", String(i % 3), `f${i}`));
+      assertEquals(got.length, size);
+      assert(got.every((b) => b === 97 + i), `f${i} holds another file's bytes`);
+    }
+    // The MD5 of a file read into memory is that of the bytes sent.
+    const small = results[1]!;
+    assertEquals(
+      small.md5,
+      createHash("md5").update(new Uint8Array(5000).fill(98)).digest("hex"),
+    );
+  } finally {
+    await t.close();
+    await e.cleanup();
+  }
+});
+
 Deno.test("sftp keeps small uploads fast (TCP_NODELAY)", async () => {
   const e = await env();
   const t = await make(e, { password: e.info.password }, { maxConnections: 1 });

@@ -24,6 +24,7 @@ import {
   type SftpOptions,
   sha256Fingerprint,
 } from "../sftp.ts";
+import { Deadlines } from "./deadlines.ts";
 import { ConnectFailure, ConnectionError } from "./errors.ts";
 
 /** Host key algorithms ssh2 offers by default, strongest first. */
@@ -63,20 +64,38 @@ export interface Link {
   closed: boolean;
   /** The user and server, for messages. */
   where: string;
-  /** Its open SFTP sessions (marked dead when the link ends). */
+  /** The users of its open SFTP sessions (marked dead when the link ends). */
   sessions: Set<Conn>;
+  /** The answer deadlines of its requests (one timer for all). */
+  deadlines: Deadlines;
 }
 
-/** One SFTP session (an SSH channel with its own server process) on a {@linkcode Link}. */
+/** One SFTP session: an SSH channel with its own server process, on a {@linkcode Link}. */
+export interface Session {
+  sftp: ssh2.SFTPWrapper;
+  alive: boolean;
+  /** Its users ({@linkcode Conn}s); the session ends with the last one. */
+  lanes: Set<Conn>;
+  /** Whether posix-rename@openssh.com is usable (cleared when the server refuses it). */
+  posixRename: boolean;
+  /** The end of the last queued turn for a large upload (see `upload.ts`). */
+  largeTurn?: Promise<void>;
+}
+
+/**
+ * One user of an SFTP session, the unit the connection pool lends: the
+ * requests of several users of a session interleave on its channel (SFTP
+ * matches answers to requests by id), so one server process works on
+ * several files at once, without waiting a round trip between them.
+ */
 export interface Conn {
   id: number;
   link: Link;
   /** The link's SSH client (a request timeout destroys it). */
   client: ssh2.Client;
   sftp: ssh2.SFTPWrapper;
+  session: Session;
   alive: boolean;
-  /** Whether posix-rename@openssh.com is usable (cleared when the server refuses it). */
-  posixRename: boolean;
 }
 
 export interface Settings {
@@ -290,14 +309,20 @@ export async function openLink(env: ConnectEnv, signal: AbortSignal): Promise<Li
     client.on("error", (err) => done(err));
     client.on("close", () => done(new ConnectionError("connection closed during login")));
     client.on("ready", () => {
-      done(undefined, {
+      const link: Link = {
         id: env.nextId(),
         client,
         alive: true,
         closed: false,
         where,
         sessions: new Set(),
-      });
+        deadlines: new Deadlines(env.timeoutMs, () => {
+          link.alive = false;
+          for (const c of link.sessions) c.alive = false;
+          client.destroy();
+        }),
+      };
+      done(undefined, link);
     });
     sock.once("error", (err) => done(err));
     sock.connect({ host: s.host, port: s.port }, () => {
@@ -321,6 +346,7 @@ export async function openLink(env: ConnectEnv, signal: AbortSignal): Promise<Li
   const markDead = () => {
     link.alive = false;
     for (const c of link.sessions) c.alive = false;
+    link.deadlines.stop(new ConnectionError("connection closed"));
   };
   client.on("error", (err) => {
     markDead();
@@ -337,7 +363,8 @@ export async function openLink(env: ConnectEnv, signal: AbortSignal): Promise<Li
 }
 
 /**
- * Opens an SFTP session on `link`. A refusal (servers refuse one more
+ * Opens an SFTP session on `link`; its users are opened with
+ * {@linkcode openLane} (the connection returned is not one). A refusal (servers refuse one more
  * session this way: MaxSessions, per-user limits) is a
  * {@linkcode ConnectFailure} with `tooMany` set; the link stays usable.
  */
@@ -384,19 +411,22 @@ export function openSession(env: ConnectEnv, link: Link, signal: AbortSignal): P
         if (!coalesceChannelData(sftp)) {
           env.log.debug("SFTP requests go out one SSH packet each (unknown ssh2 internals)");
         }
+        const session: Session = { sftp, alive: true, lanes: new Set(), posixRename: true };
         const conn: Conn = {
           id: env.nextId(),
           link,
           client: link.client,
           sftp,
+          session,
           alive: true,
-          posixRename: true,
         };
         sftp.on("close", () => {
-          conn.alive = false;
-          link.sessions.delete(conn);
+          session.alive = false;
+          for (const c of session.lanes) {
+            c.alive = false;
+            link.sessions.delete(c);
+          }
         });
-        link.sessions.add(conn);
         finish(undefined, conn);
       });
     } catch (err) {
@@ -405,10 +435,28 @@ export function openSession(env: ConnectEnv, link: Link, signal: AbortSignal): P
   });
 }
 
-/** Ends an SFTP session (its link stays open). */
-export function closeSession(c: Conn): void {
+/**
+ * A new user of the session that `c` (returned by {@linkcode openSession})
+ * belongs to; it is marked dead with the session or the link.
+ */
+export function openLane(env: ConnectEnv, c: Conn): Conn {
+  const lane: Conn = { ...c, id: env.nextId(), alive: true };
+  c.session.lanes.add(lane);
+  c.link.sessions.add(lane);
+  return lane;
+}
+
+/** Ends one user of a session (the session stays open: see {@linkcode endSession}). */
+export function closeLane(c: Conn): void {
   c.alive = false;
   c.link.sessions.delete(c);
+  c.session.lanes.delete(c);
+}
+
+/** Ends an SFTP session and its users (its link stays open). */
+export function endSession(c: Conn): void {
+  c.session.alive = false;
+  for (const lane of c.session.lanes) closeLane(lane);
   if (c.link.alive) {
     try {
       c.sftp.end();

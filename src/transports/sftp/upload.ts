@@ -20,10 +20,38 @@ const IN_FLIGHT = 16;
 /** Files up to this size are read at once and sent in one burst of requests. */
 export const BURST = CHUNK * IN_FLIGHT;
 
-/** One SFTP request with a timeout; a timeout kills the connection. */
+/**
+ * Runs `fn` once no other large upload (more than {@linkcode SMALL_UPLOAD}
+ * bytes) runs on `conn`'s session, in the order asked. The lanes of a
+ * session share its channel's window and its link: with one large upload
+ * per session, the bytes queued on a link stay what they were with one
+ * upload per session (each request's timeout counts from when it is queued),
+ * while small files pass beside it.
+ */
+export async function largeTurn<T>(conn: Conn, fn: () => Promise<T>): Promise<T> {
+  const session = conn.session;
+  const before = session.largeTurn;
+  let done!: () => void;
+  const mine = new Promise<void>((resolve) => done = resolve);
+  session.largeTurn = mine;
+  try {
+    await before;
+    return await fn();
+  } finally {
+    done();
+    if (session.largeTurn === mine) session.largeTurn = undefined;
+  }
+}
+
+/** Uploads up to this size never wait for a turn (see {@linkcode largeTurn}). */
+export const SMALL_UPLOAD = 64 * 1024;
+
+/**
+ * One SFTP request with a timeout (the connection's deadlines, `deadlines.ts`);
+ * a timeout kills the connection.
+ */
 export function request<R>(
   conn: Conn,
-  timeoutMs: number,
   fn: (cb: (err: Error | undefined | null, res?: R) => void) => void,
 ): Promise<R> {
   return new Promise<R>((resolve, reject) => {
@@ -31,19 +59,23 @@ export function request<R>(
       reject(new ConnectionError("connection closed"));
       return;
     }
-    const timer = setTimeout(() => {
-      conn.alive = false;
-      conn.client.destroy();
-      reject(new ConnectionError(`no answer within ${timeoutMs} ms`, "ETIMEDOUT"));
-    }, timeoutMs);
+    const deadlines = conn.link.deadlines;
+    let settled = false;
+    const id = deadlines.add((err) => {
+      settled = true;
+      reject(err);
+    });
     try {
       fn((err, res) => {
-        clearTimeout(timer);
+        if (settled) return;
+        settled = true;
+        deadlines.done(id);
         if (err) reject(err);
         else resolve(res as R);
       });
     } catch (err) {
-      clearTimeout(timer);
+      settled = true;
+      deadlines.done(id);
       reject(err);
     }
   });
@@ -57,12 +89,11 @@ export function request<R>(
  */
 export async function uploadBytes(
   conn: Conn,
-  timeoutMs: number,
   data: Uint8Array,
   remote: string,
 ): Promise<number> {
   const handle = await at(
-    request<Buffer>(conn, timeoutMs, (cb) => conn.sftp.open(remote, "w", cb)),
+    request<Buffer>(conn, (cb) => conn.sftp.open(remote, "w", cb)),
     (code) =>
       code === PERMISSION_DENIED
         ? `cannot create "${remote}": "${path.posix.dirname(remote)}" is not writable`
@@ -73,11 +104,11 @@ export async function uploadBytes(
   for (let at = 0; at < buf.length; at += CHUNK) {
     const len = Math.min(CHUNK, buf.length - at);
     writes.push(
-      request<void>(conn, timeoutMs, (cb) => conn.sftp.write(handle, buf, at, len, at, cb)),
+      request<void>(conn, (cb) => conn.sftp.write(handle, buf, at, len, at, cb)),
     );
   }
-  const closed = request<void>(conn, timeoutMs, (cb) => conn.sftp.close(handle, cb));
-  const stat = request<ssh2.Stats>(conn, timeoutMs, (cb) => conn.sftp.stat(remote, cb));
+  const closed = request<void>(conn, (cb) => conn.sftp.close(handle, cb));
+  const stat = request<ssh2.Stats>(conn, (cb) => conn.sftp.stat(remote, cb));
   const [w, c, st] = await Promise.all([
     Promise.allSettled(writes),
     closed.then(() => undefined, (err: unknown) => err ?? new Error("close failed")),
@@ -93,14 +124,13 @@ export async function uploadBytes(
 /** Streams a local file into a remote one; returns the bytes sent. */
 export async function uploadStream(
   conn: Conn,
-  timeoutMs: number,
   fh: fs.FileHandle,
   remote: string,
   signal: AbortSignal,
 ): Promise<number> {
   {
     const handle = await at(
-      request<Buffer>(conn, timeoutMs, (cb) => conn.sftp.open(remote, "w", cb)),
+      request<Buffer>(conn, (cb) => conn.sftp.open(remote, "w", cb)),
       (code) =>
         code === PERMISSION_DENIED
           ? `cannot create "${remote}": "${path.posix.dirname(remote)}" is not writable`
@@ -128,7 +158,6 @@ export async function uploadStream(
           pos += bytesRead;
           const p: Promise<void> = request<void>(
             conn,
-            timeoutMs,
             (cb) => conn.sftp.write(handle, buf, 0, bytesRead, at, cb),
           ).then(
             () => {
@@ -144,7 +173,7 @@ export async function uploadStream(
         if (inflight.size > 0) await Promise.race(inflight);
         if (failure !== undefined && inflight.size === 0) throw failure;
       }
-      await request(conn, timeoutMs, (cb) => conn.sftp.close(handle, cb));
+      await request(conn, (cb) => conn.sftp.close(handle, cb));
       closed = true;
       return pos;
     } finally {
