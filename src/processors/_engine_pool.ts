@@ -26,6 +26,9 @@
  * - Ended workers' freed memory is handed back to the system
  *   (`src/util/release_memory.ts`): without it a process that has started
  *   and ended workers keeps 100–200 MiB it no longer uses.
+ *   Until then an ended worker's estimate still counts against the budget,
+ *   so a new worker does not load its engine while the old one's memory is
+ *   still held (both at once would exceed the budget).
  * - A worker that crashes, or does not answer within `jobTimeoutMs`, is
  *   terminated; its job is tried once more on a fresh worker and then fails
  *   with a {@linkcode ClassifiedError} of kind `retry` naming the engine and
@@ -88,10 +91,10 @@ export interface EnginePoolStats {
 
 /**
  * Estimated resident memory of a worker's engine once loaded (measured:
- * process RSS with one idle esbuild worker grows by ~160–180 MiB, with an
- * oxipng one by ~15 MiB).
+ * process RSS with an esbuild worker that has run one small job grows by
+ * 192–196 MiB, with an oxipng one by ~15 MiB).
  */
-const ENGINE_BASE: Record<EngineName, number> = { esbuild: 160 * MiB, oxipng: 16 * MiB };
+const ENGINE_BASE: Record<EngineName, number> = { esbuild: 200 * MiB, oxipng: 16 * MiB };
 
 /**
  * Estimated resident memory of each further worker with an engine loaded:
@@ -99,7 +102,7 @@ const ENGINE_BASE: Record<EngineName, number> = { esbuild: 160 * MiB, oxipng: 16
  * the engine's own heap (measured: a second idle esbuild worker adds
  * ~22 MiB to the process).
  */
-const ENGINE_MORE: Record<EngineName, number> = { esbuild: 32 * MiB, oxipng: 8 * MiB };
+const ENGINE_MORE: Record<EngineName, number> = { esbuild: 24 * MiB, oxipng: 8 * MiB };
 
 /** Milliseconds after a worker's end when its freed memory is given back (its thread is gone by then). */
 const RELEASE_AFTER_MS = 1_500;
@@ -108,8 +111,9 @@ const RELEASE_AFTER_MS = 1_500;
 export function jobEstimate(task: EngineTask): number {
   switch (task.kind) {
     case "minify":
-      // esbuild-wasm: syntax tree and printer, one run at a time (~+60 MiB for 530 KB).
-      return 16 * MiB + task.code.length * 96;
+      // esbuild-wasm, one run per file, beyond what a loaded engine holds (measured: +3 MiB
+      // for 0.26 MB, +41 for 1.21 MB, +66 for 1.12 MB, +82 for 1.74 MB).
+      return Math.max(4 * MiB, task.code.length * 64 - 8 * MiB);
     case "png": {
       const pixels = pngPixels(task.bytes) ?? task.bytes.length * 4;
       return 8 * MiB + pixels * 24 + task.bytes.length * 4;
@@ -207,6 +211,15 @@ export class EnginePool {
   #nextId = 1;
   #retired = false;
   #releaseTimer: ReturnType<typeof setTimeout> | undefined;
+  /**
+   * Estimated memory of stopped workers not yet given back (their threads
+   * end about a second after `terminate()`, and the C library keeps what
+   * they freed until the release): counted until the release, so a new
+   * worker does not compile its engine while the old one's memory is
+   * still held.
+   */
+  #draining = 0;
+  #wakeTimer: ReturnType<typeof setTimeout> | undefined;
   readonly #stats: EnginePoolStats = { started: 0, idleStops: 0, crashes: 0, alive: 0, jobs: 0 };
 
   constructor(options: EnginePoolOptions = {}) {
@@ -268,11 +281,14 @@ export class EnginePool {
     // Closing ends the pool's use (shutdown, tests): nothing is left scheduled.
     clearTimeout(this.#releaseTimer);
     this.#releaseTimer = undefined;
+    clearTimeout(this.#wakeTimer);
+    this.#wakeTimer = undefined;
+    this.#draining = 0;
   }
 
-  /** Estimated engine memory of every worker, with `slot` replaced by `next`. */
+  /** Estimated engine memory of every worker, with `slot` replaced by `next`, and of stopped ones. */
   #projected(slot: Slot | undefined, next: Holding): number {
-    return footprint([...this.#slots.filter((s) => s !== slot), next]);
+    return footprint([...this.#slots.filter((s) => s !== slot), next]) + this.#draining;
   }
 
   #pump(): void {
@@ -298,8 +314,13 @@ export class EnginePool {
           this.#stop(spare);
           continue;
         }
-        // Nothing else runs: the job runs alone, whatever its size.
         if (this.#slots.some((s) => s.job)) return;
+        // Stopped workers' memory is still held: wait for its release (then the pool pumps).
+        if (this.#draining > 0) {
+          this.#wakeAfterRelease();
+          return;
+        }
+        // Nothing else runs or is held: the job runs alone, whatever its size.
       }
       if (!slot) {
         if (this.#slots.length >= this.#maxWorkers) return;
@@ -334,8 +355,20 @@ export class EnginePool {
     clearTimeout(slot.jobTimer);
     slot.worker.terminate();
     const i = this.#slots.indexOf(slot);
-    if (i >= 0) this.#slots.splice(i, 1);
+    if (i >= 0) {
+      const before = footprint(this.#slots);
+      this.#slots.splice(i, 1);
+      this.#draining += before - footprint(this.#slots);
+    }
     this.#releaseLater();
+  }
+
+  /** Pumps again once stopped workers' memory is released (a timer that keeps the process alive: jobs wait). */
+  #wakeAfterRelease(): void {
+    this.#wakeTimer ??= setTimeout(() => {
+      this.#wakeTimer = undefined;
+      this.#pump();
+    }, RELEASE_AFTER_MS + 50);
   }
 
   /**
@@ -350,6 +383,8 @@ export class EnginePool {
     const timer = setTimeout(() => {
       this.#releaseTimer = undefined;
       releaseFreedMemory();
+      this.#draining = 0;
+      this.#pump();
     }, RELEASE_AFTER_MS);
     Deno.unrefTimer(timer as unknown as number);
     this.#releaseTimer = timer;

@@ -1,10 +1,12 @@
 /**
  * How the minifiers drive esbuild: the transform options for `target`,
- * `legalComments` and the ES5 detection of `target="auto"`. Runs wherever
+ * `legalComments` and the ES5 detection of `target="auto"` (one esbuild
+ * run per file). Runs wherever
  * the esbuild instance lives (the engine worker, see `_engine_worker.ts`).
  *
  * @module
  */
+import * as acorn from "acorn";
 import type * as Esbuild from "esbuild-wasm/esm/browser.js";
 
 /** The esbuild API (`esbuild-wasm/esm/browser.js`). */
@@ -27,54 +29,56 @@ export interface MinifyResult {
 }
 
 /**
- * Minifies for `target="auto"`. Two runs decide whether the file is ES5:
- * one for `es5`, one for `esnext` with the ES2015+ syntax esbuild's printer
- * may introduce switched off (`{a}` for `{a: a}`, template literals for
- * strings with newlines, and the ES2020 shorthands the file does not use).
- * Identical output means nothing needed lowering: the `es5` result is used,
- * so ES5 code stays ES5. Otherwise (or when esbuild cannot even lower the
- * file to ES5) the file is modern and is minified for `esnext`, with only
- * the ES2020 shorthands it does not use switched off.
+ * Minifies for `target="auto"` in one esbuild run. Whether the file is
+ * ES5 is decided by parsing it as ES5 ({@linkcode isEs5}), not by minifying
+ * it twice and comparing: an ES5 file is minified for `es5`, so it stays
+ * ES5 (no `{a}` shorthand, no template literals, no ES2015+ escapes);
+ * any other file is modern and is minified for `esnext`, with the ES2020
+ * shorthands it does not use switched off. Should esbuild still find
+ * something to lower in a file parsed as ES5, the file counts as modern.
  */
 async function minifyAuto(
   api: EsbuildApi,
   code: string,
   base: Esbuild.TransformOptions,
 ): Promise<Esbuild.TransformResult> {
-  const modern = introducible(code);
-  // esbuild repeats the source line in every error; an ES5 probe over a
-  // minified modern file (one huge line) would carry that line hundreds of
-  // times (hundreds of MB). The probes therefore read the file printed one
-  // statement per line, which means the same.
-  const probe = longestLine(code) > 1000
-    ? (await api.transform(code, { ...base, minify: false, target: "esnext" })).code
-    : code;
-  // One run after the other: esbuild-wasm has a single thread, so running
-  // them at once gains nothing and holds two syntax trees in its memory.
-  const es5 = await api.transform(probe, { ...base, target: "es5" }).catch((e) => {
-    const errors = (e as { errors?: { text: string }[] }).errors ?? [];
-    if (!errors.some((x) => /configured target environment/.test(x.text))) throw e;
-    return undefined;
-  });
-  const strict = es5 &&
-    await api.transform(probe, {
-      ...base,
-      target: "esnext",
-      supported: { ...modern, "object-extensions": false, "template-literal": false },
-    }).catch(() => undefined);
-  if (es5 && strict && strict.code === es5.code) return es5;
-  return await api.transform(code, { ...base, target: "esnext", supported: modern });
+  if (isEs5(code)) {
+    const es5 = await api.transform(code, { ...base, target: "es5" }).catch((e) => {
+      const errors = (e as { errors?: { text: string }[] }).errors ?? [];
+      if (!errors.some((x) => /configured target environment/.test(x.text))) throw e;
+      return undefined;
+    });
+    if (es5) return es5;
+  }
+  return await api.transform(code, { ...base, target: "esnext", supported: introducible(code) });
 }
 
-/** Length of the longest line of `code`. */
-function longestLine(code: string): number {
-  let longest = 0, start = 0;
-  for (;;) {
-    const end = code.indexOf("\n", start);
-    const len = (end < 0 ? code.length : end) - start;
-    if (len > longest) longest = len;
-    if (end < 0) return longest;
-    start = end + 1;
+/**
+ * Whether `code` is an ES5 script, or an ES5 module body with `import` and
+ * `export` (which esbuild's `es5` target keeps as they are). A file that
+ * does not parse (a syntax error) is not ES5: the `esnext` run then reports
+ * the error. The parse stops at the first ES2015+ construct, so a modern
+ * file costs little; an ES5 one costs a parse in JavaScript, a fraction of
+ * an esbuild run.
+ */
+export function isEs5(code: string): boolean {
+  const options = {
+    ecmaVersion: 5,
+    allowHashBang: true,
+    allowReturnOutsideFunction: true,
+  } as const;
+  try {
+    acorn.parse(code, { ...options, sourceType: "script" });
+    return true;
+  } catch {
+    // Not a script: an ES5 body with import/export parses as a module (strict mode).
+  }
+  if (!/\b(import|export)\b/.test(code)) return false;
+  try {
+    acorn.parse(code, { ...options, sourceType: "module" });
+    return true;
+  } catch {
+    return false;
   }
 }
 

@@ -17,9 +17,11 @@
  * - `target="auto"` (default) for JavaScript: nothing is lowered (esbuild's
  *   lowering injects helper variables such as `var j=Object.defineProperty`
  *   into the global scope of a classic script) and the minifier introduces
- *   no newer syntax than the file uses: an ES5 file stays ES5 (no `{a}`
- *   shorthand, no template literals), a modern file gets no `??`, `?.`,
- *   `||=` or `catch {}` unless it already uses them. For CSS, `auto` means browsers of 2017–2018
+ *   no newer syntax than the file uses: an ES5 file (one that parses as
+ *   ES5) is minified for `es5` and stays ES5 (no `{a}` shorthand, no
+ *   template literals), a modern file gets no `??`, `?.`, `||=` or
+ *   `catch {}` unless it already uses them; one esbuild run per file. For
+ *   CSS, `auto` means browsers of 2017–2018
  *   (`chrome58,edge16,firefox57,ie11,safari11`), so colours are not turned
  *   into 8-digit hex and the like. Any other value is passed to esbuild's
  *   `target` (comma-separated, e.g. `es2020,safari14`).
