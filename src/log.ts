@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { LineBatch } from "./util/line_batch.ts";
 
 /** Log levels, lowest first. */
 export type Level = "debug" | "info" | "warn" | "error";
@@ -49,6 +50,15 @@ const state: Required<Omit<LogOptions, "sink">> & { sink?: LogOptions["sink"] } 
 const secrets = new Set<string>();
 const listeners = new Set<(record: LogRecord) => void>();
 const encoder = new TextEncoder();
+// Standard error takes lines in batches (one write per turn); warnings and
+// errors are written at once (the contract of LineBatch).
+const stderrLines = new LineBatch((text) => {
+  try {
+    Deno.stderr.writeSync(encoder.encode(text));
+  } catch {
+    // A closed stderr must not take the daemon down.
+  }
+});
 
 function envLevel(): Level | undefined {
   try {
@@ -61,6 +71,7 @@ function envLevel(): Level | undefined {
 
 /** Changes logging options; unset options keep their value. */
 export function configureLog(options: LogOptions): void {
+  stderrLines.flush();
   if (options.level && !envLevel()) state.level = options.level;
   if (options.format) state.format = options.format;
   if (options.debug) state.debug = [...state.debug, ...options.debug];
@@ -110,13 +121,7 @@ function write(level: Level, component: string, message: string, fields?: Record
     : `${record.time} ${level.toUpperCase().padEnd(5)} [${component}] ${record.message}${
       record.fields ? " " + formatFields(record.fields) : ""
     }`;
-  if (state.stderr) {
-    try {
-      Deno.stderr.writeSync(encoder.encode(line + "\n"));
-    } catch {
-      // A closed stderr must not take the daemon down.
-    }
-  }
+  if (state.stderr) stderrLines.add(line, LEVELS[level] >= LEVELS.warn);
   state.sink?.(line, record);
   for (const l of listeners) l(record);
 }

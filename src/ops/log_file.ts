@@ -67,23 +67,52 @@ export class RotatingFile {
 
   /** Appends one line (a newline is added). Never throws. */
   write(line: string): void {
-    const bytes = encoder.encode(line.endsWith("\n") ? line : line + "\n");
+    this.writeLines([line]);
+  }
+
+  /**
+   * Appends lines (a newline is added to each) in as few writes as rotation
+   * allows: a file rotates between lines, as with {@linkcode write}. Never throws.
+   */
+  writeLines(lines: readonly string[]): void {
     try {
       if (this.#fd === undefined) this.#open();
-      if (
-        this.#o.maxBytes > 0 && this.#regular && this.#size > 0 &&
-        this.#size + bytes.length >= this.#o.maxBytes
-      ) {
-        this.#rotate();
+      let chunk: Uint8Array[] = [];
+      let chunkBytes = 0;
+      for (const line of lines) {
+        const bytes = encoder.encode(line.endsWith("\n") ? line : line + "\n");
+        if (
+          this.#o.maxBytes > 0 && this.#regular && this.#size + chunkBytes > 0 &&
+          this.#size + chunkBytes + bytes.length >= this.#o.maxBytes
+        ) {
+          this.#append(chunk, chunkBytes);
+          chunk = [];
+          chunkBytes = 0;
+          if (this.#size > 0) this.#rotate();
+        }
+        chunk.push(bytes);
+        chunkBytes += bytes.length;
       }
-      fs.writeSync(this.#fd!, bytes);
-      this.#size += bytes.length;
+      this.#append(chunk, chunkBytes);
     } catch (e) {
       if (!this.#failed) {
         this.#failed = true;
         this.#o.onError?.(e);
       }
     }
+  }
+
+  #append(chunk: Uint8Array[], bytes: number) {
+    if (bytes === 0) return;
+    const all = new Uint8Array(bytes);
+    let at = 0;
+    for (const c of chunk) {
+      all.set(c, at);
+      at += c.length;
+    }
+    let done = 0;
+    while (done < all.length) done += fs.writeSync(this.#fd!, all, done);
+    this.#size += bytes;
   }
 
   #rotate() {
