@@ -212,7 +212,16 @@ export class SyncedRecords extends SourceState {
 
   // ---- dependencies (stylesheets embedding other files' URLs) ----
 
+  /**
+   * False while the deps table is known to be empty: only this connection
+   * writes it (the daemon holds the data directory's lock), so most syncs,
+   * which record no references, skip a query per uploaded file. Once true it
+   * stays true (a rolled-back write leaves it true, which only costs the query).
+   */
+  #anyDeps: boolean | undefined;
+
   setDeps(dependent: string, server: string, dest: string, refs: readonly string[]): void {
+    if (refs.length > 0) this.#anyDeps = true;
     this.q("DELETE FROM deps WHERE dependent = ? AND server = ? AND dest = ?").run(
       dependent,
       server,
@@ -225,6 +234,8 @@ export class SyncedRecords extends SourceState {
   }
 
   dependents(ref: string, server: string): { dependent: string; dest: string }[] {
+    this.#anyDeps ??= this.q("SELECT 1 FROM deps LIMIT 1").get() !== undefined;
+    if (!this.#anyDeps) return [];
     return this.q("SELECT dependent, dest FROM deps WHERE ref = ? AND server = ?").all(
       ref,
       server,
