@@ -6,7 +6,9 @@
  * Contract: a line added with `urgent` (a warning or an error) is written
  * before {@linkcode LineBatch.add} returns, together with every line added
  * before it, so the order is kept and no warning or error waits. The other
- * lines are written at the latest on the next timer turn, when the process
+ * lines are written at the latest in the next check phase of the event loop
+ * (`setImmediate`: the pipeline's group commit runs there too, so the batch
+ * adds no turn of the loop), when the process
  * exits (`Deno.exit`, the end of the program: the `unload` event), and when
  * an uncaught error or an unhandled rejection is about to end it. Only a
  * kill that no code sees (SIGKILL, a power cut) can lose them: at most the
@@ -14,6 +16,7 @@
  *
  * @module
  */
+import { clearImmediate, setImmediate } from "node:timers";
 
 const live = new Set<LineBatch>();
 let hooked = false;
@@ -48,7 +51,7 @@ function hook(): void {
 export class LineBatch {
   readonly #write: (text: string, lines: string[]) => void;
   #pending: string[] = [];
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timer: ReturnType<typeof setImmediate> | undefined;
 
   /**
    * `write` receives the pending lines, joined with a newline after each,
@@ -64,13 +67,13 @@ export class LineBatch {
   add(line: string, urgent = false): void {
     this.#pending.push(line);
     if (urgent) this.flush();
-    else if (this.#timer === undefined) this.#timer = setTimeout(() => this.flush(), 0);
+    else if (this.#timer === undefined) this.#timer = setImmediate(() => this.flush());
   }
 
   /** Writes the pending lines now. */
   flush(): void {
     if (this.#timer !== undefined) {
-      clearTimeout(this.#timer);
+      clearImmediate(this.#timer);
       this.#timer = undefined;
     }
     if (this.#pending.length === 0) return;
