@@ -58,14 +58,15 @@ const LOCAL_ONLY = new Set(["4", "p", "d", "f"]);
  * above; `--render` puts them into a report without running again.
  */
 const NOTES: string[] = [
-  "**Initial sync to a local folder (missed: about 2× rclone's CPU).** fileconveyor does the " +
+  "**Initial sync to a local folder (missed: about 1.3× rclone's CPU, 2× its wall time).** fileconveyor does the " +
   "per-file work on one JavaScript thread: stat, read + MD5, write, rename, and about ten SQLite " +
   "statements (pick, upload intent, record, completion, transfer log). The picks and records of about " +
   "64 small local copies share one commit, and a job's reads are done in its pick's transaction, so " +
   "SQLite is now ~25 % of the main thread and the copy ~30 % (the source is read through the C " +
   "library: ~10 %). rclone spreads its work over Go threads on both cores and keeps no state; rsync " +
-  "is one tight C loop with no state. What is left: the per-file log line (one write each), one " +
-  "`lstat` less per file, and the copies on a worker thread for the second core.",
+  "is one tight C loop with no state. Log lines go out in one write per turn of the event loop. " +
+  "What is left: one `lstat` less per file, more files per commit, and the copies on a second " +
+  "core (not through Deno's thread pool: a hop per call cost more than the call, measured).",
   "**SFTP.** Ahead of rclone's default (which runs `md5sum` on the server for every file), about " +
   "level with `rclone --sftp-disable-hashcheck`, behind rsync over SSH (one stream, no per-file " +
   "round trips). A small file takes 5 requests in 3 round trips (open; write, close and stat; " +
@@ -73,8 +74,7 @@ const NOTES: string[] = [
   "sessions share one SSH connection and each carries up to 16 uploads whose requests interleave, " +
   "so the round trips of 128 files overlap and the packets of a tick leave in one socket write. On " +
   "this loaded machine a file's 3 round trips take ~160 ms, so speed follows the files in flight. " +
-  "What remains per file is ssh2's per-packet encryption, SQLite and the per-file log line on the " +
-  "one JavaScript thread.",
+  "What remains per file is ssh2's per-packet encryption and SQLite on the one JavaScript thread.",
   "**S3 against the ceiling (65–90 % across runs on this shared machine).** Swift's single proxy " +
   "process is the limit. Small objects (up to 1 MiB: PUT, HEAD, DELETE, copy) go through a lean " +
   "path (a small HTTP/1.1 client on pooled keep-alive connections, request head and body in one " +
