@@ -1,6 +1,6 @@
 /**
- * Opening and closing one SSH connection with its SFTP session: settings,
- * authentication and host key verification.
+ * Opening and closing one SSH connection with its SFTP session: settings
+ * and authentication; the host key check is `host_keys.ts`'s.
  *
  * @module
  */
@@ -15,39 +15,10 @@ import { ClassifiedError, errorMessage } from "../../errors.ts";
 import type { Logger } from "../../log.ts";
 import { coalesceChannelData, coalesceWrites } from "../_sftp_wire.ts";
 import { normalizeRoot } from "../paths.ts";
-import {
-  checkKnownHosts,
-  keyType,
-  knownHostsName,
-  md5Fingerprint,
-  normalizeFingerprint,
-  type SftpOptions,
-  sha256Fingerprint,
-} from "../sftp.ts";
+import { normalizeFingerprint, type SftpOptions } from "../sftp.ts";
 import { Deadlines } from "./deadlines.ts";
+import { hostKeyCheck } from "./host_keys.ts";
 import { ConnectFailure, ConnectionError } from "./errors.ts";
-
-/** Host key algorithms ssh2 offers by default, strongest first. */
-const HOST_KEY_ALGORITHMS = [
-  "ssh-ed25519",
-  "ecdsa-sha2-nistp256",
-  "ecdsa-sha2-nistp384",
-  "ecdsa-sha2-nistp521",
-  "rsa-sha2-512",
-  "rsa-sha2-256",
-  "ssh-rsa",
-] as const;
-
-/** Host key algorithms to offer, those whose keys known_hosts lists for the host first. */
-function hostKeyOrder(knownTypes: readonly string[]): string[] {
-  const preferred: string[] = [];
-  for (const t of knownTypes) {
-    if (t === "ssh-rsa") preferred.push("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa");
-    else if ((HOST_KEY_ALGORITHMS as readonly string[]).includes(t)) preferred.push(t);
-  }
-  const rest = HOST_KEY_ALGORITHMS.filter((a) => !preferred.includes(a));
-  return [...new Set([...preferred, ...rest])];
-}
 
 function expandHome(p: string): string {
   if (p === "~") return os.homedir();
@@ -189,64 +160,9 @@ export async function openLink(env: ConnectEnv, signal: AbortSignal): Promise<Li
   }
 
   // Host key verification: decided in the verifier, explained on refusal.
-  let knownText = "";
-  let knownTypes: string[] = [];
-  if (!s.insecure && s.pinned === undefined) {
-    try {
-      knownText = await fs.readFile(s.knownHosts, "utf8");
-    } catch (err) {
-      if ((err as { code?: string }).code !== "ENOENT") {
-        throw new ConnectFailure(
-          env.server,
-          `cannot read known_hosts "${s.knownHosts}": ${errorMessage(err)}`,
-          { cause: err },
-          "auth",
-        );
-      }
-    }
-    knownTypes = checkKnownHosts(knownText, s.host, s.port, new Uint8Array()).knownTypes;
-  }
-  cfg.algorithms = { serverHostKey: hostKeyOrder(knownTypes) as ssh2.ServerHostKeyAlgorithm[] };
-  let refusal: string | undefined;
-  cfg.hostVerifier = (key: Buffer): boolean => {
-    const fp = sha256Fingerprint(key);
-    const type = keyType(key);
-    if (s.insecure) {
-      env.log.warn(`Accepting host key ${type} ${fp} of ${s.host}:${s.port} UNCHECKED`);
-      return true;
-    }
-    const trustHint = `If this is the right server, set host_key_fingerprint to "${fp}" ` +
-      `or add its key to known_hosts "${s.knownHosts}" ` +
-      `(e.g. ssh-keyscan -p ${s.port} -t ${type} ${s.host} >> ${s.knownHosts}, ` +
-      `after comparing the fingerprint with ssh-keygen -lf on the server)`;
-    if (s.pinned !== undefined) {
-      const actual = s.pinned.startsWith("MD5:") ? md5Fingerprint(key) : fp;
-      if (actual === s.pinned) return true;
-      refusal = `its host key ${type} ${fp} does not match host_key_fingerprint "${s.pinned}"` +
-        ` (the key changed, or someone is intercepting the connection). ${trustHint}`;
-      return false;
-    }
-    const verdict = checkKnownHosts(knownText, s.host, s.port, key);
-    switch (verdict.status) {
-      case "match":
-        return true;
-      case "revoked":
-        refusal = `its host key ${type} ${fp} is marked @revoked in known_hosts "${s.knownHosts}"` +
-          ` line ${verdict.line}`;
-        return false;
-      case "mismatch":
-        refusal = `its host key ${type} ${fp} does NOT match the key in known_hosts ` +
-          `"${s.knownHosts}" line ${verdict.line}: the server's key changed, or someone is ` +
-          `intercepting the connection. If the change is expected, remove that line ` +
-          `(ssh-keygen -R "${knownHostsName(s.host, s.port)}" -f ${s.knownHosts}) and trust ` +
-          `the new key: set host_key_fingerprint to "${fp}" or add it to known_hosts`;
-        return false;
-      default:
-        refusal =
-          `its host key ${type} ${fp} is unknown (not in known_hosts "${s.knownHosts}"). ${trustHint}`;
-        return false;
-    }
-  };
+  const hostKeys = await hostKeyCheck(env);
+  cfg.algorithms = { serverHostKey: hostKeys.algorithms as ssh2.ServerHostKeyAlgorithm[] };
+  cfg.hostVerifier = hostKeys.verify;
 
   const sock = new net.Socket();
   sock.setNoDelay(true); // without it every SFTP round trip waits ~40 ms (Nagle + delayed ACK)
@@ -254,6 +170,7 @@ export async function openLink(env: ConnectEnv, signal: AbortSignal): Promise<Li
   const fail = (err: unknown): ClassifiedError => {
     if (err instanceof ClassifiedError) return err;
     const level = (err as { level?: string }).level;
+    const refusal = hostKeys.refusal();
     if (refusal !== undefined) {
       return new ConnectFailure(
         env.server,
