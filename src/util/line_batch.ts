@@ -1,14 +1,16 @@
 /**
- * Lines gathered and written together: one write per turn of the event loop
- * instead of one per line. A busy sync logs a line per file; a write system
+ * Lines gathered and written together: one write per run of the microtask
+ * queue instead of one per line. A busy sync logs a line per file; a write system
  * call per line cost several percent of its CPU.
  *
  * Contract: a line added with `urgent` (a warning or an error) is written
  * before {@linkcode LineBatch.add} returns, together with every line added
  * before it, so the order is kept and no warning or error waits. The other
- * lines are written at the latest in the next check phase of the event loop
- * (`setImmediate`: the pipeline's group commit runs there too, so the batch
- * adds no turn of the loop), when the process
+ * lines are written once the code running now and the promise reactions
+ * queued before the first of them are done (a microtask): the lines the jobs
+ * of one group commit log go out together, and a line is out before the next
+ * timer, I/O callback or awaited I/O of the process (a reader who sees a
+ * file arrive finds the lines logged before it was written), when the process
  * exits (`Deno.exit`, the end of the program: the `unload` event), and when
  * an uncaught error or an unhandled rejection is about to end it. Only a
  * kill that no code sees (SIGKILL, a power cut) can lose them: at most the
@@ -16,8 +18,6 @@
  *
  * @module
  */
-import { clearImmediate, setImmediate } from "node:timers";
-
 const live = new Set<LineBatch>();
 let hooked = false;
 
@@ -51,7 +51,7 @@ function hook(): void {
 export class LineBatch {
   readonly #write: (text: string, lines: string[]) => void;
   #pending: string[] = [];
-  #timer: ReturnType<typeof setImmediate> | undefined;
+  #queued = false;
 
   /**
    * `write` receives the pending lines, joined with a newline after each,
@@ -67,15 +67,15 @@ export class LineBatch {
   add(line: string, urgent = false): void {
     this.#pending.push(line);
     if (urgent) this.flush();
-    else if (this.#timer === undefined) this.#timer = setImmediate(() => this.flush());
+    else if (!this.#queued) {
+      this.#queued = true;
+      queueMicrotask(() => this.flush());
+    }
   }
 
   /** Writes the pending lines now. */
   flush(): void {
-    if (this.#timer !== undefined) {
-      clearImmediate(this.#timer);
-      this.#timer = undefined;
-    }
+    this.#queued = false;
     if (this.#pending.length === 0) return;
     const lines = this.#pending;
     this.#pending = [];
