@@ -243,9 +243,13 @@ export class PostgresSharedStore implements SharedStore {
       else if (row?.lease_node != null) {
         lease = { node: row.lease_node, until: Number(row.lease_until) };
       }
-      if (record?.fingerprint !== item.fingerprint && (!lease || lease.node === this.node)) {
+      if (
+        row?.mine_until == null && record?.fingerprint !== item.fingerprint &&
+        (!lease || lease.node === this.node)
+      ) {
         // Neither taken nor visible: another claimer inserted the lease after this
-        // statement's snapshot and we waited for it; read it back.
+        // statement's snapshot and we waited for it; read it back. (A lease taken here is
+        // known from `mine_until`: reading it back would cost every "mine" a round trip.)
         unknown.push(item);
         continue;
       }
