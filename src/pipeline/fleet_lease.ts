@@ -28,8 +28,15 @@ import type { Logger } from "../log.ts";
 import { keyId } from "../store/shared/_keys.ts";
 import type { Claim, SharedKey, SharedStore } from "../store/shared/types.ts";
 
-/** How a claim asks to be uploaded again: no record's fingerprint ends like this. */
-const AGAIN = "\0again";
+/**
+ * The fingerprint a claim asks with to upload `fp`'s content again: no
+ * record's fingerprint (`size:mtime:md5`, see `fingerprint()` in `fleet.ts`)
+ * has a fourth part. Plain text: PostgreSQL's `text` refuses a NUL byte, and
+ * a marker holding one made every such claim fail on PostgreSQL.
+ */
+export function askAgain(fp: string): string {
+  return `${fp}:again`;
+}
 
 /** How soon a job whose lease was lost asks again, ms. */
 const LOST_RETRY_MS = 200;
@@ -82,7 +89,7 @@ export class FleetLeases {
       this.#overtaken.delete(keyId(key));
       return fp;
     }
-    return fp + AGAIN;
+    return askAgain(fp);
   }
 
   /**

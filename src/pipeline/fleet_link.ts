@@ -9,15 +9,21 @@
  * - every call, opening the store included, ends within
  *   {@linkcode CALL_TIMEOUT_MS}: a call that hangs fails, and the store is
  *   opened afresh for the next one;
+ * - only a store out of reach counts as down (no connection, a timeout, a
+ *   server shutting down, a login refused, a race lost again and again); an
+ *   error the store answers a call with (a value it refuses, a query's own
+ *   error) is that call's: it is thrown as it is, so the job that made the
+ *   call fails visibly, with the reason, and the other calls go on. (A
+ *   refused value taken for an outage requeued its job silently, forever.);
  * - the password of the store's URL never appears in a message;
  * - a connection the database server ends under a checked-out client is not
  *   fatal to the process while the link is open ({@linkcode isDroppedDbConnection}).
  *
  * @module
  */
-import { errorMessage } from "../errors.ts";
+import { errorMessage, StoreUnavailable } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import { openSharedStore } from "../store/shared/open.ts";
+import { classifyDbError, openSharedStore } from "../store/shared/open.ts";
 import type { SharedStore } from "../store/shared/types.ts";
 
 /** The shared store cannot be reached: the job waits in the local queue until `retryAt`. */
@@ -110,8 +116,13 @@ export class FleetLink {
     if (this.#downSince !== null && now < this.#retryAt && !probe) {
       throw new FleetUnavailable(this.#downMessage(), this.#retryAt);
     }
+    let opened = false;
     try {
-      const out = await this.#bounded((async () => fn(await this.#open()))());
+      const out = await this.#bounded((async () => {
+        const store = await this.#open();
+        opened = true;
+        return fn(store);
+      })());
       if (this.#downSince !== null) {
         this.#o.log.info(
           `The shared store ${this.#o.redacted} answers again (unreachable for ${
@@ -126,6 +137,7 @@ export class FleetLink {
       return out;
     } catch (e) {
       if (e instanceof FleetUnavailable) throw e;
+      if (opened && classifyDbError(e) === "other") throw e;
       this.#down(e);
       throw new FleetUnavailable(this.#downMessage(), this.#retryAt);
     }
@@ -146,7 +158,7 @@ export class FleetLink {
         this.#shared = undefined;
         this.#opening = undefined;
         s?.close().catch(() => {});
-        reject(new Error(`no answer within ${CALL_TIMEOUT_MS / 1000} s`));
+        reject(new StoreUnavailable(`no answer within ${CALL_TIMEOUT_MS / 1000} s`));
       }, CALL_TIMEOUT_MS) as unknown as number;
     });
     try {

@@ -191,6 +191,9 @@ export class Worker {
       } catch (e) {
         // The outcome cannot be recorded (disk full): the job goes back once it can.
         this.#d.unsettled(job);
+        s.log.debug(
+          `"${job.input_file}" goes back: its outcome was not recorded: ${errorMessage(e)}`,
+        );
         this.#d.storeTrouble(e);
       }
     } finally {

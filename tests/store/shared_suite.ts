@@ -6,6 +6,8 @@
  * @module
  */
 import { StoreUnavailable } from "../../src/errors.ts";
+import { fingerprint } from "../../src/pipeline/fleet.ts";
+import { askAgain } from "../../src/pipeline/fleet_lease.ts";
 import type { SharedKey, SharedRecord, SharedStore } from "../../src/store/shared/types.ts";
 import { assert, assertEquals } from "../_assert.ts";
 
@@ -126,6 +128,23 @@ export async function runSharedStoreSuite(step: Step, backend: SuiteBackend): Pr
         until: 61_200,
       });
     });
+
+    await step(
+      "a claim asking to upload again (after a lost lease) is mine over a record of the same content",
+      async () => {
+        // The fingerprint a node asks with after its late transfer may have overwritten another
+        // node's upload (`askAgain`, fleet_lease.ts): every backend must take it as text.
+        const k = key("again");
+        const fp = fingerprint(20_007, 1_700_000_000_123, "0123456789abcdef0123456789abcdef");
+        assertEquals((await a.claim(k, fp, 1_000, 60_000)).kind, "mine");
+        await a.publish([record(k, "node-a", fp, 1_100)]);
+        assertEquals((await b.claim(k, fp, 1_200, 60_000)).kind, "done");
+        assertEquals(await b.claim(k, askAgain(fp), 1_200, 60_000), {
+          kind: "mine",
+          until: 61_200,
+        });
+      },
+    );
 
     await step("a lost lease: renew() is false, and the other node's record is taken", async () => {
       const k = key("lost");

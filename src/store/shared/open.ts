@@ -11,6 +11,8 @@ import { parseStoreUrl, redactStoreUrl } from "./url.ts";
 import { loadModule } from "../../lazy.ts";
 
 export { redactStoreUrl };
+/** What a database error means for the shared store (see `_db_errors.ts`). */
+export { classifyDbError } from "./_db_errors.ts";
 
 /** Options of {@linkcode openSharedStore}. */
 export interface OpenSharedOptions {
