@@ -59,6 +59,34 @@ export class RequeueError extends Error {
   }
 }
 
+/**
+ * The source file changed while it was read for a transfer (its size or
+ * stat no longer match what the job planned with). Not a failure of the file
+ * or the server: the job goes back to the queue and plans again from a fresh
+ * stat, after a wait that doubles with each requeue (from 50 ms up to 5 s),
+ * so a file that is still being written is not read over and over. A
+ * `ClassifiedError` (kind "retry") so that every transport's error wrapping
+ * passes it on; the pipeline finds it in the `cause` chain
+ * ({@linkcode SourceChanged.in}).
+ */
+export class SourceChanged extends ClassifiedError {
+  constructor(message: string) {
+    super(message, "retry");
+    this.name = "SourceChanged";
+  }
+
+  /** The SourceChanged in `err`'s cause chain, if any. */
+  static in(err: unknown): SourceChanged | undefined {
+    for (const e of causes(err)) if (e instanceof SourceChanged) return e;
+    return undefined;
+  }
+
+  /** The wait before the `requeues`+1-th attempt, ms. */
+  static delayAfter(requeues: number): number {
+    return Math.min(50 * 2 ** Math.min(requeues, 10), 5_000);
+  }
+}
+
 /** One problem found in a configuration file. */
 export interface ConfigIssue {
   /** 1-based line number, when known. */

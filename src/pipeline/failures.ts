@@ -14,7 +14,7 @@
  *
  * @module
  */
-import { classify, errorMessage, RequeueError } from "../errors.ts";
+import { classify, errorMessage, RequeueError, SourceChanged } from "../errors.ts";
 import type { Job } from "../store/store.ts";
 import type { PipelineContext } from "./context.ts";
 import { FleetUnavailable } from "./fleet.ts";
@@ -51,26 +51,34 @@ export class Failures {
     if (err instanceof FleetUnavailable) {
       // Not the file's fault: it waits in the local queue until the shared store answers.
       store.requeue(job, err.retryAt, err.message, false);
+      s.log.debug(`"${job.input_file}" waits for the shared store: ${err.message}`);
       return;
     }
-    if (err instanceof RequeueError) {
+    // A file that changed while it was read is planned again from a fresh stat: wrapped by a
+    // transport or not, it is no failure of the file or the server.
+    const changed = SourceChanged.in(err);
+    if (err instanceof RequeueError || changed) {
+      const delayMs = changed
+        ? SourceChanged.delayAfter(job.requeues)
+        : (err as RequeueError).delayMs;
+      const message = errorMessage(err);
       if (job.requeues >= 50) {
         store.fail(
           job,
           "retry",
-          `Gave up waiting: ${err.message}`,
+          `Gave up waiting: ${message}`,
           now + st.retryMaxDelay * 1000,
           1,
         );
         summary.failed++;
-        failed("retry", err.message, true);
+        failed("retry", message, true);
       } else {
         store.requeue(
           job,
-          now + (options.once ? Math.min(err.delayMs, 500) : err.delayMs),
-          err.message,
+          now + Math.min(delayMs, options.once ? 500 : Infinity),
+          message,
         );
-        s.log.debug(`"${job.input_file}" waits: ${err.message}`);
+        s.log.debug(`"${job.input_file}" waits: ${message}`);
       }
       return;
     }

@@ -11,7 +11,7 @@ import * as fs from "node:fs";
 import * as fsp from "node:fs/promises";
 import * as path from "node:path";
 import type { Rule, Source } from "../config/types.ts";
-import { ClassifiedError, errorMessage, RequeueError } from "../errors.ts";
+import { ClassifiedError, errorMessage, RequeueError, SourceChanged } from "../errors.ts";
 import { chainIsPerServer, runChain } from "../processors/chain.ts";
 import { CREATED, MODIFIED } from "../store/events.ts";
 import type { Job, SyncedRow } from "../store/store.ts";
@@ -142,7 +142,7 @@ export class Uploader {
         !after || after.size !== fp.size || after.mtimeMs !== fp.mtimeMs ||
         after.ctimeMs !== fp.ctimeMs || after.ino !== fp.ino
       ) {
-        throw new RequeueError(`"${rel}" changed during the transfer`, 50);
+        throw new SourceChanged(`"${rel}" changed during the transfer`);
       }
       const url = transport.url(remotePath);
       const row: SyncedRow = {

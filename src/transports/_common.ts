@@ -5,7 +5,7 @@
  * @module
  */
 import { hash } from "node:crypto";
-import { ClassifiedError } from "../errors.ts";
+import { SourceChanged } from "../errors.ts";
 import { formatBytes } from "../util/format.ts";
 import { readRegular, readRegularSync } from "../util/regular_file.ts";
 import { readRegularNative } from "../util/_native_read.ts";
@@ -54,7 +54,7 @@ export function unquoteEtag(etag: string | undefined | null): string | undefined
  * Reads a whole (small) local file and checks that it still has the size the
  * pipeline stat'ed; a different size means the file changed meanwhile.
  *
- * @throws {ClassifiedError} (retry) when the size differs.
+ * @throws {SourceChanged} when the size differs (the file changed meanwhile).
  */
 export async function readExactly(
   localPath: string,
@@ -72,9 +72,8 @@ export async function readExactly(
       ? (readRegularNative(localPath, size) ?? readRegularSync(localPath, size + 1)).data
       : await readRegular(localPath)) as Uint8Array<ArrayBuffer>;
   if (data.length !== size) {
-    throw new ClassifiedError(
+    throw new SourceChanged(
       `${describe()}: the local file changed while uploading (${data.length} bytes, expected ${size})`,
-      "retry",
     );
   }
   return data;

@@ -14,7 +14,7 @@ import process from "node:process";
 import { pipeline } from "node:stream/promises";
 import { openRegular, openRegularSync } from "../util/regular_file.ts";
 import { readRegularNative } from "../util/_native_read.ts";
-import { ClassifiedError, classify, errorMessage } from "../errors.ts";
+import { ClassifiedError, classify, errorMessage, SourceChanged } from "../errors.ts";
 import { isTempName, joinUrl, safeRemotePath, tempName } from "./paths.ts";
 import {
   type CallOptions,
@@ -148,9 +148,9 @@ class SymlinkOrCopy implements Transport, Stater, Lister, Mover {
         copied = await copyRegular(localPath, tmp);
       }
       if (copied !== options.size) {
-        throw new ClassifiedError(
-          `Cannot upload "${remotePath}" to server "${this.#server}": copied ${copied} bytes, expected ${options.size}`,
-          "retry",
+        throw new SourceChanged(
+          `Cannot upload "${remotePath}" to server "${this.#server}": the local file changed ` +
+            `while copying (copied ${copied} bytes, expected ${options.size})`,
         );
       }
       options.signal.throwIfAborted();

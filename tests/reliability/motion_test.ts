@@ -85,6 +85,9 @@ Deno.test("motion: a file rewritten while it uploads ends up with its final cont
     );
     await until(async () => (await failures(ws)).length === 0, 10_000, "no failures left");
     assertEquals(tempFiles(ws.dst), []);
+    // A change during the transfer is not a failure: the job plans again, with no warning.
+    const warned = d.log().split("\n").filter((l) => / (?:WARN|ERROR) .*big\.bin/.test(l));
+    assertEquals(warned, []);
   } finally {
     await d.stop();
     ws.cleanup();

@@ -9,7 +9,7 @@
 import { type FileInfo, FileType, FTPError, type FTPResponse } from "basic-ftp";
 import type * as fs from "node:fs/promises";
 import * as path from "node:path";
-import { ClassifiedError } from "../../errors.ts";
+import { ClassifiedError, SourceChanged } from "../../errors.ts";
 import { addSecret } from "../../log.ts";
 import { openRegular } from "../../util/regular_file.ts";
 import type { FtpOptions } from "../ftp.ts";
@@ -193,10 +193,9 @@ class Ftp extends FtpConnection implements Transport, Stater, Lister, Mover, Dir
           verify: async (tmp) => {
             const local = await fh.stat();
             if (local.size !== options.size) {
-              throw new ClassifiedError(
+              throw new SourceChanged(
                 `Cannot upload "${rel}" to server "${this.server}": the local file changed ` +
                   `during the upload (now ${local.size} bytes, expected ${options.size})`,
-                "retry",
               );
             }
             const st = await this.#statPath(conn, tmp);

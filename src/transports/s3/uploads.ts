@@ -7,7 +7,7 @@
 import { Buffer } from "node:buffer";
 import type * as fs from "node:fs";
 import type * as fsp from "node:fs/promises";
-import { ClassifiedError, classify, errorMessage } from "../../errors.ts";
+import { ClassifiedError, classify, errorMessage, SourceChanged } from "../../errors.ts";
 import type { PutOptions, PutResult } from "../transport.ts";
 import {
   callDeadline,
@@ -231,7 +231,7 @@ export class S3Uploads extends S3Calls {
       );
       const after = await fh.stat();
       if (after.size !== before.size || after.mtimeMs !== before.mtimeMs || after.size !== size) {
-        throw new ClassifiedError(`${describe()}: the local file changed while uploading`, "retry");
+        throw new SourceChanged(`${describe()}: the local file changed while uploading`);
       }
       const done = await this.call(
         "upload",

@@ -12,7 +12,7 @@ import type ssh2 from "ssh2";
 import { createHash } from "node:crypto";
 import type * as fs from "node:fs/promises";
 import * as path from "node:path";
-import { ClassifiedError, errorMessage } from "../../errors.ts";
+import { ClassifiedError, errorMessage, SourceChanged } from "../../errors.ts";
 import { addSecret } from "../../log.ts";
 import { openRegular, readRegular, readRegularSync } from "../../util/regular_file.ts";
 import { readRegularNative } from "../../util/_native_read.ts";
@@ -314,10 +314,9 @@ class Sftp implements Transport, Stater, Lister, Mover, DirRemover {
           forgetDirs: () => this.#dirs.clear(),
           verify: async (tmp, { sent, stored }) => {
             if (sent !== options.size) {
-              throw new ClassifiedError(
+              throw new SourceChanged(
                 `Cannot upload "${rel}" to server "${this.#server}": the local file changed ` +
                   `during the upload (read ${sent} bytes, expected ${options.size})`,
-                "retry",
               );
             }
             if (stored !== sent) {
