@@ -8,6 +8,11 @@
  * destination then holds all N files. The two-node row also says how many
  * uploads the nodes made together (N when no file went out twice).
  *
+ * The runs alternate: round i starts with the i-th setup, so a slow spell
+ * of the shared machine does not land on one setup only. With `--baseline`
+ * each setup is also run with that checkout's `mod.ts`, in the same
+ * rotation ("(baseline)" rows), so a change is measured beside its parent.
+ *
  * PostgreSQL is the test server of `scripts/dev-servers/postgres.sh`
  * (private cluster on 127.0.0.1, `synchronous_commit=off`), started by
  * the benchmark under its own servers directory and stopped with the rest.
@@ -18,13 +23,15 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { freshDatabase } from "../../tests/_servers.ts";
 import { type Context, fresh } from "./_context.ts";
-import { fcCommand, fcConfig } from "./_tools.ts";
+import { FC_ENTRY, fcCommand, fcConfig } from "./_tools.ts";
 import { countFiles, makeTree, median, rmTree, say, timed } from "./_util.ts";
 import { fleetLatency, type FleetLatencyRow, type LatencyFigures } from "./fleet_latency.ts";
 
 /** One configuration of scenario f. */
 export interface FleetRow {
   setup: "sqlite" | "postgres" | "postgres-2-nodes";
+  /** Run with the `--baseline` checkout's `mod.ts`. */
+  baseline?: boolean;
   /** Wall time of each valid run, ms. */
   runs: number[];
   medianMs: number | null;
@@ -62,7 +69,7 @@ export async function fleetBench(ctx: Context): Promise<FleetResult> {
   makeTree(src, { files, dirs: 50, minBytes: 64, maxBytes: 256, seed: 11 });
   say(`scenario f: ${files} files, ${runs} run(s) per setup`);
 
-  const once = async (setup: FleetRow["setup"], i: number) => {
+  const once = async (setup: FleetRow["setup"], i: number, entry: string) => {
     const dst = path.join(ctx.work, fresh("sf-dst"));
     const db = setup === "sqlite" ? undefined : await freshDatabase("postgres");
     const nodes = setup === "postgres-2-nodes" ? ["n1", "n2"] : ["n1"];
@@ -76,9 +83,9 @@ export async function fleetBench(ctx: Context): Promise<FleetResult> {
           concurrency: ctx.concurrency,
           settings: db ? { store: db.url, node } : {},
         });
-        const c = fcCommand(config, true);
+        const c = fcCommand(config, true, entry);
         // The config holds the database password; the command line shows only its path.
-        ctx.commands.set(`f ${setup} (${node})`, c.shown);
+        if (entry === FC_ENTRY) ctx.commands.set(`f ${setup} (${node})`, c.shown);
         const log = path.join(ctx.work, `sf-${setup}-${node}-${i}.log`);
         fs.rmSync(log, { force: true });
         return timed(c.cmd, { timeoutMs: 30 * 60_000, stderrFile: log, rusage: true }).then((r) => {
@@ -103,27 +110,32 @@ export async function fleetBench(ctx: Context): Promise<FleetResult> {
   };
 
   const rows: FleetRow[] = [];
-  for (const setup of ["sqlite", "postgres", "postgres-2-nodes"] as const) {
-    const row: FleetRow = { setup, runs: [], medianMs: null, uploads: 0, failed: 0, cpuS: [] };
-    for (let i = 0; i < runs; i++) {
-      const r = await once(setup, i);
+  for (const baseline of ctx.baselineEntry ? [false, true] : [false]) {
+    for (const setup of ["sqlite", "postgres", "postgres-2-nodes"] as const) {
+      rows.push({ setup, runs: [], medianMs: null, uploads: 0, failed: 0, cpuS: [], baseline });
+    }
+  }
+  for (let i = 0; i < runs; i++) {
+    for (let k = 0; k < rows.length; k++) {
+      const row = rows[(i + k) % rows.length]!;
+      const r = await once(row.setup, i, row.baseline ? ctx.baselineEntry! : FC_ENTRY);
       if (r.ok) {
         row.runs.push(r.ms);
         row.cpuS.push(r.cpuS);
       } else row.failed++;
       row.uploads = r.uploads;
       say(
-        `  f ${setup} run ${i + 1}: ${(r.ms / 1000).toFixed(2)} s, CPU ${r.cpuS.toFixed(2)} s${
-          r.ok ? "" : " (failed)"
-        }`,
+        `  f ${row.setup}${row.baseline ? " (baseline)" : ""} run ${i + 1}: ${
+          (r.ms / 1000).toFixed(2)
+        } s, CPU ${r.cpuS.toFixed(2)} s${r.ok ? "" : " (failed)"}`,
       );
     }
-    row.medianMs = row.runs.length > 0 ? median(row.runs) : null;
-    rows.push(row);
   }
+  for (const row of rows) row.medianMs = row.runs.length > 0 ? median(row.runs) : null;
   rmTree(src);
   const latency = await fleetLatency(ctx, ctx.sizes.fleetLatencySamples);
-  const ms = (setup: FleetRow["setup"]) => rows.find((r) => r.setup === setup)?.medianMs ?? null;
+  const ms = (setup: FleetRow["setup"]) =>
+    rows.find((r) => r.setup === setup && !r.baseline)?.medianMs ?? null;
   const ratio = (a: number | null, b: number | null) => a !== null && b ? a / b : null;
   return {
     files,
@@ -145,9 +157,11 @@ export function fleetSection(x: FleetResult): string {
   const s = (ms: number | null) => ms === null ? "–" : (ms / 1000).toFixed(2);
   const r = (v: number | null) => v === null ? "–" : `${v.toFixed(2)}×`;
   const rows = x.rows.map((row) =>
-    `| ${SETUP_NAME[row.setup]} | ${s(row.medianMs)} | ${row.runs.map(s).join(", ") || "–"} | ${
-      (row.cpuS ?? []).map((c) => c.toFixed(2)).join(", ") || "–"
-    } | ${row.uploads.toLocaleString("en-US")} | ${row.failed} |`
+    `| ${SETUP_NAME[row.setup]}${row.baseline ? " (baseline)" : ""} | ${s(row.medianMs)} | ${
+      row.runs.map(s).join(", ") || "–"
+    } | ${(row.cpuS ?? []).map((c) => c.toFixed(2)).join(", ") || "–"} | ${
+      row.uploads.toLocaleString("en-US")
+    } | ${row.failed} |`
   );
   return `## f. Fleet: initial sync of ${
     x.files.toLocaleString("en-US")
@@ -167,8 +181,19 @@ is a private test cluster on 127.0.0.1 with \`synchronous_commit=off\`.
 ${rows.join("\n")}
 
 PostgreSQL / SQLite on one node: **${r(x.sharedRatio)}** (goal ≤ 1.5×). Two nodes / one node on
-PostgreSQL: **${r(x.twoNodesRatio)}** (goal < 1×).
+PostgreSQL: **${r(x.twoNodesRatio)}** (goal < 1×).${baselineRatios(x.rows)}
 ${x.latency ? latencySection(x.latency) : ""}`;
+}
+
+/** The ratios of the baseline rows, when the run had them. */
+function baselineRatios(rows: readonly FleetRow[]): string {
+  const ms = (setup: FleetRow["setup"]) =>
+    rows.find((r) => r.setup === setup && r.baseline)?.medianMs ?? null;
+  const [lite, pg, two] = [ms("sqlite"), ms("postgres"), ms("postgres-2-nodes")];
+  if (lite === null && pg === null) return "";
+  const r = (a: number | null, b: number | null) =>
+    a !== null && b ? `${(a / b).toFixed(2)}×` : "–";
+  return ` The baseline in the same rotation: ${r(pg, lite)} and ${r(two, pg)}.`;
 }
 
 /** The latency table of scenario f. */
