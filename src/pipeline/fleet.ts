@@ -11,8 +11,11 @@
  *   transaction; the publisher sends the outbox (at least once, idempotent);
  *   claims are mostly made ahead, in batches (`fleet_claimer.ts`);
  * - at most {@linkcode UNPUBLISHED_MAX} recorded uploads the shared store
- *   does not know yet, so a node killed leaves at most that many recorded
- *   files (and its running uploads) for another node to upload again;
+ *   does not know yet, and at most {@linkcode FREED_MAX} uploads done that
+ *   wait to be recorded without holding their upload slots, so a node killed
+ *   leaves at most that many files (and its running uploads) for another
+ *   node to upload again; the publisher sends what was recorded while its
+ *   last round trip was on its way in one batch;
  * - a failed upload releases the lease; a delete queues an unpublish;
  * - a lease lost while uploading (another node took the file over) makes
  *   the job record nothing and ask again (`fleet_lease.ts`);
@@ -63,7 +66,15 @@ import type { Fingerprint } from "./plan.ts";
  * published): what another node uploads again, besides the running uploads,
  * when this one is killed.
  */
-export const UNPUBLISHED_MAX = 8;
+export const UNPUBLISHED_MAX = 32;
+
+/**
+ * Uploads done that wait for {@linkcode Fleet.admitRecord} after giving
+ * their upload slots to the next jobs: uploads go on while a publish is on
+ * its way. They too are uploaded again by another node when this one is
+ * killed.
+ */
+export const FREED_MAX = 8;
 
 /**
  * A node silent this long no longer holds back the pruning of the change
@@ -354,23 +365,36 @@ export class Fleet {
   readonly #recording = new Set<number>();
   /** Jobs waiting for {@linkcode admitRecord}. */
   readonly #admitted: (() => void)[] = [];
+  /** Jobs waiting for {@linkcode admitRecord} that gave their slots back. */
+  #freed = 0;
 
   /**
    * Call before recording an upload: waits until this node holds fewer
    * than {@linkcode UNPUBLISHED_MAX} recorded uploads the shared store does
    * not know yet (being recorded, or waiting in the outbox), publishing the
-   * outbox meanwhile. A node killed at any moment thus leaves at most that
-   * many recorded uploads (besides the ones still running) for another node
-   * to upload again. Uploads go on meanwhile; only their records wait. When
-   * the shared store cannot be reached the record is not held back (the
-   * outbox keeps it).
+   * outbox meanwhile. A job that has to wait calls `release` first (its
+   * slots go to the next jobs) while fewer than {@linkcode FREED_MAX} others
+   * wait so. A node killed at any moment thus leaves at most that many
+   * uploads (besides the ones still running) for another node to upload
+   * again. When the shared store cannot be reached the record is not held
+   * back (the outbox keeps it).
    */
-  async admitRecord(job: Job): Promise<void> {
-    for (;;) {
-      const outbox = this.local.outboxSize();
-      if (outbox + this.#recording.size < UNPUBLISHED_MAX) break;
-      if (outbox === 0) await new Promise<void>((wake) => this.#admitted.push(wake));
-      else if (!(await this.#publisher.flush().then(() => true, () => false))) break;
+  async admitRecord(job: Job, release?: () => void): Promise<void> {
+    let freed = false;
+    try {
+      for (;;) {
+        const outbox = this.local.outboxSize();
+        if (outbox + this.#recording.size < UNPUBLISHED_MAX) break;
+        if (release && !freed && this.#freed < FREED_MAX) {
+          freed = true;
+          this.#freed++;
+          release();
+        }
+        if (outbox === 0) await new Promise<void>((wake) => this.#admitted.push(wake));
+        else if (!(await this.#publisher.flush().then(() => true, () => false))) break;
+      }
+    } finally {
+      if (freed) this.#freed--;
     }
     this.#recording.add(job.id);
   }

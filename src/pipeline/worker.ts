@@ -119,8 +119,11 @@ export class Worker {
       const ours = new Set(result.dropped);
       const unwritten = claimed !== undefined && !ours.has(claimed) ? claimed : undefined;
       if (unwritten) ours.add(unwritten);
-      // A fleet node bounds the uploads it has recorded and not yet published.
-      if (fleet && result.record) await fleet.admitRecord(job);
+      // A fleet node bounds the uploads it has recorded and not yet published; a job that
+      // waits for that gives its slots to the next one, unless leftovers still need them.
+      if (fleet && result.record) {
+        await fleet.admitRecord(job, leftovers.value ? undefined : release);
+      }
       const finish = () => {
         fleet?.recorded(job, s.server.name, result.kind);
         if (unwritten) store.dropIntent(s.server.name, unwritten);
