@@ -48,7 +48,7 @@ import type {
   SharedRecord,
   SharedServerHealth,
 } from "../store/shared/types.ts";
-import type { IntentRow, Job, Store } from "../store/store.ts";
+import type { IntentRow, Job, Store, SyncedRow } from "../store/store.ts";
 import { VERSION } from "../version.ts";
 import type { PipelineContext } from "./context.ts";
 import { type BufferState, FleetBuffer } from "./fleet_buffer.ts";
@@ -323,9 +323,15 @@ export class Fleet {
 
   /**
    * Queues what a job recorded for the shared store; call inside the
-   * transaction that records it locally.
+   * transaction that records it locally. `written`: the row the job wrote to
+   * `synced_files` in that transaction, when the caller has it (else it is read).
    */
-  recorded(job: Job, server: string, kind: "synced" | "deleted" | "skipped"): void {
+  recorded(
+    job: Job,
+    server: string,
+    kind: "synced" | "deleted" | "skipped",
+    written?: SyncedRow,
+  ): void {
     const key = keyOf(job, server);
     if (kind === "deleted") {
       // The local delete queued the removal (see `store/fleet_local.ts`).
@@ -333,7 +339,7 @@ export class Fleet {
       return;
     }
     if (kind !== "synced") return;
-    const row = this.#store.getSynced(job.input_file, server, job.dest);
+    const row = written ?? this.#store.getSynced(job.input_file, server, job.dest);
     if (!row) return;
     this.local.queuePublish({
       ...key,

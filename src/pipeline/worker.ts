@@ -125,7 +125,7 @@ export class Worker {
         await fleet.admitRecord(job, leftovers.value ? undefined : release);
       }
       const finish = () => {
-        fleet?.recorded(job, s.server.name, result.kind);
+        fleet?.recorded(job, s.server.name, result.kind, result.row);
         if (unwritten) store.dropIntent(s.server.name, unwritten);
         store.complete(job);
         if (result.bytes >= 0) {
