@@ -8,6 +8,17 @@
  * destination then holds all N files. The two-node row also says how many
  * uploads the nodes made together (N when no file went out twice).
  *
+ * Two nodes on this one machine share its cores, which web nodes on
+ * machines of their own do not: the unpinned rows measure what the shared
+ * store costs in CPU, not what a second machine gains. The "pinned" rows
+ * model one machine per node as far as one machine can: each node is held
+ * to a core of its own with `taskset` (one node on core 0; two nodes on
+ * cores 0 and 1), so the second node brings a core of its own. The
+ * database server is not pinned: it runs on whatever core is free, and
+ * with two nodes it competes with both (on real web machines it has its
+ * own), so the pinned two-node row is if anything pessimistic. The source
+ * folder and the destination are local to both nodes in every row.
+ *
  * The runs alternate: round i starts with the i-th setup, so a slow spell
  * of the shared machine does not land on one setup only. With `--baseline`
  * each setup is also run with that checkout's `mod.ts`, in the same
@@ -27,9 +38,33 @@ import { FC_ENTRY, fcCommand, fcConfig } from "./_tools.ts";
 import { countFiles, makeTree, median, rmTree, say, timed } from "./_util.ts";
 import { fleetLatency, type FleetLatencyRow, type LatencyFigures } from "./fleet_latency.ts";
 
+/** The setups of scenario f, in their rotation order. */
+const SETUPS = [
+  "sqlite",
+  "postgres",
+  "postgres-2-nodes",
+  "postgres-pinned",
+  "postgres-2-nodes-pinned",
+] as const;
+type Setup = typeof SETUPS[number];
+
+/** The nodes of a setup, each with the core it is pinned to (`undefined`: not pinned). */
+function nodesOf(setup: Setup): { node: string; core?: number }[] {
+  switch (setup) {
+    case "postgres-2-nodes":
+      return [{ node: "n1" }, { node: "n2" }];
+    case "postgres-pinned":
+      return [{ node: "n1", core: 0 }];
+    case "postgres-2-nodes-pinned":
+      return [{ node: "n1", core: 0 }, { node: "n2", core: 1 }];
+    default:
+      return [{ node: "n1" }];
+  }
+}
+
 /** One configuration of scenario f. */
 export interface FleetRow {
-  setup: "sqlite" | "postgres" | "postgres-2-nodes";
+  setup: Setup;
   /** Run with the `--baseline` checkout's `mod.ts`. */
   baseline?: boolean;
   /** Wall time of each valid run, ms. */
@@ -49,8 +84,10 @@ export interface FleetResult {
   rows: FleetRow[];
   /** PostgreSQL (one node) / SQLite wall time. */
   sharedRatio: number | null;
-  /** Two nodes / one node, both on PostgreSQL. */
+  /** Two nodes / one node, both on PostgreSQL, sharing this machine's cores. */
   twoNodesRatio: number | null;
+  /** Two nodes on a core each / one node on one core (see the module's note). */
+  twoNodesPinnedRatio?: number | null;
   /** Change-to-record latency, SQLite vs PostgreSQL (one node, watching). */
   latency?: FleetLatencyRow[];
 }
@@ -69,31 +106,38 @@ export async function fleetBench(ctx: Context): Promise<FleetResult> {
   makeTree(src, { files, dirs: 50, minBytes: 64, maxBytes: 256, seed: 11 });
   say(`scenario f: ${files} files, ${runs} run(s) per setup`);
 
-  const once = async (setup: FleetRow["setup"], i: number, entry: string) => {
+  const once = async (setup: Setup, i: number, entry: string) => {
     const dst = path.join(ctx.work, fresh("sf-dst"));
     const db = setup === "sqlite" ? undefined : await freshDatabase("postgres");
-    const nodes = setup === "postgres-2-nodes" ? ["n1", "n2"] : ["n1"];
     try {
-      const results = await Promise.all(nodes.map((node) => {
-        const data = path.join(ctx.data, fresh(`sf-${node}`));
-        const config = fcConfig(path.join(ctx.work, `sf-${setup}-${node}.xml`), {
-          src,
-          dest: { kind: "local", dir: dst },
-          dataDir: data,
-          concurrency: ctx.concurrency,
-          settings: db ? { store: db.url, node } : {},
-        });
-        const c = fcCommand(config, true, entry);
-        // The config holds the database password; the command line shows only its path.
-        if (entry === FC_ENTRY) ctx.commands.set(`f ${setup} (${node})`, c.shown);
-        const log = path.join(ctx.work, `sf-${setup}-${node}-${i}.log`);
-        fs.rmSync(log, { force: true });
-        return timed(c.cmd, { timeoutMs: 30 * 60_000, stderrFile: log, rusage: true }).then((r) => {
-          const text = fs.readFileSync(log, "utf8");
-          rmTree(data);
-          return { ...r, uploads: uploadsIn(text), tail: text.slice(-1500) };
-        });
-      }));
+      const results = await Promise.all(
+        nodesOf(setup).map(({ node, core }) => {
+          const data = path.join(ctx.data, fresh(`sf-${node}`));
+          const config = fcConfig(path.join(ctx.work, `sf-${setup}-${node}.xml`), {
+            src,
+            dest: { kind: "local", dir: dst },
+            dataDir: data,
+            concurrency: ctx.concurrency,
+            settings: db ? { store: db.url, node } : {},
+          });
+          const c = fcCommand(config, true, entry);
+          if (core !== undefined) {
+            c.cmd.unshift("taskset", "-c", String(core));
+            c.shown = `taskset -c ${core} ${c.shown}`;
+          }
+          // The config holds the database password; the command line shows only its path.
+          if (entry === FC_ENTRY) ctx.commands.set(`f ${setup} (${node})`, c.shown);
+          const log = path.join(ctx.work, `sf-${setup}-${node}-${i}.log`);
+          fs.rmSync(log, { force: true });
+          return timed(c.cmd, { timeoutMs: 30 * 60_000, stderrFile: log, rusage: true }).then(
+            (r) => {
+              const text = fs.readFileSync(log, "utf8");
+              rmTree(data);
+              return { ...r, uploads: uploadsIn(text), tail: text.slice(-1500) };
+            },
+          );
+        }),
+      );
       const arrived = countFiles(dst);
       const ms = Math.max(...results.map((r) => r.ms));
       const ok = results.every((r) => r.code === 0) && arrived === files;
@@ -111,7 +155,7 @@ export async function fleetBench(ctx: Context): Promise<FleetResult> {
 
   const rows: FleetRow[] = [];
   for (const baseline of ctx.baselineEntry ? [false, true] : [false]) {
-    for (const setup of ["sqlite", "postgres", "postgres-2-nodes"] as const) {
+    for (const setup of SETUPS) {
       rows.push({ setup, runs: [], medianMs: null, uploads: 0, failed: 0, cpuS: [], baseline });
     }
   }
@@ -134,22 +178,25 @@ export async function fleetBench(ctx: Context): Promise<FleetResult> {
   for (const row of rows) row.medianMs = row.runs.length > 0 ? median(row.runs) : null;
   rmTree(src);
   const latency = await fleetLatency(ctx, ctx.sizes.fleetLatencySamples);
-  const ms = (setup: FleetRow["setup"]) =>
-    rows.find((r) => r.setup === setup && !r.baseline)?.medianMs ?? null;
+  const ms = (setup: Setup) => rows.find((r) => r.setup === setup && !r.baseline)?.medianMs ?? null;
   const ratio = (a: number | null, b: number | null) => a !== null && b ? a / b : null;
   return {
     files,
     rows,
     sharedRatio: ratio(ms("postgres"), ms("sqlite")),
     twoNodesRatio: ratio(ms("postgres-2-nodes"), ms("postgres")),
+    twoNodesPinnedRatio: ratio(ms("postgres-2-nodes-pinned"), ms("postgres-pinned")),
     latency,
   };
 }
 
-const SETUP_NAME: Record<FleetRow["setup"], string> = {
+const SETUP_NAME: Record<Setup, string> = {
   sqlite: "one node, embedded SQLite store",
   postgres: "one node, PostgreSQL shared store",
-  "postgres-2-nodes": "two nodes, one shared folder, PostgreSQL",
+  "postgres-2-nodes": "two nodes, one shared folder, PostgreSQL (sharing both cores)",
+  "postgres-pinned": "one node pinned to one core, PostgreSQL",
+  "postgres-2-nodes-pinned":
+    "two nodes, one shared folder, PostgreSQL, each pinned to its own core",
 };
 
 /** Scenario f's section of the report. */
@@ -181,19 +228,25 @@ is a private test cluster on 127.0.0.1 with \`synchronous_commit=off\`.
 ${rows.join("\n")}
 
 PostgreSQL / SQLite on one node: **${r(x.sharedRatio)}** (goal ≤ 1.5×). Two nodes / one node on
-PostgreSQL: **${r(x.twoNodesRatio)}** (goal < 1×).${baselineRatios(x.rows)}
+PostgreSQL, all sharing this machine's cores: **${r(x.twoNodesRatio)}** (measures the shared
+store's CPU, not a second machine). Two nodes each pinned to its own core / one node pinned to one
+core (one machine per node, the database server unpinned): **${
+    r(x.twoNodesPinnedRatio ?? null)
+  }** (goal < 1×).${baselineRatios(x.rows)}
 ${x.latency ? latencySection(x.latency) : ""}`;
 }
 
 /** The ratios of the baseline rows, when the run had them. */
 function baselineRatios(rows: readonly FleetRow[]): string {
-  const ms = (setup: FleetRow["setup"]) =>
-    rows.find((r) => r.setup === setup && r.baseline)?.medianMs ?? null;
+  const ms = (setup: Setup) => rows.find((r) => r.setup === setup && r.baseline)?.medianMs ?? null;
   const [lite, pg, two] = [ms("sqlite"), ms("postgres"), ms("postgres-2-nodes")];
+  const [pinned, twoPinned] = [ms("postgres-pinned"), ms("postgres-2-nodes-pinned")];
   if (lite === null && pg === null) return "";
   const r = (a: number | null, b: number | null) =>
     a !== null && b ? `${(a / b).toFixed(2)}×` : "–";
-  return ` The baseline in the same rotation: ${r(pg, lite)} and ${r(two, pg)}.`;
+  return ` The baseline in the same rotation: ${r(pg, lite)}, ${r(two, pg)} and ${
+    r(twoPinned, pinned)
+  } (pinned).`;
 }
 
 /** The latency table of scenario f. */
