@@ -264,6 +264,11 @@ export class Fleet {
     return this.#claims.ready(server, limit);
   }
 
+  /** Whether this node holds the lease on a job's file, claimed ahead for it and not yet used. */
+  holds(job: Job, server: string): boolean {
+    return this.#claims.holds(job, server);
+  }
+
   /**
    * After a job's upload, before it records: throws a `RequeueError` when
    * another node took the file over meanwhile (see `fleet_lease.ts`).
