@@ -17,7 +17,12 @@
  * database server is not pinned: it runs on whatever core is free, and
  * with two nodes it competes with both (on real web machines it has its
  * own), so the pinned two-node row is if anything pessimistic. The source
- * folder and the destination are local to both nodes in every row.
+ * folder and the destination are local to both nodes in these rows; a
+ * local destination makes an upload (a copy) cost about what recording a
+ * file another node uploaded costs, so a second node has little to take
+ * over. The "SFTP" rows (pinned the same way) send to the SFTP test server
+ * on 127.0.0.1 instead (OpenSSH, as in scenario 1; not pinned), where the
+ * transfer is most of a file's cost, as with a remote CDN origin.
  *
  * The runs alternate: round i starts with the i-th setup, so a slow spell
  * of the shared machine does not land on one setup only. With `--baseline`
@@ -32,7 +37,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { freshDatabase } from "../../tests/_servers.ts";
+import { freshDatabase, startServer } from "../../tests/_servers.ts";
 import { type Context, fresh } from "./_context.ts";
 import { FC_ENTRY, fcCommand, fcConfig } from "./_tools.ts";
 import { countFiles, makeTree, median, rmTree, say, timed } from "./_util.ts";
@@ -45,6 +50,8 @@ const SETUPS = [
   "postgres-2-nodes",
   "postgres-pinned",
   "postgres-2-nodes-pinned",
+  "postgres-sftp",
+  "postgres-2-nodes-sftp",
 ] as const;
 type Setup = typeof SETUPS[number];
 
@@ -54,8 +61,10 @@ function nodesOf(setup: Setup): { node: string; core?: number }[] {
     case "postgres-2-nodes":
       return [{ node: "n1" }, { node: "n2" }];
     case "postgres-pinned":
+    case "postgres-sftp":
       return [{ node: "n1", core: 0 }];
     case "postgres-2-nodes-pinned":
+    case "postgres-2-nodes-sftp":
       return [{ node: "n1", core: 0 }, { node: "n2", core: 1 }];
     default:
       return [{ node: "n1" }];
@@ -88,6 +97,8 @@ export interface FleetResult {
   twoNodesRatio: number | null;
   /** Two nodes on a core each / one node on one core (see the module's note). */
   twoNodesPinnedRatio?: number | null;
+  /** The same to the SFTP server. */
+  twoNodesSftpRatio?: number | null;
   /** Change-to-record latency, SQLite vs PostgreSQL (one node, watching). */
   latency?: FleetLatencyRow[];
 }
@@ -106,8 +117,16 @@ export async function fleetBench(ctx: Context): Promise<FleetResult> {
   makeTree(src, { files, dirs: 50, minBytes: 64, maxBytes: 256, seed: 11 });
   say(`scenario f: ${files} files, ${runs} run(s) per setup`);
 
+  const sftp = SETUPS.some((x) => x.endsWith("-sftp")) ? await startServer("sftp") : undefined;
   const once = async (setup: Setup, i: number, entry: string) => {
-    const dst = path.join(ctx.work, fresh("sf-dst"));
+    // The destination as the nodes see it, and where its files are on this machine.
+    const remote = setup.endsWith("-sftp") ? fresh("sf-dst") : undefined;
+    const dst = remote ? path.join(sftp!.root, remote) : path.join(ctx.work, fresh("sf-dst"));
+    if (remote) {
+      fs.mkdirSync(dst, { recursive: true });
+      const st = fs.statSync(sftp!.root);
+      fs.chownSync(dst, st.uid, st.gid);
+    }
     const db = setup === "sqlite" ? undefined : await freshDatabase("postgres");
     try {
       const results = await Promise.all(
@@ -115,7 +134,7 @@ export async function fleetBench(ctx: Context): Promise<FleetResult> {
           const data = path.join(ctx.data, fresh(`sf-${node}`));
           const config = fcConfig(path.join(ctx.work, `sf-${setup}-${node}.xml`), {
             src,
-            dest: { kind: "local", dir: dst },
+            dest: remote ? { kind: "sftp", info: sftp!, dir: remote } : { kind: "local", dir: dst },
             dataDir: data,
             concurrency: ctx.concurrency,
             settings: db ? { store: db.url, node } : {},
@@ -186,6 +205,7 @@ export async function fleetBench(ctx: Context): Promise<FleetResult> {
     sharedRatio: ratio(ms("postgres"), ms("sqlite")),
     twoNodesRatio: ratio(ms("postgres-2-nodes"), ms("postgres")),
     twoNodesPinnedRatio: ratio(ms("postgres-2-nodes-pinned"), ms("postgres-pinned")),
+    twoNodesSftpRatio: ratio(ms("postgres-2-nodes-sftp"), ms("postgres-sftp")),
     latency,
   };
 }
@@ -197,6 +217,8 @@ const SETUP_NAME: Record<Setup, string> = {
   "postgres-pinned": "one node pinned to one core, PostgreSQL",
   "postgres-2-nodes-pinned":
     "two nodes, one shared folder, PostgreSQL, each pinned to its own core",
+  "postgres-sftp": "one node pinned to one core, PostgreSQL, to SFTP",
+  "postgres-2-nodes-sftp": "two nodes, one shared folder, PostgreSQL, a core each, to SFTP",
 };
 
 /** Scenario f's section of the report. */
@@ -210,15 +232,18 @@ export function fleetSection(x: FleetResult): string {
       row.uploads.toLocaleString("en-US")
     } | ${row.failed} |`
   );
-  return `## f. Fleet: initial sync of ${
-    x.files.toLocaleString("en-US")
-  } files with a shared store (local folder)
+  return `## f. Fleet: initial sync of ${x.files.toLocaleString("en-US")} files with a shared store
 
 \`fileconveyor sync --once\` of ${
     x.files.toLocaleString("en-US")
-  } small files (64–256 bytes, 50 directories) into an empty local folder. With two nodes, both
-watch the same source folder and share one PostgreSQL store; they start together and the wall
-time ends when both have exited. "Uploads" counts what the nodes' logs report in the last run
+  } small files (64–256 bytes, 50 directories) into an empty local folder (the SFTP rows: a
+folder on the SFTP test server on 127.0.0.1). With two nodes, both watch the same source folder
+and share one PostgreSQL store; they start together and the wall time ends when both have exited.
+The unpinned rows run every process on both of this machine's cores, so a second node brings no
+core of its own: they measure the shared store's cost, not a second web machine. "Pinned" and SFTP
+rows hold each node to a core of its own (\`taskset\`: one node on core 0, two nodes on cores 0
+and 1), the nearest this machine comes to one machine per node; the database and SFTP servers are
+not pinned (with two nodes they take CPU from both). "Uploads" counts what the nodes' logs report in the last run
 (${x.files.toLocaleString("en-US")} means every file went out exactly once); "CPU" is the user +
 system time of the node processes of each run (the database server's is not included). PostgreSQL
 is a private test cluster on 127.0.0.1 with \`synchronous_commit=off\`.
@@ -232,7 +257,9 @@ PostgreSQL, all sharing this machine's cores: **${r(x.twoNodesRatio)}** (measure
 store's CPU, not a second machine). Two nodes each pinned to its own core / one node pinned to one
 core (one machine per node, the database server unpinned): **${
     r(x.twoNodesPinnedRatio ?? null)
-  }** (goal < 1×).${baselineRatios(x.rows)}
+  }** (goal < 1×); the same to the SFTP server on 127.0.0.1: **${
+    r(x.twoNodesSftpRatio ?? null)
+  }**.${baselineRatios(x.rows)}
 ${x.latency ? latencySection(x.latency) : ""}`;
 }
 
@@ -241,12 +268,13 @@ function baselineRatios(rows: readonly FleetRow[]): string {
   const ms = (setup: Setup) => rows.find((r) => r.setup === setup && r.baseline)?.medianMs ?? null;
   const [lite, pg, two] = [ms("sqlite"), ms("postgres"), ms("postgres-2-nodes")];
   const [pinned, twoPinned] = [ms("postgres-pinned"), ms("postgres-2-nodes-pinned")];
+  const [sftp, twoSftp] = [ms("postgres-sftp"), ms("postgres-2-nodes-sftp")];
   if (lite === null && pg === null) return "";
   const r = (a: number | null, b: number | null) =>
     a !== null && b ? `${(a / b).toFixed(2)}×` : "–";
   return ` The baseline in the same rotation: ${r(pg, lite)}, ${r(two, pg)} and ${
     r(twoPinned, pinned)
-  } (pinned).`;
+  } (pinned) and ${r(twoSftp, sftp)} (SFTP).`;
 }
 
 /** The latency table of scenario f. */
