@@ -8,6 +8,27 @@
  * destination then holds all N files. The two-node row also says how many
  * uploads the nodes made together (N when no file went out twice).
  *
+ * Two nodes on this one machine share its cores, which web nodes on
+ * machines of their own do not: the unpinned rows measure what the shared
+ * store costs in CPU, not what a second machine gains. The "pinned" rows
+ * model one machine per node as far as one machine can: each node is held
+ * to a core of its own with `taskset` (one node on core 0; two nodes on
+ * cores 0 and 1), so the second node brings a core of its own. The
+ * database server is not pinned: it runs on whatever core is free, and
+ * with two nodes it competes with both (on real web machines it has its
+ * own), so the pinned two-node row is if anything pessimistic. The source
+ * folder and the destination are local to both nodes in these rows; a
+ * local destination makes an upload (a copy) cost about what recording a
+ * file another node uploaded costs, so a second node has little to take
+ * over. The "SFTP" rows (pinned the same way) send to the SFTP test server
+ * on 127.0.0.1 instead (OpenSSH, as in scenario 1; not pinned), where the
+ * transfer is most of a file's cost, as with a remote CDN origin.
+ *
+ * The runs alternate: round i starts with the i-th setup, so a slow spell
+ * of the shared machine does not land on one setup only. With `--baseline`
+ * each setup is also run with that checkout's `mod.ts`, in the same
+ * rotation ("(baseline)" rows), so a change is measured beside its parent.
+ *
  * PostgreSQL is the test server of `scripts/dev-servers/postgres.sh`
  * (private cluster on 127.0.0.1, `synchronous_commit=off`), started by
  * the benchmark under its own servers directory and stopped with the rest.
@@ -16,15 +37,45 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { freshDatabase } from "../../tests/_servers.ts";
+import { freshDatabase, startServer } from "../../tests/_servers.ts";
 import { type Context, fresh } from "./_context.ts";
-import { fcCommand, fcConfig } from "./_tools.ts";
+import { FC_ENTRY, fcCommand, fcConfig } from "./_tools.ts";
 import { countFiles, makeTree, median, rmTree, say, timed } from "./_util.ts";
 import { fleetLatency, type FleetLatencyRow, type LatencyFigures } from "./fleet_latency.ts";
 
+/** The setups of scenario f, in their rotation order. */
+const SETUPS = [
+  "sqlite",
+  "postgres",
+  "postgres-2-nodes",
+  "postgres-pinned",
+  "postgres-2-nodes-pinned",
+  "postgres-sftp",
+  "postgres-2-nodes-sftp",
+] as const;
+type Setup = typeof SETUPS[number];
+
+/** The nodes of a setup, each with the core it is pinned to (`undefined`: not pinned). */
+function nodesOf(setup: Setup): { node: string; core?: number }[] {
+  switch (setup) {
+    case "postgres-2-nodes":
+      return [{ node: "n1" }, { node: "n2" }];
+    case "postgres-pinned":
+    case "postgres-sftp":
+      return [{ node: "n1", core: 0 }];
+    case "postgres-2-nodes-pinned":
+    case "postgres-2-nodes-sftp":
+      return [{ node: "n1", core: 0 }, { node: "n2", core: 1 }];
+    default:
+      return [{ node: "n1" }];
+  }
+}
+
 /** One configuration of scenario f. */
 export interface FleetRow {
-  setup: "sqlite" | "postgres" | "postgres-2-nodes";
+  setup: Setup;
+  /** Run with the `--baseline` checkout's `mod.ts`. */
+  baseline?: boolean;
   /** Wall time of each valid run, ms. */
   runs: number[];
   medianMs: number | null;
@@ -42,8 +93,12 @@ export interface FleetResult {
   rows: FleetRow[];
   /** PostgreSQL (one node) / SQLite wall time. */
   sharedRatio: number | null;
-  /** Two nodes / one node, both on PostgreSQL. */
+  /** Two nodes / one node, both on PostgreSQL, sharing this machine's cores. */
   twoNodesRatio: number | null;
+  /** Two nodes on a core each / one node on one core (see the module's note). */
+  twoNodesPinnedRatio?: number | null;
+  /** The same to the SFTP server. */
+  twoNodesSftpRatio?: number | null;
   /** Change-to-record latency, SQLite vs PostgreSQL (one node, watching). */
   latency?: FleetLatencyRow[];
 }
@@ -62,31 +117,46 @@ export async function fleetBench(ctx: Context): Promise<FleetResult> {
   makeTree(src, { files, dirs: 50, minBytes: 64, maxBytes: 256, seed: 11 });
   say(`scenario f: ${files} files, ${runs} run(s) per setup`);
 
-  const once = async (setup: FleetRow["setup"], i: number) => {
-    const dst = path.join(ctx.work, fresh("sf-dst"));
+  const sftp = SETUPS.some((x) => x.endsWith("-sftp")) ? await startServer("sftp") : undefined;
+  const once = async (setup: Setup, i: number, entry: string) => {
+    // The destination as the nodes see it, and where its files are on this machine.
+    const remote = setup.endsWith("-sftp") ? fresh("sf-dst") : undefined;
+    const dst = remote ? path.join(sftp!.root, remote) : path.join(ctx.work, fresh("sf-dst"));
+    if (remote) {
+      fs.mkdirSync(dst, { recursive: true });
+      const st = fs.statSync(sftp!.root);
+      fs.chownSync(dst, st.uid, st.gid);
+    }
     const db = setup === "sqlite" ? undefined : await freshDatabase("postgres");
-    const nodes = setup === "postgres-2-nodes" ? ["n1", "n2"] : ["n1"];
     try {
-      const results = await Promise.all(nodes.map((node) => {
-        const data = path.join(ctx.data, fresh(`sf-${node}`));
-        const config = fcConfig(path.join(ctx.work, `sf-${setup}-${node}.xml`), {
-          src,
-          dest: { kind: "local", dir: dst },
-          dataDir: data,
-          concurrency: ctx.concurrency,
-          settings: db ? { store: db.url, node } : {},
-        });
-        const c = fcCommand(config, true);
-        // The config holds the database password; the command line shows only its path.
-        ctx.commands.set(`f ${setup} (${node})`, c.shown);
-        const log = path.join(ctx.work, `sf-${setup}-${node}-${i}.log`);
-        fs.rmSync(log, { force: true });
-        return timed(c.cmd, { timeoutMs: 30 * 60_000, stderrFile: log, rusage: true }).then((r) => {
-          const text = fs.readFileSync(log, "utf8");
-          rmTree(data);
-          return { ...r, uploads: uploadsIn(text), tail: text.slice(-1500) };
-        });
-      }));
+      const results = await Promise.all(
+        nodesOf(setup).map(({ node, core }) => {
+          const data = path.join(ctx.data, fresh(`sf-${node}`));
+          const config = fcConfig(path.join(ctx.work, `sf-${setup}-${node}.xml`), {
+            src,
+            dest: remote ? { kind: "sftp", info: sftp!, dir: remote } : { kind: "local", dir: dst },
+            dataDir: data,
+            concurrency: ctx.concurrency,
+            settings: db ? { store: db.url, node } : {},
+          });
+          const c = fcCommand(config, true, entry);
+          if (core !== undefined) {
+            c.cmd.unshift("taskset", "-c", String(core));
+            c.shown = `taskset -c ${core} ${c.shown}`;
+          }
+          // The config holds the database password; the command line shows only its path.
+          if (entry === FC_ENTRY) ctx.commands.set(`f ${setup} (${node})`, c.shown);
+          const log = path.join(ctx.work, `sf-${setup}-${node}-${i}.log`);
+          fs.rmSync(log, { force: true });
+          return timed(c.cmd, { timeoutMs: 30 * 60_000, stderrFile: log, rusage: true }).then(
+            (r) => {
+              const text = fs.readFileSync(log, "utf8");
+              rmTree(data);
+              return { ...r, uploads: uploadsIn(text), tail: text.slice(-1500) };
+            },
+          );
+        }),
+      );
       const arrived = countFiles(dst);
       const ms = Math.max(...results.map((r) => r.ms));
       const ok = results.every((r) => r.code === 0) && arrived === files;
@@ -103,41 +173,52 @@ export async function fleetBench(ctx: Context): Promise<FleetResult> {
   };
 
   const rows: FleetRow[] = [];
-  for (const setup of ["sqlite", "postgres", "postgres-2-nodes"] as const) {
-    const row: FleetRow = { setup, runs: [], medianMs: null, uploads: 0, failed: 0, cpuS: [] };
-    for (let i = 0; i < runs; i++) {
-      const r = await once(setup, i);
+  for (const baseline of ctx.baselineEntry ? [false, true] : [false]) {
+    for (const setup of SETUPS) {
+      rows.push({ setup, runs: [], medianMs: null, uploads: 0, failed: 0, cpuS: [], baseline });
+    }
+  }
+  for (let i = 0; i < runs; i++) {
+    for (let k = 0; k < rows.length; k++) {
+      const row = rows[(i + k) % rows.length]!;
+      const r = await once(row.setup, i, row.baseline ? ctx.baselineEntry! : FC_ENTRY);
       if (r.ok) {
         row.runs.push(r.ms);
         row.cpuS.push(r.cpuS);
       } else row.failed++;
       row.uploads = r.uploads;
       say(
-        `  f ${setup} run ${i + 1}: ${(r.ms / 1000).toFixed(2)} s, CPU ${r.cpuS.toFixed(2)} s${
-          r.ok ? "" : " (failed)"
-        }`,
+        `  f ${row.setup}${row.baseline ? " (baseline)" : ""} run ${i + 1}: ${
+          (r.ms / 1000).toFixed(2)
+        } s, CPU ${r.cpuS.toFixed(2)} s${r.ok ? "" : " (failed)"}`,
       );
     }
-    row.medianMs = row.runs.length > 0 ? median(row.runs) : null;
-    rows.push(row);
   }
+  for (const row of rows) row.medianMs = row.runs.length > 0 ? median(row.runs) : null;
   rmTree(src);
   const latency = await fleetLatency(ctx, ctx.sizes.fleetLatencySamples);
-  const ms = (setup: FleetRow["setup"]) => rows.find((r) => r.setup === setup)?.medianMs ?? null;
+  const ms = (setup: Setup) => rows.find((r) => r.setup === setup && !r.baseline)?.medianMs ?? null;
   const ratio = (a: number | null, b: number | null) => a !== null && b ? a / b : null;
   return {
     files,
     rows,
     sharedRatio: ratio(ms("postgres"), ms("sqlite")),
     twoNodesRatio: ratio(ms("postgres-2-nodes"), ms("postgres")),
+    twoNodesPinnedRatio: ratio(ms("postgres-2-nodes-pinned"), ms("postgres-pinned")),
+    twoNodesSftpRatio: ratio(ms("postgres-2-nodes-sftp"), ms("postgres-sftp")),
     latency,
   };
 }
 
-const SETUP_NAME: Record<FleetRow["setup"], string> = {
+const SETUP_NAME: Record<Setup, string> = {
   sqlite: "one node, embedded SQLite store",
   postgres: "one node, PostgreSQL shared store",
-  "postgres-2-nodes": "two nodes, one shared folder, PostgreSQL",
+  "postgres-2-nodes": "two nodes, one shared folder, PostgreSQL (sharing both cores)",
+  "postgres-pinned": "one node pinned to one core, PostgreSQL",
+  "postgres-2-nodes-pinned":
+    "two nodes, one shared folder, PostgreSQL, each pinned to its own core",
+  "postgres-sftp": "one node pinned to one core, PostgreSQL, to SFTP",
+  "postgres-2-nodes-sftp": "two nodes, one shared folder, PostgreSQL, a core each, to SFTP",
 };
 
 /** Scenario f's section of the report. */
@@ -145,19 +226,24 @@ export function fleetSection(x: FleetResult): string {
   const s = (ms: number | null) => ms === null ? "–" : (ms / 1000).toFixed(2);
   const r = (v: number | null) => v === null ? "–" : `${v.toFixed(2)}×`;
   const rows = x.rows.map((row) =>
-    `| ${SETUP_NAME[row.setup]} | ${s(row.medianMs)} | ${row.runs.map(s).join(", ") || "–"} | ${
-      (row.cpuS ?? []).map((c) => c.toFixed(2)).join(", ") || "–"
-    } | ${row.uploads.toLocaleString("en-US")} | ${row.failed} |`
+    `| ${SETUP_NAME[row.setup]}${row.baseline ? " (baseline)" : ""} | ${s(row.medianMs)} | ${
+      row.runs.map(s).join(", ") || "–"
+    } | ${(row.cpuS ?? []).map((c) => c.toFixed(2)).join(", ") || "–"} | ${
+      row.uploads.toLocaleString("en-US")
+    } | ${row.failed} |`
   );
-  return `## f. Fleet: initial sync of ${
-    x.files.toLocaleString("en-US")
-  } files with a shared store (local folder)
+  return `## f. Fleet: initial sync of ${x.files.toLocaleString("en-US")} files with a shared store
 
 \`fileconveyor sync --once\` of ${
     x.files.toLocaleString("en-US")
-  } small files (64–256 bytes, 50 directories) into an empty local folder. With two nodes, both
-watch the same source folder and share one PostgreSQL store; they start together and the wall
-time ends when both have exited. "Uploads" counts what the nodes' logs report in the last run
+  } small files (64–256 bytes, 50 directories) into an empty local folder (the SFTP rows: a
+folder on the SFTP test server on 127.0.0.1). With two nodes, both watch the same source folder
+and share one PostgreSQL store; they start together and the wall time ends when both have exited.
+The unpinned rows run every process on both of this machine's cores, so a second node brings no
+core of its own: they measure the shared store's cost, not a second web machine. "Pinned" and SFTP
+rows hold each node to a core of its own (\`taskset\`: one node on core 0, two nodes on cores 0
+and 1), the nearest this machine comes to one machine per node; the database and SFTP servers are
+not pinned (with two nodes they take CPU from both). "Uploads" counts what the nodes' logs report in the last run
 (${x.files.toLocaleString("en-US")} means every file went out exactly once); "CPU" is the user +
 system time of the node processes of each run (the database server's is not included). PostgreSQL
 is a private test cluster on 127.0.0.1 with \`synchronous_commit=off\`.
@@ -167,8 +253,28 @@ is a private test cluster on 127.0.0.1 with \`synchronous_commit=off\`.
 ${rows.join("\n")}
 
 PostgreSQL / SQLite on one node: **${r(x.sharedRatio)}** (goal ≤ 1.5×). Two nodes / one node on
-PostgreSQL: **${r(x.twoNodesRatio)}** (goal < 1×).
+PostgreSQL, all sharing this machine's cores: **${r(x.twoNodesRatio)}** (measures the shared
+store's CPU, not a second machine). Two nodes each pinned to its own core / one node pinned to one
+core (one machine per node, the database server unpinned): **${
+    r(x.twoNodesPinnedRatio ?? null)
+  }** (goal < 1×); the same to the SFTP server on 127.0.0.1: **${
+    r(x.twoNodesSftpRatio ?? null)
+  }**.${baselineRatios(x.rows)}
 ${x.latency ? latencySection(x.latency) : ""}`;
+}
+
+/** The ratios of the baseline rows, when the run had them. */
+function baselineRatios(rows: readonly FleetRow[]): string {
+  const ms = (setup: Setup) => rows.find((r) => r.setup === setup && r.baseline)?.medianMs ?? null;
+  const [lite, pg, two] = [ms("sqlite"), ms("postgres"), ms("postgres-2-nodes")];
+  const [pinned, twoPinned] = [ms("postgres-pinned"), ms("postgres-2-nodes-pinned")];
+  const [sftp, twoSftp] = [ms("postgres-sftp"), ms("postgres-2-nodes-sftp")];
+  if (lite === null && pg === null) return "";
+  const r = (a: number | null, b: number | null) =>
+    a !== null && b ? `${(a / b).toFixed(2)}×` : "–";
+  return ` The baseline in the same rotation: ${r(pg, lite)}, ${r(two, pg)} and ${
+    r(twoPinned, pinned)
+  } (pinned) and ${r(twoSftp, sftp)} (SFTP).`;
 }
 
 /** The latency table of scenario f. */

@@ -163,10 +163,15 @@ export function goals(r: Results): Goal[] {
       measured: `${n(f.sharedRatio, 2)}× over ${int(f.files)} files${size}`,
       met: le(f.sharedRatio, 1.5),
     });
+    // The goal is about web nodes on machines of their own: measured with each node pinned to a
+    // core of its own (see scripts/bench/fleet.ts); the unpinned ratio is shown beside it.
+    const pinned = f.twoNodesPinnedRatio;
     out.push({
       goal: "Two nodes on one shared folder finish faster than one",
-      measured: `${n(f.twoNodesRatio, 2)}× the one-node time${size}`,
-      met: typeof f.twoNodesRatio === "number" && f.twoNodesRatio < 1,
+      measured: `${n(pinned ?? null, 2)}× the one-node time with a core per node; ${
+        n(f.twoNodesRatio, 2)
+      }× with both nodes sharing this machine's cores${size}`,
+      met: typeof pinned === "number" && pinned < 1,
     });
   }
   if (r.sampleChain) {

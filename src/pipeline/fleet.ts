@@ -11,8 +11,11 @@
  *   transaction; the publisher sends the outbox (at least once, idempotent);
  *   claims are mostly made ahead, in batches (`fleet_claimer.ts`);
  * - at most {@linkcode UNPUBLISHED_MAX} recorded uploads the shared store
- *   does not know yet, so a node killed leaves at most that many recorded
- *   files (and its running uploads) for another node to upload again;
+ *   does not know yet, and at most {@linkcode FREED_MAX} uploads done that
+ *   wait to be recorded without holding their upload slots, so a node killed
+ *   leaves at most that many files (and its running uploads) for another
+ *   node to upload again; the publisher sends what was recorded while its
+ *   last round trip was on its way in one batch;
  * - a failed upload releases the lease; a delete queues an unpublish;
  * - a lease lost while uploading (another node took the file over) makes
  *   the job record nothing and ask again (`fleet_lease.ts`);
@@ -45,7 +48,7 @@ import type {
   SharedRecord,
   SharedServerHealth,
 } from "../store/shared/types.ts";
-import type { IntentRow, Job, Store } from "../store/store.ts";
+import type { IntentRow, Job, Store, SyncedRow } from "../store/store.ts";
 import { VERSION } from "../version.ts";
 import type { PipelineContext } from "./context.ts";
 import { type BufferState, FleetBuffer } from "./fleet_buffer.ts";
@@ -63,7 +66,15 @@ import type { Fingerprint } from "./plan.ts";
  * published): what another node uploads again, besides the running uploads,
  * when this one is killed.
  */
-export const UNPUBLISHED_MAX = 8;
+export const UNPUBLISHED_MAX = 32;
+
+/**
+ * Uploads done that wait for {@linkcode Fleet.admitRecord} after giving
+ * their upload slots to the next jobs: uploads go on while a publish is on
+ * its way. They too are uploaded again by another node when this one is
+ * killed.
+ */
+export const FREED_MAX = 8;
 
 /**
  * A node silent this long no longer holds back the pruning of the change
@@ -253,6 +264,11 @@ export class Fleet {
     return this.#claims.ready(server, limit);
   }
 
+  /** Whether this node holds the lease on a job's file, claimed ahead for it and not yet used. */
+  holds(job: Job, server: string): boolean {
+    return this.#claims.holds(job, server);
+  }
+
   /**
    * After a job's upload, before it records: throws a `RequeueError` when
    * another node took the file over meanwhile (see `fleet_lease.ts`).
@@ -312,9 +328,15 @@ export class Fleet {
 
   /**
    * Queues what a job recorded for the shared store; call inside the
-   * transaction that records it locally.
+   * transaction that records it locally. `written`: the row the job wrote to
+   * `synced_files` in that transaction, when the caller has it (else it is read).
    */
-  recorded(job: Job, server: string, kind: "synced" | "deleted" | "skipped"): void {
+  recorded(
+    job: Job,
+    server: string,
+    kind: "synced" | "deleted" | "skipped",
+    written?: SyncedRow,
+  ): void {
     const key = keyOf(job, server);
     if (kind === "deleted") {
       // The local delete queued the removal (see `store/fleet_local.ts`).
@@ -322,7 +344,7 @@ export class Fleet {
       return;
     }
     if (kind !== "synced") return;
-    const row = this.#store.getSynced(job.input_file, server, job.dest);
+    const row = written ?? this.#store.getSynced(job.input_file, server, job.dest);
     if (!row) return;
     this.local.queuePublish({
       ...key,
@@ -354,23 +376,36 @@ export class Fleet {
   readonly #recording = new Set<number>();
   /** Jobs waiting for {@linkcode admitRecord}. */
   readonly #admitted: (() => void)[] = [];
+  /** Jobs waiting for {@linkcode admitRecord} that gave their slots back. */
+  #freed = 0;
 
   /**
    * Call before recording an upload: waits until this node holds fewer
    * than {@linkcode UNPUBLISHED_MAX} recorded uploads the shared store does
    * not know yet (being recorded, or waiting in the outbox), publishing the
-   * outbox meanwhile. A node killed at any moment thus leaves at most that
-   * many recorded uploads (besides the ones still running) for another node
-   * to upload again. Uploads go on meanwhile; only their records wait. When
-   * the shared store cannot be reached the record is not held back (the
-   * outbox keeps it).
+   * outbox meanwhile. A job that has to wait calls `release` first (its
+   * slots go to the next jobs) while fewer than {@linkcode FREED_MAX} others
+   * wait so. A node killed at any moment thus leaves at most that many
+   * uploads (besides the ones still running) for another node to upload
+   * again. When the shared store cannot be reached the record is not held
+   * back (the outbox keeps it).
    */
-  async admitRecord(job: Job): Promise<void> {
-    for (;;) {
-      const outbox = this.local.outboxSize();
-      if (outbox + this.#recording.size < UNPUBLISHED_MAX) break;
-      if (outbox === 0) await new Promise<void>((wake) => this.#admitted.push(wake));
-      else if (!(await this.#publisher.flush().then(() => true, () => false))) break;
+  async admitRecord(job: Job, release?: () => void): Promise<void> {
+    let freed = false;
+    try {
+      for (;;) {
+        const outbox = this.local.outboxSize();
+        if (outbox + this.#recording.size < UNPUBLISHED_MAX) break;
+        if (release && !freed && this.#freed < FREED_MAX) {
+          freed = true;
+          this.#freed++;
+          release();
+        }
+        if (outbox === 0) await new Promise<void>((wake) => this.#admitted.push(wake));
+        else if (!(await this.#publisher.flush().then(() => true, () => false))) break;
+      }
+    } finally {
+      if (freed) this.#freed--;
     }
     this.#recording.add(job.id);
   }

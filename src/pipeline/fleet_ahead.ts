@@ -273,6 +273,12 @@ export class ClaimAhead {
     return e;
   }
 
+  /** Whether the answer kept for `key` is this node's lease, still fit to serve its job. */
+  holds(key: SharedKey, now: number, leaseMs: number): boolean {
+    const e = this.#entries.get(keyId(key));
+    return e?.claim?.kind === "mine" && !aheadExpired(e, now, leaseMs);
+  }
+
   /** Removes `entry` if it is still the one kept for its key (its job was put off). */
   forget(entry: AheadEntry): void {
     const id = keyId(entry.key);

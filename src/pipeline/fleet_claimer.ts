@@ -130,6 +130,11 @@ export class FleetClaimer {
     return r;
   }
 
+  /** Whether this node holds the lease on a job's file, claimed ahead for it and not yet used. */
+  holds(job: Job, server: string): boolean {
+    return this.#ahead.holds(keyOf(job, server), Date.now(), this.#leaseMs);
+  }
+
   /** Called when answers claimed ahead came in (or failed): the scheduler picks again. */
   onAnswers: () => void = () => {};
 

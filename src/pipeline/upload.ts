@@ -38,6 +38,8 @@ export interface SyncResult {
   remotePath: string;
   /** Records the upload: the caller runs it in the transaction that completes the job. */
   record?: () => void;
+  /** The row `record` writes to `synced_files`, as written. */
+  row?: SyncedRow;
   /** Remote paths whose intents `record` drops. */
   dropped?: string[];
   /** Runs once recorded (the log line). */
@@ -204,6 +206,7 @@ export class Uploader {
         bytes: upload.size,
         remotePath,
         record,
+        row,
         dropped: [remotePath, ...extras],
         done,
       };

@@ -54,6 +54,8 @@ export class Worker {
   readonly #failures: Failures;
   readonly #intents: PickIntents;
   readonly #reads: PickReads;
+  /** Jobs whose upload started (it may have written to the remote path). */
+  readonly #uploading = new WeakSet<Job>();
 
   constructor(ctx: PipelineContext, deps: WorkerDeps) {
     this.#ctx = ctx;
@@ -67,17 +69,23 @@ export class Worker {
   /**
    * Called in the transaction that picks `jobs`: claims the intent of each
    * upload's plain name ({@linkcode PickIntents}), then does each job's store
-   * reads ({@linkcode PickReads}). Fleet jobs do neither.
+   * reads ({@linkcode PickReads}). A fleet job claims its intent only under
+   * the lease of its file, claimed ahead for it (an intent never comes
+   * before the lease), and does its reads when it runs (its claim may first
+   * record what another node published); its intent goes again when the job
+   * fails before its upload started (see {@linkcode Worker.runJob}), since
+   * another node may then write that path.
    */
   claim(s: ServerState, jobs: readonly Job[]): void {
-    if (this.#d.fleet) return;
+    const fleet = this.#d.fleet;
     const now = Date.now();
     const server = s.server.name;
     for (const job of jobs) {
+      if (fleet && !fleet.holds(job, server)) continue;
       const source = this.#ctx.config.sources.find((x) => x.name === job.source);
       if (!source) continue;
       this.#intents.claim(server, source, job, now);
-      this.#reads.atPick(server, job);
+      if (!fleet) this.#reads.atPick(server, job);
     }
   }
 
@@ -119,10 +127,13 @@ export class Worker {
       const ours = new Set(result.dropped);
       const unwritten = claimed !== undefined && !ours.has(claimed) ? claimed : undefined;
       if (unwritten) ours.add(unwritten);
-      // A fleet node bounds the uploads it has recorded and not yet published.
-      if (fleet && result.record) await fleet.admitRecord(job);
+      // A fleet node bounds the uploads it has recorded and not yet published; a job that
+      // waits for that gives its slots to the next one, unless leftovers still need them.
+      if (fleet && result.record) {
+        await fleet.admitRecord(job, leftovers.value ? undefined : release);
+      }
       const finish = () => {
-        fleet?.recorded(job, s.server.name, result.kind);
+        fleet?.recorded(job, s.server.name, result.kind, result.row);
         if (unwritten) store.dropIntent(s.server.name, unwritten);
         store.complete(job);
         if (result.bytes >= 0) {
@@ -187,6 +198,12 @@ export class Worker {
       try {
         // The database itself failed: not the file's fault; the job goes back once it can.
         if (isStoreError(err)) throw err;
+        const claimed = this.#intents.claimed(job);
+        if (fleet && claimed !== undefined && !this.#uploading.has(job)) {
+          // Nothing was written to the path this job claimed at its pick, and another node may
+          // write it before this job runs again: the intent must not make that copy a leftover.
+          store.dropIntent(s.server.name, claimed);
+        }
         this.#failures.record(s, job, err);
       } catch (e) {
         // The outcome cannot be recorded (disk full): the job goes back once it can.
@@ -331,6 +348,7 @@ export class Worker {
       });
       if (adopted) return adopted;
     }
+    this.#uploading.add(job);
     const uploaded = await this.#uploader.upload(s, transport, {
       source,
       job,

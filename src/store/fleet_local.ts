@@ -98,11 +98,11 @@ export class FleetLocal {
   }
 
   #queue(key: SharedKey, record: string | null): void {
-    // A new id: an entry being published right now is not mistaken for this one.
-    this.#store.q("DELETE FROM fleet_outbox WHERE input_file = ? AND server = ? AND dest = ?")
-      .run(key.input_file, key.server, key.dest);
-    this.#store.q("INSERT INTO fleet_outbox(input_file, server, dest, record) VALUES (?, ?, ?, ?)")
-      .run(key.input_file, key.server, key.dest, record);
+    // REPLACE deletes the key's older entry and inserts a row with a new id (AUTOINCREMENT never
+    // reuses one): an entry being published right now is not mistaken for this one.
+    this.#store.q(
+      "INSERT OR REPLACE INTO fleet_outbox(input_file, server, dest, record) VALUES (?, ?, ?, ?)",
+    ).run(key.input_file, key.server, key.dest, record);
   }
 
   /**
@@ -156,10 +156,9 @@ export class FleetLocal {
 
   /** Drops the entries sent (by id: an entry replaced meanwhile has a new id and stays). */
   published(entries: readonly OutboxEntry[]): void {
-    const drop = this.#store.q("DELETE FROM fleet_outbox WHERE id = ?");
-    this.#store.tx(() => {
-      for (const e of entries) drop.run(e.id);
-    });
+    // One statement (hence atomic) for the whole batch.
+    this.#store.q("DELETE FROM fleet_outbox WHERE id IN (SELECT value FROM json_each(?))")
+      .run(JSON.stringify(entries.map((e) => e.id)));
   }
 
   /** Applies the change feed to the mirror and moves the cursor, in one transaction. */

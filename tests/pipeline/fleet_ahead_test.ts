@@ -140,6 +140,13 @@ Deno.test("ClaimAhead plans the next jobs once, hands out answers in order, and 
   assertEquals(r.ids, [2, 5, 6], "busy ones are not handed out");
   assertEquals(r.wait, true, "the second batch is still in flight");
   assertEquals(ahead.ready("cdn", 1, NOW, LEASE).ids, [7], "handed out once");
+  // A job may write its intent at its pick only under a lease it holds (see Worker.claim).
+  const key = (id: number) => q.file(q.jobs[id - 1]!).key;
+  assertEquals(ahead.holds(key(2), NOW, LEASE), true, "mine");
+  assertEquals(ahead.holds(key(4), NOW, LEASE), false, "busy");
+  assertEquals(ahead.holds(key(5), NOW, LEASE), false, "done");
+  assertEquals(ahead.holds(key(2), NOW + LEASE / 2 + 1, LEASE), false, "less than half left");
+  assertEquals(ahead.holds(key(b2.entries[0]!.job.id), NOW, LEASE), false, "in flight");
   // The MD5 serves only the same file (same stat).
   assertEquals(ahead.md5For(q.file(q.jobs[1]!).key, q.file(q.jobs[1]!).stat), "m");
   assertEquals(

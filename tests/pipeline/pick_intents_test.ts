@@ -60,3 +60,30 @@ Deno.test("pick intents: plain uploads and deletes leave no intent", async () =>
     ws.cleanup();
   }
 });
+
+Deno.test("pick intents: two fleet nodes on one folder leave no intent and nothing removed", async () => {
+  const ws = workspace("fc-pick-intents-");
+  try {
+    for (let i = 0; i < 200; i++) write(path.join(ws.src, `d${i % 5}`, `f${i}.txt`), `x${i}`);
+    const store = `sqlite:${path.join(ws.root, "shared.db")}`;
+    // Both nodes pick files whose leases they claimed ahead (their intents written at the pick)
+    // and files the other node holds or has uploaded (put off, then recorded from its record).
+    const nodes = ["n1", "n2"].map((node) => {
+      const data = path.join(ws.root, `data-${node}`);
+      const config = path.join(ws.root, `config-${node}.xml`);
+      localConfig({ ...ws, data, config }, { settings: { store, node } });
+      return { data, config };
+    });
+    const runs = await Promise.all(
+      nodes.map((n) => cli(["sync", "--once", "--config", n.config])),
+    );
+    for (const r of runs) {
+      assertEquals(r.code, 0, r.stderr);
+      assert(!/removed leftover|deleted /.test(r.stderr), r.stderr);
+    }
+    assertEquals(files(ws.dst), files(ws.src));
+    for (const n of nodes) assertEquals(intents(n.data), []);
+  } finally {
+    ws.cleanup();
+  }
+});

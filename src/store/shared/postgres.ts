@@ -68,6 +68,10 @@ export interface PostgresSharedOptions {
 
 const RECORD_COLUMNS = RECORD_COLUMNS_SQL;
 
+// Named statements: each connection parses (and may plan) them once, not at every batch.
+const CLAIM_QUERY = { name: "fc_claim", text: CLAIM_SQL };
+const PUBLISH_QUERY = { name: "fc_publish", text: PUBLISH_SQL };
+
 type Client = pg.PoolClient;
 
 /** The shared store on PostgreSQL. */
@@ -220,7 +224,7 @@ export class PostgresSharedStore implements SharedStore {
     const hashes = distinct.map((i) => i.hash);
     // One statement, hence one round trip and its own transaction (see the module doc).
     const rows = await this.#with("claim in", async (c) => {
-      const r = await c.query(CLAIM_SQL, [
+      const r = await c.query(CLAIM_QUERY, [
         hashes,
         distinct.map((i) => i.key.input_file),
         distinct.map((i) => i.key.server),
@@ -352,7 +356,7 @@ export class PostgresSharedStore implements SharedStore {
     const col = <K extends keyof SharedRecord>(k: K) => distinct.map((d) => d.record[k]);
     // One statement, hence one round trip and its own transaction (see the module doc).
     return this.#with("publish to", async (c) => {
-      await c.query(PUBLISH_SQL, [
+      await c.query(PUBLISH_QUERY, [
         distinct.map((d) => d.hash),
         col("input_file"),
         col("server"),
