@@ -172,6 +172,36 @@ export class Queue extends SyncedRecords {
     });
   }
 
+  /**
+   * Whether an upload of `inputFile` to `server` (any server when not given)
+   * is queued or running and has not been put back (no error or wait since
+   * it was queued): it is on its way to a URL. A job that waits itself (a
+   * stylesheet waiting for its own references) or retries after an error
+   * does not count, so waits on it stay bounded by the waiter's deadline.
+   */
+  uploadUnderway(inputFile: string, server?: string): boolean {
+    return this.q(
+      `SELECT 1 FROM queue WHERE input_file = ? AND (? IS NULL OR server = ?)
+         AND event != ${DELETED} AND state = 'queued' AND last_error IS NULL LIMIT 1`,
+    ).get(inputFile, server ?? null, server ?? null) !== undefined;
+  }
+
+  /**
+   * Whether waking `dependent` (on `server`, `dest`) because one of its
+   * references got its first URL would be early: another of its references
+   * still has no URL there and is on its way ({@linkcode uploadUnderway}),
+   * and that one's record wakes it.
+   */
+  waitsFurther(dependent: string, server: string, dest: string): boolean {
+    return this.q(
+      `SELECT 1 FROM deps d WHERE d.dependent = ? AND d.server = ? AND d.dest = ?
+         AND NOT EXISTS (SELECT 1 FROM synced_files s WHERE s.input_file = d.ref AND s.server = d.server)
+         AND EXISTS (SELECT 1 FROM queue q WHERE q.input_file = d.ref AND q.server = d.server
+           AND q.event != ${DELETED} AND q.state = 'queued' AND q.last_error IS NULL)
+       LIMIT 1`,
+    ).get(dependent, server, dest) !== undefined;
+  }
+
   hasPendingUpload(inputFile: string): boolean {
     return this.q(
       `SELECT 1 FROM queue WHERE input_file = ? AND event != ${DELETED} LIMIT 1`,
