@@ -248,7 +248,13 @@ export class Uploader {
         lookupUrl: (input) => store.urlFor(input, perServer ? serverName : undefined),
         willSync: (input) =>
           this.#router.willSync(source, input, perServer ? serverName : undefined),
-        isPending: (input) => store.uploadUnderway(input, perServer ? serverName : undefined),
+        // The stylesheet itself is `seen`: a wait that comes back to it is a cycle.
+        isPending: (input) =>
+          store.uploadUnderway(
+            input,
+            perServer ? serverName : undefined,
+            new Set([job.input_file]),
+          ),
       });
       return { ...out, extras: out.extras ?? [] } as Output;
     } catch (e) {

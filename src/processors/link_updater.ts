@@ -33,11 +33,12 @@
  * is re-queued ({@linkcode RequeueError}), so it is never published with
  * a URL it could have had:
  * - when every such file is on its way (`ctx.isPending`: queued or being
- *   synced to this server), the stylesheet waits for them, however long
- *   that takes (a large initial sync, many chains at once): the pipeline
- *   runs it again when one of them is synced (`waitsFor`);
- * - otherwise (not queued yet, retrying after an error, itself waiting)
- *   it polls, and after `maxWait` seconds of such waiting (default 60,
+ *   synced to this server, or an imported stylesheet waiting for files on
+ *   their way), the stylesheet waits for them, however long that takes (a
+ *   large initial sync, many chains at once): the pipeline runs it again
+ *   when the last of them is synced (`waitsFor`);
+ * - otherwise (not queued yet, retrying after an error, stylesheets that
+ *   import each other) it polls, and after `maxWait` seconds of such waiting (default 60,
  *   below the pipeline's 50 re-queues) it is published with those URLs
  *   unchanged and a warning, so one file that will never be synced cannot
  *   hold the stylesheet back forever. `maxWait="0"` publishes at once.

@@ -164,7 +164,7 @@ export interface PipelineStore {
   activeCount(): number;
   /** Whether `inputFile` has queued work other than a delete. */
   hasPendingUpload(inputFile: string): boolean;
-  uploadUnderway(inputFile: string, server?: string): boolean;
+  uploadUnderway(inputFile: string, server?: string, seen?: Set<string>): boolean;
   waitsFurther(dependent: string, server: string, dest: string): boolean;
   findMoveSource(server: string, dest: string, ino: number, size: number): SyncedRow | undefined;
   // synced files
