@@ -43,19 +43,27 @@ export class ClassifiedError extends Error {
  * Thrown by a processor that cannot run yet (for example a stylesheet whose
  * images are not synced yet). The file goes back to the queue without
  * counting as a failure.
+ *
+ * With `waitsFor`, the file waits for those source files to be synced to
+ * the same server: the pipeline runs it again as soon as one of them is
+ * recorded there, and after `delayMs` at the latest.
  */
 export class RequeueError extends Error {
   /** How long to wait before trying again, in milliseconds. */
   readonly delayMs: number;
+  /** Source files whose sync ends the wait (absolute paths). */
+  readonly waitsFor: readonly string[];
 
   /**
    * @param message Why the file has to wait.
    * @param delayMs How long to wait before trying again.
+   * @param waitsFor Source files whose sync ends the wait.
    */
-  constructor(message: string, delayMs = 2000) {
+  constructor(message: string, delayMs = 2000, waitsFor: readonly string[] = []) {
     super(message);
     this.name = "RequeueError";
     this.delayMs = delayMs;
+    this.waitsFor = waitsFor;
   }
 }
 

@@ -55,7 +55,7 @@ export const SETTINGS_SPEC: readonly OptionSpec[] = [
     name: "maxSimultaneousProcessorChains",
     type: "integer",
     min: 1,
-    default: "2",
+    default: "4",
     help: "Processor chains running at once",
   },
   {

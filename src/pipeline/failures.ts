@@ -1,7 +1,8 @@
 /**
  * What a failed job leads to, by the retry policy: it waits in the queue
  * (the fleet's shared store does not answer, or the job must wait: given up
- * after 50 waits), goes back unchanged (the run stops), waits for the end of
+ * after 50 waits; a job waiting for other files to be synced waits for
+ * their records instead, see below), goes back unchanged (the run stops), waits for the end of
  * its server's pause (a server-wide error while a daemon runs: transfers
  * running in parallel fail together and back off once), or is retried later
  * with a growing delay until it is marked as failed.
@@ -11,6 +12,13 @@
  * run's failed count); a file the server refused marks the server for a
  * probe (`s.refused`, see `Worker.probeRefused`). A refused login fails the
  * file at once and is logged at most once a minute per server.
+ *
+ * A job that waits for other files (`RequeueError.waitsFor`) records them as
+ * its references, so the record of any of them on this server queues it
+ * again at once (see the dependents in `Uploader.upload`); until then it
+ * sleeps for the error's delay, not counted as one of the 50 waits. A file
+ * recorded between the processor's look and this record is seen here, in
+ * the same synchronous step, so no wake-up is lost.
  *
  * @module
  */
@@ -52,6 +60,14 @@ export class Failures {
       // Not the file's fault: it waits in the local queue until the shared store answers.
       store.requeue(job, err.retryAt, err.message, false);
       s.log.debug(`"${job.input_file}" waits for the shared store: ${err.message}`);
+      return;
+    }
+    if (err instanceof RequeueError && err.waitsFor.length > 0) {
+      const server = s.server.name;
+      store.addDeps(job.input_file, server, job.dest, err.waitsFor);
+      const arrived = err.waitsFor.some((f) => store.urlFor(f, server) !== undefined);
+      store.requeue(job, arrived ? now : now + err.delayMs, err.message, false);
+      s.log.debug(`"${job.input_file}" waits: ${err.message}`);
       return;
     }
     // A file that changed while it was read is planned again from a fresh stat: wrapped by a

@@ -177,7 +177,13 @@ export class Uploader {
         // Replaced versions stay for keepReplaced seconds: cached pages still refer to them.
         store.retire(server.name, stale, Date.now() + keep, job.input_file);
         if (out.references) store.setDeps(job.input_file, server.name, job.dest, out.references);
-        const dependents = !synced || synced.url !== url
+        // A new URL re-runs every dependent; a first URL only those it was the last wait of
+        // (a stylesheet waiting for many images runs once they are all there).
+        const dependents = !synced
+          ? store.dependents(job.input_file, server.name).filter((d) =>
+            !store.waitsFurther(d.dependent, server.name, d.dest)
+          )
+          : synced.url !== url
           ? store.dependents(job.input_file, server.name)
           : [];
         if (dependents.length > 0) {
@@ -245,6 +251,13 @@ export class Uploader {
         lookupUrl: (input) => store.urlFor(input, perServer ? serverName : undefined),
         willSync: (input) =>
           this.#router.willSync(source, input, perServer ? serverName : undefined),
+        // The stylesheet itself is `seen`: a wait that comes back to it is a cycle.
+        isPending: (input) =>
+          store.uploadUnderway(
+            input,
+            perServer ? serverName : undefined,
+            new Set([job.input_file]),
+          ),
       });
       return { ...out, extras: out.extras ?? [] } as Output;
     } catch (e) {

@@ -55,6 +55,8 @@ export interface ChainInput {
   lookupUrl(inputFile: string): string | undefined;
   /** See {@linkcode ProcessContext.willSync}. */
   willSync?(inputFile: string): boolean;
+  /** See {@linkcode ProcessContext.isPending}. */
+  isPending?(inputFile: string): boolean;
   /**
    * Directory for the cache of pure processor results (minifiers, image
    * optimisers), kept across runs. Default: the one given to
@@ -197,6 +199,7 @@ export async function runChain(input: ChainInput): Promise<ChainOutput> {
           log,
           lookupUrl: input.lookupUrl,
           ...(input.willSync ? { willSync: input.willSync } : {}),
+          ...(input.isPending ? { isPending: input.isPending } : {}),
           ...(cache ? { cache } : {}),
         },
       );

@@ -30,11 +30,21 @@
  * on this server. A referenced file that no rule sends to this server
  * (`ctx.willSync`) keeps its URL, with one warning per stylesheet naming
  * such files. When a referenced file is not synced yet, the stylesheet
- * is re-queued ({@linkcode RequeueError}); after `maxWait` seconds of
- * waiting (default 60, below the pipeline's 50 re-queues) it is published with those URLs unchanged and a
- * warning, so one file that will never be synced (outside every rule)
- * cannot hold the stylesheet back forever. URLs of files that do not
- * exist are left unchanged (logged at debug level).
+ * is re-queued ({@linkcode RequeueError}), so it is never published with
+ * a URL it could have had:
+ * - when every such file is on its way (`ctx.isPending`: queued or being
+ *   synced to this server, or an imported stylesheet waiting for files on
+ *   their way), the stylesheet waits for them, however long that takes (a
+ *   large initial sync, many chains at once): the pipeline runs it again
+ *   when the last of them is synced (`waitsFor`);
+ * - otherwise (not queued yet, retrying after an error, stylesheets that
+ *   import each other) it polls, and after `maxWait` seconds of such waiting (default 60,
+ *   below the pipeline's 50 re-queues) it is published with those URLs
+ *   unchanged and a warning, so one file that will never be synced cannot
+ *   hold the stylesheet back forever. `maxWait="0"` publishes at once.
+ *
+ * URLs of files that do not exist are left unchanged (logged at debug
+ * level).
  *
  * The result lists every referenced source path in `references` (files
  * that exist, resolved; and files that do not exist yet), so the pipeline
@@ -122,7 +132,14 @@ function realFile(p: string): string | undefined {
   }
 }
 
-/** First time each stylesheet (per server) had to wait for references. */
+/**
+ * Longest wait for referenced files that are on their way: the pipeline
+ * normally runs the stylesheet again as soon as one of them is synced; this
+ * only bounds a wait whose end was missed (a referenced file's sync failed).
+ */
+const UNDERWAY_WAIT_MS = 30_000;
+
+/** Since when each stylesheet (per server) waits for references that are not on their way. */
 const waitingSince = new Map<string, number>();
 
 /** Per stylesheet (and server): the referenced files last reported as matching no rule. */
@@ -199,13 +216,24 @@ async function updateUrls(file: ProcessFile, ctx: ProcessContext) {
   const key = `${file.originalPath}\0${ctx.server ?? ""}`;
   warnNoRule(key, noRule, file, ctx);
   if (unsynced.length > 0) {
-    const maxWaitMs = Number(ctx.options.maxWait ?? "600") * 1000;
-    const now = Date.now();
-    const since = waitingSince.get(key) ?? now;
-    waitingSince.set(key, since);
+    const maxWaitMs = Number(ctx.options.maxWait ?? "60") * 1000;
     const list = [...new Set(unsynced)];
     const names = list.slice(0, 5).map((p) => JSON.stringify(p)).join(", ") +
       (list.length > 5 ? ` and ${list.length - 5} more` : "");
+    if (maxWaitMs > 0 && ctx.isPending && list.every((p) => ctx.isPending!(p))) {
+      // Every one is on its way: wait for them, without a deadline.
+      waitingSince.delete(key);
+      throw new RequeueError(
+        `${label(file)} waits for ${list.length} referenced file(s) being synced${
+          ctx.server ? ` to "${ctx.server}"` : ""
+        }: ${names}`,
+        UNDERWAY_WAIT_MS,
+        list,
+      );
+    }
+    const now = Date.now();
+    const since = waitingSince.get(key) ?? now;
+    waitingSince.set(key, since);
     if (now - since < maxWaitMs) {
       throw new RequeueError(
         `${label(file)} waits for ${list.length} referenced file(s) to be synced${
@@ -238,7 +266,7 @@ export const cssUrlUpdater: ProcessorDef = {
     {
       name: "maxWait",
       help:
-        "Seconds a stylesheet waits for referenced files to be synced before it is published with their URLs unchanged.",
+        "Seconds a stylesheet waits for referenced files that are not queued or being synced before it is published with their URLs unchanged (files on their way are always waited for; 0: never wait)",
       type: "integer",
       min: 0,
       default: "60",

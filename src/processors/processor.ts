@@ -98,6 +98,12 @@ export interface ProcessContext {
    */
   willSync?(inputFile: string): boolean;
   /**
+   * Whether that source file is queued or being synced to `server` (to any
+   * server when the chain is not per server): it will get a URL unless its
+   * sync fails. Absent: unknown (assume it is not).
+   */
+  isPending?(inputFile: string): boolean;
+  /**
    * Cache of results by content, when the chain runs with one. Only for
    * processors whose output depends on nothing but the content, the name's
    * extension, their options and their engine.

@@ -172,6 +172,48 @@ export class Queue extends SyncedRecords {
     });
   }
 
+  /**
+   * Whether an upload of `inputFile` to `server` (any server when not given)
+   * is on its way to a URL: queued or running and not put back since it was
+   * queued, or (on a given server) put back only to wait for files that are
+   * all on their way themselves (a stylesheet importing another that waits
+   * for its images). A job retrying after an error does not count, nor does
+   * a wait that comes back to a file of `seen` (the asker: files waiting for
+   * each other in a cycle), so waits on them stay bounded by the waiter's
+   * deadline.
+   */
+  uploadUnderway(inputFile: string, server?: string, seen: Set<string> = new Set()): boolean {
+    const row = this.q(
+      `SELECT last_error FROM queue WHERE input_file = ? AND (? IS NULL OR server = ?)
+         AND event != ${DELETED} AND state = 'queued' ORDER BY last_error IS NOT NULL LIMIT 1`,
+    ).get(inputFile, server ?? null, server ?? null) as { last_error: string | null } | undefined;
+    if (!row) return false;
+    if (row.last_error === null) return true;
+    if (server === undefined || seen.has(inputFile)) return false;
+    seen.add(inputFile);
+    const waits = this.q(
+      `SELECT DISTINCT d.ref FROM deps d WHERE d.dependent = ? AND d.server = ?
+         AND NOT EXISTS (SELECT 1 FROM synced_files s WHERE s.input_file = d.ref AND s.server = d.server)`,
+    ).all(inputFile, server) as { ref: string }[];
+    return waits.length > 0 && waits.every((w) => this.uploadUnderway(w.ref, server, seen));
+  }
+
+  /**
+   * Whether waking `dependent` (on `server`, `dest`) because one of its
+   * references got its first URL would be early: another of its references
+   * still has no URL there and is on its way ({@linkcode uploadUnderway}),
+   * and that one's record wakes it.
+   */
+  waitsFurther(dependent: string, server: string, dest: string): boolean {
+    return this.q(
+      `SELECT 1 FROM deps d WHERE d.dependent = ? AND d.server = ? AND d.dest = ?
+         AND NOT EXISTS (SELECT 1 FROM synced_files s WHERE s.input_file = d.ref AND s.server = d.server)
+         AND EXISTS (SELECT 1 FROM queue q WHERE q.input_file = d.ref AND q.server = d.server
+           AND q.event != ${DELETED} AND q.state = 'queued' AND q.last_error IS NULL)
+       LIMIT 1`,
+    ).get(dependent, server, dest) !== undefined;
+  }
+
   hasPendingUpload(inputFile: string): boolean {
     return this.q(
       `SELECT 1 FROM queue WHERE input_file = ? AND event != ${DELETED} LIMIT 1`,

@@ -233,6 +233,16 @@ export class SyncedRecords extends SourceState {
     for (const r of refs) ins.run(dependent, server, dest, r);
   }
 
+  /** Adds references of `dependent` (a wait for them), keeping those recorded before. */
+  addDeps(dependent: string, server: string, dest: string, refs: readonly string[]): void {
+    if (refs.length === 0) return;
+    this.#anyDeps = true;
+    const ins = this.q(
+      "INSERT OR IGNORE INTO deps(dependent, server, dest, ref) VALUES (?, ?, ?, ?)",
+    );
+    for (const r of refs) ins.run(dependent, server, dest, r);
+  }
+
   dependents(ref: string, server: string): { dependent: string; dest: string }[] {
     this.#anyDeps ??= this.q("SELECT 1 FROM deps LIMIT 1").get() !== undefined;
     if (!this.#anyDeps) return [];

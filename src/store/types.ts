@@ -164,6 +164,8 @@ export interface PipelineStore {
   activeCount(): number;
   /** Whether `inputFile` has queued work other than a delete. */
   hasPendingUpload(inputFile: string): boolean;
+  uploadUnderway(inputFile: string, server?: string, seen?: Set<string>): boolean;
+  waitsFurther(dependent: string, server: string, dest: string): boolean;
   findMoveSource(server: string, dest: string, ino: number, size: number): SyncedRow | undefined;
   // synced files
   getSynced(inputFile: string, server: string, dest: string): SyncedRow | undefined;
@@ -219,6 +221,7 @@ export interface PipelineStore {
   intents(server: string): IntentRow[];
   // dependencies
   setDeps(dependent: string, server: string, dest: string, refs: readonly string[]): void;
+  addDeps(dependent: string, server: string, dest: string, refs: readonly string[]): void;
   dependents(ref: string, server: string): { dependent: string; dest: string }[];
   // source deletions, guard
   scheduleSourceDeletion(path: string, at: number): void;
