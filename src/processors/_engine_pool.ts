@@ -42,7 +42,9 @@
  *
  * From source, workers run `_engine_worker.ts`; a single-file bundle
  * registers the worker's own bundled source with
- * {@linkcode registerEmbeddedWorker} and workers start from a blob URL.
+ * {@linkcode registerEmbeddedWorker} and workers start from it as a `data:`
+ * URL (see `util/module_url.ts`: a compiled executable cannot start a worker
+ * from a `blob:` URL).
  *
  * @module
  */
@@ -57,6 +59,7 @@ import {
   type EngineTask,
 } from "./_engine_protocol.ts";
 import { wasmBytes } from "./_wasm.ts";
+import { moduleDataUrl } from "../util/module_url.ts";
 import { releaseFreedMemory } from "../util/release_memory.ts";
 
 const MiB = 1024 * 1024;
@@ -134,20 +137,18 @@ let embeddedWorker: (() => string) | undefined;
 
 /**
  * Registers the engine worker's bundled source (single-file bundles):
- * workers then start from a blob URL instead of `_engine_worker.ts`.
+ * workers then start from it (a `data:` URL) instead of `_engine_worker.ts`.
  */
 export function registerEmbeddedWorker(source: () => string): void {
   embeddedWorker = source;
 }
 
-let blobUrl: string | undefined;
+let embeddedUrl: string | undefined;
 
 function defaultWorkerUrl(): string | URL {
   if (embeddedWorker) {
-    blobUrl ??= URL.createObjectURL(
-      new Blob([embeddedWorker()], { type: "application/javascript" }),
-    );
-    return blobUrl;
+    embeddedUrl ??= moduleDataUrl(embeddedWorker());
+    return embeddedUrl;
   }
   return new URL("./_engine_worker.ts", import.meta.url);
 }

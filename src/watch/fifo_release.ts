@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { moduleDataUrl } from "../util/module_url.ts";
 
 /**
  * Code of the releaser thread: the main thread may be blocked (closing a
@@ -63,8 +64,7 @@ self.onmessage = (m) => {
  */
 export async function startFifoReleaser(roots: readonly string[]): Promise<{ stop(): void }> {
   if (Deno.build.os !== "linux") return { stop() {} };
-  const url = URL.createObjectURL(new Blob([RELEASER], { type: "application/javascript" }));
-  const worker = new Worker(url, { type: "module" });
+  const worker = new Worker(moduleDataUrl(RELEASER), { type: "module" });
   // Running before the main thread may block (at most 2 s: a slow start must not hold the stop).
   let timer = 0;
   await Promise.race([
@@ -80,7 +80,6 @@ export async function startFifoReleaser(roots: readonly string[]): Promise<{ sto
   return {
     stop() {
       worker.terminate();
-      URL.revokeObjectURL(url);
     },
   };
 }
