@@ -58,7 +58,7 @@ const LOCAL_ONLY = new Set(["4", "p", "d", "f"]);
  * above; `--render` puts them into a report without running again.
  */
 const NOTES: string[] = [
-  "**Initial sync to a local folder (missed: about 1.3× rclone's CPU, 2× its wall time).** fileconveyor does the " +
+  "**Initial sync to a local folder (missed: 1.3–1.6× rclone's CPU, 2–2.9× its wall time).** fileconveyor does the " +
   "per-file work on one JavaScript thread: stat, read + MD5, write, rename, and about ten SQLite " +
   "statements (pick, upload intent, record, completion, transfer log). The picks and records of about " +
   "64 small local copies share one commit, and a job's reads are done in its pick's transaction, so " +
@@ -75,7 +75,7 @@ const NOTES: string[] = [
   "so the round trips of 128 files overlap and the packets of a tick leave in one socket write. On " +
   "this loaded machine a file's 3 round trips take ~160 ms, so speed follows the files in flight. " +
   "What remains per file is ssh2's per-packet encryption and SQLite on the one JavaScript thread.",
-  "**S3 against the ceiling (65–90 % across runs on this shared machine).** Swift's single proxy " +
+  "**S3 against the ceiling (65–111 % across runs on this shared machine).** Swift's single proxy " +
   "process is the limit. Small objects (up to 1 MiB: PUT, HEAD, DELETE, copy) go through a lean " +
   "path (a small HTTP/1.1 client on pooled keep-alive connections, request head and body in one " +
   "write; SigV4 signed in the project, Content-MD5 sent and the ETag checked; `fetch` when a " +
