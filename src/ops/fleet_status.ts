@@ -11,7 +11,7 @@ import type { Config } from "../config/types.ts";
 import { errorMessage } from "../errors.ts";
 import { redact } from "../log.ts";
 import type { FleetRuntime } from "../pipeline/fleet.ts";
-import { nodeName } from "../pipeline/fleet.ts";
+import { nodeName } from "../pipeline/fleet_keys.ts";
 import { openSharedStore } from "../store/shared/open.ts";
 import type { SharedStore } from "../store/shared/types.ts";
 import type { Store } from "../store/store.ts";

@@ -41,13 +41,7 @@ import { parseStoreUrl } from "../config/store_url.ts";
 import { errorMessage } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { FleetLocal } from "../store/fleet_local.ts";
-import type {
-  Claim,
-  NodeRow,
-  SharedKey,
-  SharedRecord,
-  SharedServerHealth,
-} from "../store/shared/types.ts";
+import type { Claim, NodeRow, SharedRecord, SharedServerHealth } from "../store/shared/types.ts";
 import type { IntentRow, Job, Store, SyncedRow } from "../store/store.ts";
 import { VERSION } from "../version.ts";
 import type { PipelineContext } from "./context.ts";
@@ -57,6 +51,7 @@ import { FleetHealth } from "./fleet_health.ts";
 import { FleetClaimer } from "./fleet_claimer.ts";
 import { FleetLeases } from "./fleet_lease.ts";
 import { FleetLink } from "./fleet_link.ts";
+import { fingerprint, keyOf, nodeName } from "./fleet_keys.ts";
 export { FleetUnavailable, isDroppedDbConnection } from "./fleet_link.ts";
 import { FleetPublisher } from "./fleet_publish.ts";
 import type { Fingerprint } from "./plan.ts";
@@ -85,16 +80,6 @@ export const FEED_RETENTION_MS = 7 * 24 * 3600_000;
 /** How often each node prunes the change feed. */
 const PRUNE_EVERY_MS = 60_000;
 
-/** The fingerprint of a file's content that nodes compare: `size:mtime_ms:md5`. */
-export function fingerprint(size: number, mtimeMs: number, md5: string): string {
-  return `${size}:${Math.trunc(mtimeMs)}:${md5}`;
-}
-
-/** The key of a job in the shared store. */
-export function keyOf(job: Job, server: string): SharedKey {
-  return { input_file: job.input_file, server, dest: job.dest };
-}
-
 /** What `status` shows of the link (written to the local runtime state). */
 export interface FleetRuntime {
   node: string;
@@ -116,11 +101,6 @@ export interface FleetView {
   at: number;
   nodes: NodeRow[];
   servers: SharedServerHealth[];
-}
-
-/** The node's name: the setting, or the host name. */
-export function nodeName(setting: string | undefined): string {
-  return setting ?? Deno.hostname();
 }
 
 /** The link of one daemon to its fleet. */

@@ -6,7 +6,8 @@
  */
 import { RequeueError } from "../errors.ts";
 import type { Job } from "../store/store.ts";
-import { fingerprint, type Fleet } from "./fleet.ts";
+import type { Fleet } from "./fleet.ts";
+import { fingerprint } from "./fleet_keys.ts";
 import { busyWait } from "./fleet_ahead.ts";
 import type { PlanInput } from "./plan.ts";
 import { md5Of, type SyncResult } from "./upload.ts";

@@ -27,7 +27,7 @@ import type { Job, Store } from "../store/store.ts";
 import { readRegularSync } from "../util/regular_file.ts";
 import type { PipelineContext } from "./context.ts";
 import type { FleetLeases } from "./fleet_lease.ts";
-import { fingerprint, keyOf } from "./fleet.ts";
+import { fingerprint, keyOf } from "./fleet_keys.ts";
 import {
   AHEAD_LOW,
   type AheadBatch,

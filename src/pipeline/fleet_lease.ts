@@ -30,7 +30,7 @@ import type { Claim, SharedKey, SharedStore } from "../store/shared/types.ts";
 
 /**
  * The fingerprint a claim asks with to upload `fp`'s content again: no
- * record's fingerprint (`size:mtime:md5`, see `fingerprint()` in `fleet.ts`)
+ * record's fingerprint (`size:mtime:md5`, see `fingerprint()` in `fleet_keys.ts`)
  * has a fourth part. Plain text: PostgreSQL's `text` refuses a NUL byte, and
  * a marker holding one made every such claim fail on PostgreSQL.
  */

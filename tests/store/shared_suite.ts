@@ -6,7 +6,7 @@
  * @module
  */
 import { StoreUnavailable } from "../../src/errors.ts";
-import { fingerprint } from "../../src/pipeline/fleet.ts";
+import { fingerprint } from "../../src/pipeline/fleet_keys.ts";
 import { askAgain } from "../../src/pipeline/fleet_lease.ts";
 import type { SharedKey, SharedRecord, SharedStore } from "../../src/store/shared/types.ts";
 import { assert, assertEquals } from "../_assert.ts";
