@@ -32,6 +32,9 @@ export const AHEAD_BATCH = 64;
 /** Fewer answers than this left for a server: claim the next batch. */
 export const AHEAD_LOW = 24;
 
+/** Queued jobs read beyond those still wanted, for the ones a look skips (deletes, big files). */
+const PEEK_SPARE = 16;
+
 /** A "busy" answer older than this is asked again: its holder may have published by now. */
 export const BUSY_FRESH_MS = 150;
 
@@ -203,7 +206,8 @@ export class ClaimAhead {
     let wrapped = after === 0;
     // A few pages at most: jobs that are skipped (deletes, big files, answered) cost a look.
     for (let page = 0; page < 4 && planned.length < AHEAD_BATCH; page++) {
-      const jobs = this.#deps.peek(server, AHEAD_BATCH * 2, after);
+      // What is still wanted and a few more: each row read costs (the next look reads the rest).
+      const jobs = this.#deps.peek(server, AHEAD_BATCH - planned.length + PEEK_SPARE, after);
       if (jobs.length === 0) {
         if (wrapped) break;
         // At the end of the queue: what was jumped over or put off comes next.

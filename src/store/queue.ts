@@ -92,10 +92,11 @@ export class Queue extends SyncedRecords {
    * them: a look ahead, e.g. to claim their files in a fleet before they run.
    */
   peek(server: string, limit: number, now: number, afterId = 0): Job[] {
-    // By rowid from the cursor (`+server`: not by the pick index, which would sort every match).
+    // By rowid from the cursor: the `+` keep SQLite off the pick and ready indexes, which would
+    // read and sort every ready job (it picks them when the tables were never analyzed).
     return this.q(
-      `SELECT * FROM queue WHERE id > ? AND +server = ? AND state = 'queued' AND running = 0
-         AND ready_at <= ? ORDER BY id LIMIT ?`,
+      `SELECT * FROM queue WHERE id > ? AND +server = ? AND +state = 'queued' AND running = 0
+         AND +ready_at <= ? ORDER BY id LIMIT ?`,
     ).all(afterId, server, now, limit) as unknown as Job[];
   }
 
