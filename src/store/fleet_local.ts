@@ -29,6 +29,7 @@
  */
 import { recordValues } from "./shared/_keys.ts";
 import type { RecordChange, SharedKey, SharedRecord } from "./shared/types.ts";
+import type { DatabaseSync } from "node:sqlite";
 import type { Store } from "./store.ts";
 
 const SCHEMA = `
@@ -65,8 +66,25 @@ const UNPUBLISH_TRIGGER = `
   END;
 `;
 
+/**
+ * Temporary triggers (this connection only) that mark the outbox touched, so
+ * {@linkcode FleetLocal.outboxSize} counts again only after a write: every
+ * write to the outbox, by any statement or trigger, inserts or deletes.
+ */
+const OUTBOX_TOUCHED_TRIGGERS = `
+  CREATE TEMP TRIGGER IF NOT EXISTS fleet_outbox_inserted AFTER INSERT ON main.fleet_outbox
+  BEGIN SELECT fleet_outbox_touched(); END;
+  CREATE TEMP TRIGGER IF NOT EXISTS fleet_outbox_deleted AFTER DELETE ON main.fleet_outbox
+  BEGIN SELECT fleet_outbox_touched(); END;
+  CREATE TEMP TRIGGER IF NOT EXISTS fleet_outbox_updated AFTER UPDATE ON main.fleet_outbox
+  BEGIN SELECT fleet_outbox_touched(); END;
+`;
+
 const MIRROR_COLUMNS =
   "input_file, server, dest, transported_file_basename, url, remote_path, fingerprint, node, synced_at";
+
+/** Per connection: the count of writes to its outbox (its triggers call the function counting). */
+const outboxWrites = new WeakMap<DatabaseSync, { n: number }>();
 
 /** One outbox entry. */
 export interface OutboxEntry {
@@ -79,12 +97,28 @@ export interface OutboxEntry {
 /** The fleet's local tables of one node's database. */
 export class FleetLocal {
   readonly #store: Store;
+  /** Writes to the outbox through this connection (see OUTBOX_TOUCHED_TRIGGERS). */
+  readonly #writes: { n: number };
+  /** The outbox's size when last counted, and the writes seen then. */
+  #size: { n: number; writes: number } | undefined;
 
   /** Creates the tables when missing (the store must be writable). */
   constructor(store: Store) {
     this.#store = store;
     store.db.exec(SCHEMA);
     store.db.exec(UNPUBLISH_TRIGGER);
+    let writes = outboxWrites.get(store.db);
+    if (!writes) {
+      const w = { n: 0 };
+      store.db.function("fleet_outbox_touched", () => {
+        w.n++;
+        return null;
+      });
+      store.db.exec(OUTBOX_TOUCHED_TRIGGERS);
+      outboxWrites.set(store.db, w);
+      writes = w;
+    }
+    this.#writes = writes;
   }
 
   /** Queues `record` for publishing (call in the transaction that records it locally). */
@@ -147,11 +181,18 @@ export class FleetLocal {
     }));
   }
 
-  /** Entries waiting. */
+  /**
+   * Entries waiting. Counted again only after the outbox was written: a
+   * count taken inside a transaction is not kept (a rollback undoes writes
+   * without a trigger).
+   */
   outboxSize(): number {
-    return Number(
+    if (this.#size?.writes === this.#writes.n) return this.#size.n;
+    const n = Number(
       (this.#store.q("SELECT COUNT(*) AS n FROM fleet_outbox").get() as { n: number }).n,
     );
+    if (!this.#store.db.isTransaction) this.#size = { n, writes: this.#writes.n };
+    return n;
   }
 
   /** Drops the entries sent (by id: an entry replaced meanwhile has a new id and stays). */
