@@ -18,8 +18,20 @@ export function keyId(key: SharedKey): string {
  * engines' index length limits.
  */
 export function keyHash(key: SharedKey): string {
-  return createHash("sha256").update(keyId(key)).digest("hex");
+  const id = keyId(key);
+  let hash = hashes.get(id);
+  if (hash === undefined) {
+    hash = createHash("sha256").update(id).digest("hex");
+    // A file's key is hashed at its claim, publish, renewals and release: kept for a while.
+    if (hashes.size >= HASHES_KEPT) hashes.clear();
+    hashes.set(id, hash);
+  }
+  return hash;
 }
+
+/** Key hashes remembered (a few files' worth of claims ahead and unpublished records). */
+const HASHES_KEPT = 4096;
+const hashes = new Map<string, string>();
 
 /** A batch item with its id and hash. */
 export interface KeyedItem {
