@@ -24,6 +24,7 @@ import { DELETED } from "../store/events.ts";
 import { keyId } from "../store/shared/_keys.ts";
 import type { Claim, SharedKey, SharedStore } from "../store/shared/types.ts";
 import type { Job, Store } from "../store/store.ts";
+import { readRegularNative } from "../util/_native_read.ts";
 import { readRegularSync } from "../util/regular_file.ts";
 import type { PipelineContext } from "./context.ts";
 import type { FleetLeases } from "./fleet_lease.ts";
@@ -257,7 +258,11 @@ export class FleetClaimer {
       const stat = observe(job.input_file, source).stat;
       // Big files are read once, when they run; their upload outlasts a round trip anyway.
       if (!stat || stat.size > AHEAD_MAX_BYTES) return undefined;
-      const md5 = createHash("md5").update(readRegularSync(job.input_file).data).digest("hex");
+      // The C library's calls where they answer (as the copy reads it), node:fs otherwise. A file
+      // changed since `stat` may hash other bytes: its upload, seeing another stat, hashes anew.
+      const data = (readRegularNative(job.input_file, stat.size) ??
+        readRegularSync(job.input_file)).data;
+      const md5 = createHash("md5").update(data).digest("hex");
       return {
         key: keyOf(job, job.server),
         fingerprint: fingerprint(stat.size, stat.mtimeMs, md5),
