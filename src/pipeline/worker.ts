@@ -69,12 +69,13 @@ export class Worker {
   /**
    * Called in the transaction that picks `jobs`: claims the intent of each
    * upload's plain name ({@linkcode PickIntents}), then does each job's store
-   * reads ({@linkcode PickReads}). A fleet job claims its intent only under
-   * the lease of its file, claimed ahead for it (an intent never comes
-   * before the lease), and does its reads when it runs (its claim may first
-   * record what another node published); its intent goes again when the job
-   * fails before its upload started (see {@linkcode Worker.runJob}), since
-   * another node may then write that path.
+   * reads ({@linkcode PickReads}). A fleet job claims its intent and does its
+   * reads only under the lease of its file, claimed ahead for it (an intent
+   * never comes before the lease; a job without one reads when it runs); its
+   * intent goes again when the job fails before its upload started (see
+   * {@linkcode Worker.runJob}), since another node may then write that path.
+   * What another node published is recorded here only by the job itself,
+   * after its reads (`fleet_claim.ts`), so they stay true until it runs.
    */
   claim(s: ServerState, jobs: readonly Job[]): void {
     const fleet = this.#d.fleet;
@@ -85,7 +86,7 @@ export class Worker {
       const source = this.#ctx.config.sources.find((x) => x.name === job.source);
       if (!source) continue;
       this.#intents.claim(server, source, job, now);
-      if (!fleet) this.#reads.atPick(server, job);
+      this.#reads.atPick(server, job);
     }
   }
 
