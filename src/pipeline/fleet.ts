@@ -212,7 +212,11 @@ export class Fleet {
     };
     every(2000, () => this.#heartbeat());
     every(1000, () => this.#follower.follow());
-    every(1000, () => this.#publisher.flush());
+    // The rows of published entries go with the next record; a quiet node deletes them here.
+    every(1000, async () => {
+      this.local.dropSent();
+      await this.#publisher.flush();
+    });
     every(5000, () => this.#releaseDead());
     every(PRUNE_EVERY_MS, () => this.#prune());
     // Answers claimed ahead that no job took within half a lease go back.
@@ -466,6 +470,11 @@ export class Fleet {
       if (this.reachable) await this.#publisher.flush();
     } catch {
       // Published at the next start.
+    }
+    try {
+      this.local.dropSent();
+    } catch {
+      // Published again at the next start (idempotent).
     }
     this.#writeRuntime();
     await this.#link.close();

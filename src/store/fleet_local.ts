@@ -11,7 +11,12 @@
  *   and publish publishes later (at least once; publishing is idempotent);
  * - a newer entry for the same key replaces an older one; {@linkcode
  *   FleetLocal.published} drops only the entries that were sent, so an entry
- *   written while a batch was in flight stays;
+ *   written while a batch was in flight stays. The entries sent leave the
+ *   outbox at once for {@linkcode FleetLocal.outbox} and {@linkcode
+ *   FleetLocal.outboxSize}; their rows are deleted with the next outbox
+ *   write (in the transaction that records an upload, so a busy node adds
+ *   no commit of its own for them) or by {@linkcode FleetLocal.dropSent}. A
+ *   crash or a rollback before that publishes them again (idempotent);
  * - every row this node's `synced_files` loses (a delete, the old name of a
  *   move, an entry replaced by one of another type) queues its removal from
  *   the shared record in the same transaction, through a trigger of this
@@ -101,6 +106,8 @@ export class FleetLocal {
   readonly #writes: { n: number };
   /** The outbox's size when last counted, and the writes seen then. */
   #size: { n: number; writes: number } | undefined;
+  /** Ids of entries the shared store took whose rows are not deleted yet. */
+  #sent: number[] = [];
 
   /** Creates the tables when missing (the store must be writable). */
   constructor(store: Store) {
@@ -132,6 +139,7 @@ export class FleetLocal {
   }
 
   #queue(key: SharedKey, record: string | null): void {
+    this.dropSent();
     // REPLACE deletes the key's older entry and inserts a row with a new id (AUTOINCREMENT never
     // reuses one): an entry being published right now is not mistaken for this one.
     this.#store.q(
@@ -163,11 +171,12 @@ export class FleetLocal {
     });
   }
 
-  /** The oldest `limit` entries. */
+  /** The oldest `limit` entries not yet sent. */
   outbox(limit: number): OutboxEntry[] {
     const rows = this.#store.q(
-      `SELECT id, input_file, server, dest, record FROM fleet_outbox ORDER BY id LIMIT ?`,
-    ).all(limit) as unknown as {
+      `SELECT id, input_file, server, dest, record FROM fleet_outbox
+       WHERE id NOT IN (SELECT value FROM json_each(?)) ORDER BY id LIMIT ?`,
+    ).all(JSON.stringify(this.#sent), limit) as unknown as {
       id: number;
       input_file: string;
       server: string;
@@ -182,24 +191,42 @@ export class FleetLocal {
   }
 
   /**
-   * Entries waiting. Counted again only after the outbox was written: a
-   * count taken inside a transaction is not kept (a rollback undoes writes
-   * without a trigger).
+   * Entries waiting (not yet sent). Counted again only after the outbox was
+   * written or entries were sent: a count taken inside a transaction is not
+   * kept (a rollback undoes writes without a trigger).
    */
   outboxSize(): number {
     if (this.#size?.writes === this.#writes.n) return this.#size.n;
     const n = Number(
-      (this.#store.q("SELECT COUNT(*) AS n FROM fleet_outbox").get() as { n: number }).n,
+      (this.#store.q(
+        "SELECT COUNT(*) AS n FROM fleet_outbox WHERE id NOT IN (SELECT value FROM json_each(?))",
+      ).get(JSON.stringify(this.#sent)) as { n: number }).n,
     );
     if (!this.#store.db.isTransaction) this.#size = { n, writes: this.#writes.n };
     return n;
   }
 
-  /** Drops the entries sent (by id: an entry replaced meanwhile has a new id and stays). */
+  /**
+   * The entries sent were taken by the shared store: they leave the outbox
+   * (by id: an entry replaced meanwhile has a new id and stays). Their rows
+   * go with the next outbox write or {@linkcode dropSent}.
+   */
   published(entries: readonly OutboxEntry[]): void {
-    // One statement (hence atomic) for the whole batch.
+    if (entries.length === 0) return;
+    for (const e of entries) this.#sent.push(e.id);
+    this.#writes.n++;
+  }
+
+  /**
+   * Deletes the rows of the entries sent, in one statement (in the caller's
+   * transaction, if any). Undone by a rollback, they are sent again.
+   */
+  dropSent(): void {
+    if (this.#sent.length === 0) return;
+    const ids = JSON.stringify(this.#sent);
+    this.#sent = [];
     this.#store.q("DELETE FROM fleet_outbox WHERE id IN (SELECT value FROM json_each(?))")
-      .run(JSON.stringify(entries.map((e) => e.id)));
+      .run(ids);
   }
 
   /** Applies the change feed to the mirror and moves the cursor, in one transaction. */

@@ -16,7 +16,7 @@ import { FleetLocal } from "../../src/store/fleet_local.ts";
 import { openSharedStore } from "../../src/store/shared/open.ts";
 import type { SharedKey, SharedRecord, SharedStore } from "../../src/store/shared/types.ts";
 import { Store } from "../../src/store/store.ts";
-import { assert, assertEquals, assertRejects } from "../_assert.ts";
+import { assert, assertEquals, assertRejects, assertThrows } from "../_assert.ts";
 import { sleep } from "../_harness.ts";
 import { syncedRow } from "../_synced_row.ts";
 
@@ -153,6 +153,54 @@ Deno.test("FleetLocal: every local record removed queues its removal from the sh
       local.outbox(10).map((e) => [e.key.input_file, e.record === undefined]),
       [["/src/old.txt", true], ["/src/gone.txt", true]],
     );
+    // The count follows the writes of the trigger (it is kept between writes).
+    assertEquals(local.outboxSize(), 2);
+  } finally {
+    store.close();
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+});
+
+Deno.test("FleetLocal: entries sent leave the outbox at once; their rows go with the next outbox write or dropSent()", () => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), "fc-fleet-local-"));
+  const store = new Store(path.join(root, "data"));
+  try {
+    const local = new FleetLocal(store);
+    const rows = () => Number(store.db.prepare("SELECT COUNT(*) AS n FROM fleet_outbox").get()!.n);
+    const rec = (file: string, fp: string): SharedRecord => record(key(file), "here", fp);
+    store.tx(() => {
+      local.queuePublish(rec("a.css", "1"));
+      local.queuePublish(rec("b.css", "1"));
+    });
+    const sent = local.outbox(10);
+    assertEquals(sent.length, 2);
+    // b.css changes while the batch is on its way: its new entry is not the one sent.
+    store.tx(() => local.queuePublish(rec("b.css", "2")));
+    local.published(sent);
+    assertEquals(local.outboxSize(), 1);
+    const names = () => local.outbox(10).map((e) => path.basename(e.key.input_file));
+    assertEquals(local.outbox(10).map((e) => e.record?.fingerprint), ["2"]);
+    assertEquals(names(), ["b.css"]);
+    assertEquals(rows(), 2);
+    // The next write deletes the rows sent, in its own transaction: a rollback keeps them,
+    // and they are sent again.
+    assertThrows(() =>
+      store.tx(() => {
+        local.queuePublish(rec("c.css", "1"));
+        throw new Error("rolled back");
+      })
+    );
+    assertEquals(rows(), 2);
+    assertEquals(names(), ["a.css", "b.css"]);
+    local.published(local.outbox(10));
+    assertEquals(local.outboxSize(), 0);
+    store.tx(() => local.queuePublish(rec("c.css", "1")));
+    assertEquals(rows(), 1);
+    local.published(local.outbox(10));
+    assertEquals(local.outboxSize(), 0);
+    assertEquals(rows(), 1);
+    local.dropSent();
+    assertEquals(rows(), 0);
   } finally {
     store.close();
     fs.rmSync(root, { recursive: true, force: true });
