@@ -26,8 +26,6 @@ import type { Servers, ServerState } from "./servers.ts";
 export interface PickedAheadDeps {
   /** The slots shared by all servers. */
   globalSlots: Semaphore;
-  /** Jobs are picked by preference (a fleet node: those it claimed in the shared store). */
-  byPreference: boolean;
   /** Takes the slots of `s` (a free one is there) and starts `job` in them. */
   start(s: ServerState, job: Job): void;
   /** In the transaction that puts `jobs` back: undoes what their pick claimed. */
@@ -47,10 +45,14 @@ export class PickedAhead {
     this.#d = deps;
   }
 
-  /** Jobs to pick for `s` with `free` slots free: more than that where picking ahead pays. */
+  /**
+   * Jobs to pick for `s` with `free` slots free: more than that where picking
+   * ahead pays. A fleet node too: it picks the jobs whose files it claimed
+   * ahead first, so their records share commits as on one node (up to its
+   * bound on unpublished records, `fleet.ts`).
+   */
   want(s: ServerState, free: number): number {
-    // A fleet node picks what it has claimed in the shared store.
-    if (this.#d.byPreference || s.pickPerSlot <= 1) return free;
+    if (s.pickPerSlot <= 1) return free;
     return Math.max(free, s.pickPerSlot * (s.slots.free + s.running) - s.running);
   }
 

@@ -94,7 +94,6 @@ export class Scheduler {
     );
     this.#ahead = new PickedAhead(ctx, servers, {
       globalSlots: this.#globalSlots,
-      byPreference: !!hooks.preferred,
       start: (s, job) => {
         this.#takeSlots(s);
         this.#startJob(s, job);
