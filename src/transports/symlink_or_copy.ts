@@ -15,6 +15,7 @@ import { pipeline } from "node:stream/promises";
 import { openRegular, openRegularSync } from "../util/regular_file.ts";
 import { readRegularNative } from "../util/_native_read.ts";
 import { CopyThread } from "./_copy_thread.ts";
+import { Semaphore } from "../util/semaphore.ts";
 import { ClassifiedError, classify, errorMessage, SourceChanged } from "../errors.ts";
 import { isTempName, joinUrl, safeRemotePath, tempName } from "./paths.ts";
 import {
@@ -58,6 +59,8 @@ class SymlinkOrCopy implements Transport, Stater, Lister, Mover {
   readonly #dirs = new Set<string>();
   /** Where small files are copied (a second thread); started at the first copy. */
   readonly #thread = new CopyThread(process.umask());
+  /** Large copies at once: `maxConnections`, as many as before small ones shared the slots. */
+  readonly #large: Semaphore;
 
   constructor(values: OptionValues, ctx: TransportContext) {
     const settings = parseSettings(OPTIONS, values);
@@ -67,6 +70,7 @@ class SymlinkOrCopy implements Transport, Stater, Lister, Mover {
     this.#within = [...ctx.sourceRoots, ...extra];
     this.#server = ctx.serverName;
     this.#alwaysCopy = settings.copy;
+    this.#large = new Semaphore(Math.max(1, ctx.maxConnections));
   }
 
   #abs(remotePath: string): string {
@@ -151,8 +155,13 @@ class SymlinkOrCopy implements Transport, Stater, Lister, Mover {
         copied = data.byteLength;
       } else {
         // A leftover temp file (or symlink) of an interrupted upload goes first: never written through.
-        await fs.rm(tmp, { force: true });
-        copied = await copyRegular(localPath, tmp);
+        await this.#large.acquire(options.signal);
+        try {
+          await fs.rm(tmp, { force: true });
+          copied = await copyRegular(localPath, tmp);
+        } finally {
+          this.#large.release();
+        }
       }
       if (copied !== options.size) {
         throw this.#changed(remotePath, copied, options.size);
@@ -307,7 +316,10 @@ function replacing(p: string, create: () => void): void {
   }
 }
 
-/** Files up to this size are copied with synchronous calls. */
+/** Copies in flight per `maxConnections`: small ones, batched to the copy thread. */
+const TRANSFERS_PER_CONNECTION = 8;
+
+/** Files up to this size are copied with synchronous calls (on the copy thread). */
 const SMALL_FILE = 256 * 1024;
 
 /** The permission bits of a file created without a mode (0666 less the umask). */
@@ -362,8 +374,9 @@ registerTransport({
   // per slot's worth of files would cost more than the copies.
   pickPerSlot: 4,
   // Small copies go to the copy thread in messages of many files: with more copies in flight
-  // than connections, one message is copied while the next is prepared.
-  transfersPerConnection: 8,
+  // than connections, one message is copied while the next is prepared. Large copies stay
+  // bounded by `maxConnections` (see `SymlinkOrCopy.#large`).
+  transfersPerConnection: TRANSFERS_PER_CONNECTION,
   create(settings, ctx) {
     return Promise.resolve(new SymlinkOrCopy(settings, ctx));
   },
