@@ -5,9 +5,10 @@
  * calls, so that the main thread keeps the database and the scheduling and
  * a second core does the I/O.
  *
- * The copies asked for in one turn of the event loop go to the thread in
- * one message, and their outcomes come back in one message: a message per
- * copy, like an asynchronous call per step, would cost more than the copy.
+ * Copies go to the thread in messages of up to 16 (a full message at once,
+ * the rest at the end of the turn of the event loop), and the outcomes of
+ * one message come back in one: a message per copy, like an asynchronous
+ * call per step, would cost more than the copy.
  *
  * Contract of {@linkcode CopyThread.copy}: the same steps and checks as the
  * synchronous copy it replaces. The source is opened with `O_NONBLOCK` and
@@ -22,7 +23,10 @@
  * renamed into place: the outcome says how many bytes were read.
  *
  * The thread ends after an idle period (a Worker holds the process) and at
- * {@linkcode CopyThread.close}; the next copy starts it again.
+ * {@linkcode CopyThread.close}; the next copy starts it again. A thread that
+ * fails (it cannot start, or crashes) fails the copies it holds as retries
+ * and is not used again: {@linkcode CopyThread.usable} turns false and the
+ * caller copies on its own thread.
  *
  * @module
  */
@@ -243,7 +247,7 @@ export class CopyThread {
     this.#umask = umask;
   }
 
-  /** Whether copies can go to the thread (false once starting it failed). */
+  /** Whether copies can go to the thread (false once it failed). */
   get usable(): boolean {
     return !this.#failed;
   }
@@ -272,6 +276,11 @@ export class CopyThread {
     const batch = this.#queued;
     if (batch.length === 0) return;
     this.#queued = [];
+    if (this.#failed) {
+      const e = new ClassifiedError("The copy thread failed", "retry");
+      for (const w of batch) w.reject(e);
+      return;
+    }
     let worker = this.#worker;
     let umask: number | undefined;
     if (!worker) {
@@ -298,6 +307,7 @@ export class CopyThread {
     worker.onmessage = (m: MessageEvent<Reply[]>) => this.#answer(m.data);
     worker.onerror = (e) => {
       e.preventDefault();
+      this.#failed = true;
       this.#stop(new ClassifiedError(`The copy thread failed: ${e.message}`, "retry"));
     };
     this.#worker = worker;
