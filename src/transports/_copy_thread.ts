@@ -96,7 +96,7 @@ try {
   c = null;
 }
 function readNative(p, expected) {
-  if (p.length * 3 >= cpath.length || p.includes("\0")) return undefined;
+  if (p.length * 3 >= cpath.length || p.includes("\\0")) return undefined;
   cpath[encoder.encodeInto(p, cpath).written] = 0;
   const fd = c.open(cpath, O_NATIVE);
   if (fd < 0) return undefined;
