@@ -10,7 +10,6 @@ import * as path from "node:path";
 import type { Source } from "../config/types.ts";
 import { ClassifiedError, errorMessage } from "../errors.ts";
 import type { Fingerprint, Observed } from "./plan.ts";
-import { lstatRegular } from "../watch/_dir_reader.ts";
 
 function fingerprint(i: Deno.FileInfo): Fingerprint {
   return {
@@ -22,22 +21,13 @@ function fingerprint(i: Deno.FileInfo): Fingerprint {
 }
 
 /**
- * Observes a source path (the C library's `statx` for a regular file, else
- * Deno's own stat: several times cheaper than node:fs's Stats objects, same
- * values).
+ * Observes a source path (Deno's own stat: several times cheaper than
+ * node:fs's Stats objects, same values).
  *
  * @throws {ClassifiedError} (retry) when the path cannot be examined
  * (permission denied): an unreadable file is never taken for a deleted one.
  */
 export function observe(p: string, source: Source): Observed {
-  // A regular file (nearly every path) through the C library: Deno's lstat builds four `Date`s.
-  const quick = lstatRegular(p);
-  if (quick) {
-    return {
-      type: "file",
-      stat: { size: quick.size, mtimeMs: quick.mtimeMs, ctimeMs: quick.ctimeMs, ino: quick.ino },
-    };
-  }
   let l: Deno.FileInfo;
   try {
     l = Deno.lstatSync(p);

@@ -139,9 +139,7 @@ export class Uploader {
       // change time counts too: a rewrite of the same size that restores the old mtime (a
       // "racy" rewrite) moves only the change time, and the record keeps the stat taken before
       // the read, so no later look would find the content it missed.
-      const after = result.sourceAfter && out.path === job.input_file && extras.length === 0
-        ? result.sourceAfter
-        : statFile(job.input_file, source);
+      const after = statFile(job.input_file, source);
       if (
         !after || after.size !== fp.size || after.mtimeMs !== fp.mtimeMs ||
         after.ctimeMs !== fp.ctimeMs || after.ino !== fp.ino

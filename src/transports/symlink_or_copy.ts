@@ -14,8 +14,6 @@ import process from "node:process";
 import { pipeline } from "node:stream/promises";
 import { openRegular, openRegularSync } from "../util/regular_file.ts";
 import { readRegularNative } from "../util/_native_read.ts";
-import { CopyThread } from "./_copy_thread.ts";
-import { Semaphore } from "../util/semaphore.ts";
 import { ClassifiedError, classify, errorMessage, SourceChanged } from "../errors.ts";
 import { isTempName, joinUrl, safeRemotePath, tempName } from "./paths.ts";
 import {
@@ -57,10 +55,6 @@ class SymlinkOrCopy implements Transport, Stater, Lister, Mover {
   readonly #alwaysCopy: boolean;
   /** Directories known to exist (cleared when a delete removes directories). */
   readonly #dirs = new Set<string>();
-  /** Where small files are copied (a second thread); started at the first copy. */
-  readonly #thread = new CopyThread(process.umask());
-  /** Large copies at once: `maxConnections`, as many as before small ones shared the slots. */
-  readonly #large: Semaphore;
 
   constructor(values: OptionValues, ctx: TransportContext) {
     const settings = parseSettings(OPTIONS, values);
@@ -70,7 +64,6 @@ class SymlinkOrCopy implements Transport, Stater, Lister, Mover {
     this.#within = [...ctx.sourceRoots, ...extra];
     this.#server = ctx.serverName;
     this.#alwaysCopy = settings.copy;
-    this.#large = new Semaphore(Math.max(1, ctx.maxConnections));
   }
 
   #abs(remotePath: string): string {
@@ -128,10 +121,6 @@ class SymlinkOrCopy implements Transport, Stater, Lister, Mover {
     // Small files with synchronous calls: each async call is a hop to a thread and back,
     // which costs more than the work itself (a few microseconds on a local disk).
     const small = options.size <= SMALL_FILE;
-    const linked = options.unprocessed && this.#linkable(localPath);
-    if (small && !linked && this.#thread.usable) {
-      return await this.#copyOnThread(localPath, tmp, dst, dir, remotePath, options);
-    }
     try {
       if (!this.#dirs.has(dir)) {
         if (small) Deno.mkdirSync(dir, { recursive: true });
@@ -140,7 +129,7 @@ class SymlinkOrCopy implements Transport, Stater, Lister, Mover {
       }
       let md5: string | undefined;
       let copied: number;
-      if (linked) {
+      if (options.unprocessed && this.#linkable(localPath)) {
         if (small) replacing(tmp, () => Deno.symlinkSync(localPath, tmp));
         else await fs.symlink(localPath, tmp);
         copied = options.size;
@@ -155,16 +144,14 @@ class SymlinkOrCopy implements Transport, Stater, Lister, Mover {
         copied = data.byteLength;
       } else {
         // A leftover temp file (or symlink) of an interrupted upload goes first: never written through.
-        await this.#large.acquire(options.signal);
-        try {
-          await fs.rm(tmp, { force: true });
-          copied = await copyRegular(localPath, tmp);
-        } finally {
-          this.#large.release();
-        }
+        await fs.rm(tmp, { force: true });
+        copied = await copyRegular(localPath, tmp);
       }
       if (copied !== options.size) {
-        throw this.#changed(remotePath, copied, options.size);
+        throw new SourceChanged(
+          `Cannot upload "${remotePath}" to server "${this.#server}": the local file changed ` +
+            `while copying (copied ${copied} bytes, expected ${options.size})`,
+        );
       }
       options.signal.throwIfAborted();
       try {
@@ -181,30 +168,6 @@ class SymlinkOrCopy implements Transport, Stater, Lister, Mover {
       await fs.rm(tmp, { force: true }).catch(() => {});
       throw err;
     }
-  }
-
-  /** A small copy on the copy thread: the same steps as the synchronous copy (see `_copy_thread.ts`). */
-  async #copyOnThread(
-    localPath: string,
-    tmp: string,
-    dst: string,
-    dir: string,
-    remotePath: string,
-    options: PutOptions,
-  ): Promise<PutResult> {
-    options.signal.throwIfAborted();
-    const mkdir = this.#dirs.has(dir) ? undefined : dir;
-    const out = await this.#thread.copy({ src: localPath, tmp, dst, mkdir, size: options.size });
-    if (mkdir) this.#dirs.add(dir);
-    if (!out.ok) throw this.#changed(remotePath, out.copied, options.size);
-    return { size: options.size, md5: out.md5, ...(out.after ? { sourceAfter: out.after } : {}) };
-  }
-
-  #changed(remotePath: string, copied: number, expected: number): SourceChanged {
-    return new SourceChanged(
-      `Cannot upload "${remotePath}" to server "${this.#server}": the local file changed ` +
-        `while copying (copied ${copied} bytes, expected ${expected})`,
-    );
   }
 
   async delete(remotePath: string, _options: CallOptions): Promise<void> {
@@ -300,7 +263,6 @@ class SymlinkOrCopy implements Transport, Stater, Lister, Mover {
   }
 
   close(): Promise<void> {
-    this.#thread.close();
     return Promise.resolve();
   }
 }
@@ -316,10 +278,7 @@ function replacing(p: string, create: () => void): void {
   }
 }
 
-/** Copies in flight per `maxConnections`: small ones, batched to the copy thread. */
-const TRANSFERS_PER_CONNECTION = 8;
-
-/** Files up to this size are copied with synchronous calls (on the copy thread). */
+/** Files up to this size are copied with synchronous calls. */
 const SMALL_FILE = 256 * 1024;
 
 /** The permission bits of a file created without a mode (0666 less the umask). */
@@ -370,13 +329,9 @@ registerTransport({
   summary:
     "A local folder: symlinks to unprocessed files, copies of processed ones (origin-pull CDNs)",
   options: OPTIONS,
-  // A small file is copied (or linked) in well under a millisecond: a pick and a record commit
-  // per slot's worth of files would cost more than the copies.
-  pickPerSlot: 4,
-  // Small copies go to the copy thread in messages of many files: with more copies in flight
-  // than connections, one message is copied while the next is prepared. Large copies stay
-  // bounded by `maxConnections` (see `SymlinkOrCopy.#large`).
-  transfersPerConnection: TRANSFERS_PER_CONNECTION,
+  // A small file is copied (or linked) synchronously in well under a millisecond: a pick and
+  // a record commit per slot's worth of files would cost more than the copies.
+  pickPerSlot: 8,
   create(settings, ctx) {
     return Promise.resolve(new SymlinkOrCopy(settings, ctx));
   },

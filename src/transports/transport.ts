@@ -39,13 +39,6 @@ export interface PutResult {
    * protocol allows it, else of the bytes sent (whose stored size was checked).
    */
   md5?: string;
-  /**
-   * The local file's `lstat` taken after its content was read, when it is
-   * a regular file (a transport that reads on another thread takes it
-   * there): the pipeline's check that the file did not change during the
-   * transfer uses it instead of a stat of its own.
-   */
-  sourceAfter?: { size: number; mtimeMs: number; ctimeMs: number; ino: number };
 }
 
 /** What a destination holds for one path. */

@@ -54,19 +54,6 @@ export function nativeListing(): boolean {
   return libc() !== undefined;
 }
 
-/**
- * `lstat` of path `p` through the C library, when it names a regular file:
- * the same values as Deno's `lstat` (see the module). Undefined otherwise
- * (no C library, any error, another type, a time before 1970): the caller
- * then asks Deno, which gives the answer or the error.
- */
-export function lstatRegular(p: string): StatLike | undefined {
-  const c = libc();
-  if (!c || p.includes("\0") || !c.statx(AT_FDCWD, p)) return undefined;
-  const s = read(c.view);
-  return s?.file ? s : undefined;
-}
-
 const prefixOf = (dir: string) => dir.endsWith("/") ? dir : dir + "/";
 
 class DenoDir implements OpenDir {

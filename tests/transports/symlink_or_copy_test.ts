@@ -78,16 +78,7 @@ Deno.test("symlink_or_copy's copies report a changed source and refusals by thei
     const failure = (p: Promise<unknown>) =>
       p.then(() => undefined, (e: unknown) => e as ClassifiedError);
 
-    // The source's stat after the read comes with the copy (the pipeline's check uses it).
-    const done = await put(file, "s/a.css");
-    assertEquals(done.md5, "307cc22fa7769c09386c1c90fe36bbc6");
-    const st = Deno.lstatSync(file);
-    assertEquals(done.sourceAfter, {
-      size: 3,
-      mtimeMs: st.mtime!.getTime(),
-      ctimeMs: st.ctime!.getTime(),
-      ino: st.ino!,
-    });
+    assertEquals((await put(file, "s/a.css")).md5, "307cc22fa7769c09386c1c90fe36bbc6");
 
     // Another size than the one stat'ed: SourceChanged, the old copy stays.
     await fs.writeFile(file, "b{x}");
