@@ -164,6 +164,25 @@ Deno.test("EnginePool terminates a worker that does not answer in time and fails
   }
 });
 
+Deno.test("EnginePool compiles an engine once: a further worker gets the compiled module, also after a stop with jobs waiting", async () => {
+  // Budget for one esbuild worker only, so a job larger than it runs alone and its worker stops.
+  const pool = new EnginePool({ maxWorkers: 2, memoryBudget: 200 * 1024 * 1024 });
+  try {
+    assertEquals((await minify(pool, "var a = 1 + 1;")).code, "var a=2;\n");
+    assertEquals(pool.stats.compiles, 1);
+    const big = `var big = ${JSON.stringify("x".repeat(3 * 1024 * 1024))}.length;`;
+    const [, after] = await Promise.all([
+      minify(pool, big),
+      minify(pool, "var b = 2 + 2;"),
+    ]);
+    assertEquals(after.code, "var b=4;\n");
+    assert(pool.stats.started >= 2, `a second worker ran (started ${pool.stats.started})`);
+    assertEquals(pool.stats.compiles, 1);
+  } finally {
+    pool.close();
+  }
+});
+
 Deno.test("runChain: a crashing engine worker fails that file with a clear retryable error, the next file works", async () => {
   const t = tempDir();
   configureEngines({ workerUrl: FAULTY });
