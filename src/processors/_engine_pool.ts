@@ -67,7 +67,7 @@ import {
 import { ENGINE_BASE, ENGINE_MORE, jobEstimate, MiB } from "./_engine_estimates.ts";
 import { wasmBytes } from "./_wasm.ts";
 import { moduleDataUrl } from "../util/module_url.ts";
-import { releaseFreedMemory } from "../util/release_memory.ts";
+import { collectGarbage, releaseFreedMemory } from "../util/release_memory.ts";
 
 /** Settings of an {@linkcode EnginePool}. */
 export interface EnginePoolOptions {
@@ -202,6 +202,8 @@ export class EnginePool {
    * (with jobs waiting, the next worker takes it).
    */
   readonly #modules = new Map<EngineName, WebAssembly.Module>();
+  /** A module was let go: the next release collects this thread's garbage first. */
+  #collect = false;
   readonly #stats: EnginePoolStats = {
     started: 0,
     idleStops: 0,
@@ -324,7 +326,19 @@ export class EnginePool {
       this.#dispatch(slot, job);
     }
     // No job waits and no worker holds an engine: the modules kept for the next worker go.
-    if (this.#slots.length === 0) this.#modules.clear();
+    if (this.#slots.length === 0) {
+      for (const engine of [...this.#modules.keys()]) this.#dropModule(engine);
+    }
+  }
+
+  /**
+   * Lets a compiled engine go: its code lives until this thread's wrapper
+   * of the module is collected, so the next release collects first.
+   */
+  #dropModule(engine: EngineName): void {
+    if (!this.#modules.delete(engine)) return;
+    this.#collect = true;
+    this.#releaseLater();
   }
 
   #start(): Slot {
@@ -356,7 +370,7 @@ export class EnginePool {
     // the next worker takes the module. Otherwise a module no worker holds is let go.
     if (this.#queue.length === 0) {
       for (const engine of slot.loaded) {
-        if (!this.#slots.some((s) => s.loaded.has(engine))) this.#modules.delete(engine);
+        if (!this.#slots.some((s) => s.loaded.has(engine))) this.#dropModule(engine);
       }
     }
     this.#releaseLater();
@@ -394,6 +408,8 @@ export class EnginePool {
     clearTimeout(this.#releaseTimer);
     const timer = setTimeout(() => {
       this.#releaseTimer = undefined;
+      if (this.#collect) collectGarbage();
+      this.#collect = false;
       releaseFreedMemory();
       this.#draining = 0;
       this.#pump();
