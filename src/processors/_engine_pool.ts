@@ -202,6 +202,8 @@ export class EnginePool {
    * (with jobs waiting, the next worker takes it).
    */
   readonly #modules = new Map<EngineName, WebAssembly.Module>();
+  /** The idle worker chosen for the first queued job when room was made for it. */
+  #chosen: Slot | undefined;
   /** A module was let go: the next release collects this thread's garbage first. */
   #collect = false;
   readonly #stats: EnginePoolStats = {
@@ -288,13 +290,16 @@ export class EnginePool {
       const job = this.#queue[0]!;
       if (job.signal?.aborted) {
         this.#queue.shift();
+        this.#chosen = undefined;
         job.reject(job.signal.reason);
         continue;
       }
       const engine = engineOf(job.task);
       const idle = this.#slots.filter((s) => !s.job);
-      // Prefer a worker that has the engine already; a fresh one next; any idle one last.
+      // Prefer a worker that has the engine already; the one chosen before room was made for
+      // this job; a fresh one next; any idle one last.
       let slot: Slot | undefined = idle.find((s) => s.loaded.has(engine));
+      if (!slot && this.#chosen && idle.includes(this.#chosen)) slot = this.#chosen;
       if (!slot && this.#slots.length >= this.#maxWorkers) slot = idle[0];
       const engines = new Set(slot?.loaded ?? []);
       engines.add(engine);
@@ -303,6 +308,9 @@ export class EnginePool {
         // Make room: drop an idle worker that is not the chosen one.
         const spare = idle.find((s) => s !== slot);
         if (spare) {
+          // The choice stays: with one worker fewer, a fresh one would be preferred next time
+          // and the chosen one stopped to make room for it (both engines' workers gone).
+          this.#chosen = slot;
           this.#stop(spare);
           continue;
         }
@@ -323,6 +331,7 @@ export class EnginePool {
         slot = this.#start();
       }
       this.#queue.shift();
+      this.#chosen = undefined;
       this.#dispatch(slot, job);
     }
     // No job waits and no worker holds an engine: the modules kept for the next worker go.
@@ -357,6 +366,7 @@ export class EnginePool {
   }
 
   #stop(slot: Slot): void {
+    if (this.#chosen === slot) this.#chosen = undefined;
     clearTimeout(slot.idleTimer);
     clearTimeout(slot.jobTimer);
     slot.worker.terminate();
