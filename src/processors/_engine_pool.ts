@@ -18,11 +18,17 @@
  *   (two minifiers then fit the default budget and use both cores). Idle workers are
  *   terminated to make room; a job larger than the budget runs alone, and
  *   its worker is terminated right after.
- * - A worker that is compiling an engine is the only one doing so: the
- *   next worker for that engine starts once the first has answered, so it
- *   reuses the compiled code instead of compiling it again at the same
- *   time (measured: two esbuild workers starting together took the process
- *   from 168 to ~390 MiB in a few seconds).
+ * - An engine is compiled once: the first worker compiles it from the
+ *   bytes and hands the compiled module back; further workers get that
+ *   module (the code is shared, not compiled again) for as long as a worker
+ *   holds the engine or jobs wait, then the pool lets it go. A worker that
+ *   is compiling an engine is the only one doing so: the next worker for
+ *   that engine starts once the first has answered (measured: two esbuild
+ *   workers starting together took the process from 168 to ~390 MiB in a
+ *   few seconds).
+ * - After an engine's compilation and after a large job the pool hands
+ *   the freed memory back (below): the compiler's freed memory is ~50–90
+ *   MiB the C library would otherwise keep.
  * - Ended workers' freed memory is handed back to the system
  *   (`src/util/release_memory.ts`): without it a process that has started
  *   and ended workers keeps 100–200 MiB it no longer uses.
@@ -61,7 +67,7 @@ import {
 import { ENGINE_BASE, ENGINE_MORE, jobEstimate, MiB } from "./_engine_estimates.ts";
 import { wasmBytes } from "./_wasm.ts";
 import { moduleDataUrl } from "../util/module_url.ts";
-import { releaseFreedMemory } from "../util/release_memory.ts";
+import { collectGarbage, releaseFreedMemory } from "../util/release_memory.ts";
 
 /** Settings of an {@linkcode EnginePool}. */
 export interface EnginePoolOptions {
@@ -89,10 +95,15 @@ export interface EnginePoolStats {
   alive: number;
   /** Jobs run. */
   jobs: number;
+  /** Engines compiled from their bytes (a worker given another's compiled module does not count). */
+  compiles: number;
 }
 
 /** Milliseconds after a worker's end when its freed memory is given back (its thread is gone by then). */
 const RELEASE_AFTER_MS = 1_500;
+
+/** A job estimated at this size or more is followed by a release of freed memory. */
+const TRIM_AFTER_JOB = 16 * MiB;
 
 let embeddedWorker: (() => string) | undefined;
 
@@ -182,7 +193,27 @@ export class EnginePool {
    */
   #draining = 0;
   #wakeTimer: ReturnType<typeof setTimeout> | undefined;
-  readonly #stats: EnginePoolStats = { started: 0, idleStops: 0, crashes: 0, alive: 0, jobs: 0 };
+  /**
+   * Engines compiled by a worker, handed to further workers instead of the
+   * bytes (no second compilation: measured, a worker that compiles the
+   * esbuild engine again adds ~64 MiB and 0.1–5 s of CPU; one given the
+   * module adds ~11 MiB at once). Kept while a worker holds the engine:
+   * once none does and no job waits, dropping the module lets the code go
+   * (with jobs waiting, the next worker takes it).
+   */
+  readonly #modules = new Map<EngineName, WebAssembly.Module>();
+  /** The idle worker chosen for the first queued job when room was made for it. */
+  #chosen: Slot | undefined;
+  /** A module was let go: the next release collects this thread's garbage first. */
+  #collect = false;
+  readonly #stats: EnginePoolStats = {
+    started: 0,
+    idleStops: 0,
+    crashes: 0,
+    alive: 0,
+    jobs: 0,
+    compiles: 0,
+  };
 
   constructor(options: EnginePoolOptions = {}) {
     const cores = typeof os.availableParallelism === "function"
@@ -246,6 +277,7 @@ export class EnginePool {
     clearTimeout(this.#wakeTimer);
     this.#wakeTimer = undefined;
     this.#draining = 0;
+    this.#modules.clear();
   }
 
   /** Estimated engine memory of every worker, with `slot` replaced by `next`, and of stopped ones. */
@@ -258,13 +290,16 @@ export class EnginePool {
       const job = this.#queue[0]!;
       if (job.signal?.aborted) {
         this.#queue.shift();
+        this.#chosen = undefined;
         job.reject(job.signal.reason);
         continue;
       }
       const engine = engineOf(job.task);
       const idle = this.#slots.filter((s) => !s.job);
-      // Prefer a worker that has the engine already; a fresh one next; any idle one last.
+      // Prefer a worker that has the engine already; the one chosen before room was made for
+      // this job; a fresh one next; any idle one last.
       let slot: Slot | undefined = idle.find((s) => s.loaded.has(engine));
+      if (!slot && this.#chosen && idle.includes(this.#chosen)) slot = this.#chosen;
       if (!slot && this.#slots.length >= this.#maxWorkers) slot = idle[0];
       const engines = new Set(slot?.loaded ?? []);
       engines.add(engine);
@@ -273,6 +308,9 @@ export class EnginePool {
         // Make room: drop an idle worker that is not the chosen one.
         const spare = idle.find((s) => s !== slot);
         if (spare) {
+          // The choice stays: with one worker fewer, a fresh one would be preferred next time
+          // and the chosen one stopped to make room for it (both engines' workers gone).
+          this.#chosen = slot;
           this.#stop(spare);
           continue;
         }
@@ -293,8 +331,23 @@ export class EnginePool {
         slot = this.#start();
       }
       this.#queue.shift();
+      this.#chosen = undefined;
       this.#dispatch(slot, job);
     }
+    // No job waits and no worker holds an engine: the modules kept for the next worker go.
+    if (this.#slots.length === 0) {
+      for (const engine of [...this.#modules.keys()]) this.#dropModule(engine);
+    }
+  }
+
+  /**
+   * Lets a compiled engine go: its code lives until this thread's wrapper
+   * of the module is collected, so the next release collects first.
+   */
+  #dropModule(engine: EngineName): void {
+    if (!this.#modules.delete(engine)) return;
+    this.#collect = true;
+    this.#releaseLater();
   }
 
   #start(): Slot {
@@ -313,6 +366,7 @@ export class EnginePool {
   }
 
   #stop(slot: Slot): void {
+    if (this.#chosen === slot) this.#chosen = undefined;
     clearTimeout(slot.idleTimer);
     clearTimeout(slot.jobTimer);
     slot.worker.terminate();
@@ -321,6 +375,13 @@ export class EnginePool {
       const before = footprint(this.#slots);
       this.#slots.splice(i, 1);
       this.#draining += before - footprint(this.#slots);
+    }
+    // Jobs waiting (a worker stopped to make room, or after a job larger than the budget):
+    // the next worker takes the module. Otherwise a module no worker holds is let go.
+    if (this.#queue.length === 0) {
+      for (const engine of slot.loaded) {
+        if (!this.#slots.some((s) => s.loaded.has(engine))) this.#dropModule(engine);
+      }
     }
     this.#releaseLater();
   }
@@ -334,6 +395,19 @@ export class EnginePool {
   }
 
   /**
+   * Gives freed memory back within {@linkcode RELEASE_AFTER_MS}, unless a
+   * release is already due. Compiling an engine leaves ~50–90 MiB of the
+   * compiler's freed memory in the C library's arenas, a large job tens of
+   * MiB more (measured: an esbuild worker that has just loaded its engine,
+   * 252 → 184 MiB process RSS after the release; after a 1.2 MB script,
+   * 240 → 206 MiB).
+   */
+  #releaseSoon(): void {
+    if (this.#releaseTimer) return;
+    this.#releaseLater();
+  }
+
+  /**
    * A worker's thread ends about a second after `terminate()`; the C
    * library keeps what it freed mapped until asked to give it back
    * (`src/util/release_memory.ts`). Asked once, after the last of a series
@@ -344,6 +418,8 @@ export class EnginePool {
     clearTimeout(this.#releaseTimer);
     const timer = setTimeout(() => {
       this.#releaseTimer = undefined;
+      if (this.#collect) collectGarbage();
+      this.#collect = false;
       releaseFreedMemory();
       this.#draining = 0;
       this.#pump();
@@ -363,17 +439,23 @@ export class EnginePool {
     const engine = engineOf(job.task);
     const first = !slot.loaded.has(engine);
     slot.loaded.add(engine);
-    if (first) slot.compiling.add(engine);
+    const module = first ? this.#modules.get(engine) : undefined;
+    if (first && !module) slot.compiling.add(engine);
     const send = (wasm?: Uint8Array) => {
       if (slot.job !== job || slot.jobId !== id) return;
-      const request: EngineRequest = { id, task: job.task, ...(wasm ? { wasm } : {}) };
+      const request: EngineRequest = {
+        id,
+        task: job.task,
+        ...(wasm ? { wasm } : {}),
+        ...(module ? { module } : {}),
+      };
       slot.worker.postMessage(request, wasm ? [wasm.buffer as ArrayBuffer] : []);
       slot.jobTimer = setTimeout(
         () => this.#crash(slot, `no answer within ${Math.round(this.#jobTimeoutMs / 1000)} s`),
         this.#jobTimeoutMs,
       );
     };
-    if (!first) {
+    if (!first || module) {
       send();
       return;
     }
@@ -396,7 +478,14 @@ export class EnginePool {
     const job = slot.job;
     if (!job || response.id !== slot.jobId) return;
     clearTimeout(slot.jobTimer);
-    slot.compiling.delete(engineOf(job.task));
+    if (response.ok && response.compiled) {
+      this.#stats.compiles++;
+      this.#modules.set(engineOf(job.task), response.compiled);
+    }
+    // An engine's compilation, and a large job, leave freed memory the C library keeps.
+    if (slot.compiling.delete(engineOf(job.task)) || job.estimate >= TRIM_AFTER_JOB) {
+      this.#releaseSoon();
+    }
     if (!response.ok && response.broken) {
       // The engine failed in a way that leaves it unusable: a fresh worker tries again once;
       // failing there too, the error is the input's, reported as the engine's error.

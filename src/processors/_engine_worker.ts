@@ -13,41 +13,55 @@
  */
 import * as esbuild from "esbuild-wasm/esm/browser.js";
 import * as oxipng from "@jsquash/oxipng/codec/pkg/squoosh_oxipng.js";
-import { minifyWith } from "./_esbuild_minify.ts";
+import { decodeSource, minifyWith } from "./_esbuild_minify.ts";
 import {
   type EngineMessage,
   engineOf,
   type EngineRequest,
   type EngineResponse,
   type EngineTask,
+  type MinifiedBytes,
+  resultTransfer,
 } from "./_engine_protocol.ts";
 
-let esbuildReady: Promise<void> | undefined;
+let esbuildReady: Promise<unknown> | undefined;
 let oxipngReady: Promise<unknown> | undefined;
 
-function load(task: EngineTask, wasm: Uint8Array | undefined): Promise<unknown> {
-  if (engineOf(task) === "esbuild") {
-    if (!esbuildReady) {
-      if (!wasm) throw new Error("The esbuild engine was not sent to the worker");
-      esbuildReady = WebAssembly.compile(wasm as Uint8Array<ArrayBuffer>).then((wasmModule) =>
-        esbuild.initialize({ wasmModule, worker: false })
-      );
-    }
-    return esbuildReady;
+/**
+ * Loads the task's engine: from the module another worker compiled, else
+ * by compiling `wasm`. Resolves to the module when this call compiled it
+ * (for the pool to hand to further workers).
+ */
+async function load(
+  task: EngineTask,
+  wasm: Uint8Array | undefined,
+  module: WebAssembly.Module | undefined,
+): Promise<WebAssembly.Module | undefined> {
+  const esbuildTask = engineOf(task) === "esbuild";
+  if (esbuildTask ? esbuildReady : oxipngReady) {
+    await (esbuildTask ? esbuildReady : oxipngReady);
+    return undefined;
   }
-  if (!oxipngReady) {
-    if (!wasm) throw new Error("The oxipng engine was not sent to the worker");
-    oxipngReady = WebAssembly.compile(wasm as Uint8Array<ArrayBuffer>).then((m) =>
-      oxipng.default(m)
-    );
-  }
-  return oxipngReady;
+  if (!module && !wasm) throw new Error(`The ${engineOf(task)} engine was not sent to the worker`);
+  const compiled = module ? undefined : WebAssembly.compile(wasm as Uint8Array<ArrayBuffer>);
+  const ready: Promise<unknown> = (module ? Promise.resolve(module) : compiled!).then(
+    (m): Promise<unknown> =>
+      esbuildTask ? esbuild.initialize({ wasmModule: m, worker: false }) : oxipng.default(m),
+  );
+  if (esbuildTask) esbuildReady = ready;
+  else oxipngReady = ready;
+  await ready;
+  return compiled ? await compiled : undefined;
 }
 
 async function run(task: EngineTask): Promise<unknown> {
   switch (task.kind) {
     case "minify":
       return await minifyWith(esbuild, task.code, task.loader, task.options);
+    case "minifyBytes": {
+      const out = await minifyWith(esbuild, decodeSource(task.bytes), task.loader, task.options);
+      return { bytes: new TextEncoder().encode(out.code), warnings: out.warnings } as MinifiedBytes;
+    }
     case "png":
       return oxipng.optimise(task.bytes, task.level, false, false);
     case "raw":
@@ -76,11 +90,11 @@ const scope = globalThis as unknown as {
 };
 
 scope.onmessage = async (e: MessageEvent<EngineRequest>) => {
-  const { id, task, wasm } = e.data;
+  const { id, task, wasm, module } = e.data;
   let response: EngineResponse;
   try {
-    await load(task, wasm);
-    response = { id, ok: true, result: await run(task) };
+    const compiled = await load(task, wasm, module);
+    response = { id, ok: true, result: await run(task), ...(compiled ? { compiled } : {}) };
   } catch (err) {
     const errors = (err as { errors?: EngineMessage[] })?.errors;
     const message = (err as Error)?.message ?? String(err);
@@ -99,6 +113,5 @@ scope.onmessage = async (e: MessageEvent<EngineRequest>) => {
         : {}),
     };
   }
-  const result = response.ok ? response.result : undefined;
-  scope.postMessage(response, result instanceof Uint8Array ? [result.buffer as ArrayBuffer] : []);
+  scope.postMessage(response, response.ok ? resultTransfer(response.result) : []);
 };

@@ -112,6 +112,15 @@ export function describeEsbuildError(e: unknown): string {
   return first.join("; ") + more;
 }
 
+/** A source file's text: UTF-8, or Latin-1 when it is not valid UTF-8. */
+export function decodeSource(bytes: Uint8Array): string {
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    return new TextDecoder("latin1").decode(bytes);
+  }
+}
+
 /** Minifies CSS or JS text with an initialised esbuild. */
 export async function minifyWith(
   api: EsbuildApi,

@@ -52,6 +52,7 @@ import type { ProcessContext, ProcessFile, ProcessorDef } from "./processor.ts";
 import { extOf, fatal, label, readInput, writeOutput } from "./_util.ts";
 import { checkWasm, engineTag } from "./_wasm.ts";
 import { enginePool } from "./_engine_pool.ts";
+import type { MinifiedBytes } from "./_engine_protocol.ts";
 import { ResultCache } from "./_result_cache.ts";
 import {
   AUTO_CSS_TARGET,
@@ -86,14 +87,6 @@ const MINIFY_OPTIONS: readonly OptionSpec[] = [
 
 const JS_EXTENSIONS = [".js", ".mjs", ".cjs"];
 
-function decodeText(bytes: Uint8Array): string {
-  try {
-    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
-  } catch {
-    return new TextDecoder("latin1").decode(bytes);
-  }
-}
-
 /**
  * Minifies CSS or JS text on the engine pool (off the main thread).
  * Exported for the benchmark and tests.
@@ -107,6 +100,27 @@ export function minifyText(
   return enginePool().run<MinifyResult>(
     { kind: "minify", code, loader, options },
     signal ? { signal } : {},
+  );
+}
+
+/**
+ * Minifies a file's bytes on the engine pool into UTF-8 bytes: the worker
+ * decodes the input (UTF-8, else Latin-1) and encodes the output, so the
+ * main thread holds neither as a string.
+ */
+function minifyBytes(
+  bytes: Uint8Array,
+  loader: "css" | "js",
+  options: MinifyOptions,
+  signal: AbortSignal,
+): Promise<MinifiedBytes> {
+  // A view of a larger buffer would send the whole buffer: send the file's bytes only.
+  const own = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
+    ? bytes
+    : bytes.slice();
+  return enginePool().run<MinifiedBytes>(
+    { kind: "minifyBytes", bytes: own, loader, options },
+    { signal },
   );
 }
 
@@ -178,14 +192,9 @@ async function minifyFile(
     rememberOwnOutputFile(cached, settingsKey);
     return { path: cached };
   }
-  let out: MinifyResult;
+  let out: MinifiedBytes;
   try {
-    out = await minifyText(
-      decodeText(input),
-      loader,
-      { ...options, sourcefile: file.name },
-      ctx.signal,
-    );
+    out = await minifyBytes(input, loader, { ...options, sourcefile: file.name }, ctx.signal);
   } catch (e) {
     // A worker that crashed is not the file's fault: the error stays retryable.
     if (e instanceof ClassifiedError || ctx.signal.aborted) {
@@ -196,7 +205,7 @@ async function minifyFile(
     throw fatal(`Cannot minify ${label(file)}: ${describeEsbuildError(e)}`, e);
   }
   for (const w of out.warnings) ctx.log.debug(`${label(file)}: ${w}`);
-  const bytes = new TextEncoder().encode(out.code);
+  const bytes = out.bytes;
   if (bytes.length >= input.length) {
     ctx.log.debug(`${label(file)}: minified output is not smaller; kept as is`);
     await ctx.cache?.put(key, NO_GAIN);

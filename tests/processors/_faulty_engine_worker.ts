@@ -1,5 +1,5 @@
 /**
- * The real engine worker, except that a minify task whose code contains
+ * The real engine worker, except that a minify task (text or bytes) whose code contains
  * `crash me` throws an uncaught error (the worker dies, as after an engine
  * abort), one containing `hang me` never answers, and one containing
  * `break me` reports an error that leaves the engine unusable. For the pool's
@@ -16,13 +16,20 @@ const scope = globalThis as unknown as {
 };
 const real = scope.onmessage!;
 
+/** The code of a minify task, text or bytes; "" for other tasks. */
+function codeOf(task: EngineRequest["task"]): string {
+  if (task.kind === "minify") return task.code;
+  if (task.kind === "minifyBytes") return new TextDecoder().decode(task.bytes);
+  return "";
+}
+
 scope.onmessage = (e: MessageEvent<EngineRequest>) => {
-  const task = e.data.task;
-  if (task.kind === "minify" && task.code.includes("crash me")) {
+  const code = codeOf(e.data.task);
+  if (code.includes("crash me")) {
     throw new Error("simulated engine crash");
   }
-  if (task.kind === "minify" && task.code.includes("hang me")) return;
-  if (task.kind === "minify" && task.code.includes("break me")) {
+  if (code.includes("hang me")) return;
+  if (code.includes("break me")) {
     scope.postMessage({ id: e.data.id, ok: false, message: "simulated trap", broken: true });
     return;
   }

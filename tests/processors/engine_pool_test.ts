@@ -164,6 +164,50 @@ Deno.test("EnginePool terminates a worker that does not answer in time and fails
   }
 });
 
+Deno.test("EnginePool compiles an engine once: a further worker gets the compiled module, also after a stop with jobs waiting", async () => {
+  // Budget for one esbuild worker only, so a job larger than it runs alone and its worker stops.
+  const pool = new EnginePool({ maxWorkers: 2, memoryBudget: 200 * 1024 * 1024 });
+  try {
+    assertEquals((await minify(pool, "var a = 1 + 1;")).code, "var a=2;\n");
+    assertEquals(pool.stats.compiles, 1);
+    const big = `var big = ${JSON.stringify("x".repeat(3 * 1024 * 1024))}.length;`;
+    const [, after] = await Promise.all([
+      minify(pool, big),
+      minify(pool, "var b = 2 + 2;"),
+    ]);
+    assertEquals(after.code, "var b=4;\n");
+    assert(pool.stats.started >= 2, `a second worker ran (started ${pool.stats.started})`);
+    assertEquals(pool.stats.compiles, 1);
+  } finally {
+    pool.close();
+  }
+});
+
+Deno.test("EnginePool making room for another engine keeps the worker it chose and loads the engine there", async () => {
+  // Two esbuild workers fit (160 + 32 MiB + two small jobs); adding oxipng to either does not,
+  // one esbuild worker with oxipng does.
+  const pool = new EnginePool({ maxWorkers: 2, memoryBudget: 215 * 1024 * 1024 });
+  try {
+    await minify(pool, "var a = 1 + 1;");
+    await Promise.all([minify(pool, "var b = 2 + 2;"), minify(pool, "var c = 3 + 3;")]);
+    assertEquals(pool.stats.started, 2);
+    const png = await pool.run<Uint8Array>({
+      kind: "raw",
+      rgba: new Uint8Array([255, 0, 0, 255]),
+      width: 1,
+      height: 1,
+      level: 1,
+    });
+    assert(png.length > 0);
+    // One esbuild worker made room; the other took oxipng (no third worker).
+    assertEquals(pool.stats.started, 2);
+    assertEquals(pool.stats.alive, 1);
+    assertEquals((await minify(pool, "var d = 4 + 4;")).code, "var d=8;\n");
+  } finally {
+    pool.close();
+  }
+});
+
 Deno.test("runChain: a crashing engine worker fails that file with a clear retryable error, the next file works", async () => {
   const t = tempDir();
   configureEngines({ workerUrl: FAULTY });
