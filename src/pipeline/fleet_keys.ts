@@ -49,7 +49,7 @@ export function vouchedMd5(
   force: number,
 ): string | undefined {
   if (force !== 0 || !record.source_stat || record.source_stat !== statId(stat)) return undefined;
-  if (Math.max(stat.mtimeMs, stat.ctimeMs) > record.synced_at - RACY_MS) return undefined;
+  if (Math.max(stat.mtimeMs, stat.ctimeMs) >= record.synced_at - RACY_MS) return undefined;
   const head = `${stat.size}:${Math.trunc(stat.mtimeMs)}:`;
   if (!record.fingerprint.startsWith(head)) return undefined;
   const md5 = record.fingerprint.slice(head.length);
