@@ -51,7 +51,7 @@ import { FleetHealth } from "./fleet_health.ts";
 import { FleetClaimer } from "./fleet_claimer.ts";
 import { FleetLeases } from "./fleet_lease.ts";
 import { FleetLink } from "./fleet_link.ts";
-import { fingerprint, keyOf, nodeName } from "./fleet_keys.ts";
+import { fingerprint, keyOf, nodeName, statId, vouchedMd5 } from "./fleet_keys.ts";
 export { FleetUnavailable, isDroppedDbConnection } from "./fleet_link.ts";
 import { FleetPublisher } from "./fleet_publish.ts";
 import type { Fingerprint } from "./plan.ts";
@@ -169,6 +169,7 @@ export class Fleet {
       call: (fn) => this.#link.call(fn),
       reachable: () => this.reachable,
       held: this.#leases,
+      vouched: (job, stat) => this.vouched(job, job.server, stat),
     });
   }
 
@@ -280,6 +281,18 @@ export class Fleet {
     return this.#claims.md5For(job, server, stat);
   }
 
+  /**
+   * The MD5 of a job's file that another node's record (as this node's
+   * mirror of the shared record holds it) vouches for, when the file has
+   * the stat that node hashed it with and the record is not racy (see
+   * `vouchedMd5`): a node sharing a folder need not read what another
+   * uploaded. Undefined: read the file.
+   */
+  vouched(job: Job, server: string, stat: Fingerprint): string | undefined {
+    const record = this.local.mirroredStat(keyOf(job, server));
+    return record && vouchedMd5(record, stat, job.force);
+  }
+
   /** Records locally what another node published for a job's file (a "done" claim). */
   adopt(record: SharedRecord, local: {
     size: number;
@@ -338,6 +351,11 @@ export class Fleet {
       fingerprint: fingerprint(row.size ?? -1, row.mtime_ms ?? 0, row.source_md5 ?? ""),
       node: this.node,
       synced_at: row.synced_at,
+      // Only an upload's row: its MD5 was taken between two equal stats (see `vouchedMd5`).
+      source_stat: written && row.source_md5 && row.size != null && row.mtime_ms != null &&
+          row.ctime_ms != null && row.ino != null
+        ? statId({ size: row.size, mtimeMs: row.mtime_ms, ctimeMs: row.ctime_ms, ino: row.ino })
+        : "",
     });
     if (this.#recording.size > 0) {
       // Records wait for the ones before to be published (see admitRecord): right after the

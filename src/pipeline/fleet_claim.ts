@@ -26,14 +26,14 @@ export interface ClaimInput {
 }
 
 /**
- * Claims the upload. Returns a result when nothing is to be uploaded (the
- * record another node published is recorded here); undefined when this
+ * Claims the upload. Returns a result when nothing is to be uploaded (its
+ * `record` records here what another node published); undefined when this
  * node uploads. Throws a {@linkcode RequeueError} while another node holds
  * the file, and `FleetUnavailable` when the shared store cannot be reached.
  */
 export async function claimUpload(fleet: Fleet, c: ClaimInput): Promise<SyncResult | undefined> {
   const md5 = c.input.contentMd5 ??= fleet.md5For(c.job, c.server, c.stat) ??
-    await md5Of(c.job.input_file, c.signal, c.stat.size);
+    fleet.vouched(c.job, c.server, c.stat) ?? await md5Of(c.job.input_file, c.signal, c.stat.size);
   const claim = await fleet.claim(c.job, c.server, fingerprint(c.stat.size, c.stat.mtimeMs, md5));
   switch (claim.kind) {
     case "mine":
@@ -43,8 +43,17 @@ export async function claimUpload(fleet: Fleet, c: ClaimInput): Promise<SyncResu
         `"${c.rel}" is being uploaded by node "${claim.node}"`,
         busyWait(claim.until, Date.now(), c.job.requeues),
       );
-    case "done":
-      fleet.adopt(claim.record, { ...c.stat, md5, chain: c.chain, processed: c.processed });
-      return { kind: "skipped", bytes: -1, remotePath: claim.record.remote_path };
+    case "done": {
+      // Written in the transaction that completes the job (one commit for many jobs), not in
+      // a commit of its own: a node sharing a folder adopts about as many files as it uploads.
+      const local = { ...c.stat, md5, chain: c.chain, processed: c.processed };
+      return {
+        kind: "skipped",
+        bytes: -1,
+        remotePath: claim.record.remote_path,
+        adopted: true,
+        record: () => fleet.adopt(claim.record, local),
+      };
+    }
   }
 }

@@ -58,6 +58,11 @@ export interface ClaimerDeps {
   reachable(): boolean;
   /** The leases of running jobs: renewed, and checked before a job records. */
   held: FleetLeases;
+  /**
+   * The MD5 another node's record vouches for, for a job's file with this
+   * stat (see `vouchedMd5` in `fleet_keys.ts`): the file need not be read.
+   */
+  vouched(job: Job, stat: Fingerprint): string | undefined;
 }
 
 /** The claims of one node. */
@@ -258,11 +263,7 @@ export class FleetClaimer {
       const stat = observe(job.input_file, source).stat;
       // Big files are read once, when they run; their upload outlasts a round trip anyway.
       if (!stat || stat.size > AHEAD_MAX_BYTES) return undefined;
-      // The C library's calls where they answer (as the copy reads it), node:fs otherwise. A file
-      // changed since `stat` may hash other bytes: its upload, seeing another stat, hashes anew.
-      const data = (readRegularNative(job.input_file, stat.size) ??
-        readRegularSync(job.input_file)).data;
-      const md5 = createHash("md5").update(data).digest("hex");
+      const md5 = this.#d.vouched(job, stat) ?? this.#hash(job.input_file, stat.size);
       return {
         key: keyOf(job, job.server),
         fingerprint: fingerprint(stat.size, stat.mtimeMs, md5),
@@ -272,6 +273,16 @@ export class FleetClaimer {
     } catch {
       return undefined;
     }
+  }
+
+  /**
+   * The MD5 of a small file. The C library's calls where they answer (as
+   * the copy reads it), node:fs otherwise. A file changed since its stat may
+   * hash other bytes: its upload, seeing another stat, hashes anew.
+   */
+  #hash(file: string, size: number): string {
+    const data = (readRegularNative(file, size) ?? readRegularSync(file)).data;
+    return createHash("md5").update(data).digest("hex");
   }
 
   /** Releases the leases of answers no job used ("mine" ones, once they have come). */

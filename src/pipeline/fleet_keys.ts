@@ -2,12 +2,15 @@
  * How the nodes of a fleet name what they share: the node itself, a job's
  * key in the shared store, and the fingerprint of a file's content that
  * nodes compare to tell whether another node's record is of the same
- * content.
+ * content; and when a node may take another node's fingerprint of a file
+ * on a shared folder without reading the file.
  *
  * @module
  */
 import type { SharedKey } from "../store/shared/types.ts";
 import type { Job } from "../store/store.ts";
+import { RACY_MS } from "../watch/_stat.ts";
+import type { Fingerprint } from "./plan.ts";
 
 /** The node's name: the setting, or the host name. */
 export function nodeName(setting: string | undefined): string {
@@ -22,4 +25,33 @@ export function fingerprint(size: number, mtimeMs: number, md5: string): string 
 /** The key of a job in the shared store. */
 export function keyOf(job: Job, server: string): SharedKey {
   return { input_file: job.input_file, server, dest: job.dest };
+}
+
+/** A file's stat identity as records share it: `size:mtime_ms:ctime_ms:ino`. */
+export function statId(stat: Fingerprint): string {
+  return `${stat.size}:${stat.mtimeMs}:${stat.ctimeMs}:${stat.ino}`;
+}
+
+/**
+ * The MD5 of a file's content that another node's record of it vouches
+ * for, or undefined when the file must be read. The rule is the one a
+ * single node applies to its own record (rsync's quick check, with git's
+ * "racily clean"): the record's stat, taken before and after the uploading
+ * node read the file, equals the stat here (same shared mount: same inode
+ * and change time), the job was found by a scan (`force` 0: a watcher that
+ * saw a write makes a single node compare content too), and the file's
+ * mtime and ctime were more than {@linkcode RACY_MS} older than the record
+ * (a rewrite within the same clock tick keeps size, mtime and ctime).
+ */
+export function vouchedMd5(
+  record: { fingerprint: string; source_stat?: string | undefined; synced_at: number },
+  stat: Fingerprint,
+  force: number,
+): string | undefined {
+  if (force !== 0 || !record.source_stat || record.source_stat !== statId(stat)) return undefined;
+  if (Math.max(stat.mtimeMs, stat.ctimeMs) >= record.synced_at - RACY_MS) return undefined;
+  const head = `${stat.size}:${Math.trunc(stat.mtimeMs)}:`;
+  if (!record.fingerprint.startsWith(head)) return undefined;
+  const md5 = record.fingerprint.slice(head.length);
+  return /^[0-9a-f]{32}$/.test(md5) ? md5 : undefined;
 }

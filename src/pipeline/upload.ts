@@ -44,6 +44,12 @@ export interface SyncResult {
   dropped?: string[];
   /** Runs once recorded (the log line). */
   done?: () => void;
+  /**
+   * `record` only copies a record the shared store holds already (another
+   * node's upload): nothing to publish, so the job does not wait for the
+   * bound on unpublished records.
+   */
+  adopted?: boolean;
 }
 
 /** What the worker knows when it decides to upload. */

@@ -130,7 +130,7 @@ export class Worker {
       if (unwritten) ours.add(unwritten);
       // A fleet node bounds the uploads it has recorded and not yet published; a job that
       // waits for that gives its slots to the next one, unless leftovers still need them.
-      if (fleet && result.record) {
+      if (fleet && result.record && !result.adopted) {
         await fleet.admitRecord(job, leftovers.value ? undefined : release);
       }
       const finish = () => {

@@ -32,7 +32,7 @@
  *
  * @module
  */
-import { recordValues } from "./shared/_keys.ts";
+import { keyId, recordValues } from "./shared/_keys.ts";
 import type { RecordChange, SharedKey, SharedRecord } from "./shared/types.ts";
 import type { DatabaseSync } from "node:sqlite";
 import type { Store } from "./store.ts";
@@ -49,6 +49,7 @@ const SCHEMA = `
     input_file TEXT NOT NULL, server TEXT NOT NULL, dest TEXT NOT NULL,
     transported_file_basename TEXT NOT NULL, url TEXT NOT NULL, remote_path TEXT NOT NULL,
     fingerprint TEXT NOT NULL, node TEXT NOT NULL, synced_at INTEGER NOT NULL,
+    source_stat TEXT NOT NULL DEFAULT '',
     PRIMARY KEY(input_file, server, dest)
   ) WITHOUT ROWID;
   CREATE VIEW IF NOT EXISTS web_records AS
@@ -86,7 +87,21 @@ const OUTBOX_TOUCHED_TRIGGERS = `
 `;
 
 const MIRROR_COLUMNS =
-  "input_file, server, dest, transported_file_basename, url, remote_path, fingerprint, node, synced_at";
+  "input_file, server, dest, transported_file_basename, url, remote_path, fingerprint, node, synced_at, " +
+  "source_stat";
+
+/**
+ * Records the change feed brought that {@linkcode FleetLocal.mirroredStat}
+ * keeps in memory (the most recent ones).
+ */
+export const RECENT_RECORDS_MAX = 65_536;
+
+/** What a mirrored record says of its source file (see {@linkcode FleetLocal.mirroredStat}). */
+export interface MirroredStat {
+  fingerprint: string;
+  source_stat: string;
+  synced_at: number;
+}
 
 /** Per connection: the count of writes to its outbox (its triggers call the function counting). */
 const outboxWrites = new WeakMap<DatabaseSync, { n: number }>();
@@ -108,11 +123,18 @@ export class FleetLocal {
   #size: { n: number; writes: number } | undefined;
   /** Ids of entries the shared store took whose rows are not deleted yet. */
   #sent: number[] = [];
+  /** What the feed brought recently, by key id, oldest first (see {@linkcode mirroredStat}). */
+  readonly #recent = new Map<string, MirroredStat>();
 
   /** Creates the tables when missing (the store must be writable). */
   constructor(store: Store) {
     this.#store = store;
     store.db.exec(SCHEMA);
+    // A mirror made before records carried the source's stat gains the column (empty: unknown).
+    const cols = store.db.prepare("PRAGMA table_info(fleet_records)").all() as { name: string }[];
+    if (!cols.some((c) => c.name === "source_stat")) {
+      store.db.exec("ALTER TABLE fleet_records ADD COLUMN source_stat TEXT NOT NULL DEFAULT ''");
+    }
     store.db.exec(UNPUBLISH_TRIGGER);
     let writes = outboxWrites.get(store.db);
     if (!writes) {
@@ -232,12 +254,12 @@ export class FleetLocal {
   /** Applies the change feed to the mirror and moves the cursor, in one transaction. */
   applyChanges(changes: readonly RecordChange[], cursor: number): void {
     const put = this.#store.q(
-      `INSERT INTO fleet_records(input_file, server, dest, transported_file_basename, url,
-         remote_path, fingerprint, node, synced_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+      `INSERT INTO fleet_records(${MIRROR_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT(input_file, server, dest) DO UPDATE SET
          transported_file_basename = excluded.transported_file_basename, url = excluded.url,
          remote_path = excluded.remote_path, fingerprint = excluded.fingerprint,
-         node = excluded.node, synced_at = excluded.synced_at`,
+         node = excluded.node, synced_at = excluded.synced_at,
+         source_stat = excluded.source_stat`,
     );
     const drop = this.#store.q(
       "DELETE FROM fleet_records WHERE input_file = ? AND server = ? AND dest = ?",
@@ -252,15 +274,35 @@ export class FleetLocal {
       }
       this.#store.setRuntime("fleetCursor", cursor);
     });
+    // Only once committed: what the memory says, the mirror holds.
+    for (const c of changes) this.#remember(c.key, c.record);
+  }
+
+  /** Keeps (or forgets, when removed) what a change says of its key's source file. */
+  #remember(key: SharedKey, r: SharedRecord | undefined): void {
+    const id = keyId(key);
+    this.#recent.delete(id);
+    if (!r) return;
+    this.#recent.set(id, {
+      fingerprint: r.fingerprint,
+      source_stat: r.source_stat ?? "",
+      synced_at: r.synced_at,
+    });
+    if (this.#recent.size > RECENT_RECORDS_MAX) {
+      this.#recent.delete(this.#recent.keys().next().value!);
+    }
   }
 
   /** Starts replacing the mirror: an empty staging copy (of this connection only). */
   beginRebuild(): void {
+    // What memory holds may be older than the copy: it goes (a miss only costs a read).
+    this.#recent.clear();
     this.#store.db.exec(
       `CREATE TEMP TABLE IF NOT EXISTS fleet_rebuild(
          input_file TEXT NOT NULL, server TEXT NOT NULL, dest TEXT NOT NULL,
          transported_file_basename TEXT NOT NULL, url TEXT NOT NULL, remote_path TEXT NOT NULL,
          fingerprint TEXT NOT NULL, node TEXT NOT NULL, synced_at INTEGER NOT NULL,
+         source_stat TEXT NOT NULL DEFAULT '',
          PRIMARY KEY(input_file, server, dest)) WITHOUT ROWID;
        DELETE FROM temp.fleet_rebuild;`,
     );
@@ -270,7 +312,7 @@ export class FleetLocal {
   rebuildPage(records: readonly SharedRecord[]): void {
     const put = this.#store.q(
       `INSERT OR REPLACE INTO temp.fleet_rebuild(${MIRROR_COLUMNS})
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
     this.#store.tx(() => {
       for (const r of records) put.run(...recordValues(r));
@@ -314,6 +356,17 @@ export class FleetLocal {
     return this.#store.q(
       "SELECT 1 FROM fleet_records WHERE server = ? AND remote_path = ? LIMIT 1",
     ).get(server, remotePath) !== undefined;
+  }
+
+  /**
+   * What the mirror holds of `key`'s source file (any node's record), when
+   * the change feed brought it since this connection opened, among the
+   * {@linkcode RECENT_RECORDS_MAX} most recent: answered from memory, for
+   * every file a node looks at. Undefined also when the mirror may hold it
+   * (older): the caller then reads the file, as without a record.
+   */
+  mirroredStat(key: SharedKey): MirroredStat | undefined {
+    return this.#recent.get(keyId(key));
   }
 
   /** How many files of the fleet the mirror knows. */

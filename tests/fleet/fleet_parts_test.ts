@@ -54,6 +54,7 @@ function record(k: SharedKey, node: string, fingerprint: string): SharedRecord {
     fingerprint,
     node,
     synced_at: 1_000,
+    source_stat: "",
   };
 }
 

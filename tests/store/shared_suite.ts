@@ -42,7 +42,13 @@ function key(name: string, server = "cdn", dest = ""): SharedKey {
   };
 }
 
-function record(k: SharedKey, node: string, fingerprint: string, now = 1_000): SharedRecord {
+function record(
+  k: SharedKey,
+  node: string,
+  fingerprint: string,
+  now = 1_000,
+  sourceStat = "",
+): SharedRecord {
   const base = k.input_file.split("/").pop()!;
   return {
     ...k,
@@ -52,6 +58,7 @@ function record(k: SharedKey, node: string, fingerprint: string, now = 1_000): S
     fingerprint,
     node,
     synced_at: now,
+    source_stat: sourceStat,
   };
 }
 
@@ -259,6 +266,32 @@ export async function runSharedStoreSuite(step: Step, backend: SuiteBackend): Pr
       };
       await b.publish([newer]);
       assertEquals(await a.get(k), newer);
+    });
+
+    await step("a record's source stat travels with it: get, claim, feed, copy", async () => {
+      const k = key("stat");
+      const stat = "120:1700000000123.25:1700000000000:4242";
+      const fp = fingerprint(120, 1_700_000_000_123.25, "0123456789abcdef0123456789abcdef");
+      const start = await lastSeq(a);
+      const rec = record(k, "node-a", fp, 1_700_000_005_000, stat);
+      await a.publish([rec]);
+      assertEquals(await b.get(k), rec);
+      assertEquals(await b.claim(k, fp, 2_000, 60_000), { kind: "done", record: rec });
+      const feed = await b.changesSince(start, 100);
+      assertEquals(feed.find((c) => c.key.input_file === k.input_file)?.record, rec);
+      let after = "";
+      let found: SharedRecord | undefined;
+      for (;;) {
+        const page = await b.records(after, 1000);
+        found ??= page.records.find((r) => r.input_file === k.input_file);
+        if (page.records.length < 1000) break;
+        after = page.next;
+      }
+      assertEquals(found, rec);
+      // A newer upload without a stat (an older node's) does not keep the old one.
+      const plain = { ...rec, fingerprint: "other", source_stat: "" };
+      await b.publish([plain]);
+      assertEquals(await a.get(k), plain);
     });
 
     await step("unpublish() removes records and is idempotent", async () => {

@@ -89,6 +89,7 @@ export interface RecordRow {
   fingerprint: string;
   node: string;
   synced_at: number | string | bigint;
+  source_stat?: string | null;
 }
 
 /** A {@linkcode SharedRecord} from a row. */
@@ -103,6 +104,7 @@ export function toRecord(row: RecordRow): SharedRecord {
     fingerprint: row.fingerprint,
     node: row.node,
     synced_at: Number(row.synced_at),
+    source_stat: row.source_stat ?? "",
   };
 }
 
@@ -158,6 +160,7 @@ export function recordValues(r: SharedRecord): [
   string,
   string,
   number,
+  string,
 ] {
   return [
     r.input_file,
@@ -169,6 +172,7 @@ export function recordValues(r: SharedRecord): [
     r.fingerprint,
     r.node,
     r.synced_at,
+    r.source_stat ?? "",
   ];
 }
 

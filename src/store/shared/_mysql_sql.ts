@@ -68,6 +68,7 @@ export const MIGRATIONS: string[][] = [
     "ALTER TABLE fc_nodes ADD COLUMN feed_cursor BIGINT NOT NULL DEFAULT 0",
     "ALTER TABLE fc_feed ADD COLUMN pruned BIGINT NOT NULL DEFAULT 0",
   ],
+  ["ALTER TABLE synced_files ADD COLUMN source_stat VARCHAR(255) NOT NULL DEFAULT ''"],
 ];
 
 /** Error number of a column added twice (a migration run again): already done. */

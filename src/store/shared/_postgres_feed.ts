@@ -54,7 +54,7 @@ export async function readChanges(
   const r = await c.query(
     `SELECT c.seq, c.input_file AS k_input_file, c.server AS k_server, c.dest AS k_dest,
        s.input_file, s.server, s.dest, s.transported_file_basename, s.url, s.remote_path,
-       s.fingerprint, s.node, s.synced_at
+       s.fingerprint, s.node, s.synced_at, s.source_stat
      FROM fc_changes c LEFT JOIN synced_files s ON s.key_hash = c.key_hash
      WHERE c.seq > $1 ORDER BY c.seq LIMIT $2`,
     [cursor, limit],

@@ -62,11 +62,15 @@ export const MIGRATIONS: string[] = [
   ALTER TABLE fc_nodes ADD COLUMN feed_cursor bigint NOT NULL DEFAULT 0;
   ALTER TABLE fc_feed ADD COLUMN pruned bigint NOT NULL DEFAULT 0;
   `,
+  `
+  ALTER TABLE synced_files ADD COLUMN source_stat text NOT NULL DEFAULT '';
+  `,
 ];
 
 /** The record's columns in `synced_files`, in the order the statements use. */
 export const RECORD_COLUMNS_SQL =
-  "input_file, server, dest, transported_file_basename, url, remote_path, fingerprint, node, synced_at";
+  "input_file, server, dest, transported_file_basename, url, remote_path, fingerprint, node, synced_at, " +
+  "source_stat";
 
 /** Key of the advisory lock that serialises migrations ("fcsch" in ASCII). */
 export const MIGRATION_LOCK = 0x6663736368;
@@ -102,7 +106,7 @@ export const CLAIM_SQL = `
   )
   SELECT k.h AS key_hash, ins.until AS mine_until, l.node AS lease_node, l.until AS lease_until,
     rec.input_file, rec.server, rec.dest, rec.transported_file_basename, rec.url,
-    rec.remote_path, rec.fingerprint, rec.node, rec.synced_at
+    rec.remote_path, rec.fingerprint, rec.node, rec.synced_at, rec.source_stat
   FROM k LEFT JOIN ins ON ins.key_hash = k.h
     LEFT JOIN fc_leases l ON l.key_hash = k.h
     LEFT JOIN rec ON rec.h = k.h`;
@@ -111,8 +115,8 @@ export const CLAIM_SQL = `
  * Publishes a batch in one statement: `f` takes the feed's row lock first
  * (the other parts read from it, which makes PostgreSQL run it first), so
  * every publisher locks in the same order — the feed, then the records and
- * leases in hash order — and changes commit in `seq` order. $1–$10 are the
- * record columns (sorted by hash), $11 this node.
+ * leases in hash order — and changes commit in `seq` order. $1–$10 and $12
+ * are the record columns (sorted by hash), $11 this node.
  */
 export const PUBLISH_SQL = `
   WITH f AS (
@@ -120,16 +124,16 @@ export const PUBLISH_SQL = `
   ), k AS (
     SELECT t.*, f.seq - cardinality($1::text[]) + t.o AS change_seq
     FROM f, unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-      $7::text[], $8::text[], $9::text[], $10::bigint[])
-      WITH ORDINALITY AS t(h, i, s, d, b, u, rp, fp, n, at, o)
+      $7::text[], $8::text[], $9::text[], $10::bigint[], $12::text[])
+      WITH ORDINALITY AS t(h, i, s, d, b, u, rp, fp, n, at, st, o)
   ), up AS (
     INSERT INTO synced_files(key_hash, ${RECORD_COLUMNS_SQL})
-    SELECT h, i, s, d, b, u, rp, fp, n, at FROM k ORDER BY h
+    SELECT h, i, s, d, b, u, rp, fp, n, at, st FROM k ORDER BY h
     ON CONFLICT (key_hash) DO UPDATE SET
       transported_file_basename = EXCLUDED.transported_file_basename,
       url = EXCLUDED.url, remote_path = EXCLUDED.remote_path,
       fingerprint = EXCLUDED.fingerprint, node = EXCLUDED.node,
-      synced_at = EXCLUDED.synced_at
+      synced_at = EXCLUDED.synced_at, source_stat = EXCLUDED.source_stat
   ), dl AS (
     DELETE FROM fc_leases WHERE key_hash IN (SELECT h FROM k) AND node = $11
   )

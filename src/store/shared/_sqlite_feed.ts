@@ -29,7 +29,7 @@ export function readChanges(q: Prepare, cursor: number, limit: number): RecordCh
        c.dest AS k_dest, c.removed AS removed, s.input_file AS input_file, s.server AS server,
        s.dest AS dest, s.transported_file_basename AS transported_file_basename,
        s.url AS url, s.remote_path AS remote_path, s.fingerprint AS fingerprint,
-       s.node AS node, s.synced_at AS synced_at
+       s.node AS node, s.synced_at AS synced_at, s.source_stat AS source_stat
      FROM fc_changes c LEFT JOIN synced_files s
        ON s.input_file = c.input_file AND s.server = c.server AND s.dest = c.dest
      WHERE c.seq > ? ORDER BY c.seq LIMIT ?`,

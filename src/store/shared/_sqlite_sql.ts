@@ -58,4 +58,5 @@ export const MIGRATIONS: string[] = [
   CREATE TABLE fc_feed(id INTEGER PRIMARY KEY, pruned INTEGER NOT NULL);
   INSERT INTO fc_feed(id, pruned) VALUES (1, 0);
   `,
+  `ALTER TABLE synced_files ADD COLUMN source_stat TEXT NOT NULL DEFAULT '';`,
 ];

@@ -59,7 +59,8 @@ export interface MysqlSharedOptions {
 }
 
 const RECORD_COLUMNS =
-  "input_file, server, dest, transported_file_basename, url, remote_path, fingerprint, node, synced_at";
+  "input_file, server, dest, transported_file_basename, url, remote_path, fingerprint, node, synced_at, " +
+  "source_stat";
 
 /** The shared store on MariaDB or MySQL. */
 export class MysqlSharedStore implements SharedStore {
@@ -260,7 +261,7 @@ export class MysqlSharedStore implements SharedStore {
             WHERE l.node = ? AND (l.key_hash, s.fingerprint) IN (?);
           SELECT k.key_hash, l.node AS lease_node, l.until AS lease_until,
             s.input_file, s.server, s.dest, s.transported_file_basename, s.url, s.remote_path,
-            s.fingerprint, s.node, s.synced_at
+            s.fingerprint, s.node, s.synced_at, s.source_stat
           FROM (SELECT key_hash FROM fc_leases WHERE key_hash IN (?)
                 UNION SELECT key_hash FROM synced_files WHERE key_hash IN (?)) k
           LEFT JOIN fc_leases l ON l.key_hash = k.key_hash
@@ -352,7 +353,7 @@ export class MysqlSharedStore implements SharedStore {
             transported_file_basename = VALUES(transported_file_basename),
             url = VALUES(url), remote_path = VALUES(remote_path),
             fingerprint = VALUES(fingerprint), node = VALUES(node),
-            synced_at = VALUES(synced_at);
+            synced_at = VALUES(synced_at), source_stat = VALUES(source_stat);
           DELETE FROM fc_leases WHERE key_hash IN (?) AND node = ?;
           UPDATE fc_feed SET seq = LAST_INSERT_ID(seq + ?) WHERE id = 1;
           INSERT INTO fc_changes(seq, key_hash, input_file, server, dest, removed)

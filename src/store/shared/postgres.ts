@@ -368,6 +368,7 @@ export class PostgresSharedStore implements SharedStore {
         col("node"),
         col("synced_at"),
         this.node,
+        distinct.map((d) => d.record.source_stat ?? ""),
       ]);
     });
   }

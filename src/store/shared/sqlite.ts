@@ -44,7 +44,8 @@ export interface SqliteSharedOptions {
 
 const KEY_WHERE = "input_file = ? AND server = ? AND dest = ?";
 const RECORD_COLUMNS =
-  "input_file, server, dest, transported_file_basename, url, remote_path, fingerprint, node, synced_at";
+  "input_file, server, dest, transported_file_basename, url, remote_path, fingerprint, node, synced_at, " +
+  "source_stat";
 
 /** Runs `fn` now; its result or exception as a promise (the interface is asynchronous). */
 function settle<T>(fn: () => T): Promise<T> {
@@ -296,12 +297,12 @@ export class SqliteSharedStore implements SharedStore {
       const distinct = distinctRecords(records);
       this.#tx("publish to", () => {
         const upsert = this.#q(
-          `INSERT INTO synced_files(${RECORD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+          `INSERT INTO synced_files(${RECORD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT(input_file, server, dest) DO UPDATE SET
              transported_file_basename = excluded.transported_file_basename,
              url = excluded.url, remote_path = excluded.remote_path,
              fingerprint = excluded.fingerprint, node = excluded.node,
-             synced_at = excluded.synced_at`,
+             synced_at = excluded.synced_at, source_stat = excluded.source_stat`,
         );
         const drop = this.#q(`DELETE FROM fc_leases WHERE ${KEY_WHERE} AND node = ?`);
         const log = this.#q(PUBLISHED_CHANGE_SQL);

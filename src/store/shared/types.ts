@@ -44,6 +44,15 @@ export interface SharedRecord extends SharedKey {
   node: string;
   /** ms since the epoch. */
   synced_at: number;
+  /**
+   * The stat of the source file whose content the fingerprint names, as the
+   * uploading node saw it before and after reading it
+   * (`size:mtime_ms:ctime_ms:ino`, see `pipeline/fleet_keys.ts`); "" when
+   * unknown (published by an older node). A node watching the same shared
+   * folder that sees this very stat, and a record not racy by the rule of
+   * one node, takes the fingerprint without reading the file.
+   */
+  source_stat?: string;
 }
 
 /** Result of {@linkcode SharedStore.claim}. */
