@@ -50,15 +50,26 @@ export function extensionIn(name: string, list: readonly string[] | undefined): 
 /**
  * Writes `data` as `name` into the processor's work directory (created
  * when missing, private to the user) and returns its path.
+ *
+ * The directory is created only when the write finds it missing (the chain
+ * creates it before the step), and `Deno.writeFile` is one operation off
+ * the main thread: `node:fs`'s recursive `mkdir` and `writeFile` cost
+ * several, each with its own work on the main thread, for every output.
  */
 export async function writeOutput(
   ctx: ProcessContext,
   name: string,
   data: Uint8Array | string,
 ): Promise<string> {
-  await fs.mkdir(ctx.workDir, { recursive: true, mode: 0o700 });
   const out = path.join(ctx.workDir, name);
-  await fs.writeFile(out, data);
+  const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
+  try {
+    await Deno.writeFile(out, bytes);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+    await Deno.mkdir(ctx.workDir, { recursive: true, mode: 0o700 });
+    await Deno.writeFile(out, bytes);
+  }
   return out;
 }
 

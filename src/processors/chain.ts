@@ -24,7 +24,6 @@
  *
  * @module
  */
-import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { logger } from "../log.ts";
 import type { ProcessorRef, Settings } from "../config/types.ts";
@@ -177,7 +176,8 @@ export async function runChain(input: ChainInput): Promise<ChainOutput> {
     const def = effectiveDef(ref);
     if (!handles(def, name)) continue;
     const workDir = path.join(input.workDir, String(i));
-    if (!def.createsWorkDir) await fs.mkdir(workDir, { recursive: true, mode: 0o700 });
+    // One operation (`node:fs`'s recursive mkdir stats each level first).
+    if (!def.createsWorkDir) await Deno.mkdir(workDir, { recursive: true, mode: 0o700 });
     const log = logger(`processor:${ref.def.name}`);
     const t0 = performance.now();
     let result;

@@ -184,9 +184,12 @@ export class Queue extends SyncedRecords {
    * deadline.
    */
   uploadUnderway(inputFile: string, server?: string, seen: Set<string> = new Set()): boolean {
+    // `+state` (here and in waitsFurther): the rows of one file are found by its unique index;
+    // without the `+` SQLite picks the state index and passes over every queued row, thousands
+    // per call during an initial sync (a stylesheet asks this once per reference).
     const row = this.q(
       `SELECT last_error FROM queue WHERE input_file = ? AND (? IS NULL OR server = ?)
-         AND event != ${DELETED} AND state = 'queued' ORDER BY last_error IS NOT NULL LIMIT 1`,
+         AND event != ${DELETED} AND +state = 'queued' ORDER BY last_error IS NOT NULL LIMIT 1`,
     ).get(inputFile, server ?? null, server ?? null) as { last_error: string | null } | undefined;
     if (!row) return false;
     if (row.last_error === null) return true;
@@ -210,7 +213,7 @@ export class Queue extends SyncedRecords {
       `SELECT 1 FROM deps d WHERE d.dependent = ? AND d.server = ? AND d.dest = ?
          AND NOT EXISTS (SELECT 1 FROM synced_files s WHERE s.input_file = d.ref AND s.server = d.server)
          AND EXISTS (SELECT 1 FROM queue q WHERE q.input_file = d.ref AND q.server = d.server
-           AND q.event != ${DELETED} AND q.state = 'queued' AND q.last_error IS NULL)
+           AND q.event != ${DELETED} AND +q.state = 'queued' AND q.last_error IS NULL)
        LIMIT 1`,
     ).get(dependent, server, dest) !== undefined;
   }
