@@ -62,11 +62,13 @@ const NOTES: string[] = [
   "per-file work on one JavaScript thread: stat, read + MD5, write, rename, and about ten SQLite " +
   "statements (pick, upload intent, record, completion, transfer log). The picks and records of about " +
   "64 small local copies share one commit, and a job's reads are done in its pick's transaction, so " +
-  "SQLite is now ~25 % of the main thread and the copy ~30 % (the source is read through the C " +
-  "library: ~10 %). rclone spreads its work over Go threads on both cores and keeps no state; rsync " +
-  "is one tight C loop with no state. Log lines go out in one write per turn of the event loop. " +
-  "What is left: one `lstat` less per file, more files per commit, and the copies on a second " +
-  "core (not through Deno's thread pool: a hop per call cost more than the call, measured).",
+  "SQLite is ~30 % of the main thread, the scan's walk, the pick and the per-job code the rest: " +
+  "~170–230 µs of main-thread time per file. rclone spreads its work over Go threads on both cores " +
+  "and keeps no state; rsync is one tight C loop with no state. Tried and reverted: the copies in " +
+  "batches on a second thread (one long-lived worker, 16 copies per message): the main thread's " +
+  "CPU fell 25 %, but the worker's system calls cost it twice what they cost the main thread, so " +
+  "the process's CPU rose 11–19 % and the wall time moved between −11 % and +14 % on this shared " +
+  "2-core machine. Deno's thread pool per call cost more than the call, measured earlier.",
   "**SFTP.** Ahead of rclone's default (which runs `md5sum` on the server for every file), about " +
   "level with `rclone --sftp-disable-hashcheck`, behind rsync over SSH (one stream, no per-file " +
   "round trips). A small file takes 5 requests in 3 round trips (open; write, close and stat; " +
@@ -95,13 +97,27 @@ const NOTES: string[] = [
   "(~0.12 s, one query each; SQLite looks every row up from the `dir` index) and the comparison. " +
   "After a clean stop the web application databases are kept until a synced file changes " +
   "(rebuilding them at the start took as long as the scan).",
-  "**Sample chain (missed: ≥ 2× faster, peak ≤ 400 MiB over part of the tree).** esbuild runs " +
-  'once per script (`target="auto"` decides ES5 by parsing the file as ES5: 2,169 → 997 runs over ' +
-  "997 scripts, esbuild time −57 %), yet the daemon's CPU per file fell only 11–19 % over two " +
-  "parts of the tree (not profiled yet; candidates: oxipng on the PNGs, worker start-ups that " +
-  "compile the 14 MB engine, the main thread's per-file work). The engine pool's estimates are " +
-  "measured ones and a stopped worker counts until its memory is released: peak 376 MiB over " +
-  "tinymce and fontawesome's largest scripts (main 378), 419–420 MiB for both over 1,327 files.",
+  "**The shared store (missed: PostgreSQL ≤ 1.5× SQLite, two nodes faster than one).** A node " +
+  "on PostgreSQL spends ~1.4–1.9× the CPU of a SQLite node per file; its wall time adds the " +
+  "round trips it waits for (one claim per 64 files with a re-check of the files it won, one " +
+  "publish per 32 records) and the database server's CPU on the same two cores. Profiled and cut " +
+  "this round: a look-ahead query that read every queued row, a COUNT per admitted record, one " +
+  "commit per 8 files (now up to 32, the bound on unpublished records), outbox deletes in commits " +
+  "of their own. Two nodes on one folder: a node now takes the other node's upload from its " +
+  "record and stat without reading the file, in the commit of the job, but each node still runs a " +
+  "job per file of the folder, and on this machine the second node's core is shared with the " +
+  "database and SFTP servers, so the pair is level with one node to SFTP and behind it to a local " +
+  "folder, where a copy costs about what taking a record costs.",
+  "**Sample chain (peak ≤ 400 MiB in four of six runs of the day, not in the full run; ≥ 2× not shown).** " +
+  "Profiled (`--cpu-prof` of the main thread and each worker, 6,239 files): main thread 45 %, " +
+  "esbuild 32 %, oxipng 10 %, acorn's ES5 parse 4 %, worker start-up and engine compiles 8 %. " +
+  "Engine workers were started 13 times in one sync and each compiled the 14 MB engine again; now " +
+  "the engine is compiled once and handed to later workers, the compiler's freed memory is given " +
+  "back, and a dropped engine is collected at once: 1.6–1.7× faster, CPU per file −30 %, peak " +
+  "−86 MiB side by side with the previous code. At the peak: the daemon ~100 MiB, one esbuild " +
+  "worker ~150–220 MiB, the largest script's engine memory up to 85 MiB, main-heap garbage. The " +
+  "main thread is now the larger part (copy, MD5, the minifier's file writes, SQLite commits), " +
+  "with no single hot spot.",
 ];
 
 interface Args {
