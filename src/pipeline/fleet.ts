@@ -51,7 +51,8 @@ import { FleetHealth } from "./fleet_health.ts";
 import { FleetClaimer } from "./fleet_claimer.ts";
 import { FleetLeases } from "./fleet_lease.ts";
 import { FleetLink } from "./fleet_link.ts";
-import { fingerprint, keyOf, nodeName, statId, vouchedMd5 } from "./fleet_keys.ts";
+import { keyOf, nodeName, vouchedMd5 } from "./fleet_keys.ts";
+import { type AdoptedFile, adoptedRow, publishedRecord } from "./fleet_rows.ts";
 export { FleetUnavailable, isDroppedDbConnection } from "./fleet_link.ts";
 import { FleetPublisher } from "./fleet_publish.ts";
 import type { Fingerprint } from "./plan.ts";
@@ -294,33 +295,8 @@ export class Fleet {
   }
 
   /** Records locally what another node published for a job's file (a "done" claim). */
-  adopt(record: SharedRecord, local: {
-    size: number;
-    mtimeMs: number;
-    ctimeMs: number;
-    ino: number;
-    md5: string;
-    chain: string;
-    processed: boolean;
-  }): void {
-    this.#store.putSynced({
-      input_file: record.input_file,
-      transported_file_basename: record.transported_file_basename,
-      url: record.url,
-      server: record.server,
-      dest: record.dest,
-      remote_path: record.remote_path,
-      size: local.size,
-      mtime_ms: local.mtimeMs,
-      ctime_ms: local.ctimeMs,
-      ino: local.ino,
-      md5: local.processed ? null : local.md5,
-      etag: null,
-      chain: local.chain,
-      extras: null,
-      synced_at: record.synced_at,
-      source_md5: local.md5,
-    });
+  adopt(record: SharedRecord, local: AdoptedFile): void {
+    this.#store.putSynced(adoptedRow(record, local));
   }
 
   /**
@@ -343,20 +319,8 @@ export class Fleet {
     if (kind !== "synced") return;
     const row = written ?? this.#store.getSynced(job.input_file, server, job.dest);
     if (!row) return;
-    this.local.queuePublish({
-      ...key,
-      transported_file_basename: row.transported_file_basename,
-      url: row.url,
-      remote_path: row.remote_path,
-      fingerprint: fingerprint(row.size ?? -1, row.mtime_ms ?? 0, row.source_md5 ?? ""),
-      node: this.node,
-      synced_at: row.synced_at,
-      // Only an upload's row: its MD5 was taken between two equal stats (see `vouchedMd5`).
-      source_stat: written && row.source_md5 && row.size != null && row.mtime_ms != null &&
-          row.ctime_ms != null && row.ino != null
-        ? statId({ size: row.size, mtimeMs: row.mtime_ms, ctimeMs: row.ctime_ms, ino: row.ino })
-        : "",
-    });
+    // Only an upload's row (`written`) may vouch for the content with its stat.
+    this.local.queuePublish(publishedRecord(key, row, this.node, written !== undefined));
     if (this.#recording.size > 0) {
       // Records wait for the ones before to be published (see admitRecord): right after the
       // commit of this transaction, not later; what is recorded meanwhile goes in the next batch.

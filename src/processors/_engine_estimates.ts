@@ -1,8 +1,8 @@
 /**
  * The engine pool's memory estimates (see `_engine_pool.ts`): what a
  * worker's engine holds once loaded, what each further worker with the
- * same engine adds, and what one job needs beyond its engine. The figures
- * are measured ones, given with each.
+ * same engine adds, what one job needs beyond its engine, and the total
+ * for a set of workers. The figures are measured ones, given with each.
  *
  * @module
  */
@@ -53,4 +53,29 @@ function pngPixels(b: Uint8Array): number | undefined {
   if (b.length < 24) return undefined;
   const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
   return v.getUint32(16) * v.getUint32(20);
+}
+
+/** What a worker holds, for the memory estimate. */
+export interface Holding {
+  loaded: ReadonlySet<EngineName>;
+  /** Largest job estimate it has run. */
+  peakJob: number;
+}
+
+/**
+ * Estimated engine memory of workers holding `holdings`: their largest jobs,
+ * each loaded engine's full size once, and {@linkcode ENGINE_MORE} for every
+ * further worker with the same engine (the compiled code is shared).
+ */
+export function footprint(holdings: readonly Holding[]): number {
+  let sum = 0;
+  const seen = new Set<EngineName>();
+  for (const h of holdings) {
+    sum += h.peakJob;
+    for (const e of h.loaded) {
+      sum += seen.has(e) ? ENGINE_MORE[e] : ENGINE_BASE[e];
+      seen.add(e);
+    }
+  }
+  return sum;
 }

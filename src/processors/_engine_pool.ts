@@ -27,10 +27,10 @@
  *   workers starting together took the process from 168 to ~390 MiB in a
  *   few seconds).
  * - After an engine's compilation and after a large job the pool hands
- *   the freed memory back (below): the compiler's freed memory is ~50–90
- *   MiB the C library would otherwise keep.
- * - Ended workers' freed memory is handed back to the system
- *   (`src/util/release_memory.ts`): without it a process that has started
+ *   the freed memory back: the compiler's freed memory is ~50–90 MiB the
+ *   C library would otherwise keep.
+ * - Ended workers' freed memory is handed back to the system (when:
+ *   `_engine_release.ts`; how: `src/util/release_memory.ts`): without it a process that has started
  *   and ended workers keeps 100–200 MiB it no longer uses.
  *   Until then an ended worker's estimate still counts against the budget,
  *   so a new worker does not load its engine while the old one's memory is
@@ -64,10 +64,10 @@ import {
   type EngineResponse,
   type EngineTask,
 } from "./_engine_protocol.ts";
-import { ENGINE_BASE, ENGINE_MORE, jobEstimate, MiB } from "./_engine_estimates.ts";
+import { footprint, type Holding, jobEstimate, MiB } from "./_engine_estimates.ts";
 import { wasmBytes } from "./_wasm.ts";
 import { moduleDataUrl } from "../util/module_url.ts";
-import { collectGarbage, releaseFreedMemory } from "../util/release_memory.ts";
+import { FreedMemory } from "./_engine_release.ts";
 
 /** Settings of an {@linkcode EnginePool}. */
 export interface EnginePoolOptions {
@@ -98,9 +98,6 @@ export interface EnginePoolStats {
   /** Engines compiled from their bytes (a worker given another's compiled module does not count). */
   compiles: number;
 }
-
-/** Milliseconds after a worker's end when its freed memory is given back (its thread is gone by then). */
-const RELEASE_AFTER_MS = 1_500;
 
 /** A job estimated at this size or more is followed by a release of freed memory. */
 const TRIM_AFTER_JOB = 16 * MiB;
@@ -147,31 +144,6 @@ interface Slot {
   jobTimer?: ReturnType<typeof setTimeout>;
 }
 
-/** What a worker holds, for the memory estimate. */
-interface Holding {
-  loaded: ReadonlySet<EngineName>;
-  /** Largest job estimate it has run. */
-  peakJob: number;
-}
-
-/**
- * Estimated engine memory of workers holding `holdings`: their largest jobs,
- * each loaded engine's full size once, and {@linkcode ENGINE_MORE} for every
- * further worker with the same engine (the compiled code is shared).
- */
-function footprint(holdings: readonly Holding[]): number {
-  let sum = 0;
-  const seen = new Set<EngineName>();
-  for (const h of holdings) {
-    sum += h.peakJob;
-    for (const e of h.loaded) {
-      sum += seen.has(e) ? ENGINE_MORE[e] : ENGINE_BASE[e];
-      seen.add(e);
-    }
-  }
-  return sum;
-}
-
 /** Runs engine tasks on on-demand workers; see the module documentation. */
 export class EnginePool {
   readonly #maxWorkers: number;
@@ -183,16 +155,12 @@ export class EnginePool {
   readonly #queue: Job[] = [];
   #nextId = 1;
   #retired = false;
-  #releaseTimer: ReturnType<typeof setTimeout> | undefined;
   /**
-   * Estimated memory of stopped workers not yet given back (their threads
-   * end about a second after `terminate()`, and the C library keeps what
-   * they freed until the release): counted until the release, so a new
-   * worker does not compile its engine while the old one's memory is
-   * still held.
+   * Releases of freed memory; counts stopped workers' estimates until theirs
+   * is given back, so a new worker does not compile its engine while the old
+   * one's memory is still held.
    */
-  #draining = 0;
-  #wakeTimer: ReturnType<typeof setTimeout> | undefined;
+  readonly #freed = new FreedMemory(() => this.#pump());
   /**
    * Engines compiled by a worker, handed to further workers instead of the
    * bytes (no second compilation: measured, a worker that compiles the
@@ -204,8 +172,6 @@ export class EnginePool {
   readonly #modules = new Map<EngineName, WebAssembly.Module>();
   /** The idle worker chosen for the first queued job when room was made for it. */
   #chosen: Slot | undefined;
-  /** A module was let go: the next release collects this thread's garbage first. */
-  #collect = false;
   readonly #stats: EnginePoolStats = {
     started: 0,
     idleStops: 0,
@@ -272,17 +238,13 @@ export class EnginePool {
       this.#stop(slot);
     }
     // Closing ends the pool's use (shutdown, tests): nothing is left scheduled.
-    clearTimeout(this.#releaseTimer);
-    this.#releaseTimer = undefined;
-    clearTimeout(this.#wakeTimer);
-    this.#wakeTimer = undefined;
-    this.#draining = 0;
+    this.#freed.stop();
     this.#modules.clear();
   }
 
   /** Estimated engine memory of every worker, with `slot` replaced by `next`, and of stopped ones. */
   #projected(slot: Slot | undefined, next: Holding): number {
-    return footprint([...this.#slots.filter((s) => s !== slot), next]) + this.#draining;
+    return footprint([...this.#slots.filter((s) => s !== slot), next]) + this.#freed.draining;
   }
 
   #pump(): void {
@@ -316,8 +278,8 @@ export class EnginePool {
         }
         if (this.#slots.some((s) => s.job)) return;
         // Stopped workers' memory is still held: wait for its release (then the pool pumps).
-        if (this.#draining > 0) {
-          this.#wakeAfterRelease();
+        if (this.#freed.draining > 0) {
+          this.#freed.wakeAfterRelease();
           return;
         }
         // Nothing else runs or is held: the job runs alone, whatever its size.
@@ -346,8 +308,7 @@ export class EnginePool {
    */
   #dropModule(engine: EngineName): void {
     if (!this.#modules.delete(engine)) return;
-    this.#collect = true;
-    this.#releaseLater();
+    this.#freed.dropped();
   }
 
   #start(): Slot {
@@ -374,7 +335,7 @@ export class EnginePool {
     if (i >= 0) {
       const before = footprint(this.#slots);
       this.#slots.splice(i, 1);
-      this.#draining += before - footprint(this.#slots);
+      this.#freed.ended(before - footprint(this.#slots));
     }
     // Jobs waiting (a worker stopped to make room, or after a job larger than the budget):
     // the next worker takes the module. Otherwise a module no worker holds is let go.
@@ -383,49 +344,7 @@ export class EnginePool {
         if (!this.#slots.some((s) => s.loaded.has(engine))) this.#dropModule(engine);
       }
     }
-    this.#releaseLater();
-  }
-
-  /** Pumps again once stopped workers' memory is released (a timer that keeps the process alive: jobs wait). */
-  #wakeAfterRelease(): void {
-    this.#wakeTimer ??= setTimeout(() => {
-      this.#wakeTimer = undefined;
-      this.#pump();
-    }, RELEASE_AFTER_MS + 50);
-  }
-
-  /**
-   * Gives freed memory back within {@linkcode RELEASE_AFTER_MS}, unless a
-   * release is already due. Compiling an engine leaves ~50–90 MiB of the
-   * compiler's freed memory in the C library's arenas, a large job tens of
-   * MiB more (measured: an esbuild worker that has just loaded its engine,
-   * 252 → 184 MiB process RSS after the release; after a 1.2 MB script,
-   * 240 → 206 MiB).
-   */
-  #releaseSoon(): void {
-    if (this.#releaseTimer) return;
-    this.#releaseLater();
-  }
-
-  /**
-   * A worker's thread ends about a second after `terminate()`; the C
-   * library keeps what it freed mapped until asked to give it back
-   * (`src/util/release_memory.ts`). Asked once, after the last of a series
-   * of stops: the call walks every arena and blocks the event loop for a
-   * moment on a loaded machine.
-   */
-  #releaseLater(): void {
-    clearTimeout(this.#releaseTimer);
-    const timer = setTimeout(() => {
-      this.#releaseTimer = undefined;
-      if (this.#collect) collectGarbage();
-      this.#collect = false;
-      releaseFreedMemory();
-      this.#draining = 0;
-      this.#pump();
-    }, RELEASE_AFTER_MS);
-    Deno.unrefTimer(timer as unknown as number);
-    this.#releaseTimer = timer;
+    this.#freed.later();
   }
 
   #dispatch(slot: Slot, job: Job): void {
@@ -484,7 +403,7 @@ export class EnginePool {
     }
     // An engine's compilation, and a large job, leave freed memory the C library keeps.
     if (slot.compiling.delete(engineOf(job.task)) || job.estimate >= TRIM_AFTER_JOB) {
-      this.#releaseSoon();
+      this.#freed.soon();
     }
     if (!response.ok && response.broken) {
       // The engine failed in a way that leaves it unusable: a fresh worker tries again once;
