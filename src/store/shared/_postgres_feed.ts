@@ -33,7 +33,7 @@ export async function appendChanges(
   await c.query(
     `INSERT INTO fc_changes(seq, key_hash, input_file, server, dest, removed)
      SELECT $1::bigint + o, h, i, s, d, $6
-     FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS t(h, i, s, d, o)`,
+     FROM unnest($2::bpchar[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS t(h, i, s, d, o)`,
     [
       first,
       keys.map((k) => k.hash),

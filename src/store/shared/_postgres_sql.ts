@@ -88,7 +88,7 @@ export const MIGRATION_LOCK = 0x6663736368;
  */
 export const CLAIM_SQL = `
   WITH k AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+    SELECT * FROM unnest($1::bpchar[], $2::text[], $3::text[], $4::text[], $5::text[])
       AS t(h, i, s, d, fp)
   ), rec AS (
     SELECT k.h, k.fp, sf.* FROM k JOIN synced_files sf ON sf.key_hash = k.h
@@ -101,8 +101,8 @@ export const CLAIM_SQL = `
     WHERE fc_leases.until <= $8 OR fc_leases.node = $6
     RETURNING key_hash, until
   ), dl AS (
-    DELETE FROM fc_leases
-    WHERE key_hash IN (SELECT h FROM rec WHERE rec.fingerprint = rec.fp) AND node = $6
+    DELETE FROM fc_leases l USING rec
+    WHERE l.key_hash = rec.h AND rec.fingerprint = rec.fp AND l.node = $6
   )
   SELECT k.h AS key_hash, ins.until AS mine_until, l.node AS lease_node, l.until AS lease_until,
     rec.input_file, rec.server, rec.dest, rec.transported_file_basename, rec.url,
@@ -120,10 +120,10 @@ export const CLAIM_SQL = `
  */
 export const PUBLISH_SQL = `
   WITH f AS (
-    UPDATE fc_feed SET seq = seq + cardinality($1::text[]) WHERE id = 1 RETURNING seq
+    UPDATE fc_feed SET seq = seq + cardinality($1::bpchar[]) WHERE id = 1 RETURNING seq
   ), k AS (
-    SELECT t.*, f.seq - cardinality($1::text[]) + t.o AS change_seq
-    FROM f, unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+    SELECT t.*, f.seq - cardinality($1::bpchar[]) + t.o AS change_seq
+    FROM f, unnest($1::bpchar[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
       $7::text[], $8::text[], $9::text[], $10::bigint[], $12::text[])
       WITH ORDINALITY AS t(h, i, s, d, b, u, rp, fp, n, at, st, o)
   ), up AS (
@@ -135,7 +135,7 @@ export const PUBLISH_SQL = `
       fingerprint = EXCLUDED.fingerprint, node = EXCLUDED.node,
       synced_at = EXCLUDED.synced_at, source_stat = EXCLUDED.source_stat
   ), dl AS (
-    DELETE FROM fc_leases WHERE key_hash IN (SELECT h FROM k) AND node = $11
+    DELETE FROM fc_leases WHERE key_hash = ANY($1::bpchar[]) AND node = $11
   )
   INSERT INTO fc_changes(seq, key_hash, input_file, server, dest, removed)
   SELECT change_seq, h, i, s, d, false FROM k`;

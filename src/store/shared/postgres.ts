@@ -5,7 +5,10 @@
  *
  * Rows are keyed by `key_hash` (SHA-256 of input file, server and
  * destination, see `_keys.ts`): a B-tree entry is limited to about 2.7 kB,
- * less than a long path.
+ * less than a long path. The column is `char(64)`: every statement passes
+ * hashes as `bpchar[]` (or an untyped parameter), never `text[]`, which
+ * would compare the column cast to text and read the whole table instead of
+ * its key index (every claim and publish would grow with the store).
  *
  * Claims: one statement per batch (`CLAIM_SQL`, one round trip): `INSERT …
  * ON CONFLICT (key_hash) DO UPDATE … WHERE the lease expired OR it is ours`
@@ -262,7 +265,7 @@ export class PostgresSharedStore implements SharedStore {
     if (unknown.length > 0) {
       const leases = await this.#with("claim in", async (c) => {
         const r = await c.query(
-          "SELECT key_hash, node, until FROM fc_leases WHERE key_hash = ANY($1::text[])",
+          "SELECT key_hash, node, until FROM fc_leases WHERE key_hash = ANY($1::bpchar[])",
           [unknown.map((u) => u.hash)],
         );
         return new Map(r.rows.map((row) => [row.key_hash as string, row]));
@@ -297,7 +300,7 @@ export class PostgresSharedStore implements SharedStore {
     if (mine.length === 0) return;
     const rows = await this.#with("claim in", async (c) => {
       const r = await c.query(
-        `SELECT key_hash, ${RECORD_COLUMNS_SQL} FROM synced_files WHERE key_hash = ANY($1::text[])`,
+        `SELECT key_hash, ${RECORD_COLUMNS_SQL} FROM synced_files WHERE key_hash = ANY($1::bpchar[])`,
         [mine.map((i) => i.hash)],
       );
       return new Map(r.rows.map((row) => [row.key_hash as string, row as RecordRow]));
@@ -310,7 +313,7 @@ export class PostgresSharedStore implements SharedStore {
     await this.#with(
       "claim in",
       (c) =>
-        c.query("DELETE FROM fc_leases WHERE key_hash = ANY($1::text[]) AND node = $2", [
+        c.query("DELETE FROM fc_leases WHERE key_hash = ANY($1::bpchar[]) AND node = $2", [
           done.map((i) => i.hash),
           this.node,
         ]),
@@ -380,7 +383,7 @@ export class PostgresSharedStore implements SharedStore {
       // The feed first, as in PUBLISH_SQL: every feed writer locks in the same order.
       await lockFeed(c);
       const r = await c.query<{ key_hash: string }>(
-        "DELETE FROM synced_files WHERE key_hash = ANY($1::text[]) RETURNING key_hash",
+        "DELETE FROM synced_files WHERE key_hash = ANY($1::bpchar[]) RETURNING key_hash",
         [distinct.map((d) => d.hash)],
       );
       const gone = new Set(r.rows.map((row) => row.key_hash));
