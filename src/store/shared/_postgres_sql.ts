@@ -72,6 +72,28 @@ export const RECORD_COLUMNS_SQL =
   "input_file, server, dest, transported_file_basename, url, remote_path, fingerprint, node, synced_at, " +
   "source_stat";
 
+/*
+ * Hashes reach every statement as `bpchar[]`, the type of `key_hash`
+ * (`char(64)`): compared with `text[]`, the column is cast to text and the
+ * key index cannot serve, so each statement would read the whole table.
+ */
+
+/** The leases of the keys `$1`. */
+export const LEASES_SQL =
+  "SELECT key_hash, node, until FROM fc_leases WHERE key_hash = ANY($1::bpchar[])";
+
+/** The records of the keys `$1`. */
+export const RECORDS_SQL =
+  `SELECT key_hash, ${RECORD_COLUMNS_SQL} FROM synced_files WHERE key_hash = ANY($1::bpchar[])`;
+
+/** Drops node `$2`'s leases of the keys `$1`. */
+export const DROP_LEASES_SQL =
+  "DELETE FROM fc_leases WHERE key_hash = ANY($1::bpchar[]) AND node = $2";
+
+/** Removes the records of the keys `$1`; returns the keys that were there. */
+export const UNPUBLISH_SQL =
+  "DELETE FROM synced_files WHERE key_hash = ANY($1::bpchar[]) RETURNING key_hash";
+
 /** Key of the advisory lock that serialises migrations ("fcsch" in ASCII). */
 export const MIGRATION_LOCK = 0x6663736368;
 

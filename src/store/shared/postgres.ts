@@ -51,10 +51,14 @@ import type {
 import type { ServerUrl } from "./url.ts";
 import {
   CLAIM_SQL,
+  DROP_LEASES_SQL,
+  LEASES_SQL,
   MIGRATION_LOCK,
   MIGRATIONS,
   PUBLISH_SQL,
   RECORD_COLUMNS_SQL,
+  RECORDS_SQL,
+  UNPUBLISH_SQL,
 } from "./_postgres_sql.ts";
 import { appendChanges, lockFeed, readChanges, readFeedBounds } from "./_postgres_feed.ts";
 import { pruneFeed } from "./_postgres_prune.ts";
@@ -265,7 +269,7 @@ export class PostgresSharedStore implements SharedStore {
     if (unknown.length > 0) {
       const leases = await this.#with("claim in", async (c) => {
         const r = await c.query(
-          "SELECT key_hash, node, until FROM fc_leases WHERE key_hash = ANY($1::bpchar[])",
+          LEASES_SQL,
           [unknown.map((u) => u.hash)],
         );
         return new Map(r.rows.map((row) => [row.key_hash as string, row]));
@@ -300,7 +304,7 @@ export class PostgresSharedStore implements SharedStore {
     if (mine.length === 0) return;
     const rows = await this.#with("claim in", async (c) => {
       const r = await c.query(
-        `SELECT key_hash, ${RECORD_COLUMNS_SQL} FROM synced_files WHERE key_hash = ANY($1::bpchar[])`,
+        RECORDS_SQL,
         [mine.map((i) => i.hash)],
       );
       return new Map(r.rows.map((row) => [row.key_hash as string, row as RecordRow]));
@@ -313,7 +317,7 @@ export class PostgresSharedStore implements SharedStore {
     await this.#with(
       "claim in",
       (c) =>
-        c.query("DELETE FROM fc_leases WHERE key_hash = ANY($1::bpchar[]) AND node = $2", [
+        c.query(DROP_LEASES_SQL, [
           done.map((i) => i.hash),
           this.node,
         ]),
@@ -383,7 +387,7 @@ export class PostgresSharedStore implements SharedStore {
       // The feed first, as in PUBLISH_SQL: every feed writer locks in the same order.
       await lockFeed(c);
       const r = await c.query<{ key_hash: string }>(
-        "DELETE FROM synced_files WHERE key_hash = ANY($1::bpchar[]) RETURNING key_hash",
+        UNPUBLISH_SQL,
         [distinct.map((d) => d.hash)],
       );
       const gone = new Set(r.rows.map((row) => row.key_hash));
