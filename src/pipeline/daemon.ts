@@ -188,7 +188,15 @@ export class Daemon {
       },
       retryFailed: (why) => this.#retryFailed(why),
     });
-    if (this.#fleet) this.#fleet.onAnswers = () => this.#scheduler.pump();
+    if (this.#fleet) {
+      this.#fleet.onAnswers = () => this.#scheduler.pump();
+      // Jobs answered "done" ahead are settled with the route their run would take.
+      this.#fleet.route = (job, source, size) => {
+        const s = this.#servers.get(job.server);
+        const r = s && worker.route(s.server, source, job, size);
+        return r && { chain: r.chain, processors: r.rule.processors.length > 0 };
+      };
+    }
   }
 
   /**

@@ -38,6 +38,7 @@
  * @module
  */
 import { parseStoreUrl } from "../config/store_url.ts";
+import type { Source } from "../config/types.ts";
 import { errorMessage } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { FleetLocal } from "../store/fleet_local.ts";
@@ -55,7 +56,7 @@ import { keyOf, nodeName, vouchedMd5 } from "./fleet_keys.ts";
 import { type AdoptedFile, adoptedRow, publishedRecord } from "./fleet_rows.ts";
 export { FleetUnavailable, isDroppedDbConnection } from "./fleet_link.ts";
 import { FleetPublisher } from "./fleet_publish.ts";
-import type { Fingerprint } from "./plan.ts";
+import type { Fingerprint, Route } from "./plan.ts";
 
 /**
  * Recorded uploads of a node the shared store may not know yet (not yet
@@ -166,11 +167,13 @@ export class Fleet {
     this.#claims = new FleetClaimer({
       ctx,
       store,
+      local: this.local,
       log,
       call: (fn) => this.#link.call(fn),
       reachable: () => this.reachable,
       held: this.#leases,
       vouched: (job, stat) => this.vouched(job, job.server, stat),
+      route: (job, source, size) => this.route?.(job, source, size),
     });
   }
 
@@ -271,6 +274,13 @@ export class Fleet {
   admit(source: string, n: number): boolean {
     return this.#buffer.admit(source, n, this.reachable, Date.now());
   }
+
+  /**
+   * The route of a job's file to its destination as the worker computes it
+   * (rule and chain signature); until it is set, no job answered "done"
+   * ahead is settled without running (see `fleet_settle.ts`).
+   */
+  route: ((job: Job, source: Source, size: number) => Route | undefined) | undefined;
 
   /** Called when answers claimed ahead came in (or failed): the scheduler picks again. */
   set onAnswers(fn: () => void) {

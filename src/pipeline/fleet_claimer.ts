@@ -10,6 +10,9 @@
  *   still serves it (same fingerprint, fresh enough), otherwise on demand;
  * - jobs whose files another node holds are put off in the local queue
  *   without running, so nodes sharing a folder take different files;
+ * - jobs whose files another node uploaded with the same content are
+ *   recorded and completed without running, when running them would only
+ *   adopt that record (`fleet_settle.ts`);
  * - the scheduler starts the jobs whose claims are in first ({@linkcode
  *   FleetClaimer.ready}), so the look ahead decides the order of work;
  * - a release of a key still on its way is waited for before that key is
@@ -38,6 +41,7 @@ import {
   ClaimAhead,
   useAhead,
 } from "./fleet_ahead.ts";
+import { type SettleDeps, settleDone } from "./fleet_settle.ts";
 import { observe } from "./observe.ts";
 import type { Fingerprint } from "./plan.ts";
 
@@ -48,7 +52,7 @@ const CLAIM_WINDOW_MS = 5;
 const AHEAD_MAX_BYTES = 256 * 1024;
 
 /** What {@linkcode FleetClaimer} needs of the node. */
-export interface ClaimerDeps {
+export interface ClaimerDeps extends SettleDeps {
   ctx: PipelineContext;
   store: Store;
   log: Logger;
@@ -219,7 +223,10 @@ export class FleetClaimer {
       }
       if (this.#closed) this.#releaseUnused(this.#ahead.drain());
       else {
-        this.#putOff(ahead.flatMap((a) => a.entries), now);
+        const entries = ahead.flatMap((a) => a.entries);
+        this.#putOff(entries, now);
+        // Jobs whose files another node uploaded with this content complete without running.
+        for (const e of settleDone(entries, this.#d, now)) this.#ahead.forget(e);
         // Mostly busy (another node is ahead in the same folder): look further at once.
         for (const server of servers) this.#aheadSoon(server);
       }

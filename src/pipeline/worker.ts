@@ -10,6 +10,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import type { Rule, Server, Source } from "../config/types.ts";
 import { ClassifiedError, errorMessage, RequeueError } from "../errors.ts";
 import { DELETED } from "../store/events.ts";
 import type { Job, SyncedRow } from "../store/store.ts";
@@ -242,6 +243,27 @@ export class Worker {
     );
   }
 
+  /**
+   * The rule that sends a job's file (of `size` bytes) to the job's
+   * destination on `server`, and its chain signature; undefined when no
+   * rule sends it there now.
+   */
+  route(
+    server: Server,
+    source: Source,
+    job: Job,
+    size: number,
+  ): { rule: Rule; chain: string } | undefined {
+    const rel = relPath(source, job.input_file);
+    const rule = this.#d.router.ruleFor(
+      source,
+      { path: job.input_file, rel, size },
+      server.name,
+      job.dest,
+    );
+    return rule && { rule, chain: this.#d.router.chainSignature(rule, server, job.dest) };
+  }
+
   /** Plans one job and carries the plan out. */
   async #execute(
     s: ServerState,
@@ -258,15 +280,9 @@ export class Worker {
       : observe(job.input_file, source);
     const stat = observed.type === "file" ? observed.stat : undefined;
     const rel = relPath(source, job.input_file);
-    const rule = stat
-      ? this.#d.router.ruleFor(
-        source,
-        { path: job.input_file, rel, size: stat.size },
-        server.name,
-        job.dest,
-      )
-      : undefined;
-    const chain = rule ? this.#d.router.chainSignature(rule, server, job.dest) : undefined;
+    const route = stat ? this.route(server, source, job, stat.size) : undefined;
+    const rule = route?.rule;
+    const chain = route?.chain;
     const canMove = isMover(transport);
     const moves = !!stat && !!rule && rule.processors.length === 0 && canMove;
     // Read at the pick, or now (see {@linkcode PickReads}).

@@ -35,7 +35,7 @@
 import { keyId, recordValues } from "./shared/_keys.ts";
 import type { RecordChange, SharedKey, SharedRecord } from "./shared/types.ts";
 import type { DatabaseSync } from "node:sqlite";
-import type { Store } from "./store.ts";
+import type { Job, Store, SyncedRow } from "./store.ts";
 
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS fleet_outbox(
@@ -249,6 +249,39 @@ export class FleetLocal {
     this.#sent = [];
     this.#store.q("DELETE FROM fleet_outbox WHERE id IN (SELECT value FROM json_each(?))")
       .run(ids);
+  }
+
+  /**
+   * Records files other nodes uploaded and completes their queued jobs
+   * without running them, in one transaction: each `row` is written, and its
+   * job deleted, only when the job is still the one given (same id and
+   * generation: an event merged into it since keeps it), queued, ready at
+   * `now` and not running, and its file has no record and no intent at the
+   * job's destination, nor a record there with its inode and size (a
+   * rename's old name). Returns the jobs settled; the others are left as
+   * they are (they run). See `pipeline/fleet_settle.ts`.
+   */
+  settleAdopted(items: readonly { job: Job; row: SyncedRow }[], now: number): Job[] {
+    if (items.length === 0) return [];
+    const take = this.#store.q(
+      `DELETE FROM queue WHERE id = ? AND gen = ? AND running = 0 AND state = 'queued'
+         AND ready_at <= ?
+         AND NOT EXISTS (SELECT 1 FROM synced_files s WHERE s.input_file = queue.input_file
+           AND s.server = queue.server AND s.dest = queue.dest)
+         AND NOT EXISTS (SELECT 1 FROM intents i WHERE i.input_file = queue.input_file
+           AND i.server = queue.server AND i.dest = queue.dest)
+         AND NOT EXISTS (SELECT 1 FROM synced_files s WHERE s.server = queue.server
+           AND s.dest = queue.dest AND s.ino = ? AND s.size = ?)`,
+    );
+    return this.#store.tx(() => {
+      const settled: Job[] = [];
+      for (const { job, row } of items) {
+        if (Number(take.run(job.id, job.gen, now, row.ino, row.size).changes) === 0) continue;
+        this.#store.putSynced(row);
+        settled.push(job);
+      }
+      return settled;
+    });
   }
 
   /** Applies the change feed to the mirror and moves the cursor, in one transaction. */

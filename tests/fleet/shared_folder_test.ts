@@ -1,15 +1,17 @@
 /**
  * Two real daemons on one shared folder and a PostgreSQL store, in the
  * faults a shared folder meets: a node that stalls (SIGSTOP) longer than its
- * leases while it uploads, its files rewritten meanwhile; and renames, which
- * every node sees and only one may carry out.
+ * leases while it uploads, its files rewritten meanwhile; renames, which
+ * every node sees and only one may carry out; and a node that finds every
+ * file uploaded already, which records them without running their jobs.
  *
  * @module
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import { diffTrees, eventually, sleep, tree, write } from "../_harness.ts";
+import { createHash } from "node:crypto";
+import { cli, diffTrees, eventually, sleep, tree, write } from "../_harness.ts";
 import { assert, assertEquals } from "../_assert.ts";
 import { freshDatabase } from "../_servers.ts";
 import {
@@ -213,6 +215,71 @@ Deno.test("fleet (postgres): files renamed in a shared folder end under their ne
       const log = n.daemon!.log();
       assert(!/Uncaught|failed permanently/.test(log), log.slice(-3000));
     }
+  } finally {
+    await cleanup();
+  }
+});
+
+/** A node's own records (`synced_files`), by input file. */
+function localRows(n: ReturnType<typeof fleetNode>): Map<string, Record<string, unknown>> {
+  const db = new DatabaseSync(path.join(n.data, "fileconveyor.db"), { readOnly: true });
+  try {
+    const rows = db.prepare("SELECT * FROM synced_files").all() as Record<string, unknown>[];
+    return new Map(rows.map((r) => [r.input_file as string, { ...r }]));
+  } finally {
+    db.close();
+  }
+}
+
+Deno.test("fleet (postgres): a node that finds a folder uploaded by another records each file, without running its job, as its own run would", async () => {
+  const { w, shared, nodes, cleanup } = await pair();
+  const [n1, n2] = nodes as [ReturnType<typeof fleetNode>, ReturnType<typeof fleetNode>];
+  try {
+    const N = 300;
+    const file = (i: number) => path.join(shared, `d${i % 4}`, `f${i}.txt`);
+    for (let i = 0; i < N; i++) write(file(i), `content ${i} ${"z".repeat(i)}`);
+    // Records made within 2 s of a file's change are racy: the next run compares content.
+    await sleep(2500);
+    const once = async (n: ReturnType<typeof fleetNode>) => {
+      const r = await cli(["sync", "--once", "--config", n.config]);
+      assertEquals(r.code, 0, r.stderr.slice(-3000));
+      return r.stderr;
+    };
+    const first = await once(n1);
+    assert(first.includes(`Done: ${N} synced`), first.slice(-3000));
+    assertEquals(diffTrees(tree(shared), tree(w.dst)), "");
+    // Every answer is "done": the claims ahead come back in batches and settle their jobs; the
+    // few jobs started before the first batch came back adopt on their own. The run ends.
+    const log = await once(n2);
+    assert(log.includes(`Done: 0 synced, 0 deleted, 0 failed, ${N} unchanged`), log.slice(-3000));
+    assert(!log.includes("] uploaded "), log.slice(-3000));
+    const settled = [...log.matchAll(/Recorded (\d+) file\(s\) other nodes uploaded/g)]
+      .reduce((t, m) => t + Number(m[1]), 0);
+    assert(settled > N / 2, `${settled} of ${N} settled without running: ${log.slice(-3000)}`);
+    // Its records are the ones its run would keep: the file's stat and content hash, the chain
+    // its rule gives (as the uploading node's), the remote side of the uploading node's record.
+    const mine = localRows(n2);
+    const theirs = localRows(n1);
+    assertEquals(mine.size, N);
+    for (let i = 0; i < N; i++) {
+      const f = file(i);
+      const row = mine.get(f)!;
+      const up = theirs.get(f)!;
+      const st = Deno.lstatSync(f);
+      const md5 = createHash("md5").update(fs.readFileSync(f)).digest("hex");
+      assertEquals(
+        [row.size, row.mtime_ms, row.ctime_ms, row.ino, row.md5, row.source_md5],
+        [st.size, st.mtime!.getTime(), st.ctime!.getTime(), st.ino, md5, md5],
+        f,
+      );
+      for (const k of ["chain", "remote_path", "url", "transported_file_basename", "synced_at"]) {
+        assertEquals(row[k], up[k], `${f}: ${k}`);
+      }
+    }
+    // Its next run finds nothing to do, and its web database serves every file.
+    const again = await once(n2);
+    assert(again.includes("Done: 0 synced, 0 deleted, 0 failed, 0 unchanged"), again.slice(-3000));
+    assertEquals(webDbsMatch([n2], shared), "");
   } finally {
     await cleanup();
   }
