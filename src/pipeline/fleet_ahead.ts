@@ -17,7 +17,9 @@
  *   ({@linkcode ClaimAhead.sweep}); other nodes never wait on an unused lease
  *   for long;
  * - a "busy" answer makes that job wait while the next jobs go on, so nodes
- *   sharing one folder end up claiming disjoint batches.
+ *   sharing one folder end up claiming disjoint batches; after a batch of
+ *   mostly "done" or "busy" answers the look jumps ahead, and the next batch
+ *   is larger (up to {@linkcode AHEAD_BATCH_MAX}).
  *
  * @module
  */
@@ -28,6 +30,15 @@ import type { Fingerprint } from "./plan.ts";
 
 /** Files claimed ahead per round trip and server. */
 export const AHEAD_BATCH = 64;
+
+/**
+ * Most files claimed ahead per round trip and server: after a batch whose
+ * answers were mostly "done" or "busy" (another node works there), the next
+ * one is twice as large, up to this; one mostly "mine" brings it back to
+ * {@linkcode AHEAD_BATCH}. What another node did costs this one a look and
+ * no job (`fleet_settle.ts`), so its round trips set the pace there.
+ */
+export const AHEAD_BATCH_MAX = 256;
 
 /** Fewer answers than this left for a server: claim the next batch. */
 export const AHEAD_LOW = 24;
@@ -152,6 +163,8 @@ export class ClaimAhead {
   readonly #entries = new Map<string, AheadEntry>();
   /** Per server: the last job id looked at; the next look goes on after it. */
   readonly #cursor = new Map<string, number>();
+  /** Per server: the size of the next batch, when not {@linkcode AHEAD_BATCH}. */
+  readonly #size = new Map<string, number>();
   readonly #random: () => number;
 
   constructor(deps: AheadDeps, random: () => number = Math.random) {
@@ -204,10 +217,11 @@ export class ClaimAhead {
     }[] = [];
     let after = this.#cursor.get(server) ?? 0;
     let wrapped = after === 0;
+    const size = this.#size.get(server) ?? AHEAD_BATCH;
     // A few pages at most: jobs that are skipped (deletes, big files, answered) cost a look.
-    for (let page = 0; page < 4 && planned.length < AHEAD_BATCH; page++) {
+    for (let page = 0; page < 4 && planned.length < size; page++) {
       // What is still wanted and a few more: each row read costs (the next look reads the rest).
-      const jobs = this.#deps.peek(server, AHEAD_BATCH - planned.length + PEEK_SPARE, after);
+      const jobs = this.#deps.peek(server, size - planned.length + PEEK_SPARE, after);
       if (jobs.length === 0) {
         if (wrapped) break;
         // At the end of the queue: what was jumped over or put off comes next.
@@ -216,7 +230,7 @@ export class ClaimAhead {
         continue;
       }
       for (const job of jobs) {
-        if (planned.length >= AHEAD_BATCH) break;
+        if (planned.length >= size) break;
         after = job.id;
         const id = keyId({ input_file: job.input_file, server, dest: job.dest });
         if (exclude.has(id) || this.#entries.has(id)) continue;
@@ -245,7 +259,10 @@ export class ClaimAhead {
           p.entry.at = now;
           p.resolve(claims[i]!);
         });
-        if (shouldJump(claims)) this.#jump(server);
+        if (shouldJump(claims)) {
+          this.#jump(server);
+          this.#size.set(server, Math.min(size * 2, AHEAD_BATCH_MAX));
+        } else this.#size.delete(server);
       },
       fail: (e) => {
         for (const p of planned) {

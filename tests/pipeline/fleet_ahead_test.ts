@@ -4,6 +4,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import {
   AHEAD_BATCH,
+  AHEAD_BATCH_MAX,
   aheadExpired,
   type AheadFile,
   BUSY_FRESH_MS,
@@ -187,11 +188,41 @@ Deno.test("ClaimAhead sweeps answers no job took and jumps when another node wor
     ids = ahead.plan("cdn", new Set()).entries.map((x) => x.job.id);
   }
   // The batch that reaches the end goes on from the start.
-  assertEquals(ids.slice(ids.indexOf(1000)), [1000, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+  const end = ids.indexOf(1000);
+  assertEquals(ids.slice(end, end + 13), [1000, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
   const left = ahead.count("cdn");
   assert(left > 0);
   assertEquals(ahead.drain().length, left);
   assertEquals(ahead.count("cdn"), 0);
+});
+
+Deno.test("ClaimAhead claims larger batches while another node works there, and the usual ones again after", () => {
+  const q = fakeQueue(5000);
+  const ahead = new ClaimAhead(q.deps, () => 0);
+  const sizes: number[] = [];
+  const round = (claim: (i: number) => Claim) => {
+    const b = ahead.plan("cdn", new Set());
+    sizes.push(b.items.length);
+    b.settle(b.items.map((_, i) => claim(i)), NOW);
+    ahead.drain();
+  };
+  // Mostly "done" or "busy": twice as many each time, up to the most.
+  for (let i = 0; i < 5; i++) {
+    round((i) => i % 3 === 0 ? mine(NOW + LEASE) : i % 3 === 1 ? done : busy);
+  }
+  // Mostly "mine": this node works alone here again.
+  round(() => mine(NOW + LEASE));
+  round(() => mine(NOW + LEASE));
+  assertEquals(sizes, [
+    AHEAD_BATCH,
+    2 * AHEAD_BATCH,
+    4 * AHEAD_BATCH,
+    AHEAD_BATCH_MAX,
+    AHEAD_BATCH_MAX,
+    AHEAD_BATCH_MAX,
+    AHEAD_BATCH,
+  ]);
+  assertEquals(4 * AHEAD_BATCH, AHEAD_BATCH_MAX);
 });
 
 Deno.test("Queue peek, pickIds and defer: look ahead without marking, take chosen jobs, put off idle ones", () => {
