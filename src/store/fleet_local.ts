@@ -23,8 +23,14 @@
  *   connection: no code path that deletes a record can forget it;
  * - the mirror holds what the change feed said, keyed like `synced_files`;
  *   the view `web_records` joins both for the web database (a row this node
- *   recorded comes first). When the feed was pruned past this node's cursor
- *   the mirror is replaced by a copy of the whole shared record
+ *   recorded comes first). A record this node published is not mirrored
+ *   while `synced_files` holds a row of its key (that row is what the web
+ *   database shows): an older mirror row of the key is dropped instead. Any
+ *   other record is mirrored: another node's, and this node's own when its
+ *   row is missing (a data directory wiped, a row deleted since). The web
+ *   database re-reads a file only when its mirror rows changed. When the
+ *   feed was pruned past this node's cursor the mirror is replaced by a copy
+ *   of the whole shared record, by the same rule
  *   ({@linkcode FleetLocal.beginRebuild} … {@linkcode FleetLocal.finishRebuild}).
  *
  * The tables are created when fleet mode first opens the database; a node
@@ -117,6 +123,8 @@ export interface OutboxEntry {
 /** The fleet's local tables of one node's database. */
 export class FleetLocal {
   readonly #store: Store;
+  /** This node's name: the records it published are not mirrored over its own rows. */
+  readonly #node: string;
   /** Writes to the outbox through this connection (see OUTBOX_TOUCHED_TRIGGERS). */
   readonly #writes: { n: number };
   /** The outbox's size when last counted, and the writes seen then. */
@@ -126,9 +134,10 @@ export class FleetLocal {
   /** What the feed brought recently, by key id, oldest first (see {@linkcode mirroredStat}). */
   readonly #recent = new Map<string, MirroredStat>();
 
-  /** Creates the tables when missing (the store must be writable). */
-  constructor(store: Store) {
+  /** Creates the tables when missing (the store must be writable); `node`: this node's name. */
+  constructor(store: Store, node: string) {
     this.#store = store;
+    this.#node = node;
     store.db.exec(SCHEMA);
     // A mirror made before records carried the source's stat gains the column (empty: unknown).
     const cols = store.db.prepare("PRAGMA table_info(fleet_records)").all() as { name: string }[];
@@ -251,7 +260,12 @@ export class FleetLocal {
       .run(ids);
   }
 
-  /** Applies the change feed to the mirror and moves the cursor, in one transaction. */
+  /**
+   * Applies the change feed to the mirror and moves the cursor, in one
+   * transaction (see the module doc: this node's own records are not
+   * mirrored over its rows); marks for the web database the files whose
+   * mirror rows changed.
+   */
   applyChanges(changes: readonly RecordChange[], cursor: number): void {
     const put = this.#store.q(
       `INSERT INTO fleet_records(${MIRROR_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -264,18 +278,25 @@ export class FleetLocal {
     const drop = this.#store.q(
       "DELETE FROM fleet_records WHERE input_file = ? AND server = ? AND dest = ?",
     );
+    const recorded = this.#store.q(
+      "SELECT 1 FROM synced_files WHERE input_file = ? AND server = ? AND dest = ?",
+    );
+    const own: boolean[] = [];
     this.#store.tx(() => {
       for (const c of changes) {
         const r = c.record;
-        if (r) {
-          put.run(...recordValues(r));
-        } else drop.run(c.key.input_file, c.key.server, c.key.dest);
-        this.#store.syncedChanged.add(c.key.input_file);
+        const { input_file, server, dest } = c.key;
+        const mine = r !== undefined && r.node === this.#node &&
+          recorded.get(input_file, server, dest) !== undefined;
+        own.push(mine);
+        if (r && !mine) put.run(...recordValues(r));
+        else if (drop.run(input_file, server, dest).changes === 0) continue;
+        this.#store.syncedChanged.add(input_file);
       }
       this.#store.setRuntime("fleetCursor", cursor);
     });
     // Only once committed: what the memory says, the mirror holds.
-    for (const c of changes) this.#remember(c.key, c.record);
+    changes.forEach((c, i) => this.#remember(c.key, own[i] ? undefined : c.record));
   }
 
   /** Keeps (or forgets, when removed) what a change says of its key's source file. */
@@ -320,12 +341,18 @@ export class FleetLocal {
   }
 
   /**
-   * Replaces the mirror by the staging copy and sets the cursor, in one
-   * transaction; the web database re-reads the files whose rows differ.
-   * Returns how many records differed.
+   * Replaces the mirror by the staging copy (without this node's own
+   * records over its rows, as {@linkcode applyChanges}) and sets the
+   * cursor, in one transaction; the web database re-reads the files whose
+   * rows differ. Returns how many records differed.
    */
   finishRebuild(cursor: number): number {
     const changed = this.#store.tx(() => {
+      this.#store.q(
+        `DELETE FROM temp.fleet_rebuild WHERE node = ? AND EXISTS (SELECT 1 FROM synced_files s
+           WHERE s.input_file = fleet_rebuild.input_file AND s.server = fleet_rebuild.server
+             AND s.dest = fleet_rebuild.dest)`,
+      ).run(this.#node);
       const rows = this.#store.q(
         `SELECT input_file FROM (SELECT ${MIRROR_COLUMNS} FROM fleet_records
            EXCEPT SELECT ${MIRROR_COLUMNS} FROM temp.fleet_rebuild)
