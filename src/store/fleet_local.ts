@@ -16,7 +16,14 @@
  *   FleetLocal.outboxSize}; their rows are deleted with the next outbox
  *   write (in the transaction that records an upload, so a busy node adds
  *   no commit of its own for them) or by {@linkcode FleetLocal.dropSent}. A
- *   crash or a rollback before that publishes them again (idempotent);
+ *   crash before that publishes them again (idempotent), and so may a
+ *   rollback of that delete (see {@linkcode FleetLocal.dropSent});
+ * - what was sent is known by id: every entry up to a mark (below the
+ *   oldest entry not yet sent, so the outbox is read by an id range, not by
+ *   a list of ids), and the entries sent above it (batches acknowledged out
+ *   of order). Ids only grow (AUTOINCREMENT): an entry written later is
+ *   above the mark. The outbox is read outside transactions (what it reads
+ *   must be committed, or a rolled-back id could come back as another entry);
  * - every row this node's `synced_files` loses (a delete, the old name of a
  *   move, an entry replaced by one of another type) queues its removal from
  *   the shared record in the same transaction, through a trigger of this
@@ -129,8 +136,12 @@ export class FleetLocal {
   readonly #writes: { n: number };
   /** The outbox's size when last counted, and the writes seen then. */
   #size: { n: number; writes: number } | undefined;
-  /** Ids of entries the shared store took whose rows are not deleted yet. */
+  /** Every entry with an id up to this was sent (see the module doc). */
+  #sentTo = 0;
+  /** Ids above {@linkcode #sentTo} of entries sent (a batch acknowledged before an older one). */
   #sent: number[] = [];
+  /** Rows up to this id were deleted (unless that delete was rolled back). */
+  #droppedTo = 0;
   /** What the feed brought recently, by key id, oldest first (see {@linkcode mirroredStat}). */
   readonly #recent = new Map<string, MirroredStat>();
 
@@ -202,12 +213,23 @@ export class FleetLocal {
     });
   }
 
-  /** The oldest `limit` entries not yet sent. */
+  /** `WHERE` clause and arguments of the entries not yet sent. */
+  #unsent(): [string, (number | string)[]] {
+    return this.#sent.length === 0
+      ? ["id > ?", [this.#sentTo]]
+      : ["id > ? AND id NOT IN (SELECT value FROM json_each(?))", [
+        this.#sentTo,
+        JSON.stringify(this.#sent),
+      ]];
+  }
+
+  /** The oldest `limit` entries not yet sent (call outside a transaction, see the module doc). */
   outbox(limit: number): OutboxEntry[] {
+    const [where, args] = this.#unsent();
     const rows = this.#store.q(
       `SELECT id, input_file, server, dest, record FROM fleet_outbox
-       WHERE id NOT IN (SELECT value FROM json_each(?)) ORDER BY id LIMIT ?`,
-    ).all(JSON.stringify(this.#sent), limit) as unknown as {
+       WHERE ${where} ORDER BY id LIMIT ?`,
+    ).all(...args, limit) as unknown as {
       id: number;
       input_file: string;
       server: string;
@@ -228,10 +250,11 @@ export class FleetLocal {
    */
   outboxSize(): number {
     if (this.#size?.writes === this.#writes.n) return this.#size.n;
+    const [where, args] = this.#unsent();
     const n = Number(
-      (this.#store.q(
-        "SELECT COUNT(*) AS n FROM fleet_outbox WHERE id NOT IN (SELECT value FROM json_each(?))",
-      ).get(JSON.stringify(this.#sent)) as { n: number }).n,
+      (this.#store.q(`SELECT COUNT(*) AS n FROM fleet_outbox WHERE ${where}`).get(...args) as {
+        n: number;
+      }).n,
     );
     if (!this.#store.db.isTransaction) this.#size = { n, writes: this.#writes.n };
     return n;
@@ -244,20 +267,37 @@ export class FleetLocal {
    */
   published(entries: readonly OutboxEntry[]): void {
     if (entries.length === 0) return;
-    for (const e of entries) this.#sent.push(e.id);
+    for (const e of entries) if (e.id > this.#sentTo) this.#sent.push(e.id);
     this.#writes.n++;
+    // The mark moves up to the oldest entry still waiting (or the newest sent, when none waits).
+    const [where, args] = this.#unsent();
+    const oldest = (this.#store.q(`SELECT MIN(id) AS id FROM fleet_outbox WHERE ${where}`)
+      .get(...args) as { id: number | null }).id;
+    const top = oldest === null ? Math.max(this.#sentTo, ...this.#sent) : oldest - 1;
+    if (top > this.#sentTo) {
+      this.#sentTo = top;
+      this.#sent = this.#sent.filter((id) => id > top);
+    }
   }
 
   /**
    * Deletes the rows of the entries sent, in one statement (in the caller's
-   * transaction, if any). Undone by a rollback, they are sent again.
+   * transaction, if any). Undone by a rollback, the ones below the mark stay
+   * out of the outbox and are deleted once the mark moves again; the others
+   * are sent again.
    */
   dropSent(): void {
-    if (this.#sent.length === 0) return;
-    const ids = JSON.stringify(this.#sent);
+    if (this.#sentTo === this.#droppedTo && this.#sent.length === 0) return;
+    const [where, args] = this.#sent.length === 0
+      ? ["id <= ?", [this.#sentTo]]
+      : ["id <= ? OR id IN (SELECT value FROM json_each(?))", [
+        this.#sentTo,
+        JSON.stringify(this.#sent),
+      ]];
+    this.#store.q(`DELETE FROM fleet_outbox WHERE ${where}`).run(...args);
+    this.#droppedTo = this.#sentTo;
+    // Above the mark, an entry is not known as sent once deleted: a rollback sends it again.
     this.#sent = [];
-    this.#store.q("DELETE FROM fleet_outbox WHERE id IN (SELECT value FROM json_each(?))")
-      .run(ids);
   }
 
   /**

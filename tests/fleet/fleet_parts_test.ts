@@ -212,8 +212,8 @@ Deno.test("FleetLocal: entries sent leave the outbox at once; their rows go with
     assertEquals(local.outbox(10).map((e) => e.record?.fingerprint), ["2"]);
     assertEquals(names(), ["b.css"]);
     assertEquals(rows(), 2);
-    // The next write deletes the rows sent, in its own transaction: a rollback keeps them,
-    // and they are sent again.
+    // The next write deletes the rows sent, in its own transaction: a rollback keeps them, out
+    // of the outbox (they were sent), and the rows go once more entries are sent.
     assertThrows(() =>
       store.tx(() => {
         local.queuePublish(rec("c.css", "1"));
@@ -221,7 +221,7 @@ Deno.test("FleetLocal: entries sent leave the outbox at once; their rows go with
       })
     );
     assertEquals(rows(), 2);
-    assertEquals(names(), ["a.css", "b.css"]);
+    assertEquals(names(), ["b.css"]);
     local.published(local.outbox(10));
     assertEquals(local.outboxSize(), 0);
     store.tx(() => local.queuePublish(rec("c.css", "1")));
@@ -231,6 +231,22 @@ Deno.test("FleetLocal: entries sent leave the outbox at once; their rows go with
     assertEquals(rows(), 1);
     local.dropSent();
     assertEquals(rows(), 0);
+    // Batches acknowledged out of order: the older one stays until it is taken, the newer one
+    // never comes back, and entries written meanwhile wait.
+    store.tx(() => ["d", "e", "f", "g"].forEach((n) => local.queuePublish(rec(`${n}.css`, "1"))));
+    const older = local.outbox(2);
+    const newer = local.outbox(4).slice(2);
+    assertEquals(newer.map((e) => path.basename(e.key.input_file)), ["f.css", "g.css"]);
+    local.published(newer);
+    assertEquals(names(), ["d.css", "e.css"]);
+    store.tx(() => local.queuePublish(rec("h.css", "1")));
+    assertEquals(names(), ["d.css", "e.css", "h.css"]);
+    assertEquals(local.outboxSize(), 3);
+    local.published(older);
+    assertEquals(names(), ["h.css"]);
+    assertEquals(local.outboxSize(), 1);
+    local.dropSent();
+    assertEquals(rows(), 1);
   } finally {
     store.close();
     fs.rmSync(root, { recursive: true, force: true });
