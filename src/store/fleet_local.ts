@@ -418,7 +418,10 @@ export class FleetLocal {
     return this.#store.getRuntime<number>("fleetCursor") ?? 0;
   }
 
-  /** Whether the mirror holds a record of another node pointing at `remotePath` on `server`. */
+  /**
+   * Whether the mirror holds a record pointing at `remotePath` on `server`:
+   * another node's, or this node's own whose row is missing here.
+   */
   mirrorUses(server: string, remotePath: string): boolean {
     return this.#store.q(
       "SELECT 1 FROM fleet_records WHERE server = ? AND remote_path = ? LIMIT 1",
@@ -426,7 +429,8 @@ export class FleetLocal {
   }
 
   /**
-   * What the mirror holds of `key`'s source file (any node's record), when
+   * What the mirror holds of `key`'s source file (another node's record, or
+   * this node's own while its row is missing: see the module doc), when
    * the change feed brought it since this connection opened, among the
    * {@linkcode RECENT_RECORDS_MAX} most recent: answered from memory, for
    * every file a node looks at. Undefined also when the mirror may hold it
