@@ -137,7 +137,7 @@ export class Fleet {
     this.#log = log;
     this.#redacted = loc.redacted;
     this.node = nodeName(s.node);
-    this.local = new FleetLocal(store);
+    this.local = new FleetLocal(store, this.node);
     this.#link = new FleetLink({
       url: loc.url,
       redacted: loc.redacted,

@@ -1,9 +1,12 @@
 /**
  * The leases this node holds on files it is uploading (see `fleet.ts`):
- * renewed on a timer while the job runs, checked before the job records.
+ * renewed while the job runs, checked before the job records.
  *
  * Contract:
- * - a lease is renewed every third of its length; `renew()` false means
+ * - a lease is renewed once a third of its length is gone, by one sweep of
+ *   every lease held that runs every sixth of the lease length (one timer
+ *   for the node, not one per lease: a node holds hundreds), so at least
+ *   half of it is left while the shared store answers; `renew()` false means
  *   another node took the file over (this node was too slow: a stalled
  *   process, the shared store out of reach for longer than the lease): the
  *   lease is lost for good and is never renewed or released again;
@@ -38,6 +41,9 @@ export function askAgain(fp: string): string {
   return `${fp}:again`;
 }
 
+/** How soon a lease claimed with a third of it gone already is renewed, ms. */
+const SOON_MS = 100;
+
 /** How soon a job whose lease was lost asks again, ms. */
 const LOST_RETRY_MS = 200;
 
@@ -48,7 +54,8 @@ interface Held {
   /** Until when the lease is ours, as far as this node knows (ms since the epoch). */
   until: number;
   lost: boolean;
-  timer: number;
+  /** A renewal by the sweep is on its way. */
+  renewing: boolean;
 }
 
 /** What {@linkcode FleetLeases} needs. */
@@ -94,29 +101,55 @@ export class FleetLeases {
 
   /**
    * After a claim: "mine" holds the lease for job `id`, renewed until
-   * {@linkcode finished} whenever a third of it is gone, so at least two
-   * thirds are always left, also for a lease claimed ahead a while before
-   * its job started.
+   * {@linkcode finished} whenever a third of it is gone (see the module
+   * doc), also for a lease claimed ahead a while before its job started:
+   * for one due already, the next sweep comes within {@linkcode SOON_MS}.
    */
   claimed(id: number, key: SharedKey, fp: string, claim: Claim): void {
     if (claim.kind !== "mine") return;
     this.#overtaken.delete(keyId(key));
-    const old = this.#held.get(id);
-    if (old) clearTimeout(old.timer);
-    const held: Held = { key, fingerprint: fp, until: claim.until, lost: false, timer: 0 };
-    const renewLater = () => {
-      const wait = held.until - (this.#o.leaseMs() * 2) / 3 - this.#now();
-      held.timer = setTimeout(() => {
-        this.#renew(held).then((ok) => {
-          if (ok && this.#held.get(id) === held) renewLater();
-        }, () => {
-          // Out of reach: try again soon; confirm() decides before the record.
-          if (this.#held.get(id) === held) renewLater();
-        });
-      }, Math.max(100, wait)) as unknown as number;
-    };
-    renewLater();
+    const held: Held = { key, fingerprint: fp, until: claim.until, lost: false, renewing: false };
     this.#held.set(id, held);
+    const now = this.#now();
+    this.#arm(now, this.#due(held, now) ? SOON_MS : this.#sweepMs());
+  }
+
+  /** The timer of the next sweep and when it fires; undefined while no lease is held. */
+  #sweeper: { timer: number; at: number } | undefined;
+
+  /** Makes the next sweep come within `ms`. */
+  #arm(now: number, ms: number): void {
+    if (this.#sweeper && this.#sweeper.at <= now + ms) return;
+    if (this.#sweeper) clearTimeout(this.#sweeper.timer);
+    const timer = setTimeout(() => this.#sweep(), ms) as unknown as number;
+    this.#sweeper = { timer, at: now + ms };
+  }
+
+  #sweepMs(): number {
+    return Math.max(50, this.#o.leaseMs() / 6);
+  }
+
+  /** Whether a third of `held` is gone (as far as this node knows). */
+  #due(held: Held, now: number): boolean {
+    return now >= held.until - (this.#o.leaseMs() * 2) / 3;
+  }
+
+  /** Renews every lease held that is due; runs again while any is held. */
+  #sweep(): void {
+    this.#sweeper = undefined;
+    if (this.#held.size === 0) return;
+    const now = this.#now();
+    for (const held of this.#held.values()) {
+      if (this.#due(held, now)) this.#renewBySweep(held);
+    }
+    this.#arm(now, this.#sweepMs());
+  }
+
+  #renewBySweep(held: Held): void {
+    if (held.lost || held.renewing) return;
+    held.renewing = true;
+    // Out of reach: the next sweep tries again; confirm() decides before the record.
+    this.#renew(held).catch(() => {}).finally(() => (held.renewing = false));
   }
 
   async #renew(held: Held): Promise<boolean> {
@@ -129,7 +162,6 @@ export class FleetLeases {
       return true;
     }
     held.lost = true;
-    clearTimeout(held.timer);
     this.#o.log.warn(
       `Lost the claim on "${held.key.input_file}" to another node: this node records nothing ` +
         "for it and asks again",
@@ -162,7 +194,6 @@ export class FleetLeases {
   finished(id: number, ok: boolean): SharedKey | undefined {
     const held = this.#held.get(id);
     if (!held) return undefined;
-    clearTimeout(held.timer);
     this.#held.delete(id);
     if (held.lost) {
       this.#overtaken.set(keyId(held.key), held.fingerprint);
@@ -170,8 +201,8 @@ export class FleetLeases {
     }
     if (ok) return undefined;
     // A job that ended unrecorded (changed during the transfer, a failed transfer) after its
-    // lease may have run out unnoticed — this node stalled past it, the renewal timer has not
-    // fired yet — may have written the destination after another node recorded the file:
+    // lease may have run out unnoticed — this node stalled past it, the sweep has not renewed
+    // it yet — may have written the destination after another node recorded the file:
     // ask again as overtaken. The release below is the holder's only, harmless if lost.
     if (this.#now() >= held.until - this.#o.leaseMs() / 3) {
       this.#overtaken.set(keyId(held.key), held.fingerprint);
@@ -181,7 +212,8 @@ export class FleetLeases {
 
   /** Stops every renewal (the daemon stops). */
   stop(): void {
-    for (const { timer } of this.#held.values()) clearTimeout(timer);
+    if (this.#sweeper) clearTimeout(this.#sweeper.timer);
+    this.#sweeper = undefined;
     this.#held.clear();
   }
 }

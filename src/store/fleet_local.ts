@@ -16,15 +16,28 @@
  *   FleetLocal.outboxSize}; their rows are deleted with the next outbox
  *   write (in the transaction that records an upload, so a busy node adds
  *   no commit of its own for them) or by {@linkcode FleetLocal.dropSent}. A
- *   crash or a rollback before that publishes them again (idempotent);
+ *   crash before that publishes them again (idempotent), and so may a
+ *   rollback of that delete (see {@linkcode FleetLocal.dropSent});
+ * - what was sent is known by id: every entry up to a mark (below the
+ *   oldest entry not yet sent, so the outbox is read by an id range, not by
+ *   a list of ids), and the entries sent above it (batches acknowledged out
+ *   of order). Ids only grow (AUTOINCREMENT): an entry written later is
+ *   above the mark. The outbox is read outside transactions (what it reads
+ *   must be committed, or a rolled-back id could come back as another entry);
  * - every row this node's `synced_files` loses (a delete, the old name of a
  *   move, an entry replaced by one of another type) queues its removal from
  *   the shared record in the same transaction, through a trigger of this
  *   connection: no code path that deletes a record can forget it;
  * - the mirror holds what the change feed said, keyed like `synced_files`;
  *   the view `web_records` joins both for the web database (a row this node
- *   recorded comes first). When the feed was pruned past this node's cursor
- *   the mirror is replaced by a copy of the whole shared record
+ *   recorded comes first). A record this node published is not mirrored
+ *   while `synced_files` holds a row of its key (that row is what the web
+ *   database shows): an older mirror row of the key is dropped instead. Any
+ *   other record is mirrored: another node's, and this node's own when its
+ *   row is missing (a data directory wiped, a row deleted since). The web
+ *   database re-reads a file only when its mirror rows changed. When the
+ *   feed was pruned past this node's cursor the mirror is replaced by a copy
+ *   of the whole shared record, by the same rule
  *   ({@linkcode FleetLocal.beginRebuild} … {@linkcode FleetLocal.finishRebuild}).
  *
  * The tables are created when fleet mode first opens the database; a node
@@ -117,18 +130,25 @@ export interface OutboxEntry {
 /** The fleet's local tables of one node's database. */
 export class FleetLocal {
   readonly #store: Store;
+  /** This node's name: the records it published are not mirrored over its own rows. */
+  readonly #node: string;
   /** Writes to the outbox through this connection (see OUTBOX_TOUCHED_TRIGGERS). */
   readonly #writes: { n: number };
   /** The outbox's size when last counted, and the writes seen then. */
   #size: { n: number; writes: number } | undefined;
-  /** Ids of entries the shared store took whose rows are not deleted yet. */
+  /** Every entry with an id up to this was sent (see the module doc). */
+  #sentTo = 0;
+  /** Ids above {@linkcode #sentTo} of entries sent (a batch acknowledged before an older one). */
   #sent: number[] = [];
+  /** Rows up to this id were deleted (unless that delete was rolled back). */
+  #droppedTo = 0;
   /** What the feed brought recently, by key id, oldest first (see {@linkcode mirroredStat}). */
   readonly #recent = new Map<string, MirroredStat>();
 
-  /** Creates the tables when missing (the store must be writable). */
-  constructor(store: Store) {
+  /** Creates the tables when missing (the store must be writable); `node`: this node's name. */
+  constructor(store: Store, node: string) {
     this.#store = store;
+    this.#node = node;
     store.db.exec(SCHEMA);
     // A mirror made before records carried the source's stat gains the column (empty: unknown).
     const cols = store.db.prepare("PRAGMA table_info(fleet_records)").all() as { name: string }[];
@@ -193,12 +213,23 @@ export class FleetLocal {
     });
   }
 
-  /** The oldest `limit` entries not yet sent. */
+  /** `WHERE` clause and arguments of the entries not yet sent. */
+  #unsent(): [string, (number | string)[]] {
+    return this.#sent.length === 0
+      ? ["id > ?", [this.#sentTo]]
+      : ["id > ? AND id NOT IN (SELECT value FROM json_each(?))", [
+        this.#sentTo,
+        JSON.stringify(this.#sent),
+      ]];
+  }
+
+  /** The oldest `limit` entries not yet sent (call outside a transaction, see the module doc). */
   outbox(limit: number): OutboxEntry[] {
+    const [where, args] = this.#unsent();
     const rows = this.#store.q(
       `SELECT id, input_file, server, dest, record FROM fleet_outbox
-       WHERE id NOT IN (SELECT value FROM json_each(?)) ORDER BY id LIMIT ?`,
-    ).all(JSON.stringify(this.#sent), limit) as unknown as {
+       WHERE ${where} ORDER BY id LIMIT ?`,
+    ).all(...args, limit) as unknown as {
       id: number;
       input_file: string;
       server: string;
@@ -219,10 +250,11 @@ export class FleetLocal {
    */
   outboxSize(): number {
     if (this.#size?.writes === this.#writes.n) return this.#size.n;
+    const [where, args] = this.#unsent();
     const n = Number(
-      (this.#store.q(
-        "SELECT COUNT(*) AS n FROM fleet_outbox WHERE id NOT IN (SELECT value FROM json_each(?))",
-      ).get(JSON.stringify(this.#sent)) as { n: number }).n,
+      (this.#store.q(`SELECT COUNT(*) AS n FROM fleet_outbox WHERE ${where}`).get(...args) as {
+        n: number;
+      }).n,
     );
     if (!this.#store.db.isTransaction) this.#size = { n, writes: this.#writes.n };
     return n;
@@ -235,20 +267,37 @@ export class FleetLocal {
    */
   published(entries: readonly OutboxEntry[]): void {
     if (entries.length === 0) return;
-    for (const e of entries) this.#sent.push(e.id);
+    for (const e of entries) if (e.id > this.#sentTo) this.#sent.push(e.id);
     this.#writes.n++;
+    // The mark moves up to the oldest entry still waiting (or the newest sent, when none waits).
+    const [where, args] = this.#unsent();
+    const oldest = (this.#store.q(`SELECT MIN(id) AS id FROM fleet_outbox WHERE ${where}`)
+      .get(...args) as { id: number | null }).id;
+    const top = oldest === null ? Math.max(this.#sentTo, ...this.#sent) : oldest - 1;
+    if (top > this.#sentTo) {
+      this.#sentTo = top;
+      this.#sent = this.#sent.filter((id) => id > top);
+    }
   }
 
   /**
    * Deletes the rows of the entries sent, in one statement (in the caller's
-   * transaction, if any). Undone by a rollback, they are sent again.
+   * transaction, if any). Undone by a rollback, the ones below the mark stay
+   * out of the outbox and are deleted once the mark moves again; the others
+   * are sent again.
    */
   dropSent(): void {
-    if (this.#sent.length === 0) return;
-    const ids = JSON.stringify(this.#sent);
+    if (this.#sentTo === this.#droppedTo && this.#sent.length === 0) return;
+    const [where, args] = this.#sent.length === 0
+      ? ["id <= ?", [this.#sentTo]]
+      : ["id <= ? OR id IN (SELECT value FROM json_each(?))", [
+        this.#sentTo,
+        JSON.stringify(this.#sent),
+      ]];
+    this.#store.q(`DELETE FROM fleet_outbox WHERE ${where}`).run(...args);
+    this.#droppedTo = this.#sentTo;
+    // Above the mark, an entry is not known as sent once deleted: a rollback sends it again.
     this.#sent = [];
-    this.#store.q("DELETE FROM fleet_outbox WHERE id IN (SELECT value FROM json_each(?))")
-      .run(ids);
   }
 
   /**
@@ -284,7 +333,12 @@ export class FleetLocal {
     });
   }
 
-  /** Applies the change feed to the mirror and moves the cursor, in one transaction. */
+  /**
+   * Applies the change feed to the mirror and moves the cursor, in one
+   * transaction (see the module doc: this node's own records are not
+   * mirrored over its rows); marks for the web database the files whose
+   * mirror rows changed.
+   */
   applyChanges(changes: readonly RecordChange[], cursor: number): void {
     const put = this.#store.q(
       `INSERT INTO fleet_records(${MIRROR_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -297,18 +351,25 @@ export class FleetLocal {
     const drop = this.#store.q(
       "DELETE FROM fleet_records WHERE input_file = ? AND server = ? AND dest = ?",
     );
+    const recorded = this.#store.q(
+      "SELECT 1 FROM synced_files WHERE input_file = ? AND server = ? AND dest = ?",
+    );
+    const own: boolean[] = [];
     this.#store.tx(() => {
       for (const c of changes) {
         const r = c.record;
-        if (r) {
-          put.run(...recordValues(r));
-        } else drop.run(c.key.input_file, c.key.server, c.key.dest);
-        this.#store.syncedChanged.add(c.key.input_file);
+        const { input_file, server, dest } = c.key;
+        const mine = r !== undefined && r.node === this.#node &&
+          recorded.get(input_file, server, dest) !== undefined;
+        own.push(mine);
+        if (r && !mine) put.run(...recordValues(r));
+        else if (drop.run(input_file, server, dest).changes === 0) continue;
+        this.#store.syncedChanged.add(input_file);
       }
       this.#store.setRuntime("fleetCursor", cursor);
     });
     // Only once committed: what the memory says, the mirror holds.
-    for (const c of changes) this.#remember(c.key, c.record);
+    changes.forEach((c, i) => this.#remember(c.key, own[i] ? undefined : c.record));
   }
 
   /** Keeps (or forgets, when removed) what a change says of its key's source file. */
@@ -353,12 +414,18 @@ export class FleetLocal {
   }
 
   /**
-   * Replaces the mirror by the staging copy and sets the cursor, in one
-   * transaction; the web database re-reads the files whose rows differ.
-   * Returns how many records differed.
+   * Replaces the mirror by the staging copy (without this node's own
+   * records over its rows, as {@linkcode applyChanges}) and sets the
+   * cursor, in one transaction; the web database re-reads the files whose
+   * rows differ. Returns how many records differed.
    */
   finishRebuild(cursor: number): number {
     const changed = this.#store.tx(() => {
+      this.#store.q(
+        `DELETE FROM temp.fleet_rebuild WHERE node = ? AND EXISTS (SELECT 1 FROM synced_files s
+           WHERE s.input_file = fleet_rebuild.input_file AND s.server = fleet_rebuild.server
+             AND s.dest = fleet_rebuild.dest)`,
+      ).run(this.#node);
       const rows = this.#store.q(
         `SELECT input_file FROM (SELECT ${MIRROR_COLUMNS} FROM fleet_records
            EXCEPT SELECT ${MIRROR_COLUMNS} FROM temp.fleet_rebuild)
@@ -384,7 +451,10 @@ export class FleetLocal {
     return this.#store.getRuntime<number>("fleetCursor") ?? 0;
   }
 
-  /** Whether the mirror holds a record of another node pointing at `remotePath` on `server`. */
+  /**
+   * Whether the mirror holds a record pointing at `remotePath` on `server`:
+   * another node's, or this node's own whose row is missing here.
+   */
   mirrorUses(server: string, remotePath: string): boolean {
     return this.#store.q(
       "SELECT 1 FROM fleet_records WHERE server = ? AND remote_path = ? LIMIT 1",
@@ -392,7 +462,8 @@ export class FleetLocal {
   }
 
   /**
-   * What the mirror holds of `key`'s source file (any node's record), when
+   * What the mirror holds of `key`'s source file (another node's record, or
+   * this node's own while its row is missing: see the module doc), when
    * the change feed brought it since this connection opened, among the
    * {@linkcode RECENT_RECORDS_MAX} most recent: answered from memory, for
    * every file a node looks at. Undefined also when the mirror may hold it

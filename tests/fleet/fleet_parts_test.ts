@@ -137,11 +137,40 @@ Deno.test("FleetLeases: a lease lost while uploading is not recorded; the next c
   }
 });
 
+Deno.test("FleetLeases: every lease held is renewed while its job runs, one claimed long before too", async () => {
+  const w = await shared(["a", "b"]);
+  const [a, b] = w.stores as [SharedStore, SharedStore];
+  const leaseMs = 1200;
+  const leases = new FleetLeases({ call: (fn) => fn(a), leaseMs: () => leaseMs, log });
+  try {
+    const ks = ["1.css", "2.css", "3.css"].map(key);
+    for (const [i, k] of ks.entries()) {
+      leases.claimed(i, k, "v1", await a.claim(k, "v1", Date.now(), leaseMs));
+    }
+    // Claimed ahead, most of its length gone before its job started.
+    const late = key("late.css");
+    await a.claim(late, "v1", Date.now() - leaseMs + 300, leaseMs);
+    leases.claimed(9, late, "v1", { kind: "mine", until: Date.now() + 300 });
+    await sleep(3 * leaseMs);
+    for (const k of [...ks, late]) {
+      assertEquals((await b.claim(k, "v1", Date.now(), leaseMs)).kind, "busy", k.input_file);
+    }
+    // A job that ended is not renewed any more.
+    leases.finished(0, true);
+    await sleep(2 * leaseMs);
+    assertEquals((await b.claim(ks[0]!, "v1", Date.now(), leaseMs)).kind, "mine");
+    assertEquals((await b.claim(ks[1]!, "v1", Date.now(), leaseMs)).kind, "busy");
+  } finally {
+    leases.stop();
+    await w.close();
+  }
+});
+
 Deno.test("FleetLocal: every local record removed queues its removal from the shared record", () => {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "fc-fleet-local-"));
   const store = new Store(path.join(root, "data"));
   try {
-    const local = new FleetLocal(store);
+    const local = new FleetLocal(store, "here");
     const row = (file: string) => syncedRow(file, { chain: "", source_md5: "x" });
     store.putSynced(row("/src/old.txt"));
     store.putSynced(row("/src/gone.txt"));
@@ -166,7 +195,7 @@ Deno.test("FleetLocal: entries sent leave the outbox at once; their rows go with
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "fc-fleet-local-"));
   const store = new Store(path.join(root, "data"));
   try {
-    const local = new FleetLocal(store);
+    const local = new FleetLocal(store, "here");
     const rows = () => Number(store.db.prepare("SELECT COUNT(*) AS n FROM fleet_outbox").get()!.n);
     const rec = (file: string, fp: string): SharedRecord => record(key(file), "here", fp);
     store.tx(() => {
@@ -183,8 +212,8 @@ Deno.test("FleetLocal: entries sent leave the outbox at once; their rows go with
     assertEquals(local.outbox(10).map((e) => e.record?.fingerprint), ["2"]);
     assertEquals(names(), ["b.css"]);
     assertEquals(rows(), 2);
-    // The next write deletes the rows sent, in its own transaction: a rollback keeps them,
-    // and they are sent again.
+    // The next write deletes the rows sent, in its own transaction: a rollback keeps them, out
+    // of the outbox (they were sent), and the rows go once more entries are sent.
     assertThrows(() =>
       store.tx(() => {
         local.queuePublish(rec("c.css", "1"));
@@ -192,7 +221,7 @@ Deno.test("FleetLocal: entries sent leave the outbox at once; their rows go with
       })
     );
     assertEquals(rows(), 2);
-    assertEquals(names(), ["a.css", "b.css"]);
+    assertEquals(names(), ["b.css"]);
     local.published(local.outbox(10));
     assertEquals(local.outboxSize(), 0);
     store.tx(() => local.queuePublish(rec("c.css", "1")));
@@ -202,6 +231,77 @@ Deno.test("FleetLocal: entries sent leave the outbox at once; their rows go with
     assertEquals(rows(), 1);
     local.dropSent();
     assertEquals(rows(), 0);
+    // Batches acknowledged out of order: the older one stays until it is taken, the newer one
+    // never comes back, and entries written meanwhile wait.
+    store.tx(() => ["d", "e", "f", "g"].forEach((n) => local.queuePublish(rec(`${n}.css`, "1"))));
+    const older = local.outbox(2);
+    const newer = local.outbox(4).slice(2);
+    assertEquals(newer.map((e) => path.basename(e.key.input_file)), ["f.css", "g.css"]);
+    local.published(newer);
+    assertEquals(names(), ["d.css", "e.css"]);
+    store.tx(() => local.queuePublish(rec("h.css", "1")));
+    assertEquals(names(), ["d.css", "e.css", "h.css"]);
+    assertEquals(local.outboxSize(), 3);
+    local.published(older);
+    assertEquals(names(), ["h.css"]);
+    assertEquals(local.outboxSize(), 1);
+    local.dropSent();
+    assertEquals(rows(), 1);
+  } finally {
+    store.close();
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+});
+
+Deno.test("FleetLocal: a record this node published is not mirrored over its own row; the web database re-reads only files whose mirror rows changed", () => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), "fc-fleet-local-"));
+  const store = new Store(path.join(root, "data"));
+  try {
+    const local = new FleetLocal(store, "here");
+    const mirror = () =>
+      store.db.prepare(
+        "SELECT input_file, node, fingerprint FROM fleet_records ORDER BY input_file",
+      )
+        .all().map((r) => [path.basename(String(r.input_file)), r.node, r.fingerprint]);
+    const marked = () => [...store.syncedChanged].map((f) => path.basename(f)).sort();
+    const [a, b, c] = ["a.css", "b.css", "c.css"].map(key) as SharedKey[];
+    // Another node's record of a.css, mirrored before this node recorded a.css itself.
+    local.applyChanges([{ seq: 1, key: a!, record: record(a!, "other", "1") }], 1);
+    store.putSynced(syncedRow(a!.input_file, { synced_at: 2 }));
+    store.syncedChanged = new Set();
+    local.applyChanges([
+      // Its own record over its row: the older mirror row goes.
+      { seq: 2, key: a!, record: record(a!, "here", "2") },
+      // Its own record without a row (a data directory wiped): mirrored.
+      { seq: 3, key: b!, record: record(b!, "here", "1") },
+      { seq: 4, key: c!, record: record(c!, "other", "1") },
+    ], 4);
+    assertEquals(mirror(), [["b.css", "here", "1"], ["c.css", "other", "1"]]);
+    assertEquals(marked(), ["a.css", "b.css", "c.css"]);
+    assertEquals(local.mirroredStat(a!), undefined);
+    assertEquals(local.mirroredStat(b!)?.fingerprint, "1");
+    assertEquals(local.cursor(), 4);
+    // Its own record again, and the removal of a key the mirror lacks: nothing changes there.
+    store.syncedChanged = new Set();
+    local.applyChanges([
+      { seq: 5, key: a!, record: record(a!, "here", "3") },
+      { seq: 6, key: key("d.css") },
+    ], 6);
+    assertEquals(marked(), []);
+    // Another node's record replaces this node's: mirrored (this node's row still shows first).
+    local.applyChanges([{ seq: 7, key: a!, record: record(a!, "other", "4") }, {
+      seq: 8,
+      key: c!,
+    }], 8);
+    assertEquals(mirror(), [["a.css", "other", "4"], ["b.css", "here", "1"]]);
+    assertEquals(marked(), ["a.css", "c.css"]);
+    // A copy of the whole record follows the same rule.
+    local.beginRebuild();
+    local.rebuildPage([record(a!, "here", "5"), record(b!, "here", "1"), record(c!, "other", "2")]);
+    store.syncedChanged = new Set();
+    assertEquals(local.finishRebuild(9), 2);
+    assertEquals(mirror(), [["b.css", "here", "1"], ["c.css", "other", "2"]]);
+    assertEquals(marked(), ["a.css", "c.css"]);
   } finally {
     store.close();
     fs.rmSync(root, { recursive: true, force: true });
@@ -213,7 +313,7 @@ Deno.test("FleetFollower: behind a pruned range, the mirror is copied anew, then
   const [writer, other] = w.stores as [SharedStore, SharedStore];
   const store = new Store(path.join(w.root, "data"));
   try {
-    const local = new FleetLocal(store);
+    const local = new FleetLocal(store, "here");
     const follower = new FleetFollower(local, (fn) => fn(writer), log);
     const [k1, k2, k3, k4] = ["1.css", "2.css", "3.css", "4.css"].map(key) as SharedKey[];
     await writer.publish([record(k1!, "writer", "a"), record(k2!, "writer", "a")]);

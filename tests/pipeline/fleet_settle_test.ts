@@ -89,7 +89,7 @@ Deno.test("FleetLocal.settleAdopted: completes the jobs still as claimed, with n
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "fc-settle-"));
   const store = new Store(path.join(dir, "db.sqlite"));
   try {
-    const local = new FleetLocal(store);
+    const local = new FleetLocal(store, "here");
     const now = 1000;
     const names = ["ok", "merged", "running", "recorded", "intent", "renamed", "later", "ok2"];
     const file = (n: string) => `/s/${n}`;

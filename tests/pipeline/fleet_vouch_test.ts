@@ -113,7 +113,7 @@ Deno.test("FleetLocal.mirroredStat: what the feed brought, as the mirror holds i
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "fc-vouch-local-"));
   const store = new Store(path.join(root, "data"));
   try {
-    const local = new FleetLocal(store);
+    const local = new FleetLocal(store, "here");
     assertEquals(local.mirroredStat(key(1)), undefined);
     local.applyChanges([change(1, key(1), "s1"), change(2, key(2), "s2")], 2);
     assertEquals(local.mirroredStat(key(1)), {
@@ -148,7 +148,7 @@ Deno.test("FleetLocal.mirroredStat: keeps the most recent records only", () => {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "fc-vouch-local-"));
   const store = new Store(path.join(root, "data"));
   try {
-    const local = new FleetLocal(store);
+    const local = new FleetLocal(store, "here");
     const n = RECENT_RECORDS_MAX + 10;
     local.applyChanges(Array.from({ length: n }, (_, i) => change(i + 1, key(i), `s${i}`)), n);
     assertEquals(local.mirroredStat(key(9)), undefined);
@@ -174,7 +174,7 @@ Deno.test("FleetLocal: a mirror made before records carried the source's stat ga
     INSERT INTO fleet_records VALUES ('/shared/old', 'cdn', '', 'old', 'u', 'old', 'fp', 'n', 1);`);
     store.close();
     store = new Store(data);
-    const local = new FleetLocal(store);
+    const local = new FleetLocal(store, "here");
     local.applyChanges([change(1, key(1), "s1")], 1);
     const rows = store.db.prepare(
       "SELECT input_file, source_stat FROM fleet_records ORDER BY input_file",
