@@ -11,6 +11,10 @@
  *   "busy" only while fresh, "done" only while younger than half a lease;
  *   otherwise the job claims on demand (its own lease is simply renewed);
  * - an answer is used at most once: {@linkcode ClaimAhead.take} removes it;
+ * - a file another node uploaded, whose record this node's mirror of the
+ *   shared record holds and vouches for as the file is now (same stat, not
+ *   racy: `vouchedMd5`), is not asked about: its answer is "done" with that
+ *   record, as the claim would say, without a round trip;
  * - a "mine" answer no job takes (the job was skipped or cancelled, or still
  *   waits) is given back to the caller to release: when its job ends without
  *   it ({@linkcode ClaimAhead.unused}) or when half the lease is gone
@@ -24,7 +28,7 @@
  * @module
  */
 import { keyId } from "../store/shared/_keys.ts";
-import type { Claim, SharedKey } from "../store/shared/types.ts";
+import type { Claim, SharedKey, SharedRecord } from "../store/shared/types.ts";
 import type { Job } from "../store/store.ts";
 import type { Fingerprint } from "./plan.ts";
 
@@ -74,6 +78,12 @@ export interface AheadFile {
   fingerprint: string;
   md5: string;
   stat: Fingerprint;
+  /**
+   * Another node's record of the file with this fingerprint, known without
+   * asking (this node's mirror of the shared record vouches for the file as
+   * it is): the answer is "done" with it, and the file is not claimed.
+   */
+  known?: SharedRecord;
 }
 
 /** One answer kept for a job. */
@@ -138,10 +148,11 @@ export function shouldJump(claims: readonly Claim[]): boolean {
 
 /** A batch of files to claim ahead, and how to hand the answers out. */
 export interface AheadBatch {
+  /** The files to claim: the entries whose answer is not known already. */
   items: { key: SharedKey; fingerprint: string }[];
-  /** The entries of the items, in order. */
+  /** Every entry planned, in order (the known ones too). */
   entries: AheadEntry[];
-  /** Keeps the answers (one per item, in order). */
+  /** Keeps the answers (one per item, in order); the known ones are "done" with their record. */
   settle(claims: readonly Claim[], now: number): void;
   /** The claim failed: the entries go (their jobs claim on demand). */
   fail(e: unknown): void;
@@ -250,14 +261,20 @@ export class ClaimAhead {
       }
     }
     this.#cursor.set(server, after);
+    // What another node's record vouches for is known "done": only the others are asked.
+    const asked = planned.filter((p) => !p.entry.known);
     return {
-      items: planned.map((p) => ({ key: p.entry.key, fingerprint: p.entry.fingerprint })),
+      items: asked.map((p) => ({ key: p.entry.key, fingerprint: p.entry.fingerprint })),
       entries: planned.map((p) => p.entry),
-      settle: (claims, now) => {
-        planned.forEach((p, i) => {
-          p.entry.claim = claims[i]!;
+      settle: (answers, now) => {
+        let i = 0;
+        const claims = planned.map((p): Claim =>
+          p.entry.known ? { kind: "done", record: p.entry.known } : answers[i++]!
+        );
+        planned.forEach((p, k) => {
+          p.entry.claim = claims[k]!;
           p.entry.at = now;
-          p.resolve(claims[i]!);
+          p.resolve(claims[k]!);
         });
         if (shouldJump(claims)) {
           this.#jump(server);

@@ -25,7 +25,7 @@ import { errorMessage } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { DELETED } from "../store/events.ts";
 import { keyId } from "../store/shared/_keys.ts";
-import type { Claim, SharedKey, SharedStore } from "../store/shared/types.ts";
+import type { Claim, SharedKey, SharedRecord, SharedStore } from "../store/shared/types.ts";
 import type { Job, Store } from "../store/store.ts";
 import { readRegularNative } from "../util/_native_read.ts";
 import { readRegularSync } from "../util/regular_file.ts";
@@ -39,6 +39,7 @@ import {
   type AheadFile,
   busyWait,
   ClaimAhead,
+  shouldJump,
   useAhead,
 } from "./fleet_ahead.ts";
 import { type SettleDeps, settleDone } from "./fleet_settle.ts";
@@ -67,6 +68,18 @@ export interface ClaimerDeps extends SettleDeps {
    * stat (see `vouchedMd5` in `fleet_keys.ts`): the file need not be read.
    */
   vouched(job: Job, stat: Fingerprint): string | undefined;
+  /**
+   * Another node's record that vouches for a job's file with this stat, as
+   * this node's mirror of the shared record holds it: a claim would answer
+   * "done" with it.
+   */
+  vouchedRecord(job: Job, stat: Fingerprint): { md5: string; record: SharedRecord } | undefined;
+  /**
+   * Called when the shared store answered that other nodes uploaded or
+   * upload files this node looked ahead at: their records are worth
+   * following now, so the next looks know them without asking.
+   */
+  othersHere(): void;
 }
 
 /** The claims of one node. */
@@ -197,15 +210,18 @@ export class FleetClaimer {
       ...batch.map((b) => ({ key: b.key, fingerprint: b.fingerprint })),
       ...ahead.flatMap((a) => a.items),
     ];
-    if (items.length === 0) return;
+    if (items.length === 0 && ahead.every((a) => a.entries.length === 0)) return;
     try {
-      const claims = await this.#d.call((s) =>
-        items.length === 1
-          ? s.claim(items[0]!.key, items[0]!.fingerprint, Date.now(), this.#leaseMs).then((
-            c,
-          ) => [c])
-          : s.claimMany(items, Date.now(), this.#leaseMs)
-      );
+      // Only known answers (another node's records in the mirror): no round trip.
+      const claims = items.length === 0
+        ? []
+        : await this.#d.call((s) =>
+          items.length === 1
+            ? s.claim(items[0]!.key, items[0]!.fingerprint, Date.now(), this.#leaseMs).then((
+              c,
+            ) => [c])
+            : s.claimMany(items, Date.now(), this.#leaseMs)
+        );
       batch.forEach((b, i) => b.resolve(claims[i]!));
       if (this.#d.log.debugEnabled) {
         const n = (from: number, kind: string) =>
@@ -224,6 +240,8 @@ export class FleetClaimer {
       if (this.#closed) this.#releaseUnused(this.#ahead.drain());
       else {
         const entries = ahead.flatMap((a) => a.entries);
+        const fromStore = entries.filter((e) => !e.known);
+        if (shouldJump(fromStore.map((e) => e.claim!))) this.#d.othersHere();
         this.#putOff(entries, now);
         // Jobs whose files another node uploaded with this content complete without running.
         for (const e of settleDone(entries, this.#d, now)) this.#ahead.forget(e);
@@ -270,6 +288,19 @@ export class FleetClaimer {
       const stat = observe(job.input_file, source).stat;
       // Big files are read once, when they run; their upload outlasts a round trip anyway.
       if (!stat || stat.size > AHEAD_MAX_BYTES) return undefined;
+      // Uploaded by another node with the file as it is (its record in the mirror vouches for
+      // it): the answer is known, no claim is asked (see `fleet_ahead.ts`).
+      const vouched = this.#d.vouchedRecord(job, stat);
+      if (vouched) {
+        const { md5, record } = vouched;
+        return {
+          key: keyOf(job, job.server),
+          fingerprint: record.fingerprint,
+          md5,
+          stat,
+          known: record,
+        };
+      }
       const md5 = this.#d.vouched(job, stat) ?? this.#hash(job.input_file, stat.size);
       return {
         key: keyOf(job, job.server),

@@ -45,7 +45,7 @@
  *
  * @module
  */
-import { keyId, recordValues } from "./shared/_keys.ts";
+import { keyId, type RecordRow, recordValues, toRecord } from "./shared/_keys.ts";
 import type { RecordChange, SharedKey, SharedRecord } from "./shared/types.ts";
 import type { DatabaseSync } from "node:sqlite";
 import type { Job, Store, SyncedRow } from "./store.ts";
@@ -471,6 +471,14 @@ export class FleetLocal {
    */
   mirroredStat(key: SharedKey): MirroredStat | undefined {
     return this.#recent.get(keyId(key));
+  }
+
+  /** The record the mirror holds of `key` (see {@linkcode mirroredStat} for which it holds). */
+  mirrorRecord(key: SharedKey): SharedRecord | undefined {
+    const row = this.#store.q(
+      `SELECT ${MIRROR_COLUMNS} FROM fleet_records WHERE input_file = ? AND server = ? AND dest = ?`,
+    ).get(key.input_file, key.server, key.dest) as RecordRow | undefined;
+    return row && toRecord(row);
   }
 
   /** How many files of the fleet the mirror knows. */

@@ -225,6 +225,53 @@ Deno.test("ClaimAhead claims larger batches while another node works there, and 
   assertEquals(4 * AHEAD_BATCH, AHEAD_BATCH_MAX);
 });
 
+Deno.test("ClaimAhead does not ask about files whose record it knows: they are done with it, in order", async () => {
+  const q = fakeQueue(10);
+  // Jobs 2 and 5: another node's record in the mirror vouches for the file as it is.
+  const known = (id: number): SharedRecord => ({
+    ...record,
+    input_file: `/s/f${id}`,
+    fingerprint: `fp${id}`,
+  });
+  const ahead = new ClaimAhead({
+    ...q.deps,
+    fileOf: (job) => ({
+      ...q.file(job),
+      ...(job.id === 2 || job.id === 5 ? { known: known(job.id) } : {}),
+    }),
+  }, () => 0);
+  const b = ahead.plan("cdn", new Set());
+  assertEquals(b.entries.map((e) => e.job.id), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+  assertEquals(
+    b.items.map((i) => i.key.input_file),
+    [1, 3, 4, 6, 7, 8, 9, 10].map((id) => `/s/f${id}`),
+    "only the files whose answer is not known are asked",
+  );
+  b.settle(b.items.map(() => mine(NOW + LEASE)), NOW);
+  assertEquals(b.entries.map((e) => e.claim?.kind), [
+    "mine",
+    "done",
+    "mine",
+    "mine",
+    "done",
+    "mine",
+    "mine",
+    "mine",
+    "mine",
+    "mine",
+  ]);
+  assertEquals(await b.entries[1]!.answer, { kind: "done", record: known(2) });
+  // A batch of nothing but known files needs no answers at all.
+  const only = new ClaimAhead({
+    ...q.deps,
+    fileOf: (job) => ({ ...q.file(job), known: known(job.id) }),
+  }, () => 0);
+  const c = only.plan("cdn", new Set());
+  assertEquals(c.items, []);
+  c.settle([], NOW);
+  assert(c.entries.length > 0 && c.entries.every((e) => e.claim?.kind === "done"));
+});
+
 Deno.test("Queue peek, pickIds and defer: look ahead without marking, take chosen jobs, put off idle ones", () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "fc-ahead-"));
   const store = new Store(path.join(dir, "db.sqlite"));
