@@ -17,6 +17,7 @@ import { openSharedStore } from "../../src/store/shared/open.ts";
 import type { SharedKey, SharedRecord, SharedStore } from "../../src/store/shared/types.ts";
 import { Store } from "../../src/store/store.ts";
 import { assert, assertEquals, assertRejects, assertThrows } from "../_assert.ts";
+import { withTempStore } from "../_store.ts";
 import { sleep } from "../_harness.ts";
 import { syncedRow } from "../_synced_row.ts";
 
@@ -166,10 +167,8 @@ Deno.test("FleetLeases: every lease held is renewed while its job runs, one clai
   }
 });
 
-Deno.test("FleetLocal: every local record removed queues its removal from the shared record", () => {
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), "fc-fleet-local-"));
-  const store = new Store(path.join(root, "data"));
-  try {
+Deno.test("FleetLocal: every local record removed queues its removal from the shared record", () =>
+  withTempStore("fc-fleet-local-", (store) => {
     const local = new FleetLocal(store, "here");
     const row = (file: string) => syncedRow(file, { chain: "", source_md5: "x" });
     store.putSynced(row("/src/old.txt"));
@@ -185,16 +184,10 @@ Deno.test("FleetLocal: every local record removed queues its removal from the sh
     );
     // The count follows the writes of the trigger (it is kept between writes).
     assertEquals(local.outboxSize(), 2);
-  } finally {
-    store.close();
-    fs.rmSync(root, { recursive: true, force: true });
-  }
-});
+  }));
 
-Deno.test("FleetLocal: entries sent leave the outbox at once; their rows go with the next outbox write or dropSent()", () => {
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), "fc-fleet-local-"));
-  const store = new Store(path.join(root, "data"));
-  try {
+Deno.test("FleetLocal: entries sent leave the outbox at once; their rows go with the next outbox write or dropSent()", () =>
+  withTempStore("fc-fleet-local-", (store) => {
     const local = new FleetLocal(store, "here");
     const rows = () => Number(store.db.prepare("SELECT COUNT(*) AS n FROM fleet_outbox").get()!.n);
     const rec = (file: string, fp: string): SharedRecord => record(key(file), "here", fp);
@@ -247,16 +240,10 @@ Deno.test("FleetLocal: entries sent leave the outbox at once; their rows go with
     assertEquals(local.outboxSize(), 1);
     local.dropSent();
     assertEquals(rows(), 1);
-  } finally {
-    store.close();
-    fs.rmSync(root, { recursive: true, force: true });
-  }
-});
+  }));
 
-Deno.test("FleetLocal: a record this node published is not mirrored over its own row; the web database re-reads only files whose mirror rows changed", () => {
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), "fc-fleet-local-"));
-  const store = new Store(path.join(root, "data"));
-  try {
+Deno.test("FleetLocal: a record this node published is not mirrored over its own row; the web database re-reads only files whose mirror rows changed", () =>
+  withTempStore("fc-fleet-local-", (store) => {
     const local = new FleetLocal(store, "here");
     const mirror = () =>
       store.db.prepare(
@@ -302,11 +289,7 @@ Deno.test("FleetLocal: a record this node published is not mirrored over its own
     assertEquals(local.finishRebuild(9), 2);
     assertEquals(mirror(), [["b.css", "here", "1"], ["c.css", "other", "2"]]);
     assertEquals(marked(), ["a.css", "c.css"]);
-  } finally {
-    store.close();
-    fs.rmSync(root, { recursive: true, force: true });
-  }
-});
+  }));
 
 Deno.test("FleetFollower: behind a pruned range, the mirror is copied anew, then followed", async () => {
   const w = await shared(["writer", "other"]);

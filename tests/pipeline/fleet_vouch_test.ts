@@ -16,6 +16,7 @@ import type { RecordChange, SharedKey, SharedRecord } from "../../src/store/shar
 import { Store } from "../../src/store/store.ts";
 import { RACY_MS } from "../../src/watch/_stat.ts";
 import { assert, assertEquals } from "../_assert.ts";
+import { withTempStore } from "../_store.ts";
 
 const MD5 = "0123456789abcdef0123456789abcdef";
 const STAT: Fingerprint = {
@@ -109,10 +110,8 @@ function change(seq: number, k: SharedKey, stat?: string): RecordChange {
   return { seq, key: k, record };
 }
 
-Deno.test("FleetLocal.mirroredStat: what the feed brought, as the mirror holds it, forgetting removals", () => {
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), "fc-vouch-local-"));
-  const store = new Store(path.join(root, "data"));
-  try {
+Deno.test("FleetLocal.mirroredStat: what the feed brought, as the mirror holds it, forgetting removals", () =>
+  withTempStore("fc-vouch-local-", (store) => {
     const local = new FleetLocal(store, "here");
     assertEquals(local.mirroredStat(key(1)), undefined);
     local.applyChanges([change(1, key(1), "s1"), change(2, key(2), "s2")], 2);
@@ -138,27 +137,17 @@ Deno.test("FleetLocal.mirroredStat: what the feed brought, as the mirror holds i
       "SELECT source_stat FROM fleet_records WHERE input_file = ?",
     ).get(key(3).input_file) as { source_stat: string };
     assertEquals(copied.source_stat, "s3");
-  } finally {
-    store.close();
-    fs.rmSync(root, { recursive: true, force: true });
-  }
-});
+  }));
 
-Deno.test("FleetLocal.mirroredStat: keeps the most recent records only", () => {
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), "fc-vouch-local-"));
-  const store = new Store(path.join(root, "data"));
-  try {
+Deno.test("FleetLocal.mirroredStat: keeps the most recent records only", () =>
+  withTempStore("fc-vouch-local-", (store) => {
     const local = new FleetLocal(store, "here");
     const n = RECENT_RECORDS_MAX + 10;
     local.applyChanges(Array.from({ length: n }, (_, i) => change(i + 1, key(i), `s${i}`)), n);
     assertEquals(local.mirroredStat(key(9)), undefined);
     assertEquals(local.mirroredStat(key(10))?.source_stat, "s10");
     assertEquals(local.mirroredStat(key(n - 1))?.source_stat, `s${n - 1}`);
-  } finally {
-    store.close();
-    fs.rmSync(root, { recursive: true, force: true });
-  }
-});
+  }));
 
 Deno.test("FleetLocal: a mirror made before records carried the source's stat gains the column", () => {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "fc-vouch-local-"));
