@@ -226,9 +226,11 @@ export class FleetClaimer {
       if (this.#d.log.debugEnabled) {
         const n = (from: number, kind: string) =>
           claims.slice(from).filter((c) => c.kind === kind).length;
+        const known = ahead.reduce((t, a) => t + a.entries.length - a.items.length, 0);
         this.#d.log.debug(
           `Claimed ${batch.length} on demand and ${items.length - batch.length} ahead: ` +
-            `${n(0, "mine")} mine, ${n(0, "done")} done, ${n(0, "busy")} busy`,
+            `${n(0, "mine")} mine, ${n(0, "done")} done, ${n(0, "busy")} busy; ` +
+            `${known} known done from the mirror`,
         );
       }
       let at = batch.length;
