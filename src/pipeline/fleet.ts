@@ -10,8 +10,8 @@
  *   records locally and queues the record in the local outbox in the same
  *   transaction; the publisher sends the outbox (at least once, idempotent);
  *   claims are mostly made ahead, in batches (`fleet_claimer.ts`);
- * - at most {@linkcode UNPUBLISHED_MAX} recorded uploads the shared store
- *   does not know yet, and at most {@linkcode FREED_MAX} uploads done that
+ * - at most `UNPUBLISHED_MAX` recorded uploads the shared store
+ *   does not know yet, and at most `FREED_MAX` uploads done that
  *   wait to be recorded without holding their upload slots, so a node killed
  *   leaves at most that many files (and its running uploads) for another
  *   node to upload again; the publisher sends what was recorded while its
@@ -56,22 +56,9 @@ import { keyOf, nodeName, vouchedMd5 } from "./fleet_keys.ts";
 import { type AdoptedFile, adoptedRow, publishedRecord } from "./fleet_rows.ts";
 export { FleetUnavailable, isDroppedDbConnection } from "./fleet_link.ts";
 import { FleetPublisher } from "./fleet_publish.ts";
+import { RecordAdmission } from "./fleet_admit.ts";
+export { FREED_MAX, UNPUBLISHED_MAX } from "./fleet_admit.ts";
 import type { Fingerprint, Route } from "./plan.ts";
-
-/**
- * Recorded uploads of a node the shared store may not know yet (not yet
- * published): what another node uploads again, besides the running uploads,
- * when this one is killed.
- */
-export const UNPUBLISHED_MAX = 32;
-
-/**
- * Uploads done that wait for {@linkcode Fleet.admitRecord} after giving
- * their upload slots to the next jobs: uploads go on while a publish is on
- * its way. They too are uploaded again by another node when this one is
- * killed.
- */
-export const FREED_MAX = 8;
 
 /**
  * A node silent this long no longer holds back the pruning of the change
@@ -122,6 +109,7 @@ export class Fleet {
   readonly #follower: FleetFollower;
   readonly #health: FleetHealth;
   readonly #claims: FleetClaimer;
+  readonly #admission: RecordAdmission;
   #view: FleetView | undefined;
   #timers: number[] = [];
   #closed = false;
@@ -163,6 +151,10 @@ export class Fleet {
     this.#buffer = new FleetBuffer({
       limit: () => this.#ctx.config.settings.storeBufferLimit,
       log,
+    });
+    this.#admission = new RecordAdmission({
+      outboxSize: () => this.local.outboxSize(),
+      flush: () => this.#publisher.flush(),
     });
     this.#claims = new FleetClaimer({
       ctx,
@@ -347,7 +339,7 @@ export class Fleet {
     if (!row) return;
     // Only an upload's row (`written`) may vouch for the content with its stat.
     this.local.queuePublish(publishedRecord(key, row, this.node, written !== undefined));
-    if (this.#recording.size > 0) {
+    if (this.#admission.recording > 0) {
       // Records wait for the ones before to be published (see admitRecord): right after the
       // commit of this transaction, not later; what is recorded meanwhile goes in the next batch.
       queueMicrotask(() => this.#publisher.flush().catch(() => {}));
@@ -361,45 +353,19 @@ export class Fleet {
    */
   finished(job: Job, ok: boolean): void {
     this.#claims.finished(job, ok);
-    if (this.#recording.delete(job.id)) { for (const wake of this.#admitted.splice(0)) wake(); }
+    this.#admission.finished(job.id);
   }
-
-  /** Jobs recording an upload (admitted, not yet finished). */
-  readonly #recording = new Set<number>();
-  /** Jobs waiting for {@linkcode admitRecord}. */
-  readonly #admitted: (() => void)[] = [];
-  /** Jobs waiting for {@linkcode admitRecord} that gave their slots back. */
-  #freed = 0;
 
   /**
    * Call before recording an upload: waits until this node holds fewer
-   * than {@linkcode UNPUBLISHED_MAX} recorded uploads the shared store does
-   * not know yet (being recorded, or waiting in the outbox), publishing the
-   * outbox meanwhile. A job that has to wait calls `release` first (its
-   * slots go to the next jobs) while fewer than {@linkcode FREED_MAX} others
-   * wait so. A node killed at any moment thus leaves at most that many
-   * uploads (besides the ones still running) for another node to upload
-   * again. When the shared store cannot be reached the record is not held
-   * back (the outbox keeps it).
+   * than `UNPUBLISHED_MAX` recorded uploads the shared store does
+   * not know yet (see `fleet_admit.ts`); `release` gives the job's slots
+   * to the next jobs while it waits. A node killed at any moment thus leaves
+   * at most that many uploads, and `FREED_MAX` more (besides the
+   * ones still running), for another node to upload again.
    */
-  async admitRecord(job: Job, release?: () => void): Promise<void> {
-    let freed = false;
-    try {
-      for (;;) {
-        const outbox = this.local.outboxSize();
-        if (outbox + this.#recording.size < UNPUBLISHED_MAX) break;
-        if (release && !freed && this.#freed < FREED_MAX) {
-          freed = true;
-          this.#freed++;
-          release();
-        }
-        if (outbox === 0) await new Promise<void>((wake) => this.#admitted.push(wake));
-        else if (!(await this.#publisher.flush().then(() => true, () => false))) break;
-      }
-    } finally {
-      if (freed) this.#freed--;
-    }
-    this.#recording.add(job.id);
+  admitRecord(job: Job, release?: () => void): Promise<void> {
+    return this.#admission.admit(job, release);
   }
 
   /** Counts the local buffer; hands the held sources back once the store answers. */
