@@ -164,8 +164,7 @@ export class Fleet {
       call: (fn) => this.#link.call(fn),
       reachable: () => this.reachable,
       held: this.#leases,
-      vouched: (job, stat) => this.vouched(job, job.server, stat),
-      vouchedRecord: (job, stat) => this.#vouchedRecord(job, stat),
+      vouched: (job, stat) => this.#vouchedRecord(job, stat),
       othersHere: () => this.#follower.follow().catch(() => {}),
       route: (job, source, size) => this.route?.(job, source, size),
     });
@@ -299,17 +298,20 @@ export class Fleet {
   }
 
   /**
-   * Another node's record of a job's file, from the mirror, when it vouches
-   * for the file as it is now (see {@linkcode vouched}): what a claim would
-   * answer "done" with, known without asking.
+   * {@linkcode vouched}, with another node's record of the file from the
+   * mirror when it is the one that vouches: what a claim would answer
+   * "done" with, known without asking.
    */
-  #vouchedRecord(job: Job, stat: Fingerprint): { md5: string; record: SharedRecord } | undefined {
+  #vouchedRecord(
+    job: Job,
+    stat: Fingerprint,
+  ): { md5: string; record?: SharedRecord } | undefined {
     const key = keyOf(job, job.server);
     const seen = this.local.mirroredStat(key);
     const md5 = seen && vouchedMd5(seen, stat, job.force);
     if (!md5) return undefined;
     const record = this.local.mirrorRecord(key);
-    return record?.fingerprint === seen.fingerprint ? { md5, record } : undefined;
+    return record?.fingerprint === seen.fingerprint ? { md5, record } : { md5 };
   }
 
   /** Records locally what another node published for a job's file (a "done" claim). */

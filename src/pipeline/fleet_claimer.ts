@@ -65,15 +65,11 @@ export interface ClaimerDeps extends SettleDeps {
   held: FleetLeases;
   /**
    * The MD5 another node's record vouches for, for a job's file with this
-   * stat (see `vouchedMd5` in `fleet_keys.ts`): the file need not be read.
+   * stat (see `vouchedMd5` in `fleet_keys.ts`): the file need not be read;
+   * with that record when the mirror holds it as vouched (a claim would
+   * answer "done" with it).
    */
-  vouched(job: Job, stat: Fingerprint): string | undefined;
-  /**
-   * Another node's record that vouches for a job's file with this stat, as
-   * this node's mirror of the shared record holds it: a claim would answer
-   * "done" with it.
-   */
-  vouchedRecord(job: Job, stat: Fingerprint): { md5: string; record: SharedRecord } | undefined;
+  vouched(job: Job, stat: Fingerprint): { md5: string; record?: SharedRecord } | undefined;
   /**
    * Called when the shared store answered that other nodes uploaded or
    * upload files this node looked ahead at: their records are worth
@@ -290,25 +286,16 @@ export class FleetClaimer {
       const stat = observe(job.input_file, source).stat;
       // Big files are read once, when they run; their upload outlasts a round trip anyway.
       if (!stat || stat.size > AHEAD_MAX_BYTES) return undefined;
-      // Uploaded by another node with the file as it is (its record in the mirror vouches for
-      // it): the answer is known, no claim is asked (see `fleet_ahead.ts`).
-      const vouched = this.#d.vouchedRecord(job, stat);
-      if (vouched) {
-        const { md5, record } = vouched;
-        return {
-          key: keyOf(job, job.server),
-          fingerprint: record.fingerprint,
-          md5,
-          stat,
-          known: record,
-        };
-      }
-      const md5 = this.#d.vouched(job, stat) ?? this.#hash(job.input_file, stat.size);
+      const vouched = this.#d.vouched(job, stat);
+      const md5 = vouched?.md5 ?? this.#hash(job.input_file, stat.size);
       return {
         key: keyOf(job, job.server),
         fingerprint: fingerprint(stat.size, stat.mtimeMs, md5),
         md5,
         stat,
+        // Uploaded by another node with the file as it is (its record in the mirror vouches for
+        // it): the answer is known, no claim is asked (see `fleet_ahead.ts`).
+        ...(vouched?.record ? { known: vouched.record } : {}),
       };
     } catch {
       return undefined;
