@@ -4,7 +4,8 @@
  *
  * Contract:
  * - before an upload the worker claims the file's key with the fingerprint
- *   of the source content (`size:mtime:md5`): "done" → the record another
+ *   of the source content (`size:mtime:md5`), or, when the content was not
+ *   read, with the file's stat (`fleet_claim.ts`): "done" → the record another
  *   node published is recorded here and nothing is uploaded; "busy" → the
  *   job waits; "mine" → this node uploads, renewing the lease meanwhile,
  *   records locally and queues the record in the local outbox in the same
@@ -42,7 +43,13 @@ import type { Source } from "../config/types.ts";
 import { errorMessage } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { FleetLocal } from "../store/fleet_local.ts";
-import type { Claim, NodeRow, SharedRecord, SharedServerHealth } from "../store/shared/types.ts";
+import type {
+  Claim,
+  NodeRow,
+  SharedRecord,
+  SharedServerHealth,
+  StatAsk,
+} from "../store/shared/types.ts";
 import type { IntentRow, Job, Store, SyncedRow } from "../store/store.ts";
 import { VERSION } from "../version.ts";
 import type { PipelineContext } from "./context.ts";
@@ -230,12 +237,19 @@ export class Fleet {
   }
 
   /**
-   * Claims the upload of a job's file (see `fleet_claimer.ts`). Throws
+   * Claims the upload of a job's file, with the file's stat when its content
+   * was not read (see `fleet_claimer.ts`). Throws
    * {@linkcode FleetUnavailable} when the shared store cannot be reached.
-   * "mine": the lease is renewed until {@linkcode finished}.
+   * "mine": the lease is renewed until {@linkcode finished} or
+   * {@linkcode giveBack}.
    */
-  claim(job: Job, server: string, fp: string): Promise<Claim> {
-    return this.#claims.claim(job, server, fp);
+  claim(job: Job, server: string, fp: string, stat?: StatAsk): Promise<Claim> {
+    return this.#claims.claim(job, server, fp, stat);
+  }
+
+  /** Releases a job's lease at once: after a "mine" answer it adopts another node's record. */
+  giveBack(job: Job): void {
+    this.#claims.giveBack(job);
   }
 
   /**

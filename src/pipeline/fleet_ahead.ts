@@ -15,6 +15,10 @@
  *   shared record holds and vouches for as the file is now (same stat, not
  *   racy: `vouchedMd5`), is not asked about: its answer is "done" with that
  *   record, as the claim would say, without a round trip;
+ * - a file whose MD5 is not known is not read to be claimed: it is claimed
+ *   with its stat (`unreadFingerprint`, `statAsk`); a "done" answer to it
+ *   gives the MD5 the record vouches for (`vouchedMd5`), and the entry then
+ *   serves a job that knows that MD5 as it would have served the stat;
  * - a "mine" answer no job takes (the job was skipped or cancelled, or still
  *   waits) is given back to the caller to release: when its job ends without
  *   it ({@linkcode ClaimAhead.unused}) or when half the lease is gone
@@ -28,8 +32,9 @@
  * @module
  */
 import { keyId } from "../store/shared/_keys.ts";
-import type { Claim, SharedKey, SharedRecord } from "../store/shared/types.ts";
+import type { Claim, ClaimItem, SharedKey, SharedRecord, StatAsk } from "../store/shared/types.ts";
 import type { Job } from "../store/store.ts";
+import { fingerprint, vouchedMd5 } from "./fleet_keys.ts";
 import type { Fingerprint } from "./plan.ts";
 
 /** Files claimed ahead per round trip and server. */
@@ -76,7 +81,10 @@ export function busyWait(until: number, now: number, requeues: number): number {
 export interface AheadFile {
   key: SharedKey;
   fingerprint: string;
-  md5: string;
+  /** The content's MD5; undefined when the file was not read (claimed with `statAsk`). */
+  md5?: string | undefined;
+  /** The stat the claim asks with when the MD5 is not known. */
+  statAsk?: StatAsk | undefined;
   stat: Fingerprint;
   /**
    * Another node's record of the file with this fingerprint, known without
@@ -98,6 +106,19 @@ export interface AheadEntry extends AheadFile {
   handed?: boolean;
   /** Settles with the answer (rejects when the shared store failed). */
   answer: Promise<Claim>;
+}
+
+/**
+ * A file claimed with its stat and answered "done": the MD5 the record
+ * vouches for, and the fingerprint of that content (the answer serves the
+ * job that knows it). A record whose fingerprint names no MD5 leaves the
+ * entry unread: its job reads the file.
+ */
+function withVouchedMd5(e: AheadFile & { job: Job }, record: SharedRecord): void {
+  const md5 = vouchedMd5(record, e.stat, e.job.force);
+  if (md5 === undefined) return;
+  e.md5 = md5;
+  e.fingerprint = fingerprint(e.stat.size, e.stat.mtimeMs, md5);
 }
 
 /** What a job does with the answer kept for its file. */
@@ -149,7 +170,7 @@ export function shouldJump(claims: readonly Claim[]): boolean {
 /** A batch of files to claim ahead, and how to hand the answers out. */
 export interface AheadBatch {
   /** The files to claim: the entries whose answer is not known already. */
-  items: { key: SharedKey; fingerprint: string }[];
+  items: ClaimItem[];
   /** Every entry planned, in order (the known ones too). */
   entries: AheadEntry[];
   /** Keeps the answers (one per item, in order); the known ones are "done" with their record. */
@@ -264,7 +285,11 @@ export class ClaimAhead {
     // What another node's record vouches for is known "done": only the others are asked.
     const asked = planned.filter((p) => !p.entry.known);
     return {
-      items: asked.map((p) => ({ key: p.entry.key, fingerprint: p.entry.fingerprint })),
+      items: asked.map((p) => ({
+        key: p.entry.key,
+        fingerprint: p.entry.fingerprint,
+        stat: p.entry.statAsk,
+      })),
       entries: planned.map((p) => p.entry),
       settle: (answers, now) => {
         let i = 0;
@@ -272,9 +297,12 @@ export class ClaimAhead {
           p.entry.known ? { kind: "done", record: p.entry.known } : answers[i++]!
         );
         planned.forEach((p, k) => {
-          p.entry.claim = claims[k]!;
-          p.entry.at = now;
-          p.resolve(claims[k]!);
+          const c = claims[k]!;
+          const e = p.entry;
+          if (e.md5 === undefined && c.kind === "done") withVouchedMd5(e, c.record);
+          e.claim = c;
+          e.at = now;
+          p.resolve(c);
         });
         if (shouldJump(claims)) {
           this.#jump(server);
@@ -323,7 +351,7 @@ export class ClaimAhead {
     if (this.#entries.get(id) === entry) this.#entries.delete(id);
   }
 
-  /** The MD5 computed ahead for `key`, when the file has not changed since. */
+  /** The MD5 known ahead for `key` (read, or vouched for), when the file has not changed since. */
   md5For(key: SharedKey, stat: Fingerprint): string | undefined {
     const e = this.#entries.get(keyId(key));
     if (!e) return undefined;

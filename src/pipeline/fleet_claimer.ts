@@ -8,6 +8,12 @@
  * Contract:
  * - a job's claim is answered from what was claimed ahead when that answer
  *   still serves it (same fingerprint, fresh enough), otherwise on demand;
+ * - a small file is not read to be claimed ahead unless this node's mirror
+ *   vouches for its MD5: it is claimed with its stat (`statAsk`), which the
+ *   shared store answers "done" when a record vouches for it; a "mine"
+ *   answer carries the key's record, for the job to compare (`fleet_claim.ts`);
+ * - a claim asking again after a lost lease (`fleet_lease.ts`) asks without
+ *   the stat and its "mine" answer carries no record: the file is uploaded;
  * - jobs whose files another node holds are put off in the local queue
  *   without running, so nodes sharing a folder take different files;
  * - jobs whose files another node uploaded with the same content are
@@ -20,18 +26,22 @@
  *
  * @module
  */
-import { createHash } from "node:crypto";
 import { errorMessage } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { DELETED } from "../store/events.ts";
 import { keyId } from "../store/shared/_keys.ts";
-import type { Claim, SharedKey, SharedRecord, SharedStore } from "../store/shared/types.ts";
+import type {
+  Claim,
+  ClaimItem,
+  SharedKey,
+  SharedRecord,
+  SharedStore,
+  StatAsk,
+} from "../store/shared/types.ts";
 import type { Job, Store } from "../store/store.ts";
-import { readRegularNative } from "../util/_native_read.ts";
-import { readRegularSync } from "../util/regular_file.ts";
 import type { PipelineContext } from "./context.ts";
 import type { FleetLeases } from "./fleet_lease.ts";
-import { fingerprint, keyOf } from "./fleet_keys.ts";
+import { fingerprint, keyOf, statAsk, unreadFingerprint } from "./fleet_keys.ts";
 import {
   AHEAD_LOW,
   type AheadBatch,
@@ -105,18 +115,22 @@ export class FleetClaimer {
   }
 
   /**
-   * Claims the upload of a job's file. Throws {@linkcode FleetUnavailable}
-   * when the shared store cannot be reached. "mine": the lease is renewed
-   * until {@linkcode finished}. The answer usually waits already (claimed
-   * ahead, see `fleet_ahead.ts`); otherwise it is asked together with the
-   * next jobs' files.
+   * Claims the upload of a job's file with fingerprint `fp`, and `stat`
+   * when its content was not read (see `SharedStore.claim`). Throws
+   * {@linkcode FleetUnavailable} when the shared store cannot be reached.
+   * "mine": the lease is renewed until {@linkcode finished} (or
+   * {@linkcode giveBack}). The answer usually waits already (claimed ahead,
+   * see `fleet_ahead.ts`); otherwise it is asked together with the next
+   * jobs' files.
    */
-  async claim(job: Job, server: string, fp: string): Promise<Claim> {
+  async claim(job: Job, server: string, fp: string, stat?: StatAsk): Promise<Claim> {
     const key = keyOf(job, server);
     let c: Claim | undefined;
     const kept = this.#ahead.take(key);
-    // After a lost lease the file may be asked for again (see `fleet_lease.ts`): never from ahead.
+    // After a lost lease the file may be asked for again (see `fleet_lease.ts`): never from ahead,
+    // never by its stat.
     const asked = this.#d.held.fingerprintToClaim(key, fp);
+    const again = asked !== fp;
     if (kept && asked === fp) {
       let use = useAhead(kept, fp, Date.now(), this.#leaseMs);
       if (use === "wait") {
@@ -129,9 +143,17 @@ export class FleetClaimer {
     // A release of this key still on its way must not drop the lease claimed now.
     await this.#releasing.get(keyId(key));
     c ??= await new Promise<Claim>((resolve, reject) => {
-      this.#claims.push({ key, fingerprint: asked, resolve, reject });
+      this.#claims.push({
+        key,
+        fingerprint: asked,
+        stat: again ? undefined : stat,
+        resolve,
+        reject,
+      });
       this.#batchSoon();
     });
+    // Nothing to compare: the file is uploaded again.
+    if (again && c.kind === "mine" && c.record) c = { kind: "mine", until: c.until };
     this.#aheadSoon(server);
     this.#d.held.claimed(job.id, key, fp, c);
     return c;
@@ -157,18 +179,26 @@ export class FleetClaimer {
   /** Called when answers claimed ahead came in (or failed): the scheduler picks again. */
   onAnswers: () => void = () => {};
 
-  /** The MD5 of a job's file computed when it was claimed ahead, when the file is unchanged. */
+  /** The MD5 of a job's file known when it was claimed ahead, when the file is unchanged. */
   md5For(job: Job, server: string, stat: Fingerprint): string | undefined {
     return this.#ahead.md5For(keyOf(job, server), stat);
   }
 
+  /**
+   * Gives back the lease a job holds from a "mine" answer when it uploads
+   * nothing after all (another node's record is of its content): released
+   * at once, as a "done" answer drops it, and no longer renewed.
+   */
+  giveBack(job: Job): void {
+    const key = this.#d.held.drop(job.id);
+    if (key) this.#release(key);
+  }
+
   /** Claims waiting for the next round trip. */
-  #claims: {
-    key: SharedKey;
-    fingerprint: string;
+  #claims: (ClaimItem & {
     resolve: (c: Claim) => void;
     reject: (e: unknown) => void;
-  }[] = [];
+  })[] = [];
   /** Servers whose next jobs are to be claimed ahead in the next round trip. */
   readonly #aheadFor = new Set<string>();
   #batchTimer: number | undefined;
@@ -202,8 +232,8 @@ export class FleetClaimer {
         this.#d.log.debug(`Cannot look ahead in the queue: ${errorMessage(e)}`);
       }
     }
-    const items = [
-      ...batch.map((b) => ({ key: b.key, fingerprint: b.fingerprint })),
+    const items: ClaimItem[] = [
+      ...batch.map((b) => ({ key: b.key, fingerprint: b.fingerprint, stat: b.stat })),
       ...ahead.flatMap((a) => a.items),
     ];
     if (items.length === 0 && ahead.every((a) => a.entries.length === 0)) return;
@@ -213,9 +243,14 @@ export class FleetClaimer {
         ? []
         : await this.#d.call((s) =>
           items.length === 1
-            ? s.claim(items[0]!.key, items[0]!.fingerprint, Date.now(), this.#leaseMs).then((
-              c,
-            ) => [c])
+            ? s.claim(
+              items[0]!.key,
+              items[0]!.fingerprint,
+              Date.now(),
+              this.#leaseMs,
+              items[0]!.stat,
+            )
+              .then((c) => [c])
             : s.claimMany(items, Date.now(), this.#leaseMs)
         );
       batch.forEach((b, i) => b.resolve(claims[i]!));
@@ -287,11 +322,13 @@ export class FleetClaimer {
       // Big files are read once, when they run; their upload outlasts a round trip anyway.
       if (!stat || stat.size > AHEAD_MAX_BYTES) return undefined;
       const vouched = this.#d.vouched(job, stat);
-      const md5 = vouched?.md5 ?? this.#hash(job.input_file, stat.size);
+      const md5 = vouched?.md5;
       return {
         key: keyOf(job, job.server),
-        fingerprint: fingerprint(stat.size, stat.mtimeMs, md5),
-        md5,
+        // Not read: claimed with the stat; a "mine" answer with a record its job may compare.
+        ...(md5 === undefined
+          ? { fingerprint: unreadFingerprint(stat), statAsk: statAsk(stat, job.force) }
+          : { fingerprint: fingerprint(stat.size, stat.mtimeMs, md5), md5 }),
         stat,
         // Uploaded by another node with the file as it is (its record in the mirror vouches for
         // it): the answer is known, no claim is asked (see `fleet_ahead.ts`).
@@ -300,16 +337,6 @@ export class FleetClaimer {
     } catch {
       return undefined;
     }
-  }
-
-  /**
-   * The MD5 of a small file. The C library's calls where they answer (as
-   * the copy reads it), node:fs otherwise. A file changed since its stat may
-   * hash other bytes: its upload, seeing another stat, hashes anew.
-   */
-  #hash(file: string, size: number): string {
-    const data = (readRegularNative(file, size) ?? readRegularSync(file)).data;
-    return createHash("md5").update(data).digest("hex");
   }
 
   /** Releases the leases of answers no job used ("mine" ones, once they have come). */
