@@ -18,7 +18,11 @@
  * - a file whose MD5 is not known is not read to be claimed: it is claimed
  *   with its stat (`unreadFingerprint`, `statAsk`); a "done" answer to it
  *   gives the MD5 the record vouches for (`vouchedMd5`), and the entry then
- *   serves a job that knows that MD5 as it would have served the stat;
+ *   serves a job that knows that MD5 as it would have served the stat; a
+ *   "mine" answer with a record of the same size and mtime (`mayBeCopy`)
+ *   makes the file read then: of the record's content, the answer is "done"
+ *   with it and the caller releases the lease (`AheadBatch.settle`), so the
+ *   job settles or adopts as for any "done" answer;
  * - a "mine" answer no job takes (the job was skipped or cancelled, or still
  *   waits) is given back to the caller to release: when its job ends without
  *   it ({@linkcode ClaimAhead.unused}) or when half the lease is gone
@@ -34,7 +38,7 @@
 import { keyId } from "../store/shared/_keys.ts";
 import type { Claim, ClaimItem, SharedKey, SharedRecord, StatAsk } from "../store/shared/types.ts";
 import type { Job } from "../store/store.ts";
-import { fingerprint, vouchedMd5 } from "./fleet_keys.ts";
+import { fingerprint, mayBeCopy, vouchedMd5 } from "./fleet_keys.ts";
 import type { Fingerprint } from "./plan.ts";
 
 /** Files claimed ahead per round trip and server. */
@@ -173,8 +177,12 @@ export interface AheadBatch {
   items: ClaimItem[];
   /** Every entry planned, in order (the known ones too). */
   entries: AheadEntry[];
-  /** Keeps the answers (one per item, in order); the known ones are "done" with their record. */
-  settle(claims: readonly Claim[], now: number): void;
+  /**
+   * Keeps the answers (one per item, in order); the known ones are "done"
+   * with their record. Returns the entries whose "mine" answer became
+   * "done" (read, and of the record's content): release their leases.
+   */
+  settle(claims: readonly Claim[], now: number): AheadEntry[];
   /** The claim failed: the entries go (their jobs claim on demand). */
   fail(e: unknown): void;
 }
@@ -187,6 +195,11 @@ export interface AheadDeps {
   lastJobId(): number;
   /** The file of a job as it would be claimed now; undefined to leave the job to claim itself. */
   fileOf(job: Job): AheadFile | undefined;
+  /**
+   * The MD5 of a file claimed unread, read now; undefined when it cannot be
+   * read (its job reads it). Absent: never read here.
+   */
+  read?(file: AheadFile): string | undefined;
 }
 
 /** The answers kept for jobs that have not asked yet. */
@@ -293,21 +306,34 @@ export class ClaimAhead {
       entries: planned.map((p) => p.entry),
       settle: (answers, now) => {
         let i = 0;
-        const claims = planned.map((p): Claim =>
-          p.entry.known ? { kind: "done", record: p.entry.known } : answers[i++]!
-        );
+        const givenBack: AheadEntry[] = [];
+        const claims = planned.map((p): Claim => {
+          const e = p.entry;
+          if (e.known) return { kind: "done", record: e.known };
+          const c = answers[i++]!;
+          if (e.md5 !== undefined) return c;
+          if (c.kind === "done") withVouchedMd5(e, c.record);
+          if (c.kind !== "mine" || !c.record || !mayBeCopy(c.record, e.stat)) return c;
+          // Another stat, the same size and mtime: read now, as the job would.
+          const md5 = this.#deps.read?.(e);
+          if (md5 === undefined) return c;
+          e.md5 = md5;
+          e.fingerprint = fingerprint(e.stat.size, e.stat.mtimeMs, md5);
+          if (e.fingerprint !== c.record.fingerprint) return c;
+          givenBack.push(e);
+          return { kind: "done", record: c.record };
+        });
         planned.forEach((p, k) => {
           const c = claims[k]!;
-          const e = p.entry;
-          if (e.md5 === undefined && c.kind === "done") withVouchedMd5(e, c.record);
-          e.claim = c;
-          e.at = now;
+          p.entry.claim = c;
+          p.entry.at = now;
           p.resolve(c);
         });
         if (shouldJump(claims)) {
           this.#jump(server);
           this.#size.set(server, Math.min(size * 2, AHEAD_BATCH_MAX));
         } else this.#size.delete(server);
+        return givenBack;
       },
       fail: (e) => {
         for (const p of planned) {

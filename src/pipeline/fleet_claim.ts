@@ -24,7 +24,7 @@ import { RequeueError } from "../errors.ts";
 import type { Claim, SharedRecord } from "../store/shared/types.ts";
 import type { Job } from "../store/store.ts";
 import type { Fleet } from "./fleet.ts";
-import { fingerprint, statAsk, unreadFingerprint, vouchedMd5 } from "./fleet_keys.ts";
+import { fingerprint, mayBeCopy, statAsk, unreadFingerprint, vouchedMd5 } from "./fleet_keys.ts";
 import { busyWait } from "./fleet_ahead.ts";
 import type { Fingerprint, PlanInput } from "./plan.ts";
 import { md5Of, type SyncResult } from "./upload.ts";
@@ -51,10 +51,8 @@ export function mineNext(
   stat: Fingerprint,
   known: boolean,
 ): "upload" | "compare" {
-  if (known || !claim.record) return "upload";
   // A fingerprint names size and mtime: another size or mtime is other content.
-  const head = `${stat.size}:${Math.trunc(stat.mtimeMs)}:`;
-  return claim.record.fingerprint.startsWith(head) ? "compare" : "upload";
+  return !known && claim.record && mayBeCopy(claim.record, stat) ? "compare" : "upload";
 }
 
 /**

@@ -11,7 +11,9 @@
  * - a small file is not read to be claimed ahead unless this node's mirror
  *   vouches for its MD5: it is claimed with its stat (`statAsk`), which the
  *   shared store answers "done" when a record vouches for it; a "mine"
- *   answer carries the key's record, for the job to compare (`fleet_claim.ts`);
+ *   answer with a record of the same size and mtime makes it read then, and
+ *   "done" (its lease released) when it is of the record's content
+ *   (`fleet_ahead.ts`); a job claiming on demand does the same (`fleet_claim.ts`);
  * - a claim asking again after a lost lease (`fleet_lease.ts`) asks without
  *   the stat and its "mine" answer carries no record: the file is uploaded;
  * - jobs whose files another node holds are put off in the local queue
@@ -26,6 +28,7 @@
  *
  * @module
  */
+import { createHash } from "node:crypto";
 import { errorMessage } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { DELETED } from "../store/events.ts";
@@ -39,6 +42,8 @@ import type {
   StatAsk,
 } from "../store/shared/types.ts";
 import type { Job, Store } from "../store/store.ts";
+import { readRegularNative } from "../util/_native_read.ts";
+import { readRegularSync } from "../util/regular_file.ts";
 import type { PipelineContext } from "./context.ts";
 import type { FleetLeases } from "./fleet_lease.ts";
 import { fingerprint, keyOf, statAsk, unreadFingerprint } from "./fleet_keys.ts";
@@ -101,6 +106,7 @@ export class FleetClaimer {
       peek: (server, limit, afterId) => store.peek(server, limit, Date.now(), afterId),
       lastJobId: () => store.lastJobId(),
       fileOf: (job) => this.#aheadFile(job),
+      read: (file) => this.#hash(file),
     });
   }
 
@@ -267,7 +273,8 @@ export class FleetClaimer {
       let at = batch.length;
       const now = Date.now();
       for (const a of ahead) {
-        a.settle(claims.slice(at, at + a.items.length), now);
+        // Read and found of the record's content: done, the lease taken for them goes.
+        for (const e of a.settle(claims.slice(at, at + a.items.length), now)) this.#release(e.key);
         at += a.items.length;
       }
       if (this.#closed) this.#releaseUnused(this.#ahead.drain());
@@ -334,6 +341,24 @@ export class FleetClaimer {
         // it): the answer is known, no claim is asked (see `fleet_ahead.ts`).
         ...(vouched?.record ? { known: vouched.record } : {}),
       };
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * The MD5 of a small file claimed unread whose "mine" answer came with a
+   * record it may be a copy of (`fleet_ahead.ts`). The C library's calls
+   * where they answer, node:fs otherwise; undefined when it cannot be read,
+   * or changed since its stat (its job reads it then).
+   */
+  #hash(file: AheadFile): string | undefined {
+    try {
+      const path = file.key.input_file;
+      const data = (readRegularNative(path, file.stat.size) ?? readRegularSync(path)).data;
+      return data.length === file.stat.size
+        ? createHash("md5").update(data).digest("hex")
+        : undefined;
     } catch {
       return undefined;
     }

@@ -58,6 +58,15 @@ export function unreadFingerprint(stat: Fingerprint): string {
 }
 
 /**
+ * Whether another node's record may be of this file's content although it
+ * names another stat (an identical copy on another machine): its
+ * fingerprint names the same size and mtime. Only reading the file tells.
+ */
+export function mayBeCopy(record: { fingerprint: string }, stat: Fingerprint): boolean {
+  return record.fingerprint.startsWith(`${stat.size}:${Math.trunc(stat.mtimeMs)}:`);
+}
+
+/**
  * The MD5 of a file's content that another node's record of it vouches
  * for, or undefined when the file must be read. The rule is the one a
  * single node applies to its own record (rsync's quick check, with git's
