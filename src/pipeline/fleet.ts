@@ -56,10 +56,10 @@ import type { PipelineContext } from "./context.ts";
 import { type BufferState, FleetBuffer } from "./fleet_buffer.ts";
 import { FleetFollower } from "./fleet_follow.ts";
 import { FleetHealth } from "./fleet_health.ts";
-import { FleetClaimer } from "./fleet_claimer.ts";
+import { FleetClaimer, type MirrorLook } from "./fleet_claimer.ts";
 import { FleetLeases } from "./fleet_lease.ts";
 import { FleetLink } from "./fleet_link.ts";
-import { keyOf, nodeName, vouchedMd5 } from "./fleet_keys.ts";
+import { keyOf, mayBeCopy, nodeName, vouchedMd5 } from "./fleet_keys.ts";
 import { type AdoptedFile, adoptedRow, publishedRecord } from "./fleet_rows.ts";
 export { FleetUnavailable, isDroppedDbConnection } from "./fleet_link.ts";
 import { FleetPublisher } from "./fleet_publish.ts";
@@ -171,7 +171,7 @@ export class Fleet {
       call: (fn) => this.#link.call(fn),
       reachable: () => this.reachable,
       held: this.#leases,
-      vouched: (job, stat) => this.#vouchedRecord(job, stat),
+      look: (job, stat) => this.#look(job, stat),
       othersHere: () => this.#follower.follow().catch(() => {}),
       route: (job, source, size) => this.route?.(job, source, size),
     });
@@ -314,16 +314,15 @@ export class Fleet {
   /**
    * {@linkcode vouched}, with another node's record of the file from the
    * mirror when it is the one that vouches: what a claim would answer
-   * "done" with, known without asking.
+   * "done" with, known without asking; `read` when the mirror's record has
+   * the file's size and mtime but does not vouch (see `MirrorLook`).
    */
-  #vouchedRecord(
-    job: Job,
-    stat: Fingerprint,
-  ): { md5: string; record?: SharedRecord } | undefined {
+  #look(job: Job, stat: Fingerprint): MirrorLook {
     const key = keyOf(job, job.server);
     const seen = this.local.mirroredStat(key);
-    const md5 = seen && vouchedMd5(seen, stat, job.force);
-    if (!md5) return undefined;
+    if (!seen) return undefined;
+    const md5 = vouchedMd5(seen, stat, job.force);
+    if (!md5) return mayBeCopy(seen, stat) ? { read: true } : undefined;
     const record = this.local.mirrorRecord(key);
     return record?.fingerprint === seen.fingerprint ? { md5, record } : { md5 };
   }

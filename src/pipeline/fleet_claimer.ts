@@ -9,7 +9,9 @@
  * - a job's claim is answered from what was claimed ahead when that answer
  *   still serves it (same fingerprint, fresh enough), otherwise on demand;
  * - a small file is not read to be claimed ahead unless this node's mirror
- *   vouches for its MD5: it is claimed with its stat (`statAsk`), which the
+ *   holds a record of its size and mtime ({@linkcode MirrorLook}; one that
+ *   vouches for its MD5 spares the read): it is claimed with its stat
+ *   (`statAsk`), which the
  *   shared store answers "done" when a record vouches for it; a "mine"
  *   answer with a record of the same size and mtime makes it read then, and
  *   "done" (its lease released) when it is of the record's content
@@ -78,13 +80,8 @@ export interface ClaimerDeps extends SettleDeps {
   reachable(): boolean;
   /** The leases of running jobs: renewed, and checked before a job records. */
   held: FleetLeases;
-  /**
-   * The MD5 another node's record vouches for, for a job's file with this
-   * stat (see `vouchedMd5` in `fleet_keys.ts`): the file need not be read;
-   * with that record when the mirror holds it as vouched (a claim would
-   * answer "done" with it).
-   */
-  vouched(job: Job, stat: Fingerprint): { md5: string; record?: SharedRecord } | undefined;
+  /** What this node's mirror of the shared record says of a job's file with this stat. */
+  look(job: Job, stat: Fingerprint): MirrorLook;
   /**
    * Called when the shared store answered that other nodes uploaded or
    * upload files this node looked ahead at: their records are worth
@@ -92,6 +89,26 @@ export interface ClaimerDeps extends SettleDeps {
    */
   othersHere(): void;
 }
+
+/**
+ * What this node's mirror of the shared record says of a job's file before
+ * it is claimed ahead.
+ */
+export type MirrorLook =
+  /**
+   * Another node's record vouches for the file's MD5 (`vouchedMd5` in
+   * `fleet_keys.ts`): the file need not be read; with that record when the
+   * mirror holds it as vouched (a claim would answer "done" with it).
+   */
+  | { md5: string; record?: SharedRecord }
+  /**
+   * A record of the file's size and mtime that does not vouch for it (racy,
+   * or another stat): the content decides, so the file is read and claimed
+   * with its fingerprint (a "done" answer then takes no lease).
+   */
+  | { read: true }
+  /** No record, or one of other content: claimed unread, with the stat. */
+  | undefined;
 
 /** The claims of one node. */
 export class FleetClaimer {
@@ -106,7 +123,7 @@ export class FleetClaimer {
       peek: (server, limit, afterId) => store.peek(server, limit, Date.now(), afterId),
       lastJobId: () => store.lastJobId(),
       fileOf: (job) => this.#aheadFile(job),
-      read: (file) => this.#hash(file),
+      read: (file) => this.#hash(file.key.input_file, file.stat.size),
     });
   }
 
@@ -328,8 +345,12 @@ export class FleetClaimer {
       const stat = observe(job.input_file, source).stat;
       // Big files are read once, when they run; their upload outlasts a round trip anyway.
       if (!stat || stat.size > AHEAD_MAX_BYTES) return undefined;
-      const vouched = this.#d.vouched(job, stat);
-      const md5 = vouched?.md5;
+      const look = this.#d.look(job, stat);
+      const md5 = look && "md5" in look
+        ? look.md5
+        : look?.read
+        ? this.#hash(job.input_file, stat.size)
+        : undefined;
       return {
         key: keyOf(job, job.server),
         // Not read: claimed with the stat; a "mine" answer with a record its job may compare.
@@ -339,7 +360,7 @@ export class FleetClaimer {
         stat,
         // Uploaded by another node with the file as it is (its record in the mirror vouches for
         // it): the answer is known, no claim is asked (see `fleet_ahead.ts`).
-        ...(vouched?.record ? { known: vouched.record } : {}),
+        ...(look && "record" in look && look.record ? { known: look.record } : {}),
       };
     } catch {
       return undefined;
@@ -347,18 +368,15 @@ export class FleetClaimer {
   }
 
   /**
-   * The MD5 of a small file claimed unread whose "mine" answer came with a
-   * record it may be a copy of (`fleet_ahead.ts`). The C library's calls
-   * where they answer, node:fs otherwise; undefined when it cannot be read,
-   * or changed since its stat (its job reads it then).
+   * The MD5 of a small file whose content decides its claim: a record of
+   * its size and mtime may be of it (`MirrorLook`, `fleet_ahead.ts`). The C
+   * library's calls where they answer, node:fs otherwise; undefined when it
+   * cannot be read, or changed size since its stat (its job reads it then).
    */
-  #hash(file: AheadFile): string | undefined {
+  #hash(path: string, size: number): string | undefined {
     try {
-      const path = file.key.input_file;
-      const data = (readRegularNative(path, file.stat.size) ?? readRegularSync(path)).data;
-      return data.length === file.stat.size
-        ? createHash("md5").update(data).digest("hex")
-        : undefined;
+      const data = (readRegularNative(path, size) ?? readRegularSync(path)).data;
+      return data.length === size ? createHash("md5").update(data).digest("hex") : undefined;
     } catch {
       return undefined;
     }
