@@ -4,7 +4,8 @@
  *
  * Contract:
  * - before an upload the worker claims the file's key with the fingerprint
- *   of the source content (`size:mtime:md5`): "done" → the record another
+ *   of the source content (`size:mtime:md5`), or, when the content was not
+ *   read, with the file's stat (`fleet_claim.ts`): "done" → the record another
  *   node published is recorded here and nothing is uploaded; "busy" → the
  *   job waits; "mine" → this node uploads, renewing the lease meanwhile,
  *   records locally and queues the record in the local outbox in the same
@@ -42,17 +43,23 @@ import type { Source } from "../config/types.ts";
 import { errorMessage } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { FleetLocal } from "../store/fleet_local.ts";
-import type { Claim, NodeRow, SharedRecord, SharedServerHealth } from "../store/shared/types.ts";
+import type {
+  Claim,
+  NodeRow,
+  SharedRecord,
+  SharedServerHealth,
+  StatAsk,
+} from "../store/shared/types.ts";
 import type { IntentRow, Job, Store, SyncedRow } from "../store/store.ts";
 import { VERSION } from "../version.ts";
 import type { PipelineContext } from "./context.ts";
 import { type BufferState, FleetBuffer } from "./fleet_buffer.ts";
 import { FleetFollower } from "./fleet_follow.ts";
 import { FleetHealth } from "./fleet_health.ts";
-import { FleetClaimer } from "./fleet_claimer.ts";
+import { FleetClaimer, type MirrorLook } from "./fleet_claimer.ts";
 import { FleetLeases } from "./fleet_lease.ts";
 import { FleetLink } from "./fleet_link.ts";
-import { keyOf, nodeName, vouchedMd5 } from "./fleet_keys.ts";
+import { keyOf, mayBeCopy, nodeName, vouchedMd5 } from "./fleet_keys.ts";
 import { type AdoptedFile, adoptedRow, publishedRecord } from "./fleet_rows.ts";
 export { FleetUnavailable, isDroppedDbConnection } from "./fleet_link.ts";
 import { FleetPublisher } from "./fleet_publish.ts";
@@ -164,7 +171,7 @@ export class Fleet {
       call: (fn) => this.#link.call(fn),
       reachable: () => this.reachable,
       held: this.#leases,
-      vouched: (job, stat) => this.#vouchedRecord(job, stat),
+      look: (job, stat) => this.#look(job, stat),
       othersHere: () => this.#follower.follow().catch(() => {}),
       route: (job, source, size) => this.route?.(job, source, size),
     });
@@ -230,12 +237,19 @@ export class Fleet {
   }
 
   /**
-   * Claims the upload of a job's file (see `fleet_claimer.ts`). Throws
+   * Claims the upload of a job's file, with the file's stat when its content
+   * was not read (see `fleet_claimer.ts`). Throws
    * {@linkcode FleetUnavailable} when the shared store cannot be reached.
-   * "mine": the lease is renewed until {@linkcode finished}.
+   * "mine": the lease is renewed until {@linkcode finished} or
+   * {@linkcode giveBack}.
    */
-  claim(job: Job, server: string, fp: string): Promise<Claim> {
-    return this.#claims.claim(job, server, fp);
+  claim(job: Job, server: string, fp: string, stat?: StatAsk): Promise<Claim> {
+    return this.#claims.claim(job, server, fp, stat);
+  }
+
+  /** Releases a job's lease at once: after a "mine" answer it adopts another node's record. */
+  giveBack(job: Job): void {
+    this.#claims.giveBack(job);
   }
 
   /**
@@ -300,16 +314,15 @@ export class Fleet {
   /**
    * {@linkcode vouched}, with another node's record of the file from the
    * mirror when it is the one that vouches: what a claim would answer
-   * "done" with, known without asking.
+   * "done" with, known without asking; `read` when the mirror's record has
+   * the file's size and mtime but does not vouch (see `MirrorLook`).
    */
-  #vouchedRecord(
-    job: Job,
-    stat: Fingerprint,
-  ): { md5: string; record?: SharedRecord } | undefined {
+  #look(job: Job, stat: Fingerprint): MirrorLook {
     const key = keyOf(job, job.server);
     const seen = this.local.mirroredStat(key);
-    const md5 = seen && vouchedMd5(seen, stat, job.force);
-    if (!md5) return undefined;
+    if (!seen) return undefined;
+    const md5 = vouchedMd5(seen, stat, job.force);
+    if (!md5) return mayBeCopy(seen, stat) ? { read: true } : undefined;
     const record = this.local.mirrorRecord(key);
     return record?.fingerprint === seen.fingerprint ? { md5, record } : { md5 };
   }

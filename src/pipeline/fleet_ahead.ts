@@ -15,6 +15,14 @@
  *   shared record holds and vouches for as the file is now (same stat, not
  *   racy: `vouchedMd5`), is not asked about: its answer is "done" with that
  *   record, as the claim would say, without a round trip;
+ * - a file whose MD5 is not known is not read to be claimed: it is claimed
+ *   with its stat (`unreadFingerprint`, `statAsk`); a "done" answer to it
+ *   gives the MD5 the record vouches for (`vouchedMd5`), and the entry then
+ *   serves a job that knows that MD5 as it would have served the stat; a
+ *   "mine" answer with a record of the same size and mtime (`mayBeCopy`)
+ *   makes the file read then: of the record's content, the answer is "done"
+ *   with it and the caller releases the lease (`AheadBatch.settle`), so the
+ *   job settles or adopts as for any "done" answer;
  * - a "mine" answer no job takes (the job was skipped or cancelled, or still
  *   waits) is given back to the caller to release: when its job ends without
  *   it ({@linkcode ClaimAhead.unused}) or when half the lease is gone
@@ -28,8 +36,9 @@
  * @module
  */
 import { keyId } from "../store/shared/_keys.ts";
-import type { Claim, SharedKey, SharedRecord } from "../store/shared/types.ts";
+import type { Claim, ClaimItem, SharedKey, SharedRecord, StatAsk } from "../store/shared/types.ts";
 import type { Job } from "../store/store.ts";
+import { fingerprint, mayBeCopy, vouchedMd5 } from "./fleet_keys.ts";
 import type { Fingerprint } from "./plan.ts";
 
 /** Files claimed ahead per round trip and server. */
@@ -76,7 +85,10 @@ export function busyWait(until: number, now: number, requeues: number): number {
 export interface AheadFile {
   key: SharedKey;
   fingerprint: string;
-  md5: string;
+  /** The content's MD5; undefined when the file was not read (claimed with `statAsk`). */
+  md5?: string | undefined;
+  /** The stat the claim asks with when the MD5 is not known. */
+  statAsk?: StatAsk | undefined;
   stat: Fingerprint;
   /**
    * Another node's record of the file with this fingerprint, known without
@@ -98,6 +110,19 @@ export interface AheadEntry extends AheadFile {
   handed?: boolean;
   /** Settles with the answer (rejects when the shared store failed). */
   answer: Promise<Claim>;
+}
+
+/**
+ * A file claimed with its stat and answered "done": the MD5 the record
+ * vouches for, and the fingerprint of that content (the answer serves the
+ * job that knows it). A record whose fingerprint names no MD5 leaves the
+ * entry unread: its job reads the file.
+ */
+function withVouchedMd5(e: AheadFile & { job: Job }, record: SharedRecord): void {
+  const md5 = vouchedMd5(record, e.stat, e.job.force);
+  if (md5 === undefined) return;
+  e.md5 = md5;
+  e.fingerprint = fingerprint(e.stat.size, e.stat.mtimeMs, md5);
 }
 
 /** What a job does with the answer kept for its file. */
@@ -149,11 +174,15 @@ export function shouldJump(claims: readonly Claim[]): boolean {
 /** A batch of files to claim ahead, and how to hand the answers out. */
 export interface AheadBatch {
   /** The files to claim: the entries whose answer is not known already. */
-  items: { key: SharedKey; fingerprint: string }[];
+  items: ClaimItem[];
   /** Every entry planned, in order (the known ones too). */
   entries: AheadEntry[];
-  /** Keeps the answers (one per item, in order); the known ones are "done" with their record. */
-  settle(claims: readonly Claim[], now: number): void;
+  /**
+   * Keeps the answers (one per item, in order); the known ones are "done"
+   * with their record. Returns the entries whose "mine" answer became
+   * "done" (read, and of the record's content): release their leases.
+   */
+  settle(claims: readonly Claim[], now: number): AheadEntry[];
   /** The claim failed: the entries go (their jobs claim on demand). */
   fail(e: unknown): void;
 }
@@ -166,6 +195,11 @@ export interface AheadDeps {
   lastJobId(): number;
   /** The file of a job as it would be claimed now; undefined to leave the job to claim itself. */
   fileOf(job: Job): AheadFile | undefined;
+  /**
+   * The MD5 of a file claimed unread, read now; undefined when it cannot be
+   * read (its job reads it). Absent: never read here.
+   */
+  read?(file: AheadFile): string | undefined;
 }
 
 /** The answers kept for jobs that have not asked yet. */
@@ -264,22 +298,42 @@ export class ClaimAhead {
     // What another node's record vouches for is known "done": only the others are asked.
     const asked = planned.filter((p) => !p.entry.known);
     return {
-      items: asked.map((p) => ({ key: p.entry.key, fingerprint: p.entry.fingerprint })),
+      items: asked.map((p) => ({
+        key: p.entry.key,
+        fingerprint: p.entry.fingerprint,
+        stat: p.entry.statAsk,
+      })),
       entries: planned.map((p) => p.entry),
       settle: (answers, now) => {
         let i = 0;
-        const claims = planned.map((p): Claim =>
-          p.entry.known ? { kind: "done", record: p.entry.known } : answers[i++]!
-        );
+        const givenBack: AheadEntry[] = [];
+        const claims = planned.map((p): Claim => {
+          const e = p.entry;
+          if (e.known) return { kind: "done", record: e.known };
+          const c = answers[i++]!;
+          if (e.md5 !== undefined) return c;
+          if (c.kind === "done") withVouchedMd5(e, c.record);
+          if (c.kind !== "mine" || !c.record || !mayBeCopy(c.record, e.stat)) return c;
+          // Another stat, the same size and mtime: read now, as the job would.
+          const md5 = this.#deps.read?.(e);
+          if (md5 === undefined) return c;
+          e.md5 = md5;
+          e.fingerprint = fingerprint(e.stat.size, e.stat.mtimeMs, md5);
+          if (e.fingerprint !== c.record.fingerprint) return c;
+          givenBack.push(e);
+          return { kind: "done", record: c.record };
+        });
         planned.forEach((p, k) => {
-          p.entry.claim = claims[k]!;
+          const c = claims[k]!;
+          p.entry.claim = c;
           p.entry.at = now;
-          p.resolve(claims[k]!);
+          p.resolve(c);
         });
         if (shouldJump(claims)) {
           this.#jump(server);
           this.#size.set(server, Math.min(size * 2, AHEAD_BATCH_MAX));
         } else this.#size.delete(server);
+        return givenBack;
       },
       fail: (e) => {
         for (const p of planned) {
@@ -323,7 +377,7 @@ export class ClaimAhead {
     if (this.#entries.get(id) === entry) this.#entries.delete(id);
   }
 
-  /** The MD5 computed ahead for `key`, when the file has not changed since. */
+  /** The MD5 known ahead for `key` (read, or vouched for), when the file has not changed since. */
   md5For(key: SharedKey, stat: Fingerprint): string | undefined {
     const e = this.#entries.get(keyId(key));
     if (!e) return undefined;

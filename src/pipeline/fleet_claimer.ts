@@ -8,6 +8,16 @@
  * Contract:
  * - a job's claim is answered from what was claimed ahead when that answer
  *   still serves it (same fingerprint, fresh enough), otherwise on demand;
+ * - a small file is not read to be claimed ahead unless this node's mirror
+ *   holds a record of its size and mtime ({@linkcode MirrorLook}; one that
+ *   vouches for its MD5 spares the read): it is claimed with its stat
+ *   (`statAsk`), which the
+ *   shared store answers "done" when a record vouches for it; a "mine"
+ *   answer with a record of the same size and mtime makes it read then, and
+ *   "done" (its lease released) when it is of the record's content
+ *   (`fleet_ahead.ts`); a job claiming on demand does the same (`fleet_claim.ts`);
+ * - a claim asking again after a lost lease (`fleet_lease.ts`) asks without
+ *   the stat and its "mine" answer carries no record: the file is uploaded;
  * - jobs whose files another node holds are put off in the local queue
  *   without running, so nodes sharing a folder take different files;
  * - jobs whose files another node uploaded with the same content are
@@ -25,13 +35,20 @@ import { errorMessage } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { DELETED } from "../store/events.ts";
 import { keyId } from "../store/shared/_keys.ts";
-import type { Claim, SharedKey, SharedRecord, SharedStore } from "../store/shared/types.ts";
+import type {
+  Claim,
+  ClaimItem,
+  SharedKey,
+  SharedRecord,
+  SharedStore,
+  StatAsk,
+} from "../store/shared/types.ts";
 import type { Job, Store } from "../store/store.ts";
 import { readRegularNative } from "../util/_native_read.ts";
 import { readRegularSync } from "../util/regular_file.ts";
 import type { PipelineContext } from "./context.ts";
 import type { FleetLeases } from "./fleet_lease.ts";
-import { fingerprint, keyOf } from "./fleet_keys.ts";
+import { fingerprint, keyOf, statAsk, unreadFingerprint } from "./fleet_keys.ts";
 import {
   AHEAD_LOW,
   type AheadBatch,
@@ -63,13 +80,8 @@ export interface ClaimerDeps extends SettleDeps {
   reachable(): boolean;
   /** The leases of running jobs: renewed, and checked before a job records. */
   held: FleetLeases;
-  /**
-   * The MD5 another node's record vouches for, for a job's file with this
-   * stat (see `vouchedMd5` in `fleet_keys.ts`): the file need not be read;
-   * with that record when the mirror holds it as vouched (a claim would
-   * answer "done" with it).
-   */
-  vouched(job: Job, stat: Fingerprint): { md5: string; record?: SharedRecord } | undefined;
+  /** What this node's mirror of the shared record says of a job's file with this stat. */
+  look(job: Job, stat: Fingerprint): MirrorLook;
   /**
    * Called when the shared store answered that other nodes uploaded or
    * upload files this node looked ahead at: their records are worth
@@ -77,6 +89,26 @@ export interface ClaimerDeps extends SettleDeps {
    */
   othersHere(): void;
 }
+
+/**
+ * What this node's mirror of the shared record says of a job's file before
+ * it is claimed ahead.
+ */
+export type MirrorLook =
+  /**
+   * Another node's record vouches for the file's MD5 (`vouchedMd5` in
+   * `fleet_keys.ts`): the file need not be read; with that record when the
+   * mirror holds it as vouched (a claim would answer "done" with it).
+   */
+  | { md5: string; record?: SharedRecord }
+  /**
+   * A record of the file's size and mtime that does not vouch for it (racy,
+   * or another stat): the content decides, so the file is read and claimed
+   * with its fingerprint (a "done" answer then takes no lease).
+   */
+  | { read: true }
+  /** No record, or one of other content: claimed unread, with the stat. */
+  | undefined;
 
 /** The claims of one node. */
 export class FleetClaimer {
@@ -91,6 +123,7 @@ export class FleetClaimer {
       peek: (server, limit, afterId) => store.peek(server, limit, Date.now(), afterId),
       lastJobId: () => store.lastJobId(),
       fileOf: (job) => this.#aheadFile(job),
+      read: (file) => this.#hash(file.key.input_file, file.stat.size),
     });
   }
 
@@ -105,18 +138,22 @@ export class FleetClaimer {
   }
 
   /**
-   * Claims the upload of a job's file. Throws {@linkcode FleetUnavailable}
-   * when the shared store cannot be reached. "mine": the lease is renewed
-   * until {@linkcode finished}. The answer usually waits already (claimed
-   * ahead, see `fleet_ahead.ts`); otherwise it is asked together with the
-   * next jobs' files.
+   * Claims the upload of a job's file with fingerprint `fp`, and `stat`
+   * when its content was not read (see `SharedStore.claim`). Throws
+   * {@linkcode FleetUnavailable} when the shared store cannot be reached.
+   * "mine": the lease is renewed until {@linkcode finished} (or
+   * {@linkcode giveBack}). The answer usually waits already (claimed ahead,
+   * see `fleet_ahead.ts`); otherwise it is asked together with the next
+   * jobs' files.
    */
-  async claim(job: Job, server: string, fp: string): Promise<Claim> {
+  async claim(job: Job, server: string, fp: string, stat?: StatAsk): Promise<Claim> {
     const key = keyOf(job, server);
     let c: Claim | undefined;
     const kept = this.#ahead.take(key);
-    // After a lost lease the file may be asked for again (see `fleet_lease.ts`): never from ahead.
+    // After a lost lease the file may be asked for again (see `fleet_lease.ts`): never from ahead,
+    // never by its stat.
     const asked = this.#d.held.fingerprintToClaim(key, fp);
+    const again = asked !== fp;
     if (kept && asked === fp) {
       let use = useAhead(kept, fp, Date.now(), this.#leaseMs);
       if (use === "wait") {
@@ -129,9 +166,17 @@ export class FleetClaimer {
     // A release of this key still on its way must not drop the lease claimed now.
     await this.#releasing.get(keyId(key));
     c ??= await new Promise<Claim>((resolve, reject) => {
-      this.#claims.push({ key, fingerprint: asked, resolve, reject });
+      this.#claims.push({
+        key,
+        fingerprint: asked,
+        stat: again ? undefined : stat,
+        resolve,
+        reject,
+      });
       this.#batchSoon();
     });
+    // Nothing to compare: the file is uploaded again.
+    if (again && c.kind === "mine" && c.record) c = { kind: "mine", until: c.until };
     this.#aheadSoon(server);
     this.#d.held.claimed(job.id, key, fp, c);
     return c;
@@ -157,18 +202,26 @@ export class FleetClaimer {
   /** Called when answers claimed ahead came in (or failed): the scheduler picks again. */
   onAnswers: () => void = () => {};
 
-  /** The MD5 of a job's file computed when it was claimed ahead, when the file is unchanged. */
+  /** The MD5 of a job's file known when it was claimed ahead, when the file is unchanged. */
   md5For(job: Job, server: string, stat: Fingerprint): string | undefined {
     return this.#ahead.md5For(keyOf(job, server), stat);
   }
 
+  /**
+   * Gives back the lease a job holds from a "mine" answer when it uploads
+   * nothing after all (another node's record is of its content): released
+   * at once, as a "done" answer drops it, and no longer renewed.
+   */
+  giveBack(job: Job): void {
+    const key = this.#d.held.drop(job.id);
+    if (key) this.#release(key);
+  }
+
   /** Claims waiting for the next round trip. */
-  #claims: {
-    key: SharedKey;
-    fingerprint: string;
+  #claims: (ClaimItem & {
     resolve: (c: Claim) => void;
     reject: (e: unknown) => void;
-  }[] = [];
+  })[] = [];
   /** Servers whose next jobs are to be claimed ahead in the next round trip. */
   readonly #aheadFor = new Set<string>();
   #batchTimer: number | undefined;
@@ -202,8 +255,8 @@ export class FleetClaimer {
         this.#d.log.debug(`Cannot look ahead in the queue: ${errorMessage(e)}`);
       }
     }
-    const items = [
-      ...batch.map((b) => ({ key: b.key, fingerprint: b.fingerprint })),
+    const items: ClaimItem[] = [
+      ...batch.map((b) => ({ key: b.key, fingerprint: b.fingerprint, stat: b.stat })),
       ...ahead.flatMap((a) => a.items),
     ];
     if (items.length === 0 && ahead.every((a) => a.entries.length === 0)) return;
@@ -213,9 +266,14 @@ export class FleetClaimer {
         ? []
         : await this.#d.call((s) =>
           items.length === 1
-            ? s.claim(items[0]!.key, items[0]!.fingerprint, Date.now(), this.#leaseMs).then((
-              c,
-            ) => [c])
+            ? s.claim(
+              items[0]!.key,
+              items[0]!.fingerprint,
+              Date.now(),
+              this.#leaseMs,
+              items[0]!.stat,
+            )
+              .then((c) => [c])
             : s.claimMany(items, Date.now(), this.#leaseMs)
         );
       batch.forEach((b, i) => b.resolve(claims[i]!));
@@ -232,7 +290,8 @@ export class FleetClaimer {
       let at = batch.length;
       const now = Date.now();
       for (const a of ahead) {
-        a.settle(claims.slice(at, at + a.items.length), now);
+        // Read and found of the record's content: done, the lease taken for them goes.
+        for (const e of a.settle(claims.slice(at, at + a.items.length), now)) this.#release(e.key);
         at += a.items.length;
       }
       if (this.#closed) this.#releaseUnused(this.#ahead.drain());
@@ -286,16 +345,22 @@ export class FleetClaimer {
       const stat = observe(job.input_file, source).stat;
       // Big files are read once, when they run; their upload outlasts a round trip anyway.
       if (!stat || stat.size > AHEAD_MAX_BYTES) return undefined;
-      const vouched = this.#d.vouched(job, stat);
-      const md5 = vouched?.md5 ?? this.#hash(job.input_file, stat.size);
+      const look = this.#d.look(job, stat);
+      const md5 = look && "md5" in look
+        ? look.md5
+        : look?.read
+        ? this.#hash(job.input_file, stat.size)
+        : undefined;
       return {
         key: keyOf(job, job.server),
-        fingerprint: fingerprint(stat.size, stat.mtimeMs, md5),
-        md5,
+        // Not read: claimed with the stat; a "mine" answer with a record its job may compare.
+        ...(md5 === undefined
+          ? { fingerprint: unreadFingerprint(stat), statAsk: statAsk(stat, job.force) }
+          : { fingerprint: fingerprint(stat.size, stat.mtimeMs, md5), md5 }),
         stat,
         // Uploaded by another node with the file as it is (its record in the mirror vouches for
         // it): the answer is known, no claim is asked (see `fleet_ahead.ts`).
-        ...(vouched?.record ? { known: vouched.record } : {}),
+        ...(look && "record" in look && look.record ? { known: look.record } : {}),
       };
     } catch {
       return undefined;
@@ -303,13 +368,18 @@ export class FleetClaimer {
   }
 
   /**
-   * The MD5 of a small file. The C library's calls where they answer (as
-   * the copy reads it), node:fs otherwise. A file changed since its stat may
-   * hash other bytes: its upload, seeing another stat, hashes anew.
+   * The MD5 of a small file whose content decides its claim: a record of
+   * its size and mtime may be of it (`MirrorLook`, `fleet_ahead.ts`). The C
+   * library's calls where they answer, node:fs otherwise; undefined when it
+   * cannot be read, or changed size since its stat (its job reads it then).
    */
-  #hash(file: string, size: number): string {
-    const data = (readRegularNative(file, size) ?? readRegularSync(file)).data;
-    return createHash("md5").update(data).digest("hex");
+  #hash(path: string, size: number): string | undefined {
+    try {
+      const data = (readRegularNative(path, size) ?? readRegularSync(path)).data;
+      return data.length === size ? createHash("md5").update(data).digest("hex") : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   /** Releases the leases of answers no job used ("mine" ones, once they have come). */

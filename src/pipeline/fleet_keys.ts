@@ -3,11 +3,15 @@
  * key in the shared store, and the fingerprint of a file's content that
  * nodes compare to tell whether another node's record is of the same
  * content; and when a node may take another node's fingerprint of a file
- * on a shared folder without reading the file.
+ * on a shared folder without reading the file — from its mirror of the
+ * record ({@linkcode vouchedMd5}), or from the claim itself, which asks
+ * with the file's stat ({@linkcode statAsk}) when its content was not read
+ * ({@linkcode unreadFingerprint}).
  *
  * @module
  */
-import type { SharedKey } from "../store/shared/types.ts";
+import { statVouches } from "../store/shared/_keys.ts";
+import type { SharedKey, StatAsk } from "../store/shared/types.ts";
 import type { Job } from "../store/store.ts";
 import { RACY_MS } from "../watch/_stat.ts";
 import type { Fingerprint } from "./plan.ts";
@@ -33,6 +37,36 @@ export function statId(stat: Fingerprint): string {
 }
 
 /**
+ * What a claim asks with for a file whose content this node did not read:
+ * its stat identity and racy bound, so the shared store answers "done" when
+ * a record vouches for the file as {@linkcode vouchedMd5} would. Undefined
+ * for a job a watcher saw written (`force` not 0): its content is compared.
+ */
+export function statAsk(stat: Fingerprint, force: number): StatAsk | undefined {
+  if (force !== 0) return undefined;
+  return { id: statId(stat), after: Math.max(stat.mtimeMs, stat.ctimeMs) + RACY_MS };
+}
+
+/**
+ * The fingerprint a claim asks with when the file's MD5 is not known: no
+ * record holds it (five parts; a record's has three), so only the stat asked
+ * with ({@linkcode statAsk}) can make the claim "done"; it names the whole
+ * stat, so an answer claimed ahead serves only the file as it was then.
+ */
+export function unreadFingerprint(stat: Fingerprint): string {
+  return `${statId(stat)}:unread`;
+}
+
+/**
+ * Whether another node's record may be of this file's content although it
+ * names another stat (an identical copy on another machine): its
+ * fingerprint names the same size and mtime. Only reading the file tells.
+ */
+export function mayBeCopy(record: { fingerprint: string }, stat: Fingerprint): boolean {
+  return record.fingerprint.startsWith(`${stat.size}:${Math.trunc(stat.mtimeMs)}:`);
+}
+
+/**
  * The MD5 of a file's content that another node's record of it vouches
  * for, or undefined when the file must be read. The rule is the one a
  * single node applies to its own record (rsync's quick check, with git's
@@ -48,8 +82,8 @@ export function vouchedMd5(
   stat: Fingerprint,
   force: number,
 ): string | undefined {
-  if (force !== 0 || !record.source_stat || record.source_stat !== statId(stat)) return undefined;
-  if (Math.max(stat.mtimeMs, stat.ctimeMs) >= record.synced_at - RACY_MS) return undefined;
+  // The rule the shared store applies to a claim asked with the stat (`statVouches`).
+  if (!statVouches(record, statAsk(stat, force))) return undefined;
   const head = `${stat.size}:${Math.trunc(stat.mtimeMs)}:`;
   if (!record.fingerprint.startsWith(head)) return undefined;
   const md5 = record.fingerprint.slice(head.length);

@@ -210,6 +210,18 @@ export class FleetLeases {
     return held.key;
   }
 
+  /**
+   * Job `id` gives its lease back without uploading (another node's record
+   * is of its content): stops renewing. Returns the key to release, unless
+   * the lease was lost (another node holds it now).
+   */
+  drop(id: number): SharedKey | undefined {
+    const held = this.#held.get(id);
+    if (!held) return undefined;
+    this.#held.delete(id);
+    return held.lost ? undefined : held.key;
+  }
+
   /** Stops every renewal (the daemon stops). */
   stop(): void {
     if (this.#sweeper) clearTimeout(this.#sweeper.timer);

@@ -12,7 +12,8 @@
  * - {@linkcode adoptable} (pure): the answer is "done"; it was not handed
  *   to the scheduler; the event is a create or a modify (a delete runs);
  *   the record's fingerprint is the file's size, mtime and MD5 as hashed for
- *   the claim; the file is a file now with the stat its MD5 was taken with
+ *   the claim or vouched for by the record (a file claimed with its stat: the
+ *   MD5 known from the answer; unknown, the job runs); the file is a file now with the stat its MD5 was taken with
  *   (size, mtime, ctime, inode; a change since runs the job, which hashes
  *   anew); a rule sends it to the job's destination, without processors
  *   (processed files are left to their jobs);
@@ -54,8 +55,8 @@ export interface SettleInput {
   claim: Claim | undefined;
   /** Whether the answer was handed to the scheduler (its job is picked or running). */
   handed: boolean;
-  /** The MD5 of the source the claim was made with (read, or vouched for). */
-  md5: string;
+  /** The MD5 of the source the claim was made with (read, or vouched for); undefined: unknown. */
+  md5: string | undefined;
   /** The stat the MD5 was taken with. */
   hashed: Fingerprint;
   /** The source entry now. */
@@ -74,6 +75,7 @@ export function adoptable(i: SettleInput): Settle {
   const c = i.claim;
   if (c?.kind !== "done") return { settle: false, why: "not done elsewhere" };
   if (i.handed) return { settle: false, why: "handed to the scheduler" };
+  if (i.md5 === undefined) return { settle: false, why: "content not known" };
   // The record is of the content hashed (the answer is for the fingerprint asked).
   const fp = fingerprint(i.hashed.size, i.hashed.mtimeMs, i.md5);
   if (c.record.fingerprint !== fp) return { settle: false, why: "other content" };

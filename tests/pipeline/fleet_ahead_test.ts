@@ -13,6 +13,7 @@ import {
   shouldJump,
   useAhead,
 } from "../../src/pipeline/fleet_ahead.ts";
+import { fingerprint, statAsk, statId, unreadFingerprint } from "../../src/pipeline/fleet_keys.ts";
 import { CREATED, DELETED } from "../../src/store/events.ts";
 import type { Claim, SharedRecord } from "../../src/store/shared/types.ts";
 import { Store } from "../../src/store/store.ts";
@@ -313,4 +314,84 @@ Deno.test("Queue peek, pickIds and defer: look ahead without marking, take chose
     store.close();
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+Deno.test("ClaimAhead: a file claimed with its stat carries it; a 'done' answer gives the MD5 its record vouches for", () => {
+  const q = fakeQueue(3);
+  const md5 = "0123456789abcdef0123456789abcdef";
+  const stat = (job: Job) => ({ size: 5, mtimeMs: 1000.5, ctimeMs: 1001, ino: job.id });
+  const ahead = new ClaimAhead({
+    ...q.deps,
+    // Not read: claimed with the stat, as the claimer does without a vouched MD5.
+    fileOf: (job: Job): AheadFile => ({
+      key: { input_file: job.input_file, server: job.server, dest: job.dest },
+      fingerprint: unreadFingerprint(stat(job)),
+      statAsk: statAsk(stat(job), job.force),
+      stat: stat(job),
+    }),
+  }, () => 0);
+  const b = ahead.plan("cdn", new Set());
+  assertEquals(b.items.map((i) => i.stat), q.jobs.map((j) => statAsk(stat(j), 0)));
+  const vouching = (job: Job, fp: string): SharedRecord => ({
+    ...record,
+    input_file: job.input_file,
+    fingerprint: fp,
+    source_stat: statId(stat(job)),
+    synced_at: 1_000_000,
+  });
+  const [j1, j2, j3] = q.jobs as [Job, Job, Job];
+  b.settle([
+    { kind: "done", record: vouching(j1, fingerprint(5, 1000.5, md5)) },
+    // Done by the stat, but the record's fingerprint names no MD5: the job reads the file.
+    { kind: "done", record: vouching(j2, "5:1000:x") },
+    mine(NOW + LEASE),
+  ], NOW);
+  const e = b.entries;
+  assertEquals(e[0]!.md5, md5);
+  assertEquals(e[0]!.fingerprint, fingerprint(5, 1000.5, md5), "serves the job that knows the MD5");
+  assertEquals(ahead.md5For(e[0]!.key, stat(j1)), md5);
+  assertEquals(e[1]!.md5, undefined);
+  assertEquals(e[1]!.fingerprint, unreadFingerprint(stat(j2)));
+  assertEquals(ahead.md5For(e[2]!.key, stat(j3)), undefined, "'mine': not read");
+});
+
+Deno.test("ClaimAhead: a file claimed unread, 'mine' with a record of the same size and mtime: read; of that content, done and given back", () => {
+  const q = fakeQueue(4);
+  const md5 = "0123456789abcdef0123456789abcdef";
+  const stat = (job: Job) => ({ size: 5, mtimeMs: 1000.5, ctimeMs: 1001, ino: job.id });
+  const read: number[] = [];
+  const ahead = new ClaimAhead({
+    ...q.deps,
+    fileOf: (job: Job): AheadFile => ({
+      key: { input_file: job.input_file, server: job.server, dest: job.dest },
+      fingerprint: unreadFingerprint(stat(job)),
+      statAsk: statAsk(stat(job), job.force),
+      stat: stat(job),
+    }),
+    // Job 4's file cannot be read: its job reads it.
+    read: (f: AheadFile) => {
+      read.push(f.stat.ino);
+      return f.stat.ino === 4 ? undefined : md5;
+    },
+  }, () => 0);
+  const b = ahead.plan("cdn", new Set());
+  const copy = (fp: string): Claim => ({
+    kind: "mine",
+    until: NOW + LEASE,
+    record: { ...record, fingerprint: fp, source_stat: "5:1000.5:999:1234" },
+  });
+  const given = b.settle([
+    copy(fingerprint(5, 1000.5, md5)), // an identical copy elsewhere
+    copy(fingerprint(5, 1000.5, "ffffffffffffffffffffffffffffffff")), // other content
+    copy(fingerprint(5, 2000, md5)), // another mtime: other content, not read
+    copy(fingerprint(5, 1000.5, md5)), // unreadable now
+  ], NOW);
+  const e = b.entries;
+  assertEquals(read, [1, 2, 4], "only files whose record has their size and mtime are read");
+  assertEquals(e.map((x) => x.claim?.kind), ["done", "mine", "mine", "mine"]);
+  assertEquals(given, [e[0]], "the lease of the one found done is released by the caller");
+  assertEquals(ahead.md5For(e[1]!.key, stat(q.jobs[1]!)), md5, "the job uploads without reading");
+  assertEquals(e[1]!.fingerprint, fingerprint(5, 1000.5, md5));
+  assertEquals(e[2]!.md5, undefined);
+  assertEquals(e[3]!.md5, undefined);
 });

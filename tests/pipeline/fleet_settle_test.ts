@@ -151,3 +151,9 @@ Deno.test("FleetLocal.settleAdopted: completes the jobs still as claimed, with n
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+Deno.test("adoptable(): a file claimed with its stat whose MD5 is not known runs (its job reads it)", () => {
+  const d = adoptable(input({ md5: undefined }));
+  assert(!d.settle);
+  assertEquals(d.why, "content not known");
+});

@@ -127,8 +127,13 @@ export async function runSharedStoreSuite(step: Step, backend: SuiteBackend): Pr
       const rec = record(k, "node-a", "v1", 1_100);
       await a.publish([rec]);
       assertEquals(await b.claim(k, "v1", 1_200, 60_000), { kind: "done", record: rec });
-      // publish dropped node-a's lease, so a changed file is free to claim at once.
-      assertEquals(await b.claim(k, "v2", 1_200, 60_000), { kind: "mine", until: 61_200 });
+      // publish dropped node-a's lease, so a changed file is free to claim at once; "mine"
+      // comes with the record of other content.
+      assertEquals(await b.claim(k, "v2", 1_200, 60_000), {
+        kind: "mine",
+        until: 61_200,
+        record: rec,
+      });
       assertEquals(await a.claim(k, "v2", 1_300, 60_000), {
         kind: "busy",
         node: "node-b",
@@ -144,11 +149,13 @@ export async function runSharedStoreSuite(step: Step, backend: SuiteBackend): Pr
         const k = key("again");
         const fp = fingerprint(20_007, 1_700_000_000_123, "0123456789abcdef0123456789abcdef");
         assertEquals((await a.claim(k, fp, 1_000, 60_000)).kind, "mine");
-        await a.publish([record(k, "node-a", fp, 1_100)]);
+        const rec = record(k, "node-a", fp, 1_100);
+        await a.publish([rec]);
         assertEquals((await b.claim(k, fp, 1_200, 60_000)).kind, "done");
         assertEquals(await b.claim(k, askAgain(fp), 1_200, 60_000), {
           kind: "mine",
           until: 61_200,
+          record: rec,
         });
       },
     );
@@ -164,7 +171,11 @@ export async function runSharedStoreSuite(step: Step, backend: SuiteBackend): Pr
       // Asking again: the content node-a was uploading is done, with node-b's record.
       assertEquals(await a.claim(k, "same", 2_300, 500), { kind: "done", record: theirs });
       // Other content than the record holds is free to claim (node-b's lease went with its publish).
-      assertEquals(await a.claim(k, "changed", 2_300, 500), { kind: "mine", until: 2_800 });
+      assertEquals(await a.claim(k, "changed", 2_300, 500), {
+        kind: "mine",
+        until: 2_800,
+        record: theirs,
+      });
     });
 
     await step("release() frees the lease; another node's release does nothing", async () => {
@@ -206,7 +217,8 @@ export async function runSharedStoreSuite(step: Step, backend: SuiteBackend): Pr
       const busy = key("m-busy");
       const fresh = key("m-fresh");
       const changed = key("m-changed");
-      await b.publish([record(done, "node-b", "same"), record(changed, "node-b", "old")]);
+      const old = record(changed, "node-b", "old");
+      await b.publish([record(done, "node-b", "same"), old]);
       await b.claim(busy, "x", 5_000, 10_000);
       const out = await a.claimMany(
         [
@@ -221,7 +233,8 @@ export async function runSharedStoreSuite(step: Step, backend: SuiteBackend): Pr
       );
       assertEquals(out.map((c) => c.kind), ["mine", "done", "busy", "mine", "mine"]);
       assertEquals(out[2], { kind: "busy", node: "node-b", until: 15_000 });
-      assertEquals(out[3], { kind: "mine", until: 7_000 });
+      assertEquals(out[0], { kind: "mine", until: 7_000 });
+      assertEquals(out[3], { kind: "mine", until: 7_000, record: old });
       assertEquals(await a.claimMany([], 0, 1), []);
     });
 
@@ -293,6 +306,69 @@ export async function runSharedStoreSuite(step: Step, backend: SuiteBackend): Pr
       await b.publish([plain]);
       assertEquals(await a.get(k), plain);
     });
+
+    await step(
+      "a claim with the file's stat: done when the record vouches for it, not racy, not another stat",
+      async () => {
+        const stat = "120:1700000000123.25:1700000000000:4242";
+        const fp = fingerprint(120, 1_700_000_000_123.25, "0123456789abcdef0123456789abcdef");
+        const at = 1_700_000_005_000;
+        const k = key("vouch");
+        // node-a holds the file (a lease claimed earlier); node-b's record comes in meanwhile.
+        assertEquals((await a.claim(k, "unread", 1_000, 60_000)).kind, "mine");
+        const rec = record(k, "node-b", fp, at, stat);
+        await b.publish([rec]);
+        // Synced at the racy bound, not after it: the stat vouches for nothing.
+        assertEquals(await a.claim(k, "unread", 2_000, 60_000, { id: stat, after: at }), {
+          kind: "mine",
+          until: 62_000,
+          record: rec,
+        });
+        // Another stat (another change time: the file was written since): not done.
+        const other = "120:1700000000123.25:1700000000001:4242";
+        assertEquals(await a.claim(k, "unread", 2_000, 60_000, { id: other, after: at - 1 }), {
+          kind: "mine",
+          until: 62_000,
+          record: rec,
+        });
+        // The same stat, synced after its racy bound: done with the record, and node-a's
+        // lease went (node-b may claim other content at once).
+        assertEquals(await a.claim(k, "unread", 3_000, 60_000, { id: stat, after: at - 1 }), {
+          kind: "done",
+          record: rec,
+        });
+        assertEquals(await b.claim(k, "new", 3_000, 60_000), {
+          kind: "mine",
+          until: 63_000,
+          record: rec,
+        });
+
+        // In a batch, each item by its own stat; a record without a stat vouches for none.
+        const v = key("vouch-batch");
+        const racy = key("vouch-racy");
+        const plain = key("vouch-plain");
+        const vRec = record(v, "node-b", fp, at, stat);
+        const racyRec = record(racy, "node-b", fp, at, stat);
+        const plainRec = record(plain, "node-b", fp, at, "");
+        await b.publish([vRec, racyRec, plainRec]);
+        const out = await a.claimMany(
+          [
+            { key: racy, fingerprint: "unread", stat: { id: stat, after: at } },
+            { key: v, fingerprint: "unread", stat: { id: stat, after: at - 1 } },
+            { key: plain, fingerprint: "unread", stat: { id: "", after: 0 } },
+          ],
+          4_000,
+          60_000,
+        );
+        assertEquals(out, [
+          { kind: "mine", until: 64_000, record: racyRec },
+          { kind: "done", record: vRec },
+          { kind: "mine", until: 64_000, record: plainRec },
+        ]);
+        // The fingerprint still decides alone when no stat is asked.
+        assertEquals(await b.claim(v, fp, 5_000, 60_000), { kind: "done", record: vRec });
+      },
+    );
 
     await step("unpublish() removes records and is idempotent", async () => {
       const k = key("unpub");

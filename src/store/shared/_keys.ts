@@ -5,7 +5,15 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import type { Claim, NodeRow, SharedKey, SharedRecord, SharedServerHealth } from "./types.ts";
+import type {
+  Claim,
+  ClaimItem,
+  NodeRow,
+  SharedKey,
+  SharedRecord,
+  SharedServerHealth,
+  StatAsk,
+} from "./types.ts";
 
 /** One string per key, for maps (the parts joined by NUL, which no path contains). */
 export function keyId(key: SharedKey): string {
@@ -39,6 +47,8 @@ export interface KeyedItem {
   hash: string;
   key: SharedKey;
   fingerprint: string;
+  /** The stat asked with ({@linkcode StatAsk}), if any. */
+  stat?: StatAsk | undefined;
 }
 
 /**
@@ -46,15 +56,15 @@ export interface KeyedItem {
  * key), sorted by hash: every transaction locks rows in the same order, which
  * keeps concurrent batches from deadlocking each other.
  */
-export function distinctItems(
-  items: readonly { key: SharedKey; fingerprint: string }[],
-): KeyedItem[] {
+export function distinctItems(items: readonly ClaimItem[]): KeyedItem[] {
   const byId = new Map<string, KeyedItem>();
-  for (const { key, fingerprint } of items) {
+  for (const { key, fingerprint, stat } of items) {
     const id = keyId(key);
     if (byId.has(id)) continue;
     const k = { input_file: key.input_file, server: key.server, dest: key.dest };
-    byId.set(id, { id, hash: keyHash(k), key: k, fingerprint });
+    // An empty stat identity vouches for nothing (records of older nodes have "").
+    const ask = stat && stat.id !== "" ? { id: stat.id, after: stat.after } : undefined;
+    byId.set(id, { id, hash: keyHash(k), key: k, fingerprint, ...(ask ? { stat: ask } : {}) });
   }
   return [...byId.values()].sort((a, b) => (a.hash < b.hash ? -1 : a.hash > b.hash ? 1 : 0));
 }
@@ -109,19 +119,44 @@ export function toRecord(row: RecordRow): SharedRecord {
 }
 
 /**
+ * Whether a record vouches for the stat asked: same stat identity, synced
+ * after the stat's racy bound (see {@linkcode StatAsk}). The claim
+ * statements of every backend evaluate this same rule (with the bound
+ * rounded down: `synced_at` is an integer there, and for an integer n,
+ * n > x exactly when n > floor(x)).
+ */
+export function statVouches(
+  record: { source_stat?: string | undefined; synced_at: number },
+  stat: StatAsk | undefined,
+): boolean {
+  return !!stat && stat.id !== "" && record.source_stat === stat.id &&
+    record.synced_at > stat.after;
+}
+
+/** Whether a claim of `item` is "done" with `record`: same fingerprint, or a vouched stat. */
+export function isDone(
+  item: { fingerprint: string; stat?: StatAsk | undefined },
+  record: SharedRecord | undefined,
+): record is SharedRecord {
+  return !!record && (record.fingerprint === item.fingerprint || statVouches(record, item.stat));
+}
+
+/**
  * The claim of one item, from what its transaction saw after taking the
  * leases it could: the record now (if any), and the lease now.
  */
 export function decideClaim(
-  fingerprint: string,
+  item: { fingerprint: string; stat?: StatAsk | undefined },
   record: SharedRecord | undefined,
   lease: { node: string; until: number } | undefined,
   me: string,
 ): Claim {
-  if (record && record.fingerprint === fingerprint) return { kind: "done", record };
+  if (isDone(item, record)) return { kind: "done", record };
   if (lease && lease.node !== me) return { kind: "busy", node: lease.node, until: lease.until };
   if (!lease) throw new Error("A claimed lease row is missing after the claim");
-  return { kind: "mine", until: lease.until };
+  return record
+    ? { kind: "mine", until: lease.until, record }
+    : { kind: "mine", until: lease.until };
 }
 
 /** The claims of a batch in the caller's order, from the claims by key id. */

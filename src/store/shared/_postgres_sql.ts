@@ -98,33 +98,42 @@ export const UNPUBLISH_SQL =
 export const MIGRATION_LOCK = 0x6663736368;
 
 /**
+ * Whether the record `rec` of a claim row answers "done": its fingerprint
+ * is the one asked, or its source stat is the stat asked (not "") and it
+ * was synced after the stat's racy bound (`statVouches` in `_keys.ts`).
+ */
+const DONE = "(rec.fingerprint = rec.fp OR (rec.st <> '' AND rec.source_stat = rec.st " +
+  "AND rec.synced_at > rec.af))";
+
+/**
  * Claims a batch in one statement. `k` is the batch ($1–$5: hash, input
- * file, server, dest, fingerprint; sorted by hash, so rows are locked in
- * that order); `rec` the records; `ins` takes the leases of the keys whose
- * record does not hold the fingerprint, where the lease is missing, expired
- * or ours (a conflicting row it does not update is still locked until the
- * end of the statement, so claimers of one key queue up); `dl` drops our
- * own lease on keys that are done. The result has, per key, the lease we
- * took (`mine_until`), otherwise the lease as the statement's snapshot saw
- * it, and the record.
+ * file, server, dest, fingerprint; $9, $10: the stat asked, "" for none,
+ * and its racy bound; sorted by hash, so rows are locked in that order);
+ * `rec` the records; `ins` takes the leases of the keys whose record is not
+ * done for what was asked (see {@linkcode DONE}), where the lease is
+ * missing, expired or ours (a conflicting row it does not update is still
+ * locked until the end of the statement, so claimers of one key queue up);
+ * `dl` drops our own lease on keys that are done. The result has, per key,
+ * the lease we took (`mine_until`), otherwise the lease as the statement's
+ * snapshot saw it, and the record.
  */
 export const CLAIM_SQL = `
   WITH k AS (
-    SELECT * FROM unnest($1::bpchar[], $2::text[], $3::text[], $4::text[], $5::text[])
-      AS t(h, i, s, d, fp)
+    SELECT * FROM unnest($1::bpchar[], $2::text[], $3::text[], $4::text[], $5::text[],
+      $9::text[], $10::bigint[]) AS t(h, i, s, d, fp, st, af)
   ), rec AS (
-    SELECT k.h, k.fp, sf.* FROM k JOIN synced_files sf ON sf.key_hash = k.h
+    SELECT k.h, k.fp, k.st, k.af, sf.* FROM k JOIN synced_files sf ON sf.key_hash = k.h
   ), ins AS (
     INSERT INTO fc_leases(key_hash, input_file, server, dest, node, until)
     SELECT k.h, k.i, k.s, k.d, $6, $7 FROM k
-    WHERE NOT EXISTS (SELECT 1 FROM rec WHERE rec.h = k.h AND rec.fingerprint = k.fp)
+    WHERE NOT EXISTS (SELECT 1 FROM rec WHERE rec.h = k.h AND ${DONE})
     ORDER BY k.h
     ON CONFLICT (key_hash) DO UPDATE SET node = EXCLUDED.node, until = EXCLUDED.until
     WHERE fc_leases.until <= $8 OR fc_leases.node = $6
     RETURNING key_hash, until
   ), dl AS (
     DELETE FROM fc_leases l USING rec
-    WHERE l.key_hash = rec.h AND rec.fingerprint = rec.fp AND l.node = $6
+    WHERE l.key_hash = rec.h AND ${DONE} AND l.node = $6
   )
   SELECT k.h AS key_hash, ins.until AS mine_until, l.node AS lease_node, l.until AS lease_until,
     rec.input_file, rec.server, rec.dest, rec.transported_file_basename, rec.url,

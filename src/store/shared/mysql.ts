@@ -13,7 +13,10 @@
  * missing lease rows (ours) and locks the existing ones, in key order;
  * `UPDATE … WHERE expired OR ours` takes what may be taken; a `SELECT` of
  * the leases and records decides each claim. Two claimers of one key queue
- * on its row lock, and exactly one finds it free.
+ * on its row lock, and exactly one finds it free. A `DELETE` before it
+ * drops our leases of the keys that are done (the record holds the
+ * fingerprint, or vouches for the stat asked: `statVouches` in `_keys.ts`),
+ * with the same rule `decideClaim` applies to what the `SELECT` returns.
  *
  * Change feed: AUTO_INCREMENT values, like PostgreSQL sequences, are handed
  * out before commit and commit in any order, so a follower could skip a
@@ -27,9 +30,11 @@ import mysql from "mysql2/promise";
 import { decideClaim, distinctItems, distinctKeys, distinctRecords, inOrder } from "./_keys.ts";
 import { recordValues, toNodeRow, toServerHealth } from "./_keys.ts";
 import { keyId, type RecordRow, toRecord } from "./_keys.ts";
+import type { KeyedItem } from "./_keys.ts";
 import { withDbErrors } from "./_db_errors.ts";
 import type {
   Claim,
+  ClaimItem,
   FeedBounds,
   NodeRow,
   RecordChange,
@@ -38,6 +43,7 @@ import type {
   SharedRecord,
   SharedServerHealth,
   SharedStore,
+  StatAsk,
 } from "./types.ts";
 import type { ServerUrl } from "./url.ts";
 import { ER_DUP_FIELDNAME, MIGRATIONS, TABLE_OPTIONS } from "./_mysql_sql.ts";
@@ -61,6 +67,24 @@ export interface MysqlSharedOptions {
 const RECORD_COLUMNS =
   "input_file, server, dest, transported_file_basename, url, remote_path, fingerprint, node, synced_at, " +
   "source_stat";
+
+/**
+ * The part of the claim's `DELETE` (of `l`, our leases, joined to `s`,
+ * their records) for the items asked with a stat: the record vouches for
+ * it (`statVouches` in `_keys.ts`). Empty when no item has a stat. The
+ * SQL depends on the number of items only; every value is a placeholder.
+ */
+function statDone(items: readonly KeyedItem[]): { sql: string; values: unknown[] } {
+  const asked = items.filter((i) => i.stat);
+  if (asked.length === 0) return { sql: "", values: [] };
+  const rows = asked.map((_, n) => n === 0 ? "SELECT ? AS h, ? AS st, ? AS af" : "SELECT ?, ?, ?");
+  return {
+    sql: ` OR EXISTS (SELECT 1 FROM (${rows.join(" UNION ALL ")}) v
+              WHERE v.h = l.key_hash AND v.st = s.source_stat AND s.synced_at > v.af)`,
+    // The bound rounded down, as on the other backends (see `statVouches`).
+    values: asked.flatMap((i) => [i.hash, i.stat!.id, Math.floor(i.stat!.after)]),
+  };
+}
 
 /** The shared store on MariaDB or MySQL. */
 export class MysqlSharedStore implements SharedStore {
@@ -235,20 +259,23 @@ export class MysqlSharedStore implements SharedStore {
     });
   }
 
-  async claim(key: SharedKey, fingerprint: string, now: number, leaseMs: number): Promise<Claim> {
-    const [c] = await this.claimMany([{ key, fingerprint }], now, leaseMs);
+  async claim(
+    key: SharedKey,
+    fingerprint: string,
+    now: number,
+    leaseMs: number,
+    stat?: StatAsk,
+  ): Promise<Claim> {
+    const [c] = await this.claimMany([{ key, fingerprint, stat }], now, leaseMs);
     return c!;
   }
 
-  async claimMany(
-    items: readonly { key: SharedKey; fingerprint: string }[],
-    now: number,
-    leaseMs: number,
-  ): Promise<Claim[]> {
+  async claimMany(items: readonly ClaimItem[], now: number, leaseMs: number): Promise<Claim[]> {
     if (items.length === 0) return [];
     const distinct = distinctItems(items);
     const hashes = distinct.map((i) => i.hash);
     const until = now + leaseMs;
+    const vouch = statDone(distinct);
     // The whole transaction in one round trip (multiple statements; every value escaped).
     const rows = await this.#with("claim in", async (c) => {
       const [results] = await c.query({
@@ -258,7 +285,7 @@ export class MysqlSharedStore implements SharedStore {
           UPDATE fc_leases SET node = ?, until = ?
             WHERE key_hash IN (?) AND (until <= ? OR node = ?);
           DELETE l FROM fc_leases l JOIN synced_files s ON s.key_hash = l.key_hash
-            WHERE l.node = ? AND (l.key_hash, s.fingerprint) IN (?);
+            WHERE l.node = ? AND ((l.key_hash, s.fingerprint) IN (?)${vouch.sql});
           SELECT k.key_hash, l.node AS lease_node, l.until AS lease_until,
             s.input_file, s.server, s.dest, s.transported_file_basename, s.url, s.remote_path,
             s.fingerprint, s.node, s.synced_at, s.source_stat
@@ -277,6 +304,7 @@ export class MysqlSharedStore implements SharedStore {
         this.node,
         this.node,
         distinct.map((i) => [i.hash, i.fingerprint]),
+        ...vouch.values,
         hashes,
         hashes,
       ]);
@@ -290,7 +318,7 @@ export class MysqlSharedStore implements SharedStore {
       const lease = row?.lease_node != null
         ? { node: row.lease_node as string, until: Number(row.lease_until) }
         : undefined;
-      out.set(item.id, decideClaim(item.fingerprint, record, lease, this.node));
+      out.set(item.id, decideClaim(item, record, lease, this.node));
     }
     return inOrder(items, out);
   }

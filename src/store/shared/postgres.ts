@@ -13,7 +13,7 @@
  * Claims: one statement per batch (`CLAIM_SQL`, one round trip): `INSERT …
  * ON CONFLICT (key_hash) DO UPDATE … WHERE the lease expired OR it is ours`
  * takes the leases of the keys whose record does not hold the fingerprint
- * yet; a conflicting row that is not updated is still locked, so two
+ * yet (nor vouches for the stat asked); a conflicting row that is not updated is still locked, so two
  * claimers of one key queue up and exactly one wins. The records are read
  * at the start of the statement, so a record published while it waited for
  * a lock is not seen: the keys it leaves ours are read again in a second
@@ -35,10 +35,11 @@ import pg from "pg";
 import { distinctItems, distinctKeys, distinctRecords, inOrder, keyId } from "./_keys.ts";
 import { toNodeRow, toServerHealth } from "./_keys.ts";
 import type { KeyedItem } from "./_keys.ts";
-import { decideClaim, type RecordRow, toRecord } from "./_keys.ts";
+import { decideClaim, isDone, type RecordRow, toRecord } from "./_keys.ts";
 import { withDbErrors } from "./_db_errors.ts";
 import type {
   Claim,
+  ClaimItem,
   FeedBounds,
   NodeRow,
   RecordChange,
@@ -47,6 +48,7 @@ import type {
   SharedRecord,
   SharedServerHealth,
   SharedStore,
+  StatAsk,
 } from "./types.ts";
 import type { ServerUrl } from "./url.ts";
 import {
@@ -216,16 +218,18 @@ export class PostgresSharedStore implements SharedStore {
     });
   }
 
-  async claim(key: SharedKey, fingerprint: string, now: number, leaseMs: number): Promise<Claim> {
-    const [c] = await this.claimMany([{ key, fingerprint }], now, leaseMs);
+  async claim(
+    key: SharedKey,
+    fingerprint: string,
+    now: number,
+    leaseMs: number,
+    stat?: StatAsk,
+  ): Promise<Claim> {
+    const [c] = await this.claimMany([{ key, fingerprint, stat }], now, leaseMs);
     return c!;
   }
 
-  async claimMany(
-    items: readonly { key: SharedKey; fingerprint: string }[],
-    now: number,
-    leaseMs: number,
-  ): Promise<Claim[]> {
+  async claimMany(items: readonly ClaimItem[], now: number, leaseMs: number): Promise<Claim[]> {
     if (items.length === 0) return [];
     const distinct = distinctItems(items);
     const hashes = distinct.map((i) => i.hash);
@@ -240,6 +244,9 @@ export class PostgresSharedStore implements SharedStore {
         this.node,
         now + leaseMs,
         now,
+        distinct.map((i) => i.stat?.id ?? ""),
+        // An integer for the bigint column (see `statVouches`).
+        distinct.map((i) => Math.floor(i.stat?.after ?? 0)),
       ]);
       return r.rows;
     });
@@ -255,7 +262,7 @@ export class PostgresSharedStore implements SharedStore {
         lease = { node: row.lease_node, until: Number(row.lease_until) };
       }
       if (
-        row?.mine_until == null && record?.fingerprint !== item.fingerprint &&
+        row?.mine_until == null && !isDone(item, record) &&
         (!lease || lease.node === this.node)
       ) {
         // Neither taken nor visible: another claimer inserted the lease after this
@@ -264,7 +271,7 @@ export class PostgresSharedStore implements SharedStore {
         unknown.push(item);
         continue;
       }
-      out.set(item.id, decideClaim(item.fingerprint, record, lease, this.node));
+      out.set(item.id, decideClaim(item, record, lease, this.node));
     }
     if (unknown.length > 0) {
       const leases = await this.#with("claim in", async (c) => {
@@ -297,7 +304,8 @@ export class PostgresSharedStore implements SharedStore {
    * the lock of a lease whose holder then published and dropped it, the
    * lease is ours but the record it published was not seen. A second
    * statement (a new snapshot, after our lease is committed) sees every
-   * record published before: those keys are done, and our lease on them goes.
+   * record published before: those keys are done, and our lease on them goes;
+   * the others are "mine" with the record as it is now.
    */
   async #recheckMine(distinct: readonly KeyedItem[], out: Map<string, Claim>): Promise<void> {
     const mine = distinct.filter((i) => out.get(i.id)?.kind === "mine");
@@ -309,11 +317,17 @@ export class PostgresSharedStore implements SharedStore {
       );
       return new Map(r.rows.map((row) => [row.key_hash as string, row as RecordRow]));
     });
-    const done = mine.filter((i) => rows.get(i.hash)?.fingerprint === i.fingerprint);
-    if (done.length === 0) return;
-    for (const item of done) {
-      out.set(item.id, { kind: "done", record: toRecord(rows.get(item.hash)!) });
+    const done: KeyedItem[] = [];
+    for (const item of mine) {
+      const row = rows.get(item.hash);
+      const record = row ? toRecord(row) : undefined;
+      const until = (out.get(item.id) as { until: number }).until;
+      if (isDone(item, record)) {
+        done.push(item);
+        out.set(item.id, { kind: "done", record });
+      } else out.set(item.id, record ? { kind: "mine", until, record } : { kind: "mine", until });
     }
+    if (done.length === 0) return;
     await this.#with(
       "claim in",
       (c) =>

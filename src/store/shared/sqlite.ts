@@ -13,10 +13,12 @@
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { SQLITE, sqliteCode, StoreUnavailable } from "../../errors.ts";
 import { decideClaim, distinctItems, distinctKeys, distinctRecords, inOrder } from "./_keys.ts";
+import { isDone } from "./_keys.ts";
 import { recordValues } from "./_keys.ts";
 import { keyId, type RecordRow, toNodeRow, toRecord } from "./_keys.ts";
 import type {
   Claim,
+  ClaimItem,
   FeedBounds,
   NodeRow,
   RecordChange,
@@ -25,6 +27,7 @@ import type {
   SharedRecord,
   SharedServerHealth,
   SharedStore,
+  StatAsk,
 } from "./types.ts";
 import { MIGRATIONS } from "./_sqlite_sql.ts";
 import {
@@ -213,16 +216,18 @@ export class SqliteSharedStore implements SharedStore {
     });
   }
 
-  async claim(key: SharedKey, fingerprint: string, now: number, leaseMs: number): Promise<Claim> {
-    const [c] = await this.claimMany([{ key, fingerprint }], now, leaseMs);
+  async claim(
+    key: SharedKey,
+    fingerprint: string,
+    now: number,
+    leaseMs: number,
+    stat?: StatAsk,
+  ): Promise<Claim> {
+    const [c] = await this.claimMany([{ key, fingerprint, stat }], now, leaseMs);
     return c!;
   }
 
-  claimMany(
-    items: readonly { key: SharedKey; fingerprint: string }[],
-    now: number,
-    leaseMs: number,
-  ): Promise<Claim[]> {
+  claimMany(items: readonly ClaimItem[], now: number, leaseMs: number): Promise<Claim[]> {
     return settle(() => {
       if (items.length === 0) return [];
       const distinct = distinctItems(items);
@@ -235,11 +240,14 @@ export class SqliteSharedStore implements SharedStore {
            ON CONFLICT(input_file, server, dest) DO UPDATE SET node = excluded.node,
              until = excluded.until`,
         );
+        const drop = this.#q(`DELETE FROM fc_leases WHERE ${KEY_WHERE} AND node = ?`);
         for (const item of distinct) {
           const k = item.key;
           const row = getRecord.get(k.input_file, k.server, k.dest) as RecordRow | undefined;
           const record = row ? toRecord(row) : undefined;
-          if (record && record.fingerprint === item.fingerprint) {
+          if (isDone(item, record)) {
+            // As on the other backends: a file done needs no lease of ours.
+            drop.run(k.input_file, k.server, k.dest, this.node);
             out.set(item.id, { kind: "done", record });
             continue;
           }
@@ -250,7 +258,7 @@ export class SqliteSharedStore implements SharedStore {
             lease = { node: this.node, until: now + leaseMs };
             take.run(k.input_file, k.server, k.dest, lease.node, lease.until);
           }
-          out.set(item.id, decideClaim(item.fingerprint, record, lease, this.node));
+          out.set(item.id, decideClaim(item, record, lease, this.node));
         }
         return out;
       });

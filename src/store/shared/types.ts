@@ -55,11 +55,39 @@ export interface SharedRecord extends SharedKey {
   source_stat?: string;
 }
 
+/**
+ * A file's stat as a claim may ask with it, for a file whose content was
+ * not read: the claim is "done" when the record's `source_stat` is this
+ * stat and the record was synced after `after` (see
+ * {@linkcode SharedStore.claim}).
+ */
+export interface StatAsk {
+  /** `size:mtime_ms:ctime_ms:ino` of the file (a record's `source_stat`); never "". */
+  id: string;
+  /**
+   * ms since the epoch: a record synced at or before it is racy for this
+   * stat (the later of the file's mtime and ctime, plus the racy margin).
+   */
+  after: number;
+}
+
+/** One item of {@linkcode SharedStore.claimMany}. */
+export interface ClaimItem {
+  key: SharedKey;
+  fingerprint: string;
+  stat?: StatAsk | undefined;
+}
+
 /** Result of {@linkcode SharedStore.claim}. */
 export type Claim =
-  /** This node holds the lease until `until` (ms since the epoch): upload, then publish. */
-  | { kind: "mine"; until: number }
-  /** A record with the same fingerprint exists: nothing to upload. */
+  /**
+   * This node holds the lease until `until` (ms since the epoch): upload,
+   * then publish. `record`: the record of the key as the claim saw it, of
+   * other content than asked (a node that did not read the file compares it
+   * then).
+   */
+  | { kind: "mine"; until: number; record?: SharedRecord }
+  /** A record with the same fingerprint, or one that vouches for the stat asked, exists: nothing to upload. */
   | { kind: "done"; record: SharedRecord }
   /** Another live node holds the lease; ask again after `until`. */
   | { kind: "busy"; node: string; until: number };
@@ -129,21 +157,28 @@ export interface SharedStore {
   nodes(): Promise<NodeRow[]>;
   /**
    * Claims the upload of `key` for this node. "done" when the record holds
-   * `fingerprint` already; "busy" when another node's lease is still live;
-   * otherwise takes (or renews, or takes over an expired) lease of `leaseMs`.
+   * `fingerprint` already, or when `stat` is given, the record's
+   * `source_stat` equals `stat.id` and its `synced_at` is after
+   * `stat.after` (the rule of one node's own record: `vouchedMd5` in
+   * `pipeline/fleet_keys.ts`); a "done" claim takes no lease and drops this
+   * node's lease on the key. "busy" when another node's lease is still live;
+   * otherwise takes (or renews, or takes over an expired) lease of `leaseMs`:
+   * "mine", with the record of the key when there is one.
    * Claiming is atomic: of several nodes claiming at once exactly one gets "mine".
    */
-  claim(key: SharedKey, fingerprint: string, now: number, leaseMs: number): Promise<Claim>;
+  claim(
+    key: SharedKey,
+    fingerprint: string,
+    now: number,
+    leaseMs: number,
+    stat?: StatAsk,
+  ): Promise<Claim>;
   /**
    * {@linkcode SharedStore.claim} for a batch, in one transaction (one or a
    * few round trips instead of one per file). Returns one claim per item, in
    * the order given; an item repeated in the batch gets the same answer.
    */
-  claimMany(
-    items: readonly { key: SharedKey; fingerprint: string }[],
-    now: number,
-    leaseMs: number,
-  ): Promise<Claim[]>;
+  claimMany(items: readonly ClaimItem[], now: number, leaseMs: number): Promise<Claim[]>;
   /** Extends this node's lease; false when the lease was lost (taken over). */
   renew(key: SharedKey, now: number, leaseMs: number): Promise<boolean>;
   /** Drops this node's lease on `key` (after a failed upload). */
