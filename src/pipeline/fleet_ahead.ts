@@ -44,8 +44,20 @@ export const AHEAD_BATCH = 64;
  */
 export const AHEAD_BATCH_MAX = 256;
 
-/** Fewer answers than this left for a server: claim the next batch. */
+/** Fewer answers than this left for a server, besides one pick's worth: claim the next batch. */
 export const AHEAD_LOW = 24;
+
+/**
+ * Whether to claim the next batch for a server that has `left` answers not
+ * yet handed out, when the scheduler takes up to `pick` of them at once:
+ * while fewer than one pick and {@linkcode AHEAD_LOW} more are left. The
+ * next answers then come while the jobs handed out run, so the next pick
+ * finds them in the transaction that records those jobs: no slot waits for
+ * a round trip, and no pick needs a transaction of its own.
+ */
+export function claimMore(left: number, pick: number): boolean {
+  return left < AHEAD_LOW + pick;
+}
 
 /** Queued jobs read beyond those still wanted, for the ones a look skips (deletes, big files). */
 const PEEK_SPARE = 16;
