@@ -184,6 +184,8 @@ export interface AheadDeps {
 export class ClaimAhead {
   readonly #deps: AheadDeps;
   readonly #entries = new Map<string, AheadEntry>();
+  /** Per server: its entries not yet handed out (what {@linkcode count} answers, kept up to date). */
+  readonly #unhanded = new Map<string, number>();
   /** Per server: the last job id looked at; the next look goes on after it. */
   readonly #cursor = new Map<string, number>();
   /** Per server: the size of the next batch, when not {@linkcode AHEAD_BATCH}. */
@@ -197,9 +199,7 @@ export class ClaimAhead {
 
   /** Answers kept (or in flight) for `server`'s jobs, not yet handed to the scheduler. */
   count(server: string): number {
-    let n = 0;
-    for (const e of this.#entries.values()) if (e.key.server === server && !e.handed) n++;
-    return n;
+    return this.#unhanded.get(server) ?? 0;
   }
 
   /**
@@ -221,6 +221,7 @@ export class ClaimAhead {
       }
       if (ids.length >= limit || e.claim.kind === "busy" || aheadExpired(e, now, leaseMs)) continue;
       e.handed = true;
+      this.#counted(e, -1);
       ids.push(e.job.id);
     }
     return { ids, wait };
@@ -269,6 +270,7 @@ export class ClaimAhead {
         answer.catch(() => {});
         const entry: AheadEntry = { ...file, job, at: 0, answer };
         this.#entries.set(id, entry);
+        this.#counted(entry, 1);
         planned.push({ id, entry, resolve, reject });
       }
     }
@@ -295,7 +297,7 @@ export class ClaimAhead {
       },
       fail: (e) => {
         for (const p of planned) {
-          if (this.#entries.get(p.id) === p.entry) this.#entries.delete(p.id);
+          if (this.#entries.get(p.id) === p.entry) this.#delete(p.id, p.entry);
           p.reject(e);
         }
       },
@@ -315,11 +317,25 @@ export class ClaimAhead {
     this.#cursor.set(server, from + Math.floor(this.#random() * (to - from)));
   }
 
+  /** Removes the entry `e` kept under `id`. */
+  #delete(id: string, e: AheadEntry): void {
+    this.#entries.delete(id);
+    if (!e.handed) this.#counted(e, -1);
+  }
+
+  /** Counts `e` in (`1`) or out (`-1`) of its server's entries not yet handed out. */
+  #counted(e: AheadEntry, by: 1 | -1): void {
+    const server = e.key.server;
+    const n = (this.#unhanded.get(server) ?? 0) + by;
+    if (n > 0) this.#unhanded.set(server, n);
+    else this.#unhanded.delete(server);
+  }
+
   /** The answer kept for `key`, removed (each answer serves one job). */
   take(key: SharedKey): AheadEntry | undefined {
     const id = keyId(key);
     const e = this.#entries.get(id);
-    if (e) this.#entries.delete(id);
+    if (e) this.#delete(id, e);
     return e;
   }
 
@@ -332,7 +348,7 @@ export class ClaimAhead {
   /** Removes `entry` if it is still the one kept for its key (its job was put off). */
   forget(entry: AheadEntry): void {
     const id = keyId(entry.key);
-    if (this.#entries.get(id) === entry) this.#entries.delete(id);
+    if (this.#entries.get(id) === entry) this.#delete(id, entry);
   }
 
   /** The MD5 computed ahead for `key`, when the file has not changed since. */
@@ -355,7 +371,7 @@ export class ClaimAhead {
     const out: AheadEntry[] = [];
     for (const [id, e] of this.#entries) {
       if (!aheadExpired(e, now, leaseMs)) continue;
-      this.#entries.delete(id);
+      this.#delete(id, e);
       out.push(e);
     }
     return out;
@@ -365,6 +381,7 @@ export class ClaimAhead {
   drain(): AheadEntry[] {
     const out = [...this.#entries.values()];
     this.#entries.clear();
+    this.#unhanded.clear();
     return out;
   }
 }
