@@ -2,8 +2,10 @@
  * Claims made ahead of the jobs that need them. When a node of a fleet
  * claims files, it also claims the files of the next ready jobs of the same
  * server (as the local queue would hand them out) in the same round trip,
- * and claims again before those run out: a job that starts finds its answer
- * waiting, so upload slots do not wait on the shared store.
+ * and claims again while a pick's worth of answers is left ({@linkcode
+ * claimMore}): a job that starts finds its answer waiting, so upload slots
+ * do not wait on the shared store, and the scheduler picks the answered
+ * jobs in the transaction that records the jobs before them.
  *
  * Contract:
  * - an answer serves only a job whose file still has the fingerprint it was
