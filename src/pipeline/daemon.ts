@@ -189,7 +189,8 @@ export class Daemon {
       retryFailed: (why) => this.#retryFailed(why),
     });
     if (this.#fleet) {
-      this.#fleet.onAnswers = () => this.#scheduler.pump();
+      // Jobs whose claims were answered start with the pick of the next record transaction.
+      this.#fleet.onAnswers = () => this.#scheduler.pumpSoon();
       // Jobs answered "done" ahead are settled with the route their run would take.
       this.#fleet.route = (job, source, size) => {
         const s = this.#servers.get(job.server);

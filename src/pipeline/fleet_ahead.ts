@@ -2,8 +2,10 @@
  * Claims made ahead of the jobs that need them. When a node of a fleet
  * claims files, it also claims the files of the next ready jobs of the same
  * server (as the local queue would hand them out) in the same round trip,
- * and claims again before those run out: a job that starts finds its answer
- * waiting, so upload slots do not wait on the shared store.
+ * and claims again while a pick's worth of answers is left ({@linkcode
+ * claimMore}): a job that starts finds its answer waiting, so upload slots
+ * do not wait on the shared store, and the scheduler picks the answered
+ * jobs in the transaction that records the jobs before them.
  *
  * Contract:
  * - an answer serves only a job whose file still has the fingerprint it was
@@ -53,8 +55,20 @@ export const AHEAD_BATCH = 64;
  */
 export const AHEAD_BATCH_MAX = 256;
 
-/** Fewer answers than this left for a server: claim the next batch. */
+/** Fewer answers than this left for a server, besides one pick's worth: claim the next batch. */
 export const AHEAD_LOW = 24;
+
+/**
+ * Whether to claim the next batch for a server that has `left` answers not
+ * yet handed out, when the scheduler takes up to `pick` of them at once:
+ * while fewer than one pick and {@linkcode AHEAD_LOW} more are left. The
+ * next answers then come while the jobs handed out run, so the next pick
+ * finds them in the transaction that records those jobs: no slot waits for
+ * a round trip, and no pick needs a transaction of its own.
+ */
+export function claimMore(left: number, pick: number): boolean {
+  return left < AHEAD_LOW + pick;
+}
 
 /** Queued jobs read beyond those still wanted, for the ones a look skips (deletes, big files). */
 const PEEK_SPARE = 16;
@@ -206,6 +220,8 @@ export interface AheadDeps {
 export class ClaimAhead {
   readonly #deps: AheadDeps;
   readonly #entries = new Map<string, AheadEntry>();
+  /** Per server: its entries not yet handed out (what {@linkcode count} answers, kept up to date). */
+  readonly #unhanded = new Map<string, number>();
   /** Per server: the last job id looked at; the next look goes on after it. */
   readonly #cursor = new Map<string, number>();
   /** Per server: the size of the next batch, when not {@linkcode AHEAD_BATCH}. */
@@ -219,9 +235,7 @@ export class ClaimAhead {
 
   /** Answers kept (or in flight) for `server`'s jobs, not yet handed to the scheduler. */
   count(server: string): number {
-    let n = 0;
-    for (const e of this.#entries.values()) if (e.key.server === server && !e.handed) n++;
-    return n;
+    return this.#unhanded.get(server) ?? 0;
   }
 
   /**
@@ -243,6 +257,7 @@ export class ClaimAhead {
       }
       if (ids.length >= limit || e.claim.kind === "busy" || aheadExpired(e, now, leaseMs)) continue;
       e.handed = true;
+      this.#counted(e, -1);
       ids.push(e.job.id);
     }
     return { ids, wait };
@@ -291,6 +306,7 @@ export class ClaimAhead {
         answer.catch(() => {});
         const entry: AheadEntry = { ...file, job, at: 0, answer };
         this.#entries.set(id, entry);
+        this.#counted(entry, 1);
         planned.push({ id, entry, resolve, reject });
       }
     }
@@ -337,7 +353,7 @@ export class ClaimAhead {
       },
       fail: (e) => {
         for (const p of planned) {
-          if (this.#entries.get(p.id) === p.entry) this.#entries.delete(p.id);
+          if (this.#entries.get(p.id) === p.entry) this.#delete(p.id, p.entry);
           p.reject(e);
         }
       },
@@ -357,11 +373,25 @@ export class ClaimAhead {
     this.#cursor.set(server, from + Math.floor(this.#random() * (to - from)));
   }
 
+  /** Removes the entry `e` kept under `id`. */
+  #delete(id: string, e: AheadEntry): void {
+    this.#entries.delete(id);
+    if (!e.handed) this.#counted(e, -1);
+  }
+
+  /** Counts `e` in (`1`) or out (`-1`) of its server's entries not yet handed out. */
+  #counted(e: AheadEntry, by: 1 | -1): void {
+    const server = e.key.server;
+    const n = (this.#unhanded.get(server) ?? 0) + by;
+    if (n > 0) this.#unhanded.set(server, n);
+    else this.#unhanded.delete(server);
+  }
+
   /** The answer kept for `key`, removed (each answer serves one job). */
   take(key: SharedKey): AheadEntry | undefined {
     const id = keyId(key);
     const e = this.#entries.get(id);
-    if (e) this.#entries.delete(id);
+    if (e) this.#delete(id, e);
     return e;
   }
 
@@ -374,7 +404,7 @@ export class ClaimAhead {
   /** Removes `entry` if it is still the one kept for its key (its job was put off). */
   forget(entry: AheadEntry): void {
     const id = keyId(entry.key);
-    if (this.#entries.get(id) === entry) this.#entries.delete(id);
+    if (this.#entries.get(id) === entry) this.#delete(id, entry);
   }
 
   /** The MD5 known ahead for `key` (read, or vouched for), when the file has not changed since. */
@@ -397,7 +427,7 @@ export class ClaimAhead {
     const out: AheadEntry[] = [];
     for (const [id, e] of this.#entries) {
       if (!aheadExpired(e, now, leaseMs)) continue;
-      this.#entries.delete(id);
+      this.#delete(id, e);
       out.push(e);
     }
     return out;
@@ -407,6 +437,7 @@ export class ClaimAhead {
   drain(): AheadEntry[] {
     const out = [...this.#entries.values()];
     this.#entries.clear();
+    this.#unhanded.clear();
     return out;
   }
 }

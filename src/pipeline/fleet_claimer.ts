@@ -50,12 +50,12 @@ import type { PipelineContext } from "./context.ts";
 import type { FleetLeases } from "./fleet_lease.ts";
 import { fingerprint, keyOf, statAsk, unreadFingerprint } from "./fleet_keys.ts";
 import {
-  AHEAD_LOW,
   type AheadBatch,
   type AheadEntry,
   type AheadFile,
   busyWait,
   ClaimAhead,
+  claimMore,
   shouldJump,
   useAhead,
 } from "./fleet_ahead.ts";
@@ -190,6 +190,7 @@ export class FleetClaimer {
    */
   ready(server: string, limit: number): { ids: number[]; wait: boolean } {
     const r = this.#ahead.ready(server, limit, Date.now(), this.#leaseMs);
+    this.#pick.set(server, Math.max(limit, this.#pick.get(server) ?? 0));
     this.#aheadSoon(server);
     return r;
   }
@@ -222,13 +223,15 @@ export class FleetClaimer {
     resolve: (c: Claim) => void;
     reject: (e: unknown) => void;
   })[] = [];
+  /** Per server: the most jobs the scheduler asked for at once ({@linkcode ready}). */
+  readonly #pick = new Map<string, number>();
   /** Servers whose next jobs are to be claimed ahead in the next round trip. */
   readonly #aheadFor = new Set<string>();
   #batchTimer: number | undefined;
 
-  /** Claims the next jobs' files of `server` when few answers are left for them. */
+  /** Claims the next jobs' files of `server` when few answers are left for them (`claimMore`). */
   #aheadSoon(server: string) {
-    if (this.#closed || this.#ahead.count(server) >= AHEAD_LOW) return;
+    if (this.#closed || !claimMore(this.#ahead.count(server), this.#pick.get(server) ?? 0)) return;
     this.#aheadFor.add(server);
     this.#batchSoon();
   }

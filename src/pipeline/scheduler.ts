@@ -156,8 +156,12 @@ export class Scheduler {
           this.#ahead.start(s);
           const free = Math.min(s.slots.free, this.#globalSlots.free);
           if (free <= 0 || this.#ahead.holds(s)) continue;
+          const want = this.#ahead.want(s, free);
+          const preferred = this.#preferred(s, want);
+          // Nothing may start before the answers on their way: no transaction to pick nothing.
+          if (preferred?.wait && preferred.ids.length === 0) continue;
           const jobs = ctx.store.tx(() => {
-            const jobs = this.#pick(s, this.#ahead.want(s, free), now);
+            const jobs = this.#pick(s, want, now, preferred);
             this.#hooks.claim(s, jobs);
             return jobs;
           });
@@ -177,6 +181,16 @@ export class Scheduler {
     } finally {
       this.#pumping = false;
     }
+  }
+
+  /**
+   * Pumps with the record transaction of this tick (its pick shares that
+   * commit), or on its own in the next tick when nothing is to be recorded:
+   * for what makes jobs ready while others record (a fleet node's claims
+   * answered), so their start costs no commit of its own.
+   */
+  pumpSoon(): void {
+    this.#schedulePump();
   }
 
   /** Whether the database could not be written and no write has landed since. */
@@ -253,7 +267,7 @@ export class Scheduler {
       const free = Math.min(s.slots.free, this.#globalSlots.free);
       if (free <= 0) continue;
       const want = this.#ahead.want(s, free);
-      const jobs = this.#pick(s, want, now);
+      const jobs = this.#pick(s, want, now, this.#preferred(s, want));
       this.#hooks.claim(s, jobs);
       for (const [i, job] of jobs.entries()) {
         if (i < free) this.#takeSlots(s);
@@ -264,10 +278,22 @@ export class Scheduler {
     }
   }
 
-  /** Up to `free` ready jobs of `s`, marked running: the preferred ones first. */
-  #pick(s: ServerState, free: number, now: number): Job[] {
+  /** The jobs of `s` to start first ({@linkcode SchedulerHooks.preferred}), when there is a hook. */
+  #preferred(s: ServerState, free: number): { ids: number[]; wait: boolean } | undefined {
+    return this.#hooks.preferred?.(s.server.name, free);
+  }
+
+  /**
+   * Up to `free` ready jobs of `s`, marked running: the `preferred` ones
+   * first (asked of the hook just before, for the same `free`).
+   */
+  #pick(
+    s: ServerState,
+    free: number,
+    now: number,
+    preferred: { ids: number[]; wait: boolean } | undefined,
+  ): Job[] {
     const store = this.#ctx.store;
-    const preferred = this.#hooks.preferred?.(s.server.name, free);
     if (!preferred) return store.pick(s.server.name, free, now);
     const jobs = store.pickIds(preferred.ids, now);
     if (jobs.length < free && !preferred.wait) {

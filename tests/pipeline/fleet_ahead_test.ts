@@ -142,6 +142,8 @@ Deno.test("ClaimAhead plans the next jobs once, hands out answers in order, and 
   assertEquals(r.ids, [2, 5, 6], "busy ones are not handed out");
   assertEquals(r.wait, true, "the second batch is still in flight");
   assertEquals(ahead.ready("cdn", 1, NOW, LEASE).ids, [7], "handed out once");
+  // Handed out: no longer counted (the count decides when to claim the next batch).
+  assertEquals(ahead.count("cdn"), 2 * AHEAD_BATCH - 4);
   // A job may write its intent at its pick only under a lease it holds (see Worker.claim).
   const key = (id: number) => q.file(q.jobs[id - 1]!).key;
   assertEquals(ahead.holds(key(2), NOW, LEASE), true, "mine");
@@ -158,6 +160,10 @@ Deno.test("ClaimAhead plans the next jobs once, hands out answers in order, and 
   const taken = ahead.take(q.file(q.jobs[1]!).key);
   assertEquals(taken?.claim?.kind, "mine");
   assertEquals(ahead.take(q.file(q.jobs[1]!).key), undefined, "an answer serves one job");
+  assertEquals(ahead.count("cdn"), 2 * AHEAD_BATCH - 4, "a handed answer taken was not counted");
+  const busyOne = ahead.take(key(4));
+  assertEquals(busyOne?.claim?.kind, "busy");
+  assertEquals(ahead.count("cdn"), 2 * AHEAD_BATCH - 5, "an answer not handed out, taken");
   // A failed round trip drops its entries; their jobs claim on demand.
   const before = ahead.count("cdn");
   b2.fail(new Error("down"));
