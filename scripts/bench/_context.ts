@@ -89,7 +89,7 @@ export const SIZES: Record<"quick" | "full", Sizes> = {
     sampleChainRuns: 2,
     massDeleteFiles: 20_000,
     fleetFiles: 10_000,
-    fleetRuns: 3,
+    fleetRuns: 5,
     fleetLatencySamples: 200,
   },
 };

@@ -78,6 +78,8 @@ export interface FleetRow {
   baseline?: boolean;
   /** Wall time of each valid run, ms. */
   runs: number[];
+  /** Wall time of the run of each round (all setups run once per round), ms; null: failed. */
+  rounds: (number | null)[];
   medianMs: number | null;
   /** Uploads made by all nodes together in the last run (N: each file once). */
   uploads: number;
@@ -175,13 +177,23 @@ export async function fleetBench(ctx: Context): Promise<FleetResult> {
   const rows: FleetRow[] = [];
   for (const baseline of ctx.baselineEntry ? [false, true] : [false]) {
     for (const setup of SETUPS) {
-      rows.push({ setup, runs: [], medianMs: null, uploads: 0, failed: 0, cpuS: [], baseline });
+      rows.push({
+        setup,
+        runs: [],
+        rounds: [],
+        medianMs: null,
+        uploads: 0,
+        failed: 0,
+        cpuS: [],
+        baseline,
+      });
     }
   }
   for (let i = 0; i < runs; i++) {
     for (let k = 0; k < rows.length; k++) {
       const row = rows[(i + k) % rows.length]!;
       const r = await once(row.setup, i, row.baseline ? ctx.baselineEntry! : FC_ENTRY);
+      row.rounds.push(r.ok ? r.ms : null);
       if (r.ok) {
         row.runs.push(r.ms);
         row.cpuS.push(r.cpuS);
@@ -197,17 +209,41 @@ export async function fleetBench(ctx: Context): Promise<FleetResult> {
   for (const row of rows) row.medianMs = row.runs.length > 0 ? median(row.runs) : null;
   rmTree(src);
   const latency = await fleetLatency(ctx, ctx.sizes.fleetLatencySamples);
-  const ms = (setup: Setup) => rows.find((r) => r.setup === setup && !r.baseline)?.medianMs ?? null;
-  const ratio = (a: number | null, b: number | null) => a !== null && b ? a / b : null;
+  const ratio = (a: Setup, b: Setup) => pairedRatio(rows, a, b, false);
   return {
     files,
     rows,
-    sharedRatio: ratio(ms("postgres"), ms("sqlite")),
-    twoNodesRatio: ratio(ms("postgres-2-nodes"), ms("postgres")),
-    twoNodesPinnedRatio: ratio(ms("postgres-2-nodes-pinned"), ms("postgres-pinned")),
-    twoNodesSftpRatio: ratio(ms("postgres-2-nodes-sftp"), ms("postgres-sftp")),
+    sharedRatio: ratio("postgres", "sqlite"),
+    twoNodesRatio: ratio("postgres-2-nodes", "postgres"),
+    twoNodesPinnedRatio: ratio("postgres-2-nodes-pinned", "postgres-pinned"),
+    twoNodesSftpRatio: ratio("postgres-2-nodes-sftp", "postgres-sftp"),
     latency,
   };
+}
+
+/**
+ * The median over rounds of setup `a`'s wall time / setup `b`'s in the same
+ * round: a round runs every setup once, back to back, so a ratio within one
+ * round leaves out most of this machine's drift between rounds (the same
+ * code's time moves by a third from one round to another), which a ratio of
+ * the two medians keeps. Null without a round where both ran.
+ */
+function pairedRatio(
+  rows: readonly FleetRow[],
+  a: Setup,
+  b: Setup,
+  baseline: boolean,
+): number | null {
+  const find = (setup: Setup) =>
+    rows.find((r) => r.setup === setup && (r.baseline ?? false) === baseline);
+  const [ra, rb] = [find(a), find(b)];
+  if (!ra || !rb) return null;
+  const ratios: number[] = [];
+  ra.rounds.forEach((x, i) => {
+    const y = rb.rounds[i];
+    if (x != null && y != null && y > 0) ratios.push(x / y);
+  });
+  return ratios.length > 0 ? median(ratios) : null;
 }
 
 const SETUP_NAME: Record<Setup, string> = {
@@ -252,6 +288,8 @@ is a private test cluster on 127.0.0.1 with \`synchronous_commit=off\`.
 |---|---|---|---|---|---|
 ${rows.join("\n")}
 
+Each ratio is the median over the rounds of the ratio within a round (every setup runs once per
+round, back to back; this machine's speed drifts between rounds more than the effects measured).
 PostgreSQL / SQLite on one node: **${r(x.sharedRatio)}** (goal ≤ 1.5×). Two nodes / one node on
 PostgreSQL, all sharing this machine's cores: **${r(x.twoNodesRatio)}** (measures the shared
 store's CPU, not a second machine). Two nodes each pinned to its own core / one node pinned to one
@@ -265,16 +303,16 @@ ${x.latency ? latencySection(x.latency) : ""}`;
 
 /** The ratios of the baseline rows, when the run had them. */
 function baselineRatios(rows: readonly FleetRow[]): string {
-  const ms = (setup: Setup) => rows.find((r) => r.setup === setup && r.baseline)?.medianMs ?? null;
-  const [lite, pg, two] = [ms("sqlite"), ms("postgres"), ms("postgres-2-nodes")];
-  const [pinned, twoPinned] = [ms("postgres-pinned"), ms("postgres-2-nodes-pinned")];
-  const [sftp, twoSftp] = [ms("postgres-sftp"), ms("postgres-2-nodes-sftp")];
-  if (lite === null && pg === null) return "";
-  const r = (a: number | null, b: number | null) =>
-    a !== null && b ? `${(a / b).toFixed(2)}×` : "–";
-  return ` The baseline in the same rotation: ${r(pg, lite)}, ${r(two, pg)} and ${
-    r(twoPinned, pinned)
-  } (pinned) and ${r(twoSftp, sftp)} (SFTP).`;
+  if (!rows.some((r) => r.baseline)) return "";
+  const r = (a: Setup, b: Setup) => {
+    const v = pairedRatio(rows, a, b, true);
+    return v === null ? "–" : `${v.toFixed(2)}×`;
+  };
+  return ` The baseline in the same rotation: ${r("postgres", "sqlite")}, ${
+    r("postgres-2-nodes", "postgres")
+  } and ${r("postgres-2-nodes-pinned", "postgres-pinned")} (pinned) and ${
+    r("postgres-2-nodes-sftp", "postgres-sftp")
+  } (SFTP).`;
 }
 
 /** The latency table of scenario f. */
