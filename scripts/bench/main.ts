@@ -97,21 +97,22 @@ const NOTES: string[] = [
   "(~0.12 s, one query each; SQLite looks every row up from the `dir` index) and the comparison. " +
   "After a clean stop the web application databases are kept until a synced file changes " +
   "(rebuilding them at the start took as long as the scan).",
-  "**The shared store (missed: PostgreSQL ≤ 1.5× SQLite, two nodes faster than one to a " +
-  "local folder; met to SFTP).** A node on PostgreSQL spends ~1.8× the CPU of a SQLite node " +
-  "per file (4.1 against 2.3 s for 10,000 files): claiming ahead (an lstat and a read and " +
-  "hash of each file, which the copy reads again), about 700 round trips (a claim and a " +
-  "re-check per 64 files, a publish per 32 records: the bound on what another node uploads " +
-  "again after a kill), commits of ~30 files instead of ~64, and the database server's CPU " +
-  "on the same two cores, which also preempts a pinned node on its own core. Cut this " +
-  "round: every statement by key read the whole shared record (a `text[]` compared with the " +
-  "`char(64)` key; a publish of 32 records took 16–29 ms at 10,000 records, now 3–4 ms), a " +
-  "node's own records went into its mirror again, a timer per lease, the outbox's sent " +
-  "list. Two nodes on one folder: the files the other node did are recorded in batches " +
-  "without a job each, and not even claimed when the node's mirror vouches for them; but on " +
-  "this 2-core machine a pinned pair shares its cores with PostgreSQL, which one pinned " +
-  "node leaves a core to, so the pair is ahead of one node to SFTP (0.93×) and behind it to " +
-  "a local folder (1.16×), where a copy costs about what recording a file costs.",
+  "**The shared store (missed: PostgreSQL ≤ 1.5× SQLite; two nodes against one within this " +
+  "machine's noise of 1×).** A node on PostgreSQL spends ~1.75× the CPU of a SQLite node " +
+  "(3.9 against 2.2 s for 10,000 files). Its extra ~1.7 s, by where the profiler finds it: " +
+  "garbage collection ~0.22 s, the Node streams under the `pg` client ~0.22 s and the " +
+  "client itself ~0.2 s, SQLite commits ~0.13 s (a commit per ~32 records, the bound on " +
+  "what another node uploads again after a kill), the claim look ahead ~0.15 s, the outbox " +
+  "and the mirror ~0.11 s, the rest spread over the fleet modules. Cut this round: the read " +
+  "and hash of each file before its claim (the claim now asks with the file's stat), and " +
+  "~280 pick transactions of their own (a fleet node's picks now share the record " +
+  "transaction): −3 % node CPU in 10 paired rounds. Tried and not kept, each within 0–5 %: " +
+  "no claims at all (an upper bound: −10 % wall), publishing before the local commit (no " +
+  'outbox), claim batches that grow when all answers are "mine", the store client in a ' +
+  "worker thread, a larger V8 young generation. Two nodes on one folder: a pinned pair " +
+  "shares this 2-core machine with PostgreSQL, which one pinned node leaves a core to; to a " +
+  "local folder, where a copy costs about what recording a file costs, the pair is level " +
+  "with one node.",
   "**Sample chain (peak ≤ 400 MiB in four of six runs of the day, not in the full run; ≥ 2× not shown).** " +
   "Profiled (`--cpu-prof` of the main thread and each worker, 6,239 files): main thread 45 %, " +
   "esbuild 32 %, oxipng 10 %, acorn's ES5 parse 4 %, worker start-up and engine compiles 8 %. " +
