@@ -11,14 +11,13 @@ import { loadConfig } from "../../mod.ts";
 import { AHEAD_LOW, claimMore } from "../../src/pipeline/fleet_ahead.ts";
 import { FleetClaimer } from "../../src/pipeline/fleet_claimer.ts";
 import { FleetLeases } from "../../src/pipeline/fleet_lease.ts";
-import { EventBus, type RunSummary } from "../../src/pipeline/events.ts";
-import type { PipelineContext } from "../../src/pipeline/context.ts";
 import { logger } from "../../src/log.ts";
 import { CREATED } from "../../src/store/events.ts";
 import { FleetLocal } from "../../src/store/fleet_local.ts";
 import { openSharedStore } from "../../src/store/shared/open.ts";
 import { Store } from "../../src/store/store.ts";
 import { assert, assertEquals } from "../_assert.ts";
+import { testContext } from "../_context.ts";
 import { localConfig, workspace, write } from "../_harness.ts";
 
 Deno.test("claimMore(): while fewer than one pick and AHEAD_LOW more answers are left", () => {
@@ -37,20 +36,7 @@ Deno.test("FleetClaimer: the answers of the next pick are in before the schedule
   const store = new Store(ws.data);
   const shared = await openSharedStore(`sqlite:${path.join(ws.root, "shared.db")}`, "n1");
   const log = logger("test");
-  const abort = new AbortController();
-  const summary: RunSummary = { synced: 0, deleted: 0, failed: 0, skipped: 0 };
-  const ctx: PipelineContext = {
-    config,
-    options: {},
-    store,
-    dataDir: ws.data,
-    workDir: ws.root,
-    signal: abort.signal,
-    stopping: false,
-    bus: new EventBus(log),
-    summary,
-    log,
-  };
+  const { ctx, abort } = testContext(config, store, ws, log);
   const call = <T>(fn: (s: typeof shared) => Promise<T>) => fn(shared);
   const held = new FleetLeases({ call, leaseMs: () => 60_000, log });
   const claimer = new FleetClaimer({

@@ -10,8 +10,6 @@
  */
 import { setImmediate } from "node:timers";
 import { loadConfig } from "../../mod.ts";
-import { EventBus, type RunSummary } from "../../src/pipeline/events.ts";
-import type { PipelineContext } from "../../src/pipeline/context.ts";
 import { Scheduler } from "../../src/pipeline/scheduler.ts";
 import { Servers } from "../../src/pipeline/servers.ts";
 import { logger } from "../../src/log.ts";
@@ -19,6 +17,7 @@ import { CREATED } from "../../src/store/events.ts";
 import { Store } from "../../src/store/store.ts";
 import type { Job } from "../../src/store/types.ts";
 import { assertEquals } from "../_assert.ts";
+import { testContext } from "../_context.ts";
 import { localConfig, workspace } from "../_harness.ts";
 
 /** Lets the callbacks of this tick and the next run. */
@@ -42,20 +41,7 @@ async function withScheduler(
   const config = loadConfig(ws.config);
   const store = new Store(ws.data);
   const log = logger("test");
-  const abort = new AbortController();
-  const summary: RunSummary = { synced: 0, deleted: 0, failed: 0, skipped: 0 };
-  const ctx: PipelineContext = {
-    config,
-    options: {},
-    store,
-    dataDir: ws.data,
-    workDir: ws.root,
-    signal: abort.signal,
-    stopping: false,
-    bus: new EventBus(log),
-    summary,
-    log,
-  };
+  const { ctx, abort } = testContext(config, store, ws, log);
   let scheduler: Scheduler | undefined;
   try {
     store.tx(() =>

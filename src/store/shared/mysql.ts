@@ -32,6 +32,7 @@ import { recordValues, toNodeRow, toServerHealth } from "./_keys.ts";
 import { keyId, type RecordRow, toRecord } from "./_keys.ts";
 import type { KeyedItem } from "./_keys.ts";
 import { withDbErrors } from "./_db_errors.ts";
+import { ClaimsInBatches } from "./_one_claim.ts";
 import type {
   Claim,
   ClaimItem,
@@ -43,7 +44,6 @@ import type {
   SharedRecord,
   SharedServerHealth,
   SharedStore,
-  StatAsk,
 } from "./types.ts";
 import type { ServerUrl } from "./url.ts";
 import { ER_DUP_FIELDNAME, MIGRATIONS, TABLE_OPTIONS } from "./_mysql_sql.ts";
@@ -87,7 +87,7 @@ function statDone(items: readonly KeyedItem[]): { sql: string; values: unknown[]
 }
 
 /** The shared store on MariaDB or MySQL. */
-export class MysqlSharedStore implements SharedStore {
+export class MysqlSharedStore extends ClaimsInBatches implements SharedStore {
   readonly kind = "mysql" as const;
   readonly node: string;
   readonly #pool: mysql.Pool;
@@ -100,6 +100,7 @@ export class MysqlSharedStore implements SharedStore {
    * @param options Pool size, connect timeout and the URL for messages.
    */
   constructor(url: ServerUrl, node: string, options: MysqlSharedOptions) {
+    super();
     this.node = node;
     this.#shown = options.shown;
     const config: mysql.PoolOptions = {
@@ -257,17 +258,6 @@ export class MysqlSharedStore implements SharedStore {
       );
       return rows.map(toNodeRow);
     });
-  }
-
-  async claim(
-    key: SharedKey,
-    fingerprint: string,
-    now: number,
-    leaseMs: number,
-    stat?: StatAsk,
-  ): Promise<Claim> {
-    const [c] = await this.claimMany([{ key, fingerprint, stat }], now, leaseMs);
-    return c!;
   }
 
   async claimMany(items: readonly ClaimItem[], now: number, leaseMs: number): Promise<Claim[]> {

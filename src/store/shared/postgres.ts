@@ -37,6 +37,7 @@ import { toNodeRow, toServerHealth } from "./_keys.ts";
 import type { KeyedItem } from "./_keys.ts";
 import { decideClaim, isDone, type RecordRow, toRecord } from "./_keys.ts";
 import { withDbErrors } from "./_db_errors.ts";
+import { ClaimsInBatches } from "./_one_claim.ts";
 import type {
   Claim,
   ClaimItem,
@@ -48,7 +49,6 @@ import type {
   SharedRecord,
   SharedServerHealth,
   SharedStore,
-  StatAsk,
 } from "./types.ts";
 import type { ServerUrl } from "./url.ts";
 import {
@@ -84,7 +84,7 @@ const PUBLISH_QUERY = { name: "fc_publish", text: PUBLISH_SQL };
 type Client = pg.PoolClient;
 
 /** The shared store on PostgreSQL. */
-export class PostgresSharedStore implements SharedStore {
+export class PostgresSharedStore extends ClaimsInBatches implements SharedStore {
   readonly kind = "postgres" as const;
   readonly node: string;
   readonly #pool: pg.Pool;
@@ -101,6 +101,7 @@ export class PostgresSharedStore implements SharedStore {
     node: string,
     options: PostgresSharedOptions,
   ) {
+    super();
     this.node = node;
     this.#shown = options.shown;
     const config: pg.PoolConfig = {
@@ -216,17 +217,6 @@ export class PostgresSharedStore implements SharedStore {
       );
       return r.rows.map(toNodeRow);
     });
-  }
-
-  async claim(
-    key: SharedKey,
-    fingerprint: string,
-    now: number,
-    leaseMs: number,
-    stat?: StatAsk,
-  ): Promise<Claim> {
-    const [c] = await this.claimMany([{ key, fingerprint, stat }], now, leaseMs);
-    return c!;
   }
 
   async claimMany(items: readonly ClaimItem[], now: number, leaseMs: number): Promise<Claim[]> {

@@ -16,6 +16,7 @@ import { decideClaim, distinctItems, distinctKeys, distinctRecords, inOrder } fr
 import { isDone } from "./_keys.ts";
 import { recordValues } from "./_keys.ts";
 import { keyId, type RecordRow, toNodeRow, toRecord } from "./_keys.ts";
+import { ClaimsInBatches } from "./_one_claim.ts";
 import type {
   Claim,
   ClaimItem,
@@ -27,7 +28,6 @@ import type {
   SharedRecord,
   SharedServerHealth,
   SharedStore,
-  StatAsk,
 } from "./types.ts";
 import { MIGRATIONS } from "./_sqlite_sql.ts";
 import {
@@ -60,7 +60,7 @@ function settle<T>(fn: () => T): Promise<T> {
 }
 
 /** The shared store on an SQLite file. */
-export class SqliteSharedStore implements SharedStore {
+export class SqliteSharedStore extends ClaimsInBatches implements SharedStore {
   readonly kind = "sqlite" as const;
   readonly node: string;
   readonly #file: string;
@@ -75,6 +75,7 @@ export class SqliteSharedStore implements SharedStore {
    * @param options Busy timeout.
    */
   constructor(file: string, node: string, options: SqliteSharedOptions = {}) {
+    super();
     this.#file = file;
     this.node = node;
     this.#busyTimeoutMs = options.busyTimeoutMs ?? 10_000;
@@ -214,17 +215,6 @@ export class SqliteSharedStore implements SharedStore {
         ).all()) as unknown as Record<string, unknown>[];
       return rows.map(toNodeRow);
     });
-  }
-
-  async claim(
-    key: SharedKey,
-    fingerprint: string,
-    now: number,
-    leaseMs: number,
-    stat?: StatAsk,
-  ): Promise<Claim> {
-    const [c] = await this.claimMany([{ key, fingerprint, stat }], now, leaseMs);
-    return c!;
   }
 
   claimMany(items: readonly ClaimItem[], now: number, leaseMs: number): Promise<Claim[]> {
