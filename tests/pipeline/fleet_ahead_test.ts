@@ -14,11 +14,13 @@ import {
   useAhead,
 } from "../../src/pipeline/fleet_ahead.ts";
 import { fingerprint, statAsk, statId, unreadFingerprint } from "../../src/pipeline/fleet_keys.ts";
+import type { Fingerprint } from "../../src/pipeline/plan.ts";
 import { CREATED, DELETED } from "../../src/store/events.ts";
 import type { Claim, SharedRecord } from "../../src/store/shared/types.ts";
 import { Store } from "../../src/store/store.ts";
 import type { Job } from "../../src/store/store.ts";
 import { assert, assertEquals } from "../_assert.ts";
+import { queuedJob } from "../_job.ts";
 
 const LEASE = 4000;
 const NOW = 1_000_000;
@@ -83,25 +85,22 @@ Deno.test("shouldJump() when most answers say another node works there", () => {
   assertEquals(shouldJump([done, done]), true);
 });
 
+/** A job's file as claimed ahead unread: with its stat, not its MD5. */
+function unreadFile(job: Job, stat: Fingerprint): AheadFile {
+  return {
+    key: { input_file: job.input_file, server: job.server, dest: job.dest },
+    fingerprint: unreadFingerprint(stat),
+    statAsk: statAsk(stat, job.force),
+    stat,
+  };
+}
+
 /** A queue of `n` upload jobs (ids 1..n) of server "cdn", in memory. */
 function fakeQueue(n: number) {
-  const jobs: Job[] = Array.from({ length: n }, (_, i) => ({
-    id: i + 1,
-    input_file: `/s/f${i + 1}`,
-    source: "s",
-    server: "cdn",
-    dest: "",
-    event: CREATED,
-    gen: 0,
-    state: "queued",
-    attempts: 0,
-    requeues: 0,
-    force: 0,
-    last_error: null,
-    error_kind: null,
-    discovered_at: 0,
-    ready_at: 0,
-  }));
+  const jobs: Job[] = Array.from(
+    { length: n },
+    (_, i) => queuedJob({ id: i + 1, input_file: `/s/f${i + 1}` }),
+  );
   const file = (job: Job): AheadFile => ({
     key: { input_file: job.input_file, server: job.server, dest: job.dest },
     fingerprint: `fp${job.id}`,
@@ -329,12 +328,7 @@ Deno.test("ClaimAhead: a file claimed with its stat carries it; a 'done' answer 
   const ahead = new ClaimAhead({
     ...q.deps,
     // Not read: claimed with the stat, as the claimer does without a vouched MD5.
-    fileOf: (job: Job): AheadFile => ({
-      key: { input_file: job.input_file, server: job.server, dest: job.dest },
-      fingerprint: unreadFingerprint(stat(job)),
-      statAsk: statAsk(stat(job), job.force),
-      stat: stat(job),
-    }),
+    fileOf: (job: Job) => unreadFile(job, stat(job)),
   }, () => 0);
   const b = ahead.plan("cdn", new Set());
   assertEquals(b.items.map((i) => i.stat), q.jobs.map((j) => statAsk(stat(j), 0)));
@@ -368,12 +362,7 @@ Deno.test("ClaimAhead: a file claimed unread, 'mine' with a record of the same s
   const read: number[] = [];
   const ahead = new ClaimAhead({
     ...q.deps,
-    fileOf: (job: Job): AheadFile => ({
-      key: { input_file: job.input_file, server: job.server, dest: job.dest },
-      fingerprint: unreadFingerprint(stat(job)),
-      statAsk: statAsk(stat(job), job.force),
-      stat: stat(job),
-    }),
+    fileOf: (job: Job) => unreadFile(job, stat(job)),
     // Job 4's file cannot be read: its job reads it.
     read: (f: AheadFile) => {
       read.push(f.stat.ino);

@@ -17,27 +17,12 @@ import type { Claim, SharedRecord, StatAsk } from "../../src/store/shared/types.
 import type { Job } from "../../src/store/store.ts";
 import { RACY_MS } from "../../src/watch/_stat.ts";
 import { assert, assertEquals, assertRejects } from "../_assert.ts";
+import { queuedJob } from "../_job.ts";
 
 const OTHER_MD5 = "0123456789abcdef0123456789abcdef";
 
 function job(file: string, force = 0): Job {
-  return {
-    id: 7,
-    input_file: file,
-    source: "s",
-    server: "cdn",
-    dest: "",
-    event: CREATED,
-    gen: 0,
-    state: "queued",
-    attempts: 0,
-    requeues: 0,
-    force,
-    last_error: null,
-    error_kind: null,
-    discovered_at: 0,
-    ready_at: 0,
-  };
+  return queuedJob({ id: 7, input_file: file, force });
 }
 
 function recordOf(file: string, fp: string, stat = ""): SharedRecord {
