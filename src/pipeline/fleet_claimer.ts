@@ -11,11 +11,11 @@
  * - a small file is not read to be claimed ahead unless this node's mirror
  *   holds a record of its size and mtime ({@linkcode MirrorLook}; one that
  *   vouches for its MD5 spares the read): it is claimed with its stat
- *   (`statAsk`), which the
- *   shared store answers "done" when a record vouches for it; a "mine"
- *   answer with a record of the same size and mtime makes it read then, and
- *   "done" (its lease released) when it is of the record's content
- *   (`fleet_ahead.ts`); a job claiming on demand does the same (`fleet_claim.ts`);
+ *   (`statAsk`), which the shared store answers "done" when a record
+ *   vouches for it; a "mine" answer with a record of the same size and
+ *   mtime makes it read then, and "done" (its lease released) when it is of
+ *   the record's content (`fleet_ahead.ts`); a job claiming on demand does
+ *   the same (`fleet_claim.ts`);
  * - a claim asking again after a lost lease (`fleet_lease.ts`) asks without
  *   the stat and its "mine" answer carries no record: the file is uploaded;
  * - jobs whose files another node holds are put off in the local queue
