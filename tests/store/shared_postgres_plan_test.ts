@@ -5,7 +5,9 @@
  * the number of files. Checked on the plans PostgreSQL makes for a store of
  * 20,000 records (analysed), with the statements as the store sends them.
  * (The leases are few — only files being uploaded hold one — so reading
- * them whole is the planner's choice to make.)
+ * them whole is the planner's choice to make.) And on a store that grew
+ * after its connections first ran them, before the server analysed it again
+ * (a new fleet's first sync): counted by the server, through the store.
  *
  * @module
  */
@@ -134,6 +136,96 @@ Deno.test("shared store (postgres): claims, re-checks, publishes and removals re
   } finally {
     await client.end().catch(() => {});
     await store.close();
+    await db.drop().catch(() => {});
+  }
+});
+
+/** Rows of `synced_files` read by whole-table scans, and its index scans, as the server counts them. */
+async function scans(client: pg.Client): Promise<{ seqRead: number; idx: number }> {
+  const r = await client.query(
+    "SELECT seq_tup_read, idx_scan FROM pg_stat_user_tables WHERE relname = 'synced_files'",
+  );
+  return { seqRead: Number(r.rows[0].seq_tup_read), idx: Number(r.rows[0].idx_scan ?? 0) };
+}
+
+Deno.test("shared store (postgres): a store that grew after its connections first claimed still claims and follows by key", async () => {
+  // A new fleet: the store's connections claim and publish while the shared record is empty,
+  // then it grows faster than the server re-analyses it (here: not at all). A plan made for the
+  // empty table and kept for the connection, or one made from the stale statistics, would
+  // read the whole table at every claim and follow: each batch would cost more than the last.
+  const db = await freshDatabase("postgres");
+  const store = await openSharedStore(db.url, "n1");
+  const client = new pg.Client({ connectionString: db.url });
+  try {
+    await store.migrate();
+    await client.connect();
+    await client.query("ALTER TABLE synced_files SET (autovacuum_enabled = false)");
+    await client.query("ALTER TABLE fc_changes SET (autovacuum_enabled = false)");
+    // More than the few executions after which PostgreSQL may keep one plan for a statement.
+    for (let i = 0; i < 8; i++) {
+      const keys = Array.from({ length: BATCH }, (_, j) => key(1_000_000 + i * BATCH + j));
+      await store.claimMany(
+        keys.map((k) => ({ key: k, fingerprint: "10:1:x" })),
+        Date.now(),
+        60_000,
+      );
+      await store.publish(keys.map((k) => ({
+        ...k,
+        transported_file_basename: "f.css",
+        url: "https://cdn.example/f.css",
+        remote_path: "f.css",
+        fingerprint: "10:1:x",
+        node: "n1",
+        synced_at: 1,
+        source_stat: "",
+      })));
+      await store.changesSince(0, 100);
+    }
+    // The record grows by 20,000 files (and the feed by as many changes), unanalysed.
+    await client.query(
+      `INSERT INTO synced_files(key_hash, input_file, transported_file_basename, url, server, dest,
+         remote_path, fingerprint, node, synced_at)
+       SELECT lpad(to_hex(i), 64, '0'), '/srv/site/g' || i || '.css', 'g' || i || '.css',
+         'https://cdn.example/g' || i || '.css', 'cdn', '', 'g' || i || '.css', '10:1:' || i, 'n2', 1
+       FROM generate_series(1, $1::int) AS i`,
+      [RECORDS],
+    );
+    const { head } = await store.feed();
+    await client.query(
+      `INSERT INTO fc_changes(seq, key_hash, input_file, server, dest, removed)
+       SELECT $2::bigint + i, lpad(to_hex(i), 64, '0'), '/srv/site/g' || i || '.css', 'cdn', '',
+         false
+       FROM generate_series(1, $1::int) AS i`,
+      [RECORDS, head],
+    );
+    await client.query("UPDATE fc_feed SET seq = $1 WHERE id = 1", [head + RECORDS]);
+    const before = await scans(client);
+    for (let i = 0; i < 3; i++) {
+      const keys = Array.from({ length: BATCH }, (_, j) => key(2_000_000 + i * BATCH + j));
+      await store.claimMany(
+        keys.map((k) => ({ key: k, fingerprint: "10:1:x" })),
+        Date.now(),
+        60_000,
+      );
+    }
+    const changes = await store.changesSince(head + RECORDS - 2000, 2000);
+    assertEquals(changes.length, 2000);
+    assert(changes.every((c) => c.record?.node === "n2"), "each change comes with its record");
+    // A connection's counts reach the server's view when it ends.
+    await store.close();
+    let after = await scans(client);
+    for (let i = 0; i < 150 && after.idx === before.idx && after.seqRead === before.seqRead; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      after = await scans(client);
+    }
+    assert(after.idx > before.idx, "the claims and the follow used the key index");
+    assert(
+      after.seqRead - before.seqRead < RECORDS,
+      `${after.seqRead - before.seqRead} record rows read by whole-table scans`,
+    );
+  } finally {
+    await client.end().catch(() => {});
+    await store.close().catch(() => {});
     await db.drop().catch(() => {});
   }
 });

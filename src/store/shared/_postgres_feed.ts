@@ -45,7 +45,12 @@ export async function appendChanges(
   );
 }
 
-/** The changes after `cursor`, oldest first, each with its key's record unless removed. */
+/**
+ * The changes after `cursor`, oldest first, each with its key's record unless removed. The
+ * changes are taken by position first, then each one's record by its key (`LATERAL … LIMIT 1`
+ * keeps PostgreSQL from turning that into a join over both tables), so a follow never reads
+ * the whole record, whatever the planner knows of the tables' sizes.
+ */
 export async function readChanges(
   c: Client,
   cursor: number,
@@ -55,8 +60,10 @@ export async function readChanges(
     `SELECT c.seq, c.input_file AS k_input_file, c.server AS k_server, c.dest AS k_dest,
        s.input_file, s.server, s.dest, s.transported_file_basename, s.url, s.remote_path,
        s.fingerprint, s.node, s.synced_at, s.source_stat
-     FROM fc_changes c LEFT JOIN synced_files s ON s.key_hash = c.key_hash
-     WHERE c.seq > $1 ORDER BY c.seq LIMIT $2`,
+     FROM (SELECT seq, key_hash, input_file, server, dest FROM fc_changes
+       WHERE seq > $1 ORDER BY seq LIMIT $2) c
+     LEFT JOIN LATERAL (SELECT * FROM synced_files WHERE key_hash = c.key_hash LIMIT 1) s ON true
+     ORDER BY c.seq`,
     [cursor, limit],
   );
   return r.rows.map((row) => {

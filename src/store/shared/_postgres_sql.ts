@@ -123,6 +123,7 @@ export const CLAIM_SQL = `
       $9::text[], $10::bigint[]) AS t(h, i, s, d, fp, st, af)
   ), rec AS (
     SELECT k.h, k.fp, k.st, k.af, sf.* FROM k JOIN synced_files sf ON sf.key_hash = k.h
+    WHERE sf.key_hash = ANY($1::bpchar[])
   ), ins AS (
     INSERT INTO fc_leases(key_hash, input_file, server, dest, node, until)
     SELECT k.h, k.i, k.s, k.d, $6, $7 FROM k

@@ -77,8 +77,11 @@ export interface PostgresSharedOptions {
 
 const RECORD_COLUMNS = RECORD_COLUMNS_SQL;
 
-// Named statements: each connection parses (and may plan) them once, not at every batch.
-const CLAIM_QUERY = { name: "fc_claim", text: CLAIM_SQL };
+// A named statement is parsed once per connection, and PostgreSQL may keep one plan for it.
+// Publishing finds its rows through the key indexes whatever the plan, so it is named. A claim reads
+// the records of its keys: it is planned at each batch, for the table as it is then (a plan
+// kept from the first batches of a new fleet, when the table was empty, would read the whole
+// table at every claim until the server analyses it again).
 const PUBLISH_QUERY = { name: "fc_publish", text: PUBLISH_SQL };
 
 type Client = pg.PoolClient;
@@ -225,7 +228,7 @@ export class PostgresSharedStore extends ClaimsInBatches implements SharedStore 
     const hashes = distinct.map((i) => i.hash);
     // One statement, hence one round trip and its own transaction (see the module doc).
     const rows = await this.#with("claim in", async (c) => {
-      const r = await c.query(CLAIM_QUERY, [
+      const r = await c.query(CLAIM_SQL, [
         hashes,
         distinct.map((i) => i.key.input_file),
         distinct.map((i) => i.key.server),
