@@ -109,10 +109,13 @@ const DONE = "(rec.fingerprint = rec.fp OR (rec.st <> '' AND rec.source_stat = r
  * Claims a batch in one statement. `k` is the batch ($1–$5: hash, input
  * file, server, dest, fingerprint; $9, $10: the stat asked, "" for none,
  * and its racy bound; sorted by hash, so rows are locked in that order);
- * `rec` the records; `ins` takes the leases of the keys whose record is not
- * done for what was asked (see {@linkcode DONE}), where the lease is
- * missing, expired or ours (a conflicting row it does not update is still
- * locked until the end of the statement, so claimers of one key queue up);
+ * `rec` the records, each read by its key (`LATERAL … LIMIT 1`: a join
+ * would be planned as a read of the whole table while it is small, and the
+ * plan of a named statement may be kept as the table grows); `ins` takes
+ * the leases of the keys whose record is not done for what was asked (see
+ * {@linkcode DONE}), where the lease is missing, expired or ours (a
+ * conflicting row it does not update is still locked until the end of the
+ * statement, so claimers of one key queue up);
  * `dl` drops our own lease on keys that are done. The result has, per key,
  * the lease we took (`mine_until`), otherwise the lease as the statement's
  * snapshot saw it, and the record.
@@ -122,8 +125,8 @@ export const CLAIM_SQL = `
     SELECT * FROM unnest($1::bpchar[], $2::text[], $3::text[], $4::text[], $5::text[],
       $9::text[], $10::bigint[]) AS t(h, i, s, d, fp, st, af)
   ), rec AS (
-    SELECT k.h, k.fp, k.st, k.af, sf.* FROM k JOIN synced_files sf ON sf.key_hash = k.h
-    WHERE sf.key_hash = ANY($1::bpchar[])
+    SELECT k.h, k.fp, k.st, k.af, sf.* FROM k
+      CROSS JOIN LATERAL (SELECT * FROM synced_files WHERE key_hash = k.h LIMIT 1) sf
   ), ins AS (
     INSERT INTO fc_leases(key_hash, input_file, server, dest, node, until)
     SELECT k.h, k.i, k.s, k.d, $6, $7 FROM k

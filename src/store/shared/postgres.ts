@@ -77,11 +77,10 @@ export interface PostgresSharedOptions {
 
 const RECORD_COLUMNS = RECORD_COLUMNS_SQL;
 
-// A named statement is parsed once per connection, and PostgreSQL may keep one plan for it.
-// Publishing finds its rows through the key indexes whatever the plan, so it is named. A claim reads
-// the records of its keys: it is planned at each batch, for the table as it is then (a plan
-// kept from the first batches of a new fleet, when the table was empty, would read the whole
-// table at every claim until the server analyses it again).
+// Named statements: each connection parses them once, and PostgreSQL may keep one plan for each,
+// made while the tables were small (a new fleet's first batches). Both find their rows by key
+// whatever the tables' sizes (see `CLAIM_SQL`), so a kept plan stays right as they grow.
+const CLAIM_QUERY = { name: "fc_claim", text: CLAIM_SQL };
 const PUBLISH_QUERY = { name: "fc_publish", text: PUBLISH_SQL };
 
 type Client = pg.PoolClient;
@@ -228,7 +227,7 @@ export class PostgresSharedStore extends ClaimsInBatches implements SharedStore 
     const hashes = distinct.map((i) => i.hash);
     // One statement, hence one round trip and its own transaction (see the module doc).
     const rows = await this.#with("claim in", async (c) => {
-      const r = await c.query(CLAIM_SQL, [
+      const r = await c.query(CLAIM_QUERY, [
         hashes,
         distinct.map((i) => i.key.input_file),
         distinct.map((i) => i.key.server),
