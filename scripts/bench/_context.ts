@@ -44,6 +44,9 @@ export interface Sizes {
   fleetRuns: number;
   /** Scenario f: files written one at a time for the change-to-record latency. */
   fleetLatencySamples: number;
+  /** Scenario f: files of the shared store alone (`fleet_store.ts`), and its runs per checkout. */
+  fleetStoreFiles: number;
+  fleetStoreRuns: number;
 }
 
 /** The two modes. */
@@ -69,6 +72,8 @@ export const SIZES: Record<"quick" | "full", Sizes> = {
     fleetFiles: 2000,
     fleetRuns: 1,
     fleetLatencySamples: 50,
+    fleetStoreFiles: 10_000,
+    fleetStoreRuns: 1,
   },
   full: {
     initialFiles: { local: 10_000, sftp: 10_000, s3: 10_000 },
@@ -91,6 +96,8 @@ export const SIZES: Record<"quick" | "full", Sizes> = {
     fleetFiles: 10_000,
     fleetRuns: 5,
     fleetLatencySamples: 200,
+    fleetStoreFiles: 50_000,
+    fleetStoreRuns: 3,
   },
 };
 

@@ -42,6 +42,7 @@ import { type Context, fresh } from "./_context.ts";
 import { FC_ENTRY, fcCommand, fcConfig } from "./_tools.ts";
 import { countFiles, makeTree, median, rmTree, say, timed } from "./_util.ts";
 import { fleetLatency, type FleetLatencyRow, type LatencyFigures } from "./fleet_latency.ts";
+import { storeAlone, type StoreAloneResult, storeAloneSection } from "./fleet_store.ts";
 
 /** The setups of scenario f, in their rotation order. */
 const SETUPS = [
@@ -103,6 +104,8 @@ export interface FleetResult {
   twoNodesSftpRatio?: number | null;
   /** Change-to-record latency, SQLite vs PostgreSQL (one node, watching). */
   latency?: FleetLatencyRow[];
+  /** The shared store alone, for many files (`fleet_store.ts`). */
+  store?: StoreAloneResult;
 }
 
 /** Uploads a daemon's log reports. */
@@ -209,6 +212,7 @@ export async function fleetBench(ctx: Context): Promise<FleetResult> {
   for (const row of rows) row.medianMs = row.runs.length > 0 ? median(row.runs) : null;
   rmTree(src);
   const latency = await fleetLatency(ctx, ctx.sizes.fleetLatencySamples);
+  const store = await storeAlone(ctx, ctx.sizes.fleetStoreFiles, ctx.sizes.fleetStoreRuns);
   const ratio = (a: Setup, b: Setup) => pairedRatio(rows, a, b, false);
   return {
     files,
@@ -218,6 +222,7 @@ export async function fleetBench(ctx: Context): Promise<FleetResult> {
     twoNodesPinnedRatio: ratio("postgres-2-nodes-pinned", "postgres-pinned"),
     twoNodesSftpRatio: ratio("postgres-2-nodes-sftp", "postgres-sftp"),
     latency,
+    store,
   };
 }
 
@@ -298,7 +303,7 @@ core (one machine per node, the database server unpinned): **${
   }** (goal < 1×); the same to the SFTP server on 127.0.0.1: **${
     r(x.twoNodesSftpRatio ?? null)
   }**.${baselineRatios(x.rows)}
-${x.latency ? latencySection(x.latency) : ""}`;
+${x.latency ? latencySection(x.latency) : ""}${x.store ? storeAloneSection(x.store) : ""}`;
 }
 
 /** The ratios of the baseline rows, when the run had them. */

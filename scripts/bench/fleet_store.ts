@@ -1,0 +1,173 @@
+/**
+ * Scenario f, the shared store alone: a node's round trips to the
+ * PostgreSQL store for many files (`fleet_store_run.ts`), in a fresh
+ * database, with the database server's CPU (its processes' user + system
+ * time, read from `/proc`: the server runs on this machine). What it shows:
+ * whether the cost of each 10,000 files stays the same as the shared record
+ * grows from empty — a plan that reads a whole table (one PostgreSQL made
+ * while the tables were empty and kept for a named statement, say) makes
+ * each slice slower than the one before. With `--baseline`, the other
+ * checkout's store runs in the same rotation.
+ *
+ * @module
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import pg from "pg";
+import { freshDatabase } from "../../tests/_servers.ts";
+import type { Context } from "./_context.ts";
+import { median, say, timed } from "./_util.ts";
+
+/** One checkout's runs. */
+export interface StoreAloneRow {
+  baseline: boolean;
+  /** Wall time of each run, ms. */
+  runs: number[];
+  /** The database server's CPU seconds of each run. */
+  serverCpuS: number[];
+  /** Each run's time per 10,000 files, ms, in order. */
+  slices: number[][];
+  failed: number;
+}
+
+/** Results of the store alone. */
+export interface StoreAloneResult {
+  files: number;
+  rows: StoreAloneRow[];
+}
+
+const RUNNER = path.join(import.meta.dirname!, "fleet_store_run.ts");
+
+/** User + system CPU seconds of a process and of its children that ended (`/proc/PID/stat`). */
+function cpuOf(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+  // Fields after the command name (which may hold spaces) start at ") ".
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ticks = Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+  return ticks / 100;
+}
+
+/** The database server's CPU seconds so far: its main process, the ended and the live backends. */
+function serverCpu(postmaster: number): number {
+  let total = cpuOf(postmaster);
+  const children = fs.readFileSync(`/proc/${postmaster}/task/${postmaster}/children`, "utf8")
+    .trim().split(/\s+/).filter(Boolean).map(Number);
+  for (const c of children) {
+    try {
+      total += cpuOf(c);
+    } catch {
+      // Ended meanwhile: counted in the main process's children's time.
+    }
+  }
+  return total;
+}
+
+/** The server's main process: the parent of a backend. */
+async function postmasterOf(url: string): Promise<number> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    const r = await c.query("SELECT pg_backend_pid() AS pid");
+    const stat = fs.readFileSync(`/proc/${r.rows[0].pid}/stat`, "utf8");
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+  } finally {
+    await c.end();
+  }
+}
+
+/** Runs the store alone for `files` files, `runs` times per checkout. */
+export async function storeAlone(
+  ctx: Context,
+  files: number,
+  runs: number,
+): Promise<StoreAloneResult> {
+  // This checkout's root is two levels up from scripts/bench.
+  const roots = [{ root: path.resolve(path.dirname(RUNNER), "../.."), baseline: false }];
+  if (ctx.baselineEntry) roots.push({ root: path.dirname(ctx.baselineEntry), baseline: true });
+  const rows: StoreAloneRow[] = roots.map((r) => ({
+    baseline: r.baseline,
+    runs: [],
+    serverCpuS: [],
+    slices: [],
+    failed: 0,
+  }));
+  say(`scenario f, the store alone: ${files} files, ${runs} run(s)`);
+  for (let i = 0; i < runs; i++) {
+    for (let k = 0; k < roots.length; k++) {
+      const at = (i + k) % roots.length;
+      const { root, baseline } = roots[at]!;
+      const row = rows[at]!;
+      const db = await freshDatabase("postgres");
+      try {
+        const postmaster = await postmasterOf(db.url);
+        const before = serverCpu(postmaster);
+        const r = await timed(
+          [
+            Deno.execPath(),
+            "run",
+            "-A",
+            "--config",
+            path.join(root, "deno.json"),
+            RUNNER,
+            root,
+            db.url,
+            String(files),
+          ],
+          { timeoutMs: 30 * 60_000 },
+        );
+        // The run's connections have closed: their backends end and are counted.
+        await new Promise((res) => setTimeout(res, 500));
+        const cpu = serverCpu(postmaster) - before;
+        const out = r.code === 0 ? r.stdout.trim().split("\n").at(-1) : undefined;
+        if (!out) {
+          row.failed++;
+          say(
+            `  store alone${baseline ? " (baseline)" : ""}: exit ${r.code}: ${
+              r.stderr.slice(-800)
+            }`,
+          );
+          continue;
+        }
+        const o = JSON.parse(out) as { wallMs: number; slices: number[] };
+        row.runs.push(o.wallMs);
+        row.serverCpuS.push(cpu);
+        row.slices.push(o.slices);
+        say(
+          `  store alone${baseline ? " (baseline)" : ""} run ${i + 1}: ${
+            (o.wallMs / 1000).toFixed(2)
+          } s, server CPU ${cpu.toFixed(2)} s, per 10,000 files ${
+            o.slices.map((s) => (s / 1000).toFixed(2)).join(" ")
+          } s`,
+        );
+      } finally {
+        await db.drop().catch(() => {});
+      }
+    }
+  }
+  return { files, rows };
+}
+
+/** The report's part on the store alone. */
+export function storeAloneSection(x: StoreAloneResult): string {
+  const s = (ms: number) => (ms / 1000).toFixed(2);
+  const rows = x.rows.map((row) => {
+    const slices = row.slices.map((sl) => sl.map(s).join(" → ")).join("; ") || "–";
+    return `| ${row.baseline ? "baseline" : "this code"} | ${
+      row.runs.length ? s(median(row.runs)) : "–"
+    } | ${row.runs.map(s).join(", ") || "–"} | ${
+      row.serverCpuS.map((c) => c.toFixed(2)).join(", ") || "–"
+    } | ${slices} | ${row.failed} |`;
+  });
+  return `
+### The shared store alone, ${x.files.toLocaleString("en-US")} files
+
+A node's round trips to the PostgreSQL store without the node (\`scripts/bench/fleet_store_run.ts\`):
+claims of 64 files, publishes of 32, a follow of the change feed every 10 claims, into a fresh
+database. "Server CPU" is the database server's user + system time of the run; each 10,000 files
+should cost the same however large the shared record has grown.
+
+| store | median wall time (s) | runs (s) | server CPU (s) | each 10,000 files, per run (s) | failed runs |
+|---|---|---|---|---|---|
+${rows.join("\n")}
+`;
+}
