@@ -97,22 +97,22 @@ const NOTES: string[] = [
   "(~0.12 s, one query each; SQLite looks every row up from the `dir` index) and the comparison. " +
   "After a clean stop the web application databases are kept until a synced file changes " +
   "(rebuilding them at the start took as long as the scan).",
-  "**The shared store (missed: PostgreSQL ≤ 1.5× SQLite; two nodes against one within this " +
-  "machine's noise of 1×).** A node on PostgreSQL spends ~1.75× the CPU of a SQLite node " +
-  "(3.9 against 2.2 s for 10,000 files). Its extra ~1.7 s, by where the profiler finds it: " +
-  "garbage collection ~0.22 s, the Node streams under the `pg` client ~0.22 s and the " +
-  "client itself ~0.2 s, SQLite commits ~0.13 s (a commit per ~32 records, the bound on " +
-  "what another node uploads again after a kill), the claim look ahead ~0.15 s, the outbox " +
-  "and the mirror ~0.11 s, the rest spread over the fleet modules. Cut this round: the read " +
-  "and hash of each file before its claim (the claim now asks with the file's stat), and " +
-  "~280 pick transactions of their own (a fleet node's picks now share the record " +
-  "transaction): −3 % node CPU in 10 paired rounds. Tried and not kept, each within 0–5 %: " +
-  "no claims at all (an upper bound: −10 % wall), publishing before the local commit (no " +
-  'outbox), claim batches that grow when all answers are "mine", the store client in a ' +
-  "worker thread, a larger V8 young generation. Two nodes on one folder: a pinned pair " +
-  "shares this 2-core machine with PostgreSQL, which one pinned node leaves a core to; to a " +
-  "local folder, where a copy costs about what recording a file costs, the pair is level " +
-  "with one node.",
+  "**The shared store (missed: PostgreSQL ≤ 1.5× SQLite; two pinned nodes level with one " +
+  "within this machine's noise).** Parts of a PostgreSQL node switched off in alternated " +
+  "runs (one node, 10,000 files, 4 rounds): SQLite 2.0–2.8 s; PostgreSQL 4.2–4.9 s; without " +
+  "claims the same (they are made ahead while the node waits on publishes); without " +
+  "publishing (no outbox, no bound) 2.9–3.4 s, about 1.5× SQLite with publishing free. " +
+  "Publishing costs ~1.3 s: ~0.45 s of waiting (at most 32 recorded uploads may be " +
+  "unpublished, so recording waits for each publish; 64, 128 or 256 gave 4.0, 3.7 and 3.7 s " +
+  "against 4.5 s, but a kill would leave 2–8× as many uploads to redo), ~0.5 s of local " +
+  "work (the outbox, a commit per ~32 records instead of ~64, the node's own records coming " +
+  "back through the change feed) and ~0.1 s in the client. A pinned pair is CPU-bound on " +
+  "this machine: two nodes (~3.1 CPU s each) and the database server (~2.2 s) share 2 " +
+  "cores, where one pinned node leaves the server a core of its own; a first pass in which " +
+  "each node claims only its share of the files (a rendezvous hash over the live nodes) " +
+  "removed the collisions, not the CPU, and left the wall time as it was. The database " +
+  "server's work per claim no longer grows with the shared record (see \"The shared record's " +
+  'plans at any size").',
   "**Sample chain (peak ≤ 400 MiB in four of six runs of the day, not in the full run; ≥ 2× not shown).** " +
   "Profiled (`--cpu-prof` of the main thread and each worker, 6,239 files): main thread 45 %, " +
   "esbuild 32 %, oxipng 10 %, acorn's ES5 parse 4 %, worker start-up and engine compiles 8 %. " +

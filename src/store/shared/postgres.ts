@@ -78,8 +78,9 @@ export interface PostgresSharedOptions {
 const RECORD_COLUMNS = RECORD_COLUMNS_SQL;
 
 // Named statements: each connection parses them once, and PostgreSQL may keep one plan for each,
-// made while the tables were small (a new fleet's first batches). Both find their rows by key
-// whatever the tables' sizes (see `CLAIM_SQL`), so a kept plan stays right as they grow.
+// made while the tables were small (a new fleet's first batches). Both reach their rows through
+// the tables' indexes whatever their sizes (see `CLAIM_SQL`), so a kept plan stays right as they
+// grow (`tests/store/shared_postgres_plan_test.ts`).
 const CLAIM_QUERY = { name: "fc_claim", text: CLAIM_SQL };
 const PUBLISH_QUERY = { name: "fc_publish", text: PUBLISH_SQL };
 
