@@ -1,8 +1,8 @@
 /**
  * Scenario f, the shared store alone: a node's round trips to the
- * PostgreSQL store for many files (`fleet_store_run.ts`), in a fresh
- * database, with the database server's CPU (its processes' user + system
- * time, read from `/proc`: the server runs on this machine). What it shows:
+ * PostgreSQL and the MariaDB store for many files (`fleet_store_run.ts`), in
+ * a fresh database, with the database server's CPU (its processes' user +
+ * system time, read from `/proc`: the servers run on this machine). What it shows:
  * whether the cost of each 10,000 files stays the same as the shared record
  * grows from empty — a plan that reads a whole table (one PostgreSQL made
  * while the tables were empty and kept for a named statement, say) makes
@@ -13,13 +13,15 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import mysql from "mysql2/promise";
 import pg from "pg";
-import { freshDatabase } from "../../tests/_servers.ts";
+import { type DatabaseServer, freshDatabase } from "../../tests/_servers.ts";
 import type { Context } from "./_context.ts";
 import { median, say, timed } from "./_util.ts";
 
-/** One checkout's runs. */
+/** One checkout's runs on one database server. */
 export interface StoreAloneRow {
+  engine: DatabaseServer;
   baseline: boolean;
   /** Wall time of each run, ms. */
   runs: number[];
@@ -38,6 +40,11 @@ export interface StoreAloneResult {
 
 const RUNNER = path.join(import.meta.dirname!, "fleet_store_run.ts");
 
+/** The database servers, in their rotation order. */
+const ENGINES: DatabaseServer[] = ["postgres", "mariadb"];
+
+const ENGINE_NAME: Record<DatabaseServer, string> = { postgres: "PostgreSQL", mariadb: "MariaDB" };
+
 /** User + system CPU seconds of a process and of its children that ended (`/proc/PID/stat`). */
 function cpuOf(pid: number): number {
   const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
@@ -48,9 +55,9 @@ function cpuOf(pid: number): number {
 }
 
 /** The database server's CPU seconds so far: its main process, the ended and the live backends. */
-function serverCpu(postmaster: number): number {
-  let total = cpuOf(postmaster);
-  const children = fs.readFileSync(`/proc/${postmaster}/task/${postmaster}/children`, "utf8")
+function serverCpu(pid: number): number {
+  let total = cpuOf(pid);
+  const children = fs.readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8")
     .trim().split(/\s+/).filter(Boolean).map(Number);
   for (const c of children) {
     try {
@@ -62,7 +69,24 @@ function serverCpu(postmaster: number): number {
   return total;
 }
 
-/** The server's main process: the parent of a backend. */
+/** The process whose CPU is the database server's (with its ended children's). */
+function serverPid(engine: DatabaseServer, url: string): Promise<number> {
+  return engine === "postgres" ? postmasterOf(url) : mariadbPid(url);
+}
+
+/** MariaDB's one process (its threads are counted in it), from the server's pid file. */
+async function mariadbPid(url: string): Promise<number> {
+  const c = await mysql.createConnection(url);
+  try {
+    const [rows] = await c.query("SELECT @@pid_file AS f");
+    const file = (rows as { f: string }[])[0]!.f;
+    return Number(fs.readFileSync(file, "utf8").trim());
+  } finally {
+    await c.end();
+  }
+}
+
+/** PostgreSQL's main process: the parent of a backend. */
 async function postmasterOf(url: string): Promise<number> {
   const c = new pg.Client({ connectionString: url });
   await c.connect();
@@ -82,9 +106,11 @@ export async function storeAlone(
   runs: number,
 ): Promise<StoreAloneResult> {
   // This checkout's root is two levels up from scripts/bench.
-  const roots = [{ root: path.resolve(path.dirname(RUNNER), "../.."), baseline: false }];
-  if (ctx.baselineEntry) roots.push({ root: path.dirname(ctx.baselineEntry), baseline: true });
+  const checkouts = [{ root: path.resolve(path.dirname(RUNNER), "../.."), baseline: false }];
+  if (ctx.baselineEntry) checkouts.push({ root: path.dirname(ctx.baselineEntry), baseline: true });
+  const roots = ENGINES.flatMap((engine) => checkouts.map((c) => ({ ...c, engine })));
   const rows: StoreAloneRow[] = roots.map((r) => ({
+    engine: r.engine,
     baseline: r.baseline,
     runs: [],
     serverCpuS: [],
@@ -95,12 +121,13 @@ export async function storeAlone(
   for (let i = 0; i < runs; i++) {
     for (let k = 0; k < roots.length; k++) {
       const at = (i + k) % roots.length;
-      const { root, baseline } = roots[at]!;
+      const { root, baseline, engine } = roots[at]!;
       const row = rows[at]!;
-      const db = await freshDatabase("postgres");
+      const name = `${ENGINE_NAME[engine]}${baseline ? " (baseline)" : ""}`;
+      const db = await freshDatabase(engine);
       try {
-        const postmaster = await postmasterOf(db.url);
-        const before = serverCpu(postmaster);
+        const server = await serverPid(engine, db.url);
+        const before = serverCpu(server);
         const r = await timed(
           [
             Deno.execPath(),
@@ -117,7 +144,7 @@ export async function storeAlone(
         );
         // The run's connections have closed: their backends end and are counted.
         await new Promise((res) => setTimeout(res, 500));
-        const cpu = serverCpu(postmaster) - before;
+        const cpu = serverCpu(server) - before;
         const out = r.code === 0 ? r.stdout.trim().split("\n").at(-1) : undefined;
         if (!out) {
           row.failed++;
@@ -133,11 +160,9 @@ export async function storeAlone(
         row.serverCpuS.push(cpu);
         row.slices.push(o.slices);
         say(
-          `  store alone${baseline ? " (baseline)" : ""} run ${i + 1}: ${
-            (o.wallMs / 1000).toFixed(2)
-          } s, server CPU ${cpu.toFixed(2)} s, per 10,000 files ${
-            o.slices.map((s) => (s / 1000).toFixed(2)).join(" ")
-          } s`,
+          `  store alone, ${name}, run ${i + 1}: ${(o.wallMs / 1000).toFixed(2)} s, server CPU ${
+            cpu.toFixed(2)
+          } s, per 10,000 files ${o.slices.map((s) => (s / 1000).toFixed(2)).join(" ")} s`,
         );
       } finally {
         await db.drop().catch(() => {});
@@ -152,7 +177,7 @@ export function storeAloneSection(x: StoreAloneResult): string {
   const s = (ms: number) => (ms / 1000).toFixed(2);
   const rows = x.rows.map((row) => {
     const slices = row.slices.map((sl) => sl.map(s).join(" → ")).join("; ") || "–";
-    return `| ${row.baseline ? "baseline" : "this code"} | ${
+    return `| ${ENGINE_NAME[row.engine]}, ${row.baseline ? "baseline" : "this code"} | ${
       row.runs.length ? s(median(row.runs)) : "–"
     } | ${row.runs.map(s).join(", ") || "–"} | ${
       row.serverCpuS.map((c) => c.toFixed(2)).join(", ") || "–"
@@ -161,7 +186,7 @@ export function storeAloneSection(x: StoreAloneResult): string {
   return `
 ### The shared store alone, ${x.files.toLocaleString("en-US")} files
 
-A node's round trips to the PostgreSQL store without the node (\`scripts/bench/fleet_store_run.ts\`):
+A node's round trips to the PostgreSQL and the MariaDB store without the node (\`scripts/bench/fleet_store_run.ts\`):
 claims of 64 files, publishes of 32, a follow of the change feed every 10 claims, into a fresh
 database. "Server CPU" is the database server's user + system time of the run; each 10,000 files
 should cost the same however large the shared record has grown.

@@ -1,6 +1,6 @@
 /**
  * Child process of scenario f's "store alone" (`fleet_store.ts`): a node's
- * round trips to a PostgreSQL shared store for `files` files, without the
+ * round trips to a shared store (PostgreSQL or MariaDB) for `files` files, without the
  * node — a claim of 64 files (with the re-read of the keys it took), two
  * publishes of 32, and a follow of the change feed every 10 batches — with
  * the store of the checkout at `root` (this one, or the `--baseline`). Prints
