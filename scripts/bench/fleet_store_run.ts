@@ -6,12 +6,16 @@
  * the store of the checkout at `root` (this one, or the `--baseline`). Prints
  * one JSON line: the wall time and the time of each 10,000 files.
  *
- * Usage: `deno run -A --config ROOT/deno.json fleet_store_run.ts ROOT URL FILES`
+ * Usage: `FC_BENCH_STORE_URL=<store URL> deno run -A --config ROOT/deno.json fleet_store_run.ts ROOT FILES`
+ * (the URL holds the password, so it does not go on the command line)
  *
  * @module
  */
-const [root, url, filesArg] = Deno.args;
-if (!root || !url || !filesArg) throw new Error("usage: fleet_store_run.ts ROOT URL FILES");
+const [root, filesArg] = Deno.args;
+const url = Deno.env.get("FC_BENCH_STORE_URL");
+if (!root || !url || !filesArg) {
+  throw new Error("usage: FC_BENCH_STORE_URL=… fleet_store_run.ts ROOT FILES");
+}
 const files = Number(filesArg);
 const { openSharedStore } = await import(`${root}/src/store/shared/open.ts`);
 
