@@ -22,7 +22,7 @@ import {
   RECORDS_SQL,
   UNPUBLISH_SQL,
 } from "../../src/store/shared/_postgres_sql.ts";
-import type { SharedRecord } from "../../src/store/shared/types.ts";
+import type { SharedKey, SharedRecord, SharedStore } from "../../src/store/shared/types.ts";
 import { assert, assertEquals } from "../_assert.ts";
 import { freshDatabase } from "../_servers.ts";
 
@@ -45,26 +45,46 @@ function seqScans(node: PlanNode, out: string[] = []): string[] {
 
 const key = (i: number) => ({ input_file: `/srv/site/f${i}.css`, server: "cdn", dest: "" });
 
-Deno.test("shared store (postgres): claims, re-checks, publishes and removals read records by key, not the whole table", async () => {
+/** A record of `k` as node n1 publishes it, its remote file named `name`. */
+const recordOf = (k: SharedKey, fingerprint: string, name = "f.css"): SharedRecord => ({
+  ...k,
+  transported_file_basename: name,
+  url: `https://cdn.example/${name}`,
+  remote_path: name,
+  fingerprint,
+  node: "n1",
+  synced_at: 1,
+  source_stat: "",
+});
+
+/**
+ * Runs `t` with a migrated store of node n1 on a fresh database and a client of that database of
+ * its own; closes both and drops the database after.
+ */
+async function onFreshStore(
+  t: (store: SharedStore, client: pg.Client) => Promise<void>,
+): Promise<void> {
   const db = await freshDatabase("postgres");
   const store = await openSharedStore(db.url, "n1");
   const client = new pg.Client({ connectionString: db.url });
   try {
     await store.migrate();
+    await client.connect();
+    await t(store, client);
+  } finally {
+    await client.end().catch(() => {});
+    await store.close().catch(() => {});
+    await db.drop().catch(() => {});
+  }
+}
+
+Deno.test("shared store (postgres): claims, re-checks, publishes and removals read records by key, not the whole table", async () => {
+  await onFreshStore(async (store, client) => {
     // A store of many records, and leases of many keys, as a busy fleet has.
     for (let from = 0; from < RECORDS; from += 500) {
       const records: SharedRecord[] = [];
       for (let i = from; i < from + 500; i++) {
-        records.push({
-          ...key(i),
-          transported_file_basename: `f${i}.css`,
-          url: `https://cdn.example/f${i}.css`,
-          remote_path: `f${i}.css`,
-          fingerprint: `10:1:${i}`,
-          node: "n1",
-          synced_at: 1,
-          source_stat: "",
-        });
+        records.push(recordOf(key(i), `10:1:${i}`, `f${i}.css`));
       }
       await store.publish(records);
     }
@@ -75,7 +95,6 @@ Deno.test("shared store (postgres): claims, re-checks, publishes and removals re
     for (let i = 0; i < leased.length; i += 500) {
       await store.claimMany(leased.slice(i, i + 500), Date.now(), 60_000);
     }
-    await client.connect();
     await client.query("ANALYZE");
 
     // A batch of keys: half recorded, half leased.
@@ -133,12 +152,15 @@ Deno.test("shared store (postgres): claims, re-checks, publishes and removals re
       60_000,
     );
     assert(c?.kind === "done", JSON.stringify(c));
-  } finally {
-    await client.end().catch(() => {});
-    await store.close();
-    await db.drop().catch(() => {});
-  }
+  });
 });
+
+/** Claims the {@linkcode BATCH} keys from `first` on, as a node claims ahead; returns them. */
+async function claimBatch(store: SharedStore, first: number): Promise<SharedKey[]> {
+  const keys = Array.from({ length: BATCH }, (_, j) => key(first + j));
+  await store.claimMany(keys.map((k) => ({ key: k, fingerprint: "10:1:x" })), Date.now(), 60_000);
+  return keys;
+}
 
 /** Rows of `synced_files` read by whole-table scans, and its index scans, as the server counts them. */
 async function scans(client: pg.Client): Promise<{ seqRead: number; idx: number }> {
@@ -153,32 +175,13 @@ Deno.test("shared store (postgres): a store that grew after its connections firs
   // then it grows faster than the server re-analyses it (here: not at all). A plan made for the
   // empty table and kept for the connection, or one made from the stale statistics, would
   // read the whole table at every claim and follow: each batch would cost more than the last.
-  const db = await freshDatabase("postgres");
-  const store = await openSharedStore(db.url, "n1");
-  const client = new pg.Client({ connectionString: db.url });
-  try {
-    await store.migrate();
-    await client.connect();
+  await onFreshStore(async (store, client) => {
     await client.query("ALTER TABLE synced_files SET (autovacuum_enabled = false)");
     await client.query("ALTER TABLE fc_changes SET (autovacuum_enabled = false)");
     // More than the few executions after which PostgreSQL may keep one plan for a statement.
     for (let i = 0; i < 8; i++) {
-      const keys = Array.from({ length: BATCH }, (_, j) => key(1_000_000 + i * BATCH + j));
-      await store.claimMany(
-        keys.map((k) => ({ key: k, fingerprint: "10:1:x" })),
-        Date.now(),
-        60_000,
-      );
-      await store.publish(keys.map((k) => ({
-        ...k,
-        transported_file_basename: "f.css",
-        url: "https://cdn.example/f.css",
-        remote_path: "f.css",
-        fingerprint: "10:1:x",
-        node: "n1",
-        synced_at: 1,
-        source_stat: "",
-      })));
+      const keys = await claimBatch(store, 1_000_000 + i * BATCH);
+      await store.publish(keys.map((k) => recordOf(k, "10:1:x")));
       await store.changesSince(0, 100);
     }
     // The record grows by 20,000 files (and the feed by as many changes), unanalysed.
@@ -200,14 +203,7 @@ Deno.test("shared store (postgres): a store that grew after its connections firs
     );
     await client.query("UPDATE fc_feed SET seq = $1 WHERE id = 1", [head + RECORDS]);
     const before = await scans(client);
-    for (let i = 0; i < 3; i++) {
-      const keys = Array.from({ length: BATCH }, (_, j) => key(2_000_000 + i * BATCH + j));
-      await store.claimMany(
-        keys.map((k) => ({ key: k, fingerprint: "10:1:x" })),
-        Date.now(),
-        60_000,
-      );
-    }
+    for (let i = 0; i < 3; i++) await claimBatch(store, 2_000_000 + i * BATCH);
     const changes = await store.changesSince(head + RECORDS - 2000, 2000);
     assertEquals(changes.length, 2000);
     assert(changes.every((c) => c.record?.node === "n2"), "each change comes with its record");
@@ -223,9 +219,5 @@ Deno.test("shared store (postgres): a store that grew after its connections firs
       after.seqRead - before.seqRead < RECORDS,
       `${after.seqRead - before.seqRead} record rows read by whole-table scans`,
     );
-  } finally {
-    await client.end().catch(() => {});
-    await store.close().catch(() => {});
-    await db.drop().catch(() => {});
-  }
+  });
 });
