@@ -17,7 +17,7 @@ import mysql from "mysql2/promise";
 import pg from "pg";
 import { type DatabaseServer, freshDatabase } from "../../tests/_servers.ts";
 import type { Context } from "./_context.ts";
-import { median, say, timed } from "./_util.ts";
+import { descendants, median, procUsage, say, timed } from "./_util.ts";
 
 /** One checkout's runs on one database server. */
 export interface StoreAloneRow {
@@ -45,27 +45,13 @@ const ENGINES: DatabaseServer[] = ["postgres", "mariadb"];
 
 const ENGINE_NAME: Record<DatabaseServer, string> = { postgres: "PostgreSQL", mariadb: "MariaDB" };
 
-/** User + system CPU seconds of a process and of its children that ended (`/proc/PID/stat`). */
-function cpuOf(pid: number): number {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-  // Fields after the command name (which may hold spaces) start at ") ".
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  const ticks = Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
-  return ticks / 100;
-}
-
-/** A database server's CPU seconds so far: its main process, with its ended and live children. */
+/**
+ * A database server's CPU seconds so far: its main process (with its children that ended) and its
+ * live children (PostgreSQL's backends).
+ */
 function serverCpu(pid: number): number {
-  let total = cpuOf(pid);
-  const children = fs.readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8")
-    .trim().split(/\s+/).filter(Boolean).map(Number);
-  for (const c of children) {
-    try {
-      total += cpuOf(c);
-    } catch {
-      // Ended meanwhile: counted in the main process's children's time.
-    }
-  }
+  let total = 0;
+  for (const p of [pid, ...descendants(pid)]) total += procUsage(p)?.cpuS ?? 0;
   return total;
 }
 
@@ -126,8 +112,9 @@ export async function storeAlone(
       const name = `${ENGINE_NAME[engine]}${baseline ? " (baseline)" : ""}`;
       const db = await freshDatabase(engine);
       try {
-        const server = await serverPid(engine, db.url);
-        const before = serverCpu(server);
+        // Unknown (a pid file this user cannot read): the run is timed without the server's CPU.
+        const server = await serverPid(engine, db.url).catch(() => undefined);
+        const before = server === undefined ? NaN : serverCpu(server);
         const r = await timed(
           [
             Deno.execPath(),
@@ -144,7 +131,7 @@ export async function storeAlone(
         );
         // The run's connections have closed: their backends end and are counted.
         await new Promise((res) => setTimeout(res, 500));
-        const cpu = serverCpu(server) - before;
+        const cpu = server === undefined ? NaN : serverCpu(server) - before;
         const out = r.code === 0 ? r.stdout.trim().split("\n").at(-1) : undefined;
         if (!out) {
           row.failed++;
@@ -176,7 +163,7 @@ export function storeAloneSection(x: StoreAloneResult): string {
     return `| ${ENGINE_NAME[row.engine]}, ${row.baseline ? "baseline" : "this code"} | ${
       row.runs.length ? s(median(row.runs)) : "–"
     } | ${row.runs.map(s).join(", ") || "–"} | ${
-      row.serverCpuS.map((c) => c.toFixed(2)).join(", ") || "–"
+      row.serverCpuS.map((c) => Number.isNaN(c) ? "–" : c.toFixed(2)).join(", ") || "–"
     } | ${slices} | ${row.failed} |`;
   });
   return `

@@ -207,13 +207,21 @@ Deno.test("shared store (postgres): a store that grew after its connections firs
     const changes = await store.changesSince(head + RECORDS - 2000, 2000);
     assertEquals(changes.length, 2000);
     assert(changes.every((c) => c.record?.node === "n2"), "each change comes with its record");
-    // A connection's counts reach the server's view when it ends.
+    // A session's counts reach the server's view when it ends: once the store's sessions are
+    // gone, every one of them is counted.
     await store.close();
-    let after = await scans(client);
-    for (let i = 0; i < 150 && after.idx === before.idx && after.seqRead === before.seqRead; i++) {
+    const storeSessions = async () =>
+      Number(
+        (await client.query(
+          `SELECT count(*) AS n FROM pg_stat_activity
+           WHERE datname = current_database() AND application_name = 'fileconveyor n1'`,
+        )).rows[0].n,
+      );
+    for (let i = 0; i < 150 && await storeSessions() > 0; i++) {
       await new Promise((r) => setTimeout(r, 100));
-      after = await scans(client);
     }
+    assertEquals(await storeSessions(), 0, "the store's sessions ended");
+    const after = await scans(client);
     assert(after.idx > before.idx, "the claims and the follow used the key index");
     assert(
       after.seqRead - before.seqRead < RECORDS,
