@@ -2,11 +2,11 @@
  * Scenario f, the shared store alone: a node's round trips to the
  * PostgreSQL and the MariaDB store for many files (`fleet_store_run.ts`), in
  * a fresh database, with the database server's CPU (its processes' user +
- * system time, read from `/proc`: the servers run on this machine). What it shows:
- * whether the cost of each 10,000 files stays the same as the shared record
- * grows from empty — a plan that reads a whole table (one PostgreSQL made
- * while the tables were empty and kept for a named statement, say) makes
- * each slice slower than the one before. With `--baseline`, the other
+ * system time, read from `/proc`: the servers run on this machine). What it
+ * shows: whether the cost of each 10,000 files stays the same as the shared
+ * record grows from empty — a plan that reads a whole table (one PostgreSQL
+ * made while the tables were empty and kept for a named statement, say)
+ * makes each slice slower than the one before. With `--baseline`, the other
  * checkout's store runs in the same rotation.
  *
  * @module
@@ -17,7 +17,7 @@ import mysql from "mysql2/promise";
 import pg from "pg";
 import { type DatabaseServer, freshDatabase } from "../../tests/_servers.ts";
 import type { Context } from "./_context.ts";
-import { descendants, median, procUsage, say, timed } from "./_util.ts";
+import { descendants, median, procUsage, say, sleep, timed } from "./_util.ts";
 
 /** One checkout's runs on one database server. */
 export interface StoreAloneRow {
@@ -130,7 +130,7 @@ export async function storeAlone(
           { timeoutMs: 30 * 60_000, env: { FC_BENCH_STORE_URL: db.url } },
         );
         // The run's connections have closed: their backends end and are counted.
-        await new Promise((res) => setTimeout(res, 500));
+        await sleep(500);
         const cpu = server === undefined ? NaN : serverCpu(server) - before;
         const out = r.code === 0 ? r.stdout.trim().split("\n").at(-1) : undefined;
         if (!out) {
@@ -169,9 +169,9 @@ export function storeAloneSection(x: StoreAloneResult): string {
   return `
 ### The shared store alone, ${x.files.toLocaleString("en-US")} files
 
-A node's round trips to the PostgreSQL and the MariaDB store without the node (\`scripts/bench/fleet_store_run.ts\`):
-claims of 64 files, publishes of 32, a follow of the change feed every 10 claims, into a fresh
-database. "Server CPU" is the database server's user + system time of the run; each 10,000 files
+A node's round trips to the PostgreSQL and the MariaDB store without the node
+(\`scripts/bench/fleet_store_run.ts\`): claims of 64 files, publishes of 32, a follow of the change
+feed every 10 claims, into a fresh database. "Server CPU" is the database server's user + system time of the run; each 10,000 files
 should cost the same however large the shared record has grown.
 
 | store | median wall time (s) | runs (s) | server CPU (s) | each 10,000 files, per run (s) | failed runs |

@@ -1,16 +1,20 @@
 /**
  * Child process of scenario f's "store alone" (`fleet_store.ts`): a node's
- * round trips to a shared store (PostgreSQL or MariaDB) for `files` files, without the
- * node — a claim of 64 files (with the re-read of the keys it took), two
- * publishes of 32, and a follow of the change feed every 10 batches — with
- * the store of the checkout at `root` (this one, or the `--baseline`). Prints
- * one JSON line: the wall time and the time of each 10,000 files.
+ * round trips to a shared store (PostgreSQL or MariaDB) for `files` files,
+ * without the node — a claim of {@linkcode AHEAD_BATCH} files (with the
+ * re-read of the keys it took), publishes of {@linkcode UNPUBLISHED_MAX},
+ * and a follow of the change feed every 10 claims — with the store of the
+ * checkout at `root` (this one, or the `--baseline`). Prints one JSON line:
+ * the wall time and the time of each 10,000 files.
  *
- * Usage: `FC_BENCH_STORE_URL=<store URL> deno run -A --config ROOT/deno.json fleet_store_run.ts ROOT FILES`
- * (the URL holds the password, so it does not go on the command line)
+ * Usage (the URL holds the password, so it does not go on the command line):
+ * `FC_BENCH_STORE_URL=… deno run -A --config ROOT/deno.json fleet_store_run.ts ROOT FILES`
  *
  * @module
  */
+import { UNPUBLISHED_MAX } from "../../src/pipeline/fleet_admit.ts";
+import { AHEAD_BATCH } from "../../src/pipeline/fleet_ahead.ts";
+
 const [root, filesArg] = Deno.args;
 const url = Deno.env.get("FC_BENCH_STORE_URL");
 if (!root || !url || !filesArg) {
@@ -19,10 +23,10 @@ if (!root || !url || !filesArg) {
 const files = Number(filesArg);
 const { openSharedStore } = await import(`${root}/src/store/shared/open.ts`);
 
-/** Files per claim, as a node claims ahead (`AHEAD_BATCH`). */
-const CLAIM = 64;
-/** Records per publish, as a node's bound on unpublished records lets through (`UNPUBLISHED_MAX`). */
-const PUBLISH = 32;
+/** Files per claim, as a node claims ahead. */
+const CLAIM = AHEAD_BATCH;
+/** Records per publish, as many as a node's bound on unpublished records lets through. */
+const PUBLISH = UNPUBLISHED_MAX;
 /** Claims between two follows (a node follows once a second). */
 const FOLLOW_EVERY = 10;
 /** Files per timed slice. */

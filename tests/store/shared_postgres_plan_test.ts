@@ -24,6 +24,7 @@ import {
 } from "../../src/store/shared/_postgres_sql.ts";
 import type { SharedKey, SharedRecord, SharedStore } from "../../src/store/shared/types.ts";
 import { assert, assertEquals } from "../_assert.ts";
+import { sleep } from "../_harness.ts";
 import { freshDatabase } from "../_servers.ts";
 
 const RECORDS = 20_000;
@@ -218,7 +219,7 @@ Deno.test("shared store (postgres): a store that grew after its connections firs
         )).rows[0].n,
       );
     for (let i = 0; i < 150 && await storeSessions() > 0; i++) {
-      await new Promise((r) => setTimeout(r, 100));
+      await sleep(100);
     }
     assertEquals(await storeSessions(), 0, "the store's sessions ended");
     const after = await scans(client);
