@@ -198,28 +198,57 @@ export class ReadModel {
     ).get(inputFile, server, dest) as JobStateRow | undefined;
   }
 
-  /** Whether an upload or deletion of `remotePath` on `server` has been announced. */
-  hasIntent(server: string, remotePath: string): boolean {
-    return this.#store.q("SELECT 1 FROM intents WHERE server = ? AND remote_path = ?").get(
-      server,
-      remotePath,
-    ) !== undefined;
+  /**
+   * The record of one file at one destination and the state of its job, read in one
+   * transaction: the daemon records an upload and completes its job in one commit, so two
+   * separate reads can fall on either side of it (an old record, and no job any more).
+   */
+  fileState(
+    inputFile: string,
+    server: string,
+    dest: string,
+  ): { synced: SyncedRow | undefined; job: JobStateRow | undefined } {
+    const db = this.#store.db;
+    db.exec("BEGIN");
+    try {
+      return {
+        synced: this.#store.q(
+          "SELECT * FROM synced_files WHERE input_file = ? AND server = ? AND dest = ?",
+        ).get(inputFile, server, dest) as SyncedRow | undefined,
+        job: this.jobState(inputFile, server, dest),
+      };
+    } finally {
+      db.exec("COMMIT");
+    }
   }
 
-  /** The file and destination whose upload announced `remotePath` on `server`, if any. */
-  intentOwner(
+  /**
+   * Whether `remotePath` on `server` is recorded or announced (an intent), read in one
+   * statement: an upload's record is written and its intent dropped in one commit, so two
+   * separate reads can fall on either side of it and find neither.
+   */
+  remotePathInUse(server: string, remotePath: string): boolean {
+    return (this.#store.q(
+      `SELECT EXISTS(SELECT 1 FROM synced_files WHERE server = ?1 AND remote_path = ?2)
+         OR EXISTS(SELECT 1 FROM intents WHERE server = ?1 AND remote_path = ?2) AS used`,
+    ).get(server, remotePath) as { used: number }).used === 1;
+  }
+
+  /**
+   * The file and destination recorded at `remotePath` on `server`, or else the one whose upload
+   * announced it, read in one statement (see {@linkcode remotePathInUse}).
+   */
+  remotePathOwner(
     server: string,
     remotePath: string,
   ): { input_file: string; dest: string } | undefined {
     return this.#store.q(
-      `SELECT input_file, dest FROM intents WHERE server = ? AND remote_path = ? AND input_file != ''`,
-    ).get(server, remotePath) as { input_file: string; dest: string } | undefined;
-  }
-
-  /** The file and destination recorded at `remotePath` on `server`, if any. */
-  syncedAt(server: string, remotePath: string): { input_file: string; dest: string } | undefined {
-    return this.#store.q(
-      "SELECT input_file, dest FROM synced_files WHERE server = ? AND remote_path = ?",
+      `SELECT input_file, dest FROM (
+         SELECT input_file, dest, 0 AS o FROM synced_files WHERE server = ?1 AND remote_path = ?2
+         UNION ALL
+         SELECT input_file, dest, 1 FROM intents
+           WHERE server = ?1 AND remote_path = ?2 AND input_file != '')
+       ORDER BY o LIMIT 1`,
     ).get(server, remotePath) as { input_file: string; dest: string } | undefined;
   }
 }

@@ -60,8 +60,9 @@ export async function checkOrphans(c: ServerContext, expected: Set<string>): Pro
     });
   }
   for (const p of orphans) {
-    // Confirm: recorded or announced since the snapshot means an upload is under way.
-    const inUse = () => c.store.remotePathInUse(server.name, p) || c.read.hasIntent(server.name, p);
+    // Confirm: recorded or announced since the snapshot means an upload is under way (both read
+    // in one statement: an upload is recorded and its intent dropped in one commit).
+    const inUse = () => c.read.remotePathInUse(server.name, p);
     if (inUse()) continue;
     const problem: Problem = {
       kind: "orphaned",
@@ -75,7 +76,7 @@ export async function checkOrphans(c: ServerContext, expected: Set<string>): Pro
         problem.repaired = "deleted";
         if (inUse()) {
           // An upload announced it (or recorded it) while we deleted: upload it again.
-          const owner = c.read.syncedAt(server.name, p) ?? c.read.intentOwner(server.name, p);
+          const owner = c.read.remotePathOwner(server.name, p);
           const src = owner && sourceOf(c.config, owner.input_file);
           if (owner && src) queueRepair(c, owner, src);
         }

@@ -79,8 +79,9 @@ export async function checkRecords(c: ServerContext): Promise<void> {
       sv.ok++;
       return;
     }
-    // Confirm against fresh rows: the daemon may have moved on since the snapshot.
-    const fresh = c.store.getSynced(row.input_file, row.server, row.dest);
+    // Confirm against fresh rows: the daemon may have moved on since the snapshot. The record
+    // and its job are read together (an upload is recorded and its job completed in one commit).
+    const { synced: fresh, job: now } = c.read.fileState(row.input_file, row.server, row.dest);
     if (!fresh || fresh.synced_at !== row.synced_at) {
       // Deleted or synced again meanwhile (by work queued after the snapshot). A new upload may
       // have landed before the destination lost it: the queued job decides when it runs.
@@ -89,7 +90,7 @@ export async function checkRecords(c: ServerContext): Promise<void> {
       return;
     }
     const { problem, gone } = checked;
-    if (c.read.jobState(row.input_file, row.server, row.dest)?.state === "queued") {
+    if (now?.state === "queued") {
       sv.pending++;
       // Queued meanwhile: it may find the source unchanged and skip what the destination lost.
       if (repair && source && !gone) queueRepair(c, row, source);

@@ -46,14 +46,16 @@ export function checkSources(c: ServerContext): Set<string> {
           }
           continue;
         }
-        if (c.store.getSynced(f.path, server.name, d.path)) {
+        // The record and the job, read together (an upload is recorded and its job completed in
+        // one commit).
+        const { synced, job: fresh } = c.read.fileState(f.path, server.name, d.path);
+        if (synced) {
           // Recorded after the snapshot: its upload may have landed before the destination lost
           // it, and this run's listing cannot tell. The queued job decides when it runs.
           if (repair) queueRepair(c, { input_file: f.path, dest: d.path }, f.source);
           sv.ok++;
           continue;
         }
-        const fresh = c.read.jobState(f.path, server.name, d.path);
         if (
           fresh?.state === "queued" || (c.report.daemonRunning && nowMs - f.st.ctimeMs < RECENT_MS)
         ) {

@@ -139,7 +139,7 @@ Deno.test("ReadModel.lagStats() and transferBuckets() summarise the transfer log
   });
 });
 
-Deno.test("ReadModel.recordSnapshot(), hasIntent() and syncedAt() answer what verify asks", () => {
+Deno.test("ReadModel.recordSnapshot(), remotePathInUse() and remotePathOwner() answer what verify asks", () => {
   withStore((store, read) => {
     store.putSynced(
       syncedRow("/b", { server: "x", transported_file_basename: "b.txt", remote_path: "b.txt" }),
@@ -153,9 +153,31 @@ Deno.test("ReadModel.recordSnapshot(), hasIntent() and syncedAt() answer what ve
     assertEquals(snap.synced.map((r) => r.input_file), ["/a", "/b"]);
     assertEquals(snap.queue.map((j) => j.input_file), ["/c"]);
     assertEquals(snap.intents.map((i) => ({ ...i })), [{ server: "x", remote_path: "c.txt" }]);
-    assert(read.hasIntent("x", "c.txt"));
-    assert(!read.hasIntent("y", "c.txt"));
-    assertEquals({ ...read.syncedAt("x", "a.txt") }, { input_file: "/a", dest: "" });
-    assertEquals(read.syncedAt("x", "zzz"), undefined);
+    assert(read.remotePathInUse("x", "c.txt"), "announced");
+    assert(read.remotePathInUse("x", "a.txt"), "recorded");
+    assert(!read.remotePathInUse("y", "c.txt"));
+    assert(!read.remotePathInUse("x", "zzz"));
+    assertEquals({ ...read.remotePathOwner("x", "a.txt") }, { input_file: "/a", dest: "" });
+    assertEquals({ ...read.remotePathOwner("x", "c.txt") }, { input_file: "/c", dest: "" });
+    assertEquals(read.remotePathOwner("x", "zzz"), undefined);
+  });
+});
+
+Deno.test("ReadModel.fileState() reads a file's record and its job together", () => {
+  withStore((store, read) => {
+    assertEquals(read.fileState("/a", "x", ""), { synced: undefined, job: undefined });
+    store.putSynced(syncedRow("/a", { server: "x", synced_at: 5 }));
+    store.enqueue([{ input_file: "/a", source: "s", server: "x", dest: "", event: MODIFIED }], 1);
+    const before = read.fileState("/a", "x", "");
+    assertEquals([before.synced?.synced_at, before.job?.state], [5, "queued"]);
+    // The upload recorded and its job completed in one commit: the next read sees both.
+    const [job] = store.pick("x", 1, 1);
+    assert(job);
+    store.tx(() => {
+      store.putSynced(syncedRow("/a", { server: "x", synced_at: 9 }));
+      store.complete(job);
+    });
+    const after = read.fileState("/a", "x", "");
+    assertEquals([after.synced?.synced_at, after.job], [9, undefined]);
   });
 });
