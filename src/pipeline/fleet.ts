@@ -11,12 +11,17 @@
  *   records locally and queues the record in the local outbox in the same
  *   transaction; the publisher sends the outbox (at least once, idempotent);
  *   claims are mostly made ahead, in batches (`fleet_claimer.ts`);
- * - at most `UNPUBLISHED_MAX` recorded uploads the shared store
- *   does not know yet, and at most `FREED_MAX` uploads done that
+ * - at most `UNPUBLISHED_MAX` (or `UNPUBLISHED_MAX_CHECKED`, below) recorded
+ *   uploads the shared store does not know yet, and at most `FREED_MAX` uploads done that
  *   wait to be recorded without holding their upload slots, so a node killed
  *   leaves at most that many files (and its running uploads) for another
  *   node to upload again; the publisher sends what was recorded while its
  *   last round trip was on its way in one batch;
+ * - a node that takes a killed (or silent) node's lease over is told so by
+ *   the claim and compares what the destination holds before it uploads;
+ *   where every destination can report the MD5 of what it stores
+ *   (`storedMd5`), only the killed node's unfinished uploads are uploaded
+ *   again, and the bound is `UNPUBLISHED_MAX_CHECKED`;
  * - a failed upload releases the lease; a delete queues an unpublish;
  * - a lease lost while uploading (another node took the file over) makes
  *   the job record nothing and ask again (`fleet_lease.ts`);
@@ -63,8 +68,9 @@ import { keyOf, mayBeCopy, nodeName, vouchedMd5 } from "./fleet_keys.ts";
 import { type AdoptedFile, adoptedRow, publishedRecord } from "./fleet_rows.ts";
 export { FleetUnavailable, isDroppedDbConnection } from "./fleet_link.ts";
 import { FleetPublisher } from "./fleet_publish.ts";
-import { RecordAdmission } from "./fleet_admit.ts";
-export { FREED_MAX, UNPUBLISHED_MAX } from "./fleet_admit.ts";
+import { RecordAdmission, unpublishedMax } from "./fleet_admit.ts";
+export { FREED_MAX, UNPUBLISHED_MAX, UNPUBLISHED_MAX_CHECKED } from "./fleet_admit.ts";
+import { getTransportDef } from "../transports/transport.ts";
 import type { Fingerprint, Route } from "./plan.ts";
 
 /**
@@ -160,6 +166,9 @@ export class Fleet {
       log,
     });
     this.#admission = new RecordAdmission({
+      max: unpublishedMax(
+        ctx.config.servers.every((srv) => getTransportDef(srv.transporter)?.storedMd5 === true),
+      ),
       outboxSize: () => this.local.outboxSize(),
       flush: () => this.#publisher.flush(),
     });
@@ -373,7 +382,8 @@ export class Fleet {
 
   /**
    * Call before recording an upload: waits until this node holds fewer
-   * than `UNPUBLISHED_MAX` recorded uploads the shared store does
+   * than its bound (`UNPUBLISHED_MAX`, or `UNPUBLISHED_MAX_CHECKED` where
+   * every destination can be checked) recorded uploads the shared store does
    * not know yet (see `fleet_admit.ts`); `release` gives the job's slots
    * to the next jobs while it waits. A node killed at any moment thus leaves
    * at most that many uploads, and `FREED_MAX` more (besides the

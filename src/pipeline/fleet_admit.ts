@@ -4,8 +4,8 @@
  * when this one is killed (see `fleet.ts`).
  *
  * Contract of {@linkcode RecordAdmission.admit}: a job calls it before it
- * records an upload and waits until fewer than {@linkcode UNPUBLISHED_MAX}
- * recorded uploads are unknown to the shared store (being recorded, or
+ * records an upload and waits until fewer than its bound
+ * ({@linkcode unpublishedMax}) recorded uploads are unknown to the shared store (being recorded, or
  * waiting in the outbox), the outbox being published meanwhile; a job that
  * has to wait gives its upload slots to the next jobs first while fewer than
  * {@linkcode FREED_MAX} others wait so. When the shared store cannot be
@@ -23,6 +23,21 @@ import type { Job } from "../store/store.ts";
 export const UNPUBLISHED_MAX = 32;
 
 /**
+ * {@linkcode UNPUBLISHED_MAX} where every destination reports what it
+ * stores (`storedMd5` transports): the node that takes a killed node's
+ * leases over compares what it finds there before uploading, so the
+ * killed node's recorded uploads are not sent again and the bound only
+ * limits how far publishing may fall behind. Larger batches: fewer waits
+ * for a publish, fewer commits.
+ */
+export const UNPUBLISHED_MAX_CHECKED = 256;
+
+/** The bound for a node whose destinations all report what they store (`checked`) or not. */
+export function unpublishedMax(checked: boolean): number {
+  return checked ? UNPUBLISHED_MAX_CHECKED : UNPUBLISHED_MAX;
+}
+
+/**
  * Uploads done that wait for {@linkcode RecordAdmission.admit} after giving
  * their upload slots to the next jobs: uploads go on while a publish is on
  * its way. They too are uploaded again by another node when this one is
@@ -32,6 +47,8 @@ export const FREED_MAX = 8;
 
 /** What {@linkcode RecordAdmission} needs of the node. */
 export interface AdmissionDeps {
+  /** The bound on unpublished recorded uploads ({@linkcode unpublishedMax}). */
+  max: number;
   /** Entries of the local outbox not yet published. */
   outboxSize(): number;
   /** Publishes the outbox; rejects when the shared store fails. */
@@ -63,7 +80,7 @@ export class RecordAdmission {
     try {
       for (;;) {
         const outbox = this.#d.outboxSize();
-        if (outbox + this.#recording.size < UNPUBLISHED_MAX) break;
+        if (outbox + this.#recording.size < this.#d.max) break;
         if (release && !freed && this.#freed < FREED_MAX) {
           freed = true;
           this.#freed++;

@@ -16,7 +16,9 @@
  *   is the record's, the record is adopted and the lease given back, as a
  *   "done" answer would; so identical copies on several nodes are uploaded
  *   once;
- * - "busy" puts the job off; "done" records the other node's record here.
+ * - "busy" puts the job off; "done" records the other node's record here;
+ * - a "mine" answer that took another node's lease over names that node
+ *   (`takenOverFrom`), and the upload looks at the destination first.
  *
  * @module
  */
@@ -40,6 +42,12 @@ export interface ClaimInput {
   /** The planner's input: the content MD5, when known or read here, is kept there for the upload. */
   input: PlanInput;
   signal: AbortSignal;
+  /**
+   * Set by {@linkcode claimUpload} when this node uploads under a lease it
+   * took over from another node (`Claim`'s `from`): that node may have
+   * stored the content already, so the upload looks at the destination first.
+   */
+  takenOverFrom?: string;
 }
 
 /** What {@linkcode claimUpload} needs of the fleet. */
@@ -74,6 +82,7 @@ export async function claimUpload(
     : await fleet.claim(job, c.server, unreadFingerprint(stat), statAsk(stat, job.force));
   switch (claim.kind) {
     case "mine": {
+      if (claim.from !== undefined) c.takenOverFrom = claim.from;
       if (mineNext(claim, stat, known !== undefined) === "upload") return undefined;
       const md5 = c.input.contentMd5 = await md5Of(job.input_file, c.signal, stat.size);
       const record = claim.record!;

@@ -17,7 +17,9 @@ import { CREATED, MODIFIED } from "../store/events.ts";
 import type { Job, SyncedRow } from "../store/store.ts";
 import { parseExtras } from "../store/types.ts";
 import {
+  getTransportDef,
   isDirRemover,
+  isStater,
   type PutOptions,
   type PutResult,
   type Transport,
@@ -64,6 +66,8 @@ export interface UploadInput {
   contentMd5: string | undefined;
   /** A remote path whose intent the pick committed (see `Worker.claim`). */
   claimed?: string | undefined;
+  /** The node whose lease the fleet claim took over (see `ClaimInput.takenOverFrom`). */
+  takenOverFrom?: string | undefined;
 }
 
 /** Processes and uploads files. */
@@ -113,7 +117,18 @@ export class Uploader {
       // No MD5 up front: transports that hash what they send (S3, Cloud Files, a local copy)
       // return it; for the others the file is hashed after the upload, before the check below
       // that it did not change meanwhile.
-      const result = await this.#put(s, transport, job, out.path, remotePath, {
+      // Under a lease taken over, the node that held it may have stored this already.
+      const found = u.takenOverFrom !== undefined && out.extras.length === 0
+        ? await this.#storedAlready(
+          s,
+          transport,
+          out.path,
+          remotePath,
+          upload.size,
+          out.unprocessed ? u.contentMd5 : undefined,
+        )
+        : undefined;
+      const result = found ?? await this.#put(s, transport, job, out.path, remotePath, {
         signal,
         size: upload.size,
         unprocessed: out.unprocessed,
@@ -208,14 +223,18 @@ export class Uploader {
       };
       const done = () =>
         s.log.enabled("info") && s.log.info(
-          `${job.event === CREATED ? "uploaded" : "updated"} ${remotePath} (${
-            formatBytes(upload.size)
-          }, ${Date.now() - now} ms)`,
+          found
+            ? `found ${remotePath} at the destination as node "${u.takenOverFrom}" stored it (${
+              formatBytes(upload.size)
+            }): not uploaded again`
+            : `${job.event === CREATED ? "uploaded" : "updated"} ${remotePath} (${
+              formatBytes(upload.size)
+            }, ${Date.now() - now} ms)`,
         );
       // The caller records this with the job's completion, in one commit.
       return {
         kind: "synced",
-        bytes: upload.size,
+        bytes: found ? 0 : upload.size,
         remotePath,
         record,
         row,
@@ -292,6 +311,31 @@ export class Uploader {
     } finally {
       this.#chainSlots.release();
     }
+  }
+
+  /**
+   * What the node whose lease this upload took over stored at `remotePath`
+   * already, when it is this upload's content: the same size and MD5 as the
+   * destination reports them (transports with `storedMd5`). Undefined when
+   * the destination holds something else or nothing, or cannot tell: then
+   * the file is uploaded.
+   */
+  async #storedAlready(
+    s: ServerState,
+    t: Transport,
+    local: string,
+    remotePath: string,
+    size: number,
+    knownMd5: string | undefined,
+  ): Promise<PutResult | undefined> {
+    if (!isStater(t) || !getTransportDef(s.server.transporter)?.storedMd5) return undefined;
+    const { signal } = this.#ctx;
+    // A failed look only costs the upload it would have saved.
+    const st = await t.stat(remotePath, { signal, md5: true }).catch(() => null);
+    if (!st || st.size !== size || st.md5 === undefined) return undefined;
+    const md5 = knownMd5 ?? await md5Of(local, signal, size);
+    if (st.md5.toLowerCase() !== md5) return undefined;
+    return { size, md5, ...(st.etag ? { etag: st.etag } : {}) };
   }
 
   /**

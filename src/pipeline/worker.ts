@@ -18,7 +18,7 @@ import { isMover, type Transport } from "../transports/transport.ts";
 import type { PipelineContext } from "./context.ts";
 import { Failures } from "./failures.ts";
 import type { Fleet } from "./fleet.ts";
-import { claimUpload } from "./fleet_claim.ts";
+import { type ClaimInput, claimUpload } from "./fleet_claim.ts";
 import type { Janitor } from "./janitor.ts";
 import { observe } from "./observe.ts";
 import { PickIntents } from "./pick_intents.ts";
@@ -352,8 +352,9 @@ export class Worker {
       case "hash-check":
         throw new ClassifiedError(`Cannot decide about "${rel}": ${p.reason}`, "retry");
     }
+    let takenOverFrom: string | undefined;
     if (this.#d.fleet) {
-      const adopted = await claimUpload(this.#d.fleet, {
+      const claim: ClaimInput = {
         job,
         server: server.name,
         rel,
@@ -362,8 +363,10 @@ export class Worker {
         processed: rule!.processors.length > 0,
         input,
         signal,
-      });
+      };
+      const adopted = await claimUpload(this.#d.fleet, claim);
       if (adopted) return adopted;
+      takenOverFrom = claim.takenOverFrom;
     }
     this.#uploading.add(job);
     const uploaded = await this.#uploader.upload(s, transport, {
@@ -375,6 +378,7 @@ export class Worker {
       chain: chain!,
       contentMd5: input.contentMd5,
       claimed,
+      takenOverFrom,
     });
     // Another node may have taken the file over meanwhile: then this node records nothing.
     await this.#d.fleet?.confirm(job);

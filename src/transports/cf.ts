@@ -17,6 +17,7 @@ const CF: TransportDef = {
   summary: "Amazon CloudFront over an S3 bucket; batched invalidation of changed and deleted files",
   options: CF_OPTIONS,
   validate: validateCf,
+  storedMd5: true,
   async create(settings, ctx) {
     const values = checkedSettings(CF, settings, ctx.serverName);
     const { CloudFront } = await loadModule<typeof import("./_cf_impl.ts")>(

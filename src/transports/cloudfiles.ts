@@ -142,6 +142,7 @@ const CLOUDFILES: TransportDef = {
     "Rackspace Cloud Files or OpenStack Swift (auth v1/v2/v3); MD5-verified uploads, large objects as SLO",
   options: CLOUDFILES_OPTIONS,
   validate,
+  storedMd5: true,
   async create(settings, ctx) {
     const values = checkedSettings(CLOUDFILES, settings, ctx.serverName);
     const { CloudFiles } = await loadModule<typeof import("./cloudfiles/transport.ts")>(

@@ -21,6 +21,7 @@ const S3: TransportDef = {
   // A small PUT costs the main thread about a millisecond, a pick of one job a tenth of that:
   // with four jobs per slot a pick serves several uploads (2,000 files: -5 % CPU, 3 rounds).
   pickPerSlot: 4,
+  storedMd5: true,
   async create(settings, ctx) {
     const values = checkedSettings(S3, settings, ctx.serverName);
     const { S3Transport, s3Settings } = await loadModule<typeof import("./s3/transport.ts")>(

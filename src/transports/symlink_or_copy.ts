@@ -15,6 +15,7 @@ import { pipeline } from "node:stream/promises";
 import { openRegular, openRegularSync } from "../util/regular_file.ts";
 import { readRegularNative } from "../util/_native_read.ts";
 import { ClassifiedError, classify, errorMessage, SourceChanged } from "../errors.ts";
+import { md5File } from "../util/hash.ts";
 import { isTempName, joinUrl, safeRemotePath, tempName } from "./paths.ts";
 import {
   type CallOptions,
@@ -25,6 +26,7 @@ import {
   registerTransport,
   type RemoteStat,
   type Stater,
+  type StatOptions,
   type Transport,
   type TransportContext,
 } from "./transport.ts";
@@ -224,10 +226,15 @@ class SymlinkOrCopy implements Transport, Stater, Lister, Mover {
     }
   }
 
-  async stat(remotePath: string, _options: CallOptions): Promise<RemoteStat | null> {
+  async stat(remotePath: string, options: StatOptions): Promise<RemoteStat | null> {
+    const abs = this.#abs(remotePath);
     try {
-      const st = await fs.stat(this.#abs(remotePath));
-      return { size: st.size, mtimeMs: st.mtimeMs };
+      const st = await fs.stat(abs);
+      // A link's MD5 is its target's: the content a reader of the folder gets.
+      const md5 = options.md5 && st.isFile()
+        ? { md5: await md5File(abs, options.signal, st.size) }
+        : {};
+      return { size: st.size, mtimeMs: st.mtimeMs, ...md5 };
     } catch (err) {
       if ((err as { code?: string }).code === "ENOENT") return null;
       this.#fail("stat", remotePath, err);
@@ -332,6 +339,7 @@ registerTransport({
   // A small file is copied (or linked) synchronously in well under a millisecond: a pick and
   // a record commit per slot's worth of files would cost more than the copies.
   pickPerSlot: 8,
+  storedMd5: true,
   create(settings, ctx) {
     return Promise.resolve(new SymlinkOrCopy(settings, ctx));
   },

@@ -81,10 +81,19 @@ export interface Transport {
   close(): Promise<void>;
 }
 
+/** Options of {@linkcode Stater.stat}. */
+export interface StatOptions extends CallOptions {
+  /**
+   * Report the MD5 also where it costs a read of the stored file (a local
+   * folder). Protocols whose answer carries a checksum report it anyway.
+   */
+  md5?: boolean;
+}
+
 /** Optional capability: report what is stored at a path. */
 export interface Stater {
   /** Returns the remote file's size and checksum, or null when it does not exist. */
-  stat(remotePath: string, options: CallOptions): Promise<RemoteStat | null>;
+  stat(remotePath: string, options: StatOptions): Promise<RemoteStat | null>;
 }
 
 /** Optional capability: list what is stored below a prefix (for `verify`). */
@@ -188,6 +197,14 @@ export interface TransportDef {
    * transport still opens at most `maxConnections` connections.
    */
   transfersPerConnection?: number;
+  /**
+   * `stat` with `md5` reports the MD5 of a file the transport stored in one
+   * piece (a local folder reads it back; S3 and Cloud Files take it from the
+   * ETag). A fleet node that takes over a silent node's claim then looks
+   * before it uploads again, so it may leave more recorded uploads
+   * unpublished (see `pipeline/fleet_admit.ts`).
+   */
+  storedMd5?: boolean;
 }
 
 /**

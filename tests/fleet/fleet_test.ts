@@ -9,7 +9,8 @@ import { DatabaseSync } from "node:sqlite";
 import { cli, diffTrees, eventually, sleep, tree, write } from "../_harness.ts";
 import { assert, assertEquals } from "../_assert.ts";
 import { freshDatabase, restartDatabase } from "../_servers.ts";
-import { FREED_MAX, UNPUBLISHED_MAX } from "../../src/pipeline/fleet.ts";
+import { openSharedStore } from "../../src/store/shared/open.ts";
+import type { SharedStore } from "../../src/store/shared/types.ts";
 import {
   type FleetNode,
   fleetNode,
@@ -54,6 +55,68 @@ async function world(store: (root: string) => Promise<TestStore>) {
 }
 
 for (const store of STORES) {
+  Deno.test(`fleet (${store.name}): a lease taken over from a silent node: what it stored is found, not uploaded again`, async () => {
+    const w = await world(store.open);
+    const shared = path.join(w.root, "shared");
+    const a = fleetNode(w, "alpha", shared);
+    const b = fleetNode(w, "beta", shared);
+    const once = async (n: FleetNode) => {
+      const r = await cli(["sync", "--once", "--config", n.config]);
+      assertEquals(r.code, 0, r.stderr);
+      return r.stderr;
+    };
+    let ghost: SharedStore | undefined;
+    try {
+      write(path.join(shared, "keep.txt"), "k");
+      await once(a);
+      const db = new DatabaseSync(path.join(a.data, "fileconveyor.db"), { readOnly: true });
+      const keep = db.prepare("SELECT remote_path, dest FROM synced_files WHERE input_file = ?")
+        .get(path.join(shared, "keep.txt")) as { remote_path: string; dest: string };
+      db.close();
+      const remoteDir = path.join(w.dst, path.dirname(keep.remote_path));
+      // "ghost" claimed three files and went silent: it had stored one of them (same bytes),
+      // another with other bytes than the source has now, and never got to the third.
+      const files = { same: "same content", other: "the source now", never: "never stored" };
+      for (const [name, body] of Object.entries(files)) {
+        write(path.join(shared, `${name}.txt`), body);
+      }
+      write(path.join(remoteDir, "same.txt"), files.same);
+      write(path.join(remoteDir, "other.txt"), "what ghost stored");
+      ghost = await openSharedStore(w.store, "ghost");
+      const now = Date.now();
+      const claims = await ghost.claimMany(
+        Object.keys(files).map((name) => ({
+          key: { input_file: path.join(shared, `${name}.txt`), server: "cdn", dest: keep.dest },
+          fingerprint: "ghost",
+        })),
+        now - 120_000,
+        60_000,
+      );
+      assertEquals(claims.map((c) => c.kind), ["mine", "mine", "mine"]);
+      const log = await once(b);
+      assertEquals(diffTrees(tree(shared), tree(w.dst)), "", log);
+      const rel = (name: string) => path.join(path.dirname(keep.remote_path), name);
+      assert(
+        log.includes(`found ${rel("same.txt")} at the destination as node "ghost" stored it`),
+        log,
+      );
+      const uploaded = uploadsOf({ ...b, daemon: { log: () => log } as FleetNode["daemon"] });
+      assertEquals(uploaded.sort(), [rel("never.txt"), rel("other.txt")], log);
+      // Found or uploaded, each is recorded and published: a third node finds all three done.
+      const c = fleetNode(w, "gamma", shared);
+      const log3 = await once(c);
+      assertEquals(
+        uploadsOf({ ...c, daemon: { log: () => log3 } as FleetNode["daemon"] }),
+        [],
+        log3,
+      );
+      assert(!log3.includes("found "), log3);
+    } finally {
+      await ghost?.close();
+      await w.cleanup();
+    }
+  });
+
   Deno.test(`fleet (${store.name}): two nodes with their own sources serve each other's URLs`, async () => {
     const w = await world(store.open);
     const a = fleetNode(w, "alpha", path.join(w.root, "src-a"));
@@ -240,15 +303,24 @@ for (const store of STORES) {
       const dups = all.length - new Set(all).size;
       // How close to the bound a run comes: visible in the test output.
       // deno-lint-ignore no-console
-      console.error(`fleet (${store.name}): ${dups} duplicate upload(s) after the kill`);
+      const found = nodes.reduce(
+        (t, n) => t + (n.daemon!.log().match(/\] found \S+ at the destination/g)?.length ?? 0),
+        0,
+      );
+      console.error(
+        `fleet (${store.name}): ${dups} duplicate upload(s) after the kill, ${found} found at the destination`,
+      );
       // Every file is at the destination (above) and in the shared record (the survivors'
       // web databases, below); the victim's last log lines may die with it, so the logs
       // count duplicates, not coverage.
       // Duplicates only around the kill: what the victim uploaded and the shared store never
-      // learnt — its running uploads (one per connection, defaultMaxConnections 8) and its
-      // recorded, unpublished ones (at most UNPUBLISHED_MAX) and the ones done that waited to be
-      // recorded without their slots (at most FREED_MAX) — taken over by the survivors.
-      const bound = 8 + UNPUBLISHED_MAX + FREED_MAX;
+      // learnt, taken over by the survivors. The claims that take its leases over name it, and
+      // this destination (a local folder) reports what it stores, so the survivors compare
+      // before uploading: only the victim's unfinished uploads (one per connection,
+      // defaultMaxConnections 8) go out again. Its recorded, unpublished uploads (up to
+      // UNPUBLISHED_MAX_CHECKED here) and the ones done that waited to be recorded are found.
+      // (A destination that cannot report it: up to 8 + UNPUBLISHED_MAX + FREED_MAX.)
+      const bound = 8;
       assert(dups <= bound, `${dups} duplicate uploads, more than the design's ${bound}`);
       // The survivors: whichever node was killed, its web database stopped with it.
       for (const n of nodes.filter((x) => x !== victim)) {

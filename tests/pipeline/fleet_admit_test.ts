@@ -1,5 +1,11 @@
 /** The bound on a fleet node's uploads the shared store does not know yet (`fleet_admit.ts`). */
-import { FREED_MAX, RecordAdmission, UNPUBLISHED_MAX } from "../../src/pipeline/fleet_admit.ts";
+import {
+  FREED_MAX,
+  RecordAdmission,
+  UNPUBLISHED_MAX,
+  UNPUBLISHED_MAX_CHECKED,
+  unpublishedMax,
+} from "../../src/pipeline/fleet_admit.ts";
 import type { Job } from "../../src/store/store.ts";
 import { assert, assertEquals } from "../_assert.ts";
 
@@ -8,13 +14,18 @@ const tick = () => new Promise((r) => setTimeout(r, 0));
 
 Deno.test("RecordAdmission: admits below the bound, counting the outbox and the jobs recording", async () => {
   let outbox = UNPUBLISHED_MAX - 3;
-  const a = new RecordAdmission({ outboxSize: () => outbox, flush: () => Promise.resolve() });
+  const a = new RecordAdmission({
+    max: UNPUBLISHED_MAX,
+    outboxSize: () => outbox,
+    flush: () => Promise.resolve(),
+  });
   for (let i = 1; i <= 3; i++) await a.admit(job(i));
   assertEquals(a.recording, 3);
   // Full: the next job waits until the outbox shrinks (a publish) and is asked again.
   let admitted = false;
   let flushes = 0;
   const b = new RecordAdmission({
+    max: UNPUBLISHED_MAX,
     outboxSize: () => outbox,
     flush: () => {
       flushes++;
@@ -31,7 +42,11 @@ Deno.test("RecordAdmission: admits below the bound, counting the outbox and the 
 });
 
 Deno.test("RecordAdmission: with an empty outbox a job waits for a recording job to finish", async () => {
-  const a = new RecordAdmission({ outboxSize: () => 0, flush: () => Promise.resolve() });
+  const a = new RecordAdmission({
+    max: UNPUBLISHED_MAX,
+    outboxSize: () => 0,
+    flush: () => Promise.resolve(),
+  });
   for (let i = 1; i <= UNPUBLISHED_MAX; i++) await a.admit(job(i));
   let admitted = false;
   const p = a.admit(job(100)).then(() => (admitted = true));
@@ -46,7 +61,11 @@ Deno.test("RecordAdmission: with an empty outbox a job waits for a recording job
 });
 
 Deno.test("RecordAdmission: waiting jobs give their slots back, at most FREED_MAX at a time", async () => {
-  const a = new RecordAdmission({ outboxSize: () => 0, flush: () => Promise.resolve() });
+  const a = new RecordAdmission({
+    max: UNPUBLISHED_MAX,
+    outboxSize: () => 0,
+    flush: () => Promise.resolve(),
+  });
   for (let i = 1; i <= UNPUBLISHED_MAX; i++) await a.admit(job(i));
   let released = 0;
   const waiting = Array.from(
@@ -61,9 +80,29 @@ Deno.test("RecordAdmission: waiting jobs give their slots back, at most FREED_MA
 
 Deno.test("RecordAdmission: a shared store out of reach does not hold the record back", async () => {
   const a = new RecordAdmission({
+    max: UNPUBLISHED_MAX,
     outboxSize: () => UNPUBLISHED_MAX,
     flush: () => Promise.reject(new Error("unreachable")),
   });
   await a.admit(job(1));
   assertEquals(a.recording, 1, "recorded; the outbox keeps it until the store answers");
+});
+
+Deno.test("RecordAdmission: the bound is the node's, larger where every destination can be checked", async () => {
+  assertEquals(unpublishedMax(false), UNPUBLISHED_MAX);
+  assertEquals(unpublishedMax(true), UNPUBLISHED_MAX_CHECKED);
+  assert(UNPUBLISHED_MAX_CHECKED > UNPUBLISHED_MAX);
+  const a = new RecordAdmission({
+    max: UNPUBLISHED_MAX_CHECKED,
+    outboxSize: () => 0,
+    flush: () => Promise.resolve(),
+  });
+  for (let i = 1; i <= UNPUBLISHED_MAX_CHECKED; i++) await a.admit(job(i));
+  let admitted = false;
+  const p = a.admit(job(1000)).then(() => (admitted = true));
+  await tick();
+  assertEquals(admitted, false, "the larger bound holds too");
+  a.finished(1);
+  await p;
+  assertEquals(a.recording, UNPUBLISHED_MAX_CHECKED);
 });

@@ -111,7 +111,14 @@ export async function runSharedStoreSuite(step: Step, backend: SuiteBackend): Pr
       });
       // The owner claiming again renews.
       assertEquals(await a.claim(k, "fp1", 1_300, 500), { kind: "mine", until: 1_800 });
-      assertEquals(await b.claim(k, "fp1", 1_800, 500), { kind: "mine", until: 2_300 });
+      // Taken over: the answer names the node that held it (it may have uploaded).
+      assertEquals(await b.claim(k, "fp1", 1_800, 500), {
+        kind: "mine",
+        until: 2_300,
+        from: "node-a",
+      });
+      // A claim of one's own lease again names nobody.
+      assertEquals(await b.claim(k, "fp1", 1_850, 500), { kind: "mine", until: 2_350 });
       assertEquals(await a.renew(k, 1_900, 500), false);
       assertEquals(await b.renew(k, 1_900, 500), true);
       assertEquals(await a.claim(k, "fp1", 2_000, 500), {
@@ -164,7 +171,11 @@ export async function runSharedStoreSuite(step: Step, backend: SuiteBackend): Pr
       const k = key("lost");
       assertEquals(await a.claim(k, "same", 1_000, 500), { kind: "mine", until: 1_500 });
       // node-a was too slow: its lease expired and node-b took the file over and published it.
-      assertEquals(await b.claim(k, "same", 2_000, 500), { kind: "mine", until: 2_500 });
+      assertEquals(await b.claim(k, "same", 2_000, 500), {
+        kind: "mine",
+        until: 2_500,
+        from: "node-a",
+      });
       const theirs = record(k, "node-b", "same", 2_100);
       await b.publish([theirs]);
       assertEquals(await a.renew(k, 2_200, 500), false);
@@ -204,9 +215,22 @@ export async function runSharedStoreSuite(step: Step, backend: SuiteBackend): Pr
         assertEquals((await b.claim(k1, "x", 195_000, 1_000)).kind, "busy");
         const released = await b.releaseDead(200_000, 60_000);
         assertEquals(released >= 2, true, `released ${released}`);
-        assertEquals(await b.claim(k1, "x", 200_000, 1_000), { kind: "mine", until: 201_000 });
+        // Released once: a second round finds nothing more to release.
+        assertEquals(await b.releaseDead(200_000, 60_000), 0);
+        // The claim that takes a released lease names the silent node.
+        assertEquals(await b.claim(k1, "x", 200_000, 1_000), {
+          kind: "mine",
+          until: 201_000,
+          from: "node-dead",
+        });
         assertEquals((await b.claim(k3, "x", 200_000, 1_000)).kind, "busy");
+        // The silent node cannot renew what was released, even before anyone claimed it.
         assertEquals(await dead.renew(k2, 200_000, 1_000), false);
+        assertEquals((await a.claimMany([{ key: k2, fingerprint: "x" }], 200_000, 1_000))[0], {
+          kind: "mine",
+          until: 201_000,
+          from: "node-dead",
+        });
       } finally {
         await dead.close();
       }

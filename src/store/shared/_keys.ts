@@ -150,14 +150,36 @@ export function decideClaim(
   record: SharedRecord | undefined,
   lease: { node: string; until: number } | undefined,
   me: string,
+  from?: string,
 ): Claim {
   if (isDone(item, record)) return { kind: "done", record };
   if (lease && lease.node !== me) return { kind: "busy", node: lease.node, until: lease.until };
   if (!lease) throw new Error("A claimed lease row is missing after the claim");
-  return record
-    ? { kind: "mine", until: lease.until, record }
-    : { kind: "mine", until: lease.until };
+  return mineClaim(lease.until, record, from);
 }
+
+/**
+ * A "mine" answer with only the parts that apply: `record` when the key has
+ * one, `from` when the lease was taken over from another node.
+ */
+export function mineClaim(
+  until: number,
+  record: SharedRecord | undefined,
+  from: string | undefined,
+): Claim {
+  return {
+    kind: "mine",
+    until,
+    ...(record ? { record } : {}),
+    ...(from !== undefined ? { from } : {}),
+  };
+}
+
+/**
+ * The released mark of a lease (see `SharedStore.releaseDead`): expired, its
+ * node kept. A claim takes it over as any expired lease; renewing it fails.
+ */
+export const RELEASED_UNTIL = 0;
 
 /** The claims of a batch in the caller's order, from the claims by key id. */
 export function inOrder(

@@ -29,7 +29,7 @@
 import mysql from "mysql2/promise";
 import { decideClaim, distinctItems, distinctKeys, distinctRecords, inOrder } from "./_keys.ts";
 import { recordValues, toNodeRow, toServerHealth } from "./_keys.ts";
-import { keyId, type RecordRow, toRecord } from "./_keys.ts";
+import { keyId, type RecordRow, RELEASED_UNTIL, toRecord } from "./_keys.ts";
 import type { KeyedItem } from "./_keys.ts";
 import { withDbErrors } from "./_db_errors.ts";
 import { ClaimsInBatches } from "./_one_claim.ts";
@@ -267,11 +267,16 @@ export class MysqlSharedStore extends ClaimsInBatches implements SharedStore {
     const until = now + leaseMs;
     const vouch = statDone(distinct);
     // The whole transaction in one round trip (multiple statements; every value escaped).
+    // Other nodes' expired leases (the ones this claim takes over) are read after the insert,
+    // when every key has a row this transaction locked, by a locking read: it takes no gap
+    // locks and does not fix the snapshot, which the final SELECT must take after the writes.
     const rows = await this.#with("claim in", async (c) => {
       const [results] = await c.query({
         sql: `START TRANSACTION;
           INSERT INTO fc_leases(key_hash, input_file, server, dest, node, until) VALUES ?
             ON DUPLICATE KEY UPDATE key_hash = key_hash;
+          SELECT key_hash, node FROM fc_leases
+            WHERE key_hash IN (?) AND node <> ? AND until <= ? FOR UPDATE;
           UPDATE fc_leases SET node = ?, until = ?
             WHERE key_hash IN (?) AND (until <= ? OR node = ?);
           DELETE l FROM fc_leases l JOIN synced_files s ON s.key_hash = l.key_hash
@@ -287,6 +292,9 @@ export class MysqlSharedStore extends ClaimsInBatches implements SharedStore {
         timeout: QUERY_TIMEOUT_MS,
       }, [
         distinct.map((i) => [i.hash, i.key.input_file, i.key.server, i.key.dest, this.node, until]),
+        hashes,
+        this.node,
+        now,
         this.node,
         until,
         hashes,
@@ -298,9 +306,12 @@ export class MysqlSharedStore extends ClaimsInBatches implements SharedStore {
         hashes,
         hashes,
       ]);
-      return (results as unknown[])[4] as Row[];
+      const r = results as unknown[];
+      return { rows: r[5] as Row[], expired: r[2] as Row[] };
     });
-    const byHash = new Map(rows.map((row) => [row.key_hash as string, row]));
+    const byHash = new Map(rows.rows.map((row) => [row.key_hash as string, row]));
+    // Expired leases of other nodes before the claim: a lease of ours now was taken over.
+    const held = new Map(rows.expired.map((row) => [row.key_hash as string, row.node as string]));
     const out = new Map<string, Claim>();
     for (const item of distinct) {
       const row = byHash.get(item.hash);
@@ -308,7 +319,8 @@ export class MysqlSharedStore extends ClaimsInBatches implements SharedStore {
       const lease = row?.lease_node != null
         ? { node: row.lease_node as string, until: Number(row.lease_until) }
         : undefined;
-      out.set(item.id, decideClaim(item, record, lease, this.node));
+      const from = lease?.node === this.node ? held.get(item.hash) : undefined;
+      out.set(item.id, decideClaim(item, record, lease, this.node, from));
     }
     return inOrder(items, out);
   }
@@ -318,16 +330,16 @@ export class MysqlSharedStore extends ClaimsInBatches implements SharedStore {
     return this.#with("renew a lease in", async (c) => {
       const r = await this.#run(
         c,
-        "UPDATE fc_leases SET until = ? WHERE key_hash = ? AND node = ?",
-        [now + leaseMs, item!.hash, this.node],
+        "UPDATE fc_leases SET until = ? WHERE key_hash = ? AND node = ? AND until <> ?",
+        [now + leaseMs, item!.hash, this.node, RELEASED_UNTIL],
       );
       // affectedRows counts matched rows only with CLIENT_FOUND_ROWS; an unchanged
       // until (the same renewal twice) still holds the lease.
       if (r.affectedRows > 0) return true;
       const rows = await this.#rows(
         c,
-        "SELECT 1 AS ok FROM fc_leases WHERE key_hash = ? AND node = ?",
-        [item!.hash, this.node],
+        "SELECT 1 AS ok FROM fc_leases WHERE key_hash = ? AND node = ? AND until <> ?",
+        [item!.hash, this.node, RELEASED_UNTIL],
       );
       return rows.length > 0;
     });
@@ -347,9 +359,9 @@ export class MysqlSharedStore extends ClaimsInBatches implements SharedStore {
     return this.#with("release leases in", async (c) => {
       const r = await this.#run(
         c,
-        `DELETE FROM fc_leases WHERE node <> ? AND node IN
+        `UPDATE fc_leases SET until = ? WHERE until <> ? AND node <> ? AND node IN
            (SELECT node FROM fc_nodes WHERE heartbeat_at < ?)`,
-        [this.node, now - deadAfterMs],
+        [RELEASED_UNTIL, RELEASED_UNTIL, this.node, now - deadAfterMs],
       );
       return r.affectedRows;
     });

@@ -35,7 +35,14 @@ import pg from "pg";
 import { distinctItems, distinctKeys, distinctRecords, inOrder, keyId } from "./_keys.ts";
 import { toNodeRow, toServerHealth } from "./_keys.ts";
 import type { KeyedItem } from "./_keys.ts";
-import { decideClaim, isDone, type RecordRow, toRecord } from "./_keys.ts";
+import {
+  decideClaim,
+  isDone,
+  mineClaim,
+  type RecordRow,
+  RELEASED_UNTIL,
+  toRecord,
+} from "./_keys.ts";
 import { withDbErrors } from "./_db_errors.ts";
 import { ClaimsInBatches } from "./_one_claim.ts";
 import type {
@@ -264,7 +271,11 @@ export class PostgresSharedStore extends ClaimsInBatches implements SharedStore 
         unknown.push(item);
         continue;
       }
-      out.set(item.id, decideClaim(item, record, lease, this.node));
+      // The lease row read is the one before the statement: another node's, taken over.
+      const from = row?.mine_until != null && row.lease_node != null && row.lease_node !== this.node
+        ? row.lease_node as string
+        : undefined;
+      out.set(item.id, decideClaim(item, record, lease, this.node, from));
     }
     if (unknown.length > 0) {
       const leases = await this.#with("claim in", async (c) => {
@@ -314,11 +325,11 @@ export class PostgresSharedStore extends ClaimsInBatches implements SharedStore 
     for (const item of mine) {
       const row = rows.get(item.hash);
       const record = row ? toRecord(row) : undefined;
-      const until = (out.get(item.id) as { until: number }).until;
+      const { until, from } = out.get(item.id) as { until: number; from?: string };
       if (isDone(item, record)) {
         done.push(item);
         out.set(item.id, { kind: "done", record });
-      } else out.set(item.id, record ? { kind: "mine", until, record } : { kind: "mine", until });
+      } else out.set(item.id, mineClaim(until, record, from));
     }
     if (done.length === 0) return;
     await this.#with(
@@ -334,11 +345,10 @@ export class PostgresSharedStore extends ClaimsInBatches implements SharedStore 
   renew(key: SharedKey, now: number, leaseMs: number): Promise<boolean> {
     const [item] = distinctKeys([key]);
     return this.#with("renew a lease in", async (c) => {
-      const r = await c.query("UPDATE fc_leases SET until = $1 WHERE key_hash = $2 AND node = $3", [
-        now + leaseMs,
-        item!.hash,
-        this.node,
-      ]);
+      const r = await c.query(
+        "UPDATE fc_leases SET until = $1 WHERE key_hash = $2 AND node = $3 AND until <> $4",
+        [now + leaseMs, item!.hash, this.node, RELEASED_UNTIL],
+      );
       return (r.rowCount ?? 0) > 0;
     });
   }
@@ -356,9 +366,9 @@ export class PostgresSharedStore extends ClaimsInBatches implements SharedStore 
   releaseDead(now: number, deadAfterMs: number): Promise<number> {
     return this.#with("release leases in", async (c) => {
       const r = await c.query(
-        `DELETE FROM fc_leases WHERE node <> $1 AND node IN
+        `UPDATE fc_leases SET until = $3 WHERE until <> $3 AND node <> $1 AND node IN
            (SELECT node FROM fc_nodes WHERE heartbeat_at < $2)`,
-        [this.node, now - deadAfterMs],
+        [this.node, now - deadAfterMs, RELEASED_UNTIL],
       );
       return r.rowCount ?? 0;
     });

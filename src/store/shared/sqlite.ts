@@ -13,7 +13,7 @@
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { SQLITE, sqliteCode, StoreUnavailable } from "../../errors.ts";
 import { decideClaim, distinctItems, distinctKeys, distinctRecords, inOrder } from "./_keys.ts";
-import { isDone } from "./_keys.ts";
+import { isDone, RELEASED_UNTIL } from "./_keys.ts";
 import { recordValues } from "./_keys.ts";
 import { keyId, type RecordRow, toNodeRow, toRecord } from "./_keys.ts";
 import { ClaimsInBatches } from "./_one_claim.ts";
@@ -244,11 +244,13 @@ export class SqliteSharedStore extends ClaimsInBatches implements SharedStore {
           let lease = getLease.get(k.input_file, k.server, k.dest) as
             | { node: string; until: number }
             | undefined;
+          let from: string | undefined;
           if (!lease || lease.node === this.node || lease.until <= now) {
+            if (lease && lease.node !== this.node) from = lease.node;
             lease = { node: this.node, until: now + leaseMs };
             take.run(k.input_file, k.server, k.dest, lease.node, lease.until);
           }
-          out.set(item.id, decideClaim(item, record, lease, this.node));
+          out.set(item.id, decideClaim(item, record, lease, this.node, from));
         }
         return out;
       });
@@ -261,8 +263,9 @@ export class SqliteSharedStore extends ClaimsInBatches implements SharedStore {
       const changes = this.#tx(
         "renew a lease in",
         () =>
-          this.#q(`UPDATE fc_leases SET until = ? WHERE ${KEY_WHERE} AND node = ?`)
-            .run(now + leaseMs, key.input_file, key.server, key.dest, this.node).changes,
+          this.#q(`UPDATE fc_leases SET until = ? WHERE ${KEY_WHERE} AND node = ? AND until <> ?`)
+            .run(now + leaseMs, key.input_file, key.server, key.dest, this.node, RELEASED_UNTIL)
+            .changes,
       );
       return Number(changes) > 0;
     });
@@ -282,9 +285,9 @@ export class SqliteSharedStore extends ClaimsInBatches implements SharedStore {
     return settle(() => {
       const changes = this.#tx("release leases in", () =>
         this.#q(
-          `DELETE FROM fc_leases WHERE node <> ? AND node IN
+          `UPDATE fc_leases SET until = ? WHERE until <> ? AND node <> ? AND node IN
              (SELECT node FROM fc_nodes WHERE heartbeat_at < ?)`,
-        ).run(this.node, now - deadAfterMs).changes);
+        ).run(RELEASED_UNTIL, RELEASED_UNTIL, this.node, now - deadAfterMs).changes);
       return Number(changes);
     });
   }

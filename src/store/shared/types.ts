@@ -84,9 +84,12 @@ export type Claim =
    * This node holds the lease until `until` (ms since the epoch): upload,
    * then publish. `record`: the record of the key as the claim saw it, of
    * other content than asked (a node that did not read the file compares it
-   * then).
+   * then). `from`: the node whose lease this claim took over (it expired, or
+   * its node went silent): that node may have uploaded the content before it
+   * stopped, without publishing it, so the destination is worth a look
+   * before uploading again.
    */
-  | { kind: "mine"; until: number; record?: SharedRecord }
+  | { kind: "mine"; until: number; record?: SharedRecord; from?: string }
   /** A record with the same fingerprint, or one that vouches for the stat asked, exists: nothing to upload. */
   | { kind: "done"; record: SharedRecord }
   /** Another live node holds the lease; ask again after `until`. */
@@ -183,7 +186,11 @@ export interface SharedStore {
   renew(key: SharedKey, now: number, leaseMs: number): Promise<boolean>;
   /** Drops this node's lease on `key` (after a failed upload). */
   release(key: SharedKey): Promise<void>;
-  /** Releases the leases of nodes silent for `deadAfterMs`; returns how many. */
+  /**
+   * Releases the leases of nodes silent for `deadAfterMs`; returns how many.
+   * A released lease stays as an expired one of its node (not deleted), so
+   * the claim that takes it over names that node (`from`).
+   */
   releaseDead(now: number, deadAfterMs: number): Promise<number>;
   /**
    * Upserts records (idempotent: publishing the same record twice leaves one
