@@ -74,6 +74,8 @@ const SCHEMA = `
 /**
  * A temporary trigger (this connection only: a node without a shared store
  * never queues anything): a local record removed is a removal to publish.
+ * The one writer of the outbox outside {@linkcode FleetLocal}, so it marks
+ * the outbox touched itself (see {@linkcode FleetLocal.outboxSize}).
  */
 const UNPUBLISH_TRIGGER = `
   CREATE TEMP TRIGGER IF NOT EXISTS fleet_unpublish_removed AFTER DELETE ON main.synced_files
@@ -82,21 +84,8 @@ const UNPUBLISH_TRIGGER = `
       WHERE input_file = old.input_file AND server = old.server AND dest = old.dest;
     INSERT INTO fleet_outbox(input_file, server, dest, record)
       VALUES (old.input_file, old.server, old.dest, NULL);
+    SELECT fleet_outbox_touched();
   END;
-`;
-
-/**
- * Temporary triggers (this connection only) that mark the outbox touched, so
- * {@linkcode FleetLocal.outboxSize} counts again only after a write: every
- * write to the outbox, by any statement or trigger, inserts or deletes.
- */
-const OUTBOX_TOUCHED_TRIGGERS = `
-  CREATE TEMP TRIGGER IF NOT EXISTS fleet_outbox_inserted AFTER INSERT ON main.fleet_outbox
-  BEGIN SELECT fleet_outbox_touched(); END;
-  CREATE TEMP TRIGGER IF NOT EXISTS fleet_outbox_deleted AFTER DELETE ON main.fleet_outbox
-  BEGIN SELECT fleet_outbox_touched(); END;
-  CREATE TEMP TRIGGER IF NOT EXISTS fleet_outbox_updated AFTER UPDATE ON main.fleet_outbox
-  BEGIN SELECT fleet_outbox_touched(); END;
 `;
 
 const MIRROR_COLUMNS =
@@ -132,7 +121,10 @@ export class FleetLocal {
   readonly #store: Store;
   /** This node's name: the records it published are not mirrored over its own rows. */
   readonly #node: string;
-  /** Writes to the outbox through this connection (see OUTBOX_TOUCHED_TRIGGERS). */
+  /**
+   * Writes to the outbox through this connection: counted by each statement
+   * of this class that writes it, and by the unpublish trigger.
+   */
   readonly #writes: { n: number };
   /** The outbox's size when last counted, and the writes seen then. */
   #size: { n: number; writes: number } | undefined;
@@ -155,7 +147,6 @@ export class FleetLocal {
     if (!cols.some((c) => c.name === "source_stat")) {
       store.db.exec("ALTER TABLE fleet_records ADD COLUMN source_stat TEXT NOT NULL DEFAULT ''");
     }
-    store.db.exec(UNPUBLISH_TRIGGER);
     let writes = outboxWrites.get(store.db);
     if (!writes) {
       const w = { n: 0 };
@@ -163,11 +154,11 @@ export class FleetLocal {
         w.n++;
         return null;
       });
-      store.db.exec(OUTBOX_TOUCHED_TRIGGERS);
       outboxWrites.set(store.db, w);
       writes = w;
     }
     this.#writes = writes;
+    store.db.exec(UNPUBLISH_TRIGGER);
   }
 
   /** Queues `record` for publishing (call in the transaction that records it locally). */
@@ -187,6 +178,7 @@ export class FleetLocal {
     this.#store.q(
       "INSERT OR REPLACE INTO fleet_outbox(input_file, server, dest, record) VALUES (?, ?, ?, ?)",
     ).run(key.input_file, key.server, key.dest, record);
+    this.#writes.n++;
   }
 
   /**
@@ -208,6 +200,7 @@ export class FleetLocal {
            'node', ?, 'synced_at', synced_at)
          FROM synced_files ORDER BY input_file`,
       ).run(node);
+      this.#writes.n++;
       this.#store.setRuntime("fleetSeeded", node);
       return Number(r.changes);
     });
@@ -295,6 +288,7 @@ export class FleetLocal {
         JSON.stringify(this.#sent),
       ]];
     this.#store.q(`DELETE FROM fleet_outbox WHERE ${where}`).run(...args);
+    this.#writes.n++;
     this.#droppedTo = this.#sentTo;
     // Above the mark, an entry is not known as sent once deleted: a rollback sends it again.
     this.#sent = [];
