@@ -10,7 +10,15 @@ import * as fs from "node:fs/promises";
 import * as os from "node:os";
 import * as path from "node:path";
 import { ClassifiedError } from "../../src/errors.ts";
-import { isLister, isMover, isStater, type Transport } from "../../src/transports/transport.ts";
+// Every transport definition, for their `storedMd5` promises.
+import "../../src/transports/mod.ts";
+import {
+  getTransportDef,
+  isLister,
+  isMover,
+  isStater,
+  type Transport,
+} from "../../src/transports/transport.ts";
 import { assert, assertEquals, assertRejects } from "../_assert.ts";
 
 /** What a transport test provides. */
@@ -19,6 +27,11 @@ export interface ConformanceTarget {
   transport(): Promise<Transport>;
   /** Reads a remote file by an independent route; null when missing. */
   readBack(remotePath: string): Promise<Uint8Array | null>;
+  /**
+   * The `transporter` name: when its definition promises `storedMd5`, the
+   * stat step also checks that `stat` with `md5` reports what was stored.
+   */
+  transporter?: string;
   /** The URL prefix the transport should produce for remote paths, if predictable. */
   urlPrefix?: string;
   /** Size of the large-file case (default 6 MiB: above S3's 5 MiB multipart part). */
@@ -222,6 +235,13 @@ export async function conformance(t: Deno.TestContext, target: ConformanceTarget
         if (st?.md5 !== undefined) assertEquals(st.md5, md5(bytes("second version")));
         assertEquals(await transport.stat("nope.txt", { signal }), null);
       });
+      if (target.transporter && getTransportDef(target.transporter)?.storedMd5) {
+        await t.step("stat with md5 reports the MD5 of what is stored (storedMd5)", async () => {
+          const st = await transport.stat("a.txt", { signal, md5: true });
+          assertEquals(st?.md5, md5(bytes("second version")));
+          assertEquals(await transport.stat("nope.txt", { signal, md5: true }), null);
+        });
+      }
     }
     if (isMover(transport)) {
       await t.step("move renames on the server", async () => {

@@ -94,6 +94,7 @@ Deno.test("cf passes the conformance suite (S3 part on Swift, invalidations on t
   const token = await swiftToken(info);
   try {
     await conformance(t, {
+      transporter: "cf",
       transport: async () => {
         const cf = await make(
           settings(info, bucket, fake, { multipart_threshold: "5M", part_size: "5M" }),

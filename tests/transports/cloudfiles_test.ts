@@ -269,6 +269,7 @@ Deno.test("cloudfiles passes the conformance suite against Swift (tempauth, auth
   const token = await swiftToken(info);
   try {
     await conformance(t, {
+      transporter: "cloudfiles",
       transport: () => make(v1(info, container)),
       readBack: (p) => swiftRead(info, token, container, p),
       readHeaders: (p) => swiftHeaders(info, token, container, p),

@@ -75,6 +75,7 @@ Deno.test("s3 passes the transport conformance suite against Swift's S3 API", as
   const token = await swiftToken(info);
   try {
     await conformance(t, {
+      transporter: "s3",
       transport: () => make(settings(info, bucket, { multipart_threshold: "5M", part_size: "5M" })),
       // The bucket is a Swift container: read through the Swift API, not through S3 or our code.
       readBack: (p) => swiftRead(info, token, bucket, p),

@@ -25,6 +25,7 @@ Deno.test("symlink_or_copy passes the transport conformance suite", async (t) =>
   const root = await fs.mkdtemp(path.join(os.tmpdir(), "fc-local-"));
   try {
     await conformance(t, {
+      transporter: "symlink_or_copy",
       transport: () => makeTransport(root),
       readBack: async (p) => {
         try {
