@@ -12,8 +12,9 @@
  *   transaction; the publisher sends the outbox (at least once, idempotent);
  *   claims are mostly made ahead, in batches (`fleet_claimer.ts`);
  * - at most `UNPUBLISHED_MAX` (or `UNPUBLISHED_MAX_CHECKED`, below) recorded
- *   uploads the shared store does not know yet, and at most `FREED_MAX` uploads done that
- *   wait to be recorded without holding their upload slots, so a node killed
+ *   uploads the shared store does not know yet, and at most `FREED_MAX`
+ *   uploads done that wait to be recorded without holding their upload
+ *   slots, so a node killed
  *   leaves at most that many files (and its running uploads) for another
  *   node to upload again; the publisher sends what was recorded while its
  *   last round trip was on its way in one batch;
@@ -387,7 +388,8 @@ export class Fleet {
    * not know yet (see `fleet_admit.ts`); `release` gives the job's slots
    * to the next jobs while it waits. A node killed at any moment thus leaves
    * at most that many uploads, and `FREED_MAX` more (besides the
-   * ones still running), for another node to upload again.
+   * ones still running), for another node to upload again, or, where every
+   * destination can be checked, to find there.
    */
   admitRecord(job: Job, release?: () => void): Promise<void> {
     return this.#admission.admit(job, release);

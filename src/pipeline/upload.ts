@@ -114,9 +114,6 @@ export class Uploader {
           store.addIntent(server.name, remotePath, now, job.input_file, job.dest)
         );
       }
-      // No MD5 up front: transports that hash what they send (S3, Cloud Files, a local copy)
-      // return it; for the others the file is hashed after the upload, before the check below
-      // that it did not change meanwhile.
       // Under a lease taken over, the node that held it may have stored this already.
       const found = u.takenOverFrom !== undefined && out.extras.length === 0
         ? await this.#storedAlready(
@@ -128,6 +125,9 @@ export class Uploader {
           out.unprocessed ? u.contentMd5 : undefined,
         )
         : undefined;
+      // No MD5 up front: transports that hash what they send (S3, Cloud Files, a local copy)
+      // return it; for the others the file is hashed after the upload, before the check below
+      // that it did not change meanwhile.
       const result = found ?? await this.#put(s, transport, job, out.path, remotePath, {
         signal,
         size: upload.size,

@@ -182,7 +182,10 @@ export interface SharedStore {
    * the order given; an item repeated in the batch gets the same answer.
    */
   claimMany(items: readonly ClaimItem[], now: number, leaseMs: number): Promise<Claim[]>;
-  /** Extends this node's lease; false when the lease was lost (taken over). */
+  /**
+   * Extends this node's lease; false when the lease was lost (taken over,
+   * or released by `releaseDead` while this node was silent).
+   */
   renew(key: SharedKey, now: number, leaseMs: number): Promise<boolean>;
   /** Drops this node's lease on `key` (after a failed upload). */
   release(key: SharedKey): Promise<void>;
