@@ -98,21 +98,23 @@ const NOTES: string[] = [
   "After a clean stop the web application databases are kept until a synced file changes " +
   "(rebuilding them at the start took as long as the scan).",
   "**The shared store (missed: PostgreSQL ≤ 1.5× SQLite; two pinned nodes level with one " +
-  "within this machine's noise).** Parts of a PostgreSQL node switched off in alternated " +
-  "runs (one node, 10,000 files, 4 rounds): SQLite 2.0–2.8 s; PostgreSQL 4.2–4.9 s; without " +
-  "claims the same (they are made ahead while the node waits on publishes); without " +
-  "publishing (no outbox, no bound) 2.9–3.4 s, about 1.5× SQLite with publishing free. " +
-  "Publishing costs ~1.3 s: ~0.45 s of waiting (at most 32 recorded uploads may be " +
-  "unpublished, so recording waits for each publish; 64, 128 or 256 gave 4.0, 3.7 and 3.7 s " +
-  "against 4.5 s, but a kill would leave 2–8× as many uploads to redo), ~0.5 s of local " +
-  "work (the outbox, a commit per ~32 records instead of ~64, the node's own records coming " +
-  "back through the change feed) and ~0.1 s in the client. A pinned pair is CPU-bound on " +
-  "this machine: two nodes (~3.1 CPU s each) and the database server (~2.2 s) share 2 " +
-  "cores, where one pinned node leaves the server a core of its own; a first pass in which " +
-  "each node claims only its share of the files (a rendezvous hash over the live nodes) " +
-  "removed the collisions, not the CPU, and left the wall time as it was. The database " +
-  "server's work per claim no longer grows with the shared record (see \"The shared record's " +
-  'plans at any size").',
+  "within this machine's noise).** A node whose destinations can report what they store (a " +
+  "local folder, S3, CloudFront, Cloud Files) may now leave 256 recorded uploads " +
+  "unpublished instead of 32: the node that takes a killed node's leases over is told so by " +
+  "its claim and finds those uploads at the destination instead of sending them again, so " +
+  "the bound no longer limits duplicates. That took the one-node ratio from 1.87× to 1.61× " +
+  "in alternated rounds (1.89× → 1.66× in the bench). What is left is spread thin: a " +
+  "PostgreSQL node spends ~1.2–1.5 CPU s more than a SQLite node per 10,000 files — the " +
+  "claims ahead (a look and a key hash per file, two round trips per 64 files), the outbox " +
+  "(a row in and out per record), the `pg` client and Deno's Node socket layer under it " +
+  "(~0.4 s with the garbage they leave), the node's own records coming back through the " +
+  "change feed, and ~0.1 s of start-up during which the first claim waits for the pool. No " +
+  "part is worth more than ~5 %; larger claim batches, more uploads waiting without their " +
+  "slots, a warmed pool and picks deferred to the next record commit were each measured and " +
+  "changed nothing. A pinned pair is CPU-bound here: two nodes (~3 CPU s each, a node " +
+  "spending on the files the other uploaded nearly what it spends on its own) and the " +
+  "database server share 2 cores, where one pinned node leaves the server a core of its " +
+  "own.",
   "**Sample chain (peak ≤ 400 MiB in four of six runs of the day, not in the full run; ≥ 2× not shown).** " +
   "Profiled (`--cpu-prof` of the main thread and each worker, 6,239 files): main thread 45 %, " +
   "esbuild 32 %, oxipng 10 %, acorn's ES5 parse 4 %, worker start-up and engine compiles 8 %. " +
