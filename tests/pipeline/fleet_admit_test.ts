@@ -41,23 +41,27 @@ Deno.test("RecordAdmission: admits below the bound, counting the outbox and the 
   assertEquals(b.recording, 4);
 });
 
-Deno.test("RecordAdmission: with an empty outbox a job waits for a recording job to finish", async () => {
-  const a = new RecordAdmission({
-    max: UNPUBLISHED_MAX,
-    outboxSize: () => 0,
-    flush: () => Promise.resolve(),
-  });
-  for (let i = 1; i <= UNPUBLISHED_MAX; i++) await a.admit(job(i));
+/**
+ * Fills an admission of bound `max` with an empty outbox: the next job waits
+ * until a recording job finishes (one that is not recording wakes nobody).
+ */
+async function waitsAtTheBound(max: number) {
+  const a = new RecordAdmission({ max, outboxSize: () => 0, flush: () => Promise.resolve() });
+  for (let i = 1; i <= max; i++) await a.admit(job(i));
   let admitted = false;
-  const p = a.admit(job(100)).then(() => (admitted = true));
+  const p = a.admit(job(max + 100)).then(() => (admitted = true));
   await tick();
-  assertEquals(admitted, false, "the bound holds");
-  a.finished(999); // not recording: wakes nobody
+  assertEquals(admitted, false, `the bound of ${max} holds`);
+  a.finished(max + 999); // not recording: wakes nobody
   await tick();
   assertEquals(admitted, false);
   a.finished(1);
   await p;
-  assertEquals(a.recording, UNPUBLISHED_MAX);
+  assertEquals(a.recording, max);
+}
+
+Deno.test("RecordAdmission: with an empty outbox a job waits for a recording job to finish", async () => {
+  await waitsAtTheBound(UNPUBLISHED_MAX);
 });
 
 Deno.test("RecordAdmission: waiting jobs give their slots back, at most FREED_MAX at a time", async () => {
@@ -92,17 +96,5 @@ Deno.test("RecordAdmission: the bound is the node's, larger where every destinat
   assertEquals(unpublishedMax(false), UNPUBLISHED_MAX);
   assertEquals(unpublishedMax(true), UNPUBLISHED_MAX_CHECKED);
   assert(UNPUBLISHED_MAX_CHECKED > UNPUBLISHED_MAX);
-  const a = new RecordAdmission({
-    max: UNPUBLISHED_MAX_CHECKED,
-    outboxSize: () => 0,
-    flush: () => Promise.resolve(),
-  });
-  for (let i = 1; i <= UNPUBLISHED_MAX_CHECKED; i++) await a.admit(job(i));
-  let admitted = false;
-  const p = a.admit(job(1000)).then(() => (admitted = true));
-  await tick();
-  assertEquals(admitted, false, "the larger bound holds too");
-  a.finished(1);
-  await p;
-  assertEquals(a.recording, UNPUBLISHED_MAX_CHECKED);
+  await waitsAtTheBound(UNPUBLISHED_MAX_CHECKED);
 });
