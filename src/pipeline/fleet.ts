@@ -69,9 +69,8 @@ import { keyOf, mayBeCopy, nodeName, vouchedMd5 } from "./fleet_keys.ts";
 import { type AdoptedFile, adoptedRow, publishedRecord } from "./fleet_rows.ts";
 export { FleetUnavailable, isDroppedDbConnection } from "./fleet_link.ts";
 import { FleetPublisher } from "./fleet_publish.ts";
-import { RecordAdmission, unpublishedMax } from "./fleet_admit.ts";
+import { RecordAdmission, unpublishedMaxFor } from "./fleet_admit.ts";
 export { FREED_MAX, UNPUBLISHED_MAX, UNPUBLISHED_MAX_CHECKED } from "./fleet_admit.ts";
-import { getTransportDef } from "../transports/transport.ts";
 import type { Fingerprint, Route } from "./plan.ts";
 
 /**
@@ -167,9 +166,7 @@ export class Fleet {
       log,
     });
     this.#admission = new RecordAdmission({
-      max: unpublishedMax(
-        ctx.config.servers.every((srv) => getTransportDef(srv.transporter)?.storedMd5 === true),
-      ),
+      max: unpublishedMaxFor(ctx.config.servers),
       outboxSize: () => this.local.outboxSize(),
       flush: () => this.#publisher.flush(),
     });

@@ -15,6 +15,7 @@
  * @module
  */
 import type { Job } from "../store/store.ts";
+import { getTransportDef } from "../transports/transport.ts";
 
 /**
  * Recorded uploads of a node the shared store may not know yet (not yet
@@ -36,6 +37,11 @@ export const UNPUBLISHED_MAX_CHECKED = 256;
 /** The bound for a node whose destinations all report what they store (`checked`) or not. */
 export function unpublishedMax(checked: boolean): number {
   return checked ? UNPUBLISHED_MAX_CHECKED : UNPUBLISHED_MAX;
+}
+
+/** The bound for a node uploading to `servers` (see {@linkcode unpublishedMax}). */
+export function unpublishedMaxFor(servers: readonly { transporter: string }[]): number {
+  return unpublishedMax(servers.every((s) => getTransportDef(s.transporter)?.storedMd5 === true));
 }
 
 /**

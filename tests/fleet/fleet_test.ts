@@ -301,12 +301,12 @@ for (const store of STORES) {
       }
       const all = nodes.flatMap(uploadsOf);
       const dups = all.length - new Set(all).size;
-      // How close to the bound a run comes: visible in the test output.
-      // deno-lint-ignore no-console
       const found = nodes.reduce(
         (t, n) => t + (n.daemon!.log().match(/\] found \S+ at the destination/g)?.length ?? 0),
         0,
       );
+      // How close to the bound a run comes, and what the survivors found: in the test output.
+      // deno-lint-ignore no-console
       console.error(
         `fleet (${store.name}): ${dups} duplicate upload(s) after the kill, ${found} found at the destination`,
       );

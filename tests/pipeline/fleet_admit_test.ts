@@ -5,7 +5,9 @@ import {
   UNPUBLISHED_MAX,
   UNPUBLISHED_MAX_CHECKED,
   unpublishedMax,
+  unpublishedMaxFor,
 } from "../../src/pipeline/fleet_admit.ts";
+import "../../src/transports/mod.ts";
 import type { Job } from "../../src/store/store.ts";
 import { assert, assertEquals } from "../_assert.ts";
 
@@ -96,5 +98,15 @@ Deno.test("RecordAdmission: the bound is the node's, larger where every destinat
   assertEquals(unpublishedMax(false), UNPUBLISHED_MAX);
   assertEquals(unpublishedMax(true), UNPUBLISHED_MAX_CHECKED);
   assert(UNPUBLISHED_MAX_CHECKED > UNPUBLISHED_MAX);
+  // A node's bound follows every destination it has: one that cannot be checked keeps it small.
+  assertEquals(
+    unpublishedMaxFor([{ transporter: "symlink_or_copy" }, { transporter: "s3" }]),
+    UNPUBLISHED_MAX_CHECKED,
+  );
+  assertEquals(
+    unpublishedMaxFor([{ transporter: "s3" }, { transporter: "sftp" }]),
+    UNPUBLISHED_MAX,
+  );
+  assertEquals(unpublishedMaxFor([{ transporter: "ftp" }]), UNPUBLISHED_MAX);
   await waitsAtTheBound(UNPUBLISHED_MAX_CHECKED);
 });

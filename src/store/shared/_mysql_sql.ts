@@ -73,3 +73,36 @@ export const MIGRATIONS: string[][] = [
 
 /** Error number of a column added twice (a migration run again): already done. */
 export const ER_DUP_FIELDNAME = 1060;
+
+/** Where {@linkcode claimSql}'s results are, by statement. */
+export const CLAIM_RESULTS = { expired: 2, rows: 5 } as const;
+
+/**
+ * The claim of a batch as one multi-statement transaction (one round trip):
+ * the missing leases inserted; other nodes' expired leases read, for the
+ * "taken over" of the answers; the leases taken or renewed; this node's
+ * leases on keys done dropped (`vouchSql`: the stat-vouches condition of
+ * `statDone`); then the leases and records as they are. Other nodes'
+ * expired leases are read after the insert, when every key has a row this
+ * transaction locked, by a locking read: it takes no gap locks and does not
+ * fix the snapshot, which the final `SELECT` must take after the writes.
+ */
+export function claimSql(vouchSql: string): string {
+  return `START TRANSACTION;
+          INSERT INTO fc_leases(key_hash, input_file, server, dest, node, until) VALUES ?
+            ON DUPLICATE KEY UPDATE key_hash = key_hash;
+          SELECT key_hash, node FROM fc_leases
+            WHERE key_hash IN (?) AND node <> ? AND until <= ? FOR UPDATE;
+          UPDATE fc_leases SET node = ?, until = ?
+            WHERE key_hash IN (?) AND (until <= ? OR node = ?);
+          DELETE l FROM fc_leases l JOIN synced_files s ON s.key_hash = l.key_hash
+            WHERE l.node = ? AND ((l.key_hash, s.fingerprint) IN (?)${vouchSql});
+          SELECT k.key_hash, l.node AS lease_node, l.until AS lease_until,
+            s.input_file, s.server, s.dest, s.transported_file_basename, s.url, s.remote_path,
+            s.fingerprint, s.node, s.synced_at, s.source_stat
+          FROM (SELECT key_hash FROM fc_leases WHERE key_hash IN (?)
+                UNION SELECT key_hash FROM synced_files WHERE key_hash IN (?)) k
+          LEFT JOIN fc_leases l ON l.key_hash = k.key_hash
+          LEFT JOIN synced_files s ON s.key_hash = k.key_hash;
+          COMMIT`;
+}

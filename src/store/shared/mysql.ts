@@ -46,7 +46,13 @@ import type {
   SharedStore,
 } from "./types.ts";
 import type { ServerUrl } from "./url.ts";
-import { ER_DUP_FIELDNAME, MIGRATIONS, TABLE_OPTIONS } from "./_mysql_sql.ts";
+import {
+  CLAIM_RESULTS,
+  claimSql,
+  ER_DUP_FIELDNAME,
+  MIGRATIONS,
+  TABLE_OPTIONS,
+} from "./_mysql_sql.ts";
 import { type Conn, QUERY_TIMEOUT_MS, queryRows, queryRun, type Row } from "./_mysql_query.ts";
 import { appendChanges, readChanges, readFeedBounds } from "./_mysql_feed.ts";
 import { pruneFeed } from "./_mysql_prune.ts";
@@ -266,29 +272,10 @@ export class MysqlSharedStore extends ClaimsInBatches implements SharedStore {
     const hashes = distinct.map((i) => i.hash);
     const until = now + leaseMs;
     const vouch = statDone(distinct);
-    // The whole transaction in one round trip (multiple statements; every value escaped).
-    // Other nodes' expired leases (the ones this claim takes over) are read after the insert,
-    // when every key has a row this transaction locked, by a locking read: it takes no gap
-    // locks and does not fix the snapshot, which the final SELECT must take after the writes.
+    // The whole transaction in one round trip (see `claimSql`; every value escaped).
     const rows = await this.#with("claim in", async (c) => {
       const [results] = await c.query({
-        sql: `START TRANSACTION;
-          INSERT INTO fc_leases(key_hash, input_file, server, dest, node, until) VALUES ?
-            ON DUPLICATE KEY UPDATE key_hash = key_hash;
-          SELECT key_hash, node FROM fc_leases
-            WHERE key_hash IN (?) AND node <> ? AND until <= ? FOR UPDATE;
-          UPDATE fc_leases SET node = ?, until = ?
-            WHERE key_hash IN (?) AND (until <= ? OR node = ?);
-          DELETE l FROM fc_leases l JOIN synced_files s ON s.key_hash = l.key_hash
-            WHERE l.node = ? AND ((l.key_hash, s.fingerprint) IN (?)${vouch.sql});
-          SELECT k.key_hash, l.node AS lease_node, l.until AS lease_until,
-            s.input_file, s.server, s.dest, s.transported_file_basename, s.url, s.remote_path,
-            s.fingerprint, s.node, s.synced_at, s.source_stat
-          FROM (SELECT key_hash FROM fc_leases WHERE key_hash IN (?)
-                UNION SELECT key_hash FROM synced_files WHERE key_hash IN (?)) k
-          LEFT JOIN fc_leases l ON l.key_hash = k.key_hash
-          LEFT JOIN synced_files s ON s.key_hash = k.key_hash;
-          COMMIT`,
+        sql: claimSql(vouch.sql),
         timeout: QUERY_TIMEOUT_MS,
       }, [
         distinct.map((i) => [i.hash, i.key.input_file, i.key.server, i.key.dest, this.node, until]),
@@ -307,7 +294,7 @@ export class MysqlSharedStore extends ClaimsInBatches implements SharedStore {
         hashes,
       ]);
       const r = results as unknown[];
-      return { rows: r[5] as Row[], expired: r[2] as Row[] };
+      return { rows: r[CLAIM_RESULTS.rows] as Row[], expired: r[CLAIM_RESULTS.expired] as Row[] };
     });
     const byHash = new Map(rows.rows.map((row) => [row.key_hash as string, row]));
     // Expired leases of other nodes before the claim: a lease of ours now was taken over.
