@@ -7,10 +7,10 @@
  * records an upload and waits until fewer than its bound
  * ({@linkcode unpublishedMax}) recorded uploads are unknown to the shared
  * store (being recorded, or waiting in the outbox), the outbox being
- * published meanwhile; a job that
- * has to wait gives its upload slots to the next jobs first while fewer than
- * {@linkcode FREED_MAX} others wait so. When the shared store cannot be
- * reached, the record is not held back (the outbox keeps it).
+ * published meanwhile; a job that has to wait gives its upload slots to the
+ * next jobs first while fewer than {@linkcode FREED_MAX} others wait so.
+ * When the shared store cannot be reached, the record is not held back (the
+ * outbox keeps it).
  *
  * @module
  */
