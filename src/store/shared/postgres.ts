@@ -138,6 +138,11 @@ export class PostgresSharedStore extends ClaimsInBatches implements SharedStore 
     // An idle connection that breaks (server restart) is dropped by the pool; without a
     // listener the 'error' event would crash the process.
     this.#pool.on("error", () => {});
+    // A connection that breaks while checked out fails its query (the call fails, is
+    // classified, and the link backs off) and also emits 'error' on its client, where the
+    // pool listens only while it is idle: without this listener that event ends the process,
+    // whatever the socket's error (seen: `read ECONNRESET` when the server stopped mid-query).
+    this.#pool.on("connect", (client) => client.on("error", () => {}));
   }
 
   /** Runs `fn` on one pooled connection, classifying connection failures. */
