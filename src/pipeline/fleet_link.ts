@@ -46,9 +46,10 @@ const MAX_BACKOFF_MS = 10_000;
  * Whether an uncaught error is a database connection that the server ended
  * (PostgreSQL class 57P: shutdown, crash, restart; or the socket closing
  * under it). The pg client emits those as an 'error' event on a connection
- * checked out of its pool, where no listener is attached; the call that
- * used it fails on its own and the pool opens a new connection. Anything
- * else stays fatal.
+ * checked out of its pool; the PostgreSQL store listens on every client it
+ * opens (whatever the error, e.g. a reset), and this stays as the net for a
+ * driver that raises one elsewhere: the call that used the connection fails
+ * on its own and the pool opens a new one. Anything else stays fatal.
  */
 export function isDroppedDbConnection(e: unknown): boolean {
   const x = e as {
