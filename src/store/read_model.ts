@@ -225,9 +225,10 @@ export class ReadModel {
   /**
    * Whether `remotePath` on `server` is recorded or announced (an intent), read in one
    * statement: an upload's record is written and its intent dropped in one commit, so two
-   * separate reads can fall on either side of it and find neither.
+   * separate reads can fall on either side of it and find neither. (`Store.remotePathInUse`
+   * asks of records only.)
    */
-  remotePathInUse(server: string, remotePath: string): boolean {
+  remotePathRecordedOrAnnounced(server: string, remotePath: string): boolean {
     return (this.#store.q(
       `SELECT EXISTS(SELECT 1 FROM synced_files WHERE server = ?1 AND remote_path = ?2)
          OR EXISTS(SELECT 1 FROM intents WHERE server = ?1 AND remote_path = ?2) AS used`,
@@ -236,7 +237,7 @@ export class ReadModel {
 
   /**
    * The file and destination recorded at `remotePath` on `server`, or else the one whose upload
-   * announced it, read in one statement (see {@linkcode remotePathInUse}).
+   * announced it, read in one statement (see {@linkcode remotePathRecordedOrAnnounced}).
    */
   remotePathOwner(
     server: string,

@@ -62,7 +62,7 @@ export async function checkOrphans(c: ServerContext, expected: Set<string>): Pro
   for (const p of orphans) {
     // Confirm: recorded or announced since the snapshot means an upload is under way (both read
     // in one statement: an upload is recorded and its intent dropped in one commit).
-    const inUse = () => c.read.remotePathInUse(server.name, p);
+    const inUse = () => c.read.remotePathRecordedOrAnnounced(server.name, p);
     if (inUse()) continue;
     const problem: Problem = {
       kind: "orphaned",

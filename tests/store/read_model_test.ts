@@ -139,7 +139,7 @@ Deno.test("ReadModel.lagStats() and transferBuckets() summarise the transfer log
   });
 });
 
-Deno.test("ReadModel.recordSnapshot(), remotePathInUse() and remotePathOwner() answer what verify asks", () => {
+Deno.test("ReadModel.recordSnapshot(), remotePathRecordedOrAnnounced() and remotePathOwner() answer what verify asks", () => {
   withStore((store, read) => {
     store.putSynced(
       syncedRow("/b", { server: "x", transported_file_basename: "b.txt", remote_path: "b.txt" }),
@@ -153,10 +153,10 @@ Deno.test("ReadModel.recordSnapshot(), remotePathInUse() and remotePathOwner() a
     assertEquals(snap.synced.map((r) => r.input_file), ["/a", "/b"]);
     assertEquals(snap.queue.map((j) => j.input_file), ["/c"]);
     assertEquals(snap.intents.map((i) => ({ ...i })), [{ server: "x", remote_path: "c.txt" }]);
-    assert(read.remotePathInUse("x", "c.txt"), "announced");
-    assert(read.remotePathInUse("x", "a.txt"), "recorded");
-    assert(!read.remotePathInUse("y", "c.txt"));
-    assert(!read.remotePathInUse("x", "zzz"));
+    assert(read.remotePathRecordedOrAnnounced("x", "c.txt"), "announced");
+    assert(read.remotePathRecordedOrAnnounced("x", "a.txt"), "recorded");
+    assert(!read.remotePathRecordedOrAnnounced("y", "c.txt"));
+    assert(!read.remotePathRecordedOrAnnounced("x", "zzz"));
     assertEquals({ ...read.remotePathOwner("x", "a.txt") }, { input_file: "/a", dest: "" });
     assertEquals({ ...read.remotePathOwner("x", "c.txt") }, { input_file: "/c", dest: "" });
     assertEquals(read.remotePathOwner("x", "zzz"), undefined);
