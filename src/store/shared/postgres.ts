@@ -31,7 +31,7 @@
  *
  * @module
  */
-import pg from "pg";
+import type pg from "pg";
 import { distinctItems, distinctKeys, distinctRecords, inOrder, keyId } from "./_keys.ts";
 import { toNodeRow, toServerHealth } from "./_keys.ts";
 import type { KeyedItem } from "./_keys.ts";
@@ -71,6 +71,7 @@ import {
 } from "./_postgres_sql.ts";
 import { appendChanges, lockFeed, readChanges, readFeedBounds } from "./_postgres_feed.ts";
 import { pruneFeed } from "./_postgres_prune.ts";
+import { openPool } from "./_postgres_pool.ts";
 
 /** Options of {@linkcode PostgresSharedStore}. */
 export interface PostgresSharedOptions {
@@ -114,35 +115,7 @@ export class PostgresSharedStore extends ClaimsInBatches implements SharedStore 
     super();
     this.node = node;
     this.#shown = options.shown;
-    const config: pg.PoolConfig = {
-      host: url.host,
-      port: url.port,
-      user: url.user,
-      password: url.password,
-      database: url.database,
-      max: options.poolSize ?? 3,
-      connectionTimeoutMillis: options.connectTimeoutMs ?? 5_000,
-      idleTimeoutMillis: 30_000,
-      // A connection cut without a FIN (network loss) must not hang a call forever.
-      query_timeout: 60_000,
-      keepAlive: true,
-      application_name: `fileconveyor ${node}`.slice(0, 63),
-    };
-    if (url.tls) {
-      const tls: Record<string, unknown> = { rejectUnauthorized: url.tls.verifyChain };
-      if (url.tls.ca !== undefined) tls.ca = url.tls.ca;
-      if (!url.tls.verifyHost) tls.checkServerIdentity = () => undefined;
-      config.ssl = tls;
-    }
-    this.#pool = new pg.Pool(config);
-    // An idle connection that breaks (server restart) is dropped by the pool; without a
-    // listener the 'error' event would crash the process.
-    this.#pool.on("error", () => {});
-    // A connection that breaks while checked out fails its query (the call fails, is
-    // classified, and the link backs off) and also emits 'error' on its client, where the
-    // pool listens only while it is idle: without this listener that event ends the process,
-    // whatever the socket's error (seen: `read ECONNRESET` when the server stopped mid-query).
-    this.#pool.on("connect", (client) => client.on("error", () => {}));
+    this.#pool = openPool(url, node, options);
   }
 
   /** Runs `fn` on one pooled connection, classifying connection failures. */
