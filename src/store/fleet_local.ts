@@ -32,9 +32,12 @@
  *   the view `web_records` joins both for the web database (a row this node
  *   recorded comes first). A record this node published is not mirrored
  *   while `synced_files` holds a row of its key (that row is what the web
- *   database shows): an older mirror row of the key is dropped instead. Any
- *   other record is mirrored: another node's, and this node's own when its
- *   row is missing (a data directory wiped, a row deleted since). The web
+ *   database shows): an older mirror row of the key is dropped instead. The
+ *   change of a record this connection queued comes back through the feed
+ *   and is passed over without a read (its row was written with it; a row
+ *   deleted since has its removal queued). Any other record is mirrored:
+ *   another node's, and this node's own when its row is missing (a data
+ *   directory wiped, a row deleted since). The web
  *   database re-reads a file only when its mirror rows changed. When the
  *   feed was pruned past this node's cursor the mirror is replaced by a copy
  *   of the whole shared record, by the same rule
@@ -136,6 +139,16 @@ export class FleetLocal {
   #droppedTo = 0;
   /** What the feed brought recently, by key id, oldest first (see {@linkcode mirroredStat}). */
   readonly #recent = new Map<string, MirroredStat>();
+  /**
+   * The records this connection queued for publishing whose change has not
+   * come back through the feed yet, by key id, oldest first: what each said
+   * (see {@linkcode echoOf}). When one comes back as the key's record, the
+   * local row it was queued with is known to be there, so the change is
+   * passed over without a read.
+   */
+  readonly #echoes = new Map<string, string>();
+  /** Whether the mirror may hold a row: false only while it is known to be empty. */
+  #mirrorUsed: boolean;
 
   /** Creates the tables when missing (the store must be writable); `node`: this node's name. */
   constructor(store: Store, node: string) {
@@ -159,11 +172,21 @@ export class FleetLocal {
     }
     this.#writes = writes;
     store.db.exec(UNPUBLISH_TRIGGER);
+    this.#mirrorUsed = store.q("SELECT 1 FROM fleet_records LIMIT 1").get() !== undefined;
   }
 
-  /** Queues `record` for publishing (call in the transaction that records it locally). */
+  /**
+   * Queues `record` for publishing (call in the transaction that records it
+   * locally, with the row `record` was made from).
+   */
   queuePublish(record: SharedRecord): void {
     this.#queue(record, JSON.stringify(record));
+    const id = keyId(record);
+    this.#echoes.delete(id);
+    this.#echoes.set(id, echoOf(record));
+    if (this.#echoes.size > RECENT_RECORDS_MAX) {
+      this.#echoes.delete(this.#echoes.keys().next().value!);
+    }
   }
 
   /** Queues the removal of `key` from the shared record (in the transaction of the local delete). */
@@ -349,21 +372,36 @@ export class FleetLocal {
       "SELECT 1 FROM synced_files WHERE input_file = ? AND server = ? AND dest = ?",
     );
     const own: boolean[] = [];
+    let used = this.#mirrorUsed;
     this.#store.tx(() => {
       for (const c of changes) {
         const r = c.record;
         const { input_file, server, dest } = c.key;
         const mine = r !== undefined && r.node === this.#node &&
-          recorded.get(input_file, server, dest) !== undefined;
+          (this.#isEcho(c.key, r) || recorded.get(input_file, server, dest) !== undefined);
         own.push(mine);
-        if (r && !mine) put.run(...recordValues(r));
-        else if (drop.run(input_file, server, dest).changes === 0) continue;
+        if (r && !mine) {
+          put.run(...recordValues(r));
+          used = true;
+        } else if (!used || drop.run(input_file, server, dest).changes === 0) continue;
         this.#store.syncedChanged.add(input_file);
       }
       this.#store.setRuntime("fleetCursor", cursor);
     });
+    this.#mirrorUsed = used;
     // Only once committed: what the memory says, the mirror holds.
     changes.forEach((c, i) => this.#remember(c.key, own[i] ? undefined : c.record));
+  }
+
+  /**
+   * Whether `r`, the record of `key` now, is the one this connection queued
+   * for publishing last (that entry is then forgotten: its echo came).
+   */
+  #isEcho(key: SharedKey, r: SharedRecord): boolean {
+    const id = keyId(key);
+    if (this.#echoes.get(id) !== echoOf(r)) return false;
+    this.#echoes.delete(id);
+    return true;
   }
 
   /** Keeps (or forgets, when removed) what a change says of its key's source file. */
@@ -385,6 +423,7 @@ export class FleetLocal {
   beginRebuild(): void {
     // What memory holds may be older than the copy: it goes (a miss only costs a read).
     this.#recent.clear();
+    this.#echoes.clear();
     this.#store.db.exec(
       `CREATE TEMP TABLE IF NOT EXISTS fleet_rebuild(
          input_file TEXT NOT NULL, server TEXT NOT NULL, dest TEXT NOT NULL,
@@ -434,6 +473,7 @@ export class FleetLocal {
       ).run();
       for (const r of rows) this.#store.syncedChanged.add(r.input_file);
       this.#store.setRuntime("fleetCursor", cursor);
+      this.#mirrorUsed = true;
       return rows.length;
     });
     this.#store.db.exec("DROP TABLE IF EXISTS temp.fleet_rebuild");
@@ -481,4 +521,12 @@ export class FleetLocal {
       (this.#store.q("SELECT COUNT(*) AS n FROM fleet_records").get() as { n: number }).n,
     );
   }
+}
+
+/**
+ * What tells a record this node queued from another of the same key: its
+ * time and content (a record of this node with both is that one).
+ */
+function echoOf(r: SharedRecord): string {
+  return `${r.synced_at}:${r.fingerprint}`;
 }

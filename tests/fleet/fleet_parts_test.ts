@@ -291,6 +291,42 @@ Deno.test("FleetLocal: a record this node published is not mirrored over its own
     assertEquals(marked(), ["a.css", "c.css"]);
   }));
 
+Deno.test("FleetLocal: the change of a record this node queued is passed over when it comes back; a mirror row of its key still goes", () =>
+  withTempStore("fc-fleet-echo-", (store) => {
+    const local = new FleetLocal(store, "here");
+    const mirror = () =>
+      store.db.prepare("SELECT input_file, node FROM fleet_records ORDER BY input_file").all()
+        .map((r) => [path.basename(String(r.input_file)), r.node]);
+    const [a, b] = ["a.css", "b.css"].map(key) as SharedKey[];
+    const mine = record(a!, "here", "1");
+    store.tx(() => {
+      store.putSynced(syncedRow(a!.input_file, { synced_at: mine.synced_at }));
+      local.queuePublish(mine);
+    });
+    // Another node's record of the key reaches the mirror before this node's change comes back.
+    local.applyChanges([{ seq: 1, key: a!, record: record(a!, "other", "0") }], 1);
+    assertEquals(mirror(), [["a.css", "other"]]);
+    store.syncedChanged = new Set();
+    local.applyChanges([{ seq: 2, key: a!, record: mine }], 2);
+    assertEquals(mirror(), []);
+    assertEquals([...store.syncedChanged].map((f) => path.basename(f)), ["a.css"]);
+    // Queued, then its row deleted (its removal is queued): when it comes back it is not
+    // mirrored, so the web database does not show the file again until the removal lands.
+    const again = { ...record(b!, "here", "1"), synced_at: 2_000 };
+    store.tx(() => {
+      store.putSynced(syncedRow(b!.input_file, { synced_at: again.synced_at }));
+      local.queuePublish(again);
+    });
+    store.tx(() => store.deleteSynced(b!.input_file, b!.server, b!.dest));
+    local.applyChanges([{ seq: 3, key: b!, record: again }], 3);
+    assertEquals(mirror(), []);
+    // Once passed over it is forgotten: the same record coming again is this node's own without
+    // a row here (as after a data directory was wiped), and is mirrored.
+    local.applyChanges([{ seq: 4, key: b!, record: again }], 4);
+    assertEquals(mirror(), [["b.css", "here"]]);
+    assertEquals(local.cursor(), 4);
+  }));
+
 Deno.test("FleetFollower: behind a pruned range, the mirror is copied anew, then followed", async () => {
   const w = await shared(["writer", "other"]);
   const [writer, other] = w.stores as [SharedStore, SharedStore];
