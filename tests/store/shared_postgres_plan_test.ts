@@ -1,13 +1,13 @@
 /**
- * The PostgreSQL shared store's statements find records by their key
- * index: each claim, re-check, publish and removal touches the records of
- * its batch, never the whole shared record, so their cost does not grow with
- * the number of files. Checked on the plans PostgreSQL makes for a store of
- * 20,000 records (analysed), with the statements as the store sends them.
- * (The leases are few — only files being uploaded hold one — so reading
- * them whole is the planner's choice to make.) And on a store that grew
- * after its connections first ran them, before the server analysed it again
- * (a new fleet's first sync): counted by the server, through the store.
+ * The PostgreSQL shared store's statements find records and lease rows by
+ * their key index: each claim, re-check, publish and removal touches the
+ * rows of its batch, never the whole shared record nor every lease row (one
+ * per key published: a lease row outlives its lease), so their cost does not
+ * grow with the number of files. Checked on the plans PostgreSQL makes for a
+ * store of 20,000 records (analysed), with the statements as the store sends
+ * them. And on a store that grew after its connections first ran them,
+ * before the server analysed it again (a new fleet's first sync): counted by
+ * the server, through the store.
  *
  * @module
  */
@@ -16,7 +16,7 @@ import { openSharedStore } from "../../src/store/shared/open.ts";
 import { distinctItems } from "../../src/store/shared/_keys.ts";
 import {
   CLAIM_SQL,
-  DROP_LEASES_SQL,
+  END_LEASES_SQL,
   LEASES_SQL,
   PUBLISH_SQL,
   RECORDS_SQL,
@@ -137,14 +137,14 @@ Deno.test("shared store (postgres): claims, re-checks, publishes and removals re
       ]],
       ["leases", LEASES_SQL, [hashes]],
       ["records", RECORDS_SQL, [hashes]],
-      ["drop leases", DROP_LEASES_SQL, [hashes, "n1"]],
+      ["drop leases", END_LEASES_SQL, [hashes, "n1"]],
       ["unpublish", UNPUBLISH_SQL, [hashes]],
     ];
     for (const [name, sql, params] of statements) {
       const r = await client.query(`EXPLAIN (FORMAT JSON) ${sql}`, params);
       const plan = (r.rows[0]["QUERY PLAN"] as { Plan: PlanNode }[])[0]!.Plan;
-      const scanned = seqScans(plan).filter((t) => t === "synced_files");
-      assertEquals(scanned, [], `${name} reads the whole record: ${JSON.stringify(plan)}`);
+      const scanned = seqScans(plan).filter((t) => t === "synced_files" || t === "fc_leases");
+      assertEquals(scanned, [], `${name} reads a whole table: ${JSON.stringify(plan)}`);
     }
     // The store answers as before (the statements above were only planned).
     const [c] = await store.claimMany(
@@ -163,10 +163,14 @@ async function claimBatch(store: SharedStore, first: number): Promise<SharedKey[
   return keys;
 }
 
-/** Rows of `synced_files` read by whole-table scans, and its index scans, as the server counts them. */
-async function scans(client: pg.Client): Promise<{ seqRead: number; idx: number }> {
+/** Rows of `table` read by whole-table scans, and its index scans, as the server counts them. */
+async function scans(
+  client: pg.Client,
+  table: string,
+): Promise<{ seqRead: number; idx: number }> {
   const r = await client.query(
-    "SELECT seq_tup_read, idx_scan FROM pg_stat_user_tables WHERE relname = 'synced_files'",
+    "SELECT seq_tup_read, idx_scan FROM pg_stat_user_tables WHERE relname = $1",
+    [table],
   );
   return { seqRead: Number(r.rows[0].seq_tup_read), idx: Number(r.rows[0].idx_scan ?? 0) };
 }
@@ -179,6 +183,7 @@ Deno.test("shared store (postgres): a store that grew after its connections firs
   await onFreshStore(async (store, client) => {
     await client.query("ALTER TABLE synced_files SET (autovacuum_enabled = false)");
     await client.query("ALTER TABLE fc_changes SET (autovacuum_enabled = false)");
+    await client.query("ALTER TABLE fc_leases SET (autovacuum_enabled = false)");
     // More than the few executions after which PostgreSQL may keep one plan for a statement.
     for (let i = 0; i < 8; i++) {
       const keys = await claimBatch(store, 1_000_000 + i * BATCH);
@@ -194,6 +199,13 @@ Deno.test("shared store (postgres): a store that grew after its connections firs
        FROM generate_series(1, $1::int) AS i`,
       [RECORDS],
     );
+    // Each of them published: an ended lease row per key.
+    await client.query(
+      `INSERT INTO fc_leases(key_hash, input_file, server, dest, node, until)
+       SELECT lpad(to_hex(i), 64, '0'), '/srv/site/g' || i || '.css', 'cdn', '', 'n2', -1
+       FROM generate_series(1, $1::int) AS i`,
+      [RECORDS],
+    );
     const { head } = await store.feed();
     await client.query(
       `INSERT INTO fc_changes(seq, key_hash, input_file, server, dest, removed)
@@ -203,7 +215,8 @@ Deno.test("shared store (postgres): a store that grew after its connections firs
       [RECORDS, head],
     );
     await client.query("UPDATE fc_feed SET seq = $1 WHERE id = 1", [head + RECORDS]);
-    const before = await scans(client);
+    const before = await scans(client, "synced_files");
+    const leasesBefore = await scans(client, "fc_leases");
     for (let i = 0; i < 3; i++) await claimBatch(store, 2_000_000 + i * BATCH);
     const changes = await store.changesSince(head + RECORDS - 2000, 2000);
     assertEquals(changes.length, 2000);
@@ -222,11 +235,17 @@ Deno.test("shared store (postgres): a store that grew after its connections firs
       await sleep(100);
     }
     assertEquals(await storeSessions(), 0, "the store's sessions ended");
-    const after = await scans(client);
+    const after = await scans(client, "synced_files");
     assert(after.idx > before.idx, "the claims and the follow used the key index");
     assert(
       after.seqRead - before.seqRead < RECORDS,
       `${after.seqRead - before.seqRead} record rows read by whole-table scans`,
+    );
+    const leasesAfter = await scans(client, "fc_leases");
+    assert(leasesAfter.idx > leasesBefore.idx, "the claims used the leases' key index");
+    assert(
+      leasesAfter.seqRead - leasesBefore.seqRead < RECORDS,
+      `${leasesAfter.seqRead - leasesBefore.seqRead} lease rows read by whole-table scans`,
     );
   });
 });

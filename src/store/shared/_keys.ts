@@ -181,6 +181,14 @@ export function mineClaim(
  */
 export const RELEASED_UNTIL = 0;
 
+/**
+ * The ended mark of a lease on PostgreSQL: its node published the key (or
+ * gave the lease back). The row stays, so that a claim of a key published
+ * after the claim's snapshot always meets a row (see `postgres.ts`). A
+ * claim takes it as any expired lease, without naming its node (`from`).
+ */
+export const ENDED_UNTIL = -1;
+
 /** The claims of a batch in the caller's order, from the claims by key id. */
 export function inOrder(
   items: readonly { key: SharedKey }[],

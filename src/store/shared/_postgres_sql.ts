@@ -65,6 +65,13 @@ export const MIGRATIONS: string[] = [
   `
   ALTER TABLE synced_files ADD COLUMN source_stat text NOT NULL DEFAULT '';
   `,
+  // A lease row now outlives its lease (ended: until = -1) and tells the claim that takes it
+  // what it was (prev_*); only the rows of leases held are indexed by node.
+  `
+  ALTER TABLE fc_leases ADD COLUMN prev_node text, ADD COLUMN prev_until bigint;
+  DROP INDEX fc_leases_node;
+  CREATE INDEX fc_leases_held ON fc_leases(node) WHERE until > 0;
+  `,
 ];
 
 /** The record's columns in `synced_files`, in the order the statements use. */
@@ -86,13 +93,21 @@ export const LEASES_SQL =
 export const RECORDS_SQL =
   `SELECT key_hash, ${RECORD_COLUMNS_SQL} FROM synced_files WHERE key_hash = ANY($1::bpchar[])`;
 
-/** Drops node `$2`'s leases of the keys `$1`. */
-export const DROP_LEASES_SQL =
-  "DELETE FROM fc_leases WHERE key_hash = ANY($1::bpchar[]) AND node = $2";
+/** Ends node `$2`'s leases of the keys `$1` (their rows stay, see `ENDED_UNTIL`). */
+export const END_LEASES_SQL =
+  "UPDATE fc_leases SET until = -1 WHERE key_hash = ANY($1::bpchar[]) AND node = $2 AND until > 0";
 
-/** Removes the records of the keys `$1`; returns the keys that were there. */
-export const UNPUBLISH_SQL =
-  "DELETE FROM synced_files WHERE key_hash = ANY($1::bpchar[]) RETURNING key_hash";
+/**
+ * Removes the records of the keys `$1`, and the rows of their leases no
+ * longer held; returns the keys that were there.
+ */
+export const UNPUBLISH_SQL = `
+  WITH gone AS (
+    DELETE FROM synced_files WHERE key_hash = ANY($1::bpchar[]) RETURNING key_hash
+  ), dl AS (
+    DELETE FROM fc_leases WHERE key_hash IN (SELECT key_hash FROM gone) AND until <= 0
+  )
+  SELECT key_hash FROM gone`;
 
 /** Key of the advisory lock that serialises migrations ("fcsch" in ASCII). */
 export const MIGRATION_LOCK = 0x6663736368;
@@ -111,14 +126,16 @@ const DONE = "(rec.fingerprint = rec.fp OR (rec.st <> '' AND rec.source_stat = r
  * and its racy bound; sorted by hash, so rows are locked in that order);
  * `rec` the records, each read by its key (`LATERAL … LIMIT 1`: a join
  * would be planned as a read of the whole table while it is small, and the
- * plan of a named statement may be kept as the table grows); `ins` takes
- * the leases of the keys whose record is not done for what was asked (see
- * {@linkcode DONE}), where the lease is missing, expired or ours (a
- * conflicting row it does not update is still locked until the end of the
- * statement, so claimers of one key queue up);
- * `dl` drops our own lease on keys that are done. The result has, per key,
- * the lease we took (`mine_until`), otherwise the lease as the statement's
- * snapshot saw it, and the record.
+ * plan of a named statement may be kept as the table grows; the leases are
+ * read the same way); `ins` takes the leases of the keys whose record is not
+ * done for what was asked (see {@linkcode DONE}), where the lease row is
+ * missing, expired, ended or ours (a conflicting row it does not update is
+ * still locked until the end of the statement, so claimers of one key queue
+ * up), and keeps in `prev_node`/`prev_until` what the row said before, as
+ * committed when it was taken (NULL: a new row); `dl` ends our own lease on
+ * keys that are done. The result has, per key, the lease we took
+ * (`mine_until`, with `mine_prev_*`), otherwise the lease as the
+ * statement's snapshot saw it, and the record.
  */
 export const CLAIM_SQL = `
   WITH k AS (
@@ -132,18 +149,20 @@ export const CLAIM_SQL = `
     SELECT k.h, k.i, k.s, k.d, $6, $7 FROM k
     WHERE NOT EXISTS (SELECT 1 FROM rec WHERE rec.h = k.h AND ${DONE})
     ORDER BY k.h
-    ON CONFLICT (key_hash) DO UPDATE SET node = EXCLUDED.node, until = EXCLUDED.until
+    ON CONFLICT (key_hash) DO UPDATE SET node = EXCLUDED.node, until = EXCLUDED.until,
+      prev_node = fc_leases.node, prev_until = fc_leases.until
     WHERE fc_leases.until <= $8 OR fc_leases.node = $6
-    RETURNING key_hash, until
+    RETURNING key_hash, until, prev_node, prev_until
   ), dl AS (
-    DELETE FROM fc_leases l USING rec
-    WHERE l.key_hash = rec.h AND ${DONE} AND l.node = $6
+    UPDATE fc_leases l SET until = -1 FROM rec
+    WHERE l.key_hash = rec.h AND ${DONE} AND l.node = $6 AND l.until > 0
   )
-  SELECT k.h AS key_hash, ins.until AS mine_until, l.node AS lease_node, l.until AS lease_until,
+  SELECT k.h AS key_hash, ins.until AS mine_until, ins.prev_node AS mine_prev_node,
+    ins.prev_until AS mine_prev_until, l.node AS lease_node, l.until AS lease_until,
     rec.input_file, rec.server, rec.dest, rec.transported_file_basename, rec.url,
     rec.remote_path, rec.fingerprint, rec.node, rec.synced_at, rec.source_stat
   FROM k LEFT JOIN ins ON ins.key_hash = k.h
-    LEFT JOIN fc_leases l ON l.key_hash = k.h
+    LEFT JOIN LATERAL (SELECT node, until FROM fc_leases WHERE key_hash = k.h LIMIT 1) l ON true
     LEFT JOIN rec ON rec.h = k.h`;
 
 /**
@@ -170,7 +189,10 @@ export const PUBLISH_SQL = `
       fingerprint = EXCLUDED.fingerprint, node = EXCLUDED.node,
       synced_at = EXCLUDED.synced_at, source_stat = EXCLUDED.source_stat
   ), dl AS (
-    DELETE FROM fc_leases WHERE key_hash = ANY($1::bpchar[]) AND node = $11
+    INSERT INTO fc_leases(key_hash, input_file, server, dest, node, until)
+    SELECT h, i, s, d, $11, -1 FROM k ORDER BY h
+    ON CONFLICT (key_hash) DO UPDATE SET node = EXCLUDED.node, until = -1
+    WHERE fc_leases.node = EXCLUDED.node OR fc_leases.until <= 0
   )
   INSERT INTO fc_changes(seq, key_hash, input_file, server, dest, removed)
   SELECT change_seq, h, i, s, d, false FROM k`;

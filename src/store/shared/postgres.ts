@@ -13,11 +13,17 @@
  * Claims: one statement per batch (`CLAIM_SQL`, one round trip): `INSERT …
  * ON CONFLICT (key_hash) DO UPDATE … WHERE the lease expired OR it is ours`
  * takes the leases of the keys whose record does not hold the fingerprint
- * yet (nor vouches for the stat asked); a conflicting row that is not updated is still locked, so two
- * claimers of one key queue up and exactly one wins. The records are read
- * at the start of the statement, so a record published while it waited for
- * a lock is not seen: the keys it leaves ours are read again in a second
- * statement, and those found published are done (no second upload).
+ * yet (nor vouches for the stat asked); a conflicting row that is not
+ * updated is still locked, so two claimers of one key queue up and exactly
+ * one wins. The records are read at the start of the statement, so a record
+ * published while it waited for a lock is not seen: the keys it leaves ours
+ * whose lease row was already there are read again in a second statement,
+ * and those found published are done (no second upload). A lease row
+ * outlives its lease: publishing ends it (`until = -1`, writing the row when
+ * the key had none) instead of deleting it, and it goes only with its
+ * record. So a record published after a claim's snapshot always left a row
+ * that the claim met, and a key whose row the claim created (a file never
+ * claimed before) needs no second read.
  *
  * Change feed: PostgreSQL sequences hand out numbers in call order but
  * transactions commit in any order, so a follower could read seq 12 before
@@ -37,6 +43,7 @@ import { toNodeRow, toServerHealth } from "./_keys.ts";
 import type { KeyedItem } from "./_keys.ts";
 import {
   decideClaim,
+  ENDED_UNTIL,
   isDone,
   mineClaim,
   type RecordRow,
@@ -60,7 +67,7 @@ import type {
 import type { ServerUrl } from "./url.ts";
 import {
   CLAIM_SQL,
-  DROP_LEASES_SQL,
+  END_LEASES_SQL,
   LEASES_SQL,
   MIGRATION_LOCK,
   MIGRATIONS,
@@ -231,12 +238,15 @@ export class PostgresSharedStore extends ClaimsInBatches implements SharedStore 
     const byHash = new Map(rows.map((row) => [row.key_hash as string, row]));
     const out = new Map<string, Claim>();
     const unknown: KeyedItem[] = [];
+    // Keys whose lease row was there before the claim took it (see #recheckMine).
+    const existed = new Set<string>();
     for (const item of distinct) {
       const row = byHash.get(item.hash);
       const record = row?.input_file != null ? toRecord(row as RecordRow) : undefined;
       let lease: { node: string; until: number } | undefined;
       if (row?.mine_until != null) lease = { node: this.node, until: Number(row.mine_until) };
-      else if (row?.lease_node != null) {
+      else if (row?.lease_node != null && Number(row.lease_until) > ENDED_UNTIL) {
+        // An ended lease is none: one taken since is read back below.
         lease = { node: row.lease_node, until: Number(row.lease_until) };
       }
       if (
@@ -249,11 +259,14 @@ export class PostgresSharedStore extends ClaimsInBatches implements SharedStore 
         unknown.push(item);
         continue;
       }
-      // The lease row read is the one before the statement: another node's, taken over.
-      const from = row?.mine_until != null && row.lease_node != null && row.lease_node !== this.node
-        ? row.lease_node as string
+      // What the row said when we took it: another node's lease (expired or released), taken
+      // over; an ended one is no lease.
+      const from = row?.mine_prev_node != null && row.mine_prev_node !== this.node &&
+          Number(row.mine_prev_until) > ENDED_UNTIL
+        ? row.mine_prev_node as string
         : undefined;
       out.set(item.id, decideClaim(item, record, lease, this.node, from));
+      if (row?.mine_until != null && row.mine_prev_until != null) existed.add(item.id);
     }
     if (unknown.length > 0) {
       const leases = await this.#with("claim in", async (c) => {
@@ -267,30 +280,39 @@ export class PostgresSharedStore extends ClaimsInBatches implements SharedStore 
         const l = leases.get(item.hash);
         // A lease gone since (its holder published or released) is busy for a moment:
         // asking again decides.
+        // The lease row was there: its "mine" is checked again below.
+        existed.add(item.id);
         out.set(
           item.id,
-          l && l.node !== this.node
+          !l || Number(l.until) <= ENDED_UNTIL
+            ? { kind: "busy", node: "", until: now }
+            : l.node !== this.node
             ? { kind: "busy", node: l.node, until: Number(l.until) }
-            : l
-            ? { kind: "mine", until: Number(l.until) }
-            : { kind: "busy", node: "", until: now },
+            : { kind: "mine", until: Number(l.until) },
         );
       }
     }
-    await this.#recheckMine(distinct, out);
+    await this.#recheckMine(distinct.filter((i) => existed.has(i.id)), out);
     return inOrder(items, out);
   }
 
   /**
    * The claim statement reads the records at its start; when it waited for
-   * the lock of a lease whose holder then published and dropped it, the
-   * lease is ours but the record it published was not seen. A second
-   * statement (a new snapshot, after our lease is committed) sees every
-   * record published before: those keys are done, and our lease on them goes;
-   * the others are "mine" with the record as it is now.
+   * the lock of a lease whose holder then published and ended it, the lease
+   * is ours but the record it published was not seen. A second statement (a
+   * new snapshot, after our lease is committed) sees every record published
+   * before: those keys are done, and our lease on them ends; the others are
+   * "mine" with the record as it is now.
+   *
+   * Only keys whose lease row was there before the claim are read again
+   * (`existing`): a record is published together with a lease row of its key
+   * (`PUBLISH_SQL`), and rows are deleted only with their record, so a
+   * record committed after the claim's snapshot left a row that the claim
+   * met (committed, or locked until then). A key claimed for the first time
+   * (every new file) costs one round trip.
    */
-  async #recheckMine(distinct: readonly KeyedItem[], out: Map<string, Claim>): Promise<void> {
-    const mine = distinct.filter((i) => out.get(i.id)?.kind === "mine");
+  async #recheckMine(existing: readonly KeyedItem[], out: Map<string, Claim>): Promise<void> {
+    const mine = existing.filter((i) => out.get(i.id)?.kind === "mine");
     if (mine.length === 0) return;
     const rows = await this.#with("claim in", async (c) => {
       const r = await c.query(
@@ -313,7 +335,7 @@ export class PostgresSharedStore extends ClaimsInBatches implements SharedStore 
     await this.#with(
       "claim in",
       (c) =>
-        c.query(DROP_LEASES_SQL, [
+        c.query(END_LEASES_SQL, [
           done.map((i) => i.hash),
           this.node,
         ]),
@@ -324,7 +346,7 @@ export class PostgresSharedStore extends ClaimsInBatches implements SharedStore 
     const [item] = distinctKeys([key]);
     return this.#with("renew a lease in", async (c) => {
       const r = await c.query(
-        "UPDATE fc_leases SET until = $1 WHERE key_hash = $2 AND node = $3 AND until <> $4",
+        "UPDATE fc_leases SET until = $1 WHERE key_hash = $2 AND node = $3 AND until > $4",
         [now + leaseMs, item!.hash, this.node, RELEASED_UNTIL],
       );
       return (r.rowCount ?? 0) > 0;
@@ -334,17 +356,15 @@ export class PostgresSharedStore extends ClaimsInBatches implements SharedStore 
   release(key: SharedKey): Promise<void> {
     const [item] = distinctKeys([key]);
     return this.#with("release a lease in", async (c) => {
-      await c.query("DELETE FROM fc_leases WHERE key_hash = $1 AND node = $2", [
-        item!.hash,
-        this.node,
-      ]);
+      await c.query(END_LEASES_SQL, [[item!.hash], this.node]);
     });
   }
 
   releaseDead(now: number, deadAfterMs: number): Promise<number> {
     return this.#with("release leases in", async (c) => {
       const r = await c.query(
-        `UPDATE fc_leases SET until = $3 WHERE until <> $3 AND node <> $1 AND node IN
+        // `until > 0` as written, so the index of the leases held serves (see the migrations).
+        `UPDATE fc_leases SET until = $3 WHERE until > 0 AND node <> $1 AND node IN
            (SELECT node FROM fc_nodes WHERE heartbeat_at < $2)`,
         [this.node, now - deadAfterMs, RELEASED_UNTIL],
       );
