@@ -207,8 +207,11 @@ export interface AheadDeps {
   peek(server: string, limit: number, afterId: number): Job[];
   /** The highest job id of the queue. */
   lastJobId(): number;
-  /** The file of a job as it would be claimed now; undefined to leave the job to claim itself. */
-  fileOf(job: Job): AheadFile | undefined;
+  /**
+   * The file of each job (in order) as it would be claimed; undefined to
+   * leave that job to claim itself.
+   */
+  filesOf(jobs: readonly Job[]): (AheadFile | undefined)[];
   /**
    * The MD5 of a file claimed unread, read now; undefined when it cannot be
    * read (its job reads it). Absent: never read here.
@@ -289,12 +292,18 @@ export class ClaimAhead {
         after = 0;
         continue;
       }
+      // The page's files are looked at together (one read of the source state).
+      const wanted = new Map<string, Job>();
       for (const job of jobs) {
-        if (planned.length >= size) break;
+        if (planned.length + wanted.size >= size) break;
         after = job.id;
         const id = keyId({ input_file: job.input_file, server, dest: job.dest });
-        if (exclude.has(id) || this.#entries.has(id)) continue;
-        const file = this.#deps.fileOf(job);
+        if (exclude.has(id) || this.#entries.has(id) || wanted.has(id)) continue;
+        wanted.set(id, job);
+      }
+      const files = this.#deps.filesOf([...wanted.values()]);
+      for (const [i, [id, job]] of [...wanted].entries()) {
+        const file = files[i];
         if (!file) continue;
         let resolve!: (c: Claim) => void;
         let reject!: (e: unknown) => void;

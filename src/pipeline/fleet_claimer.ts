@@ -43,7 +43,7 @@ import type {
   SharedStore,
   StatAsk,
 } from "../store/shared/types.ts";
-import type { Job, Store } from "../store/store.ts";
+import type { FileRow, Job, Store } from "../store/store.ts";
 import { readRegularNative } from "../util/_native_read.ts";
 import { readRegularSync } from "../util/regular_file.ts";
 import type { PipelineContext } from "./context.ts";
@@ -122,8 +122,11 @@ export class FleetClaimer {
     this.#ahead = new ClaimAhead({
       peek: (server, limit, afterId) => store.peek(server, limit, Date.now(), afterId),
       lastJobId: () => store.lastJobId(),
-      fileOf: (job) => this.#aheadFile(job),
-      read: (file) => this.#hash(file.key.input_file, file.stat.size),
+      filesOf: (jobs) => {
+        const recorded = store.recordedFiles(jobs.map((j) => j.input_file));
+        return jobs.map((j) => this.#aheadFile(j, recorded.get(j.input_file)));
+      },
+      read: (file) => this.#hash(file.key.input_file, file.stat),
     });
   }
 
@@ -339,20 +342,34 @@ export class FleetClaimer {
     }
   }
 
-  /** The file of a queued job as a claim ahead takes it; undefined: the job claims itself. */
-  #aheadFile(job: Job): AheadFile | undefined {
+  /**
+   * The file of a queued job as a claim ahead takes it; undefined: the job
+   * claims itself. `recorded`: the file as the source state last recorded it
+   * (a scan or a watcher just did), whose stat is taken without looking at
+   * the file again: an answer serves only a job whose file still has the
+   * fingerprint it was claimed with (`useAhead`), so a file changed since is
+   * claimed by its job.
+   */
+  #aheadFile(job: Job, recorded?: FileRow): AheadFile | undefined {
     if (job.event === DELETED) return undefined;
     const source = this.#d.ctx.config.sources.find((x) => x.name === job.source);
     if (!source) return undefined;
     try {
-      const stat = observe(job.input_file, source).stat;
+      const stat = recorded
+        ? {
+          size: recorded.size,
+          mtimeMs: recorded.mtime_ms,
+          ctimeMs: recorded.ctime_ms,
+          ino: recorded.ino,
+        }
+        : observe(job.input_file, source).stat;
       // Big files are read once, when they run; their upload outlasts a round trip anyway.
       if (!stat || stat.size > AHEAD_MAX_BYTES) return undefined;
       const look = this.#d.look(job, stat);
       const md5 = look && "md5" in look
         ? look.md5
         : look?.read
-        ? this.#hash(job.input_file, stat.size)
+        ? this.#hash(job.input_file, stat)
         : undefined;
       return {
         key: keyOf(job, job.server),
@@ -374,10 +391,17 @@ export class FleetClaimer {
    * The MD5 of a small file whose content decides its claim: a record of
    * its size and mtime may be of it (`MirrorLook`, `fleet_ahead.ts`). The C
    * library's calls where they answer, node:fs otherwise; undefined when it
-   * cannot be read, or changed size since its stat (its job reads it then).
+   * is not a regular file with `stat` now (a symlink is never read here), or
+   * cannot be read, or changed size since (its job reads it then).
    */
-  #hash(path: string, size: number): string | undefined {
+  #hash(path: string, stat: Fingerprint): string | undefined {
     try {
+      const now = Deno.lstatSync(path);
+      if (
+        !now.isFile || now.size !== stat.size || now.ino !== stat.ino ||
+        now.mtime?.getTime() !== stat.mtimeMs
+      ) return undefined;
+      const size = stat.size;
       const data = (readRegularNative(path, size) ?? readRegularSync(path)).data;
       return data.length === size ? createHash("md5").update(data).digest("hex") : undefined;
     } catch {

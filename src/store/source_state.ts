@@ -112,6 +112,14 @@ export class SourceState extends StoreConnection {
     this.q("DELETE FROM files WHERE path = ?").run(path);
   }
 
+  recordedFiles(paths: readonly string[]): Map<string, FileRow> {
+    if (paths.length === 0) return new Map();
+    const rows = this.q(
+      "SELECT * FROM files WHERE path IN (SELECT value FROM json_each(?)) AND is_dir = 0",
+    ).all(JSON.stringify(paths)) as unknown as FileRow[];
+    return new Map(rows.map((r) => [r.path, r]));
+  }
+
   filesOf(source: string): { path: string; size: number }[] {
     return this.q("SELECT path, size FROM files WHERE source = ? AND is_dir = 0").all(
       source,

@@ -136,6 +136,11 @@ export interface PipelineStore {
   putFile(row: FileRow): void;
   deleteFile(path: string): void;
   deleteUnder(path: string): void;
+  /**
+   * The stored state of each of `paths` that is a regular file there, by
+   * path: one read for many (a look ahead in the queue).
+   */
+  recordedFiles(paths: readonly string[]): Map<string, FileRow>;
   /** Every regular file known in `source`, with its size. */
   filesOf(source: string): { path: string; size: number }[];
   // queue

@@ -114,7 +114,8 @@ function fakeQueue(n: number) {
       peek: (_server: string, limit: number, afterId: number) =>
         jobs.filter((j) => j.id > afterId && j.state === "queued").slice(0, limit),
       lastJobId: () => jobs.at(-1)?.id ?? 0,
-      fileOf: (job: Job) => job.event === DELETED ? undefined : file(job),
+      filesOf: (page: readonly Job[]) =>
+        page.map((job) => job.event === DELETED ? undefined : file(job)),
     },
   };
 }
@@ -241,10 +242,11 @@ Deno.test("ClaimAhead does not ask about files whose record it knows: they are d
   });
   const ahead = new ClaimAhead({
     ...q.deps,
-    fileOf: (job) => ({
-      ...q.file(job),
-      ...(job.id === 2 || job.id === 5 ? { known: known(job.id) } : {}),
-    }),
+    filesOf: (page) =>
+      page.map((job) => ({
+        ...q.file(job),
+        ...(job.id === 2 || job.id === 5 ? { known: known(job.id) } : {}),
+      })),
   }, () => 0);
   const b = ahead.plan("cdn", new Set());
   assertEquals(b.entries.map((e) => e.job.id), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
@@ -270,7 +272,7 @@ Deno.test("ClaimAhead does not ask about files whose record it knows: they are d
   // A batch of nothing but known files needs no answers at all.
   const only = new ClaimAhead({
     ...q.deps,
-    fileOf: (job) => ({ ...q.file(job), known: known(job.id) }),
+    filesOf: (page) => page.map((job) => ({ ...q.file(job), known: known(job.id) })),
   }, () => 0);
   const c = only.plan("cdn", new Set());
   assertEquals(c.items, []);
@@ -328,7 +330,7 @@ Deno.test("ClaimAhead: a file claimed with its stat carries it; a 'done' answer 
   const ahead = new ClaimAhead({
     ...q.deps,
     // Not read: claimed with the stat, as the claimer does without a vouched MD5.
-    fileOf: (job: Job) => unreadFile(job, stat(job)),
+    filesOf: (page: readonly Job[]) => page.map((job) => unreadFile(job, stat(job))),
   }, () => 0);
   const b = ahead.plan("cdn", new Set());
   assertEquals(b.items.map((i) => i.stat), q.jobs.map((j) => statAsk(stat(j), 0)));
@@ -362,7 +364,7 @@ Deno.test("ClaimAhead: a file claimed unread, 'mine' with a record of the same s
   const read: number[] = [];
   const ahead = new ClaimAhead({
     ...q.deps,
-    fileOf: (job: Job) => unreadFile(job, stat(job)),
+    filesOf: (page: readonly Job[]) => page.map((job) => unreadFile(job, stat(job))),
     // Job 4's file cannot be read: its job reads it.
     read: (f: AheadFile) => {
       read.push(f.stat.ino);
