@@ -49,6 +49,7 @@
  * @module
  */
 import { keyId, type RecordRow, recordValues, toRecord } from "./shared/_keys.ts";
+import { beginStaging, MIRROR_COLUMNS, replaceMirror, stagePage } from "./_fleet_mirror_copy.ts";
 import type { RecordChange, SharedKey, SharedRecord } from "./shared/types.ts";
 import type { DatabaseSync } from "node:sqlite";
 import type { Job, Store, SyncedRow } from "./store.ts";
@@ -90,10 +91,6 @@ const UNPUBLISH_TRIGGER = `
     SELECT fleet_outbox_touched();
   END;
 `;
-
-const MIRROR_COLUMNS =
-  "input_file, server, dest, transported_file_basename, url, remote_path, fingerprint, node, synced_at, " +
-  "source_stat";
 
 /**
  * Records the change feed brought that {@linkcode FleetLocal.mirroredStat}
@@ -424,26 +421,12 @@ export class FleetLocal {
     // What memory holds may be older than the copy: it goes (a miss only costs a read).
     this.#recent.clear();
     this.#echoes.clear();
-    this.#store.db.exec(
-      `CREATE TEMP TABLE IF NOT EXISTS fleet_rebuild(
-         input_file TEXT NOT NULL, server TEXT NOT NULL, dest TEXT NOT NULL,
-         transported_file_basename TEXT NOT NULL, url TEXT NOT NULL, remote_path TEXT NOT NULL,
-         fingerprint TEXT NOT NULL, node TEXT NOT NULL, synced_at INTEGER NOT NULL,
-         source_stat TEXT NOT NULL DEFAULT '',
-         PRIMARY KEY(input_file, server, dest)) WITHOUT ROWID;
-       DELETE FROM temp.fleet_rebuild;`,
-    );
+    beginStaging(this.#store);
   }
 
   /** Adds a page of the shared record to the staging copy. */
   rebuildPage(records: readonly SharedRecord[]): void {
-    const put = this.#store.q(
-      `INSERT OR REPLACE INTO temp.fleet_rebuild(${MIRROR_COLUMNS})
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    );
-    this.#store.tx(() => {
-      for (const r of records) put.run(...recordValues(r));
-    });
+    stagePage(this.#store, records);
   }
 
   /**
@@ -453,30 +436,8 @@ export class FleetLocal {
    * rows differ. Returns how many records differed.
    */
   finishRebuild(cursor: number): number {
-    const changed = this.#store.tx(() => {
-      this.#store.q(
-        `DELETE FROM temp.fleet_rebuild WHERE node = ? AND EXISTS (SELECT 1 FROM synced_files s
-           WHERE s.input_file = fleet_rebuild.input_file AND s.server = fleet_rebuild.server
-             AND s.dest = fleet_rebuild.dest)`,
-      ).run(this.#node);
-      const rows = this.#store.q(
-        `SELECT input_file FROM (SELECT ${MIRROR_COLUMNS} FROM fleet_records
-           EXCEPT SELECT ${MIRROR_COLUMNS} FROM temp.fleet_rebuild)
-         UNION
-         SELECT input_file FROM (SELECT ${MIRROR_COLUMNS} FROM temp.fleet_rebuild
-           EXCEPT SELECT ${MIRROR_COLUMNS} FROM fleet_records)`,
-      ).all() as { input_file: string }[];
-      this.#store.q("DELETE FROM fleet_records").run();
-      this.#store.q(
-        `INSERT INTO fleet_records(${MIRROR_COLUMNS}) SELECT ${MIRROR_COLUMNS}
-         FROM temp.fleet_rebuild`,
-      ).run();
-      for (const r of rows) this.#store.syncedChanged.add(r.input_file);
-      this.#store.setRuntime("fleetCursor", cursor);
-      this.#mirrorUsed = true;
-      return rows.length;
-    });
-    this.#store.db.exec("DROP TABLE IF EXISTS temp.fleet_rebuild");
+    const changed = replaceMirror(this.#store, this.#node, cursor);
+    this.#mirrorUsed = true;
     return changed;
   }
 
