@@ -323,6 +323,8 @@ export class Worker {
       moveFrom,
     };
     let p = plan(input);
+    // A fleet's claim of the upload, once asked (see #claim).
+    let fleetClaim: { adopted?: SyncResult; takenOverFrom?: string } | undefined;
     if (p.action === "hash-check") {
       input.contentMd5 = await md5Of(job.input_file, signal, stat!.size);
       p = plan(input);
@@ -345,29 +347,22 @@ export class Worker {
       case "delete":
         return await this.#delete(s, transport, job, synced!);
       case "move": {
+        // In a fleet the new name is claimed first, as an upload would be: of the nodes that
+        // share the folder and see the rename, one moves the file (or uploads it when the move
+        // fails); the others find its record.
+        const claimed = await this.#claim(server.name, job, rel, stat!, chain!, rule!, input);
+        if (claimed?.adopted) return claimed.adopted;
         const moved = await this.#move(s, transport, job, rel, moveFrom!.row, stat!);
         if (moved) return moved;
+        fleetClaim = claimed;
         break;
       }
       case "hash-check":
         throw new ClassifiedError(`Cannot decide about "${rel}": ${p.reason}`, "retry");
     }
-    let takenOverFrom: string | undefined;
-    if (this.#d.fleet) {
-      const claim: ClaimInput = {
-        job,
-        server: server.name,
-        rel,
-        stat: stat!,
-        chain: chain!,
-        processed: rule!.processors.length > 0,
-        input,
-        signal,
-      };
-      const adopted = await claimUpload(this.#d.fleet, claim);
-      if (adopted) return adopted;
-      takenOverFrom = claim.takenOverFrom;
-    }
+    fleetClaim ??= await this.#claim(server.name, job, rel, stat!, chain!, rule!, input);
+    if (fleetClaim?.adopted) return fleetClaim.adopted;
+    const takenOverFrom = fleetClaim?.takenOverFrom;
     this.#uploading.add(job);
     const uploaded = await this.#uploader.upload(s, transport, {
       source,
@@ -408,6 +403,36 @@ export class Worker {
     });
     s.log.info(`deleted ${synced.remote_path}`);
     return { kind: "deleted", bytes: 0, remotePath: synced.remote_path };
+  }
+
+  /**
+   * In a fleet, claims the upload of a job's file (`claimUpload`): `adopted`
+   * when another node uploaded this content (nothing to do here); otherwise
+   * this node holds the lease, and `takenOverFrom` names the node whose
+   * lease it took over. Undefined without a fleet.
+   */
+  async #claim(
+    server: string,
+    job: Job,
+    rel: string,
+    stat: { size: number; mtimeMs: number; ctimeMs: number; ino: number },
+    chain: string,
+    rule: { processors: readonly unknown[] },
+    input: PlanInput,
+  ): Promise<{ adopted?: SyncResult; takenOverFrom?: string } | undefined> {
+    if (!this.#d.fleet) return undefined;
+    const claim: ClaimInput = {
+      job,
+      server,
+      rel,
+      stat,
+      chain,
+      processed: rule.processors.length > 0,
+      input,
+      signal: this.#ctx.signal,
+    };
+    const adopted = await claimUpload(this.#d.fleet, claim);
+    return adopted ? { adopted } : { takenOverFrom: claim.takenOverFrom };
   }
 
   /** A rename: moves the old name's copy server-side; undefined when the move failed (upload instead). */

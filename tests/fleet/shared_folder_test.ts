@@ -211,10 +211,21 @@ Deno.test("fleet (postgres): files renamed in a shared folder end under their ne
     await eventually(() => webDbsMatch(nodes, shared), 30_000, "the web databases");
     await sleep(1000);
     assertEquals(diffTrees(tree(shared), tree(w.dst)), "");
+    // Each file under its last name went out once, moved or uploaded, by one node: a move
+    // claims the new name first, as an upload does.
+    const done = new Map<string, number>();
     for (const n of nodes) {
       const log = n.daemon!.log();
       assert(!/Uncaught|failed permanently/.test(log), log.slice(-3000));
+      for (
+        const m of log.matchAll(/(?:uploaded |moved "[^"]*" to ")(?:[^\s"]*\/)?b\/(g\d+)\.txt/g)
+      ) {
+        done.set(m[1]!, (done.get(m[1]!) ?? 0) + 1);
+      }
     }
+    const twice = [...done].filter(([, k]) => k > 1).map(([f]) => f);
+    assertEquals(twice, [], "moved or uploaded by both nodes");
+    assertEquals(done.size, N);
   } finally {
     await cleanup();
   }
