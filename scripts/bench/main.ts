@@ -97,24 +97,21 @@ const NOTES: string[] = [
   "(~0.12 s, one query each; SQLite looks every row up from the `dir` index) and the comparison. " +
   "After a clean stop the web application databases are kept until a synced file changes " +
   "(rebuilding them at the start took as long as the scan).",
-  "**The shared store (missed: PostgreSQL ≤ 1.5× SQLite; two pinned nodes level with one " +
-  "within this machine's noise).** A node whose destinations can report what they store (a " +
-  "local folder, S3, CloudFront, Cloud Files) may now leave 256 recorded uploads " +
-  "unpublished instead of 32: the node that takes a killed node's leases over is told so by " +
-  "its claim and finds those uploads at the destination instead of sending them again, so " +
-  "the bound no longer limits duplicates. That took the one-node ratio from 1.87× to 1.61× " +
-  "in alternated rounds (1.89× → 1.66× in the bench). What is left is spread thin: a " +
-  "PostgreSQL node spends ~1.2–1.5 CPU s more than a SQLite node per 10,000 files — the " +
-  "claims ahead (a look and a key hash per file, two round trips per 64 files), the outbox " +
-  "(a row in and out per record), the `pg` client and Deno's Node socket layer under it " +
-  "(~0.4 s with the garbage they leave), the node's own records coming back through the " +
-  "change feed, and ~0.1 s of start-up during which the first claim waits for the pool. No " +
-  "part is worth more than ~5 %; larger claim batches, more uploads waiting without their " +
-  "slots, a warmed pool and picks deferred to the next record commit were each measured and " +
-  "changed nothing. A pinned pair is CPU-bound here: two nodes (~3 CPU s each, a node " +
-  "spending on the files the other uploaded nearly what it spends on its own) and the " +
-  "database server share 2 cores, where one pinned node leaves the server a core of its " +
-  "own.",
+  "**The shared store (missed: PostgreSQL ≤ 1.5× SQLite by a few per cent; two pinned nodes " +
+  "not faster than one).** A claim of a file never claimed before now takes one round trip " +
+  "per batch instead of two: a lease row outlives its lease (publishing ends it instead of " +
+  "deleting it), so a record published while a claim waited always left a row the claim met, " +
+  "and only keys whose row was there are read again. A node passes over its own records when " +
+  "they come back through the change feed, and claims ahead take each file's stat from the " +
+  "source state the scan just stored (one read per page of the queue) instead of looking at " +
+  "every file again. With the larger bound on unpublished uploads of the session before, the " +
+  "one-node ratio went from 1.89–1.99× (da21fa7) to 1.56–1.57× in the bench. What is left is " +
+  "spread thin (a PostgreSQL node spends ~1 CPU s more than a SQLite node per 10,000 files: " +
+  "the claims ahead, the outbox, the `pg` client and Deno's Node socket layer, ~0.1 s of " +
+  "start-up before the first claim). A pinned pair is CPU-bound here: two nodes (~3 CPU s " +
+  "each) and the database server share 2 cores, where one pinned node leaves the server a " +
+  "core of its own; the changes helped a node alone more than a pair, whose claims meet each " +
+  "other's rows and are read again.",
   "**Sample chain (peak ≤ 400 MiB in four of six runs of the day, not in the full run; ≥ 2× not shown).** " +
   "Profiled (`--cpu-prof` of the main thread and each worker, 6,239 files): main thread 45 %, " +
   "esbuild 32 %, oxipng 10 %, acorn's ES5 parse 4 %, worker start-up and engine compiles 8 %. " +
