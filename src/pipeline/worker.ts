@@ -417,7 +417,7 @@ export class Worker {
     rel: string,
     stat: { size: number; mtimeMs: number; ctimeMs: number; ino: number },
     chain: string,
-    rule: { processors: readonly unknown[] },
+    rule: Rule,
     input: PlanInput,
   ): Promise<{ adopted?: SyncResult; takenOverFrom?: string } | undefined> {
     if (!this.#d.fleet) return undefined;
