@@ -46,6 +46,7 @@ import type {
 import type { FileRow, Job, Store } from "../store/store.ts";
 import { readRegularNative } from "../util/_native_read.ts";
 import { readRegularSync } from "../util/regular_file.ts";
+import { statLike } from "../watch/_stat.ts";
 import type { PipelineContext } from "./context.ts";
 import type { FleetLeases } from "./fleet_lease.ts";
 import { fingerprint, keyOf, statAsk, unreadFingerprint } from "./fleet_keys.ts";
@@ -61,7 +62,7 @@ import {
 } from "./fleet_ahead.ts";
 import { type SettleDeps, settleDone } from "./fleet_settle.ts";
 import { observe } from "./observe.ts";
-import type { Fingerprint } from "./plan.ts";
+import { type Fingerprint, sameStat } from "./plan.ts";
 
 /** Claims asked within this many milliseconds share one round trip. */
 const CLAIM_WINDOW_MS = 5;
@@ -397,10 +398,7 @@ export class FleetClaimer {
   #hash(path: string, stat: Fingerprint): string | undefined {
     try {
       const now = Deno.lstatSync(path);
-      if (
-        !now.isFile || now.size !== stat.size || now.ino !== stat.ino ||
-        now.mtime?.getTime() !== stat.mtimeMs
-      ) return undefined;
+      if (!now.isFile || !sameStat(statLike(now), stat)) return undefined;
       const size = stat.size;
       const data = (readRegularNative(path, size) ?? readRegularSync(path)).data;
       return data.length === size ? createHash("md5").update(data).digest("hex") : undefined;

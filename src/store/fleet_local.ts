@@ -178,12 +178,7 @@ export class FleetLocal {
    */
   queuePublish(record: SharedRecord): void {
     this.#queue(record, JSON.stringify(record));
-    const id = keyId(record);
-    this.#echoes.delete(id);
-    this.#echoes.set(id, echoOf(record));
-    if (this.#echoes.size > RECENT_RECORDS_MAX) {
-      this.#echoes.delete(this.#echoes.keys().next().value!);
-    }
+    keepRecent(this.#echoes, keyId(record), echoOf(record));
   }
 
   /** Queues the removal of `key` from the shared record (in the transaction of the local delete). */
@@ -404,16 +399,15 @@ export class FleetLocal {
   /** Keeps (or forgets, when removed) what a change says of its key's source file. */
   #remember(key: SharedKey, r: SharedRecord | undefined): void {
     const id = keyId(key);
-    this.#recent.delete(id);
-    if (!r) return;
-    this.#recent.set(id, {
+    if (!r) {
+      this.#recent.delete(id);
+      return;
+    }
+    keepRecent(this.#recent, id, {
       fingerprint: r.fingerprint,
       source_stat: r.source_stat ?? "",
       synced_at: r.synced_at,
     });
-    if (this.#recent.size > RECENT_RECORDS_MAX) {
-      this.#recent.delete(this.#recent.keys().next().value!);
-    }
   }
 
   /** Starts replacing the mirror: an empty staging copy (of this connection only). */
@@ -490,4 +484,14 @@ export class FleetLocal {
  */
 function echoOf(r: SharedRecord): string {
   return `${r.synced_at}:${r.fingerprint}`;
+}
+
+/**
+ * Sets `id` in `map` as its newest entry, and drops the oldest beyond
+ * {@linkcode RECENT_RECORDS_MAX} (a Map keeps insertion order).
+ */
+function keepRecent<V>(map: Map<string, V>, id: string, value: V): void {
+  map.delete(id);
+  map.set(id, value);
+  if (map.size > RECENT_RECORDS_MAX) map.delete(map.keys().next().value!);
 }
